@@ -1,0 +1,130 @@
+"""The schedule core: the `Schedule` type, step and value coercion, composition, annealing.
+
+A schedule is a pure function ``step -> value``. Steps are integers (int32, or int64 under
+``jax_enable_x64``) and every comparison with a milestone or cycle boundary is made in integer
+arithmetic, so a schedule is exact for every step in ``[0, 2**31 - 1]``. Values are float32, or
+float64 under ``jax_enable_x64``. Every schedule works elementwise on an array of steps and under
+``jit``, ``vmap`` and ``grad`` (with respect to its float hyperparameters).
+
+This module imports jax and numpy only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from purelr.schedules import validate
+
+Array = jax.Array
+Scalar = Union[float, int, Array]
+Schedule = Callable[[Scalar], Array]
+"""A pure function from a step (an integer or an integer array) to a value of the same shape."""
+
+MAX_STEP = 2**31 - 1
+
+
+def int_dtype():
+    """The integer dtype steps are computed in: int64 under ``jax_enable_x64``, else int32."""
+    return jax.dtypes.canonicalize_dtype(jnp.int64)
+
+
+def float_dtype():
+    """The float dtype values are computed in: float64 under ``jax_enable_x64``, else float32."""
+    return jax.dtypes.canonicalize_dtype(jnp.float64)
+
+
+def as_steps(step: Scalar) -> Array:
+    """Coerces a step or an array of steps to the integer step dtype (floats are floored)."""
+    step = jnp.asarray(step)
+    if jnp.issubdtype(step.dtype, jnp.floating):
+        step = jnp.floor(step)
+    return step.astype(int_dtype())
+
+
+def as_values(value: Scalar) -> Array:
+    """Coerces a value to the float value dtype."""
+    return jnp.asarray(value, dtype=float_dtype())
+
+
+def constant_schedule(value: float) -> Schedule:
+    """``f(t) = value``."""
+
+    def schedule(step):
+        return jnp.full(jnp.shape(step), value, dtype=float_dtype())
+
+    return schedule
+
+
+def resolve(value, step: Scalar) -> Array:
+    """The value of a hyperparameter that is either a constant or a schedule, at ``step``."""
+    return as_values(value(step) if callable(value) else value)
+
+
+def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
+    """Runs ``schedules[i]`` on ``[boundaries[i-1], boundaries[i])``, each restarted at zero.
+
+    ``f(t) = schedules[i](t - boundaries[i-1])`` for ``boundaries[i-1] <= t < boundaries[i]``, the
+    semantics of ``optax.join_schedules``.
+    """
+    if len(boundaries) != len(schedules) - 1:
+        raise ValueError(
+            f"join_schedules needs len(boundaries) == len(schedules) - 1, got "
+            f"{len(boundaries)} boundaries for {len(schedules)} schedules"
+        )
+    boundaries = validate.step_list("boundaries", boundaries, strictly=False)
+
+    def schedule(step):
+        step = as_steps(step)
+        value = as_values(schedules[0](step))
+        for boundary, later in zip(boundaries, schedules[1:]):
+            value = jnp.where(step >= boundary, as_values(later(step - boundary)), value)
+        return value
+
+    return schedule
+
+
+def by_epoch(epoch_schedule: Schedule, steps_per_epoch: int) -> Schedule:
+    """An epoch-indexed schedule seen per update: ``f(k) = epoch_schedule(k // steps_per_epoch)``."""
+    steps_per_epoch = validate.positive_int("steps_per_epoch", steps_per_epoch)
+
+    def schedule(step):
+        return epoch_schedule(as_steps(step) // steps_per_epoch)
+
+    return schedule
+
+
+def cosine_anneal(start, end, fraction) -> Array:
+    """``end + (start - end) * (1 + cos(pi * fraction)) / 2``, from ``start`` at 0 to ``end`` at 1.
+
+    Evaluated as ``end + (start - end) * cos(pi * fraction / 2) ** 2``, the same number without the
+    cancellation of ``1 + cos`` near ``fraction = 1``; beyond [0, 1] it keeps oscillating.
+    """
+    return end + (start - end) * jnp.cos((math.pi / 2) * fraction) ** 2
+
+
+def linear_anneal(start, end, fraction) -> Array:
+    """``(end - start) * fraction + start``, from ``start`` at 0 to ``end`` at 1."""
+    return (end - start) * fraction + start
+
+
+def fraction(numerator: Array, denominator) -> Array:
+    """``numerator / denominator`` of integer step counts, as values."""
+    return as_values(numerator) / as_values(denominator)
+
+
+def count_reached(step: Array, milestones: Sequence[int]) -> Array:
+    """How many of the sorted integer ``milestones`` are ``<= step`` (``bisect_right``), exactly."""
+    if len(milestones) == 0:
+        return jnp.zeros(jnp.shape(step), int_dtype())
+    table = jnp.asarray(np.asarray(milestones, dtype=np.int64), dtype=int_dtype())
+    return jnp.sum(step[..., None] >= table, axis=-1).astype(int_dtype())
+
+
+def integer_power(base, exponent: Array) -> Array:
+    """``base ** exponent`` for a float base and an integer array exponent >= 0."""
+    return jnp.power(as_values(base), as_values(exponent))
