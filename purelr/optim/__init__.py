@@ -1,0 +1,22 @@
+"""Twins of ``torch.optim`` as ``optax.GradientTransformation``s, step for step.
+
+Each takes torch's keyword names and defaults; every number may be a constant or a schedule
+(``step -> value``, read at update ``count``); ``state.hyperparams`` holds the values used at the
+last update. Gradient clipping with torch's arithmetic: ``clip_grad_norm``, ``clip_grad_value``;
+skipping non-finite steps: ``skip_nonfinite``.
+"""
+
+from purelr.optim.adadelta import adadelta
+from purelr.optim.adagrad import adagrad
+from purelr.optim.adam import adam
+from purelr.optim.adamax import adamax
+from purelr.optim.adamw import adamw
+from purelr.optim.asgd import asgd
+from purelr.optim.nadam import nadam
+from purelr.optim.radam import radam
+from purelr.optim.rmsprop import rmsprop
+from purelr.optim.rprop import rprop
+from purelr.optim.sgd import sgd
+
+__all__ = ["adadelta", "adagrad", "adam", "adamax", "adamw", "asgd", "nadam", "radam",
+           "rmsprop", "rprop", "sgd"]

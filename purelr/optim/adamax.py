@@ -1,0 +1,58 @@
+"""``torch.optim.Adamax``: Adam with an infinity-norm second moment."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from purelr.optim import base
+from purelr.optim.hyperparams import check
+from purelr.schedules.core import resolve
+
+
+class AdamaxState(NamedTuple):
+    count: jax.Array
+    hyperparams: dict[str, jax.Array]
+    exp_avg: Any
+    exp_inf: Any
+
+
+def adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
+           maximize: bool = False) -> optax.GradientTransformation:
+    """Twin of ``torch.optim.Adamax``; every number (``betas`` one by one) may be a schedule.
+
+    With ``g = -grad if maximize else grad`` and ``g += weight_decay * param``, at ``t = count + 1``::
+
+        exp_avg = lerp(exp_avg, g, 1 - beta1)
+        exp_inf = max(beta2 * exp_inf, |g| + eps)
+        param -= lr / (1 - beta1 ** t) * exp_avg / exp_inf
+    """
+    lr = check("lr", lr)
+    eps = check("eps", eps)
+    beta1, beta2 = base.check_betas(betas)
+    weight_decay = check("weight_decay", weight_decay)
+    decays = base.maybe_nonzero(weight_decay)
+    hyperparams = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
+    complement1 = base.one_minus(beta1)
+
+    def init_buffers(params, hp):
+        return dict(exp_avg=base.zeros(params), exp_inf=base.zeros(params))
+
+    def update_buffers(grads, state, params, hp):
+        base.require_params(params, decays, "adamax with weight_decay")
+        c1 = resolve(complement1, state.count)
+        clr = hp["lr"] / (1 - hp["beta1"] ** base.step_number(state.count))
+
+        def leaf(g, p, m, u):
+            g = base.gradient(g, p, hp, maximize=maximize, weight_decay=decays)
+            m = m + c1 * (g - m)
+            u = jnp.maximum(hp["beta2"] * u, jnp.abs(g) + hp["eps"])
+            return -clr * (m / u), m, u
+
+        updates, m, u = base.leafwise(leaf, grads, params, state.exp_avg, state.exp_inf)
+        return updates, dict(exp_avg=m, exp_inf=u)
+
+    return base.transformation(AdamaxState, hyperparams, init_buffers, update_buffers)

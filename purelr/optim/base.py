@@ -1,0 +1,121 @@
+"""What every ``torch.optim`` twin shares: the state's count and hyperparameters in force,
+leaf-by-leaf buffers, and torch's ``maximize`` / weight-decay handling of the gradient.
+
+A twin's state is a NamedTuple whose first two fields are ``count`` (updates applied so far) and
+``hyperparams`` (``{name: value used at the last update}``, the values at count 0 after ``init``),
+followed by its buffers, named after the keys of torch's ``optimizer.state[p]``. A buffer torch
+does not keep for the chosen flags is ``None``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from purelr.optim import hyperparams as hp_lib
+from purelr.schedules.core import as_values, resolve
+
+
+def transformation(state_type, hyperparams: Mapping[str, object],
+                   init_buffers: Callable, update_buffers: Callable) -> optax.GradientTransformation:
+    """An ``optax.GradientTransformation`` around a twin's arithmetic.
+
+    ``init_buffers(params, hp)`` returns the buffers (a dict of the state's other fields) from the
+    values ``hp`` in force at count 0; ``update_buffers(grads, state, params, hp)`` returns
+    ``(updates, buffers)`` for the update numbered ``state.count`` with the values ``hp`` in force.
+    """
+
+    def init_fn(params):
+        return state_type(count=jnp.zeros((), jnp.int32), hyperparams=hp_lib.initial(hyperparams),
+                          **init_buffers(params, hp_lib.initial(hyperparams)))
+
+    def update_fn(grads, state, params=None):
+        hp = hp_lib.in_force(hyperparams, state.count)
+        updates, buffers = update_buffers(grads, state, params, hp)
+        return updates, state_type(count=optax.safe_int32_increment(state.count), hyperparams=hp,
+                                   **buffers)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def leafwise(fn: Callable, grads, *trees):
+    """Applies ``fn(grad, *leaves) -> tuple`` leaf by leaf; returns one tree per output.
+
+    A tree given as ``None`` (params that are not needed, a buffer that is not kept) feeds
+    ``None`` to every call; an output that is ``None`` on every leaf comes back as ``None``.
+    Outputs are cast to the gradient leaf's dtype, as torch keeps buffers in the parameter's dtype.
+    """
+    treedef = jax.tree.structure(grads)
+    columns = [[None] * treedef.num_leaves if tree is None else treedef.flatten_up_to(tree)
+               for tree in trees]
+    rows = []
+    for grad, *leaves in zip(treedef.flatten_up_to(grads), *columns):
+        rows.append([None if out is None else jnp.asarray(out).astype(grad.dtype)
+                     for out in fn(grad, *leaves)])
+    return tuple(None if all(out is None for out in column) else treedef.unflatten(column)
+                 for column in zip(*rows))
+
+
+def zeros(params):
+    return jax.tree.map(jnp.zeros_like, params)
+
+
+def maybe_nonzero(value) -> bool:
+    """False only for a constant 0: torch skips the term (``if weight_decay != 0``); a schedule may not be 0."""
+    return callable(value) or value != 0
+
+
+def require_params(params, needed: bool, name: str):
+    if params is None and needed:
+        raise ValueError(f"{name} needs the params here: call update(grads, state, params)")
+
+
+def check_betas(betas):
+    """torch's ``0 <= betas[i] < 1``, each a constant or a schedule."""
+    return tuple(hp_lib.check(f"betas[{i}]", beta, maximum=1.0, maximum_open=True)
+                 for i, beta in enumerate(betas))
+
+
+def gradient(grad, param, hp, *, maximize: bool, weight_decay: bool):
+    """torch's ``grad = -grad if maximize``, then L2 decay ``grad + weight_decay * param``."""
+    grad = -grad if maximize else grad
+    return grad + hp["weight_decay"] * param if weight_decay else grad
+
+
+def gradient_and_decay(grad, param, hp, *, maximize: bool, weight_decay: bool, decoupled: bool):
+    """``(g, start)``: the gradient as above, with L2 decay unless ``decoupled``; ``start`` is the
+    param after torch's decoupled ``param *= 1 - lr * weight_decay`` (``None`` without it)."""
+    grad = gradient(grad, param, hp, maximize=maximize, weight_decay=weight_decay and not decoupled)
+    return grad, param * (1 - hp["lr"] * hp["weight_decay"]) if weight_decay and decoupled else None
+
+
+def update_from(param, start, *deltas):
+    """torch's in-place sequence ``param = start; param += delta...`` as an optax update.
+
+    With the params at hand the update is ``new_param - param``, so that ``apply_updates`` gives
+    the param torch computes, rounded as torch rounds it (``param + (new - param)`` is exactly
+    ``new`` when the step is small next to the param); ``start`` defaults to the param.
+    """
+    if param is None:
+        return sum(deltas)
+    new = param if start is None else start
+    for delta in deltas:
+        new = new + delta
+    return new - param
+
+
+def step_number(count):
+    """torch's ``state['step']`` after its increment, as a value: ``count + 1``."""
+    return as_values(count + 1)
+
+
+def one_minus(value):
+    """``1 - value`` for a constant-or-schedule hyperparameter (``beta2`` -> ``1 - beta2``).
+
+    A constant's complement is taken in double precision, as torch takes it in Python, before it
+    is rounded to float32: ``1 - float32(0.999)`` would be 1.3e-5 away from ``float32(0.001)``.
+    """
+    return (lambda step: 1 - resolve(value, step)) if callable(value) else 1.0 - value
