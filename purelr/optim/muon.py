@@ -1,0 +1,165 @@
+"""Muon, the twin of ``torch.optim.Muon`` (torch 2.13), for 2-D leaves.
+
+At update ``k``, for each matrix ``theta`` (shape ``A x B``) with gradient ``g``::
+
+    B_t   = lerp(B_{t-1}, g, 1 - momentum)            # = momentum B_{t-1} + (1 - momentum) g
+    M     = lerp(g, B_t, momentum) if nesterov else B_t
+    O     = NS(M)                                     # Newton-Schulz, in bfloat16
+    theta = theta * (1 - lr * weight_decay) - adjusted_lr * O
+
+``NS`` rounds ``M`` to bfloat16, transposes it when ``A > B``, divides it by
+``max(||M||_F, eps)`` and runs ``ns_steps`` times ``X <- a X + (b G + c G G) X`` with
+``G = X X^T``, rounding every product to bfloat16 where torch's ``addmm`` does (each matmul and
+its scaled sum is one rounding of the float32 result). ``adjusted_lr`` is ``lr * sqrt(max(1, A/B))``
+(``adjust_lr_fn=None`` or ``"original"``) or ``lr * 0.2 * sqrt(max(A, B))`` (``"match_rms_adamw"``).
+``lerp`` is torch's (:func:`purelr.optim.adafactor.torch_lerp`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from purelr.optim import hyperparams as hp
+from purelr.optim.adafactor import torch_lerp
+
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
+
+
+class MuonState(NamedTuple):
+    """``count`` updates done; ``hyperparams`` in force at the last one (``lr``,
+    ``weight_decay``, ``momentum``); torch's ``momentum_buffer`` per leaf."""
+
+    count: jax.Array
+    hyperparams: dict
+    momentum_buffer: optax.Updates
+
+
+def _bf16(x):
+    """Rounds to bfloat16 as torch does (through float32), kept in ``x``'s dtype."""
+    return x.astype(jnp.float32).astype(jnp.bfloat16).astype(x.dtype)
+
+
+def _f32(x):
+    """Rounds to float32, kept in ``x``'s dtype."""
+    return x.astype(jnp.float32).astype(x.dtype)
+
+
+def _matmul(a, b):
+    """``a @ b`` of bfloat16 values summed in float32 one ``k`` at a time, in order, as torch's CPU
+    kernels do (each product is exact in float32, so only the order of the sums matters)."""
+
+    def add(k, acc):
+        return _f32(acc + a[:, k, None] * b[None, k, :])
+
+    zeros = jnp.zeros((a.shape[0], b.shape[1]), a.dtype)
+    return jax.lax.fori_loop(0, a.shape[1], add, zeros, unroll=min(a.shape[1], 8))
+
+
+def newton_schulz(m, ns_coefficients=NS_COEFFICIENTS, ns_steps=5, eps=1e-7):
+    """torch's ``_zeropower_via_newtonschulz`` on a matrix: bfloat16 values, returned in the
+    working dtype (float64 under ``jax_enable_x64``, else float32) that holds the exact sums
+    before each rounding.
+
+    torch's bfloat16 ``addmm(C, A, B, beta, alpha)`` on CPU sums ``A @ B`` in float32, scales it
+    by ``alpha`` (rounded to float32) and adds ``beta * C`` with one rounding (a fused multiply-add),
+    then rounds to bfloat16. Here the float32 sums are formed in the same order and the final sum
+    exactly (float64) before its rounding; in float32 mode that last sum is rounded twice, which
+    can move a bfloat16 result by one unit where torch's value lies on a rounding boundary.
+    The ordered sums cost ``k`` sequential steps per product, the price of bit-equality.
+    """
+    a, b, c = (float(np.float32(v)) for v in ns_coefficients)
+    work = jax.dtypes.canonicalize_dtype(jnp.float64)
+    x = _bf16(m.astype(work))
+    tall = m.shape[0] > m.shape[1]
+    if tall:
+        x = x.T
+    norm = _bf16(jnp.sqrt(jnp.sum(x * x)))
+    x = _bf16(x / jnp.maximum(norm, _bf16(jnp.asarray(eps, work))))
+    for _ in range(ns_steps):
+        gram = _bf16(_matmul(x, x.T))
+        gram_update = _bf16(_f32(c * _matmul(gram, gram)) + b * gram)
+        x = _bf16(_matmul(gram_update, x) + a * x)
+    return x.T if tall else x
+
+
+def _adjusted_ratio(shape, adjust_lr_fn):
+    rows, cols = shape
+    if adjust_lr_fn == "match_rms_adamw":
+        return 0.2 * math.sqrt(max(rows, cols))
+    return math.sqrt(max(1, rows / cols))
+
+
+def _check_2d(tree):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if jnp.ndim(leaf) != 2:
+            raise ValueError(
+                f"muon only supports 2-D parameters, found shape {tuple(jnp.shape(leaf))} at "
+                f"{jax.tree_util.keystr(path)} (use another optimizer for it, e.g. with "
+                f"optax.multi_transform)")
+
+
+def muon(
+    lr=1e-3,
+    weight_decay=0.1,
+    momentum=0.95,
+    nesterov: bool = True,
+    ns_coefficients=NS_COEFFICIENTS,
+    eps: float = 1e-7,
+    ns_steps: int = 5,
+    adjust_lr_fn: str | None = None,
+) -> optax.GradientTransformation:
+    """Twin of ``torch.optim.Muon`` (see the module docstring for the formula).
+
+    ``lr``, ``weight_decay`` and ``momentum`` may be floats or schedules (read at the update's
+    ``count``). Every leaf must be a matrix (``ValueError`` otherwise, at ``init``). Validation is
+    torch's: ``lr >= 0``, ``momentum >= 0``, ``weight_decay >= 0``, ``adjust_lr_fn`` one of
+    ``None``, ``"original"``, ``"match_rms_adamw"``, plus what torch checks at its first step:
+    three ``ns_coefficients`` and ``ns_steps < 100``.
+    """
+    lr = hp.check("lr", lr)
+    momentum = hp.check("momentum", momentum)
+    weight_decay = hp.check("weight_decay", weight_decay)
+    if adjust_lr_fn not in ADJUST_LR_FNS:
+        raise ValueError(f"Invalid adjust_lr_fn: {adjust_lr_fn!r} (must be one of {ADJUST_LR_FNS})")
+    if len(ns_coefficients) != 3:
+        raise ValueError(f"Invalid ns_coefficients: {ns_coefficients!r} (must be 3 values)")
+    if ns_steps >= 100:
+        raise ValueError(f"Invalid ns_steps: {ns_steps!r} (must be < 100)")
+    schedules = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum}
+
+    def init_fn(params):
+        _check_2d(params)
+        return MuonState(
+            count=jnp.zeros((), jnp.int32),
+            hyperparams=hp.initial(schedules),
+            momentum_buffer=jax.tree.map(jnp.zeros_like, params),
+        )
+
+    def update_fn(updates, state, params):
+        if params is None:
+            raise ValueError("muon needs params (for its decoupled weight decay)")
+        _check_2d(updates)
+        values = hp.in_force(schedules, state.count)
+        mu = values["momentum"]
+        decay = 1 - values["lr"] * values["weight_decay"]
+
+        def leaf(g, p, buf):
+            buf = torch_lerp(buf, g, (1 - mu).astype(p.dtype))
+            m = torch_lerp(g, buf, mu.astype(p.dtype)) if nesterov else buf
+            o = newton_schulz(m, ns_coefficients, ns_steps, eps).astype(p.dtype)
+            step = (values["lr"] * _adjusted_ratio(p.shape, adjust_lr_fn)).astype(p.dtype)
+            return p * decay.astype(p.dtype) - step * o - p, buf
+
+        out = jax.tree.map(leaf, updates, params, state.momentum_buffer)
+        treedef = jax.tree.structure(updates)
+        new_updates, buffers = (treedef.unflatten(parts) for parts in zip(*treedef.flatten_up_to(out)))
+        return new_updates, MuonState(state.count + 1, values, buffers)
+
+    return optax.GradientTransformation(init_fn, update_fn)
