@@ -28,12 +28,15 @@ def relative_error(actual, expected, scale=None):
     return float(np.max(error)) if error.size else 0.0
 
 
-def assert_schedule_matches(actual, expected, precision, *, context=""):
-    """Schedules: 1e-12 relative (x64) / 1e-6 (f32), floored at that fraction of the curve's scale."""
+def assert_schedule_matches(actual, expected, precision, *, context="", rtol=None):
+    """Schedules: 1e-12 relative (x64) / 1e-6 (f32), floored at that fraction of the curve's scale.
+
+    ``rtol`` overrides the bound; a test that loosens it says why.
+    """
     actual = np.asarray(actual)
     expected_dtype = np.float64 if precision == "x64" else np.float32
     assert actual.dtype == expected_dtype, f"{context}: dtype {actual.dtype}, expected {expected_dtype}"
-    rtol = SCHEDULE_RTOL[precision]
+    rtol = SCHEDULE_RTOL[precision] if rtol is None else rtol
     error = relative_error(actual, expected)
     if not error <= rtol:
         worst = int(np.nanargmax(np.abs(actual.astype(np.float64) - np.asarray(expected))))

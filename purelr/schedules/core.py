@@ -101,10 +101,11 @@ def by_epoch(epoch_schedule: Schedule, steps_per_epoch: int) -> Schedule:
 def cosine_anneal(start, end, fraction) -> Array:
     """``end + (start - end) * (1 + cos(pi * fraction)) / 2``, from ``start`` at 0 to ``end`` at 1.
 
-    Evaluated as ``end + (start - end) * cos(pi * fraction / 2) ** 2``, the same number without the
-    cancellation of ``1 + cos`` near ``fraction = 1``; beyond [0, 1] it keeps oscillating.
+    Evaluated as ``end + (start - end) * sin(pi * (1 - fraction) / 2) ** 2``: the same number
+    without the cancellation of ``1 + cos`` near ``fraction = 1``, exactly ``start`` at 0 and ``end``
+    at 1; beyond [0, 1] it keeps oscillating.
     """
-    return end + (start - end) * jnp.cos((math.pi / 2) * fraction) ** 2
+    return end + (start - end) * jnp.sin((math.pi / 2) * (1 - fraction)) ** 2
 
 
 def linear_anneal(start, end, fraction) -> Array:
@@ -125,6 +126,12 @@ def count_reached(step: Array, milestones: Sequence[int]) -> Array:
     return jnp.sum(step[..., None] >= table, axis=-1).astype(int_dtype())
 
 
-def integer_power(base, exponent: Array) -> Array:
-    """``base ** exponent`` for a float base and an integer array exponent >= 0."""
-    return jnp.power(as_values(base), as_values(exponent))
+def integer_power(base: float, exponent: Array) -> Array:
+    """``base ** exponent`` for a constant ``base >= 0`` and an integer array ``exponent >= 0``.
+
+    Computed as ``exp(exponent * log(base))`` with ``log(base)`` taken in float64: in float32 this
+    avoids the ``exponent``-fold growth of ``base``'s own rounding that ``jnp.power`` would show.
+    """
+    if base == 0:
+        return jnp.where(exponent == 0, 1.0, 0.0).astype(float_dtype())
+    return jnp.exp(as_values(exponent) * math.log(base))
