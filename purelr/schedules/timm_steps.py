@@ -198,7 +198,8 @@ def cycle_position(t_initial: int, cycle_mul: float, cycle_decay: float, cycle_l
 
     def geometric(step):
         starts = jnp.asarray(cycles.starts, core.int_dtype())
-        index = jnp.searchsorted(starts, step, side="right") - 1
+        method = "compare_all" if len(cycles.starts) <= 1024 else "scan"
+        index = jnp.searchsorted(starts, step, side="right", method=method) - 1
         offset_int = jnp.asarray(cycles.offset_int, core.int_dtype())[index]
         return Position(
             active=step <= cycles.stop - 1,
