@@ -44,7 +44,6 @@ from purelr.schedules.core import (
     constant_schedule,
     cosine_anneal,
     count_reached,
-    float_dtype,
     fraction,
     integer_power,
     linear_anneal,
@@ -80,6 +79,11 @@ def _take(cfg: _Cfg, key: str, default=_REQUIRED):
     return default
 
 
+def _read(cfg: _Cfg, key: str, check: Callable, default=_REQUIRED, *args, **kwargs):
+    """Pops ``key`` (or takes ``default``) and passes it through a ``validate`` check."""
+    return check(f"{cfg.name}.{key}", _take(cfg, key, default), *args, **kwargs)
+
+
 def _total(cfg: _Cfg, progress: _Progress) -> int:
     """The run's length in the policy's unit, which this policy cannot do without."""
     if progress.total is None:
@@ -105,7 +109,7 @@ def _target(cfg: _Cfg, base: float, key: str) -> float:
 
 def _anneal(cfg: _Cfg) -> Callable:
     """``anneal_strategy``: 'cos' (``cosine_anneal``) or 'linear' (``linear_anneal``)."""
-    strategy = validate.one_of(f"{cfg.name}.anneal_strategy", _take(cfg, "anneal_strategy", "cos"), ("cos", "linear"))
+    strategy = _read(cfg, "anneal_strategy", validate.one_of, "cos", ("cos", "linear"))
     return cosine_anneal if strategy == "cos" else linear_anneal
 
 
@@ -120,7 +124,7 @@ def _step(cfg: _Cfg, base: float, progress: _Progress, *, gamma: float, floor_ke
     ``n = p // step`` for an int ``step``; for a list, the number of its milestones ``<= p``.
     """
     step = _take(cfg, "step")
-    gamma = validate.positive(f"{cfg.name}.gamma", _take(cfg, "gamma", gamma))
+    gamma = _read(cfg, "gamma", validate.positive, gamma)
     floor = _take(cfg, floor_key, None)
     floor = None if floor is None else validate.real(f"{cfg.name}.{floor_key}", floor)
     if isinstance(step, (list, tuple)):
@@ -130,7 +134,9 @@ def _step(cfg: _Cfg, base: float, progress: _Progress, *, gamma: float, floor_ke
         count = functools.partial(count_reached, milestones=milestones)
     else:
         size = validate.positive_int(f"{cfg.name}.step", step)
-        count = lambda p: p // size  # noqa: E731
+
+        def count(p):
+            return p // size
 
     def regular(p):
         value = base * integer_power(gamma, count(p))
@@ -141,22 +147,22 @@ def _step(cfg: _Cfg, base: float, progress: _Progress, *, gamma: float, floor_ke
 
 def _exp(cfg: _Cfg, base: float, progress: _Progress):
     """``ExpLrUpdaterHook``: ``base * gamma ** p``."""
-    gamma = validate.positive(f"{cfg.name}.gamma", _take(cfg, "gamma"))
+    gamma = _read(cfg, "gamma", validate.positive)
     return lambda p: base * integer_power(gamma, p)
 
 
 def _poly(cfg: _Cfg, base: float, progress: _Progress):
     """``PolyLrUpdaterHook``: ``(base - min_lr) * (1 - p / P) ** power + min_lr``."""
-    power = validate.real(f"{cfg.name}.power", _take(cfg, "power", 1.0))
-    floor = validate.real(f"{cfg.name}.min_lr", _take(cfg, "min_lr", 0.0))
+    power = _read(cfg, "power", validate.real, 1.0)
+    floor = _read(cfg, "min_lr", validate.real, 0.0)
     total = _total(cfg, progress)
     return lambda p: (base - floor) * jnp.power(1 - fraction(p, total), power) + floor
 
 
 def _inv(cfg: _Cfg, base: float, progress: _Progress):
     """``InvLrUpdaterHook``: ``base * (1 + gamma * p) ** -power``."""
-    gamma = validate.real(f"{cfg.name}.gamma", _take(cfg, "gamma"))
-    power = validate.real(f"{cfg.name}.power", _take(cfg, "power", 1.0))
+    gamma = _read(cfg, "gamma", validate.real)
+    power = _read(cfg, "power", validate.real, 1.0)
     return lambda p: base * jnp.power(1 + gamma * as_values(p), -power)
 
 
@@ -175,7 +181,7 @@ def _linear_annealing(cfg: _Cfg, base: float, progress: _Progress, *, key: str):
 def _flat_cosine_annealing(cfg: _Cfg, base: float, progress: _Progress):
     """``FlatCosineAnnealingLrUpdaterHook``: ``base`` until ``s = round(P * start_percent)``, then
     ``cosine_anneal(base, target, (p - s) / (P - s))``."""
-    start_percent = validate.in_range(f"{cfg.name}.start_percent", _take(cfg, "start_percent", 0.75), 0, 1)
+    start_percent = _read(cfg, "start_percent", validate.in_range, 0.75, 0, 1)
     target, total = _target(cfg, base, "lr"), _total(cfg, progress)
     start = round(total * start_percent)
 
@@ -192,10 +198,12 @@ def _cosine_restart(cfg: _Cfg, base: float, progress: _Progress):
     ``a = min((p - c[i-1]) / periods[i], 1)`` and ``w = restart_weights``."""
     periods = _take(cfg, "periods")
     periods = [validate.positive_int(f"{cfg.name}.periods[{i}]", v) for i, v in enumerate(periods)]
-    weights = [validate.real(f"{cfg.name}.restart_weights", w) for w in _take(cfg, "restart_weights", [1])]
+    weights = _take(cfg, "restart_weights", [1])
+    weights = [validate.real(f"{cfg.name}.restart_weights[{i}]", w) for i, w in enumerate(weights)]
     if len(weights) != len(periods):
         raise ValueError(
-            f"{cfg.name}.restart_weights must have one weight per period ({len(periods)}), got {weights!r}"
+            f"{cfg.name}.restart_weights must have one weight per period ({len(periods)}), "
+            f"got {weights!r}"
         )
     target = _target(cfg, base, "lr")
     ends = [sum(periods[: i + 1]) for i in range(len(periods))]
@@ -222,7 +230,9 @@ def _target_ratio(cfg: _Cfg, default) -> tuple:
     if isinstance(ratio, numbers.Real):
         ratio = (ratio,)
     if not isinstance(ratio, (list, tuple)) or len(ratio) not in (1, 2):
-        raise ValueError(f"{cfg.name}.target_ratio must be a number or a pair of numbers, got {ratio!r}")
+        raise ValueError(
+            f"{cfg.name}.target_ratio must be a number or a pair of numbers, got {ratio!r}"
+        )
     high = validate.real(f"{cfg.name}.target_ratio[0]", ratio[0])
     low = high / 1e5 if len(ratio) == 1 else validate.real(f"{cfg.name}.target_ratio[1]", ratio[1])
     return high, low
@@ -237,9 +247,9 @@ def _cyclic(cfg: _Cfg, base: float, progress: _Progress, *, target_ratio: tuple)
     ``U = 0`` MMCV decays the other end: ``anneal(base * high, base * (1 - s + low * s), q / C)``.
     """
     high, low = _target_ratio(cfg, target_ratio)
-    times = validate.positive_int(f"{cfg.name}.cyclic_times", _take(cfg, "cyclic_times", 1))
-    up_ratio = validate.in_range(f"{cfg.name}.step_ratio_up", _take(cfg, "step_ratio_up", 0.4), 0, 1, high_open=True)
-    gamma = validate.in_range(f"{cfg.name}.gamma", _take(cfg, "gamma", 1), 0, 1, low_open=True)
+    times = _read(cfg, "cyclic_times", validate.positive_int, 1)
+    up_ratio = _read(cfg, "step_ratio_up", validate.in_range, 0.4, 0, 1, high_open=True)
+    gamma = _read(cfg, "gamma", validate.in_range, 1, 0, 1, low_open=True)
     anneal, total = _anneal(cfg), _total(cfg, progress)
     cycle = total // times
     if cycle < 1:
@@ -263,52 +273,57 @@ def _phases(phases: list, anneal: Callable):
     """Phase ``i`` of ``(end, start_value, end_value)`` runs over ``k <= end`` (the first phase
     whose ``end`` is not passed) from the previous ``end`` (0 for the first):
     ``anneal(start_value, end_value, (k - previous_end) / (end - previous_end))``. Ends are floats,
-    compared exactly through their floors; past the last end the last phase continues."""
+    compared exactly through their floors and subtracted as an integer and a fraction, so float32
+    loses nothing to a large ``k``; past the last end the last phase continues."""
     starts = [0.0] + [end for end, _, _ in phases[:-1]]
 
     def regular(k):
-        x = as_values(k)
         value = None
         for start, (end, first, last) in reversed(list(zip(starts, phases))):
-            here = anneal(first, last, (x - start) / (end - start))
-            value = here if value is None else jnp.where(k <= min(math.floor(end), MAX_STEP), here, value)
+            whole = max(math.floor(start), 0)
+            elapsed = as_values(k - whole) - (start - whole)
+            here = anneal(first, last, elapsed / (end - start))
+            inside = k <= min(math.floor(end), MAX_STEP)
+            value = here if value is None else jnp.where(inside, here, value)
         return value
 
     return regular
 
 
 def _one_cycle_shape(cfg: _Cfg, total_key: str, total: int) -> tuple:
-    """``pct_start``, ``three_phase`` and the phase ends ``[pct * T - 1, (2 * pct * T - 2,) T - 1]``."""
-    pct = validate.in_range(f"{cfg.name}.pct_start", _take(cfg, "pct_start", 0.3), 0, 1)
+    """``pct_start``, ``three_phase`` and the phase ends ``pct*T - 1, [2*pct*T - 2,] T - 1``."""
+    pct = _read(cfg, "pct_start", validate.in_range, 0.3, 0, 1)
     three_phase = bool(_take(cfg, "three_phase", False))
     if float(pct * total) - 1 == 0:
         raise ValueError(
             f"{cfg.name}.pct_start * {total_key} must not be 1 (MMCV divides by zero at step 0), "
             f"got pct_start={pct!r}, {total_key}={total}"
         )
-    ends = [float(pct * total) - 1, float(2 * pct * total) - 2] if three_phase else [float(pct * total) - 1]
+    ends = [float(pct * total) - 1] + ([float(2 * pct * total) - 2] if three_phase else [])
     return ends + [total - 1], three_phase
 
 
 def _one_cycle_lr(cfg: _Cfg, base: float, progress: _Progress):
-    """``OneCycleLrUpdaterHook`` (ignores the optimizer's lr): from ``low = max_lr / div_factor`` up to
-    ``max_lr`` by iteration ``pct_start * total_steps - 1``, then down to
+    """``OneCycleLrUpdaterHook`` (ignores the optimizer's lr): from ``low = max_lr / div_factor``
+    up to ``max_lr`` by iteration ``pct_start * total_steps - 1``, then down to
     ``low / final_div_factor`` by ``total_steps - 1``; with ``three_phase``, back to ``low`` by
     ``2 * pct_start * total_steps - 2`` before the last phase. See ``_phases``."""
     max_lr = _take(cfg, "max_lr")
     if not isinstance(max_lr, numbers.Real):
-        raise TypeError(f"{cfg.name}.max_lr must be a number (one schedule per group), got {max_lr!r}")
+        raise TypeError(
+            f"{cfg.name}.max_lr must be a number (one schedule a group), got {max_lr!r}"
+        )
     max_iters = _total(cfg, progress)
-    total = validate.positive_int(f"{cfg.name}.total_steps", _take(cfg, "total_steps", max_iters))
+    total = _read(cfg, "total_steps", validate.positive_int, max_iters)
     if total < max_iters:
         raise ValueError(f"{cfg.name}.total_steps must be >= max_iters={max_iters}, got {total}")
-    div = validate.positive(f"{cfg.name}.div_factor", _take(cfg, "div_factor", 25))
-    final = validate.positive(f"{cfg.name}.final_div_factor", _take(cfg, "final_div_factor", 1e4))
+    div = _read(cfg, "div_factor", validate.positive, 25)
+    final = _read(cfg, "final_div_factor", validate.positive, 1e4)
     ends, three_phase = _one_cycle_shape(cfg, "total_steps", total)
     anneal = _anneal(cfg)
     low = max_lr / div
-    peak, end = (low * div, low * (1 / final))
-    values = [(low, peak), (peak, low), (low, end)] if three_phase else [(low, peak), (peak, end)]
+    peak, last = low * div, low * (1 / final)
+    values = [(low, peak), (peak, low), (low, last)] if three_phase else [(low, peak), (peak, last)]
     return _phases([(end, a, b) for end, (a, b) in zip(ends, values)], anneal)
 
 
@@ -317,10 +332,12 @@ def _one_cycle_momentum(cfg: _Cfg, base: float, progress: _Progress):
     down to ``base_momentum`` by iteration ``pct_start * max_iters - 1``, then back up by
     ``max_iters - 1``; with ``three_phase``, up by ``2 * pct_start * max_iters - 2`` and flat after.
     Past ``max_iters - 1`` the last phase continues, as in MMCV. See ``_phases``."""
-    low, high = (_take(cfg, key, default) for key, default in (("base_momentum", 0.85), ("max_momentum", 0.95)))
+    low, high = _take(cfg, "base_momentum", 0.85), _take(cfg, "max_momentum", 0.95)
     for key, value in (("base_momentum", low), ("max_momentum", high)):
         if not isinstance(value, numbers.Real):
-            raise TypeError(f"{cfg.name}.{key} must be a number (one schedule per group), got {value!r}")
+            raise TypeError(
+                f"{cfg.name}.{key} must be a number (one schedule a group), got {value!r}"
+            )
     ends, three_phase = _one_cycle_shape(cfg, "max_iters", _total(cfg, progress))
     anneal = _anneal(cfg)
     values = [(high, low), (low, high)] + ([(high, high)] if three_phase else [])
@@ -382,10 +399,11 @@ def _warmup(cfg: _Cfg, epoch_len: Optional[int], *, ratio: float, by_epoch_key: 
 
 
 def _run_lengths(name: str, epoch_len, max_epochs, max_iters) -> tuple:
-    """Checks ``epoch_len``, ``max_epochs`` and ``max_iters``; ``max_iters`` defaults to their product."""
+    """Checks the run's lengths; ``max_iters`` defaults to ``max_epochs * epoch_len``."""
+    lengths = {"epoch_len": epoch_len, "max_epochs": max_epochs, "max_iters": max_iters}
     epoch_len, max_epochs, max_iters = (
         None if value is None else validate.positive_int(f"{name} {key}", value)
-        for key, value in (("epoch_len", epoch_len), ("max_epochs", max_epochs), ("max_iters", max_iters))
+        for key, value in lengths.items()
     )
     if epoch_len is not None and max_epochs is not None:
         implied = validate.positive_int(f"{name} max_epochs * epoch_len", max_epochs * epoch_len)
@@ -417,10 +435,15 @@ def _hook_schedule(name: str, policies: Mapping, cfg, base, lengths: tuple, *, w
     if not isinstance(by_epoch, bool):
         raise TypeError(f"{name}.by_epoch must be True or False, got {by_epoch!r}")
     if by_epoch and resolved in _ITERATION_ONLY:
-        raise ValueError(f"{name}.by_epoch must be False for policy {resolved!r} (as in MMCV), got True")
+        raise ValueError(
+            f"{name}.by_epoch must be False for policy {resolved!r} (as in MMCV), got True"
+        )
     if by_epoch and epoch_len is None:
         raise ValueError(f"{name}.by_epoch=True (policy {resolved!r}) needs epoch_len, got None")
-    progress = _Progress(True, max_epochs, "max_epochs") if by_epoch else _Progress(False, max_iters, "max_iters")
+    if by_epoch:
+        progress = _Progress(True, max_epochs, "max_epochs")
+    else:
+        progress = _Progress(False, max_iters, "max_iters")
     base = validate.real(f"{name} base value", base)
     regular = policies[resolved](cfg, base, progress)
     warm = _warmup(cfg, epoch_len, ratio=warmup_ratio, by_epoch_key=warmup_by_epoch)
@@ -436,7 +459,8 @@ def _hook_schedule(name: str, policies: Mapping, cfg, base, lengths: tuple, *, w
     return schedule
 
 
-def lr_config(cfg: Optional[dict], base_lr, *, epoch_len=None, max_epochs=None, max_iters=None) -> Schedule:
+def lr_config(cfg: Optional[dict], base_lr, *, epoch_len=None, max_epochs=None,
+              max_iters=None) -> Schedule:
     """The lr of MMCV 1.7's ``lr_config`` at each training iteration (``LrUpdaterHook``).
 
     Policies: Fixed, Step, Exp, Poly, Inv, CosineAnnealing, FlatCosineAnnealing, CosineRestart,
