@@ -3,9 +3,9 @@
 ``EpochBasedRunner.run``: ``before_run``; then per epoch ``before_train_epoch`` and, per batch,
 ``before_train_iter`` (``runner.iter`` counts over the whole run, ``runner.inner_iter`` within the
 epoch) followed by the optimizer step and ``runner.iter += 1``; ``runner.epoch += 1`` after the
-epoch. ``IterBasedRunner.run``: ``before_run``, ``before_epoch`` (a no-op for these hooks), then per
-iteration ``runner.epoch = loader.epoch`` (which lags: it only moves when the loader is asked for the
-first batch of the next epoch) and ``before_train_iter``. Hooks run in priority order: the lr hook
+epoch. ``IterBasedRunner.run``: ``before_run``, ``before_epoch`` (a no-op for these hooks), then
+per iteration ``runner.epoch = loader.epoch`` (which lags: it only moves when the loader is asked
+for the first batch of the next epoch) and ``before_train_iter``. Hooks run in priority order: the lr hook
 (VERY_HIGH) before the momentum hook (HIGH). The recorded values are what the optimizer holds
 while it steps.
 """

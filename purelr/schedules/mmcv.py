@@ -17,6 +17,9 @@ What the runner's calls make of the value at iteration ``k``:
   policy's value is multiplied (lr) or divided (momentum) by ``ratio`` ('constant'),
   ``1 - (1 - k / W) * (1 - ratio)`` ('linear') or ``ratio ** (1 - k / W)`` ('exp').
 
+Epoch division, milestones, warmup ends, cycle and phase positions are integer operations, exact
+for every step up to ``2**31 - 1``; values are float32, or float64 under ``jax_enable_x64``.
+
 Config keys are MMCV's, with its defaults; a policy name in lower case is title-cased as MMCV does
 (``'step'`` is ``'Step'``). Past the run (``k >= max_iters``) each formula is continued as written;
 where MMCV would raise (CosineRestart past its periods, OneCycle lr past ``total_steps``) the last
