@@ -70,7 +70,7 @@ def floor_division(name: str, divisor: float) -> FloorDivision:
     Two divisors give the same quotients for every ``t <= T`` when no fraction ``t / k`` with
     ``t <= T`` lies between them. So the double may be replaced by its nearest such fraction above
     (``hi``, taken as it is) or below (``lo``, taken as ``lo`` plus an infinitesimal), whichever is
-    simpler: ``12 / 5`` for ``2.4``, ``9 / 5 + 0`` for ``1.8`` (a double just above ``9 / 5``).
+    simpler: ``12 / 5`` for ``2.4``, ``9 / 5`` plus an infinitesimal for ``1.8`` (a double just above ``9 / 5``).
     """
     exact = Fraction(divisor)
     below, above = _farey_neighbours(1 / exact, core.MAX_STEP)
