@@ -12,11 +12,13 @@ from purelr.optim.adam import adam
 from purelr.optim.adamax import adamax
 from purelr.optim.adamw import adamw
 from purelr.optim.asgd import asgd
+from purelr.optim.clip import clip_grad_norm, clip_grad_value
 from purelr.optim.nadam import nadam
 from purelr.optim.radam import radam
 from purelr.optim.rmsprop import rmsprop
 from purelr.optim.rprop import rprop
 from purelr.optim.sgd import sgd
+from purelr.optim.skip import skip_nonfinite
 
-__all__ = ["adadelta", "adagrad", "adam", "adamax", "adamw", "asgd", "nadam", "radam",
-           "rmsprop", "rprop", "sgd"]
+__all__ = ["adadelta", "adagrad", "adam", "adamax", "adamw", "asgd", "clip_grad_norm",
+           "clip_grad_value", "nadam", "radam", "rmsprop", "rprop", "sgd", "skip_nonfinite"]

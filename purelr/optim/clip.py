@@ -1,0 +1,81 @@
+"""Gradient clipping with torch's arithmetic: ``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from purelr.schedules import validate
+from purelr.schedules.core import as_values
+
+
+class ClipGradNormState(NamedTuple):
+    total_norm: jax.Array  # the norm of the last gradients, before clipping (what torch returns)
+
+
+def _vector_norm(x, norm_type):
+    x = jnp.abs(x)
+    if norm_type == math.inf:
+        return jnp.max(x)
+    if norm_type == -math.inf:
+        return jnp.min(x)
+    if norm_type == 0:
+        return jnp.sum(x != 0).astype(x.dtype)
+    if norm_type == 2:
+        return jnp.sqrt(jnp.sum(x * x))
+    return jnp.sum(x**norm_type) ** (1.0 / norm_type)
+
+
+def clip_grad_norm(max_norm, norm_type=2.0, error_if_nonfinite: bool = False
+                   ) -> optax.GradientTransformation:
+    """Twin of ``torch.nn.utils.clip_grad_norm_``: scales all gradients by one factor.
+
+    ``total_norm`` is the ``norm_type``-norm of the per-leaf norms (any p, ``inf``, ``-inf``, 0)::
+
+        g *= min(1, max_norm / (total_norm + 1e-6))
+
+    (``optax.clip_by_global_norm`` has no ``1e-6`` and no ``norm_type``.) With
+    ``error_if_nonfinite`` a non-finite total norm raises torch's ``RuntimeError`` when the update
+    runs eagerly; under ``jit`` the norm is a tracer, nothing can raise, and the gradients come back
+    scaled as torch scales them with ``error_if_nonfinite=False`` (by 0 for an infinite norm, so
+    infinities become NaN; by NaN for a NaN norm): check ``state.total_norm``, or wrap the chain
+    in ``purelr.optim.skip_nonfinite``.
+    """
+    max_norm = validate.real("max_norm", max_norm)
+    norm_type = validate.real("norm_type", norm_type)
+
+    def init_fn(params):
+        del params
+        return ClipGradNormState(total_norm=as_values(0.0))
+
+    def update_fn(updates, state, params=None):
+        del params, state
+        leaves = jax.tree.leaves(updates)
+        if not leaves:
+            return updates, init_fn(None)
+        total_norm = _vector_norm(jnp.stack([_vector_norm(g, norm_type) for g in leaves]), norm_type)
+        if error_if_nonfinite and not isinstance(total_norm, jax.core.Tracer) and not jnp.isfinite(total_norm):
+            raise RuntimeError(
+                f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, "
+                "so it cannot be clipped. To disable this error and scale the gradients by the "
+                "non-finite norm anyway, set `error_if_nonfinite=False`")
+        coef = jnp.minimum(max_norm / (total_norm + 1e-6), 1.0)
+        clipped = jax.tree.map(lambda g: (g * coef).astype(g.dtype), updates)
+        return clipped, ClipGradNormState(total_norm=as_values(total_norm))
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def clip_grad_value(clip_value) -> optax.GradientTransformation:
+    """Twin of ``torch.nn.utils.clip_grad_value_``: ``g = clamp(g, -clip_value, clip_value)``."""
+    clip_value = validate.real("clip_value", clip_value)
+
+    def update_fn(updates, state, params=None):
+        del params
+        return jax.tree.map(lambda g: jnp.clip(g, -clip_value, clip_value), updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
