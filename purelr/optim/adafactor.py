@@ -34,7 +34,7 @@ from purelr.optim import hyperparams as hp
 
 class AdafactorState(NamedTuple):
     """``count`` updates done; ``hyperparams`` in force at the last one (``lr``, ``beta2_decay``,
-    ``d``, ``weight_decay``); the factored second moments ``row_var``/``col_var`` of leaves with
+    ``d``, ``weight_decay``, ``eps2``); the factored second moments ``row_var``/``col_var`` of leaves with
     two or more dimensions and ``variance`` of the others (a leaf's unused entries are empty
     arrays of shape ``(0,)``)."""
 
@@ -71,9 +71,9 @@ def adafactor(
 ) -> optax.GradientTransformation:
     """Twin of ``torch.optim.Adafactor`` (see the module docstring for the formula).
 
-    ``lr``, ``beta2_decay``, ``d`` and ``weight_decay`` may be floats or schedules (read at the
-    update's ``count``); ``eps = (eps1, eps2)`` are floats, ``eps1=None`` meaning the parameter
-    dtype's machine epsilon. ``foreach`` is accepted for signature compatibility: torch's two
+    ``lr``, ``beta2_decay``, ``d``, ``weight_decay`` and ``eps2`` may be floats or schedules (read
+    at the update's ``count``); ``eps1`` is a float, or ``None`` for the parameter dtype's machine
+    epsilon. ``foreach`` is accepted for signature compatibility: torch's two
     implementations compute the same numbers. Validation is torch's: ``lr >= 0``,
     ``beta2_decay <= 0``, ``eps1 >= 0`` (when given), ``eps2 >= 0``, ``d >= 1``,
     ``weight_decay >= 0``.
@@ -87,11 +87,10 @@ def adafactor(
     if eps1 is not None:
         eps1 = hp.check("eps[0]", eps1)
     eps2 = hp.check("eps[1]", eps2)
-    if callable(eps2):
-        raise ValueError(f"Invalid eps[1]: {eps2!r} (must be a float)")
     d = hp.check("d", d, minimum=1.0)
     weight_decay = hp.check("weight_decay", weight_decay)
-    schedules = {"lr": lr, "beta2_decay": beta2_decay, "d": d, "weight_decay": weight_decay}
+    schedules = {"lr": lr, "beta2_decay": beta2_decay, "d": d, "weight_decay": weight_decay,
+                 "eps2": eps2}
 
     def init_fn(params):
         def factor(axis):
@@ -124,7 +123,7 @@ def adafactor(
         def leaf(g, p, row_var, col_var, variance):
             g = -g if maximize else g
             e1 = jnp.finfo(p.dtype).eps if eps1 is None else eps1
-            alpha = jnp.maximum(eps2, _norm(p) / math.sqrt(p.size)) * rho
+            alpha = jnp.maximum(values["eps2"], _norm(p) / math.sqrt(p.size)) * rho
             if g.ndim >= 2:
                 row_mean = _norm(g, axis=-1, keepdims=True) ** 2 / g.shape[-1]
                 col_mean = _norm(g, axis=-2, keepdims=True) ** 2 / g.shape[-2]
