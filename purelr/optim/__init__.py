@@ -7,6 +7,7 @@ skipping non-finite steps: ``skip_nonfinite``.
 """
 
 from purelr.optim.adadelta import adadelta
+from purelr.optim.adafactor import adafactor
 from purelr.optim.adagrad import adagrad
 from purelr.optim.adam import adam
 from purelr.optim.adamax import adamax
@@ -20,5 +21,5 @@ from purelr.optim.rprop import rprop
 from purelr.optim.sgd import sgd
 from purelr.optim.skip import skip_nonfinite
 
-__all__ = ["adadelta", "adagrad", "adam", "adamax", "adamw", "asgd", "clip_grad_norm",
+__all__ = ["adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "asgd", "clip_grad_norm",
            "clip_grad_value", "nadam", "radam", "rmsprop", "rprop", "sgd", "skip_nonfinite"]

@@ -24,3 +24,15 @@ CONFIGS = (ref.configurations(dict(nesterov=[False], maximize=[False, True]), dr
 
 def test_matches_torch(precision):
     ref.check_family(sgd, torch.optim.SGD, CONFIGS)
+
+
+def test_defaults_match_torch(precision):
+    ref.check_defaults(sgd, torch.optim.SGD, lr=0.05, momentum=0.9, dampening=0.1, weight_decay=1e-3)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("lr", dict(lr=-0.1)), ("momentum", dict(momentum=-0.5)), ("weight_decay", dict(weight_decay=-1e-4)),
+    ("momentum", dict(nesterov=True, momentum=0.0)), ("dampening", dict(nesterov=True, momentum=0.9, dampening=0.1)),
+])
+def test_rejects_what_torch_rejects(name, kwargs):
+    ref.check_rejects(sgd, torch.optim.SGD, name, **kwargs)
