@@ -14,6 +14,7 @@ from purelr.optim.adamax import adamax
 from purelr.optim.adamw import adamw
 from purelr.optim.asgd import asgd
 from purelr.optim.clip import clip_grad_norm, clip_grad_value
+from purelr.optim.muon import muon
 from purelr.optim.nadam import nadam
 from purelr.optim.radam import radam
 from purelr.optim.rmsprop import rmsprop
@@ -22,4 +23,4 @@ from purelr.optim.sgd import sgd
 from purelr.optim.skip import skip_nonfinite
 
 __all__ = ["adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "asgd", "clip_grad_norm",
-           "clip_grad_value", "nadam", "radam", "rmsprop", "rprop", "sgd", "skip_nonfinite"]
+           "clip_grad_value", "muon", "nadam", "radam", "rmsprop", "rprop", "sgd", "skip_nonfinite"]
