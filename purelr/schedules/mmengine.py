@@ -255,9 +255,10 @@ def _entries(cfgs, base_value: float, epoch_len, max_epochs, max_iters, param_na
             raise ValueError(f"{name} ({args['type']}, by_epoch={by_epoch}) needs epoch_len, got None")
         begin = validate.nonnegative_int(f"{name}.begin", args["begin"])
         end = args["end"]
-        if end is None:
-            defaults = {"epoch": (max_epochs * (epoch_len or 1), max_epochs), "iter": (max_iters, 1)}
-            end = defaults[loop][by_epoch] if loop else INF
+        if end is None and loop == "epoch":
+            end = max_epochs if by_epoch else max_epochs * epoch_len
+        elif end is None:
+            end = (1 if by_epoch else max_iters) if loop == "iter" else INF
         end = validate.integer(f"{name}.end", end)
         if end <= begin:
             raise ValueError(f"{name}.end must be larger than begin = {begin}, got {end}")

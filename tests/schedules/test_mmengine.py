@@ -8,6 +8,7 @@ recording the value the optimizer holds during each iteration.
 """
 
 import copy
+import functools
 import math
 import warnings
 
@@ -24,6 +25,12 @@ from purelr.schedules import mmengine as pm
 from tests.parity import assert_schedule_matches
 
 FAMILIES = ["Constant", "CosineAnnealing", "Exponential", "Linear", "MultiStep", "Step", "Poly", "CosineRestart", "OneCycle"]
+
+
+@functools.lru_cache(maxsize=None)
+def cached_reference(seed):
+    cfgs, base, iters, kwargs, where = random_case(seed)
+    return reference(cfgs, base, iters=iters, **kwargs, **where)
 
 
 def reference(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False):
@@ -178,5 +185,167 @@ def test_random_lists(precision, block):
     for seed in range(block * 25, block * 25 + 25):
         cfgs, base, iters, kwargs, where = random_case(seed)
         context = f"seed {seed}: {cfgs} {kwargs} base={base}"
-        worst = max(worst, check(cfgs, base, precision, iters=iters, context=context, **kwargs, **where))
+        actual = curve(cfgs, base, iters, **kwargs)
+        worst = max(worst, assert_schedule_matches(actual, cached_reference(seed), precision, context=context))
     print(f"max relative error ({precision}): {worst:.3g}")
+
+
+EDGES = {
+    "cosine past T_max, eta_min, under an iteration warmup": dict(
+        cfgs=[
+            dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=45),
+            dict(type="CosineAnnealingLR", T_max=3, eta_min=0.01, by_epoch=True, begin=0, end=9),
+        ],
+        base=0.2, epoch_len=10, max_epochs=10,
+    ),
+    "cosine restarts converted to iterations, eta_min_ratio, after a Poly": dict(
+        cfgs=[
+            dict(type="PolyLR", power=2.0, eta_min=0.001, by_epoch=False, begin=0, end=30),
+            dict(type="CosineRestartLR", periods=[2, 3, 1], restart_weights=[1.0, 0.5, 0.25], eta_min_ratio=0.1,
+                 by_epoch=True, convert_to_iter_based=True, begin=3),
+        ],
+        base=0.1, epoch_len=12, max_epochs=10,
+    ),
+    "epoch-based schedulers in an IterBasedTrainLoop act once": dict(
+        cfgs=[
+            dict(type="LinearLR", start_factor=0.25, by_epoch=True),
+            dict(type="ConstantLR", factor=0.5, by_epoch=True, begin=0, end=3),
+            dict(type="ExponentialLR", gamma=0.99, by_epoch=False, begin=10),
+        ],
+        base=0.1, epoch_len=7, max_iters=60,
+    ),
+    "one-step schedulers, milestones at 0 and repeated, boundaries touching": dict(
+        cfgs=[
+            dict(type="ConstantLR", factor=0.5, by_epoch=False, begin=4, end=5),
+            dict(type="LinearLR", start_factor=0.5, by_epoch=False, begin=5, end=6),
+            dict(type="MultiStepLR", milestones=[0, 2, 2, 5], gamma=0.5, by_epoch=True, begin=1, end=6),
+            dict(type="StepLR", step_size=1, gamma=0.9, by_epoch=False, begin=6, end=20),
+        ],
+        base=0.3, epoch_len=4, max_epochs=8,
+    ),
+    "OneCycle stepped to total_steps, a second OneCycle rewrites the first's values": dict(
+        cfgs=[
+            dict(type="OneCycleLR", eta_max=0.4, total_steps=19, three_phase=True, by_epoch=False, begin=0, end=20),
+            dict(type="OneCycleLR", eta_max=0.2, pct_start=0.5, anneal_strategy="linear", by_epoch=False, begin=30, end=50),
+            dict(type="ExponentialLR", gamma=0.95, by_epoch=False, begin=10, end=40),
+        ],
+        base=0.1, epoch_len=10, max_epochs=6,
+    ),
+    "momentum of Adam (betas[0]) from a mixed list": dict(
+        cfgs=[
+            dict(type="CosineAnnealingLR", T_max=5, by_epoch=True),
+            dict(type="LinearMomentum", start_factor=0.9, by_epoch=False, begin=0, end=25),
+            dict(type="CosineAnnealingMomentum", eta_min=0.85, by_epoch=True, begin=1),
+        ],
+        base=0.95, epoch_len=9, max_epochs=6, adam=True, param_name="momentum",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(EDGES))
+def test_edges(precision, name):
+    case = dict(EDGES[name])
+    cfgs, base, adam, param = case.pop("cfgs"), case.pop("base"), case.pop("adam", False), case.pop("param_name", None)
+    iters = case.get("max_iters") or case["max_epochs"] * case["epoch_len"] + 5
+    ref_cfgs = [c for c in cfgs if param is None or ("Momentum" in c["type"]) == (param == "momentum")]
+    expected = reference(ref_cfgs, base, iters=iters, adam=adam, **case)
+    actual = curve(cfgs, base, iters, param_name=param, **case)
+    assert_schedule_matches(actual, expected, precision, context=name)
+
+
+@pytest.mark.parametrize("name", ["retinanet", "cosine past T_max, eta_min, under an iteration warmup",
+                                  "OneCycle stepped to total_steps, a second OneCycle rewrites the first's values",
+                                  "cosine restarts converted to iterations, eta_min_ratio, after a Poly"])
+def test_jit_vmap(precision, name):
+    case = dict(cfgs=RETINANET, base=0.01, epoch_len=50, max_epochs=12) if name == "retinanet" else dict(EDGES[name])
+    f = pm.param_scheduler(case.pop("cfgs"), case.pop("base"), **case)
+    steps = jnp.arange(case["epoch_len"] * case["max_epochs"] + 3)
+    scalar = jax.jit(f)
+    per_step = np.array([scalar(k) for k in steps])
+    assert_schedule_matches(np.asarray(jax.jit(jax.vmap(f))(steps)), per_step, precision)
+
+
+def _cosine(base, eta_min, t, period):
+    return eta_min + (base - eta_min) * (1 + math.cos(math.pi * (t % (2 * period)) / period)) / 2
+
+
+HUGE = [2**31 - 2, 2**31 - 3, 10**9 + 7, 10**9 - 1, 10**9 - 2, 123456789]
+
+
+@pytest.mark.parametrize(
+    "cfg, epoch_len, exact",
+    [
+        (dict(type="CosineAnnealingLR", T_max=1000, eta_min=0.001, by_epoch=False), None,
+         lambda k: _cosine(0.1, 0.001, min(k, 10**9 - 1), 1000)),
+        (dict(type="LinearLR", start_factor=0.5, by_epoch=False), None,
+         lambda k: 0.1 * (0.5 + 0.5 * min(k, 10**9 - 1) / (10**9 - 1))),
+        (dict(type="MultiStepLR", milestones=[10**8, 2 * 10**8, 3 * 10**8]), 7,
+         lambda k: 0.1 * 0.1 ** sum(k // 7 >= m for m in [10**8, 2 * 10**8, 3 * 10**8])),
+        (dict(type="StepLR", step_size=10**7, gamma=0.5), 3, lambda k: 0.1 * 0.5 ** (k // 3 // 10**7)),
+        (dict(type="CosineRestartLR", periods=[1000, 2**30], restart_weights=[1, 0.5], eta_min=0.0, by_epoch=False), None,
+         lambda k: _cosine(0.05, 0.0, min(k, 10**9 - 1) - 1000, 2**30) if k >= 1000 else _cosine(0.1, 0.0, k, 1000)),
+    ],
+)
+def test_huge_steps(precision, cfg, epoch_len, exact):
+    """Steps up to 2**31 - 2 against exact integer arithmetic in Python (MMEngine's INF end = 10**9)."""
+    f = pm.param_scheduler([cfg], 0.1, epoch_len=epoch_len)
+    assert_schedule_matches(np.asarray(f(jnp.asarray(HUGE))), np.array([exact(k) for k in HUGE]), precision)
+
+
+BAD = [
+    ([dict(type="FooLR")], {}, ValueError, r"param_scheduler\[0\]\.type must be one of .*'ConstantLR'.*got 'FooLR'"),
+    ([dict(type="ReduceOnPlateauLR")], {}, ValueError, r"ReduceOnPlateau"),
+    ([dict(type="OneCycleMomentum")], {}, ValueError, r"type must be one of"),
+    ([dict(type="StepLR", step_size=2, begin=5, end=5)], dict(epoch_len=3), ValueError, r"param_scheduler\[0\]\.end must be larger than begin = 5, got 5"),
+    ([dict(type="StepLR", step_size=2)], {}, ValueError, r"param_scheduler\[0\] \(StepLR, by_epoch=True\) needs epoch_len"),
+    ([dict(type="LinearLR", by_epoch=False), dict(type="MultiStepLR", milestones=[11, 8])], dict(epoch_len=3), ValueError,
+     r"param_scheduler\[1\]\.milestones must be increasing, got \[11, 8\]"),
+    ([dict(type="ExponentialLR", gamma=-0.5, by_epoch=False)], {}, ValueError, r"param_scheduler\[0\]\.gamma must be >= 0, got -0.5"),
+    ([dict(type="ExponentialLR", by_epoch=False)], {}, ValueError, r"param_scheduler\[0\]\.gamma is required"),
+    ([dict(type="CosineAnnealingLR", eta_min=0.1, eta_min_ratio=0.1, by_epoch=False)], {}, ValueError, r"eta_min or eta_min_ratio, not both"),
+    ([dict(type="CosineAnnealingLR", eta_min=-0.1, by_epoch=False)], {}, ValueError, r"param_scheduler\[0\]\.eta_min must be >= 0"),
+    ([dict(type="CosineRestartLR", periods=[2, 3], by_epoch=False, eta_min=0.0)], {}, ValueError, r"restart_weights must have one weight per period"),
+    ([dict(type="CosineRestartLR", periods=[2], by_epoch=False)], {}, ValueError, r"needs eta_min or eta_min_ratio"),
+    ([dict(type="CosineRestartLR", periods=[2, 0], restart_weights=[1, 1], eta_min=0.0, by_epoch=False)], {}, ValueError, r"periods\[1\] must be positive, got 0"),
+    ([dict(type="OneCycleLR", eta_max=0.1, total_steps=10, by_epoch=False, end=20)], {}, ValueError, r"total_steps must be >= end - begin - 1 = 19 .*, got 10"),
+    ([dict(type="OneCycleLR", eta_max=0.1, pct_start=1.5, by_epoch=False, end=20)], {}, ValueError, r"pct_start must be in \[0.0, 1.0\], got 1.5"),
+    ([dict(type="OneCycleLR", eta_max=0.1, pct_start=0.1, by_epoch=False, end=10)], {}, ValueError, r"empty phase"),
+    ([dict(type="OneCycleParamScheduler", param_name="momentum", eta_max=0.1, by_epoch=False, end=9)], {}, ValueError, r"only 'lr'"),
+    ([dict(type="StepParamScheduler", step_size=2, by_epoch=False)], {}, TypeError, r"param_scheduler\[0\]\.param_name must name"),
+    ([dict(type="StepLR", step_size=2, by_epoch=False, convert_to_iter_based=True)], dict(epoch_len=3), ValueError, r"convert_to_iter_based needs by_epoch=True"),
+    ([dict(type="StepLR", step_size=2, by_epoch=False, T_max=3)], {}, TypeError, r"param_scheduler\[0\]\.T_max is not an argument of StepLR"),
+    ([dict(type="StepLR", step_size=2, by_epoch=False), dict(type="StepMomentum", step_size=2, by_epoch=False)], {}, ValueError, r"several parameters \['lr', 'momentum'\]"),
+    ([dict(type="ConstantLR", factor=0.0, by_epoch=False)], {}, ValueError, r"param_scheduler\[0\]\.factor must be in \(0.0, 1.0\], got 0.0"),
+    ([dict(type="LinearLR", start_factor=1.5, by_epoch=False)], {}, ValueError, r"start_factor must be in"),
+    ([dict(type="StepLR", step_size=2)], dict(epoch_len=3, max_epochs=4, max_iters=13), ValueError, r"max_iters must be max_epochs \* epoch_len"),
+    ([dict(type="StepLR", step_size=2, by_epoch="yes")], dict(epoch_len=3), TypeError, r"by_epoch must be True or False, got 'yes'"),
+    ([dict(type="StepLR", step_size=2, last_step=4)], dict(epoch_len=3), ValueError, r"last_step: resuming is not supported"),
+    ([dict(type="PolyLR", power=-1.0, by_epoch=False)], {}, ValueError, r"power must be >= 0"),
+    (dict(step_size=2), {}, TypeError, r"param_scheduler\[0\] must be a dict with a 'type'"),
+]
+
+
+@pytest.mark.parametrize("cfgs, kwargs, error, match", BAD)
+def test_bad_input(cfgs, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        pm.param_scheduler(cfgs, 0.1, **kwargs)
+
+
+def test_bad_base_value():
+    with pytest.raises(ValueError, match=r"base_value must be >= 0, got -0.1"):
+        pm.param_scheduler([], -0.1)
+
+
+def test_empty_list_is_constant(precision):
+    assert_schedule_matches(np.asarray(pm.param_scheduler([], 0.1)(jnp.arange(5))), np.full(5, 0.1), precision)
+
+
+def test_can_fail(precision):
+    """The comparison sees a one-ulp-scale change of a milestone's position."""
+    cfgs = [dict(type="MultiStepLR", milestones=[3], by_epoch=True)]
+    expected = reference(cfgs, 0.1, epoch_len=5, iters=30, max_epochs=6)
+    shifted = curve(cfgs, 0.1, 30, epoch_len=5, max_epochs=6).copy()
+    assert_schedule_matches(shifted, expected, precision)
+    shifted[14] *= 1 + 1e-5
+    with pytest.raises(AssertionError):
+        assert_schedule_matches(shifted, expected, precision)
