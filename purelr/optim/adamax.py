@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import optax
 
 from purelr.optim import base
-from purelr.optim.hyperparams import check
 from purelr.schedules.core import resolve
 
 
@@ -30,13 +29,9 @@ def adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
         exp_inf = max(beta2 * exp_inf, |g| + eps)
         param -= lr / (1 - beta1 ** t) * exp_avg / exp_inf
     """
-    lr = check("lr", lr)
-    eps = check("eps", eps)
-    beta1, beta2 = base.check_betas(betas)
-    weight_decay = check("weight_decay", weight_decay)
-    decays = base.maybe_nonzero(weight_decay)
-    hyperparams = dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay)
-    complement1 = base.one_minus(beta1)
+    hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
+    decays = base.maybe_nonzero(hyperparams["weight_decay"])
+    complement1 = base.one_minus(hyperparams["beta1"])
 
     def init_buffers(params, hp):
         return dict(exp_avg=base.zeros(params), exp_inf=base.zeros(params))

@@ -79,6 +79,16 @@ def check_betas(betas):
                  for i, beta in enumerate(betas))
 
 
+def adam_hyperparams(lr, betas, eps, weight_decay, **more) -> dict:
+    """The Adam family's ``lr, beta1, beta2, eps, weight_decay`` (and ``more``), checked in torch's
+    order with torch's conditions."""
+    lr, eps = hp_lib.check("lr", lr), hp_lib.check("eps", eps)
+    beta1, beta2 = check_betas(betas)
+    weight_decay = hp_lib.check("weight_decay", weight_decay)
+    more = {name: hp_lib.check(name, value) for name, value in more.items()}
+    return dict(lr=lr, beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, **more)
+
+
 def gradient(grad, param, hp, *, maximize: bool, weight_decay: bool):
     """torch's ``grad = -grad if maximize``, then L2 decay ``grad + weight_decay * param``."""
     grad = -grad if maximize else grad
