@@ -96,8 +96,6 @@ def _split_type(name: str, kind):
 
 def _args(name: str, cfg, family: str) -> dict:
     """The scheduler's arguments: the config's, then MMEngine's defaults; unknown keys rejected."""
-    if not isinstance(cfg, dict):
-        raise TypeError(f"{name} must be a dict, got {cfg!r}")
     known = {**_COMMON, **_FAMILIES[family], "type": None, "param_name": None}
     for key in cfg:
         if key not in known:
