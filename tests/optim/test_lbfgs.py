@@ -66,25 +66,19 @@ CONFIGS = [  # (problem, torch keyword arguments, outer steps)
     ("rosenbrock2", dict(WOLFE, max_iter=5, history_size=2), 4),
     ("rosenbrock2", dict(lr=0.5, max_iter=7, history_size=3), 3),
     ("rosenbrock2", dict(WOLFE, max_iter=4, max_eval=6, lr=0.8), 6),
-    ("rosenbrock2", dict(WOLFE, max_iter=1), 10),
     ("rosenbrock2", dict(max_iter=1, lr=0.2), 10),
     ("rosenbrock2", dict(WOLFE, tolerance_change=1e-4, tolerance_grad=1e-3), 5),
     ("rosenbrock7", WOLFE, 4),
-    ("rosenbrock7", dict(WOLFE, max_iter=8, history_size=4), 5),
     ("rosenbrock7", dict(lr=0.3, max_iter=6, history_size=5), 3),
     ("rosenbrock7", dict(WOLFE, max_iter=10, max_eval=11, history_size=1), 4),
     ("logistic", dict(), 3),
-    ("logistic", WOLFE, 3),
-    ("logistic", dict(max_iter=4, history_size=2), 5),
     ("logistic", dict(WOLFE, max_iter=3, history_size=1, lr=0.5), 6),
     ("logistic", dict(lr=0.7, max_iter=5, tolerance_grad=1e-4), 4),
     ("logistic", dict(WOLFE, tolerance_change=1e-6), 2),
 ]
 FLOAT32_CONFIGS = [  # few inner iterations: see test_matches_torch_float32
     ("rosenbrock2", dict(max_iter=3), 2),
-    ("rosenbrock2", dict(WOLFE, max_iter=2), 2),
     ("rosenbrock7", dict(WOLFE, max_iter=2, history_size=2), 2),
-    ("logistic", dict(max_iter=3, history_size=2), 2),
     ("logistic", dict(WOLFE, max_iter=3), 2),
 ]
 
@@ -144,6 +138,8 @@ def compare(problem, kwargs, steps, x64, lr_schedule=None):
     errors = {f"params after step {k}": relative_error(trajectory[k], expected_trajectory[k])
               for k in range(steps)}
     errors["losses"] = relative_error(losses, expected_losses)
+    if lr_schedule is not None:
+        errors["lr in force"] = relative_error(state.hyperparams["lr"], lr_schedule(steps - 1))
     if "d" not in expected:  # every step returned at once (gradient below tolerance_grad)
         return errors
     num_old = len(expected["old_dirs"])
@@ -198,21 +194,18 @@ def lr_schedule(step):
     return 0.9 ** step
 
 
-@pytest.mark.parametrize("problem, kwargs", [("rosenbrock2", dict(max_iter=3)),
-                                             ("logistic", dict(WOLFE, max_iter=4, history_size=3))])
-def test_lr_schedule_read_at_the_step_count(problem, kwargs):
+def test_lr_schedule_read_at_the_step_count():
     """lr ``0.9 ** k`` at step ``k``, set in torch's param group before each ``step``."""
+    kwargs = dict(WOLFE, max_iter=4, history_size=3)
     with jax.enable_x64(True):
-        errors = compare(problem, kwargs, 5, x64=True, lr_schedule=lr_schedule)
-        assert_within(errors, f"{problem} {kwargs}", rtol=OPTIMIZER_RTOL["x64"], state_rtol=1e-5)
-        _, _, state = run_purelr(problem, kwargs, 5, lr=lr_schedule)
-        assert float(state.hyperparams["lr"]) == 0.9 ** 4
+        errors = compare("logistic", kwargs, 5, x64=True, lr_schedule=lambda step: 0.9**step)
+    assert_within(errors, f"logistic {kwargs}", rtol=OPTIMIZER_RTOL["x64"], state_rtol=1e-5)
+    assert errors["lr in force"] == 0.0
 
 
 @pytest.mark.parametrize("problem, kwargs, steps", [
     ("rosenbrock2", dict(), 3),
     ("rosenbrock2", dict(WOLFE, max_iter=5, history_size=2), 8),
-    ("rosenbrock7", dict(WOLFE, max_iter=8, history_size=4), 6),
 ])
 def test_long_runs_differ_no_more_than_torch_from_itself(problem, kwargs, steps):
     """Over long runs on Rosenbrock the iterates amplify rounding: purelr's dot products (XLA)
@@ -266,7 +259,7 @@ def test_pytree_leaf_order_and_dtype():
     """A nested pytree is raveled in jax's leaf order; updates keep each leaf's shape and dtype."""
     params = {"z": jnp.ones((2, 2)), "a": (jnp.zeros(3), jnp.asarray(2.0))}
     value_fn = lambda p: jnp.sum((p["z"] - 3.0) ** 2) + jnp.sum(p["a"][0] ** 2) + p["a"][1] ** 2
-    optimizer = lbfgs(line_search_fn="strong_wolfe")
+    optimizer = lbfgs(max_iter=5)
     state = optimizer.init(params)
     value, grads = jax.value_and_grad(value_fn)(params)
     updates, state = jax.jit(optimizer.update, static_argnames="value_fn")(
