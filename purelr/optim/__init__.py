@@ -14,6 +14,8 @@ from purelr.optim.adamax import adamax
 from purelr.optim.adamw import adamw
 from purelr.optim.asgd import asgd
 from purelr.optim.clip import clip_grad_norm, clip_grad_value
+from purelr.optim.lbfgs import lbfgs
+from purelr.optim.lbfgs import minimize as lbfgs_minimize
 from purelr.optim.muon import muon
 from purelr.optim.nadam import nadam
 from purelr.optim.radam import radam
@@ -23,4 +25,4 @@ from purelr.optim.sgd import sgd
 from purelr.optim.skip import skip_nonfinite
 
 __all__ = ["adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "asgd", "clip_grad_norm",
-           "clip_grad_value", "muon", "nadam", "radam", "rmsprop", "rprop", "sgd", "skip_nonfinite"]
+           "clip_grad_value", "lbfgs", "lbfgs_minimize", "muon", "nadam", "radam", "rmsprop", "rprop", "sgd", "skip_nonfinite"]
