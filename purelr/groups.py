@@ -128,8 +128,21 @@ def param_groups(optimizer: Callable, params, groups: Sequence[Mapping[str, Any]
     missing = [name for name, label in zip(names, owner) if label is None]
     if missing:
         raise ValueError(f"parameters in no group: {missing}")
-    labels = jax.tree.unflatten(jax.tree.structure(params), owner)
-    return optax.multi_transform(transforms, labels)
+    return optax.multi_transform(transforms, by_name(dict(zip(names, owner))))
+
+
+def by_name(labels: Mapping[str, str] | Any) -> Callable:
+    """``params -> label tree`` from ``{dotted name: label}`` or a label pytree: the labels follow
+    the names, so the tree optax is given may differ in its wrappers (an nnx ``State`` of
+    ``Param``s at ``init``, of plain arrays at ``update``)."""
+    if not isinstance(labels, Mapping) or not all(isinstance(v, str) for v in labels.values()):
+        labels = dict(zip(dotted_names(labels), jax.tree.leaves(labels)))
+
+    def label_tree(params):
+        return jax.tree.unflatten(jax.tree.structure(params),
+                                  [labels[name] for name in dotted_names(params)])
+
+    return label_tree
 
 
 def hyperparams_in_force(state) -> dict[str, dict[str, jax.Array]]:

@@ -186,7 +186,7 @@ def paramwise_transform(optimizer: Callable, labels, settings: Mapping[str, Para
         group = group_hyperparams(setting, lr=lr, weight_decay=weight_decay, **hyperparams)
         transforms[label] = groups_lib.group_transform(
             _scaled(optimizer, setting.lr_scale), group, schedules, frozen=setting.frozen)
-    return optax.multi_transform(transforms, labels)
+    return optax.multi_transform(transforms, groups_lib.by_name(labels))
 
 
 def _scaled(optimizer, lr_scale):

@@ -136,6 +136,13 @@ def test_nnx_module_kinds_and_names():
     assert flat == {"bn.bias": "decay_mult=0.0", "bn.scale": "decay_mult=0.0", "dw.bias": "decay_mult=0.5",
                     "dw.kernel": "decay_mult=0.5", "head.bias": "default", "head.kernel": "default",
                     "norm.scale": "decay_mult=0.0", "stem.bias": "default", "stem.kernel": "default"}
+    tx = paramwise(sgd, state, dict(norm_decay_mult=0.0), lr=0.1, weight_decay=1e-4,
+                   module_kinds=kinds, frozen="stem")
+    optimizer = nnx.Optimizer(net, tx, wrt=nnx.Param)  # init sees Params, update plain arrays
+    stem = np.asarray(net.stem.kernel[...])
+    grads = jax.tree.map(jnp.ones_like, nnx.state(net, nnx.Param))
+    optimizer.update(net, grads)
+    assert np.array_equal(net.stem.kernel[...], stem) and not np.array_equal(net.head.bias[...], 0)
 
 
 PARAMS = {"fc": {"kernel": jnp.zeros((2, 2)), "bias": jnp.zeros(2)}}
