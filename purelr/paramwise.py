@@ -17,8 +17,11 @@ Twins of MMCV 1.7's ``DefaultOptimizerConstructor`` (``style="mmcv"``) and MMEng
    MMEngine, each rule only when its key is given: norm; bias (not in a DCN child); dwconv;
    1-D leaf (not in a DCN child) -> ``flat_decay_mult``.
 
-Leaves with the same ``ParamSetting`` share one label. ``bypass_duplicate`` is accepted and has no
-effect: a pytree holds each array once.
+Leaves with the same ``ParamSetting`` share one label. Custom keys are matched against flax names
+(``kernel``/``scale`` where torch says ``weight``). ``bypass_duplicate`` is accepted and has no
+effect: a pytree holds each array once. As in MMEngine, ``flat_decay_mult`` without a base
+``weight_decay`` is accepted and does nothing. Frozen leaves are ``"frozen"`` in both styles (MMCV
+keeps them in a group without gradients, MMEngine leaves them out: neither updates them).
 """
 
 from __future__ import annotations
