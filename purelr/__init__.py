@@ -7,10 +7,22 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("schedules", "optim")
+_SUBMODULES = ("schedules", "optim", "paramwise", "paramwise_timm", "groups", "module_kinds", "config",
+               "registry", "accumulate")
+
+
+_ATTRIBUTES = {
+    "build": "purelr.builder",
+    "load_config": "purelr.config",
+    "register_optimizer": "purelr.registry",
+    "register_schedule": "purelr.registry",
+    "register_constructor": "purelr.registry",
+}
 
 
 def __getattr__(name):
     if name in _SUBMODULES:
         return importlib.import_module(f"purelr.{name}")
+    if name in _ATTRIBUTES:
+        return getattr(importlib.import_module(_ATTRIBUTES[name]), name)
     raise AttributeError(f"module 'purelr' has no attribute {name!r}")

@@ -146,21 +146,24 @@ def by_name(labels: Mapping[str, str] | Any) -> Callable:
 
 
 def hyperparams_in_force(state) -> dict[str, dict[str, jax.Array]]:
-    """``{label: {name: value used at the last update}}`` from a ``multi_transform`` state (frozen
-    labels, which keep no hyperparameters, are left out)."""
+    """``{label: {name: value used at the last update}}`` from the state of a transformation holding
+    a ``multi_transform`` (alone or inside ``optax.chain``, clipping, accumulation); frozen labels,
+    which keep no hyperparameters, are left out."""
+    multi = _find(state, lambda s: isinstance(getattr(s, "inner_states", None), Mapping))
     found = {}
-    for label, inner in getattr(state, "inner_states", {}).items():
-        hyperparams = _find_hyperparams(inner)
+    for label, inner in (multi.inner_states if multi is not None else {}).items():
+        hyperparams = _find(inner, lambda s: isinstance(getattr(s, "hyperparams", None), Mapping))
         if hyperparams is not None:
-            found[label] = hyperparams
+            found[label] = dict(hyperparams.hyperparams)
     return found
 
 
-def _find_hyperparams(state):
-    if hasattr(state, "hyperparams") and isinstance(state.hyperparams, Mapping):
-        return dict(state.hyperparams)
+def _find(state, predicate):
+    """The first state, depth first through tuples (NamedTuples included), that ``predicate`` takes."""
+    if predicate(state):
+        return state
     for child in state if isinstance(state, tuple) else ():
-        hyperparams = _find_hyperparams(child)
-        if hyperparams is not None:
-            return hyperparams
+        match = _find(child, predicate)
+        if match is not None:
+            return match
     return None

@@ -1,0 +1,251 @@
+"""``purelr.build``: one optax transformation from a whole MMDetection 2.x or MMEngine config.
+
+MMDetection 2.x (MMCV 1.x runner)::
+
+    optimizer = dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4,
+                     paramwise_cfg=dict(norm_decay_mult=0.0), constructor=...)
+    optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))
+        # or dict(type='GradientCumulativeOptimizerHook', cumulative_iters=4, grad_clip=...)
+    lr_config = dict(policy='step', warmup='linear', warmup_iters=500, warmup_ratio=0.001, step=[8, 11])
+    momentum_config = None
+    runner = dict(type='EpochBasedRunner', max_epochs=12)      # or IterBasedRunner, max_iters
+
+MMEngine::
+
+    optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', ...), paramwise_cfg=...,
+                         clip_grad=dict(max_norm=35, norm_type=2), accumulative_counts=1)
+    param_scheduler = [dict(type='LinearLR', ...), dict(type='MultiStepLR', ...)]
+    train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12)  # or IterBasedTrainLoop, max_iters
+
+The result, applied once per training iteration, does what the original runner does at that
+iteration: gradients of frozen parameters dropped, accumulated (with the remainder rule), clipped
+over all trainable parameters, then the optimizer of each parameter group with the lr (and
+momentum / Adam's beta1) its schedulers set at that iteration, each group scheduled from its own
+base value (``lr * lr_mult``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Callable, NamedTuple
+
+import jax
+import optax
+
+from purelr import accumulate as accumulate_lib
+from purelr import paramwise as paramwise_lib
+from purelr import registry
+from purelr.config import load_config
+from purelr.optim import clip_grad_norm, clip_grad_value
+from purelr.schedules import mmcv, mmengine, validate
+
+
+
+class Recipe(NamedTuple):
+    """What a config asks for, read and checked, before anything is built."""
+
+    optimizer: Callable
+    hyperparams: dict
+    paramwise_cfg: dict
+    constructor: str
+    style: str
+    clip: Any  # None, ("norm", max_norm, norm_type) or ("value", clip_value)
+    cumulative_iters: int
+    schedules: dict  # {"lr" | "momentum": (base -> schedule)}
+    max_iters: int | None
+
+
+def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
+          frozen=None) -> optax.GradientTransformation:
+    """The optimizer an MMDetection 2.x or MMEngine config describes, for ``params``.
+
+    ``cfg``: a config dict or a file path (``purelr.load_config``). ``epoch_len``: iterations per
+    epoch, needed by epoch-based schedules. ``module_kinds``: ``purelr.module_kinds.module_kinds
+    (model, ...)`` for the norm / depth-wise rules of ``paramwise_cfg``. ``frozen``: a selector of
+    the parameters torch would have with ``requires_grad=False``.
+    """
+    recipe = read_recipe(cfg, epoch_len=epoch_len)
+    labels, settings = _labels(recipe, params, module_kinds, frozen)
+    schedules = dict(recipe.schedules)
+    if recipe.cumulative_iters > 1:
+        at_iteration = functools.partial(accumulate_lib.update_iteration, every=recipe.cumulative_iters,
+                                         total=recipe.max_iters)
+        schedules = {name: _read_at(factory, at_iteration) for name, factory in schedules.items()}
+    hyperparams = dict(recipe.hyperparams)
+    lr = hyperparams.pop("lr")
+    weight_decay = hyperparams.pop("weight_decay", None)
+    schedules = _schedule_targets(schedules, hyperparams)
+    transform = paramwise_lib.paramwise_transform(recipe.optimizer, labels, settings, lr=lr,
+                                                  weight_decay=weight_decay, schedules=schedules,
+                                                  **hyperparams)
+    if recipe.clip is not None:
+        clip = clip_grad_norm(*recipe.clip[1:]) if recipe.clip[0] == "norm" else clip_grad_value(recipe.clip[1])
+        transform = optax.chain(clip, transform)
+    frozen_mask = jax.tree.map(lambda label: label == "frozen", labels)
+    if any(jax.tree.leaves(frozen_mask)):
+        transform = optax.chain(optax.masked(optax.set_to_zero(), frozen_mask), transform)
+    if recipe.cumulative_iters > 1:
+        transform = accumulate_lib.accumulate(transform, recipe.cumulative_iters, recipe.max_iters)
+    return transform
+
+
+def read_recipe(cfg, *, epoch_len: int | None = None) -> Recipe:
+    """Reads and checks a config (dict or file) into a ``Recipe``; errors name the key and value."""
+    if isinstance(cfg, (str, os.PathLike)):
+        cfg = load_config(cfg)
+    if not isinstance(cfg, dict):
+        raise TypeError(f"a config must be a dict or a file path, got {cfg!r}")
+    registry.import_custom(cfg.get("custom_imports"))
+    if "optim_wrapper" in cfg:
+        return _mmengine_recipe(cfg, epoch_len)
+    if "optimizer" in cfg:
+        return _mmcv_recipe(cfg, epoch_len)
+    raise ValueError(f"a config needs 'optimizer' (MMDetection 2.x) or 'optim_wrapper' (MMEngine); "
+                     f"it has {sorted(cfg)}")
+
+
+def _optimizer(optimizer_cfg, where: str):
+    if not isinstance(optimizer_cfg, dict) or "type" not in optimizer_cfg:
+        raise ValueError(f"{where} must be a dict with a 'type', got {optimizer_cfg!r}")
+    kwargs = {k: v for k, v in optimizer_cfg.items() if k not in ("type", "paramwise_cfg", "constructor")}
+    if "lr" not in kwargs:
+        raise ValueError(f"{where}.lr is missing: give the base learning rate")
+    return registry.lookup("optimizer", optimizer_cfg["type"], f"{where}.type"), kwargs
+
+
+def _run_length(where: str, runner: dict | None, epoch_len):
+    """``(max_epochs, max_iters)`` of an MMCV ``runner`` or MMEngine ``train_cfg``."""
+    runner = runner or {}
+    max_epochs = runner.get("max_epochs")
+    max_iters = runner.get("max_iters")
+    if max_epochs is not None:
+        max_epochs = validate.positive_int(f"{where}.max_epochs", max_epochs)
+    if max_iters is not None:
+        max_iters = validate.positive_int(f"{where}.max_iters", max_iters)
+    if max_iters is None and max_epochs is not None and epoch_len is not None:
+        max_iters = max_epochs * validate.positive_int("epoch_len", epoch_len)
+    return max_epochs, max_iters
+
+
+def _clip(clip_cfg, where: str, *, mmengine_style: bool):
+    if clip_cfg is None:
+        return None
+    if not isinstance(clip_cfg, dict):
+        raise ValueError(f"{where} must be a dict, got {clip_cfg!r}")
+    clip_cfg = dict(clip_cfg)
+    kind = clip_cfg.pop("type", "norm") if mmengine_style else "norm"
+    validate.one_of(f"{where}.type", kind, ("norm", "value"))
+    if kind == "value":
+        return ("value", validate.nonnegative(f"{where}.clip_value", clip_cfg.get("clip_value")))
+    unknown = sorted(set(clip_cfg) - {"max_norm", "norm_type"})
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; known: ['max_norm', 'norm_type']")
+    if "max_norm" not in clip_cfg:
+        raise ValueError(f"{where}.max_norm is missing")
+    return ("norm", validate.nonnegative(f"{where}.max_norm", clip_cfg["max_norm"]),
+            float(clip_cfg.get("norm_type", 2.0)))
+
+
+def _mmcv_recipe(cfg: dict, epoch_len) -> Recipe:
+    optimizer, hyperparams = _optimizer(cfg["optimizer"], "optimizer")
+    runner = cfg.get("runner") or ({"max_epochs": cfg["total_epochs"]} if "total_epochs" in cfg else None)
+    max_epochs, max_iters = _run_length("runner", runner, epoch_len)
+    hook = dict(cfg.get("optimizer_config") or {})
+    hook_type = hook.pop("type", "OptimizerHook")
+    validate.one_of("optimizer_config.type", hook_type, ("OptimizerHook", "GradientCumulativeOptimizerHook"))
+    cumulative = hook.pop("cumulative_iters", 1) if hook_type == "GradientCumulativeOptimizerHook" else 1
+    clip = _clip(hook.pop("grad_clip", None), "optimizer_config.grad_clip", mmengine_style=False)
+    hook.pop("detect_anomalous_params", None)
+    if hook:
+        raise ValueError(f"optimizer_config: unknown keys {sorted(hook)}")
+    lengths = dict(epoch_len=epoch_len, max_epochs=max_epochs, max_iters=max_iters)
+    schedules = {}
+    if cfg.get("lr_config") is not None:
+        mmcv.lr_config(cfg["lr_config"], 1.0, **lengths)  # checks the config now, naming its keys
+        schedules["lr"] = functools.partial(_mmcv_schedule, mmcv.lr_config, cfg["lr_config"], lengths)
+    if cfg.get("momentum_config") is not None:
+        mmcv.momentum_config(cfg["momentum_config"], 0.9, **lengths)
+        schedules["momentum"] = functools.partial(_mmcv_schedule, mmcv.momentum_config,
+                                                  cfg["momentum_config"], lengths)
+    return Recipe(optimizer, hyperparams, dict(cfg["optimizer"].get("paramwise_cfg") or {}),
+                  cfg["optimizer"].get("constructor", "DefaultOptimizerConstructor"), "mmcv", clip,
+                  validate.positive_int("optimizer_config.cumulative_iters", cumulative), schedules, max_iters)
+
+
+def _mmcv_schedule(make, cfg, lengths, base):
+    return make(cfg, base, **lengths)
+
+
+def _mmengine_recipe(cfg: dict, epoch_len) -> Recipe:
+    wrapper = dict(cfg["optim_wrapper"])
+    wrapper_type = wrapper.pop("type", "OptimWrapper")
+    validate.one_of("optim_wrapper.type", wrapper_type, ("OptimWrapper",))
+    optimizer, hyperparams = _optimizer(wrapper.pop("optimizer", None), "optim_wrapper.optimizer")
+    train_cfg = cfg.get("train_cfg") or {}
+    max_epochs, max_iters = _run_length("train_cfg", train_cfg, epoch_len)
+    clip = _clip(wrapper.pop("clip_grad", None), "optim_wrapper.clip_grad", mmengine_style=True)
+    cumulative = validate.positive_int("optim_wrapper.accumulative_counts", wrapper.pop("accumulative_counts", 1))
+    paramwise_cfg = dict(wrapper.pop("paramwise_cfg", None) or {})
+    constructor = wrapper.pop("constructor", "DefaultOptimWrapperConstructor")
+    if wrapper:
+        raise ValueError(f"optim_wrapper: unknown keys {sorted(wrapper)}")
+    schedulers = cfg.get("param_scheduler") or []
+    schedulers = [schedulers] if isinstance(schedulers, dict) else list(schedulers)
+    lengths = dict(epoch_len=epoch_len, max_epochs=max_epochs, max_iters=max_iters)
+    schedules = {}
+    for name in ("lr", "momentum"):
+        chosen = [s for s in schedulers if _scheduled_param(s) == name]
+        if chosen:
+            mmengine.param_scheduler(chosen, 1.0 if name == "lr" else 0.9, **lengths)
+            schedules[name] = functools.partial(_mmengine_schedule, chosen, lengths)
+    return Recipe(optimizer, hyperparams, paramwise_cfg, constructor, "mmengine", clip, cumulative,
+                  schedules, max_iters)
+
+
+def _scheduled_param(scheduler_cfg) -> str | None:
+    kind = str(scheduler_cfg.get("type", "")) if isinstance(scheduler_cfg, dict) else ""
+    if kind.endswith("LR"):
+        return "lr"
+    if kind.endswith("Momentum"):
+        return "momentum"
+    return scheduler_cfg.get("param_name") if isinstance(scheduler_cfg, dict) else None
+
+
+def _mmengine_schedule(cfgs, lengths, base):
+    return mmengine.param_scheduler(cfgs, base, **lengths)
+
+
+def _read_at(factory, at_iteration):
+    def make(base):
+        schedule = factory(base)
+        return lambda update: schedule(at_iteration(update))
+
+    return make
+
+
+def _schedule_targets(schedules: dict, hyperparams: dict) -> dict:
+    """Maps a ``momentum`` schedule onto the optimizer's own argument: ``momentum`` (SGD,
+    RMSprop) or ``betas[0]`` (the Adam family), as MMCV's and MMEngine's momentum schedulers do."""
+    if "momentum" not in schedules:
+        return schedules
+    schedules = dict(schedules)
+    momentum = schedules.pop("momentum")
+    if "betas" in hyperparams:
+        schedules["betas"] = lambda betas: (momentum(betas[0]), *betas[1:])
+    elif "momentum" in hyperparams:
+        schedules["momentum"] = momentum
+    else:
+        raise ValueError("a momentum schedule needs the optimizer's momentum or betas: give "
+                         "optimizer.momentum=... or optimizer.betas=(...)")
+    return schedules
+
+
+def _labels(recipe: Recipe, params, module_kinds, frozen):
+    if recipe.constructor in ("DefaultOptimizerConstructor", "DefaultOptimWrapperConstructor"):
+        return paramwise_lib.paramwise_labels(params, recipe.paramwise_cfg,
+                                              weight_decay=recipe.hyperparams.get("weight_decay"),
+                                              module_kinds=module_kinds, frozen=frozen, style=recipe.style)
+    constructor = registry.lookup("constructor", recipe.constructor, "constructor")
+    return constructor(params, recipe.hyperparams, recipe.paramwise_cfg, module_kinds=module_kinds,
+                       frozen=frozen)

@@ -1,0 +1,95 @@
+"""Named parts a config can refer to with ``type=``: optimizers, schedules, constructors.
+
+The twin of MMCV/MMEngine's ``OPTIMIZERS.register_module()`` registries. ``type='SGD'`` and every
+other ``torch.optim`` name resolve to the ``purelr.optim`` twins; a user's own part is added with a
+decorator::
+
+    @purelr.register_optimizer()          # type='my_sgd' (the function's name) or name='MySGD'
+    def my_sgd(lr, momentum=0.0, weight_decay=0.0) -> optax.GradientTransformation: ...
+
+What each kind is called with is said by ``purelr.build``. ``custom_imports`` imports the modules
+that register parts before a config is built, as MMCV does.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import warnings
+from typing import Callable
+
+TORCH_OPTIMIZERS = {
+    "SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "Adamax": "adamax", "NAdam": "nadam",
+    "RAdam": "radam", "Adagrad": "adagrad", "Adadelta": "adadelta", "RMSprop": "rmsprop",
+    "Rprop": "rprop", "ASGD": "asgd", "Adafactor": "adafactor", "Muon": "muon", "LBFGS": "lbfgs",
+}
+
+_REGISTRIES: dict[str, dict[str, Callable]] = {"optimizer": {}, "schedule": {}, "constructor": {}}
+
+
+def _register(kind: str, name: str | None, force: bool):
+    def decorator(part: Callable) -> Callable:
+        key = name or part.__name__
+        if key in _REGISTRIES[kind] and not force and _REGISTRIES[kind][key] is not part:
+            raise KeyError(f"{kind} {key!r} is already registered (pass force=True to replace it)")
+        _REGISTRIES[kind][key] = part
+        return part
+
+    return decorator
+
+
+def register_optimizer(name: str | None = None, *, force: bool = False):
+    """Registers ``fn(**optimizer_cfg) -> optax.GradientTransformation`` as ``type=name``."""
+    return _register("optimizer", name, force)
+
+
+def register_schedule(name: str | None = None, *, force: bool = False):
+    """Registers ``fn(base_value, *, epoch_len, max_iters, **cfg) -> schedule`` as a policy/type."""
+    return _register("schedule", name, force)
+
+
+def register_constructor(name: str | None = None, *, force: bool = False):
+    """Registers ``fn(params, optimizer_cfg, paramwise_cfg, **context) -> labels and settings``."""
+    return _register("constructor", name, force)
+
+
+def registered(kind: str) -> dict[str, Callable]:
+    """The parts of ``kind`` a config can name, built-in twins included."""
+    parts = dict(_REGISTRIES[kind])
+    if kind == "optimizer":
+        import purelr.optim as optim
+
+        for torch_name, twin in TORCH_OPTIMIZERS.items():
+            if hasattr(optim, twin):
+                parts.setdefault(torch_name, getattr(optim, twin))
+    return parts
+
+
+def lookup(kind: str, name, where: str) -> Callable:
+    """The part registered as ``name``; an unknown name raises naming ``where`` and close matches."""
+    parts = registered(kind)
+    if not isinstance(name, str) or name not in parts:
+        close = difflib.get_close_matches(str(name), parts, n=3, cutoff=0.5)
+        hint = f"; did you mean {close}?" if close else f"; known: {sorted(parts)}"
+        raise ValueError(f"{where}: unknown {kind} type {name!r}{hint}")
+    return parts[name]
+
+
+def import_custom(custom_imports, where: str = "custom_imports") -> None:
+    """MMCV's ``custom_imports=dict(imports=[...], allow_failed_imports=False)``."""
+    if custom_imports is None:
+        return
+    if not isinstance(custom_imports, dict) or "imports" not in custom_imports:
+        raise ValueError(f"{where} must be dict(imports=[...], allow_failed_imports=False), got {custom_imports!r}")
+    modules = custom_imports["imports"]
+    modules = [modules] if isinstance(modules, str) else modules
+    unknown = sorted(set(custom_imports) - {"imports", "allow_failed_imports"})
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; known: ['allow_failed_imports', 'imports']")
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            if not custom_imports.get("allow_failed_imports", False):
+                raise ImportError(f"{where}.imports: cannot import {module!r}: {error}") from error
+            warnings.warn(f"{where}.imports: {module!r} failed to import and is skipped: {error}")
