@@ -161,20 +161,28 @@ def _mmcv_recipe(cfg: dict, epoch_len) -> Recipe:
         raise ValueError(f"optimizer_config: unknown keys {sorted(hook)}")
     lengths = dict(epoch_len=epoch_len, max_epochs=max_epochs, max_iters=max_iters)
     schedules = {}
-    if cfg.get("lr_config") is not None:
-        mmcv.lr_config(cfg["lr_config"], 1.0, **lengths)  # checks the config now, naming its keys
-        schedules["lr"] = functools.partial(_mmcv_schedule, mmcv.lr_config, cfg["lr_config"], lengths)
-    if cfg.get("momentum_config") is not None:
-        mmcv.momentum_config(cfg["momentum_config"], 0.9, **lengths)
-        schedules["momentum"] = functools.partial(_mmcv_schedule, mmcv.momentum_config,
-                                                  cfg["momentum_config"], lengths)
+    for name, key, make in (("lr", "lr_config", mmcv.lr_config), ("momentum", "momentum_config", mmcv.momentum_config)):
+        if cfg.get(key) is not None:
+            schedules[name] = _checked_factory(_custom_schedule(cfg[key].get("policy"), cfg[key], lengths)
+                                               or functools.partial(make, cfg[key], **lengths), name)
     return Recipe(optimizer, hyperparams, dict(cfg["optimizer"].get("paramwise_cfg") or {}),
                   cfg["optimizer"].get("constructor", "DefaultOptimizerConstructor"), "mmcv", clip,
                   validate.positive_int("optimizer_config.cumulative_iters", cumulative), schedules, max_iters)
 
 
-def _mmcv_schedule(make, cfg, lengths, base):
-    return make(cfg, base, **lengths)
+def _custom_schedule(kind, cfg: dict, lengths: dict):
+    """A registered schedule named by ``policy`` / ``type``, as ``base -> schedule``, or None."""
+    if not isinstance(kind, str) or kind not in registry.registered("schedule"):
+        return None
+    make = registry.registered("schedule")[kind]
+    kwargs = {k: v for k, v in cfg.items() if k not in ("policy", "type")}
+    return lambda base: make(base, **lengths, **kwargs)
+
+
+def _checked_factory(factory, name: str):
+    """Builds the schedule once now, so that a config error is raised here naming its key."""
+    factory(1.0 if name == "lr" else 0.9)
+    return factory
 
 
 def _mmengine_recipe(cfg: dict, epoch_len) -> Recipe:
@@ -196,24 +204,25 @@ def _mmengine_recipe(cfg: dict, epoch_len) -> Recipe:
     schedules = {}
     for name in ("lr", "momentum"):
         chosen = [s for s in schedulers if _scheduled_param(s) == name]
+        custom = len(chosen) == 1 and _custom_schedule(chosen[0].get("type"), chosen[0], lengths)
         if chosen:
-            mmengine.param_scheduler(chosen, 1.0 if name == "lr" else 0.9, **lengths)
-            schedules[name] = functools.partial(_mmengine_schedule, chosen, lengths)
+            schedules[name] = _checked_factory(custom or functools.partial(mmengine.param_scheduler, chosen, **lengths),
+                                               name)
     return Recipe(optimizer, hyperparams, paramwise_cfg, constructor, "mmengine", clip, cumulative,
                   schedules, max_iters)
 
 
 def _scheduled_param(scheduler_cfg) -> str | None:
-    kind = str(scheduler_cfg.get("type", "")) if isinstance(scheduler_cfg, dict) else ""
-    if kind.endswith("LR"):
-        return "lr"
+    """The parameter an MMEngine scheduler drives: ``lr`` (``*LR`` and registered schedules),
+    ``momentum`` (``*Momentum``) or a generic scheduler's ``param_name``."""
+    if not isinstance(scheduler_cfg, dict):
+        raise TypeError(f"param_scheduler entries must be dicts, got {scheduler_cfg!r}")
+    kind = str(scheduler_cfg.get("type", ""))
     if kind.endswith("Momentum"):
         return "momentum"
-    return scheduler_cfg.get("param_name") if isinstance(scheduler_cfg, dict) else None
-
-
-def _mmengine_schedule(cfgs, lengths, base):
-    return mmengine.param_scheduler(cfgs, base, **lengths)
+    if kind.endswith("LR") or kind in registry.registered("schedule"):
+        return "lr"
+    return scheduler_cfg.get("param_name")
 
 
 def _read_at(factory, at_iteration):

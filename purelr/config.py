@@ -14,7 +14,6 @@ import json
 import os
 import runpy
 import types
-from typing import Any
 
 EXTENSIONS = (".py", ".json", ".yaml", ".yml")
 
@@ -103,12 +102,3 @@ def merge(child: dict, base: dict) -> dict:
         result[key] = value
     return result
 
-
-def get(cfg: dict, key: str, default: Any = None) -> Any:
-    """``cfg[a][b]`` for ``key == "a.b"``, or ``default`` where a part is missing."""
-    node: Any = cfg
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
