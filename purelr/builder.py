@@ -66,7 +66,7 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
     the parameters torch would have with ``requires_grad=False``.
     """
     recipe = read_recipe(cfg, epoch_len=epoch_len)
-    labels, settings = _labels(recipe, params, module_kinds, frozen)
+    labels, settings = labels_of(recipe, params, module_kinds, frozen)
     schedules = dict(recipe.schedules)
     if recipe.cumulative_iters > 1:
         at_iteration = functools.partial(accumulate_lib.update_iteration, every=recipe.cumulative_iters,
@@ -250,7 +250,8 @@ def _schedule_targets(schedules: dict, hyperparams: dict) -> dict:
     return schedules
 
 
-def _labels(recipe: Recipe, params, module_kinds, frozen):
+def labels_of(recipe: Recipe, params, module_kinds, frozen):
+    """``(labels, settings)`` of the config's constructor (paramwise_cfg rules or a registered one)."""
     if recipe.constructor in ("DefaultOptimizerConstructor", "DefaultOptimWrapperConstructor"):
         return paramwise_lib.paramwise_labels(params, recipe.paramwise_cfg,
                                               weight_decay=recipe.hyperparams.get("weight_decay"),
