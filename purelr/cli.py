@@ -1,0 +1,56 @@
+"""``purelr plot CONFIG``: the lr and momentum curves of every parameter group of a config.
+
+Prints a table of the breakpoints (start, end of warmup, each decay, end) and writes a PNG (and
+a CSV). Errors in the command or the config print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from purelr.config import ConfigError
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="purelr", description=__doc__.splitlines()[0])
+    commands = root.add_subparsers(dest="command", required=True)
+    plot = commands.add_parser("plot", help="draw the lr/momentum curves of a config")
+    plot.add_argument("config", help="an MMDetection 2.x or MMEngine config file (.py, .json, .yaml)")
+    plot.add_argument("--epoch-len", type=int, help="iterations per epoch (for epoch-based configs)")
+    length = plot.add_mutually_exclusive_group()
+    length.add_argument("--max-epochs", type=int, help="override the run's length in epochs")
+    length.add_argument("--max-iters", type=int, help="override the run's length in iterations")
+    plot.add_argument("-o", "--output", default="lr.png", help="the PNG to write (default lr.png)")
+    plot.add_argument("--csv", help="also write every value to this CSV file")
+    plot.add_argument("--by", choices=("iter", "epoch"), default="iter", help="x axis unit")
+    plot.add_argument("--log", action="store_true", help="logarithmic lr axis")
+    return root
+
+
+def plot(args) -> int:
+    from purelr import plot as plot_lib
+    from purelr.curves import config_curves
+
+    start = time.perf_counter()
+    curves = config_curves(args.config, epoch_len=args.epoch_len, max_epochs=args.max_epochs,
+                           max_iters=args.max_iters)
+    evaluated = time.perf_counter() - start
+    print(plot_lib.table(curves))
+    plot_lib.draw(curves, args.output, by=args.by, log=args.log, title=args.config)
+    if args.csv:
+        plot_lib.write_csv(curves, args.csv)
+    written = [args.output] + ([args.csv] if args.csv else [])
+    print(f"{len(curves.steps)} iterations, {len(curves.values)} curves evaluated in {evaluated:.2f} s; "
+          f"wrote {', '.join(written)}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return {"plot": plot}[args.command](args)
+    except (ConfigError, ValueError, TypeError, KeyError, ImportError, OSError) as error:
+        print(f"purelr: error: {error}", file=sys.stderr)
+        return 2

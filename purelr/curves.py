@@ -1,0 +1,86 @@
+"""The lr and momentum curves of every parameter group of a config, evaluated at once.
+
+``config_curves(cfg, epoch_len=..., ...)`` reads a config as ``purelr.build`` does and returns one
+curve per group and quantity over the whole run, indexed by training iteration (the value the
+original runner sets for that iteration), computed with one ``jit(vmap)`` per curve.
+
+Groups come from ``paramwise_cfg``, applied to an example parameter tree that has a leaf for every
+rule (a conv kernel and bias, a norm layer, a depth-wise conv, a 1-D leaf, and a leaf named after
+each custom key), or to the user's own ``(params, module_kinds)``. Groups are named by their rule
+(``default``, ``lr_mult=0.1``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from purelr import builder, paramwise
+
+
+class Curves(NamedTuple):
+    """Curves of one config: ``values[(group, quantity)]`` over ``steps`` (iterations)."""
+
+    steps: np.ndarray
+    epoch_len: int | None
+    values: dict
+
+
+def example_params(paramwise_cfg: dict):
+    """``(params, module_kinds)``: a small tree with a leaf for every ``paramwise_cfg`` rule."""
+    leaf = jnp.zeros((2, 2))
+    params = {
+        "backbone": {"conv": {"kernel": jnp.zeros((3, 3, 2, 2)), "bias": jnp.zeros(2)},
+                     "norm": {"scale": jnp.zeros(2), "bias": jnp.zeros(2)},
+                     "dwconv": {"kernel": jnp.zeros((3, 3, 1, 2))},
+                     "embed": jnp.zeros(2)},
+        "head": {"kernel": leaf, "bias": jnp.zeros(2)},
+    }
+    for i, key in enumerate(sorted((paramwise_cfg or {}).get("custom_keys", {}))):
+        params[f"custom{i}"] = {key.strip(".") or "key": {"kernel": leaf}}
+    kinds = {"backbone.conv": "conv", "backbone.norm": "norm", "backbone.dwconv": "dwconv"}
+    return params, kinds
+
+
+def total_iterations(recipe: builder.Recipe, epoch_len, max_epochs, max_iters) -> int:
+    if max_iters is None and max_epochs is not None:
+        if epoch_len is None:
+            raise ValueError("--max-epochs needs --epoch-len (iterations per epoch)")
+        max_iters = max_epochs * epoch_len
+    max_iters = max_iters or recipe.max_iters
+    if max_iters is None:
+        raise ValueError("the run's length is unknown: the config has no max_epochs / max_iters "
+                         "(or max_epochs without --epoch-len); give --max-iters or --max-epochs")
+    return int(max_iters)
+
+
+def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, params=None,
+                  module_kinds=None) -> Curves:
+    """Every group's lr (and momentum / beta1 where the optimizer has one) at every iteration."""
+    recipe = builder.read_recipe(cfg, epoch_len=epoch_len)
+    total = total_iterations(recipe, epoch_len, max_epochs, max_iters)
+    if params is None:
+        params, module_kinds = example_params(recipe.paramwise_cfg)
+    _, settings = builder.labels_of(recipe, params, module_kinds, None)
+    steps = jnp.arange(total)
+    hyperparams = dict(recipe.hyperparams)
+    momentum = hyperparams.get("momentum", (hyperparams.get("betas") or (None,))[0])
+    values = {}
+    for label, setting in settings.items():
+        if setting.frozen:
+            continue
+        group = paramwise.group_hyperparams(setting, lr=hyperparams["lr"],
+                                            weight_decay=hyperparams.get("weight_decay"))
+        values[(label, "lr")] = _evaluate(recipe.schedules.get("lr"), group["lr"], steps) * setting.lr_scale
+        if momentum is not None:
+            values[(label, "momentum")] = _evaluate(recipe.schedules.get("momentum"), momentum, steps)
+    return Curves(np.arange(total), epoch_len, values)
+
+
+def _evaluate(factory, base, steps) -> np.ndarray:
+    if factory is None:
+        return np.full(steps.shape, float(base))
+    return np.asarray(jax.jit(jax.vmap(factory(base)))(steps), dtype=np.float64)
