@@ -8,7 +8,7 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("schedules", "optim", "paramwise", "paramwise_timm", "groups", "module_kinds", "config",
-               "registry", "accumulate")
+               "registry", "accumulate", "plateau", "averaging", "batchnorm", "checkpoint", "curves", "plot")
 
 
 _ATTRIBUTES = {
