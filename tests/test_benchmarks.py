@@ -1,0 +1,15 @@
+"""Smoke test of the benchmark scripts: each ``--quick`` mode runs to its table (no timings checked)."""
+
+import importlib
+
+import pytest
+
+SCRIPTS = ["update", "curves", "compile", "groups"]
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_quick_mode_prints_a_table(name, capsys):
+    module = importlib.import_module(f"benchmarks.{name}")
+    assert module.main(["--quick", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# ") and "|--" in out
