@@ -57,14 +57,23 @@ class Recipe(NamedTuple):
 
 
 def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
-          frozen=None) -> optax.GradientTransformation:
-    """The optimizer an MMDetection 2.x or MMEngine config describes, for ``params``.
+          frozen=None, layer_map=None) -> optax.GradientTransformation:
+    """The optimizer an MMDetection 2.x, MMEngine or timm config describes, for ``params``.
 
     ``cfg``: a config dict or a file path (``purelr.load_config``). ``epoch_len``: iterations per
     epoch, needed by epoch-based schedules. ``module_kinds``: ``purelr.module_kinds.module_kinds
     (model, ...)`` for the norm / depth-wise rules of ``paramwise_cfg``. ``frozen``: a selector of
-    the parameters torch would have with ``requires_grad=False``.
+    the parameters torch would have with ``requires_grad=False``. A config with a ``timm`` entry
+    (timm ``train.py`` arguments) is built by ``purelr.timm.build_timm`` (``layer_map`` for its
+    ``layer_decay`` when the entry has no ``group_matcher``).
     """
+    cfg = _loaded(cfg)
+    if "timm" in cfg:
+        from purelr import timm as timm_lib
+
+        registry.import_custom(cfg.get("custom_imports"))
+        return timm_lib.build_timm(cfg["timm"], params, updates_per_epoch=epoch_len, layer_map=layer_map,
+                                   frozen=frozen)
     recipe = read_recipe(cfg, epoch_len=epoch_len)
     labels, settings = labels_of(recipe, params, module_kinds, frozen)
     schedules = dict(recipe.schedules)
@@ -92,17 +101,22 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
 
 def read_recipe(cfg, *, epoch_len: int | None = None) -> Recipe:
     """Reads and checks a config (dict or file) into a ``Recipe``; errors name the key and value."""
-    if isinstance(cfg, (str, os.PathLike)):
-        cfg = load_config(cfg)
-    if not isinstance(cfg, dict):
-        raise TypeError(f"a config must be a dict or a file path, got {cfg!r}")
+    cfg = _loaded(cfg)
     registry.import_custom(cfg.get("custom_imports"))
     if "optim_wrapper" in cfg:
         return _mmengine_recipe(cfg, epoch_len)
     if "optimizer" in cfg:
         return _mmcv_recipe(cfg, epoch_len)
-    raise ValueError(f"a config needs 'optimizer' (MMDetection 2.x) or 'optim_wrapper' (MMEngine); "
+    raise ValueError(f"a config needs 'optimizer' (MMDetection 2.x), 'optim_wrapper' (MMEngine) or 'timm'; "
                      f"it has {sorted(cfg)}")
+
+
+def _loaded(cfg) -> dict:
+    if isinstance(cfg, (str, os.PathLike)):
+        cfg = load_config(cfg)
+    if not isinstance(cfg, dict):
+        raise TypeError(f"a config must be a dict or a file path, got {cfg!r}")
+    return cfg
 
 
 def _optimizer(optimizer_cfg, where: str):
