@@ -1,7 +1,8 @@
 """``purelr plot CONFIG``: the lr and momentum curves of every parameter group of a config.
 
 Prints a table of the breakpoints (start, end of warmup, each decay, end) and writes a PNG (and
-a CSV). Errors in the command or the config print one line and exit with status 2.
+a CSV). ``purelr compare CONFIG --against mmcv|mmengine`` steps the original library too and
+prints the largest difference. Errors in the command or the config print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 import time
 
+from purelr.compare import AGAINST
 from purelr.config import ConfigError
 
 
@@ -26,6 +28,11 @@ def parser() -> argparse.ArgumentParser:
     plot.add_argument("--csv", help="also write every value to this CSV file")
     plot.add_argument("--by", choices=("iter", "epoch"), default="iter", help="x axis unit")
     plot.add_argument("--log", action="store_true", help="logarithmic lr axis")
+    compare = commands.add_parser("compare", help="overlay the original library's curves and print the difference")
+    compare.add_argument("config", help="an MMDetection 2.x or MMEngine config file")
+    compare.add_argument("--against", required=True, choices=AGAINST, help="the original to step")
+    compare.add_argument("--epoch-len", type=int, help="iterations per epoch (for epoch-based configs)")
+    compare.add_argument("-o", "--output", default="compare.png", help="the PNG to write")
     return root
 
 
@@ -47,10 +54,25 @@ def plot(args) -> int:
     return 0
 
 
+def compare(args) -> int:
+    from purelr import plot as plot_lib
+    from purelr.compare import differences, reference_curves
+    from purelr.curves import config_curves
+
+    ours = config_curves(args.config, epoch_len=args.epoch_len)
+    reference = reference_curves(args.config, ours, args.against)
+    for (group, quantity), difference in differences(ours, reference).items():
+        print(f"{group}/{quantity}: max |purelr - {args.against}| / max |{args.against}| = {difference:.3g}")
+    plot_lib.draw(ours, args.output, title=f"{args.config}: purelr (solid) vs {args.against} (dashed)",
+                  overlay=reference)
+    print(f"wrote {args.output}")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        return {"plot": plot}[args.command](args)
+        return {"plot": plot, "compare": compare}[args.command](args)
     except (ConfigError, ValueError, TypeError, KeyError, ImportError, OSError) as error:
         print(f"purelr: error: {error}", file=sys.stderr)
         return 2

@@ -22,11 +22,13 @@ from purelr import builder, paramwise
 
 
 class Curves(NamedTuple):
-    """Curves of one config: ``values[(group, quantity)]`` over ``steps`` (iterations)."""
+    """Curves of one config: ``values[(group, quantity)]`` over ``steps`` (iterations), and each
+    group's base lr (the config's lr times the group's ``lr_mult``)."""
 
     steps: np.ndarray
     epoch_len: int | None
     values: dict
+    bases: dict
 
 
 def example_params(paramwise_cfg: dict):
@@ -68,16 +70,17 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
     steps = jnp.arange(total)
     hyperparams = dict(recipe.hyperparams)
     momentum = hyperparams.get("momentum", (hyperparams.get("betas") or (None,))[0])
-    values = {}
+    values, bases = {}, {}
     for label, setting in settings.items():
         if setting.frozen:
             continue
         group = paramwise.group_hyperparams(setting, lr=hyperparams["lr"],
                                             weight_decay=hyperparams.get("weight_decay"))
+        bases[label] = group["lr"]
         values[(label, "lr")] = _evaluate(recipe.schedules.get("lr"), group["lr"], steps) * setting.lr_scale
         if momentum is not None:
             values[(label, "momentum")] = _evaluate(recipe.schedules.get("momentum"), momentum, steps)
-    return Curves(np.arange(total), epoch_len, values)
+    return Curves(np.arange(total), epoch_len, values, bases)
 
 
 def _evaluate(factory, base, steps) -> np.ndarray:

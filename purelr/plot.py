@@ -42,8 +42,10 @@ def write_csv(curves: Curves, path) -> None:
             writer.writerow([int(step), epochs[i]] + [repr(float(c[i])) for c in columns])
 
 
-def draw(curves: Curves, path, *, by: str = "iter", log: bool = False, title: str = "") -> None:
-    """A PNG with an lr panel (and a momentum panel), breakpoints marked, epochs on the top axis."""
+def draw(curves: Curves, path, *, by: str = "iter", log: bool = False, title: str = "",
+         overlay: Curves | None = None) -> None:
+    """A PNG with an lr panel (and a momentum panel), breakpoints marked, epochs on the top axis;
+    ``overlay``'s curves (a reference) dashed over them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -59,6 +61,8 @@ def draw(curves: Curves, path, *, by: str = "iter", log: bool = False, title: st
         for (group, q), values in curves.values.items():
             if q == quantity:
                 ax.plot(x, values, label=group, linewidth=1.4)
+                if overlay is not None:
+                    ax.plot(x, overlay.values[(group, q)], linestyle="--", color="black", linewidth=0.9)
         for step in marks(curves)[1:-1]:
             ax.axvline(step / scale, color="0.75", linestyle="--", linewidth=0.8)
         ax.set_ylabel(quantity)

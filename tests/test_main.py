@@ -93,3 +93,27 @@ def test_bad_input_is_one_line_and_exit_2(args, message, config, tmp_path):
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+MMENGINE_CONFIG = textwrap.dedent("""
+    optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4),
+                         paramwise_cfg=dict(custom_keys={'head': dict(lr_mult=0.1)}))
+    param_scheduler = [
+        dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=50),
+        dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=6, T_max=6),
+        dict(type='CosineAnnealingMomentum', by_epoch=True, begin=0, end=6, T_max=6, eta_min=0.85)]
+    train_cfg = dict(by_epoch=True, max_epochs=6)
+""")
+
+
+@pytest.mark.parametrize("against", ["mmcv", "mmengine"])
+def test_compare_overlays_the_original_and_reports_float32_agreement(against, config, tmp_path):
+    if against == "mmengine":
+        config = tmp_path / "mmengine_cfg.py"
+        config.write_text(MMENGINE_CONFIG)
+    result = purelr_cli("compare", config, "--against", against, "--epoch-len", 97, "-o", tmp_path / "c.png")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "max |purelr" in line]
+    assert len(lines) == 6 if against == "mmcv" else 4
+    assert all(float(line.rsplit("=", 1)[1]) < 1e-6 for line in lines), lines
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -7,19 +7,15 @@ the way ``ParamSchedulerHook`` does under ``EpochBasedTrainLoop`` / ``IterBasedT
 recording the value the optimizer holds during each iteration.
 """
 
-import copy
 import functools
 import math
-import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import torch
 
-import mmengine.optim.scheduler  # noqa: F401  (registers the schedulers)
-from mmengine.registry import PARAM_SCHEDULERS
+from purelr.references.mmengine import run as reference
 
 from purelr.schedules import mmengine as pm
 from tests.parity import assert_schedule_matches
@@ -31,37 +27,6 @@ FAMILIES = ["Constant", "CosineAnnealing", "Exponential", "Linear", "MultiStep",
 def cached_reference(seed):
     cfgs, base, iters, kwargs, where = random_case(seed)
     return reference(cfgs, base, iters=iters, **kwargs, **where)
-
-
-def reference(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False):
-    """MMEngine's value during iterations ``0..iters-1``."""
-    weight = torch.nn.Parameter(torch.zeros(1))
-    if adam:
-        optimizer = torch.optim.Adam([weight], lr=0.1, betas=(base, 0.999))
-    else:
-        optimizer = torch.optim.SGD([weight], lr=0.1 if momentum else base, momentum=base if momentum else 0.9)
-    loop = "epoch" if max_epochs is not None else "iter" if max_iters is not None else None
-    schedulers = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for cfg in cfgs:
-            cfg = copy.deepcopy(cfg)
-            if loop:
-                by_epoch = cfg.get("by_epoch", True)
-                cfg.setdefault("end", (max_epochs if by_epoch else max_epochs * epoch_len) if loop == "epoch" else (1 if by_epoch else max_iters))
-            schedulers.append(PARAM_SCHEDULERS.build(cfg, default_args=dict(optimizer=optimizer, epoch_length=epoch_len)))
-        group = optimizer.param_groups[0]
-        values = []
-        for k in range(iters):
-            values.append(group["betas"][0] if adam else group["momentum" if momentum else "lr"])
-            for s in schedulers:
-                if not s.by_epoch:
-                    s.step()
-            if loop != "iter" and (k + 1) % epoch_len == 0:
-                for s in schedulers:
-                    if s.by_epoch:
-                        s.step()
-    return np.asarray(values, dtype=np.float64)
 
 
 def curve(cfgs, base, iters, **kwargs):

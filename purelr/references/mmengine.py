@@ -1,0 +1,48 @@
+"""Drives MMEngine 0.10.7's real parameter schedulers as its runner and ParamSchedulerHook do.
+
+Schedulers are built in list order before iteration 0, with the runner's default ``end`` (the
+train loop's length) and ``epoch_length``; after each iteration the iteration-based schedulers
+step, and after each epoch's last iteration the epoch-based ones.
+"""
+
+import copy
+import warnings
+
+import numpy as np
+import torch
+
+import mmengine.optim.scheduler  # noqa: F401,E402  (registers the schedulers)
+from mmengine.registry import PARAM_SCHEDULERS
+
+
+def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False):
+    """The lr (or momentum / Adam's beta1) MMEngine's optimizer holds during iterations ``0..iters-1``."""
+    weight = torch.nn.Parameter(torch.zeros(1))
+    if adam:
+        optimizer = torch.optim.Adam([weight], lr=0.1, betas=(base, 0.999))
+    else:
+        optimizer = torch.optim.SGD([weight], lr=0.1 if momentum else base, momentum=base if momentum else 0.9)
+    loop = "epoch" if max_epochs is not None else "iter" if max_iters is not None else None
+    schedulers = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for cfg in cfgs:
+            cfg = copy.deepcopy(cfg)
+            if loop:
+                by_epoch = cfg.get("by_epoch", True)
+                cfg.setdefault("end", (max_epochs if by_epoch else max_epochs * epoch_len) if loop == "epoch"
+                               else (1 if by_epoch else max_iters))
+            schedulers.append(PARAM_SCHEDULERS.build(cfg, default_args=dict(optimizer=optimizer,
+                                                                            epoch_length=epoch_len)))
+        group = optimizer.param_groups[0]
+        values = []
+        for k in range(iters):
+            values.append(group["betas"][0] if adam else group["momentum" if momentum else "lr"])
+            for scheduler in schedulers:
+                if not scheduler.by_epoch:
+                    scheduler.step()
+            if loop != "iter" and (k + 1) % epoch_len == 0:
+                for scheduler in schedulers:
+                    if scheduler.by_epoch:
+                        scheduler.step()
+    return np.asarray(values, dtype=np.float64)
