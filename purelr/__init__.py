@@ -8,7 +8,8 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = ("schedules", "optim", "paramwise", "paramwise_timm", "groups", "module_kinds", "config",
-               "registry", "accumulate", "plateau", "averaging", "batchnorm", "checkpoint", "curves", "plot")
+               "registry", "accumulate", "plateau", "averaging", "batchnorm", "checkpoint", "curves", "plot",
+               "from_torch", "compare", "references")
 
 
 _ATTRIBUTES = {
