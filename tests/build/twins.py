@@ -90,14 +90,18 @@ def run_purelr(cfg, name, steps, seed, *, epoch_len, frozen=()):
     return dict(zip(dotted_names(params), (np.asarray(leaf) for leaf in jax.tree.leaves(params))))
 
 
-def _loss(model, gradients, k):
+def loss(model, gradients, k):
     return sum((torch.from_numpy(g[k]) * p + CURVATURE / 2 * p * p).sum()
                for p, g in zip(model.parameters(), gradients))
 
 
 def _prepare(name, steps, seed, frozen):
+    return prepare_model(torch_model(name), name, steps, seed, frozen)
+
+
+def prepare_model(model, name, steps, seed, frozen=()):
+    """``(model, flax names, gradients)``: ``model`` (a copy of the twin) set to the problem's start."""
     torch_names, flax_names, initial, gradients = problem(name, steps, seed)
-    model = torch_model(name)
     with torch.no_grad():
         for p, value in zip(model.parameters(), initial):
             p.copy_(torch.from_numpy(value))
@@ -106,7 +110,7 @@ def _prepare(name, steps, seed, frozen):
     return model, flax_names, gradients
 
 
-def _result(model, flax_names):
+def result(model, flax_names):
     return {n: to_flax(p.detach().numpy()) for n, p in zip(flax_names, model.parameters())}
 
 
@@ -153,11 +157,11 @@ def run_mmcv(cfg, name, steps, seed, *, epoch_len, frozen=()):
                     hook.before_train_epoch(runner)
         for hook in hooks:
             hook.before_train_iter(runner)
-        runner.outputs = dict(loss=_loss(model, gradients, k), num_samples=1)
+        runner.outputs = dict(loss=loss(model, gradients, k), num_samples=1)
         for hook in hooks:
             hook.after_train_iter(runner)
         runner.iter += 1
-    return _result(model, flax_names)
+    return result(model, flax_names)
 
 
 def run_mmengine(cfg, name, steps, seed, *, epoch_len, frozen=()):
@@ -191,7 +195,7 @@ def run_mmengine(cfg, name, steps, seed, *, epoch_len, frozen=()):
             schedulers.append(PARAM_SCHEDULERS.build(
                 scheduler_cfg, default_args=dict(optimizer=wrapper, epoch_length=epoch_len)))
         for k in range(steps):
-            wrapper.update_params(_loss(model, gradients, k))
+            wrapper.update_params(loss(model, gradients, k))
             for scheduler in schedulers:
                 if not scheduler.by_epoch:
                     scheduler.step()
@@ -199,4 +203,4 @@ def run_mmengine(cfg, name, steps, seed, *, epoch_len, frozen=()):
                 for scheduler in schedulers:
                     if scheduler.by_epoch:
                         scheduler.step()
-    return _result(model, flax_names)
+    return result(model, flax_names)
