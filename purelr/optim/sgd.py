@@ -45,6 +45,9 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool =
     decays = base.maybe_nonzero(weight_decay)
     hyperparams = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)
     complement = base.one_minus(dampening)
+    # Without dampening, the first update's ``momentum * 0 + 1 * g`` from the zero buffer is ``g``
+    # already (torch's clone): no select over the buffer is needed.
+    starts_from_zeros = not callable(dampening) and dampening == 0
 
     def init_buffers(params, hp):
         return dict(momentum_buffer=base.zeros(params) if has_momentum else None)
@@ -57,7 +60,9 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool =
             g = base.gradient(g, p, hp, maximize=maximize, weight_decay=decays)
             if not has_momentum:
                 return -hp["lr"] * g, None
-            new_buf = jnp.where(state.count == 0, g, m * buf + c * g)
+            new_buf = m * buf + c * g
+            if not starts_from_zeros:
+                new_buf = jnp.where(state.count == 0, g, new_buf)
             d = g + m * new_buf if nesterov else new_buf
             if callable(momentum):
                 d, new_buf = jnp.where(m != 0, d, g), jnp.where(m != 0, new_buf, buf)
