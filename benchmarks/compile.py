@@ -6,12 +6,15 @@ optimizer config, as ``purelr.build`` reads it, vs the same update written in pl
 groups), ``grad_clip=dict(max_norm=35, norm_type=2)``, ``lr_config`` step with linear warmup,
 12 epochs of 7330 iterations. The step is ``update`` then ``optax.apply_updates``, jitted with the
 params and the optimizer state donated; each measurement starts from empty caches
-(``jax.clear_caches()``) and times tracing + lowering and XLA's compilation separately.
+(``jax.clear_caches()``) and times tracing + lowering and XLA's compilation separately. The
+last row is a second run of the same program with JAX's persistent compilation cache
+(``jax_compilation_cache_dir``) holding the first run's executable.
 """
 
 from __future__ import annotations
 
 import sys
+import tempfile
 
 import jax
 import jax.numpy as jnp
@@ -50,8 +53,10 @@ def optax_tx(params, kinds):
     return optax.chain(optax.clip_by_global_norm(35.0), optax.multi_transform(transforms, labels))
 
 
-def compile_times(make_tx, params, kinds):
-    """(seconds to trace and lower, seconds for XLA to compile), from empty caches."""
+def compile_times(make_tx, params, kinds, cache_dir=None):
+    """(seconds to trace and lower, seconds for XLA to compile), from empty in-memory caches;
+    with ``cache_dir``, from JAX's persistent compilation cache there (filled by a first call)."""
+    jax.config.update("jax_compilation_cache_dir", cache_dir)
     jax.clear_caches()
     tx = make_tx(params, kinds)
     state = tx.init(params)
@@ -76,10 +81,18 @@ def main(argv=None) -> int:
     repeats = args.repeats or (1 if args.quick else 5)
     params = {name: jnp.zeros(shape, jnp.float32) for name, shape in shapes.items()}
     kinds = trees.module_kinds(shapes)
-    results = {"purelr.build": [], "optax": []}
-    for _ in range(repeats):  # interleaved, as the other benchmarks
-        results["purelr.build"].append(compile_times(purelr_tx, params, kinds))
-        results["optax"].append(compile_times(optax_tx, params, kinds))
+    results = {"purelr.build": [], "optax": [], "purelr.build, persistent cache": []}
+    min_time = jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    with tempfile.TemporaryDirectory() as cache_dir:
+        compile_times(purelr_tx, params, kinds, cache_dir)  # fills the cache
+        for _ in range(repeats):  # interleaved, as the other benchmarks
+            results["purelr.build"].append(compile_times(purelr_tx, params, kinds))
+            results["optax"].append(compile_times(optax_tx, params, kinds))
+            results["purelr.build, persistent cache"].append(
+                compile_times(purelr_tx, params, kinds, cache_dir))
+        jax.config.update("jax_compilation_cache_dir", None)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_time)
     medians = {name: np.median(np.asarray(times), axis=0) for name, times in results.items()}
     print(f"# compile time · {common.machine()}\n")
     labels, _ = paramwise.paramwise_labels(params, update.PARAMWISE_CFG, weight_decay=0.0001,

@@ -6,6 +6,8 @@ momentum and weight decay, and Adam, alone and as ``clip_grad_norm + 3 parameter
 - ``purelr``: ``jax.jit(step, donate_argnums=(0, 1))`` where ``step(params, state, grads)`` runs
   ``tx.update`` and ``optax.apply_updates`` (params and optimizer state donated, as a training
   loop that keeps only the new ones should do);
+- ``purelr, not donated``: the same without donation (XLA then writes every output to fresh
+  memory), alone only;
 - ``optax``: the same step with the same math written in plain optax;
 - ``torch fused`` / ``foreach`` / ``for-loop``: ``optimizer.step()`` (after
   ``clip_grad_norm_`` and with three ``param_groups`` in the second form).
@@ -86,8 +88,8 @@ def optax_tx(factory, kwargs, groups):
     return optax.chain(optax.clip_by_global_norm(MAX_NORM), optax.multi_transform(transforms, labels))
 
 
-def jax_case(tx, host_params, host_grads):
-    """A donated jitted step and its compiled program's (kernels, instructions)."""
+def jax_case(tx, host_params, host_grads, donate: bool = True):
+    """A jitted step (params and state donated) and its compiled program's (kernels, instructions)."""
     params = {name: jnp.asarray(x) for name, x in host_params.items()}
     grads = {name: jnp.asarray(x) for name, x in host_grads.items()}
     box = [params, tx.init(params)]
@@ -96,7 +98,8 @@ def jax_case(tx, host_params, host_grads):
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
-    compiled = jax.jit(step, donate_argnums=(0, 1)).lower(box[0], box[1], grads).compile()
+    donated = (0, 1) if donate else ()
+    compiled = jax.jit(step, donate_argnums=donated).lower(box[0], box[1], grads).compile()
 
     def run():
         box[0], box[1] = compiled(box[0], box[1], grads)
@@ -150,6 +153,9 @@ def measure(shapes, repeats, rng, optimizers):
         for form, groups in [("alone", None), ("clip + 3 groups", paramwise_groups(host_params))]:
             builders = {
                 "purelr": lambda: jax_case(purelr_tx(twin, kwargs, groups), host_params, host_grads),
+                **({"purelr, not donated": lambda: jax_case(purelr_tx(twin, kwargs, None),
+                                                            host_params, host_grads, donate=False)}
+                   if groups is None else {}),
                 "optax": lambda: jax_case(optax_tx(optax_factory, kwargs, groups), host_params,
                                           host_grads),
                 **{kind: (lambda extra=extra: (torch_case(cls, kwargs, extra, host_params,
