@@ -28,6 +28,8 @@ def parser() -> argparse.ArgumentParser:
     plot.add_argument("--csv", help="also write every value to this CSV file")
     plot.add_argument("--by", choices=("iter", "epoch"), default="iter", help="x axis unit")
     plot.add_argument("--log", action="store_true", help="logarithmic lr axis")
+    plot.add_argument("--model", help="module:factory giving params (or (params, module_kinds)) "
+                                      "to group instead of the built-in example tree")
     compare = commands.add_parser("compare", help="overlay the original library's curves and print the difference")
     compare.add_argument("config", help="an MMDetection 2.x or MMEngine config file")
     compare.add_argument("--against", required=True, choices=AGAINST, help="the original to step")
@@ -40,9 +42,10 @@ def plot(args) -> int:
     from purelr import plot as plot_lib
     from purelr.curves import config_curves
 
+    params, kinds = _model(args.model) if args.model else (None, None)
     start = time.perf_counter()
     curves = config_curves(args.config, epoch_len=args.epoch_len, max_epochs=args.max_epochs,
-                           max_iters=args.max_iters)
+                           max_iters=args.max_iters, params=params, module_kinds=kinds)
     evaluated = time.perf_counter() - start
     print(plot_lib.table(curves))
     plot_lib.draw(curves, args.output, by=args.by, log=args.log, title=args.config)
@@ -52,6 +55,17 @@ def plot(args) -> int:
     print(f"{len(curves.steps)} iterations, {len(curves.values)} curves evaluated in {evaluated:.2f} s; "
           f"wrote {', '.join(written)}")
     return 0
+
+
+def _model(spec: str):
+    """``module:factory`` -> ``(params, module_kinds)``; the factory returns either, or both."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not name:
+        raise ValueError(f"--model must be module:factory, got {spec!r}")
+    made = getattr(importlib.import_module(module), name)()
+    return made if isinstance(made, tuple) else (made, None)
 
 
 def compare(args) -> int:

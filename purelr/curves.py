@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purelr import builder, paramwise
+from purelr.config import load_config
 
 
 class Curves(NamedTuple):
@@ -62,6 +63,10 @@ def total_iterations(recipe: builder.Recipe, epoch_len, max_epochs, max_iters) -
 def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, params=None,
                   module_kinds=None) -> Curves:
     """Every group's lr (and momentum / beta1 where the optimizer has one) at every iteration."""
+    cfg = cfg if isinstance(cfg, dict) else load_config(cfg)
+    if "timm" in cfg:
+        return timm_curves(cfg["timm"], epoch_len=epoch_len, max_epochs=max_epochs, max_iters=max_iters,
+                           params=params)
     recipe = builder.read_recipe(cfg, epoch_len=epoch_len)
     total = total_iterations(recipe, epoch_len, max_epochs, max_iters)
     if params is None:
@@ -81,6 +86,33 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
         if momentum is not None:
             values[(label, "momentum")] = _evaluate(recipe.schedules.get("momentum"), momentum, steps)
     return Curves(np.arange(total), epoch_len, values, bases)
+
+
+def timm_curves(args: dict, *, epoch_len=None, max_epochs=None, max_iters=None, params=None) -> Curves:
+    """The lr of a ``timm=dict(...)`` config (timm's ``train.py`` arguments) at every update: one
+    curve, or with ``params`` and ``layer_decay`` one per layer-decay group (scaled by its
+    ``lr_scale``, as timm's schedulers scale each group)."""
+    from purelr import paramwise_timm
+    from purelr import timm as timm_lib
+
+    if epoch_len is None:
+        raise ValueError("timm configs count epochs: give --epoch-len (updates per epoch)")
+    epochs = max_epochs or args.get("epochs", 300)
+    total = max_iters or epochs * epoch_len
+    steps = jnp.arange(total)
+    lr = args["lr"]
+    if args.get("sched", "cosine") is None:
+        curve = np.full(total, float(lr))
+    else:
+        schedule = timm_lib.create_scheduler_v2(lr, updates_per_epoch=epoch_len, **timm_lib.scheduler_kwargs(args))
+        curve = np.asarray(jax.jit(jax.vmap(schedule))(steps), dtype=np.float64)
+    scales = {"default": 1.0}
+    if params is not None and args.get("layer_decay") is not None:
+        layer_map = timm_lib.layer_map_from_matcher(params, args["group_matcher"])
+        _, settings = paramwise_timm.param_groups_layer_decay(params, layer_map, layer_decay=args["layer_decay"])
+        scales = {label: setting.lr_scale for label, setting in settings.items() if not setting.frozen}
+    return Curves(np.arange(total), epoch_len, {(label, "lr"): curve * scale for label, scale in scales.items()},
+                  {label: lr * scale for label, scale in scales.items()})
 
 
 def _evaluate(factory, base, steps) -> np.ndarray:

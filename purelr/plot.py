@@ -18,13 +18,19 @@ def marks(curves: Curves) -> list[int]:
     return sorted(found)
 
 
-def table(curves: Curves) -> str:
-    """A text table of the lr curves, and of the momentum curves that change, at each breakpoint."""
+def table(curves: Curves, rows: int = 32) -> str:
+    """A text table of the lr curves, and of the momentum curves that change, at each breakpoint
+    (at most ``rows`` of them, evenly spread, ends kept)."""
     shown = {f"{group}/{quantity}": values for (group, quantity), values in curves.values.items()
              if quantity == "lr" or np.ptp(values) > 0}
     width = max([12] + [len(c) for c in shown])
     lines = [f"{'iteration':>10} {'epoch':>6} " + " ".join(f"{c:>{width}}" for c in shown)]
-    for step in marks(curves):
+    steps = marks(curves)
+    if len(steps) > rows:
+        every = -(-len(steps) // (rows - 2))
+        lines.append(f"({len(steps)} breakpoints: every {every}th shown)")
+        steps = sorted({steps[0], *steps[::every], steps[-1]})
+    for step in steps:
         epoch = str(step // curves.epoch_len) if curves.epoch_len else "-"
         cells = " ".join(f"{values[step]:>{width}.6g}" for values in shown.values())
         lines.append(f"{step:>10} {epoch:>6} {cells}")
