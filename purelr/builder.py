@@ -26,6 +26,7 @@ base value (``lr * lr_mult``).
 
 from __future__ import annotations
 
+import difflib
 import functools
 import os
 from typing import Any, Callable, NamedTuple
@@ -216,6 +217,12 @@ def _mmengine_recipe(cfg: dict, epoch_len) -> Recipe:
     schedulers = [schedulers] if isinstance(schedulers, dict) else list(schedulers)
     lengths = dict(epoch_len=epoch_len, max_epochs=max_epochs, max_iters=max_iters)
     schedules = {}
+    for i, scheduler in enumerate(schedulers):
+        if _scheduled_param(scheduler) not in ("lr", "momentum"):
+            known = sorted({*mmengine.TYPES, *registry.registered("schedule")})
+            close = difflib.get_close_matches(str(scheduler.get("type")), known, n=3, cutoff=0.5)
+            raise ValueError(f"param_scheduler[{i}].type: unknown or non-lr/momentum scheduler "
+                             f"{scheduler.get('type')!r}; " + (f"did you mean {close}?" if close else f"known: {known}"))
     for name in ("lr", "momentum"):
         chosen = [s for s in schedulers if _scheduled_param(s) == name]
         custom = len(chosen) == 1 and _custom_schedule(chosen[0].get("type"), chosen[0], lengths)
