@@ -20,7 +20,7 @@ import statistics
 import sys
 import time
 import types
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 
 def install_shims():
@@ -46,9 +46,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     return result
 
 
+class Timing(NamedTuple):
+    median: float  # seconds
+    best: float  # the fastest round: the least disturbed by other processes
+
+
 def interleaved(cases: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 2,
-                pause: float = 0.01) -> dict[str, float]:
-    """Median seconds of one call of each case; each call must finish its work (block/sync)."""
+                pause: float = 0.01) -> dict[str, Timing]:
+    """Seconds for one call of each case; each call must finish its work (block/sync)."""
     for fn in cases.values():
         for _ in range(warmup):
             fn()
@@ -62,7 +67,7 @@ def interleaved(cases: Mapping[str, Callable[[], object]], repeats: int, warmup:
             start = time.perf_counter()
             cases[name]()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    return {name: Timing(statistics.median(ts), min(ts)) for name, ts in times.items()}
 
 
 def once(fn: Callable[[], object]) -> float:

@@ -12,10 +12,11 @@ momentum and weight decay, and Adam, alone and as ``clip_grad_norm + 3 parameter
 - ``torch fused`` / ``foreach`` / ``for-loop``: ``optimizer.step()`` (after
   ``clip_grad_norm_`` and with three ``param_groups`` in the second form).
 
-Columns: milliseconds per update (median of interleaved repeats), effective GB/s (the bytes a
+Columns: milliseconds per update (median of interleaved repeats, and the fastest repeat,
+the least disturbed by other processes), effective GB/s (the bytes a
 single fused pass must move: read param, grad and each buffer, write param and each buffer, plus
 one read of the grads for the norm when clipping), the peak resident memory the case added while
-it was built and warmed up, the ratio to torch fused and to optax, and for the jitted steps the
+it was built and warmed up, the ratios to torch fused and to optax (of medians, of bests), and for the jitted steps the
 kernels (fusions and other top-level ops of the compiled XLA program) and all HLO instructions.
 """
 
@@ -163,8 +164,8 @@ def measure(shapes, repeats, rng, optimizers):
                    for kind, extra in TORCH_KINDS.items()},
             }
             cases, counts, memory = {}, {}, {}
-            gc.collect()
             for name, build in builders.items():
+                gc.collect()
                 before = common.rss_mb()
                 cases[name], counts[name] = build()
                 common.reset_peak_rss()
@@ -173,17 +174,18 @@ def measure(shapes, repeats, rng, optimizers):
             times = common.interleaved(cases, repeats)
             clip = groups is not None
             nominal = 4 * trees.numel(shapes) * (2 * (1 + buffers) + 1 + clip)
-            for name, seconds in times.items():
+            fused, plain = times["torch fused"], times["optax"]
+            for name, (median, best) in times.items():
                 kernels, instructions = counts[name] or (math.nan, math.nan)
-                rows.append([opt_name, form, name, 1e3 * seconds, nominal / seconds / 1e9,
-                             memory[name], seconds / times["torch fused"],
-                             seconds / times["optax"], kernels, instructions])
+                rows.append([opt_name, form, name, 1e3 * median, 1e3 * best, nominal / median / 1e9,
+                             memory[name], median / fused.median, best / fused.best,
+                             median / plain.median, best / plain.best, kernels, instructions])
             del cases
     return rows
 
 
-HEADERS = ["optimizer", "form", "implementation", "ms/step", "GB/s", "peak RSS +MB",
-           "x torch fused", "x optax", "kernels", "HLO ops"]
+HEADERS = ["optimizer", "form", "implementation", "ms/step", "best ms", "GB/s", "peak RSS +MB",
+           "x torch fused", "(best)", "x optax", "(best)", "kernels", "HLO ops"]
 
 
 def main(argv=None) -> int:
