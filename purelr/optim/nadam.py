@@ -62,7 +62,8 @@ def nadam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_deca
             m = m + c1 * (g - m)
             v = b2 * v + c2 * g * g
             denom = jnp.sqrt(v / bias_correction2) + hp["eps"]
-            return base.update_from(p, start, grad_coef * (g / denom), avg_coef * (m / denom)), m, v
+            # torch addcdiv_(t1, t2, value=c): (c * t1) / t2.
+            return base.update_from(p, start, grad_coef * g / denom, avg_coef * m / denom), m, v
 
         updates, m, v = base.leafwise(leaf, grads, params, state.exp_avg, state.exp_avg_sq)
         return updates, dict(exp_avg=m, exp_avg_sq=v, mu_product=mu_product)
