@@ -1,7 +1,7 @@
 """``purelr plot CONFIG``: the lr and momentum curves of every parameter group of a config.
 
 Prints a table of the breakpoints (start, end of warmup, each decay, end) and writes a PNG (and
-a CSV). ``purelr compare CONFIG --against mmcv|mmengine`` steps the original library too and
+a CSV). ``purelr compare CONFIG --against mmcv|mmengine|timm`` steps the original library too and
 prints the largest difference. Errors in the command or the config print one line and exit 2.
 """
 

@@ -1,8 +1,10 @@
 """``purelr compare``: a config's curves next to the original library's, stepped as its runner steps.
 
 For each parameter group the original is run from the group's own base lr (MMCV's LrUpdaterHook /
-MomentumUpdaterHook under EpochBasedRunner or IterBasedRunner, or MMEngine's schedulers as
-ParamSchedulerHook steps them) and compared with purelr's curve at every iteration.
+MomentumUpdaterHook under EpochBasedRunner or IterBasedRunner, MMEngine's schedulers as
+ParamSchedulerHook steps them, or timm's ``create_scheduler_v2`` as its ``train.py`` steps it, the
+group's layer-decay scale applied) and compared with purelr's curve at every iteration. torch's
+schedulers have no config form: compare them in Python (``purelr.schedules.torch``).
 """
 
 from __future__ import annotations
@@ -12,18 +14,18 @@ import numpy as np
 from purelr.config import load_config
 from purelr.curves import Curves
 
-AGAINST = ("mmcv", "mmengine")
+AGAINST = ("mmcv", "mmengine", "timm")
 
 
 def reference_curves(cfg, curves: Curves, against: str) -> Curves:
     """The original library's value for every curve of ``curves`` (same groups and iterations)."""
     cfg = load_config(cfg) if not isinstance(cfg, dict) else cfg
     iters = len(curves.steps)
+    run = {"mmcv": _mmcv, "mmengine": _mmengine, "timm": _timm}[against]
     values = {}
     for (group, quantity), ours in curves.values.items():
         base = float(ours[0]) if quantity == "momentum" else None
-        values[(group, quantity)] = (_mmcv if against == "mmcv" else _mmengine)(
-            cfg, curves, group, quantity, iters, base)
+        values[(group, quantity)] = run(cfg, curves, group, quantity, iters, base)
     return Curves(curves.steps, curves.epoch_len, values, curves.bases)
 
 
@@ -59,6 +61,17 @@ def _mmengine(cfg, curves, group, quantity, iters, base):
     return reference.run(chosen, start, epoch_len=curves.epoch_len or iters, iters=iters,
                          max_epochs=train_cfg.get("max_epochs"), max_iters=train_cfg.get("max_iters"),
                          momentum=quantity == "momentum", adam="betas" in optimizer and quantity == "momentum")
+
+
+def _timm(cfg, curves, group, quantity, iters, base):
+    from purelr import timm as timm_lib
+    from purelr.references import timm as reference
+
+    args = cfg["timm"]
+    epochs = -(-iters // curves.epoch_len)
+    scale = curves.bases[group] / args["lr"]
+    lrs = reference.train_loop(args["lr"], epochs, curves.epoch_len, **timm_lib.scheduler_kwargs(args))
+    return lrs[:iters] * scale
 
 
 def differences(ours: Curves, reference: Curves) -> dict:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import purelr
+import purelr.configs
 from purelr.breakpoints import breakpoints
 from purelr.curves import config_curves
 
@@ -106,14 +107,16 @@ MMENGINE_CONFIG = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("against", ["mmcv", "mmengine"])
+@pytest.mark.parametrize("against", ["mmcv", "mmengine", "timm"])
 def test_compare_overlays_the_original_and_reports_float32_agreement(against, config, tmp_path):
     if against == "mmengine":
         config = tmp_path / "mmengine_cfg.py"
         config.write_text(MMENGINE_CONFIG)
+    if against == "timm":
+        config = purelr.configs.path_of("timm_resnet50_cosine.py")
     result = purelr_cli("compare", config, "--against", against, "--epoch-len", 97, "-o", tmp_path / "c.png")
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if "max |purelr" in line]
-    assert len(lines) == 6 if against == "mmcv" else 4
+    assert len(lines) == {"mmcv": 6, "mmengine": 4, "timm": 1}[against]
     assert all(float(line.rsplit("=", 1)[1]) < 1e-6 for line in lines), lines
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -25,6 +25,7 @@ from timm.scheduler.scheduler_factory import create_scheduler_v2
 from purelr.schedules import timm as ptimm
 from purelr.schedules.timm_noise import lr_noise
 from purelr.schedules.timm_steps import floor_division
+from purelr.references.timm import train_loop as timm_train_loop
 from tests.parity import assert_schedule_matches
 
 CLASSES = {
@@ -54,25 +55,6 @@ def timm_curve(name, base_lr, steps, **kwargs):
         except ValueError:  # cycle_mul < 1 past the sum of all cycles: math domain error
             break
         values.append(optimizer.param_groups[0]["lr"])
-    return np.asarray(values)
-
-
-def timm_train_loop(base_lr, epochs, updates_per_epoch, **kwargs):
-    """The lr in force at each optimizer update of timm's train.py, cut where timm fails."""
-    optimizer = _optimizer(base_lr)
-    scheduler, _ = create_scheduler_v2(optimizer, updates_per_epoch=updates_per_epoch, **kwargs)
-    values, num_updates = [], 0
-    try:
-        for epoch in range(epochs):
-            for _ in range(updates_per_epoch):
-                values.append(optimizer.param_groups[0]["lr"])
-                num_updates += 1
-                if scheduler is not None:
-                    scheduler.step_update(num_updates=num_updates)
-            if scheduler is not None:
-                scheduler.step(epoch + 1)
-    except ValueError:
-        pass
     return np.asarray(values)
 
 
