@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental.compilation_cache import compilation_cache
 
 import purelr
 from benchmarks import common, trees, update
@@ -53,10 +54,8 @@ def optax_tx(params, kinds):
     return optax.chain(optax.clip_by_global_norm(35.0), optax.multi_transform(transforms, labels))
 
 
-def compile_times(make_tx, params, kinds, cache_dir=None):
-    """(seconds to trace and lower, seconds for XLA to compile), from empty in-memory caches;
-    with ``cache_dir``, from JAX's persistent compilation cache there (filled by a first call)."""
-    jax.config.update("jax_compilation_cache_dir", cache_dir)
+def compile_times(make_tx, params, kinds):
+    """(seconds to trace and lower, seconds for XLA to compile), from empty in-memory caches."""
     jax.clear_caches()
     tx = make_tx(params, kinds)
     state = tx.init(params)
@@ -72,6 +71,22 @@ def compile_times(make_tx, params, kinds, cache_dir=None):
     return lower_s, compile_s
 
 
+def cached_compile_times(make_tx, params, kinds, repeats):
+    """``compile_times`` with JAX's persistent compilation cache in a temporary folder, filled by
+    a first call; the cache is switched off again afterwards."""
+    min_time = jax.config.jax_persistent_cache_min_compile_time_secs
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    try:
+        with tempfile.TemporaryDirectory() as cache_dir:
+            compilation_cache.set_cache_dir(cache_dir)
+            compile_times(make_tx, params, kinds)
+            return [compile_times(make_tx, params, kinds) for _ in range(repeats)]
+    finally:
+        jax.config.update("jax_compilation_cache_dir", None)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", min_time)
+        compilation_cache.reset_cache()
+
+
 HEADERS = ["implementation", "trace + lower s", "XLA compile s", "total s", "x optax"]
 
 
@@ -81,18 +96,12 @@ def main(argv=None) -> int:
     repeats = args.repeats or (1 if args.quick else 5)
     params = {name: jnp.zeros(shape, jnp.float32) for name, shape in shapes.items()}
     kinds = trees.module_kinds(shapes)
-    results = {"purelr.build": [], "optax": [], "purelr.build, persistent cache": []}
-    min_time = jax.config.jax_persistent_cache_min_compile_time_secs
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    with tempfile.TemporaryDirectory() as cache_dir:
-        compile_times(purelr_tx, params, kinds, cache_dir)  # fills the cache
-        for _ in range(repeats):  # interleaved, as the other benchmarks
-            results["purelr.build"].append(compile_times(purelr_tx, params, kinds))
-            results["optax"].append(compile_times(optax_tx, params, kinds))
-            results["purelr.build, persistent cache"].append(
-                compile_times(purelr_tx, params, kinds, cache_dir))
-        jax.config.update("jax_compilation_cache_dir", None)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_time)
+    results = {"purelr.build": [], "optax": []}
+    for _ in range(repeats):  # interleaved, as the other benchmarks
+        results["purelr.build"].append(compile_times(purelr_tx, params, kinds))
+        results["optax"].append(compile_times(optax_tx, params, kinds))
+    results["purelr.build, persistent cache"] = cached_compile_times(purelr_tx, params, kinds,
+                                                                     repeats)
     medians = {name: np.median(np.asarray(times), axis=0) for name, times in results.items()}
     print(f"# compile time · {common.machine()}\n")
     labels, _ = paramwise.paramwise_labels(params, update.PARAMWISE_CFG, weight_decay=0.0001,
