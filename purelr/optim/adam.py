@@ -37,6 +37,7 @@ def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad: bool 
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
+    log_betas = tuple(base.log_of(c) for c in complements)
 
     def init_buffers(params, hp):
         return dict(exp_avg=base.zeros(params), exp_avg_sq=base.zeros(params),
@@ -44,11 +45,12 @@ def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad: bool 
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, decays, "adam with weight_decay")
-        b1, b2 = hp["beta1"], hp["beta2"]
+        b2 = hp["beta2"]
         c1, c2 = (resolve(c, state.count) for c in complements)
         t = base.step_number(state.count)
-        step_size = hp["lr"] / (1 - b1**t)
-        bias_correction2_sqrt = jnp.sqrt(1 - b2**t)
+        bias_correction1, bias_correction2 = (base.bias_correction(lb, t, state.count) for lb in log_betas)
+        step_size = hp["lr"] / bias_correction1
+        bias_correction2_sqrt = jnp.sqrt(bias_correction2)
 
         def leaf(g, p, m, v, v_max):
             g, start = base.gradient_and_decay(g, p, hp, maximize=maximize, weight_decay=decays,

@@ -32,6 +32,7 @@ def adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complement1 = base.one_minus(hyperparams["beta1"])
+    log_beta1 = base.log_of(complement1)
 
     def init_buffers(params, hp):
         return dict(exp_avg=base.zeros(params), exp_inf=base.zeros(params))
@@ -39,7 +40,7 @@ def adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
     def update_buffers(grads, state, params, hp):
         base.require_params(params, decays, "adamax with weight_decay")
         c1 = resolve(complement1, state.count)
-        clr = hp["lr"] / (1 - hp["beta1"] ** base.step_number(state.count))
+        clr = hp["lr"] / base.bias_correction(log_beta1, base.step_number(state.count), state.count)
 
         def leaf(g, p, m, u):
             g = base.gradient(g, p, hp, maximize=maximize, weight_decay=decays)

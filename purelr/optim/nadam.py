@@ -39,6 +39,7 @@ def nadam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_deca
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay, momentum_decay=momentum_decay)
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
+    log_beta2 = base.log_of(complements[1])
 
     def init_buffers(params, hp):
         return dict(exp_avg=base.zeros(params), exp_avg_sq=base.zeros(params),
@@ -54,7 +55,7 @@ def nadam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_deca
         mu_product = state.mu_product * mu
         grad_coef = -hp["lr"] * (1.0 - mu) / (1.0 - mu_product)
         avg_coef = -hp["lr"] * mu_next / (1.0 - mu_product * mu_next)
-        bias_correction2 = 1 - b2**t
+        bias_correction2 = base.bias_correction(log_beta2, t, state.count)
 
         def leaf(g, p, m, v):
             g, start = base.gradient_and_decay(g, p, hp, maximize=maximize, weight_decay=decays,

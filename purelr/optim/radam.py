@@ -38,19 +38,19 @@ def radam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
+    log_betas = tuple(base.log_of(c) for c in complements)
 
     def init_buffers(params, hp):
         return dict(exp_avg=base.zeros(params), exp_avg_sq=base.zeros(params))
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, decays, "radam with weight_decay")
-        b1, b2 = hp["beta1"], hp["beta2"]
+        b2 = hp["beta2"]
         c1, c2 = (resolve(c, state.count) for c in complements)
         t = base.step_number(state.count)
-        bias_correction1 = 1 - b1**t
-        bias_correction2 = 1 - b2**t
-        rho_inf = 2 / (1 - b2) - 1
-        rho_t = rho_inf - 2 * t * (b2**t) / bias_correction2
+        bias_correction1, bias_correction2 = (base.bias_correction(lb, t, state.count) for lb in log_betas)
+        rho_inf = 2 / c2 - 1
+        rho_t = rho_inf - 2 * t * (1 - bias_correction2) / bias_correction2
         rectified = rho_t > 5.0
         rect = jnp.sqrt(jnp.where(rectified, (rho_t - 4) * (rho_t - 2) * rho_inf
                                   / ((rho_inf - 4) * (rho_inf - 2) * rho_t), 1.0))

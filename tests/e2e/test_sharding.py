@@ -9,10 +9,7 @@ carried along 300 updates; measured ~1e-6 relative on the losses and the final p
 batch statistics (per-device BatchNorm) would differ by far more. Every optimizer state leaf laid
 out like a param must carry that param's sharding (the run raises otherwise), and the fully
 sharded run must split params over the devices.
-
-The AdamW recipe's losses are held to ``SHARDED_RTOL_ADAM`` (2e-2) and its params to
-``SHARDED_PARAMS_RTOL_ADAM`` (1e-1): in float32 its JAX run amplifies rounding (measured between 8
-devices and one: losses ~3e-3, params ~3e-2; see tests/e2e/test_recipes.py, "Known gap").
+Measured for the AdamW recipe: losses ~1.6e-7, params ~3.3e-7.
 """
 
 import json
@@ -23,8 +20,6 @@ import sys
 import pytest
 
 SHARDED_RTOL = 2e-5
-SHARDED_RTOL_ADAM = 2e-2
-SHARDED_PARAMS_RTOL_ADAM = 1e-1
 STATE_LEAVES = {"retinanet_1x": 7, "timm_adamw": 14}  # SGD momentum; AdamW's two moments, 7 params
 
 
@@ -37,11 +32,9 @@ def test_sharded_runs_match_one_device(recipe):
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["devices"] == 8
-    adam = recipe == "timm_adamw"
-    losses_bound, params_bound = (SHARDED_RTOL_ADAM, SHARDED_PARAMS_RTOL_ADAM) if adam else (SHARDED_RTOL,) * 2
     for layout in ("data_parallel", "fully_sharded"):
         found = result[layout]
-        assert found["losses"] <= losses_bound and found["params"] <= params_bound, (recipe, layout, found)
+        assert found["losses"] <= SHARDED_RTOL and found["params"] <= SHARDED_RTOL, (recipe, layout, found)
         assert found["state_leaves"] == STATE_LEAVES[recipe], (recipe, layout, found)
     assert result["fully_sharded"]["split_params"] >= 5 and result["data_parallel"]["split_params"] == 0
     print(recipe, result)
