@@ -17,6 +17,10 @@ class ClipGradNormState(NamedTuple):
     total_norm: jax.Array  # the norm of the last gradients, before clipping (what torch returns)
 
 
+def _sum_of_squares(x):
+    return jnp.sum(x * x)
+
+
 def _vector_norm(x, norm_type):
     x = jnp.abs(x)
     if norm_type == math.inf:
@@ -26,7 +30,7 @@ def _vector_norm(x, norm_type):
     if norm_type == 0:
         return jnp.sum(x != 0).astype(x.dtype)
     if norm_type == 2:
-        return jnp.sqrt(jnp.sum(x * x))
+        return jnp.sqrt(_sum_of_squares(x))
     return jnp.sum(x**norm_type) ** (1.0 / norm_type)
 
 
@@ -34,7 +38,7 @@ def _leaf_norms(leaves, norm_type):
     """Each leaf's norm, stacked. For the 2-norm of leaves of one dtype the square roots are taken
     once, over the stacked sums of squares: the same numbers, one kernel instead of one a leaf."""
     if norm_type == 2 and len({g.dtype for g in leaves}) == 1:
-        return jnp.sqrt(jnp.stack([jnp.sum(jnp.abs(g) * jnp.abs(g)) for g in leaves]))
+        return jnp.sqrt(jnp.stack([_sum_of_squares(jnp.abs(g)) for g in leaves]))
     return jnp.stack([_vector_norm(g, norm_type) for g in leaves])
 
 
