@@ -35,8 +35,6 @@ from purelr.schedules.core import (
     linear_anneal,
 )
 
-KINDS = ("scale", "affine", "absolute", "composite")
-
 
 class ChainMaps(NamedTuple):
     """What ``sequential_lr`` and ``chained_scheduler`` need of a twin besides its values.

@@ -5,7 +5,6 @@ earlier, tests/schedules/test_retinanet.py); the timm recipes give timm's schedu
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import purelr

@@ -9,7 +9,6 @@ import types
 import jax
 import numpy as np
 import pytest
-import torch
 
 import purelr
 from purelr.timm import SUPPORTED, optimizer_info

@@ -15,7 +15,7 @@ from mmengine.model import ExponentialMovingAverage
 
 from purelr import averaging, batchnorm
 from purelr.schedules import torch as schedules
-from tests.parity import OPTIMIZER_RTOL, assert_schedule_matches, relative_error
+from tests.parity import assert_schedule_matches, relative_error
 
 def _timm_model_ema():
     """``timm/utils/model_ema.py`` loaded on its own: ``timm.utils`` imports torchvision, which the
