@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from purelr.optim.adafactor import adafactor
+from tests.optim.torch_reference import regression_data
 from tests.parity import OPTIMIZER_RTOL, relative_error
 
 STEPS = 200
@@ -23,11 +24,7 @@ SHAPES = {"w1": (6, 10), "b1": (10,), "w2": (2, 5, 3), "s": ()}
 
 
 def _data(seed):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(BATCHES, 16, 6))
-    y = rng.normal(size=(BATCHES, 16, 3))
-    params = {k: rng.normal(size=s) * 0.5 for k, s in SHAPES.items()}
-    return x, y, params
+    return regression_data(seed, SHAPES, BATCHES)
 
 
 def _forward(np_like, params, x, y):

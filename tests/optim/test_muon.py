@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from purelr.optim.muon import NS_COEFFICIENTS, muon
+from tests.optim.torch_reference import regression_data
 from tests.parity import OPTIMIZER_RTOL, relative_error
 
 STEPS = 200
@@ -29,11 +30,7 @@ SHAPES = {"w1": (6, 10), "w2": (10, 3)}  # wide (kept) and tall (transposed in N
 
 
 def _data(seed):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(BATCHES, 16, 6))
-    y = rng.normal(size=(BATCHES, 16, 3))
-    params = {k: rng.normal(size=s) * 0.5 for k, s in SHAPES.items()}
-    return x, y, params
+    return regression_data(seed, SHAPES, BATCHES)
 
 
 def _loss(params, x, y, quadratic):

@@ -93,6 +93,16 @@ def jax_loss(params, batch, sign):
 
 # ---- configurations -----------------------------------------------------------------------------
 
+def regression_data(seed, shapes: dict, batches: int):
+    """``(x, y, params)``: ``batches`` batches of 16 inputs of 6 features and 3 targets, and params
+    of the given shapes, drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batches, 16, 6))
+    y = rng.normal(size=(batches, 16, 3))
+    params = {k: rng.normal(size=s) * 0.5 for k, s in shapes.items()}
+    return x, y, params
+
+
 def loguniform(rng, low, high):
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
