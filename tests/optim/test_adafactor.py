@@ -10,12 +10,11 @@ torch's ExponentialLR (``lr * gamma ** k`` here).
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import torch
 
 from purelr.optim.adafactor import adafactor
-from tests.optim.torch_reference import regression_data
+from tests.optim.torch_reference import regression_data, trajectory
 from tests.parity import OPTIMIZER_RTOL, relative_error
 
 STEPS = 200
@@ -46,17 +45,10 @@ def _purelr_run(static):
                             weight_decay=lambda k: weight_decay, maximize=maximize)
             sign = -1 if maximize else 1
 
-            def step(carry, k):
-                params, state = carry
-                grads = jax.grad(lambda p: sign * _forward(jnp, p, x[k % BATCHES],
-                                                           y[k % BATCHES]))(params)
-                updates, state = opt.update(grads, state, params)
-                params = optax.apply_updates(params, updates)
-                return (params, state), params
+            def gradient(params, k):
+                return jax.grad(lambda p: sign * _forward(jnp, p, x[k % BATCHES], y[k % BATCHES]))(params)
 
-            (_, state), trajectory = jax.lax.scan(step, (params, opt.init(params)),
-                                                  jnp.arange(STEPS))
-            return trajectory, state
+            return trajectory(opt, params, gradient, STEPS)
 
         _RUNS[static] = jax.jit(jax.vmap(run, in_axes=(None, None, None) + (0,) * 6))
     return _RUNS[static]

@@ -16,12 +16,11 @@ order) at a tenth of the cost on these small matrices.
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 import torch
 
 from purelr.optim.muon import NS_COEFFICIENTS, muon
-from tests.optim.torch_reference import regression_data
+from tests.optim.torch_reference import regression_data, trajectory
 from tests.parity import OPTIMIZER_RTOL, relative_error
 
 STEPS = 200
@@ -68,19 +67,12 @@ def _purelr_run(static):
                        momentum=lambda k: momentum, nesterov=nesterov, eps=eps,
                        ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn, ns_coefficients=coefficients)
 
-            def step(carry, k):
-                params, state = carry
+            def gradient(params, k):
                 if quadratic:
-                    grads = jax.grad(_loss)(params, x, y, True)
-                else:
-                    grads = jax.grad(_loss)(params, x[k % BATCHES], y[k % BATCHES], False)
-                updates, state = opt.update(grads, state, params)
-                params = optax.apply_updates(params, updates)
-                return (params, state), params
+                    return jax.grad(_loss)(params, x, y, True)
+                return jax.grad(_loss)(params, x[k % BATCHES], y[k % BATCHES], False)
 
-            (params, state), trajectory = jax.lax.scan(step, (params, opt.init(params)),
-                                                       jnp.arange(STEPS))
-            return trajectory, state
+            return trajectory(opt, params, gradient, STEPS)
 
         _RUNS[static] = jax.jit(jax.vmap(run, in_axes=(None, None, None, 0, 0, 0, 0, None)))
     return _RUNS[static]

@@ -103,6 +103,20 @@ def regression_data(seed, shapes: dict, batches: int):
     return x, y, params
 
 
+def trajectory(optimizer, params, gradient, steps: int):
+    """``(params after each update, final state)`` of ``steps`` updates under ``lax.scan``, update
+    ``k`` taking ``gradient(params, k)``."""
+
+    def step(carry, k):
+        params, state = carry
+        updates, state = optimizer.update(gradient(params, k), state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, state), params
+
+    (_, state), path = jax.lax.scan(step, (params, optimizer.init(params)), jnp.arange(steps))
+    return path, state
+
+
 def loguniform(rng, low, high):
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
