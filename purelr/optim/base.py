@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from purelr.optim import fusion
 from purelr.optim import hyperparams as hp_lib
 from purelr.schedules.core import as_values, resolve
 
@@ -48,6 +49,8 @@ def leafwise(fn: Callable, grads, *trees):
     A tree given as ``None`` (params that are not needed, a buffer that is not kept) feeds
     ``None`` to every call; an output that is ``None`` on every leaf comes back as ``None``.
     Outputs are cast to the gradient leaf's dtype, as torch keeps buffers in the parameter's dtype.
+    With XLA:CPU's multi-output fusion on, the first output (the update) is computed in sibling
+    form (``purelr.optim.fusion``).
     """
     treedef = jax.tree.structure(grads)
     columns = [[None] * treedef.num_leaves if tree is None else treedef.flatten_up_to(tree)
@@ -55,7 +58,7 @@ def leafwise(fn: Callable, grads, *trees):
     rows = []
     for grad, *leaves in zip(treedef.flatten_up_to(grads), *columns):
         rows.append([None if out is None else jnp.asarray(out).astype(grad.dtype)
-                     for out in fn(grad, *leaves)])
+                     for out in fusion.leaf_update(fn, grad, leaves)])
     return tuple(None if all(out is None for out in column) else treedef.unflatten(column)
                  for column in zip(*rows))
 

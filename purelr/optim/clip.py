@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from purelr.optim import fusion
 from purelr.schedules import validate
 from purelr.schedules.core import as_values
 
@@ -32,6 +33,10 @@ def _vector_norm(x, norm_type):
     if norm_type == 2:
         return jnp.sqrt(_sum_of_squares(x))
     return jnp.sum(x**norm_type) ** (1.0 / norm_type)
+
+
+def _scaled(g, coef):
+    return (g * coef).astype(g.dtype)
 
 
 def _leaf_norms(leaves, norm_type):
@@ -76,7 +81,7 @@ def clip_grad_norm(max_norm, norm_type=2.0, error_if_nonfinite: bool = False
                 "so it cannot be clipped. To disable this error and scale the gradients by the "
                 "non-finite norm anyway, set `error_if_nonfinite=False`")
         coef = jnp.minimum(max_norm / (total_norm + 1e-6), 1.0)
-        clipped = jax.tree.map(lambda g: (g * coef).astype(g.dtype), updates)
+        clipped = jax.tree.map(lambda g: fusion.derived(_scaled, g, coef), updates)
         return clipped, ClipGradNormState(total_norm=as_values(total_norm))
 
     return optax.GradientTransformation(init_fn, update_fn)

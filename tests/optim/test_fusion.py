@@ -1,0 +1,67 @@
+"""The twins' sibling form (``purelr.optim.fusion``): with XLA:CPU's multi-output fusion on, each
+leaf's update is one loop, and the arithmetic still matches torch.
+
+The option is read when JAX starts, so these tests run fresh interpreters with it set.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+from purelr.optim import fusion
+
+FLAGS = f"--xla_backend_extra_options={fusion.OPTION}"
+
+# loops over each leaf's full size in the compiled step of clip_grad_norm + a twin, on two leaves
+# of different shapes (so that no loop can serve both), as JSON {twin: [loops, loops]}
+COUNT_LOOPS = """
+import json, jax, jax.numpy as jnp, optax, purelr.optim
+from purelr.optim import fusion
+params = {"a": jnp.ones((300, 512)), "b": jnp.ones((256, 700))}
+twins = {"adamw": purelr.optim.adamw(1e-3), "sgd": purelr.optim.sgd(1e-2, momentum=0.9,
+         weight_decay=1e-4), "rmsprop": purelr.optim.rmsprop(1e-2, momentum=0.9, centered=True)}
+counts = {"enabled": fusion.enabled()}
+for name, twin in twins.items():
+    tx = optax.chain(purelr.optim.clip_grad_norm(1.0), twin)
+    def step(params, state, grads):
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+    text = jax.jit(step, donate_argnums=(0, 1)).lower(params, tx.init(params), params).compile().as_text()
+    entry = text[text.index("ENTRY"):].splitlines()
+    loops = [line for line in entry if " fusion(" in line]
+    counts[name] = [sum(f"f32[{shape}]" in line.split(" fusion(")[0] for line in loops)
+                    for shape in ("300,512", "256,700")]
+print(json.dumps(counts))
+"""
+
+
+def run(code_or_args, *, multi_output_fusion: bool, **kwargs):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + FLAGS).strip() if multi_output_fusion else ""
+    args = ["-c", code_or_args] if isinstance(code_or_args, str) else code_or_args
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, **kwargs)
+
+
+def test_off_unless_the_option_is_set():
+    assert not fusion.enabled() or FLAGS in os.environ.get("XLA_FLAGS", "")
+
+
+def test_one_loop_per_leaf_with_multi_output_fusion():
+    with_option = json.loads(run(COUNT_LOOPS, multi_output_fusion=True, check=True).stdout)
+    without = json.loads(run(COUNT_LOOPS, multi_output_fusion=False, check=True).stdout)
+    assert with_option.pop("enabled") and not without.pop("enabled")
+    assert with_option == {"adamw": [1, 1], "sgd": [1, 1], "rmsprop": [1, 1]}, with_option
+    # without the option: one loop per output array (param and each buffer)
+    assert without == {"adamw": [3, 3], "sgd": [2, 2], "rmsprop": [4, 4]}, without
+
+
+def test_parity_with_multi_output_fusion():
+    """The torch parity sweeps of the elementwise twins, clipping and the MMCV/MMEngine end-to-end
+    runs, in a process with the option on (LBFGS, Adafactor and Muon do not use the sibling form)."""
+    families = ["sgd", "adam", "adamax", "nadam", "radam", "adagrad", "adadelta", "rmsprop",
+                "rprop", "asgd", "clip"]
+    files = [f"tests/optim/test_{name}.py" for name in families] + ["tests/build/test_end_to_end.py"]
+    result = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *files],
+                 multi_output_fusion=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
