@@ -127,6 +127,10 @@ def machine() -> str:
         with open("/proc/cpuinfo") as f:
             model = next((line.split(":", 1)[1].strip() for line in f
                           if line.startswith("model name")), model)
+    from purelr.optim import fusion
+
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    mof = "on" if fusion.enabled() else "off"
     return (f"{datetime.datetime.now():%Y-%m-%d %H:%M} · {model}, {os.cpu_count()} cores · "
-            f"load average {load} · jax {jax.__version__}, torch {torch.__version__}")
+            f"load average {load} · jax {jax.__version__}, torch {torch.__version__} · "
+            f"XLA:CPU multi-output fusion {mof}")

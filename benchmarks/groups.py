@@ -3,7 +3,8 @@
 ``python -m benchmarks.groups [--quick]``. AdamW after ``clip_grad_norm``, leaf ``i`` in group
 ``i % k`` (group ``j`` with lr multiplier ``1 / (j + 1)``), as ``optax.multi_transform`` of
 purelr's twin, of plain ``optax.adamw``, and as torch fused AdamW with ``k`` param groups; each
-column's median time is divided by its own 1-group time (the last column: fastest repeats).
+column's median time is divided by its own 1-group time (the last column: fastest repeats). The
+JAX cases update the arrays in flax's layouts (``trees.in_jax_layout``).
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(0)
     params = {name: rng.standard_normal(s, dtype=np.float32) for name, s in shapes.items()}
     grads = {name: 0.01 * rng.standard_normal(s, dtype=np.float32) for name, s in shapes.items()}
+    jax_params, jax_grads = trees.in_jax_layout(params), trees.in_jax_layout(grads)
     twin, kwargs, optax_adamw, torch_adamw, _ = update.OPTIMIZERS["AdamW"]
     cases = {}
     for k in GROUP_COUNTS:
         groups = update.round_robin(shapes, k)
-        cases["purelr", k] = update.jax_case(update.purelr_tx(twin, kwargs, groups), params, grads)[0]
-        cases["optax", k] = update.jax_case(update.optax_tx(optax_adamw, kwargs, groups), params,
-                                            grads)[0]
+        cases["purelr", k] = update.jax_case(update.purelr_tx(twin, kwargs, groups), jax_params,
+                                             jax_grads)[0]
+        cases["optax", k] = update.jax_case(update.optax_tx(optax_adamw, kwargs, groups), jax_params,
+                                            jax_grads)[0]
         cases["torch fused", k] = update.torch_case(torch_adamw, kwargs, dict(fused=True), params,
                                                     grads, groups)
     times = common.interleaved(cases, repeats)

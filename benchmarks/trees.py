@@ -1,8 +1,9 @@
 """Parameter trees the benchmarks update: ResNet-50 (torchvision's shapes, written out by hand),
 a ViT-like transformer, and flat trees of a given size and leaf count.
 
-Every tree is a flat ``{dotted name: shape}`` dict in torch's layouts (conv ``(out, in, kh, kw)``),
-so the same names and shapes build the torch tensors and the JAX arrays.
+Every tree is a flat ``{dotted name: shape}`` dict in torch's layouts (conv ``(out, in, kh, kw)``,
+linear ``(out, in)``); ``in_jax_layout`` turns arrays to the layouts a JAX model keeps (flax: conv
+``(kh, kw, in, out)``, dense ``(in, out)``), which the JAX cases update (see ``update``).
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ def flat(numel: int, leaves: int) -> dict[str, tuple[int, ...]]:
     used = sum(math.prod(s) for s in shapes.values())
     shapes[f"w{leaves - 1}"] = (numel - used,)
     return shapes
+
+
+def in_jax_layout(arrays: dict) -> dict:
+    """The same numbers in flax's layouts: conv kernels ``(out, in, kh, kw) -> (kh, kw, in, out)``,
+    dense kernels ``(out, in) -> (in, out)``; vectors unchanged."""
+    order = {4: (2, 3, 1, 0), 2: (1, 0)}
+    return {name: x.transpose(order[x.ndim]).copy() if x.ndim in order else x
+            for name, x in arrays.items()}
 
 
 def numel(shapes: dict[str, tuple[int, ...]]) -> int:

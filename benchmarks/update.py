@@ -8,9 +8,16 @@ momentum and weight decay, and Adam, alone and as ``clip_grad_norm + 3 parameter
   loop that keeps only the new ones should do);
 - ``purelr, not donated``: the same without donation (XLA then writes every output to fresh
   memory), alone only;
+- ``purelr, torch layout``: the same on the arrays in torch's layouts (conv ``(out, in, kh, kw)``)
+  instead of flax's (``(kh, kw, in, out)``), alone only: XLA:CPU's loops over a 3x3 kernel's
+  3-element minor dimension are not vectorised;
 - ``optax``: the same step with the same math written in plain optax;
 - ``torch fused`` / ``foreach`` / ``for-loop``: ``optimizer.step()`` (after
   ``clip_grad_norm_`` and with three ``param_groups`` in the second form).
+
+The JAX cases update the arrays in flax's layouts (``trees.in_jax_layout``), torch its own; the
+caption says whether XLA:CPU's multi-output fusion is on (``purelr.optim.fusion``: set
+``XLA_FLAGS=--xla_backend_extra_options=xla_cpu_use_multi_output_fusion`` before the run).
 
 Columns: milliseconds per update (median of interleaved repeats, and the fastest repeat,
 the least disturbed by other processes), effective GB/s (the bytes a
@@ -148,17 +155,20 @@ def torch_case(cls, kwargs, kind, host_params, host_grads, groups):
 def measure(shapes, repeats, rng, optimizers):
     host_params = {name: rng.standard_normal(s, dtype=np.float32) for name, s in shapes.items()}
     host_grads = {name: 0.01 * rng.standard_normal(s, dtype=np.float32) for name, s in shapes.items()}
+    jax_params, jax_grads = trees.in_jax_layout(host_params), trees.in_jax_layout(host_grads)
     rows = []
     for opt_name in optimizers:
         twin, kwargs, optax_factory, cls, buffers = OPTIMIZERS[opt_name]
         for form, groups in [("alone", None), ("clip + 3 groups", paramwise_groups(host_params))]:
             builders = {
-                "purelr": lambda: jax_case(purelr_tx(twin, kwargs, groups), host_params, host_grads),
+                "purelr": lambda: jax_case(purelr_tx(twin, kwargs, groups), jax_params, jax_grads),
                 **({"purelr, not donated": lambda: jax_case(purelr_tx(twin, kwargs, None),
-                                                            host_params, host_grads, donate=False)}
+                                                            jax_params, jax_grads, donate=False),
+                    "purelr, torch layout": lambda: jax_case(purelr_tx(twin, kwargs, None),
+                                                             host_params, host_grads)}
                    if groups is None else {}),
-                "optax": lambda: jax_case(optax_tx(optax_factory, kwargs, groups), host_params,
-                                          host_grads),
+                "optax": lambda: jax_case(optax_tx(optax_factory, kwargs, groups), jax_params,
+                                          jax_grads),
                 **{kind: (lambda extra=extra: (torch_case(cls, kwargs, extra, host_params,
                                                           host_grads, groups), None))
                    for kind, extra in TORCH_KINDS.items()},
