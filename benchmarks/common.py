@@ -117,8 +117,9 @@ def _cell(x) -> str:
     return str(x)
 
 
-def machine() -> str:
-    """Date, CPU, core count, load average and library versions, for the table's caption."""
+def machine(fusion_mode: bool = True) -> str:
+    """Date, CPU, core count, load average, library versions and (``fusion_mode``) whether
+    XLA:CPU's multi-output fusion is on, for the table's caption."""
     import jax
     import torch
 
@@ -130,7 +131,6 @@ def machine() -> str:
     from purelr.optim import fusion
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    mof = "on" if fusion.enabled() else "off"
+    mode = f" · XLA:CPU multi-output fusion {'on' if fusion.enabled() else 'off'}" * fusion_mode
     return (f"{datetime.datetime.now():%Y-%m-%d %H:%M} · {model}, {os.cpu_count()} cores · "
-            f"load average {load} · jax {jax.__version__}, torch {torch.__version__} · "
-            f"XLA:CPU multi-output fusion {mof}")
+            f"load average {load} · jax {jax.__version__}, torch {torch.__version__}{mode}")

@@ -4,7 +4,7 @@ import importlib
 
 import pytest
 
-SCRIPTS = ["update", "curves", "compile", "groups"]
+SCRIPTS = ["update", "curves", "compile", "groups", "train_step"]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
