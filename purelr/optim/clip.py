@@ -39,6 +39,10 @@ def _scaled(g, coef):
     return (g * coef).astype(g.dtype)
 
 
+def _clamped(g, clip_value):
+    return jnp.clip(g, -clip_value, clip_value)
+
+
 def _leaf_norms(leaves, norm_type):
     """Each leaf's norm, stacked. For the 2-norm of leaves of one dtype the square roots are taken
     once, over the stacked sums of squares: the same numbers, one kernel instead of one a leaf."""
@@ -93,6 +97,6 @@ def clip_grad_value(clip_value) -> optax.GradientTransformation:
 
     def update_fn(updates, state, params=None):
         del params
-        return jax.tree.map(lambda g: jnp.clip(g, -clip_value, clip_value), updates), state
+        return jax.tree.map(lambda g: fusion.derived(_clamped, g, clip_value), updates), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)

@@ -15,7 +15,8 @@ passed through ``jax.lax.optimization_barrier``, for the param's update. Both ar
 operations on the same numbers, but XLA's common-subexpression elimination cannot merge them, so
 the loops share no intermediate and fuse into one: torch's single pass. ``derived`` lets an
 elementwise transform earlier in the chain (``clip_grad_norm``'s scaling) be recomputed the same
-way from its own inputs instead of being written out and read back.
+way from its own inputs instead of being written out and read back (``clip_grad_value``'s clamp
+too).
 
 Without the option nothing changes: each output is computed once.
 """
@@ -55,9 +56,12 @@ def _recipe(value):
 
 
 def _sources(value) -> list:
-    """The arrays ``value`` is recomputed from: itself, or the sources of its recipe's inputs."""
+    """The arrays ``value`` is recomputed from: itself, or the sources of its recipe's inputs
+    (Python numbers stay constants)."""
     entry = _recipe(value)
-    return [value] if entry is None else [s for x in entry[2] for s in _sources(x)]
+    if entry is None:
+        return [value] if isinstance(value, jax.Array) else []
+    return [s for x in entry[2] for s in _sources(x)]
 
 
 def _rebuild(value, fresh: dict):

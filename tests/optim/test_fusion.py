@@ -13,7 +13,8 @@ from purelr.optim import fusion
 
 FLAGS = f"--xla_backend_extra_options={fusion.OPTION}"
 
-# loops over each leaf's full size in the compiled step of clip_grad_norm + a twin, on two leaves
+# loops over each leaf's full size in the compiled step of clip_grad_norm (or clip_grad_value) +
+# a twin, on two leaves
 # of different shapes (so that no loop can serve both), as JSON {twin: [loops, loops]}
 COUNT_LOOPS = """
 import json, jax, jax.numpy as jnp, optax, purelr.optim
@@ -22,8 +23,11 @@ params = {"a": jnp.ones((300, 512)), "b": jnp.ones((256, 700))}
 twins = {"adamw": purelr.optim.adamw(1e-3), "sgd": purelr.optim.sgd(1e-2, momentum=0.9,
          weight_decay=1e-4), "rmsprop": purelr.optim.rmsprop(1e-2, momentum=0.9, centered=True)}
 counts = {"enabled": fusion.enabled()}
+clips = dict.fromkeys(twins, purelr.optim.clip_grad_norm(1.0))
+twins["adamw after clip_grad_value"] = purelr.optim.adamw(1e-3)
+clips["adamw after clip_grad_value"] = purelr.optim.clip_grad_value(0.1)
 for name, twin in twins.items():
-    tx = optax.chain(purelr.optim.clip_grad_norm(1.0), twin)
+    tx = optax.chain(clips[name], twin)
     def step(params, state, grads):
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
@@ -51,9 +55,11 @@ def test_one_loop_per_leaf_with_multi_output_fusion():
     with_option = json.loads(run(COUNT_LOOPS, multi_output_fusion=True, check=True).stdout)
     without = json.loads(run(COUNT_LOOPS, multi_output_fusion=False, check=True).stdout)
     assert with_option.pop("enabled") and not without.pop("enabled")
-    assert with_option == {"adamw": [1, 1], "sgd": [1, 1], "rmsprop": [1, 1]}, with_option
+    assert with_option == {"adamw": [1, 1], "sgd": [1, 1], "rmsprop": [1, 1],
+                           "adamw after clip_grad_value": [1, 1]}, with_option
     # without the option: one loop per output array (param and each buffer)
-    assert without == {"adamw": [3, 3], "sgd": [2, 2], "rmsprop": [4, 4]}, without
+    assert without == {"adamw": [3, 3], "sgd": [2, 2], "rmsprop": [4, 4],
+                       "adamw after clip_grad_value": [3, 3]}, without
 
 
 def test_parity_with_multi_output_fusion():
