@@ -24,6 +24,7 @@ Without the option nothing changes: each output is computed once.
 from __future__ import annotations
 
 import os
+import re
 import weakref
 from typing import Callable
 
@@ -34,8 +35,11 @@ _RECIPES: dict[int, tuple] = {}  # id(result) -> (weakref to result, fn, inputs)
 
 
 def enabled() -> bool:
-    """Whether XLA:CPU's multi-output fusion is on for this process (read from ``XLA_FLAGS``)."""
-    return OPTION in os.environ.get("XLA_FLAGS", "") and jax.default_backend() == "cpu"
+    """Whether XLA:CPU's multi-output fusion is on for this process: ``XLA_FLAGS`` names the option
+    (alone, ``=true`` or ``=1``) and JAX computes on the CPU."""
+    match = re.search(rf"\b{OPTION}(?:=(\w*))?", os.environ.get("XLA_FLAGS", ""))
+    return (match is not None and (match.group(1) or "true").lower() in ("true", "1")
+            and jax.default_backend() == "cpu")
 
 
 def derived(fn: Callable, *inputs):

@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from purelr.optim import fusion
 
 FLAGS = f"--xla_backend_extra_options={fusion.OPTION}"
@@ -47,8 +49,13 @@ def run(code_or_args, *, multi_output_fusion: bool, **kwargs):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, **kwargs)
 
 
-def test_off_unless_the_option_is_set():
-    assert not fusion.enabled() or FLAGS in os.environ.get("XLA_FLAGS", "")
+@pytest.mark.parametrize("flags, on", [
+    ("", False), (FLAGS, True), (f"{FLAGS}=true", True), (f"{FLAGS}=1", True),
+    (f"{FLAGS}=false", False), (f"--xla_backend_extra_options=a=1,{fusion.OPTION}", True),
+    ("--xla_backend_extra_options=not_xla_cpu_use_multi_output_fusion", False)])
+def test_enabled_reads_xla_flags(monkeypatch, flags, on):
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    assert fusion.enabled() is on
 
 
 def test_one_loop_per_leaf_with_multi_output_fusion():
