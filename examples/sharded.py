@@ -67,18 +67,22 @@ def split_last_divisible(leaf, mesh) -> NamedSharding:
 def state_shardings(tx, opt_state, param_shardings, replicated):
     """The optimizer state's shardings: each tree laid out like the params takes the params'
     shardings, every other leaf is ``replicated``. ``optax.multi_transform`` keeps, per group, a
-    params tree with ``optax.MaskedNode`` at the other groups' leaves: those stay."""
+    params tree with the other groups' leaves masked (``optax.MaskedNode``, or ``None`` in a
+    purelr twin's buffers): those stay."""
     return map_params(tx, lambda _, sharding: sharding, opt_state, param_shardings,
                       transform_non_params=lambda _: replicated)
 
 
 def map_params(tx, f, opt_state, *rest, transform_non_params):
     """``optax.tree_utils.tree_map_params`` through ``multi_transform``'s masked trees."""
+    def masked(leaf):
+        return leaf is None or isinstance(leaf, optax.MaskedNode)
+
     def keep_masked(leaf, *others):
-        return leaf if isinstance(leaf, optax.MaskedNode) else f(leaf, *others)
+        return leaf if masked(leaf) else f(leaf, *others)
 
     return optax.tree_utils.tree_map_params(tx, keep_masked, opt_state, *rest, transform_non_params=transform_non_params,
-                                            is_leaf=lambda leaf: isinstance(leaf, optax.MaskedNode))
+                                            is_leaf=masked)
 
 
 def check_state_sharding(tx, opt_state, params) -> int:

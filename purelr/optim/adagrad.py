@@ -41,8 +41,7 @@ def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0
                        initial_accumulator_value=initial_accumulator_value)
 
     def init_buffers(params, hp):
-        return dict(sum=jax.tree.map(
-            lambda p: jnp.full_like(p, hp["initial_accumulator_value"]), params))
+        return dict(sum=base.buffer(params, lambda p: jnp.full_like(p, hp["initial_accumulator_value"])))
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, decays, "adagrad with weight_decay")

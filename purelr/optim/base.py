@@ -49,22 +49,40 @@ def leafwise(fn: Callable, grads, *trees):
     A tree given as ``None`` (params that are not needed, a buffer that is not kept) feeds
     ``None`` to every call; an output that is ``None`` on every leaf comes back as ``None``.
     Outputs are cast to the gradient leaf's dtype, as torch keeps buffers in the parameter's dtype.
-    With XLA:CPU's multi-output fusion on, the first output (the update) is computed in sibling
-    form (``purelr.optim.fusion``).
+    A leaf that ``optax.masked`` (``multi_transform``) hands over as ``MaskedNode`` stays one in
+    the first output (the updates) and is ``None`` in the others (see ``buffer``).
+    With XLA:CPU's multi-output fusion on, the outputs are computed in sibling form
+    (``purelr.optim.fusion``).
     """
-    treedef = jax.tree.structure(grads)
+    treedef = jax.tree.structure(grads, is_leaf=_is_masked)
     columns = [[None] * treedef.num_leaves if tree is None else treedef.flatten_up_to(tree)
                for tree in trees]
-    rows = []
-    for grad, *leaves in zip(treedef.flatten_up_to(grads), *columns):
-        rows.append([None if out is None else jnp.asarray(out).astype(grad.dtype)
-                     for out in fusion.leaf_update(fn, grad, leaves)])
-    return tuple(None if all(out is None for out in column) else treedef.unflatten(column)
-                 for column in zip(*rows))
+    outputs = {}
+    for i, (grad, *leaves) in enumerate(zip(treedef.flatten_up_to(grads), *columns)):
+        if not _is_masked(grad):
+            outputs[i] = [None if out is None else jnp.asarray(out).astype(grad.dtype)
+                          for out in fusion.leaf_update(fn, grad, leaves)]
+    width = len(next(iter(outputs.values()))) if outputs else 0
+    rows = [outputs.get(i) or [grad] + [None] * (width - 1)
+            for i, grad in enumerate(treedef.flatten_up_to(grads))]
+    return tuple(None if all(out is None or _is_masked(out) for out in column)
+                 else treedef.unflatten(column) for column in zip(*rows))
+
+
+def _is_masked(x) -> bool:
+    return isinstance(x, optax.MaskedNode)
+
+
+def buffer(params, fill: Callable = jnp.zeros_like):
+    """A buffer like ``params``, ``fill(param)`` per leaf. Where ``optax.masked`` (in
+    ``multi_transform``) hides a leaf behind a ``MaskedNode``, the buffer holds ``None``: JAX
+    rebuilds ``None`` without calling Python, so a state of many groups (each group's buffers span
+    the whole tree) costs far less to pass in and out of a jitted step than one of ``MaskedNode``s."""
+    return jax.tree.map(lambda p: None if _is_masked(p) else fill(p), params, is_leaf=_is_masked)
 
 
 def zeros(params):
-    return jax.tree.map(jnp.zeros_like, params)
+    return buffer(params)
 
 
 def maybe_nonzero(value) -> bool:

@@ -48,7 +48,7 @@ def rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), *,
 
     def init_buffers(params, hp):
         return dict(prev=base.zeros(params),
-                    step_size=jax.tree.map(lambda p: jnp.full_like(p, hp["lr"]), params))
+                    step_size=base.buffer(params, lambda p: jnp.full_like(p, hp["lr"])))
 
     def update_buffers(grads, state, params, hp):
         def leaf(g, prev, step_size):
