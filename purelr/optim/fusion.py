@@ -10,13 +10,13 @@ option set before JAX starts::
 That pass merges *siblings*, loops that read the same arrays, but not a loop into the loop that
 reads its result; and with it on, XLA writes an intermediate that two loops share to memory
 instead of recomputing it in each. So when the option is on (``enabled()``) the twins compute
-each leaf's update twice from the same inputs: once for the new buffers, and once, from the inputs
-passed through ``jax.lax.optimization_barrier``, for the param's update. Both are the same
-operations on the same numbers, but XLA's common-subexpression elimination cannot merge them, so
-the loops share no intermediate and fuse into one: torch's single pass. ``derived`` lets an
-elementwise transform earlier in the chain (``clip_grad_norm``'s scaling) be recomputed the same
-way from its own inputs instead of being written out and read back (``clip_grad_value``'s clamp
-too).
+each output of a leaf (the update, each new buffer) separately: one from the inputs themselves,
+every other from its own copy of them passed through ``jax.lax.optimization_barrier``. The copies
+are the same operations on the same numbers, but XLA's common-subexpression elimination cannot
+merge them, so the loops share no intermediate and fuse into one: torch's single pass.
+``derived`` lets an elementwise transform earlier in the chain (``clip_grad_norm``'s scaling,
+``clip_grad_value``'s clamp) be recomputed the same way from its own inputs instead of being
+written out and read back.
 
 Without the option nothing changes: each output is computed once.
 """
@@ -99,5 +99,6 @@ def leaf_update(fn: Callable, grad, leaves) -> list:
     for k, out in enumerate(outs):
         if out is not None and k != anchor:
             fresh = _barriered(inputs, k)
-            outs[k] = fn(_rebuild(grad, fresh), *(None if x is None else fresh[id(x)] for x in leaves))[k]
+            copies = (None if x is None else fresh[id(x)] for x in leaves)
+            outs[k] = fn(_rebuild(grad, fresh), *copies)[k]
     return outs
