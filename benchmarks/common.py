@@ -131,6 +131,6 @@ def machine(fusion_mode: bool = True) -> str:
     from purelr.optim import fusion
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    mode = f" · XLA:CPU multi-output fusion {'on' if fusion.enabled() else 'off'}" * fusion_mode
+    mode = f" · XLA:CPU multi-output fusion {'on' if fusion.enabled() else 'off'}" if fusion_mode else ""
     return (f"{datetime.datetime.now():%Y-%m-%d %H:%M} · {model}, {os.cpu_count()} cores · "
             f"load average {load} · jax {jax.__version__}, torch {torch.__version__}{mode}")

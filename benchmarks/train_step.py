@@ -16,8 +16,7 @@ import subprocess
 import sys
 
 from benchmarks import common
-
-OPTION = "--xla_backend_extra_options=xla_cpu_use_multi_output_fusion"
+from purelr.optim import fusion
 
 
 def measure(quick: bool, repeats: int) -> dict:
@@ -68,8 +67,7 @@ def measure(quick: bool, repeats: int) -> dict:
 
 
 def child(option: bool, quick: bool, repeats: int) -> dict:
-    flags = os.environ.get("XLA_FLAGS", "").replace(OPTION, "").strip()
-    env = dict(os.environ, XLA_FLAGS=f"{flags} {OPTION}".strip() if option else flags)
+    env = dict(os.environ, XLA_FLAGS=fusion.xla_flags(os.environ.get("XLA_FLAGS", ""), option))
     args = [sys.executable, "-m", "benchmarks.train_step", "--child", *(["--quick"] * quick),
             "--repeats", str(repeats)]
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout

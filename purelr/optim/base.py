@@ -57,14 +57,14 @@ def leafwise(fn: Callable, grads, *trees):
     treedef = jax.tree.structure(grads, is_leaf=_is_masked)
     columns = [[None] * treedef.num_leaves if tree is None else treedef.flatten_up_to(tree)
                for tree in trees]
+    flat_grads = treedef.flatten_up_to(grads)
     outputs = {}
-    for i, (grad, *leaves) in enumerate(zip(treedef.flatten_up_to(grads), *columns)):
+    for i, (grad, *leaves) in enumerate(zip(flat_grads, *columns)):
         if not _is_masked(grad):
             outputs[i] = [None if out is None else jnp.asarray(out).astype(grad.dtype)
                           for out in fusion.leaf_update(fn, grad, leaves)]
     width = len(next(iter(outputs.values()))) if outputs else 0
-    rows = [outputs.get(i) or [grad] + [None] * (width - 1)
-            for i, grad in enumerate(treedef.flatten_up_to(grads))]
+    rows = [outputs.get(i) or [grad] + [None] * (width - 1) for i, grad in enumerate(flat_grads)]
     return tuple(None if all(out is None or _is_masked(out) for out in column)
                  else treedef.unflatten(column) for column in zip(*rows))
 

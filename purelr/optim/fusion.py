@@ -31,6 +31,7 @@ from typing import Callable
 import jax
 
 OPTION = "xla_cpu_use_multi_output_fusion"
+XLA_FLAG = f"--xla_backend_extra_options={OPTION}"
 _RECIPES: dict[int, tuple] = {}  # id(result) -> (weakref to result, fn, inputs), while it is alive
 
 
@@ -40,6 +41,13 @@ def enabled() -> bool:
     match = re.search(rf"\b{OPTION}(?:=(\w*))?", os.environ.get("XLA_FLAGS", ""))
     return (match is not None and (match.group(1) or "true").lower() in ("true", "1")
             and jax.default_backend() == "cpu")
+
+
+def xla_flags(flags: str, on: bool) -> str:
+    """``flags`` (an ``XLA_FLAGS`` value) with ``XLA_FLAG`` added (``on``) or taken out, for a
+    process about to start JAX."""
+    rest = " ".join(flag for flag in flags.split() if flag != XLA_FLAG)
+    return f"{rest} {XLA_FLAG}".strip() if on else rest
 
 
 def derived(fn: Callable, *inputs):

@@ -2,11 +2,11 @@
 ``python -m examples.retinanet_1x`` prints those lines."""
 
 import io
-import os
 import subprocess
 import sys
 
 from examples import progress
+from tests import ROOT
 
 
 def stream(tty):
@@ -33,8 +33,7 @@ def test_terminal_gets_the_bar_files_get_lines_only():
 
 
 def test_example_runs_with_its_log():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    done = subprocess.run([sys.executable, "-m", "examples.retinanet_1x", "--epoch-len", "2"], cwd=root,
+    done = subprocess.run([sys.executable, "-m", "examples.retinanet_1x", "--epoch-len", "2"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()

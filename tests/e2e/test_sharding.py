@@ -19,6 +19,8 @@ import sys
 
 import pytest
 
+from tests import ROOT
+
 SHARDED_RTOL = 2e-5
 STATE_LEAVES = {"retinanet_1x": 7, "timm_adamw": 14}  # SGD momentum; AdamW's two moments, 7 params
 
@@ -26,9 +28,8 @@ STATE_LEAVES = {"retinanet_1x": 7, "timm_adamw": 14}  # SGD momentum; AdamW's tw
 @pytest.mark.parametrize("recipe", sorted(STATE_LEAVES))
 def test_sharded_runs_match_one_device(recipe):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     done = subprocess.run([sys.executable, "-m", "examples.sharded", "--json", "--recipe", recipe],
-                          cwd=root, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["devices"] == 8

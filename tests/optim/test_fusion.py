@@ -12,24 +12,24 @@ import sys
 import pytest
 
 from purelr.optim import fusion
+from tests import ROOT
 
-FLAGS = f"--xla_backend_extra_options={fusion.OPTION}"
+FLAGS = fusion.XLA_FLAG
 
-# loops over each leaf's full size in the compiled step of clip_grad_norm (or clip_grad_value) +
-# a twin, on two leaves
-# of different shapes (so that no loop can serve both), as JSON {twin: [loops, loops]}
+# the loops over each leaf's full size in the compiled step of a clip and a twin, on two leaves of
+# different shapes (so that no loop can serve both), as JSON {chain: [loops, loops]}
 COUNT_LOOPS = """
 import json, jax, jax.numpy as jnp, optax, purelr.optim
 from purelr.optim import fusion
 params = {"a": jnp.ones((300, 512)), "b": jnp.ones((256, 700))}
-twins = {"adamw": purelr.optim.adamw(1e-3), "sgd": purelr.optim.sgd(1e-2, momentum=0.9,
-         weight_decay=1e-4), "rmsprop": purelr.optim.rmsprop(1e-2, momentum=0.9, centered=True)}
+by_norm, by_value = purelr.optim.clip_grad_norm(1.0), purelr.optim.clip_grad_value(0.1)
+chains = {"adamw": (by_norm, purelr.optim.adamw(1e-3)),
+          "sgd": (by_norm, purelr.optim.sgd(1e-2, momentum=0.9, weight_decay=1e-4)),
+          "rmsprop": (by_norm, purelr.optim.rmsprop(1e-2, momentum=0.9, centered=True)),
+          "adamw after clip_grad_value": (by_value, purelr.optim.adamw(1e-3))}
 counts = {"enabled": fusion.enabled()}
-clips = dict.fromkeys(twins, purelr.optim.clip_grad_norm(1.0))
-twins["adamw after clip_grad_value"] = purelr.optim.adamw(1e-3)
-clips["adamw after clip_grad_value"] = purelr.optim.clip_grad_value(0.1)
-for name, twin in twins.items():
-    tx = optax.chain(clips[name], twin)
+for name, chain in chains.items():
+    tx = optax.chain(*chain)
     def step(params, state, grads):
         updates, state = tx.update(grads, state, params)
         return optax.apply_updates(params, updates), state
@@ -43,8 +43,8 @@ print(json.dumps(counts))
 
 
 def run(code_or_args, *, multi_output_fusion: bool, **kwargs):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + FLAGS).strip() if multi_output_fusion else ""
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=fusion.xla_flags(os.environ.get("XLA_FLAGS", ""), multi_output_fusion))
     args = ["-c", code_or_args] if isinstance(code_or_args, str) else code_or_args
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, **kwargs)
 
@@ -56,6 +56,13 @@ def run(code_or_args, *, multi_output_fusion: bool, **kwargs):
 def test_enabled_reads_xla_flags(monkeypatch, flags, on):
     monkeypatch.setenv("XLA_FLAGS", flags)
     assert fusion.enabled() is on
+
+
+@pytest.mark.parametrize("flags, on, expected", [
+    ("", True, FLAGS), (FLAGS, True, FLAGS), ("--a", True, f"--a {FLAGS}"), (FLAGS, False, ""),
+    (f"--a {FLAGS} --b", False, "--a --b"), ("--a", False, "--a")])
+def test_xla_flags_adds_or_takes_out_the_option(flags, on, expected):
+    assert fusion.xla_flags(flags, on) == expected
 
 
 def test_one_loop_per_leaf_with_multi_output_fusion():
@@ -76,5 +83,5 @@ def test_parity_with_multi_output_fusion():
                 "rprop", "asgd", "clip"]
     files = [f"tests/optim/test_{name}.py" for name in families] + ["tests/build/test_end_to_end.py"]
     result = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *files],
-                 multi_output_fusion=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+                 multi_output_fusion=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
