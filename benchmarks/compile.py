@@ -24,7 +24,7 @@ from jax.experimental.compilation_cache import compilation_cache
 
 import purelr
 from benchmarks import common, trees, update
-from purelr import paramwise
+from purelr.params import paramwise
 from purelr.schedules import mmcv
 
 EPOCH_LEN = 7330

@@ -75,7 +75,7 @@ def numel(shapes: dict[str, tuple[int, ...]]) -> int:
 
 def module_kinds(shapes: dict[str, tuple[int, ...]]) -> dict[str, str]:
     """``{module path: "norm"}`` for the norm layers of ``resnet50`` / ``transformer``
-    (``bn*``, ``norm*``, ``downsample.1``), as ``purelr.module_kinds`` reads them from a model."""
+    (``bn*``, ``norm*``, ``downsample.1``), as ``purelr.params.module_kinds`` reads them from a model."""
     modules = {name.rsplit(".", 1)[0] for name in shapes if "." in name}
     return {path: "norm" for path in sorted(modules)
             if path.rsplit(".", 1)[-1].startswith(("bn", "norm")) or path.endswith("downsample.1")}

@@ -41,7 +41,7 @@ import torch
 
 import purelr.optim
 from benchmarks import common, trees
-from purelr import paramwise
+from purelr.params import paramwise
 
 MAX_NORM = 1.0
 PARAMWISE_CFG = dict(bias_lr_mult=2.0, bias_decay_mult=0.0, norm_decay_mult=0.0)
@@ -64,7 +64,7 @@ TORCH_KINDS = {"torch fused": dict(fused=True), "torch foreach": dict(foreach=Tr
 
 def paramwise_groups(params) -> tuple[dict[str, str], dict[str, paramwise.ParamSetting]]:
     """``(labels, settings)`` of MMCV's ``paramwise_cfg=PARAMWISE_CFG`` (weights; norm layers
-    without decay; other biases at twice the lr without decay), by ``purelr.paramwise``. A tree
+    without decay; other biases at twice the lr without decay), by ``purelr.params.paramwise``. A tree
     without norm layers or biases is split ``round_robin`` into three groups instead."""
     kinds = trees.module_kinds(params)
     if not kinds:
@@ -79,7 +79,7 @@ def round_robin(params, groups: int):
 
 
 def purelr_tx(twin, kwargs, groups):
-    """purelr's twin alone, or ``clip_grad_norm`` then the twin per group (``purelr.paramwise``)."""
+    """purelr's twin alone, or ``clip_grad_norm`` then the twin per group (``purelr.params.paramwise``)."""
     if groups is None:
         return twin(**kwargs)
     return optax.chain(purelr.optim.clip_grad_norm(MAX_NORM),

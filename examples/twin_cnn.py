@@ -3,7 +3,7 @@
 The network: a 3x3 convolution without bias, BatchNorm, ReLU, a 3x3 depth-wise convolution with
 bias, ReLU, global average pooling and a linear classifier. Module names are the same in both
 frameworks (``conv``, ``bn``, ``dw``, ``head``), so a config's ``custom_keys`` select the same
-parameters on both sides and ``purelr.from_torch.model_from_torch`` copies torch's initial weights
+parameters on both sides and ``purelr.training.from_torch.model_from_torch`` copies torch's initial weights
 into flax with its default names.
 
 BatchNorm trains on batch statistics in both frameworks with the same update of the running
@@ -30,9 +30,9 @@ import optax
 from flax import linen as nn
 
 import purelr
-from purelr.from_torch import default_names, kernel_layout, model_from_torch
-from purelr.groups import hyperparams_in_force
-from purelr.module_kinds import dotted_names, module_kinds
+from purelr.training.from_torch import default_names, kernel_layout, model_from_torch
+from purelr.params.groups import hyperparams_in_force
+from purelr.params.module_kinds import dotted_names, module_kinds
 
 from examples import progress
 
@@ -168,7 +168,7 @@ def train_step(model, tx):
 
 
 def group_lrs(opt_state) -> dict:
-    """``{group: lr}`` of the last update, read from the state (``purelr.groups``)."""
+    """``{group: lr}`` of the last update, read from the state (``purelr.params.groups``)."""
     return {label: float(h["lr"]) for label, h in hyperparams_in_force(opt_state).items()}
 
 

@@ -3,7 +3,7 @@
 Each takes torch's keyword names and defaults; every number may be a constant or a schedule
 (``step -> value``, read at update ``count``); ``state.hyperparams`` holds the values used at the
 last update. Gradient clipping with torch's arithmetic: ``clip_grad_norm``, ``clip_grad_value``;
-skipping non-finite steps: ``skip_nonfinite``.
+skipping non-finite steps: ``skip_nonfinite``. May import ``purelr.schedules`` only.
 """
 
 from purelr.optim.adadelta import adadelta

@@ -3,7 +3,8 @@
 Family twins live in submodules named after their origin: ``purelr.schedules.torch``
 (``torch.optim.lr_scheduler``), ``purelr.schedules.mmcv`` (MMCV 1.x ``lr_config`` /
 ``momentum_config``), ``purelr.schedules.mmengine`` (``param_scheduler``) and
-``purelr.schedules.timm`` (``timm.scheduler``). This package imports jax and numpy only.
+``purelr.schedules.timm`` (``timm.scheduler``). The bottom layer: imports jax and numpy only, no
+other purelr layer.
 """
 
 from purelr.schedules.core import (

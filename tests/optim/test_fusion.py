@@ -81,7 +81,7 @@ def test_parity_with_multi_output_fusion():
     runs, in a process with the option on (LBFGS, Adafactor and Muon do not use the sibling form)."""
     families = ["sgd", "adam", "adamax", "nadam", "radam", "adagrad", "adadelta", "rmsprop",
                 "rprop", "asgd", "clip"]
-    files = [f"tests/optim/test_{name}.py" for name in families] + ["tests/build/test_end_to_end.py"]
+    files = [f"tests/optim/test_{name}.py" for name in families] + ["tests/recipes/test_end_to_end.py"]
     result = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *files],
                  multi_output_fusion=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

@@ -1,0 +1,81 @@
+"""``purelr compare``: a config's curves next to the original library's, stepped as its runner steps.
+
+For each parameter group the original is run from the group's own base lr (MMCV's LrUpdaterHook /
+MomentumUpdaterHook under EpochBasedRunner or IterBasedRunner, MMEngine's schedulers as
+ParamSchedulerHook steps them, or timm's ``create_scheduler_v2`` as its ``train.py`` steps it, the
+group's layer-decay scale applied) and compared with purelr's curve at every iteration. torch's
+schedulers have no config form: compare them in Python (``purelr.schedules.torch``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from purelr.recipes.config import load_config
+from purelr.cli.curves import Curves
+
+AGAINST = ("mmcv", "mmengine", "timm")
+
+
+def reference_curves(cfg, curves: Curves, against: str) -> Curves:
+    """The original library's value for every curve of ``curves`` (same groups and iterations)."""
+    cfg = load_config(cfg) if not isinstance(cfg, dict) else cfg
+    iters = len(curves.steps)
+    run = {"mmcv": _mmcv, "mmengine": _mmengine, "timm": _timm}[against]
+    values = {}
+    for (group, quantity), ours in curves.values.items():
+        base = float(ours[0]) if quantity == "momentum" else None
+        values[(group, quantity)] = run(cfg, curves, group, quantity, iters, base)
+    return Curves(curves.steps, curves.epoch_len, values, curves.bases)
+
+
+def _mmcv(cfg, curves, group, quantity, iters, base):
+    from purelr.references import mmcv as reference
+
+    runner = cfg.get("runner") or {}
+    momentum = cfg["optimizer"].get("momentum", (cfg["optimizer"].get("betas") or (None,))[0])
+    adam = "betas" in cfg["optimizer"]
+    lr = curves.bases[group]
+    lengths = dict(epoch_len=curves.epoch_len or iters)
+    hooks = dict(lr_cfg=cfg.get("lr_config"), momentum_cfg=cfg.get("momentum_config"))
+    optimizer = reference.make_optimizer(lr, momentum, adam=adam)
+    if runner.get("type") == "IterBasedRunner":
+        values = reference.run_iter_based(optimizer, max_iters=iters, **lengths, **hooks)
+    else:
+        values = reference.run_epoch_based(optimizer, max_epochs=-(-iters // lengths["epoch_len"]), **lengths, **hooks)
+    return values[0 if quantity == "lr" else 1][:iters]
+
+
+def _mmengine(cfg, curves, group, quantity, iters, base):
+    from purelr.recipes.mmengine import scheduled_param
+    from purelr.references import mmengine as reference
+
+    train_cfg = cfg.get("train_cfg") or {}
+    schedulers = cfg.get("param_scheduler") or []
+    schedulers = [schedulers] if isinstance(schedulers, dict) else schedulers
+    chosen = [s for s in schedulers if scheduled_param(s) == quantity]
+    optimizer = cfg["optim_wrapper"]["optimizer"]
+    start = curves.bases[group] if quantity == "lr" else base
+    if not chosen:
+        return np.full(iters, start)
+    return reference.run(chosen, start, epoch_len=curves.epoch_len or iters, iters=iters,
+                         max_epochs=train_cfg.get("max_epochs"), max_iters=train_cfg.get("max_iters"),
+                         momentum=quantity == "momentum", adam="betas" in optimizer and quantity == "momentum")
+
+
+def _timm(cfg, curves, group, quantity, iters, base):
+    from purelr.recipes import timm as timm_lib
+    from purelr.references import timm as reference
+
+    args = cfg["timm"]
+    epochs = -(-iters // curves.epoch_len)
+    scale = curves.bases[group] / args["lr"]
+    lrs = reference.train_loop(args["lr"], epochs, curves.epoch_len, **timm_lib.scheduler_kwargs(args))
+    return lrs[:iters] * scale
+
+
+def differences(ours: Curves, reference: Curves) -> dict:
+    """``{(group, quantity): max |ours - reference| / max(|reference|)}``."""
+    return {key: float(np.max(np.abs(ours.values[key] - reference.values[key]))
+                       / max(float(np.max(np.abs(reference.values[key]))), np.finfo(float).tiny))
+            for key in ours.values}

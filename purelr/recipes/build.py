@@ -1,0 +1,78 @@
+"""``purelr.build``: one optax transformation from a whole config, read by its framework's reader
+(``purelr.recipes.mmcv``, ``purelr.recipes.mmengine``, ``purelr.recipes.timm``).
+
+MMDetection 2.x (MMCV 1.x runner)::
+
+    optimizer = dict(type='SGD', lr=0.02, momentum=0.9, weight_decay=1e-4,
+                     paramwise_cfg=dict(norm_decay_mult=0.0), constructor=...)
+    optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))
+        # or dict(type='GradientCumulativeOptimizerHook', cumulative_iters=4, grad_clip=...)
+    lr_config = dict(policy='step', warmup='linear', warmup_iters=500, warmup_ratio=0.001, step=[8, 11])
+    momentum_config = None
+    runner = dict(type='EpochBasedRunner', max_epochs=12)      # or IterBasedRunner, max_iters
+
+MMEngine::
+
+    optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='SGD', ...), paramwise_cfg=...,
+                         clip_grad=dict(max_norm=35, norm_type=2), accumulative_counts=1)
+    param_scheduler = [dict(type='LinearLR', ...), dict(type='MultiStepLR', ...)]
+    train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=12)  # or IterBasedTrainLoop, max_iters
+
+The result, applied once per training iteration, does what the original runner does at that
+iteration: gradients of frozen parameters dropped, accumulated (with the remainder rule), clipped
+over all trainable parameters, then the optimizer of each parameter group with the lr (and
+momentum / Adam's beta1) its schedulers set at that iteration, each group scheduled from its own
+base value (``lr * lr_mult``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import optax
+
+from purelr.recipes import mmcv, mmengine, registry
+from purelr.recipes.config import load_config
+from purelr.recipes.recipe import Recipe, transformation
+
+
+def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
+          frozen=None, layer_map=None) -> optax.GradientTransformation:
+    """The optimizer an MMDetection 2.x, MMEngine or timm config describes, for ``params``.
+
+    ``cfg``: a config dict or a file path (``purelr.load_config``). ``epoch_len``: iterations per
+    epoch, needed by epoch-based schedules. ``module_kinds``: ``purelr.params.module_kinds.module_kinds
+    (model, ...)`` for the norm / depth-wise rules of ``paramwise_cfg``. ``frozen``: a selector of
+    the parameters torch would have with ``requires_grad=False``. A config with a ``timm`` entry
+    (timm ``train.py`` arguments) is built by ``purelr.recipes.timm.build_timm`` (``layer_map`` for its
+    ``layer_decay`` when the entry has no ``group_matcher``).
+    """
+    cfg = _loaded(cfg)
+    if "timm" in cfg:
+        from purelr.recipes import timm as timm_lib
+
+        registry.import_custom(cfg.get("custom_imports"))
+        return timm_lib.build_timm(cfg["timm"], params, updates_per_epoch=epoch_len, layer_map=layer_map,
+                                   frozen=frozen)
+    return transformation(read_recipe(cfg, epoch_len=epoch_len), params, module_kinds=module_kinds,
+                          frozen=frozen)
+
+
+def read_recipe(cfg, *, epoch_len: int | None = None) -> Recipe:
+    """Reads and checks a config (dict or file) into a ``Recipe``; errors name the key and value."""
+    cfg = _loaded(cfg)
+    registry.import_custom(cfg.get("custom_imports"))
+    if "optim_wrapper" in cfg:
+        return mmengine.read(cfg, epoch_len)
+    if "optimizer" in cfg:
+        return mmcv.read(cfg, epoch_len)
+    raise ValueError(f"a config needs 'optimizer' (MMDetection 2.x), 'optim_wrapper' (MMEngine) or 'timm'; "
+                     f"it has {sorted(cfg)}")
+
+
+def _loaded(cfg) -> dict:
+    if isinstance(cfg, (str, os.PathLike)):
+        cfg = load_config(cfg)
+    if not isinstance(cfg, dict):
+        raise TypeError(f"a config must be a dict or a file path, got {cfg!r}")
+    return cfg

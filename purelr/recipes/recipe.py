@@ -1,0 +1,153 @@
+"""What a recipe asks for, read and checked (``Recipe``), and the optax transformation it becomes.
+
+Shared by the per-framework readers (``purelr.recipes.mmcv``, ``purelr.recipes.mmengine``): each
+turns its config into a ``Recipe``; ``transformation`` builds any ``Recipe`` the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import optax
+
+from purelr.optim import clip_grad_norm, clip_grad_value
+from purelr.params import paramwise as paramwise_lib
+from purelr.recipes import registry
+from purelr.schedules import validate
+from purelr.training import accumulate as accumulate_lib
+
+
+class Recipe(NamedTuple):
+    """What a config asks for, read and checked, before anything is built."""
+
+    optimizer: Callable
+    hyperparams: dict
+    paramwise_cfg: dict
+    constructor: str
+    style: str
+    clip: Any  # None, ("norm", max_norm, norm_type) or ("value", clip_value)
+    cumulative_iters: int
+    schedules: dict  # {"lr" | "momentum": (base -> schedule)}
+    max_iters: int | None
+
+
+def transformation(recipe: Recipe, params, *, module_kinds=None, frozen=None) -> optax.GradientTransformation:
+    """The optimizer ``recipe`` describes, for ``params``: gradients of frozen parameters dropped,
+    accumulated, clipped, then each parameter group's optimizer with its scheduled hyperparameters."""
+    labels, settings = labels_of(recipe, params, module_kinds, frozen)
+    schedules = dict(recipe.schedules)
+    if recipe.cumulative_iters > 1:
+        at_iteration = functools.partial(accumulate_lib.update_iteration, every=recipe.cumulative_iters,
+                                         total=recipe.max_iters)
+        schedules = {name: _read_at(factory, at_iteration) for name, factory in schedules.items()}
+    hyperparams = dict(recipe.hyperparams)
+    lr = hyperparams.pop("lr")
+    weight_decay = hyperparams.pop("weight_decay", None)
+    schedules = _schedule_targets(schedules, hyperparams)
+    transform = paramwise_lib.paramwise_transform(recipe.optimizer, labels, settings, lr=lr,
+                                                  weight_decay=weight_decay, schedules=schedules,
+                                                  **hyperparams)
+    if recipe.clip is not None:
+        clip = clip_grad_norm(*recipe.clip[1:]) if recipe.clip[0] == "norm" else clip_grad_value(recipe.clip[1])
+        transform = optax.chain(clip, transform)
+    frozen_mask = jax.tree.map(lambda label: label == "frozen", labels)
+    if any(jax.tree.leaves(frozen_mask)):
+        transform = optax.chain(optax.masked(optax.set_to_zero(), frozen_mask), transform)
+    if recipe.cumulative_iters > 1:
+        transform = accumulate_lib.accumulate(transform, recipe.cumulative_iters, recipe.max_iters)
+    return transform
+
+
+def optimizer_of(optimizer_cfg, where: str):
+    if not isinstance(optimizer_cfg, dict) or "type" not in optimizer_cfg:
+        raise ValueError(f"{where} must be a dict with a 'type', got {optimizer_cfg!r}")
+    kwargs = {k: v for k, v in optimizer_cfg.items() if k not in ("type", "paramwise_cfg", "constructor")}
+    if "lr" not in kwargs:
+        raise ValueError(f"{where}.lr is missing: give the base learning rate")
+    return registry.lookup("optimizer", optimizer_cfg["type"], f"{where}.type"), kwargs
+
+
+def run_length(where: str, runner: dict | None, epoch_len):
+    """``(max_epochs, max_iters)`` of an MMCV ``runner`` or MMEngine ``train_cfg``."""
+    runner = runner or {}
+    max_epochs = runner.get("max_epochs")
+    max_iters = runner.get("max_iters")
+    if max_epochs is not None:
+        max_epochs = validate.positive_int(f"{where}.max_epochs", max_epochs)
+    if max_iters is not None:
+        max_iters = validate.positive_int(f"{where}.max_iters", max_iters)
+    if max_iters is None and max_epochs is not None and epoch_len is not None:
+        max_iters = max_epochs * validate.positive_int("epoch_len", epoch_len)
+    return max_epochs, max_iters
+
+
+def clip_of(clip_cfg, where: str, *, mmengine_style: bool):
+    if clip_cfg is None:
+        return None
+    if not isinstance(clip_cfg, dict):
+        raise ValueError(f"{where} must be a dict, got {clip_cfg!r}")
+    clip_cfg = dict(clip_cfg)
+    kind = clip_cfg.pop("type", "norm") if mmengine_style else "norm"
+    validate.one_of(f"{where}.type", kind, ("norm", "value"))
+    if kind == "value":
+        return ("value", validate.nonnegative(f"{where}.clip_value", clip_cfg.get("clip_value")))
+    unknown = sorted(set(clip_cfg) - {"max_norm", "norm_type"})
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; known: ['max_norm', 'norm_type']")
+    if "max_norm" not in clip_cfg:
+        raise ValueError(f"{where}.max_norm is missing")
+    return ("norm", validate.nonnegative(f"{where}.max_norm", clip_cfg["max_norm"]),
+            float(clip_cfg.get("norm_type", 2.0)))
+
+
+def custom_schedule(kind, cfg: dict, lengths: dict):
+    """A registered schedule named by ``policy`` / ``type``, as ``base -> schedule``, or None."""
+    if not isinstance(kind, str) or kind not in registry.registered("schedule"):
+        return None
+    make = registry.registered("schedule")[kind]
+    kwargs = {k: v for k, v in cfg.items() if k not in ("policy", "type")}
+    return lambda base: make(base, **lengths, **kwargs)
+
+
+def checked_factory(factory, name: str):
+    """Builds the schedule once now, so that a config error is raised here naming its key."""
+    factory(1.0 if name == "lr" else 0.9)
+    return factory
+
+
+def _read_at(factory, at_iteration):
+    def make(base):
+        schedule = factory(base)
+        return lambda update: schedule(at_iteration(update))
+
+    return make
+
+
+def _schedule_targets(schedules: dict, hyperparams: dict) -> dict:
+    """Maps a ``momentum`` schedule onto the optimizer's own argument: ``momentum`` (SGD,
+    RMSprop) or ``betas[0]`` (the Adam family), as MMCV's and MMEngine's momentum schedulers do."""
+    if "momentum" not in schedules:
+        return schedules
+    schedules = dict(schedules)
+    momentum = schedules.pop("momentum")
+    if "betas" in hyperparams:
+        schedules["betas"] = lambda betas: (momentum(betas[0]), *betas[1:])
+    elif "momentum" in hyperparams:
+        schedules["momentum"] = momentum
+    else:
+        raise ValueError("a momentum schedule needs the optimizer's momentum or betas: give "
+                         "optimizer.momentum=... or optimizer.betas=(...)")
+    return schedules
+
+
+def labels_of(recipe: Recipe, params, module_kinds, frozen):
+    """``(labels, settings)`` of the config's constructor (paramwise_cfg rules or a registered one)."""
+    if recipe.constructor in ("DefaultOptimizerConstructor", "DefaultOptimWrapperConstructor"):
+        return paramwise_lib.paramwise_labels(params, recipe.paramwise_cfg,
+                                              weight_decay=recipe.hyperparams.get("weight_decay"),
+                                              module_kinds=module_kinds, frozen=frozen, style=recipe.style)
+    constructor = registry.lookup("constructor", recipe.constructor, "constructor")
+    return constructor(params, recipe.hyperparams, recipe.paramwise_cfg, module_kinds=module_kinds,
+                       frozen=frozen)

@@ -1,0 +1,3 @@
+"""The stateful pieces of a training loop as pure state + update functions: accumulation, plateau,
+averaging (SWA/EMA), BatchNorm statistics, checkpoints and continuing a torch run. May import
+``purelr.params``, ``purelr.optim`` and ``purelr.schedules`` only."""

@@ -1,0 +1,122 @@
+"""`purelr plot`: the README's first command, its picture, CSV and table, and its errors."""
+
+import csv
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import purelr
+import purelr.configs
+from purelr.cli.breakpoints import breakpoints
+from purelr.cli.curves import config_curves
+
+CONFIG = textwrap.dedent("""
+    optimizer = dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=0.0001,
+                     paramwise_cfg=dict(bias_lr_mult=2.0, norm_decay_mult=0.0))
+    optimizer_config = dict(grad_clip=dict(max_norm=35, norm_type=2))
+    lr_config = dict(policy='step', warmup='linear', warmup_iters=500, warmup_ratio=0.001, step=[8, 11])
+    momentum_config = dict(policy='CosineAnnealing', min_momentum_ratio=0.9)
+    runner = dict(type='EpochBasedRunner', max_epochs=12)
+""")
+
+
+def purelr_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "purelr", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "retinanet_like.py"
+    path.write_text(CONFIG)
+    return path
+
+
+def test_plot_writes_png_csv_and_breakpoint_table(config, tmp_path):
+    result = purelr_cli("plot", config, "--epoch-len", 733, "-o", tmp_path / "lr.png", "--csv", tmp_path / "lr.csv")
+    assert result.returncode == 0, result.stderr
+    png = (tmp_path / "lr.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    rows = [line.split() for line in result.stdout.splitlines()[1:-1]]
+    lr_breakpoints = {0, 500, 8 * 733 - 1, 8 * 733, 11 * 733 - 1, 11 * 733, 12 * 733 - 1}
+    momentum_breakpoints = {733 * e for e in range(12)} | {733 * e - 1 for e in range(1, 13)}
+    assert {int(r[0]) for r in rows} == lr_breakpoints | momentum_breakpoints
+
+    with open(tmp_path / "lr.csv") as file:
+        table = list(csv.DictReader(file))
+    assert len(table) == 12 * 733
+    groups = [name[:-3] for name in table[0] if name.endswith("/lr")]
+    assert set(groups) == {"default", "lr_mult=2.0", "decay_mult=0.0"}
+    # The plotted values are purelr.build's: read the lr in force from the optimizer state.
+    params = {"conv": {"kernel": jnp.ones((2, 2))}}
+    transform = purelr.build(str(config), params, epoch_len=733)
+    state = transform.init(params)
+    update = jax.jit(transform.update)
+    grads = jax.tree.map(jnp.zeros_like, params)
+    for step in range(600):
+        _, state = update(grads, state, params)
+        force = purelr.params.groups.hyperparams_in_force(state)["default"]
+        if step in (0, 1, 250, 499, 500, 599):
+            assert float(table[step]["default/lr"]) == pytest.approx(float(force["lr"]), rel=1e-6)
+            assert float(table[step]["default/momentum"]) == pytest.approx(float(force["momentum"]), rel=1e-6)
+
+
+def test_curves_equal_the_built_schedules_at_every_step(config):
+    with jax.enable_x64(True):
+        curves = config_curves(str(config), epoch_len=100)
+        built = purelr.schedules.mmcv.lr_config(
+            dict(policy="step", warmup="linear", warmup_iters=500, warmup_ratio=0.001, step=[8, 11]),
+            0.02, epoch_len=100, max_epochs=12)
+        np.testing.assert_allclose(curves.values[("lr_mult=2.0", "lr")], np.asarray(built(jnp.arange(1200))),
+                                   rtol=1e-15)
+    assert breakpoints(curves.values[("default", "lr")])[:2] == [0, 500]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["plot", "missing.py"], "config file not found"),
+    (["plot", "{config}"], "epoch_len"),
+    (["plot", "{empty}", "--epoch-len", "10"], "needs 'optimizer'"),
+    (["plot", "{unknown}", "--epoch-len", "10"], "unknown optimizer type 'SDG'; did you mean"),
+    (["plot", "{broken}"], "does not parse"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message, config, tmp_path):
+    files = {"config": config, "empty": tmp_path / "empty.py", "unknown": tmp_path / "unknown.py",
+             "broken": tmp_path / "broken.py"}
+    files["empty"].write_text("runner = dict(max_epochs=1)\n")
+    files["unknown"].write_text(CONFIG.replace("'SGD'", "'SDG'"))
+    files["broken"].write_text("optimizer = dict(type='SGD'\n")
+    result = purelr_cli(*[a.format(**files) for a in args], cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+MMENGINE_CONFIG = textwrap.dedent("""
+    optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9, weight_decay=1e-4),
+                         paramwise_cfg=dict(custom_keys={'head': dict(lr_mult=0.1)}))
+    param_scheduler = [
+        dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=50),
+        dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=6, T_max=6),
+        dict(type='CosineAnnealingMomentum', by_epoch=True, begin=0, end=6, T_max=6, eta_min=0.85)]
+    train_cfg = dict(by_epoch=True, max_epochs=6)
+""")
+
+
+@pytest.mark.parametrize("against", ["mmcv", "mmengine", "timm"])
+def test_compare_overlays_the_original_and_reports_float32_agreement(against, config, tmp_path):
+    if against == "mmengine":
+        config = tmp_path / "mmengine_cfg.py"
+        config.write_text(MMENGINE_CONFIG)
+    if against == "timm":
+        config = purelr.configs.path_of("timm_resnet50_cosine.py")
+    result = purelr_cli("compare", config, "--against", against, "--epoch-len", 97, "-o", tmp_path / "c.png")
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if "max |purelr" in line]
+    assert len(lines) == {"mmcv": 6, "mmengine": 4, "timm": 1}[against]
+    assert all(float(line.rsplit("=", 1)[1]) < 1e-6 for line in lines), lines
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,0 +1,74 @@
+"""The training run of the resume test, shared by the test and the fresh process it starts:
+``python -m tests.training.resume_run DIR START`` restores every optimizer's checkpoint from
+``DIR/<name>`` (saved after ``START`` updates), runs to ``STEPS`` and saves the params as npz."""
+
+import functools
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from purelr.training import checkpoint
+from purelr import optim
+from tests.optim import torch_reference as ref
+
+STEPS = 12
+OPTIMIZERS = dict(
+    sgd=lambda: optim.sgd(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    adam=lambda: optim.adam(1e-2, amsgrad=True), adamw=lambda: optim.adamw(1e-2),
+    adamax=lambda: optim.adamax(), nadam=lambda: optim.nadam(decoupled_weight_decay=True, weight_decay=0.1),
+    radam=lambda: optim.radam(), adagrad=lambda: optim.adagrad(0.1, lr_decay=0.01),
+    adadelta=lambda: optim.adadelta(), rmsprop=lambda: optim.rmsprop(centered=True, momentum=0.5),
+    rprop=lambda: optim.rprop(), asgd=lambda: optim.asgd(t0=3), adafactor=lambda: optim.adafactor(),
+    muon=lambda: optax.multi_transform(  # muon takes matrices only
+        {"muon": optim.muon(adjust_lr_fn="match_rms_adamw"), "other": optim.adamw()},
+        lambda params: jax.tree.map(lambda p: "muon" if p.ndim == 2 else "other", params)),
+    lbfgs=lambda: optim.lbfgs(0.5, max_iter=3, history_size=4, line_search_fn="strong_wolfe"),
+)
+
+
+def start():
+    return jax.tree.map(jnp.asarray, ref.PARAMS)
+
+
+@functools.lru_cache(maxsize=None)
+def _step(name, x64):
+    """One jitted update per optimizer (compiled once for both halves of the run)."""
+    optimizer = OPTIMIZERS[name]()
+    data = jax.tree.map(jnp.asarray, ref.MLP_DATA)
+
+    @jax.jit
+    def step(params, state, k):
+        batch = jax.tree.map(lambda a: a[k], data)
+        loss, grads = jax.value_and_grad(ref.jax_loss)(params, batch, 1.0)
+        extra = (dict(value=loss, value_fn=lambda p: ref.jax_loss(p, batch, 1.0))
+                 if name == "lbfgs" else {})
+        updates, state = optimizer.update(grads, state, params, **extra)
+        return optax.apply_updates(params, updates), state
+
+    return step
+
+
+def steps(name, params, state, first, last):
+    step = _step(name, jax.config.jax_enable_x64)
+    for k in range(first, last):
+        params, state = step(params, state, k)
+    return params, state
+
+
+def like(name):
+    params = start()
+    return {"params": params, "opt_state": OPTIMIZERS[name]().init(params)}
+
+
+if __name__ == "__main__":
+    jax.config.update("jax_enable_x64", True)
+    directory, first = sys.argv[1], int(sys.argv[2])
+    out = {}
+    for name in OPTIMIZERS:
+        restored = checkpoint.restore(f"{directory}/{name}", like(name))
+        params, _ = steps(name, restored["params"], restored["opt_state"], first, STEPS)
+        out.update({f"{name}/{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(params))})
+    np.savez(f"{directory}/resumed.npz", **out)
