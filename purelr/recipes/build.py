@@ -33,6 +33,7 @@ import optax
 
 from purelr.recipes import mmcv, mmengine, registry
 from purelr.recipes.config import load_config
+from purelr.recipes.pyconfig import Imported
 from purelr.recipes.recipe import Recipe, transformation
 
 
@@ -75,4 +76,16 @@ def _loaded(cfg) -> dict:
         cfg = load_config(cfg)
     if not isinstance(cfg, dict):
         raise TypeError(f"a config must be a dict or a file path, got {cfg!r}")
-    return cfg
+    return _named_types(cfg)
+
+
+def _named_types(value):
+    """``type=SGD`` imported in a pure-Python config (``Imported('torch.optim.SGD')``) read as the
+    name ``'SGD'`` that the registry knows; imported values elsewhere stay, and a reader that needs
+    a value there names the key and the import."""
+    if isinstance(value, dict):
+        return {key: (item.name.rpartition(".")[2] if key == "type" and isinstance(item, Imported)
+                      else _named_types(item)) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_named_types(item) for item in value)
+    return value
