@@ -52,7 +52,7 @@ def _load(path: str, chain: tuple, scopes: dict, trust: bool) -> dict:
     if extension == ".py":
         tree = _parsed(text, path)
         if _is_lazy(tree, path):
-            return _lazy(text, path, chain, scopes, trust)
+            return _config(*_lazy(text, path, chain, scopes, trust))
         bases = _base_files(tree, path)
     else:
         own = _data(text, path, extension)
@@ -72,16 +72,8 @@ def _load(path: str, chain: tuple, scopes: dict, trust: bool) -> dict:
 
 def _substituted(path: str) -> tuple[str, dict]:
     """The file's text after MMEngine's substitutions, and the ``{{_base_.x}}`` markers it holds."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
+    text = _text(path)
     extension = os.path.splitext(path)[1]
-    if extension not in EXTENSIONS:
-        raise ConfigError(f"{path}: config files must end in one of {list(EXTENSIONS)}, got {extension!r}")
-    try:
-        with open(path, encoding="utf-8") as file:
-            text = file.read()
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"{path}: is not UTF-8 text: {error}") from error
     directory, name = os.path.split(path)
     for key, value in dict(fileDirname=directory, fileBasename=name, fileBasenameNoExtension=os.path.splitext(name)[0],
                            fileExtname=extension).items():
@@ -98,6 +90,19 @@ def _substituted(path: str) -> tuple[str, dict]:
         markers[marker] = variable
         text = re.sub(r"\{\{\s*_base_\." + re.escape(variable) + r"\s*\}\}", f'"{marker}"', text)
     return text, markers
+
+
+def _text(path: str) -> str:
+    if not os.path.isfile(path):
+        raise ConfigError(f"config file not found: {path}")
+    extension = os.path.splitext(path)[1]
+    if extension not in EXTENSIONS:
+        raise ConfigError(f"{path}: config files must end in one of {list(EXTENSIONS)}, got {extension!r}")
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read()
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: is not UTF-8 text: {error}") from error
 
 
 def _parsed(text: str, path: str) -> ast.Module:
@@ -127,7 +132,7 @@ def _base_files(tree: ast.Module, path: str):
     """The value of the first top-level ``_base_ = ...`` (a file name or a list of them)."""
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "_base_":
-            bases = pyconfig.evaluate(node.value, {}, pyconfig.Context(path, {}, None, False, {}))
+            bases = pyconfig.value_of(node.value, path)
             break
     else:
         return []
@@ -171,27 +176,42 @@ def _data(text: str, path: str, extension: str) -> dict:
     return data
 
 
-def _evaluated(text: str, path: str, names: dict, trust: bool, import_base=None) -> dict:
-    """The config a ``.py`` file defines: its public names that are not modules, functions or
-    imported placeholders (``_base_ = ...`` assignments are skipped, as MMEngine removes them)."""
+def _namespace(text: str, path: str, names: dict, trust: bool, *, import_base=None, imported=None) -> dict:
+    """Runs the ``.py`` config ``text`` in ``names`` (its bases' values, config dicts as MMEngine's
+    ``ConfigDict``s) and returns the namespace; ``_base_ = ...`` is skipped, as MMEngine removes it."""
     config_dicts: dict = {}
     pyconfig.mark(list(names.values()), config_dicts)
     tree = _parsed(text, path)
     tree.body = [node for node in tree.body if not (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
                                                     and node.targets[0].id == "_base_")]
     try:
-        pyconfig.execute_module(tree, path, names, config_dicts=config_dicts, import_base=import_base, trust=trust)
+        pyconfig.execute_module(tree, path, names, config_dicts=config_dicts, import_base=import_base, trust=trust,
+                                imported=imported)
     except ConfigError:
         raise
     except Exception as error:  # the file's own error: a KeyError, a ZeroDivisionError, ...
         raise ConfigError(f"{path}: does not load: {type(error).__name__}: {error}") from error
+    return names
+
+
+def _config(names: dict, imported: set | None = None) -> dict:
+    """A namespace's config: its public names other than modules and functions, and other than
+    imported names (those bound by imports in a pure-Python config, placeholders in the others)."""
     return {name: value for name, value in names.items()
             if not name.startswith("__") and name != "_base_"
-            and not isinstance(value, (types.ModuleType, types.FunctionType, type, pyconfig.Imported))}
+            and not isinstance(value, (types.ModuleType, types.FunctionType, types.SimpleNamespace, type))
+            and (name not in imported if imported is not None else not isinstance(value, pyconfig.Imported))}
 
 
-def _lazy(text: str, path: str, chain: tuple, scopes: dict, trust: bool) -> dict:
-    """MMEngine's pure-Python style: ``with read_base():`` imports the bases' names."""
+def _evaluated(text: str, path: str, names: dict, trust: bool) -> dict:
+    return _config(_namespace(text, path, names, trust))
+
+
+def _lazy(text: str, path: str, chain: tuple, scopes: dict, trust: bool) -> tuple[dict, set]:
+    """MMEngine's pure-Python style: the namespace, in which ``with read_base():`` imports the bases'
+    names, and the names bound by imports (this file's and its bases')."""
+    imported: set = set()
+
     def import_base(module: str, level: int, wanted: list, line: int) -> dict:
         if level:
             base = os.path.join(os.path.dirname(path), *[".."] * (level - 1), *module.split(".")) + ".py"
@@ -202,15 +222,19 @@ def _lazy(text: str, path: str, chain: tuple, scopes: dict, trust: bool) -> dict
                 raise ConfigError(f"{path}, line {line}: read_base() imports {module!r}: give the config root of "
                                   f"{package!r}, load_config(path, scopes={{{package!r}: '/path/to/{package}/configs'}})")
             base = os.path.join(root, *rest.split(".")[1:]) + ".py"
+        base = os.path.normpath(base)
         if not os.path.isfile(base):
             raise ConfigError(f"{path}, line {line}: read_base() imports {module!r}, but {base} is not a file")
-        loaded = _load(os.path.normpath(base), chain + (path,), scopes, trust)
-        missing = sorted(set(wanted) - set(loaded) - {"*"})
+        if base in chain + (path,):
+            raise ConfigError(f"read_base() cycle: {' -> '.join(os.path.basename(p) for p in chain + (path, base))}")
+        names, base_imported = _lazy(_text(base), base, chain + (path,), scopes, trust)
+        imported.update(base_imported)
+        missing = sorted(set(wanted) - set(names) - {"*"})
         if missing:
             raise ConfigError(f"{path}, line {line}: {module!r} defines no {missing}")
-        return loaded
+        return {name: value for name, value in names.items() if not name.startswith("__")}
 
-    return _evaluated(text, path, {}, trust, import_base)
+    return _namespace(text, path, {}, trust, import_base=import_base, imported=imported), imported
 
 
 def _with_base_variables(value, markers: dict, bases: dict, path: str):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import copy
 import importlib
 import math
 import operator
@@ -47,12 +48,14 @@ class Context(NamedTuple):
     import_base: Callable | None  # (module, level, names, line) -> {name: value}, inside read_base()
     trust: bool  # run what the subset does not cover as Python, as MMCV/MMEngine run config files
     module_names: dict  # the file's namespace (the globals of what runs as Python)
+    imported: set  # the names bound by import statements
 
 
 SAFE_BUILTINS = {name: getattr(builtins, name) for name in (
     "abs", "all", "any", "bool", "dict", "divmod", "enumerate", "filter", "float", "frozenset", "int",
     "isinstance", "len", "list", "map", "max", "min", "pow", "range", "repr", "reversed", "round", "set",
-    "sorted", "str", "sum", "tuple", "zip")} | {"True": True, "False": False, "None": None}
+    "sorted", "str", "sum", "tuple", "zip")} | {"True": True, "False": False, "None": None,
+                                                "__name__": "builtins"}  # as in MMEngine's exec of a config
 
 SAFE_METHODS = {
     dict: {"copy", "get", "items", "keys", "pop", "setdefault", "update", "values"},
@@ -75,7 +78,7 @@ UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_,
 COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
            ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
-SAFE_MODULES = {"math": math}  # imported for real: their public attributes are pure functions and numbers
+SAFE_MODULES = ("math", "copy")  # given for real: their public attributes are pure functions of config data
 MAX_SIZE = 10**6  # the longest sequence and the largest exponent a config may build
 
 
@@ -90,14 +93,21 @@ def run(source: str, path: str, names: dict, **options) -> dict:
 
 
 def execute_module(tree: ast.Module, path: str, names: dict, *, config_dicts: dict | None = None,
-                   import_base: Callable | None = None, trust: bool = False) -> dict:
+                   import_base: Callable | None = None, trust: bool = False, imported: set | None = None) -> dict:
     """Runs the statements of ``tree`` in ``names``. ``config_dicts`` (id -> dict) marks the dicts
     that behave as MMEngine's ``ConfigDict``; ``import_base`` reads the imports of ``with
-    read_base():``; ``trust`` runs what the subset does not cover as Python."""
-    context = Context(path, {} if config_dicts is None else config_dicts, import_base, trust, names)
+    read_base():``; ``trust`` runs what the subset does not cover as Python; ``imported`` collects
+    the names that import statements bind."""
+    context = Context(path, {} if config_dicts is None else config_dicts, import_base, trust, names,
+                      set() if imported is None else imported)
     for statement in tree.body:
         execute(statement, names, context)
     return names
+
+
+def value_of(expression: ast.expr, path: str):
+    """The value of one expression that uses no names (as ``_base_ = [...]``)."""
+    return evaluate(expression, {}, Context(path, {}, None, False, {}, set()))
 
 
 def mark(value, config_dicts: dict):
@@ -188,6 +198,9 @@ def _delete(node, names, context):
             names.pop(target.id, None)
         elif isinstance(target, ast.Subscript):
             del evaluate(target.value, names, context)[evaluate(target.slice, names, context)]
+        elif isinstance(target, ast.Attribute) and isinstance(evaluate(target.value, names, context), dict) \
+                and not target.attr.startswith("_"):
+            del evaluate(target.value, names, context)[target.attr]  # ConfigDict's attribute deletion
         else:
             refuse(target, context, f"deleting a {type(target).__name__}")
 
@@ -213,11 +226,26 @@ def _for(node, names, context):
 def _import(node, names, context):
     for alias in node.names:
         bound = alias.asname or alias.name.split(".")[0]
+        context.imported.add(bound)
         module = alias.name if alias.asname else bound
         if context.trust and standard_library(module):
             names[bound] = importlib.import_module(module)
         else:
-            names[bound] = SAFE_MODULES.get(module, Imported(module))
+            names[bound] = safe_module(module, context) if module in SAFE_MODULES else Imported(module)
+
+
+def safe_module(name: str, context: Context):
+    """``math``, or ``copy`` whose copies of config dicts are config dicts, as ``ConfigDict``'s are."""
+    if name == "math":
+        return math
+
+    def copier(function):
+        def copied(value, *args):
+            result = function(value, *args)
+            return mark(result, context.config_dicts) if id(value) in context.config_dicts else result
+        return copied
+
+    return types.SimpleNamespace(copy=copier(copy.copy), deepcopy=copier(copy.deepcopy))
 
 
 def standard_library(module: str) -> bool:
@@ -230,7 +258,11 @@ def _import_from(node, names, context):
     for alias in node.names:
         if alias.name == "*":
             refuse(node, context, f"'from {module} import *' outside 'with read_base():'")
-        names[alias.asname or alias.name] = Imported(f"{module}.{alias.name}")
+        context.imported.add(alias.asname or alias.name)
+        if module in SAFE_MODULES and not alias.name.startswith("_"):
+            names[alias.asname or alias.name] = getattr(safe_module(module, context), alias.name)
+        else:
+            names[alias.asname or alias.name] = Imported(f"{module}.{alias.name}")
 
 
 def _with(node, names, context):
@@ -255,9 +287,22 @@ def _pass(node, names, context):
     pass
 
 
+def _definition(node, names, context):
+    """``def f`` / ``class C``: MMEngine drops functions and classes from the config, so a file may
+    define one unused; calling it needs trust."""
+    if context.trust:
+        return refuse(node, context, "", names)
+
+    def defined(*args, **kwargs):
+        refuse(node, context, f"calling {node.name}, defined here by the config,")
+
+    names[node.name] = defined
+
+
 STATEMENTS = {ast.Assign: _assign, ast.AnnAssign: _annotated_assign, ast.AugAssign: _augmented_assign,
               ast.Delete: _delete, ast.Expr: _expression, ast.If: _if, ast.For: _for, ast.Import: _import,
-              ast.ImportFrom: _import_from, ast.With: _with, ast.Pass: _pass}
+              ast.ImportFrom: _import_from, ast.With: _with, ast.Pass: _pass,
+              ast.FunctionDef: _definition, ast.ClassDef: _definition}
 
 
 def evaluate(node, names, context: Context) -> Any:
@@ -283,7 +328,7 @@ def _attribute(node, names, context):
         return refuse(node, context, f"the attribute {node.attr!r}", names)
     if isinstance(value, Imported):
         return Imported(f"{value.name}.{node.attr}")
-    if isinstance(value, types.ModuleType):
+    if isinstance(value, (types.ModuleType, types.SimpleNamespace)):  # the safe modules
         return getattr(value, node.attr)
     if isinstance(value, str) and node.attr == "format" and any(
             field and any(c in field for c in ".[") for _, field, _, _ in string.Formatter().parse(value)):
@@ -293,12 +338,34 @@ def _attribute(node, names, context):
         if isinstance(value, dict) and node.attr == "update" and id(value) in context.config_dicts:
             return lambda *args, **kwargs: config_update(value, dict(*args, **kwargs), context)
         return getattr(value, node.attr)
+    if node.attr == "merge" and id(value) in context.config_dicts:
+        return lambda other: config_merge(value, other, context)
     if isinstance(value, dict):
         if node.attr not in value:
             raise ConfigError(f"{context.path}, line {node.lineno}: {ast.unparse(node.value)} has no key "
                               f"{node.attr!r} (it has {sorted(map(str, value))})")
         return value[node.attr]
     return refuse(node, context, f"the attribute {node.attr!r} of a {type(value).__name__}", names)
+
+
+def config_merge(target: dict, other: dict, context: Context):
+    """``ConfigDict.merge``: ``other`` merged into copies of ``target``'s values (``_delete_=True``
+    replaces a dict), then written back into ``target``."""
+    absent = object()
+
+    def merged(a, b):
+        if not isinstance(a, dict):
+            return b if a is absent else a
+        if not isinstance(b, dict):
+            a.pop("_delete_", None)
+            return a
+        if a.pop("_delete_", False):
+            b.clear()
+        return {key: merged(a.get(key, absent), b.get(key, absent)) for key in [*b, *a] if key != "_delete_"}
+
+    result = merged(copy.deepcopy(other), copy.deepcopy(target))
+    target.clear()
+    target.update(hooked(result, context.config_dicts))
 
 
 def config_update(target: dict, other: dict, context: Context):

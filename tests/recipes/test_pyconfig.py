@@ -46,6 +46,20 @@ def test_the_subset_configs_use_evaluates_as_python_runs_it():
     assert ours["nn"] == pyconfig.Imported("torch.nn")
 
 
+def test_copy_deletion_and_unused_definitions_as_mmengine_reads_them():
+    config_dicts = {}
+    base = pyconfig.mark(dict(model=dict(depth=50), pipeline=[dict(scale=1)]), config_dicts)
+    names = pyconfig.run("import copy\nfrom copy import deepcopy\n"
+                         "pipeline = copy.deepcopy(base.pipeline)\npipeline[0]['scale'] = 2\n"
+                         "model = deepcopy(base.model)\nmodel.update(dict(depth=101))\n"
+                         "del base.model\n"
+                         "def main():\n    open('x')\n"
+                         "if __name__ == '__main__':\n    main()\n",
+                         "cfg.py", {"base": base}, config_dicts=config_dicts)
+    assert names["pipeline"] == [dict(scale=2)] and base == dict(pipeline=[dict(scale=1)])
+    assert names["model"] == dict(depth=101) and id(names["model"]) in config_dicts
+
+
 def test_imported_names_are_placeholders_never_imported():
     names = pyconfig.run("from mmdet.not_installed import RetinaNet\nimport mmpretrain.x as mp\n"
                          "model = dict(type=RetinaNet, head=mp.Head, opt=dict(type=mp.optim.LARS))\n",
@@ -80,8 +94,8 @@ def test_config_dicts_read_keys_as_attributes_and_merge_on_update():
     ("print(1)", "the builtin 'print'"),
     ("x = getattr(1, 'real')", "the builtin 'getattr'"),
     ("f = lambda: 1", "a Lambda expression"),
-    ("def f():\n    pass", "a FunctionDef statement"),
-    ("class A:\n    pass", "a ClassDef statement"),
+    ("def f(lr):\n    return lr", "calling f, defined here by the config,"),
+    ("class A:\n    pass", "calling A, defined here by the config,"),
     ("while True:\n    pass", "a While statement"),
     ("try:\n    pass\nexcept Exception:\n    pass", "a Try statement"),
     ("x = ().__class__", "the attribute '__class__'"),
@@ -101,6 +115,8 @@ def test_config_dicts_read_keys_as_attributes_and_merge_on_update():
     ("raise ValueError", "a Raise statement"),
 ])
 def test_anything_else_is_refused_naming_the_file_and_line(source, what):
+    if "defined here" in what:
+        source += f"\nx = {source.split()[1].split('(')[0].rstrip(':')}(1)"  # defining is allowed, calling is not
     with pytest.raises(ConfigError) as raised:
         pyconfig.run("a = 1\n" + source, "/configs/bad.py", {})
     message = str(raised.value)
