@@ -22,11 +22,15 @@ def read(cfg: dict, epoch_len) -> Recipe:
     if hook:
         raise ValueError(f"optimizer_config: unknown keys {sorted(hook)}")
     lengths = dict(epoch_len=epoch_len, max_epochs=max_epochs, max_iters=max_iters)
+    hook_cfgs = {"lr_config": cfg.get("lr_config"), "momentum_config": cfg.get("momentum_config")}
+    if (runner or {}).get("type") == "IterBasedRunner" and hook_cfgs["lr_config"] is not None:
+        # IterBasedRunner.register_training_hooks: lr_config.setdefault('by_epoch', False) (lr only)
+        hook_cfgs["lr_config"] = {"by_epoch": False, **hook_cfgs["lr_config"]}
     schedules = {}
     for name, key, make in (("lr", "lr_config", mmcv.lr_config), ("momentum", "momentum_config", mmcv.momentum_config)):
-        if cfg.get(key) is not None:
-            schedules[name] = checked_factory(custom_schedule(cfg[key].get("policy"), cfg[key], lengths)
-                                               or functools.partial(make, cfg[key], **lengths), name)
+        if hook_cfgs[key] is not None:
+            schedules[name] = checked_factory(custom_schedule(hook_cfgs[key].get("policy"), hook_cfgs[key], lengths)
+                                               or functools.partial(make, hook_cfgs[key], **lengths), name)
     return Recipe(optimizer, hyperparams, dict(cfg["optimizer"].get("paramwise_cfg") or {}),
                   cfg["optimizer"].get("constructor", "DefaultOptimizerConstructor"), "mmcv", clip,
                   validate.positive_int("optimizer_config.cumulative_iters", cumulative), schedules, max_iters)

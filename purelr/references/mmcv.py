@@ -87,8 +87,9 @@ def run_epoch_based(optimizer, *, epoch_len, max_epochs, lr_cfg=None, momentum_c
 
 
 def run_iter_based(optimizer, *, epoch_len, max_iters, lr_cfg=None, momentum_cfg=None):
-    """(lr, momentum) arrays over every iteration of an ``IterBasedRunner`` run."""
-    hooks = _hooks(lr_cfg, momentum_cfg)
+    """(lr, momentum) arrays over every iteration of an ``IterBasedRunner`` run, whose
+    ``register_training_hooks`` defaults ``lr_config``'s ``by_epoch`` to False."""
+    hooks = _hooks(None if lr_cfg is None else {"by_epoch": False, **lr_cfg}, momentum_cfg)
     runner = _runner(optimizer, epoch_len, None, max_iters)
     for hook in hooks:
         hook.before_run(runner)

@@ -1,0 +1,176 @@
+"""The OpenMMLab config corpora (``tests/corpus.py``: MMDetection 2.28.2 and 3.3.0, MMSegmentation
+0.30.0 and 1.2.2, MMClassification 0.25.0, MMPretrain 1.2.0 and its pure-Python configs, MMPose
+1.3.2) read and built by purelr, side by side with the originals.
+
+Every top-level config that the original loader reads (MMCV 1.7.2's ``Config`` for the MMCV-era
+trees, MMEngine 0.10.7's for the others) is read by ``purelr.load_config`` without trust, and the
+keys purelr uses must be equal. Each distinct recipe (configs sharing optimizer, schedule and run
+keys are built once) is then built, its lr and momentum curves (``epoch_len=EPOCH_LEN``) compared
+with MMCV's hooks / MMEngine's schedulers stepped as their runners step them, under x64 to 1e-12
+relative. A recipe lands in one category: ``equal``, ``no optimizer`` (test and deploy configs),
+``pending #N`` (a part that a later issue twins, named), ``original fails`` (the original runner
+cannot build it either), or a failure. The default run takes every ``SAMPLE``-th config; the
+nightly run takes them all. ``python -m tests.recipes.test_corpus`` prints the counts.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+import json
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+from purelr.cli.compare import reference_curves
+from purelr.cli.curves import config_curves
+from purelr.recipes.config import load_config
+from purelr.recipes.pyconfig import Imported
+from tests import corpus as corpora
+from tests.parity import assert_schedule_matches
+
+KEYS = ("optimizer", "optimizer_config", "lr_config", "momentum_config", "runner", "total_epochs", "total_iters",
+        "optim_wrapper", "param_scheduler", "train_cfg", "auto_scale_lr", "fp16")
+EPOCH_LEN = 7
+SAMPLE = 25
+PENDING = {
+    "AmpOptimWrapper": 18, "DeepSpeedOptimWrapper": 18, "Fp16OptimizerHook": 18,
+    "GradientCumulativeFp16OptimizerHook": 18,
+    "LearningRateDecayOptimWrapperConstructor": 19, "LearningRateDecayOptimizerConstructor": 19,
+    "LayerDecayOptimWrapperConstructor": 19, "LayerDecayOptimizerConstructor": 19,
+    "ForceDefaultOptimWrapperConstructor": 19, "LARS": 19, "Lamb": 19, "Adan": 19, "YOLOX": 19,
+    "QuadraticWarmupLR": 19, "QuadraticWarmupMomentum": 19, "QuadraticWarmupParamScheduler": 19,
+    "CosineAnnealingWeightDecay": 19, "PolyLRRatio": 19, "weight_decay": 19,
+}
+
+
+def plain(value):
+    """Config values as the originals' ``to_dict`` give them: imported names as dotted strings."""
+    if isinstance(value, Imported):
+        return value.name
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(plain(item) for item in value)
+    return value
+
+
+def reference_config(corpus, path):
+    """The config as the original loader reads it, or None where the original cannot read it."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            if corpus.loader == "mmcv":
+                from mmcv import Config
+
+                return Config.fromfile(path, import_custom_modules=False)._cfg_dict.to_dict()
+            from mmengine.config import Config
+
+            return Config.fromfile(path, import_custom_modules=False).to_dict()
+        except Exception:  # a config whose bases are not in the tree (another package's), ...
+            return None
+
+
+def pending(cfg) -> str | None:
+    """The later issue a recipe waits for, with the part that it names."""
+    found = []
+
+    def walk(value, key=None):
+        if isinstance(value, dict):
+            for k, item in value.items():
+                walk(item, k)
+        elif type(value) in (list, tuple):
+            for item in value:
+                walk(item, key)
+        elif key in ("type", "constructor", "policy", "param_name") and isinstance(value, (str, Imported)):
+            name = plain(value).rpartition(".")[2]
+            if name in PENDING:
+                found.append(name)
+
+    walk({key: cfg.get(key) for key in KEYS})
+    if cfg.get("fp16") is not None:
+        found.append("Fp16OptimizerHook")
+    return f"pending #{PENDING[found[0]]}: {found[0]}" if found else None
+
+
+def category(corpus, path) -> str:
+    """What purelr makes of one config, compared with the original (raises where they differ)."""
+    reference = reference_config(corpus, path)
+    if reference is None:
+        return "original cannot load"
+    cfg = load_config(path)
+    ours = {key: plain(cfg.get(key)) for key in KEYS}
+    assert ours == {key: reference.get(key) for key in KEYS}, path
+    if cfg.get("optimizer") is None and cfg.get("optim_wrapper") is None:
+        return "no optimizer"
+    waiting = pending(cfg)
+    if waiting:
+        return waiting
+    wrapper = cfg.get("optim_wrapper")
+    if wrapper is not None and "optimizer" not in wrapper:
+        return "original fails: optim_wrapper has no optimizer"
+    with jax.enable_x64(True):
+        curves = config_curves(cfg, epoch_len=EPOCH_LEN)
+    against = "mmengine" if "optim_wrapper" in cfg else "mmcv"
+    reference_cfg = json.loads(json.dumps(plain(cfg)).replace('"mmengine.optim.scheduler.', '"'))
+    expected = reference_curves(reference_cfg, curves, against)
+    for key, values in curves.values.items():
+        assert_schedule_matches(values, expected.values[key], "x64", context=f"{path} {key}")
+    return "equal"
+
+
+def recipes(corpus, every: int):
+    """``(path, signature)`` of every ``every``-th top-level config of ``corpus``."""
+    top = corpora.root(corpus)
+    return [f"{top}/{relative}" for relative in corpora.configs(corpus)[::every]]
+
+
+def run(every: int) -> dict:
+    """``{corpus: Counter(category)}``; configs with the same recipe keys are built once."""
+    counts = {}
+    for corpus in corpora.CORPORA:
+        seen: dict = {}
+        counts[corpus.name] = collections.Counter()
+        for path in recipes(corpus, every):
+            signature = json.dumps({k: plain(v) for k, v in _keys(path).items()}, sort_keys=True, default=repr)
+            if signature not in seen:
+                seen[signature] = category(corpus, path)
+            counts[corpus.name][seen[signature]] += 1
+    return counts
+
+
+def _keys(path):
+    try:
+        cfg = load_config(path)
+    except Exception:
+        return {"path": path}  # the original cannot read it either: category() says so
+    return {key: cfg.get(key) for key in KEYS}
+
+
+def _check(counts):
+    failures = {name: [c for c in count if not c.startswith(("equal", "no optimizer", "pending", "original"))]
+                for name, count in counts.items()}
+    assert not any(failures.values()), failures
+    assert sum(count["equal"] for count in counts.values()) > 0
+
+
+def test_a_sample_of_the_corpora_reads_and_builds_as_the_originals():
+    counts = run(SAMPLE)
+    print(json.dumps(counts, indent=1))
+    _check(counts)
+
+
+@pytest.mark.nightly
+def test_every_config_of_the_corpora_reads_and_builds_as_the_originals():
+    counts = run(1)
+    print(json.dumps(counts, indent=1))
+    _check(counts)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 1), indent=1))
