@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-from purelr import __version__
+import purelr
 from purelr.cli.compare import AGAINST
 from purelr.recipes.config import ConfigError
 
@@ -59,7 +59,7 @@ def run_length_options(command: argparse.ArgumentParser) -> None:
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="purelr", description=DESCRIPTION,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    root.add_argument("--version", action="version", version=f"purelr {__version__}")
+    root.add_argument("--version", action="version", version=f"purelr {purelr.__version__}")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     plot = commands.add_parser("plot", help="draw the lr/momentum curves of a config")
     plot.add_argument("config", help="an MMDetection 2.x, MMEngine or timm config file (.py, .json, .yaml)")
