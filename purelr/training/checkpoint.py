@@ -74,7 +74,7 @@ def restore(directory: str, like):
         restored = ocp.StandardCheckpointer().restore(os.path.join(directory, "state"), abstract)
     except Exception as error:  # orbax and tensorstore raise many types for damaged files
         raise _damaged(directory, f"its arrays cannot be read ({type(error).__name__}: "
-                                  f"{str(error).splitlines()[0][:200]})") from error
+                                  f"{(str(error).splitlines() or [''])[0][:200]})") from error
     return jax.tree.map(lambda x, ref: jnp.zeros_like(ref) if jnp.size(ref) == 0 else x,
                         restored, like)
 
