@@ -124,25 +124,29 @@ def test_compare_overlays_the_original_and_reports_float32_agreement(against, co
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_help_and_version():
-    result = purelr_cli("--help")
-    assert result.returncode == 0
-    commands = result.stdout[result.stdout.index("\ncommands:"):]
+def test_help_and_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    help_text = capsys.readouterr().out
+    commands = help_text[help_text.index("\ncommands:"):]
     assert "    plot      draw the lr/momentum curves of a config" in commands
     assert "    compare   run the original library on the config" in commands
-    assert "``" not in result.stdout and "executed as Python" in result.stdout
-    version = purelr_cli("--version")
-    assert version.returncode == 0 and version.stdout.strip() == f"purelr {purelr.__version__}"
+    assert "``" not in help_text and "executed as Python" in help_text
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"purelr {purelr.__version__}"
 
 
-def test_compare_with_run_length_ends_with_pass_or_fail(config, tmp_path):
+def test_compare_with_run_length_ends_with_pass_or_fail(tmp_path, capsys):
     """``--max-epochs`` shortens the run as editing ``runner.max_epochs`` would: the cosine momentum
     then ends at epoch 9 in both purelr and MMCV; a tolerance below float32 rounding fails (exit 1)."""
+    config = tmp_path / "one_group.py"
+    config.write_text(CONFIG.replace("paramwise_cfg=dict(bias_lr_mult=2.0, norm_decay_mult=0.0)", ""))
     for rtol, code, verdict in ((1e-6, 0, "PASS"), (1e-12, 1, "FAIL")):
-        result = purelr_cli("compare", config, "--against", "mmcv", "--epoch-len", 13, "--max-epochs", 9,
-                            "--rtol", rtol, "-o", tmp_path / "c.png")
-        assert result.returncode == code, result.stderr
-        last = result.stdout.splitlines()[-1]
+        assert main(["compare", str(config), "--against", "mmcv", "--epoch-len", "13", "--max-epochs", "9",
+                     "--rtol", str(rtol), "-o", str(tmp_path / "c.png")]) == code
+        last = capsys.readouterr().out.splitlines()[-1]
         assert last.startswith(f"{verdict}: largest difference ") and last.endswith(
             f"tolerance {rtol:g}, over {9 * 13} iterations"), last
 
