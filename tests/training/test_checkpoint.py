@@ -132,7 +132,7 @@ def test_interrupted_saves_leave_earlier_checkpoints_readable(tmp_path):
         process = subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path / f"run{attempt}")],
                                    stdout=subprocess.PIPE, cwd=pathlib.Path(__file__).parents[2])
         assert process.stdout.readline() == b"saving\n"
-        time.sleep(rng.uniform(0.2, 2.0))
+        time.sleep(rng.uniform(0.5, 2.5))
         process.kill()
         process.wait()
         for directory in sorted((tmp_path / f"run{attempt}").glob("later*")):
