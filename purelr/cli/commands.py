@@ -1,8 +1,9 @@
 """``purelr plot CONFIG``: the lr and momentum curves of every parameter group of a config.
 
 Prints a table of the breakpoints (start, end of warmup, each decay, end) and writes a PNG (and
-a CSV). ``purelr compare CONFIG --against mmcv|mmengine|timm`` steps the original library too and
-prints the largest difference. Errors in the command or the config print one line and exit 2.
+a CSV). ``purelr compare CONFIG --against mmcv|mmengine|timm`` steps the original library too,
+prints the largest difference of each curve and a pass/fail line against ``--rtol`` (exit 1 on
+fail). Errors in the command or the config print one line and exit 2.
 """
 
 from __future__ import annotations
@@ -11,29 +12,74 @@ import argparse
 import sys
 import time
 
+import purelr
 from purelr.cli.compare import AGAINST
 from purelr.recipes.config import ConfigError
 
+DESCRIPTION = """\
+Learning-rate and momentum curves of MMDetection 2.x (MMCV), MMEngine and timm configs, as
+purelr evaluates them, drawn or checked against the original library.
+
+A .py config is read as data, not run (MMCV and MMEngine run it): code outside the config subset is refused.
+`purelr COMMAND --help` gives each command's options."""
+
+
+def count(text: str) -> int:
+    """An argparse type: a positive integer (a number of epochs or iterations)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def positive(text: str) -> float:
+    """An argparse type: a positive number (a tolerance)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value:g}")
+    return value
+
+
+def run_length_options(command: argparse.ArgumentParser) -> None:
+    """``--epoch-len`` and ``--max-epochs | --max-iters``, shared by ``plot`` and ``compare``."""
+    command.add_argument("--epoch-len", type=count, metavar="N",
+                         help="iterations (optimizer updates) per epoch: needed by epoch-based configs "
+                              "and every timm config (timm's updates_per_epoch)")
+    length = command.add_mutually_exclusive_group()
+    length.add_argument("--max-epochs", type=count, metavar="N", help="override the run's length in epochs")
+    length.add_argument("--max-iters", type=count, metavar="N", help="override the run's length in iterations")
+
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="purelr", description=__doc__.splitlines()[0])
-    commands = root.add_subparsers(dest="command", required=True)
+    root = argparse.ArgumentParser(prog="purelr", description=DESCRIPTION,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    root.add_argument("--version", action="version", version=f"purelr {purelr.__version__}")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     plot = commands.add_parser("plot", help="draw the lr/momentum curves of a config")
-    plot.add_argument("config", help="an MMDetection 2.x or MMEngine config file (.py, .json, .yaml)")
-    plot.add_argument("--epoch-len", type=int, help="iterations per epoch (for epoch-based configs)")
-    length = plot.add_mutually_exclusive_group()
-    length.add_argument("--max-epochs", type=int, help="override the run's length in epochs")
-    length.add_argument("--max-iters", type=int, help="override the run's length in iterations")
+    plot.add_argument("config", help="an MMDetection 2.x, MMEngine or timm config file (.py, .json, .yaml)")
+    run_length_options(plot)
     plot.add_argument("-o", "--output", default="lr.png", help="the PNG to write (default lr.png)")
     plot.add_argument("--csv", help="also write every value to this CSV file")
     plot.add_argument("--by", choices=("iter", "epoch"), default="iter", help="x axis unit")
     plot.add_argument("--log", action="store_true", help="logarithmic lr axis")
     plot.add_argument("--model", help="module:factory giving params (or (params, module_kinds)) "
                                       "to group instead of the built-in example tree")
-    compare = commands.add_parser("compare", help="overlay the original library's curves and print the difference")
-    compare.add_argument("config", help="an MMDetection 2.x or MMEngine config file")
-    compare.add_argument("--against", required=True, choices=AGAINST, help="the original to step")
-    compare.add_argument("--epoch-len", type=int, help="iterations per epoch (for epoch-based configs)")
+    compare = commands.add_parser("compare", help="run the original library on the config and check "
+                                                  "that the curves agree")
+    compare.add_argument("config", help="an MMDetection 2.x, MMEngine or timm config file")
+    compare.add_argument("--against", required=True, choices=AGAINST,
+                         help="the original to step: mmcv for MMDetection 2.x configs (optimizer, "
+                              "lr_config), mmengine for optim_wrapper / param_scheduler, timm for timm=dict(...)")
+    run_length_options(compare)
+    compare.add_argument("--rtol", type=positive, default=1e-6,
+                         help="the largest difference allowed, relative to each curve's largest value "
+                              "(default 1e-6: purelr evaluates in float32)")
     compare.add_argument("-o", "--output", default="compare.png", help="the PNG to write")
     return root
 
@@ -70,17 +116,27 @@ def _model(spec: str):
 
 def compare(args) -> int:
     from purelr.cli import plot as plot_lib
-    from purelr.cli.compare import differences, reference_curves
-    from purelr.cli.curves import config_curves
+    from purelr.cli.compare import check_style, differences, reference_curves
+    from purelr.cli.curves import config_curves, with_run_length
+    from purelr.recipes.config import load_config
 
-    ours = config_curves(args.config, epoch_len=args.epoch_len)
-    reference = reference_curves(args.config, ours, args.against)
-    for (group, quantity), difference in differences(ours, reference).items():
+    cfg = load_config(args.config)
+    check_style(cfg, args.against)
+    cfg = with_run_length(cfg, max_epochs=args.max_epochs, max_iters=args.max_iters)
+    ours = config_curves(cfg, epoch_len=args.epoch_len)
+    reference = reference_curves(cfg, ours, args.against)
+    found = differences(ours, reference)
+    for (group, quantity), difference in found.items():
         print(f"{group}/{quantity}: max |purelr - {args.against}| / max |{args.against}| = {difference:.3g}")
     plot_lib.draw(ours, args.output, title=f"{args.config}: purelr (solid) vs {args.against} (dashed)",
                   overlay=reference)
     print(f"wrote {args.output}")
-    return 0
+    (group, quantity), worst = max(found.items(), key=lambda item: item[1])
+    verdict = "PASS" if worst <= args.rtol else "FAIL"
+    relation = "<=" if worst <= args.rtol else ">"
+    print(f"{verdict}: largest difference {worst:.3g} ({group}/{quantity}) {relation} tolerance "
+          f"{args.rtol:g}, over {len(ours.steps)} iterations")
+    return 0 if verdict == "PASS" else 1
 
 
 def main(argv=None) -> int:

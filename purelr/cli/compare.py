@@ -15,6 +15,20 @@ from purelr.recipes.config import load_config
 from purelr.cli.curves import Curves
 
 AGAINST = ("mmcv", "mmengine", "timm")
+STYLES = {"timm": "a timm config (timm=dict(...))",
+          "mmengine": "an MMEngine config (optim_wrapper)",
+          "mmcv": "an MMCV / MMDetection 2.x config (optimizer, no optim_wrapper)"}
+
+
+def check_style(cfg: dict, against: str) -> None:
+    """Raises ``ValueError`` when ``cfg`` is written for another library than ``against``: each
+    original reads only its own style (``timm``, else ``optim_wrapper``, else ``optimizer``, the
+    order ``purelr.build`` reads them in). A config of none of them is left to the reader's error."""
+    style = next((name for key, name in (("timm", "timm"), ("optim_wrapper", "mmengine"),
+                                         ("optimizer", "mmcv")) if key in cfg), None)
+    if style is not None and style != against:
+        raise ValueError(f"--against {against}: the config is {STYLES[style]}, which {against} cannot "
+                         f"read; compare it --against {style}")
 
 
 def reference_curves(cfg, curves: Curves, against: str) -> Curves:

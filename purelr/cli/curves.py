@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purelr.params import paramwise
+from purelr.schedules import validate
 from purelr.recipes.build import read_recipe
 from purelr.recipes.config import load_config
 from purelr.recipes.recipe import Recipe, labels_of
@@ -50,27 +51,47 @@ def example_params(paramwise_cfg: dict):
     return params, kinds
 
 
-def total_iterations(recipe: Recipe, epoch_len, max_epochs, max_iters) -> int:
-    if max_iters is None and max_epochs is not None:
-        if epoch_len is None:
-            raise ValueError("--max-epochs needs --epoch-len (iterations per epoch)")
-        max_iters = max_epochs * epoch_len
-    max_iters = max_iters or recipe.max_iters
-    if max_iters is None:
-        raise ValueError("the run's length is unknown: the config has no max_epochs / max_iters "
-                         "(or max_epochs without --epoch-len); give --max-iters or --max-epochs")
-    return int(max_iters)
+def with_run_length(cfg: dict, *, max_epochs=None, max_iters=None) -> dict:
+    """``cfg`` with the run's length replaced, as editing the config would: the MMCV ``runner``'s
+    (or ``total_epochs``), the MMEngine ``train_cfg``'s ``max_epochs`` / ``max_iters``, timm's
+    ``epochs``. Schedules that follow the run's length (cosine to the end, OneCycle) follow the new
+    one. The override counts what the config counts: epochs or iterations."""
+    for name, value in (("--max-epochs", max_epochs), ("--max-iters", max_iters)):
+        if value is not None:
+            validate.positive_int(name, value)
+    if max_epochs is None and max_iters is None:
+        return cfg
+    if "timm" in cfg:
+        if max_iters is not None:
+            raise ValueError("timm configs count epochs (timm.epochs): give --max-epochs, not --max-iters")
+        return {**cfg, "timm": {**cfg["timm"], "epochs": max_epochs}}
+    key = "train_cfg" if "optim_wrapper" in cfg else "runner"
+    runner = dict(cfg.get(key) or ({"max_epochs": cfg["total_epochs"]} if "total_epochs" in cfg else {}))
+    counts = "max_epochs" if "max_epochs" in runner else "max_iters" if "max_iters" in runner else None
+    given = "max_epochs" if max_epochs is not None else "max_iters"
+    if counts not in (None, given):
+        option = "--" + counts.replace("_", "-")
+        raise ValueError(f"the config's {key} counts {counts[4:]} ({key}.{counts} = {runner[counts]!r}): "
+                         f"give {option}")
+    runner[given] = max_epochs if max_epochs is not None else max_iters
+    return {**{k: v for k, v in cfg.items() if k != "total_epochs"}, key: runner}
 
 
 def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, params=None,
                   module_kinds=None) -> Curves:
-    """Every group's lr (and momentum / beta1 where the optimizer has one) at every iteration."""
-    cfg = cfg if isinstance(cfg, dict) else load_config(cfg)
+    """Every group's lr (and momentum / beta1 where the optimizer has one) at every iteration, over
+    the whole run (its length replaced by ``max_epochs`` or ``max_iters``: ``with_run_length``)."""
+    if epoch_len is not None:
+        validate.positive_int("--epoch-len", epoch_len)
+    cfg = with_run_length(cfg if isinstance(cfg, dict) else load_config(cfg),
+                          max_epochs=max_epochs, max_iters=max_iters)
     if "timm" in cfg:
-        return timm_curves(cfg["timm"], epoch_len=epoch_len, max_epochs=max_epochs, max_iters=max_iters,
-                           params=params)
+        return timm_curves(cfg["timm"], epoch_len=epoch_len, params=params)
     recipe = read_recipe(cfg, epoch_len=epoch_len)
-    total = total_iterations(recipe, epoch_len, max_epochs, max_iters)
+    if recipe.max_iters is None:
+        raise ValueError("the run's length is unknown: the config counts epochs and --epoch-len is "
+                         "not given, or has no max_epochs / max_iters; give --epoch-len or --max-iters")
+    total = recipe.max_iters
     if params is None:
         params, module_kinds = example_params(recipe.paramwise_cfg)
     _, settings = labels_of(recipe, params, module_kinds, None)
@@ -90,7 +111,7 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
     return Curves(np.arange(total), epoch_len, values, bases)
 
 
-def timm_curves(args: dict, *, epoch_len=None, max_epochs=None, max_iters=None, params=None) -> Curves:
+def timm_curves(args: dict, *, epoch_len=None, params=None) -> Curves:
     """The lr of a ``timm=dict(...)`` config (timm's ``train.py`` arguments) at every update: one
     curve, or with ``params`` and ``layer_decay`` one per layer-decay group (scaled by its
     ``lr_scale``, as timm's schedulers scale each group)."""
@@ -99,8 +120,7 @@ def timm_curves(args: dict, *, epoch_len=None, max_epochs=None, max_iters=None, 
 
     if epoch_len is None:
         raise ValueError("timm configs count epochs: give --epoch-len (updates per epoch)")
-    epochs = max_epochs or args.get("epochs", 300)
-    total = max_iters or epochs * epoch_len
+    total = args.get("epochs", 300) * epoch_len
     steps = jnp.arange(total)
     lr = args["lr"]
     if args.get("sched", "cosine") is None:

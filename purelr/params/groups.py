@@ -146,24 +146,40 @@ def by_name(labels: Mapping[str, str] | Any) -> Callable:
 
 
 def hyperparams_in_force(state) -> dict[str, dict[str, jax.Array]]:
-    """``{label: {name: value used at the last update}}`` from the state of a transformation holding
-    a ``multi_transform`` (alone or inside ``optax.chain``, clipping, accumulation); frozen labels,
-    which keep no hyperparameters, are left out."""
-    multi = _find(state, lambda s: isinstance(getattr(s, "inner_states", None), Mapping))
+    """``{label: {name: value used at the last update}}``: the ``hyperparams`` of every purelr
+    optimizer state inside ``state``, whatever wraps it (``optax.chain``, clipping,
+    ``purelr.training.accumulate``, ``optax.masked``, ``optax.MultiSteps``, ``optax.inject_hyperparams``,
+    a flax ``TrainState``, ...); torch's ``optimizer.param_groups[i]['lr']`` for logging.
+
+    The label is the ``optax.multi_transform`` label of the group the optimizer is in (labels of
+    nested ``multi_transform``s joined by ``/``), or ``"default"`` outside any. Frozen groups
+    (``optax.set_to_zero``) keep no hyperparameters and are left out. Raises ``ValueError`` when
+    ``state`` holds no purelr optimizer state, or two under one label.
+    """
     found = {}
-    for label, inner in (multi.inner_states if multi is not None else {}).items():
-        hyperparams = _find(inner, lambda s: isinstance(getattr(s, "hyperparams", None), Mapping))
-        if hyperparams is not None:
-            found[label] = dict(hyperparams.hyperparams)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state, is_leaf=_is_optimizer_state)[0]:
+        if not _is_optimizer_state(leaf):
+            continue
+        label = "/".join(_group_labels(path)) or "default"
+        if label in found:
+            raise ValueError(f"two purelr optimizer states under the label {label!r}: "
+                             "hyperparams_in_force reads one optimizer per group")
+        found[label] = dict(leaf.hyperparams)
+    if not found:
+        raise ValueError(f"hyperparams_in_force: no purelr optimizer state (a NamedTuple with "
+                         f"count and hyperparams from purelr.optim) in this "
+                         f"{type(state).__name__}: pass the state of a transformation built on "
+                         f"purelr.optim twins, such as purelr.build's")
     return found
 
 
-def _find(state, predicate):
-    """The first state, depth first through tuples (NamedTuples included), that ``predicate`` takes."""
-    if predicate(state):
-        return state
-    for child in state if isinstance(state, tuple) else ():
-        match = _find(child, predicate)
-        if match is not None:
-            return match
-    return None
+def _is_optimizer_state(node) -> bool:
+    """A purelr.optim twin's state: a NamedTuple ``(count, hyperparams, *buffers)`` of purelr's."""
+    return (getattr(type(node), "_fields", ())[:2] == ("count", "hyperparams")
+            and type(node).__module__.startswith("purelr."))
+
+
+def _group_labels(path) -> list[str]:
+    """The ``multi_transform`` labels along a key path: the keys of ``inner_states`` dicts."""
+    return [str(key.key) for parent, key in zip(path, path[1:])
+            if getattr(parent, "name", None) == "inner_states" and hasattr(key, "key")]

@@ -70,11 +70,16 @@ def get_ema_avg_fn(decay: float = 0.999) -> Callable:
 
 def get_swa_multi_avg_fn() -> Callable:
     """torch's ``get_swa_multi_avg_fn`` (its CUDA default): ``lerp(avg, param, 1 / (n + 1))`` on
-    lists of leaves, returning the new list. The weight is rounded to float32 as torch's is
-    (``1 / (n_averaged + 1)`` of a long tensor is a float32 tensor)."""
+    lists of leaves, returning the new list.
+
+    torch's weight ``cast(float, 1 / (num_averaged + 1))`` is a tensor, not a Python float
+    (``typing.cast`` converts nothing): ``1 / n`` of a long tensor, in torch's default dtype. Here
+    it is ``1 / (n + 1)`` in JAX's default float dtype (float64 under ``jax_enable_x64``, as
+    ``torch.set_default_dtype(torch.float64)``; else float32), then cast to each leaf's dtype.
+    """
 
     def swa_update(avgs, params, n):
-        weight = jnp.float32(1) / (jnp.asarray(n) + 1).astype(jnp.float32)
+        weight = 1 / (jnp.asarray(n) + 1).astype(float)  # float: the default float dtype
         return [_lerp(a, p, weight.astype(a.dtype)) for a, p in zip(avgs, params)]
 
     return swa_update

@@ -13,6 +13,7 @@ import pytest
 import purelr
 import purelr.configs
 from purelr.cli.breakpoints import breakpoints
+from purelr.cli import main
 from purelr.cli.curves import config_curves
 
 CONFIG = textwrap.dedent("""
@@ -119,4 +120,80 @@ def test_compare_overlays_the_original_and_reports_float32_agreement(against, co
     lines = [line for line in result.stdout.splitlines() if "max |purelr" in line]
     assert len(lines) == {"mmcv": 6, "mmengine": 4, "timm": 1}[against]
     assert all(float(line.rsplit("=", 1)[1]) < 1e-6 for line in lines), lines
+    assert result.stdout.splitlines()[-1].startswith("PASS: largest difference "), result.stdout
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_help_and_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    help_text = capsys.readouterr().out
+    commands = help_text[help_text.index("\ncommands:"):]
+    assert "    plot      draw the lr/momentum curves of a config" in commands
+    assert "    compare   run the original library on the config" in commands
+    assert "``" not in help_text and "executed as Python" in help_text
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"purelr {purelr.__version__}"
+
+
+def test_compare_with_run_length_ends_with_pass_or_fail(tmp_path, capsys):
+    """``--max-epochs`` shortens the run as editing ``runner.max_epochs`` would: the cosine momentum
+    then ends at epoch 9 in both purelr and MMCV; a tolerance below float32 rounding fails (exit 1)."""
+    config = tmp_path / "one_group.py"
+    config.write_text(CONFIG.replace("paramwise_cfg=dict(bias_lr_mult=2.0, norm_decay_mult=0.0)", ""))
+    for rtol, code, verdict in ((1e-6, 0, "PASS"), (1e-12, 1, "FAIL")):
+        assert main(["compare", str(config), "--against", "mmcv", "--epoch-len", "13", "--max-epochs", "9",
+                     "--rtol", str(rtol), "-o", str(tmp_path / "c.png")]) == code
+        last = capsys.readouterr().out.splitlines()[-1]
+        assert last.startswith(f"{verdict}: largest difference ") and last.endswith(
+            f"tolerance {rtol:g}, over {9 * 13} iterations"), last
+
+
+@pytest.mark.parametrize("args, message", [
+    (["compare", "{mmcv}", "--against", "mmengine"], "--against mmengine: the config is an MMCV / "
+     "MMDetection 2.x config (optimizer, no optim_wrapper), which mmengine cannot read; compare it --against mmcv"),
+    (["compare", "{mmengine}", "--against", "mmcv"], "the config is an MMEngine config (optim_wrapper), "
+     "which mmcv cannot read; compare it --against mmengine"),
+    (["compare", "{timm}", "--against", "mmengine", "--epoch-len", "5"], "the config is a timm config"),
+    (["plot", "{mmcv}", "--epoch-len", "5", "--max-iters", "100"],
+     "the config's runner counts epochs (runner.max_epochs = 12): give --max-epochs"),
+    (["plot", "{timm}", "--epoch-len", "5", "--max-iters", "100"], "timm configs count epochs"),
+    (["plot", "{mmcv}"], "epoch_len"),
+])
+def test_mismatched_config_or_length_is_one_line_and_exit_2(args, message, config, tmp_path, capsys):
+    files = {"mmcv": config, "mmengine": tmp_path / "mmengine_cfg.py",
+             "timm": purelr.configs.path_of("timm_resnet50_cosine.py")}
+    files["mmengine"].write_text(MMENGINE_CONFIG)
+    assert main([a.format(**files) for a in args] + ["-o", str(tmp_path / "x.png")]) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.startswith("purelr: error: ") and len(error.splitlines()) == 1, error
+
+
+@pytest.mark.parametrize("args, message", [
+    (["plot", "{mmcv}", "--epoch-len", "5", "--max-epochs", "0"], "argument --max-epochs: must be a positive integer, got 0"),
+    (["plot", "{mmcv}", "--epoch-len", "-7330"], "argument --epoch-len: must be a positive integer, got -7330"),
+    (["plot", "{mmcv}", "--epoch-len", "0"], "argument --epoch-len: must be a positive integer, got 0"),
+    (["plot", "{mmcv}", "--epoch-len", "1.5"], "argument --epoch-len: must be a positive integer, got '1.5'"),
+    (["compare", "{mmcv}", "--against", "mmcv", "--max-iters", "-1"], "argument --max-iters: must be a positive integer, got -1"),
+    (["compare", "{mmcv}", "--against", "mmcv", "--max-epochs", "0"], "argument --max-epochs: must be a positive integer, got 0"),
+    (["compare", "{mmcv}", "--against", "mmcv", "--rtol", "0"], "argument --rtol: must be a positive number, got 0"),
+    (["compare", "{mmcv}", "--against", "mmcv", "--max-epochs", "2", "--max-iters", "3"], "not allowed with argument"),
+])
+def test_invalid_run_lengths_are_errors(args, message, config, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([a.format(mmcv=config) for a in args])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(max_epochs=0), "--max-epochs must be positive, got 0"),
+    (dict(max_iters=-3), "--max-iters must be positive, got -3"),
+    (dict(epoch_len=0), "--epoch-len must be positive, got 0"),
+])
+def test_config_curves_refuses_invalid_lengths(kwargs, message, config):
+    with pytest.raises(ValueError) as error:
+        config_curves(str(config), **{"epoch_len": 10, **kwargs})
+    assert message in str(error.value)

@@ -16,7 +16,8 @@ from mmengine.model import ExponentialMovingAverage
 from purelr.training import averaging
 from purelr.training import batchnorm
 from purelr.schedules import torch as schedules
-from tests.parity import assert_schedule_matches, relative_error
+from tests.optim.torch_reference import torch_dtype
+from tests.parity import OPTIMIZER_RTOL, assert_schedule_matches, relative_error
 
 def _timm_model_ema():
     """``timm/utils/model_ema.py`` loaded on its own: ``timm.utils`` imports torchvision, which the
@@ -67,11 +68,11 @@ def walk(net, rng):
                 value.add_(torch.tensor(rng.normal(0, 0.1, value.shape)).abs() * 0.5 + 0.01)
 
 
-def run(make_torch, update_torch, averager, update_purelr=None, tree="variables"):
+def run(make_torch, update_torch, averager, update_purelr=None, tree="variables", double=True):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     with torch.no_grad():
-        net = torch_net().double()
+        net = torch_net().to(torch.float64 if double else torch.float32)
         walk(net, rng)
     reference = make_torch(net)
     variables = to_flax(net)
@@ -90,32 +91,51 @@ def run(make_torch, update_torch, averager, update_purelr=None, tree="variables"
 
 @pytest.fixture(autouse=True)
 def x64():
-    with jax.enable_x64(True):
+    """JAX under x64 and torch's default dtype float64, as the suite pairs them: torch computes the
+    weight of ``get_swa_multi_avg_fn`` in its default dtype."""
+    with jax.enable_x64(True), torch_dtype(True):
         yield
 
 
-@pytest.mark.parametrize("kind", ["default", "avg_fn", "multi_avg_fn", "buffers"])
-def test_averaged_model(kind):
-    avg_fn = torch.optim.swa_utils.get_ema_avg_fn(0.9) if kind == "avg_fn" else None
-    multi = torch.optim.swa_utils.get_ema_multi_avg_fn(0.7) if kind == "multi_avg_fn" else None
-    buffers = kind == "buffers"
-    averager = averaging.averaged_model(
-        avg_fn=averaging.get_ema_avg_fn(0.9) if avg_fn else None,
-        multi_avg_fn=averaging.get_ema_multi_avg_fn(0.7) if multi else None)
-    error, state = run(lambda net: torch.optim.swa_utils.AveragedModel(
-                           net, avg_fn=avg_fn, multi_avg_fn=multi, use_buffers=buffers),
-                       lambda ref, net, k: ref.update_parameters(net), averager,
-                       tree="variables" if buffers else "params")
+AVERAGERS = {  # kind: (torch's avg_fn, multi_avg_fn; purelr's), each on the params alone
+    "default": (lambda: (None, None), lambda: averaging.averaged_model()),
+    "get_swa_avg_fn": (lambda: (torch.optim.swa_utils.get_swa_avg_fn(), None),
+                       lambda: averaging.averaged_model(avg_fn=averaging.get_swa_avg_fn())),
+    "get_ema_avg_fn": (lambda: (torch.optim.swa_utils.get_ema_avg_fn(0.9), None),
+                       lambda: averaging.averaged_model(avg_fn=averaging.get_ema_avg_fn(0.9))),
+    "get_swa_multi_avg_fn": (lambda: (None, torch.optim.swa_utils.get_swa_multi_avg_fn()),
+                             lambda: averaging.averaged_model(multi_avg_fn=averaging.get_swa_multi_avg_fn())),
+    "get_ema_multi_avg_fn": (lambda: (None, torch.optim.swa_utils.get_ema_multi_avg_fn(0.7)),
+                             lambda: averaging.averaged_model(multi_avg_fn=averaging.get_ema_multi_avg_fn(0.7))),
+}
+
+
+def run_averaged_model(kind, *, buffers=False, double=True):
+    avg_fn, multi = AVERAGERS[kind][0]()
+    return run(lambda net: torch.optim.swa_utils.AveragedModel(
+                   net, avg_fn=avg_fn, multi_avg_fn=multi, use_buffers=buffers),
+               lambda ref, net, k: ref.update_parameters(net), AVERAGERS[kind][1](),
+               tree="variables" if buffers else "params", double=double)
+
+
+@pytest.mark.parametrize("kind, buffers", [(kind, buffers) for kind in AVERAGERS for buffers in (False, True)
+                                           if (kind, buffers) != ("get_swa_multi_avg_fn", True)])
+def test_averaged_model(kind, buffers):
+    """Every avg_fn variant of AveragedModel, on the params or (``use_buffers``) on the params and
+    BatchNorm statistics, in float64 (torch's default dtype float64 under x64). torch cannot run
+    ``get_swa_multi_avg_fn`` with ``use_buffers``: it calls ``addcdiv`` on BatchNorm's integer
+    ``num_batches_tracked``, which raises."""
+    error, state = run_averaged_model(kind, buffers=buffers)
     assert error <= 1e-14, error
     assert int(state.n_averaged) == STEPS
 
 
-def test_swa_multi_avg_fn():
-    multi = torch.optim.swa_utils.get_swa_multi_avg_fn()
-    error, _ = run(lambda net: torch.optim.swa_utils.AveragedModel(net, multi_avg_fn=multi),
-                   lambda ref, net, k: ref.update_parameters(net),
-                   averaging.averaged_model(multi_avg_fn=averaging.get_swa_multi_avg_fn()), tree="params")
-    assert error <= 1e-14, error
+@pytest.mark.parametrize("kind", AVERAGERS)
+def test_averaged_model_float32(kind):
+    """In float32 (torch's default float32, JAX without x64): the SWA weight rounded to float32 in both."""
+    with jax.enable_x64(False), torch_dtype(False):
+        error, _ = run_averaged_model(kind, double=False)
+    assert error <= OPTIMIZER_RTOL["f32"], error
 
 
 @pytest.mark.parametrize("warmup", [False, True])

@@ -2,8 +2,11 @@
 step, restore in a fresh process, continue; the params equal (``==``) the uninterrupted run's.
 Restoring into another optimizer's or model's state is refused."""
 
+import pathlib
+import shutil
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +56,91 @@ def test_plateau_state_round_trip(tmp_path):
 def test_refuses_other_optimizer_or_tree(tmp_path):
     params = {"w": jnp.ones((2, 3))}
     checkpoint.save(tmp_path / "adam", optim.adam().init(params))
-    with pytest.raises(ValueError, match="AdamState.*expected.*SGDState"):
+    with pytest.raises(checkpoint.CheckpointError, match="AdamState.*expected.*SGDState"):
         checkpoint.restore(tmp_path / "adam", optim.sgd(momentum=0.9).init(params))
     with pytest.raises(ValueError, match=r"leaf 6 is saved with shape/dtype \[\[2, 3\], 'float32'\], expected \[\[3, 3\]"):
         checkpoint.restore(tmp_path / "adam", optim.adam().init({"w": jnp.ones((3, 3))}))
+
+
+SAVER = """
+import sys
+from tests.training.test_checkpoint import damageable_tree
+from purelr.training import checkpoint
+tree = damageable_tree()
+print("saving", flush=True)
+for i in range(10_000):
+    checkpoint.save(f"{sys.argv[1]}/later{i}", tree)
+"""
+
+
+def damageable_tree():
+    params = {"w": jnp.linspace(-1.0, 1.0, 256 * 256).reshape(256, 256), "b": jnp.arange(7.0)}
+    return {"params": params, "opt_state": optim.adam(amsgrad=True).init(params)}
+
+
+def assert_same(restored, tree):
+    assert jax.tree.structure(restored) == jax.tree.structure(tree)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(tree)))
+
+
+def overwrite(path, how):
+    data = path.read_bytes()
+    path.write_bytes({"truncate": data[:len(data) // 2], "garbage": np.random.default_rng(0).bytes(len(data)),
+                      "empty": b"", "not a record": b'{"leaves": 3}'}[how])
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("checkpoints") / "complete"
+    checkpoint.save(directory, damageable_tree())
+    return directory
+
+
+@pytest.mark.parametrize("damage", [
+    ("purelr_structure.json", "truncate"), ("purelr_structure.json", "garbage"),
+    ("purelr_structure.json", "empty"), ("purelr_structure.json", "not a record"),
+    ("purelr_structure.json", "delete"), ("state", "delete"), ("state/manifest.ocdbt", "truncate"),
+    ("state/manifest.ocdbt", "garbage"), ("state/_METADATA", "truncate"), ("state/d", "delete"),
+    ("", "delete"),
+])
+def test_damaged_checkpoint_raises_one_error_naming_the_directory(saved, tmp_path, damage):
+    name, how = damage
+    directory = tmp_path / "damaged"
+    shutil.copytree(saved, directory)
+    assert_same(checkpoint.restore(directory, damageable_tree()), damageable_tree())
+    target = directory / name
+    if how == "delete":
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+    else:
+        overwrite(target, how)
+    with pytest.raises(checkpoint.CheckpointError) as error:
+        checkpoint.restore(directory, damageable_tree())
+    expected = (f"no checkpoint at {directory}: the directory does not exist" if name == ""
+                else f"checkpoint {directory} is incomplete or damaged: ")
+    assert expected in str(error.value)
+
+
+def test_interrupted_saves_leave_earlier_checkpoints_readable(tmp_path):
+    """A process saving one checkpoint after another is killed (SIGKILL) at random moments, three
+    times; the checkpoint saved before stays readable, and each checkpoint the killed processes
+    began restores completely or raises ``CheckpointError``, none half-read."""
+    tree = damageable_tree()
+    checkpoint.save(tmp_path / "earlier", tree)
+    rng = np.random.default_rng()
+    outcomes = {"complete": 0, "incomplete": 0}
+    for attempt in range(3):
+        process = subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path / f"run{attempt}")],
+                                   stdout=subprocess.PIPE, cwd=pathlib.Path(__file__).parents[2])
+        assert process.stdout.readline() == b"saving\n"
+        time.sleep(rng.uniform(0.5, 2.5))
+        process.kill()
+        process.wait()
+        for directory in sorted((tmp_path / f"run{attempt}").glob("later*")):
+            try:
+                assert_same(checkpoint.restore(directory, tree), tree)
+                outcomes["complete"] += 1
+            except checkpoint.CheckpointError as error:
+                assert f"checkpoint {directory} is incomplete or damaged" in str(error)
+                outcomes["incomplete"] += 1
+        assert_same(checkpoint.restore(tmp_path / "earlier", tree), tree)
+    assert outcomes["complete"] + outcomes["incomplete"] >= 1, outcomes
