@@ -53,10 +53,12 @@ def module_kinds(model, *init_args, rngs=None, **init_kwargs) -> dict[str, str]:
     with ``jax.eval_shape``, nothing computed; ``rngs`` defaults to ``jax.random.key(0)``), or an
     nnx module (no inputs). Modules of no listed kind are left out.
     """
-    from flax import nnx
+    from flax import linen, nnx
 
     if isinstance(model, nnx.Module):
         return _nnx_kinds(model, nnx)
+    if not isinstance(model, linen.Module):
+        raise TypeError(f"model must be a flax linen or nnx module, got {model!r}")
     return _linen_kinds(model, init_args, init_kwargs, rngs)
 
 

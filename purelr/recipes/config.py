@@ -24,6 +24,8 @@ class ConfigError(ValueError):
 
 def load_config(path: str | os.PathLike) -> dict:
     """The merged config dict of ``path`` and its ``_base_`` files."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_config path must be a file path, got {path!r}")
     return _load(os.path.abspath(os.fspath(path)), ())
 
 

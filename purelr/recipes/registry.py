@@ -65,12 +65,14 @@ def registered(kind: str) -> dict[str, Callable]:
     return parts
 
 
-def lookup(kind: str, name, where: str) -> Callable:
-    """The part registered as ``name``; an unknown name raises naming ``where`` and close matches."""
+def lookup(kind: str, name, where: str, builtin=()) -> Callable:
+    """The part registered as ``name``; an unknown name raises naming ``where`` and close matches
+    among the registered parts and the ``builtin`` names the caller handles itself."""
     parts = registered(kind)
     if not isinstance(name, str) or name not in parts:
-        close = difflib.get_close_matches(str(name), parts, n=3, cutoff=0.5)
-        hint = f"; did you mean {close}?" if close else f"; known: {sorted(parts)}"
+        known = [*builtin, *parts]
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        hint = f"; did you mean {close}?" if close else f"; known: {sorted(known)}"
         raise ValueError(f"{where}: unknown {kind} type {name!r}{hint}")
     return parts[name]
 
