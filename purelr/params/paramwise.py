@@ -104,14 +104,10 @@ def _check_custom_key(key, entry, style, weight_decay, optimizer):
         raise TypeError(f"paramwise_cfg.custom_keys keys must be strings (parts of parameter names), got {key!r}")
     if not isinstance(entry, Mapping):
         raise TypeError(f"{where} must be a dict, got {entry!r}")
-    options = {k: v for k, v in entry.items() if k not in CUSTOM_KEYS}
     if style == "mmcv":
         validate.known_keys(where, entry, CUSTOM_KEYS)
     elif optimizer is not None:
-        accepted = argument_names(optimizer)
-        if accepted is not None:
-            validate.known_keys(where, entry, CUSTOM_KEYS + accepted)
-        checked_call(optimizer, where, **options)
+        checked_call(optimizer, where, entry, ignored=CUSTOM_KEYS)
     for mult in CUSTOM_KEYS:
         if mult in entry:
             validate.nonnegative(f"{where}.{mult}", entry[mult])
@@ -127,17 +123,15 @@ def argument_names(function: Callable) -> tuple[str, ...] | None:
     return tuple(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
 
 
-def checked_call(optimizer: Callable, where: str, **arguments):
-    """``optimizer(**arguments)``; an unknown argument or a value the optimizer refuses raises
-    naming ``where`` (a config key such as ``optimizer``) as well as the argument and value."""
+def checked_call(optimizer: Callable, where: str, arguments: Mapping, ignored=()):
+    """``optimizer(**arguments)`` less the ``ignored`` keys; a key that is neither ignored nor an
+    argument of the optimizer, or a value the optimizer refuses, raises naming ``where`` (a config
+    key such as ``optimizer``) as well as the argument and value."""
     accepted = argument_names(optimizer)
-    for name, value in arguments.items():
-        if accepted is not None and name not in accepted:
-            raise ValueError(f"{where}.{name} (= {value!r}) is not an argument of "
-                             f"{getattr(optimizer, '__name__', optimizer)}{validate.close_to(name, accepted)}; "
-                             f"known: {sorted(accepted)}")
+    if accepted is not None:
+        validate.known_keys(where, arguments, (*ignored, *accepted))
     try:
-        return optimizer(**arguments)
+        return optimizer(**{k: v for k, v in arguments.items() if k not in ignored})
     except (TypeError, ValueError) as error:
         raise type(error)(f"{where}: {error}") from error
 

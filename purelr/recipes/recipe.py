@@ -87,7 +87,7 @@ def optimizer_of(optimizer_cfg, where: str):
     if kwargs.get("weight_decay") is not None:
         validate.nonnegative(f"{where}.weight_decay", kwargs["weight_decay"])
     optimizer = registry.lookup("optimizer", optimizer_cfg["type"], f"{where}.type")
-    paramwise_lib.checked_call(optimizer, where, **kwargs)
+    paramwise_lib.checked_call(optimizer, where, kwargs)
     return optimizer, kwargs
 
 

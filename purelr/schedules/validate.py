@@ -111,8 +111,8 @@ def known_keys(name: str, value: Mapping, known: Collection[str]) -> Mapping:
     closest known keys and all of them."""
     for key, entry in mapping(name, value).items():
         if key not in known:
-            raise ValueError(f"{name}: unknown key {key!r} (= {entry!r}){close_to(key, known)}; "
-                             f"known keys: {sorted(known)}")
+            raise ValueError(f"{name}: unknown key {key!r} (= {entry!r}); known keys: "
+                             f"{sorted(known)}{close_to(key, known)}")
     return value
 
 
