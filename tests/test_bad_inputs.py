@@ -260,6 +260,11 @@ case("mmcv-custom-imports-missing", mmcv({"custom_imports": dict(imports=["no_su
      "custom_imports.imports", "'no_such_module_xyz'")
 case("mmcv-custom-imports-typo", mmcv({"custom_imports": dict(imports=[], allow_failed=True)}), ValueError,
      "custom_imports", "allow_failed")
+case("mmcv-custom-imports-int", mmcv({"custom_imports": dict(imports=3)}), TypeError, "custom_imports.imports", "3")
+case("mmcv-empty-params", call(purelr.build, MMCV, {"head": {}}, epoch_len=10), ValueError, "params",
+     "{'head': {}}", "empty parameter list")
+case("mmcv-params-none", call(purelr.build, MMCV, None, epoch_len=10), ValueError, "params", "None")
+case("register-name-int", call(registry.register_optimizer, 3), TypeError, "register_optimizer", "3")
 case("mmcv-custom-imports-not-dict", mmcv({"custom_imports": ["os"]}), ValueError, "custom_imports", "['os']")
 
 # --- purelr.build, MMEngine configs ----------------------------------------------------------------
@@ -408,6 +413,17 @@ case("timm-build-matcher-and-map", timm_build({"layer_decay": 0.7, "group_matche
                                               layer_map={"head.kernel": 0}),
      ValueError, "group_matcher", "layer_map")
 case("timm-build-opt-args-typo", timm_build({"opt_args": dict(amsgrd=True)}), TypeError, "amsgrd")
+
+case("timm-filter-bias-str", call(timm_recipes.create_optimizer_v2, PARAMS, "sgd", 0.1, filter_bias_and_bn="no"),
+     TypeError, "filter_bias_and_bn", "'no'")
+case("timm-build-sched-on-updates-str", timm_build({"sched_on_updates": "yes"}), TypeError,
+     "timm.sched_on_updates", "'yes'")
+case("timm-build-opt-args-not-dict", timm_build({"opt_args": [("amsgrad", True)]}), TypeError,
+     "timm.opt_args", "[('amsgrad', True)]")
+case("timm-matcher-spec-int", call(timm_recipes.layer_map_from_matcher, PARAMS, dict(head=3)), ValueError,
+     "group_matcher['head']", "3")
+case("timm-empty-params", call(timm_recipes.create_optimizer_v2, {}, "sgd", 0.1), ValueError, "params", "{}",
+     "empty parameter list")
 
 # --- purelr.params.timm ----------------------------------------------------------------------------
 case("params-timm-wd-negative", call(timm_groups.param_groups_weight_decay, PARAMS, -1e-5), ValueError,
@@ -623,6 +639,15 @@ case("from-torch-scheduler-no-epoch", from_torch(scheduler_state_dict={"base_lrs
 case("from-torch-scheduler-bad-epoch", from_torch(scheduler_state_dict={"last_epoch": "3"}), TypeError,
      "scheduler_state_dict", "last_epoch", "'3'")
 case("from-torch-not-transformation", from_torch(optimizer="sgd"), TypeError, "optimizer", "'sgd'")
+
+case("resume-last-epoch-str", call(from_torch_lib.resume_schedule, torch_schedules.step_lr(0.1, 3), "3", 2),
+     TypeError, "last_epoch", "'3'")
+case("resume-last-epoch-negative", call(from_torch_lib.resume_schedule, torch_schedules.step_lr(0.1, 3), -5, 2),
+     ValueError, "last_epoch", "-5")
+case("resume-count-float", call(from_torch_lib.resume_schedule, torch_schedules.step_lr(0.1, 3), 3, 2.5),
+     ValueError, "count", "2.5")
+case("model-from-torch-none", call(from_torch_lib.model_from_torch, None, LINEAR), TypeError,
+     "model_state_dict", "None")
 
 # --- purelr.training.accumulate ------------------------------------------------------------------------------
 SGD = optim.sgd(0.1)

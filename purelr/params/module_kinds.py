@@ -43,6 +43,16 @@ def dotted_names(tree) -> list[str]:
     return names
 
 
+def param_names(params) -> list[str]:
+    """``dotted_names`` of a params tree, which must hold at least one leaf (torch: "optimizer got
+    an empty parameter list")."""
+    names = dotted_names(params)
+    if not names:
+        raise ValueError(f"params must hold at least one array (torch: optimizer got an empty parameter "
+                         f"list), got {params!r}")
+    return names
+
+
 def module_path(name: str) -> str:
     """``a.b.kernel`` -> ``a.b``; ``bias`` -> ``''``."""
     return name.rpartition(".")[0]

@@ -189,7 +189,7 @@ def paramwise_labels(params, paramwise_cfg, *, weight_decay, module_kinds=None, 
     base arguments bound, to check MMEngine's custom_keys entries (``check_cfg``).
     """
     cfg = check_cfg(paramwise_cfg, style=style, weight_decay=weight_decay, optimizer=optimizer)
-    names = kinds_lib.dotted_names(params)
+    names = kinds_lib.param_names(params)
     kinds = dict(validate.mapping("module_kinds", {} if module_kinds is None else module_kinds))
     for path, kind in kinds.items():
         validate.one_of(f"module_kinds[{path!r}]", kind, kinds_lib.KINDS)

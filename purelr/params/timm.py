@@ -14,7 +14,7 @@ from typing import Callable, Collection, Mapping
 import jax
 
 from purelr.params import groups as groups_lib
-from purelr.params.module_kinds import dotted_names
+from purelr.params.module_kinds import param_names
 from purelr.params.paramwise import ParamSetting
 from purelr.schedules import validate
 
@@ -24,7 +24,7 @@ def _matches(name, patterns) -> bool:
 
 
 def _trainable(params, frozen):
-    names = dotted_names(params)
+    names = param_names(params)
     cold = [False] * len(names) if frozen is None else groups_lib.selected(frozen, params, "frozen")
     return names, [jax.numpy.ndim(leaf) for leaf in jax.tree.leaves(params)], cold
 

@@ -153,6 +153,7 @@ def create_optimizer_v2(params, opt: str = "sgd", lr=None, weight_decay: float =
     """
     del foreach
     _, info = optimizer_info(opt)
+    validate.flag("filter_bias_and_bn", filter_bias_and_bn)
     if layer_decay is not None:
         if layer_map is None:
             raise ValueError(f"layer_decay needs layer_map (timm reads it from model.group_matcher), got "
@@ -195,7 +196,7 @@ def scheduler_kwargs(args: Mapping[str, Any]) -> dict:
     ``lr_cycle_mul``, ``sched_on_updates``, ...) to ``create_scheduler_v2``'s, with its defaults
     (``warmup_epochs=5``, ``epochs=100``, ...) for names not given."""
     kwargs = {name: args.get(arg, default) for arg, (name, default) in SCHEDULER_ARGS.items()}
-    kwargs["step_on_epochs"] = not args.get("sched_on_updates", False)
+    kwargs["step_on_epochs"] = not validate.flag("timm.sched_on_updates", args.get("sched_on_updates", False))
     return kwargs
 
 
@@ -208,7 +209,7 @@ def optimizer_kwargs(args: Mapping[str, Any]) -> dict:
                    layer_decay_no_opt_scale="layer_decay_no_opt_scale", opt_foreach="foreach",
                    filter_bias_and_bn="filter_bias_and_bn", no_weight_decay_list="no_weight_decay_list")
     kwargs.update((new, args[old]) for old, new in renamed.items() if args.get(old) is not None)
-    kwargs.update(args.get("opt_args") or {})
+    kwargs.update(validate.mapping("timm.opt_args", args.get("opt_args") or {}))
     return kwargs
 
 

@@ -82,7 +82,7 @@ def resume_schedule(schedule: Callable, last_epoch: int, count: int) -> Callable
     With one ``scheduler.step()`` per ``optimizer.step()`` from the start, ``last_epoch == count``
     and this is ``schedule`` itself.
     """
-    offset = last_epoch - count
+    offset = validate.nonnegative_int("last_epoch", last_epoch) - validate.nonnegative_int("count", count)
     return lambda step: schedule(step + offset)
 
 
