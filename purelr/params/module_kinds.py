@@ -43,6 +43,16 @@ def dotted_names(tree) -> list[str]:
     return names
 
 
+def param_names(params) -> list[str]:
+    """``dotted_names`` of a params tree, which must hold at least one leaf (torch: "optimizer got
+    an empty parameter list")."""
+    names = dotted_names(params)
+    if not names:
+        raise ValueError(f"params must hold at least one array (torch: optimizer got an empty parameter "
+                         f"list), got {params!r}")
+    return names
+
+
 def module_path(name: str) -> str:
     """``a.b.kernel`` -> ``a.b``; ``bias`` -> ``''``."""
     return name.rpartition(".")[0]
@@ -53,10 +63,12 @@ def module_kinds(model, *init_args, rngs=None, **init_kwargs) -> dict[str, str]:
     with ``jax.eval_shape``, nothing computed; ``rngs`` defaults to ``jax.random.key(0)``), or an
     nnx module (no inputs). Modules of no listed kind are left out.
     """
-    from flax import nnx
+    from flax import linen, nnx
 
     if isinstance(model, nnx.Module):
         return _nnx_kinds(model, nnx)
+    if not isinstance(model, linen.Module):
+        raise TypeError(f"model must be a flax linen or nnx module, got {model!r}")
     return _linen_kinds(model, init_args, init_kwargs, rngs)
 
 

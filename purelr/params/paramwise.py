@@ -26,6 +26,8 @@ keeps them in a group without gradients, MMEngine leaves them out: neither updat
 
 from __future__ import annotations
 
+import functools
+import inspect
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -40,6 +42,7 @@ MULT_KEYS = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult", "dwconv_decay
 KNOWN_KEYS = {"mmcv": ("custom_keys", "bypass_duplicate") + MULT_KEYS,
               "mmengine": ("custom_keys", "bypass_duplicate", "flat_decay_mult") + MULT_KEYS}
 DECAY_KEYS = ("bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult")
+CUSTOM_KEYS = ("lr_mult", "decay_mult")
 
 
 class ParamSetting(NamedTuple):
@@ -63,35 +66,74 @@ def label_of(setting: ParamSetting) -> str:
     return ",".join(parts) or "default"
 
 
-def check_cfg(paramwise_cfg, *, style: str, weight_decay) -> dict:
+def check_cfg(paramwise_cfg, *, style: str, weight_decay, optimizer: Callable | None = None) -> dict:
     """Validates a ``paramwise_cfg``; raises naming the key and value (MMCV's ``_validate_cfg``
-    plus unknown keys and non-numbers)."""
+    plus unknown keys, negative or non-finite multipliers and non-numbers).
+
+    A custom_keys entry holds ``lr_mult`` and ``decay_mult`` (MMCV); MMEngine passes its other
+    entries to the parameter group, so there any argument of the optimizer is accepted and, given
+    ``optimizer`` (``**group_arguments -> transformation``), checked by building it.
+    """
     validate.one_of("style", style, tuple(KNOWN_KEYS))
+    if weight_decay is not None:
+        validate.nonnegative("weight_decay", weight_decay)
     cfg = {} if paramwise_cfg is None else paramwise_cfg
     if not isinstance(cfg, Mapping):
         raise TypeError(f"paramwise_cfg must be None or a dict, got {cfg!r}")
     for key, value in cfg.items():
         if key not in KNOWN_KEYS[style]:
-            raise ValueError(f"unknown paramwise_cfg key {key!r} (= {value!r}); known keys for "
-                             f"{style}: {list(KNOWN_KEYS[style])}")
+            raise ValueError(f"unknown paramwise_cfg key {key!r} (= {value!r}); known keys for {style}: "
+                             f"{list(KNOWN_KEYS[style])}{validate.close_to(key, KNOWN_KEYS[style])}")
         if key.endswith("_mult"):
-            validate.real(f"paramwise_cfg.{key}", value)
+            validate.nonnegative(f"paramwise_cfg.{key}", value)
             if key in DECAY_KEYS and weight_decay is None:
                 raise ValueError(f"paramwise_cfg.{key} = {value!r} needs a base weight_decay "
                                  f"(MMCV: base_wd should not be None)")
+    validate.flag("paramwise_cfg.bypass_duplicate", cfg.get("bypass_duplicate", False))
     custom = cfg.get("custom_keys", {})
     if not isinstance(custom, Mapping):
         raise TypeError(f"paramwise_cfg.custom_keys must be a dict, got {custom!r}")
     for key, entry in custom.items():
-        if not isinstance(entry, Mapping):
-            raise TypeError(f"paramwise_cfg.custom_keys[{key!r}] must be a dict, got {entry!r}")
-        for mult in ("lr_mult", "decay_mult"):
-            if mult in entry:
-                validate.real(f"paramwise_cfg.custom_keys[{key!r}].{mult}", entry[mult])
-        if "decay_mult" in entry and weight_decay is None:
-            raise ValueError(f"paramwise_cfg.custom_keys[{key!r}].decay_mult = "
-                             f"{entry['decay_mult']!r} needs a base weight_decay")
+        _check_custom_key(key, entry, style, weight_decay, optimizer)
     return dict(cfg)
+
+
+def _check_custom_key(key, entry, style, weight_decay, optimizer):
+    where = f"paramwise_cfg.custom_keys[{key!r}]"
+    if not isinstance(key, str):
+        raise TypeError(f"paramwise_cfg.custom_keys keys must be strings (parts of parameter names), got {key!r}")
+    if not isinstance(entry, Mapping):
+        raise TypeError(f"{where} must be a dict, got {entry!r}")
+    if style == "mmcv":
+        validate.known_keys(where, entry, CUSTOM_KEYS)
+    elif optimizer is not None:
+        checked_call(optimizer, where, entry, ignored=CUSTOM_KEYS)
+    for mult in CUSTOM_KEYS:
+        if mult in entry:
+            validate.nonnegative(f"{where}.{mult}", entry[mult])
+    if "decay_mult" in entry and weight_decay is None:
+        raise ValueError(f"{where}.decay_mult = {entry['decay_mult']!r} needs a base weight_decay")
+
+
+def argument_names(function: Callable) -> tuple[str, ...] | None:
+    """The keyword arguments ``function`` takes (``None`` when it takes any: ``**kwargs``)."""
+    parameters = inspect.signature(function).parameters.values()
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):
+        return None
+    return tuple(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
+def checked_call(optimizer: Callable, where: str, arguments: Mapping, ignored=()):
+    """``optimizer(**arguments)`` less the ``ignored`` keys; a key that is neither ignored nor an
+    argument of the optimizer, or a value the optimizer refuses, raises naming ``where`` (a config
+    key such as ``optimizer``) as well as the argument and value."""
+    accepted = argument_names(optimizer)
+    if accepted is not None:
+        validate.known_keys(where, arguments, (*ignored, *accepted))
+    try:
+        return optimizer(**{k: v for k, v in arguments.items() if k not in ignored})
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{where}: {error}") from error
 
 
 def _hashable(value):
@@ -136,18 +178,19 @@ def _setting(cfg, style, has_decay, name, ndim, kind, parent_kind) -> ParamSetti
 
 
 def paramwise_labels(params, paramwise_cfg, *, weight_decay, module_kinds=None, frozen=None,
-                     style: str = "mmcv") -> tuple[Any, dict[str, ParamSetting]]:
+                     style: str = "mmcv", optimizer: Callable | None = None) -> tuple[Any, dict[str, ParamSetting]]:
     """``(labels, settings)``: a label per leaf (a pytree like ``params``) and ``{label: setting}``.
 
     ``weight_decay``: the optimizer's base weight decay, or ``None`` when it has none (then every
     decay rule is off and a ``decay_mult`` is an error, as in MMCV). ``module_kinds``:
     ``{module path: kind}`` (``purelr.params.module_kinds.module_kinds(model, ...)``); without it only the
     name rules apply. ``frozen``: a selector (``purelr.params.groups``) of the leaves torch would have
-    with ``requires_grad=False``.
+    with ``requires_grad=False``. ``optimizer``: ``**group_arguments -> transformation`` with the
+    base arguments bound, to check MMEngine's custom_keys entries (``check_cfg``).
     """
-    cfg = check_cfg(paramwise_cfg, style=style, weight_decay=weight_decay)
-    names = kinds_lib.dotted_names(params)
-    kinds = dict(module_kinds or {})
+    cfg = check_cfg(paramwise_cfg, style=style, weight_decay=weight_decay, optimizer=optimizer)
+    names = kinds_lib.param_names(params)
+    kinds = dict(validate.mapping("module_kinds", {} if module_kinds is None else module_kinds))
     for path, kind in kinds.items():
         validate.one_of(f"module_kinds[{path!r}]", kind, kinds_lib.KINDS)
         if not any(name.startswith(path + ".") or path == "" for name in names):
@@ -184,6 +227,8 @@ def paramwise_transform(optimizer: Callable, labels, settings: Mapping[str, Para
     """``optax.multi_transform`` of ``optimizer(**group_hyperparams(setting, ...))`` per label, with
     each ``schedules[name]`` (``base -> schedule``) started from the label's own base value and the
     lr multiplied by ``lr_scale`` after scheduling (timm's ``lr_scale``); frozen labels get zeros."""
+    lr = validate.nonnegative("lr", lr)
+    weight_decay = None if weight_decay is None else validate.nonnegative("weight_decay", weight_decay)
     transforms = {}
     for label, setting in settings.items():
         group = group_hyperparams(setting, lr=lr, weight_decay=weight_decay, **hyperparams)
@@ -213,7 +258,10 @@ def paramwise(optimizer: Callable, params, paramwise_cfg, *, lr, weight_decay=No
     weight_decay=1e-4, momentum=0.9, module_kinds=module_kinds(model, x),
     schedules=dict(lr=functools.partial(purelr.schedules.torch.multistep_lr, milestones=[8, 11])))``.
     """
+    bound = functools.partial(optimizer, lr=lr, **hyperparams,
+                              **({} if weight_decay is None else {"weight_decay": weight_decay}))
     labels, settings = paramwise_labels(params, paramwise_cfg, weight_decay=weight_decay,
-                                        module_kinds=module_kinds, frozen=frozen, style=style)
+                                        module_kinds=module_kinds, frozen=frozen, style=style,
+                                        optimizer=bound)
     return paramwise_transform(optimizer, labels, settings, lr=lr, weight_decay=weight_decay,
                                schedules=schedules, **hyperparams)

@@ -14,8 +14,9 @@ from typing import Callable, Collection, Mapping
 import jax
 
 from purelr.params import groups as groups_lib
-from purelr.params.module_kinds import dotted_names
+from purelr.params.module_kinds import param_names
 from purelr.params.paramwise import ParamSetting
+from purelr.schedules import validate
 
 
 def _matches(name, patterns) -> bool:
@@ -23,7 +24,7 @@ def _matches(name, patterns) -> bool:
 
 
 def _trainable(params, frozen):
-    names = dotted_names(params)
+    names = param_names(params)
     cold = [False] * len(names) if frozen is None else groups_lib.selected(frozen, params, "frozen")
     return names, [jax.numpy.ndim(leaf) for leaf in jax.tree.leaves(params)], cold
 
@@ -38,6 +39,9 @@ def param_groups_weight_decay(params, weight_decay=1e-5, weight_decay_exclude_1d
     leaves with ``ndim <= 1`` or named ``*.bias`` (when ``weight_decay_exclude_1d``) or matching
     ``no_weight_decay_list``, and for every leaf when ``weight_decay`` is 0 or None; ``"decay"``
     otherwise; ``"frozen"`` for the ``frozen`` selector (timm leaves those out)."""
+    if weight_decay is not None:
+        validate.nonnegative("weight_decay", weight_decay)
+    no_weight_decay_list = validate.strings("no_weight_decay_list", no_weight_decay_list)
     labels, settings = [], {}
     for name, ndim, cold in zip(*_trainable(params, frozen)):
         if cold:
@@ -66,15 +70,24 @@ def param_groups_layer_decay(params, layer_map: Mapping[str, int] | Callable[[st
     timm's schedulers multiply each group's scheduled lr by ``lr_scale``: so does
     ``paramwise_transform``.
     """
+    validate.nonnegative("weight_decay", weight_decay)
+    no_weight_decay_list = validate.strings("no_weight_decay_list", no_weight_decay_list)
+    layer_decay = validate.nonnegative("layer_decay", layer_decay)
+    min_scale = validate.nonnegative("min_scale", min_scale)
+    if no_opt_scale is not None:
+        validate.nonnegative("no_opt_scale", no_opt_scale)
     names, ndims, cold = _trainable(params, frozen)
     if callable(layer_map):
         layer_map = {name: layer_map(name) for name in names}
         layer_map = {name: layer for name, layer in layer_map.items() if layer is not None}
+    if not isinstance(layer_map, Mapping):
+        raise TypeError(f"layer_map must be a dict {{name: layer}} or a function name -> layer, got {layer_map!r}")
     unknown = sorted(set(layer_map) - set(names))
     if unknown:
         raise ValueError(f"layer_map names parameters that do not exist: {unknown}")
     if not layer_map:
-        raise ValueError("layer_map maps no parameter to a layer")
+        raise ValueError(f"layer_map maps no parameter to a layer, got {layer_map!r}")
+    layer_map = {name: validate.nonnegative_int(f"layer_map[{name!r}]", layer) for name, layer in layer_map.items()}
     layer_max = max(layer_map.values())
     labels, settings = [], {}
     for name, ndim, is_cold in zip(names, ndims, cold):

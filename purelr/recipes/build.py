@@ -27,6 +27,7 @@ base value (``lr * lr_mult``).
 
 from __future__ import annotations
 
+import difflib
 import os
 
 import optax
@@ -63,12 +64,22 @@ def read_recipe(cfg, *, epoch_len: int | None = None) -> Recipe:
     """Reads and checks a config (dict or file) into a ``Recipe``; errors name the key and value."""
     cfg = _loaded(cfg)
     registry.import_custom(cfg.get("custom_imports"))
-    if "optim_wrapper" in cfg:
-        return mmengine.read(cfg, epoch_len)
-    if "optimizer" in cfg:
-        return mmcv.read(cfg, epoch_len)
+    for reader in (mmengine, mmcv):
+        if reader.SECTIONS[0] in cfg:
+            _check_spelling(cfg, reader.SECTIONS)
+            return reader.read(cfg, epoch_len)
     raise ValueError(f"a config needs 'optimizer' (MMDetection 2.x), 'optim_wrapper' (MMEngine) or 'timm'; "
                      f"it has {sorted(cfg)}")
+
+
+def _check_spelling(cfg: dict, sections) -> None:
+    """A key one letter or so away from a section the reader reads (``lr_confg``), while that
+    section is absent, would silently drop it: raises naming both."""
+    missing = [section for section in sections if section not in cfg]
+    for key in cfg:
+        close = difflib.get_close_matches(str(key), missing, n=1, cutoff=0.9)
+        if key not in sections and close:
+            raise ValueError(f"config key {key!r} is not read: did you mean {close[0]!r}?")
 
 
 def _loaded(cfg) -> dict:

@@ -40,6 +40,8 @@ __all__ = ["ConfigError", "load_config", "merge"]
 
 def load_config(path: str | os.PathLike, *, scopes: dict | None = None, trust: bool = False) -> dict:
     """The merged config dict of ``path`` and its bases."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_config path must be a file path, got {path!r}")
     return _load(os.path.abspath(os.fspath(path)), (), dict(scopes or {}), trust)
 
 

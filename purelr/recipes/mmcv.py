@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import functools
 
-from purelr.recipes.recipe import Recipe, checked_factory, clip_of, custom_schedule, optimizer_of, run_length
+from purelr.recipes.recipe import Recipe, checked_factory, clip_of, custom_schedule, optimizer_of, run_length, section
 from purelr.schedules import mmcv, validate
+
+SECTIONS = ("optimizer", "optimizer_config", "lr_config", "momentum_config", "runner", "total_epochs")
+"""The config keys this reader reads (the first one says the config is of this kind)."""
 
 
 def read(cfg: dict, epoch_len) -> Recipe:
     optimizer, hyperparams = optimizer_of(cfg["optimizer"], "optimizer")
-    runner = cfg.get("runner") or ({"max_epochs": cfg["total_epochs"]} if "total_epochs" in cfg else None)
+    runner = section(cfg, "runner") or ({"max_epochs": cfg["total_epochs"]} if "total_epochs" in cfg else {})
     max_epochs, max_iters = run_length("runner", runner, epoch_len)
-    hook = dict(cfg.get("optimizer_config") or {})
+    hook = section(cfg, "optimizer_config")
     hook_type = hook.pop("type", "OptimizerHook")
     validate.one_of("optimizer_config.type", hook_type, ("OptimizerHook", "GradientCumulativeOptimizerHook"))
     cumulative = hook.pop("cumulative_iters", 1) if hook_type == "GradientCumulativeOptimizerHook" else 1
@@ -22,15 +25,15 @@ def read(cfg: dict, epoch_len) -> Recipe:
     if hook:
         raise ValueError(f"optimizer_config: unknown keys {sorted(hook)}")
     lengths = dict(epoch_len=epoch_len, max_epochs=max_epochs, max_iters=max_iters)
-    hook_cfgs = {"lr_config": cfg.get("lr_config"), "momentum_config": cfg.get("momentum_config")}
-    if (runner or {}).get("type") == "IterBasedRunner" and hook_cfgs["lr_config"] is not None:
-        # IterBasedRunner.register_training_hooks: lr_config.setdefault('by_epoch', False) (lr only)
-        hook_cfgs["lr_config"] = {"by_epoch": False, **hook_cfgs["lr_config"]}
     schedules = {}
     for name, key, make in (("lr", "lr_config", mmcv.lr_config), ("momentum", "momentum_config", mmcv.momentum_config)):
-        if hook_cfgs[key] is not None:
-            schedules[name] = checked_factory(custom_schedule(hook_cfgs[key].get("policy"), hook_cfgs[key], lengths)
-                                               or functools.partial(make, hook_cfgs[key], **lengths), name)
-    return Recipe(optimizer, hyperparams, dict(cfg["optimizer"].get("paramwise_cfg") or {}),
+        if cfg.get(key) is not None:
+            hook_cfg = section(cfg, key)
+            if key == "lr_config" and runner.get("type") == "IterBasedRunner":
+                # IterBasedRunner.register_training_hooks: lr_config.setdefault('by_epoch', False), lr only
+                hook_cfg.setdefault("by_epoch", False)
+            schedules[name] = checked_factory(custom_schedule(hook_cfg.get("policy"), hook_cfg, lengths)
+                                               or functools.partial(make, hook_cfg, **lengths), name)
+    return Recipe(optimizer, hyperparams, section(cfg["optimizer"], "paramwise_cfg"),
                   cfg["optimizer"].get("constructor", "DefaultOptimizerConstructor"), "mmcv", clip,
                   validate.positive_int("optimizer_config.cumulative_iters", cumulative), schedules, max_iters)

@@ -6,20 +6,23 @@ import difflib
 import functools
 
 from purelr.recipes import registry
-from purelr.recipes.recipe import Recipe, checked_factory, clip_of, custom_schedule, optimizer_of, run_length
+from purelr.recipes.recipe import Recipe, checked_factory, clip_of, custom_schedule, optimizer_of, run_length, section
 from purelr.schedules import mmengine, validate
+
+SECTIONS = ("optim_wrapper", "param_scheduler", "train_cfg")
+"""The config keys this reader reads (the first one says the config is of this kind)."""
 
 
 def read(cfg: dict, epoch_len) -> Recipe:
-    wrapper = dict(cfg["optim_wrapper"])
+    wrapper = section(cfg, "optim_wrapper")
     wrapper_type = wrapper.pop("type", "OptimWrapper")
     validate.one_of("optim_wrapper.type", wrapper_type, ("OptimWrapper",))
     optimizer, hyperparams = optimizer_of(wrapper.pop("optimizer", None), "optim_wrapper.optimizer")
-    train_cfg = cfg.get("train_cfg") or {}
-    max_epochs, max_iters = run_length("train_cfg", train_cfg, epoch_len)
+    max_epochs, max_iters = run_length("train_cfg", section(cfg, "train_cfg"), epoch_len)
     clip = clip_of(wrapper.pop("clip_grad", None), "optim_wrapper.clip_grad", mmengine_style=True)
     cumulative = validate.positive_int("optim_wrapper.accumulative_counts", wrapper.pop("accumulative_counts", 1))
-    paramwise_cfg = dict(wrapper.pop("paramwise_cfg", None) or {})
+    paramwise_cfg = section(wrapper, "paramwise_cfg")
+    wrapper.pop("paramwise_cfg", None)
     constructor = wrapper.pop("constructor", "DefaultOptimWrapperConstructor")
     if wrapper:
         raise ValueError(f"optim_wrapper: unknown keys {sorted(wrapper)}")

@@ -60,20 +60,48 @@ def transformation(recipe: Recipe, params, *, module_kinds=None, frozen=None) ->
     return transform
 
 
+DEFAULT_CONSTRUCTORS = ("DefaultOptimizerConstructor", "DefaultOptimWrapperConstructor")
+# The loops of each framework, and the keys of their config that purelr reads or may ignore.
+LOOPS = {"runner": (("EpochBasedRunner", "IterBasedRunner"), ("type", "max_epochs", "max_iters")),
+         "train_cfg": (("EpochBasedTrainLoop", "IterBasedTrainLoop"),
+                       ("type", "by_epoch", "max_epochs", "max_iters", "val_interval", "val_begin",
+                        "dynamic_intervals"))}
+
+
+def section(cfg: dict, key: str) -> dict:
+    """``cfg[key]`` as a dict (``{}`` when absent or None); anything but a dict raises naming it."""
+    value = cfg.get(key)
+    return {} if value is None else dict(validate.mapping(key, value))
+
+
 def optimizer_of(optimizer_cfg, where: str):
+    """``(optimizer, arguments)`` of an optimizer config, checked by building it once: the base
+    ``lr`` and ``weight_decay`` are finite and >= 0, every key is an argument of the optimizer
+    and the optimizer accepts the values (errors name ``where.key`` and the value)."""
     if not isinstance(optimizer_cfg, dict) or "type" not in optimizer_cfg:
         raise ValueError(f"{where} must be a dict with a 'type', got {optimizer_cfg!r}")
     kwargs = {k: v for k, v in optimizer_cfg.items() if k not in ("type", "paramwise_cfg", "constructor")}
     if "lr" not in kwargs:
         raise ValueError(f"{where}.lr is missing: give the base learning rate")
-    return registry.lookup("optimizer", optimizer_cfg["type"], f"{where}.type"), kwargs
+    validate.nonnegative(f"{where}.lr", kwargs["lr"])
+    if kwargs.get("weight_decay") is not None:
+        validate.nonnegative(f"{where}.weight_decay", kwargs["weight_decay"])
+    optimizer = registry.lookup("optimizer", optimizer_cfg["type"], f"{where}.type")
+    paramwise_lib.checked_call(optimizer, where, kwargs)
+    return optimizer, kwargs
 
 
-def run_length(where: str, runner: dict | None, epoch_len):
-    """``(max_epochs, max_iters)`` of an MMCV ``runner`` or MMEngine ``train_cfg``."""
-    runner = runner or {}
+def run_length(where: str, runner: dict, epoch_len):
+    """``(max_epochs, max_iters)`` of an MMCV ``runner`` or MMEngine ``train_cfg`` (``where``)."""
+    loops, known = LOOPS[where]
+    validate.known_keys(where, runner, known)
+    if "type" in runner:
+        validate.one_of(f"{where}.type", runner["type"], loops)
     max_epochs = runner.get("max_epochs")
     max_iters = runner.get("max_iters")
+    if max_epochs is not None and max_iters is not None:
+        raise ValueError(f"{where}: only one of max_epochs and max_iters can be set, got "
+                         f"max_epochs={max_epochs!r}, max_iters={max_iters!r}")
     if max_epochs is not None:
         max_epochs = validate.positive_int(f"{where}.max_epochs", max_epochs)
     if max_iters is not None:
@@ -84,6 +112,8 @@ def run_length(where: str, runner: dict | None, epoch_len):
 
 
 def clip_of(clip_cfg, where: str, *, mmengine_style: bool):
+    """``None``, ``("norm", max_norm, norm_type)`` or ``("value", clip_value)``. An infinite
+    ``max_norm`` or ``clip_value`` is accepted, as torch's clipping accepts it (it never clips)."""
     if clip_cfg is None:
         return None
     if not isinstance(clip_cfg, dict):
@@ -91,15 +121,14 @@ def clip_of(clip_cfg, where: str, *, mmengine_style: bool):
     clip_cfg = dict(clip_cfg)
     kind = clip_cfg.pop("type", "norm") if mmengine_style else "norm"
     validate.one_of(f"{where}.type", kind, ("norm", "value"))
+    keys = ("clip_value",) if kind == "value" else ("max_norm", "norm_type")
+    validate.known_keys(where, clip_cfg, keys)
+    if keys[0] not in clip_cfg:
+        raise ValueError(f"{where}.{keys[0]} is missing")
+    bound = validate.nonnegative(f"{where}.{keys[0]}", clip_cfg[keys[0]], finite=False)
     if kind == "value":
-        return ("value", validate.nonnegative(f"{where}.clip_value", clip_cfg.get("clip_value")))
-    unknown = sorted(set(clip_cfg) - {"max_norm", "norm_type"})
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; known: ['max_norm', 'norm_type']")
-    if "max_norm" not in clip_cfg:
-        raise ValueError(f"{where}.max_norm is missing")
-    return ("norm", validate.nonnegative(f"{where}.max_norm", clip_cfg["max_norm"]),
-            float(clip_cfg.get("norm_type", 2.0)))
+        return ("value", bound)
+    return ("norm", bound, validate.real(f"{where}.norm_type", clip_cfg.get("norm_type", 2.0)))
 
 
 def custom_schedule(kind, cfg: dict, lengths: dict):
@@ -144,10 +173,11 @@ def _schedule_targets(schedules: dict, hyperparams: dict) -> dict:
 
 def labels_of(recipe: Recipe, params, module_kinds, frozen):
     """``(labels, settings)`` of the config's constructor (paramwise_cfg rules or a registered one)."""
-    if recipe.constructor in ("DefaultOptimizerConstructor", "DefaultOptimWrapperConstructor"):
+    if recipe.constructor in DEFAULT_CONSTRUCTORS:
         return paramwise_lib.paramwise_labels(params, recipe.paramwise_cfg,
                                               weight_decay=recipe.hyperparams.get("weight_decay"),
-                                              module_kinds=module_kinds, frozen=frozen, style=recipe.style)
-    constructor = registry.lookup("constructor", recipe.constructor, "constructor")
+                                              module_kinds=module_kinds, frozen=frozen, style=recipe.style,
+                                              optimizer=functools.partial(recipe.optimizer, **recipe.hyperparams))
+    constructor = registry.lookup("constructor", recipe.constructor, "constructor", builtin=DEFAULT_CONSTRUCTORS)
     return constructor(params, recipe.hyperparams, recipe.paramwise_cfg, module_kinds=module_kinds,
                        frozen=frozen)

@@ -18,6 +18,8 @@ import importlib
 import warnings
 from typing import Callable
 
+from purelr.schedules import validate
+
 TORCH_OPTIMIZERS = {
     "SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "Adamax": "adamax", "NAdam": "nadam",
     "RAdam": "radam", "Adagrad": "adagrad", "Adadelta": "adadelta", "RMSprop": "rmsprop",
@@ -28,6 +30,9 @@ _REGISTRIES: dict[str, dict[str, Callable]] = {"optimizer": {}, "schedule": {}, 
 
 
 def _register(kind: str, name: str | None, force: bool):
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"register_{kind} name must be a string or None, got {name!r}")
+
     def decorator(part: Callable) -> Callable:
         key = name or part.__name__
         if key in _REGISTRIES[kind] and not force and _REGISTRIES[kind][key] is not part:
@@ -65,12 +70,14 @@ def registered(kind: str) -> dict[str, Callable]:
     return parts
 
 
-def lookup(kind: str, name, where: str) -> Callable:
-    """The part registered as ``name``; an unknown name raises naming ``where`` and close matches."""
+def lookup(kind: str, name, where: str, builtin=()) -> Callable:
+    """The part registered as ``name``; an unknown name raises naming ``where`` and close matches
+    among the registered parts and the ``builtin`` names the caller handles itself."""
     parts = registered(kind)
     if not isinstance(name, str) or name not in parts:
-        close = difflib.get_close_matches(str(name), parts, n=3, cutoff=0.5)
-        hint = f"; did you mean {close}?" if close else f"; known: {sorted(parts)}"
+        known = [*builtin, *parts]
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        hint = f"; did you mean {close}?" if close else f"; known: {sorted(known)}"
         raise ValueError(f"{where}: unknown {kind} type {name!r}{hint}")
     return parts[name]
 
@@ -82,7 +89,7 @@ def import_custom(custom_imports, where: str = "custom_imports") -> None:
     if not isinstance(custom_imports, dict) or "imports" not in custom_imports:
         raise ValueError(f"{where} must be dict(imports=[...], allow_failed_imports=False), got {custom_imports!r}")
     modules = custom_imports["imports"]
-    modules = [modules] if isinstance(modules, str) else modules
+    modules = validate.strings(f"{where}.imports", [modules] if isinstance(modules, str) else modules)
     unknown = sorted(set(custom_imports) - {"imports", "allow_failed_imports"})
     if unknown:
         raise ValueError(f"{where}: unknown keys {unknown}; known: ['allow_failed_imports', 'imports']")

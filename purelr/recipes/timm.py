@@ -32,6 +32,7 @@ from purelr.params import paramwise as paramwise_lib
 from purelr.params import timm as paramwise_timm
 from purelr.params.module_kinds import dotted_names
 from purelr.schedules import timm as timm_schedules
+from purelr.schedules import validate
 
 MATCH_PREV_GROUP = 99999  # timm.models._manipulate.MATCH_PREV_GROUP[0]
 
@@ -100,11 +101,11 @@ def layer_map_from_matcher(params, group_matcher: Mapping[str, Any]) -> dict[str
     a name takes the first regex that matches its start, keyed by (entry index, the regex's groups,
     the suffix); unmatched names come last; a suffix of ``(99999,)`` joins the previous layer."""
     compiled = []
-    for ordinal, spec in enumerate(group_matcher.values()):
+    for ordinal, (group, spec) in enumerate(validate.mapping("group_matcher", group_matcher).items()):
         if spec is None:
             continue
         for pattern, suffix in spec if isinstance(spec, (list, tuple)) else [(spec, None)]:
-            compiled.append((re.compile(pattern), (ordinal,), suffix))
+            compiled.append((_compiled(f"group_matcher[{group!r}]", pattern), (ordinal,), suffix))
 
     def key(name):
         for pattern, prefix, suffix in compiled:
@@ -123,6 +124,13 @@ def layer_map_from_matcher(params, group_matcher: Mapping[str, Any]) -> dict[str
             layer += 1
         layers.update((name, layer) for name in grouping[group])
     return layers
+
+
+def _compiled(name: str, pattern) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except (re.error, TypeError) as error:
+        raise ValueError(f"{name} must be a regular expression, got {pattern!r}: {error}") from error
 
 
 def create_optimizer_v2(params, opt: str = "sgd", lr=None, weight_decay: float = 0.0, momentum: float = 0.9,
@@ -145,10 +153,12 @@ def create_optimizer_v2(params, opt: str = "sgd", lr=None, weight_decay: float =
     """
     del foreach
     _, info = optimizer_info(opt)
+    validate.flag("filter_bias_and_bn", filter_bias_and_bn)
     if layer_decay is not None:
         if layer_map is None:
-            raise ValueError("layer_decay needs layer_map (timm reads it from model.group_matcher): "
-                             "give layer_map={name: layer} or layer_map_from_matcher(params, matcher)")
+            raise ValueError(f"layer_decay needs layer_map (timm reads it from model.group_matcher), got "
+                             f"layer_decay={layer_decay!r} and no layer_map: give layer_map={{name: layer}} or "
+                             f"layer_map_from_matcher(params, matcher)")
         labels, settings = paramwise_timm.param_groups_layer_decay(
             params, layer_map, weight_decay=weight_decay, no_weight_decay_list=no_weight_decay_list,
             weight_decay_exclude_1d=filter_bias_and_bn, layer_decay=layer_decay,
@@ -186,7 +196,7 @@ def scheduler_kwargs(args: Mapping[str, Any]) -> dict:
     ``lr_cycle_mul``, ``sched_on_updates``, ...) to ``create_scheduler_v2``'s, with its defaults
     (``warmup_epochs=5``, ``epochs=100``, ...) for names not given."""
     kwargs = {name: args.get(arg, default) for arg, (name, default) in SCHEDULER_ARGS.items()}
-    kwargs["step_on_epochs"] = not args.get("sched_on_updates", False)
+    kwargs["step_on_epochs"] = not validate.flag("timm.sched_on_updates", args.get("sched_on_updates", False))
     return kwargs
 
 
@@ -199,7 +209,7 @@ def optimizer_kwargs(args: Mapping[str, Any]) -> dict:
                    layer_decay_no_opt_scale="layer_decay_no_opt_scale", opt_foreach="foreach",
                    filter_bias_and_bn="filter_bias_and_bn", no_weight_decay_list="no_weight_decay_list")
     kwargs.update((new, args[old]) for old, new in renamed.items() if args.get(old) is not None)
-    kwargs.update(args.get("opt_args") or {})
+    kwargs.update(validate.mapping("timm.opt_args", args.get("opt_args") or {}))
     return kwargs
 
 
@@ -218,6 +228,9 @@ def build_timm(args: Mapping[str, Any], params, *, updates_per_epoch: int | None
     if "lr" not in kwargs or kwargs["lr"] is None:
         raise ValueError("timm.lr is missing: give the base learning rate (timm's train.py derives it "
                          "from lr_base and the batch size; give the result)")
+    for name in ("lr", "weight_decay"):
+        if name in kwargs:
+            validate.nonnegative(f"timm.{name}", kwargs[name])
     if args.get("group_matcher") is not None:
         if layer_map is not None:
             raise ValueError("timm.group_matcher and layer_map are both given: give one")

@@ -107,7 +107,7 @@ def _target(cfg: _Cfg, base: float, key: str) -> float:
         )
     if ratio is not None:
         return base * validate.real(f"{cfg.name}.min_{key}_ratio", ratio)
-    return validate.real(f"{cfg.name}.min_{key}", value)
+    return validate.finite(f"{cfg.name}.min_{key}", value)
 
 
 def _anneal(cfg: _Cfg) -> Callable:
@@ -316,6 +316,7 @@ def _one_cycle_lr(cfg: _Cfg, base: float, progress: _Progress):
         raise TypeError(
             f"{cfg.name}.max_lr must be a number (one schedule a group), got {max_lr!r}"
         )
+    validate.nonnegative(f"{cfg.name}.max_lr", max_lr)
     max_iters = _total(cfg, progress)
     total = _read(cfg, "total_steps", validate.positive_int, max_iters)
     if total < max_iters:
@@ -447,7 +448,7 @@ def _hook_schedule(name: str, policies: Mapping, cfg, base, lengths: tuple, *, w
         progress = _Progress(True, max_epochs, "max_epochs")
     else:
         progress = _Progress(False, max_iters, "max_iters")
-    base = validate.real(f"{name} base value", base)
+    base = validate.finite(f"{name} base value", base)
     regular = policies[resolved](cfg, base, progress)
     warm = _warmup(cfg, epoch_len, ratio=warmup_ratio, by_epoch_key=warmup_by_epoch)
     if options:

@@ -401,6 +401,8 @@ def create_scheduler_v2(
     """
     validate.one_of("sched", sched, SCHEDULERS)
     base_lr = _base(base_lr)
+    validate.nonnegative("min_lr", min_lr)
+    validate.step_list("decay_milestones", decay_milestones, strictly=False)
     updates_per_epoch = validate.positive_int("updates_per_epoch", updates_per_epoch)
     scale = 1 if step_on_epochs else updates_per_epoch
     if decay_epochs is None:

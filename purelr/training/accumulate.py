@@ -38,8 +38,9 @@ def accumulate(inner: optax.GradientTransformation, every: int,
     ``inner``'s schedules are read at its own update count: give them ``update_iteration`` to read
     the lr of the iteration that steps, as MMCV's hooks set it.
     """
-    every = validate.positive_int("cumulative_iters", every)
-    total = None if total is None else validate.positive_int("max_iters", total)
+    validate.transformation("inner", inner)
+    every = validate.positive_int("every", every)
+    total = None if total is None else validate.positive_int("total", total)
     divisible = None if total is None else total // every * every
 
     def init_fn(params):

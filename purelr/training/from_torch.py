@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purelr.schedules import validate
+
 # torch param-group entries that hold several of a twin's hyperparameters
 _GROUP_TUPLES = {"beta1": ("betas", 0), "beta2": ("betas", 1), "etaminus": ("etas", 0),
                  "etaplus": ("etas", 1), "step_size_min": ("step_sizes", 0),
@@ -80,7 +82,7 @@ def resume_schedule(schedule: Callable, last_epoch: int, count: int) -> Callable
     With one ``scheduler.step()`` per ``optimizer.step()`` from the start, ``last_epoch == count``
     and this is ``schedule`` itself.
     """
-    offset = last_epoch - count
+    offset = validate.nonnegative_int("last_epoch", last_epoch) - validate.nonnegative_int("count", count)
     return lambda step: schedule(step + offset)
 
 
@@ -128,18 +130,39 @@ def from_torch(optimizer, params, model_state_dict: Mapping, optimizer_state_dic
         entry or shapes differ; naming the parameter and key when the optimizer state is of another
         optimizer or other flags (unknown or missing keys), steps differ, or param counts differ.
     """
+    validate.transformation("optimizer", optimizer)
+    _check_optimizer_state(optimizer_state_dict)
+    count = None if count is None else validate.nonnegative_int("count", count)
+    last_epoch = None if scheduler_state_dict is None else _last_epoch(scheduler_state_dict)
     leaves, layout = _convert_model(model_state_dict, names, params=params,
                                     batch_stats=batch_stats)
     order = _param_order(optimizer_state_dict, param_names, layout)
     opt_state = _convert_optimizer(optimizer.init(params), optimizer_state_dict, order, layout,
                                    leaves["params"], count)
-    last_epoch = None
-    if scheduler_state_dict is not None:
-        last_epoch = scheduler_state_dict.get("last_epoch")
-        if last_epoch is None:  # ChainedScheduler: its members step together
-            last_epoch = scheduler_state_dict["_schedulers"][0]["last_epoch"]
-        last_epoch = int(last_epoch)
     return TorchRun(*_filled(leaves, params, batch_stats), opt_state, last_epoch)
+
+
+_OPTIMIZER_KEYS = ("state", "param_groups")
+
+
+def _check_optimizer_state(optimizer_state_dict) -> None:
+    """An ``optimizer.state_dict()``: a dict with ``state`` and ``param_groups``."""
+    validate.mapping("optimizer_state_dict", optimizer_state_dict)
+    if not all(key in optimizer_state_dict for key in _OPTIMIZER_KEYS):
+        raise ValueError(f"optimizer_state_dict must be optimizer.state_dict() (keys 'state' and "
+                         f"'param_groups'), got one with keys {list(optimizer_state_dict)[:5]}")
+
+
+def _last_epoch(scheduler_state_dict) -> int:
+    """A ``scheduler.state_dict()``'s ``last_epoch`` (a ChainedScheduler's first member's)."""
+    validate.mapping("scheduler_state_dict", scheduler_state_dict)
+    state = scheduler_state_dict
+    if "last_epoch" not in state and state.get("_schedulers"):  # ChainedScheduler: members step together
+        state = state["_schedulers"][0]
+    if "last_epoch" not in state:
+        raise ValueError(f"scheduler_state_dict must be scheduler.state_dict() (with a 'last_epoch'), got "
+                         f"one with keys {list(scheduler_state_dict)[:5]}")
+    return validate.nonnegative_int("scheduler_state_dict['last_epoch']", state["last_epoch"])
 
 
 class _Target(NamedTuple):
@@ -177,7 +200,10 @@ def _target(names, torch_name: str, shape) -> _Target | None:
         entry = default_names(torch_name, shape)
     if entry is None:
         return None
-    name, transform = entry if isinstance(entry, tuple) else (entry, None)
+    name, transform = entry if isinstance(entry, tuple) and len(entry) == 2 else (entry, None)
+    if not isinstance(name, str) or not (transform is None or callable(transform)):
+        raise TypeError(f"names[{torch_name!r}] must be a flax leaf name, a (name, transform) pair or "
+                        f"None, got {entry!r}")
     if transform is None:
         transform = kernel_layout if name.rpartition(".")[2] == "kernel" else np.asarray
     return _Target("", name, transform)
@@ -193,6 +219,12 @@ def _convert(array, like, what: str):
 
 def _convert_model(model_state_dict, names, **trees):
     """``({collection: {flax name: array}}, {torch name: _Target})`` of the model's entries."""
+    validate.mapping("model_state_dict", model_state_dict)
+    if all(key in model_state_dict for key in _OPTIMIZER_KEYS):
+        raise ValueError(f"model_state_dict must be model.state_dict(), got one with keys "
+                         f"{list(model_state_dict)}: an optimizer's state_dict")
+    if not (names is None or callable(names) or isinstance(names, Mapping)):
+        raise TypeError(f"names must be None, a dict {{torch name: entry}} or a function, got {names!r}")
     flax = {collection: {} if tree is None else _dotted(tree) for collection, tree in trees.items()}
     leaves = {collection: {} for collection in trees}
     layout = {}
@@ -234,6 +266,7 @@ def _param_order(optimizer_state_dict, param_names, layout) -> dict:
         return dict(zip(indices, param_names))
     if param_names is None:
         param_names = [name for name, target in layout.items() if target.collection == "params"]
+    param_names = validate.strings("param_names", param_names)
     if len(param_names) != len(indices):
         raise ValueError(f"the torch optimizer holds {len(indices)} parameters, the model "
                          f"{len(param_names)} ({', '.join(param_names)}): pass param_names=")
