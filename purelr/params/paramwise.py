@@ -70,7 +70,9 @@ def check_cfg(paramwise_cfg, *, style: str, weight_decay, optimizer: Callable | 
     """Validates a ``paramwise_cfg``; raises naming the key and value (MMCV's ``_validate_cfg``
     plus unknown keys, negative or non-finite multipliers and non-numbers).
 
-    A custom_keys entry holds ``lr_mult`` and ``decay_mult`` (MMCV); MMEngine passes its other
+    Keys starting with ``_`` are config-language markers, ignored as the constructors ignore every
+    key they do not read (the twins configs of MMClassification 0.x and MMPretrain write ``_delete``
+    for ``_delete_``). A custom_keys entry holds ``lr_mult`` and ``decay_mult`` (MMCV); MMEngine passes its other
     entries to the parameter group, so there any argument of the optimizer is accepted and, given
     ``optimizer`` (``**group_arguments -> transformation``), checked by building it.
     """
@@ -81,6 +83,8 @@ def check_cfg(paramwise_cfg, *, style: str, weight_decay, optimizer: Callable | 
     if not isinstance(cfg, Mapping):
         raise TypeError(f"paramwise_cfg must be None or a dict, got {cfg!r}")
     for key, value in cfg.items():
+        if key.startswith("_"):
+            continue  # a config-language marker (MMCV's and MMClassification's twins configs carry `_delete`)
         if key not in KNOWN_KEYS[style]:
             raise ValueError(f"unknown paramwise_cfg key {key!r} (= {value!r}); known keys for {style}: "
                              f"{list(KNOWN_KEYS[style])}{validate.close_to(key, KNOWN_KEYS[style])}")
