@@ -56,6 +56,29 @@ def run_length_options(command: argparse.ArgumentParser) -> None:
     length.add_argument("--max-iters", type=count, metavar="N", help="override the run's length in iterations")
 
 
+def scope(text: str) -> tuple[str, str]:
+    """An argparse type: ``NAME=PATH``, a config root for ``NAME::`` bases."""
+    name, _, path = text.partition("=")
+    if not name or not path:
+        raise argparse.ArgumentTypeError(f"must be NAME=PATH (--scope mmdet=/path/to/mmdetection/configs), got {text!r}")
+    return name, path
+
+
+def config_options(command: argparse.ArgumentParser) -> None:
+    """``--scope NAME=PATH`` and ``--trust-config``, shared by ``plot`` and ``compare``."""
+    command.add_argument("--scope", type=scope, action="append", default=[], metavar="NAME=PATH",
+                         help="the config root of NAME:: bases and of 'NAME.configs' pure-Python imports "
+                              "(repeatable)")
+    command.add_argument("--trust-config", action="store_true",
+                         help="run what the config subset does not cover as Python, as MMCV/MMEngine do")
+
+
+def loaded(args) -> dict:
+    from purelr.recipes.config import load_config
+
+    return load_config(args.config, scopes=dict(args.scope), trust=args.trust_config)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="purelr", description=DESCRIPTION,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,6 +87,7 @@ def parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="draw the lr/momentum curves of a config")
     plot.add_argument("config", help="an MMDetection 2.x, MMEngine or timm config file (.py, .json, .yaml)")
     run_length_options(plot)
+    config_options(plot)
     plot.add_argument("-o", "--output", default="lr.png", help="the PNG to write (default lr.png)")
     plot.add_argument("--csv", help="also write every value to this CSV file")
     plot.add_argument("--by", choices=("iter", "epoch"), default="iter", help="x axis unit")
@@ -77,6 +101,7 @@ def parser() -> argparse.ArgumentParser:
                          help="the original to step: mmcv for MMDetection 2.x configs (optimizer, "
                               "lr_config), mmengine for optim_wrapper / param_scheduler, timm for timm=dict(...)")
     run_length_options(compare)
+    config_options(compare)
     compare.add_argument("--rtol", type=positive, default=1e-6,
                          help="the largest difference allowed, relative to each curve's largest value "
                               "(default 1e-6: purelr evaluates in float32)")
@@ -90,7 +115,7 @@ def plot(args) -> int:
 
     params, kinds = _model(args.model) if args.model else (None, None)
     start = time.perf_counter()
-    curves = config_curves(args.config, epoch_len=args.epoch_len, max_epochs=args.max_epochs,
+    curves = config_curves(loaded(args), epoch_len=args.epoch_len, max_epochs=args.max_epochs,
                            max_iters=args.max_iters, params=params, module_kinds=kinds)
     evaluated = time.perf_counter() - start
     print(plot_lib.table(curves))
@@ -118,9 +143,8 @@ def compare(args) -> int:
     from purelr.cli import plot as plot_lib
     from purelr.cli.compare import check_style, differences, reference_curves
     from purelr.cli.curves import config_curves, with_run_length
-    from purelr.recipes.config import load_config
 
-    cfg = load_config(args.config)
+    cfg = loaded(args)
     check_style(cfg, args.against)
     cfg = with_run_length(cfg, max_epochs=args.max_epochs, max_iters=args.max_iters)
     ours = config_curves(cfg, epoch_len=args.epoch_len)

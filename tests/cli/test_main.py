@@ -197,3 +197,24 @@ def test_config_curves_refuses_invalid_lengths(kwargs, message, config):
     with pytest.raises(ValueError) as error:
         config_curves(str(config), **{"epoch_len": 10, **kwargs})
     assert message in str(error.value)
+
+
+def test_scope_and_trust_options_reach_the_loader(tmp_path):
+    """``--scope NAME=PATH`` resolves ``NAME::`` bases; ``--trust-config`` runs what the config subset
+    refuses (here a call of a function the config defines)."""
+    (tmp_path / "zoo" / "_base_").mkdir(parents=True)
+    (tmp_path / "zoo" / "_base_" / "schedule.py").write_text(CONFIG)
+    scoped = tmp_path / "scoped.py"
+    scoped.write_text("_base_ = 'zoo::_base_/schedule.py'\nrunner = dict(max_epochs=2)\n")
+    refused = purelr_cli("plot", scoped, "--epoch-len", 3, "-o", tmp_path / "a.png")
+    assert refused.returncode == 2 and "names the scope 'zoo'" in refused.stderr
+    plotted = purelr_cli("plot", scoped, "--epoch-len", 3, "-o", tmp_path / "a.png", "--scope", f"zoo={tmp_path / 'zoo'}")
+    assert plotted.returncode == 0, plotted.stderr
+    assert "6 iterations" in plotted.stdout
+    programmed = tmp_path / "programmed.py"
+    programmed.write_text(CONFIG + "def twelve():\n    return 12\nrunner = dict(max_epochs=twelve() // 6)\n")
+    refused = purelr_cli("plot", programmed, "--epoch-len", 3, "-o", tmp_path / "b.png")
+    assert refused.returncode == 2 and "calling twelve, defined here by the config" in refused.stderr
+    trusted = purelr_cli("plot", programmed, "--epoch-len", 3, "-o", tmp_path / "b.png", "--trust-config")
+    assert trusted.returncode == 0, trusted.stderr
+    assert "6 iterations" in trusted.stdout

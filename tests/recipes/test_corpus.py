@@ -137,7 +137,10 @@ def run(every: int) -> dict:
         for path in recipes(corpus, every):
             signature = json.dumps({k: plain(v) for k, v in _keys(path).items()}, sort_keys=True, default=repr)
             if signature not in seen:
-                seen[signature] = category(corpus, path)
+                try:
+                    seen[signature] = category(corpus, path)
+                except Exception as error:  # reported with the others, then failed in _check
+                    seen[signature] = f"failed: {path}: {type(error).__name__}: {str(error)[:300]}"
             counts[corpus.name][seen[signature]] += 1
     return counts
 
