@@ -71,6 +71,8 @@ def config_options(command: argparse.ArgumentParser) -> None:
                               "(repeatable)")
     command.add_argument("--trust-config", action="store_true",
                          help="run what the config subset does not cover as Python, as MMCV/MMEngine do")
+    command.add_argument("--world-size", type=count, metavar="N",
+                         help="the processes (GPUs) the original ran on, for auto_scale_lr=dict(enable=True)")
 
 
 def loaded(args) -> dict:
@@ -115,7 +117,7 @@ def plot(args) -> int:
 
     params, kinds = _model(args.model) if args.model else (None, None)
     start = time.perf_counter()
-    curves = config_curves(loaded(args), epoch_len=args.epoch_len, max_epochs=args.max_epochs,
+    curves = config_curves(loaded(args), epoch_len=args.epoch_len, world_size=args.world_size, max_epochs=args.max_epochs,
                            max_iters=args.max_iters, params=params, module_kinds=kinds)
     evaluated = time.perf_counter() - start
     print(plot_lib.table(curves))
@@ -147,7 +149,7 @@ def compare(args) -> int:
     cfg = loaded(args)
     check_style(cfg, args.against)
     cfg = with_run_length(cfg, max_epochs=args.max_epochs, max_iters=args.max_iters)
-    ours = config_curves(cfg, epoch_len=args.epoch_len)
+    ours = config_curves(cfg, epoch_len=args.epoch_len, world_size=args.world_size)
     reference = reference_curves(cfg, ours, args.against)
     found = differences(ours, reference)
     for (group, quantity), difference in found.items():

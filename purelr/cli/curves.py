@@ -78,7 +78,7 @@ def with_run_length(cfg: dict, *, max_epochs=None, max_iters=None) -> dict:
 
 
 def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, params=None,
-                  module_kinds=None) -> Curves:
+                  module_kinds=None, world_size=None) -> Curves:
     """Every group's lr (and momentum / beta1 where the optimizer has one) at every iteration, over
     the whole run (its length replaced by ``max_epochs`` or ``max_iters``: ``with_run_length``)."""
     if epoch_len is not None:
@@ -87,7 +87,7 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
                           max_epochs=max_epochs, max_iters=max_iters)
     if "timm" in cfg:
         return timm_curves(cfg["timm"], epoch_len=epoch_len, params=params)
-    recipe = read_recipe(cfg, epoch_len=epoch_len)
+    recipe = read_recipe(cfg, epoch_len=epoch_len, world_size=world_size)
     if recipe.max_iters is None:
         raise ValueError("the run's length is unknown: the config counts epochs and --epoch-len is "
                          "not given, or has no max_epochs / max_iters; give --epoch-len or --max-iters")

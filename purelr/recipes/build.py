@@ -35,11 +35,11 @@ import optax
 from purelr.recipes import mmcv, mmengine, registry
 from purelr.recipes.config import load_config
 from purelr.recipes.pyconfig import Imported
-from purelr.recipes.recipe import Recipe, transformation
+from purelr.recipes.recipe import Recipe, auto_scaled, transformation
 
 
 def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
-          frozen=None, layer_map=None) -> optax.GradientTransformation:
+          frozen=None, layer_map=None, world_size: int | None = None) -> optax.GradientTransformation:
     """The optimizer an MMDetection 2.x, MMEngine or timm config describes, for ``params``.
 
     ``cfg``: a config dict or a file path (``purelr.load_config``). ``epoch_len``: iterations per
@@ -47,7 +47,8 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
     (model, ...)`` for the norm / depth-wise rules of ``paramwise_cfg``. ``frozen``: a selector of
     the parameters torch would have with ``requires_grad=False``. A config with a ``timm`` entry
     (timm ``train.py`` arguments) is built by ``purelr.recipes.timm.build_timm`` (``layer_map`` for its
-    ``layer_decay`` when the entry has no ``group_matcher``).
+    ``layer_decay`` when the entry has no ``group_matcher``). ``world_size``: the number of
+    processes the original trained on, for ``auto_scale_lr=dict(enable=True, ...)``.
     """
     cfg = _loaded(cfg)
     if "timm" in cfg:
@@ -56,18 +57,19 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
         registry.import_custom(cfg.get("custom_imports"))
         return timm_lib.build_timm(cfg["timm"], params, updates_per_epoch=epoch_len, layer_map=layer_map,
                                    frozen=frozen)
-    return transformation(read_recipe(cfg, epoch_len=epoch_len), params, module_kinds=module_kinds,
-                          frozen=frozen)
+    return transformation(read_recipe(cfg, epoch_len=epoch_len, world_size=world_size), params,
+                          module_kinds=module_kinds, frozen=frozen)
 
 
-def read_recipe(cfg, *, epoch_len: int | None = None) -> Recipe:
-    """Reads and checks a config (dict or file) into a ``Recipe``; errors name the key and value."""
+def read_recipe(cfg, *, epoch_len: int | None = None, world_size: int | None = None) -> Recipe:
+    """Reads and checks a config (dict or file) into a ``Recipe``, the lr scaled as
+    ``auto_scale_lr`` asks (``recipe.auto_scaled``); errors name the key and value."""
     cfg = _loaded(cfg)
     registry.import_custom(cfg.get("custom_imports"))
     for reader in (mmengine, mmcv):
         if reader.SECTIONS[0] in cfg:
             _check_spelling(cfg, reader.SECTIONS)
-            return reader.read(cfg, epoch_len)
+            return auto_scaled(reader.read(cfg, epoch_len), cfg, world_size)
     raise ValueError(f"a config needs 'optimizer' (MMDetection 2.x), 'optim_wrapper' (MMEngine) or 'timm'; "
                      f"it has {sorted(cfg)}")
 

@@ -181,3 +181,34 @@ def labels_of(recipe: Recipe, params, module_kinds, frozen):
     constructor = registry.lookup("constructor", recipe.constructor, "constructor", builtin=DEFAULT_CONSTRUCTORS)
     return constructor(params, recipe.hyperparams, recipe.paramwise_cfg, module_kinds=module_kinds,
                        frozen=frozen)
+
+
+def auto_scaled(recipe: Recipe, cfg: dict, world_size) -> Recipe:
+    """``auto_scale_lr=dict(enable=True, base_batch_size=B)``: the base lr scaled by the real batch
+    size over ``B`` before any scheduler reads it. MMEngine's ``Runner.scale_lr``:
+    ``lr * (world_size * train_dataloader.batch_size / B)``; MMDetection 2.x's ``auto_scale_lr``:
+    ``(world_size * data.train_dataloader.samples_per_gpu / B) * lr`` (``data.samples_per_gpu``
+    where the config has no ``train_dataloader`` entry), unscaled when the sizes are equal.
+    ``enable=False`` (most configs) changes nothing."""
+    scaling = section(cfg, "auto_scale_lr")
+    if not scaling.get("enable", False):
+        return recipe
+    base = validate.positive("auto_scale_lr.base_batch_size", scaling.get("base_batch_size"))
+    if world_size is None:
+        raise ValueError("auto_scale_lr.enable=True scales the lr by world_size * batch size / "
+                         f"base_batch_size ({base}): give the number of processes the original ran on, "
+                         "purelr.build(..., world_size=N) (--world-size N); the '8xb2' in a config's "
+                         "name is a naming convention, not read")
+    world_size = validate.positive_int("world_size", world_size)
+    lr = recipe.hyperparams["lr"]
+    if recipe.style == "mmengine":
+        batch = validate.positive_int("train_dataloader.batch_size", section(cfg, "train_dataloader").get("batch_size"))
+        lr = lr * (float(world_size * batch) / float(base))
+    else:
+        data = section(cfg, "data")
+        where, batch = (("data.train_dataloader.samples_per_gpu", section(data, "train_dataloader").get("samples_per_gpu"))
+                        if "samples_per_gpu" in section(data, "train_dataloader")
+                        else ("data.samples_per_gpu", data.get("samples_per_gpu")))
+        batch = validate.positive_int(where, batch) * world_size
+        lr = lr if batch == base else (batch / base) * lr
+    return recipe._replace(hyperparams={**recipe.hyperparams, "lr": lr})

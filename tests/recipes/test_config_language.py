@@ -204,3 +204,54 @@ def test_a_lazy_config_builds_the_curve_of_its_string_typed_twin(tmp_path):
     assert ours.values.keys() == theirs.values.keys()
     for key in ours.values:
         np.testing.assert_array_equal(ours.values[key], theirs.values[key])
+
+
+@pytest.mark.parametrize("world_size,batch_size,base_batch_size", [(8, 2, 16), (4, 2, 16), (1, 3, 7), (16, 2, 16)])
+def test_auto_scale_lr_scales_as_mmengine_runner(world_size, batch_size, base_batch_size):
+    """MMEngine 0.10.7's own ``Runner.scale_lr`` on an OptimWrapper (the runner's other state is
+    not read by it) against the lr ``purelr.build`` reads; ``enable=False`` scales nothing."""
+    import logging
+    import types
+
+    import torch
+    from mmengine.optim import OptimWrapper
+    from mmengine.runner import Runner
+
+    from purelr.recipes.build import read_recipe
+
+    cfg = dict(optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.02, momentum=0.9)), train_cfg=dict(max_epochs=12),
+               train_dataloader=dict(batch_size=batch_size), auto_scale_lr=dict(enable=True, base_batch_size=base_batch_size))
+    wrapper = OptimWrapper(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.02, momentum=0.9))
+    runner = types.SimpleNamespace(world_size=world_size, _train_dataloader=cfg["train_dataloader"],
+                                   param_schedulers=None, logger=logging.getLogger("test"))
+    Runner.scale_lr(runner, wrapper, cfg["auto_scale_lr"])
+    assert read_recipe(cfg, world_size=world_size).hyperparams["lr"] == wrapper.optimizer.param_groups[0]["lr"]
+    disabled = dict(cfg, auto_scale_lr=dict(enable=False, base_batch_size=base_batch_size))
+    assert read_recipe(disabled).hyperparams["lr"] == 0.02
+
+
+@pytest.mark.parametrize("samples,world_size,base,expected", [
+    (2, 8, 16, 0.02),  # equal sizes: MMDetection 2.x leaves the lr as it is
+    (4, 8, 16, (32 / 16) * 0.02), (2, 1, 16, (2 / 16) * 0.02), (3, 3, 7, (9 / 7) * 0.02)])
+def test_auto_scale_lr_scales_as_mmdetection_2(samples, world_size, base, expected):
+    """MMDetection 2.28.2's ``mmdet.apis.train.auto_scale_lr`` (not importable here: it needs mmdet's
+    models): ``cfg.optimizer.lr = (num_gpus * data.train_dataloader.samples_per_gpu / base) * lr``."""
+    from purelr.recipes.build import read_recipe
+
+    cfg = dict(optimizer=dict(type="SGD", lr=0.02, momentum=0.9), runner=dict(max_epochs=12),
+               data=dict(samples_per_gpu=99, train_dataloader=dict(samples_per_gpu=samples)),
+               auto_scale_lr=dict(enable=True, base_batch_size=base))
+    assert read_recipe(cfg, world_size=world_size).hyperparams["lr"] == expected
+
+
+def test_auto_scale_lr_needs_the_world_size():
+    from purelr.recipes.build import read_recipe
+
+    cfg = dict(optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.02)), train_cfg=dict(max_epochs=1),
+               train_dataloader=dict(batch_size=2), auto_scale_lr=dict(enable=True, base_batch_size=16))
+    with pytest.raises(ValueError, match=r"auto_scale_lr.enable=True .* give the number of processes.*--world-size N"):
+        read_recipe(cfg)
+    with pytest.raises(TypeError, match=r"train_dataloader.batch_size must be an integer, got None"):
+        read_recipe(dict(cfg, train_dataloader={}), world_size=8)
+    with pytest.raises(ValueError, match=r"auto_scale_lr.base_batch_size"):
+        read_recipe(dict(cfg, auto_scale_lr=dict(enable=True)), world_size=8)
