@@ -44,9 +44,10 @@ def reference_curves(cfg, curves: Curves, against: str) -> Curves:
 
 
 def _mmcv(cfg, curves, group, quantity, iters, base):
+    from purelr.recipes.mmcv import default_runner
     from purelr.references import mmcv as reference
 
-    runner = cfg.get("runner") or {}
+    runner = cfg.get("runner") or default_runner(cfg)
     momentum = cfg["optimizer"].get("momentum", (cfg["optimizer"].get("betas") or (None,))[0])
     adam = "betas" in cfg["optimizer"]
     lr = curves.bases[group]

@@ -1,5 +1,5 @@
 """The MMDetection 2.x (MMCV 1.x runner) reader: ``optimizer``, ``optimizer_config``,
-``lr_config``, ``momentum_config`` and ``runner`` (or ``total_epochs``) into a ``Recipe``."""
+``lr_config``, ``momentum_config`` and ``runner`` (or ``total_epochs`` / ``total_iters``) into a ``Recipe``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import functools
 from purelr.recipes.recipe import Recipe, checked_factory, clip_of, custom_schedule, optimizer_of, run_length, section
 from purelr.schedules import mmcv, validate
 
-SECTIONS = ("optimizer", "optimizer_config", "lr_config", "momentum_config", "runner", "total_epochs")
+SECTIONS = ("optimizer", "optimizer_config", "lr_config", "momentum_config", "runner", "total_epochs", "total_iters")
 """The config keys this reader reads (the first one says the config is of this kind)."""
 
 
 def read(cfg: dict, epoch_len) -> Recipe:
     optimizer, hyperparams = optimizer_of(cfg["optimizer"], "optimizer")
-    runner = section(cfg, "runner") or ({"max_epochs": cfg["total_epochs"]} if "total_epochs" in cfg else {})
+    runner = section(cfg, "runner") or default_runner(cfg)
     max_epochs, max_iters = run_length("runner", runner, epoch_len)
     hook = section(cfg, "optimizer_config")
     hook_type = hook.pop("type", "OptimizerHook")
@@ -37,3 +37,14 @@ def read(cfg: dict, epoch_len) -> Recipe:
     return Recipe(optimizer, hyperparams, section(cfg["optimizer"], "paramwise_cfg"),
                   cfg["optimizer"].get("constructor", "DefaultOptimizerConstructor"), "mmcv", clip,
                   validate.positive_int("optimizer_config.cumulative_iters", cumulative), schedules, max_iters)
+
+
+def default_runner(cfg: dict) -> dict:
+    """The runner the training script builds for a config without ``runner``: MMDetection's and
+    MMClassification's ``EpochBasedRunner`` for ``total_epochs``, MMSegmentation 0.x's
+    ``IterBasedRunner`` for ``total_iters``."""
+    if "total_epochs" in cfg:
+        return {"type": "EpochBasedRunner", "max_epochs": cfg["total_epochs"]}
+    if "total_iters" in cfg:
+        return {"type": "IterBasedRunner", "max_iters": cfg["total_iters"]}
+    return {}

@@ -253,5 +253,5 @@ def test_auto_scale_lr_needs_the_world_size():
         read_recipe(cfg)
     with pytest.raises(TypeError, match=r"train_dataloader.batch_size must be an integer, got None"):
         read_recipe(dict(cfg, train_dataloader={}), world_size=8)
-    with pytest.raises(ValueError, match=r"auto_scale_lr.base_batch_size"):
+    with pytest.raises(TypeError, match=r"auto_scale_lr.base_batch_size must be a number, got None"):
         read_recipe(dict(cfg, auto_scale_lr=dict(enable=True)), world_size=8)

@@ -177,3 +177,26 @@ if __name__ == "__main__":
     import sys
 
     print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 1), indent=1))
+
+
+@pytest.mark.parametrize("name", ["faster_rcnn/faster_rcnn_r50_caffe_fpn_mstrain_90k_coco.py",
+                                  "yolof/yolof_r50_c5_8x8_iter-1x_coco.py"])
+def test_mmdetection_2_iteration_based_configs_decay_as_mmcv(name):
+    """MMCV's IterBasedRunner defaults ``lr_config.by_epoch`` to False: ``step=[60000, 80000]`` and
+    ``step=[15000, 20000]`` count iterations (MMDetection 2.28.2's configs)."""
+    corpus = corpora.CORPORA[0]
+    assert category(corpus, f"{corpora.root(corpus)}/{name}") == "equal"
+    cfg = load_config(f"{corpora.root(corpus)}/{name}")
+    with jax.enable_x64(True):
+        curves = config_curves(cfg, epoch_len=EPOCH_LEN)
+    lr = curves.values[next(iter(curves.values))]
+    first_step = cfg["lr_config"]["step"][0]
+    assert lr[first_step - 1] == pytest.approx(10 * lr[first_step], rel=1e-12)
+
+
+def test_mmsegmentation_0x_total_iters_is_an_iteration_based_run():
+    corpus = corpora.CORPORA[2]
+    path = f"{corpora.root(corpus)}/cgnet/cgnet_512x1024_60k_cityscapes.py"
+    assert category(corpus, path) == "equal"
+    with jax.enable_x64(True):
+        assert len(config_curves(load_config(path), epoch_len=EPOCH_LEN).steps) == 60000
