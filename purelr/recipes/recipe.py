@@ -102,6 +102,7 @@ def run_length(where: str, runner: dict, epoch_len):
     if max_epochs is not None and max_iters is not None:
         raise ValueError(f"{where}: only one of max_epochs and max_iters can be set, got "
                          f"max_epochs={max_epochs!r}, max_iters={max_iters!r}")
+    _check_loop(where, runner)
     if max_epochs is not None:
         max_epochs = validate.positive_int(f"{where}.max_epochs", max_epochs)
     if max_iters is not None:
@@ -109,6 +110,23 @@ def run_length(where: str, runner: dict, epoch_len):
     if max_iters is None and max_epochs is not None and epoch_len is not None:
         max_iters = max_epochs * validate.positive_int("epoch_len", epoch_len)
     return max_epochs, max_iters
+
+
+def _check_loop(where: str, runner: dict) -> None:
+    """The loop a ``type`` or (MMEngine) ``by_epoch`` names counts what its length says: MMEngine's
+    ``Runner.build_train_loop`` takes one of ``type`` and ``by_epoch``, and EpochBasedTrainLoop
+    (EpochBasedRunner) takes ``max_epochs``, IterBasedTrainLoop (IterBasedRunner) ``max_iters``."""
+    if "type" in runner and "by_epoch" in runner:
+        raise ValueError(f"{where}: only one of type and by_epoch can be set, got type={runner['type']!r}, "
+                         f"by_epoch={runner['by_epoch']!r}")
+    by_epoch = runner.get("by_epoch", "Epoch" in runner["type"] if "type" in runner else None)
+    if by_epoch is None:
+        return
+    length = "max_epochs" if validate.flag(f"{where}.by_epoch", by_epoch) else "max_iters"
+    wrong = "max_iters" if length == "max_epochs" else "max_epochs"
+    if wrong in runner:
+        loop = f"type={runner['type']!r}" if "type" in runner else f"by_epoch={by_epoch!r}"
+        raise ValueError(f"{where}: {loop} counts its length in {length}, got {wrong}={runner[wrong]!r}")
 
 
 def clip_of(clip_cfg, where: str, *, mmengine_style: bool):

@@ -255,3 +255,28 @@ def test_auto_scale_lr_needs_the_world_size():
         read_recipe(dict(cfg, train_dataloader={}), world_size=8)
     with pytest.raises(TypeError, match=r"auto_scale_lr.base_batch_size must be a number, got None"):
         read_recipe(dict(cfg, auto_scale_lr=dict(enable=True)), world_size=8)
+
+
+@pytest.mark.parametrize("section,loop,message", [
+    ("train_cfg", dict(type="EpochBasedTrainLoop", by_epoch=True, max_epochs=2), r"train_cfg: only one of type and by_epoch"),
+    ("train_cfg", dict(by_epoch=True, max_iters=2), r"train_cfg: by_epoch=True counts its length in max_epochs, got max_iters=2"),
+    ("train_cfg", dict(type="IterBasedTrainLoop", max_epochs=2), r"type='IterBasedTrainLoop' counts its length in max_iters"),
+    ("train_cfg", dict(by_epoch="yes", max_epochs=2), r"train_cfg.by_epoch must be True or False, got 'yes'"),
+    ("runner", dict(type="IterBasedRunner", max_epochs=2), r"runner: type='IterBasedRunner' counts its length in max_iters"),
+])
+def test_conflicting_run_settings_name_the_keys(section, loop, message):
+    from purelr.recipes.build import read_recipe
+
+    optimizer = dict(type="SGD", lr=0.1)
+    cfg = {"optim_wrapper": dict(optimizer=optimizer)} if section == "train_cfg" else {"optimizer": optimizer}
+    with pytest.raises((ValueError, TypeError), match=message):
+        read_recipe({**cfg, section: loop}, epoch_len=3)
+
+
+@pytest.mark.parametrize("loop", [dict(by_epoch=True, max_epochs=4), dict(type="EpochBasedTrainLoop", max_epochs=4),
+                                  dict(by_epoch=False, max_iters=12), dict(type="IterBasedTrainLoop", max_iters=12)])
+def test_train_loop_forms_give_the_run_length(loop):
+    from purelr.recipes.build import read_recipe
+
+    recipe = read_recipe(dict(optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)), train_cfg=loop), epoch_len=3)
+    assert recipe.max_iters == 12
