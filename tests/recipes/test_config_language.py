@@ -280,3 +280,18 @@ def test_train_loop_forms_give_the_run_length(loop):
 
     recipe = read_recipe(dict(optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)), train_cfg=loop), epoch_len=3)
     assert recipe.max_iters == 12
+
+
+def test_an_imported_name_where_a_value_is_needed_names_the_key_and_the_import(tmp_path):
+    import jax.numpy as jnp
+
+    import purelr
+
+    path = write(tmp_path, {"run.py": """
+        from mmengine.config import read_base
+        from my_project.settings import BASE_LR
+        optim_wrapper = dict(optimizer=dict(type='SGD', lr=BASE_LR, momentum=0.9))
+        train_cfg = dict(by_epoch=True, max_epochs=2)
+    """})
+    with pytest.raises((TypeError, ValueError), match=r"optim_wrapper.optimizer.lr must be a number, got <imported my_project.settings.BASE_LR>"):
+        purelr.build(path, {"w": jnp.zeros(2)}, epoch_len=3)
