@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs purelr with its test extra and the reference libraries the parity tests run.
+# Installs purelr with its test extra and the reference libraries the parity tests run, and
+# fetches the config corpora the corpus test reads (tests/corpus.py).
 # mmengine, timm and mmcv 1.7.2 go in without their dependencies: their schedulers need
 # neither torchvision (no CPU build here) nor mmcv's compiled ops. mmcv 1.7.2's setup.py needs
 # setuptools<70 (pkg_resources), while torch requires setuptools>=77: its wheel is built in a
@@ -26,4 +27,6 @@ else
   step "mmcv 1.7.2: installing the wheel without its dependencies"
   python -m pip install -q --no-deps "$build"/wheels/mmcv-1.7.2-*.whl
 fi
+step "the OpenMMLab config corpora (configs of 7 pinned wheels, sha256-checked) into tests/data/corpus"
+python -m tests.corpus
 step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm")))')"
