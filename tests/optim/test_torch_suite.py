@@ -1,0 +1,352 @@
+"""torch's own optimizer test inputs, run side by side with the purelr twins.
+
+torch 2.13 ships its optimizer test database in the wheel
+(``torch.testing._internal.common_optimizers``): for each optimizer an ``optim_inputs_func``
+(constructor kwarg combinations) and an ``optim_error_inputs_func`` (inputs it must refuse). This
+module enumerates them at test time, on ``"cpu"`` and with the implementation flags torch's own
+helper adds there (``differentiable=True``; ``fused=True`` for SGD, Adam, AdamW, Adagrad), and:
+
+- runs every combination for ``STEPS`` steps in torch and in purelr (one jitted ``lax.scan`` per
+  combination) on params of 0, 1 and 2 dimensions (Muon: two matrices, one wide, one tall), and,
+  for the optimizers torch marks ``supports_complex``, complex params of 1 and 2 dimensions in
+  the same tree; gradients ``c * (p - target_k)`` are formed alike on both sides (LBFGS: the loss
+  ``sum c/2 |p - target_k|^2 + |p - target_k|^4 / 4`` and its closure); params and every buffer
+  torch keeps are compared, under x64 to 1e-10 and in float32 to 1e-5 (Muon: 3e-5, see below);
+- feeds every error input to the twin: each torch refuses at construction, purelr refuses at
+  construction (at ``init`` what depends on the params), naming the argument and the value.
+
+Counts (asserted in ``test_counts``):
+
+| optimizer | kwarg combinations run / torch's | complex / torch's | bad inputs refused / torch's |
+|---|---|---|---|
+| Adadelta | 12 / 12 | 12 / 12 | 2 / 7 |
+| Adafactor | 5 / 5 | — (torch refuses complex) | 5 / 10 |
+| Adagrad | 21 / 21 | 21 / 21 | 2 / 7 |
+| Adam | 15 / 15 | 15 / 15 | 3 / 12 |
+| AdamW | 15 / 15 | 15 / 15 | 3 / 12 |
+| Adamax | 10 / 10 | 10 / 10 | 2 / 7 |
+| ASGD | 14 / 14 | 14 / 14 | 2 / 7 |
+| LBFGS | 5 / 5 | 0 / 5 | 1 / 6 |
+| Muon | 7 / 7 | — (torch refuses complex) | 4 / 9 |
+| NAdam | 14 / 14 | 14 / 14 | 3 / 8 |
+| RAdam | 12 / 12 | 12 / 12 | 3 / 8 |
+| RMSprop | 16 / 16 | 16 / 16 | 2 / 7 |
+| Rprop | 10 / 10 | 10 / 10 | 2 / 7 |
+| SGD | 27 / 27 | 27 / 27 | 2 / 7 |
+| SparseAdam | 0 / 4 | — | 0 / 10 |
+| **total** | **183 / 187** | **166 / 171** | **36 / 124** |
+
+Not covered, and why (``NOT_COVERED``, asserted too):
+
+- SparseAdam (4 combinations, 10 error inputs): not twinned; sparse gradients have no dense-JAX
+  meaning (use ``adam``).
+- LBFGS with complex params (5): refused at ``init`` with a clear error; purelr's LBFGS evaluates
+  the loss with ``jax.grad``, whose complex gradient is the conjugate of torch's.
+- The 6 error inputs every optimizer shares, less "Tensor lr must be 1-element" (5 each, 70 in
+  all): they are about torch's ``params`` argument (not an iterable, duplicates within or across
+  groups, named and unnamed params mixed); a twin takes no params at construction and a pytree
+  cannot hold a leaf twice (``purelr.params.groups.param_groups`` refuses a leaf in two groups).
+- Adam and AdamW: a Tensor lr or betas with ``foreach=True``, and betas mixing floats and
+  Tensors (4 each, 8): limits of torch's foreach kernels, not of the algorithm; purelr has one
+  implementation and accepts them (the flags are accepted and ignored).
+- Adagrad: ``fused`` with ``foreach`` or ``differentiable`` is in torch's CUDA list only (its
+  constructor refuses both on CPU as well; ``tests/optim/test_bad_inputs.py`` has them).
+
+Muon's float32 bound is 3e-5 (as in ``test_muon.py``): torch's bfloat16 Newton-Schulz sums one
+rounding apart from purelr's where a float32 sum lies on a bfloat16 boundary.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import types
+import unittest
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+from purelr import optim
+from tests.optim.torch_reference import torch_dtype
+from tests.parity import OPTIMIZER_RTOL, float_mode, relative_error
+
+if "expecttest" not in sys.modules:  # a test-only dependency of torch's test utilities
+    sys.modules["expecttest"] = types.SimpleNamespace(TestCase=unittest.TestCase)
+from torch.testing._internal import common_optimizers  # noqa: E402
+
+torch.set_num_threads(1)
+
+STEPS = 12
+LBFGS_STEPS = 3
+TWINS = dict(Adadelta=optim.adadelta, Adafactor=optim.adafactor, Adagrad=optim.adagrad,
+             Adam=optim.adam, AdamW=optim.adamw, Adamax=optim.adamax, ASGD=optim.asgd,
+             LBFGS=optim.lbfgs, Muon=optim.muon, NAdam=optim.nadam, RAdam=optim.radam,
+             RMSprop=optim.rmsprop, Rprop=optim.rprop, SGD=optim.sgd)
+INFOS = {info.optim_cls.__name__: info for info in common_optimizers.optim_db}
+RTOL = {name: dict(OPTIMIZER_RTOL) for name in TWINS}
+RTOL["Muon"]["f32"] = 3e-5
+
+SHAPES = {"scalar": (), "vector": (5,), "matrix": (3, 4)}
+COMPLEX_SHAPES = {"complex_vector": (4,), "complex_matrix": (2, 3)}
+MUON_SHAPES = {"wide": (3, 4), "tall": (5, 2)}
+
+
+def combinations(name):
+    """torch's kwarg combinations for ``name`` on CPU, with the flags its helper adds."""
+    return common_optimizers._get_optim_inputs_including_global_cliquey_kwargs(
+        "cpu", torch.float64, INFOS[name])
+
+
+def error_inputs(name):
+    return INFOS[name].optim_error_inputs_func("cpu", torch.float32)
+
+
+def complex_in_torch(name, kwargs):
+    """Whether torch steps complex params with these kwargs (its fused kernels refuse them)."""
+    return INFOS[name].supports_complex and not kwargs.get("fused")
+
+
+def with_complex(name, kwargs):
+    return complex_in_torch(name, kwargs) and name in TWINS and name != "LBFGS"
+
+
+def shapes_of(name, kwargs):
+    if name == "Muon":
+        return MUON_SHAPES
+    return {**SHAPES, **(COMPLEX_SHAPES if with_complex(name, kwargs) else {})}
+
+
+def problem(name, kwargs, x64):
+    """``(params, targets, curvature)`` as numpy, in the mode's dtypes (complex for complex leaves)."""
+    rng = np.random.default_rng(sorted(TWINS).index(name))
+    real, cplx = (np.float64, np.complex128) if x64 else (np.float32, np.complex64)
+    steps = LBFGS_STEPS if name == "LBFGS" else STEPS
+    params, targets, curvature = {}, {}, {}
+    for leaf, shape in shapes_of(name, kwargs).items():
+        dtype = cplx if leaf.startswith("complex") else real
+
+        def draw(*lead):
+            x = rng.normal(size=lead + shape)
+            return (x + 1j * rng.normal(size=lead + shape) if dtype == cplx else x).astype(dtype)
+
+        params[leaf], targets[leaf] = draw(), draw(steps)
+        curvature[leaf] = rng.uniform(0.2, 2.0, shape).astype(real)
+    return params, targets, curvature
+
+
+def to_purelr(value):
+    """torch kwargs as the twin takes them: a Tensor becomes a JAX array (torch's Tensor lr)."""
+    if isinstance(value, torch.Tensor):
+        return jnp.asarray(value.numpy())
+    if isinstance(value, tuple):
+        return tuple(to_purelr(v) for v in value)
+    return value
+
+
+# ---- the two sides ------------------------------------------------------------------------------
+
+def loss_terms(p, t, c, backend):
+    """LBFGS's loss: ``c/2 |p - t|^2 + |p - t|^4 / 4`` summed (real params only)."""
+    d = p - t
+    return (0.5 * c * d * d + 0.25 * d * d * d * d).sum()
+
+
+def run_torch(name, kwargs, params, targets, curvature):
+    params = {leaf: torch.tensor(p) for leaf, p in params.items()}
+    targets = {leaf: torch.tensor(t) for leaf, t in targets.items()}
+    curvature = {leaf: torch.tensor(c) for leaf, c in curvature.items()}
+    optimizer = getattr(torch.optim, name)(list(params.values()), **copy.deepcopy(kwargs))
+    for k in range(len(next(iter(targets.values())))):
+        if name == "LBFGS":
+            for p in params.values():
+                p.requires_grad_(True)
+
+            def closure(k=k):
+                optimizer.zero_grad()
+                loss = sum(loss_terms(p, targets[leaf][k], curvature[leaf], torch)
+                           for leaf, p in params.items())
+                loss.backward()
+                return loss
+
+            optimizer.step(closure)
+            continue
+        for leaf, p in params.items():
+            p.grad = curvature[leaf] * (p.detach() - targets[leaf][k])
+        optimizer.step()
+    state = {leaf: {key: value.detach().numpy() for key, value in optimizer.state[p].items()
+                    if isinstance(value, torch.Tensor)} for leaf, p in params.items()}
+    return {leaf: p.detach().numpy() for leaf, p in params.items()}, state
+
+
+def run_purelr(name, kwargs, params, targets, curvature):
+    optimizer = TWINS[name](**{k: to_purelr(v) for k, v in kwargs.items()})
+
+    def step(carry, target):
+        params, state = carry
+        if name == "LBFGS":
+            def value_fn(p):
+                return sum(loss_terms(p[leaf], target[leaf], curvature[leaf], jnp) for leaf in p)
+
+            value, grads = jax.value_and_grad(value_fn)(params)
+            updates, state = optimizer.update(grads, state, params, value=value, value_fn=value_fn)
+        else:
+            grads = jax.tree.map(lambda c, p, t: c * (p - t), curvature, params, target)
+            updates, state = optimizer.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), None
+
+    @jax.jit
+    def run(params, targets):
+        return jax.lax.scan(step, (params, optimizer.init(params)), targets)[0]
+
+    return jax.tree.map(np.asarray, run(params, targets))
+
+
+def real_view(x):
+    x = np.asarray(x)
+    return np.stack([x.real, x.imag], -1) if np.iscomplexobj(x) else x
+
+
+def errors(name, ours, theirs):
+    """``{what: relative error}`` over the params and every buffer torch keeps per param."""
+    (params, state), (torch_params, torch_state) = ours, theirs
+    found = {}
+    for leaf, expected in torch_params.items():
+        found[f"param {leaf}"] = relative_error(real_view(params[leaf]), real_view(expected))
+        for field in state._fields[2:]:
+            mine, expected = getattr(state, field), torch_state[leaf].get(field)
+            mine = mine.get(leaf) if isinstance(mine, dict) else mine
+            if expected is None or mine is None or np.shape(mine) != np.shape(expected):
+                continue
+            scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
+            found[f"{field} {leaf}"] = relative_error(real_view(mine), real_view(expected), scale)
+    return found
+
+
+# ---- kwarg combinations -------------------------------------------------------------------------
+
+CASES = [(name, i) for name in TWINS for i in range(len(combinations(name)))]
+WORST = {}
+
+
+@pytest.mark.parametrize("name, index", CASES, ids=[f"{n}-{i}" for n, i in CASES])
+def test_combination_matches_torch(precision, name, index):
+    combination = combinations(name)[index]
+    x64 = precision == "x64"
+    data = problem(name, combination.kwargs, x64)
+    with torch_dtype(x64):
+        theirs = run_torch(name, combination.kwargs, *data)
+    found = errors(name, run_purelr(name, combination.kwargs, *data), theirs)
+    worst = max(found, key=found.get)
+    WORST[(precision, name, index)] = found[worst]
+    bound = RTOL[name][precision]
+    assert found[worst] <= bound, f"{name} {combination.desc} {combination.kwargs}: {worst} off by {found[worst]:.3g}"
+
+
+# ---- error inputs -------------------------------------------------------------------------------
+
+FOREACH_ONLY = ("foreach", "both floats or both Tensors")
+
+
+def classify(name, error_input):
+    """``"refused"`` (purelr must refuse it) or the reason it is not covered."""
+    given = error_input.optimizer_error_input
+    if name not in TWINS:
+        return "not twinned"
+    if given.kwargs:
+        return "torch's foreach kernels" if any(m in given.desc for m in FOREACH_ONLY) else "refused"
+    params = given.params if isinstance(given.params, list) else []
+    if len(params) == 1 and isinstance(params[0], torch.Tensor) and (
+            params[0].is_complex() or params[0].ndim != 2):
+        return "refused"  # a param the optimizer cannot step: refused at init
+    return "torch's params argument"
+
+
+def refusal(name, error_input):
+    """Calls the twin as torch was called; returns the message of the error it raises."""
+    given = error_input.optimizer_error_input
+    kwargs = {k: to_purelr(v) for k, v in given.kwargs.items()}
+    optimizer_params = given.params
+    with pytest.raises((ValueError, TypeError)) as raised:
+        optimizer = TWINS[name](**kwargs)
+        if optimizer_params is not None:
+            optimizer.init({f"p{i}": jnp.asarray(p.detach().numpy()) for i, p in enumerate(optimizer_params)})
+    return str(raised.value)
+
+
+def needles(error_input):
+    """What the message must name: the argument and its value (a shape for a Tensor), or for a
+    param the problem (its shape, or "complex")."""
+    given = error_input.optimizer_error_input
+    if not given.kwargs:
+        (param,) = given.params
+        return ["p0", "complex" if param.is_complex() else str(tuple(param.shape))]
+    arg, value = list(given.kwargs.items())[-1]
+    if isinstance(value, torch.Tensor):
+        return [arg, str(tuple(value.shape))]
+    if isinstance(value, tuple):
+        bad = next(i for i, v in enumerate(value) if refused_alone(arg, value, i))
+        return [arg, repr(value[bad])]
+    return [arg, repr(value) if isinstance(value, str) else str(value)]
+
+
+def refused_alone(arg, value, index):
+    """Whether element ``index`` of a tuple argument is the one out of range (torch's bounds)."""
+    x = value[index]
+    return x is not None and (x < 0 or (arg == "betas" and x >= 1) or (arg == "etas" and index == 0 and x >= 1))
+
+
+ERROR_CASES = [(name, i) for name in INFOS for i in range(len(error_inputs(name)))]
+
+
+@pytest.mark.parametrize("name, index", ERROR_CASES, ids=[f"{n}-{i}" for n, i in ERROR_CASES])
+def test_error_input(name, index):
+    error_input = error_inputs(name)[index]
+    if classify(name, error_input) != "refused":
+        return
+    message = refusal(name, error_input)
+    missing = [n for n in needles(error_input) if n not in message]
+    assert not missing, f"{error_input.optimizer_error_input.desc}: {message!r} does not name {missing}"
+
+
+# ---- counts -------------------------------------------------------------------------------------
+
+def counts():
+    table = {}
+    for name in INFOS:
+        kwargs = [c.kwargs for c in combinations(name)]
+        total, run = len(kwargs), len(kwargs) if name in TWINS else 0
+        complex_total = sum(complex_in_torch(name, k) for k in kwargs)
+        complex_run = sum(with_complex(name, k) for k in kwargs)
+        kinds = [classify(name, e) for e in error_inputs(name)]
+        table[name] = (run, total, complex_run, complex_total, kinds.count("refused"), len(kinds))
+    return table
+
+
+EXPECTED = {
+    "Adadelta": (12, 12, 12, 12, 2, 7), "Adafactor": (5, 5, 0, 0, 5, 10),
+    "Adagrad": (21, 21, 14, 14, 2, 7), "Adam": (15, 15, 10, 10, 3, 12),
+    "AdamW": (15, 15, 10, 10, 3, 12), "Adamax": (10, 10, 10, 10, 2, 7),
+    "ASGD": (14, 14, 14, 14, 2, 7), "LBFGS": (5, 5, 0, 5, 1, 6), "Muon": (7, 7, 0, 0, 4, 9),
+    "NAdam": (14, 14, 14, 14, 3, 8), "RAdam": (12, 12, 12, 12, 3, 8),
+    "RMSprop": (16, 16, 16, 16, 2, 7), "Rprop": (10, 10, 10, 10, 2, 7),
+    "SGD": (27, 27, 18, 18, 2, 7), "SparseAdam": (0, 4, 0, 0, 0, 10),
+}
+NOT_COVERED = {
+    "not twinned": 10, "torch's params argument": 70, "torch's foreach kernels": 8,
+}
+
+
+def test_counts():
+    """The table of the module docstring, and the reasons for what is not covered."""
+    assert counts() == EXPECTED
+    reasons = {}
+    for name in INFOS:
+        for error_input in error_inputs(name):
+            kind = classify(name, error_input)
+            reasons[kind] = reasons.get(kind, 0) + 1
+    reasons.pop("refused")
+    assert reasons == NOT_COVERED
