@@ -126,7 +126,7 @@ def adafactor(
         decay = 1 - values["lr"] * values["weight_decay"]
 
         def leaf(g, p, row_var, col_var, variance):
-            g = -g if maximize else g
+            g = (-g if maximize else g).astype(p.dtype)
             e1 = jnp.finfo(p.dtype).eps if eps1 is None else eps1
             alpha = jnp.maximum(values["eps2"], _norm(p) / math.sqrt(p.size)) * rho
             if g.ndim >= 2:

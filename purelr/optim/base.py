@@ -48,7 +48,8 @@ def leafwise(fn: Callable, grads, *trees):
 
     A tree given as ``None`` (params that are not needed, a buffer that is not kept) feeds
     ``None`` to every call; an output that is ``None`` on every leaf comes back as ``None``.
-    Outputs are cast to the gradient leaf's dtype, as torch keeps buffers in the parameter's dtype.
+    Outputs are cast to the param's dtype (the promoted dtype of the gradient and the other
+    leaves), as torch keeps buffers in the parameter's dtype.
     A leaf that ``optax.masked`` (``multi_transform``) hands over as ``MaskedNode`` stays one in
     the first output (the updates) and is ``None`` in the others (see ``buffer``).
     With XLA:CPU's multi-output fusion on, the outputs are computed in sibling form
@@ -67,10 +68,13 @@ def leafwise(fn: Callable, grads, *trees):
 
 
 def _leaf_outputs(fn: Callable, grad, leaves) -> list:
-    """``fn``'s outputs on one leaf, cast to the gradient's dtype. A complex leaf is computed on
-    its real view (each entry a pair ``(real, imag)``, torch's ``view_as_real``): torch steps a
-    complex parameter as the real parameter of twice its size, so ``g * g`` squares the real
-    and imaginary parts one by one."""
+    """``fn``'s outputs on one leaf, in the dtype of the param and its buffers (a gradient of a
+    lower precision is cast up first, as torch's ``p.grad`` has the param's dtype). A complex
+    leaf is computed on its real view (each entry a pair ``(real, imag)``, torch's
+    ``view_as_real``): torch steps a complex parameter as the real parameter of twice its size,
+    so ``g * g`` squares the real and imaginary parts one by one."""
+    dtype = jnp.result_type(grad, *(x for x in leaves if x is not None))
+    grad = grad if grad.dtype == dtype else grad.astype(dtype)  # bfloat16 grads of float32 params
     if not jnp.iscomplexobj(grad):
         return [None if out is None else jnp.asarray(out).astype(grad.dtype)
                 for out in fusion.leaf_update(fn, grad, leaves)]

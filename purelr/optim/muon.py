@@ -158,6 +158,7 @@ def muon(
         decay = 1 - values["lr"] * values["weight_decay"]
 
         def leaf(g, p, buf):
+            g = g.astype(p.dtype)
             buf = torch_lerp(buf, g, (1 - mu).astype(p.dtype))
             m = torch_lerp(g, buf, mu.astype(p.dtype)) if nesterov else buf
             o = newton_schulz(m, ns_coefficients, ns_steps, eps).astype(p.dtype)

@@ -134,6 +134,7 @@ INIT_CASES = [
     ("muon", {"w": jnp.zeros((2, 3, 4))}, "muon only supports 2-D", "(2, 3, 4)", "['w']"),
     ("muon", {"w": jnp.zeros((2, 3), jnp.complex64)}, "muon", "complex", "complex64", "['w']"),
     ("adafactor", {"w": jnp.zeros((2, 3), jnp.complex64)}, "adafactor", "complex", "complex64", "['w']"),
+    ("lbfgs", {"w": jnp.zeros(3, jnp.complex64)}, "lbfgs", "complex", "complex64", "['w']"),
 ]
 
 TORCH_NAMES = dict(sgd="SGD", adam="Adam", adamw="AdamW", adamax="Adamax", nadam="NAdam",
