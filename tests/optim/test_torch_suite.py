@@ -75,7 +75,7 @@ import torch
 
 from purelr import optim
 from tests.optim.torch_reference import torch_dtype
-from tests.parity import OPTIMIZER_RTOL, float_mode, relative_error
+from tests.parity import OPTIMIZER_RTOL, relative_error
 
 if "expecttest" not in sys.modules:  # a test-only dependency of torch's test utilities
     sys.modules["expecttest"] = types.SimpleNamespace(TestCase=unittest.TestCase)
