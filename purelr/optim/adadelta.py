@@ -20,8 +20,9 @@ class AdadeltaState(NamedTuple):
     acc_delta: Any
 
 
-def adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *,
-             maximize: bool = False) -> optax.GradientTransformation:
+def adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, foreach: bool | None = None, *,
+             capturable: bool = False, maximize: bool = False, differentiable: bool = False
+             ) -> optax.GradientTransformation:
     """Twin of ``torch.optim.Adadelta``; every number may be a schedule.
 
     With ``g = -grad if maximize else grad`` and ``g += weight_decay * param``::
@@ -31,6 +32,7 @@ def adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *,
         acc_delta = rho * acc_delta + (1 - rho) * delta * delta
         param -= lr * delta
     """
+    base.device_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
     lr = check("lr", lr)
     rho = check("rho", rho, maximum=1.0)
     eps = check("eps", eps)

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from purelr.optim import base
 from purelr.optim import hyperparams as hp
 
 
@@ -74,11 +75,12 @@ def adafactor(
     ``lr``, ``beta2_decay``, ``d``, ``weight_decay`` and ``eps2`` may be floats or schedules (read
     at the update's ``count``); ``eps1`` is a float, or ``None`` for the parameter dtype's machine
     epsilon. ``foreach`` is accepted for signature compatibility: torch's two
-    implementations compute the same numbers. Validation is torch's: ``lr >= 0``,
+    implementations compute the same numbers. Complex params are refused at ``init`` and
+    ``update`` (torch refuses them at its step). Validation is torch's: ``lr >= 0``,
     ``beta2_decay <= 0``, ``eps1 >= 0`` (when given), ``eps2 >= 0``, ``d >= 1``,
     ``weight_decay >= 0``.
     """
-    del foreach
+    base.device_flags(foreach=foreach)
     lr = hp.check("lr", lr)
     beta2_decay = hp.check("beta2_decay", beta2_decay, minimum=None, maximum=0.0)
     if len(eps) != 2:
@@ -93,6 +95,8 @@ def adafactor(
                  "eps2": eps2}
 
     def init_fn(params):
+        base.check_real("adafactor", params)
+
         def factor(axis):
             def leaf(p):
                 if p.ndim < 2:
@@ -114,6 +118,7 @@ def adafactor(
     def update_fn(updates, state, params):
         if params is None:
             raise ValueError("adafactor needs params (the relative step uses RMS(params))")
+        base.check_real("adafactor", params)
         values = hp.in_force(schedules, state.count)
         step = (state.count + 1).astype(values["lr"].dtype)
         beta_hat = step ** values["beta2_decay"]
@@ -121,7 +126,7 @@ def adafactor(
         decay = 1 - values["lr"] * values["weight_decay"]
 
         def leaf(g, p, row_var, col_var, variance):
-            g = -g if maximize else g
+            g = (-g if maximize else g).astype(p.dtype)
             e1 = jnp.finfo(p.dtype).eps if eps1 is None else eps1
             alpha = jnp.maximum(values["eps2"], _norm(p) / math.sqrt(p.size)) * rho
             if g.ndim >= 2:

@@ -19,7 +19,8 @@ class AdagradState(NamedTuple):
 
 
 def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
-            *, maximize: bool = False) -> optax.GradientTransformation:
+            foreach: bool | None = None, *, maximize: bool = False, differentiable: bool = False,
+            fused: bool | None = None) -> optax.GradientTransformation:
     """Twin of ``torch.optim.Adagrad``; every number may be a schedule
     (``initial_accumulator_value`` is read at count 0).
 
@@ -31,6 +32,7 @@ def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0
 
     (``optax.adagrad`` differs: eps inside the root, no lr_decay.)
     """
+    base.device_flags(foreach=foreach, differentiable=differentiable, fused=fused)
     lr = check("lr", lr)
     lr_decay = check("lr_decay", lr_decay)
     weight_decay = check("weight_decay", weight_decay)
@@ -41,7 +43,7 @@ def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0
                        initial_accumulator_value=initial_accumulator_value)
 
     def init_buffers(params, hp):
-        return dict(sum=base.buffer(params, lambda p: jnp.full_like(p, hp["initial_accumulator_value"])))
+        return dict(sum=base.full(params, hp["initial_accumulator_value"]))
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, decays, "adagrad with weight_decay")

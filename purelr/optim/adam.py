@@ -21,7 +21,8 @@ class AdamState(NamedTuple):
 
 
 def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad: bool = False, *,
-         maximize: bool = False, decoupled_weight_decay: bool = False
+         maximize: bool = False, decoupled_weight_decay: bool = False, foreach: bool | None = None,
+         capturable: bool = False, differentiable: bool = False, fused: bool | None = None
          ) -> optax.GradientTransformation:
     """Twin of ``torch.optim.Adam``; every number (``betas`` one by one) may be a schedule.
 
@@ -34,6 +35,7 @@ def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad: bool 
         denom = sqrt(exp_avg_sq) / sqrt(1 - beta2 ** t) + eps
         param -= lr / (1 - beta1 ** t) * exp_avg / denom
     """
+    base.device_flags(foreach=foreach, capturable=capturable, differentiable=differentiable, fused=fused)
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])

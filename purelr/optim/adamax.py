@@ -19,8 +19,9 @@ class AdamaxState(NamedTuple):
     exp_inf: Any
 
 
-def adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
-           maximize: bool = False) -> optax.GradientTransformation:
+def adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, foreach: bool | None = None,
+           *, maximize: bool = False, differentiable: bool = False, capturable: bool = False
+           ) -> optax.GradientTransformation:
     """Twin of ``torch.optim.Adamax``; every number (``betas`` one by one) may be a schedule.
 
     With ``g = -grad if maximize else grad`` and ``g += weight_decay * param``, at ``t = count + 1``::
@@ -29,6 +30,7 @@ def adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
         exp_inf = max(beta2 * exp_inf, |g| + eps)
         param -= lr / (1 - beta1 ** t) * exp_avg / exp_inf
     """
+    base.device_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complement1 = base.one_minus(hyperparams["beta1"])

@@ -20,8 +20,9 @@ class ASGDState(NamedTuple):
     ax: Any  # the averaged parameters
 
 
-def asgd(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, *,
-         maximize: bool = False) -> optax.GradientTransformation:
+def asgd(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, foreach: bool | None = None,
+         maximize: bool = False, differentiable: bool = False, capturable: bool = False
+         ) -> optax.GradientTransformation:
     """Twin of ``torch.optim.ASGD``; every number may be a schedule.
 
     ``eta`` starts at ``lr``, ``mu`` at 1, ``ax`` at 0. With ``g = -grad if maximize else grad``
@@ -34,6 +35,7 @@ def asgd(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, *,
 
     The averaged parameters are ``state.ax``. The update needs the params.
     """
+    base.device_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
     lr = check("lr", lr)
     lambd = check("lambd", lambd, minimum=None)
     alpha = check("alpha", alpha, minimum=None)

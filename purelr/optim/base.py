@@ -48,7 +48,8 @@ def leafwise(fn: Callable, grads, *trees):
 
     A tree given as ``None`` (params that are not needed, a buffer that is not kept) feeds
     ``None`` to every call; an output that is ``None`` on every leaf comes back as ``None``.
-    Outputs are cast to the gradient leaf's dtype, as torch keeps buffers in the parameter's dtype.
+    Outputs are cast to the param's dtype (the promoted dtype of the gradient and the other
+    leaves), as torch keeps buffers in the parameter's dtype.
     A leaf that ``optax.masked`` (``multi_transform``) hands over as ``MaskedNode`` stays one in
     the first output (the updates) and is ``None`` in the others (see ``buffer``).
     With XLA:CPU's multi-output fusion on, the outputs are computed in sibling form
@@ -58,15 +59,36 @@ def leafwise(fn: Callable, grads, *trees):
     columns = [[None] * treedef.num_leaves if tree is None else treedef.flatten_up_to(tree)
                for tree in trees]
     flat_grads = treedef.flatten_up_to(grads)
-    outputs = {}
-    for i, (grad, *leaves) in enumerate(zip(flat_grads, *columns)):
-        if not _is_masked(grad):
-            outputs[i] = [None if out is None else jnp.asarray(out).astype(grad.dtype)
-                          for out in fusion.leaf_update(fn, grad, leaves)]
+    outputs = {i: _leaf_outputs(fn, grad, leaves)
+               for i, (grad, *leaves) in enumerate(zip(flat_grads, *columns)) if not _is_masked(grad)}
     width = len(next(iter(outputs.values()))) if outputs else 0
     rows = [outputs.get(i) or [grad] + [None] * (width - 1) for i, grad in enumerate(flat_grads)]
     return tuple(None if all(out is None or _is_masked(out) for out in column)
                  else treedef.unflatten(column) for column in zip(*rows))
+
+
+def _leaf_outputs(fn: Callable, grad, leaves) -> list:
+    """``fn``'s outputs on one leaf, in the dtype of the param and its buffers (a gradient of a
+    lower precision is cast up first, as torch's ``p.grad`` has the param's dtype). A complex
+    leaf is computed on its real view (each entry a pair ``(real, imag)``, torch's
+    ``view_as_real``): torch steps a complex parameter as the real parameter of twice its size,
+    so ``g * g`` squares the real and imaginary parts one by one."""
+    dtype = jnp.result_type(grad, *(x for x in leaves if x is not None))
+    grad = grad if grad.dtype == dtype else grad.astype(dtype)  # bfloat16 grads of float32 params
+    if not jnp.iscomplexobj(grad):
+        return [None if out is None else jnp.asarray(out).astype(grad.dtype)
+                for out in fusion.leaf_update(fn, grad, leaves)]
+    real_dtype = jnp.real(grad).dtype
+    outs = fusion.leaf_update(fn, _real_view(grad), [None if x is None else _real_view(x) for x in leaves])
+    return [None if out is None else _complex_view(jnp.asarray(out).astype(real_dtype)) for out in outs]
+
+
+def _real_view(x):
+    return jnp.stack([jnp.real(x), jnp.imag(x)], axis=-1)
+
+
+def _complex_view(x):
+    return jax.lax.complex(x[..., 0], x[..., 1])
 
 
 def _is_masked(x) -> bool:
@@ -85,6 +107,35 @@ def zeros(params):
     return buffer(params)
 
 
+def full(params, value):
+    """A buffer of ``value`` everywhere; ``value + value * 1j`` on a complex leaf, as torch fills
+    it (``complex(value, value)``: every entry of the real view holds ``value``)."""
+    return buffer(params, lambda p: jnp.full_like(p, value * (1 + 1j) if jnp.iscomplexobj(p) else value))
+
+
+def check_real(optimizer: str, params) -> None:
+    """Refuses complex leaves, naming the first one (torch's Adafactor and Muon refuse complex
+    parameters at their first step)."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        if jnp.iscomplexobj(leaf):
+            raise ValueError(f"{optimizer} does not support complex parameters, got dtype "
+                             f"{jnp.result_type(leaf)} at {jax.tree_util.keystr(path)}")
+
+
+def device_flags(**flags) -> None:
+    """torch's implementation switches (``foreach``, ``fused``, ``capturable``, ``differentiable``),
+    accepted where torch accepts them and ignored: torch's single-tensor arithmetic is the
+    reference, and XLA compiles one program whatever they say. Checked as torch checks them:
+    each ``None`` or a bool, ``fused`` neither with ``foreach`` nor with ``differentiable``."""
+    for name, value in flags.items():
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool or None, got {value!r}")
+    for other in ("foreach", "differentiable"):
+        if flags.get("fused") and flags.get(other):
+            raise ValueError(f"fused=True cannot be used with {other}=True (torch refuses it), "
+                             f"got fused={flags['fused']!r}, {other}={flags[other]!r}")
+
+
 def maybe_nonzero(value) -> bool:
     """False only for a constant 0: torch skips the term (``if weight_decay != 0``); a schedule may not be 0."""
     return callable(value) or value != 0
@@ -96,7 +147,9 @@ def require_params(params, needed: bool, name: str):
 
 
 def check_betas(betas):
-    """torch's ``0 <= betas[i] < 1``, each a constant or a schedule."""
+    """torch's ``0 <= betas[i] < 1``, each a constant or a schedule (or 1-element array)."""
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
     return tuple(hp_lib.check(f"betas[{i}]", beta, maximum=1.0, maximum_open=True)
                  for i, beta in enumerate(betas))
 

@@ -64,9 +64,10 @@ def clip_grad_norm(max_norm, norm_type=2.0, error_if_nonfinite: bool = False
     runs eagerly; under ``jit`` the norm is a tracer, nothing can raise, and the gradients come back
     scaled as torch scales them with ``error_if_nonfinite=False`` (by 0 for an infinite norm, so
     infinities become NaN; by NaN for a NaN norm): check ``state.total_norm``, or wrap the chain
-    in ``purelr.optim.skip_nonfinite``.
+    in ``purelr.optim.skip_nonfinite``. ``max_norm`` must be ``>= 0`` (``inf``: no clipping; torch
+    accepts a negative one and flips the gradients' sign).
     """
-    max_norm = validate.real("max_norm", max_norm)
+    max_norm = validate.nonnegative("max_norm", max_norm)
     norm_type = validate.real("norm_type", norm_type)
 
     def init_fn(params):
@@ -92,8 +93,10 @@ def clip_grad_norm(max_norm, norm_type=2.0, error_if_nonfinite: bool = False
 
 
 def clip_grad_value(clip_value) -> optax.GradientTransformation:
-    """Twin of ``torch.nn.utils.clip_grad_value_``: ``g = clamp(g, -clip_value, clip_value)``."""
-    clip_value = validate.real("clip_value", clip_value)
+    """Twin of ``torch.nn.utils.clip_grad_value_``: ``g = clamp(g, -clip_value, clip_value)``.
+
+    ``clip_value`` must be ``>= 0`` (torch accepts a negative one and sets every gradient to it)."""
+    clip_value = validate.nonnegative("clip_value", clip_value)
 
     def update_fn(updates, state, params=None):
         del params

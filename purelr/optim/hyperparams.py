@@ -8,10 +8,12 @@ are kept in the optimizer state (``state.hyperparams``) so that a training loop 
 
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from purelr.schedules import validate
 from purelr.schedules.core import resolve
@@ -31,15 +33,32 @@ def check(name: str, value, *, minimum: float | None = 0.0, maximum: float | Non
           maximum_open: bool = False):
     """Validates a constant hyperparameter (schedules pass through: they are checked when built).
 
-    Raises ``ValueError`` naming the argument, with torch's condition: ``value < minimum`` or
-    ``value > maximum`` (``>=`` when ``maximum_open``).
+    A one-element numpy or JAX array (torch's Tensor ``lr``) is read as its number. Raises
+    ``ValueError`` naming the argument and the value when it is not finite, or with torch's
+    condition: ``value < minimum`` or ``value > maximum`` (``>=`` when ``maximum_open``).
     """
     if callable(value):
         return value
-    value = validate.real(name, value)
+    value = validate.real(name, number(name, value))
+    if not math.isfinite(value):
+        raise ValueError(f"Invalid {name}: {value!r} (must be finite)")
     if minimum is not None and value < minimum:
         raise ValueError(f"Invalid {name}: {value!r} (must be >= {minimum:g})")
     if maximum is not None and (value >= maximum if maximum_open else value > maximum):
         bound = f"< {maximum:g}" if maximum_open else f"<= {maximum:g}"
         raise ValueError(f"Invalid {name}: {value!r} (must be {bound})")
     return value
+
+
+def number(name: str, value):
+    """``value``, or the number a one-element numpy / JAX array holds (torch: "Tensor lr must be
+    1-element"); other values are returned as they are, for the caller's own check."""
+    if not isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        return value
+    if isinstance(value, jax.core.Tracer):
+        raise TypeError(f"{name} must be a number or a schedule, got a traced value {value!r} "
+                        f"(pass a schedule to vary it under jit)")
+    if np.size(value) != 1:
+        raise ValueError(f"{name} must be a number or a 1-element array, got shape "
+                         f"{np.shape(value)}: {value!r}")
+    return np.asarray(value).reshape(()).item()

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from purelr.optim import base
 from purelr.optim import hyperparams as hp_lib
 from purelr.optim.hyperparams import check
 from purelr.schedules import validate
@@ -226,7 +227,9 @@ def lbfgs(lr=1, max_iter: int = 20, max_eval: int | None = None, tolerance_grad:
     Python control flow on values): jit it, or use ``minimize``.
 
     Unlike torch, an unknown ``line_search_fn`` is rejected here at construction, and
-    ``history_size`` must be positive (torch fails at a step on either).
+    ``history_size`` must be positive (torch fails at a step on either). Complex params are
+    refused at ``init`` (torch steps their real view; here the loss's ``jax.grad`` would be the
+    conjugate of torch's gradient).
     """
     lr = check("lr", lr)
     max_iter = validate.nonnegative_int("max_iter", max_iter)
@@ -239,6 +242,7 @@ def lbfgs(lr=1, max_iter: int = 20, max_eval: int | None = None, tolerance_grad:
     hyperparams = dict(lr=lr)
 
     def init_fn(params):
+        base.check_real("lbfgs", params)
         flat, _ = ravel_pytree(params)
         zero = jnp.zeros((), flat.dtype)
         return LBFGSState(

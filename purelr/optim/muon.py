@@ -25,7 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from purelr.optim import base
 from purelr.optim import hyperparams as hp
+from purelr.schedules import validate
 from purelr.optim.adafactor import torch_lerp
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -118,10 +120,10 @@ def muon(
     """Twin of ``torch.optim.Muon`` (see the module docstring for the formula).
 
     ``lr``, ``weight_decay`` and ``momentum`` may be floats or schedules (read at the update's
-    ``count``). Every leaf must be a matrix (``ValueError`` otherwise, at ``init``). Validation is
-    torch's: ``lr >= 0``, ``momentum >= 0``, ``weight_decay >= 0``, ``adjust_lr_fn`` one of
-    ``None``, ``"original"``, ``"match_rms_adamw"``, plus what torch checks at its first step:
-    three ``ns_coefficients`` and ``ns_steps < 100``.
+    ``count``). Every leaf must be a real matrix (``ValueError`` otherwise, at ``init``).
+    Validation is torch's: ``lr >= 0``, ``momentum >= 0``, ``weight_decay >= 0``, ``adjust_lr_fn``
+    one of ``None``, ``"original"``, ``"match_rms_adamw"``, plus what torch checks at its first
+    step: three ``ns_coefficients`` and ``ns_steps < 100``; finite ``ns_coefficients``.
     """
     lr = hp.check("lr", lr)
     momentum = hp.check("momentum", momentum)
@@ -130,11 +132,15 @@ def muon(
         raise ValueError(f"Invalid adjust_lr_fn: {adjust_lr_fn!r} (must be one of {ADJUST_LR_FNS})")
     if len(ns_coefficients) != 3:
         raise ValueError(f"Invalid ns_coefficients: {ns_coefficients!r} (must be 3 values)")
+    ns_coefficients = tuple(hp.check(f"ns_coefficients[{i}]", c, minimum=None)
+                            for i, c in enumerate(ns_coefficients))
+    ns_steps = validate.nonnegative_int("ns_steps", ns_steps)
     if ns_steps >= 100:
         raise ValueError(f"Invalid ns_steps: {ns_steps!r} (must be < 100)")
     schedules = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum}
 
     def init_fn(params):
+        base.check_real("muon", params)
         _check_2d(params)
         return MuonState(
             count=jnp.zeros((), jnp.int32),
@@ -145,12 +151,14 @@ def muon(
     def update_fn(updates, state, params):
         if params is None:
             raise ValueError("muon needs params (for its decoupled weight decay)")
+        base.check_real("muon", params)
         _check_2d(updates)
         values = hp.in_force(schedules, state.count)
         mu = values["momentum"]
         decay = 1 - values["lr"] * values["weight_decay"]
 
         def leaf(g, p, buf):
+            g = g.astype(p.dtype)
             buf = torch_lerp(buf, g, (1 - mu).astype(p.dtype))
             m = torch_lerp(g, buf, mu.astype(p.dtype)) if nesterov else buf
             o = newton_schulz(m, ns_coefficients, ns_steps, eps).astype(p.dtype)

@@ -21,7 +21,8 @@ class NAdamState(NamedTuple):
 
 
 def nadam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
-          decoupled_weight_decay: bool = False, *, maximize: bool = False
+          decoupled_weight_decay: bool = False, *, maximize: bool = False,
+          foreach: bool | None = None, capturable: bool = False, differentiable: bool = False
           ) -> optax.GradientTransformation:
     """Twin of ``torch.optim.NAdam``; every number (``betas`` one by one) may be a schedule.
 
@@ -36,6 +37,7 @@ def nadam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_deca
         param -= lr * (1 - mu(t)) / (1 - mu_product) * g / denom
         param -= lr * mu(t + 1) / (1 - mu_product * mu(t + 1)) * exp_avg / denom
     """
+    base.device_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay, momentum_decay=momentum_decay)
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])

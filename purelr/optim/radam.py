@@ -20,7 +20,8 @@ class RAdamState(NamedTuple):
 
 
 def radam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-          decoupled_weight_decay: bool = False, *, maximize: bool = False
+          decoupled_weight_decay: bool = False, *, maximize: bool = False,
+          foreach: bool | None = None, capturable: bool = False, differentiable: bool = False
           ) -> optax.GradientTransformation:
     """Twin of ``torch.optim.RAdam``; every number (``betas`` one by one) may be a schedule.
 
@@ -35,6 +36,7 @@ def radam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
         adaptive = sqrt(1 - beta2 ** t) / (sqrt(exp_avg_sq) + eps)
         param -= exp_avg / (1 - beta1 ** t) * lr * (adaptive * rect if rho_t > 5 else 1)
     """
+    base.device_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])

@@ -22,7 +22,8 @@ class RMSpropState(NamedTuple):
 
 
 def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-            centered: bool = False, *, maximize: bool = False) -> optax.GradientTransformation:
+            centered: bool = False, capturable: bool = False, foreach: bool | None = None,
+            maximize: bool = False, differentiable: bool = False) -> optax.GradientTransformation:
     """Twin of ``torch.optim.RMSprop``; every number may be a schedule.
 
     With ``g = -grad if maximize else grad`` and ``g += weight_decay * param``::
@@ -35,6 +36,7 @@ def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
 
     eps is added outside the root and momentum acts before the lr (``optax.rmsprop`` differs on both).
     """
+    base.device_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
     lr = check("lr", lr)
     alpha = check("alpha", alpha)
     eps = check("eps", eps)

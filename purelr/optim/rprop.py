@@ -19,8 +19,9 @@ class RpropState(NamedTuple):
     step_size: Any
 
 
-def rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), *,
-          maximize: bool = False) -> optax.GradientTransformation:
+def rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), *, capturable: bool = False,
+          foreach: bool | None = None, maximize: bool = False, differentiable: bool = False
+          ) -> optax.GradientTransformation:
     """Twin of ``torch.optim.Rprop``; every number may be a schedule (``lr`` only seeds
     ``step_size``, so it is read at count 0, as torch reads it at the first step).
 
@@ -36,6 +37,7 @@ def rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), *,
     step_sizes[1]`` (torch accepts any pair, and clamps every step size to ``step_sizes[1]``
     when they are reversed).
     """
+    base.device_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
     lr = check("lr", lr)
     etaminus, etaplus = (check(f"etas[{i}]", eta) for i, eta in enumerate(etas))
     if not callable(etaminus) and not callable(etaplus) and not 0.0 < etaminus < 1.0 < etaplus:
@@ -48,7 +50,7 @@ def rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), *,
 
     def init_buffers(params, hp):
         return dict(prev=base.zeros(params),
-                    step_size=base.buffer(params, lambda p: jnp.full_like(p, hp["lr"])))
+                    step_size=base.full(params, hp["lr"]))
 
     def update_buffers(grads, state, params, hp):
         def leaf(g, prev, step_size):

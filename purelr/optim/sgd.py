@@ -20,7 +20,8 @@ class SGDState(NamedTuple):
 
 
 def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool = False, *,
-        maximize: bool = False) -> optax.GradientTransformation:
+        maximize: bool = False, foreach: bool | None = None, differentiable: bool = False,
+        fused: bool | None = None) -> optax.GradientTransformation:
     """Twin of ``torch.optim.SGD``; every number may be a schedule.
 
     With ``g = -grad if maximize else grad`` and ``g += weight_decay * param``::
@@ -33,6 +34,7 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool =
     A momentum schedule is tested per update (torch's ``momentum != 0``); the buffer starts from
     ``g`` at update 0 (torch: at the first update whose momentum is not 0).
     """
+    base.device_flags(foreach=foreach, differentiable=differentiable, fused=fused)
     lr = check("lr", lr)
     momentum = check("momentum", momentum)
     weight_decay = check("weight_decay", weight_decay)

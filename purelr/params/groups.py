@@ -26,9 +26,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from purelr.optim.adagrad import adagrad
 from purelr.params.module_kinds import dotted_names
 
 GROUP_KEYS = ("params", "name", "frozen", "frozen_until")
+# Settings torch takes from the constructor's arguments whatever a group says: Adagrad fills
+# ``state['sum']`` with the constructor's ``initial_accumulator_value``.
+CONSTRUCTOR_ONLY = {adagrad: ("initial_accumulator_value",)}
 
 
 class DelayedState(NamedTuple):
@@ -106,6 +110,8 @@ def param_groups(optimizer: Callable, params, groups: Sequence[Mapping[str, Any]
     epoch E give ``E * epoch_len``), and hyperparameter overrides given to ``optimizer`` over
     ``defaults``. Every leaf must be in exactly one group (torch raises "some parameters appear in
     more than one parameter group"). The state's hyperparameters per group: ``hyperparams_in_force``.
+    A group's ``initial_accumulator_value`` for ``adagrad`` is ignored, as torch ignores it
+    (``CONSTRUCTOR_ONLY``).
     """
     names = dotted_names(params)
     owner = [None] * len(names)
@@ -121,7 +127,8 @@ def param_groups(optimizer: Callable, params, groups: Sequence[Mapping[str, Any]
                 raise ValueError(f"parameter {names[j]!r} is in more than one group: "
                                  f"{owner[j]!r} and {label!r}")
             owner[j] = label if taken else owner[j]
-        hyperparams = {**defaults, **{k: v for k, v in group.items() if k not in GROUP_KEYS}}
+        ignored = GROUP_KEYS + CONSTRUCTOR_ONLY.get(optimizer, ())
+        hyperparams = {**defaults, **{k: v for k, v in group.items() if k not in ignored}}
         transforms[label] = group_transform(optimizer, hyperparams, schedules,
                                             frozen=bool(group.get("frozen", False)),
                                             frozen_until=group.get("frozen_until"))
