@@ -70,6 +70,14 @@ def registered(kind: str) -> dict[str, Callable]:
     return parts
 
 
+MODEL_ZOOS = ("mmaction", "mmagic", "mmcls", "mmdet", "mmdet3d", "mmedit", "mmflow", "mmgen", "mmocr", "mmpose",
+              "mmpretrain", "mmrazor", "mmrotate", "mmseg", "mmselfsup", "mmtrack", "mmyolo")
+"""The OpenMMLab model-zoo packages; a JAX user need not have them installed."""
+NOT_INSTALLED: set = set()
+"""Modules of a model zoo that ``custom_imports`` named and that are not installed (OpenMMLab
+configs import ``mmdet.models`` for a backbone): skipped, and named when a part is then missing."""
+
+
 def lookup(kind: str, name, where: str, builtin=()) -> Callable:
     """The part registered as ``name``; an unknown name raises naming ``where`` and close matches
     among the registered parts and the ``builtin`` names the caller handles itself."""
@@ -78,12 +86,17 @@ def lookup(kind: str, name, where: str, builtin=()) -> Callable:
         known = [*builtin, *parts]
         close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
         hint = f"; did you mean {close}?" if close else f"; known: {sorted(known)}"
+        if NOT_INSTALLED:
+            hint += (f" (custom_imports named {sorted(NOT_INSTALLED)}, not installed: a part they register "
+                     f"needs a purelr twin, @purelr.register_{kind}())")
         raise ValueError(f"{where}: unknown {kind} type {name!r}{hint}")
     return parts[name]
 
 
 def import_custom(custom_imports, where: str = "custom_imports") -> None:
-    """MMCV's ``custom_imports=dict(imports=[...], allow_failed_imports=False)``."""
+    """MMCV's ``custom_imports=dict(imports=[...], allow_failed_imports=False)``. A module of a model
+    zoo (``MODEL_ZOOS``) that is not installed is skipped (``NOT_INSTALLED``); any other import
+    failure is an error."""
     if custom_imports is None:
         return
     if not isinstance(custom_imports, dict) or "imports" not in custom_imports:
@@ -97,6 +110,10 @@ def import_custom(custom_imports, where: str = "custom_imports") -> None:
         try:
             importlib.import_module(module)
         except ImportError as error:
+            package = module.split(".")[0]
+            if isinstance(error, ModuleNotFoundError) and error.name == package and package in MODEL_ZOOS:
+                NOT_INSTALLED.add(module)  # registers the zoo's models, which purelr does not build
+                continue
             if not custom_imports.get("allow_failed_imports", False):
                 raise ImportError(f"{where}.imports: cannot import {module!r}: {error}") from error
             warnings.warn(f"{where}.imports: {module!r} failed to import and is skipped: {error}")

@@ -1,5 +1,6 @@
 """load_config (_base_, _delete_, .py/.json/.yaml), the registry with custom_imports, bad configs."""
 
+import importlib.util
 import json
 import sys
 import textwrap
@@ -97,6 +98,20 @@ def test_custom_imports_failures():
     with pytest.warns(UserWarning, match="no_such_module_xyz"):
         purelr.build(dict(custom_imports=dict(imports=["no_such_module_xyz"], allow_failed_imports=True),
                           optimizer=dict(type="SGD", lr=0.1)), PARAMS)
+
+
+def test_an_uninstalled_model_zoo_in_custom_imports_is_skipped_and_named_when_a_part_is_missing():
+    """MMSegmentation's poolformer configs import ``mmcls.models`` (a backbone): a JAX user without
+    mmcls builds the optimizer; a part the zoo would register is reported with the import."""
+    from purelr.recipes import registry
+
+    imports = dict(imports=["mmcls.models"], allow_failed_imports=False)
+    assert importlib.util.find_spec("mmcls") is None
+    purelr.build(dict(custom_imports=imports, optimizer=dict(type="SGD", lr=0.1)), PARAMS)
+    assert "mmcls.models" in registry.NOT_INSTALLED
+    with pytest.raises(ValueError, match=r"unknown optimizer type 'ZooSGD'.*custom_imports named \['mmcls.models'\], "
+                                         r"not installed: a part they register needs a purelr twin"):
+        purelr.build(dict(custom_imports=imports, optimizer=dict(type="ZooSGD", lr=0.1)), PARAMS)
 
 
 def test_registering_a_taken_name_needs_force():
