@@ -33,6 +33,7 @@ from purelr.schedules.core import (
     fraction,
     integer_power,
     linear_anneal,
+    remaining,
 )
 
 
@@ -199,12 +200,12 @@ def polynomial_lr(base_lr: float, total_iters: int = 5, power: float = 1.0) -> S
     power = validate.nonnegative("power", power)
 
     def value(t):
-        return base * (1.0 - fraction(jnp.minimum(t, total), total)) ** power
+        return base * remaining(jnp.minimum(t, total), total) ** power
 
     def update(k, lr):
-        previous = 1.0 - fraction(k - 1, total)
+        previous = remaining(k - 1, total)
         safe = jnp.where(previous == 0, 1.0, previous)
-        decayed = lr * ((1.0 - fraction(k, total)) / safe) ** power
+        decayed = lr * (remaining(k, total) / safe) ** power
         return jnp.where((k == 0) | (k > total), lr, decayed)
 
     return _twin(value, update, "scale", base)
