@@ -48,8 +48,8 @@ class ChainMaps(NamedTuple):
       restart: ``(k, lr) -> lr``, the lr ``k`` steps after ``SequentialLR`` restarts this
         scheduler at a milestone (``_update_lr(0)``), given the lr in force just before it.
       kind: how ``update`` uses the lr before: ``"scale"`` (multiplies it), ``"affine"``
-        (``a * lr + b``) or ``"absolute"`` (ignores it); ``"composite"`` for ``sequential_lr`` and
-        ``chained_scheduler``, which cannot be nested.
+        (``a * lr + b``) or ``"absolute"`` (ignores it); ``"sequential"`` for ``sequential_lr`` and
+        ``"composite"`` for ``chained_scheduler``, which nest only as a ``sequential_lr``'s first.
       base: the group's ``initial_lr`` the schedule starts from.
       swa_lr: ``swa_lr``'s target, which torch keeps in the param group (``group['swa_lr']``),
         shared by every SWALR on the optimizer; None for the other twins.
@@ -241,6 +241,18 @@ def cosine_annealing_lr(base_lr: float, T_max: int, eta_min: float = 0.0) -> Sch
     return _twin(value, update, "affine", base)
 
 
+def _restart_cycles(T_0, T_mult):
+    """Validated ``T_0``, ``T_mult`` and the cycles of ``CosineAnnealingWarmRestarts`` up to
+    ``2**31 - 1``: ``(starts, lengths)``, cycle ``i`` lasting ``T_0 * T_mult ** i`` steps."""
+    T_0 = validate.positive_int("T_0", T_0)
+    T_mult = validate.positive_int("T_mult", T_mult)
+    starts, lengths = [0], [T_0]
+    while T_mult > 1 and starts[-1] + lengths[-1] <= MAX_STEP:
+        starts.append(starts[-1] + lengths[-1])
+        lengths.append(lengths[-1] * T_mult)
+    return T_0, T_mult, starts, np.asarray(lengths, dtype=np.float64)
+
+
 def cosine_annealing_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1,
                                    eta_min: float = 0.0) -> Schedule:
     """``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``:
@@ -250,14 +262,8 @@ def cosine_annealing_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1,
     Cycle starts are found by integer comparison, exact for every step.
     """
     base = _base(base_lr)
-    T_0 = validate.positive_int("T_0", T_0)
-    T_mult = validate.positive_int("T_mult", T_mult)
+    T_0, T_mult, starts, lengths_table = _restart_cycles(T_0, T_mult)
     eta_min = validate.nonnegative("eta_min", eta_min)
-    starts, lengths = [0], [T_0]
-    while T_mult > 1 and starts[-1] + lengths[-1] <= MAX_STEP:
-        starts.append(starts[-1] + lengths[-1])
-        lengths.append(lengths[-1] * T_mult)
-    lengths_table = np.asarray(lengths, dtype=np.float64)
 
     def value(t):
         if T_mult == 1:
@@ -269,6 +275,34 @@ def cosine_annealing_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1,
         return cosine_anneal(base, eta_min, fraction(position, 1) / length)
 
     return _twin(value, lambda k, lr: value(k), "absolute", base)
+
+
+def cosine_annealing_warm_restarts_at_epoch(base_lr: float, T_0: int, T_mult: int = 1,
+                                            eta_min: float = 0.0) -> Schedule:
+    """``CosineAnnealingWarmRestarts`` stepped at fractional epochs, ``scheduler.step(epoch)`` (as
+    its docstring shows: ``scheduler.step(epoch + i / iters)``): a schedule of a float epoch.
+
+    ``f(e)`` is the lr after ``scheduler.step(e)``, for any float ``e >= 0`` and in any order:
+    ``eta_min + (base_lr - eta_min) * (1 + cos(pi * (e - s_i) / T_i)) / 2`` in the cycle
+    ``s_i <= e < s_i + T_i`` (``s_i = T_0 * (T_mult ** i - 1) / (T_mult - 1)``, integers compared
+    with ``e`` exactly; torch finds ``i`` with a float ``log``, the same cycle for these epochs).
+    Not chainable: ``sequential_lr`` / ``chained_scheduler`` step torch's integer form.
+    """
+    base = _base(base_lr)
+    T_0, T_mult, starts, lengths_table = _restart_cycles(T_0, T_mult)
+    eta_min = validate.nonnegative("eta_min", eta_min)
+
+    def schedule(epoch):
+        epoch = as_values(epoch)
+        if T_mult == 1:
+            position, length = jnp.mod(epoch, T_0), T_0
+        else:
+            cycle = jnp.sum(epoch[..., None] >= as_values(np.asarray(starts[1:], np.float64)), axis=-1)
+            position = epoch - as_values(np.asarray(starts, np.float64))[cycle]
+            length = as_values(lengths_table)[cycle]
+        return cosine_anneal(base, eta_min, position / length)
+
+    return schedule
 
 
 def _cyclic_position(step_size_up, step_size_down, mode, gamma, scale_fn, scale_mode):
@@ -493,15 +527,20 @@ def _not_nestable(step, lr):
     raise TypeError("sequential_lr and chained_scheduler cannot be nested in one another")
 
 
-def _check_components(name: str, schedules) -> tuple:
+def _check_components(name: str, schedules, composite_first: bool = False) -> tuple:
+    """The twins' ``ChainMaps``; a composite (``sequential_lr`` / ``chained_scheduler``) only as
+    ``schedules[0]`` where ``composite_first``."""
     if len(schedules) < 1:
         raise ValueError(f"{name} needs at least one schedule, got {list(schedules)!r}")
     for i, schedule in enumerate(schedules):
         maps = getattr(schedule, "chain_maps", None)
-        if not isinstance(maps, ChainMaps) or maps.kind == "composite":
+        if not isinstance(maps, ChainMaps):
+            raise TypeError(f"{name}: schedules[{i}] must be a purelr.schedules.torch twin, got {schedule!r}")
+        if maps.kind in ("composite", "sequential") and not (composite_first and i == 0):
+            where = "after the first" if composite_first else "in chained_scheduler"
             raise TypeError(
-                f"{name}: schedules[{i}] must be a purelr.schedules.torch twin, "
-                f"got {schedule!r}; nesting sequential_lr/chained_scheduler is not supported"
+                f"{name}: schedules[{i}] is a sequential_lr/chained_scheduler; torch cannot restart "
+                f"one {where} (its _update_lr(0) raises NotImplementedError), so nesting is not supported there"
             )
     maps = tuple(s.chain_maps for s in schedules)
     targets = sorted({m.swa_lr for m in maps if m.swa_lr is not None})
@@ -518,9 +557,12 @@ def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> S
 
     At each milestone torch restarts the next scheduler with ``step(0)`` (its closed form at 0),
     so ``f(t) = schedules[i](t - milestones[i-1])`` for all but ``multiplicative_lr`` and
-    ``swa_lr``, which continue from the lr in force before the milestone.
+    ``swa_lr``, which continue from the lr in force before the milestone. ``schedules[0]`` may be a
+    ``chained_scheduler`` or ``sequential_lr``, as torch allows (it steps the first one from the
+    start; a later one it cannot restart). An inner ``sequential_lr`` runs one step ahead, as in
+    torch, whose outer ``SequentialLR`` steps it once more at construction without undoing it.
     """
-    schedules, maps = _check_components("sequential_lr", schedules)
+    schedules, maps = _check_components("sequential_lr", schedules, composite_first=True)
     if len(milestones) != len(schedules) - 1:
         raise ValueError(
             f"sequential_lr needs len(milestones) == len(schedules) - 1, got "
@@ -529,7 +571,11 @@ def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> S
     milestones = validate.step_list("milestones", milestones, allow_duplicates=True)
     starts = (0,) + milestones
 
+    ahead = 1 if maps[0].kind == "sequential" else 0
+
     def segment(i, t, entries):
+        if i == 0:
+            return schedules[0](t + ahead)
         if starts[i] == 0:
             return schedules[i](t)
         return maps[i].restart(t - starts[i], entries[i])
@@ -545,7 +591,7 @@ def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> S
             result = jnp.where(t >= starts[i], segment(i, t, entries), result)
         return result
 
-    return _twin(value, _not_nestable, "composite", maps[0].base)
+    return _twin(value, _not_nestable, "sequential", maps[0].base)
 
 
 def chained_scheduler(schedules: Sequence[Schedule]) -> Schedule:
