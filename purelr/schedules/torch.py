@@ -49,7 +49,8 @@ class ChainMaps(NamedTuple):
         scheduler at a milestone (``_update_lr(0)``), given the lr in force just before it.
       kind: how ``update`` uses the lr before: ``"scale"`` (multiplies it), ``"affine"``
         (``a * lr + b``) or ``"absolute"`` (ignores it); ``"sequential"`` for ``sequential_lr`` and
-        ``"composite"`` for ``chained_scheduler``, which nest only as a ``sequential_lr``'s first.
+        ``"composite"`` for ``chained_scheduler`` (``"composite_affine"`` when an affine twin's map
+        applies last), which nest only as a ``sequential_lr``'s first (not ``"composite_affine"``).
       base: the group's ``initial_lr`` the schedule starts from.
       swa_lr: ``swa_lr``'s target, which torch keeps in the param group (``group['swa_lr']``),
         shared by every SWALR on the optimizer; None for the other twins.
@@ -523,6 +524,9 @@ def swa_lr(initial_lr: float, swa_lr: float, anneal_epochs: int = 10,
     return _twin(lambda t: annealed(t, as_values(start)), update, "affine", start, annealed, target)
 
 
+_COMPOSITES = ("composite", "composite_affine", "sequential")
+
+
 def _not_nestable(step, lr):
     raise TypeError("sequential_lr and chained_scheduler cannot be nested in one another")
 
@@ -536,11 +540,17 @@ def _check_components(name: str, schedules, composite_first: bool = False) -> tu
         maps = getattr(schedule, "chain_maps", None)
         if not isinstance(maps, ChainMaps):
             raise TypeError(f"{name}: schedules[{i}] must be a purelr.schedules.torch twin, got {schedule!r}")
-        if maps.kind in ("composite", "sequential") and not (composite_first and i == 0):
+        if maps.kind == "composite_affine" and composite_first and i == 0:
+            raise TypeError(
+                f"{name}: schedules[0] is a chained_scheduler stepping an affine twin (cosine_annealing_lr, "
+                f"swa_lr) at step 0, got {schedule!r}: inside a SequentialLR torch steps it at last_epoch 0 "
+                "without its initial-step rule, which purelr does not reproduce"
+            )
+        if maps.kind in _COMPOSITES and not (composite_first and i == 0):
             where = "after the first" if composite_first else "in chained_scheduler"
             raise TypeError(
-                f"{name}: schedules[{i}] is a sequential_lr/chained_scheduler; torch cannot restart "
-                f"one {where} (its _update_lr(0) raises NotImplementedError), so nesting is not supported there"
+                f"{name}: schedules[{i}] is a composite, got {schedule!r}; nesting sequential_lr/chained_scheduler "
+                f"is not supported {where} (torch's _update_lr(0) on one raises NotImplementedError)"
             )
     maps = tuple(s.chain_maps for s in schedules)
     targets = sorted({m.swa_lr for m in maps if m.swa_lr is not None})
@@ -612,6 +622,8 @@ def chained_scheduler(schedules: Sequence[Schedule]) -> Schedule:
         )
     base = bases.pop() if bases else maps[0].base
     absolutes = [i for i, m in enumerate(maps) if m.kind == "absolute"]
+    applied = maps[absolutes[-1] + 1:] if absolutes else maps
+    kind = "composite_affine" if any(m.kind == "affine" for m in applied) else "composite"
 
     def apply_step(k, lr, components):
         for component in components:
@@ -640,4 +652,4 @@ def chained_scheduler(schedules: Sequence[Schedule]) -> Schedule:
 
             return jnp.vectorize(one)(t)
 
-    return _twin(value, _not_nestable, "composite", base)
+    return _twin(value, _not_nestable, kind, base)
