@@ -9,7 +9,6 @@ float32 (1e-6). The others carry the reason they are not covered. `test_covered_
 count honest.
 """
 
-import functools
 import warnings
 
 import jax
