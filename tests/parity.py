@@ -8,6 +8,7 @@ minimum), are compared absolutely at that scale.
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 SCHEDULE_RTOL = {"x64": 1e-12, "f32": 1e-6}
@@ -49,3 +50,12 @@ def assert_schedule_matches(actual, expected, precision, *, context="", rtol=Non
 
 def float_mode():
     return "x64" if jax.config.jax_enable_x64 else "f32"
+
+
+def jitted(schedule, steps):
+    """``schedule`` along the path users run, ``jax.jit(jax.vmap(schedule))``, over ``steps``, as numpy.
+
+    Under ``jit`` XLA folds constants (a division by one becomes a multiply-add with its
+    reciprocal), so the jitted values can differ from the eager ones: parity tests compare both.
+    """
+    return np.asarray(jax.jit(jax.vmap(schedule))(jnp.asarray(steps)))

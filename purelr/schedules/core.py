@@ -118,6 +118,17 @@ def fraction(numerator: Array, denominator) -> Array:
     return as_values(numerator) / as_values(denominator)
 
 
+def remaining(numerator: Array, denominator) -> Array:
+    """``1 - numerator / denominator`` of integer step counts, as ``(denominator - numerator) / denominator``.
+
+    Exactly 0 at ``numerator == denominator``, jitted or not. Written as ``1 - fraction(t, T)`` it
+    is not under ``jit``: XLA multiplies by the constant reciprocal ``1 / T`` and the compiler
+    fuses ``1 - t * (1 / T)`` into one multiply-add, leaving the rounding error of ``1 / T``
+    (``7e-17`` for ``T = 81``, and below 0 for ``T = 26``, where a fractional power is NaN).
+    """
+    return fraction(as_steps(denominator) - numerator, denominator)
+
+
 def count_reached(step: Array, milestones: Sequence[int]) -> Array:
     """How many of the sorted integer ``milestones`` are ``<= step`` (``bisect_right``), exactly."""
     if len(milestones) == 0:

@@ -50,6 +50,7 @@ from purelr.schedules.core import (
     fraction,
     integer_power,
     linear_anneal,
+    remaining,
 )
 
 _REQUIRED = object()
@@ -159,7 +160,7 @@ def _poly(cfg: _Cfg, base: float, progress: _Progress):
     power = _read(cfg, "power", validate.real, 1.0)
     floor = _read(cfg, "min_lr", validate.real, 0.0)
     total = _total(cfg, progress)
-    return lambda p: (base - floor) * jnp.power(1 - fraction(p, total), power) + floor
+    return lambda p: (base - floor) * jnp.power(remaining(p, total), power) + floor
 
 
 def _inv(cfg: _Cfg, base: float, progress: _Progress):
@@ -390,13 +391,12 @@ def _warmup(cfg: _Cfg, epoch_len: Optional[int], *, ratio: float, by_epoch_key: 
         iters = validate.positive_int(f"{cfg.name}.warmup_iters * epoch_len", iters * epoch_len)
 
     def factor(k):
-        done = fraction(k, iters)
         if kind == "constant":
             warm = as_values(ratio)
         elif kind == "linear":
-            warm = linear_anneal(ratio, 1, done)
+            warm = linear_anneal(ratio, 1, fraction(k, iters))
         else:
-            warm = jnp.power(as_values(ratio), 1 - done)
+            warm = jnp.power(as_values(ratio), remaining(k, iters))
         return jnp.where(k < iters, warm, as_values(1))
 
     return factor

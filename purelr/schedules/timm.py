@@ -326,7 +326,8 @@ def wsd(
     def after(t_s):
         t_s = core.as_steps(t_s)
         stable_lr = jnp.maximum(base_lr * stable(t_s), lr_min)
-        frac = jnp.minimum(core.fraction(t_s - decay_start, decay_t), 1.0)
+        # 1 from the end of the decay on, exactly (jitted, the quotient at t_initial can miss it)
+        frac = jnp.where(t_s >= t_initial, 1.0, core.fraction(t_s - decay_start, decay_t))
         decayed = lr_min + (stable_lr - lr_min) * decay(jnp.maximum(frac, 0.0))
         return jnp.where(t_s <= decay_start, stable_lr, decayed)
 

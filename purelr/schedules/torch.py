@@ -33,6 +33,7 @@ from purelr.schedules.core import (
     fraction,
     integer_power,
     linear_anneal,
+    remaining,
 )
 
 
@@ -47,8 +48,9 @@ class ChainMaps(NamedTuple):
       restart: ``(k, lr) -> lr``, the lr ``k`` steps after ``SequentialLR`` restarts this
         scheduler at a milestone (``_update_lr(0)``), given the lr in force just before it.
       kind: how ``update`` uses the lr before: ``"scale"`` (multiplies it), ``"affine"``
-        (``a * lr + b``) or ``"absolute"`` (ignores it); ``"composite"`` for ``sequential_lr`` and
-        ``chained_scheduler``, which cannot be nested.
+        (``a * lr + b``) or ``"absolute"`` (ignores it); ``"sequential"`` for ``sequential_lr`` and
+        ``"composite"`` for ``chained_scheduler`` (``"composite_affine"`` when an affine twin's map
+        applies last), which nest only as a ``sequential_lr``'s first (not ``"composite_affine"``).
       base: the group's ``initial_lr`` the schedule starts from.
       swa_lr: ``swa_lr``'s target, which torch keeps in the param group (``group['swa_lr']``),
         shared by every SWALR on the optimizer; None for the other twins.
@@ -199,12 +201,12 @@ def polynomial_lr(base_lr: float, total_iters: int = 5, power: float = 1.0) -> S
     power = validate.nonnegative("power", power)
 
     def value(t):
-        return base * (1.0 - fraction(jnp.minimum(t, total), total)) ** power
+        return base * remaining(jnp.minimum(t, total), total) ** power
 
     def update(k, lr):
-        previous = 1.0 - fraction(k - 1, total)
+        previous = remaining(k - 1, total)
         safe = jnp.where(previous == 0, 1.0, previous)
-        decayed = lr * ((1.0 - fraction(k, total)) / safe) ** power
+        decayed = lr * (remaining(k, total) / safe) ** power
         return jnp.where((k == 0) | (k > total), lr, decayed)
 
     return _twin(value, update, "scale", base)
@@ -240,6 +242,18 @@ def cosine_annealing_lr(base_lr: float, T_max: int, eta_min: float = 0.0) -> Sch
     return _twin(value, update, "affine", base)
 
 
+def _restart_cycles(T_0, T_mult):
+    """Validated ``T_0``, ``T_mult`` and the cycles of ``CosineAnnealingWarmRestarts`` up to
+    ``2**31 - 1``: ``(starts, lengths)``, cycle ``i`` lasting ``T_0 * T_mult ** i`` steps."""
+    T_0 = validate.positive_int("T_0", T_0)
+    T_mult = validate.positive_int("T_mult", T_mult)
+    starts, lengths = [0], [T_0]
+    while T_mult > 1 and starts[-1] + lengths[-1] <= MAX_STEP:
+        starts.append(starts[-1] + lengths[-1])
+        lengths.append(lengths[-1] * T_mult)
+    return T_0, T_mult, starts, np.asarray(lengths, dtype=np.float64)
+
+
 def cosine_annealing_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1,
                                    eta_min: float = 0.0) -> Schedule:
     """``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``:
@@ -249,14 +263,8 @@ def cosine_annealing_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1,
     Cycle starts are found by integer comparison, exact for every step.
     """
     base = _base(base_lr)
-    T_0 = validate.positive_int("T_0", T_0)
-    T_mult = validate.positive_int("T_mult", T_mult)
+    T_0, T_mult, starts, lengths_table = _restart_cycles(T_0, T_mult)
     eta_min = validate.nonnegative("eta_min", eta_min)
-    starts, lengths = [0], [T_0]
-    while T_mult > 1 and starts[-1] + lengths[-1] <= MAX_STEP:
-        starts.append(starts[-1] + lengths[-1])
-        lengths.append(lengths[-1] * T_mult)
-    lengths_table = np.asarray(lengths, dtype=np.float64)
 
     def value(t):
         if T_mult == 1:
@@ -268,6 +276,34 @@ def cosine_annealing_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1,
         return cosine_anneal(base, eta_min, fraction(position, 1) / length)
 
     return _twin(value, lambda k, lr: value(k), "absolute", base)
+
+
+def cosine_annealing_warm_restarts_at_epoch(base_lr: float, T_0: int, T_mult: int = 1,
+                                            eta_min: float = 0.0) -> Schedule:
+    """``CosineAnnealingWarmRestarts`` stepped at fractional epochs, ``scheduler.step(epoch)`` (as
+    its docstring shows: ``scheduler.step(epoch + i / iters)``): a schedule of a float epoch.
+
+    ``f(e)`` is the lr after ``scheduler.step(e)``, for any float ``e >= 0`` and in any order:
+    ``eta_min + (base_lr - eta_min) * (1 + cos(pi * (e - s_i) / T_i)) / 2`` in the cycle
+    ``s_i <= e < s_i + T_i`` (``s_i = T_0 * (T_mult ** i - 1) / (T_mult - 1)``, integers compared
+    with ``e`` exactly; torch finds ``i`` with a float ``log``, the same cycle for these epochs).
+    Not chainable: ``sequential_lr`` / ``chained_scheduler`` step torch's integer form.
+    """
+    base = _base(base_lr)
+    T_0, T_mult, starts, lengths_table = _restart_cycles(T_0, T_mult)
+    eta_min = validate.nonnegative("eta_min", eta_min)
+
+    def schedule(epoch):
+        epoch = as_values(epoch)
+        if T_mult == 1:
+            position, length = jnp.mod(epoch, T_0), T_0
+        else:
+            cycle = jnp.sum(epoch[..., None] >= as_values(np.asarray(starts[1:], np.float64)), axis=-1)
+            position = epoch - as_values(np.asarray(starts, np.float64))[cycle]
+            length = as_values(lengths_table)[cycle]
+        return cosine_anneal(base, eta_min, position / length)
+
+    return schedule
 
 
 def _cyclic_position(step_size_up, step_size_down, mode, gamma, scale_fn, scale_mode):
@@ -488,19 +524,33 @@ def swa_lr(initial_lr: float, swa_lr: float, anneal_epochs: int = 10,
     return _twin(lambda t: annealed(t, as_values(start)), update, "affine", start, annealed, target)
 
 
+_COMPOSITES = ("composite", "composite_affine", "sequential")
+
+
 def _not_nestable(step, lr):
     raise TypeError("sequential_lr and chained_scheduler cannot be nested in one another")
 
 
-def _check_components(name: str, schedules) -> tuple:
+def _check_components(name: str, schedules, composite_first: bool = False) -> tuple:
+    """The twins' ``ChainMaps``; a composite (``sequential_lr`` / ``chained_scheduler``) only as
+    ``schedules[0]`` where ``composite_first``."""
     if len(schedules) < 1:
         raise ValueError(f"{name} needs at least one schedule, got {list(schedules)!r}")
     for i, schedule in enumerate(schedules):
         maps = getattr(schedule, "chain_maps", None)
-        if not isinstance(maps, ChainMaps) or maps.kind == "composite":
+        if not isinstance(maps, ChainMaps):
+            raise TypeError(f"{name}: schedules[{i}] must be a purelr.schedules.torch twin, got {schedule!r}")
+        if maps.kind == "composite_affine" and composite_first and i == 0:
             raise TypeError(
-                f"{name}: schedules[{i}] must be a purelr.schedules.torch twin, "
-                f"got {schedule!r}; nesting sequential_lr/chained_scheduler is not supported"
+                f"{name}: schedules[0] is a chained_scheduler stepping an affine twin (cosine_annealing_lr, "
+                f"swa_lr) at step 0, got {schedule!r}: inside a SequentialLR torch steps it at last_epoch 0 "
+                "without its initial-step rule, which purelr does not reproduce"
+            )
+        if maps.kind in _COMPOSITES and not (composite_first and i == 0):
+            where = "after the first" if composite_first else "in chained_scheduler"
+            raise TypeError(
+                f"{name}: schedules[{i}] is a composite, got {schedule!r}; nesting sequential_lr/chained_scheduler "
+                f"is not supported {where} (torch's _update_lr(0) on one raises NotImplementedError)"
             )
     maps = tuple(s.chain_maps for s in schedules)
     targets = sorted({m.swa_lr for m in maps if m.swa_lr is not None})
@@ -517,9 +567,12 @@ def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> S
 
     At each milestone torch restarts the next scheduler with ``step(0)`` (its closed form at 0),
     so ``f(t) = schedules[i](t - milestones[i-1])`` for all but ``multiplicative_lr`` and
-    ``swa_lr``, which continue from the lr in force before the milestone.
+    ``swa_lr``, which continue from the lr in force before the milestone. ``schedules[0]`` may be a
+    ``chained_scheduler`` or ``sequential_lr``, as torch allows (it steps the first one from the
+    start; a later one it cannot restart). An inner ``sequential_lr`` runs one step ahead, as in
+    torch, whose outer ``SequentialLR`` steps it once more at construction without undoing it.
     """
-    schedules, maps = _check_components("sequential_lr", schedules)
+    schedules, maps = _check_components("sequential_lr", schedules, composite_first=True)
     if len(milestones) != len(schedules) - 1:
         raise ValueError(
             f"sequential_lr needs len(milestones) == len(schedules) - 1, got "
@@ -528,7 +581,11 @@ def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> S
     milestones = validate.step_list("milestones", milestones, allow_duplicates=True)
     starts = (0,) + milestones
 
+    ahead = 1 if maps[0].kind == "sequential" else 0
+
     def segment(i, t, entries):
+        if i == 0:
+            return schedules[0](t + ahead)
         if starts[i] == 0:
             return schedules[i](t)
         return maps[i].restart(t - starts[i], entries[i])
@@ -544,7 +601,7 @@ def sequential_lr(schedules: Sequence[Schedule], milestones: Sequence[int]) -> S
             result = jnp.where(t >= starts[i], segment(i, t, entries), result)
         return result
 
-    return _twin(value, _not_nestable, "composite", maps[0].base)
+    return _twin(value, _not_nestable, "sequential", maps[0].base)
 
 
 def chained_scheduler(schedules: Sequence[Schedule]) -> Schedule:
@@ -565,6 +622,8 @@ def chained_scheduler(schedules: Sequence[Schedule]) -> Schedule:
         )
     base = bases.pop() if bases else maps[0].base
     absolutes = [i for i, m in enumerate(maps) if m.kind == "absolute"]
+    applied = maps[absolutes[-1] + 1:] if absolutes else maps
+    kind = "composite_affine" if any(m.kind == "affine" for m in applied) else "composite"
 
     def apply_step(k, lr, components):
         for component in components:
@@ -593,4 +652,4 @@ def chained_scheduler(schedules: Sequence[Schedule]) -> Schedule:
 
             return jnp.vectorize(one)(t)
 
-    return _twin(value, _not_nestable, "composite", base)
+    return _twin(value, _not_nestable, kind, base)

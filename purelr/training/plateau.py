@@ -226,3 +226,35 @@ def plateau_lr_scheduler(lr, decay_rate: float = 0.1, patience_t: int = 10,
         return init(jnp.full_like(as_values(lr), warmup_lr_init) if warmup_t else lr)
 
     return Plateau(start, step)
+
+
+def with_scheduler(plateau: Plateau, schedule) -> Plateau:
+    """``ReduceLROnPlateau`` and a chainable torch scheduler on one optimizer, both stepped each
+    epoch, ``plateau.step(metric)`` then ``scheduler.step()`` (torch's compound use, e.g. a
+    ``LinearLR`` warmup under the plateau); ``schedule`` is its ``purelr.schedules.torch`` twin.
+
+    ``init()``: the plateau's lr after the scheduler's constructor step, ``update(0, lr)``;
+    ``step(state, metric)`` at the ``k``-th epoch (``state.epoch`` after the plateau's step):
+    ``lr = update(k, reduce(lr, metric))``, where ``update`` is the twin's per-step map
+    (``schedule.chain_maps.update``, torch's ``get_lr()`` on the lr the plateau left: a StepLR
+    multiplies it by ``gamma`` at its steps, a LinearLR by the ratio of consecutive factors).
+    For parameter groups (``lr`` a list) the twin must rescale the lr (``kind == "scale"``).
+    """
+    maps = getattr(schedule, "chain_maps", None)
+    if maps is None or maps.kind not in ("scale", "affine", "absolute"):
+        raise TypeError(f"with_scheduler needs a purelr.schedules.torch twin (not a composite), got {schedule!r}")
+    if jnp.ndim(plateau.init().lr) and maps.kind != "scale":
+        raise ValueError(
+            f"with_scheduler: a {maps.kind!r} twin computes one lr from its own base, which cannot "
+            "follow several parameter groups; give a twin that rescales the lr (kind 'scale')"
+        )
+
+    def init() -> PlateauState:
+        state = plateau.init()
+        return state._replace(lr=maps.update(0, state.lr))
+
+    def step(state: PlateauState, metric) -> PlateauState:
+        state = plateau.step(state, metric)
+        return state._replace(lr=maps.update(state.epoch, state.lr))
+
+    return Plateau(init, step)

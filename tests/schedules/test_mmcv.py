@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from purelr.schedules.mmcv import lr_config, momentum_config
-from tests.parity import assert_schedule_matches
+from tests.parity import assert_schedule_matches, jitted
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # mmcv's "MMCV will release v2.0.0" notice
@@ -181,6 +181,13 @@ def _curve(schedule, n):
     return np.asarray(schedule(jnp.arange(max(n, PAD))))[:n]
 
 
+def assert_curve_matches(schedule, expected, precision, context=""):
+    """purelr's curve, eager and ``jax.jit(jax.vmap(schedule))``, against MMCV's; the worst error."""
+    n = len(expected)
+    return max(assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]")
+               for path, values in (("eager", _curve(schedule, n)), ("jit", jitted(schedule, np.arange(n)))))
+
+
 @functools.lru_cache(maxsize=None)
 def lr_case(policy, index):
     rng = np.random.default_rng([11, LR_POLICIES.index(policy), index])
@@ -217,8 +224,7 @@ def momentum_case(policy, index):
 def test_lr_config_matches_mmcv_random(policy, precision):
     for index in range(LR_CONFIGS_PER_POLICY):
         cfg, base, run, expected = lr_case(policy, index)
-        ours = _curve(lr_config(cfg, base, **_lengths(run)), len(expected))
-        assert_schedule_matches(ours, expected, precision, context=f"{cfg} base={base} run={run}")
+        assert_curve_matches(lr_config(cfg, base, **_lengths(run)), expected, precision, f"{cfg} base={base} run={run}")
 
 
 @pytest.mark.parametrize("policy", MOMENTUM_POLICIES)
@@ -226,10 +232,8 @@ def test_momentum_config_matches_mmcv_random(policy, precision):
     for index in range(MOMENTUM_CONFIGS_PER_POLICY):
         cfg, base, lr_cfg, base_lr, run, lr, momentum = momentum_case(policy, index)
         context = f"{cfg} base={base} with {lr_cfg} run={run}"
-        ours = _curve(momentum_config(cfg, base, **_lengths(run)), len(momentum))
-        assert_schedule_matches(ours, momentum, precision, context=context)
-        ours = _curve(lr_config(lr_cfg, base_lr, **_lengths(run)), len(lr))
-        assert_schedule_matches(ours, lr, precision, context=context)
+        assert_curve_matches(momentum_config(cfg, base, **_lengths(run)), momentum, precision, context)
+        assert_curve_matches(lr_config(lr_cfg, base_lr, **_lengths(run)), lr, precision, context)
 
 
 def test_random_configs_cover_every_branch():
@@ -260,6 +264,7 @@ def test_retinanet_1x_recipe(precision):
     schedule = lr_config(RETINANET_1X, 0.01, epoch_len=epoch_len, max_epochs=12)
     ours = np.asarray(schedule(jnp.arange(12 * epoch_len)))
     assert_schedule_matches(ours, expected, precision)
+    assert_schedule_matches(jitted(schedule, np.arange(12 * epoch_len)), expected, precision, context="jitted")
     rtol = 1e-12 if precision == "x64" else 1e-6
     milestones = {0: 0.01 * 0.001, 250: 0.01 * (1 - 0.5 * 0.999), 499: 0.01 * (1 - 0.999 / 500),
                   500: 0.01, 8 * epoch_len - 1: 0.01, 8 * epoch_len: 0.001, 11 * epoch_len: 0.0001}
@@ -299,8 +304,7 @@ def test_lr_config_edges(name, precision):
     cfg, base, epoch_len, max_epochs = EDGES[name]
     expected, _ = mmcv_runner.run_epoch_based(mmcv_runner.make_optimizer(base), epoch_len=epoch_len,
                                               max_epochs=max_epochs, lr_cfg=cfg)
-    ours = _curve(lr_config(cfg, base, epoch_len=epoch_len, max_epochs=max_epochs), len(expected))
-    assert_schedule_matches(ours, expected, precision, context=name)
+    assert_curve_matches(lr_config(cfg, base, epoch_len=epoch_len, max_epochs=max_epochs), expected, precision, name)
 
 
 MOMENTUM_EDGES = {
@@ -321,7 +325,7 @@ def test_momentum_config_edges(name, adam, precision):
     _, expected = mmcv_runner.run_epoch_based(optimizer, epoch_len=epoch_len, max_epochs=max_epochs,
                                               momentum_cfg=cfg)
     schedule = momentum_config(cfg, base, epoch_len=epoch_len, max_epochs=max_epochs)
-    assert_schedule_matches(_curve(schedule, len(expected)), expected, precision, context=name)
+    assert_curve_matches(schedule, expected, precision, name)
 
 
 HUGE = MAX_STEP - 1  # the last iteration of a run of 2**31 - 1 iterations
@@ -350,6 +354,7 @@ def test_huge_steps_are_exact(name, precision):
     schedule = lr_config(cfg, 0.1, epoch_len=epoch_len, max_epochs=max_epochs)
     ours = np.asarray(schedule(jnp.asarray(HUGE_STEPS + [0] * (PAD - len(HUGE_STEPS)))))[: len(HUGE_STEPS)]
     assert_schedule_matches(ours, expected, precision, context=name)
+    assert_schedule_matches(jitted(schedule, HUGE_STEPS), expected, precision, context=f"{name} jitted")
 
 
 def test_huge_step_switches_on_the_exact_iteration(precision):

@@ -18,7 +18,7 @@ import pytest
 from purelr.references.mmengine import run as reference
 
 from purelr.schedules import mmengine as pm
-from tests.parity import assert_schedule_matches
+from tests.parity import assert_schedule_matches, jitted
 
 FAMILIES = ["Constant", "CosineAnnealing", "Exponential", "Linear", "MultiStep", "Step", "Poly", "CosineRestart", "OneCycle"]
 
@@ -36,10 +36,17 @@ def curve(cfgs, base, iters, **kwargs):
     return np.asarray(pm.param_scheduler(cfgs, base, **kwargs)(jnp.arange(size)))[:iters]
 
 
+def assert_curves_match(cfgs, base, iters, expected, precision, context, **kwargs):
+    """purelr's curve, eager and ``jax.jit(jax.vmap(...))``, against MMEngine's; the worst error."""
+    jit = jitted(pm.param_scheduler(cfgs, base, **kwargs), np.arange(iters))
+    return max(assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]")
+               for path, values in (("eager", curve(cfgs, base, iters, **kwargs)), ("jit", jit)))
+
+
 def check(cfgs, base, precision, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False, context=""):
     expected = reference(cfgs, base, epoch_len=epoch_len, iters=iters, max_epochs=max_epochs, max_iters=max_iters, momentum=momentum, adam=adam)
-    actual = curve(cfgs, base, iters, epoch_len=epoch_len, max_epochs=max_epochs, max_iters=max_iters)
-    return assert_schedule_matches(actual, expected, precision, context=context or repr(cfgs))
+    return assert_curves_match(cfgs, base, iters, expected, precision, context or repr(cfgs),
+                               epoch_len=epoch_len, max_epochs=max_epochs, max_iters=max_iters)
 
 
 RETINANET = [
@@ -150,8 +157,7 @@ def test_random_lists(precision, block):
     for seed in range(block * 25, block * 25 + 25):
         cfgs, base, iters, kwargs, where = random_case(seed)
         context = f"seed {seed}: {cfgs} {kwargs} base={base}"
-        actual = curve(cfgs, base, iters, **kwargs)
-        worst = max(worst, assert_schedule_matches(actual, cached_reference(seed), precision, context=context))
+        worst = max(worst, assert_curves_match(cfgs, base, iters, cached_reference(seed), precision, context, **kwargs))
     print(f"max relative error ({precision}): {worst:.3g}")
 
 
@@ -214,8 +220,7 @@ def test_edges(precision, name):
     iters = case.get("max_iters") or case["max_epochs"] * case["epoch_len"] + 5
     ref_cfgs = [c for c in cfgs if param is None or ("Momentum" in c["type"]) == (param == "momentum")]
     expected = reference(ref_cfgs, base, iters=iters, adam=adam, **case)
-    actual = curve(cfgs, base, iters, param_name=param, **case)
-    assert_schedule_matches(actual, expected, precision, context=name)
+    assert_curves_match(cfgs, base, iters, expected, precision, name, param_name=param, **case)
 
 
 @pytest.mark.parametrize("name", ["retinanet", "cosine past T_max, eta_min, under an iteration warmup",
@@ -254,7 +259,9 @@ HUGE = [2**31 - 2, 2**31 - 3, 10**9 + 7, 10**9 - 1, 10**9 - 2, 123456789]
 def test_huge_steps(precision, cfg, epoch_len, exact):
     """Steps up to 2**31 - 2 against exact integer arithmetic in Python (MMEngine's INF end = 10**9)."""
     f = pm.param_scheduler([cfg], 0.1, epoch_len=epoch_len)
-    assert_schedule_matches(np.asarray(f(jnp.asarray(HUGE))), np.array([exact(k) for k in HUGE]), precision)
+    expected = np.array([exact(k) for k in HUGE])
+    assert_schedule_matches(np.asarray(f(jnp.asarray(HUGE))), expected, precision)
+    assert_schedule_matches(jitted(f, HUGE), expected, precision, context="jitted")
 
 
 BAD = [

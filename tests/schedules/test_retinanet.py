@@ -17,7 +17,7 @@ import numpy as np
 from purelr.schedules import torch as torch_schedules
 from purelr.schedules.mmcv import lr_config
 from purelr.schedules.mmengine import param_scheduler
-from tests.parity import assert_schedule_matches
+from tests.parity import assert_schedule_matches, jitted
 from tests.schedules.test_mmcv import RETINANET_1X, retinanet_reference
 
 EPOCH_LEN, EPOCHS = 7330, 12
@@ -45,10 +45,13 @@ def test_retinanet_1x_in_every_form_matches_mmcv_runner(precision):
     assert expected.shape == (EPOCHS * EPOCH_LEN,)
     for name, schedule in forms.items():
         assert_schedule_matches(np.asarray(schedule(steps)), expected, precision, context=name)
+        assert_schedule_matches(jitted(schedule, steps), expected, precision, context=f"{name} jitted")
 
-    mmengine = np.asarray(param_scheduler(MMENGINE_RETINANET_1X, 0.01, epoch_len=EPOCH_LEN,
-                                          max_epochs=EPOCHS)(steps))
+    mmengine_schedule = param_scheduler(MMENGINE_RETINANET_1X, 0.01, epoch_len=EPOCH_LEN, max_epochs=EPOCHS)
+    mmengine = np.asarray(mmengine_schedule(steps))
     assert_schedule_matches(mmengine[500:], expected[500:], precision, context="mmengine after warmup")
+    assert_schedule_matches(jitted(mmengine_schedule, steps)[500:], expected[500:], precision,
+                            context="mmengine after warmup jitted")
     warmup = np.arange(500)
     stretched = 0.01 * (0.001 + 0.999 * np.minimum(warmup / 499, 1.0))  # MMEngine: full lr at 499
     assert_schedule_matches(mmengine[:500], stretched, precision, context="mmengine warmup")

@@ -26,7 +26,7 @@ from purelr.schedules import timm as ptimm
 from purelr.schedules.timm_noise import lr_noise
 from purelr.schedules.timm_steps import floor_division
 from purelr.references.timm import train_loop as timm_train_loop
-from tests.parity import assert_schedule_matches
+from tests.parity import assert_schedule_matches, jitted
 
 CLASSES = {
     "step": (StepLRScheduler, ptimm.step),
@@ -38,6 +38,8 @@ CLASSES = {
 }
 RANDOM_CASES = {"x64": (70, 35), "f32": (20, 10)}  # (classes, create_scheduler_v2 loops) per run
 HUGE = 2**31 - 2
+# Cycles and milestones of the random draws end by step ~200 unless cycle_mul grows them: run past them.
+STEPS = 400
 
 
 def _optimizer(base_lr):
@@ -60,6 +62,13 @@ def timm_curve(name, base_lr, steps, **kwargs):
 
 def _purelr(schedule, steps):
     return np.asarray(jax.jit(schedule)(jnp.arange(steps)))
+
+
+def assert_paths_match(schedule, expected, precision, context=""):
+    """``jax.jit(schedule)`` on the step array and ``jax.jit(jax.vmap(schedule))`` against timm."""
+    steps = len(expected)
+    return max(assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]")
+               for path, values in (("jit", _purelr(schedule, steps)), ("jit(vmap)", jitted(schedule, np.arange(steps)))))
 
 
 # --- random configurations -------------------------------------------------------------------
@@ -164,9 +173,8 @@ def test_random_classes(precision):
     worst = 0.0
     for case in range(RANDOM_CASES[precision][0]):
         name, base_lr, args = random_class_config(rng)
-        expected = timm_curve(name, base_lr, 160, **args)
-        actual = _purelr(CLASSES[name][1](base_lr, **args), len(expected))
-        error = assert_schedule_matches(actual, expected, precision, context=f"case {case}: {name} {args}")
+        expected = timm_curve(name, base_lr, STEPS, **args)
+        error = assert_paths_match(CLASSES[name][1](base_lr, **args), expected, precision, f"case {case}: {name} {args}")
         worst = max(worst, error)
     print(f"timm classes {precision}: max relative error {worst:.3g}")
 
@@ -181,9 +189,8 @@ def test_random_factory_train_loop(precision):
         epochs = args["num_epochs"] + 3
         expected = timm_train_loop(base_lr, epochs, updates_per_epoch, **args)
         schedule = ptimm.create_scheduler_v2(base_lr, **args, updates_per_epoch=updates_per_epoch)
-        actual = _purelr(schedule, len(expected))
         context = f"factory case {checked}: {args} updates_per_epoch={updates_per_epoch}"
-        worst = max(worst, assert_schedule_matches(actual, expected, precision, context=context))
+        worst = max(worst, assert_paths_match(schedule, expected, precision, context))
         checked += 1
     print(f"timm create_scheduler_v2 {precision}: max relative error {worst:.3g}")
 
@@ -214,7 +221,7 @@ EDGES = [
 @pytest.mark.parametrize("name,args", EDGES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(EDGES)])
 def test_edges(precision, name, args):
     expected = timm_curve(name, 0.1, 150, **args)
-    assert_schedule_matches(_purelr(CLASSES[name][1](0.1, **args), len(expected)), expected, precision)
+    assert_paths_match(CLASSES[name][1](0.1, **args), expected, precision, f"{name} {args}")
 
 
 def test_cycle_mul_below_one_past_timm_domain_holds_lr_min(precision):
@@ -244,8 +251,9 @@ HUGE_CASES = [
 def test_huge_steps_against_python_arithmetic(precision, name, args):
     steps = [0, 1, 2**24 + 1, 2**30 + 3, HUGE - 6, HUGE - 5, HUGE - 1, HUGE, HUGE + 1]
     expected = [_timm_lr(name, t, **args) for t in steps]
-    actual = np.asarray(CLASSES[name][1](0.1, **args)(jnp.asarray(steps)))
-    assert_schedule_matches(actual, expected, precision, context=f"{name} {args}")
+    schedule = CLASSES[name][1](0.1, **args)
+    assert_schedule_matches(np.asarray(schedule(jnp.asarray(steps))), expected, precision, context=f"{name} {args}")
+    assert_schedule_matches(jitted(schedule, steps), expected, precision, context=f"{name} {args} jitted")
 
 
 @pytest.mark.parametrize("divisor", [2.4, 1.8, 0.3, 1.5, 7.25, 1e-3, 123.456, 3.0, 2.2, 3e9])
@@ -310,7 +318,7 @@ def test_noise_is_seeded_by_seed_plus_step_like_timm(precision):
 
 def test_noise_zero_std_is_no_noise(precision):
     args = {"t_initial": 30, "noise_range_t": 0, "noise_std": 0.0}
-    assert_schedule_matches(_purelr(ptimm.cosine(0.1, **args), 40), timm_curve("cosine", 0.1, 40, **args), precision)
+    assert_paths_match(ptimm.cosine(0.1, **args), timm_curve("cosine", 0.1, 40, **args), precision)
 
 
 # --- bad input -------------------------------------------------------------------------------
@@ -363,5 +371,5 @@ def test_first_update_uses_the_constructor_value_not_get_lr_zero(precision):
     args = {"sched": "multistep", "decay_milestones": [1, 3], "decay_rate": 0.5, "num_epochs": 5}
     expected = timm_train_loop(0.1, 5, 2, **args)
     assert expected[0] == expected[1] == 0.1 and expected[2] == 0.05 and expected[4] == 0.05 * 0.5
-    assert_schedule_matches(_purelr(ptimm.create_scheduler_v2(0.1, **args, updates_per_epoch=2), 10), expected, precision)
+    assert_paths_match(ptimm.create_scheduler_v2(0.1, **args, updates_per_epoch=2), expected[:10], precision)
     assert math.isclose(float(ptimm.multistep(0.1, [1, 3], 0.5)(0)), 0.05, rel_tol=1e-6)

@@ -20,7 +20,7 @@ from torch.optim import lr_scheduler as tl
 from torch.optim import swa_utils
 
 from purelr.schedules import torch as pt
-from tests.parity import assert_schedule_matches
+from tests.parity import assert_schedule_matches, jitted
 
 SEEDS_PER_TWIN = 14
 
@@ -46,15 +46,20 @@ def torch_curve(make_scheduler, steps, base_lr, *, momentum=False, betas=False):
 
 
 def assert_twin_matches(schedule, expected, context, *, replayed=False):
-    """Compares in x64 and f32. ``replayed`` twins (a loop over the steps: multiplicative_lr,
-    chained_scheduler with an affine twin) accumulate float32 rounding step by step, as torch's own
-    recursion would in float32: their float32 bound is 1e-5 instead of 1e-6."""
+    """Compares in x64 and f32, eagerly and jitted (``jax.jit(jax.vmap(schedule))``). ``replayed``
+    twins (a loop over the steps: multiplicative_lr, chained_scheduler with an affine twin)
+    accumulate float32 rounding step by step, as torch's own recursion would in float32: their
+    float32 bound is 1e-5 instead of 1e-6. Returns the worst error of each precision."""
     steps = np.arange(len(expected))
+    worst = {}
     for precision in ("x64", "f32"):
         with jax.enable_x64(precision == "x64"):
-            assert_schedule_matches(schedule(jnp.asarray(steps)), expected, precision,
-                                    context=f"{context} [{precision}]",
-                                    rtol=1e-5 if replayed and precision == "f32" else None)
+            rtol = 1e-5 if replayed and precision == "f32" else None
+            for path, values in (("eager", schedule(jnp.asarray(steps))), ("jit", jitted(schedule, steps))):
+                error = assert_schedule_matches(values, expected, precision, rtol=rtol,
+                                                context=f"{context} [{precision}, {path}]")
+                worst[precision] = max(worst.get(precision, 0.0), error)
+    return worst
 
 
 # ---- random configurations: each returns (purelr schedule, torch factory, steps, base) -----------
@@ -192,7 +197,9 @@ def cfg_chained(rng, base):
 
 
 RANDOM = dict(SIMPLE, one_cycle=cfg_one_cycle, sequential=cfg_sequential, chained=cfg_chained)
-STEPS = 1100
+# Boundaries of the random draws lie below 1100 steps, sequential_lr's after a milestone below 2100:
+# the curves run well past every one of them.
+STEPS = 2400
 
 
 @pytest.mark.parametrize("seed", range(SEEDS_PER_TWIN))
@@ -278,6 +285,18 @@ EDGES = {
     "sequential constant restarted": (
         lambda: pt.sequential_lr([pt.step_lr(0.1, 3), pt.constant_lr(0.1, 0.3, 0)], [7]),
         lambda o: tl.SequentialLR(o, [tl.StepLR(o, 3), tl.ConstantLR(o, 0.3, 0)], [7]), 20),
+    "sequential holding a chained": (
+        lambda: pt.sequential_lr([pt.chained_scheduler([pt.linear_lr(0.1, 0.1, total_iters=5), pt.step_lr(0.1, 3, 0.5),
+                                                        pt.cyclic_lr(0.01, 0.1, 4)]),
+                                  pt.polynomial_lr(0.1, 9, 0.5)], [12]),
+        lambda o: tl.SequentialLR(o, [tl.ChainedScheduler([tl.LinearLR(o, 0.1, total_iters=5), tl.StepLR(o, 3, 0.5),
+                                                           tl.CyclicLR(o, 0.01, 0.1, 4, cycle_momentum=False)]),
+                                      tl.PolynomialLR(o, 9, 0.5)], [12]), 40),
+    "sequential holding a sequential": (
+        lambda: pt.sequential_lr([pt.sequential_lr([pt.exponential_lr(0.1, 0.9), pt.step_lr(0.1, 2)], [3]),
+                                  pt.constant_lr(0.1, 0.5, 5)], [7]),
+        lambda o: tl.SequentialLR(o, [tl.SequentialLR(o, [tl.ExponentialLR(o, 0.9), tl.StepLR(o, 2)], [3]),
+                                      tl.ConstantLR(o, 0.5, 5)], [7]), 30),
     "chained cosine reset drops decay": (
         lambda: pt.chained_scheduler([pt.cosine_annealing_lr(0.1, 10), pt.exponential_lr(0.1, 0.9)]),
         lambda o: tl.ChainedScheduler([tl.CosineAnnealingLR(o, 10), tl.ExponentialLR(o, 0.9)]), 60),
@@ -309,6 +328,36 @@ def test_one_cycle_past_total_steps_is_nan_where_torch_raises():
             scheduler.step()
     values = np.asarray(schedule(jnp.arange(23)))
     assert np.all(np.isfinite(values[:21])) and np.all(np.isnan(values[21:]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_warm_restarts_at_fractional_epochs_match_torch(seed):
+    """``scheduler.step(epoch + i / iters)`` (CosineAnnealingWarmRestarts' documented use) against
+    ``cosine_annealing_warm_restarts_at_epoch``, through several restarts and past them."""
+    rng = np.random.default_rng([seed, 103])
+    base, t0, mult, iters = _base(rng), int(rng.integers(1, 12)), int(rng.integers(1, 4)), int(rng.integers(1, 9))
+    eta_min = float(base * rng.uniform(0, 0.3))
+    epochs = [e + i / iters for e in range(60) for i in range(iters)][1:]
+    expected = torch_curve_at(lambda o: tl.CosineAnnealingWarmRestarts(o, t0, mult, eta_min), epochs, base)
+    schedule = pt.cosine_annealing_warm_restarts_at_epoch(base, t0, mult, eta_min)
+    for precision in ("x64", "f32"):
+        with jax.enable_x64(precision == "x64"):
+            steps = np.asarray([0.0] + epochs)
+            for path, values in (("eager", schedule(jnp.asarray(steps))), ("jit", jitted(schedule, steps))):
+                assert_schedule_matches(values, expected, precision, context=f"seed {seed} [{precision}, {path}]")
+
+
+def torch_curve_at(make_scheduler, epochs, base_lr):
+    """lr after construction and after each ``scheduler.step(epoch)`` for ``epoch`` in ``epochs``."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base_lr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scheduler = make_scheduler(optimizer)
+        lrs = [optimizer.param_groups[0]["lr"]]
+        for epoch in epochs:
+            scheduler.step(epoch)
+            lrs.append(optimizer.param_groups[0]["lr"])
+    return np.array(lrs)
 
 
 # ---- huge steps against exact integer arithmetic ---------------------------------------------------
@@ -347,8 +396,9 @@ def huge_expectations():
 @pytest.mark.parametrize("name,schedule,exact", huge_expectations(), ids=lambda x: x if isinstance(x, str) else "")
 def test_huge_steps_are_exact(name, schedule, exact, precision):
     expected = np.array([exact(t) for t in HUGE])
-    actual = schedule(jnp.asarray(HUGE, dtype=jnp.int64 if precision == "x64" else jnp.int32))
-    assert_schedule_matches(actual, expected, precision, context=name)
+    steps = np.asarray(HUGE, dtype=np.int64 if precision == "x64" else np.int32)
+    assert_schedule_matches(schedule(jnp.asarray(steps)), expected, precision, context=name)
+    assert_schedule_matches(jitted(schedule, steps), expected, precision, context=f"{name} jitted")
 
 
 # ---- transformations ---------------------------------------------------------------------------------
@@ -421,6 +471,10 @@ BAD = [
      r"different swa_lr values \[0.01, 0.05\]"),
     (lambda: pt.chained_scheduler([pt.chained_scheduler([pt.step_lr(0.1, 3)])]), TypeError,
      "nesting sequential_lr/chained_scheduler is not supported"),
+    (lambda: pt.sequential_lr([pt.chained_scheduler([pt.cosine_annealing_lr(0.1, 7)]), pt.step_lr(0.1, 3)], [4]),
+     TypeError, "stepping an affine twin"),
+    (lambda: pt.sequential_lr([pt.step_lr(0.1, 3), pt.chained_scheduler([pt.step_lr(0.1, 3)])], [4]), TypeError,
+     r"schedules\[1\] is a composite.*not supported after the first"),
 ]
 
 

@@ -12,10 +12,12 @@ import numpy as np
 import optax
 import pytest
 import torch
+from torch.optim import lr_scheduler as tl
 from mmengine.optim.scheduler import ReduceOnPlateauLR
 from timm.scheduler.plateau_lr import PlateauLRScheduler
 
 from purelr import optim
+from purelr.schedules import torch as pt
 from purelr.training import plateau
 from tests.parity import assert_schedule_matches
 from tests.optim import torch_reference as ref
@@ -268,6 +270,52 @@ def test_sgd_reads_the_plateau_lr():
         for path in ref.LEAVES:
             error = ref.relative_error(ref._leaf(params, path), ref._leaf(tparams, path).detach())
             assert error <= 1e-10, (path, error)
+
+
+WITH_SCHEDULERS = {
+    "linear warmup": (lambda o: tl.LinearLR(o, 0.1, total_iters=8), lambda b: pt.linear_lr(b, 0.1, total_iters=8)),
+    "step": (lambda o: tl.StepLR(o, 7, 0.5), lambda b: pt.step_lr(b, 7, 0.5)),
+    "multistep": (lambda o: tl.MultiStepLR(o, [5, 5, 20], 0.3), lambda b: pt.multistep_lr(b, [5, 5, 20], 0.3)),
+    "exponential": (lambda o: tl.ExponentialLR(o, 0.97), lambda b: pt.exponential_lr(b, 0.97)),
+    "constant": (lambda o: tl.ConstantLR(o, 0.25, 6), lambda b: pt.constant_lr(b, 0.25, 6)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WITH_SCHEDULERS))
+def test_with_scheduler_matches_torch_stepping_both(name, x64):
+    """ReduceLROnPlateau and a scheduler on one torch optimizer, ``plateau.step(metric)`` then
+    ``scheduler.step()`` each epoch (a warmup under the plateau, decays on top of it), against
+    ``with_scheduler`` run under ``lax.scan``: random plateau settings and metrics, two groups."""
+    make_torch, make_twin = WITH_SCHEDULERS[name]
+    rng = np.random.default_rng([11, sorted(WITH_SCHEDULERS).index(name)])
+    for case in range(8):
+        numbers, mode, threshold_mode = draw(rng)
+        seq = metrics(rng)
+        twin = plateau.with_scheduler(
+            plateau.reduce_lr_on_plateau(**numbers, mode=mode, threshold_mode=threshold_mode),
+            make_twin(numbers["lr"][0]))
+        run = jax.jit(lambda s, ms: jax.lax.scan(lambda s, m: (twin.step(s, m),) * 2, s, ms)[1])
+        state = twin.init()
+        actual = np.concatenate([np.asarray(state.lr)[None], np.asarray(run(state, jnp.asarray(seq)).lr)])
+        opt = torch_optimizer(numbers["lr"])
+        reducer = tl.ReduceLROnPlateau(opt, mode=mode, threshold_mode=threshold_mode,
+                                       **{k: v for k, v in numbers.items() if k != "lr"})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scheduler = make_torch(opt)
+            expected = [[g["lr"] for g in opt.param_groups]]
+            for m in seq:
+                reducer.step(float(m))
+                scheduler.step()
+                expected.append([g["lr"] for g in opt.param_groups])
+        assert_schedule_matches(actual, expected, "x64", context=f"{name} case {case} {numbers} {mode} {threshold_mode}")
+
+
+def test_with_scheduler_rejects_what_it_cannot_follow():
+    with pytest.raises(TypeError, match="needs a purelr.schedules.torch twin"):
+        plateau.with_scheduler(plateau.reduce_lr_on_plateau(0.1), lambda t: t)
+    with pytest.raises(ValueError, match="'affine' twin .* several parameter groups"):
+        plateau.with_scheduler(plateau.reduce_lr_on_plateau([0.1, 0.2]), pt.cosine_annealing_lr(0.1, 10))
 
 
 @pytest.mark.parametrize("make, kwargs, name", [
