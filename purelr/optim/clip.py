@@ -67,7 +67,7 @@ def clip_grad_norm(max_norm, norm_type=2.0, error_if_nonfinite: bool = False
     in ``purelr.optim.skip_nonfinite``. ``max_norm`` must be ``>= 0`` (``inf``: no clipping; torch
     accepts a negative one and flips the gradients' sign).
     """
-    max_norm = validate.nonnegative("max_norm", max_norm)
+    max_norm = validate.nonnegative("max_norm", max_norm, finite=False)
     norm_type = validate.real("norm_type", norm_type)
 
     def init_fn(params):

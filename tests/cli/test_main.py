@@ -132,7 +132,7 @@ def test_help_and_version(capsys):
     commands = help_text[help_text.index("\ncommands:"):]
     assert "    plot      draw the lr/momentum curves of a config" in commands
     assert "    compare   run the original library on the config" in commands
-    assert "``" not in help_text and "executed as Python" in help_text
+    assert "``" not in help_text and "read as data, not run" in help_text
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"purelr {purelr.__version__}"

@@ -37,6 +37,10 @@ from tests.parity import assert_schedule_matches
 KEYS = ("optimizer", "optimizer_config", "lr_config", "momentum_config", "runner", "total_epochs", "total_iters",
         "optim_wrapper", "param_scheduler", "train_cfg", "auto_scale_lr", "fp16")
 EPOCH_LEN = 7
+WORLD_SIZE = 8
+"""For ``auto_scale_lr=dict(enable=True)`` (the ``8xb32`` of the zoo's config names; any value
+would do: the reference is stepped from purelr's scaled base lr, and the scaling itself is tested
+against MMEngine's ``Runner.scale_lr`` in test_config_language.py)."""
 LONG_EPOCH_LEN = 100
 """For configs whose schedulers begin after ``EPOCH_LEN``-long epochs end the run (MMPretrain's
 ShuffleNet: a PolyLR from iteration 5000 of a 300-epoch run), which MMEngine refuses too."""
@@ -126,11 +130,11 @@ def category(corpus, path) -> str:
     try:
         with jax.enable_x64(True):
             try:
-                curves = config_curves(cfg, epoch_len=EPOCH_LEN)
+                curves = config_curves(cfg, epoch_len=EPOCH_LEN, world_size=WORLD_SIZE)
             except ValueError as error:
                 if "must be larger than begin" not in str(error):
                     raise
-                curves = config_curves(cfg, epoch_len=LONG_EPOCH_LEN)
+                curves = config_curves(cfg, epoch_len=LONG_EPOCH_LEN, world_size=WORLD_SIZE)
     except ValueError as error:
         refused = re.search(r"(custom_keys\['[^']+'\]): unknown key '(\w+)'", str(error))
         if refused is None:
