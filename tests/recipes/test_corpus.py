@@ -136,6 +136,8 @@ def category(corpus, path) -> str:
                     raise
                 curves = config_curves(cfg, epoch_len=LONG_EPOCH_LEN, world_size=WORLD_SIZE)
     except ValueError as error:
+        if "only one of type and by_epoch" in str(error):  # Runner.build_train_loop raises RuntimeError
+            return "original fails: train_cfg has both type and by_epoch"
         refused = re.search(r"(custom_keys\['[^']+'\]): unknown key '(\w+)'", str(error))
         if refused is None:
             raise
