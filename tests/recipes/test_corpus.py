@@ -44,7 +44,7 @@ against MMEngine's ``Runner.scale_lr`` in test_config_language.py)."""
 LONG_EPOCH_LEN = 100
 """For configs whose schedulers begin after ``EPOCH_LEN``-long epochs end the run (MMPretrain's
 ShuffleNet: a PolyLR from iteration 5000 of a 300-epoch run), which MMEngine refuses too."""
-SAMPLE = 25
+SAMPLE = 40
 PENDING = {
     "AmpOptimWrapper": 18, "DeepSpeedOptimWrapper": 18, "Fp16OptimizerHook": 18,
     "GradientCumulativeFp16OptimizerHook": 18,
