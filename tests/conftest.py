@@ -1,8 +1,9 @@
 """Shared test set-up: precision modes and the import shims for the reference libraries.
 
-- timm needs torchvision, which has no CPU build here: `timm.scheduler` (and `timm.optim`) are
-  loaded through a stub `timm` package whose `__path__` is the installed folder, so `timm/__init__`
-  (which imports the models and torchvision) never runs.
+- timm needs torchvision, which has no CPU build here: `timm.scheduler` and `timm.optim` (with
+  `create_optimizer_v2`) are loaded through stub `timm`, `timm.layers` and `timm.models` packages
+  whose `__path__` is the installed folder, so their `__init__` (which imports the models and
+  torchvision) never runs.
 - mmcv 1.7.2's `mmcv.runner` imports torchvision for checkpoint loading only: a stub module stands in.
 """
 
@@ -15,15 +16,27 @@ import jax
 import pytest
 
 
+def _stub_package(name, path):
+    module = types.ModuleType(name)
+    module.__path__ = [path]
+    sys.modules[name] = module
+    return module
+
+
 def _install_timm_shim():
     if "timm" in sys.modules:
         return
     spec = importlib.util.find_spec("timm")
     if spec is None or not spec.submodule_search_locations:
         return  # not installed: tests that need it fail on import, loudly
-    stub = types.ModuleType("timm")
-    stub.__path__ = list(spec.submodule_search_locations)
-    sys.modules["timm"] = stub
+    root = spec.submodule_search_locations[0]
+    _stub_package("timm", root)
+    # timm.optim's factory needs timm.models.group_parameters, whose module needs one name of
+    # timm.layers: both packages are stubs holding just that name, so neither __init__ runs.
+    layers = _stub_package("timm.layers", os.path.join(root, "layers"))
+    layers.use_reentrant_ckpt = importlib.import_module("timm.layers.config").use_reentrant_ckpt
+    models = _stub_package("timm.models", os.path.join(root, "models"))
+    models.group_parameters = importlib.import_module("timm.models._manipulate").group_parameters
 
 
 def _install_torchvision_stub():
