@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from purelr.schedules.mmcv import lr_config, momentum_config
-from tests.parity import assert_schedule_matches
+from tests.parity import SCHEDULE_RTOL, assert_schedule_matches, rounding_floor
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # mmcv's "MMCV will release v2.0.0" notice
@@ -215,10 +215,14 @@ def momentum_case(policy, index):
 
 @pytest.mark.parametrize("policy", LR_POLICIES)
 def test_lr_config_matches_mmcv_random(policy, precision):
+    """Floor: 8 float64 rounding units of the peak. MMCV's ``annealing_cos`` computes
+    ``end + 0.5 * (start - end) * (cos + 1)``, by cancellation near the minimum (measured: 0.05
+    units: a OneCycle run, step 776 of 777, 9.2632879208e-08 of a peak 0.0179)."""
     for index in range(LR_CONFIGS_PER_POLICY):
         cfg, base, run, expected = lr_case(policy, index)
         ours = _curve(lr_config(cfg, base, **_lengths(run)), len(expected))
-        assert_schedule_matches(ours, expected, precision, context=f"{cfg} base={base} run={run}")
+        assert_schedule_matches(ours, expected, precision, context=f"{cfg} base={base} run={run}",
+                                floor=rounding_floor(SCHEDULE_RTOL[precision], 8))
 
 
 @pytest.mark.parametrize("policy", MOMENTUM_POLICIES)
@@ -343,13 +347,19 @@ HUGE_CASES = {
 
 @pytest.mark.parametrize("name", sorted(HUGE_CASES))
 def test_huge_steps_are_exact(name, precision):
-    """Near 2**31 - 2 against MMCV's hooks, which compute in exact Python integers."""
+    """Near 2**31 - 2 against MMCV's hooks, which compute in exact Python integers.
+
+    Floor: 8 float64 rounding units of the peak. MMCV's ``annealing_cos`` (``cos + 1``) loses a
+    unit of the peak next to a cosine's minimum: at step 2**31 - 258 of restart_boundaries it gives
+    7.066569551739122e-15 where the exact value (50 digits) is 7.0676700418997e-15 and purelr
+    7.06767004184845e-15 (0.1 units of the peak 0.1)."""
     cfg, epoch_len, max_epochs = HUGE_CASES[name]
     expected, _ = mmcv_runner.sample_epoch_based(mmcv_runner.make_optimizer(0.1), HUGE_STEPS,
                                                  epoch_len=epoch_len, max_epochs=max_epochs, lr_cfg=cfg)
     schedule = lr_config(cfg, 0.1, epoch_len=epoch_len, max_epochs=max_epochs)
     ours = np.asarray(schedule(jnp.asarray(HUGE_STEPS + [0] * (PAD - len(HUGE_STEPS)))))[: len(HUGE_STEPS)]
-    assert_schedule_matches(ours, expected, precision, context=name)
+    assert_schedule_matches(ours, expected, precision, context=name,
+                            floor=rounding_floor(SCHEDULE_RTOL[precision], 8))
 
 
 def test_huge_step_switches_on_the_exact_iteration(precision):

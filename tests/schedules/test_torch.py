@@ -20,7 +20,7 @@ from torch.optim import lr_scheduler as tl
 from torch.optim import swa_utils
 
 from purelr.schedules import torch as pt
-from tests.parity import assert_schedule_matches
+from tests.parity import SCHEDULE_RTOL, assert_schedule_matches, rounding_floor
 
 SEEDS_PER_TWIN = 14
 
@@ -48,13 +48,21 @@ def torch_curve(make_scheduler, steps, base_lr, *, momentum=False, betas=False):
 def assert_twin_matches(schedule, expected, context, *, replayed=False):
     """Compares in x64 and f32. ``replayed`` twins (a loop over the steps: multiplicative_lr,
     chained_scheduler with an affine twin) accumulate float32 rounding step by step, as torch's own
-    recursion would in float32: their float32 bound is 1e-5 instead of 1e-6."""
+    recursion would in float32: their float32 bound is 1e-5 instead of 1e-6.
+
+    Floor: 8 float64 rounding units of the peak (8.9e-4 of it under x64). Torch computes cosine
+    phases by cancellation, ``eta_min + (base - eta_min) * (1 + cos) / 2`` (OneCycleLR,
+    CosineAnnealingWarmRestarts) and the chainable ``(1 + cos(t)) / (1 + cos(t - 1))`` recursion
+    (CosineAnnealingLR, inside SequentialLR), so its values near a cosine's minimum are known to
+    units of the peak, not of themselves: measured up to 1.1 units (one_cycle seed 6, step 836:
+    9.0426494519e-09 of a peak 4.4e-4), 0.1 to 0.24 units for the cosine twins."""
     steps = np.arange(len(expected))
     for precision in ("x64", "f32"):
         with jax.enable_x64(precision == "x64"):
+            rtol = 1e-5 if replayed and precision == "f32" else SCHEDULE_RTOL[precision]
             assert_schedule_matches(schedule(jnp.asarray(steps)), expected, precision,
-                                    context=f"{context} [{precision}]",
-                                    rtol=1e-5 if replayed and precision == "f32" else None)
+                                    context=f"{context} [{precision}]", rtol=rtol,
+                                    floor=rounding_floor(rtol, 8))
 
 
 # ---- random configurations: each returns (purelr schedule, torch factory, steps, base) -----------
