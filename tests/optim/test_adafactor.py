@@ -102,7 +102,7 @@ def test_matches_torch(group, precision):
     rtol = OPTIMIZER_RTOL[precision]
     # floor: a trajectory is known to units of its peak on each side (torch_reference.compare);
     # measured 21 float32 units (group 1: a param at -0.1917554 for torch's -0.1917573, peak 1.59)
-    floor = rounding_floor(rtol, TRAJECTORY_UNITS, precision)
+    floor = rounding_floor(rtol, TRAJECTORY_UNITS[precision], precision)
     for c in range(CONFIGS):
         expected, tstate = _torch_run(params, x, y, dtype, static, *(h[c] for h in hyper),
                                       foreach=bool(c % 2))
