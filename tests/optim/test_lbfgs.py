@@ -26,7 +26,7 @@ from tests.parity import OPTIMIZER_RTOL, relative_error
 # the params, losses or first gradient compared). L-BFGS divides by differences of iterates and
 # gradients, so last-bit differences between XLA's and MKL's dot products grow by the problem's
 # conditioning (see test_long_runs_differ_no_more_than_torch_from_itself): measured on the
-# x64 configs, params 0.193642186392 for torch's 0.19364218644 (rosenbrock7 config 8, 2.5e-10 of
+# x64 configs, params 0.193642186392 for torch's 0.19364218644 (test id rosenbrock7-8, 2.5e-10 of
 # the value at a fifth of the peak), the scale-floored error staying within 1e-10.
 PROBLEM_SCALE = 1.0
 
