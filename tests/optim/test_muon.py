@@ -20,8 +20,7 @@ import pytest
 import torch
 
 from purelr.optim.muon import NS_COEFFICIENTS, muon
-from tests.optim.torch_reference import regression_data, trajectory
-from tests.optim.torch_reference import TRAJECTORY_UNITS
+from tests.optim.torch_reference import TRAJECTORY_UNITS, regression_data, trajectory
 from tests.parity import OPTIMIZER_RTOL, relative_error, rounding_floor
 
 STEPS = 200
