@@ -109,7 +109,9 @@ def _check_custom_key(key, entry, style, weight_decay, optimizer):
     if not isinstance(entry, Mapping):
         raise TypeError(f"{where} must be a dict, got {entry!r}")
     if style == "mmcv":
-        validate.known_keys(where, entry, CUSTOM_KEYS)
+        validate.known_keys(where, entry, CUSTOM_KEYS, note=(
+            " (MMCV's constructor reads only these and ignores the rest: remove the key to get "
+            "MMCV's behaviour)"))
     elif optimizer is not None:
         checked_call(optimizer, where, entry, ignored=CUSTOM_KEYS)
     for mult in CUSTOM_KEYS:

@@ -90,6 +90,7 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
 
 def by_epoch(epoch_schedule: Schedule, steps_per_epoch: int) -> Schedule:
     """An epoch-indexed schedule seen per update: ``f(k) = epoch_schedule(k // steps_per_epoch)``."""
+    validate.function("epoch_schedule", epoch_schedule)
     steps_per_epoch = validate.positive_int("steps_per_epoch", steps_per_epoch)
 
     def schedule(step):
@@ -98,19 +99,41 @@ def by_epoch(epoch_schedule: Schedule, steps_per_epoch: int) -> Schedule:
     return schedule
 
 
-def cosine_anneal(start, end, fraction) -> Array:
-    """``end + (start - end) * (1 + cos(pi * fraction)) / 2``, from ``start`` at 0 to ``end`` at 1.
+def _from_nearer_end(start, end, done, length, shape, left=None) -> Array:
+    """``start + (end - start) * shape(done / length)``, evaluated from the nearer end:
+    ``end + (start - end) * shape(rest)`` in the second half, ``rest = (length - done) / length``
+    formed by one subtraction of counts. ``shape(0) = 0`` and ``shape(x) + shape(1 - x) = 1``, so both
+    forms are the same number; each is accurate to the last bits of the value (not only of the
+    larger end) near its own end, and exactly ``start`` at 0 and ``end`` at ``length``. ``left``
+    is ``length - done`` where a caller forms it more exactly (in integers when both are counts)."""
+    left = length - done if left is None else left
+    done, length = as_values(done), as_values(length)
+    covered, rest = done / length, as_values(left) / length
+    return jnp.where(covered <= 0.5, start + (end - start) * shape(covered), end + (start - end) * shape(rest))
 
-    Evaluated as ``end + (start - end) * sin(pi * (1 - fraction) / 2) ** 2``: the same number
-    without the cancellation of ``1 + cos`` near ``fraction = 1``, exactly ``start`` at 0 and ``end``
-    at 1; beyond [0, 1] it keeps oscillating.
+
+def _cosine_shape(x):
+    """``(1 - cos(pi x)) / 2`` as ``sin(pi x / 2) ** 2``: no cancellation next to ``x = 0``."""
+    return jnp.sin((math.pi / 2) * x) ** 2
+
+
+def cosine_anneal(start, end, done, length=1, left=None) -> Array:
+    """``end + (start - end) * (1 + cos(pi * f)) / 2`` with ``f = done / length``, from ``start`` at
+    ``f = 0`` to ``end`` at 1; beyond [0, 1] it keeps oscillating.
+
+    Evaluated from the nearer end with ``sin`` squared (``_from_nearer_end``): the references form
+    ``1 + cos`` by cancellation near ``f = 1``; here a value 1e-4 of the peak keeps float32's full
+    relative precision. Give ``done`` and ``length`` as step counts where they are (``f`` alone
+    leaves the rounding of ``1 - f`` near the end; ``left``, ``length - done``, where the caller
+    forms it more exactly than that subtraction).
     """
-    return end + (start - end) * jnp.sin((math.pi / 2) * (1 - fraction)) ** 2
+    return _from_nearer_end(start, end, done, length, _cosine_shape, left)
 
 
-def linear_anneal(start, end, fraction) -> Array:
-    """``(end - start) * fraction + start``, from ``start`` at 0 to ``end`` at 1."""
-    return (end - start) * fraction + start
+def linear_anneal(start, end, done, length=1, left=None) -> Array:
+    """``(end - start) * f + start`` with ``f = done / length``, from ``start`` at 0 to ``end`` at 1,
+    evaluated from the nearer end (see ``cosine_anneal``)."""
+    return _from_nearer_end(start, end, done, length, lambda x: x, left)
 
 
 def fraction(numerator: Array, denominator) -> Array:
@@ -127,6 +150,14 @@ def remaining(numerator: Array, denominator) -> Array:
     (``7e-17`` for ``T = 81``, and below 0 for ``T = 26``, where a fractional power is NaN).
     """
     return fraction(as_steps(denominator) - numerator, denominator)
+
+
+def offset(step: Array, point: float) -> Array:
+    """``step - point`` for integer ``step``s and a float ``point``, as values: an integer difference
+    plus the rest of ``point``, so float32 keeps the full relative precision of a small offset at
+    any step (``as_values(step) - point`` rounds both to the step's magnitude first)."""
+    whole = min(max(math.floor(point), -MAX_STEP), MAX_STEP)
+    return as_values(step - whole) - (point - whole)
 
 
 def count_reached(step: Array, milestones: Sequence[int]) -> Array:

@@ -46,6 +46,7 @@ from purelr.schedules.core import (
     as_values,
     constant_schedule,
     cosine_anneal,
+    offset,
     count_reached,
     fraction,
     integer_power,
@@ -173,13 +174,13 @@ def _inv(cfg: _Cfg, base: float, progress: _Progress):
 def _cosine_annealing(cfg: _Cfg, base: float, progress: _Progress, *, key: str):
     """``CosineAnnealing{Lr,Momentum}UpdaterHook``: ``cosine_anneal(base, target, p / P)``."""
     target, total = _target(cfg, base, key), _total(cfg, progress)
-    return lambda p: cosine_anneal(base, target, fraction(p, total))
+    return lambda p: cosine_anneal(base, target, p, total)
 
 
 def _linear_annealing(cfg: _Cfg, base: float, progress: _Progress, *, key: str):
     """``LinearAnnealing{Lr,Momentum}UpdaterHook``: ``linear_anneal(base, target, p / P)``."""
     target, total = _target(cfg, base, key), _total(cfg, progress)
-    return lambda p: linear_anneal(base, target, fraction(p, total))
+    return lambda p: linear_anneal(base, target, p, total)
 
 
 def _flat_cosine_annealing(cfg: _Cfg, base: float, progress: _Progress):
@@ -190,7 +191,7 @@ def _flat_cosine_annealing(cfg: _Cfg, base: float, progress: _Progress):
     start = round(total * start_percent)
 
     def regular(p):
-        annealed = cosine_anneal(base, target, fraction(p - start, total - start))
+        annealed = cosine_anneal(base, target, p - start, total - start)
         return jnp.where(p < start, as_values(base), annealed)
 
     return regular
@@ -221,9 +222,9 @@ def _cosine_restart(cfg: _Cfg, base: float, progress: _Progress):
 
     def regular(p):
         index = jnp.minimum(count_reached(p, ends), len(periods) - 1)
-        alpha = jnp.minimum(fraction(p - as_steps(restarts)[index], as_steps(periods)[index]), 1)
+        period = as_steps(periods)[index]
         start = target + as_values(weights)[index] * (base - target)
-        return cosine_anneal(start, target, alpha)
+        return cosine_anneal(start, target, jnp.minimum(p - as_steps(restarts)[index], period), period)
 
     return regular
 
@@ -264,10 +265,10 @@ def _cyclic(cfg: _Cfg, base: float, progress: _Progress, *, target_ratio: tuple)
         position = k % cycle
         scale = integer_power(gamma, k // cycle)
         if up == 0:  # MMCV decays the end of the phase that starts the cycle, whichever it is
-            return anneal(base * high, base * (1 - scale + low * scale), fraction(position, cycle))
+            return anneal(base * high, base * (1 - scale + low * scale), position, cycle)
         peak = base * (1 - scale + high * scale)
-        rising = anneal(base, peak, fraction(position, up))
-        falling = anneal(peak, base * low, fraction(position - up, cycle - up))
+        rising = anneal(base, peak, position, up)
+        falling = anneal(peak, base * low, position - up, cycle - up)
         return jnp.where(position < up, rising, falling)
 
     return regular
@@ -284,9 +285,7 @@ def _phases(phases: list, anneal: Callable):
     def regular(k):
         value = None
         for start, (end, first, last) in reversed(list(zip(starts, phases))):
-            whole = max(math.floor(start), 0)
-            elapsed = as_values(k - whole) - (start - whole)
-            here = anneal(first, last, elapsed / (end - start))
+            here = anneal(first, last, offset(k, start), end - start, -offset(k, end))
             inside = k <= min(math.floor(end), MAX_STEP)
             value = here if value is None else jnp.where(inside, here, value)
         return value
@@ -394,7 +393,7 @@ def _warmup(cfg: _Cfg, epoch_len: Optional[int], *, ratio: float, by_epoch_key: 
         if kind == "constant":
             warm = as_values(ratio)
         elif kind == "linear":
-            warm = linear_anneal(ratio, 1, fraction(k, iters))
+            warm = linear_anneal(ratio, 1, k, iters)
         else:
             warm = jnp.power(as_values(ratio), remaining(k, iters))
         return jnp.where(k < iters, warm, as_values(1))

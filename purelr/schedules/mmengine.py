@@ -106,12 +106,6 @@ def _args(name: str, cfg, family: str) -> dict:
     return {**_COMMON, **_FAMILIES[family], **cfg}
 
 
-def _flag(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
 def _eta_min(name: str, args: dict, base: float, required: bool) -> float:
     eta_min, ratio = args["eta_min"], args["eta_min_ratio"]
     if eta_min is not None and ratio is not None:
@@ -189,7 +183,7 @@ def _one_cycle(name: str, args: dict, begin: int, end: int, scale: int, values: 
         )
     pct = validate.in_range(f"{name}.pct_start", args["pct_start"], 0.0, 1.0)
     strategy = validate.one_of(f"{name}.anneal_strategy", args["anneal_strategy"], ("cos", "linear"))
-    phases = rules.one_cycle_phases(total, pct, _flag(f"{name}.three_phase", args["three_phase"]))
+    phases = rules.one_cycle_phases(total, pct, validate.flag(f"{name}.three_phase", args["three_phase"]))
     if phases[0][0] == 0 or (phases[-1][0] == phases[-2][0] and end - begin - 1 >= total):
         raise ValueError(f"{name}.pct_start = {pct!r} leaves an empty phase of {total} steps (MMEngine divides by zero)")
     return rules.one_cycle_rule(values, phases, strategy == "cos")
@@ -244,8 +238,8 @@ def _entries(cfgs, base_value: float, epoch_len, max_epochs, max_iters, param_na
     for i, name, family, param, args in parsed:
         if validate.integer(f"{name}.last_step", args["last_step"]) != -1:
             raise ValueError(f"{name}.last_step: resuming is not supported, got {args['last_step']!r}")
-        by_epoch = _flag(f"{name}.by_epoch", args["by_epoch"])
-        convert = _flag(f"{name}.convert_to_iter_based", args["convert_to_iter_based"])
+        by_epoch = validate.flag(f"{name}.by_epoch", args["by_epoch"])
+        convert = validate.flag(f"{name}.convert_to_iter_based", args["convert_to_iter_based"])
         if convert and not by_epoch:
             raise ValueError(f"{name}.convert_to_iter_based needs by_epoch=True, got by_epoch=False")
         needs_len = convert or (by_epoch and loop != "iter") or (not by_epoch and loop == "epoch" and args["end"] is None)

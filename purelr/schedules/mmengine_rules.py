@@ -256,13 +256,13 @@ def one_cycle_rule(values: dict, phases: tuple, cosine: bool) -> Rule:
     anneal = core.cosine_anneal if cosine else core.linear_anneal
 
     def value(t):
-        t = as_values(t)
+        t = as_steps(t)
         result = None
         for i in reversed(range(len(phases))):
             end, first, last = phases[i]
             start = phases[i - 1][0] if i > 0 else 0.0
-            phase_value = anneal(values[first], values[last], (t - start) / (end - start))
-            result = phase_value if result is None else jnp.where(t <= end, phase_value, result)
+            phase_value = anneal(values[first], values[last], core.offset(t, start), end - start, -core.offset(t, end))
+            result = phase_value if result is None else jnp.where(as_values(t) <= end, phase_value, result)
         return result
 
     def step(t, v):

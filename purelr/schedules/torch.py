@@ -33,6 +33,7 @@ from purelr.schedules.core import (
     fraction,
     integer_power,
     linear_anneal,
+    offset,
     remaining,
 )
 
@@ -169,7 +170,7 @@ def linear_lr(base_lr: float, start_factor: float = 1.0 / 3, end_factor: float =
     total = validate.positive_int("total_iters", total_iters)
 
     def value(t):
-        return base * (start + (end - start) * fraction(jnp.minimum(t, total), total))
+        return base * linear_anneal(start, end, jnp.minimum(t, total), total)
 
     def update(k, lr):
         denominator = total * start + as_values(k - 1) * (end - start)
@@ -213,8 +214,9 @@ def polynomial_lr(base_lr: float, total_iters: int = 5, power: float = 1.0) -> S
 
 
 def _half_turns(k, T):
-    """``pi * k / T`` reduced modulo ``2 pi`` in integers, as the cosine's argument."""
-    return fraction(k % (2 * T), T)
+    """``(k mod 2T, T)``: the cosine's argument ``pi * k / T`` reduced modulo ``2 pi`` in integers,
+    as the counts ``cosine_anneal`` takes."""
+    return k % (2 * T), T
 
 
 def cosine_annealing_lr(base_lr: float, T_max: int, eta_min: float = 0.0) -> Schedule:
@@ -229,11 +231,11 @@ def cosine_annealing_lr(base_lr: float, T_max: int, eta_min: float = 0.0) -> Sch
     rise = (base - eta_min) * (1 - math.cos(math.pi / T)) / 2
 
     def value(t):
-        return cosine_anneal(base, eta_min, _half_turns(t, T))
+        return cosine_anneal(base, eta_min, *_half_turns(t, T))
 
     def update(k, lr):
-        now = cosine_anneal(1.0, 0.0, _half_turns(k, T))
-        before = cosine_anneal(1.0, 0.0, _half_turns(k - 1, T))
+        now = cosine_anneal(1.0, 0.0, *_half_turns(k, T))
+        before = cosine_anneal(1.0, 0.0, *_half_turns(k - 1, T))
         at_bottom = (k - 1 - T) % (2 * T) == 0
         ratio = now / jnp.where(at_bottom, 1.0, before)
         recursed = jnp.where(at_bottom, lr + rise, ratio * (lr - eta_min) + eta_min)
@@ -273,7 +275,7 @@ def cosine_annealing_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1,
             cycle = count_reached(t, starts[1:])
             position = t - jnp.asarray(np.asarray(starts), t.dtype)[cycle]
             length = as_values(lengths_table)[cycle]
-        return cosine_anneal(base, eta_min, fraction(position, 1) / length)
+        return cosine_anneal(base, eta_min, position, length)
 
     return _twin(value, lambda k, lr: value(k), "absolute", base)
 
@@ -301,7 +303,7 @@ def cosine_annealing_warm_restarts_at_epoch(base_lr: float, T_0: int, T_mult: in
             cycle = jnp.sum(epoch[..., None] >= as_values(np.asarray(starts[1:], np.float64)), axis=-1)
             position = epoch - as_values(np.asarray(starts, np.float64))[cycle]
             length = as_values(lengths_table)[cycle]
-        return cosine_anneal(base, eta_min, position / length)
+        return cosine_anneal(base, eta_min, position, length)
 
     return schedule
 
@@ -408,8 +410,8 @@ def _one_cycle(total, phases, anneal_strategy, values):
         t = as_steps(step)
         result = jnp.full(t.shape, jnp.nan, as_values(0.0).dtype)
         for last, (_, start, end, a, b) in reversed(list(zip(lasts, phases))):
-            pct = (as_values(t) - start) / (end - start)
-            result = jnp.where(t <= last, anneal(values[a], values[b], pct), result)
+            here = anneal(values[a], values[b], offset(t, start), end - start, -offset(t, end))
+            result = jnp.where(t <= last, here, result)
         return result
 
     return schedule
@@ -483,16 +485,20 @@ def multiplicative_lr(base_lr: float, lr_lambda: Callable) -> Schedule:
 
 
 def _swa_alpha(anneal_epochs, anneal_strategy):
-    """``k -> alpha`` of ``torch.optim.swa_utils.SWALR``: the weight of ``swa_lr`` at its step ``k``
-    (negative ``k`` gives 0); ``anneal_epochs == 0`` counts step 0 as step 1, as torch does."""
+    """``k -> (alpha, 1 - alpha)`` of ``torch.optim.swa_utils.SWALR``: the weight of ``swa_lr`` at
+    its step ``k`` (negative ``k`` gives 0) and of the lr annealed from, each formed from its own
+    step count (``1 - alpha`` by subtraction would lose float32's relative precision as ``alpha``
+    nears 1); ``anneal_epochs == 0`` counts step 0 as step 1, as torch does."""
     validate.one_of("anneal_strategy", anneal_strategy, ("cos", "linear"))
     epochs = validate.nonnegative_int("anneal_epochs", anneal_epochs)
+    length = max(1, epochs)
+
+    def shape(x):
+        return x if anneal_strategy == "linear" else jnp.sin((math.pi / 2) * x) ** 2
 
     def alpha(k):
-        progress = jnp.clip(fraction(k, max(1, epochs)), 0.0, 1.0)
-        if anneal_strategy == "linear":
-            return progress
-        return jnp.sin((math.pi / 2) * progress) ** 2
+        done = jnp.clip(k, 0, length)
+        return shape(fraction(done, length)), shape(fraction(length - done, length))
 
     def effective_step(k):
         return jnp.maximum(k, 1) if epochs == 0 else k
@@ -512,13 +518,13 @@ def swa_lr(initial_lr: float, swa_lr: float, anneal_epochs: int = 10,
     alpha, effective_step = _swa_alpha(anneal_epochs, anneal_strategy)
 
     def annealed(k, lr):
-        weight = alpha(effective_step(k))
-        return target * weight + lr * (1 - weight)
+        weight, rest = alpha(effective_step(k))
+        return target * weight + lr * rest
 
     def update(k, lr):
         # torch recovers the lr annealing started from out of the lr the group holds now.
-        before = alpha(effective_step(k) - 1)
-        recovered = jnp.where(before == 1, target, (lr - before * target) / jnp.where(before == 1, 1.0, 1 - before))
+        before, rest = alpha(effective_step(k) - 1)
+        recovered = jnp.where(rest == 0, target, (lr - before * target) / jnp.where(rest == 0, 1.0, rest))
         return annealed(k, recovered)
 
     return _twin(lambda t: annealed(t, as_values(start)), update, "affine", start, annealed, target)

@@ -106,13 +106,13 @@ def mapping(name: str, value) -> Mapping:
     return value
 
 
-def known_keys(name: str, value: Mapping, known: Collection[str]) -> Mapping:
+def known_keys(name: str, value: Mapping, known: Collection[str], note: str = "") -> Mapping:
     """``value`` (a dict) whose keys are all in ``known``; an unknown key raises, naming the
-    closest known keys and all of them."""
+    closest known keys and all of them, then ``note``."""
     for key, entry in mapping(name, value).items():
         if key not in known:
             raise ValueError(f"{name}: unknown key {key!r} (= {entry!r}); known keys: "
-                             f"{sorted(known)}{close_to(key, known)}")
+                             f"{sorted(known)}{close_to(key, known)}{note}")
     return value
 
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from purelr.optim.adafactor import adafactor
-from tests.optim.torch_reference import regression_data, trajectory
-from tests.parity import OPTIMIZER_RTOL, relative_error
+from tests.optim.torch_reference import TRAJECTORY_UNITS, regression_data, trajectory
+from tests.parity import OPTIMIZER_RTOL, relative_error, rounding_floor
 
 STEPS = 200
 BATCHES = 4
@@ -100,16 +100,19 @@ def test_matches_torch(group, precision):
     hyper = _draw(np.random.default_rng(200 + group), CONFIGS)
     trajectory, state = _purelr_run(static)(params, x, y, *hyper)
     rtol = OPTIMIZER_RTOL[precision]
+    # floor: a trajectory is known to units of its peak on each side (torch_reference.compare);
+    # measured 21 float32 units (group 1: a param at -0.1917554 for torch's -0.1917573, peak 1.59)
+    floor = rounding_floor(rtol, TRAJECTORY_UNITS[precision], precision)
     for c in range(CONFIGS):
         expected, tstate = _torch_run(params, x, y, dtype, static, *(h[c] for h in hyper),
                                       foreach=bool(c % 2))
         for name, shape in SHAPES.items():
             got = np.asarray(trajectory[name][c])
             assert got.dtype == ({"x64": np.float64, "f32": np.float32}[precision])
-            assert relative_error(got, expected[name]) <= rtol, (static, c, name)
+            assert relative_error(got, expected[name], floor=floor) <= rtol, (static, c, name)
             keys = ("row_var", "col_var") if len(shape) >= 2 else ("variance",)
             for key in keys:
-                err = relative_error(getattr(state, key)[name][c], tstate[name][key].numpy())
+                err = relative_error(getattr(state, key)[name][c], tstate[name][key].numpy(), floor=floor)
                 assert err <= rtol, (static, c, name, key, err)
             assert float(tstate[name]["step"]) == STEPS
         assert int(state.count[c]) == STEPS

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from purelr.optim.muon import NS_COEFFICIENTS, muon
-from tests.optim.torch_reference import regression_data, trajectory
-from tests.parity import OPTIMIZER_RTOL, relative_error
+from tests.optim.torch_reference import TRAJECTORY_UNITS, regression_data, trajectory
+from tests.parity import OPTIMIZER_RTOL, relative_error, rounding_floor
 
 STEPS = 200
 BATCHES = 4
@@ -143,15 +143,18 @@ def test_matches_torch(group, precision):
     eps = 1e-7
     trajectory, state = _purelr_run(static)(params, x, y, lr, gamma, weight_decay, momentum, eps)
     rtol = RTOL[precision]
+    # floor: trajectories are known to units of their peak (torch_reference.compare); float32
+    # measured 81 units (group 0: a param at -1.1607623 for torch's -1.1607500, peak 1.16)
+    floor = rounding_floor(rtol, 2 * TRAJECTORY_UNITS[precision], precision)
     for c in range(len(lr)):
         expected, buffers, last_lr = _torch_run(params, x, y, dtype, static, lr[c], gamma[c],
                                                 weight_decay[c], momentum[c], eps)
         for name in SHAPES:
             got = np.asarray(trajectory[name][c])
             assert got.dtype == ({"x64": np.float64, "f32": np.float32}[precision])
-            err = relative_error(got, expected[name])
+            err = relative_error(got, expected[name], floor=floor)
             assert err <= rtol, (static, c, name, err)
-            err = relative_error(state.momentum_buffer[name][c], buffers[name])
+            err = relative_error(state.momentum_buffer[name][c], buffers[name], floor=floor)
             assert err <= rtol, (static, c, name, "momentum_buffer", err)
         assert int(state.count[c]) == STEPS
         np.testing.assert_allclose(state.hyperparams["lr"][c], lr[c] * gamma[c] ** (STEPS - 1),

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from purelr.schedules.mmcv import lr_config, momentum_config
-from tests.parity import assert_schedule_matches, jitted
+from tests.parity import FLOOR, SCHEDULE_RTOL, assert_schedule_matches, jitted, rounding_floor
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # mmcv's "MMCV will release v2.0.0" notice
@@ -181,10 +181,10 @@ def _curve(schedule, n):
     return np.asarray(schedule(jnp.arange(max(n, PAD))))[:n]
 
 
-def assert_curve_matches(schedule, expected, precision, context=""):
+def assert_curve_matches(schedule, expected, precision, context="", floor=None):
     """purelr's curve, eager and ``jax.jit(jax.vmap(schedule))``, against MMCV's; the worst error."""
     n = len(expected)
-    return max(assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]")
+    return max(assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]", floor=floor)
                for path, values in (("eager", _curve(schedule, n)), ("jit", jitted(schedule, np.arange(n)))))
 
 
@@ -222,18 +222,25 @@ def momentum_case(policy, index):
 
 @pytest.mark.parametrize("policy", LR_POLICIES)
 def test_lr_config_matches_mmcv_random(policy, precision):
+    """Floor: 8 float64 rounding units of the peak. MMCV's ``annealing_cos`` computes
+    ``end + 0.5 * (start - end) * (cos + 1)``, by cancellation near the minimum (measured: 0.05
+    units: a OneCycle run, step 776 of 777, 9.2632879208e-08 of a peak 0.0179)."""
     for index in range(LR_CONFIGS_PER_POLICY):
         cfg, base, run, expected = lr_case(policy, index)
-        assert_curve_matches(lr_config(cfg, base, **_lengths(run)), expected, precision, f"{cfg} base={base} run={run}")
+        assert_curve_matches(lr_config(cfg, base, **_lengths(run)), expected, precision, f"{cfg} base={base} run={run}",
+                             floor=rounding_floor(SCHEDULE_RTOL[precision], 8))
 
 
 @pytest.mark.parametrize("policy", MOMENTUM_POLICIES)
 def test_momentum_config_matches_mmcv_random(policy, precision):
+    """Floor: 8 float64 rounding units of the peak, as ``test_lr_config_matches_mmcv_random``
+    (measured: 0.1 units, MMCV's linear anneal ``(end - start) * f + start`` at a OneCycle's end)."""
+    floor = rounding_floor(SCHEDULE_RTOL[precision], 8)
     for index in range(MOMENTUM_CONFIGS_PER_POLICY):
         cfg, base, lr_cfg, base_lr, run, lr, momentum = momentum_case(policy, index)
         context = f"{cfg} base={base} with {lr_cfg} run={run}"
-        assert_curve_matches(momentum_config(cfg, base, **_lengths(run)), momentum, precision, context)
-        assert_curve_matches(lr_config(lr_cfg, base_lr, **_lengths(run)), lr, precision, context)
+        assert_curve_matches(momentum_config(cfg, base, **_lengths(run)), momentum, precision, context, floor)
+        assert_curve_matches(lr_config(lr_cfg, base_lr, **_lengths(run)), lr, precision, context, floor)
 
 
 def test_random_configs_cover_every_branch():
@@ -347,14 +354,20 @@ HUGE_CASES = {
 
 @pytest.mark.parametrize("name", sorted(HUGE_CASES))
 def test_huge_steps_are_exact(name, precision):
-    """Near 2**31 - 2 against MMCV's hooks, which compute in exact Python integers."""
+    """Near 2**31 - 2 against MMCV's hooks, which compute in exact Python integers.
+
+    Floor: 8 float64 rounding units of the peak. MMCV's ``annealing_cos`` (``cos + 1``) loses a
+    unit of the peak next to a cosine's minimum: at step 2**31 - 258 of restart_boundaries it gives
+    7.066569551739122e-15 where the exact value (50 digits) is 7.0676700418997e-15 and purelr
+    7.06767004184845e-15 (0.1 units of the peak 0.1)."""
     cfg, epoch_len, max_epochs = HUGE_CASES[name]
     expected, _ = mmcv_runner.sample_epoch_based(mmcv_runner.make_optimizer(0.1), HUGE_STEPS,
                                                  epoch_len=epoch_len, max_epochs=max_epochs, lr_cfg=cfg)
     schedule = lr_config(cfg, 0.1, epoch_len=epoch_len, max_epochs=max_epochs)
     ours = np.asarray(schedule(jnp.asarray(HUGE_STEPS + [0] * (PAD - len(HUGE_STEPS)))))[: len(HUGE_STEPS)]
-    assert_schedule_matches(ours, expected, precision, context=name)
-    assert_schedule_matches(jitted(schedule, HUGE_STEPS), expected, precision, context=f"{name} jitted")
+    floor = rounding_floor(SCHEDULE_RTOL[precision], 8)
+    assert_schedule_matches(ours, expected, precision, context=name, floor=floor)
+    assert_schedule_matches(jitted(schedule, HUGE_STEPS), expected, precision, context=f"{name} jitted", floor=floor)
 
 
 def test_huge_step_switches_on_the_exact_iteration(precision):
@@ -383,7 +396,7 @@ def test_jit_vmap_equals_per_step_values(precision):
     batched = jax.jit(lambda steps: [jax.vmap(f)(steps) for f in schedules])(jnp.arange(PAD))
     rtol = 1e-12 if precision == "x64" else 1e-6
     for schedule, values, (cfg, _, _, expected) in zip(schedules, batched, cases):
-        n, scale = len(expected), rtol * np.max(np.abs(expected))
+        n, scale = len(expected), rtol * FLOOR[precision] * np.max(np.abs(expected))
         values = np.asarray(values)[:n]
         np.testing.assert_allclose(values, _curve(schedule, n), rtol=rtol, atol=scale, err_msg=str(cfg))
         picked = sorted({0, n // 3, n // 2, n - 1})

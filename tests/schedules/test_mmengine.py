@@ -18,7 +18,7 @@ import pytest
 from purelr.references.mmengine import run as reference
 
 from purelr.schedules import mmengine as pm
-from tests.parity import assert_schedule_matches, jitted
+from tests.parity import SCHEDULE_RTOL, assert_schedule_matches, jitted, rounding_floor
 
 FAMILIES = ["Constant", "CosineAnnealing", "Exponential", "Linear", "MultiStep", "Step", "Poly", "CosineRestart", "OneCycle"]
 
@@ -36,10 +36,10 @@ def curve(cfgs, base, iters, **kwargs):
     return np.asarray(pm.param_scheduler(cfgs, base, **kwargs)(jnp.arange(size)))[:iters]
 
 
-def assert_curves_match(cfgs, base, iters, expected, precision, context, **kwargs):
+def assert_curves_match(cfgs, base, iters, expected, precision, context, floor=None, **kwargs):
     """purelr's curve, eager and ``jax.jit(jax.vmap(...))``, against MMEngine's; the worst error."""
     jit = jitted(pm.param_scheduler(cfgs, base, **kwargs), np.arange(iters))
-    return max(assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]")
+    return max(assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]", floor=floor)
                for path, values in (("eager", curve(cfgs, base, iters, **kwargs)), ("jit", jit)))
 
 
@@ -152,12 +152,18 @@ def random_case(seed):
 
 @pytest.mark.parametrize("block", range(4))
 def test_random_lists(precision, block):
-    """100 random scheduler lists a run (25 per block): overlaps, by_epoch mixes, conversions."""
+    """100 random scheduler lists a run (25 per block): overlaps, by_epoch mixes, conversions.
+
+    Floor: 8 float64 rounding units of the peak. MMEngine's schedulers step by chained recursion
+    (CosineAnnealing: ``(1 + cos t) / (1 + cos(t - 1)) * (lr - eta_min) + eta_min``), which
+    subtracts and adds back numbers of the peak's size every step (measured: 0.32 units, seed 82
+    step 141, 7.9943424598e-06 of a peak 46.1)."""
     worst = 0.0
     for seed in range(block * 25, block * 25 + 25):
         cfgs, base, iters, kwargs, where = random_case(seed)
         context = f"seed {seed}: {cfgs} {kwargs} base={base}"
-        worst = max(worst, assert_curves_match(cfgs, base, iters, cached_reference(seed), precision, context, **kwargs))
+        worst = max(worst, assert_curves_match(cfgs, base, iters, cached_reference(seed), precision, context,
+                                               floor=rounding_floor(SCHEDULE_RTOL[precision], 8), **kwargs))
     print(f"max relative error ({precision}): {worst:.3g}")
 
 
