@@ -157,13 +157,16 @@ def test_random_lists(precision, block):
     Floor: 8 float64 rounding units of the peak. MMEngine's schedulers step by chained recursion
     (CosineAnnealing: ``(1 + cos t) / (1 + cos(t - 1)) * (lr - eta_min) + eta_min``), which
     subtracts and adds back numbers of the peak's size every step (measured: 0.32 units, seed 82
-    step 141, 7.9943424598e-06 of a peak 46.1)."""
+    step 141, 7.9943424598e-06 of a peak 46.1). The float32 twin replays that recursion where
+    schedulers overlap, in float32: there the floor is one float32 unit of the peak (6% of it;
+    measured 0.5 units, seed 68 step 13, a Poly under a CosineAnnealing)."""
+    floor = rounding_floor(SCHEDULE_RTOL[precision], 8 if precision == "x64" else 1, reference=precision)
     worst = 0.0
     for seed in range(block * 25, block * 25 + 25):
         cfgs, base, iters, kwargs, where = random_case(seed)
         context = f"seed {seed}: {cfgs} {kwargs} base={base}"
         worst = max(worst, assert_curves_match(cfgs, base, iters, cached_reference(seed), precision, context,
-                                               floor=rounding_floor(SCHEDULE_RTOL[precision], 8), **kwargs))
+                                               floor=floor, **kwargs))
     print(f"max relative error ({precision}): {worst:.3g}")
 
 
@@ -226,7 +229,10 @@ def test_edges(precision, name):
     iters = case.get("max_iters") or case["max_epochs"] * case["epoch_len"] + 5
     ref_cfgs = [c for c in cfgs if param is None or ("Momentum" in c["type"]) == (param == "momentum")]
     expected = reference(ref_cfgs, base, iters=iters, adam=adam, **case)
-    assert_curves_match(cfgs, base, iters, expected, precision, name, param_name=param, **case)
+    # floor: 8 float64 units of the peak, as test_random_lists (measured 0.4: MMEngine's OneCycle
+    # forms its last value by a linear anneal's cancellation)
+    assert_curves_match(cfgs, base, iters, expected, precision, name, param_name=param,
+                        floor=rounding_floor(SCHEDULE_RTOL[precision], 8), **case)
 
 
 @pytest.mark.parametrize("name", ["retinanet", "cosine past T_max, eta_min, under an iteration warmup",

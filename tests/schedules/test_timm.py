@@ -26,7 +26,7 @@ from purelr.schedules import timm as ptimm
 from purelr.schedules.timm_noise import lr_noise
 from purelr.schedules.timm_steps import floor_division
 from purelr.references.timm import train_loop as timm_train_loop
-from tests.parity import assert_schedule_matches, jitted
+from tests.parity import SCHEDULE_RTOL, assert_schedule_matches, jitted, rounding_floor
 
 CLASSES = {
     "step": (StepLRScheduler, ptimm.step),
@@ -64,10 +64,19 @@ def _purelr(schedule, steps):
     return np.asarray(jax.jit(schedule)(jnp.arange(steps)))
 
 
+def timm_floor(precision):
+    """8 float64 units of the peak (timm forms ``1 - t / T`` and ``1 - tanh`` by cancellation:
+    measured 0.001 units at 2**31 - 1 steps); in float32, 2 float32 units of the peak (12% of it):
+    float32 twins raise counts to ``k_decay`` and add warmup slopes at the peak's scale (measured
+    0.4 units, a WSD decay at step 23)."""
+    return rounding_floor(SCHEDULE_RTOL[precision], 8 if precision == "x64" else 2, reference=precision)
+
+
 def assert_paths_match(schedule, expected, precision, context=""):
     """``jax.jit(schedule)`` on the step array and ``jax.jit(jax.vmap(schedule))`` against timm."""
     steps = len(expected)
-    return max(assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]")
+    return max(assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]",
+                                       floor=timm_floor(precision))
                for path, values in (("jit", _purelr(schedule, steps)), ("jit(vmap)", jitted(schedule, np.arange(steps)))))
 
 
@@ -252,8 +261,9 @@ def test_huge_steps_against_python_arithmetic(precision, name, args):
     steps = [0, 1, 2**24 + 1, 2**30 + 3, HUGE - 6, HUGE - 5, HUGE - 1, HUGE, HUGE + 1]
     expected = [_timm_lr(name, t, **args) for t in steps]
     schedule = CLASSES[name][1](0.1, **args)
-    assert_schedule_matches(np.asarray(schedule(jnp.asarray(steps))), expected, precision, context=f"{name} {args}")
-    assert_schedule_matches(jitted(schedule, steps), expected, precision, context=f"{name} {args} jitted")
+    floor = timm_floor(precision)
+    assert_schedule_matches(np.asarray(schedule(jnp.asarray(steps))), expected, precision, context=f"{name} {args}", floor=floor)
+    assert_schedule_matches(jitted(schedule, steps), expected, precision, context=f"{name} {args} jitted", floor=floor)
 
 
 @pytest.mark.parametrize("divisor", [2.4, 1.8, 0.3, 1.5, 7.25, 1e-3, 123.456, 3.0, 2.2, 3e9])
