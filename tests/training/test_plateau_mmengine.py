@@ -45,10 +45,12 @@ def script(*, epoch_len, max_epochs=None, max_iters=None, val_interval=1, val_be
     return events + [EPOCH]
 
 
-def mmengine_lrs(cfgs, lr, events, metrics, *, epoch_len, max_epochs=None, max_iters=None, monitor="loss"):
-    """The lr of each group during each iteration under MMEngine's schedulers, and the schedulers."""
+def mmengine_lrs(cfgs, lr, events, metrics, *, epoch_len, max_epochs=None, max_iters=None, monitor="loss",
+                 param="lr"):
+    """The lr (or ``param``) of each group during each iteration under MMEngine's schedulers, and
+    the schedulers."""
     lrs = lr if isinstance(lr, list) else [lr]
-    optimizer = torch.optim.SGD([{"params": [torch.zeros(1)], "lr": v} for v in lrs], lr=lrs[0])
+    optimizer = torch.optim.SGD([{"params": [torch.zeros(1)], param: v} for v in lrs], lr=0.1, momentum=0.9)
     schedulers = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -63,7 +65,7 @@ def mmengine_lrs(cfgs, lr, events, metrics, *, epoch_len, max_epochs=None, max_i
         seen = []
         for kind, metric in zip(events, metrics):
             if kind == ITER:
-                seen.append([g["lr"] for g in optimizer.param_groups])
+                seen.append([g[param] for g in optimizer.param_groups])
             for scheduler in schedulers:  # ParamSchedulerHook.after_train_iter / _epoch / after_val_epoch
                 if kind == ITER and not scheduler.by_epoch:
                     scheduler.step()
@@ -273,6 +275,26 @@ def test_float32_random():
                 cfg["threshold"] = 1e-4 if cfg["threshold_rule"] == "rel" else 0.05
         check(cfgs, lr, lengths, val, lambda events: metric_sequence(rng, events, coarse=True), "f32",
               f"seed {seed}")
+
+
+def test_momentum():
+    """``ReduceOnPlateauMomentum`` with the momentum schedulers of a mixed list (``param_name``),
+    and the generic ``ReduceOnPlateauParamScheduler``."""
+    cfgs = [dict(type="LinearLR", start_factor=0.1, by_epoch=False, end=10),
+            dict(type="LinearMomentum", start_factor=0.5, by_epoch=False, end=12),
+            dict(PLATEAU, type="ReduceOnPlateauMomentum", factor=0.9),
+            dict(type="StepMomentum", step_size=3, gamma=0.95),
+            dict(type="ReduceOnPlateauParamScheduler", param_name="weight_decay", monitor="loss")]
+    lengths = dict(epoch_len=4, max_epochs=10)
+    events = script(**lengths)
+    metrics = stepped_down(SEQ)(events)
+    with jax.enable_x64(True):
+        chain = pm.param_scheduler_with_plateau(cfgs, [0.9, 0.8], **lengths, param_name="momentum")
+        actual, _ = twin_lrs(chain, events, metrics)
+    expected, _ = mmengine_lrs(cfgs[:4], [0.9, 0.8], events, metrics, **lengths, param="momentum")
+    assert_schedule_matches(actual, expected, "x64")
+    unreduced, _ = mmengine_lrs(cfgs[:2] + cfgs[3:4], [0.9, 0.8], events, metrics, **lengths, param="momentum")
+    assert not np.array_equal(expected, unreduced), "the plateau never fired"
 
 
 def test_state_and_metrics_forms():
