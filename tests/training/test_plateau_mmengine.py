@@ -264,6 +264,16 @@ def test_hand_picked(name, precision):
     assert not np.array_equal(expected, unreduced), "the plateau never fired"
 
 
+@pytest.mark.parametrize("rule", ["less", "greater"])
+def test_best_starts_at_mmengine_inf(rule, x64):
+    """MMEngine's ``best`` starts at its ``INF = 1e9`` (``-1e9``), not at infinity: metrics beyond
+    it are never an improvement, so the plateau fires from the first validations."""
+    sign = 1.0 if rule == "less" else -1.0
+    cfgs = [dict(type="LinearLR", start_factor=0.5, by_epoch=False, end=6), dict(PLATEAU, rule=rule, begin=0)]
+    big = [sign * m for m in (3e9, 2e9, 1e9, 1e9 - 1, 5e8, 5e8, 5e8, 5e8)]
+    check(cfgs, 0.1, dict(epoch_len=3, max_epochs=8), {}, stepped_down(big), "x64", rule)
+
+
 def test_float32_random():
     """Random lists in float32, with metrics on a coarse grid and thresholds away from it
     (``threshold`` 1e-4 relative or 0.05 absolute), so float32 compares as MMEngine's double."""
@@ -327,6 +337,7 @@ BAD = [
     ("factor 1", with_plateau(factor=1.0), {}, ValueError, ("param_scheduler[1]", "factor", "1.0")),
     ("factor 2.5", with_plateau(factor=2.5), {}, ValueError, ("param_scheduler[1]", "factor", "2.5")),
     ("factor str", with_plateau(factor="0.5"), {}, TypeError, ("param_scheduler[1]", "factor", "'0.5'")),
+    ("threshold", with_plateau(threshold=-0.1), {}, ValueError, ("param_scheduler[1]", "threshold", "-0.1")),
     ("patience", with_plateau(patience=-1), {}, ValueError, ("param_scheduler[1]", "patience", "-1")),
     ("cooldown", with_plateau(cooldown=1.5), {}, ValueError, ("param_scheduler[1]", "cooldown", "1.5")),
     ("rule", with_plateau(rule="min"), {}, ValueError, ("param_scheduler[1]", "rule", "'min'")),
