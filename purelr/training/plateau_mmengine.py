@@ -149,8 +149,8 @@ def param_scheduler_with_plateau(
           if cooldown_counter > 0: cooldown_counter -= 1; bad = 0
           if bad > patience: lr = max(lr * factor, min_value) where that lowers lr by more than eps
 
-      ``metrics`` is a dict holding ``monitor`` (a ``KeyError`` otherwise) or the metric itself;
-      a NaN metric is a bad epoch.
+      ``metrics`` is a dict holding ``monitor`` (a ``KeyError`` otherwise) or the metric itself
+      (``None``: nothing happens, as in the hook); a NaN metric is a bad epoch.
 
     Every step is pure and jittable (counters are arrays; use ``lax.scan`` over a run).
     """
@@ -190,6 +190,8 @@ def param_scheduler_with_plateau(
         return state._replace(plateau=counted._replace(lr=lr))
 
     def step_validation(state: PlateauChainState, metrics) -> PlateauChainState:
+        if metrics is None:  # the hook skips a validation without metrics
+            return state
         return state._replace(plateau=twin.step(state.plateau, metrics))
 
     return PlateauChain(init, step_iteration, step_epoch, step_validation)

@@ -308,8 +308,8 @@ def test_momentum():
 
 
 def test_state_and_metrics_forms():
-    """``state.lr`` is the lr in force; a bare metric is taken as the monitored one; the twin's
-    steps are pure (the state given is not changed)."""
+    """``state.lr`` is the lr in force; a bare metric is taken as the monitored one, ``None`` is
+    skipped (as the hook skips it); the twin's steps are pure (the state given is not changed)."""
     chain = pm.param_scheduler_with_plateau([dict(PLATEAU, begin=0, patience=0)], [0.1, 0.2], max_epochs=3)
     state = chain.init()
     assert state.lr.shape == (2,) and int(state.iteration) == 0 and int(state.plateau.epoch) == 0
@@ -317,6 +317,7 @@ def test_state_and_metrics_forms():
     second = chain.step_validation(first, {"loss": 2.0, "acc": 0.5})
     np.testing.assert_allclose(np.asarray(second.lr), [0.05, 0.1])
     np.testing.assert_allclose(np.asarray(first.lr), [0.1, 0.2])
+    assert chain.step_validation(second, None) is second
 
 
 BASE = [dict(type="LinearLR", start_factor=0.1, by_epoch=False, end=10), PLATEAU,
