@@ -41,10 +41,14 @@ _PLATEAU_COMMON = dict(begin=0, end=None, last_step=-1, by_epoch=True, convert_t
 class PlateauChainState(NamedTuple):
     """``plateau.lr``: the lr in force (one per group for a list lr); ``plateau.epoch``: training
     epochs, the ``_global_step`` of the plateau and of every epoch-based scheduler; ``iteration``:
-    training iterations, the ``_global_step`` of every iteration-based scheduler."""
+    training iterations, the ``_global_step`` of every iteration-based scheduler. ``anchor``: the
+    lr after the last event replayed one by one, at ``anchor_iteration`` / ``anchor_epoch``."""
 
     plateau: plateau.PlateauState
     iteration: Array
+    anchor: Array
+    anchor_iteration: Array
+    anchor_epoch: Array
 
     @property
     def lr(self) -> Array:
@@ -107,12 +111,32 @@ def _plateau(name: str, cfg: dict, lr, loop, max_epochs) -> plateau.Plateau:
         raise type(error)(f"{name}: {error}") from error
 
 
-def _fire(entries, counter, value):
-    """``value`` after the events of ``entries`` (in list order) whose counter is ``counter``."""
+def _replayed(entries, counter, value):
+    """``value`` after the events of ``entries`` (in list order) at ``counter``, each by its rule's
+    ``step``, and whether one of them is a first event or a mark (which closed forms skip)."""
+    marked = jnp.zeros((), bool)
     for e in entries:
+        t = counter - e.begin
         active = (e.begin <= counter) & (counter < e.stop)
-        value = jnp.where(active, e.rule.step(counter - e.begin, value), value)
-    return value
+        value = jnp.where(active, e.rule.step(t, value), value)
+        for mark in {0, *e.rule.marks}:
+            marked = marked | (active & (t == mark))
+    return value, marked
+
+
+def _from_anchor(entries, anchor, then, now):
+    """The value from ``anchor`` at the counters ``then`` to ``now`` by the rules' closed forms
+    (``span``), and whether they are exact: only multiplying rules acted, or a single other one."""
+    value, others, multiplied = anchor, jnp.zeros((), jnp.int32), jnp.zeros((), bool)
+    for e in entries:
+        if e.rule.kind == "sparse":  # acts at its marks only, replayed
+            continue
+        ta, tb = (jnp.clip(c[e.by_epoch], e.begin, e.stop - 1) - e.begin for c in (then, now))
+        if e.rule.kind == "mult":
+            value, multiplied = value * e.rule.span(ta, tb), multiplied | (tb > ta)
+        else:
+            value, others = e.rule.span(value, ta, tb), others + (tb > ta)
+    return value, (others == 0) | ((others == 1) & ~multiplied)
 
 
 def param_scheduler_with_plateau(
@@ -167,31 +191,45 @@ def param_scheduler_with_plateau(
     name, cfg = _plateau_cfg(cfgs, param_name)
     twin = _plateau(name, cfg, list(bases) if groups else bases[0], loop, max_epochs)
 
-    def each_group(events):
-        def apply(lr):
-            if not groups:
-                return events(entries[0], lr)
-            return jnp.stack([events(group, lr[g]) for g, group in enumerate(entries)])
-        return apply
-
     def init() -> PlateauChainState:
-        built = each_group(lambda group, v: mmengine._events(group, 0, v))(as_values(bases if groups else bases[0]))
-        state = twin.init()
-        return PlateauChainState(state._replace(lr=built), jnp.zeros((), jnp.int32))
+        values = as_values(bases if groups else bases[0])
+        built = each_group(values, lambda group, v: mmengine._events(group, 0, v))
+        zero = jnp.zeros((), jnp.int32)
+        return PlateauChainState(twin.init()._replace(lr=built), zero, built, zero, zero)
+
+    def each_group(values, events):
+        if not groups:
+            return events(entries[0], values)
+        return jnp.stack([events(group, values[g]) for g, group in enumerate(entries)])
+
+    def advance(state: PlateauChainState, counted: plateau.PlateauState, by_epoch: bool) -> PlateauChainState:
+        """The events of the ``by_epoch`` schedulers at the new counters: replayed one by one where
+        a closed form from the anchor would not be exact (then anchored there), else closed."""
+        iteration = state.iteration + (not by_epoch)
+        then, now = (state.anchor_iteration, state.anchor_epoch), (iteration, counted.epoch)
+        counter = now[by_epoch]
+        replayed = each_group(counted.lr, lambda group, v: jnp.stack(
+            _replayed([e for e in group if e.by_epoch == by_epoch], counter, v)))
+        closed = each_group(state.anchor, lambda group, v: jnp.stack(_from_anchor(group, v, then, now)))
+        anchor = jnp.any(replayed[..., 1] != 0) | jnp.any(closed[..., 1] == 0)
+        lr = jnp.where(anchor, replayed[..., 0], closed[..., 0])
+        return PlateauChainState(counted._replace(lr=lr), iteration, jnp.where(anchor, lr, state.anchor),
+                                 jnp.where(anchor, iteration, state.anchor_iteration),
+                                 jnp.where(anchor, counted.epoch, state.anchor_epoch))
 
     def step_iteration(state: PlateauChainState) -> PlateauChainState:
-        iteration = state.iteration + 1
-        lr = each_group(lambda group, v: _fire([e for e in group if not e.by_epoch], iteration, v))(state.lr)
-        return PlateauChainState(state.plateau._replace(lr=lr), iteration)
+        return advance(state, state.plateau, False)
 
     def step_epoch(state: PlateauChainState) -> PlateauChainState:
-        counted = twin.step(state.plateau)
-        lr = each_group(lambda group, v: _fire([e for e in group if e.by_epoch], counted.epoch, v))(counted.lr)
-        return state._replace(plateau=counted._replace(lr=lr))
+        return advance(state, twin.step(state.plateau), True)
 
     def step_validation(state: PlateauChainState, metrics) -> PlateauChainState:
         if metrics is None:  # the hook skips a validation without metrics
             return state
-        return state._replace(plateau=twin.step(state.plateau, metrics))
+        stepped = twin.step(state.plateau, metrics)
+        reduced = jnp.any(stepped.lr != state.lr)
+        return state._replace(plateau=stepped, anchor=jnp.where(reduced, stepped.lr, state.anchor),
+                              anchor_iteration=jnp.where(reduced, state.iteration, state.anchor_iteration),
+                              anchor_epoch=jnp.where(reduced, stepped.epoch, state.anchor_epoch))
 
     return PlateauChain(init, step_iteration, step_epoch, step_validation)
