@@ -281,7 +281,13 @@ def test_best_starts_at_mmengine_inf(rule, x64):
     check(cfgs, 0.1, dict(epoch_len=3, max_epochs=8), {}, stepped_down(big), "x64", rule)
 
 
-def test_float32_random():
+@pytest.fixture
+def f32():
+    with jax.enable_x64(False):
+        yield
+
+
+def test_float32_random(f32):
     """Random lists in float32, with metrics on a coarse grid and thresholds away from it
     (``threshold`` 1e-4 relative or 0.05 absolute), so float32 compares as MMEngine's double."""
     for seed in range(6):
