@@ -47,6 +47,8 @@ TYPES = tuple(
     if not (family == "OneCycle" and suffix == "Momentum")
 )
 """The scheduler types ``param_scheduler`` accepts (every MMEngine one but ReduceOnPlateau*)."""
+PLATEAU_TYPES = ("ReduceOnPlateauLR", "ReduceOnPlateauMomentum", "ReduceOnPlateauParamScheduler")
+"""The metric-driven types, twinned by ``purelr.training.plateau_mmengine``."""
 
 
 class _Entry(NamedTuple):
@@ -85,12 +87,17 @@ class _Entry(NamedTuple):
 
 def _split_type(name: str, kind):
     """``(family, parameter)`` of a type name (``None``: a generic ``*ParamScheduler``)."""
+    if kind in PLATEAU_TYPES:
+        raise ValueError(
+            f"{name}.type = {kind!r} steps on validation metrics, which a step -> value schedule cannot "
+            "see: use purelr.training.plateau_mmengine.param_scheduler_with_plateau"
+        )
     for suffix, param in _SUFFIXES.items():
         if kind in TYPES and kind.endswith(suffix) and kind[: -len(suffix)] in _FAMILIES:
             return kind[: -len(suffix)], param
     raise ValueError(
-        f"{name}.type must be one of {list(TYPES)} (ReduceOnPlateau needs validation metrics and "
-        f"is not supported), got {kind!r}"
+        f"{name}.type must be one of {list(TYPES)} (ReduceOnPlateau*: see "
+        f"purelr.training.plateau_mmengine), got {kind!r}"
     )
 
 
@@ -208,7 +215,7 @@ def _loop(epoch_len, max_epochs, max_iters):
     return None, epoch_len, None
 
 
-def _entries(cfgs, base_value: float, epoch_len, max_epochs, max_iters, param_name):
+def _entries(cfgs, base_value: float, epoch_len, max_epochs, max_iters, param_name, skip_plateaus=False):
     loop, epoch_len, max_epochs = _loop(epoch_len, max_epochs, max_iters)
     if isinstance(cfgs, dict):
         cfgs = [cfgs]
@@ -219,6 +226,8 @@ def _entries(cfgs, base_value: float, epoch_len, max_epochs, max_iters, param_na
         name = f"param_scheduler[{i}]"
         if not isinstance(cfg, dict) or "type" not in cfg:
             raise TypeError(f"{name} must be a dict with a 'type', got {cfg!r}")
+        if skip_plateaus and cfg["type"] in PLATEAU_TYPES:
+            continue
         family, param = _split_type(name, cfg["type"])
         if param is None:
             param = cfg.get("param_name")

@@ -31,7 +31,7 @@ from typing import Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from purelr.schedules import validate
+from purelr.schedules import mmengine, validate
 from purelr.schedules.core import as_values
 
 Array = jax.Array
@@ -115,7 +115,8 @@ def _core(mode: str, factor, patience, threshold, threshold_mode: str, cooldown,
 
     def init(lr) -> PlateauState:
         zero = jnp.zeros((), jnp.int32)
-        return PlateauState(lr=as_values(lr), best=as_values(INF if minimize else -INF),
+        worst = names.get("worst", INF)
+        return PlateauState(lr=as_values(lr), best=as_values(worst if minimize else -worst),
                             num_bad_epochs=zero, cooldown_counter=zero, epoch=zero)
 
     return init, reduce
@@ -163,18 +164,21 @@ def reduce_on_plateau_lr(lr, monitor: str = "loss", rule: str = "less", factor: 
     takes a dict (the value under ``monitor``, a ``KeyError`` naming the keys if absent) or the
     metric itself and, while ``begin <= epoch < end``, applies torch's rule (``reduce_lr_on_plateau``)
     with ``rule`` ``less``/``greater`` for ``min``/``max``, ``threshold_rule`` for ``threshold_mode``
-    and ``min_value`` for ``min_lr``. A NaN metric is a bad epoch.
+    and ``min_value`` for ``min_lr``. A NaN metric is a bad epoch. ``best`` starts at MMEngine's
+    ``INF = 1e9`` (``-1e9`` for ``greater``), not at infinity: a first metric of 1e9 or more is no
+    improvement.
     """
     lr = _lrs("lr", lr)
     begin = validate.nonnegative_int("begin", begin)
     end = validate.nonnegative_int("end", end)
     if end <= begin:
         raise ValueError(f"end should be larger than begin, got begin={begin!r}, end={end!r}")
+    threshold = _checked(validate.nonnegative, "threshold", threshold)  # MMEngine raises below 0
     init, reduce = _core(rule, factor, patience, threshold, threshold_rule, cooldown,
                          _min_lrs("min_value", min_value, lr), eps,
                          dict(mode="rule", modes=("less", "greater"),
                               threshold_mode="threshold_rule", factor="factor",
-                              patience="patience", cooldown="cooldown"))
+                              patience="patience", cooldown="cooldown", worst=float(mmengine.INF)))
 
     def step(state, metrics=None):
         if metrics is None:
