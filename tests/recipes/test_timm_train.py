@@ -38,6 +38,7 @@ from purelr.params.groups import hyperparams_in_force
 from purelr.params.module_kinds import dotted_names
 from purelr.recipes import timm as timm_recipe
 from tests.bad_inputs import assert_rejects
+from tests.params import reference
 from tests.params.test_timm import MANIPULATE
 from tests.parity import OPTIMIZER_RTOL, relative_error
 from tests.recipes import twins
@@ -208,6 +209,11 @@ def run_purelr(args: dict, model_name: str, *, epoch_len: int, epochs: int, worl
         return as_dict(params), None if ema is None else as_dict(ema), lrs
 
 
+def vit_params():
+    """The ViT twin's params (float32, all ones), for tests that need a tree but no trajectory."""
+    return jax.tree.map(jnp.ones_like, reference.flax_params("vit"))
+
+
 def assert_same_run(expected, actual, rtol=OPTIMIZER_RTOL["x64"]):
     """Params and EMA params to ``rtol`` (relative to each leaf's scale, at least 1), and at every
     update the same distinct group lrs to ``rtol``; returns the worst error."""
@@ -262,7 +268,7 @@ def test_a_whole_args_namespace_reads_and_ignored_keys_lists_the_rest(tmp_path):
     assert "drop_path" in timm_recipe.ignored_keys(dict(drop_path=0.1)) and "lr" not in timm_recipe.ignored_keys(namespace)
     path = tmp_path / "args.yaml"
     path.write_text(yaml.safe_dump(namespace))
-    params = twins.flax_tree("vit", *twins.problem("vit", 1, 0)[1:3])
+    params = vit_params()
     for args in (namespace, str(path)):
         tx = purelr.build(dict(timm=args), params, epoch_len=3)
         tx.update(params, tx.init(params), params)
@@ -322,7 +328,7 @@ def test_adaptive_clip_matches_timm(seed):
 def test_agc_leaves_the_head_out_and_needs_it():
     """train.py clips all parameters but the model's last two (``[:-2]``, the classifier) in agc
     mode: ``head`` names them; without it the build refuses."""
-    params = twins.flax_tree("vit", *twins.problem("vit", 1, 0)[1:3])
+    params = vit_params()
     args = dict(lr=0.1, clip_grad=1e-4, clip_mode="agc", sched="none")
     assert_rejects(lambda: purelr.build(dict(timm=args), params, epoch_len=3), ValueError, "clip_mode='agc'", "head=")
     with jax.enable_x64(True):
@@ -335,15 +341,20 @@ def test_agc_leaves_the_head_out_and_needs_it():
 
 # Each case: a clipping / accumulation / EMA rule of train.py on its own, the ResNet twin (conv
 # kernels, BatchNorm, depth-wise convs) or the ViT twin, epoch lengths that leave a remainder.
+NIGHTLY = pytest.mark.nightly  # rules that the recipes of test_timm_recipes.py also run
 CASES = [
-    ("norm-clip", "resnet", dict(opt="momentum", lr=0.05, clip_grad=0.5, sched="cosine", epochs=3, warmup_epochs=1), 5),
+    pytest.param("norm-clip", "resnet", dict(opt="momentum", lr=0.05, clip_grad=0.5, sched="cosine", epochs=3, warmup_epochs=1), 5,
+                 marks=NIGHTLY),
     ("value-clip", "vit", dict(opt="adamw", lr=1e-2, weight_decay=0.05, clip_grad=0.05, clip_mode="value",
                                sched="step", decay_epochs=1, epochs=3, warmup_epochs=0), 4),
-    ("agc", "resnet", dict(opt="sgd", lr=0.1, clip_grad=0.01, clip_mode="agc", epochs=3, warmup_epochs=1), 5),
+    pytest.param("agc", "resnet", dict(opt="sgd", lr=0.1, clip_grad=0.01, clip_mode="agc", epochs=3, warmup_epochs=1), 5,
+                 marks=NIGHTLY),
     ("accumulate-3-of-7", "vit", dict(opt="adamw", lr=1e-2, grad_accum_steps=3, epochs=3, warmup_epochs=1,
                                       sched_on_updates=True, clip_grad=1.0), 7),
-    ("accumulate-2-of-6", "resnet", dict(opt="nesterov", lr=0.05, grad_accum_steps=2, epochs=3, warmup_epochs=1), 6),
-    ("ema", "vit", dict(opt="adam", lr=1e-2, model_ema=True, model_ema_decay=0.9, epochs=3, warmup_epochs=0), 4),
+    pytest.param("accumulate-2-of-6", "resnet", dict(opt="nesterov", lr=0.05, grad_accum_steps=2, epochs=3,
+                                                     warmup_epochs=1), 6, marks=NIGHTLY),
+    pytest.param("ema", "vit", dict(opt="adam", lr=1e-2, model_ema=True, model_ema_decay=0.9, epochs=3,
+                                    warmup_epochs=0), 4, marks=NIGHTLY),
     ("ema-warmup-accumulate", "resnet", dict(opt="momentum", lr=0.05, model_ema=True, model_ema_warmup=True,
                                              grad_accum_steps=4, epochs=3, warmup_epochs=1, model_ema_force_cpu=True), 5),
     ("lr-base-sqrt", "vit", dict(opt="adamw", lr_base=1e-3, lr_base_size=512, batch_size=64, epochs=3,
@@ -354,7 +365,8 @@ CASES = [
 HEADS = {"resnet": "fc", "vit": "head"}
 
 
-@pytest.mark.parametrize("name, model, args, epoch_len", CASES, ids=[case[0] for case in CASES])
+@pytest.mark.parametrize("name, model, args, epoch_len", CASES,
+                         ids=[(case.values if hasattr(case, "values") else case)[0] for case in CASES])
 def test_train_rules_match_train_py(name, model, args, epoch_len):
     """Three epochs through train.py's ``train_one_epoch`` against ``purelr.build``: params, EMA
     params and every update's lrs, x64 <= 1e-10."""
@@ -388,7 +400,7 @@ BAD = [
 
 @pytest.mark.parametrize("args, needles", BAD, ids=[case[1][0] for case in BAD])
 def test_bad_input_is_refused_naming_it(args, needles):
-    params = twins.flax_tree("vit", *twins.problem("vit", 1, 0)[1:3])
+    params = vit_params()
     args = {"lr": 0.1, **args}
     assert_rejects(lambda: purelr.build(dict(timm=args), params, epoch_len=3), ValueError, *needles)
 
