@@ -172,7 +172,7 @@ def scaled_lr(args: Mapping[str, Any], world_size: int | None = None) -> float:
         return validate.nonnegative("timm.lr", args["lr"])
     scale = validate.one_of("timm.lr_base_scale", args["lr_base_scale"], LR_BASE_SCALES)
     if world_size is None:
-        raise ValueError(f"timm.lr is {args['lr']!r}: train.py derives it from lr_base={args['lr_base']!r} and the "
+        raise ValueError(f"timm.lr is missing ({args['lr']!r}): train.py derives it from lr_base={args['lr_base']!r} and the "
                          f"global batch size (batch_size * world_size * grad_accum_steps): give the number "
                          f"of processes it ran on, purelr.build(..., world_size=N) (--world-size N), or timm.lr")
     if args.get("train_img_sizes") is not None:
