@@ -171,8 +171,15 @@ def run_train_py(args: dict, model_name: str, *, epoch_len: int, epochs: int, wo
         return step(*a, **k)
 
     optimizer.step = recording_step
-    for epoch in range(epochs):
-        loader = [(torch.full((1,), epoch * epoch_len + b), torch.zeros(1)) for b in range(epoch_len)]
+    start_epoch = namespace.start_epoch or 0  # main(): the schedule moved on, a fresh optimizer
+    if scheduler is not None and start_epoch > 0:
+        if namespace.sched_on_updates:
+            scheduler.step_update(start_epoch * updates_per_epoch)
+        else:
+            scheduler.step(start_epoch)
+    for epoch in range(start_epoch, start_epoch + epochs):
+        first = (epoch - start_epoch) * epoch_len
+        loader = [(torch.full((1,), first + b), torch.zeros(1)) for b in range(epoch_len)]
         TRAIN_PY["train_one_epoch"](epoch, model, loader, optimizer, namespace, task=task,
                                     device=torch.device("cpu"), lr_scheduler=scheduler)
         if scheduler is not None:
@@ -357,6 +364,8 @@ CASES = [
                                     warmup_epochs=0), 4, marks=NIGHTLY),
     ("ema-warmup-accumulate", "resnet", dict(opt="momentum", lr=0.05, model_ema=True, model_ema_warmup=True,
                                              grad_accum_steps=4, epochs=3, warmup_epochs=1, model_ema_force_cpu=True), 5),
+    ("start-epoch", "vit", dict(opt="adamw", lr=1e-2, start_epoch=2, epochs=6, warmup_epochs=3, model_ema=True,
+                                model_ema_warmup=True, grad_accum_steps=2), 5),
     ("lr-base-sqrt", "vit", dict(opt="adamw", lr_base=1e-3, lr_base_size=512, batch_size=64, epochs=3,
                                  warmup_epochs=1, grad_accum_steps=2, layer_decay=0.7,
                                  group_matcher=dict(stem=r"^cls_token|^pos_embed|^embed",
