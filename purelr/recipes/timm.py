@@ -1,20 +1,25 @@
-"""timm's optimizer and scheduler factories with timm's argument names, as one optax transformation.
+"""timm's ``train.py`` (optimizer, lr schedule and scaling, clipping, accumulation, model EMA) as
+one optax transformation, and its optimizer and scheduler factories with timm's argument names.
 
 Twins of timm 1.0.31's ``timm.optim.create_optimizer_v2`` and ``timm.scheduler.create_scheduler_v2``
-as timm's ``train.py`` uses them, for the optimizer names whose math is a ``torch.optim`` algorithm
-(``SUPPORTED``). A timm recipe in a config file is a ``timm=dict(...)`` entry with ``train.py``'s
-argument names (read as timm's ``optimizer_kwargs`` / ``scheduler_kwargs`` read them, with their
-defaults for missing names)::
+for the optimizer names in ``SUPPORTED``, and of what ``train.py`` (``TRAIN_PY``: the newest
+train.py available, timm 1.0.31's packages ship none) does around them. A timm recipe in a config
+file is a ``timm=dict(...)`` entry holding train.py's arguments (its whole namespace, as its
+``args.yaml`` holds it, or any part: ``train_args`` puts train.py's defaults, ``DEFAULTS``, in for
+the rest; arguments of data, augmentation, loss and logging are ignored, ``ignored_keys``)::
 
     timm = dict(opt='adamw', lr=5e-4, weight_decay=0.05, opt_eps=1e-8, opt_betas=(0.9, 0.999),
                 layer_decay=0.65, group_matcher=dict(stem=r'^cls_token|^pos_embed|^patch_embed',
                                                      blocks=[(r'^blocks\\.(\\d+)', None), (r'^norm', (99999,))]),
                 sched='cosine', epochs=100, warmup_epochs=5, warmup_lr=1e-6, min_lr=1e-6,
-                sched_on_updates=False)
+                clip_grad=1.0, model_ema=True, model_ema_decay=0.9998, grad_accum_steps=2,
+                drop_path=0.1, mixup=0.8)
 
-``purelr.build(cfg, params, epoch_len=updates_per_epoch)`` builds it (``build_timm``). timm reads
-the layers of ``layer_decay`` from ``model.group_matcher``; here ``group_matcher`` (the same dict,
-its regular expressions matched against flax dotted names) or an explicit ``layer_map``.
+``purelr.build(cfg, params, epoch_len=len(loader_train), world_size=N, head=...)`` builds it
+(``build_timm``); ``ema_params(opt_state)`` reads the model EMA. timm reads the layers of
+``layer_decay`` from ``model.group_matcher`` and the no-decay names from ``model.no_weight_decay()``;
+here ``group_matcher`` (the same dict, its regular expressions matched against flax dotted names)
+or an explicit ``layer_map``, and ``no_weight_decay_list``.
 """
 
 from __future__ import annotations
