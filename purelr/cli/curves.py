@@ -113,9 +113,11 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
 
 def timm_curves(args: dict, *, epoch_len=None, params=None, world_size=None) -> Curves:
     """The lr of a ``timm=dict(...)`` config (timm's ``train.py`` arguments, its defaults applied)
-    at every optimizer update: one curve, or with ``params`` and ``layer_decay`` one per layer-decay
-    group (scaled by its ``lr_scale``, as timm's schedulers scale each group). ``epoch_len`` is
-    ``len(loader_train)``: an epoch has ``ceil(epoch_len / grad_accum_steps)`` updates."""
+    at every optimizer update: one curve, or with ``layer_decay`` one per layer-decay group (scaled
+    by its ``lr_scale``, as timm's schedulers scale each group), the layers read from ``params``
+    and ``group_matcher``, or from ``timm.model`` where purelr knows that model's layers
+    (``purelr.recipes.timm.model_layers``). ``epoch_len`` is ``len(loader_train)``: an epoch has
+    ``ceil(epoch_len / grad_accum_steps)`` updates."""
     from purelr.params import timm as paramwise_timm
     from purelr.recipes import timm as timm_lib
 
@@ -133,8 +135,17 @@ def timm_curves(args: dict, *, epoch_len=None, params=None, world_size=None) -> 
                                                 **timm_lib.scheduler_kwargs(args))
         curve = np.asarray(jax.jit(jax.vmap(schedule))(steps), dtype=np.float64)
     scales = {"default": 1.0}
-    if params is not None and args["layer_decay"] is not None:
-        layer_map = timm_lib.layer_map_from_matcher(params, args["group_matcher"])
+    if args["layer_decay"] is not None:
+        matcher = args["group_matcher"]
+        if params is None:
+            params, matcher = timm_lib.model_layers(args["model"]) or (None, None)
+            matcher = args["group_matcher"] or matcher
+        if params is None or matcher is None:
+            raise ValueError(f"timm.layer_decay={args['layer_decay']!r} gives each layer of the model its own lr: "
+                             f"purelr knows the layers of timm's vit_* models (purelr.recipes.timm.VIT_DEPTHS), not "
+                             f"timm.model={args.get('model')!r}: give --model module:factory (the params) and "
+                             f"timm.group_matcher")
+        layer_map = timm_lib.layer_map_from_matcher(params, matcher)
         _, settings = paramwise_timm.param_groups_layer_decay(params, layer_map, layer_decay=args["layer_decay"])
         scales = {label: setting.lr_scale for label, setting in settings.items() if not setting.frozen}
     return Curves(np.arange(total), updates_per_epoch,

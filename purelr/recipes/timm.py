@@ -134,6 +134,31 @@ SCHEDULER_ARGS = {
 }
 
 
+# timm 1.0.31's VisionTransformer.group_matcher (timm/models/vision_transformer.py) and the depth of
+# its vit_{tiny,small,base,large,huge}_patch*_{224,384} models: enough to draw each layer-decay
+# group's lr without the model (``model_layers``).
+VIT_GROUP_MATCHER = dict(stem=r"^cls_token|reg_token|pos_embed|patch_embed|norm_pre",
+                         blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (MATCH_PREV_GROUP,))])
+VIT_DEPTHS = {**{f"vit_{size}_patch{patch}_{res}": depth for size, depth, patches in (
+    ("tiny", 12, (16,)), ("small", 12, (16, 32)), ("base", 12, (16, 32)), ("large", 24, (16, 32)))
+    for patch in patches for res in (224, 384)},
+    "vit_small_patch8_224": 12, "vit_base_patch8_224": 12, "vit_large_patch14_224": 24, "vit_huge_patch14_224": 32}
+
+
+def model_layers(model):
+    """``(params, group_matcher)`` standing for the timm model named ``model`` (a pretrained tag
+    after ``.`` is dropped) when purelr knows its layers (``VIT_DEPTHS``): a tree of 2-D leaves
+    with the model's layer structure (stem, ``blocks.i``, head); None otherwise."""
+    depth = VIT_DEPTHS.get(str(model).partition(".")[0])
+    if depth is None:
+        return None
+    leaf = jax.numpy.zeros((1, 1))
+    params = {"cls_token": leaf, "pos_embed": leaf, "patch_embed": {"proj": {"kernel": leaf}},
+              "blocks": {str(i): {"mlp": {"fc1": {"kernel": leaf}}} for i in range(depth)},
+              "head": {"kernel": leaf}}
+    return params, VIT_GROUP_MATCHER
+
+
 def known_keys() -> frozenset:
     """Every key a ``timm=dict(...)`` entry may hold."""
     return frozenset({*DEFAULTS, *LIBRARY_DEFAULTS, *MODEL_KEYS, *IGNORED})

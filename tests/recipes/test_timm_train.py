@@ -419,3 +419,41 @@ def test_unknown_optimizer_lists_supported_closest_first():
         timm_recipe.optimizer_info("adamx")
     listed = str(raised.value).split("closest first: ")[1]
     assert listed.index("'adamax'") < listed.index("'sgd'")
+
+
+def _vision_transformer_source():
+    with open(os.path.join(TIMM_ROOT, "models", "vision_transformer.py")) as f:
+        return ast.parse(f.read())
+
+
+def test_vit_layers_are_timms():
+    """``model_layers``' matcher is ``VisionTransformer.group_matcher`` of timm 1.0.31's source and
+    each depth of ``VIT_DEPTHS`` is the ``depth`` its model function builds (read with ast: timm's
+    models import torchvision)."""
+    tree = _vision_transformer_source()
+    vit = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "VisionTransformer")
+    matcher = next(node for node in vit.body if isinstance(node, ast.FunctionDef) and node.name == "group_matcher")
+    returned = next(node.value for node in ast.walk(matcher) if isinstance(node, ast.Return))
+    assert {k.arg: ast.literal_eval(k.value) for k in returned.keywords} == {
+        k: [tuple(entry) for entry in v] if isinstance(v, list) else v for k, v in timm_recipe.VIT_GROUP_MATCHER.items()}
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    for name, depth in timm_recipe.VIT_DEPTHS.items():
+        model_args = next(node.value for node in ast.walk(functions[name])
+                          if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "model_args")
+        assert {k.arg: ast.literal_eval(k.value) for k in model_args.keywords}["depth"] == depth, name
+
+
+def test_plot_draws_each_layer_of_a_known_timm_model():
+    """``purelr plot`` on a timm config naming a ViT: one lr curve per layer-decay group (stem,
+    each block, head), each the schedule times ``layer_decay ** (layers - 1 - i)``; another model
+    with ``layer_decay`` and no ``--model`` says which option to give."""
+    from purelr.cli.curves import config_curves
+
+    args = dict(model="vit_large_patch16_224.augreg_in21k", lr=1e-3, layer_decay=0.75, epochs=3, warmup_epochs=1)
+    curves = config_curves(dict(timm=args), epoch_len=4)
+    assert len(curves.values) == 24 + 2
+    top = curves.values[("layer_25_decay", "lr")]
+    for i in range(26):
+        np.testing.assert_allclose(curves.values[(f"layer_{i}_decay", "lr")], top * 0.75 ** (25 - i), rtol=1e-6)
+    assert_rejects(lambda: config_curves(dict(timm={**args, "model": "resnet50"}), epoch_len=4), ValueError,
+                   "timm.model='resnet50'", "--model")
