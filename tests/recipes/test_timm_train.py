@@ -14,12 +14,10 @@ with optimizers twinned later need no change here.
 
 import argparse
 import ast
-import contextlib
 import importlib.util
 import logging
 import os
 import sys
-import textwrap
 import time
 import types
 from collections import OrderedDict
@@ -39,23 +37,12 @@ from purelr.params.module_kinds import dotted_names
 from purelr.recipes import timm as timm_recipe
 from tests.bad_inputs import assert_rejects
 from tests.params import reference
-from tests.params.test_timm import MANIPULATE
+from tests.params.test_timm import MANIPULATE, _stubs
 from tests.parity import OPTIMIZER_RTOL, relative_error
 from tests.recipes import twins
 
 EXCERPT = os.path.join(os.path.dirname(__file__), "..", "data", "timm_train_py-1.0.29.dev0-aa4b5850.py.txt")
 TIMM_ROOT = list(sys.modules["timm"].__path__)[0]  # the stub timm package of tests/conftest.py
-
-
-@contextlib.contextmanager
-def _stubs(**modules):
-    saved = {name: sys.modules.get(name) for name in modules}
-    sys.modules.update(modules)
-    try:
-        yield
-    finally:
-        for name, module in saved.items():
-            sys.modules.pop(name) if module is None else sys.modules.__setitem__(name, module)
 
 
 def _load(name, relative):
