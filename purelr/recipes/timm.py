@@ -274,6 +274,26 @@ def _compiled(name: str, pattern) -> re.Pattern:
         raise ValueError(f"{name} must be a regular expression, got {pattern!r}: {error}") from error
 
 
+def param_groups(params, weight_decay: float = 0.0, filter_bias_and_bn: bool = True, layer_decay: float | None = None,
+                 layer_decay_min_scale: float = 0.0, layer_decay_no_opt_scale: float | None = None, *,
+                 layer_map=None, no_weight_decay_list=(), frozen=None):
+    """``(labels, settings)`` of the parameter groups ``create_optimizer_v2`` makes (below); the
+    label ``"frozen"`` marks the leaves timm leaves without gradients (``frozen``, and layers whose
+    scale is under ``layer_decay_no_opt_scale``)."""
+    validate.flag("filter_bias_and_bn", filter_bias_and_bn)
+    if layer_decay is None:
+        return paramwise_timm.param_groups_weight_decay(params, weight_decay, filter_bias_and_bn,
+                                                        no_weight_decay_list, frozen=frozen)
+    if layer_map is None:
+        raise ValueError(f"layer_decay needs layer_map (timm reads it from model.group_matcher), got "
+                         f"layer_decay={layer_decay!r} and no layer_map: give layer_map={{name: layer}} or "
+                         f"layer_map_from_matcher(params, matcher)")
+    return paramwise_timm.param_groups_layer_decay(
+        params, layer_map, weight_decay=weight_decay, no_weight_decay_list=no_weight_decay_list,
+        weight_decay_exclude_1d=filter_bias_and_bn, layer_decay=layer_decay,
+        min_scale=layer_decay_min_scale, no_opt_scale=layer_decay_no_opt_scale, frozen=frozen)
+
+
 def create_optimizer_v2(params, opt: str = "sgd", lr=None, weight_decay: float = 0.0, momentum: float = 0.9,
                         foreach=None, filter_bias_and_bn: bool = True, layer_decay: float | None = None,
                         layer_decay_min_scale: float = 0.0, layer_decay_no_opt_scale: float | None = None, *,
@@ -294,19 +314,9 @@ def create_optimizer_v2(params, opt: str = "sgd", lr=None, weight_decay: float =
     """
     del foreach
     _, info = optimizer_info(opt)
-    validate.flag("filter_bias_and_bn", filter_bias_and_bn)
-    if layer_decay is not None:
-        if layer_map is None:
-            raise ValueError(f"layer_decay needs layer_map (timm reads it from model.group_matcher), got "
-                             f"layer_decay={layer_decay!r} and no layer_map: give layer_map={{name: layer}} or "
-                             f"layer_map_from_matcher(params, matcher)")
-        labels, settings = paramwise_timm.param_groups_layer_decay(
-            params, layer_map, weight_decay=weight_decay, no_weight_decay_list=no_weight_decay_list,
-            weight_decay_exclude_1d=filter_bias_and_bn, layer_decay=layer_decay,
-            min_scale=layer_decay_min_scale, no_opt_scale=layer_decay_no_opt_scale, frozen=frozen)
-    else:
-        labels, settings = paramwise_timm.param_groups_weight_decay(
-            params, weight_decay, filter_bias_and_bn, no_weight_decay_list, frozen=frozen)
+    labels, settings = param_groups(params, weight_decay, filter_bias_and_bn, layer_decay, layer_decay_min_scale,
+                                    layer_decay_no_opt_scale, layer_map=layer_map,
+                                    no_weight_decay_list=no_weight_decay_list, frozen=frozen)
     hyperparams = {**dict(info.defaults), **kwargs}
     if info.has_momentum:
         hyperparams.setdefault("momentum", momentum)
@@ -441,8 +451,8 @@ def build_timm(args, params, *, epoch_len: int | None, layer_map=None, frozen=No
         raise ValueError(f"timm.grad_accum_steps={accumulation} needs epoch_len (batches per epoch): "
                          f"train.py steps on the last, partial accumulation of each epoch")
     optimizer = create_optimizer_v2(params, layer_map=layer_map, frozen=frozen, **kwargs)
-    cold = [False] * len(jax.tree.leaves(params)) if frozen is None else groups_lib.selected(frozen, params, "frozen")
-    labels = jax.tree.unflatten(jax.tree.structure(params), ["frozen" if flag else "trainable" for flag in cold])
+    grouping = {name: kwargs[name] for name in inspect.signature(param_groups).parameters if name in kwargs}
+    labels, _ = param_groups(params, layer_map=layer_map, frozen=frozen, **grouping)
     return recipe_lib.wrapped(optimizer, labels, clip, every=accumulation, total=epoch_len, repeat=True,
                               averager=averager, first_update=first_update or 0)
 
