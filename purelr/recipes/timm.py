@@ -202,13 +202,15 @@ def scaled_lr(args: Mapping[str, Any], world_size: int | None = None) -> float:
         return validate.nonnegative("timm.lr", args["lr"])
     scale = validate.one_of("timm.lr_base_scale", args["lr_base_scale"], LR_BASE_SCALES)
     if world_size is None:
-        raise ValueError(f"timm.lr is missing ({args['lr']!r}): train.py derives it from lr_base={args['lr_base']!r} and the "
-                         f"global batch size (batch_size * world_size * grad_accum_steps): give the number "
-                         f"of processes it ran on, purelr.build(..., world_size=N) (--world-size N), or timm.lr")
+        raise ValueError(f"timm.lr is missing ({args['lr']!r}): train.py derives it from "
+                         f"lr_base={args['lr_base']!r} and the global batch size (batch_size * world_size * "
+                         f"grad_accum_steps): give the number of processes it ran on, "
+                         f"purelr.build(..., world_size=N) (--world-size N), or timm.lr")
     if args.get("train_img_sizes") is not None:
         raise ValueError(f"timm.train_img_sizes={args['train_img_sizes']!r}: train.py then scales the lr by the "
                          f"average of its scheduled batch sizes, which purelr does not derive: give timm.lr")
-    batch = (validate.positive_int("timm.batch_size", args["batch_size"]) * validate.positive_int("world_size", world_size)
+    batch = (validate.positive_int("timm.batch_size", args["batch_size"])
+             * validate.positive_int("world_size", world_size)
              * validate.positive_int("timm.grad_accum_steps", args["grad_accum_steps"]))
     ratio = float(batch) / validate.positive("timm.lr_base_size", args["lr_base_size"])
     if not scale:

@@ -35,7 +35,8 @@ RECIPES = {
         dict(model="seresnext26t_32x4d", lr=0.1, warmup_epochs=5, epochs=160, weight_decay=1e-4, sched="cosine",
              reprob=0.4, remode="pixel", batch_size=112)),
     "resnet50_jsd": (
-        f"{TRAINING_SCRIPT}, 'ResNet50 with JSD loss and RandAugment' (2 GPUs; --jsd is now --jsd-loss)", "resnet", 2, 5,
+        f"{TRAINING_SCRIPT}, 'ResNet50 with JSD loss and RandAugment' (2 GPUs; --jsd is now --jsd-loss)",
+        "resnet", 2, 5,
         dict(batch_size=64, model="resnet50", sched="cosine", epochs=200, lr=0.05, amp=True, remode="pixel",
              reprob=0.6, aug_splits=3, aa="rand-m9-mstd0.5-inc1", resplit=True, split_bn=True, jsd_loss=True,
              dist_bn="reduce")),

@@ -259,7 +259,8 @@ def test_a_whole_args_namespace_reads_and_ignored_keys_lists_the_rest(tmp_path):
 
     namespace = {**train_py_defaults(), "lr": 0.1, "drop_path": 0.1, "aa": "rand-m9-mstd0.5"}
     assert timm_recipe.ignored_keys(namespace) == sorted(timm_recipe.IGNORED)
-    assert "drop_path" in timm_recipe.ignored_keys(dict(drop_path=0.1)) and "lr" not in timm_recipe.ignored_keys(namespace)
+    assert "drop_path" in timm_recipe.ignored_keys(dict(drop_path=0.1))
+    assert "lr" not in timm_recipe.ignored_keys(namespace)
     path = tmp_path / "args.yaml"
     path.write_text(yaml.safe_dump(namespace))
     params = vit_params()
@@ -294,9 +295,11 @@ def test_adaptive_clip_matches_timm(seed):
     in torch's layout, jitted, against timm's ``adaptive_clip_grad`` on the torch tensors; the
     gradients are drawn so that some units clip and some do not (x64: 1e-12)."""
     rng = np.random.default_rng(seed)
-    factor, eps, norm_type = float(rng.choice([0.01, 0.1, 1.0])), float(rng.choice([1e-3, 0.5])), float(rng.choice([2.0, 1.0, 3.0]))
+    factor, eps = float(rng.choice([0.01, 0.1, 1.0])), float(rng.choice([1e-3, 0.5]))
+    norm_type = float(rng.choice([2.0, 1.0, 3.0]))
     torch_params = {k: torch.tensor(rng.normal(0, 1, s)) for k, s in AGC_SHAPES.items()}
-    torch_grads = {k: torch.tensor(rng.normal(0, 1, s) * rng.choice([1e-3, 1e-2, 1.0], s)) for k, s in AGC_SHAPES.items()}
+    torch_grads = {k: torch.tensor(rng.normal(0, 1, s) * rng.choice([1e-3, 1e-2, 1.0], s))
+                   for k, s in AGC_SHAPES.items()}
     leaves = {k: torch.nn.Parameter(p.clone()) for k, p in torch_params.items()}
     for k, p in leaves.items():
         p.grad = torch_grads[k].clone()
@@ -330,19 +333,20 @@ def test_agc_leaves_the_head_out_and_needs_it():
                           epoch_len=3, head="head")
         grads = jax.tree.map(jnp.ones_like, params)
         updates, _ = tx.update(grads, tx.init(params), params)
-    assert np.allclose(updates["head"]["kernel"], -0.1) and not np.allclose(updates["blocks"]["0"]["mlp"]["fc1"]["kernel"], -0.1)
+    assert np.allclose(updates["head"]["kernel"], -0.1)
+    assert not np.allclose(updates["blocks"]["0"]["mlp"]["fc1"]["kernel"], -0.1)
 
 
 # Each case: a clipping / accumulation / EMA rule of train.py on its own, the ResNet twin (conv
 # kernels, BatchNorm, depth-wise convs) or the ViT twin, epoch lengths that leave a remainder.
 NIGHTLY = pytest.mark.nightly  # rules that the recipes of test_timm_recipes.py also run
 CASES = [
-    pytest.param("norm-clip", "resnet", dict(opt="momentum", lr=0.05, clip_grad=0.5, sched="cosine", epochs=3, warmup_epochs=1), 5,
-                 marks=NIGHTLY),
+    pytest.param("norm-clip", "resnet", dict(opt="momentum", lr=0.05, clip_grad=0.5, sched="cosine", epochs=3,
+                                             warmup_epochs=1), 5, marks=NIGHTLY),
     ("value-clip", "vit", dict(opt="adamw", lr=1e-2, weight_decay=0.05, clip_grad=0.05, clip_mode="value",
                                sched="step", decay_epochs=1, epochs=3, warmup_epochs=0), 4),
-    pytest.param("agc", "resnet", dict(opt="sgd", lr=0.1, clip_grad=0.01, clip_mode="agc", epochs=3, warmup_epochs=1), 5,
-                 marks=NIGHTLY),
+    pytest.param("agc", "resnet", dict(opt="sgd", lr=0.1, clip_grad=0.01, clip_mode="agc", epochs=3,
+                                       warmup_epochs=1), 5, marks=NIGHTLY),
     ("accumulate-3-of-7", "vit", dict(opt="adamw", lr=1e-2, grad_accum_steps=3, epochs=3, warmup_epochs=1,
                                       sched_on_updates=True, clip_grad=1.0), 7),
     pytest.param("accumulate-2-of-6", "resnet", dict(opt="nesterov", lr=0.05, grad_accum_steps=2, epochs=3,
@@ -350,7 +354,8 @@ CASES = [
     pytest.param("ema", "vit", dict(opt="adam", lr=1e-2, model_ema=True, model_ema_decay=0.9, epochs=3,
                                     warmup_epochs=0), 4, marks=NIGHTLY),
     ("ema-warmup-accumulate", "resnet", dict(opt="momentum", lr=0.05, model_ema=True, model_ema_warmup=True,
-                                             grad_accum_steps=4, epochs=3, warmup_epochs=1, model_ema_force_cpu=True), 5),
+                                             grad_accum_steps=4, epochs=3, warmup_epochs=1,
+                                             model_ema_force_cpu=True), 5),
     ("start-epoch", "vit", dict(opt="adamw", lr=1e-2, start_epoch=2, epochs=6, warmup_epochs=3, model_ema=True,
                                 model_ema_warmup=True, grad_accum_steps=2), 5),
     ("no-opt-scale-clip", "vit", dict(opt="adamw", lr=1e-2, layer_decay=0.5, layer_decay_no_opt_scale=0.3,
@@ -405,6 +410,12 @@ def test_bad_input_is_refused_naming_it(args, needles):
     assert_rejects(lambda: purelr.build(dict(timm=args), params, epoch_len=3), ValueError, *needles)
 
 
+def test_accumulate_repeat_needs_an_epoch():
+    from purelr.training.accumulate import accumulate
+
+    assert_rejects(lambda: accumulate(optax.sgd(0.1), 2, repeat=True), ValueError, "repeat=True", "total")
+
+
 def test_unknown_optimizer_lists_supported_closest_first():
     with pytest.raises(ValueError) as raised:
         timm_recipe.optimizer_info("adamx")
@@ -425,8 +436,9 @@ def test_vit_layers_are_timms():
     vit = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "VisionTransformer")
     matcher = next(node for node in vit.body if isinstance(node, ast.FunctionDef) and node.name == "group_matcher")
     returned = next(node.value for node in ast.walk(matcher) if isinstance(node, ast.Return))
+    ours = timm_recipe.VIT_GROUP_MATCHER
     assert {k.arg: ast.literal_eval(k.value) for k in returned.keywords} == {
-        k: [tuple(entry) for entry in v] if isinstance(v, list) else v for k, v in timm_recipe.VIT_GROUP_MATCHER.items()}
+        k: [tuple(entry) for entry in v] if isinstance(v, list) else v for k, v in ours.items()}
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     for name, depth in timm_recipe.VIT_DEPTHS.items():
         model_args = next(node.value for node in ast.walk(functions[name])
