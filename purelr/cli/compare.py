@@ -82,10 +82,11 @@ def _timm(cfg, curves, group, quantity, iters, base):
     from purelr.recipes import timm as timm_lib
     from purelr.references import timm as reference
 
-    args = cfg["timm"]
+    args = timm_lib.train_args(cfg["timm"])
+    lr = max(curves.bases.values())  # the lr of the group at scale 1: every group's, without layer decay
     epochs = -(-iters // curves.epoch_len)
-    scale = curves.bases[group] / args["lr"]
-    lrs = reference.train_loop(args["lr"], epochs, curves.epoch_len, **timm_lib.scheduler_kwargs(args))
+    scale = curves.bases[group] / lr
+    lrs = reference.train_loop(lr, epochs, curves.epoch_len, **timm_lib.scheduler_kwargs(args))
     return lrs[:iters] * scale
 
 

@@ -86,7 +86,7 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
     cfg = with_run_length(cfg if isinstance(cfg, dict) else load_config(cfg),
                           max_epochs=max_epochs, max_iters=max_iters)
     if "timm" in cfg:
-        return timm_curves(cfg["timm"], epoch_len=epoch_len, params=params)
+        return timm_curves(cfg["timm"], epoch_len=epoch_len, params=params, world_size=world_size)
     recipe = read_recipe(cfg, epoch_len=epoch_len, world_size=world_size)
     if recipe.max_iters is None:
         raise ValueError("the run's length is unknown: the config counts epochs and --epoch-len is "
@@ -111,29 +111,45 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
     return Curves(np.arange(total), epoch_len, values, bases)
 
 
-def timm_curves(args: dict, *, epoch_len=None, params=None) -> Curves:
-    """The lr of a ``timm=dict(...)`` config (timm's ``train.py`` arguments) at every update: one
-    curve, or with ``params`` and ``layer_decay`` one per layer-decay group (scaled by its
-    ``lr_scale``, as timm's schedulers scale each group)."""
+def timm_curves(args: dict, *, epoch_len=None, params=None, world_size=None) -> Curves:
+    """The lr of a ``timm=dict(...)`` config (timm's ``train.py`` arguments, its defaults applied)
+    at every optimizer update: one curve, or with ``layer_decay`` one per layer-decay group (scaled
+    by its ``lr_scale``, as timm's schedulers scale each group), the layers read from ``params``
+    and ``group_matcher``, or from ``timm.model`` where purelr knows that model's layers
+    (``purelr.recipes.timm.model_layers``). ``epoch_len`` is ``len(loader_train)``: an epoch has
+    ``ceil(epoch_len / grad_accum_steps)`` updates."""
     from purelr.params import timm as paramwise_timm
     from purelr.recipes import timm as timm_lib
 
     if epoch_len is None:
-        raise ValueError("timm configs count epochs: give --epoch-len (updates per epoch)")
-    total = args.get("epochs", 300) * epoch_len
+        raise ValueError("timm configs count epochs: give --epoch-len (batches per epoch, len(loader_train))")
+    args = {**timm_lib.train_args(args), "lr": timm_lib.scaled_lr(args, world_size)}
+    updates_per_epoch = -(-epoch_len // validate.positive_int("timm.grad_accum_steps", args["grad_accum_steps"]))
+    total = args["epochs"] * updates_per_epoch
     steps = jnp.arange(total)
     lr = args["lr"]
-    if args.get("sched", "cosine") is None:
+    if args["sched"] is None:
         curve = np.full(total, float(lr))
     else:
-        schedule = timm_lib.create_scheduler_v2(lr, updates_per_epoch=epoch_len, **timm_lib.scheduler_kwargs(args))
+        schedule = timm_lib.create_scheduler_v2(lr, updates_per_epoch=updates_per_epoch,
+                                                **timm_lib.scheduler_kwargs(args))
         curve = np.asarray(jax.jit(jax.vmap(schedule))(steps), dtype=np.float64)
     scales = {"default": 1.0}
-    if params is not None and args.get("layer_decay") is not None:
-        layer_map = timm_lib.layer_map_from_matcher(params, args["group_matcher"])
+    if args["layer_decay"] is not None:
+        matcher = args["group_matcher"]
+        if params is None:
+            params, matcher = timm_lib.model_layers(args["model"]) or (None, None)
+            matcher = args["group_matcher"] or matcher
+        if params is None or matcher is None:
+            raise ValueError(f"timm.layer_decay={args['layer_decay']!r} gives each layer of the model its own lr: "
+                             f"purelr knows the layers of timm's vit_* models (purelr.recipes.timm.VIT_DEPTHS), not "
+                             f"timm.model={args.get('model')!r}: give --model module:factory (the params) and "
+                             f"timm.group_matcher")
+        layer_map = timm_lib.layer_map_from_matcher(params, matcher)
         _, settings = paramwise_timm.param_groups_layer_decay(params, layer_map, layer_decay=args["layer_decay"])
         scales = {label: setting.lr_scale for label, setting in settings.items() if not setting.frozen}
-    return Curves(np.arange(total), epoch_len, {(label, "lr"): curve * scale for label, scale in scales.items()},
+    return Curves(np.arange(total), updates_per_epoch,
+                  {(label, "lr"): curve * scale for label, scale in scales.items()},
                   {label: lr * scale for label, scale in scales.items()})
 
 

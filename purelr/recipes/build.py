@@ -39,7 +39,7 @@ from purelr.recipes.recipe import Recipe, auto_scaled, transformation
 
 
 def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
-          frozen=None, layer_map=None, world_size: int | None = None) -> optax.GradientTransformation:
+          frozen=None, layer_map=None, world_size: int | None = None, head=None) -> optax.GradientTransformation:
     """The optimizer an MMDetection 2.x, MMEngine or timm config describes, for ``params``.
 
     ``cfg``: a config dict or a file path (``purelr.load_config``). ``epoch_len``: iterations per
@@ -47,16 +47,18 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
     (model, ...)`` for the norm / depth-wise rules of ``paramwise_cfg``. ``frozen``: a selector of
     the parameters torch would have with ``requires_grad=False``. A config with a ``timm`` entry
     (timm ``train.py`` arguments) is built by ``purelr.recipes.timm.build_timm`` (``layer_map`` for its
-    ``layer_decay`` when the entry has no ``group_matcher``). ``world_size``: the number of
-    processes the original trained on, for ``auto_scale_lr=dict(enable=True, ...)``.
+    ``layer_decay`` when the entry has no ``group_matcher``; ``head``, a selector of the classifier's
+    parameters, for its ``clip_mode='agc'``; ``epoch_len`` there is ``len(loader_train)``, the batches
+    of an epoch). ``world_size``: the number of processes the original trained on, for
+    ``auto_scale_lr=dict(enable=True, ...)`` and timm's lr from ``lr_base``.
     """
     cfg = _loaded(cfg)
     if "timm" in cfg:
         from purelr.recipes import timm as timm_lib
 
         registry.import_custom(cfg.get("custom_imports"))
-        return timm_lib.build_timm(cfg["timm"], params, updates_per_epoch=epoch_len, layer_map=layer_map,
-                                   frozen=frozen)
+        return timm_lib.build_timm(cfg["timm"], params, epoch_len=epoch_len, layer_map=layer_map,
+                                   frozen=frozen, world_size=world_size, head=head)
     return transformation(read_recipe(cfg, epoch_len=epoch_len, world_size=world_size), params,
                           module_kinds=module_kinds, frozen=frozen)
 

@@ -17,6 +17,7 @@ from purelr.params import paramwise as paramwise_lib
 from purelr.recipes import registry
 from purelr.schedules import validate
 from purelr.training import accumulate as accumulate_lib
+from purelr.training import averaging
 
 
 class Recipe(NamedTuple):
@@ -49,15 +50,66 @@ def transformation(recipe: Recipe, params, *, module_kinds=None, frozen=None) ->
     transform = paramwise_lib.paramwise_transform(recipe.optimizer, labels, settings, lr=lr,
                                                   weight_decay=weight_decay, schedules=schedules,
                                                   **hyperparams)
+    clip = None
     if recipe.clip is not None:
         clip = clip_grad_norm(*recipe.clip[1:]) if recipe.clip[0] == "norm" else clip_grad_value(recipe.clip[1])
+    return wrapped(transform, labels, clip, every=recipe.cumulative_iters, total=recipe.max_iters)
+
+
+def wrapped(transform, labels, clip=None, *, every: int = 1, total: int | None = None, repeat: bool = False,
+            averager=None, first_update: int = 0) -> optax.GradientTransformation:
+    """``transform`` as a runner applies it at each iteration: gradients of the ``"frozen"``
+    labels dropped, ``clip`` (a transformation) applied, the optimizer stepped, the params averaged
+    (``with_average``), all of it after ``every`` iterations' gradients are accumulated
+    (``purelr.training.accumulate``, ``total`` and ``repeat`` its arguments)."""
+    if clip is not None:
         transform = optax.chain(clip, transform)
     frozen_mask = jax.tree.map(lambda label: label == "frozen", labels)
     if any(jax.tree.leaves(frozen_mask)):
         transform = optax.chain(optax.masked(optax.set_to_zero(), frozen_mask), transform)
-    if recipe.cumulative_iters > 1:
-        transform = accumulate_lib.accumulate(transform, recipe.cumulative_iters, recipe.max_iters)
+    if averager is not None:
+        transform = with_average(transform, averager, first_update)
+    if every > 1:
+        transform = accumulate_lib.accumulate(transform, every, total, repeat=repeat)
     return transform
+
+
+class AverageState(NamedTuple):
+    inner_state: Any
+    average: averaging.AveragedState  # the params averaged after each update: ``average_of(state)``
+
+
+def with_average(inner: optax.GradientTransformation, averager: averaging.Averager,
+                 first_update: int = 0) -> optax.GradientTransformation:
+    """``inner``, and after each of its updates ``averager.update(average, new_params, step)`` with
+    ``new_params = optax.apply_updates(params, updates)`` (the params the caller gets) and ``step``
+    the updates made so far, counting this one, plus ``first_update``: timm's ``train.py`` stepping
+    ``ModelEmaV3.update(model, step=num_updates)`` after ``optimizer.step()``. The average starts
+    as a copy of the params given to ``init`` (``deepcopy(model)``); ``average_of(state)`` reads it."""
+
+    def init_fn(params):
+        return AverageState(inner.init(params), averager.init(params))
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("averaging the params needs them: call update(grads, state, params)")
+        updates, inner_state = inner.update(updates, state.inner_state, params)
+        step = state.average.n_averaged + 1 + first_update
+        average = averager.update(state.average, optax.apply_updates(params, updates), step)
+        return updates, AverageState(inner_state, average)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def average_of(state):
+    """The averaged params (model EMA) held in an optimizer state built with ``with_average``
+    (``purelr.build`` of a timm recipe with ``model_ema=True``), whatever wraps it."""
+    found = [node for node in jax.tree.leaves(state, is_leaf=lambda node: isinstance(node, AverageState))
+             if isinstance(node, AverageState)]
+    if len(found) != 1:
+        raise ValueError(f"average_of: the state holds {len(found)} averaged params, expected one "
+                         f"(build with model EMA on: timm's model_ema=True)")
+    return found[0].average.average
 
 
 DEFAULT_CONSTRUCTORS = ("DefaultOptimizerConstructor", "DefaultOptimWrapperConstructor")

@@ -5,6 +5,8 @@ Twin of MMCV 1.x's ``GradientCumulativeOptimizerHook(cumulative_iters=n)`` and M
 ``n``, or by the remainder ``r = total % n`` in the last, incomplete group
 (``k >= total - r``); the inner transformation steps on the sum at iterations where
 ``(k + 1) % n == 0`` and at the last iteration ``total - 1``, and passes zeros otherwise.
+With ``repeat=True`` the count starts again every ``total`` iterations: timm's ``train.py``
+(``train_one_epoch``) applies the rule to each epoch of ``total`` batches.
 """
 
 from __future__ import annotations
@@ -31,16 +33,19 @@ def update_iteration(update: jax.Array, every: int, total: int | None) -> jax.Ar
 
 
 def accumulate(inner: optax.GradientTransformation, every: int,
-               total: int | None = None) -> optax.GradientTransformation:
+               total: int | None = None, *, repeat: bool = False) -> optax.GradientTransformation:
     """Sums ``every`` iterations' gradients (scaled by ``1/every``) before each ``inner`` update.
 
-    ``total``: the run's number of iterations, for the remainder rule (``None``: no remainder).
+    ``total``: the run's number of iterations, for the remainder rule (``None``: no remainder);
+    with ``repeat``, an epoch's (the rule applies to every ``total`` iterations).
     ``inner``'s schedules are read at its own update count: give them ``update_iteration`` to read
     the lr of the iteration that steps, as MMCV's hooks set it.
     """
     validate.transformation("inner", inner)
     every = validate.positive_int("every", every)
     total = None if total is None else validate.positive_int("total", total)
+    if validate.flag("repeat", repeat) and total is None:
+        raise ValueError("accumulate: repeat=True needs total (the iterations of an epoch)")
     divisible = None if total is None else total // every * every
 
     def init_fn(params):
@@ -58,7 +63,7 @@ def accumulate(inner: optax.GradientTransformation, every: int,
         stepped, inner_state = inner.update(summed, state.inner_state, params)
         keep = lambda new, old: jnp.where(steps, new, old)
         return (jax.tree.map(lambda u: jnp.where(steps, u, jnp.zeros_like(u)), stepped),
-                AccumulateState(k + 1, jax.tree.map(lambda s: jnp.where(steps, jnp.zeros_like(s), s), summed),
+                AccumulateState((k + 1) % total if repeat else k + 1, jax.tree.map(lambda s: jnp.where(steps, jnp.zeros_like(s), s), summed),
                                 jax.tree.map(keep, inner_state, state.inner_state)))
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -1,6 +1,7 @@
 """purelr.recipes.timm against timm 1.0.31's create_optimizer_v2 + create_scheduler_v2 on the ViT twin,
 stepped as timm's train.py steps them (``step_update`` after each update, ``step`` after each
-epoch), through ``purelr.build(dict(timm=...))``; x64 <= 1e-10 on the parameters."""
+epoch), through ``purelr.build(dict(timm=...))``, train.py's defaults (its parser's) on both sides
+for the arguments a case leaves out; x64 <= 1e-10 on the parameters."""
 
 import copy
 import sys
@@ -13,6 +14,7 @@ import pytest
 import purelr
 from purelr.recipes.timm import SUPPORTED, optimizer_info
 from tests.recipes import twins
+from tests.recipes.test_timm_train import train_py_defaults
 from tests.params import reference
 from tests.params.test_timm import MANIPULATE, MATCHER
 from tests.parity import OPTIMIZER_RTOL, relative_error
@@ -49,16 +51,14 @@ def run_timm(args, steps):
     model = twins.torch_model("vit")
     model.group_matcher = lambda coarse=False: MATCHER
     model, flax_names, gradients = twins.prepare_model(model, "vit", steps, 0)
-    kwargs = {k: v for k, v in args.items() if k not in ("group_matcher", "filter_bias_and_bn")}
-    scheduler_args = {k: kwargs.pop(k) for k in list(kwargs) if k in ("sched", "epochs", "warmup_epochs",
-                      "warmup_lr", "decay_epochs", "decay_rate", "decay_milestones", "sched_on_updates")}
-    optimizer_args = timm_optim.optimizer_kwargs(types.SimpleNamespace(
-        **{"momentum": 0.9, "weight_decay": 0.0, **kwargs}))
+    # train.py's namespace: its defaults (read from its parser) for every argument not given
+    namespace = types.SimpleNamespace(**{**train_py_defaults(), **{
+        k: v for k, v in args.items() if k not in ("group_matcher", "filter_bias_and_bn")}})
+    optimizer_args = timm_optim.optimizer_kwargs(namespace)
     optimizer = timm_optim.create_optimizer_v2(model, filter_bias_and_bn=args.get("filter_bias_and_bn", True),
                                                **optimizer_args)
     scheduler, _ = timm_scheduler.create_scheduler_v2(
-        optimizer, **timm_scheduler.scheduler_kwargs(types.SimpleNamespace(**scheduler_args)),
-        updates_per_epoch=EPOCH_LEN)
+        optimizer, **timm_scheduler.scheduler_kwargs(namespace), updates_per_epoch=EPOCH_LEN)
     num_updates = 0
     for epoch in range(steps // EPOCH_LEN):
         for _ in range(EPOCH_LEN):
