@@ -134,6 +134,14 @@ def configurations(flags: dict, draw, *, per_combination: int, seed: int):
     return configs
 
 
+def chosen(combinations: list[dict], draw, *, per_combination: int, seed: int):
+    """``configurations`` for the listed flag combinations only (one compile each), where the
+    product of every flag would compile too many for the default suite."""
+    return [config for i, flags in enumerate(combinations)
+            for config in configurations({name: [value] for name, value in flags.items()}, draw,
+                                         per_combination=per_combination, seed=seed + i)]
+
+
 def _float32_exact(value):
     """Drawn numbers are float32 numbers: twins given them as traced float32 values (schedules)
     then see what torch sees, and ``1 - beta`` is exact on both sides."""

@@ -1,0 +1,61 @@
+"""What timm 1.0.31's own optimizers share beyond ``base``: torch's ``lerp``, the cautious mask,
+corrected (``lr ** 2 / max_lr``) decoupled weight decay, and SGD's momentum buffer as timm's SGDW
+and Lars step it."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from purelr.optim.hyperparams import check
+
+
+def lerp(start, end, weight):
+    """``torch.lerp(start, end, weight)`` as torch computes it: ``start + weight * (end - start)``
+    for ``|weight| < 0.5``, ``end - (end - start) * (1 - weight)`` otherwise."""
+    diff = end - start
+    return jnp.where(jnp.abs(weight) < 0.5, start + weight * diff, end - diff * (1 - weight))
+
+
+def caution(update, grad):
+    """timm's cautious mask (https://arxiv.org/abs/2411.16085) of a tensor: ``mask = (update * grad
+    > 0)``, divided by ``max(mean(mask), 1e-3)``; the caller multiplies its update by it."""
+    mask = (update * grad > 0).astype(grad.dtype)
+    return mask / jnp.maximum(jnp.mean(mask), 1e-3)
+
+
+def corrected_decay(lr, corrected_weight_decay: bool, max_lr_snapshot) -> dict:
+    """``{"max_lr_snapshot": value}`` for ``corrected_weight_decay`` (``{}`` without it): timm's
+    ``max_lr_snapshot`` is the lr given to the constructor; here it defaults to ``lr`` when that
+    is a number and must be given when ``lr`` is a schedule. timm refuses a max lr ``<= 0``."""
+    if not corrected_weight_decay:
+        return {}
+    if max_lr_snapshot is None:
+        if callable(lr):
+            raise ValueError("corrected_weight_decay=True with an lr schedule needs max_lr_snapshot (timm: the lr "
+                             "given to the constructor, the peak lr), got max_lr_snapshot=None")
+        max_lr_snapshot = lr
+    max_lr_snapshot = check("max_lr_snapshot", max_lr_snapshot)
+    if not callable(max_lr_snapshot) and max_lr_snapshot <= 0:
+        raise ValueError(f"Invalid max_lr_snapshot: {max_lr_snapshot!r} (corrected weight decay requires a "
+                         f"positive max lr: construct with the peak lr)")
+    return {"max_lr_snapshot": max_lr_snapshot}
+
+
+def decay_scale(hp):
+    """timm's ``wd_scale``: ``lr``, or ``lr ** 2 / max_lr`` with corrected weight decay."""
+    return hp["lr"] ** 2 / hp["max_lr_snapshot"] if "max_lr_snapshot" in hp else hp["lr"]
+
+
+def momentum_buffer(g, buf, hp, count, *, first_from_zeros: bool):
+    """SGD's buffer as timm's SGDW and Lars keep it: ``g`` at the first update, then
+    ``momentum * buf + (1 - dampening) * g``. ``first_from_zeros``: dampening is a constant 0, so
+    the zero buffer already gives ``g`` at the first update."""
+    new_buf = hp["momentum"] * buf + (1 - hp["dampening"]) * g
+    return new_buf if first_from_zeros else jnp.where(count == 0, g, new_buf)
+
+
+def nesterov_check(nesterov: bool, momentum, dampening) -> None:
+    """timm's (torch's) ``Nesterov momentum requires a momentum and zero dampening``."""
+    if nesterov and not callable(momentum) and not callable(dampening) and (momentum <= 0 or dampening != 0):
+        raise ValueError(f"Nesterov momentum requires a momentum and zero dampening, got "
+                         f"momentum={momentum!r}, dampening={dampening!r}")
