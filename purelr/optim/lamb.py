@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import optax
 
 from purelr.optim import base, timm_common
-from purelr.optim.hyperparams import check
 from purelr.schedules.core import resolve
 
 
@@ -50,7 +49,7 @@ def lamb(lr=1e-3, bias_correction: bool = True, betas=(0.9, 0.999), eps=1e-6, we
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay,
                                         **timm_common.corrected_decay(lr, corrected_weight_decay, max_lr_snapshot))
     if max_grad_norm is not None:
-        hyperparams["max_grad_norm"] = _positive("max_grad_norm", max_grad_norm)
+        hyperparams["max_grad_norm"] = timm_common.positive("max_grad_norm", max_grad_norm, ", or None for no clipping")
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
     log_betas = tuple(base.log_of(c) for c in complements)
@@ -100,13 +99,6 @@ def _trust_ratio(w_norm, u_norm, trust_clip: bool):
     return jnp.minimum(ratio, 1.0) if trust_clip else ratio
 
 
-def _positive(name: str, value):
-    value = check(name, value)
-    if not callable(value) and value <= 0:
-        raise ValueError(f"Invalid {name}: {value!r} (must be > 0, or None for no clipping)")
-    return value
-
-
 def clip_divisor(grads, max_grad_norm):
     """timm Lamb's ``max(global_norm / max_grad_norm, 1)``: the 2-norm of the leaves' 2-norms."""
     norms = [jnp.linalg.norm(g) for g in jax.tree.leaves(grads) if not isinstance(g, optax.MaskedNode)]
@@ -117,7 +109,7 @@ def grad_clip(max_grad_norm) -> optax.GradientTransformation:
     """timm Lamb's global grad-norm pre-clip on its own, ``grad / max(global_norm / max_grad_norm,
     1)`` (``max_grad_norm`` a number or a schedule): before an ``optax.multi_transform`` of
     ``lamb(max_grad_norm=None)`` groups it divides as timm's Lamb does over all its groups."""
-    max_grad_norm = _positive("max_grad_norm", max_grad_norm)
+    max_grad_norm = timm_common.positive("max_grad_norm", max_grad_norm, ", or None for no clipping")
 
     def update_fn(grads, state, params=None):
         divisor = clip_divisor(grads, resolve(max_grad_norm, state.count))

@@ -59,7 +59,7 @@ def rmsprop_tf(lr=1e-2, alpha=0.9, eps=1e-10, weight_decay=0.0, momentum=0.0, ce
         c, m = resolve(complement, state.count), hp["momentum"]
 
         def leaf(g, p, square_avg, grad_avg, buf):
-            g, start = _decayed(g, p, hp, decays=decays, decoupled=decoupled_decay)
+            g, start = _decayed(g, p, hp, state.count, decays=decays, decoupled=decoupled_decay)
             square_avg = square_avg + c * (g * g - square_avg)
             if centered:
                 grad_avg = grad_avg + c * (g - grad_avg)
@@ -88,11 +88,11 @@ def rmsprop_tf(lr=1e-2, alpha=0.9, eps=1e-10, weight_decay=0.0, momentum=0.0, ce
     return base.transformation(RMSpropTFState, hyperparams, init_buffers, update_buffers)
 
 
-def _decayed(g, p, hp, *, decays: bool, decoupled: bool):
+def _decayed(g, p, hp, count, *, decays: bool, decoupled: bool):
     """``(g, start)``: ``g + weight_decay * param`` (L2), or ``g`` and the param after timm's
     decoupled ``param *= 1 - wd_scale * weight_decay`` (``start``; ``None`` without decay)."""
     if not decays:
         return g, None
     if decoupled:
-        return g, p * (1.0 - timm_common.decay_scale(hp) * hp["weight_decay"])
+        return g, timm_common.decayed(p, hp, count)
     return g + hp["weight_decay"] * p, None

@@ -1,19 +1,14 @@
-"""What timm 1.0.31's own optimizers share beyond ``base``: torch's ``lerp``, the cautious mask,
-corrected (``lr ** 2 / max_lr``) decoupled weight decay, and SGD's momentum buffer as timm's SGDW
-and Lars step it."""
+"""What timm 1.0.31's own optimizers share beyond ``base``: the cautious mask, corrected
+(``lr ** 2 / max_lr``) decoupled weight decay, and SGD's momentum buffer as timm's SGDW and Lars
+step it; ``lerp`` is torch's (``purelr.optim.adafactor.torch_lerp``)."""
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
+from purelr.optim.adafactor import torch_lerp as lerp  # noqa: F401  (re-exported for the timm twins)
 from purelr.optim.hyperparams import check
-
-
-def lerp(start, end, weight):
-    """``torch.lerp(start, end, weight)`` as torch computes it: ``start + weight * (end - start)``
-    for ``|weight| < 0.5``, ``end - (end - start) * (1 - weight)`` otherwise."""
-    diff = end - start
-    return jnp.where(jnp.abs(weight) < 0.5, start + weight * diff, end - diff * (1 - weight))
 
 
 def caution(update, grad):
@@ -46,6 +41,11 @@ def decay_scale(hp):
     return hp["lr"] ** 2 / hp["max_lr_snapshot"] if "max_lr_snapshot" in hp else hp["lr"]
 
 
+def decayed(param, hp, count):
+    """timm's decoupled ``param *= 1 - wd_scale * weight_decay``, rounded as torch stores it."""
+    return stored(param * (1.0 - decay_scale(hp) * hp["weight_decay"]), count)
+
+
 def momentum_buffer(g, buf, hp, count, *, first_from_zeros: bool):
     """SGD's buffer as timm's SGDW and Lars keep it: ``g`` at the first update, then
     ``momentum * buf + (1 - dampening) * g``. ``first_from_zeros``: dampening is a constant 0, so
@@ -59,3 +59,22 @@ def nesterov_check(nesterov: bool, momentum, dampening) -> None:
     if nesterov and not callable(momentum) and not callable(dampening) and (momentum <= 0 or dampening != 0):
         raise ValueError(f"Nesterov momentum requires a momentum and zero dampening, got "
                          f"momentum={momentum!r}, dampening={dampening!r}")
+
+
+def positive(name: str, value, meaning: str = ""):
+    """``check(name, value)``, refusing 0 too (a divisor): ``meaning`` adds what else is allowed."""
+    value = check(name, value)
+    if not callable(value) and value <= 0:
+        raise ValueError(f"Invalid {name}: {value!r} (must be > 0{meaning})")
+    return value
+
+
+def stored(x, count):
+    """``x`` rounded to its dtype, as torch stores an in-place result (``param.mul_(f)``) before the
+    next operation reads it. XLA:CPU fuses a product into the addition that follows (one fused
+    multiply-add: a rounding fewer than torch), which drifts systematically where the term added is
+    exact (Lion's ``±lr`` steps: 1.5e-5 in float32 after 200 steps). ``count >> 31`` is 0 for every
+    count, but XLA cannot fold it, so the bits pass through an operation it cannot fuse across."""
+    int_type = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[jnp.dtype(x.dtype).itemsize]
+    bits = jax.lax.bitcast_convert_type(x, int_type) ^ (count >> 31).astype(int_type)
+    return jax.lax.bitcast_convert_type(bits, x.dtype)

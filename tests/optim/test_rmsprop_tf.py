@@ -1,11 +1,5 @@
 """Parity of purelr.optim.rmsprop_tf with timm 1.0.31's RMSpropTF (torch_reference's side-by-side runs):
-three flag combinations by default, every combination nightly.
-
-Centered configurations draw ``eps >= 1e-4``: eps sits inside the root, next to ``square_avg -
-grad_avg ** 2``, which cancels to a few ulps of ``square_avg`` on the float32 problem; there a
-one-ulp difference in the gradient (the frameworks round ``g + weight_decay * param`` and the decay
-factor differently) reaches 2e-5 relative in the momentum buffer with ``eps = 6e-7`` (measured),
-6e-6 with ``eps = 1e-5``, 2e-6 without weight decay."""
+three flag combinations by default, every combination nightly."""
 
 import pytest
 from timm.optim import RMSpropTF
@@ -21,16 +15,11 @@ def draw(rng):
                 weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])))
 
 
-def draw_centered(rng):
-    return dict(draw(rng), eps=ref.loguniform(rng, 1e-4, 1e-2))
-
-
 CONFIGS = ref.chosen([
     dict(centered=False, decoupled_decay=False, lr_in_momentum=True, caution=False),
-    dict(centered=False, decoupled_decay=True, corrected_weight_decay=True, lr_in_momentum=True, caution=True),
-], draw, per_combination=10, seed=170) + ref.chosen([
     dict(centered=True, decoupled_decay=True, lr_in_momentum=False, caution=True),
-], draw_centered, per_combination=10, seed=172)
+    dict(centered=False, decoupled_decay=True, corrected_weight_decay=True, lr_in_momentum=False, caution=True),
+], draw, per_combination=10, seed=170)
 ALL_FLAGS = dict(centered=[False, True], decoupled_decay=[False, True], corrected_weight_decay=[False, True],
                  lr_in_momentum=[False, True], caution=[False, True])
 
@@ -41,9 +30,7 @@ def test_matches_timm(precision):
 
 @pytest.mark.nightly
 def test_every_flag_combination_matches_timm(precision):
-    ref.check_family(rmsprop_tf, RMSpropTF, ref.configurations(dict(ALL_FLAGS, centered=[False]), draw,
-                                                               per_combination=4, seed=175)
-                     + ref.configurations(dict(ALL_FLAGS, centered=[True]), draw_centered, per_combination=4, seed=176))
+    ref.check_family(rmsprop_tf, RMSpropTF, ref.configurations(ALL_FLAGS, draw, per_combination=4, seed=175))
 
 
 @pytest.mark.parametrize("kwargs", [{}, dict(momentum=0.9, weight_decay=1e-2, centered=True),
