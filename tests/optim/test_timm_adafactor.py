@@ -20,8 +20,13 @@ from tests.optim.test_adafactor import SHAPES, _data, _forward
 from tests.parity import OPTIMIZER_RTOL, relative_error
 
 FACTOR_ALL = 1
+KEYS = ("betas", "lr")  # timm reads both from its constructor (relative_step = lr is None)
 make = functools.partial(timm_adafactor, min_dim_size_to_factor=2)
-TimmAdafactor = functools.partial(Adafactor, min_dim_size_to_factor=2)
+
+
+class TimmAdafactor(Adafactor):
+    def __init__(self, params, min_dim_size_to_factor=2, **kwargs):
+        super().__init__(params, min_dim_size_to_factor=min_dim_size_to_factor, **kwargs)
 
 
 def draw(rng):
@@ -39,11 +44,11 @@ CONFIGS = (ref.chosen([dict()], draw, per_combination=10, seed=230)
 
 
 def test_matches_timm(precision):
-    ref.check_family(make, TimmAdafactor, CONFIGS, constructor_keys=("betas",))
+    ref.check_family(make, TimmAdafactor, CONFIGS, constructor_keys=KEYS)
 
 
 def test_defaults_with_an_lr_match_timm(precision):
-    ref.check_defaults(make, TimmAdafactor, constructor_keys=("betas",), lr=1e-2)
+    ref.check_defaults(make, TimmAdafactor, constructor_keys=KEYS, lr=1e-2)
 
 
 RELATIVE = [dict(), dict(scale_parameter=False, warmup_init=True, betas=(0.9, 0.999), caution=True),
