@@ -49,7 +49,6 @@ def lars(lr=1.0, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool =
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, adapts, "lars with weight_decay or always_adapt")
-        m = hp["momentum"]
 
         def leaf(g, p, buf):
             if adapts:
@@ -59,10 +58,8 @@ def lars(lr=1.0, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool =
                     hp["weight_decay"] != 0, scaled, g)
             if not has_momentum:
                 return -hp["lr"] * g, None
-            new_buf = timm_common.momentum_buffer(g, buf, hp, state.count, first_from_zeros=first_from_zeros)
-            d = g + m * new_buf if nesterov else new_buf
-            if callable(momentum):
-                d, new_buf = jnp.where(m != 0, d, g), jnp.where(m != 0, new_buf, buf)
+            d, new_buf = timm_common.sgd_momentum(g, buf, hp, state.count, nesterov=nesterov,
+                                                  first_from_zeros=first_from_zeros, scheduled=callable(momentum))
             return -hp["lr"] * d, new_buf
 
         updates, buf = base.leafwise(leaf, grads, params, state.momentum_buffer)

@@ -47,19 +47,15 @@ def sgdw(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool 
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, True, "sgdw")
-        m = hp["momentum"]
 
         def leaf(g, p, buf):
             g = -g if maximize else g
             start = timm_common.decayed(p, hp, state.count)
             if not has_momentum:
                 return base.update_from(p, start, -hp["lr"] * g), None
-            new_buf = timm_common.momentum_buffer(g, buf, hp, state.count, first_from_zeros=first_from_zeros)
-            d = g + m * new_buf if nesterov else new_buf
-            if caution:
-                d = d * timm_common.caution(d, g)
-            if callable(momentum):
-                d, new_buf = jnp.where(m != 0, d, g), jnp.where(m != 0, new_buf, buf)
+            d, new_buf = timm_common.sgd_momentum(g, buf, hp, state.count, nesterov=nesterov,
+                                                  first_from_zeros=first_from_zeros, scheduled=callable(momentum),
+                                                  cautious=caution)
             return base.update_from(p, start, -hp["lr"] * d), new_buf
 
         updates, buf = base.leafwise(leaf, grads, params, state.momentum_buffer)

@@ -46,12 +46,23 @@ def decayed(param, hp, count):
     return stored(param * (1.0 - decay_scale(hp) * hp["weight_decay"]), count)
 
 
-def momentum_buffer(g, buf, hp, count, *, first_from_zeros: bool):
-    """SGD's buffer as timm's SGDW and Lars keep it: ``g`` at the first update, then
-    ``momentum * buf + (1 - dampening) * g``. ``first_from_zeros``: dampening is a constant 0, so
-    the zero buffer already gives ``g`` at the first update."""
-    new_buf = hp["momentum"] * buf + (1 - hp["dampening"]) * g
-    return new_buf if first_from_zeros else jnp.where(count == 0, g, new_buf)
+def sgd_momentum(g, buf, hp, count, *, nesterov: bool, first_from_zeros: bool, scheduled: bool,
+                 cautious: bool = False):
+    """``(d, buf)``: SGD's momentum as timm's SGDW and Lars step it. ``buf = g`` at the first update
+    (``first_from_zeros``: dampening is a constant 0, so the zero buffer gives it already), then
+    ``momentum * buf + (1 - dampening) * g``; ``d = g + momentum * buf`` (nesterov) or ``buf``,
+    times the cautious mask of ``(d, g)`` when ``cautious``. A ``scheduled`` momentum that is 0 at
+    an update gives ``d = g`` and keeps the buffer (torch tests ``momentum != 0`` per step)."""
+    m = hp["momentum"]
+    new_buf = m * buf + (1 - hp["dampening"]) * g
+    if not first_from_zeros:
+        new_buf = jnp.where(count == 0, g, new_buf)
+    d = g + m * new_buf if nesterov else new_buf
+    if cautious:
+        d = d * caution(d, g)
+    if scheduled:
+        d, new_buf = jnp.where(m != 0, d, g), jnp.where(m != 0, new_buf, buf)
+    return d, new_buf
 
 
 def nesterov_check(nesterov: bool, momentum, dampening) -> None:

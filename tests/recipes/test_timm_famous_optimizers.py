@@ -2,18 +2,13 @@
 their registered variants) through ``purelr.build(dict(timm=...))`` against timm 1.0.31's
 ``create_optimizer_v2(model, NAME, lr=..., weight_decay=..., **opt_args)`` + ``create_scheduler_v2`` on
 the ViT twin (weight decay and no-decay groups: biases and 1-d params undecayed), stepped as
-``train.py`` steps them; x64 <= 1e-10 on the parameters after 3 epochs."""
+``train.py`` steps them (``test_timm``'s check); x64 <= 1e-10 on the parameters after 3 epochs. One name
+per twin by default, every registered variant nightly."""
 
-import copy
-
-import jax
-import numpy as np
 import pytest
 
 from purelr.recipes.timm import SUPPORTED
-from tests.parity import OPTIMIZER_RTOL, relative_error
-from tests.recipes import twins
-from tests.recipes.test_timm import EPOCH_LEN, run_timm
+from tests.recipes.test_timm import test_build_matches_timm_factories as check_build
 
 SCHEDULE = dict(sched="cosine", epochs=3, warmup_epochs=1, warmup_lr=1e-4)
 NAMES = {  # name: the train.py arguments besides SCHEDULE
@@ -47,14 +42,10 @@ def test_every_name_of_these_twins_is_covered():
     assert {name for name, info in SUPPORTED.items() if info.optimizer.__name__ in twins_here} == set(NAMES)
 
 
-@pytest.mark.parametrize("name", NAMES)
+DEFAULT = ("rmsproptf", "lamb", "nlarc", "lion", "sgdw", "nadamw", "adafactor")  # one per twin; the rest nightly
+
+
+@pytest.mark.parametrize("name", [name if name in DEFAULT else pytest.param(name, marks=pytest.mark.nightly)
+                                  for name in NAMES])
 def test_build_matches_timm_create_optimizer_v2(name):
-    args = dict(opt=name, **NAMES[name], **SCHEDULE)
-    steps = 3 * EPOCH_LEN
-    expected = run_timm(copy.deepcopy(args), steps)
-    twins.warm("vit")
-    with jax.enable_x64(True):
-        actual = twins.run_purelr(dict(timm=args), "vit", steps, 0, epoch_len=EPOCH_LEN)
-    for leaf, value in expected.items():
-        error = relative_error(actual[leaf], value, scale=max(float(np.max(np.abs(value))), 1.0))
-        assert error <= OPTIMIZER_RTOL["x64"], (leaf, error)
+    check_build(dict(opt=name, **NAMES[name], **SCHEDULE))
