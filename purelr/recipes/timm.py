@@ -64,12 +64,14 @@ SUPPORTED = {
     "rmsproptfw": OptimInfo(optim.rmsprop_tf, has_momentum=True, defaults=(("alpha", 0.9), ("decoupled_decay", True))),
     "crmsproptf": OptimInfo(optim.rmsprop_tf, has_momentum=True, defaults=(("alpha", 0.9), ("caution", True))),
     "lamb": OptimInfo(optim.lamb, has_betas=True, global_grad_clip=optim.lamb_grad_clip),
-    "lambc": OptimInfo(optim.lamb, has_betas=True, defaults=(("trust_clip", True),), global_grad_clip=optim.lamb_grad_clip),
+    "lambc": OptimInfo(optim.lamb, has_betas=True, defaults=(("trust_clip", True),),
+                       global_grad_clip=optim.lamb_grad_clip),
     "lambw": OptimInfo(optim.lamb, has_betas=True, defaults=(("decoupled_decay", True),),
                        global_grad_clip=optim.lamb_grad_clip),
     "lambcw": OptimInfo(optim.lamb, has_betas=True, defaults=(("trust_clip", True), ("decoupled_decay", True)),
                         global_grad_clip=optim.lamb_grad_clip),
-    "clamb": OptimInfo(optim.lamb, has_betas=True, defaults=(("caution", True),), global_grad_clip=optim.lamb_grad_clip),
+    "clamb": OptimInfo(optim.lamb, has_betas=True, defaults=(("caution", True),),
+                       global_grad_clip=optim.lamb_grad_clip),
     "clambw": OptimInfo(optim.lamb, has_betas=True, defaults=(("caution", True), ("decoupled_decay", True)),
                         global_grad_clip=optim.lamb_grad_clip),
     "lars": OptimInfo(optim.lars, has_momentum=True),
@@ -84,7 +86,8 @@ SUPPORTED = {
     "nadamw": OptimInfo(optim.nadamw, has_betas=True),
     "cnadamw": OptimInfo(optim.nadamw, has_betas=True, defaults=(("caution", True),)),
     "adafactor": OptimInfo(optim.timm_adafactor, has_betas=True),
-    "cadafactor": OptimInfo(optim.timm_adafactor, has_betas=True, defaults=(("caution", True), ("betas", (0.9, 0.999)))),
+    "cadafactor": OptimInfo(optim.timm_adafactor, has_betas=True,
+                            defaults=(("caution", True), ("betas", (0.9, 0.999)))),
 }
 
 OPTIMIZER_ARGS = ("opt", "lr", "weight_decay", "momentum", "opt_eps", "opt_betas", "layer_decay",
@@ -207,7 +210,8 @@ def create_optimizer_v2(params, opt: str = "sgd", lr=None, weight_decay: float =
         schedules = {"lr": lambda base: lambda step: base * schedule(step)}
     clip = None
     if info.global_grad_clip is not None:  # over every group's gradients, before the groups' steps
-        max_grad_norm = hyperparams.get("max_grad_norm", inspect.signature(info.optimizer).parameters["max_grad_norm"].default)
+        max_grad_norm = hyperparams.get("max_grad_norm",
+                                        inspect.signature(info.optimizer).parameters["max_grad_norm"].default)
         hyperparams["max_grad_norm"] = None
         clip = None if max_grad_norm is None else info.global_grad_clip(max_grad_norm)
     transform = paramwise_lib.paramwise_transform(info.optimizer, labels, settings, lr=lr, weight_decay=weight_decay,

@@ -31,7 +31,8 @@ def test_matches_timm(precision):
 
 @pytest.mark.nightly
 def test_every_flag_combination_matches_timm(precision):
-    ref.check_family(lars, Lars, ref.configurations(dict(ALL_FLAGS, nesterov=[False]), draw, per_combination=6, seed=195)
+    ref.check_family(lars, Lars, ref.configurations(dict(ALL_FLAGS, nesterov=[False]), draw,
+                                                    per_combination=6, seed=195)
                      + ref.configurations(dict(ALL_FLAGS, nesterov=[True]), draw_nesterov, per_combination=6, seed=196))
 
 

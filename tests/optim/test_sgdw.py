@@ -32,7 +32,8 @@ def test_matches_timm(precision):
 
 @pytest.mark.nightly
 def test_every_flag_combination_matches_timm(precision):
-    ref.check_family(sgdw, SGDW, ref.configurations(dict(ALL_FLAGS, nesterov=[False]), draw, per_combination=4, seed=215)
+    ref.check_family(sgdw, SGDW, ref.configurations(dict(ALL_FLAGS, nesterov=[False]), draw,
+                                                    per_combination=4, seed=215)
                      + ref.configurations(dict(ALL_FLAGS, nesterov=[True]), draw_nesterov, per_combination=4, seed=216))
 
 
