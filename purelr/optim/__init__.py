@@ -14,15 +14,24 @@ from purelr.optim.adamax import adamax
 from purelr.optim.adamw import adamw
 from purelr.optim.asgd import asgd
 from purelr.optim.clip import clip_grad_norm, clip_grad_value
+from purelr.optim.lamb import grad_clip as lamb_grad_clip
+from purelr.optim.lamb import lamb
+from purelr.optim.lars import lars
 from purelr.optim.lbfgs import lbfgs
 from purelr.optim.lbfgs import minimize as lbfgs_minimize
+from purelr.optim.lion import lion
 from purelr.optim.muon import muon
 from purelr.optim.nadam import nadam
+from purelr.optim.nadamw import nadamw
 from purelr.optim.radam import radam
 from purelr.optim.rmsprop import rmsprop
+from purelr.optim.rmsprop_tf import rmsprop_tf
 from purelr.optim.rprop import rprop
 from purelr.optim.sgd import sgd
+from purelr.optim.sgdw import sgdw
 from purelr.optim.skip import skip_nonfinite
+from purelr.optim.timm_adafactor import timm_adafactor
 
 __all__ = ["adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "asgd", "clip_grad_norm",
            "clip_grad_value", "lbfgs", "lbfgs_minimize", "muon", "nadam", "radam", "rmsprop", "rprop", "sgd", "skip_nonfinite"]
+__all__ += ["lamb", "lamb_grad_clip", "lars", "lion", "nadamw", "rmsprop_tf", "sgdw", "timm_adafactor"]  # timm's

@@ -55,6 +55,7 @@ class OptimInfo(NamedTuple):
     has_momentum: bool = False
     has_betas: bool = False
     defaults: tuple = ()
+    global_grad_clip: Callable | None = None  # timm's Lamb: its max_grad_norm pre-clip spans all groups
 
 
 SUPPORTED = {
@@ -70,6 +71,34 @@ SUPPORTED = {
     "adagrad": OptimInfo(optim.adagrad, defaults=(("eps", 1e-8),)),
     "adadelta": OptimInfo(optim.adadelta),
     "rmsprop": OptimInfo(optim.rmsprop, has_momentum=True, defaults=(("alpha", 0.9),)),
+    "rmsproptf": OptimInfo(optim.rmsprop_tf, has_momentum=True, defaults=(("alpha", 0.9),)),
+    "rmsproptfw": OptimInfo(optim.rmsprop_tf, has_momentum=True, defaults=(("alpha", 0.9), ("decoupled_decay", True))),
+    "crmsproptf": OptimInfo(optim.rmsprop_tf, has_momentum=True, defaults=(("alpha", 0.9), ("caution", True))),
+    "lamb": OptimInfo(optim.lamb, has_betas=True, global_grad_clip=optim.lamb_grad_clip),
+    "lambc": OptimInfo(optim.lamb, has_betas=True, defaults=(("trust_clip", True),),
+                       global_grad_clip=optim.lamb_grad_clip),
+    "lambw": OptimInfo(optim.lamb, has_betas=True, defaults=(("decoupled_decay", True),),
+                       global_grad_clip=optim.lamb_grad_clip),
+    "lambcw": OptimInfo(optim.lamb, has_betas=True, defaults=(("trust_clip", True), ("decoupled_decay", True)),
+                        global_grad_clip=optim.lamb_grad_clip),
+    "clamb": OptimInfo(optim.lamb, has_betas=True, defaults=(("caution", True),),
+                       global_grad_clip=optim.lamb_grad_clip),
+    "clambw": OptimInfo(optim.lamb, has_betas=True, defaults=(("caution", True), ("decoupled_decay", True)),
+                        global_grad_clip=optim.lamb_grad_clip),
+    "lars": OptimInfo(optim.lars, has_momentum=True),
+    "larc": OptimInfo(optim.lars, has_momentum=True, defaults=(("trust_clip", True),)),
+    "nlars": OptimInfo(optim.lars, has_momentum=True, defaults=(("nesterov", True),)),
+    "nlarc": OptimInfo(optim.lars, has_momentum=True, defaults=(("nesterov", True), ("trust_clip", True))),
+    "lion": OptimInfo(optim.lion, has_eps=False, has_betas=True),
+    "clion": OptimInfo(optim.lion, has_eps=False, has_betas=True, defaults=(("caution", True),)),
+    "sgdw": OptimInfo(optim.sgdw, has_eps=False, has_momentum=True, defaults=(("nesterov", True),)),
+    "nesterovw": OptimInfo(optim.sgdw, has_eps=False, has_momentum=True, defaults=(("nesterov", True),)),
+    "csgdw": OptimInfo(optim.sgdw, has_eps=False, has_momentum=True, defaults=(("nesterov", True), ("caution", True))),
+    "nadamw": OptimInfo(optim.nadamw, has_betas=True),
+    "cnadamw": OptimInfo(optim.nadamw, has_betas=True, defaults=(("caution", True),)),
+    "adafactor": OptimInfo(optim.timm_adafactor, has_betas=True),
+    "cadafactor": OptimInfo(optim.timm_adafactor, has_betas=True,
+                            defaults=(("caution", True), ("betas", (0.9, 0.999)))),
 }
 
 TRAIN_PY = "timm 1.0.29.dev0 (huggingface/pytorch-image-models@aa4b5850)"
@@ -332,8 +361,15 @@ def create_optimizer_v2(params, opt: str = "sgd", lr=None, weight_decay: float =
     if callable(lr):
         schedule, lr = lr, 1.0
         schedules = {"lr": lambda base: lambda step: base * schedule(step)}
-    return paramwise_lib.paramwise_transform(info.optimizer, labels, settings, lr=lr, weight_decay=weight_decay,
-                                             schedules=schedules, **hyperparams)
+    clip = None
+    if info.global_grad_clip is not None:  # over every group's gradients, before the groups' steps
+        max_grad_norm = hyperparams.get("max_grad_norm",
+                                        inspect.signature(info.optimizer).parameters["max_grad_norm"].default)
+        hyperparams["max_grad_norm"] = None
+        clip = None if max_grad_norm is None else info.global_grad_clip(max_grad_norm)
+    transform = paramwise_lib.paramwise_transform(info.optimizer, labels, settings, lr=lr, weight_decay=weight_decay,
+                                                  schedules=schedules, **hyperparams)
+    return transform if clip is None else optax.chain(clip, transform)
 
 
 def create_scheduler_v2(lr: float, *, updates_per_epoch: int, **kwargs):

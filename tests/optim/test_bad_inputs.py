@@ -99,6 +99,12 @@ NONFINITE = {
     "adadelta": ("lr", "eps"), "rmsprop": ("lr", "alpha", "momentum"), "rprop": ("lr",),
     "asgd": ("lr", "lambd", "alpha", "t0"), "adafactor": ("lr", "d", "weight_decay"),
     "muon": ("lr", "momentum", "weight_decay"), "lbfgs": ("lr",),
+    "rmsprop_tf": ("lr", "alpha", "eps", "momentum", "weight_decay"),
+    "lamb": ("lr", "eps", "weight_decay", "max_grad_norm"),
+    "lars": ("lr", "momentum", "weight_decay", "trust_coeff", "eps"),
+    "lion": ("lr", "weight_decay"), "sgdw": ("lr", "momentum", "dampening", "weight_decay"),
+    "nadamw": ("lr", "eps", "weight_decay", "clipping_threshold"),
+    "timm_adafactor": ("lr", "eps", "eps_scale", "clip_threshold", "decay_rate", "weight_decay"),
 }
 PURELR_CASES = [(name, {arg: value}, ValueError, arg, repr(value))
                 for name, args in NONFINITE.items() for arg in args for value in (INF, NAN)
@@ -122,6 +128,18 @@ PURELR_CASES += [
     ("lbfgs", dict(line_search_fn="wolfe"), ValueError, "line_search_fn", "'wolfe'"),
     ("lbfgs", dict(history_size=0), ValueError, "history_size", "0"),
     ("lbfgs", dict(max_iter=-1), ValueError, "max_iter", "-1"),
+    ("lamb", dict(max_grad_norm=0.0), ValueError, "max_grad_norm", "0.0"),
+    ("lamb", dict(betas=(1.0, 0.999)), ValueError, "betas[0]", "1.0"),
+    ("lars", dict(trust_coeff=-1.0), ValueError, "trust_coeff", "-1.0"),
+    ("lion", dict(corrected_weight_decay=True, max_lr_snapshot=-1.0), ValueError, "max_lr_snapshot", "-1.0"),
+    ("sgdw", dict(lr=lambda step: 0.1, corrected_weight_decay=True), ValueError, "max_lr_snapshot", "None"),
+    ("nadamw", dict(clipping_threshold=0.0), ValueError, "clipping_threshold", "0.0"),
+    ("rmsprop_tf", dict(foreach="yes"), TypeError, "foreach", "'yes'"),
+    ("timm_adafactor", dict(lr=-1.0), ValueError, "lr", "-1.0"),
+    ("timm_adafactor", dict(clip_threshold=0.0), ValueError, "clip_threshold", "0.0"),
+    ("timm_adafactor", dict(min_dim_size_to_factor=2.5), TypeError, "min_dim_size_to_factor", "2.5"),
+    ("timm_adafactor", dict(betas=0.9), TypeError, "betas", "0.9"),
+    ("timm_adafactor", dict(lr=1e-2, warmup_init=True), ValueError, "warmup_init", "True"),
     ("clip_grad_norm", dict(max_norm=-1), ValueError, "max_norm", "-1"),
     ("clip_grad_norm", dict(max_norm=NAN), ValueError, "max_norm", "nan"),
     ("clip_grad_norm", dict(max_norm=1.0, norm_type="fro"), TypeError, "norm_type", "'fro'"),
@@ -135,6 +153,7 @@ INIT_CASES = [
     ("muon", {"w": jnp.zeros((2, 3), jnp.complex64)}, "muon", "complex", "complex64", "['w']"),
     ("adafactor", {"w": jnp.zeros((2, 3), jnp.complex64)}, "adafactor", "complex", "complex64", "['w']"),
     ("lbfgs", {"w": jnp.zeros(3, jnp.complex64)}, "lbfgs", "complex", "complex64", "['w']"),
+    ("timm_adafactor", {"w": jnp.zeros(3, jnp.complex64)}, "timm_adafactor", "complex", "complex64", "['w']"),
 ]
 
 TORCH_NAMES = dict(sgd="SGD", adam="Adam", adamw="AdamW", adamax="Adamax", nadam="NAdam",

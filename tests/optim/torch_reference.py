@@ -15,8 +15,10 @@ field named like torch's ``optimizer.state[p]`` key) are compared.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
+import inspect
 import itertools
 
 import jax
@@ -135,6 +137,14 @@ def configurations(flags: dict, draw, *, per_combination: int, seed: int):
     return configs
 
 
+def chosen(combinations: list[dict], draw, *, per_combination: int, seed: int):
+    """``configurations`` for the listed flag combinations only (one compile each), where the
+    product of every flag would compile too many for the default suite."""
+    return [config for i, flags in enumerate(combinations)
+            for config in configurations({name: [value] for name, value in flags.items()}, draw,
+                                         per_combination=per_combination, seed=seed + i)]
+
+
 def _float32_exact(value):
     """Drawn numbers are float32 numbers: twins given them as traced float32 values (schedules)
     then see what torch sees, and ``1 - beta`` is exact on both sides."""
@@ -218,11 +228,14 @@ def torch_dtype(x64: bool):
         torch.set_default_dtype(previous)
 
 
-def run_torch(optimizer_type, configs, x64: bool):
+def run_torch(optimizer_type, configs, x64: bool, constructor_keys=()):
     """Final params, ``optimizer.state`` per leaf and the lr in force at the last step, per config.
 
     All configurations run at once, as the param groups of one optimizer (each with its own
     options; torch updates each group on its own), their MLPs stacked for one backward pass.
+    ``constructor_keys``: options the optimizer reads from its constructor's defaults for all its
+    groups together (timm's Lamb ``max_grad_norm``): then each configuration is an optimizer of
+    its own, given them as constructor arguments. ``foreach=False`` is given where accepted.
     """
     factors = np.asarray(LR_FACTOR(np.arange(STEPS + 1)), dtype=np.float64)
     with torch_dtype(x64):
@@ -232,26 +245,36 @@ def run_torch(optimizer_type, configs, x64: bool):
         groups = [dict({k: v for k, v in config.items() if k != "schedule"},
                        params=[_leaf(tree, path) for path in LEAVES])
                   for config, tree in zip(configs, params)]
-        optimizer = optimizer_type(groups, foreach=False)
-        for group in optimizer.param_groups:  # Adagrad fills `sum` from its argument, not the group's
-            for p in group["params"] if "initial_accumulator_value" in group else ():
-                optimizer.state[p]["sum"].fill_(group["initial_accumulator_value"])
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, [(lambda k: float(factors[k])) if config["schedule"] else (lambda k: 1.0)
-                        for config in configs])
+        batches = [[i] for i in range(len(configs))] if constructor_keys else [list(range(len(configs)))]
+        flags = dict(foreach=False) if "foreach" in inspect.signature(optimizer_type).parameters else {}
+        optimizers = [optimizer_type([groups[i] for i in batch], **flags, **{
+            key: groups[batch[0]].pop(key) for key in constructor_keys if key in groups[batch[0]]})
+            for batch in batches]
+        for optimizer in optimizers:  # Adagrad fills `sum` from its argument, not the group's
+            for group in optimizer.param_groups:
+                for p in group["params"] if "initial_accumulator_value" in group else ():
+                    optimizer.state[p]["sum"].fill_(group["initial_accumulator_value"])
+        schedulers = [torch.optim.lr_scheduler.LambdaLR(
+            optimizer, [(lambda k: float(factors[k])) if configs[i]["schedule"] else (lambda k: 1.0)
+                        for i in batch]) for optimizer, batch in zip(optimizers, batches)]
         signs = torch.tensor([-1.0 if config.get("maximize") else 1.0 for config in configs])
         stacked = {outer: {inner: None for inner in PARAMS[outer]} for outer in PARAMS}
         data = jax.tree.map(lambda a: torch.tensor(np.asarray(a), dtype=dtype), stream(x64))
         for k in range(STEPS):
-            optimizer.zero_grad()
+            for optimizer in optimizers:
+                optimizer.zero_grad()
             for outer, inner in LEAVES:
                 stacked[outer][inner] = torch.stack([tree[outer][inner] for tree in params])
             batch = jax.tree.map(lambda a: a[k], data)
             torch.sum(signs * losses(stacked, batch, torch.tanh, batched=True)).backward()
-            last_lrs = [group["lr"] for group in optimizer.param_groups]
-            optimizer.step()
-            scheduler.step()
-    return [(tree, {path: optimizer.state[_leaf(tree, path)] for path in LEAVES}, lr)
+            last_lrs = [group["lr"] for optimizer in optimizers for group in optimizer.param_groups]
+            for optimizer, scheduler in zip(optimizers, schedulers):
+                optimizer.step()
+                scheduler.step()
+    state = collections.defaultdict(dict)  # as torch's optimizer.state: {} for a param never stepped
+    for optimizer in optimizers:
+        state.update(optimizer.state)
+    return [(tree, {path: state[_leaf(tree, path)] for path in LEAVES}, lr)
             for tree, lr in zip(params, last_lrs)]
 
 
@@ -285,6 +308,8 @@ def compare(params, state, torch_params, torch_state, torch_lr):
             if buffer is None:
                 continue
             actual = _leaf(buffer, path) if isinstance(buffer, dict) else buffer
+            if np.size(actual) == 0:  # a buffer this leaf does not use (timm's Adafactor: factored or not)
+                continue
             expected = torch_state[path].get(field)  # a buffer torch never made stays 0 here
             expected = np.zeros_like(actual) if expected is None else expected
             # peak at least 1e-30: XLA flushes subnormals (mu_product after many steps) to zero
@@ -297,8 +322,9 @@ def compare(params, state, torch_params, torch_state, torch_lr):
     return errors[worst], worst
 
 
-def check_family(make, optimizer_type, configs):
-    """Runs every configuration on both sides; asserts parity; returns the largest error."""
+def check_family(make, optimizer_type, configs, constructor_keys=()):
+    """Runs every configuration on both sides; asserts parity; returns the largest error
+    (``constructor_keys``: see ``run_torch``)."""
     x64 = jax.config.jax_enable_x64
     rtol = OPTIMIZER_RTOL["x64" if x64 else "f32"]
     groups = {}
@@ -308,15 +334,16 @@ def check_family(make, optimizer_type, configs):
     worst = 0.0
     for group in groups.values():
         for config, (params, state), reference in zip(group, run_purelr(make, group),
-                                                      run_torch(optimizer_type, group, x64)):
+                                                      run_torch(optimizer_type, group, x64, constructor_keys)):
             error, where = compare(params, state, *reference)
             assert error <= rtol, f"{optimizer_type.__name__} {config}: {where} off by {error:.3g}"
             worst = max(worst, error)
     return worst
 
 
-def check_defaults(make, optimizer_type, **kwargs):
-    """Constant hyperparameters (torch's defaults unless given), the update jitted on its own."""
+def check_defaults(make, optimizer_type, constructor_keys=(), **kwargs):
+    """Constant hyperparameters (torch's defaults unless given), the update jitted on its own
+    (``constructor_keys``: see ``run_torch``)."""
     x64 = jax.config.jax_enable_x64
     optimizer = make(**kwargs)
     sign = -1.0 if kwargs.get("maximize") else 1.0
@@ -327,7 +354,7 @@ def check_defaults(make, optimizer_type, **kwargs):
     for k in range(STEPS):
         updates, state = update(grad(params, jax.tree.map(lambda a: a[k], data), sign), state, params)
         params = optax.apply_updates(params, updates)
-    (reference,) = run_torch(optimizer_type, [dict(kwargs, schedule=False)], x64)
+    (reference,) = run_torch(optimizer_type, [dict(kwargs, schedule=False)], x64, constructor_keys)
     error, where = compare(params, state, *reference)
     assert error <= OPTIMIZER_RTOL["x64" if x64 else "f32"], f"{kwargs}: {where} off by {error:.3g}"
 

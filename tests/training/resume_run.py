@@ -26,6 +26,11 @@ OPTIMIZERS = dict(
         {"muon": optim.muon(adjust_lr_fn="match_rms_adamw"), "other": optim.adamw()},
         lambda params: jax.tree.map(lambda p: "muon" if p.ndim == 2 else "other", params)),
     lbfgs=lambda: optim.lbfgs(0.5, max_iter=3, history_size=4, line_search_fn="strong_wolfe"),
+    rmsprop_tf=lambda: optim.rmsprop_tf(momentum=0.9, caution=True), lamb=lambda: optim.lamb(1e-2, trust_clip=True),
+    lamb_grad_clip=lambda: optax.chain(optim.lamb_grad_clip(0.5), optim.lamb(1e-2, max_grad_norm=None)),
+    lars=lambda: optim.lars(0.1, momentum=0.9, weight_decay=1e-3), lion=lambda: optim.lion(weight_decay=0.1),
+    sgdw=lambda: optim.sgdw(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3), nadamw=lambda: optim.nadamw(),
+    timm_adafactor=lambda: optim.timm_adafactor(min_dim_size_to_factor=2, betas=(0.9, 0.999)),
 )
 
 

@@ -1,0 +1,91 @@
+"""What timm 1.0.31's own optimizers share beyond ``base``: the cautious mask, corrected
+(``lr ** 2 / max_lr``) decoupled weight decay, and SGD's momentum buffer as timm's SGDW and Lars
+step it; ``lerp`` is torch's (``purelr.optim.adafactor.torch_lerp``)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from purelr.optim.adafactor import torch_lerp as lerp  # noqa: F401  (re-exported for the timm twins)
+from purelr.optim.hyperparams import check
+
+
+def caution(update, grad):
+    """timm's cautious mask (https://arxiv.org/abs/2411.16085) of a tensor: ``mask = (update * grad
+    > 0)``, divided by ``max(mean(mask), 1e-3)``; the caller multiplies its update by it."""
+    mask = (update * grad > 0).astype(grad.dtype)
+    return mask / jnp.maximum(jnp.mean(mask), 1e-3)
+
+
+def corrected_decay(lr, corrected_weight_decay: bool, max_lr_snapshot) -> dict:
+    """``{"max_lr_snapshot": value}`` for ``corrected_weight_decay`` (``{}`` without it): timm's
+    ``max_lr_snapshot`` is the lr given to the constructor; here it defaults to ``lr`` when that
+    is a number and must be given when ``lr`` is a schedule. timm refuses a max lr ``<= 0``."""
+    if not corrected_weight_decay:
+        return {}
+    if max_lr_snapshot is None:
+        if callable(lr):
+            raise ValueError("corrected_weight_decay=True with an lr schedule needs max_lr_snapshot (timm: the lr "
+                             "given to the constructor, the peak lr), got max_lr_snapshot=None")
+        max_lr_snapshot = lr
+    max_lr_snapshot = check("max_lr_snapshot", max_lr_snapshot)
+    if not callable(max_lr_snapshot) and max_lr_snapshot <= 0:
+        raise ValueError(f"Invalid max_lr_snapshot: {max_lr_snapshot!r} (corrected weight decay requires a "
+                         f"positive max lr: construct with the peak lr)")
+    return {"max_lr_snapshot": max_lr_snapshot}
+
+
+def decay_scale(hp):
+    """timm's ``wd_scale``: ``lr``, or ``lr ** 2 / max_lr`` with corrected weight decay."""
+    return hp["lr"] ** 2 / hp["max_lr_snapshot"] if "max_lr_snapshot" in hp else hp["lr"]
+
+
+def decayed(param, hp, count):
+    """timm's decoupled ``param *= 1 - wd_scale * weight_decay``, rounded as torch stores it."""
+    return stored(param * (1.0 - decay_scale(hp) * hp["weight_decay"]), count)
+
+
+def sgd_momentum(g, buf, hp, count, *, nesterov: bool, first_from_zeros: bool, scheduled: bool,
+                 cautious: bool = False):
+    """``(d, buf)``: SGD's momentum as timm's SGDW and Lars step it. ``buf = g`` at the first update
+    (``first_from_zeros``: dampening is a constant 0, so the zero buffer gives it already), then
+    ``momentum * buf + (1 - dampening) * g``; ``d = g + momentum * buf`` (nesterov) or ``buf``,
+    times the cautious mask of ``(d, g)`` when ``cautious``. A ``scheduled`` momentum that is 0 at
+    an update gives ``d = g`` and keeps the buffer (torch tests ``momentum != 0`` per step)."""
+    m = hp["momentum"]
+    new_buf = m * buf + (1 - hp["dampening"]) * g
+    if not first_from_zeros:
+        new_buf = jnp.where(count == 0, g, new_buf)
+    d = g + m * new_buf if nesterov else new_buf
+    if cautious:
+        d = d * caution(d, g)
+    if scheduled:
+        d, new_buf = jnp.where(m != 0, d, g), jnp.where(m != 0, new_buf, buf)
+    return d, new_buf
+
+
+def nesterov_check(nesterov: bool, momentum, dampening) -> None:
+    """timm's (torch's) ``Nesterov momentum requires a momentum and zero dampening``."""
+    if nesterov and not callable(momentum) and not callable(dampening) and (momentum <= 0 or dampening != 0):
+        raise ValueError(f"Nesterov momentum requires a momentum and zero dampening, got "
+                         f"momentum={momentum!r}, dampening={dampening!r}")
+
+
+def positive(name: str, value, meaning: str = ""):
+    """``check(name, value)``, refusing 0 too (a divisor): ``meaning`` adds what else is allowed."""
+    value = check(name, value)
+    if not callable(value) and value <= 0:
+        raise ValueError(f"Invalid {name}: {value!r} (must be > 0{meaning})")
+    return value
+
+
+def stored(x, count):
+    """``x`` rounded to its dtype, as torch stores an in-place result (``param.mul_(f)``) before the
+    next operation reads it. XLA:CPU fuses a product into the addition that follows (one fused
+    multiply-add: a rounding fewer than torch), which drifts systematically where the term added is
+    exact (Lion's ``±lr`` steps: 1.5e-5 in float32 after 200 steps). ``count >> 31`` is 0 for every
+    count, but XLA cannot fold it, so the bits pass through an operation it cannot fuse across."""
+    int_type = {2: jnp.int16, 4: jnp.int32, 8: jnp.int64}[jnp.dtype(x.dtype).itemsize]
+    bits = jax.lax.bitcast_convert_type(x, int_type) ^ (count >> 31).astype(int_type)
+    return jax.lax.bitcast_convert_type(bits, x.dtype)
