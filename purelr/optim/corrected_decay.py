@@ -1,0 +1,29 @@
+"""timm's ``corrected_weight_decay`` (timm 1.0.31, its ``*c`` optimizer names): decoupled weight
+decay scaled by ``lr ** 2 / max_lr`` instead of ``lr``, ``max_lr`` being the lr the optimizer was
+constructed with (timm's ``max_lr_snapshot``), so that the decay follows the schedule's square."""
+
+from __future__ import annotations
+
+from purelr.optim import hyperparams as hp_lib
+
+
+def max_lr_snapshot(lr, corrected_weight_decay: bool, max_lr):
+    """The ``max_lr`` hyperparameter: ``max_lr`` if given, else a constant ``lr``; ``None``
+    without ``corrected_weight_decay``. A scheduled ``lr`` needs ``max_lr`` (timm snapshots the
+    number its constructor gets, the peak lr); it must be positive, as timm requires."""
+    if not corrected_weight_decay:
+        return None
+    if max_lr is None:
+        if callable(lr):
+            raise ValueError("corrected_weight_decay with a scheduled lr needs max_lr (timm's "
+                             "max_lr_snapshot, the lr its constructor gets), got max_lr=None")
+        max_lr = lr
+    max_lr = hp_lib.check("max_lr", max_lr)
+    if not callable(max_lr) and max_lr <= 0:
+        raise ValueError(f"Invalid max_lr: {max_lr!r} (corrected weight decay requires a positive max lr)")
+    return max_lr
+
+
+def decay_scale(hp) -> object:
+    """``lr ** 2 / max_lr`` with a ``max_lr`` in force, else ``lr``."""
+    return hp["lr"] ** 2 / hp["max_lr"] if "max_lr" in hp else hp["lr"]
