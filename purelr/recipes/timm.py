@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import collections
 import difflib
+import functools
 import inspect
 import re
 from typing import Any, Callable, Mapping, NamedTuple
@@ -59,6 +60,30 @@ SUPPORTED = {
     "adagrad": OptimInfo(optim.adagrad, defaults=(("eps", 1e-8),)),
     "adadelta": OptimInfo(optim.adadelta),
     "rmsprop": OptimInfo(optim.rmsprop, has_momentum=True, defaults=(("alpha", 0.9),)),
+    # timm's own optimizers; adamp / sgdp read flax kernels' output channels on their last axis
+    "adamp": OptimInfo(optim.adamp, has_betas=True, defaults=(("wd_ratio", 0.01), ("nesterov", True), ("layout", "flax"))),
+    "cadamp": OptimInfo(optim.adamp, has_betas=True,
+                        defaults=(("wd_ratio", 0.01), ("nesterov", True), ("caution", True), ("layout", "flax"))),
+    "sgdp": OptimInfo(optim.sgdp, has_momentum=True, defaults=(("nesterov", True), ("layout", "flax"))),
+    "csgdp": OptimInfo(optim.sgdp, has_momentum=True, defaults=(("nesterov", True), ("caution", True), ("layout", "flax"))),
+    "adabelief": OptimInfo(optim.adabelief, has_betas=True, defaults=(("rectify", False),)),
+    "radabelief": OptimInfo(optim.adabelief, has_betas=True, defaults=(("rectify", True),)),
+    "madgrad": OptimInfo(optim.madgrad, has_momentum=True),
+    "madgradw": OptimInfo(optim.madgrad, has_momentum=True, defaults=(("decoupled_decay", True),)),
+    "adan": OptimInfo(optim.adan, has_betas=True, defaults=(("no_prox", False),)),
+    "adanw": OptimInfo(optim.adan, has_betas=True, defaults=(("no_prox", True),)),
+    "cadan": OptimInfo(optim.adan, has_betas=True, defaults=(("caution", True), ("no_prox", False))),
+    "cadanw": OptimInfo(optim.adan, has_betas=True, defaults=(("caution", True), ("no_prox", True))),
+    "adopt": OptimInfo(optim.adopt, has_betas=True),
+    "adoptw": OptimInfo(optim.adopt, has_betas=True, defaults=(("decoupled", True),)),
+    "cadopt": OptimInfo(optim.adopt, has_betas=True, defaults=(("caution", True),)),
+    "cadoptw": OptimInfo(optim.adopt, has_betas=True, defaults=(("decoupled", True), ("caution", True))),
+    "laprop": OptimInfo(optim.laprop, has_betas=True),
+    "claprop": OptimInfo(optim.laprop, has_betas=True, defaults=(("caution", True),)),
+    "novograd": OptimInfo(optim.novograd, has_betas=True),
+    "novogradw": OptimInfo(optim.novograd, has_betas=True, defaults=(("decoupled_decay", True),)),
+    "mars": OptimInfo(optim.mars, has_betas=True),
+    "cmars": OptimInfo(optim.mars, has_betas=True, defaults=(("caution", True),)),
 }
 
 OPTIMIZER_ARGS = ("opt", "lr", "weight_decay", "momentum", "opt_eps", "opt_betas", "layer_decay",
@@ -79,20 +104,31 @@ SCHEDULER_ARGS = {
 
 
 def optimizer_info(opt: str) -> tuple[str, OptimInfo]:
-    """timm's name parsing (``opt.lower().split('_')[-1]``); unsupported names raise listing the
-    supported ones (a ``lookahead_`` prefix is not supported)."""
+    """timm's name parsing (``opt.lower().split('_')[-1]``, a ``lookahead_`` prefix wrapping the
+    optimizer in ``purelr.optim.lookahead``); unsupported names raise listing the supported ones."""
     if not isinstance(opt, str):
         raise TypeError(f"opt must be a timm optimizer name, got {opt!r}")
     parts = opt.lower().split("_")
     name = parts[-1]
-    if len(parts) > 1 and parts[0] == "lookahead":
-        raise ValueError(f"opt={opt!r}: Lookahead is not supported; supported names: {sorted(SUPPORTED)}")
     if name not in SUPPORTED:
         close = difflib.get_close_matches(name, SUPPORTED, n=3, cutoff=0.6)
         hint = f" (did you mean {close}?)" if close else ""
         raise ValueError(f"opt={opt!r} is not supported{hint}: purelr twins the timm optimizers whose "
                          f"math is a torch.optim algorithm: {sorted(SUPPORTED)}")
+    if len(parts) > 1 and parts[0] == "lookahead":
+        return name, SUPPORTED[name]._replace(optimizer=_with_lookahead(SUPPORTED[name].optimizer))
     return name, SUPPORTED[name]
+
+
+def _with_lookahead(optimizer: Callable) -> Callable:
+    """timm's ``lookahead_`` prefix: ``Lookahead(optimizer)`` with its defaults (``alpha=0.5``,
+    ``k=6``), around each group's optimizer (timm's Lookahead steps every group alike)."""
+
+    @functools.wraps(optimizer)
+    def make(*args, **kwargs):
+        return optim.lookahead(optimizer(*args, **kwargs))
+
+    return make
 
 
 def layer_map_from_matcher(params, group_matcher: Mapping[str, Any]) -> dict[str, int]:

@@ -8,6 +8,7 @@ import pytest
 from timm.optim import AdaBelief
 
 from purelr.optim.adabelief import adabelief
+from tests.bad_inputs import assert_rejects
 from tests.optim import torch_reference as ref
 
 
@@ -47,7 +48,7 @@ def test_rejects_what_timm_rejects(name, kwargs):
     ref.check_rejects(adabelief, AdaBelief, name, **kwargs)
 
 
-@pytest.mark.parametrize("name, kwargs", [("weight_decay", dict(weight_decay=-0.1)), ("lr", dict(lr=float("nan")))])
-def test_rejects_bad_input(name, kwargs):
-    with pytest.raises(ValueError, match=name):
-        adabelief(**kwargs)
+@pytest.mark.parametrize("kwargs, needles", [(dict(weight_decay=-0.1), ("weight_decay", "-0.1")),
+                                            (dict(lr=float("nan")), ("lr", "nan")), (dict(foreach="yes"), ("foreach", "'yes'"))])
+def test_rejects_bad_input(kwargs, needles):
+    assert_rejects(lambda: adabelief(**kwargs), (ValueError, TypeError), *needles)

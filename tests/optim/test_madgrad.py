@@ -8,6 +8,7 @@ import pytest
 from timm.optim import MADGRAD
 
 from purelr.optim.madgrad import madgrad
+from tests.bad_inputs import assert_rejects
 from tests.optim import torch_reference as ref
 
 
@@ -40,3 +41,8 @@ def test_defaults_match_timm(precision, kwargs):
 ])
 def test_rejects_what_timm_rejects(name, kwargs):
     ref.check_rejects(madgrad, MADGRAD, name, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, needles", [(dict(lr=float("inf")), ("lr", "inf")), (dict(eps=float("nan")), ("eps", "nan"))])
+def test_rejects_bad_input(kwargs, needles):
+    assert_rejects(lambda: madgrad(**kwargs), ValueError, *needles)
