@@ -39,6 +39,9 @@ def laprop(lr=4e-4, betas=(0.9, 0.999), eps=1e-15, weight_decay=0.0, caution: bo
         param -= lr / exp_avg_lr_1 * exp_avg                  (0 when exp_avg_lr_1 is 0; exp_avg
                                                                masked with caution)
         param -= lr * weight_decay * param                    (after the step; lr ** 2 / max_lr corrected)
+
+    ``exp_avg_lr_1`` and ``exp_avg_lr_2`` are kept in the default float dtype (timm: a Python
+    float and a tensor of torch's default dtype).
     """
     base.device_flags(foreach=foreach)
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)

@@ -36,6 +36,9 @@ def novograd(lr=1e-3, betas=(0.95, 0.98), eps=1e-8, weight_decay=0.0, grad_avera
                                       param *= 1 - lr * weight_decay, lr ** 2 / max_lr corrected)
         exp_avg = beta1 * exp_avg + (1 - beta1 if grad_averaging else 1) * update
         param -= lr * exp_avg
+
+    ``exp_avg_sq`` is kept in the param's dtype (timm: in torch's default dtype, the same when
+    torch's default dtype is the params').
     """
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
     snapshot = max_lr_snapshot(hyperparams["lr"], corrected_weight_decay, max_lr)

@@ -4,12 +4,16 @@ against timm 1.0.31's ``create_optimizer_v2(model, NAME, lr=..., weight_decay=..
 with ``create_scheduler_v2`` on the ViT twin, stepped as train.py steps them (``run_timm``), with
 timm's weight-decay groups (biases and 1-d params without decay); x64 <= 1e-10 on the params.
 ``delta=2`` makes AdamP / SGDP project every kernel's step, so that the flax layout of the
-kernels is exercised. The registered variants of a name run nightly."""
+kernels is exercised. timm keeps NvNovoGrad's ``exp_avg_sq`` and LaProp's ``exp_avg_lr_2`` in
+torch's default dtype whatever the params' (the twins: in the params' dtype), so timm runs with
+torch's default dtype float64, as the float64 params. The registered variants of a name run
+nightly."""
 
 import jax
 import numpy as np
 import pytest
 
+from tests.optim.torch_reference import torch_dtype
 from tests.recipes import twins
 from tests.recipes.test_timm import EPOCH_LEN, run_timm
 from tests.parity import OPTIMIZER_RTOL, relative_error
@@ -49,7 +53,8 @@ VARIANTS = [
 def check(args):
     args = dict(args, **SCHEDULE)
     steps = 3 * EPOCH_LEN
-    expected = run_timm(dict(args), steps)
+    with torch_dtype(x64=True):
+        expected = run_timm(dict(args), steps)
     twins.warm("vit")
     with jax.enable_x64(True):
         actual = twins.run_purelr(dict(timm=args), "vit", steps, 0, epoch_len=EPOCH_LEN)
