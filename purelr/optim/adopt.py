@@ -13,7 +13,7 @@ from purelr.optim import base
 from purelr.optim import hyperparams as hp_lib
 from purelr.optim.adafactor import torch_lerp
 from purelr.optim.cautious import cautious
-from purelr.optim.corrected_decay import decay_scale, max_lr_snapshot
+from purelr.optim.corrected_decay import decay_scale, with_max_lr
 from purelr.schedules.core import as_values, resolve
 
 
@@ -42,10 +42,8 @@ def adopt(lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, clip_exp=0.333, weight_decay=0
     """
     base.device_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
     more = {} if clip_exp is None else dict(clip_exp=hp_lib.check("clip_exp", clip_exp, minimum=None))
-    hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay, **more)
-    snapshot = max_lr_snapshot(hyperparams["lr"], corrected_weight_decay, max_lr)
-    if snapshot is not None:
-        hyperparams["max_lr"] = snapshot
+    hyperparams = with_max_lr(base.adam_hyperparams(lr, betas, eps, weight_decay, **more),
+                              corrected_weight_decay, max_lr)
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
 

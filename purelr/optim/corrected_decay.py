@@ -7,12 +7,16 @@ from __future__ import annotations
 from purelr.optim import hyperparams as hp_lib
 
 
-def max_lr_snapshot(lr, corrected_weight_decay: bool, max_lr):
-    """The ``max_lr`` hyperparameter: ``max_lr`` if given, else a constant ``lr``; ``None``
-    without ``corrected_weight_decay``. A scheduled ``lr`` needs ``max_lr`` (timm snapshots the
-    number its constructor gets, the peak lr); it must be positive, as timm requires."""
+def with_max_lr(hyperparams: dict, corrected_weight_decay: bool, max_lr) -> dict:
+    """``hyperparams`` with ``max_lr`` added under ``corrected_weight_decay``: ``max_lr`` if given,
+    else the constant ``lr``. A scheduled ``lr`` needs ``max_lr`` (timm snapshots the number its
+    constructor gets, the peak lr); it must be positive, as timm requires."""
     if not corrected_weight_decay:
-        return None
+        return hyperparams
+    return dict(hyperparams, max_lr=_snapshot(hyperparams["lr"], max_lr))
+
+
+def _snapshot(lr, max_lr):
     if max_lr is None:
         if callable(lr):
             raise ValueError("corrected_weight_decay with a scheduled lr needs max_lr (timm's "

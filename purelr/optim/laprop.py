@@ -11,7 +11,7 @@ import optax
 
 from purelr.optim import base
 from purelr.optim.cautious import cautious
-from purelr.optim.corrected_decay import decay_scale, max_lr_snapshot
+from purelr.optim.corrected_decay import decay_scale, with_max_lr
 from purelr.schedules.core import resolve
 
 
@@ -44,10 +44,7 @@ def laprop(lr=4e-4, betas=(0.9, 0.999), eps=1e-15, weight_decay=0.0, caution: bo
     float and a tensor of torch's default dtype).
     """
     base.device_flags(foreach=foreach)
-    hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
-    snapshot = max_lr_snapshot(hyperparams["lr"], corrected_weight_decay, max_lr)
-    if snapshot is not None:
-        hyperparams["max_lr"] = snapshot
+    hyperparams = with_max_lr(base.adam_hyperparams(lr, betas, eps, weight_decay), corrected_weight_decay, max_lr)
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from purelr.optim import base
-from purelr.optim.corrected_decay import decay_scale, max_lr_snapshot
+from purelr.optim.corrected_decay import decay_scale, with_max_lr
 from purelr.schedules.core import resolve
 
 
@@ -40,10 +40,7 @@ def novograd(lr=1e-3, betas=(0.95, 0.98), eps=1e-8, weight_decay=0.0, grad_avera
     ``exp_avg_sq`` is kept in the param's dtype (timm: in torch's default dtype, the same when
     torch's default dtype is the params').
     """
-    hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
-    snapshot = max_lr_snapshot(hyperparams["lr"], corrected_weight_decay, max_lr)
-    if snapshot is not None:
-        hyperparams["max_lr"] = snapshot
+    hyperparams = with_max_lr(base.adam_hyperparams(lr, betas, eps, weight_decay), corrected_weight_decay, max_lr)
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
 

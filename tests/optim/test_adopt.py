@@ -11,8 +11,7 @@ from purelr.optim.adopt import adopt
 from tests.optim import torch_reference as ref
 
 
-def make(max_lr_snapshot=None, **kwargs):
-    return adopt(**kwargs, max_lr=max_lr_snapshot if kwargs.get("corrected_weight_decay") else None)
+make = ref.snapshot_as_max_lr(adopt)
 
 
 def draw(rng):

@@ -10,8 +10,7 @@ from purelr.optim.laprop import laprop
 from tests.optim import torch_reference as ref
 
 
-def make(max_lr_snapshot=None, **kwargs):
-    return laprop(**kwargs, max_lr=max_lr_snapshot if kwargs.get("corrected_weight_decay") else None)
+make = ref.snapshot_as_max_lr(laprop)
 
 
 def draw(rng):

@@ -56,3 +56,18 @@ def test_rejects_bad_input(name, kwargs, value):
     if value != "nan":
         with pytest.raises(ValueError):
             Lookahead(torch.optim.AdamW([torch.zeros(1, requires_grad=True)]), **kwargs)
+
+
+def test_hyperparams_in_force_reads_through_lookahead():
+    """The state's hyperparams are the inner twin's with timm's ``lookahead_*`` group keys."""
+    import jax.numpy as jnp
+    from purelr.params.groups import hyperparams_in_force
+
+    optimizer = lookahead(adamw(lr=lambda step: 1e-3 * (step + 1)), alpha=0.3, k=2)
+    params = {"w": jnp.ones(3)}
+    state = optimizer.init(params)
+    for _ in range(3):
+        _, state = optimizer.update({"w": jnp.ones(3)}, state, params)
+    in_force = hyperparams_in_force(state)["default"]
+    assert float(in_force["lr"]) == pytest.approx(3e-3) and float(in_force["lookahead_alpha"]) == pytest.approx(0.3)
+    assert int(state.count) == 3 and int(state.inner_state.count) == 3
