@@ -35,7 +35,7 @@ def test_matches_timm(precision):
     ref.check_family(adabelief, AdaBelief, CONFIGS)
 
 
-@pytest.mark.parametrize("kwargs", [{}, dict(rectify=False, weight_decay=1e-2, amsgrad=True)])
+@pytest.mark.parametrize("kwargs", [{}, pytest.param(dict(rectify=False, weight_decay=1e-2, amsgrad=True), marks=pytest.mark.nightly)])
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(adabelief, AdaBelief, **kwargs)
 

@@ -34,7 +34,7 @@ def test_matches_timm(precision):
     ref.check_family(adamp, AdamP, CONFIGS)
 
 
-@pytest.mark.parametrize("kwargs", [{}, dict(nesterov=True, caution=True, weight_decay=1e-2, delta=3.0)])
+@pytest.mark.parametrize("kwargs", [{}, pytest.param(dict(nesterov=True, caution=True, weight_decay=1e-2, delta=3.0), marks=pytest.mark.nightly)])
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(adamp, AdamP, **kwargs)
 

@@ -29,7 +29,7 @@ def test_matches_timm(precision):
     ref.check_family(adan, Adan, CONFIGS)
 
 
-@pytest.mark.parametrize("kwargs", [{}, dict(no_prox=True, caution=True, weight_decay=2e-2)])
+@pytest.mark.parametrize("kwargs", [{}, pytest.param(dict(no_prox=True, caution=True, weight_decay=2e-2), marks=pytest.mark.nightly)])
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(adan, Adan, **kwargs)
 

@@ -38,8 +38,9 @@ def test_matches_timm(precision):
     ref.check_family(make, Adopt, CONFIGS)
 
 
-@pytest.mark.parametrize("kwargs", [{}, dict(clip_exp=None, weight_decay=1e-2),
-                                    dict(decoupled=True, corrected_weight_decay=True, weight_decay=0.1, caution=True)])
+@pytest.mark.parametrize("kwargs", [{}, pytest.param(dict(clip_exp=None, weight_decay=1e-2), marks=pytest.mark.nightly),
+                                    pytest.param(dict(decoupled=True, corrected_weight_decay=True, weight_decay=0.1,
+                                                      caution=True), marks=pytest.mark.nightly)])
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(adopt, Adopt, **kwargs)
 

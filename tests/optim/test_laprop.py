@@ -33,7 +33,8 @@ def test_matches_timm(precision):
     ref.check_family(make, LaProp, CONFIGS)
 
 
-@pytest.mark.parametrize("kwargs", [{}, dict(weight_decay=1e-2, caution=True, corrected_weight_decay=True)])
+@pytest.mark.parametrize("kwargs", [{}, pytest.param(dict(weight_decay=1e-2, caution=True, corrected_weight_decay=True),
+                                    marks=pytest.mark.nightly)])
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(laprop, LaProp, **kwargs)
 

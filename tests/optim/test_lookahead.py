@@ -44,7 +44,7 @@ def test_matches_timm(precision):
     ref.check_family(make, timm_lookahead_adamw, CONFIGS)
 
 
-@pytest.mark.parametrize("kwargs", [{}, dict(lookahead_alpha=0.8, lookahead_k=5, weight_decay=0.05)])
+@pytest.mark.parametrize("kwargs", [{}, pytest.param(dict(lookahead_alpha=0.8, lookahead_k=5, weight_decay=0.05), marks=pytest.mark.nightly)])
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(make, timm_lookahead_adamw, **kwargs)
 

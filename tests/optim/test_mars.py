@@ -32,8 +32,9 @@ def test_matches_timm(precision):
     ref.check_family(mars, Mars, CONFIGS)
 
 
-@pytest.mark.parametrize("kwargs", [{}, dict(mars_type="lion", lr=1e-4, weight_decay=1e-2, caution=True),
-                                    dict(optimize_1d=True, betas_1d=(0.8, 0.9))])
+@pytest.mark.parametrize("kwargs", [{}, pytest.param(dict(mars_type="lion", lr=1e-4, weight_decay=1e-2, caution=True),
+                                                 marks=pytest.mark.nightly),
+                                    pytest.param(dict(optimize_1d=True, betas_1d=(0.8, 0.9)), marks=pytest.mark.nightly)])
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(mars, Mars, **kwargs)
 

@@ -36,8 +36,9 @@ def test_matches_timm(precision):
     ref.check_family(make, NvNovoGrad, CONFIGS)
 
 
-@pytest.mark.parametrize("kwargs", [{}, dict(weight_decay=1e-2, amsgrad=True, grad_averaging=True),
-                                    dict(weight_decay=1e-2, decoupled_decay=True, corrected_weight_decay=True)])
+@pytest.mark.parametrize("kwargs", [{}, pytest.param(dict(weight_decay=1e-2, amsgrad=True, grad_averaging=True), marks=pytest.mark.nightly),
+                                    pytest.param(dict(weight_decay=1e-2, decoupled_decay=True, corrected_weight_decay=True),
+                                                 marks=pytest.mark.nightly)])
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(novograd, NvNovoGrad, **kwargs)
 

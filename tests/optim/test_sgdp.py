@@ -43,8 +43,8 @@ def test_matches_timm(precision):
     ref.check_family(sgdp, SGDP, CONFIGS, buffer_floor=BUFFER_FLOOR[precision])
 
 
-@pytest.mark.parametrize("kwargs", [dict(lr=1e-2), dict(lr=1e-2, momentum=0.9, nesterov=True, caution=True,
-                                                         weight_decay=1e-2, delta=3.0)])
+@pytest.mark.parametrize("kwargs", [dict(lr=1e-2), pytest.param(dict(lr=1e-2, momentum=0.9, nesterov=True, caution=True, weight_decay=1e-2,
+                                                                      delta=3.0), marks=pytest.mark.nightly)])
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(sgdp, SGDP, **kwargs)
 
