@@ -73,7 +73,7 @@ def adabelief(lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, amsgrad:
 
         def leaf(g, p, m, v, v_max):
             g = g + hp["weight_decay"] * p if decays and not decoupled_decay else g
-            start = p * (1 - decay) if decoupled_decay else None
+            start = base.multiplied(p, 1 - decay) if decoupled_decay else None
             m = torch_lerp(m, g, c1)
             residual = g - m
             v = b2 * v + c2 * residual * residual + eps

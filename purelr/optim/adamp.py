@@ -93,7 +93,7 @@ def projected_updates(params, grads, perturbs, hp, *, step_size, decay, caution:
             continue
         d, ratio = projection(p, g.astype(p.dtype), d, hp["delta"], hp["wd_ratio"], hp["eps"],
                               caution=caution, channel_axis=channel_axis(path, p, layout))
-        start = None if decay is None else p * (1 - decay * ratio)
+        start = None if decay is None else base.multiplied(p, 1 - decay * ratio)
         updates.append(base.update_from(p, start, -step_size * d))
     return treedef.unflatten(updates)
 

@@ -73,7 +73,7 @@ def adan(lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, no_prox:
             v = b3 * v + c3 * mixed * mixed
             denom = jnp.sqrt(v) / jnp.sqrt(bc3) + hp["eps"]
             direction = cautious(m, g) if caution else m
-            new = p * (1 - decay) if no_prox else p
+            new = base.multiplied(p, 1 - decay) if no_prox else p
             new = new + -step_size * (direction / denom)
             new = new + -step_size_diff * (diff_avg / denom)
             new = new if no_prox else new / (1 + decay)

@@ -55,7 +55,7 @@ def madgrad(lr=1e-2, momentum=0.9, weight_decay=0.0, eps=1e-6, decoupled_decay: 
         def leaf(g, param, grad_sum_sq, s, x0):
             p = param
             if decays and decoupled_decay:
-                p = p * (1 - hp["lr"] * hp["weight_decay"])
+                p = base.multiplied(p, 1 - hp["lr"] * hp["weight_decay"])
             elif decays:
                 g = g + hp["weight_decay"] * p
             dual_start = p + s / (grad_sum_sq ** (1 / 3) + eps)

@@ -66,7 +66,7 @@ def novograd(lr=1e-3, betas=(0.95, 0.98), eps=1e-8, weight_decay=0.0, grad_avera
             if grad_averaging:
                 update = update * c1
             m = b1 * m + update
-            start = p * (1 - decay) if decays and decoupled_decay else None
+            start = base.multiplied(p, 1 - decay) if decays and decoupled_decay else None
             return base.update_from(p, start, -hp["lr"] * m), m, v, v_max
 
         updates, m, v, v_max = base.leafwise(leaf, grads, params, state.exp_avg, state.exp_avg_sq,
