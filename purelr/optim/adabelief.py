@@ -58,7 +58,7 @@ def adabelief(lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, amsgrad:
                     max_exp_avg_var=base.zeros(params) if amsgrad else None)
 
     def update_buffers(grads, state, params, hp):
-        base.require_params(params, decays or decoupled_decay, "adabelief with weight_decay")
+        base.require_params(params, decays, "adabelief with weight_decay")
         b2, eps = hp["beta2"], hp["eps"]
         c1, c2 = (resolve(c, state.count) for c in complements)
         t = base.step_number(state.count)
@@ -73,7 +73,7 @@ def adabelief(lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, amsgrad:
 
         def leaf(g, p, m, v, v_max):
             g = g + hp["weight_decay"] * p if decays and not decoupled_decay else g
-            start = base.multiplied(p, 1 - decay) if decoupled_decay else None
+            start = base.multiplied(p, 1 - decay) if decays and decoupled_decay else None
             m = torch_lerp(m, g, c1)
             residual = g - m
             v = b2 * v + c2 * residual * residual + eps
