@@ -6,32 +6,43 @@ last update. Gradient clipping with torch's arithmetic: ``clip_grad_norm``, ``cl
 skipping non-finite steps: ``skip_nonfinite``. May import ``purelr.schedules`` only.
 """
 
+from purelr.optim.adabelief import adabelief
 from purelr.optim.adadelta import adadelta
 from purelr.optim.adafactor import adafactor
 from purelr.optim.adagrad import adagrad
 from purelr.optim.adam import adam
 from purelr.optim.adamax import adamax
+from purelr.optim.adamp import adamp
+from purelr.optim.adan import adan
+from purelr.optim.adopt import adopt
 from purelr.optim.adamw import adamw
 from purelr.optim.asgd import asgd
 from purelr.optim.clip import clip_grad_norm, clip_grad_value
 from purelr.optim.lamb import grad_clip as lamb_grad_clip
 from purelr.optim.lamb import lamb
+from purelr.optim.laprop import laprop
 from purelr.optim.lars import lars
 from purelr.optim.lbfgs import lbfgs
 from purelr.optim.lbfgs import minimize as lbfgs_minimize
 from purelr.optim.lion import lion
+from purelr.optim.lookahead import lookahead
+from purelr.optim.madgrad import madgrad
+from purelr.optim.mars import mars
 from purelr.optim.muon import muon
 from purelr.optim.nadam import nadam
 from purelr.optim.nadamw import nadamw
+from purelr.optim.novograd import novograd
 from purelr.optim.radam import radam
 from purelr.optim.rmsprop import rmsprop
 from purelr.optim.rmsprop_tf import rmsprop_tf
 from purelr.optim.rprop import rprop
 from purelr.optim.sgd import sgd
 from purelr.optim.sgdw import sgdw
+from purelr.optim.sgdp import sgdp
 from purelr.optim.skip import skip_nonfinite
 from purelr.optim.timm_adafactor import timm_adafactor
 
 __all__ = ["adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "asgd", "clip_grad_norm",
            "clip_grad_value", "lbfgs", "lbfgs_minimize", "muon", "nadam", "radam", "rmsprop", "rprop", "sgd", "skip_nonfinite"]
 __all__ += ["lamb", "lamb_grad_clip", "lars", "lion", "nadamw", "rmsprop_tf", "sgdw", "timm_adafactor"]  # timm's
+__all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgrad", "mars", "novograd", "sgdp"]

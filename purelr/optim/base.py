@@ -177,6 +177,14 @@ def gradient_and_decay(grad, param, hp, *, maximize: bool, weight_decay: bool, d
     return grad, param * (1 - hp["lr"] * hp["weight_decay"]) if weight_decay and decoupled else None
 
 
+def multiplied(param, factor):
+    """torch's in-place ``param.mul_(factor)`` (decoupled weight decay), rounded before anything is
+    added to it. XLA:CPU fuses a product into the sum that follows (one fused multiply-add where
+    torch rounds twice): a rounding unit of the param at many updates, the same way each time while
+    the param moves slowly. The select (equal to the product, NaN where the param is NaN) stops it."""
+    return jnp.where(jnp.isnan(param), param, param * factor)
+
+
 def update_from(param, start, *deltas):
     """torch's in-place sequence ``param = start; param += delta...`` as an optax update.
 

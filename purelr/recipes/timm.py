@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import difflib
+import functools
 import inspect
 import os
 import re
@@ -99,6 +100,30 @@ SUPPORTED = {
     "adafactor": OptimInfo(optim.timm_adafactor, has_betas=True),
     "cadafactor": OptimInfo(optim.timm_adafactor, has_betas=True,
                             defaults=(("caution", True), ("betas", (0.9, 0.999)))),
+    # timm's own optimizers; adamp / sgdp read flax kernels' output channels on their last axis
+    "adamp": OptimInfo(optim.adamp, has_betas=True, defaults=(("wd_ratio", 0.01), ("nesterov", True), ("layout", "flax"))),
+    "cadamp": OptimInfo(optim.adamp, has_betas=True,
+                        defaults=(("wd_ratio", 0.01), ("nesterov", True), ("caution", True), ("layout", "flax"))),
+    "sgdp": OptimInfo(optim.sgdp, has_momentum=True, defaults=(("nesterov", True), ("layout", "flax"))),
+    "csgdp": OptimInfo(optim.sgdp, has_momentum=True, defaults=(("nesterov", True), ("caution", True), ("layout", "flax"))),
+    "adabelief": OptimInfo(optim.adabelief, has_betas=True, defaults=(("rectify", False),)),
+    "radabelief": OptimInfo(optim.adabelief, has_betas=True, defaults=(("rectify", True),)),
+    "madgrad": OptimInfo(optim.madgrad, has_momentum=True),
+    "madgradw": OptimInfo(optim.madgrad, has_momentum=True, defaults=(("decoupled_decay", True),)),
+    "adan": OptimInfo(optim.adan, has_betas=True, defaults=(("no_prox", False),)),
+    "adanw": OptimInfo(optim.adan, has_betas=True, defaults=(("no_prox", True),)),
+    "cadan": OptimInfo(optim.adan, has_betas=True, defaults=(("caution", True), ("no_prox", False))),
+    "cadanw": OptimInfo(optim.adan, has_betas=True, defaults=(("caution", True), ("no_prox", True))),
+    "adopt": OptimInfo(optim.adopt, has_betas=True),
+    "adoptw": OptimInfo(optim.adopt, has_betas=True, defaults=(("decoupled", True),)),
+    "cadopt": OptimInfo(optim.adopt, has_betas=True, defaults=(("caution", True),)),
+    "cadoptw": OptimInfo(optim.adopt, has_betas=True, defaults=(("decoupled", True), ("caution", True))),
+    "laprop": OptimInfo(optim.laprop, has_betas=True),
+    "claprop": OptimInfo(optim.laprop, has_betas=True, defaults=(("caution", True),)),
+    "novograd": OptimInfo(optim.novograd, has_betas=True),
+    "novogradw": OptimInfo(optim.novograd, has_betas=True, defaults=(("decoupled_decay", True),)),
+    "mars": OptimInfo(optim.mars, has_betas=True),
+    "cmars": OptimInfo(optim.mars, has_betas=True, defaults=(("caution", True),)),
 }
 
 TRAIN_PY = "timm 1.0.29.dev0 (huggingface/pytorch-image-models@aa4b5850)"
@@ -250,21 +275,33 @@ def scaled_lr(args: Mapping[str, Any], world_size: int | None = None) -> float:
 
 
 def optimizer_info(opt: str) -> tuple[str, OptimInfo]:
-    """timm's name parsing (``opt.lower().split('_')[-1]``); unsupported names raise listing the
-    supported ones, closest first (a ``lookahead_`` prefix is not supported)."""
+    """timm's name parsing (``opt.lower().split('_')[-1]``, a ``lookahead_`` prefix wrapping the
+    optimizer in ``purelr.optim.lookahead``); unsupported names raise listing the supported ones,
+    closest first."""
     if not isinstance(opt, str):
         raise TypeError(f"opt must be a timm optimizer name, got {opt!r}")
     parts = opt.lower().split("_")
     name = parts[-1]
-    if len(parts) > 1 and parts[0] == "lookahead":
-        raise ValueError(f"opt={opt!r}: Lookahead is not supported; supported names: {sorted(SUPPORTED)}")
     if name not in SUPPORTED:
         close = difflib.get_close_matches(name, SUPPORTED, n=3, cutoff=0.6)
         hint = f" (did you mean {close}?)" if close else ""
         ranked = sorted(SUPPORTED, key=lambda known: (-difflib.SequenceMatcher(None, name, known).ratio(), known))
         raise ValueError(f"opt={opt!r} is not supported{hint}: purelr twins these timm optimizer names, "
                          f"closest first: {ranked}")
+    if len(parts) > 1 and parts[0] == "lookahead":
+        return name, SUPPORTED[name]._replace(optimizer=_with_lookahead(SUPPORTED[name].optimizer))
     return name, SUPPORTED[name]
+
+
+def _with_lookahead(optimizer: Callable) -> Callable:
+    """timm's ``lookahead_`` prefix: ``Lookahead(optimizer)`` with its defaults (``alpha=0.5``,
+    ``k=6``), around each group's optimizer (timm's Lookahead steps every group alike)."""
+
+    @functools.wraps(optimizer)
+    def make(*args, **kwargs):
+        return optim.lookahead(optimizer(*args, **kwargs))
+
+    return make
 
 
 def layer_map_from_matcher(params, group_matcher: Mapping[str, Any]) -> dict[str, int]:

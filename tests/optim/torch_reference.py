@@ -303,8 +303,7 @@ def compare(params, state, torch_params, torch_state, torch_lr):
         name = ".".join(path)
         errors[f"param {name}"] = relative_error(_leaf(params, path), _leaf(torch_params, path).detach(),
                                                  floor=floor)
-        for field in state._fields[2:]:
-            buffer = getattr(state, field)
+        for field, buffer in _buffers(state):
             if buffer is None:
                 continue
             actual = _leaf(buffer, path) if isinstance(buffer, dict) else buffer
@@ -320,6 +319,27 @@ def compare(params, state, torch_params, torch_state, torch_lr):
     errors["lr in force"] = relative_error(state.hyperparams["lr"], torch_lr)
     worst = max(errors, key=errors.get)
     return errors[worst], worst
+
+
+def _buffers(state):
+    """``(field, buffer)`` of a twin's state, and of a twin's state nested in it (a wrapper's, such
+    as ``lookahead``'s inner optimizer, whose buffers torch keeps in the same ``optimizer.state[p]``)."""
+    for field in state._fields[2:]:
+        value = getattr(state, field)
+        if getattr(type(value), "_fields", ())[:2] == ("count", "hyperparams"):
+            yield from _buffers(value)
+        else:
+            yield field, value
+
+
+def snapshot_as_max_lr(make):
+    """``make`` taking a configuration's ``max_lr_snapshot`` (timm's param-group key for corrected
+    weight decay: the lr its constructor got) as purelr's ``max_lr``, with corrected decay on."""
+
+    def made(max_lr_snapshot=None, **kwargs):
+        return make(**kwargs, max_lr=max_lr_snapshot if kwargs.get("corrected_weight_decay") else None)
+
+    return made
 
 
 def check_family(make, optimizer_type, configs, constructor_keys=()):

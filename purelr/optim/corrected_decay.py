@@ -1,0 +1,33 @@
+"""timm's ``corrected_weight_decay`` (timm 1.0.31, its ``*c`` optimizer names): decoupled weight
+decay scaled by ``lr ** 2 / max_lr`` instead of ``lr``, ``max_lr`` being the lr the optimizer was
+constructed with (timm's ``max_lr_snapshot``), so that the decay follows the schedule's square."""
+
+from __future__ import annotations
+
+from purelr.optim import hyperparams as hp_lib
+
+
+def with_max_lr(hyperparams: dict, corrected_weight_decay: bool, max_lr) -> dict:
+    """``hyperparams`` with ``max_lr`` added under ``corrected_weight_decay``: ``max_lr`` if given,
+    else the constant ``lr``. A scheduled ``lr`` needs ``max_lr`` (timm snapshots the number its
+    constructor gets, the peak lr); it must be positive, as timm requires."""
+    if not corrected_weight_decay:
+        return hyperparams
+    return dict(hyperparams, max_lr=_snapshot(hyperparams["lr"], max_lr))
+
+
+def _snapshot(lr, max_lr):
+    if max_lr is None:
+        if callable(lr):
+            raise ValueError("corrected_weight_decay with a scheduled lr needs max_lr (timm's "
+                             "max_lr_snapshot, the lr its constructor gets), got max_lr=None")
+        max_lr = lr
+    max_lr = hp_lib.check("max_lr", max_lr)
+    if not callable(max_lr) and max_lr <= 0:
+        raise ValueError(f"Invalid max_lr: {max_lr!r} (corrected weight decay requires a positive max lr)")
+    return max_lr
+
+
+def decay_scale(hp) -> object:
+    """``lr ** 2 / max_lr`` with a ``max_lr`` in force, else ``lr``."""
+    return hp["lr"] ** 2 / hp["max_lr"] if "max_lr" in hp else hp["lr"]
