@@ -28,6 +28,16 @@ FLOOR = {"x64": 1e-9, "f32": 1e-5}
 UNIT_ROUNDOFF = {"x64": 2.0**-53, "f32": 2.0**-24}
 
 
+TRAJECTORY_UNITS = {"x64": 16, "f32": 64}
+"""The floor of optimizer trajectories, in rounding units of a leaf's peak (measured 0.5 float64
+and 33 float32 units: ``tests/optim/torch_reference.compare``)."""
+
+
+def trajectory_floor(precision="x64"):
+    """``rounding_floor`` of an optimizer trajectory in ``precision``: ``TRAJECTORY_UNITS``."""
+    return rounding_floor(OPTIMIZER_RTOL[precision], TRAJECTORY_UNITS[precision], precision)
+
+
 def rounding_floor(rtol, units, reference="x64"):
     """``units * u / rtol``, ``u`` the unit roundoff of the ``reference``'s precision: the floor at
     which ``units`` rounding units of the peak equal the tolerance, for values that the reference

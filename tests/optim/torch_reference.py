@@ -28,10 +28,9 @@ import optax
 import torch
 
 from purelr.schedules.core import cosine_anneal, fraction, join_schedules, linear_anneal
-from tests.parity import OPTIMIZER_RTOL, relative_error, rounding_floor
+from tests.parity import OPTIMIZER_RTOL, TRAJECTORY_UNITS, relative_error, rounding_floor  # noqa: F401 (TRAJECTORY_UNITS re-exported)
 
 STEPS = 200
-TRAJECTORY_UNITS = {"x64": 16, "f32": 64}  # the floor of ``compare``: rounding units of a leaf's peak
 SIZES = (3, 6, 2)  # inputs, hidden units, outputs
 BATCH = 8
 WARMUP = 20

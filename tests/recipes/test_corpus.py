@@ -34,7 +34,7 @@ from purelr.cli.curves import config_curves
 from purelr.recipes.config import load_config
 from purelr.recipes.pyconfig import Imported
 from tests import corpus as corpora
-from tests.parity import assert_schedule_matches
+from tests.parity import SCHEDULE_RTOL, assert_schedule_matches, rounding_floor
 
 KEYS = ("optimizer", "optimizer_config", "lr_config", "momentum_config", "runner", "total_epochs", "total_iters",
         "optim_wrapper", "param_scheduler", "train_cfg", "auto_scale_lr", "fp16")
@@ -147,7 +147,10 @@ def category(corpus, path) -> str:
     reference_cfg = json.loads(json.dumps(plain(cfg)).replace('"mmengine.optim.scheduler.', '"'))
     expected = reference_curves(reference_cfg, curves, against)
     for key, values in curves.values.items():
-        assert_schedule_matches(values, expected.values[key], "x64", context=f"{path} {key}")
+        # floor: 8 float64 units of the peak: MMCV's warmups and MMEngine's recursions cancel there
+        # (measured 0.3 units: a linear warmup's first value, 1e-6 of the peak, poolformer)
+        assert_schedule_matches(values, expected.values[key], "x64", context=f"{path} {key}",
+                                floor=rounding_floor(SCHEDULE_RTOL["x64"], 8))
     if removed:
         return f"equal once {', '.join(sorted(set(removed)))} (refused: a key the original ignores) is removed"
     return "equal"

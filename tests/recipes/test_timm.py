@@ -17,7 +17,8 @@ from tests.recipes import twins
 from tests.recipes.test_timm_train import train_py_defaults
 from tests.params import reference
 from tests.params.test_timm import MANIPULATE, MATCHER
-from tests.parity import OPTIMIZER_RTOL, relative_error
+from tests.optim.torch_reference import torch_dtype
+from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 
 saved = sys.modules.get("timm.models")
 sys.modules["timm.models"] = types.SimpleNamespace(group_parameters=MANIPULATE.group_parameters)
@@ -74,14 +75,14 @@ def run_timm(args, steps):
 @pytest.mark.parametrize("args", CASES, ids=[f"{c['opt']}-{c['sched']}" for c in CASES])
 def test_build_matches_timm_factories(args):
     steps = 3 * EPOCH_LEN
-    expected = run_timm(copy.deepcopy(args), steps)
+    with torch_dtype(True):  # torch keeps NAdam's mu_product in the default dtype
+        expected = run_timm(copy.deepcopy(args), steps)
     twins.warm("vit")
     with jax.enable_x64(True):
         actual = twins.run_purelr(dict(timm=args), "vit", steps, 0, epoch_len=EPOCH_LEN)
     for name, value in expected.items():
-        error = relative_error(actual[name], value)
-        # nadam + layer decay measures 1.25e-10 on head.kernel (cause not yet investigated): 2e-10 there
-        bound = 2e-10 if args["opt"] == "nadam" else OPTIMIZER_RTOL["x64"]
+        error = relative_error(actual[name], value, floor=trajectory_floor())
+        bound = OPTIMIZER_RTOL["x64"]
         assert error <= bound, (name, error)
 
 

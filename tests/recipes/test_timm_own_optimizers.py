@@ -16,7 +16,7 @@ import pytest
 from tests.optim.torch_reference import torch_dtype
 from tests.recipes import twins
 from tests.recipes.test_timm import EPOCH_LEN, run_timm
-from tests.parity import OPTIMIZER_RTOL, relative_error
+from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 
 SCHEDULE = dict(sched="cosine", epochs=3, warmup_epochs=1, warmup_lr=1e-4)
 CASES = [
@@ -59,7 +59,7 @@ def check(args):
     with jax.enable_x64(True):
         actual = twins.run_purelr(dict(timm=args), "vit", steps, 0, epoch_len=EPOCH_LEN)
     for name, value in expected.items():
-        error = relative_error(actual[name], value, scale=max(float(np.max(np.abs(value))), 1.0))
+        error = relative_error(actual[name], value, floor=trajectory_floor())
         assert error <= OPTIMIZER_RTOL["x64"], (args["opt"], name, error)
 
 

@@ -38,7 +38,7 @@ from purelr.recipes import timm as timm_recipe
 from tests.bad_inputs import assert_rejects
 from tests.params import reference
 from tests.params.test_timm import MANIPULATE, _stubs
-from tests.parity import OPTIMIZER_RTOL, relative_error
+from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 from tests.recipes import twins
 
 EXCERPT = os.path.join(os.path.dirname(__file__), "..", "data", "timm_train_py-1.0.29.dev0-aa4b5850.py.txt")
@@ -216,7 +216,7 @@ def assert_same_run(expected, actual, rtol=OPTIMIZER_RTOL["x64"]):
     worst = 0.0
     for name, value in {**params, **{f"ema:{n}": v for n, v in (ema or {}).items()}}.items():
         ours = (ema_ours if name.startswith("ema:") else params_ours)[name.removeprefix("ema:")]
-        error = relative_error(ours, value, scale=max(float(np.max(np.abs(value))), 1.0))
+        error = relative_error(ours, value, floor=trajectory_floor())
         assert error <= rtol, (name, error)
         worst = max(worst, error)
     assert len(lrs) == len(lrs_ours), (len(lrs), len(lrs_ours))

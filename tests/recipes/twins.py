@@ -24,6 +24,7 @@ import torch
 
 import purelr
 from purelr.params.module_kinds import dotted_names
+from tests.optim.torch_reference import torch_dtype
 from tests.params import models, reference
 
 CURVATURE = 0.1
@@ -114,6 +115,19 @@ def result(model, flax_names):
     return {n: to_flax(p.detach().numpy()) for n, p in zip(flax_names, model.parameters())}
 
 
+def _torch_float64(run):
+    """``run`` under torch's float64 default dtype: torch keeps scalar optimizer state (NAdam's
+    ``mu_product``, ``step``) in the default dtype, which float32 would round to 1e-8."""
+
+    @functools.wraps(run)
+    def wrapped(*args, **kwargs):
+        with torch_dtype(True):
+            return run(*args, **kwargs)
+
+    return wrapped
+
+
+@_torch_float64
 def run_mmcv(cfg, name, steps, seed, *, epoch_len, frozen=()):
     """MMCV 1.7.2: DefaultOptimizerConstructor, LrUpdaterHook, MomentumUpdaterHook and OptimizerHook /
     GradientCumulativeOptimizerHook on the torch twin, driven as MMCV's runners drive them."""
@@ -164,6 +178,7 @@ def run_mmcv(cfg, name, steps, seed, *, epoch_len, frozen=()):
     return result(model, flax_names)
 
 
+@_torch_float64
 def run_mmengine(cfg, name, steps, seed, *, epoch_len, frozen=()):
     """MMEngine: DefaultOptimWrapperConstructor -> OptimWrapper (clip_grad, accumulative_counts),
     param schedulers built as the Runner builds them, stepped as ParamSchedulerHook steps them."""
