@@ -162,8 +162,11 @@ TORCH_NAMES = dict(sgd="SGD", adam="Adam", adamw="AdamW", adamax="Adamax", nadam
 
 
 def _id(case):
+    """The call, functions named ``<function>`` (their reprs hold addresses, which differ between
+    pytest-xdist's workers)."""
     name, kwargs = case[:2]
-    return f"{name}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())})"[:80]
+    shown = {k: "<function>" if callable(v) else repr(v) for k, v in kwargs.items()}
+    return f"{name}({', '.join(f'{k}={v}' for k, v in shown.items())})"[:80]
 
 
 def test_table_size():
