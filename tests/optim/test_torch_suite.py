@@ -75,7 +75,7 @@ import torch
 
 from purelr import optim
 from tests.optim.torch_reference import torch_dtype
-from tests.parity import OPTIMIZER_RTOL, relative_error
+from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 
 if "expecttest" not in sys.modules:  # a test-only dependency of torch's test utilities
     sys.modules["expecttest"] = types.SimpleNamespace(TestCase=unittest.TestCase)
@@ -292,18 +292,19 @@ def real_view(x):
 
 
 def errors(name, ours, theirs):
-    """``{what: relative error}`` over the params and every buffer torch keeps per param."""
+    """``{what: relative error}`` over the params and every buffer torch keeps per param, floored
+    at the trajectory floor of the params' precision (``tests.parity.trajectory_floor``)."""
     (params, state), (torch_params, torch_state) = ours, theirs
     found = {}
     for leaf, expected in torch_params.items():
-        found[f"param {leaf}"] = relative_error(real_view(params[leaf]), real_view(expected))
+        floor = trajectory_floor("x64" if np.asarray(expected).dtype.itemsize * (1 + (not np.iscomplexobj(expected))) >= 16 else "f32")
+        found[f"param {leaf}"] = relative_error(real_view(params[leaf]), real_view(expected), floor=floor)
         for field in state._fields[2:]:
             mine, expected = getattr(state, field), torch_state[leaf].get(field)
             mine = mine.get(leaf) if isinstance(mine, dict) else mine
             if expected is None or mine is None or np.shape(mine) != np.shape(expected):
                 continue
-            scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-30)
-            found[f"{field} {leaf}"] = relative_error(real_view(mine), real_view(expected), scale)
+            found[f"{field} {leaf}"] = relative_error(real_view(mine), real_view(expected), floor=floor)
     return found
 
 

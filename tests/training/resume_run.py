@@ -31,6 +31,10 @@ OPTIMIZERS = dict(
     lars=lambda: optim.lars(0.1, momentum=0.9, weight_decay=1e-3), lion=lambda: optim.lion(weight_decay=0.1),
     sgdw=lambda: optim.sgdw(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3), nadamw=lambda: optim.nadamw(),
     timm_adafactor=lambda: optim.timm_adafactor(min_dim_size_to_factor=2, betas=(0.9, 0.999)),
+    adabelief=lambda: optim.adabelief(1e-2), adamp=lambda: optim.adamp(1e-2), adan=lambda: optim.adan(1e-2),
+    adopt=lambda: optim.adopt(1e-2), laprop=lambda: optim.laprop(1e-2), madgrad=lambda: optim.madgrad(1e-2),
+    mars=lambda: optim.mars(1e-2), novograd=lambda: optim.novograd(1e-2), sgdp=lambda: optim.sgdp(0.05, momentum=0.9),
+    lookahead=lambda: optim.lookahead(optim.adamw(1e-2)),
 )
 
 

@@ -24,7 +24,7 @@ from mmengine.registry import PARAM_SCHEDULERS
 import purelr
 from purelr.training import plateau_mmengine as pm
 from tests.bad_inputs import assert_rejects
-from tests.parity import assert_schedule_matches
+from tests.parity import SCHEDULE_RTOL, assert_schedule_matches, rounding_floor
 
 ITER, EPOCH, VAL = 0, 1, 2
 
@@ -168,7 +168,10 @@ def check(cfgs, lr, lengths, val, metrics_of, precision, context):
     chain = pm.param_scheduler_with_plateau(cfgs, lr, **lengths)
     actual, state = twin_lrs(chain, events, metrics)
     context = f"{context} {cfgs} lr={lr} {lengths} {val}"
-    assert_schedule_matches(actual, expected, precision, context=context)
+    # floor: 8 float64 units of the peak: MMEngine's chained cosine recursion cancels near its end
+    # (measured 0.03 units: the example, iteration 1999, 6.9e-8 of the peak)
+    assert_schedule_matches(actual, expected, precision, context=context,
+                            floor=rounding_floor(SCHEDULE_RTOL[precision], 8))
     (reference,) = [s for s in schedulers if getattr(s, "need_val_args", False)]
     counters = [int(state.plateau.epoch), int(state.plateau.num_bad_epochs), int(state.plateau.cooldown_counter)]
     assert counters == [reference._global_step, reference.num_bad_epochs, reference.cooldown_counter], context
