@@ -13,7 +13,12 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 
-def cautious(update, grad):
-    """timm's ``mask = (update * grad > 0); mask /= mask.mean().clamp(min=1e-3); update * mask``."""
+def caution_mask(update, grad):
+    """timm's ``mask = (update * grad > 0); mask /= mask.mean().clamp(min=1e-3)``."""
     mask = (update * grad > 0).astype(update.dtype)
-    return update * (mask / jnp.maximum(jnp.mean(mask), 1e-3))
+    return mask / jnp.maximum(jnp.mean(mask), 1e-3)
+
+
+def cautious(update, grad):
+    """``update * caution_mask(update, grad)``."""
+    return update * caution_mask(update, grad)

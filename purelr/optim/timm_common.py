@@ -8,37 +8,22 @@ import jax
 import jax.numpy as jnp
 
 from purelr.optim.adafactor import torch_lerp as lerp  # noqa: F401  (re-exported for the timm twins)
+from purelr.optim import corrected_decay as corrected
+from purelr.optim.cautious import caution_mask as caution  # noqa: F401  (re-exported for the timm twins)
 from purelr.optim.hyperparams import check
 
 
-def caution(update, grad):
-    """timm's cautious mask (https://arxiv.org/abs/2411.16085) of a tensor: ``mask = (update * grad
-    > 0)``, divided by ``max(mean(mask), 1e-3)``; the caller multiplies its update by it."""
-    mask = (update * grad > 0).astype(grad.dtype)
-    return mask / jnp.maximum(jnp.mean(mask), 1e-3)
-
-
 def corrected_decay(lr, corrected_weight_decay: bool, max_lr_snapshot) -> dict:
-    """``{"max_lr_snapshot": value}`` for ``corrected_weight_decay`` (``{}`` without it): timm's
-    ``max_lr_snapshot`` is the lr given to the constructor; here it defaults to ``lr`` when that
-    is a number and must be given when ``lr`` is a schedule. timm refuses a max lr ``<= 0``."""
+    """``{"max_lr_snapshot": value}`` for ``corrected_weight_decay`` (``{}`` without it), checked by
+    ``purelr.optim.corrected_decay.snapshot`` under timm's argument name."""
     if not corrected_weight_decay:
         return {}
-    if max_lr_snapshot is None:
-        if callable(lr):
-            raise ValueError("corrected_weight_decay=True with an lr schedule needs max_lr_snapshot (timm: the lr "
-                             "given to the constructor, the peak lr), got max_lr_snapshot=None")
-        max_lr_snapshot = lr
-    max_lr_snapshot = check("max_lr_snapshot", max_lr_snapshot)
-    if not callable(max_lr_snapshot) and max_lr_snapshot <= 0:
-        raise ValueError(f"Invalid max_lr_snapshot: {max_lr_snapshot!r} (corrected weight decay requires a "
-                         f"positive max lr: construct with the peak lr)")
-    return {"max_lr_snapshot": max_lr_snapshot}
+    return {"max_lr_snapshot": corrected.snapshot(lr, max_lr_snapshot, "max_lr_snapshot")}
 
 
 def decay_scale(hp):
-    """timm's ``wd_scale``: ``lr``, or ``lr ** 2 / max_lr`` with corrected weight decay."""
-    return hp["lr"] ** 2 / hp["max_lr_snapshot"] if "max_lr_snapshot" in hp else hp["lr"]
+    """timm's ``wd_scale``: ``lr``, or ``lr ** 2 / max_lr_snapshot`` with corrected weight decay."""
+    return corrected.decay_scale(hp, "max_lr_snapshot")
 
 
 def decayed(param, hp, count):
