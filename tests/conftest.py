@@ -5,6 +5,10 @@
   whose `__path__` is the installed folder, so their `__init__` (which imports the models and
   torchvision) never runs.
 - mmcv 1.7.2's `mmcv.runner` imports torchvision for checkpoint loading only: a stub module stands in.
+- mmpretrain, mmdet and mmseg (installed `--no-deps`) register their optimizers, constructors and
+  schedulers in `<package>.engine.*`; their package `__init__`s import models, datasets and mmcv 2.x
+  ops. `mmpretrain`, `mmdet`, `mmseg` and their `engine` packages are stubs over the installed
+  folders, so `import mmdet.engine.schedulers` runs only that module and what it imports.
 """
 
 import importlib.util
@@ -39,6 +43,18 @@ def _install_timm_shim():
     models.group_parameters = importlib.import_module("timm.models._manipulate").group_parameters
 
 
+def _install_openmmlab_shims():
+    for package in ("mmpretrain", "mmdet", "mmseg"):
+        if package in sys.modules:
+            continue
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue  # not installed: tests that need it fail on import, loudly
+        root = spec.submodule_search_locations[0]
+        _stub_package(package, root)
+        _stub_package(f"{package}.engine", os.path.join(root, "engine"))
+
+
 def _install_torchvision_stub():
     if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
         sys.modules["torchvision"] = types.ModuleType("torchvision")
@@ -46,6 +62,7 @@ def _install_torchvision_stub():
 
 _install_timm_shim()
 _install_torchvision_stub()
+_install_openmmlab_shims()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
