@@ -13,7 +13,7 @@ from purelr.optim import base
 from purelr.optim import hyperparams as hp_lib
 from purelr.optim.adafactor import torch_lerp
 from purelr.optim.cautious import cautious
-from purelr.optim.corrected_decay import decay_scale, with_max_lr
+from purelr.optim.corrected_decay import decay_scale, snapshot
 from purelr.schedules.core import as_values, resolve
 
 
@@ -27,14 +27,14 @@ class AdoptState(NamedTuple):
 def adopt(lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, clip_exp=0.333, weight_decay=0.0,
           decoupled: bool = False, corrected_weight_decay: bool = False, *, caution: bool = False,
           foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
-          differentiable: bool = False, max_lr=None) -> optax.GradientTransformation:
+          differentiable: bool = False, max_lr_snapshot=None) -> optax.GradientTransformation:
     """Twin of ``timm.optim.Adopt``; every number (``betas`` one by one, ``clip_exp`` unless
-    ``None``) may be a schedule. ``max_lr``: see ``purelr.optim.corrected_decay``.
+    ``None``) may be a schedule. ``max_lr_snapshot``: see ``purelr.optim.corrected_decay``.
 
     With ``g = -grad if maximize else grad`` (``g += weight_decay * param`` unless ``decoupled``),
     the first update only sets ``exp_avg_sq = g * g``; at each later ``t = count + 1``::
 
-        param -= lr * weight_decay * param                   (decoupled; lr ** 2 / max_lr corrected)
+        param -= lr * weight_decay * param                   (decoupled; lr ** 2 / max_lr_snapshot corrected)
         n = clamp(g / max(sqrt(exp_avg_sq), eps), -(t - 1) ** clip_exp, (t - 1) ** clip_exp)
         exp_avg = lerp(exp_avg, n, 1 - beta1)
         param -= lr * exp_avg                                (exp_avg masked with caution)
@@ -42,8 +42,8 @@ def adopt(lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, clip_exp=0.333, weight_decay=0
     """
     base.device_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
     more = {} if clip_exp is None else dict(clip_exp=hp_lib.check("clip_exp", clip_exp, minimum=None))
-    hyperparams = with_max_lr(base.adam_hyperparams(lr, betas, eps, weight_decay, **more),
-                              corrected_weight_decay, max_lr)
+    hyperparams = dict(base.adam_hyperparams(lr, betas, eps, weight_decay, **more),
+                       **snapshot(lr, corrected_weight_decay, max_lr_snapshot))
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
 

@@ -11,7 +11,7 @@ import optax
 
 from purelr.optim import base
 from purelr.optim.cautious import cautious
-from purelr.optim.corrected_decay import decay_scale, with_max_lr
+from purelr.optim.corrected_decay import decay_scale, snapshot
 from purelr.schedules.core import resolve
 
 
@@ -25,10 +25,10 @@ class LaPropState(NamedTuple):
 
 
 def laprop(lr=4e-4, betas=(0.9, 0.999), eps=1e-15, weight_decay=0.0, caution: bool = False,
-           corrected_weight_decay: bool = False, foreach: bool | None = None, *, max_lr=None
+           corrected_weight_decay: bool = False, foreach: bool | None = None, *, max_lr_snapshot=None
            ) -> optax.GradientTransformation:
     """Twin of ``timm.optim.LaProp``; every number (``betas`` one by one) may be a schedule.
-    ``foreach`` is accepted and ignored; ``max_lr``: see ``purelr.optim.corrected_decay``.
+    ``foreach`` is accepted and ignored; ``max_lr_snapshot``: see ``purelr.optim.corrected_decay``.
 
     Each update::
 
@@ -38,13 +38,13 @@ def laprop(lr=4e-4, betas=(0.9, 0.999), eps=1e-15, weight_decay=0.0, caution: bo
         exp_avg = beta1 * exp_avg + lr * (1 - beta1) * grad / (sqrt(exp_avg_sq / exp_avg_lr_2) + eps)
         param -= lr / exp_avg_lr_1 * exp_avg                  (0 when exp_avg_lr_1 is 0; exp_avg
                                                                masked with caution)
-        param -= lr * weight_decay * param                    (after the step; lr ** 2 / max_lr corrected)
+        param -= lr * weight_decay * param                    (after the step; lr ** 2 / max_lr_snapshot corrected)
 
     ``exp_avg_lr_1`` and ``exp_avg_lr_2`` are kept in the default float dtype (timm: a Python
     float and a tensor of torch's default dtype).
     """
     base.device_flags(foreach=foreach)
-    hyperparams = with_max_lr(base.adam_hyperparams(lr, betas, eps, weight_decay), corrected_weight_decay, max_lr)
+    hyperparams = dict(base.adam_hyperparams(lr, betas, eps, weight_decay), **snapshot(lr, corrected_weight_decay, max_lr_snapshot))
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
 

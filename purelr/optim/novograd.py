@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from purelr.optim import base
-from purelr.optim.corrected_decay import decay_scale, with_max_lr
+from purelr.optim.corrected_decay import decay_scale, snapshot
 from purelr.schedules.core import resolve
 
 
@@ -24,23 +24,23 @@ class NovoGradState(NamedTuple):
 
 def novograd(lr=1e-3, betas=(0.95, 0.98), eps=1e-8, weight_decay=0.0, grad_averaging: bool = False,
              amsgrad: bool = False, decoupled_decay: bool = False, corrected_weight_decay: bool = False,
-             *, max_lr=None) -> optax.GradientTransformation:
+             *, max_lr_snapshot=None) -> optax.GradientTransformation:
     """Twin of ``timm.optim.NvNovoGrad``; every number (``betas`` one by one) may be a schedule.
-    ``max_lr``: see ``purelr.optim.corrected_decay``.
+    ``max_lr_snapshot``: see ``purelr.optim.corrected_decay``.
 
     Per leaf, with ``norm = sum(grad ** 2)``::
 
         exp_avg_sq = norm if exp_avg_sq == 0 else beta2 * exp_avg_sq + (1 - beta2) * norm
         max_exp_avg_sq = max(max_exp_avg_sq, exp_avg_sq)                  (amsgrad, used below)
         update = grad / (sqrt(exp_avg_sq) + eps) + weight_decay * param   (L2; or decoupled:
-                                      param *= 1 - lr * weight_decay, lr ** 2 / max_lr corrected)
+                                      param *= 1 - lr * weight_decay, lr ** 2 / max_lr_snapshot corrected)
         exp_avg = beta1 * exp_avg + (1 - beta1 if grad_averaging else 1) * update
         param -= lr * exp_avg
 
     ``exp_avg_sq`` is kept in the param's dtype (timm: in torch's default dtype, the same when
     torch's default dtype is the params').
     """
-    hyperparams = with_max_lr(base.adam_hyperparams(lr, betas, eps, weight_decay), corrected_weight_decay, max_lr)
+    hyperparams = dict(base.adam_hyperparams(lr, betas, eps, weight_decay), **snapshot(lr, corrected_weight_decay, max_lr_snapshot))
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
 

@@ -8,22 +8,9 @@ import jax
 import jax.numpy as jnp
 
 from purelr.optim.adafactor import torch_lerp as lerp  # noqa: F401  (re-exported for the timm twins)
-from purelr.optim import corrected_decay as corrected
+from purelr.optim.corrected_decay import decay_scale, snapshot as corrected_decay  # noqa: F401  (re-exported)
 from purelr.optim.cautious import caution_mask as caution  # noqa: F401  (re-exported for the timm twins)
 from purelr.optim.hyperparams import check
-
-
-def corrected_decay(lr, corrected_weight_decay: bool, max_lr_snapshot) -> dict:
-    """``{"max_lr_snapshot": value}`` for ``corrected_weight_decay`` (``{}`` without it), checked by
-    ``purelr.optim.corrected_decay.snapshot`` under timm's argument name."""
-    if not corrected_weight_decay:
-        return {}
-    return {"max_lr_snapshot": corrected.snapshot(lr, max_lr_snapshot, "max_lr_snapshot")}
-
-
-def decay_scale(hp):
-    """timm's ``wd_scale``: ``lr``, or ``lr ** 2 / max_lr_snapshot`` with corrected weight decay."""
-    return corrected.decay_scale(hp, "max_lr_snapshot")
 
 
 def decayed(param, hp, count):

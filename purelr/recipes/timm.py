@@ -124,6 +124,26 @@ SUPPORTED = {
     "novogradw": OptimInfo(optim.novograd, has_betas=True, defaults=(("decoupled_decay", True),)),
     "mars": OptimInfo(optim.mars, has_betas=True),
     "cmars": OptimInfo(optim.mars, has_betas=True, defaults=(("caution", True),)),
+    # timm's corrected weight decay (``lr ** 2 / max_lr_snapshot``), with and without caution
+    "lambcd": OptimInfo(optim.lamb, has_betas=True, defaults=(("decoupled_decay", True), ("corrected_weight_decay", True)),
+                        global_grad_clip=optim.lamb_grad_clip),
+    "rmsproptfc": OptimInfo(optim.rmsprop_tf, has_momentum=True,
+                            defaults=(("alpha", 0.9), ("decoupled_decay", True), ("corrected_weight_decay", True))),
+    "lionc": OptimInfo(optim.lion, has_eps=False, has_betas=True, defaults=(("corrected_weight_decay", True),)),
+    "clionc": OptimInfo(optim.lion, has_eps=False, has_betas=True,
+                        defaults=(("caution", True), ("corrected_weight_decay", True))),
+    "sgdc": OptimInfo(optim.sgdw, has_eps=False, has_momentum=True,
+                      defaults=(("nesterov", True), ("corrected_weight_decay", True))),
+    "csgdc": OptimInfo(optim.sgdw, has_eps=False, has_momentum=True,
+                       defaults=(("nesterov", True), ("caution", True), ("corrected_weight_decay", True))),
+    "nadamc": OptimInfo(optim.nadamw, has_betas=True, defaults=(("corrected_weight_decay", True),)),
+    "cnadamc": OptimInfo(optim.nadamw, has_betas=True, defaults=(("caution", True), ("corrected_weight_decay", True))),
+    "adoptc": OptimInfo(optim.adopt, has_betas=True, defaults=(("decoupled", True), ("corrected_weight_decay", True))),
+    "cadoptc": OptimInfo(optim.adopt, has_betas=True,
+                         defaults=(("decoupled", True), ("caution", True), ("corrected_weight_decay", True))),
+    "lapropc": OptimInfo(optim.laprop, has_betas=True, defaults=(("corrected_weight_decay", True),)),
+    "novogradc": OptimInfo(optim.novograd, has_betas=True,
+                           defaults=(("decoupled_decay", True), ("corrected_weight_decay", True))),
 }
 
 TRAIN_PY = "timm 1.0.29.dev0 (huggingface/pytorch-image-models@aa4b5850)"
@@ -394,6 +414,11 @@ def create_optimizer_v2(params, opt: str = "sgd", lr=None, weight_decay: float =
         hyperparams.pop("betas", None)
     if lr is None:
         lr = inspect.signature(info.optimizer).parameters["lr"].default
+    if hyperparams.get("corrected_weight_decay") and hyperparams.get("max_lr_snapshot") is None:
+        if callable(lr):
+            raise ValueError(f"opt={opt!r} (corrected_weight_decay) with a scheduled lr needs max_lr_snapshot "
+                             f"(the lr timm's constructor gets, the peak lr), got max_lr_snapshot=None")
+        hyperparams["max_lr_snapshot"] = lr  # timm's snapshot of the constructor lr, before lr_scale
     schedules = None
     if callable(lr):
         schedule, lr = lr, 1.0
@@ -404,9 +429,16 @@ def create_optimizer_v2(params, opt: str = "sgd", lr=None, weight_decay: float =
                                         inspect.signature(info.optimizer).parameters["max_grad_norm"].default)
         hyperparams["max_grad_norm"] = None
         clip = None if max_grad_norm is None else info.global_grad_clip(max_grad_norm)
+        if clip is not None and any(setting.frozen for setting in settings.values()):
+            clip = optax.masked(clip, _trainable_mask(labels, settings))  # timm's groups hold no frozen leaf
     transform = paramwise_lib.paramwise_transform(info.optimizer, labels, settings, lr=lr, weight_decay=weight_decay,
                                                   schedules=schedules, **hyperparams)
     return transform if clip is None else optax.chain(clip, transform)
+
+
+def _trainable_mask(labels, settings):
+    label_tree = groups_lib.by_name(labels)
+    return lambda params: jax.tree.map(lambda label: not settings[label].frozen, label_tree(params))
 
 
 def create_scheduler_v2(lr: float, *, updates_per_epoch: int, **kwargs):
@@ -525,6 +557,8 @@ def build_timm(args, params, *, epoch_len: int | None, layer_map=None, frozen=No
     elif accumulation > 1 and epoch_len is None:
         raise ValueError(f"timm.grad_accum_steps={accumulation} needs epoch_len (batches per epoch): "
                          f"train.py steps on the last, partial accumulation of each epoch")
+    if dict(optimizer_info(args["opt"])[1].defaults, **kwargs).get("corrected_weight_decay"):
+        kwargs.setdefault("max_lr_snapshot", lr)  # train.py builds the optimizer with the scaled lr
     optimizer = create_optimizer_v2(params, layer_map=layer_map, frozen=frozen, **kwargs)
     grouping = {name: kwargs[name] for name in inspect.signature(param_groups).parameters if name in kwargs}
     labels, _ = param_groups(params, layer_map=layer_map, frozen=frozen, **grouping)

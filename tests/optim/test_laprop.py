@@ -1,6 +1,6 @@
 """purelr.optim.laprop against timm 1.0.31's ``timm.optim.LaProp``, side by side (torch_reference).
 Each configuration carries ``max_lr_snapshot`` (timm's group key for corrected weight decay),
-given to the twin as ``max_lr``. The default run takes timm's ``laprop`` flags in both
+given to the twin under the same name. The default run takes timm's ``laprop`` flags in both
 precisions; ``caution`` and ``lapropc``'s corrected decay run nightly."""
 
 import pytest
@@ -10,7 +10,7 @@ from purelr.optim.laprop import laprop
 from tests.optim import torch_reference as ref
 
 
-make = ref.snapshot_as_max_lr(laprop)
+make = laprop
 
 
 def draw(rng):
@@ -50,5 +50,5 @@ def test_rejects_what_timm_rejects(name, kwargs):
 def test_rejects_bad_input():
     with pytest.raises(ValueError, match="weight_decay.*-0.1"):
         laprop(weight_decay=-0.1)
-    with pytest.raises(ValueError, match="needs max_lr"):
+    with pytest.raises(ValueError, match="needs max_lr_snapshot"):
         laprop(lr=lambda step: 1e-3, corrected_weight_decay=True)

@@ -1,6 +1,6 @@
 """purelr.optim.novograd against timm 1.0.31's ``timm.optim.NvNovoGrad``, side by side
 (torch_reference). Each configuration carries ``max_lr_snapshot`` (timm's group key for corrected
-weight decay), given to the twin as ``max_lr``. The default run takes timm's ``novograd`` flags in
+weight decay), given to the twin under the same name. The default run takes timm's ``novograd`` flags in
 both precisions; every flag combination runs nightly."""
 
 import pytest
@@ -10,7 +10,7 @@ from purelr.optim.novograd import novograd
 from tests.optim import torch_reference as ref
 
 
-make = ref.snapshot_as_max_lr(novograd)
+make = novograd
 
 
 def draw(rng):

@@ -331,16 +331,6 @@ def _buffers(state):
             yield field, value
 
 
-def snapshot_as_max_lr(make):
-    """``make`` taking a configuration's ``max_lr_snapshot`` (timm's param-group key for corrected
-    weight decay: the lr its constructor got) as purelr's ``max_lr``, with corrected decay on."""
-
-    def made(max_lr_snapshot=None, **kwargs):
-        return make(**kwargs, max_lr=max_lr_snapshot if kwargs.get("corrected_weight_decay") else None)
-
-    return made
-
-
 def check_family(make, optimizer_type, configs, constructor_keys=()):
     """Runs every configuration on both sides; asserts parity; returns the largest error
     (``constructor_keys``: see ``run_torch``)."""

@@ -48,10 +48,10 @@ CASES = [
 EPOCH_LEN = 3
 
 
-def run_timm(args, steps):
+def run_timm(args, steps, frozen=()):
     model = twins.torch_model("vit")
     model.group_matcher = lambda coarse=False: MATCHER
-    model, flax_names, gradients = twins.prepare_model(model, "vit", steps, 0)
+    model, flax_names, gradients = twins.prepare_model(model, "vit", steps, 0, frozen)
     # train.py's namespace: its defaults (read from its parser) for every argument not given
     namespace = types.SimpleNamespace(**{**train_py_defaults(), **{
         k: v for k, v in args.items() if k not in ("group_matcher", "filter_bias_and_bn")}})

@@ -15,7 +15,7 @@ import pytest
 
 from tests.optim.torch_reference import torch_dtype
 from tests.recipes import twins
-from tests.recipes.test_timm import EPOCH_LEN, run_timm
+from tests.recipes.test_timm import EPOCH_LEN, MATCHER, run_timm
 from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 
 SCHEDULE = dict(sched="cosine", epochs=3, warmup_epochs=1, warmup_lr=1e-4)
@@ -31,6 +31,7 @@ CASES = [
     dict(opt="novograd", lr=1e-2, weight_decay=1e-3, opt_betas=(0.9, 0.95)),
     dict(opt="mars", lr=1e-2, weight_decay=1e-2),
     dict(opt="lookahead_adamw", lr=1e-2, weight_decay=0.05),
+    dict(opt="adoptc", lr=1e-2, weight_decay=0.5, layer_decay=0.7, group_matcher=MATCHER),  # snapshot: lr before lr_scale
 ]
 VARIANTS = [
     dict(opt="cadamp", lr=1e-2, weight_decay=0.05),
@@ -47,6 +48,9 @@ VARIANTS = [
     dict(opt="cmars", lr=1e-2, weight_decay=1e-2, opt_args=dict(optimize_1d=True)),
     dict(opt="lookahead_adan", lr=1e-2, weight_decay=0.02, opt_args=dict(caution=True)),
     dict(opt="lookahead_sgdp", lr=0.05, weight_decay=1e-3),
+    dict(opt="cadoptc", lr=1e-2, weight_decay=0.5),
+    dict(opt="lapropc", lr=1e-2, weight_decay=0.5),
+    dict(opt="novogradc", lr=1e-2, weight_decay=0.5),
 ]
 
 
