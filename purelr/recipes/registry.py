@@ -74,8 +74,9 @@ MODEL_ZOOS = ("mmaction", "mmagic", "mmcls", "mmdet", "mmdet3d", "mmedit", "mmfl
               "mmpretrain", "mmrazor", "mmrotate", "mmseg", "mmselfsup", "mmtrack", "mmyolo")
 """The OpenMMLab model-zoo packages; a JAX user need not have them installed."""
 NOT_INSTALLED: set = set()
-"""Modules of a model zoo that ``custom_imports`` named and that are not installed (OpenMMLab
-configs import ``mmdet.models`` for a backbone): skipped, and named when a part is then missing."""
+"""Modules of a model zoo that ``custom_imports`` named and that are not installed, or installed
+without what they need (OpenMMLab configs import ``mmdet.models`` for a backbone; mmdet 3.x refuses
+to import next to mmcv 1.x): skipped, and named when a part is then missing."""
 
 
 def lookup(kind: str, name, where: str, builtin=()) -> Callable:
@@ -95,8 +96,9 @@ def lookup(kind: str, name, where: str, builtin=()) -> Callable:
 
 def import_custom(custom_imports, where: str = "custom_imports") -> None:
     """MMCV's ``custom_imports=dict(imports=[...], allow_failed_imports=False)``. A module of a model
-    zoo (``MODEL_ZOOS``) that is not installed is skipped (``NOT_INSTALLED``); any other import
-    failure is an error."""
+    zoo (``MODEL_ZOOS``) that is not installed, or fails to import, is skipped with a warning
+    (``NOT_INSTALLED``): it registers models, which purelr does not build. Any other import failure
+    is an error."""
     if custom_imports is None:
         return
     if not isinstance(custom_imports, dict) or "imports" not in custom_imports:
@@ -107,13 +109,18 @@ def import_custom(custom_imports, where: str = "custom_imports") -> None:
     if unknown:
         raise ValueError(f"{where}: unknown keys {unknown}; known: ['allow_failed_imports', 'imports']")
     for module in modules:
+        package = module.split(".")[0]
         try:
             importlib.import_module(module)
-        except ImportError as error:
-            package = module.split(".")[0]
-            if isinstance(error, ModuleNotFoundError) and error.name == package and package in MODEL_ZOOS:
-                NOT_INSTALLED.add(module)  # registers the zoo's models, which purelr does not build
+        except Exception as error:
+            if package in MODEL_ZOOS:
+                if not (isinstance(error, ModuleNotFoundError) and error.name == package):
+                    warnings.warn(f"{where}.imports: {module!r} is installed but fails to import and is "
+                                  f"skipped: {type(error).__name__}: {error}")
+                NOT_INSTALLED.add(module)
                 continue
+            if not isinstance(error, ImportError):
+                raise
             if not custom_imports.get("allow_failed_imports", False):
                 raise ImportError(f"{where}.imports: cannot import {module!r}: {error}") from error
             warnings.warn(f"{where}.imports: {module!r} failed to import and is skipped: {error}")

@@ -47,6 +47,7 @@ LONG_EPOCH_LEN = 100
 """For configs whose schedulers begin after ``EPOCH_LEN``-long epochs end the run (MMPretrain's
 ShuffleNet: a PolyLR from iteration 5000 of a 300-epoch run), which MMEngine refuses too."""
 SAMPLE = 40
+RECURSION_EXACT = 20000
 PENDING = {
     "AmpOptimWrapper": 18, "DeepSpeedOptimWrapper": 18, "Fp16OptimizerHook": 18,
     "GradientCumulativeFp16OptimizerHook": 18,
@@ -150,10 +151,21 @@ def category(corpus, path) -> str:
         # floor: 8 float64 units of the peak: MMCV's warmups and MMEngine's recursions cancel there
         # (measured 0.3 units: a linear warmup's first value, 1e-6 of the peak, poolformer)
         assert_schedule_matches(values, expected.values[key], "x64", context=f"{path} {key}",
-                                floor=rounding_floor(SCHEDULE_RTOL["x64"], 8))
+                                floor=rounding_floor(SCHEDULE_RTOL["x64"], 8), rtol=recursion_rtol(len(values)))
     if removed:
         return f"equal once {', '.join(sorted(set(removed)))} (refused: a key the original ignores) is removed"
     return "equal"
+
+
+def recursion_rtol(length: int):
+    """1e-12 for the first ``RECURSION_EXACT`` iterations, then ``n`` units of float64 roundoff at
+    iteration ``n``: MMEngine's schedulers step their value by a chained recursion, one rounding a
+    step, which drifts from the closed form over a long run. MMSegmentation's 160k-iteration PolyLR
+    (segmenter, setr: ``(lr - eta_min) * (1 - 1 / (T - n + 1)) ** power + eta_min``) is 1.31e-12
+    off its exact value (mpmath) at iteration 142615, 5900 units; purelr's closed form is 0.5 unit
+    off there."""
+    n = np.arange(length)
+    return np.where(n < RECURSION_EXACT, SCHEDULE_RTOL["x64"], np.maximum(SCHEDULE_RTOL["x64"], n * 2.0**-53))
 
 
 def _curves(cfg):
