@@ -1,0 +1,172 @@
+"""Loss scaling side by side with the originals: ``torch.amp.GradScaler`` (driven as torch's AMP
+examples and MMEngine's ``AmpOptimWrapper`` drive it: scale the loss, accumulate, ``unscale_``,
+clip, ``step``, ``update``), MMCV 1.7.2's ``LossScaler`` and DeepSpeed's ``DynamicLossScaler``.
+
+Random scaler settings and gradient sequences, with overflows injected at random steps (an
+infinity or a NaN in one leaf; float16 gradients also overflow on their own once ``g * scale``
+passes 65504). Both sides see the same scaled gradients ``float(g) * scale`` (the scale each side
+holds), so a scale that drifts shows up in the parameters too. Compared: the scale after every
+iteration and the skip pattern exactly (float32 scales; outside x64 the factors are drawn with at
+most 4 significant bits, so that torch's float64 product and a float32 one round alike), the
+params to the trajectory tolerance.
+
+torch's GradScaler refuses float16 gradients (``unscale_``: 'Attempting to unscale FP16
+gradients'); its FSDP subclass ``ShardedGradScaler`` lets them through ``_unscale_grads_(...,
+allow_fp16=True)``, which is all the shim ``Fp16GradScaler`` below changes (ShardedGradScaler
+itself needs a process group). float16 runs step SGD with lr 1 and no momentum, so that the params
+are the start minus the unscaled gradients, each rounded once to float16 as torch rounds them.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+from purelr.optim import clip_grad_norm, sgd
+from purelr.training.accumulate import accumulate
+from purelr.training.loss_scale import (dynamic_loss_scaler, grad_scaler, loss_scale, loss_scale_state, loss_scaled,
+                                        mmcv_loss_scaler, static_loss_scaler)
+from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
+
+STEPS = 40
+SHAPES = ((3,), (2, 2))
+CONFIGS = 12  # per precision and dtype in the default run; nightly: NIGHTLY_CONFIGS more
+NIGHTLY_CONFIGS = 60
+
+
+class Fp16GradScaler(torch.amp.GradScaler):
+    def _unscale_grads_(self, optimizer, inv_scale, found_inf, allow_fp16):
+        return super()._unscale_grads_(optimizer, inv_scale, found_inf, True)
+
+
+def _factor(rng, low, high, exact):
+    """A factor in ``(low, high)``: any double, or (``exact``) one with at most 4 significant bits."""
+    while True:
+        value = float(rng.uniform(low, high))
+        if exact:
+            exponent = math.floor(math.log2(value))
+            value = round(value / 2.0**exponent * 8) / 8 * 2.0**exponent
+        if low < value < high:
+            return value
+
+
+def random_case(seed, dtype, x64):
+    """Scaler settings, optimizer settings and the unscaled gradients (with overflows) of one run."""
+    rng = np.random.default_rng(seed)
+    exact = not x64
+    settings = dict(init_scale=_factor(rng, 1.0, 2.0, exact) * 2.0 ** int(rng.integers(0, 17)),
+                    growth_factor=_factor(rng, 1.0, 4.0, exact), backoff_factor=_factor(rng, 0.05, 1.0, exact),
+                    growth_interval=int(rng.integers(1, 6)))
+    half = dtype == np.float16
+    every = 1 if half or seed % 3 else int(rng.integers(2, 4))
+    optimizer = dict(lr=1.0, momentum=0.0) if half else dict(lr=float(rng.uniform(0.01, 0.1)),
+                                                               momentum=float(rng.choice([0.0, 0.9])))
+    clip = None if half or rng.random() < 0.5 else float(rng.uniform(0.1, 2.0))
+    wide = np.float64 if dtype == np.float64 else np.float32
+    magnitude = 10.0 ** rng.uniform(-3, 1, size=(STEPS, 1))
+    grads = [(rng.normal(size=(STEPS,) + shape) * magnitude.reshape((STEPS,) + (1,) * len(shape))).astype(wide)
+             for shape in SHAPES]
+    for k in np.flatnonzero(rng.random(STEPS) < 0.2):
+        leaf = int(rng.integers(len(SHAPES)))
+        grads[leaf][k].flat[int(rng.integers(grads[leaf][k].size))] = rng.choice([np.inf, -np.inf, np.nan])
+    params = [rng.normal(size=shape).astype(dtype) for shape in SHAPES]
+    return settings, optimizer, clip, every, params, grads
+
+
+def run_torch(settings, optimizer, clip, every, params, grads, dtype):
+    """torch: ``(params, scale, found_inf, growth_tracker)`` after each iteration (found_inf and
+    tracker at the iterations that step)."""
+    scaler = (Fp16GradScaler if dtype == np.float16 else torch.amp.GradScaler)("cpu", **settings)
+    tensors = [torch.tensor(p, requires_grad=True) for p in params]
+    opt = torch.optim.SGD(tensors, **optimizer)
+    out = {"params": [], "scale": [], "found": [], "tracker": []}
+    for k in range(STEPS):
+        scale = scaler.scale(torch.ones((), dtype=torch.float32))
+        for p, g in zip(tensors, grads):
+            scaled = (torch.from_numpy(g[k]) * scale).to(p.dtype)
+            contribution = scaled * (1.0 / every) if every > 1 else scaled  # MMEngine's loss / n
+            p.grad = contribution if p.grad is None else p.grad + contribution
+        if (k + 1) % every == 0:
+            scaler.unscale_(opt)
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(tensors, clip)
+            scaler.step(opt)
+            state = scaler._per_optimizer_states[id(opt)]
+            out["found"].append(bool(sum(v.item() for v in state["found_inf_per_device"].values())))
+            scaler.update()
+            out["tracker"].append(int(scaler._growth_tracker))
+            opt.zero_grad()
+        out["params"].append([p.detach().numpy().copy() for p in tensors])
+        out["scale"].append(np.float32(scaler.get_scale()))
+    return out
+
+
+def transformation(settings, optimizer, clip, every, scaler=None):
+    inner = sgd(**optimizer)
+    if clip is not None:
+        inner = optax.chain(clip_grad_norm(clip), inner)
+    tx = loss_scaled(inner, scaler or grad_scaler(**settings))
+    return accumulate(tx, every) if every > 1 else tx
+
+
+def run_purelr(tx, params, grads):
+    """purelr, jitted (one ``lax.scan`` over the iterations): the same record as ``run_torch``."""
+
+    @jax.jit
+    def run(params, grads):
+        def body(carry, g):
+            params, state = carry
+            scale = loss_scale(state)
+            scaled = [(gk * scale.astype(gk.dtype)).astype(p.dtype) for gk, p in zip(g, params)]
+            updates, state = tx.update(scaled, state, params)
+            params = optax.apply_updates(params, updates)
+            inner = loss_scale_state(state)
+            return (params, state), (params, loss_scale(state), inner.found_inf, inner.scaler.growth_tracker)
+
+        return jax.lax.scan(body, (params, tx.init(params)), grads)[1]
+
+    return run([jnp.asarray(p) for p in params], [jnp.asarray(g) for g in grads])
+
+
+def check_grad_scaler(seed, dtype, precision):
+    settings, optimizer, clip, every, params, grads = random_case(seed, dtype, precision == "x64")
+    expected = run_torch(settings, optimizer, clip, every, params, grads, dtype)
+    actual_params, scales, found, tracker = run_purelr(transformation(settings, optimizer, clip, every), params, grads)
+    context = f"seed {seed} {np.dtype(dtype).name} {settings} every={every} clip={clip}"
+    np.testing.assert_array_equal(np.asarray(scales), np.asarray(expected["scale"]), err_msg=context)
+    steps = slice(every - 1, None, every)
+    assert list(np.asarray(found)[steps][:len(expected["found"])]) == expected["found"], context
+    assert list(np.asarray(tracker)[steps][:len(expected["tracker"])]) == expected["tracker"], context
+    assert any(expected["found"]) and not all(expected["found"]), context  # both kinds of step were taken
+    worst = 0.0
+    for leaf in range(len(SHAPES)):
+        ours = np.asarray(actual_params[leaf])
+        theirs = np.stack([p[leaf] for p in expected["params"]])
+        assert ours.dtype == theirs.dtype, context
+        if dtype == np.float16:
+            np.testing.assert_array_equal(ours, theirs, err_msg=context)
+            continue
+        error = relative_error(ours, theirs, floor=trajectory_floor(precision))
+        assert error <= OPTIMIZER_RTOL[precision], f"{context}: params error {error:.3g}"
+        worst = max(worst, error)
+    return worst
+
+
+@pytest.mark.parametrize("half", [False, True], ids=["float", "float16"])
+def test_grad_scaler_matches_torch(precision, half):
+    dtype = np.float16 if half else np.float64 if precision == "x64" else np.float32
+    worst = max(check_grad_scaler(seed, dtype, precision) for seed in range(CONFIGS))
+    print(f"{precision} {np.dtype(dtype).name}: worst params error {worst:.3g}")
+
+
+@pytest.mark.nightly
+@pytest.mark.parametrize("half", [False, True], ids=["float", "float16"])
+def test_grad_scaler_matches_torch_on_more_configs(precision, half):
+    dtype = np.float16 if half else np.float64 if precision == "x64" else np.float32
+    for seed in range(CONFIGS, CONFIGS + NIGHTLY_CONFIGS):
+        check_grad_scaler(seed, dtype, precision)
