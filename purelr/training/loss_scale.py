@@ -75,12 +75,15 @@ def _nonfinite(grads) -> jax.Array:
     return jnp.any(jnp.stack([~jnp.all(jnp.isfinite(g)) for g in leaves])) if leaves else jnp.asarray(False)
 
 
-def _times_inverse(grads, scale):
-    """``g * float32(1 / scale)``, the reciprocal taken in the originals' double precision and
-    rounded to float32 (torch's ``inv_scale = scale.double().reciprocal().float()``, DeepSpeed's
-    ``grad.mul_(1. / cur_scale)``); float16 / bfloat16 gradients multiplied in float32 and rounded
-    back, as torch's ``_amp_foreach_non_finite_check_and_unscale_`` does."""
-    inverse = (1.0 / jnp.asarray(scale).astype(_wide())).astype(jnp.float32)
+def _times_inverse(grads, scale, *, float32_inverse: bool = True):
+    """``g * (1 / scale)``, the reciprocal taken in the originals' double precision and, with
+    ``float32_inverse``, rounded to float32 (torch's ``inv_scale = scale.double().reciprocal().float()``;
+    DeepSpeed's ``grad.mul_(1. / cur_scale)`` multiplies by the double, rounded to the gradient's
+    precision). float16 / bfloat16 gradients are multiplied in float32 and rounded back, as
+    torch's ``_amp_foreach_non_finite_check_and_unscale_`` and its half-precision kernels do."""
+    inverse = 1.0 / jnp.asarray(scale).astype(_wide())
+    if float32_inverse:
+        inverse = inverse.astype(jnp.float32)
 
     def leaf(g):
         wide = jnp.promote_types(g.dtype, jnp.float32)
@@ -181,7 +184,9 @@ def mmcv_loss_scaler(init_scale=2**32, mode: str = "dynamic", scale_factor=2.0, 
         if not dynamic:
             return state
         grown = (state.iteration - state.last_overflow) % scale_window == 0
-        scale = jnp.where(found, jnp.maximum(state.scale / scale_factor, 1.0),
+        # a barrier keeps XLA from dividing by multiplying with the factor's rounded reciprocal
+        divided = state.scale / jax.lax.optimization_barrier(jnp.asarray(scale_factor, state.scale.dtype))
+        scale = jnp.where(found, jnp.maximum(divided, 1.0),
                           jnp.where(grown, state.scale * scale_factor, state.scale))
         return state._replace(scale=scale.astype(state.scale.dtype), iteration=state.iteration + 1,
                               last_overflow=jnp.where(found, state.iteration, state.last_overflow))
@@ -193,8 +198,8 @@ def dynamic_loss_scaler(init_scale=2**32, scale_window: int = 1000, min_scale=1,
                         consecutive_hysteresis: bool = False) -> Scaler:
     """Twin of DeepSpeed's ``deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler`` (factor 2).
 
-    Overflow when any gradient is not finite (``has_inf_or_nan``); gradients times
-    ``float32(1 / scale)`` (``grad.mul_(1. / cur_scale)``); ``update_scale``, with hysteresis
+    Overflow when any gradient is not finite (``has_inf_or_nan``); gradients times ``1 / scale``
+    (``grad.mul_(1. / cur_scale)`` of its FP16 optimizers); ``update_scale``, with hysteresis
     (``delayed_shift`` overflows before the scale drops)::
 
         overflow: if delayed_shift == 1 or hysteresis == 1: scale = max(scale / 2, min_scale)
@@ -231,16 +236,18 @@ def dynamic_loss_scaler(init_scale=2**32, scale_window: int = 1000, min_scale=1,
         return DynamicScalerState(scale, state.iteration + 1, jnp.where(found, state.iteration, state.last_overflow),
                                   hysteresis.astype(jnp.int32))
 
-    return Scaler(lambda: _dynamic_state(init_scale, delayed_shift), _nonfinite,
-                  lambda grads, state: _times_inverse(grads, state.scale), update)
+    return Scaler(lambda: _dynamic_state(init_scale, delayed_shift), _nonfinite, _deepspeed_unscale, update)
 
 
 def static_loss_scaler(scale=1.0) -> Scaler:
     """Twin of DeepSpeed's static ``deepspeed.runtime.fp16.loss_scaler.LossScaler(scale)``: the
-    scale fixed, no overflow check (no step skipped), gradients times ``float32(1 / scale)``."""
+    scale fixed, no overflow check (no step skipped), gradients times ``1 / scale``."""
     scale = validate.positive("scale", scale)
-    return Scaler(lambda: _dynamic_state(scale), _never, lambda grads, state: _times_inverse(grads, state.scale),
-                  lambda state, found: state)
+    return Scaler(lambda: _dynamic_state(scale), _never, _deepspeed_unscale, lambda state, found: state)
+
+
+def _deepspeed_unscale(grads, state):
+    return _times_inverse(grads, state.scale, float32_inverse=False)
 
 
 def deepspeed_fp16(section) -> Scaler:

@@ -55,7 +55,7 @@ def _factor(rng, low, high, exact):
             return value
 
 
-def random_case(seed, dtype, x64):
+def random_case(seed, dtype, x64, overflow_rate=0.2):
     """Scaler settings, optimizer settings and the unscaled gradients (with overflows) of one run."""
     rng = np.random.default_rng(seed)
     exact = not x64
@@ -71,7 +71,7 @@ def random_case(seed, dtype, x64):
     magnitude = 10.0 ** rng.uniform(-3, 1, size=(STEPS, 1))
     grads = [(rng.normal(size=(STEPS,) + shape) * magnitude.reshape((STEPS,) + (1,) * len(shape))).astype(wide)
              for shape in SHAPES]
-    for k in np.flatnonzero(rng.random(STEPS) < 0.2):
+    for k in np.flatnonzero(rng.random(STEPS) < overflow_rate):
         leaf = int(rng.integers(len(SHAPES)))
         grads[leaf][k].flat[int(rng.integers(grads[leaf][k].size))] = rng.choice([np.inf, -np.inf, np.nan])
     params = [rng.normal(size=shape).astype(dtype) for shape in SHAPES]
@@ -170,3 +170,112 @@ def test_grad_scaler_matches_torch_on_more_configs(precision, half):
     dtype = np.float16 if half else np.float64 if precision == "x64" else np.float32
     for seed in range(CONFIGS, CONFIGS + NIGHTLY_CONFIGS):
         check_grad_scaler(seed, dtype, precision)
+
+
+def legacy_case(seed, kind, x64):
+    """Settings of MMCV's ``LossScaler`` or DeepSpeed's ``DynamicLossScaler`` and a float run.
+    Outside x64 the scale (a Python float in both) is float32: factors and starts are powers of
+    two there (MMCV's default factor, DeepSpeed's only one), so that no division rounds."""
+    rng = np.random.default_rng(seed)
+    init_scale = (_factor(rng, 1.0, 2.0, True) if x64 else 1.0) * 2.0 ** int(rng.integers(0, 12))
+    if kind == "mmcv":
+        settings = dict(init_scale=init_scale, mode="static" if seed % 5 == 4 else "dynamic",
+                        scale_factor=_factor(rng, 1.0, 4.0, False) if x64 else 2.0 ** int(rng.integers(1, 3)),
+                        scale_window=int(rng.integers(1, 6)))
+    else:
+        settings = dict(init_scale=init_scale, scale_window=int(rng.integers(1, 6)),
+                        min_scale=float(rng.choice([0.25, 1.0, 4.0])), delayed_shift=int(rng.integers(1, 4)),
+                        consecutive_hysteresis=bool(rng.random() < 0.5))
+    dtype = np.float64 if x64 else np.float32
+    static = settings.get("mode") == "static"  # no overflow check: an infinity would reach the params
+    _, optimizer, clip, _, params, grads = random_case(seed, dtype, x64, overflow_rate=0.0 if static else 0.2)
+    return settings, optimizer, params, grads
+
+
+def run_legacy_reference(kind, settings, optimizer, params, grads):
+    """The originals' float16 optimizer loop (MMCV 1.x's ``Fp16OptimizerHook`` for torch < 1.6,
+    DeepSpeed's ``FP16_Optimizer``) on the float32 master grads: overflow check, unscale, step,
+    ``update_scale``. ``(params, scale, overflow)`` per iteration."""
+    if kind == "mmcv":
+        from mmcv.runner.fp16_utils import LossScaler
+
+        scaler = LossScaler(**settings)
+        overflow = scaler.has_overflow
+        unscale = lambda g: g.div_(scaler.loss_scale)  # noqa: E731  (Fp16OptimizerHook.after_train_iter)
+    else:
+        from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler
+        from deepspeed.runtime.utils import has_inf_or_nan
+
+        scaler = DynamicLossScaler(**settings, raise_error_at_min_scale=False)
+        # DynamicLossScaler.has_overflow_serial calls its _has_inf_or_nan, which lacks
+        # @staticmethod (a TypeError): the engines check each grad with has_inf_or_nan
+        overflow = lambda ps: any(bool(has_inf_or_nan(p.grad)) for p in ps)  # noqa: E731
+        unscale = lambda g: g.mul_(1.0 / scaler.cur_scale)  # noqa: E731  (unscale_and_clip_grads)
+    tensors = [torch.tensor(p, requires_grad=True) for p in params]
+    opt = torch.optim.SGD(tensors, **optimizer)
+    out = {"params": [], "scale": [], "found": []}
+    for k in range(STEPS):
+        for p, g in zip(tensors, grads):
+            p.grad = torch.from_numpy(g[k]) * scaler.loss_scale
+        found = overflow(tensors)
+        if not found:
+            for p in tensors:
+                unscale(p.grad)
+            opt.step()
+        scaler.update_scale(found)
+        out["params"].append([p.detach().numpy().copy() for p in tensors])
+        out["scale"].append(scaler.loss_scale)
+        out["found"].append(found)
+    return out
+
+
+@pytest.fixture
+def deepspeed_without_ranks(monkeypatch):
+    """DeepSpeed's scaler asks ``deepspeed.comm.get_rank()`` for its log lines, which needs a process group."""
+    from deepspeed.runtime.fp16 import loss_scaler
+
+    monkeypatch.setattr(loss_scaler, "dist", type("comm", (), {"get_rank": staticmethod(lambda: 0)}))
+
+
+def check_legacy(kind, seed, precision):
+    settings, optimizer, params, grads = legacy_case(seed, kind, precision == "x64")
+    expected = run_legacy_reference(kind, settings, optimizer, params, grads)
+    scaler = mmcv_loss_scaler(**settings) if kind == "mmcv" else dynamic_loss_scaler(**settings)
+    actual_params, scales, found, _ = run_purelr_legacy(loss_scaled(sgd(**optimizer), scaler), params, grads)
+    context = f"{kind} seed {seed} {settings}"
+    np.testing.assert_array_equal(np.asarray(scales), np.asarray(expected["scale"], np.asarray(scales).dtype),
+                                  err_msg=context)
+    assert list(np.asarray(found)) == expected["found"], context
+    worst = 0.0
+    for leaf in range(len(SHAPES)):
+        theirs = np.stack([p[leaf] for p in expected["params"]])
+        error = relative_error(np.asarray(actual_params[leaf]), theirs, floor=trajectory_floor(precision))
+        assert error <= OPTIMIZER_RTOL[precision], f"{context}: params error {error:.3g}"
+        worst = max(worst, error)
+    return worst
+
+
+def run_purelr_legacy(tx, params, grads):
+    """``run_purelr`` for scalers without a growth tracker (the last record is the iteration count)."""
+
+    @jax.jit
+    def run(params, grads):
+        def body(carry, g):
+            params, state = carry
+            scaled = [gk * loss_scale(state).astype(gk.dtype) for gk in g]
+            updates, state = tx.update(scaled, state, params)
+            params = optax.apply_updates(params, updates)
+            inner = loss_scale_state(state)
+            return (params, state), (params, loss_scale(state), inner.found_inf, inner.scaler.iteration)
+
+        return jax.lax.scan(body, (params, tx.init(params)), grads)[1]
+
+    return run([jnp.asarray(p) for p in params], [jnp.asarray(g) for g in grads])
+
+
+@pytest.mark.parametrize("kind", ["mmcv", "deepspeed"])
+def test_mmcv_and_deepspeed_scalers_match_the_originals(kind, precision, request):
+    if kind == "deepspeed":
+        request.getfixturevalue("deepspeed_without_ranks")
+    worst = max(check_legacy(kind, seed, precision) for seed in range(CONFIGS))
+    print(f"{kind} {precision}: worst params error {worst:.3g}")
