@@ -46,6 +46,8 @@ def transformation(recipe: Recipe, params, *, module_kinds=None, frozen=None) ->
         at_iteration = functools.partial(accumulate_lib.update_iteration, every=recipe.cumulative_iters,
                                          total=recipe.max_iters)
         schedules = {name: _read_at(factory, at_iteration) for name, factory in schedules.items()}
+    if recipe.scaler is not None:  # the schedulers step at every iteration, skipped or not
+        schedules = {name: _counting_skipped(factory) for name, factory in schedules.items()}
     hyperparams = dict(recipe.hyperparams)
     lr = hyperparams.pop("lr")
     weight_decay = hyperparams.pop("weight_decay", None)
@@ -252,6 +254,10 @@ def _read_at(factory, at_iteration):
         return lambda update: schedule(at_iteration(update))
 
     return make
+
+
+def _counting_skipped(factory):
+    return lambda base: loss_scale_lib.counting_skipped(factory(base))
 
 
 def _schedule_targets(schedules: dict, hyperparams: dict) -> dict:

@@ -6,7 +6,8 @@ A scaler (``Scaler``) says how: ``grad_scaler`` twins ``torch.amp.GradScaler`` (
 ``mmcv_loss_scaler`` MMCV's own ``mmcv.runner.fp16_utils.LossScaler`` (its hook for torch < 1.6),
 ``dynamic_loss_scaler`` / ``static_loss_scaler`` DeepSpeed's ``DynamicLossScaler`` / ``LossScaler``
 (``deepspeed.runtime.fp16.loss_scaler``). ``loss_scaled(inner, scaler)`` applies one around an
-optimizer; ``loss_scale(opt_state)`` reads the scale for the next loss::
+optimizer; ``loss_scale(opt_state)`` reads the scale for the next loss, ``counting_skipped(schedule)`` makes a
+schedule follow the iterations rather than the steps applied (as torch's schedulers do)::
 
     optimizer = loss_scaled(optax.chain(clip_grad_norm(1.0), adamw(lr=1e-3)), grad_scaler())
     def train_step(params, opt_state, batch):
@@ -24,6 +25,7 @@ unscaled and checked at the iteration that steps, as torch's ``GradScaler`` sees
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -61,7 +63,11 @@ class DynamicScalerState(NamedTuple):
 class LossScaleState(NamedTuple):
     scaler: Any  # the scaler's state: ``scaler.scale`` multiplies the next loss (``loss_scale``)
     found_inf: jax.Array  # whether the last gradients overflowed, so the step was skipped
+    skipped: jax.Array  # int32: updates skipped so far
     inner_state: Any
+
+
+_SKIPPED = contextvars.ContextVar("purelr_loss_scale_skipped", default=None)
 
 
 def _wide():
@@ -283,17 +289,40 @@ def loss_scaled(inner: optax.GradientTransformation, scaler: Scaler) -> optax.Gr
         raise TypeError(f"scaler must be a purelr.training.loss_scale.Scaler (grad_scaler(), ...), got {scaler!r}")
 
     def init_fn(params):
-        return LossScaleState(scaler.init(), jnp.asarray(False), inner.init(params))
+        return LossScaleState(scaler.init(), jnp.asarray(False), jnp.zeros((), jnp.int32), inner.init(params))
 
     def update_fn(updates, state, params=None):
         found = scaler.overflow(updates)
-        stepped, inner_state = inner.update(scaler.unscale(updates, state.scaler), state.inner_state, params)
+        token = _SKIPPED.set(state.skipped)
+        try:
+            stepped, inner_state = inner.update(scaler.unscale(updates, state.scaler), state.inner_state, params)
+        finally:
+            _SKIPPED.reset(token)
         skip = lambda new, old: jnp.where(found, old, new)
         return (jax.tree.map(lambda u: jnp.where(found, jnp.zeros_like(u), u), stepped),
-                LossScaleState(scaler.update(state.scaler, found), found,
+                LossScaleState(scaler.update(state.scaler, found), found, state.skipped + found.astype(jnp.int32),
                                jax.tree.map(skip, inner_state, state.inner_state)))
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def counting_skipped(schedule):
+    """``schedule`` read at the update's index counting the skipped ones: ``count + skipped``.
+
+    A skipped update keeps ``inner``'s count, as torch keeps ``state['step']`` (Adam's bias
+    correction, SGD's first momentum step), but torch's lr schedulers step every iteration,
+    skipped or not. A schedule given to an optimizer inside ``loss_scaled`` reads the optimizer's
+    count; wrapped in ``counting_skipped`` it reads ``count + skipped`` (``LossScaleState.skipped``,
+    handed over while ``loss_scaled`` runs ``inner.update``; outside it, ``count``): what
+    ``purelr.build`` does for a recipe's schedulers. The function stays pure: ``skipped`` is part
+    of the state the update receives.
+    """
+
+    def read(count):
+        skipped = _SKIPPED.get()
+        return schedule(count if skipped is None else count + skipped)
+
+    return read
 
 
 def loss_scale_state(state) -> LossScaleState | None:
