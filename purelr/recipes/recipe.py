@@ -29,7 +29,7 @@ class Recipe(NamedTuple):
     paramwise_cfg: dict
     constructor: str
     style: str
-    clip: Any  # None, ("norm", max_norm, norm_type) or ("value", clip_value)
+    clip: Any  # None, ("norm", max_norm, norm_type, error_if_nonfinite) or ("value", clip_value)
     cumulative_iters: int
     schedules: dict  # {"lr" | "momentum": (base -> schedule)}
     max_iters: int | None
@@ -191,7 +191,8 @@ def _check_loop(where: str, runner: dict) -> None:
 
 
 def clip_of(clip_cfg, where: str, *, mmengine_style: bool):
-    """``None``, ``("norm", max_norm, norm_type)`` or ``("value", clip_value)``. An infinite
+    """``None``, ``("norm", max_norm, norm_type, error_if_nonfinite)`` or ``("value", clip_value)``
+    (the keyword arguments of torch's ``clip_grad_norm_`` / ``clip_grad_value_``). An infinite
     ``max_norm`` or ``clip_value`` is accepted, as torch's clipping accepts it (it never clips)."""
     if clip_cfg is None:
         return None
@@ -200,14 +201,15 @@ def clip_of(clip_cfg, where: str, *, mmengine_style: bool):
     clip_cfg = dict(clip_cfg)
     kind = clip_cfg.pop("type", "norm") if mmengine_style else "norm"
     validate.one_of(f"{where}.type", kind, ("norm", "value"))
-    keys = ("clip_value",) if kind == "value" else ("max_norm", "norm_type")
+    keys = ("clip_value",) if kind == "value" else ("max_norm", "norm_type", "error_if_nonfinite")
     validate.known_keys(where, clip_cfg, keys)
     if keys[0] not in clip_cfg:
         raise ValueError(f"{where}.{keys[0]} is missing")
     bound = validate.nonnegative(f"{where}.{keys[0]}", clip_cfg[keys[0]], finite=False)
     if kind == "value":
         return ("value", bound)
-    return ("norm", bound, validate.real(f"{where}.norm_type", clip_cfg.get("norm_type", 2.0)))
+    return ("norm", bound, validate.real(f"{where}.norm_type", clip_cfg.get("norm_type", 2.0)),
+            validate.flag(f"{where}.error_if_nonfinite", clip_cfg.get("error_if_nonfinite", False)))
 
 
 GRAD_SCALER_KEYS = ("init_scale", "growth_factor", "backoff_factor", "growth_interval", "enabled")

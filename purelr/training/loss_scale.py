@@ -293,15 +293,24 @@ def loss_scaled(inner: optax.GradientTransformation, scaler: Scaler) -> optax.Gr
 
     def update_fn(updates, state, params=None):
         found = scaler.overflow(updates)
-        token = _SKIPPED.set(state.skipped)
-        try:
-            stepped, inner_state = inner.update(scaler.unscale(updates, state.scaler), state.inner_state, params)
-        finally:
-            _SKIPPED.reset(token)
-        skip = lambda new, old: jnp.where(found, old, new)
-        return (jax.tree.map(lambda u: jnp.where(found, jnp.zeros_like(u), u), stepped),
-                LossScaleState(scaler.update(state.scaler, found), found, state.skipped + found.astype(jnp.int32),
-                               jax.tree.map(skip, inner_state, state.inner_state)))
+        unscaled = scaler.unscale(updates, state.scaler)
+
+        def step(_):
+            token = _SKIPPED.set(state.skipped)
+            try:
+                return inner.update(unscaled, state.inner_state, params)
+            finally:
+                _SKIPPED.reset(token)
+
+        def skip(_):
+            shapes = jax.eval_shape(step, None)[0]
+            return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes), state.inner_state
+
+        # a cond, not a select of both: XLA compiles selects over every buffer (nested in
+        # accumulate's) several times slower
+        stepped, inner_state = jax.lax.cond(found, skip, step, None)
+        return stepped, LossScaleState(scaler.update(state.scaler, found), found,
+                                       state.skipped + found.astype(jnp.int32), inner_state)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
