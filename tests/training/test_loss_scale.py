@@ -279,3 +279,88 @@ def test_mmcv_and_deepspeed_scalers_match_the_originals(kind, precision, request
         request.getfixturevalue("deepspeed_without_ranks")
     worst = max(check_legacy(kind, seed, precision) for seed in range(CONFIGS))
     print(f"{kind} {precision}: worst params error {worst:.3g}")
+
+
+def _one_update(scaler, grads, state=None):
+    tx = loss_scaled(optax.identity(), scaler)
+    state = tx.init(grads) if state is None else state
+    return jax.jit(tx.update)(grads, state)
+
+
+def test_grad_scaler_edges_match_torch():
+    """Growth past float32's range is refused (the scale stays); a static scale is reset after every
+    step, overflow or not (``update(new_scale)``), while overflowing steps are still skipped;
+    bfloat16 and float16 gradients are unscaled in float32 and rounded back."""
+    top = 2.0**127
+    scaler = torch.amp.GradScaler("cpu", init_scale=top, growth_interval=1)
+    p = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.SGD([p], lr=0.1)
+    scaler.scale(torch.ones(()))
+    p.grad = torch.ones(2)
+    scaler.step(opt)
+    scaler.update()
+    _, state = _one_update(grad_scaler(init_scale=top, growth_interval=1), jnp.ones(2, jnp.float32))
+    assert float(loss_scale(state)) == scaler.get_scale() == top
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=100.0)
+    ours, state = grad_scaler(init_scale=100.0, static=True), None
+    for g in (np.array([1.0, np.inf], np.float32), np.array([1.0, 2.0], np.float32)):
+        scaler.scale(torch.ones(()))
+        p.grad = torch.from_numpy(g.copy())
+        scaler.step(opt)
+        found = bool(sum(v.item() for v in scaler._per_optimizer_states[id(opt)]["found_inf_per_device"].values()))
+        scaler.update(100.0)  # AmpOptimWrapper / Fp16OptimizerHook with loss_scale=100.
+        _, state = _one_update(ours, jnp.asarray(g), state)
+        assert bool(state.found_inf) == found and float(loss_scale(state)) == scaler.get_scale() == 100.0
+
+    g = np.random.default_rng(0).normal(size=64).astype(np.float32) * 1e3
+    for jax_dtype, torch_type in ((jnp.bfloat16, torch.bfloat16), (jnp.float16, torch.float16)):
+        expected = torch.from_numpy(g).to(torch_type)
+        torch._amp_foreach_non_finite_check_and_unscale_([expected], torch.zeros(()),
+                                                         torch.full((), 1 / 3000.0, dtype=torch.float32))
+        grads = jnp.asarray(torch.from_numpy(g).to(torch_type).float().numpy()).astype(jax_dtype)
+        unscaled = grad_scaler(init_scale=3000.0).unscale(grads, grad_scaler(init_scale=3000.0).init())
+        np.testing.assert_array_equal(np.asarray(unscaled.astype(jnp.float32)), expected.float().numpy())
+
+
+def test_disabled_grad_scaler_passes_gradients_through():
+    grads = jnp.array([1.0, jnp.nan])
+    updates, state = _one_update(grad_scaler(enabled=False), grads)
+    assert float(loss_scale(state)) == 1.0 and not bool(state.found_inf)
+    np.testing.assert_array_equal(np.asarray(updates), np.asarray(grads))
+    assert float(loss_scale(optax.sgd(0.1).init(grads))) == 1.0  # no loss scaling: scale 1
+
+
+def test_mmcv_overflow_is_a_float32_sum_that_overflows():
+    """MMCV's ``LossScaler._has_inf_or_nan`` tests ``float(x.float().sum())``: finite gradients whose
+    sum passes float32's range count as an overflow, in MMCV and in the twin."""
+    from mmcv.runner.fp16_utils import LossScaler
+
+    g = np.array([3e38, 3e38], np.float32)
+    p = torch.zeros(2, requires_grad=True)
+    p.grad = torch.from_numpy(g)
+    assert LossScaler().has_overflow([p])
+    _, state = _one_update(mmcv_loss_scaler(), jnp.asarray(g))
+    assert bool(state.found_inf)
+    _, state = _one_update(grad_scaler(), jnp.asarray(g))  # torch checks each value: no overflow
+    assert not bool(state.found_inf)
+
+
+@pytest.mark.usefixtures("deepspeed_without_ranks")
+def test_deepspeed_stops_at_min_scale():
+    """At ``min_scale`` another overflow makes DeepSpeed raise (its default
+    ``raise_error_at_min_scale=True``); under jit the twin keeps the scale at ``min_scale``."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler
+
+    reference = DynamicLossScaler(init_scale=2.0, scale_window=10, min_scale=1.0, delayed_shift=1,
+                                  consecutive_hysteresis=False)
+    reference.update_scale(True)
+    assert reference.cur_scale == 1.0
+    with pytest.raises(Exception, match="already at minimum"):
+        reference.update_scale(True)
+    ours, state = dynamic_loss_scaler(init_scale=2.0, scale_window=10, min_scale=1.0), None
+    for expected in (1.0, 1.0, 1.0):
+        _, state = _one_update(ours, jnp.array([jnp.inf]), state)
+        assert float(loss_scale(state)) == expected
+    _, state = _one_update(static_loss_scaler(8.0), jnp.array([jnp.inf]))
+    assert float(loss_scale(state)) == 8.0 and not bool(state.found_inf)  # DeepSpeed's static scaler never checks
