@@ -29,7 +29,8 @@ import torch
 
 from purelr.optim import clip_grad_norm, sgd
 from purelr.training.accumulate import accumulate
-from purelr.training.loss_scale import (dynamic_loss_scaler, grad_scaler, loss_scale, loss_scale_state, loss_scaled,
+from purelr.training.loss_scale import (deepspeed_fp16, dynamic_loss_scaler, grad_scaler, loss_scale, loss_scale_state,
+                                        loss_scaled,
                                         mmcv_loss_scaler, static_loss_scaler)
 from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 
@@ -357,3 +358,42 @@ def test_deepspeed_stops_at_min_scale():
         assert float(loss_scale(state)) == expected
     _, state = _one_update(static_loss_scaler(8.0), jnp.array([jnp.inf]))
     assert float(loss_scale(state)) == 8.0 and not bool(state.found_inf)  # DeepSpeed's static scaler never checks
+
+
+@pytest.mark.usefixtures("deepspeed_without_ranks")
+def test_deepspeed_fp16_sections_build_deepspeeds_scaler():
+    """A DeepSpeed ``fp16`` section read by DeepSpeed's own ``DeepSpeedFP16Config`` and handed to
+    its scaler as its engines hand it (``dynamic_loss_scale_args()`` into ``DynamicLossScaler``,
+    ``LossScaler(loss_scale)`` for a static one), against ``deepspeed_fp16`` of the same section:
+    the scale after each of 40 updates with overflows at random ones. Sections: the defaults,
+    MMPretrain's MAE DeepSpeed benchmarks' (``strategy.fp16``), and random ones."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.precision_config import DeepSpeedFP16Config
+
+    rng = np.random.default_rng(0)
+    sections = [dict(enabled=True),
+                dict(enabled=True, auto_cast=False, fp16_master_weights_and_grads=False, loss_scale=0,
+                     loss_scale_window=1000, hysteresis=1, min_loss_scale=1, initial_scale_power=16),
+                dict(enabled=True, loss_scale=128.0)]
+    sections += [dict(enabled=True, initial_scale_power=int(rng.integers(0, 20)),
+                      loss_scale_window=int(rng.integers(1, 5)), hysteresis=int(rng.integers(1, 4)),
+                      consecutive_hysteresis=bool(rng.random() < 0.5), min_loss_scale=int(rng.integers(1, 3)))
+                 for _ in range(8)]
+    overflows = rng.random(40) < 0.3
+    for section in sections:
+        config = DeepSpeedFP16Config(**section)
+        reference = (DynamicLossScaler(**config.dynamic_loss_scale_args(), raise_error_at_min_scale=False)
+                     if config.loss_scale == 0 else LossScaler(config.loss_scale))
+        expected = []
+        for found in overflows:
+            reference.update_scale(bool(found))
+            expected.append(reference.loss_scale)
+        scaler = deepspeed_fp16(section)
+
+        def body(state, found):
+            state = scaler.update(state, found)
+            return state, state.scale
+
+        actual = jax.jit(lambda founds: jax.lax.scan(body, scaler.init(), founds)[1])(jnp.asarray(overflows))
+        np.testing.assert_array_equal(np.asarray(actual), np.asarray(expected, np.asarray(actual).dtype),
+                                      err_msg=str(section))
