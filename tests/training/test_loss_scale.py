@@ -30,8 +30,7 @@ import torch
 from purelr.optim import clip_grad_norm, sgd
 from purelr.training.accumulate import accumulate
 from purelr.training.loss_scale import (deepspeed_fp16, dynamic_loss_scaler, grad_scaler, loss_scale, loss_scale_state,
-                                        loss_scaled,
-                                        mmcv_loss_scaler, static_loss_scaler)
+                                        loss_scaled, mmcv_loss_scaler, static_loss_scaler)
 from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 
 STEPS = 40
