@@ -304,6 +304,8 @@ case("mme-deepspeed-loss-scale", mmengine({**_DS, "strategy": dict(fp16=dict(ena
      ValueError, "strategy.fp16.loss_scale", "-1")
 case("mme-deepspeed-clipping", mmengine({**_DS, "strategy": dict(gradient_clipping=1.0)}), ValueError,
      "strategy.gradient_clipping", "1.0")
+case("mme-deepspeed-wrapper-clip", mmengine({**_DS, "optim_wrapper.clip_grad": dict(max_norm=1.0)}), ValueError,
+     "DeepSpeedOptimWrapper", "clip_grad")
 case("mmcv-fp16-loss-scale-int", mmcv({"fp16": dict(loss_scale=512)}), TypeError, "fp16.loss_scale", "512")
 case("mmcv-fp16-loss-scale-typo", mmcv({"fp16": dict(loss_scale="dynamc")}), ValueError, "fp16.loss_scale", "'dynamc'")
 case("mmcv-fp16-unknown-key", mmcv({"fp16": dict(los_scale=512.0)}), ValueError, "fp16", "los_scale")

@@ -20,9 +20,9 @@ from purelr.schedules import mmcv, validate
 
 SECTIONS = ("optimizer", "optimizer_config", "lr_config", "momentum_config", "runner", "total_epochs", "total_iters",
             "fp16")
+"""The config keys this reader reads (the first one says the config is of this kind)."""
 HOOKS = ("OptimizerHook", "GradientCumulativeOptimizerHook", "Fp16OptimizerHook", "GradientCumulativeFp16OptimizerHook")
 FP16_IPU_KEYS = ("velocity_accum_type", "accum_type")  # IPUFp16OptimizerHook's, ignored off IPUs (MMClassification)
-"""The config keys this reader reads (the first one says the config is of this kind)."""
 
 
 def read(cfg: dict, epoch_len) -> Recipe:

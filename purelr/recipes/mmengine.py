@@ -41,6 +41,11 @@ def read(cfg: dict, epoch_len) -> Recipe:
                              "the scale of AmpOptimWrapper without it is torch's GradScaler")
     elif wrapper_type == "DeepSpeedOptimWrapper":
         scaler = deepspeed_scaler(section(cfg, "strategy"))
+        extra = sorted(set(wrapper) - {"optimizer", "paramwise_cfg", "constructor"})
+        if extra:  # DeepSpeedOptimWrapper.__init__(self, optimizer)
+            raise ValueError(f"optim_wrapper: DeepSpeedOptimWrapper takes only an optimizer, got {extra} "
+                             "(DeepSpeed clips and accumulates from strategy.gradient_clipping / "
+                             "gradient_accumulation_steps)")
     optimizer, hyperparams = optimizer_of(wrapper.pop("optimizer", None), "optim_wrapper.optimizer")
     max_epochs, max_iters = run_length("train_cfg", section(cfg, "train_cfg"), epoch_len)
     clip = clip_of(wrapper.pop("clip_grad", None), "optim_wrapper.clip_grad", mmengine_style=True)
