@@ -35,6 +35,7 @@ from purelr.schedules import timm as timm_schedules
 from purelr.schedules import torch as torch_schedules
 from purelr.training import accumulate as accumulate_lib
 from purelr.training import from_torch as from_torch_lib
+from purelr.training import loss_scale as loss_scale_lib
 from tests.bad_inputs import assert_rejects
 
 INF, NAN = float("inf"), float("nan")
@@ -277,8 +278,56 @@ case("mme-optimizer-missing", mmengine({"optim_wrapper.optimizer": DROP}), Value
      "optim_wrapper.optimizer", "None")
 case("mme-optimizer-type-typo", mmengine({"optim_wrapper.optimizer.type": "AdamW_"}), ValueError,
      "optim_wrapper.optimizer.type", "'AdamW_'", "AdamW")
-case("mme-wrapper-type", mmengine({"optim_wrapper.type": "AmpOptimWrapper"}), ValueError,
-     "optim_wrapper.type", "'AmpOptimWrapper'")
+case("mme-wrapper-type", mmengine({"optim_wrapper.type": "AmpOptimWraper"}), ValueError,
+     "optim_wrapper.type", "'AmpOptimWraper'")
+# loss scaling (issue 18): AmpOptimWrapper / Fp16OptimizerHook / fp16 / DeepSpeed's fp16, and the twins
+_AMP = {"optim_wrapper.type": "AmpOptimWrapper"}
+for _name, _value, _exc, _needles in (
+        ("unknown-string", "dymanic", ValueError, ("optim_wrapper.loss_scale", "'dymanic'", "dynamic")),
+        ("int", 512, TypeError, ("optim_wrapper.loss_scale", "512")),
+        ("zero", 0.0, ValueError, ("optim_wrapper.loss_scale", "0.0")),
+        ("negative", -512.0, ValueError, ("optim_wrapper.loss_scale", "-512.0")),
+        ("growth-one", dict(growth_factor=1.0), ValueError, ("optim_wrapper.loss_scale.growth_factor", "1.0")),
+        ("backoff-one", dict(backoff_factor=1.0), ValueError, ("optim_wrapper.loss_scale.backoff_factor", "1.0")),
+        ("backoff-zero", dict(backoff_factor=0.0), ValueError, ("optim_wrapper.loss_scale.backoff_factor", "0.0")),
+        ("interval-zero", dict(growth_interval=0), ValueError, ("optim_wrapper.loss_scale.growth_interval", "0")),
+        ("unknown-key", dict(init_scal=2.0), ValueError, ("optim_wrapper.loss_scale", "init_scal"))):
+    case(f"mme-amp-loss-scale-{_name}", mmengine({**_AMP, "optim_wrapper.loss_scale": _value}), _exc, *_needles)
+case("mme-amp-dtype", mmengine({**_AMP, "optim_wrapper.dtype": "half"}), ValueError, "optim_wrapper.dtype", "'half'")
+case("mme-amp-fsdp", mmengine({**_AMP, "optim_wrapper.use_fsdp": True}), ValueError, "optim_wrapper.use_fsdp")
+_DS = {"optim_wrapper.type": "DeepSpeedOptimWrapper"}
+case("mme-deepspeed-window", mmengine({**_DS, "strategy": dict(fp16=dict(enabled=True, loss_scale_window=0))}),
+     ValueError, "strategy.fp16.loss_scale_window", "0")
+case("mme-deepspeed-hysteresis", mmengine({**_DS, "strategy": dict(fp16=dict(enabled=True, hysteresis=0))}),
+     ValueError, "strategy.fp16.hysteresis", "0")
+case("mme-deepspeed-loss-scale", mmengine({**_DS, "strategy": dict(fp16=dict(enabled=True, loss_scale=-1))}),
+     ValueError, "strategy.fp16.loss_scale", "-1")
+case("mme-deepspeed-clipping", mmengine({**_DS, "strategy": dict(gradient_clipping=1.0)}), ValueError,
+     "strategy.gradient_clipping", "1.0")
+case("mme-deepspeed-wrapper-clip", mmengine({**_DS, "optim_wrapper.clip_grad": dict(max_norm=1.0)}), ValueError,
+     "DeepSpeedOptimWrapper", "clip_grad")
+case("mmcv-fp16-loss-scale-int", mmcv({"fp16": dict(loss_scale=512)}), TypeError, "fp16.loss_scale", "512")
+case("mmcv-fp16-loss-scale-typo", mmcv({"fp16": dict(loss_scale="dynamc")}), ValueError, "fp16.loss_scale", "'dynamc'")
+case("mmcv-fp16-unknown-key", mmcv({"fp16": dict(los_scale=512.0)}), ValueError, "fp16", "los_scale")
+case("mmcv-fp16-hook-loss-scale", mmcv({"optimizer_config": dict(type="Fp16OptimizerHook", loss_scale=-1.0)}),
+     ValueError, "optimizer_config.loss_scale", "-1.0")
+case("mmcv-fp16-disagree", mmcv({"optimizer_config": dict(type="Fp16OptimizerHook", loss_scale=512.0),
+                                 "fp16": dict(loss_scale="dynamic")}), ValueError, "fp16.loss_scale", "512.0")
+case("mmcv-fp16-cumulative-plain-hook", mmcv({"optimizer_config": dict(type="GradientCumulativeOptimizerHook",
+                                                                        cumulative_iters=2), "fp16": dict()}),
+     ValueError, "fp16", "GradientCumulativeOptimizerHook")
+for _name, _call, _needles in (
+        ("growth-factor", lambda: loss_scale_lib.grad_scaler(growth_factor=0.5), ("growth_factor", "0.5")),
+        ("backoff-factor", lambda: loss_scale_lib.grad_scaler(backoff_factor=1.5), ("backoff_factor", "1.5")),
+        ("growth-interval", lambda: loss_scale_lib.grad_scaler(growth_interval=0), ("growth_interval", "0")),
+        ("init-scale", lambda: loss_scale_lib.grad_scaler(init_scale=0.0), ("init_scale", "0.0")),
+        ("mmcv-mode", lambda: loss_scale_lib.mmcv_loss_scaler(mode="dynamc"), ("mode", "'dynamc'")),
+        ("mmcv-window", lambda: loss_scale_lib.mmcv_loss_scaler(scale_window=0), ("scale_window", "0")),
+        ("deepspeed-min-scale", lambda: loss_scale_lib.dynamic_loss_scaler(min_scale=0), ("min_scale", "0")),
+        ("deepspeed-delayed-shift", lambda: loss_scale_lib.dynamic_loss_scaler(delayed_shift=0), ("delayed_shift", "0")),
+        ("deepspeed-static", lambda: loss_scale_lib.static_loss_scaler(-2.0), ("scale", "-2.0"))):
+    case(f"loss-scale-{_name}", _call, ValueError, *_needles)
+case("loss-scaled-scaler", lambda: loss_scale_lib.loss_scaled(optim.sgd(0.1), "dynamic"), TypeError, "scaler", "'dynamic'")
 case("mme-wrapper-not-dict", mmengine({"optim_wrapper": "OptimWrapper"}), TypeError,
      "optim_wrapper", "'OptimWrapper'")
 case("mme-wrapper-unknown-key", mmengine({"optim_wrapper.clip_gard": None}), ValueError,

@@ -1,4 +1,13 @@
-"""The MMEngine reader: ``optim_wrapper``, ``param_scheduler`` and ``train_cfg`` into a ``Recipe``."""
+"""The MMEngine reader: ``optim_wrapper``, ``param_scheduler`` and ``train_cfg`` into a ``Recipe``.
+
+``optim_wrapper.type``: ``OptimWrapper``; ``AmpOptimWrapper`` (``loss_scale``: torch's GradScaler,
+``purelr.recipes.recipe.grad_scaler_of``; ``dtype`` is the autocast dtype of the forward pass, the
+user's part: MMEngine scales the loss whatever it is, bfloat16 included, and so does the recipe);
+``DeepSpeedOptimWrapper`` (the optimizer only: DeepSpeed's loss scaler comes from the config's
+``strategy.fp16`` section, ``purelr.training.loss_scale.deepspeed_fp16``). A top-level ``fp16``
+key (left in some MMEngine-era configs from their MMCV days) is not read by MMEngine's Runner and
+is ignored here too.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +15,37 @@ import difflib
 import functools
 
 from purelr.recipes import registry
-from purelr.recipes.recipe import Recipe, checked_factory, clip_of, custom_schedule, optimizer_of, run_length, section
+from purelr.recipes.recipe import (Recipe, checked_factory, clip_of, custom_schedule, grad_scaler_of, optimizer_of,
+                                   run_length, section)
 from purelr.schedules import mmengine, validate
+from purelr.training import loss_scale
 
-SECTIONS = ("optim_wrapper", "param_scheduler", "train_cfg")
+AMP_DTYPES = ("float16", "bfloat16", "float32", "float64")  # AmpOptimWrapper.valid_dtypes
+
+SECTIONS = ("optim_wrapper", "param_scheduler", "train_cfg", "strategy")
 """The config keys this reader reads (the first one says the config is of this kind)."""
 
 
 def read(cfg: dict, epoch_len) -> Recipe:
     wrapper = section(cfg, "optim_wrapper")
     wrapper_type = wrapper.pop("type", "OptimWrapper")
-    validate.one_of("optim_wrapper.type", wrapper_type, ("OptimWrapper",))
+    validate.one_of("optim_wrapper.type", wrapper_type, ("OptimWrapper", "AmpOptimWrapper", "DeepSpeedOptimWrapper"))
+    scaler = None
+    if wrapper_type == "AmpOptimWrapper":
+        scaler = grad_scaler_of(wrapper.pop("loss_scale", "dynamic"), "optim_wrapper.loss_scale")
+        dtype = wrapper.pop("dtype", None)
+        if dtype is not None:
+            validate.one_of("optim_wrapper.dtype", dtype, AMP_DTYPES)
+        if validate.flag("optim_wrapper.use_fsdp", wrapper.pop("use_fsdp", False)):
+            raise ValueError("optim_wrapper.use_fsdp=True (FSDP's ShardedGradScaler) is not twinned; "
+                             "the scale of AmpOptimWrapper without it is torch's GradScaler")
+    elif wrapper_type == "DeepSpeedOptimWrapper":
+        scaler = deepspeed_scaler(section(cfg, "strategy"))
+        extra = sorted(set(wrapper) - {"optimizer", "paramwise_cfg", "constructor"})
+        if extra:  # DeepSpeedOptimWrapper.__init__(self, optimizer)
+            raise ValueError(f"optim_wrapper: DeepSpeedOptimWrapper takes only an optimizer, got {extra} "
+                             "(DeepSpeed clips and accumulates from strategy.gradient_clipping / "
+                             "gradient_accumulation_steps)")
     optimizer, hyperparams = optimizer_of(wrapper.pop("optimizer", None), "optim_wrapper.optimizer")
     max_epochs, max_iters = run_length("train_cfg", section(cfg, "train_cfg"), epoch_len)
     clip = clip_of(wrapper.pop("clip_grad", None), "optim_wrapper.clip_grad", mmengine_style=True)
@@ -43,7 +72,27 @@ def read(cfg: dict, epoch_len) -> Recipe:
             schedules[name] = checked_factory(custom or functools.partial(mmengine.param_scheduler, chosen, **lengths),
                                                name)
     return Recipe(optimizer, hyperparams, paramwise_cfg, constructor, "mmengine", clip, cumulative,
-                  schedules, max_iters)
+                  schedules, max_iters, scaler)
+
+
+def deepspeed_scaler(strategy: dict):
+    """The loss scaler of MMEngine's ``DeepSpeedStrategy``: its ``fp16`` section when enabled (it
+    becomes DeepSpeed's ``fp16`` config), else none (bfloat16 and float32 runs are not scaled).
+    DeepSpeed's ``gradient_clipping`` (fused with its unscaling) and ``gradient_accumulation_steps``
+    are refused rather than ignored: they are not twinned."""
+    if strategy.get("type", "DeepSpeedStrategy") != "DeepSpeedStrategy":
+        raise ValueError(f"optim_wrapper.type='DeepSpeedOptimWrapper' runs under strategy.type="
+                         f"'DeepSpeedStrategy', got strategy.type={strategy.get('type')!r}")
+    for key, inert in (("gradient_clipping", (None, 0, 0.0)), ("gradient_accumulation_steps", (None, 1))):
+        if strategy.get(key) not in inert:
+            raise ValueError(f"strategy.{key}={strategy[key]!r}: DeepSpeed's {key.replace('_', ' ')} is not twinned")
+    fp16 = section(strategy, "fp16")
+    if not validate.flag("strategy.fp16.enabled", fp16.get("enabled", False)):
+        return None
+    try:
+        return loss_scale.deepspeed_fp16(fp16)
+    except ValueError as error:
+        raise ValueError(f"strategy.{error}") from None
 
 
 def scheduled_param(scheduler_cfg) -> str | None:

@@ -18,6 +18,7 @@ from purelr.recipes import registry
 from purelr.schedules import validate
 from purelr.training import accumulate as accumulate_lib
 from purelr.training import averaging
+from purelr.training import loss_scale as loss_scale_lib
 
 
 class Recipe(NamedTuple):
@@ -28,21 +29,25 @@ class Recipe(NamedTuple):
     paramwise_cfg: dict
     constructor: str
     style: str
-    clip: Any  # None, ("norm", max_norm, norm_type) or ("value", clip_value)
+    clip: Any  # None, ("norm", max_norm, norm_type, error_if_nonfinite) or ("value", clip_value)
     cumulative_iters: int
     schedules: dict  # {"lr" | "momentum": (base -> schedule)}
     max_iters: int | None
+    scaler: Any = None  # a ``purelr.training.loss_scale.Scaler`` (float16 training), or None
 
 
 def transformation(recipe: Recipe, params, *, module_kinds=None, frozen=None) -> optax.GradientTransformation:
     """The optimizer ``recipe`` describes, for ``params``: gradients of frozen parameters dropped,
-    accumulated, clipped, then each parameter group's optimizer with its scheduled hyperparameters."""
+    accumulated, unscaled (``recipe.scaler``), clipped, then each parameter group's optimizer with its
+    scheduled hyperparameters."""
     labels, settings = labels_of(recipe, params, module_kinds, frozen)
     schedules = dict(recipe.schedules)
     if recipe.cumulative_iters > 1:
         at_iteration = functools.partial(accumulate_lib.update_iteration, every=recipe.cumulative_iters,
                                          total=recipe.max_iters)
         schedules = {name: _read_at(factory, at_iteration) for name, factory in schedules.items()}
+    if recipe.scaler is not None:  # the schedulers step at every iteration, skipped or not
+        schedules = {name: _counting_skipped(factory) for name, factory in schedules.items()}
     hyperparams = dict(recipe.hyperparams)
     lr = hyperparams.pop("lr")
     weight_decay = hyperparams.pop("weight_decay", None)
@@ -53,17 +58,21 @@ def transformation(recipe: Recipe, params, *, module_kinds=None, frozen=None) ->
     clip = None
     if recipe.clip is not None:
         clip = clip_grad_norm(*recipe.clip[1:]) if recipe.clip[0] == "norm" else clip_grad_value(recipe.clip[1])
-    return wrapped(transform, labels, clip, every=recipe.cumulative_iters, total=recipe.max_iters)
+    return wrapped(transform, labels, clip, every=recipe.cumulative_iters, total=recipe.max_iters,
+                   scaler=recipe.scaler)
 
 
 def wrapped(transform, labels, clip=None, *, every: int = 1, total: int | None = None, repeat: bool = False,
-            averager=None, first_update: int = 0) -> optax.GradientTransformation:
+            averager=None, first_update: int = 0, scaler=None) -> optax.GradientTransformation:
     """``transform`` as a runner applies it at each iteration: gradients of the ``"frozen"``
-    labels dropped, ``clip`` (a transformation) applied, the optimizer stepped, the params averaged
-    (``with_average``), all of it after ``every`` iterations' gradients are accumulated
-    (``purelr.training.accumulate``, ``total`` and ``repeat`` its arguments)."""
+    labels dropped, unscaled by ``scaler`` (``purelr.training.loss_scale.loss_scaled``: the step
+    skipped when they overflow), ``clip`` (a transformation) applied, the optimizer stepped, the
+    params averaged (``with_average``), all of it after ``every`` iterations' gradients are
+    accumulated (``purelr.training.accumulate``, ``total`` and ``repeat`` its arguments)."""
     if clip is not None:
         transform = optax.chain(clip, transform)
+    if scaler is not None:
+        transform = loss_scale_lib.loss_scaled(transform, scaler)
     frozen_mask = jax.tree.map(lambda label: label == "frozen", labels)
     if any(jax.tree.leaves(frozen_mask)):
         transform = optax.chain(optax.masked(optax.set_to_zero(), frozen_mask), transform)
@@ -182,7 +191,8 @@ def _check_loop(where: str, runner: dict) -> None:
 
 
 def clip_of(clip_cfg, where: str, *, mmengine_style: bool):
-    """``None``, ``("norm", max_norm, norm_type)`` or ``("value", clip_value)``. An infinite
+    """``None``, ``("norm", max_norm, norm_type, error_if_nonfinite)`` or ``("value", clip_value)``
+    (the keyword arguments of torch's ``clip_grad_norm_`` / ``clip_grad_value_``). An infinite
     ``max_norm`` or ``clip_value`` is accepted, as torch's clipping accepts it (it never clips)."""
     if clip_cfg is None:
         return None
@@ -191,14 +201,38 @@ def clip_of(clip_cfg, where: str, *, mmengine_style: bool):
     clip_cfg = dict(clip_cfg)
     kind = clip_cfg.pop("type", "norm") if mmengine_style else "norm"
     validate.one_of(f"{where}.type", kind, ("norm", "value"))
-    keys = ("clip_value",) if kind == "value" else ("max_norm", "norm_type")
+    keys = ("clip_value",) if kind == "value" else ("max_norm", "norm_type", "error_if_nonfinite")
     validate.known_keys(where, clip_cfg, keys)
     if keys[0] not in clip_cfg:
         raise ValueError(f"{where}.{keys[0]} is missing")
     bound = validate.nonnegative(f"{where}.{keys[0]}", clip_cfg[keys[0]], finite=False)
     if kind == "value":
         return ("value", bound)
-    return ("norm", bound, validate.real(f"{where}.norm_type", clip_cfg.get("norm_type", 2.0)))
+    return ("norm", bound, validate.real(f"{where}.norm_type", clip_cfg.get("norm_type", 2.0)),
+            validate.flag(f"{where}.error_if_nonfinite", clip_cfg.get("error_if_nonfinite", False)))
+
+
+GRAD_SCALER_KEYS = ("init_scale", "growth_factor", "backoff_factor", "growth_interval", "enabled")
+
+
+def grad_scaler_of(loss_scale, where: str):
+    """The ``torch.cuda.amp.GradScaler`` that MMEngine's ``AmpOptimWrapper`` and MMCV's
+    ``Fp16OptimizerHook`` build from their ``loss_scale``: ``'dynamic'`` (GradScaler's defaults), a
+    float (a static scale: ``update(new_scale=loss_scale)`` after each step) or a dict of
+    GradScaler's arguments. Both originals refuse an int (``512``: give ``512.``)."""
+    if isinstance(loss_scale, str):
+        validate.one_of(where, loss_scale, ("dynamic",))
+        return loss_scale_lib.grad_scaler()
+    if isinstance(loss_scale, dict):
+        validate.known_keys(where, loss_scale, GRAD_SCALER_KEYS)
+        try:
+            return loss_scale_lib.grad_scaler(**loss_scale)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{where}.{error}") from None
+    if not isinstance(loss_scale, float):
+        raise TypeError(f"{where} must be 'dynamic', a float or a dict of GradScaler's arguments "
+                        f"(the original refuses anything else, an int included: write 512.), got {loss_scale!r}")
+    return loss_scale_lib.grad_scaler(init_scale=validate.positive(where, loss_scale), static=True)
 
 
 def custom_schedule(kind, cfg: dict, lengths: dict):
@@ -222,6 +256,10 @@ def _read_at(factory, at_iteration):
         return lambda update: schedule(at_iteration(update))
 
     return make
+
+
+def _counting_skipped(factory):
+    return lambda base: loss_scale_lib.counting_skipped(factory(base))
 
 
 def _schedule_targets(schedules: dict, hyperparams: dict) -> dict:

@@ -136,11 +136,11 @@ def test_registering_a_taken_name_needs_force():
           train_cfg=dict(max_epochs=12)), {}, ValueError, "epoch_len"),
     (dict(optim_wrapper=dict(optimizer=dict(type="SGD", lr=0.1)),
           param_scheduler=[dict(type="CosineLRR", T_max=3)]), {"epoch_len": 5}, ValueError, "CosineLRR"),
-    (dict(optim_wrapper=dict(type="AmpOptimWrapper", optimizer=dict(type="SGD", lr=0.1))), {}, ValueError,
-     r"optim_wrapper.type must be one of \['OptimWrapper'\], got 'AmpOptimWrapper'"),
+    (dict(optim_wrapper=dict(type="AmpOptimWrapper", loss_scale="static", optimizer=dict(type="SGD", lr=0.1))), {},
+     ValueError, r"optim_wrapper.loss_scale must be one of \['dynamic'\], got 'static'"),
     (dict(optimizer=dict(type="SGD", lr=0.1), optimizer_config=dict(grad_clip=dict(norm_type=2))), {}, ValueError,
      "optimizer_config.grad_clip.max_norm is missing"),
-    (dict(optimizer=dict(type="SGD", lr=0.1), optimizer_config=dict(type="Fp16OptimizerHook")), {}, ValueError,
+    (dict(optimizer=dict(type="SGD", lr=0.1), optimizer_config=dict(type="Fp16OptimizerHok")), {}, ValueError,
      "optimizer_config.type must be one of"),
 ])
 def test_bad_configs_name_key_and_value(cfg, kwargs, error, message):

@@ -24,6 +24,7 @@ import torch
 
 import purelr
 from purelr.params.module_kinds import dotted_names
+from purelr.training.loss_scale import loss_scale
 from tests.optim.torch_reference import torch_dtype
 from tests.params import models, reference
 
@@ -80,8 +81,9 @@ def run_purelr(cfg, name, steps, seed, *, epoch_len, frozen=()):
                       frozen=frozen_selector)
 
     @jax.jit
-    def step(params, state, g):
-        loss_grad = jax.tree.map(lambda gk, p: gk + CURVATURE * p, g, params)
+    def step(params, state, g):  # the gradient of the loss times the scale (1 without loss scaling)
+        scale = loss_scale(state)
+        loss_grad = jax.tree.map(lambda gk, p: (gk + CURVATURE * p) * scale.astype(p.dtype), g, params)
         updates, state = tx.update(loss_grad, state, params)
         return optax.apply_updates(params, updates), state
 
@@ -157,7 +159,7 @@ def run_mmcv(cfg, name, steps, seed, *, epoch_len, frozen=()):
     runner = types.SimpleNamespace(
         model=model, optimizer=optimizer, data_loader=range(epoch_len), epoch=0, iter=0, inner_iter=0,
         max_epochs=None if iter_based else runner_cfg["max_epochs"], max_iters=max_iters, _max_iters=max_iters,
-        logger=logging.getLogger("mmcv-twin"), log_buffer=types.SimpleNamespace(update=lambda *a: None))
+        logger=logging.getLogger("mmcv-twin"), log_buffer=types.SimpleNamespace(update=lambda *a: None), meta={})
     for hook in hooks:
         hook.before_run(runner)
     for k in range(steps):
