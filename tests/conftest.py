@@ -5,12 +5,13 @@
   whose `__path__` is the installed folder, so their `__init__` (which imports the models and
   torchvision) never runs.
 - mmcv 1.7.2's `mmcv.runner` imports torchvision for checkpoint loading only: a stub module stands in.
-- mmpretrain, mmdet and mmseg (installed `--no-deps`) register their optimizers, constructors and
+- mmpretrain, mmdet, mmseg and mmpose (installed `--no-deps`) register their optimizers, constructors and
   schedulers in `<package>.engine.*`; their package `__init__`s import models, datasets and mmcv 2.x
   ops. `mmpretrain`, `mmdet`, `mmseg` and their `engine` packages are stubs over the installed
   folders, so `import mmdet.engine.schedulers` runs only that module and what it imports.
 """
 
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -23,6 +24,9 @@ import pytest
 def _stub_package(name, path):
     module = types.ModuleType(name)
     module.__path__ = [path]
+    # transformers (which mmengine.optim imports when installed) asks importlib.util.find_spec
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    module.__spec__.submodule_search_locations = [path]
     sys.modules[name] = module
     return module
 
@@ -44,7 +48,7 @@ def _install_timm_shim():
 
 
 def _install_openmmlab_shims():
-    for package in ("mmpretrain", "mmdet", "mmseg"):
+    for package in ("mmpretrain", "mmdet", "mmseg", "mmpose"):
         if package in sys.modules:
             continue
         spec = importlib.util.find_spec(package)
@@ -57,7 +61,8 @@ def _install_openmmlab_shims():
 
 def _install_torchvision_stub():
     if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
-        sys.modules["torchvision"] = types.ModuleType("torchvision")
+        stub = sys.modules["torchvision"] = types.ModuleType("torchvision")
+        stub.__spec__ = importlib.machinery.ModuleSpec("torchvision", None)
 
 
 _install_timm_shim()

@@ -67,6 +67,11 @@ def registered(kind: str) -> dict[str, Callable]:
         for torch_name, twin in TORCH_OPTIMIZERS.items():
             if hasattr(optim, twin):
                 parts.setdefault(torch_name, getattr(optim, twin))
+    if kind == "constructor":
+        from purelr.params.layer_decay_openmmlab import CONSTRUCTORS
+
+        for name, constructor in CONSTRUCTORS.items():
+            parts.setdefault(name, constructor)
     return parts
 
 
@@ -74,8 +79,9 @@ MODEL_ZOOS = ("mmaction", "mmagic", "mmcls", "mmdet", "mmdet3d", "mmedit", "mmfl
               "mmpretrain", "mmrazor", "mmrotate", "mmseg", "mmselfsup", "mmtrack", "mmyolo")
 """The OpenMMLab model-zoo packages; a JAX user need not have them installed."""
 NOT_INSTALLED: set = set()
-"""Modules of a model zoo that ``custom_imports`` named and that are not installed (OpenMMLab
-configs import ``mmdet.models`` for a backbone): skipped, and named when a part is then missing."""
+"""Modules of a model zoo that ``custom_imports`` named and that are not installed, or need a
+module that is not (OpenMMLab configs import ``mmpretrain.models`` for a backbone, which needs
+torchvision): skipped, and named when a part is then missing."""
 
 
 def lookup(kind: str, name, where: str, builtin=()) -> Callable:
@@ -95,8 +101,8 @@ def lookup(kind: str, name, where: str, builtin=()) -> Callable:
 
 def import_custom(custom_imports, where: str = "custom_imports") -> None:
     """MMCV's ``custom_imports=dict(imports=[...], allow_failed_imports=False)``. A module of a model
-    zoo (``MODEL_ZOOS``) that is not installed is skipped (``NOT_INSTALLED``); any other import
-    failure is an error."""
+    zoo (``MODEL_ZOOS``) that is not installed, or that needs a module that is not, is skipped
+    (``NOT_INSTALLED``); any other import failure is an error."""
     if custom_imports is None:
         return
     if not isinstance(custom_imports, dict) or "imports" not in custom_imports:
@@ -111,7 +117,7 @@ def import_custom(custom_imports, where: str = "custom_imports") -> None:
             importlib.import_module(module)
         except ImportError as error:
             package = module.split(".")[0]
-            if isinstance(error, ModuleNotFoundError) and error.name == package and package in MODEL_ZOOS:
+            if isinstance(error, ModuleNotFoundError) and package in MODEL_ZOOS:
                 NOT_INSTALLED.add(module)  # registers the zoo's models, which purelr does not build
                 continue
             if not custom_imports.get("allow_failed_imports", False):

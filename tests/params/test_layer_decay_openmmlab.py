@@ -1,0 +1,232 @@
+"""``purelr.params.layer_decay_openmmlab`` against the real constructors: MMPretrain 1.2.0's
+LearningRateDecayOptimWrapperConstructor, MMSegmentation 1.2.2's LearningRateDecayOptimizerConstructor /
+LayerDecayOptimizerConstructor / ForceDefaultOptimWrapperConstructor, MMDetection 3.3.0's
+LearningRateDecayOptimizerConstructor and MMPose 1.3.2's LayerDecayOptimWrapperConstructor /
+ForceDefaultOptimWrapperConstructor, built on the torch models of ``layer_decay_models`` (random
+sizes and settings). Every parameter's lr and weight decay equal the original's exactly; then 100
+updates of ``purelr.build`` (AdamW, a warmup and a cosine with ``eta_min``) equal the real
+OptimWrapper stepped with MMEngine's schedulers (x64, 1e-10).
+
+MMSegmentation 0.30.0's and MMDetection 2.28.2's constructors (``mmseg.core.optimizers``,
+``mmdet.core.optimizers``, for MMCV's runner) cannot be installed next to these: their files
+differ from the 1.x ones in the registry, the base class and the logging lines only, so the twin
+and these tests serve both.
+"""
+
+import copy
+import warnings
+
+import jax
+import numpy as np
+import optax
+import pytest
+import torch
+
+import purelr
+from purelr.params import layer_decay_openmmlab as twin
+from purelr.params.module_kinds import dotted_names
+from purelr.params.paramwise import group_hyperparams
+from tests.params import layer_decay_models as lm
+from tests.params import models
+from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
+from tests.recipes.twins import to_flax
+
+LR, WEIGHT_DECAY = 0.01, 0.05
+
+
+def originals():
+    from mmdet.engine.optimizers import LearningRateDecayOptimizerConstructor as MMDetDecay
+    from mmpose.engine.optim_wrappers import ForceDefaultOptimWrapperConstructor as MMPoseForce
+    from mmpose.engine.optim_wrappers import LayerDecayOptimWrapperConstructor as MMPoseDecay
+    from mmpretrain.engine.optimizers import LearningRateDecayOptimWrapperConstructor as MMPretrainDecay
+    from mmseg.engine.optimizers import ForceDefaultOptimWrapperConstructor as MMSegForce
+    from mmseg.engine.optimizers import LayerDecayOptimizerConstructor as MMSegLayer
+    from mmseg.engine.optimizers import LearningRateDecayOptimizerConstructor as MMSegDecay
+
+    return {"mmpretrain": [MMPretrainDecay], "mmseg": [MMSegDecay, MMDetDecay], "mmseg_layer": [MMSegLayer],
+            "mmpose": [MMPoseDecay], "force": [MMSegForce, MMPoseForce]}
+
+
+NAMES = {"mmpretrain": "LearningRateDecayOptimWrapperConstructor", "mmseg": "LearningRateDecayOptimizerConstructor",
+         "mmseg_layer": "LayerDecayOptimizerConstructor", "mmpose": "LayerDecayOptimWrapperConstructor",
+         "force": "ForceDefaultOptimWrapperConstructor"}
+
+
+def draw(rng, family):
+    """``(model, paramwise_cfg, frozen prefixes, original index)`` for one random case."""
+    rate = float(rng.choice([0.5, 0.65, 0.75, 0.9, 1.0]))
+    keys = [".bias", ".ln", "norm", "cls_token", "pos_embed", ".gamma", "head", "layers.1", "relative_position"]
+    mult = lambda: float(rng.choice([0.0, 0.5, 2.0]))
+    if family == "mmpretrain":
+        kind = str(rng.choice(list(lm.BUILDERS)))
+        size = {"VisionTransformer": int(rng.integers(1, 5)), "ResNet": [1, *lm_resnet_depths(rng), 1]}.get(
+            kind, [int(rng.integers(1, 4)) for _ in range(3)] + [int(rng.integers(1, 3))])
+        if kind == "ConvNeXt" and rng.random() < 0.4:
+            size[2] = 10  # max_layer_id 12
+        model = lm.torch_model(kind, size, neck=kind == "MixMIMTransformer" and rng.random() < 0.5)
+        cfg = {"layer_decay_rate": rate}
+        for key in ("norm_decay_mult", "bias_decay_mult", "flat_decay_mult"):
+            if rng.random() < 0.5:
+                cfg[key] = mult()
+        if rng.random() < 0.6:
+            chosen = rng.choice(keys, size=int(rng.integers(1, 4)), replace=False)
+            cfg["custom_keys"] = {str(k): {"decay_mult": mult(), **({"lr_mult": 3.0} if rng.random() < 0.3 else {})}
+                                  for k in chosen}
+    elif family == "force":
+        kind = str(rng.choice(["VisionTransformer", "ConvNeXt", "ResNet"]))
+        model = lm.torch_model(kind, {"VisionTransformer": 2, "ConvNeXt": [1, 1, 2, 1], "ResNet": [1, 4, 6, 1]}[kind])
+        cfg = {k: mult() for k in ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult",
+                                   "flat_decay_mult") if rng.random() < 0.5}
+        chosen = rng.choice(keys, size=int(rng.integers(1, 4)), replace=False)
+        cfg["custom_keys"] = {str(k): {"lr_mult": mult(), "decay_mult": mult()} for k in chosen}
+        cfg["force_default_settings"] = bool(rng.random() < 0.7)
+    else:
+        stage_wise = family == "mmseg" and rng.random() < 0.4
+        kind = "ConvNeXt" if stage_wise or (family == "mmseg" and rng.random() < 0.5) else "VisionTransformer"
+        num_layers = int(rng.choice([6, 12])) if kind == "ConvNeXt" else int(rng.integers(1, 5))
+        size = [1, 2, 3 * (num_layers - 3), 1] if kind == "ConvNeXt" else num_layers
+        class_name = str(rng.choice(lm.SEGMENTATION_CLASSES[kind]))
+        model = lm.torch_model(kind, size, class_name)
+        cfg = {"num_layers": num_layers}
+        if family == "mmseg":
+            cfg.update(decay_rate=rate, decay_type="stage_wise" if stage_wise else str(
+                rng.choice(["layer_wise", "layer_wise_vit"])))
+        else:
+            cfg.update(layer_decay_rate=rate)
+    names = [n for n, _ in model.named_parameters()]
+    frozen = [str(p) for p in rng.choice(names, size=2, replace=False) if rng.random() < 0.3]
+    mmdet = family == "mmseg" and kind == "ConvNeXt" and rng.random() < 0.5  # MMDetection's copy: ConvNeXt only
+    return model, cfg, frozen, int(mmdet)
+
+
+def lm_resnet_depths(rng):
+    return list(rng.choice([(4, 6), (4, 23), (8, 36)]))
+
+
+def torch_groups(family, model, paramwise_cfg, frozen, which=0, optimizer="AdamW"):
+    """``{flax name: (lr, weight_decay) or 'frozen'}`` from the real constructor, and the wrapper."""
+    from mmengine.logging import MMLogger
+
+    MMLogger.get_current_instance().setLevel("ERROR")
+    for name, param in model.named_parameters():
+        param.requires_grad_(name not in frozen)
+    wrapper_cfg = dict(type="OptimWrapper", optimizer=dict(type=optimizer, lr=LR, weight_decay=WEIGHT_DECAY))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrapper = originals()[family][which](wrapper_cfg, copy.deepcopy(paramwise_cfg))(model)
+    group_of = {id(p): group for group in wrapper.optimizer.param_groups for p in group["params"]}
+    out = {}
+    for name, param in model.named_parameters():
+        group = group_of.get(id(param)) if param.requires_grad else None
+        out[models.flax_name(model, name)] = "frozen" if group is None else (group["lr"], group["weight_decay"])
+    return out, wrapper
+
+
+def purelr_groups(family, model, paramwise_cfg, frozen):
+    params, kinds = lm.flax_twin(model)
+    frozen_flax = [models.flax_name(model, n) for n in frozen]
+    constructor = twin.CONSTRUCTORS[NAMES[family]]
+    labels, settings = constructor(params, dict(lr=LR, weight_decay=WEIGHT_DECAY), copy.deepcopy(paramwise_cfg),
+                                   module_kinds=kinds, frozen=frozen_flax or None)
+    out = {}
+    for name, label in zip(dotted_names(params), jax.tree.leaves(labels)):
+        setting = settings[label]
+        group = {} if setting.frozen else group_hyperparams(setting, lr=LR, weight_decay=WEIGHT_DECAY)
+        out[name] = "frozen" if setting.frozen else (group["lr"], group["weight_decay"])
+    return out
+
+
+def check_settings(family, seed):
+    rng = np.random.default_rng(seed)
+    model, cfg, frozen, which = draw(rng, family)
+    expected, _ = torch_groups(family, model, cfg, frozen, which)
+    actual = purelr_groups(family, model, cfg, frozen)
+    assert actual.keys() == expected.keys()
+    wrong = {k: (actual[k], expected[k]) for k in expected if actual[k] != expected[k]}
+    assert not wrong, f"{family} seed {seed} {type(model.backbone).__name__} {cfg} frozen={frozen}: {wrong}"
+
+
+@pytest.mark.parametrize("family", list(NAMES))
+def test_every_parameter_gets_the_originals_lr_and_weight_decay(family):
+    for seed in range(40):
+        check_settings(family, seed)
+
+
+SCHEDULERS = [dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=20),
+              dict(type="CosineAnnealingLR", T_max=80, eta_min=1e-4, by_epoch=False, begin=20, end=100)]
+STEPS, CURVATURE = 100, 0.1
+
+
+def torch_trajectory(wrapper, model, gradients, frozen):
+    from mmengine.registry import PARAM_SCHEDULERS
+    import mmengine.optim.scheduler  # noqa: F401
+
+    schedulers = [PARAM_SCHEDULERS.build(dict(s), default_args=dict(optimizer=wrapper)) for s in SCHEDULERS]
+    params = list(model.parameters())
+    for k in range(STEPS):
+        loss = sum((torch.from_numpy(g[k]) * p + CURVATURE / 2 * p * p).sum() for p, g in zip(params, gradients))
+        wrapper.update_params(loss)
+        for scheduler in schedulers:
+            scheduler.step()
+    return {models.flax_name(model, n): to_flax(p.detach().numpy()) for n, p in model.named_parameters()}
+
+
+def purelr_trajectory(cfg, model, initial, gradients, frozen):
+    params, kinds = lm.flax_twin(model)
+    names = [models.flax_name(model, n) for n, _ in model.named_parameters()]
+    order = {n: i for i, n in enumerate(names)}
+    leaves = dotted_names(params)
+    tree = lambda arrays: jax.tree.unflatten(jax.tree.structure(params),
+                                             [jax.numpy.asarray(to_flax(arrays[order[n]])) for n in leaves])
+    tx = purelr.build(cfg, tree(initial), module_kinds=kinds,
+                      frozen=[models.flax_name(model, n) for n in frozen] or None)
+
+    @jax.jit
+    def run(p, grads):
+        def step(carry, g):
+            p, state = carry
+            updates, state = tx.update(jax.tree.map(lambda gk, pk: gk + CURVATURE * pk, g, p), state, p)
+            return (optax.apply_updates(p, updates), state), None
+
+        return jax.lax.scan(step, (p, tx.init(p)), grads)[0][0]
+
+    per_step = [tree([g[k] for g in gradients]) for k in range(STEPS)]
+    final = run(tree(initial), jax.tree.map(lambda *steps: jax.numpy.stack(steps), *per_step))
+    return dict(zip(leaves, map(np.asarray, jax.tree.leaves(final))))
+
+
+def check_trajectory(family, seed):
+    """100 AdamW updates with a warmup and a cosine, x64, of one random case; the worst error."""
+    worst = 0.0
+    for seed in (seed,):
+        rng = np.random.default_rng(100 + seed)
+        model, cfg, frozen, which = draw(rng, family)
+        model = model.double()
+        initial = [rng.normal(0, 0.5, tuple(p.shape)) for p in model.parameters()]
+        gradients = [rng.normal(0, 1.0, (STEPS,) + tuple(p.shape)) for p in model.parameters()]
+        with torch.no_grad():
+            for p, value in zip(model.parameters(), initial):
+                p.copy_(torch.from_numpy(value))
+        _, wrapper = torch_groups(family, model, cfg, frozen, which)
+        expected = torch_trajectory(wrapper, model, gradients, frozen)
+        config = dict(optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=LR, weight_decay=WEIGHT_DECAY),
+                                         constructor=NAMES[family], paramwise_cfg=cfg),
+                      param_scheduler=SCHEDULERS, train_cfg=dict(type="IterBasedTrainLoop", max_iters=STEPS))
+        with jax.enable_x64(True):
+            actual = purelr_trajectory(config, model, initial, gradients, frozen)
+        for name, value in expected.items():
+            error = relative_error(actual[name], value, floor=trajectory_floor())
+            assert error <= OPTIMIZER_RTOL["x64"], f"{family} seed {seed} {name}: {error:.3g} {cfg}"
+            worst = max(worst, error)
+    return worst
+
+
+@pytest.mark.parametrize("family", list(NAMES))
+def test_trajectories_equal_the_real_optim_wrapper(family):
+    print(f"{family}: worst relative error {check_trajectory(family, 0):.3g}")
+
+
+@pytest.mark.nightly
+@pytest.mark.parametrize("family", list(NAMES))
+def test_more_trajectories_equal_the_real_optim_wrapper(family):
+    print(f"{family}: worst relative error {max(check_trajectory(family, seed) for seed in range(1, 6)):.3g}")
