@@ -45,20 +45,24 @@ def _norm(module, name):
     setattr(module, name, torch.nn.LayerNorm(WIDTH))
 
 
+def _attention_block(norm, extra, shape):
+    """A block with a norm layer ``norm``, ``attn.qkv`` and a bare parameter at ``extra``."""
+    block = torch.nn.Module()
+    _norm(block, norm)
+    block.attn = torch.nn.Module()
+    _linear(block.attn, "qkv")
+    owner, _, leaf = extra.rpartition(".")
+    (block.get_submodule(owner) if owner else block).register_parameter(leaf, torch.nn.Parameter(torch.zeros(shape)))
+    return block
+
+
 def _vit(num_layers):
     backbone = torch.nn.Module()
     backbone.cls_token = torch.nn.Parameter(torch.zeros(1, 1, WIDTH))
     backbone.pos_embed = torch.nn.Parameter(torch.zeros(1, 3, WIDTH))
     backbone.patch_embed = torch.nn.Module()
     backbone.patch_embed.projection = torch.nn.Conv2d(3, WIDTH, 2)
-    backbone.layers = torch.nn.ModuleList()
-    for _ in range(num_layers):
-        layer = torch.nn.Module()
-        _norm(layer, "ln1")
-        layer.attn = torch.nn.Module()
-        _linear(layer.attn, "qkv")
-        layer.gamma_1 = torch.nn.Parameter(torch.zeros(WIDTH))
-        backbone.layers.append(layer)
+    backbone.layers = torch.nn.ModuleList(_attention_block("ln1", "gamma_1", (WIDTH,)) for _ in range(num_layers))
     _norm(backbone, "ln1")
     backbone.num_layers = num_layers
     return backbone
@@ -92,14 +96,8 @@ def _swin(depths, stages="stages", stem="absolute_pos_embed"):
     setattr(backbone, stages, torch.nn.ModuleList())
     for i, depth in enumerate(depths):
         stage = torch.nn.Module()
-        stage.blocks = torch.nn.ModuleList()
-        for _ in range(depth):
-            block = torch.nn.Module()
-            _norm(block, "norm1")
-            block.attn = torch.nn.Module()
-            _linear(block.attn, "qkv")
-            block.attn.relative_position_bias_table = torch.nn.Parameter(torch.zeros(3, 2))
-            stage.blocks.append(block)
+        stage.blocks = torch.nn.ModuleList(_attention_block("norm1", "attn.relative_position_bias_table", (3, 2))
+                                           for _ in range(depth))
         if i < len(depths) - 1:
             stage.downsample = torch.nn.Module()
             _norm(stage.downsample, "norm")

@@ -27,6 +27,7 @@ from purelr.params import layer_decay_openmmlab as twin
 from purelr.params.module_kinds import dotted_names
 from purelr.params.paramwise import group_hyperparams
 from tests.params import layer_decay_models as lm
+from tests.bad_inputs import assert_rejects
 from tests.params import models
 from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 from tests.recipes.twins import to_flax
@@ -230,3 +231,62 @@ def test_trajectories_equal_the_real_optim_wrapper(family):
 @pytest.mark.parametrize("family", list(NAMES))
 def test_more_trajectories_equal_the_real_optim_wrapper(family):
     print(f"{family}: worst relative error {max(check_trajectory(family, seed) for seed in range(1, 6)):.3g}")
+
+
+def _vit_tree(num_layers=2):
+    return lm.flax_twin(lm.torch_model("VisionTransformer", num_layers, "BEiT"))[0]
+
+
+BASE = dict(lr=LR, weight_decay=WEIGHT_DECAY)
+BAD = [
+    ("mmseg", dict(num_layers=2, decay_rate=0.9, decay_type="layerwise"), ValueError,
+     ("paramwise_cfg.decay_type", "'layerwise'", "layer_wise")),
+    ("mmseg", dict(num_layers=2, decay_rate=0.0), ValueError, ("paramwise_cfg.decay_rate", "0.0")),
+    ("mmseg", dict(num_layers=2, decay_rate=1.5), ValueError, ("paramwise_cfg.decay_rate", "1.5")),
+    ("mmseg", dict(num_layers=2), ValueError, ("paramwise_cfg.decay_rate", "missing")),
+    ("mmseg", dict(num_layers=0, decay_rate=0.9), ValueError, ("paramwise_cfg.num_layers", "0")),
+    ("mmseg", dict(num_layers=2, decay_rate=0.9, decay_type="stage_wise"), ValueError,
+     ("decay_type", "stage_wise", "ConvNeXt")),
+    ("mmseg", dict(num_layers=2, decay_rate=0.9, decay_rat=0.8), ValueError, ("paramwise_cfg", "decay_rat")),
+    ("mmseg_layer", dict(num_layers=2, decay_rate=0.9), ValueError, ("paramwise_cfg", "'decay_rate'", "layer_decay_rate")),
+    ("mmseg_layer", dict(num_layers=2), ValueError, ("paramwise_cfg.layer_decay_rate", "missing")),
+    ("mmpose", dict(num_layers=2, layer_decay_rate=-0.5), ValueError, ("paramwise_cfg.layer_decay_rate", "-0.5")),
+    ("mmpretrain", dict(layer_decay_rate=2.0), ValueError, ("paramwise_cfg.layer_decay_rate", "2.0")),
+    ("mmpretrain", dict(layer_decay_rate=0.5, norm_decay_mult=-1.0), ValueError, ("paramwise_cfg.norm_decay_mult", "-1")),
+    ("force", dict(force_default_settings="yes"), TypeError, ("paramwise_cfg.force_default_settings", "'yes'")),
+]
+
+
+@pytest.mark.parametrize("family, cfg, exception, needles", BAD)
+def test_bad_settings_are_refused_naming_the_key(family, cfg, exception, needles):
+    call = lambda: twin.CONSTRUCTORS[NAMES[family]](_vit_tree(), BASE, cfg)
+    assert_rejects(call, exception, *needles)
+
+
+def test_a_parameter_without_a_layer_index_is_refused_naming_it():
+    params = {"backbone": {"layers": {"first": {"kernel": jax.numpy.zeros((2, 2))}}}}
+    for family, cfg in (("mmseg", dict(num_layers=2, decay_rate=0.9)), ("mmpose", dict(num_layers=2, layer_decay_rate=0.9))):
+        assert_rejects(lambda: twin.CONSTRUCTORS[NAMES[family]](params, BASE, cfg), ValueError,
+                       "backbone.layers.first.kernel", "'first'", "layer")
+    stages = {"backbone": {"downsample_layers": {"0": {"kernel": jax.numpy.zeros((2, 2))}},
+                           "stages": {"4": {"0": {"kernel": jax.numpy.zeros((2, 2))}}}}}
+    assert_rejects(lambda: twin.CONSTRUCTORS[NAMES["mmseg"]](stages, BASE, dict(num_layers=6, decay_rate=0.9)),
+                   ValueError, "backbone.stages.4.0.kernel", "stage 4")
+
+
+def test_an_unknown_backbone_and_missing_weight_decay_are_refused():
+    params = {"encoder": {"kernel": jax.numpy.zeros((2, 2))}}
+    assert_rejects(lambda: twin.CONSTRUCTORS[NAMES["mmpretrain"]](params, BASE, dict(layer_decay_rate=0.9)),
+                   ValueError, "cannot tell the backbone", "backbone")
+    assert_rejects(lambda: twin.CONSTRUCTORS[NAMES["mmseg"]](_vit_tree(), dict(lr=LR), dict(num_layers=2, decay_rate=0.9)),
+                   ValueError, "optimizer.weight_decay")
+    resnet = lm.flax_twin(lm.torch_model("ResNet", [1, 2, 2, 1]))[0]
+    assert_rejects(lambda: twin.CONSTRUCTORS[NAMES["mmpretrain"]](resnet, BASE, dict(layer_decay_rate=0.9)),
+                   ValueError, "ResNet", "[1, 2, 2, 1]")
+
+
+def test_constructors_are_registered_under_their_openmmlab_names():
+    from purelr.recipes import registry
+
+    for name in NAMES.values():
+        assert registry.lookup("constructor", name, "constructor") is twin.CONSTRUCTORS[name]
