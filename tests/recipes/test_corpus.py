@@ -34,7 +34,7 @@ from purelr.cli.curves import config_curves
 from purelr.recipes.config import load_config
 from purelr.recipes.pyconfig import Imported
 from tests import corpus as corpora
-from tests.parity import SCHEDULE_RTOL, assert_schedule_matches, rounding_floor
+from tests.parity import SCHEDULE_RTOL, UNIT_ROUNDOFF, assert_schedule_matches, rounding_floor
 
 KEYS = ("optimizer", "optimizer_config", "lr_config", "momentum_config", "runner", "total_epochs", "total_iters",
         "optim_wrapper", "param_scheduler", "train_cfg", "auto_scale_lr", "fp16")
@@ -47,6 +47,13 @@ LONG_EPOCH_LEN = 100
 """For configs whose schedulers begin after ``EPOCH_LEN``-long epochs end the run (MMPretrain's
 ShuffleNet: a PolyLR from iteration 5000 of a 300-epoch run), which MMEngine refuses too."""
 SAMPLE = 40
+RECURSION_UNITS = 0.5
+"""MMEngine's schedulers rewrite the value at every iteration (``v_t = f(v_{t-1})``), one rounding
+each: after ``N`` iterations MMEngine's value is known to about ``N`` float64 units relative to
+itself, purelr's closed forms to a few. Curves against MMEngine are held to
+``max(1e-12, RECURSION_UNITS * u * N)``: above 1e-12 only for runs over 18,000 iterations. Measured:
+0.11 ``N u`` (1.9e-12 at iteration 151,911: MMSegmentation 1.2.2's BEiT, a ``PolyLR`` to
+``eta_min=0`` over 158,500 iterations, from a layer-decay group's base lr)."""
 PENDING = {
     "AmpOptimWrapper": 18, "DeepSpeedOptimWrapper": 18, "Fp16OptimizerHook": 18,
     "GradientCumulativeFp16OptimizerHook": 18,
@@ -147,7 +154,10 @@ def category(corpus, path) -> str:
     for key, values in curves.values.items():
         # floor: 8 float64 units of the peak: MMCV's warmups and MMEngine's recursions cancel there
         # (measured 0.3 units: a linear warmup's first value, 1e-6 of the peak, poolformer)
-        assert_schedule_matches(values, expected.values[key], "x64", context=f"{path} {key}",
+        rtol = SCHEDULE_RTOL["x64"]
+        if against == "mmengine":
+            rtol = max(rtol, RECURSION_UNITS * UNIT_ROUNDOFF["x64"] * len(values))
+        assert_schedule_matches(values, expected.values[key], "x64", context=f"{path} {key}", rtol=rtol,
                                 floor=rounding_floor(SCHEDULE_RTOL["x64"], 8))
     if removed:
         return f"equal once {', '.join(sorted(set(removed)))} (refused: a key the original ignores) is removed"
