@@ -28,6 +28,7 @@ from purelr.params.module_kinds import dotted_names
 from purelr.params.paramwise import group_hyperparams
 from tests.params import layer_decay_models as lm
 from tests.bad_inputs import assert_rejects
+from tests.optim.torch_reference import torch_dtype
 from tests.params import models
 from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 from tests.recipes.twins import to_flax
@@ -53,14 +54,16 @@ NAMES = {"mmpretrain": "LearningRateDecayOptimWrapperConstructor", "mmseg": "Lea
          "force": "ForceDefaultOptimWrapperConstructor"}
 
 
-def draw(rng, family):
-    """``(model, paramwise_cfg, frozen prefixes, original index)`` for one random case."""
+def draw(rng, family, small=False):
+    """``(model, paramwise_cfg, frozen prefixes, original index)`` for one random case (``small``:
+    a ConvNeXt's third stage of 4 blocks, not enough to reach every layer id; ViTs of 1 or 2 layers)."""
     rate = float(rng.choice([0.5, 0.65, 0.75, 0.9, 1.0]))
     keys = [".bias", ".ln", "norm", "cls_token", "pos_embed", ".gamma", "head", "layers.1", "relative_position"]
     mult = lambda: float(rng.choice([0.0, 0.5, 2.0]))
     if family == "mmpretrain":
         kind = str(rng.choice(list(lm.BUILDERS)))
-        size = {"VisionTransformer": int(rng.integers(1, 5)), "ResNet": [1, *lm_resnet_depths(rng), 1]}.get(
+        size = {"VisionTransformer": int(rng.integers(1, 3 if small else 5)),
+                "ResNet": [1, 4, 6, 1] if small else [1, *lm_resnet_depths(rng), 1]}.get(
             kind, [int(rng.integers(1, 4)) for _ in range(3)] + [int(rng.integers(1, 3))])
         if kind == "ConvNeXt" and rng.random() < 0.4:
             size[2] = 10  # max_layer_id 12
@@ -84,8 +87,8 @@ def draw(rng, family):
     else:
         stage_wise = family == "mmseg" and rng.random() < 0.4
         kind = "ConvNeXt" if stage_wise or (family == "mmseg" and rng.random() < 0.5) else "VisionTransformer"
-        num_layers = int(rng.choice([6, 12])) if kind == "ConvNeXt" else int(rng.integers(1, 5))
-        size = [1, 2, 3 * (num_layers - 3), 1] if kind == "ConvNeXt" else num_layers
+        num_layers = int(rng.choice([6, 12])) if kind == "ConvNeXt" else int(rng.integers(1, 3 if small else 5))
+        size = [1, 2, 4 if small else 3 * (num_layers - 3), 1] if kind == "ConvNeXt" else num_layers
         class_name = str(rng.choice(lm.SEGMENTATION_CLASSES[kind]))
         model = lm.torch_model(kind, size, class_name)
         cfg = {"num_layers": num_layers}
@@ -196,41 +199,44 @@ def purelr_trajectory(cfg, model, initial, gradients, frozen):
     return dict(zip(leaves, map(np.asarray, jax.tree.leaves(final))))
 
 
-def check_trajectory(family, seed):
-    """100 AdamW updates with a warmup and a cosine, x64, of one random case; the worst error."""
-    worst = 0.0
-    for seed in (seed,):
-        rng = np.random.default_rng(100 + seed)
-        model, cfg, frozen, which = draw(rng, family)
-        model = model.double()
-        initial = [rng.normal(0, 0.5, tuple(p.shape)) for p in model.parameters()]
-        gradients = [rng.normal(0, 1.0, (STEPS,) + tuple(p.shape)) for p in model.parameters()]
-        with torch.no_grad():
-            for p, value in zip(model.parameters(), initial):
-                p.copy_(torch.from_numpy(value))
+def check_trajectory(family, seed, precision):
+    """100 AdamW updates with a warmup and a cosine of one random case, in ``precision`` (torch in
+    the same dtype, its scalar state too); the worst relative error."""
+    x64 = precision == "x64"
+    rng = np.random.default_rng(100 + seed)
+    model, cfg, frozen, which = draw(rng, family, small=True)
+    model = model.double() if x64 else model.float()
+    dtype = np.float64 if x64 else np.float32
+    initial = [rng.normal(0, 0.5, tuple(p.shape)).astype(dtype) for p in model.parameters()]
+    gradients = [rng.normal(0, 1.0, (STEPS,) + tuple(p.shape)).astype(dtype) for p in model.parameters()]
+    with torch.no_grad():
+        for p, value in zip(model.parameters(), initial):
+            p.copy_(torch.from_numpy(value))
+    with torch_dtype(x64):
         _, wrapper = torch_groups(family, model, cfg, frozen, which)
         expected = torch_trajectory(wrapper, model, gradients, frozen)
-        config = dict(optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=LR, weight_decay=WEIGHT_DECAY),
-                                         constructor=NAMES[family], paramwise_cfg=cfg),
-                      param_scheduler=SCHEDULERS, train_cfg=dict(type="IterBasedTrainLoop", max_iters=STEPS))
-        with jax.enable_x64(True):
-            actual = purelr_trajectory(config, model, initial, gradients, frozen)
-        for name, value in expected.items():
-            error = relative_error(actual[name], value, floor=trajectory_floor())
-            assert error <= OPTIMIZER_RTOL["x64"], f"{family} seed {seed} {name}: {error:.3g} {cfg}"
-            worst = max(worst, error)
+    config = dict(optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=LR, weight_decay=WEIGHT_DECAY),
+                                     constructor=NAMES[family], paramwise_cfg=cfg),
+                  param_scheduler=SCHEDULERS, train_cfg=dict(type="IterBasedTrainLoop", max_iters=STEPS))
+    actual = purelr_trajectory(config, model, initial, gradients, frozen)
+    worst = 0.0
+    for name, value in expected.items():
+        error = relative_error(actual[name], value, floor=trajectory_floor(precision))
+        assert error <= OPTIMIZER_RTOL[precision], f"{family} {precision} seed {seed} {name}: {error:.3g} {cfg}"
+        worst = max(worst, error)
     return worst
 
 
 @pytest.mark.parametrize("family", list(NAMES))
-def test_trajectories_equal_the_real_optim_wrapper(family):
-    print(f"{family}: worst relative error {check_trajectory(family, 0):.3g}")
+def test_trajectories_equal_the_real_optim_wrapper(family, precision):
+    print(f"{family} {precision}: worst relative error {check_trajectory(family, 0, precision):.3g}")
 
 
 @pytest.mark.nightly
 @pytest.mark.parametrize("family", list(NAMES))
-def test_more_trajectories_equal_the_real_optim_wrapper(family):
-    print(f"{family}: worst relative error {max(check_trajectory(family, seed) for seed in range(1, 6)):.3g}")
+def test_more_trajectories_equal_the_real_optim_wrapper(family, precision):
+    worst = max(check_trajectory(family, seed, precision) for seed in range(1, 6))
+    print(f"{family} {precision}: worst relative error {worst:.3g}")
 
 
 def _vit_tree(num_layers=2):
