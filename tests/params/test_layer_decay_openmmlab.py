@@ -199,6 +199,16 @@ def purelr_trajectory(cfg, model, initial, gradients, frozen):
     return dict(zip(leaves, map(np.asarray, jax.tree.leaves(final))))
 
 
+def started(rng, model, dtype):
+    """``(initial values, gradients per update)`` drawn in ``dtype``, the model set to the first."""
+    initial = [rng.normal(0, 0.5, tuple(p.shape)).astype(dtype) for p in model.parameters()]
+    gradients = [rng.normal(0, 1.0, (STEPS,) + tuple(p.shape)).astype(dtype) for p in model.parameters()]
+    with torch.no_grad():
+        for p, value in zip(model.parameters(), initial):
+            p.copy_(torch.from_numpy(value))
+    return initial, gradients
+
+
 def check_trajectory(family, seed, precision):
     """100 AdamW updates with a warmup and a cosine of one random case, in ``precision`` (torch in
     the same dtype, its scalar state too); the worst relative error."""
@@ -206,12 +216,7 @@ def check_trajectory(family, seed, precision):
     rng = np.random.default_rng(100 + seed)
     model, cfg, frozen, which = draw(rng, family, small=True)
     model = model.double() if x64 else model.float()
-    dtype = np.float64 if x64 else np.float32
-    initial = [rng.normal(0, 0.5, tuple(p.shape)).astype(dtype) for p in model.parameters()]
-    gradients = [rng.normal(0, 1.0, (STEPS,) + tuple(p.shape)).astype(dtype) for p in model.parameters()]
-    with torch.no_grad():
-        for p, value in zip(model.parameters(), initial):
-            p.copy_(torch.from_numpy(value))
+    initial, gradients = started(rng, model, np.float64 if x64 else np.float32)
     with torch_dtype(x64):
         _, wrapper = torch_groups(family, model, cfg, frozen, which)
         expected = torch_trajectory(wrapper, model, gradients, frozen)
@@ -237,6 +242,68 @@ def test_trajectories_equal_the_real_optim_wrapper(family, precision):
 def test_more_trajectories_equal_the_real_optim_wrapper(family, precision):
     worst = max(check_trajectory(family, seed, precision) for seed in range(1, 6))
     print(f"{family} {precision}: worst relative error {worst:.3g}")
+
+
+MMCV_LR_CONFIG = dict(policy="poly", power=1.0, min_lr=1e-4, by_epoch=False, warmup="linear", warmup_iters=20,
+                      warmup_ratio=0.01)
+
+
+def mmcv_era_optimizer(family, model, paramwise_cfg):
+    """MMSegmentation 0.30.0's / MMDetection 2.28.2's constructor: MMCV's DefaultOptimizerConstructor
+    with the 1.x class's ``add_params`` (the files differ in their logging lines only), given the
+    ``paramwise_cfg`` as the 1.x ``LayerDecayOptimizerConstructor.__init__`` rewrites it (0.30.0's
+    does the same)."""
+    from mmcv.runner import DefaultOptimizerConstructor
+
+    cfg = copy.deepcopy(paramwise_cfg)
+    decay, layer = originals()["mmseg"][0], originals()["mmseg_layer"][0]
+    if family == "mmseg_layer":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            layer(dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=LR, weight_decay=WEIGHT_DECAY)), cfg)
+    era = type(decay.__name__, (DefaultOptimizerConstructor,), {"add_params": decay.add_params})
+    return era(dict(type="AdamW", lr=LR, weight_decay=WEIGHT_DECAY), cfg)(model)
+
+
+@pytest.mark.parametrize("family", ["mmseg", "mmseg_layer"])
+def test_mmcv_configs_equal_the_mmcv_era_constructor_and_hooks(family):
+    """``optimizer=dict(..., constructor=..., paramwise_cfg=...)`` with a poly ``lr_config`` under
+    an IterBasedRunner (MMSegmentation 0.30.0's BEiT / ConvNeXt recipes), 100 updates, x64."""
+    import types
+
+    from mmcv.runner.hooks import HOOKS
+    from mmcv.utils import build_from_cfg
+
+    rng = np.random.default_rng(7)
+    model, cfg, frozen, _ = draw(rng, family, small=True)
+    cfg[{"mmseg": "decay_rate", "mmseg_layer": "layer_decay_rate"}[family]] = 0.8
+    model = model.double()
+    initial, gradients = started(rng, model, np.float64)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name not in frozen)
+    with torch_dtype(True):
+        optimizer = mmcv_era_optimizer(family, model, cfg)
+        hook_cfg = {k: v for k, v in MMCV_LR_CONFIG.items() if k != "policy"}
+        hook = build_from_cfg(dict(hook_cfg, type="PolyLrUpdaterHook"), HOOKS)
+        runner = types.SimpleNamespace(optimizer=optimizer, iter=0, epoch=0, inner_iter=0, max_iters=STEPS,
+                                       max_epochs=None, data_loader=range(STEPS))
+        hook.before_run(runner)
+        for k in range(STEPS):
+            runner.iter = runner.inner_iter = k
+            hook.before_train_iter(runner)
+            optimizer.zero_grad()
+            sum((torch.from_numpy(g[k]) * p + CURVATURE / 2 * p * p).sum()
+                for p, g in zip(model.parameters(), gradients)).backward()
+            optimizer.step()
+    expected = {models.flax_name(model, n): to_flax(p.detach().numpy()) for n, p in model.named_parameters()}
+    config = dict(optimizer=dict(type="AdamW", lr=LR, weight_decay=WEIGHT_DECAY, constructor=NAMES[family],
+                                 paramwise_cfg=cfg),
+                  optimizer_config=dict(), lr_config=MMCV_LR_CONFIG, runner=dict(type="IterBasedRunner", max_iters=STEPS))
+    with jax.enable_x64(True):
+        actual = purelr_trajectory(config, model, initial, gradients, frozen)
+    for name, value in expected.items():
+        error = relative_error(actual[name], value, floor=trajectory_floor())
+        assert error <= OPTIMIZER_RTOL["x64"], f"{family} {name}: {error:.3g} {cfg}"
 
 
 def _vit_tree(num_layers=2):
