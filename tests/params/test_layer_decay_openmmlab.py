@@ -363,3 +363,16 @@ def test_constructors_are_registered_under_their_openmmlab_names():
 
     for name in NAMES.values():
         assert registry.lookup("constructor", name, "constructor") is twin.CONSTRUCTORS[name]
+
+
+def test_curves_without_a_model_show_every_layer_depth():
+    """``purelr plot`` / the corpus draw a layer-decay config's curves on ``example_vit``: one lr
+    curve per depth, from ``lr * rate ** k``, ``k = 0 .. num_layers + 1``."""
+    from purelr.cli.curves import config_curves
+
+    cfg = dict(optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=LR, weight_decay=WEIGHT_DECAY),
+                                  constructor="LayerDecayOptimizerConstructor",
+                                  paramwise_cfg=dict(num_layers=3, layer_decay_rate=0.5)),
+               train_cfg=dict(type="IterBasedTrainLoop", max_iters=STEPS))
+    bases = set(config_curves(cfg).bases.values())
+    assert bases == {LR * 0.5 ** k for k in range(5)}
