@@ -3,7 +3,8 @@ MixMIM, a ResNet; ``backbone.`` plus a ``head``), each carrying the ``get_layer_
 MMPretrain 1.2.0 gives the real backbone and its classifier (the methods' own code, read from the
 installed files: importing ``mmpretrain.models`` needs torchvision and mmcv 2.x), and their flax
 twins: trees with the same dotted names in flax's layout (``kernel`` / ``scale``) and the module
-kinds of the norm layers."""
+kinds of the norm layers (``flax_twin``), and for the ViT a linen model of its own
+(``FlaxViTClassifier``) whose tree and ``module_kinds`` come from flax."""
 
 import ast
 import functools
@@ -11,6 +12,8 @@ import math
 import os
 import typing
 
+import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import torch
 
@@ -163,3 +166,69 @@ def flax_twin(model):
         elif isinstance(module, torch.nn.Conv2d):
             kinds[path] = "dwconv" if module.groups == module.in_channels else "conv"
     return params, kinds
+
+
+class FlaxAttention(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(WIDTH, name="qkv")(x)
+
+
+class FlaxLayer(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        y = FlaxAttention(name="attn")(nn.LayerNorm(name="ln1")(x))
+        return x + y * self.param("gamma_1", nn.initializers.ones, (WIDTH,))
+
+
+class FlaxLayers(nn.Module):
+    num_layers: int
+
+    @nn.compact
+    def __call__(self, x):
+        for i in range(self.num_layers):
+            x = FlaxLayer(name=str(i))(x)
+        return x
+
+
+class FlaxPatchEmbed(nn.Module):
+    @nn.compact
+    def __call__(self, images):
+        x = nn.Conv(WIDTH, (2, 2), strides=(2, 2), padding="VALID", name="projection")(images)
+        return x.reshape(x.shape[0], -1, WIDTH)
+
+
+class FlaxViTBackbone(nn.Module):
+    """The flax twin of ``_vit``: the same dotted names as MMPretrain's / MMSegmentation's ViT."""
+    num_layers: int
+
+    @nn.compact
+    def __call__(self, images):
+        x = FlaxPatchEmbed(name="patch_embed")(images)
+        cls = self.param("cls_token", nn.initializers.zeros, (1, 1, WIDTH))
+        x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, WIDTH)), x], 1)
+        x = x + self.param("pos_embed", nn.initializers.zeros, (1, x.shape[1], WIDTH))
+        return nn.LayerNorm(name="ln1")(FlaxLayers(self.num_layers, name="layers")(x))
+
+
+class FlaxHead(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3, name="fc")(x[:, 0])
+
+
+class FlaxViTClassifier(nn.Module):
+    num_layers: int
+
+    @nn.compact
+    def __call__(self, images):
+        return FlaxHead(name="head")(FlaxViTBackbone(self.num_layers, name="backbone")(images))
+
+
+def flax_vit(num_layers):
+    """``(params, module_kinds)`` of the linen ``FlaxViTClassifier`` (two patches of 2x2 pixels)."""
+    from purelr.params.module_kinds import module_kinds
+
+    model, images = FlaxViTClassifier(num_layers), jnp.zeros((1, 2, 4, 3))
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), images))["params"]
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes), module_kinds(model, images)

@@ -376,3 +376,21 @@ def test_curves_without_a_model_show_every_layer_depth():
                train_cfg=dict(type="IterBasedTrainLoop", max_iters=STEPS))
     bases = set(config_curves(cfg).bases.values())
     assert bases == {LR * 0.5 ** k for k in range(5)}
+
+
+@pytest.mark.parametrize("family", ["mmpretrain", "mmseg_layer", "mmpose"])
+def test_a_flax_linen_vit_gets_the_settings_of_its_torch_twin(family):
+    """The linen ViT's own tree and module kinds (``module_kinds``) give every leaf the lr and weight
+    decay the real constructor gives the torch ViT with the same names."""
+    cfg = {"mmpretrain": dict(layer_decay_rate=0.75, norm_decay_mult=0.0, flat_decay_mult=0.5,
+                              custom_keys={".cls_token": dict(decay_mult=0.0)}),
+           "mmseg_layer": dict(num_layers=3, layer_decay_rate=0.75),
+           "mmpose": dict(num_layers=3, layer_decay_rate=0.75)}[family]
+    model = lm.torch_model("VisionTransformer", 3, "BEiT")
+    expected, _ = torch_groups(family, model, cfg, ())
+    params, kinds = lm.flax_vit(3)
+    assert sorted(dotted_names(params)) == sorted(expected)
+    labels, settings = twin.CONSTRUCTORS[NAMES[family]](params, BASE, copy.deepcopy(cfg), module_kinds=kinds)
+    for name, label in zip(dotted_names(params), jax.tree.leaves(labels)):
+        group = group_hyperparams(settings[label], lr=LR, weight_decay=WEIGHT_DECAY)
+        assert (group["lr"], group["weight_decay"]) == expected[name], name
