@@ -100,8 +100,9 @@ def _labelled(params, frozen, setting_of: Callable[[str, int], ParamSetting]):
 
 
 def _known(where: str, cfg, own: tuple) -> dict:
-    """``cfg`` checked: its own keys and MMEngine's default keys (read by none of these
-    constructors but accepted, as the originals accept them)."""
+    """``cfg`` as a dict, checked: a constructor's ``own`` keys and MMEngine's default ones (the
+    originals accept those; MMPretrain's reads the ``*_decay_mult`` and ``custom_keys``, the others
+    ignore them); any other key raises naming it."""
     cfg = dict(validate.mapping(where, {} if cfg is None else cfg))
     keys = own + paramwise_lib.KNOWN_KEYS["mmengine"]
     validate.known_keys(where, {k: v for k, v in cfg.items() if not k.startswith("_")}, keys)
