@@ -8,12 +8,13 @@
   to `mmcv.runner.checkpoint` while it executes, and taken back (`purelr.references.shims`), so
   transformers' availability checks (run when MMEngine's optimizer registry imports
   `transformers.Adafactor`) see no torchvision instead of failing on the stub.
-- mmpretrain, mmdet and mmseg (installed `--no-deps`) register their optimizers, constructors and
+- mmpretrain, mmdet, mmseg and mmpose (installed `--no-deps`) register their optimizers, constructors and
   schedulers in `<package>.engine.*`; their package `__init__`s import models, datasets and mmcv 2.x
   ops. `mmpretrain`, `mmdet`, `mmseg` and their `engine` packages are stubs over the installed
   folders, so `import mmdet.engine.schedulers` runs only that module and what it imports.
 """
 
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -41,7 +42,7 @@ def _install_timm_shim():
 
 
 def _install_openmmlab_shims():
-    for package in ("mmpretrain", "mmdet", "mmseg"):
+    for package in ("mmpretrain", "mmdet", "mmseg", "mmpose"):
         if package in sys.modules:
             continue
         spec = importlib.util.find_spec(package)

@@ -13,8 +13,8 @@ step "purelr (editable) with its test extra: torch 2.13.0 CPU, pytest, hypothesi
 python -m pip install -q -e ".[test]"
 step "mmengine 0.10.7 and timm 1.0.31, without their dependencies"
 python -m pip install -q --no-deps mmengine==0.10.7 timm==1.0.31
-step "mmpretrain 1.2.0, mmdet 3.3.0 and mmsegmentation 1.2.2, without their dependencies (their engine modules only)"
-python -m pip install -q --no-deps mmpretrain==1.2.0 mmdet==3.3.0 mmsegmentation==1.2.2
+step "mmpretrain 1.2.0, mmdet 3.3.0, mmsegmentation 1.2.2 and mmpose 1.3.2, without their dependencies (their engine modules only)"
+python -m pip install -q --no-deps mmpretrain==1.2.0 mmdet==3.3.0 mmsegmentation==1.2.2 mmpose==1.3.2
 step "transformers 5.24.0 and accelerate 1.15.0 (the Trainer's references; neither pulls or upgrades torch)"
 python -m pip install -q transformers==5.24.0 accelerate==1.15.0
 step "deepspeed 0.19.8 without its dependencies (torch stays the CPU wheel), and the pure-Python ones its fp16 loss scaler imports"
@@ -36,4 +36,4 @@ else
 fi
 step "the OpenMMLab config corpora (configs of 7 pinned wheels, sha256-checked) into tests/data/corpus"
 python -m tests.corpus
-step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "transformers", "accelerate", "deepspeed")))')"
+step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "transformers", "accelerate", "deepspeed", "mmpose")))')"

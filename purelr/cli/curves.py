@@ -20,6 +20,7 @@ import numpy as np
 
 from purelr.params import paramwise
 from purelr.schedules import validate
+from purelr.recipes import registry
 from purelr.recipes.build import read_recipe
 from purelr.recipes.config import load_config
 from purelr.recipes.recipe import Recipe, labels_of
@@ -92,8 +93,9 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
         raise ValueError("the run's length is unknown: the config counts epochs and --epoch-len is "
                          "not given, or has no max_epochs / max_iters; give --epoch-len or --max-iters")
     total = recipe.max_iters
-    if params is None:
-        params, module_kinds = example_params(recipe.paramwise_cfg)
+    if params is None:  # a registered constructor may say which tree shows its groups
+        constructor = registry.registered("constructor").get(recipe.constructor)
+        params, module_kinds = getattr(constructor, "example_params", example_params)(recipe.paramwise_cfg)
     _, settings = labels_of(recipe, params, module_kinds, None)
     steps = jnp.arange(total)
     hyperparams = dict(recipe.hyperparams)

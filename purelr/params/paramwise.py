@@ -146,7 +146,7 @@ def _hashable(value):
     return tuple(map(_hashable, value)) if isinstance(value, (list, tuple)) else value
 
 
-def _setting(cfg, style, has_decay, name, ndim, kind, parent_kind) -> ParamSetting:
+def _setting(cfg, style, has_decay, name, ndim, kind, parent_kind, force_default=False) -> ParamSetting:
     custom = cfg.get("custom_keys", {})
     target = name if "." in name else "." + name
     for key in sorted(sorted(custom), key=len, reverse=True):
@@ -156,9 +156,16 @@ def _setting(cfg, style, has_decay, name, ndim, kind, parent_kind) -> ParamSetti
             if style == "mmengine":
                 options = tuple(sorted((k, _hashable(v)) for k, v in entry.items()
                                        if k not in ("lr_mult", "decay_mult")))
-            return ParamSetting(float(entry.get("lr_mult", 1.0)),
-                                float(entry.get("decay_mult", 1.0)) if has_decay else 1.0,
-                                options=options)
+            setting = ParamSetting(float(entry.get("lr_mult", 1.0)),
+                                   float(entry.get("decay_mult", 1.0)) if has_decay else 1.0,
+                                   options=options)
+            return _forced(setting, cfg, style, has_decay, name, ndim, kind, parent_kind) if force_default else setting
+    return _forced(ParamSetting(), cfg, style, has_decay, name, ndim, kind, parent_kind)
+
+
+def _forced(setting, cfg, style, has_decay, name, ndim, kind, parent_kind) -> ParamSetting:
+    """``setting`` with the multipliers of the rules that apply to the leaf (bias, DCN offset,
+    norm, dwconv, 1-D) put in place of its own, and the option the rule sets dropped."""
     mmcv = style == "mmcv"
     get = lambda key: cfg.get(key, 1.0 if mmcv else None)
     norm, dwconv, in_dcn = kind == kinds_lib.NORM, kind == kinds_lib.DWCONV, parent_kind == kinds_lib.DCN
@@ -166,25 +173,28 @@ def _setting(cfg, style, has_decay, name, ndim, kind, parent_kind) -> ParamSetti
     offset = "conv_offset" in kinds_lib.module_path(name) and in_dcn and kind in (
         kinds_lib.CONV, kinds_lib.DWCONV)
     rules = [(bias and not (norm or in_dcn), "bias_lr_mult"), (offset, "dcn_offset_lr_mult")]
-    lr_mult = 1.0
     for applies, key in rules:
-        lr_mult = float(get(key)) if applies and get(key) is not None else lr_mult
+        if applies and get(key) is not None:
+            setting = setting._replace(lr_mult=float(get(key)), options=_without(setting.options, "lr"))
     if mmcv:
         decay_rules = [(norm, "norm_decay_mult"), (dwconv, "dwconv_decay_mult"),
                        (bias and not in_dcn, "bias_decay_mult")]
     else:
         decay_rules = [(norm, "norm_decay_mult"), (bias and not in_dcn, "bias_decay_mult"),
                        (dwconv, "dwconv_decay_mult"), (ndim == 1 and not in_dcn, "flat_decay_mult")]
-    decay_mult = 1.0
     for applies, key in decay_rules if has_decay else ():
         if applies and get(key) is not None:
-            decay_mult = float(get(key))
-            break
-    return ParamSetting(lr_mult, decay_mult)
+            return setting._replace(decay_mult=float(get(key)), options=_without(setting.options, "weight_decay"))
+    return setting
+
+
+def _without(options: tuple, name: str) -> tuple:
+    return tuple((k, v) for k, v in options if k != name)
 
 
 def paramwise_labels(params, paramwise_cfg, *, weight_decay, module_kinds=None, frozen=None,
-                     style: str = "mmcv", optimizer: Callable | None = None) -> tuple[Any, dict[str, ParamSetting]]:
+                     style: str = "mmcv", optimizer: Callable | None = None,
+                     force_default: bool = False) -> tuple[Any, dict[str, ParamSetting]]:
     """``(labels, settings)``: a label per leaf (a pytree like ``params``) and ``{label: setting}``.
 
     ``weight_decay``: the optimizer's base weight decay, or ``None`` when it has none (then every
@@ -192,7 +202,9 @@ def paramwise_labels(params, paramwise_cfg, *, weight_decay, module_kinds=None, 
     ``{module path: kind}`` (``purelr.params.module_kinds.module_kinds(model, ...)``); without it only the
     name rules apply. ``frozen``: a selector (``purelr.params.groups``) of the leaves torch would have
     with ``requires_grad=False``. ``optimizer``: ``**group_arguments -> transformation`` with the
-    base arguments bound, to check MMEngine's custom_keys entries (``check_cfg``).
+    base arguments bound, to check MMEngine's custom_keys entries (``check_cfg``). ``force_default``:
+    the rules of step 3 and 4 also apply to a leaf a custom key matched, over its settings
+    (``ForceDefaultOptimWrapperConstructor``'s ``force_default_settings``).
     """
     cfg = check_cfg(paramwise_cfg, style=style, weight_decay=weight_decay, optimizer=optimizer)
     names = kinds_lib.param_names(params)
@@ -209,7 +221,7 @@ def paramwise_labels(params, paramwise_cfg, *, weight_decay, module_kinds=None, 
         parent = kinds_lib.module_path(module) if module else None
         setting = ParamSetting(frozen=True) if cold else _setting(
             cfg, style, weight_decay is not None, name, len(jax.numpy.shape(leaf)),
-            kinds.get(module), kinds.get(parent))
+            kinds.get(module), kinds.get(parent), force_default)
         label = label_of(setting)
         settings[label] = setting
         labels.append(label)

@@ -67,6 +67,11 @@ def registered(kind: str) -> dict[str, Callable]:
         for torch_name, twin in TORCH_OPTIMIZERS.items():
             if hasattr(optim, twin):
                 parts.setdefault(torch_name, getattr(optim, twin))
+    if kind == "constructor":
+        from purelr.params.layer_decay_openmmlab import CONSTRUCTORS
+
+        for name, constructor in CONSTRUCTORS.items():
+            parts.setdefault(name, constructor)
     return parts
 
 
