@@ -4,7 +4,10 @@
   `create_optimizer_v2`) are loaded through stub `timm`, `timm.layers` and `timm.models` packages
   whose `__path__` is the installed folder, so their `__init__` (which imports the models and
   torchvision) never runs.
-- mmcv 1.7.2's `mmcv.runner` imports torchvision for checkpoint loading only: a stub module stands in.
+- mmcv 1.7.2's `mmcv.runner` imports torchvision for checkpoint loading only: a stub module is lent
+  to `mmcv.runner.checkpoint` while it executes, and taken back (`purelr.references.shims`), so
+  transformers' availability checks (run when MMEngine's optimizer registry imports
+  `transformers.Adafactor`) see no torchvision instead of failing on the stub.
 - mmpretrain, mmdet and mmseg (installed `--no-deps`) register their optimizers, constructors and
   schedulers in `<package>.engine.*`; their package `__init__`s import models, datasets and mmcv 2.x
   ops. `mmpretrain`, `mmdet`, `mmseg` and their `engine` packages are stubs over the installed
@@ -14,17 +17,11 @@
 import importlib.util
 import os
 import sys
-import types
 
 import jax
 import pytest
 
-
-def _stub_package(name, path):
-    module = types.ModuleType(name)
-    module.__path__ = [path]
-    sys.modules[name] = module
-    return module
+from purelr.references.shims import lend_torchvision, stub_package as _stub_package
 
 
 def _install_timm_shim():
@@ -55,13 +52,8 @@ def _install_openmmlab_shims():
         _stub_package(f"{package}.engine", os.path.join(root, "engine"))
 
 
-def _install_torchvision_stub():
-    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
-        sys.modules["torchvision"] = types.ModuleType("torchvision")
-
-
 _install_timm_shim()
-_install_torchvision_stub()
+lend_torchvision()
 _install_openmmlab_shims()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

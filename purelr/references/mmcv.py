@@ -11,16 +11,13 @@ while it steps.
 """
 
 import copy
-import importlib.util
-import sys
-import types
 
 import numpy as np
 import torch
 
-if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
-    # mmcv.runner imports torchvision for checkpoint loading only, which nothing here uses.
-    sys.modules.setdefault("torchvision", types.ModuleType("torchvision"))
+from purelr.references.shims import lend_torchvision
+
+lend_torchvision()  # mmcv.runner imports torchvision for checkpoint loading only, which nothing here uses
 
 from mmcv.runner.hooks import HOOKS  # noqa: E402
 from mmcv.utils import build_from_cfg  # noqa: E402

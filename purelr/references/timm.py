@@ -7,17 +7,16 @@ installed folder (nothing of timm's models is used).
 
 import importlib.util
 import sys
-import types
 
 import numpy as np
 import torch
 
+from purelr.references.shims import stub_package
+
 if "timm" not in sys.modules and importlib.util.find_spec("torchvision") is None:
     _spec = importlib.util.find_spec("timm")
     if _spec is not None and _spec.submodule_search_locations:
-        _stub = types.ModuleType("timm")
-        _stub.__path__ = list(_spec.submodule_search_locations)
-        sys.modules["timm"] = _stub
+        stub_package("timm", _spec.submodule_search_locations[0])
 
 from timm.scheduler import create_scheduler_v2  # noqa: E402
 
