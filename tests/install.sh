@@ -17,6 +17,8 @@ step "mmpretrain 1.2.0, mmdet 3.3.0 and mmsegmentation 1.2.2, without their depe
 python -m pip install -q --no-deps mmpretrain==1.2.0 mmdet==3.3.0 mmsegmentation==1.2.2
 step "transformers 5.24.0 and accelerate 1.15.0 (the Trainer's references; neither pulls or upgrades torch)"
 python -m pip install -q transformers==5.24.0 accelerate==1.15.0
+step "bitsandbytes 0.50.2 without its dependencies (the Trainer's lion_32bit; its 32-bit Lion runs on the CPU)"
+python -m pip install -q --no-deps bitsandbytes==0.50.2
 if python -c "import importlib.metadata as m; assert m.version('mmcv') == '1.7.2'" 2>/dev/null; then
   step "mmcv 1.7.2 already installed"
 else
@@ -33,4 +35,4 @@ else
 fi
 step "the OpenMMLab config corpora (configs of 7 pinned wheels, sha256-checked) into tests/data/corpus"
 python -m tests.corpus
-step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "transformers", "accelerate")))')"
+step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "transformers", "accelerate", "bitsandbytes")))')"
