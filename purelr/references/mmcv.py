@@ -11,6 +11,7 @@ while it steps.
 """
 
 import copy
+import types
 
 import numpy as np
 import torch
