@@ -32,7 +32,7 @@ QUIET = dict(report_to="none", use_cpu=True, save_strategy="no", eval_strategy="
 def training_arguments(args: dict, output_dir: str, **overrides) -> transformers.TrainingArguments:
     """``TrainingArguments`` of the fields in ``args`` it has, ``QUIET`` and ``overrides`` on top."""
     fields = {field.name for field in dataclasses.fields(transformers.TrainingArguments) if field.init}
-    kwargs = {key: value for key, value in args.items() if key in fields}
+    kwargs = {key: value for key, value in args.items() if key in fields and key != "output_dir"}
     if args.get("warmup_ratio") and not kwargs.get("warmup_steps"):
         kwargs["warmup_steps"] = args["warmup_ratio"]
     return transformers.TrainingArguments(output_dir=output_dir, **{**kwargs, **QUIET, **overrides})

@@ -18,6 +18,7 @@ This module imports jax and numpy only.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import jax.numpy as jnp
@@ -140,7 +141,7 @@ def get_polynomial_decay_schedule_with_warmup(base_lr: float, num_warmup_steps: 
     base_lr, lr_end = validate.real("base_lr", base_lr), validate.real("lr_end", lr_end)
     power = validate.real("power", power)
     if not base_lr > lr_end:
-        raise ValueError(f"lr_end ({lr_end!r}) must be smaller than the initial lr base_lr ({base_lr!r})")
+        raise ValueError(f"lr_end={lr_end!r} must be smaller than the initial lr, base_lr={base_lr!r}")
 
     def after(t):
         left = core.remaining(jnp.minimum(t, total) - warmup, total - warmup)
@@ -292,12 +293,18 @@ def get_scheduler(name: str, base_lr: float, num_warmup_steps: int | None = None
     if name == "constant":
         return function(base_lr)
     kwargs = dict(validate.mapping("scheduler_specific_kwargs", scheduler_specific_kwargs or {}))
+    known = [arg for arg in inspect.signature(function).parameters
+             if arg not in ("base_lr", "num_warmup_steps", "num_training_steps")]
+    for key in kwargs:
+        if key not in known:
+            raise ValueError(f"scheduler_specific_kwargs: {name} takes no argument {key!r} (it takes {known})"
+                             f"{validate.close_to(key, known)}")
     if num_warmup_steps is None:
-        raise ValueError(f"{name} requires num_warmup_steps, got None")
+        raise ValueError(f"{name} requires num_warmup_steps, got num_warmup_steps=None")
     if name == "constant_with_warmup":
         return function(base_lr, num_warmup_steps)
     if name == "inverse_sqrt":
         return function(base_lr, num_warmup_steps, **kwargs)
     if name != "warmup_stable_decay" and num_training_steps is None:
-        raise ValueError(f"{name} requires num_training_steps, got None")
+        raise ValueError(f"{name} requires num_training_steps, got num_training_steps=None")
     return function(base_lr, num_warmup_steps=num_warmup_steps, num_training_steps=num_training_steps, **kwargs)

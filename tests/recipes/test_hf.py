@@ -18,6 +18,8 @@ Recipe fields that set no optimization (data, logging, saving, bf16...) are kept
 they are ignored; a 4.x ``warmup_ratio`` is read as 5.x's fractional ``warmup_steps``.
 """
 
+import traceback
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,6 +31,7 @@ from torch import nn
 import purelr
 from purelr.recipes import hf as recipes_hf
 from purelr.references import hf as reference
+from tests.bad_inputs import assert_rejects
 from tests.parity import (OPTIMIZER_RTOL, SCHEDULE_RTOL, assert_schedule_matches, relative_error, rounding_floor,
                           trajectory_floor)
 
@@ -271,23 +274,68 @@ def test_defaults_are_the_pinned_transformers():
 PARAMS = {"dense": {"kernel": jnp.zeros((3, 4)), "bias": jnp.zeros(4)}}
 
 
-@pytest.mark.parametrize("args, match", [
-    (dict(optim="adamw_8bit"), r"bitsandbytes.*supported"),
-    (dict(optim="adamw_torch_fusd"), r"adamw_torch_fused"),
-    (dict(learning_rat=1e-3), r"learning_rate"),
-    (dict(warmup_ratio=1.5, max_steps=10), r"warmup_ratio.*1.5"),
-    (dict(lr_scheduler_type="cosine_with_restart", max_steps=10), r"cosine_with_restarts"),
-    (dict(lr_scheduler_type="reduce_lr_on_plateau", max_steps=10), r"metric"),
-    (dict(num_train_epochs=3), r"epoch_len"),
-    (dict(max_steps=10, gradient_accumulation_steps=2), r"epoch_len"),
-    (dict(max_steps=10, optim_args="momentum"), r"optim_args"),
-    (dict(max_steps=10, lr_scheduler_kwargs="{not json"), r"lr_scheduler_kwargs"),
-])
-def test_bad_input(args, match):
-    with pytest.raises(ValueError, match=match):
-        purelr.build(dict(hf=args), PARAMS)
+BAD = {
+    "optim-refused": (dict(optim="adamw_8bit"), ValueError, "'adamw_8bit'", "bitsandbytes", "lion_32bit"),
+    "optim-misspelled": (dict(optim="adamw_torch_fusd"), ValueError, "'adamw_torch_fusd'", "adamw_torch_fused"),
+    "key-misspelled": (dict(learning_rat=1e-3), ValueError, "'learning_rat'", "learning_rate"),
+    "warmup-ratio": (dict(warmup_ratio=1.5, max_steps=10), ValueError, "warmup_ratio", "1.5"),
+    "warmup-steps-negative": (dict(warmup_steps=-1, max_steps=10), ValueError, "warmup_steps", "-1"),
+    "scheduler-misspelled": (dict(lr_scheduler_type="cosine_with_restart", max_steps=10), ValueError,
+                             "'cosine_with_restart'", "cosine_with_restarts"),
+    "scheduler-plateau": (dict(lr_scheduler_type="reduce_lr_on_plateau", max_steps=10), ValueError,
+                          "'reduce_lr_on_plateau'", "metric"),
+    "scheduler-kwarg": (dict(lr_scheduler_type="cosine", lr_scheduler_kwargs=dict(min_lr=1e-6), max_steps=10),
+                        ValueError, "'min_lr'", "num_cycles"),
+    "epochs-without-epoch-len": (dict(num_train_epochs=3), ValueError, "max_steps=-1", "epoch_len"),
+    "accumulation-without-epoch-len": (dict(max_steps=10, gradient_accumulation_steps=2), ValueError,
+                                       "gradient_accumulation_steps=2", "epoch_len"),
+    "optim-args": (dict(max_steps=10, optim_args="momentum"), ValueError, "optim_args", "'momentum'"),
+    "scheduler-kwargs-json": (dict(max_steps=10, lr_scheduler_kwargs="{not json"), ValueError,
+                              "lr_scheduler_kwargs", "{not json"),
+    "learning-rate-negative": (dict(max_steps=10, learning_rate=-1e-3), ValueError, "hf.learning_rate", "-0.001"),
+    "weight-decay-negative": (dict(max_steps=10, weight_decay=-0.1), ValueError, "hf.weight_decay", "-0.1"),
+    "max-grad-norm-str": (dict(max_steps=10, max_grad_norm="1.0"), TypeError, "hf.max_grad_norm", "'1.0'"),
+    "not-a-dict": ([("learning_rate", 1e-3)], TypeError, "hf", "learning_rate"),
+}
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_input(name):
+    """Refused before tracing, by purelr's own check, naming the key and the value."""
+    args, exception, *needles = BAD[name]
+    raised = []
+
+    def recorded():
+        try:
+            purelr.build(dict(hf=args), PARAMS)
+        except exception as error:
+            raised.append(error)
+            raise
+
+    assert_rejects(recorded, exception, *needles)
+    assert "purelr" in traceback.extract_tb(raised[0].__traceback__)[-1].filename
 
 
 def test_ignored_keys():
     args = RECIPES["run_mae"][1]
     assert "base_learning_rate" in recipes_hf.ignored_keys(args) and "learning_rate" not in recipes_hf.ignored_keys(args)
+
+
+def test_training_args_json_file(tmp_path):
+    """An ``hf`` entry may be the path of a run's ``training_args.json`` (``args.to_dict()``)."""
+    import json
+
+    from transformers import TrainingArguments
+
+    arguments = TrainingArguments(output_dir=str(tmp_path), report_to="none", learning_rate=3e-4, max_steps=20,
+                                  warmup_steps=0.25, lr_scheduler_type="cosine", weight_decay=0.1)
+    path = tmp_path / "training_args.json"
+    path.write_text(json.dumps(arguments.to_dict()))
+    args = recipes_hf.training_arguments(str(path))
+    assert args["learning_rate"] == 3e-4 and args["optim"] == "adamw_torch_fused" and args["warmup_steps"] == 0.25
+    transform = purelr.build(dict(hf=str(path)), PARAMS)
+    assert transform.init(PARAMS) is not None
+    expected = reference.lr_curve(arguments.to_dict(), epoch_len=1)
+    with jax.enable_x64(True):
+        actual = jax.vmap(recipes_hf.lr_schedule(args, None)(3e-4))(jnp.arange(20))
+        assert_schedule_matches(np.asarray(actual), np.asarray(expected), "x64", floor=rounding_floor(SCHEDULE_RTOL["x64"], 8))

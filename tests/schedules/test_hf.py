@@ -17,6 +17,7 @@ within 1.4e-13 of the values themselves); float32 14 units (cosine), 2.6 (the ot
 """
 
 import math
+import traceback
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,7 @@ import transformers
 from transformers import optimization as hf_optimization
 
 from purelr.schedules import hf
+from tests.bad_inputs import assert_rejects
 from tests.parity import SCHEDULE_RTOL, UNIT_ROUNDOFF, assert_schedule_matches, rounding_floor
 
 CASES = {"x64": 30, "f32": 12}  # random configurations per type
@@ -157,24 +159,49 @@ def test_huge_steps():
                                     floor=floor("x64"))
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: hf.get_scheduler("cosine_with_restart", 1e-3, 0, 10), r"cosine_with_restarts"),
-    (lambda: hf.get_scheduler("reduce_lr_on_plateau", 1e-3), r"metric"),
-    (lambda: hf.get_scheduler("greedy", 1e-3), r"training loss"),
-    (lambda: hf.get_scheduler("linear", 1e-3, 0), r"num_training_steps"),
-    (lambda: hf.get_scheduler("linear", 1e-3), r"num_warmup_steps"),
-    (lambda: hf.get_scheduler("polynomial", 1e-3, 0, 10, dict(lr_end=1e-3)), r"lr_end"),
-    (lambda: hf.get_scheduler("cosine_with_min_lr", 1e-3, 0, 10), r"min_lr"),
-    (lambda: hf.get_scheduler("cosine_with_min_lr", 1e-3, 0, 10, dict(min_lr=0, min_lr_rate=0)), r"one of"),
-    (lambda: hf.get_scheduler("warmup_stable_decay", 1e-3, 0, None, dict(num_decay_steps=3)), r"num_stable_steps"),
-    (lambda: hf.get_scheduler("warmup_stable_decay", 1e-3, 0, 9, dict(num_decay_steps=3, decay_type="exp")),
-     r"decay_type"),
-    (lambda: hf.get_scheduler("cosine_with_restarts", 1e-3, 0, 9, dict(num_cycles=1.5)), r"num_cycles"),
-    (lambda: hf.get_scheduler("linear", 1e-3, -1, 9), r"num_warmup_steps"),
-])
-def test_bad_input(call, match):
-    with pytest.raises(ValueError, match=match):
-        call()
+BAD = {
+    "unknown-type": (lambda: hf.get_scheduler("cosine_with_restart", 1e-3, 0, 10), ValueError,
+                     "'cosine_with_restart'", "cosine_with_restarts"),
+    "plateau": (lambda: hf.get_scheduler("reduce_lr_on_plateau", 1e-3), ValueError, "'reduce_lr_on_plateau'", "metric"),
+    "greedy": (lambda: hf.get_scheduler("greedy", 1e-3), ValueError, "'greedy'", "training loss"),
+    "no-training-steps": (lambda: hf.get_scheduler("linear", 1e-3, 0), ValueError, "num_training_steps=None"),
+    "no-warmup-steps": (lambda: hf.get_scheduler("linear", 1e-3), ValueError, "num_warmup_steps=None"),
+    "negative-warmup": (lambda: hf.get_scheduler("linear", 1e-3, -1, 9), ValueError, "num_warmup_steps", "-1"),
+    "base-lr-str": (lambda: hf.get_scheduler("linear", "1e-3", 0, 9), TypeError, "base_lr", "'1e-3'"),
+    "lr-end-above": (lambda: hf.get_scheduler("polynomial", 1e-3, 0, 10, dict(lr_end=1e-3)), ValueError,
+                     "lr_end=0.001", "base_lr=0.001"),
+    "min-lr-missing": (lambda: hf.get_scheduler("cosine_with_min_lr", 1e-3, 0, 10), ValueError, "min_lr", "min_lr_rate"),
+    "min-lr-both": (lambda: hf.get_scheduler("cosine_with_min_lr", 1e-3, 0, 10, dict(min_lr=0, min_lr_rate=0)),
+                    ValueError, "min_lr=0", "min_lr_rate=0"),
+    "wsd-no-length": (lambda: hf.get_scheduler("warmup_stable_decay", 1e-3, 0, None, dict(num_decay_steps=3)),
+                      ValueError, "num_training_steps", "num_stable_steps"),
+    "wsd-decay-type": (lambda: hf.get_scheduler("warmup_stable_decay", 1e-3, 0, 9, dict(num_decay_steps=3,
+                                                                                         decay_type="exp")),
+                       ValueError, "decay_type", "'exp'"),
+    "restarts-fraction": (lambda: hf.get_scheduler("cosine_with_restarts", 1e-3, 0, 9, dict(num_cycles=1.5)),
+                          ValueError, "num_cycles", "1.5"),
+    "unknown-kwarg": (lambda: hf.get_scheduler("cosine", 1e-3, 0, 9, dict(num_cycle=2)), ValueError,
+                      "'num_cycle'", "num_cycles"),
+    "timescale-zero": (lambda: hf.get_scheduler("inverse_sqrt", 1e-3, 0, None, dict(timescale=0)), ValueError,
+                       "timescale", "0"),
+}
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_input(name):
+    """Refused before tracing, by purelr's own check, naming the argument and the value."""
+    call, exception, *needles = BAD[name]
+    raised = []
+
+    def recorded():
+        try:
+            call()
+        except exception as error:
+            raised.append(error)
+            raise
+
+    assert_rejects(recorded, exception, *needles)
+    assert "purelr" in traceback.extract_tb(raised[0].__traceback__)[-1].filename
 
 
 def test_restart_table_finds_transformers_float_misses():
