@@ -22,6 +22,7 @@ import inspect
 import math
 
 import jax.numpy as jnp
+import numpy as np
 
 from purelr.schedules import core, validate
 
@@ -112,20 +113,26 @@ def get_cosine_with_hard_restarts_schedule_with_warmup(base_lr: float, num_warmu
     if not cycles.is_integer() or cycles < 0:
         raise ValueError(f"num_cycles must be a whole number >= 0 (transformers types it int), got {num_cycles!r}")
     cycles, length = int(cycles), max(1, total - warmup)
+    # cycle j starts at d_j = ceil(j L / c) steps after the warmup, r_j = c d_j - j L (< c) into it:
+    # the position c d mod L is c (d - d_j) + r_j, with no product as large as c L
+    starts = [-(-j * length // cycles) for j in range(1, cycles)]
+    offsets = np.asarray([0] + [cycles * start - j * length for j, start in enumerate(starts, 1)], np.int64)
+    firsts = np.asarray([0] + starts, np.int64)
     late = {}  # steps after the warmup where transformers' float cycle position misses a restart
-    restarts = math.gcd(cycles, length) if cycles else 1
-    for done in range(length // restarts, length, length // restarts):
+    for done in starts:
         position = (float(cycles) * (float(done) / float(length))) % 1.0
-        if position != 0.0:
+        if position != 0.0 and (cycles * done) % length == 0:
             late[done] = max(0.0, 0.5 * (1.0 + math.cos(math.pi * position)))
-    late_steps = jnp.asarray(list(late), core.int_dtype()) if late else None
+    late_steps, late_values = np.asarray(list(late), np.int64), np.asarray(list(late.values()))
 
     def after(t):
         done = jnp.clip(t - warmup, 0, length)
-        value = core.cosine_anneal(1.0, 0.0, cycles * done % length, length)
-        if late_steps is not None:
-            hit = done[..., None] == late_steps
-            value = jnp.where(hit.any(-1), jnp.sum(jnp.where(hit, jnp.asarray(list(late.values())), 0.0), -1), value)
+        cycle = core.count_reached(done, starts)
+        first, offset = (jnp.asarray(table, core.int_dtype())[cycle] for table in (firsts, offsets))
+        value = core.cosine_anneal(1.0, 0.0, cycles * (done - first) + offset, length)
+        if late:
+            hit = done[..., None] == jnp.asarray(late_steps, core.int_dtype())
+            value = jnp.where(hit.any(-1), jnp.sum(jnp.where(hit, core.as_values(late_values), 0.0), -1), value)
         return jnp.where(done >= length, 0.0, value)
 
     return _with_warmup(base_lr, warmup, after)
