@@ -5,7 +5,7 @@ params and the lr of each update (:func:`train`).
 
 Runs on the CPU, in the order of the dataset (``train_sampling_strategy='sequential'``), with
 everything that is not optimization switched off (saving, evaluation, logging, mixed precision,
-gradient checkpointing: :data:`QUIET`). A 4.x ``warmup_ratio`` is passed as 5.x's fractional
+activation checkpointing: :data:`QUIET`). A 4.x ``warmup_ratio`` is passed as 5.x's fractional
 ``warmup_steps``; fields ``TrainingArguments`` does not have (script arguments) are dropped.
 """
 
@@ -24,7 +24,7 @@ import transformers  # noqa: E402
 
 QUIET = dict(report_to="none", use_cpu=True, save_strategy="no", eval_strategy="no", do_eval=False,
              logging_strategy="no", disable_tqdm=True, push_to_hub=False, bf16=False, fp16=False,
-             load_best_model_at_end=False, gradient_checkpointing=False, train_sampling_strategy="sequential",
+             load_best_model_at_end=False, activation_checkpointing=False, train_sampling_strategy="sequential",
              dataloader_drop_last=False, torch_compile=False, use_liger_kernel=False, seed=0, data_seed=None,
              per_device_train_batch_size=1)
 
@@ -32,7 +32,8 @@ QUIET = dict(report_to="none", use_cpu=True, save_strategy="no", eval_strategy="
 def training_arguments(args: dict, output_dir: str, **overrides) -> transformers.TrainingArguments:
     """``TrainingArguments`` of the fields in ``args`` it has, ``QUIET`` and ``overrides`` on top."""
     fields = {field.name for field in dataclasses.fields(transformers.TrainingArguments) if field.init}
-    kwargs = {key: value for key, value in args.items() if key in fields and key != "output_dir"}
+    dropped = ("output_dir", "gradient_checkpointing")  # 5.x's activation_checkpointing, off in QUIET
+    kwargs = {key: value for key, value in args.items() if key in fields and key not in dropped}
     if args.get("warmup_ratio") and not kwargs.get("warmup_steps"):
         kwargs["warmup_steps"] = args["warmup_ratio"]
     return transformers.TrainingArguments(output_dir=output_dir, **{**kwargs, **QUIET, **overrides})
