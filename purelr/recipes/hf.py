@@ -66,8 +66,8 @@ evaluation_strategy overwrite_output_dir logging_dir fp16_opt_level fp16_backend
 per_gpu_train_batch_size per_gpu_eval_batch_size no_cuda use_mps_device jit_mode_eval use_ipex sharded_ddp
 tpu_num_cores tpu_metrics_debug past_index xpu_backend mp_parameters ray_scope push_to_hub_model_id
 push_to_hub_organization push_to_hub_token include_inputs_for_metrics torchdynamo save_safetensors
-use_legacy_prediction_loop split_batches dispatch_batches include_tokens_per_second dataloader_prefetch_factor
-logging_first_step fsdp_min_num_params fsdp_transformer_layer_cls_to_wrap eval_do_concat_batches
+use_legacy_prediction_loop split_batches dispatch_batches include_tokens_per_second fsdp_min_num_params
+fsdp_transformer_layer_cls_to_wrap
 """.split())
 
 
@@ -77,8 +77,12 @@ class OptimSpec(NamedTuple):
     arguments: Callable[[Mapping[str, Any], Mapping[str, str]], dict]  # (args, optim_args) -> kwargs
 
 
+def _betas(args, optim_args):
+    return dict(betas=(args["adam_beta1"], args["adam_beta2"]))
+
+
 def _adam(args, optim_args):
-    return dict(betas=(args["adam_beta1"], args["adam_beta2"]), eps=args["adam_epsilon"])
+    return dict(_betas(args, optim_args), eps=args["adam_epsilon"])
 
 
 def _floats(*names, flags=()):
@@ -101,8 +105,8 @@ OPTIMIZERS = {
     "sgd": OptimSpec(optim.sgd, _floats("momentum", "dampening", flags=("nesterov",))),
     "adagrad": OptimSpec(optim.adagrad, _floats("lr_decay", "eps")),
     "rmsprop": OptimSpec(optim.rmsprop, _floats("momentum", "alpha", "eps", flags=("centered",))),
-    "lion_32bit": OptimSpec(optim.lion, lambda args, optim_args: dict(betas=(args["adam_beta1"], args["adam_beta2"]))),
-    "paged_lion_32bit": OptimSpec(optim.lion, lambda args, optim_args: dict(betas=(args["adam_beta1"], args["adam_beta2"]))),
+    "lion_32bit": OptimSpec(optim.lion, _betas),
+    "paged_lion_32bit": OptimSpec(optim.lion, _betas),
 }
 """``optim`` names with a purelr twin of the optimizer the Trainer makes (``lion_32bit``:
 bitsandbytes' 32-bit Lion, ``purelr.optim.lion``; paging only moves its state)."""
