@@ -17,7 +17,6 @@ within 1.4e-13 of the values themselves); float32 14 units (cosine), 2.6 (the ot
 """
 
 import math
-import traceback
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +27,7 @@ import transformers
 from transformers import optimization as hf_optimization
 
 from purelr.schedules import hf
-from tests.bad_inputs import assert_rejects
+from tests.bad_inputs import assert_purelr_rejects
 from tests.parity import SCHEDULE_RTOL, UNIT_ROUNDOFF, assert_schedule_matches, rounding_floor
 
 CASES = {"x64": 30, "f32": 12}  # random configurations per type
@@ -191,17 +190,7 @@ BAD = {
 def test_bad_input(name):
     """Refused before tracing, by purelr's own check, naming the argument and the value."""
     call, exception, *needles = BAD[name]
-    raised = []
-
-    def recorded():
-        try:
-            call()
-        except exception as error:
-            raised.append(error)
-            raise
-
-    assert_rejects(recorded, exception, *needles)
-    assert "purelr" in traceback.extract_tb(raised[0].__traceback__)[-1].filename
+    assert_purelr_rejects(call, exception, *needles)
 
 
 def test_restart_table_finds_transformers_float_misses():
