@@ -7,6 +7,7 @@ With an lr: torch_reference's runs (200 updates of the MLP, every buffer and ``R
 """
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +17,7 @@ import torch
 from transformers.optimization import Adafactor, AdafactorSchedule
 
 from purelr.optim.hf_adafactor import adafactor_schedule_lr, hf_adafactor
+from tests.bad_inputs import assert_purelr_rejects
 from tests.optim import torch_reference as ref
 from tests.optim.test_adafactor import SHAPES, _data, _forward
 from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
@@ -99,14 +101,27 @@ def test_relative_step_matches_transformers(precision, case):
     assert relative_error(lrs, np.asarray(expected_lrs)) <= rtol, "AdafactorSchedule's lr"
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(lr=1e-3), "relative_step"),
-    (dict(relative_step=False, warmup_init=True, lr=1e-3), "warmup_init"),
-    (dict(relative_step=False), "lr"),
-    (dict(eps=1e-30), "eps"),
-    (dict(clip_threshold=-1.0), "clip_threshold"),
-])
-def test_rejects(kwargs, match):
-    """transformers' constructor checks, and bad numbers, named."""
-    with pytest.raises((ValueError, TypeError), match=match):
-        hf_adafactor(**kwargs)
+REJECTED = [
+    (dict(lr=1e-3), ValueError, "lr=0.001", "relative_step=True"),
+    (dict(relative_step=False, warmup_init=True, lr=1e-3), ValueError, "warmup_init=True", "relative_step=True"),
+    (dict(relative_step=False), ValueError, "relative_step=False", "lr=None"),
+    (dict(eps=1e-30), TypeError, "eps", "1e-30"),
+    (dict(eps=(1e-30, math.nan)), ValueError, "eps[1]", "nan"),
+    (dict(clip_threshold=-1.0), ValueError, "clip_threshold", "-1.0"),
+    (dict(decay_rate=math.inf), ValueError, "decay_rate", "inf"),
+    (dict(beta1=1.5), ValueError, "beta1", "1.5"),
+    (dict(weight_decay=-0.1), ValueError, "weight_decay", "-0.1"),
+    (dict(relative_step=False, lr=-1.0), ValueError, "lr", "-1.0"),
+]
+
+
+@pytest.mark.parametrize("case", REJECTED, ids=lambda case: str(case[0]))
+def test_rejects(case):
+    """transformers' constructor checks and bad numbers, named with their values, before tracing."""
+    kwargs, exception, *needles = case
+    assert_purelr_rejects(lambda: hf_adafactor(**kwargs), exception, *needles)
+
+
+def test_rejects_complex_params_at_init():
+    assert_purelr_rejects(lambda: hf_adafactor().init({"w": jnp.zeros(3, jnp.complex64)}), ValueError,
+                          "hf_adafactor", "complex64", "['w']")
