@@ -16,7 +16,6 @@ import copy
 import json
 import math
 import os
-import traceback
 
 import jax.numpy as jnp
 import numpy as np
@@ -36,7 +35,7 @@ from purelr.schedules import torch as torch_schedules
 from purelr.training import accumulate as accumulate_lib
 from purelr.training import from_torch as from_torch_lib
 from purelr.training import loss_scale as loss_scale_lib
-from tests.bad_inputs import assert_rejects
+from tests.bad_inputs import assert_purelr_rejects, assert_rejects
 
 INF, NAN = float("inf"), float("nan")
 
@@ -758,25 +757,9 @@ def config_dir(tmp_path_factory):
     return root
 
 
-def _raised_by_purelr(error: BaseException) -> bool:
-    """The innermost frame of ``error``'s traceback lies in purelr (not jax, numpy or Python)."""
-    frames = traceback.extract_tb(error.__traceback__)
-    return bool(frames) and f"{os.sep}purelr{os.sep}" in frames[-1].filename
-
-
 @pytest.mark.parametrize("thunk, exception, needles", CASES)
 def test_rejected(thunk, exception, needles):
-    raised = []
-
-    def recorded():
-        try:
-            thunk()
-        except BaseException as error:
-            raised.append(error)
-            raise
-
-    assert_rejects(recorded, exception, *needles)
-    assert _raised_by_purelr(raised[0]), "".join(traceback.format_tb(raised[0].__traceback__)[-3:])
+    assert_purelr_rejects(thunk, exception, *needles)
 
 
 @pytest.mark.parametrize("name, needles", [pytest.param(c[1], c[2:], id=c[0]) for c in CONFIG_CASES])

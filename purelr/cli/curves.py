@@ -62,6 +62,9 @@ def with_run_length(cfg: dict, *, max_epochs=None, max_iters=None) -> dict:
             validate.positive_int(name, value)
     if max_epochs is None and max_iters is None:
         return cfg
+    if "hf" in cfg:
+        length = dict(num_train_epochs=max_epochs, max_steps=-1) if max_epochs is not None else dict(max_steps=max_iters)
+        return {**cfg, "hf": {**cfg["hf"], **length}}
     if "timm" in cfg:
         if max_iters is not None:
             raise ValueError("timm configs count epochs (timm.epochs): give --max-epochs, not --max-iters")
@@ -88,6 +91,8 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
                           max_epochs=max_epochs, max_iters=max_iters)
     if "timm" in cfg:
         return timm_curves(cfg["timm"], epoch_len=epoch_len, params=params, world_size=world_size)
+    if "hf" in cfg:
+        return hf_curves(cfg["hf"], epoch_len=epoch_len)
     recipe = read_recipe(cfg, epoch_len=epoch_len, world_size=world_size)
     if recipe.max_iters is None:
         raise ValueError("the run's length is unknown: the config counts epochs and --epoch-len is "
@@ -153,6 +158,23 @@ def timm_curves(args: dict, *, epoch_len=None, params=None, world_size=None) -> 
     return Curves(np.arange(total), updates_per_epoch,
                   {(label, "lr"): curve * scale for label, scale in scales.items()},
                   {label: lr * scale for label, scale in scales.items()})
+
+
+def hf_curves(args: dict, *, epoch_len=None) -> Curves:
+    """The lr of an ``hf=dict(...)`` config (``TrainingArguments`` fields) at every optimizer update
+    of the Trainer's run: one curve, which the Trainer's two groups (decay, no decay) share.
+    ``epoch_len`` is ``len(train_dataloader)``, needed unless ``hf.max_steps`` is set; an epoch has
+    ``ceil(epoch_len / gradient_accumulation_steps)`` updates."""
+    from purelr.recipes import hf as hf_lib
+
+    args = hf_lib.training_arguments(args)
+    total = hf_lib.training_steps(args, epoch_len)
+    schedule = hf_lib.lr_schedule(args, epoch_len)(args["learning_rate"])
+    curve = np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(total)), dtype=np.float64)
+    accumulation = validate.positive_int("hf.gradient_accumulation_steps", args["gradient_accumulation_steps"])
+    updates_per_epoch = None if epoch_len is None else max(-(-epoch_len // accumulation), 1)
+    return Curves(np.arange(total), updates_per_epoch, {("default", "lr"): curve},
+                  {"default": float(args["learning_rate"])})
 
 
 def _evaluate(factory, base, steps) -> np.ndarray:

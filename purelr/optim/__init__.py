@@ -41,8 +41,10 @@ from purelr.optim.sgdw import sgdw
 from purelr.optim.sgdp import sgdp
 from purelr.optim.skip import skip_nonfinite
 from purelr.optim.timm_adafactor import timm_adafactor
+from purelr.optim.hf_adafactor import adafactor_schedule_lr, hf_adafactor
 
 __all__ = ["adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "asgd", "clip_grad_norm",
            "clip_grad_value", "lbfgs", "lbfgs_minimize", "muon", "nadam", "radam", "rmsprop", "rprop", "sgd", "skip_nonfinite"]
 __all__ += ["lamb", "lamb_grad_clip", "lars", "lion", "nadamw", "rmsprop_tf", "sgdw", "timm_adafactor"]  # timm's
+__all__ += ["adafactor_schedule_lr", "hf_adafactor"]  # transformers' own
 __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgrad", "mars", "novograd", "sgdp"]

@@ -1,5 +1,5 @@
 """``purelr.build``: one optax transformation from a whole config, read by its framework's reader
-(``purelr.recipes.mmcv``, ``purelr.recipes.mmengine``, ``purelr.recipes.timm``).
+(``purelr.recipes.mmcv``, ``purelr.recipes.mmengine``, ``purelr.recipes.timm``, ``purelr.recipes.hf``).
 
 MMDetection 2.x (MMCV 1.x runner)::
 
@@ -39,7 +39,8 @@ from purelr.recipes.recipe import Recipe, auto_scaled, transformation
 
 
 def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
-          frozen=None, layer_map=None, world_size: int | None = None, head=None) -> optax.GradientTransformation:
+          frozen=None, layer_map=None, world_size: int | None = None, head=None,
+          layer_norms=()) -> optax.GradientTransformation:
     """The optimizer an MMDetection 2.x, MMEngine or timm config describes, for ``params``.
 
     ``cfg``: a config dict or a file path (``purelr.load_config``). ``epoch_len``: iterations per
@@ -50,9 +51,17 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
     ``layer_decay`` when the entry has no ``group_matcher``; ``head``, a selector of the classifier's
     parameters, for its ``clip_mode='agc'``; ``epoch_len`` there is ``len(loader_train)``, the batches
     of an epoch). ``world_size``: the number of processes the original trained on, for
-    ``auto_scale_lr=dict(enable=True, ...)`` and timm's lr from ``lr_base``.
+    ``auto_scale_lr=dict(enable=True, ...)`` and timm's lr from ``lr_base``. A config with an ``hf``
+    entry (``TrainingArguments`` fields) is built by ``purelr.recipes.hf.build_hf`` (``epoch_len``
+    there is ``len(train_dataloader)``; ``layer_norms``, the module paths of the model's LayerNorm
+    layers, ``purelr.params.hf.layer_norm_modules``, for the Trainer's no-decay rule).
     """
     cfg = _loaded(cfg)
+    if "hf" in cfg:
+        from purelr.recipes import hf as hf_lib
+
+        registry.import_custom(cfg.get("custom_imports"))
+        return hf_lib.build_hf(cfg["hf"], params, epoch_len=epoch_len, layer_norms=layer_norms, frozen=frozen)
     if "timm" in cfg:
         from purelr.recipes import timm as timm_lib
 
