@@ -13,6 +13,8 @@ step "purelr (editable) with its test extra: torch 2.13.0 CPU, pytest, hypothesi
 python -m pip install -q -e ".[test]"
 step "mmengine 0.10.7 and timm 1.0.31, without their dependencies"
 python -m pip install -q --no-deps mmengine==0.10.7 timm==1.0.31
+step "fvcore 0.1.5.post20221221 without its dependencies (its param_scheduler module is pure Python)"
+python -m pip install -q --no-deps fvcore==0.1.5.post20221221
 step "mmpretrain 1.2.0, mmdet 3.3.0 and mmsegmentation 1.2.2, without their dependencies (their engine modules only)"
 python -m pip install -q --no-deps mmpretrain==1.2.0 mmdet==3.3.0 mmsegmentation==1.2.2
 if python -c "import importlib.metadata as m; assert m.version('mmcv') == '1.7.2'" 2>/dev/null; then
@@ -31,4 +33,4 @@ else
 fi
 step "the OpenMMLab config corpora (configs of 7 pinned wheels, sha256-checked) into tests/data/corpus"
 python -m tests.corpus
-step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation")))')"
+step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "fvcore", "mmpretrain", "mmdet", "mmsegmentation")))')"

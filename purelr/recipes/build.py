@@ -1,5 +1,6 @@
 """``purelr.build``: one optax transformation from a whole config, read by its framework's reader
-(``purelr.recipes.mmcv``, ``purelr.recipes.mmengine``, ``purelr.recipes.timm``).
+(``purelr.recipes.mmcv``, ``purelr.recipes.mmengine``, ``purelr.recipes.timm``,
+``purelr.recipes.detectron2``).
 
 MMDetection 2.x (MMCV 1.x runner)::
 
@@ -50,7 +51,9 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
     ``layer_decay`` when the entry has no ``group_matcher``; ``head``, a selector of the classifier's
     parameters, for its ``clip_mode='agc'``; ``epoch_len`` there is ``len(loader_train)``, the batches
     of an epoch). ``world_size``: the number of processes the original trained on, for
-    ``auto_scale_lr=dict(enable=True, ...)`` and timm's lr from ``lr_base``.
+    ``auto_scale_lr=dict(enable=True, ...)`` and timm's lr from ``lr_base``. A config with a
+    ``detectron2`` entry (its ``SOLVER`` keys, or a detectron2 YAML file) is built by
+    ``purelr.recipes.detectron2.build_detectron2`` (``world_size`` for ``REFERENCE_WORLD_SIZE``).
     """
     cfg = _loaded(cfg)
     if "timm" in cfg:
@@ -59,6 +62,11 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
         registry.import_custom(cfg.get("custom_imports"))
         return timm_lib.build_timm(cfg["timm"], params, epoch_len=epoch_len, layer_map=layer_map,
                                    frozen=frozen, world_size=world_size, head=head)
+    if "detectron2" in cfg:
+        from purelr.recipes import detectron2 as detectron2_lib
+
+        return detectron2_lib.build_detectron2(cfg["detectron2"], params, module_kinds=module_kinds,
+                                               frozen=frozen, world_size=world_size)
     return transformation(read_recipe(cfg, epoch_len=epoch_len, world_size=world_size), params,
                           module_kinds=module_kinds, frozen=frozen)
 

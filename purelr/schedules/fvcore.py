@@ -1,0 +1,261 @@
+"""Twins of fvcore 0.1.5's ``fvcore.common.param_scheduler`` and of detectron2's
+``WarmupParamScheduler`` / ``LRMultiplier`` (``detectron2/solver/lr_scheduler.py``).
+
+fvcore's schedulers are functions of the progress ``where``, a float in ``[0, 1)``; so are the
+twins here (``ParamScheduler``: ``where -> value``, elementwise over a float array, jit-safe).
+``lr_multiplier(base_lr, multiplier, max_iter)`` turns one into a purelr schedule of integer steps,
+as detectron2 drives it: the lr of update ``t`` is ``base_lr * multiplier(t / max_iter)``.
+
+``where`` and the arithmetic on it (``where + WHERE_EPSILON``, a composite's running totals and
+rescaling) are float operations done in the order fvcore does them, in float64 under
+``jax_enable_x64`` (the same numbers as fvcore's) and in float32 otherwise, where a boundary that
+lands within float32 rounding of an integer can move by one step. Beyond the range fvcore accepts
+(it raises, or indexes past its list, for ``where >= 1``) the twins keep their formulas and clamp
+indices to the last value.
+
+Names are fvcore's class names in snake_case with fvcore's keyword names. Only jax and numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from purelr.schedules import validate
+from purelr.schedules.core import Schedule, as_steps, as_values, cosine_anneal, float_dtype, int_dtype
+
+ParamScheduler = Callable[[jax.Array], jax.Array]
+"""A pure function of the progress ``where`` (a float or a float array) to the value there."""
+
+WHERE_EPSILON = 1e-6  # fvcore's ParamScheduler.WHERE_EPSILON
+INTERVAL_SCALINGS = ("rescaled", "fixed")
+WARMUP_METHODS = ("linear", "constant")
+
+
+def _where(where) -> jax.Array:
+    return as_values(where)
+
+
+def _divided(numerator, denominator: float) -> jax.Array:
+    """``numerator / denominator`` correctly rounded, as Python divides: XLA turns a division by a
+    broadcast constant into a multiplication by its reciprocal (one rounding more), which
+    ``denominator + 0 * numerator`` keeps from happening."""
+    return numerator / (denominator + 0 * numerator)
+
+
+def _index(where, count: int) -> jax.Array:
+    """``int((where + WHERE_EPSILON) * count)`` (``>= 0``; callers clamp it to their tables)."""
+    return jnp.maximum(jnp.floor((_where(where) + WHERE_EPSILON) * count), 0).astype(int_dtype())
+
+
+def _table(values) -> jax.Array:
+    return jnp.asarray(values, dtype=float_dtype())
+
+
+def constant_param_scheduler(value) -> ParamScheduler:
+    """Twin of ``fvcore.common.param_scheduler.ConstantParamScheduler``: ``value`` everywhere."""
+    value = validate.real("value", value)
+    return lambda where: jnp.full(jnp.shape(where), value, dtype=float_dtype())
+
+
+def cosine_param_scheduler(start_value, end_value) -> ParamScheduler:
+    """Twin of ``CosineParamScheduler``: ``end + (start - end) * (1 + cos(pi * where)) / 2``.
+
+    Evaluated from the nearer end (``purelr.schedules.core.cosine_anneal``, ``1 - where`` exact
+    for ``where >= 1/2``): fvcore's ``1 + cos`` cancels next to ``where = 1``, where its values
+    are known to a few rounding units of ``start`` only."""
+    start_value = validate.real("start_value", start_value)
+    end_value = validate.real("end_value", end_value)
+    return lambda where: cosine_anneal(start_value, end_value, _where(where), 1, 1 - _where(where))
+
+
+def exponential_param_scheduler(start_value, decay) -> ParamScheduler:
+    """Twin of ``ExponentialParamScheduler``: ``start_value * decay ** where``."""
+    start_value = validate.real("start_value", start_value)
+    decay = validate.positive("decay", decay)
+    return lambda where: start_value * jnp.power(as_values(decay), _where(where))
+
+
+def linear_param_scheduler(start_value, end_value) -> ParamScheduler:
+    """Twin of ``LinearParamScheduler``: ``end_value * where + start_value * (1 - where)``."""
+    start_value = validate.real("start_value", start_value)
+    end_value = validate.real("end_value", end_value)
+    return _linear(start_value, lambda where: end_value)
+
+
+def _linear(start_value, end_value: Callable) -> ParamScheduler:
+    """``LinearParamScheduler`` whose ends may be values of other twins (``end_value(where)``:
+    the end as a function evaluated alongside, so nothing is computed at construction)."""
+
+    def scheduler(where):
+        where = _where(where)
+        start = start_value(where) if callable(start_value) else start_value
+        return end_value(where) * where + start * (1 - where)
+
+    return scheduler
+
+
+def multi_step_param_scheduler(values: Sequence[float], num_updates=None,
+                               milestones: Sequence[int] | None = None) -> ParamScheduler:
+    """Twin of ``MultiStepParamScheduler``: ``values[bisect_right(milestones, n)]`` with
+    ``n = int((where + 1e-6) * num_updates)``.
+
+    Without ``milestones`` the ``num_updates`` are split in ``len(values)`` ranges of
+    ``ceil(num_updates / len(values))``; without ``num_updates`` it is the last milestone (then
+    dropped from the list). Milestones increase, start above 0 and stay below ``num_updates``,
+    which must be at least ``len(values)``: fvcore's checks.
+    """
+    values = tuple(validate.real(f"values[{i}]", v) for i, v in enumerate(_sequence("values", values)))
+    if not values:
+        raise ValueError("values must hold at least one value, got []")
+    if num_updates is None and milestones is None:
+        raise ValueError("multi_step_param_scheduler needs num_updates or milestones (both are None)")
+    if milestones is None:
+        num_updates = validate.positive_int("num_updates", num_updates)
+        width = math.ceil(num_updates / float(len(values)))
+        milestones = [width * (i + 1) for i in range(len(values) - 1)]
+    else:
+        milestones = list(validate.step_list("milestones", milestones))
+        needed = len(values) - (num_updates is not None)
+        if len(milestones) != needed:
+            raise ValueError(f"milestones must hold {needed} values (len(values) = {len(values)}"
+                             f"{', num_updates given' if num_updates is not None else ''}), got {milestones!r}")
+    if num_updates is None:
+        num_updates, milestones = milestones[-1], milestones[:-1]
+    num_updates = validate.positive_int("num_updates", num_updates)
+    if num_updates < len(values):
+        raise ValueError(f"num_updates must be at least len(values) = {len(values)}, got {num_updates}")
+    if milestones and (milestones[0] <= 0 or milestones[-1] >= num_updates):
+        raise ValueError(f"milestones must lie in (0, num_updates = {num_updates}), got {milestones!r}")
+    table = _table(values)
+    bounds = jnp.asarray(milestones, dtype=int_dtype())
+
+    def scheduler(where):
+        count = _index(where, num_updates)
+        return table[jnp.sum(count[..., None] >= bounds, axis=-1)]
+
+    return scheduler
+
+
+def polynomial_decay_param_scheduler(base_value, power) -> ParamScheduler:
+    """Twin of ``PolynomialDecayParamScheduler``: ``base_value * (1 - where) ** power``."""
+    base_value = validate.real("base_value", base_value)
+    power = validate.real("power", power)
+    return lambda where: base_value * jnp.power(1 - _where(where), power)
+
+
+def step_param_scheduler(num_updates, values: Sequence[float]) -> ParamScheduler:
+    """Twin of ``StepParamScheduler``: ``values[int((where + 1e-6) * len(values))]``
+    (``num_updates`` is checked, > 0, and otherwise unused, as in fvcore)."""
+    validate.positive("num_updates", num_updates)
+    values = tuple(validate.real(f"values[{i}]", v) for i, v in enumerate(_sequence("values", values)))
+    if not values:
+        raise ValueError("values must hold at least one value, got []")
+    table = _table(values)
+    return lambda where: table[jnp.minimum(_index(where, len(values)), len(values) - 1)]
+
+
+def step_with_fixed_gamma_param_scheduler(base_value, num_decays, gamma, num_updates) -> ParamScheduler:
+    """Twin of ``StepWithFixedGammaParamScheduler``: ``step_param_scheduler`` over
+    ``[base_value, base_value * gamma, ...]`` (``num_decays`` products, formed one after another)."""
+    base_value = validate.positive("base_value", base_value)
+    gamma = validate.positive("gamma", gamma)
+    num_decays = validate.positive_int("num_decays", num_decays)
+    num_updates = validate.positive_int("num_updates", num_updates)
+    values = [base_value]
+    for _ in range(num_decays):
+        values.append(values[-1] * gamma)
+    return step_param_scheduler(num_updates, values)
+
+
+def composite_param_scheduler(schedulers: Sequence[ParamScheduler], lengths: Sequence[float],
+                              interval_scaling: Sequence[str]) -> ParamScheduler:
+    """Twin of ``CompositeParamScheduler``: ``schedulers[i]`` on the ``i``-th stretch of ``lengths``.
+
+    ``i`` is the first stretch whose running total (the lengths summed in order) is
+    ``>= where + 1e-6``, the last one past the end. ``"rescaled"`` hands it
+    ``(where - start_i) / lengths[i]`` (``start_i`` = its running total minus its length);
+    ``"fixed"`` hands it ``where``. Lengths sum to 1 within 1e-3; the last one is replaced by
+    ``1 - sum(others)`` when the sum is not exactly 1, as fvcore does.
+    """
+    schedulers = _sequence("schedulers", schedulers)
+    for i, scheduler in enumerate(schedulers):
+        validate.function(f"schedulers[{i}]", scheduler)
+    lengths = [validate.nonnegative(f"lengths[{i}]", v) for i, v in enumerate(_sequence("lengths", lengths))]
+    interval_scaling = validate.strings("interval_scaling", interval_scaling)
+    if not schedulers:
+        raise ValueError("schedulers must hold at least one scheduler, got []")
+    if not len(schedulers) == len(lengths) == len(interval_scaling):
+        raise ValueError(f"schedulers, lengths and interval_scaling must have one entry each, got "
+                         f"{len(schedulers)}, {len(lengths)} and {len(interval_scaling)}")
+    for i, scaling in enumerate(interval_scaling):
+        validate.one_of(f"interval_scaling[{i}]", scaling, INTERVAL_SCALINGS)
+    if abs(sum(lengths) - 1.0) >= 1e-3:
+        raise ValueError(f"lengths must sum to 1 (within 1e-3), got {lengths!r} (sum {sum(lengths)!r})")
+    if sum(lengths) != 1.0:
+        lengths[-1] = 1.0 - sum(lengths[:-1])
+    totals, total = [], 0.0
+    for length in lengths:
+        total += length
+        totals.append(total)
+    starts = [t - length for t, length in zip(totals, lengths)]
+    passed = _table(totals[:-1])
+
+    def scheduler(where):
+        where = _where(where)
+        index = jnp.sum((where + WHERE_EPSILON)[..., None] > passed, axis=-1)
+        value = jnp.zeros(jnp.shape(where), float_dtype())
+        for i, (inner, scaling) in enumerate(zip(schedulers, interval_scaling)):
+            inner_where = _divided(where - starts[i], lengths[i]) if scaling == "rescaled" else where
+            value = jnp.where(index == i, as_values(inner(inner_where)), value)
+        return value
+
+    return scheduler
+
+
+def warmup_param_scheduler(scheduler: ParamScheduler, warmup_factor, warmup_length,
+                           warmup_method: str = "linear", rescale_interval: bool = False) -> ParamScheduler:
+    """Twin of detectron2's ``WarmupParamScheduler`` (``detectron2/solver/lr_scheduler.py``).
+
+    A composite of a warmup over ``[0, warmup_length)`` (``"rescaled"``) and ``scheduler``
+    after it (``"fixed"``: ``scheduler(where)``; ``"rescaled"`` with ``rescale_interval``). The
+    warmup starts at ``warmup_factor * scheduler(0)`` and is constant there (``"constant"``) or
+    linear up to ``scheduler(warmup_length)`` (``scheduler(0)`` with ``rescale_interval``).
+    """
+    validate.function("scheduler", scheduler)
+    warmup_factor = validate.real("warmup_factor", warmup_factor)
+    warmup_length = validate.in_range("warmup_length", warmup_length, 0.0, 1.0)
+    validate.one_of("warmup_method", warmup_method, WARMUP_METHODS)
+    rescale_interval = validate.flag("rescale_interval", rescale_interval)
+    start = lambda where: warmup_factor * scheduler(jnp.zeros_like(where))
+    if warmup_method == "constant":
+        warmup = start
+    else:
+        end_where = 0.0 if rescale_interval else warmup_length
+        warmup = _linear(start, lambda where: scheduler(jnp.full_like(where, end_where)))
+    return composite_param_scheduler([warmup, scheduler], [warmup_length, 1 - warmup_length],
+                                     ["rescaled", "rescaled" if rescale_interval else "fixed"])
+
+
+def lr_multiplier(base_lr, multiplier: ParamScheduler, max_iter) -> Schedule:
+    """Twin of detectron2's ``LRMultiplier`` (``detectron2/solver/lr_scheduler.py``) as a schedule
+    of updates: ``f(t) = base_lr * multiplier(t / max_iter)``, the lr of the update ``t`` that
+    detectron2's trainer makes (the scheduler steps after each iteration; ``t / max_iter`` is a
+    float division of the two integers)."""
+    base_lr = validate.real("base_lr", base_lr)
+    validate.function("multiplier", multiplier)
+    max_iter = validate.positive_int("max_iter", max_iter)
+
+    def schedule(step):
+        return base_lr * as_values(multiplier(_divided(as_values(as_steps(step)), max_iter)))
+
+    return schedule
+
+
+def _sequence(name: str, value) -> list:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise TypeError(f"{name} must be a list, got {value!r}")
+    return list(value)
