@@ -124,7 +124,7 @@ def _check(solver: dict) -> None:
             validate.nonnegative(name(key), solver[key])
     for key in ("NESTEROV", "RESCALE_INTERVAL"):
         validate.flag(name(key), solver[key])
-    validate.step_list(name("STEPS"), list(solver["STEPS"]), strictly=False)
+    validate.step_list(name("STEPS"), list(solver["STEPS"]))
     clip = solver["CLIP_GRADIENTS"]
     validate.flag(name("CLIP_GRADIENTS.ENABLED"), clip["ENABLED"])
     validate.one_of(name("CLIP_GRADIENTS.CLIP_TYPE"), clip["CLIP_TYPE"], CLIP_TYPES)
