@@ -2,7 +2,7 @@
 
 Returns ``(labels, settings)`` like ``purelr.params.paramwise.paramwise_labels``; the settings hold
 each group's lr and weight decay as absolute values (``ParamSetting.options``), as detectron2's
-groups do. Build the optimizer with ``paramwise_transform(optimizer, labels, settings, lr=...,
+groups do, and the labels name them (``"lr=0.02,weight_decay=0.0"``). Build the optimizer with ``paramwise_transform(optimizer, labels, settings, lr=...,
 weight_decay=...)``: a group without an ``lr`` (or ``weight_decay``) takes the optimizer's.
 
 For each trainable leaf (in ``jax.tree.leaves`` order; detectron2 walks ``model.named_modules()``):
@@ -30,7 +30,7 @@ import jax
 
 from purelr.params import groups as groups_lib
 from purelr.params import module_kinds as kinds_lib
-from purelr.params.paramwise import ParamSetting, label_of
+from purelr.params.paramwise import ParamSetting
 from purelr.schedules import validate
 
 HYPERPARAMS = ("lr", "weight_decay")
@@ -72,7 +72,7 @@ def get_default_optimizer_params(params, base_lr=None, weight_decay=None, weight
     labels, settings = [], {}
     for name, is_cold in zip(names, cold):
         if is_cold:
-            setting = ParamSetting(frozen=True)
+            label, setting = "frozen", ParamSetting(frozen=True)
         else:
             group = dict(defaults)
             if kinds.get(kinds_lib.module_path(name)) == kinds_lib.NORM and weight_decay_norm is not None:
@@ -81,6 +81,7 @@ def get_default_optimizer_params(params, base_lr=None, weight_decay=None, weight
                 group["lr"] *= validate.nonnegative(f"lr_factor_func({name!r})", lr_factor_func(name))
             group.update(overrides.get(name.rpartition(".")[2], {}))
             setting = ParamSetting(options=tuple(sorted(group.items())))
-        labels.append(label_of(setting))
-        settings[labels[-1]] = setting
+            label = ",".join(f"{key}={value!r}" for key, value in setting.options) or "default"
+        labels.append(label)
+        settings[label] = setting
     return jax.tree.unflatten(jax.tree.structure(params), labels), settings

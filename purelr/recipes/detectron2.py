@@ -61,7 +61,7 @@ def load_yaml(path) -> dict:
     path = os.fspath(path)
     try:
         with open(path) as file:
-            cfg = yaml.safe_load(file) or {}
+            cfg = yaml.load(file, Loader=_loader()) or {}
     except (OSError, yaml.YAMLError) as error:
         raise ValueError(f"detectron2 config {path!r} cannot be read: {error}") from error
     cfg = validate.mapping(f"detectron2 config {path!r}", cfg)
@@ -72,6 +72,33 @@ def load_yaml(path) -> dict:
     if not os.path.isabs(base):
         base = os.path.join(os.path.dirname(path), base)
     return _merged(load_yaml(base), _decoded(cfg))
+
+
+def _loader():
+    """PyYAML's safe loader reading the ``!!python/...`` tags some detectron2 configs use outside
+    ``SOLVER`` (``ANCHOR_GENERATOR.SIZES: !!python/object/apply:eval [...]``) as None, never run."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: None)
+    return Loader
+
+
+def is_detectron2_yaml(path) -> bool:
+    """Whether ``path`` is a detectron2 YAML config: a ``.yaml`` / ``.yml`` file whose top level
+    has ``SOLVER`` or ``_BASE_`` (upper case, where MMCV/MMEngine configs say ``_base_``)."""
+    import yaml
+
+    if not str(path).endswith((".yaml", ".yml")) or not os.path.isfile(path):
+        return False
+    try:
+        with open(path) as file:
+            cfg = yaml.load(file, Loader=_loader())
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(cfg, dict) and ("SOLVER" in cfg or "_BASE_" in cfg)
 
 
 def _decoded(value):
@@ -150,6 +177,22 @@ def _scaled(solver: dict, world_size) -> dict:
             "STEPS": tuple(int(round(s / scale)) for s in solver["STEPS"]),
             "CHECKPOINT_PERIOD": int(round(solver["CHECKPOINT_PERIOD"] / scale)),
             "REFERENCE_WORLD_SIZE": world_size}
+
+
+def lr_curves(solver: dict, params=None, module_kinds=None) -> dict:
+    """``{group label: (base lr, schedule)}`` of ``solver`` (``solver_of``'s) for ``params``
+    (default: a tree with a conv kernel and bias and a norm layer's scale and bias)."""
+    if params is None:
+        import jax.numpy as jnp
+
+        params = {"conv": {"kernel": jnp.zeros((3, 3, 2, 2)), "bias": jnp.zeros(2)},
+                  "norm": {"scale": jnp.zeros(2), "bias": jnp.zeros(2)}}
+        module_kinds = {"conv": "conv", "norm": "norm"}
+    _, settings = params_detectron2.get_default_optimizer_params(
+        params, base_lr=solver["BASE_LR"], bias_lr_factor=solver["BIAS_LR_FACTOR"], module_kinds=module_kinds)
+    multiplier = build_lr_scheduler(solver)
+    bases = {label: dict(setting.options)["lr"] for label, setting in settings.items() if not setting.frozen}
+    return {label: (base, fvcore.lr_multiplier(base, multiplier, solver["MAX_ITER"])) for label, base in bases.items()}
 
 
 def build_lr_scheduler(solver: dict) -> fvcore.ParamScheduler:
