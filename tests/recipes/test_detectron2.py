@@ -21,7 +21,6 @@ import functools
 import itertools
 import json
 import os
-from collections import defaultdict
 
 import flax.linen as nn
 import jax
@@ -35,7 +34,7 @@ from purelr.recipes import detectron2 as recipe
 from purelr.references import detectron2 as reference
 from purelr.schedules import fvcore
 from purelr.params.module_kinds import dotted_names, module_kinds
-from tests.params import models
+from tests.params import detectron2_reference
 from tests.parity import OPTIMIZER_RTOL, assert_schedule_matches, jitted, relative_error, trajectory_floor
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "detectron2")
@@ -61,9 +60,6 @@ ZOO = [
 UPDATES = 100
 RANDOM_SOLVERS = {"x64": 6, "f32": 3}
 NIGHTLY_SOLVERS = 60
-NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm,
-         torch.nn.GroupNorm, torch.nn.InstanceNorm1d, torch.nn.InstanceNorm2d, torch.nn.InstanceNorm3d,
-         torch.nn.LayerNorm, torch.nn.LocalResponseNorm)
 
 
 class FlaxTiny(nn.Module):
@@ -93,25 +89,12 @@ def tiny():
 
 
 def _torch_groups(solver, tensors):
-    """detectron2's ``build_optimizer`` groups on the torch twin of the model: per parameter
-    ``lr = BASE_LR``; ``weight_decay = WEIGHT_DECAY_NORM`` in a norm module; a ``bias`` gets
-    ``BASE_LR * BIAS_LR_FACTOR`` (factor != 1) and ``WEIGHT_DECAY_BIAS`` (not None); parameters
-    with equal settings merged into one group, in order of first appearance."""
-    model = torch_tiny()
-    groups = defaultdict(list)
-    for module_name, module in model.named_modules():
-        for leaf, _ in module.named_parameters(recurse=False):
-            settings = {"lr": solver["BASE_LR"]}
-            if isinstance(module, NORMS) and solver["WEIGHT_DECAY_NORM"] is not None:
-                settings["weight_decay"] = solver["WEIGHT_DECAY_NORM"]
-            if leaf == "bias":
-                if solver["BIAS_LR_FACTOR"] != 1.0:
-                    settings["lr"] = solver["BASE_LR"] * solver["BIAS_LR_FACTOR"]
-                if solver["WEIGHT_DECAY_BIAS"] is not None:
-                    settings["weight_decay"] = solver["WEIGHT_DECAY_BIAS"]
-            name = models.flax_name(model, f"{module_name}.{leaf}" if module_name else leaf)
-            groups[tuple(settings.items())].append(tensors[name])
-    return [{"params": params, **dict(key)} for key, params in groups.items()]
+    """detectron2's ``build_optimizer`` groups on the torch twin of the model."""
+    found = detectron2_reference.settings(torch_tiny(), base_lr=solver["BASE_LR"],
+                                          weight_decay_norm=solver["WEIGHT_DECAY_NORM"],
+                                          bias_lr_factor=solver["BIAS_LR_FACTOR"],
+                                          weight_decay_bias=solver["WEIGHT_DECAY_BIAS"])
+    return detectron2_reference.groups(found, tensors)
 
 
 def _torch_clip(clip, params):
