@@ -43,7 +43,8 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
           frozen=None, layer_map=None, world_size: int | None = None, head=None) -> optax.GradientTransformation:
     """The optimizer an MMDetection 2.x, MMEngine or timm config describes, for ``params``.
 
-    ``cfg``: a config dict or a file path (``purelr.load_config``). ``epoch_len``: iterations per
+    ``cfg``: a config dict or a file path (``purelr.load_config``; a detectron2 YAML config, with
+    ``SOLVER`` or ``_BASE_``, is read as ``dict(detectron2=path)``). ``epoch_len``: iterations per
     epoch, needed by epoch-based schedules. ``module_kinds``: ``purelr.params.module_kinds.module_kinds
     (model, ...)`` for the norm / depth-wise rules of ``paramwise_cfg``. ``frozen``: a selector of
     the parameters torch would have with ``requires_grad=False``. A config with a ``timm`` entry
@@ -96,7 +97,9 @@ def _check_spelling(cfg: dict, sections) -> None:
 
 def _loaded(cfg) -> dict:
     if isinstance(cfg, (str, os.PathLike)):
-        cfg = load_config(cfg)
+        from purelr.recipes.detectron2 import is_detectron2_yaml
+
+        cfg = {"detectron2": cfg} if is_detectron2_yaml(cfg) else load_config(cfg)
     if not isinstance(cfg, dict):
         raise TypeError(f"a config must be a dict or a file path, got {cfg!r}")
     return _named_types(cfg)

@@ -157,9 +157,10 @@ def _check(solver: dict) -> None:
     validate.one_of(name("CLIP_GRADIENTS.CLIP_TYPE"), clip["CLIP_TYPE"], CLIP_TYPES)
     validate.nonnegative(name("CLIP_GRADIENTS.CLIP_VALUE"), clip["CLIP_VALUE"])
     validate.real(name("CLIP_GRADIENTS.NORM_TYPE"), clip["NORM_TYPE"])
-    if solver["LR_SCHEDULER_NAME"] == "WarmupCosineLR" and not 0 <= solver["BASE_LR_END"] <= solver["BASE_LR"]:
-        raise ValueError(f"SOLVER.BASE_LR_END must lie in [0, BASE_LR = {solver['BASE_LR']!r}] for "
-                         f"WarmupCosineLR, got {solver['BASE_LR_END']!r}")
+    if solver["LR_SCHEDULER_NAME"] == "WarmupCosineLR" and not 0 <= solver["BASE_LR_END"] <= solver["BASE_LR"] > 0:
+        raise ValueError(f"SOLVER.BASE_LR_END must lie in [0, BASE_LR] and BASE_LR be > 0 for WarmupCosineLR "
+                         f"(detectron2 divides by BASE_LR), got BASE_LR_END = {solver['BASE_LR_END']!r}, "
+                         f"BASE_LR = {solver['BASE_LR']!r}")
 
 
 def _scaled(solver: dict, world_size) -> dict:

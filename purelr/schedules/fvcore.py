@@ -75,7 +75,7 @@ def cosine_param_scheduler(start_value, end_value) -> ParamScheduler:
 def exponential_param_scheduler(start_value, decay) -> ParamScheduler:
     """Twin of ``ExponentialParamScheduler``: ``start_value * decay ** where``."""
     start_value = validate.real("start_value", start_value)
-    decay = validate.positive("decay", decay)
+    decay = validate.nonnegative("decay", decay)
     return lambda where: start_value * jnp.power(as_values(decay), _where(where))
 
 

@@ -267,8 +267,17 @@ def check_random_solvers(precision, count, seed):
     print(f"random solvers {precision}: worst {worst:.3g}")
 
 
-def test_yaml_inheritance_and_dict_forms():
-    """``_BASE_`` chains (two levels), string tuples decoded, and the three forms of the entry."""
+def test_yaml_inheritance_and_dict_forms(tmp_path):
+    """``_BASE_`` chains (two levels), string tuples decoded, the three forms of the entry, a YAML
+    path given to ``purelr.build`` itself, and ``!!python/...`` tags outside SOLVER (detectron2's
+    Base-RetinaNet.yaml) read without running them."""
+    config = tmp_path / "retinanet.yaml"
+    config.write_text('_BASE_: "%s"\nMODEL:\n  ANCHOR_GENERATOR:\n    SIZES: !!python/object/apply:eval '
+                      '["[[x, x * 2**(1.0/3)] for x in [32, 64]]"]\nSOLVER:\n  BASE_LR: 0.01\n'
+                      % os.path.join(DATA, "configs/Base-RCNN-FPN.yaml"))
+    assert recipe.solver_of(str(config))["BASE_LR"] == 0.01
+    assert recipe.solver_of(str(config))["STEPS"] == (60000, 80000)
+    assert purelr.build(str(config), tiny()[0], module_kinds=tiny()[1]) is not None
     path = os.path.join(DATA, "configs/Misc/scratch_mask_rcnn_R_50_FPN_9x_gn.yaml")
     solver = recipe.solver_of(path)
     assert (solver["BASE_LR"], solver["STEPS"], solver["MAX_ITER"], solver["IMS_PER_BATCH"]) == \
