@@ -5,7 +5,8 @@ Twins of ``build_optimizer``, ``build_lr_scheduler`` and ``maybe_add_gradient_cl
 (``DEFAULTS``; both at facebookresearch/detectron2@02b5c4e2, ``SOURCE``). A recipe is a
 ``detectron2=`` entry: the SOLVER keys as a dict (upper case, as detectron2's CfgNode), a whole
 config dict holding ``SOLVER``, or the path of a detectron2 YAML config (``_BASE_`` files merged
-under it, as ``CfgNode.merge_from_file`` does)::
+under it, as ``CfgNode.merge_from_file`` does); a LazyConfig's ``optimizer`` / ``lr_multiplier`` /
+``train`` as dicts go to ``purelr.recipes.detectron2_lazy``::
 
     purelr.build(dict(detectron2=dict(BASE_LR=0.02, STEPS=(60000, 80000), MAX_ITER=90000)), params,
                  module_kinds=module_kinds(model, x))
@@ -35,6 +36,7 @@ from purelr import optim
 from purelr.optim import clip_grad_norm, clip_grad_value
 from purelr.params import detectron2 as params_detectron2
 from purelr.params.paramwise import paramwise_transform
+from purelr.recipes import detectron2_lazy
 from purelr.recipes import recipe as recipe_lib
 from purelr.schedules import fvcore, validate
 
@@ -232,7 +234,10 @@ def build_detectron2(cfg, params, *, module_kinds=None, frozen=None,
                      world_size: int | None = None) -> optax.GradientTransformation:
     """Twin of detectron2's ``build_optimizer`` and ``build_lr_scheduler`` for ``params``:
     ``cfg`` as ``solver_of`` takes it; ``module_kinds`` for ``WEIGHT_DECAY_NORM``; ``frozen``, a
-    selector of the parameters with ``requires_grad=False``."""
+    selector of the parameters with ``requires_grad=False``. A lazy config (``optimizer``,
+    ``lr_multiplier``, ``train`` as dicts) is built by ``purelr.recipes.detectron2_lazy``."""
+    if detectron2_lazy.is_lazy(cfg):
+        return detectron2_lazy.build_lazy(cfg, params, module_kinds=module_kinds, frozen=frozen)
     solver = solver_of(cfg, world_size)
     labels, settings = params_detectron2.get_default_optimizer_params(
         params, base_lr=solver["BASE_LR"], weight_decay_norm=solver["WEIGHT_DECAY_NORM"],

@@ -109,33 +109,40 @@ def _torch_clip(clip, params):
             torch.nn.utils.clip_grad_norm_(p, clip["CLIP_VALUE"], clip["NORM_TYPE"])
 
 
-def torch_run(solver, start: dict, grads: list, dtype):
-    """``{name: (UPDATES, *shape)}``: the params after each update, and the lr of each group per
-    update (one row per update), of detectron2's loop (step, then the scheduler's step)."""
-    tensors = {name: torch.tensor(np.asarray(value), dtype=dtype) for name, value in start.items()}
-    groups = _torch_groups(solver, tensors)
-    optimizer = torch.optim.SGD(groups, lr=solver["BASE_LR"], momentum=solver["MOMENTUM"],
-                                nesterov=solver["NESTEROV"], weight_decay=solver["WEIGHT_DECAY"], foreach=True)
-    scheduler = reference.LRMultiplier(optimizer, reference.multiplier(solver), solver["MAX_ITER"])
+def torch_steps(optimizer, scheduler, tensors: dict, grads: list, dtype, clip=None):
+    """``{name: (UPDATES, *shape)}``: the params after each update of detectron2's loop (the
+    optimizer's step, then the hook's scheduler step), ``clip(params)`` before each step."""
+    params = list(itertools.chain(*[g["params"] for g in optimizer.param_groups]))
     trajectory = {name: [] for name in tensors}
     for update, grad in enumerate(grads):
         if update:  # the hook's step after the previous update (not after the last: where = 1 there)
             scheduler.step()
         for name, tensor in tensors.items():
             tensor.grad = torch.tensor(grad[name], dtype=dtype)
-        _torch_clip(solver["CLIP_GRADIENTS"], list(itertools.chain(*[g["params"] for g in groups])))
+        if clip is not None:
+            clip(params)
         optimizer.step()
         for name, tensor in tensors.items():
             trajectory[name].append(tensor.detach().numpy().copy())
     return {name: np.stack(values) for name, values in trajectory.items()}
 
 
+def torch_run(solver, tensors: dict, grads: list, dtype):
+    """detectron2's ``DefaultTrainer`` on ``solver``: SGD, clipping, ``LRMultiplier``."""
+    optimizer = torch.optim.SGD(_torch_groups(solver, tensors), lr=solver["BASE_LR"], momentum=solver["MOMENTUM"],
+                                nesterov=solver["NESTEROV"], weight_decay=solver["WEIGHT_DECAY"], foreach=True)
+    scheduler = reference.LRMultiplier(optimizer, reference.multiplier(solver), solver["MAX_ITER"])
+    return torch_steps(optimizer, scheduler, tensors, grads, dtype,
+                       lambda params: _torch_clip(solver["CLIP_GRADIENTS"], params))
+
+
 def _named(tree):
     return dict(zip(dotted_names(tree), jax.tree.leaves(tree)))
 
 
-def purelr_run(cfg, params, grads):
-    transform = purelr.build(dict(detectron2=cfg), params, module_kinds=tiny()[1])
+def purelr_run(cfg, params, grads, kinds=None):
+    """The params after each of ``purelr.build(dict(detectron2=cfg))``'s updates (one ``lax.scan``)."""
+    transform = purelr.build(dict(detectron2=cfg), params, module_kinds=tiny()[1] if kinds is None else kinds)
     stacked = jax.tree.map(lambda *g: jnp.stack(g), *grads)
 
     @jax.jit
@@ -150,26 +157,37 @@ def purelr_run(cfg, params, grads):
     return _named(run(params, stacked))
 
 
-def _start_and_grads(seed, dtype):
+def start_and_grads(seed, dtype, shapes=None):
+    """Random params and ``UPDATES`` gradients (of three scales) shaped as ``shapes`` (the tiny model's)."""
     rng = np.random.default_rng(seed)
-    shapes = tiny()[0]
+    shapes = tiny()[0] if shapes is None else shapes
     params = jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 0.5, s.shape), dtype), shapes)
     grads = [jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 1, s.shape) * rng.choice([0.01, 1, 30]), dtype), shapes)
              for _ in range(UPDATES)]
     return params, grads
 
 
+def torch_tensors(params, dtype):
+    return {name: torch.tensor(np.asarray(value), dtype=dtype) for name, value in _named(params).items()}
+
+
 def assert_trajectories_match(cfg, seed, precision):
     """100 updates of both sides from the same params and gradients; worst relative error."""
     dtype = jnp.float64 if precision == "x64" else jnp.float32
-    params, grads = _start_and_grads(seed, dtype)
+    torch_dtype = torch.float64 if precision == "x64" else torch.float32
+    params, grads = start_and_grads(seed, dtype)
     ours = purelr_run(cfg, params, grads)
-    theirs = torch_run(recipe.solver_of(cfg), _named(params), [_named(g) for g in grads],
-                       torch.float64 if precision == "x64" else torch.float32)
+    theirs = torch_run(recipe.solver_of(cfg), torch_tensors(params, torch_dtype), [_named(g) for g in grads],
+                       torch_dtype)
+    return assert_same(ours, theirs, precision, cfg)
+
+
+def assert_same(ours: dict, theirs: dict, precision, context):
+    """Every leaf's trajectory to 1e-10 (x64) / 1e-5 (float32); the worst relative error."""
     worst = 0.0
     for name, expected in theirs.items():
         error = relative_error(ours[name], expected, floor=trajectory_floor(precision))
-        assert error <= OPTIMIZER_RTOL[precision], f"{cfg}: {name} relative error {error:.3g}"
+        assert error <= OPTIMIZER_RTOL[precision], f"{context}: {name} relative error {error:.3g}"
         worst = max(worst, error)
     return worst
 
