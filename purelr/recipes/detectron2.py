@@ -130,6 +130,9 @@ def solver_of(cfg, world_size: int | None = None) -> dict:
     cfg = validate.mapping("detectron2", cfg)
     if "SOLVER" in cfg:
         cfg = validate.mapping("detectron2['SOLVER']", cfg["SOLVER"])
+    for key in cfg:
+        if isinstance(key, str) and key not in DEFAULTS and key.upper() in DEFAULTS:
+            raise ValueError(f"detectron2 SOLVER keys are upper case, as in detectron2's CfgNode: {key!r} -> {key.upper()!r}")
     validate.known_keys("detectron2 SOLVER", cfg, DEFAULTS, " (keys of detectron2's SOLVER that purelr models)")
     clip = validate.mapping("SOLVER.CLIP_GRADIENTS", cfg.get("CLIP_GRADIENTS", {}))
     clip = validate.known_keys("SOLVER.CLIP_GRADIENTS", {**CLIP_DEFAULTS, **clip}, CLIP_DEFAULTS)

@@ -309,6 +309,7 @@ def test_yaml_inheritance_and_dict_forms(tmp_path):
 @pytest.mark.parametrize("cfg, message", [
     (dict(LR_SCHEDULER_NAME="WarmupPolyLR"), "LR_SCHEDULER_NAME must be one of"),
     (dict(OPTIMIZER="ADAM"), "unknown key 'OPTIMIZER'"),
+    (dict(base_lr=0.1), "upper case, as in detectron2's CfgNode: 'base_lr' -> 'BASE_LR'"),
     (dict(BASE_LR=-1.0), "SOLVER.BASE_LR must be >= 0"),
     (dict(CLIP_GRADIENTS=dict(ENABLED=True, CLIP_TYPE="l2")), "CLIP_TYPE must be one of"),
     (dict(CLIP_GRADIENTS=dict(CLIP_NORM=1.0)), "unknown key 'CLIP_NORM'"),
