@@ -35,10 +35,6 @@ INTERVAL_SCALINGS = ("rescaled", "fixed")
 WARMUP_METHODS = ("linear", "constant")
 
 
-def _where(where) -> jax.Array:
-    return as_values(where)
-
-
 def _divided(numerator, denominator: float) -> jax.Array:
     """``numerator / denominator`` correctly rounded, as Python divides: XLA turns a division by a
     broadcast constant into a multiplication by its reciprocal (one rounding more), which
@@ -48,7 +44,7 @@ def _divided(numerator, denominator: float) -> jax.Array:
 
 def _index(where, count: int) -> jax.Array:
     """``int((where + WHERE_EPSILON) * count)`` (``>= 0``; callers clamp it to their tables)."""
-    return jnp.maximum(jnp.floor((_where(where) + WHERE_EPSILON) * count), 0).astype(int_dtype())
+    return jnp.maximum(jnp.floor((as_values(where) + WHERE_EPSILON) * count), 0).astype(int_dtype())
 
 
 def _table(values) -> jax.Array:
@@ -69,14 +65,14 @@ def cosine_param_scheduler(start_value, end_value) -> ParamScheduler:
     are known to a few rounding units of ``start`` only."""
     start_value = validate.real("start_value", start_value)
     end_value = validate.real("end_value", end_value)
-    return lambda where: cosine_anneal(start_value, end_value, _where(where), 1, 1 - _where(where))
+    return lambda where: cosine_anneal(start_value, end_value, as_values(where), 1, 1 - as_values(where))
 
 
 def exponential_param_scheduler(start_value, decay) -> ParamScheduler:
     """Twin of ``ExponentialParamScheduler``: ``start_value * decay ** where``."""
     start_value = validate.real("start_value", start_value)
     decay = validate.nonnegative("decay", decay)
-    return lambda where: start_value * jnp.power(as_values(decay), _where(where))
+    return lambda where: start_value * jnp.power(as_values(decay), as_values(where))
 
 
 def linear_param_scheduler(start_value, end_value) -> ParamScheduler:
@@ -91,7 +87,7 @@ def _linear(start_value, end_value: Callable) -> ParamScheduler:
     the end as a function evaluated alongside, so nothing is computed at construction)."""
 
     def scheduler(where):
-        where = _where(where)
+        where = as_values(where)
         start = start_value(where) if callable(start_value) else start_value
         return end_value(where) * where + start * (1 - where)
 
@@ -144,7 +140,7 @@ def polynomial_decay_param_scheduler(base_value, power) -> ParamScheduler:
     """Twin of ``PolynomialDecayParamScheduler``: ``base_value * (1 - where) ** power``."""
     base_value = validate.real("base_value", base_value)
     power = validate.real("power", power)
-    return lambda where: base_value * jnp.power(1 - _where(where), power)
+    return lambda where: base_value * jnp.power(1 - as_values(where), power)
 
 
 def step_param_scheduler(num_updates, values: Sequence[float]) -> ParamScheduler:
@@ -205,7 +201,7 @@ def composite_param_scheduler(schedulers: Sequence[ParamScheduler], lengths: Seq
     passed = _table(totals[:-1])
 
     def scheduler(where):
-        where = _where(where)
+        where = as_values(where)
         index = jnp.sum((where + WHERE_EPSILON)[..., None] > passed, axis=-1)
         value = jnp.zeros(jnp.shape(where), float_dtype())
         for i, (inner, scaling) in enumerate(zip(schedulers, interval_scaling)):
