@@ -51,8 +51,14 @@ def settings(model, base_lr=None, weight_decay=None, weight_decay_norm=None, bia
 
 
 def groups(found: dict, tensors: dict) -> list:
-    """torch param groups of ``settings``' result: equal settings merged, in order of first use."""
+    """torch param groups of ``settings``' result: equal settings merged, in order of first use;
+    each also named (``"name"``) with the label purelr gives the same settings."""
     merged = defaultdict(list)
     for name, group in found.items():
         merged[tuple(group.items())].append(tensors[name])
-    return [{"params": params, **dict(key)} for key, params in merged.items()]
+    return [{"params": params, "name": label(dict(key)), **dict(key)} for key, params in merged.items()]
+
+
+def label(settings: dict) -> str:
+    """purelr.params.detectron2's label of a group: its sorted settings, or ``"default"``."""
+    return ",".join(f"{key}={value!r}" for key, value in sorted(settings.items())) or "default"

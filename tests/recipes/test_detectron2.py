@@ -11,8 +11,9 @@ facebookresearch/detectron2@02b5c4e295e990042a714712c21dc79b731e8833.
 
 Model-zoo configs (``tests/data/detectron2/``, the SOLVER parts of 17 published configs, their
 ``_BASE_`` files merged): each group's lr at every milestone, warmup and random iteration of the
-whole run (1e-12), and 100 updates of a small ResNet's params (BatchNorm, GroupNorm, biases; its
-torch twin names the norm modules) with random gradients (1e-10 relative, float64). Random SOLVER
+whole run (1e-12), and 100 updates of a tiny model's params (convs, BatchNorm, GroupNorm,
+LayerNorm, biases; its torch twin names the norm modules) with random gradients (1e-10 relative,
+float64), with each group's lr in force (``hyperparams_in_force``) against torch's. Random SOLVER
 settings (clipping of every type, bias and norm overrides, every scheduler, short runs so
 milestones fall inside the 100 updates) the same way, in float64 and float32.
 """
@@ -33,9 +34,11 @@ import purelr
 from purelr.recipes import detectron2 as recipe
 from purelr.references import detectron2 as reference
 from purelr.schedules import fvcore
+from purelr.params.groups import hyperparams_in_force
 from purelr.params.module_kinds import dotted_names, module_kinds
 from tests.params import detectron2_reference
 from tests.parity import OPTIMIZER_RTOL, assert_schedule_matches, jitted, relative_error, trajectory_floor
+from tests.schedules.test_fvcore import cosine_floor
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data", "detectron2")
 ZOO = [
@@ -110,10 +113,11 @@ def _torch_clip(clip, params):
 
 
 def torch_steps(optimizer, scheduler, tensors: dict, grads: list, dtype, clip=None):
-    """``{name: (UPDATES, *shape)}``: the params after each update of detectron2's loop (the
-    optimizer's step, then the hook's scheduler step), ``clip(params)`` before each step."""
+    """``({name: (UPDATES, *shape)}, {group name: (UPDATES,)})``: the params after each update of
+    detectron2's loop (the optimizer's step, then the hook's scheduler step), ``clip(params)``
+    before each step, and the lr each group used."""
     params = list(itertools.chain(*[g["params"] for g in optimizer.param_groups]))
-    trajectory = {name: [] for name in tensors}
+    trajectory, lrs = {name: [] for name in tensors}, {g["name"]: [] for g in optimizer.param_groups}
     for update, grad in enumerate(grads):
         if update:  # the hook's step after the previous update (not after the last: where = 1 there)
             scheduler.step()
@@ -124,7 +128,9 @@ def torch_steps(optimizer, scheduler, tensors: dict, grads: list, dtype, clip=No
         optimizer.step()
         for name, tensor in tensors.items():
             trajectory[name].append(tensor.detach().numpy().copy())
-    return {name: np.stack(values) for name, values in trajectory.items()}
+        for group in optimizer.param_groups:
+            lrs[group["name"]].append(group["lr"])
+    return {name: np.stack(values) for name, values in trajectory.items()}, {k: np.asarray(v) for k, v in lrs.items()}
 
 
 def torch_run(solver, tensors: dict, grads: list, dtype):
@@ -141,7 +147,8 @@ def _named(tree):
 
 
 def purelr_run(cfg, params, grads, kinds=None):
-    """The params after each of ``purelr.build(dict(detectron2=cfg))``'s updates (one ``lax.scan``)."""
+    """The params after each of ``purelr.build(dict(detectron2=cfg))``'s updates (one ``lax.scan``),
+    and each group's lr in force (``hyperparams_in_force``) at each update."""
     transform = purelr.build(dict(detectron2=cfg), params, module_kinds=tiny()[1] if kinds is None else kinds)
     stacked = jax.tree.map(lambda *g: jnp.stack(g), *grads)
 
@@ -151,10 +158,12 @@ def purelr_run(cfg, params, grads, kinds=None):
             params, state = carry
             updates, state = transform.update(grad, state, params)
             params = jax.tree.map(lambda p, u: p + u, params, updates)
-            return (params, state), params
+            lrs = {label: hyperparams["lr"] for label, hyperparams in hyperparams_in_force(state).items()}
+            return (params, state), (params, lrs)
         return jax.lax.scan(one, (params, transform.init(params)), stacked)[1]
 
-    return _named(run(params, stacked))
+    trajectory, lrs = run(params, stacked)
+    return _named(trajectory), {label: np.asarray(values) for label, values in lrs.items()}
 
 
 def start_and_grads(seed, dtype, shapes=None):
@@ -182,8 +191,14 @@ def assert_trajectories_match(cfg, seed, precision):
     return assert_same(ours, theirs, precision, cfg)
 
 
-def assert_same(ours: dict, theirs: dict, precision, context):
-    """Every leaf's trajectory to 1e-10 (x64) / 1e-5 (float32); the worst relative error."""
+def assert_same(ours, theirs, precision, context):
+    """Every leaf's trajectory to 1e-10 (x64) / 1e-5 (float32), every group's lr to 1e-12 / 1e-6
+    (cosines: ``cosine_floor``); the worst relative error of the params."""
+    (ours, our_lrs), (theirs, their_lrs) = ours, theirs
+    assert sorted(our_lrs) == sorted(their_lrs), (context, sorted(our_lrs), sorted(their_lrs))
+    for label, expected in their_lrs.items():
+        assert_schedule_matches(our_lrs[label], expected, precision, floor=cosine_floor(precision),
+                                context=f"{context}: lr of group {label}")
     worst = 0.0
     for name, expected in theirs.items():
         error = relative_error(ours[name], expected, floor=trajectory_floor(precision))
