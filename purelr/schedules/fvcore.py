@@ -8,10 +8,10 @@ as detectron2 drives it: the lr of update ``t`` is ``base_lr * multiplier(t / ma
 
 ``where`` and the arithmetic on it (``where + WHERE_EPSILON``, a composite's running totals and
 rescaling) are float operations done in the order fvcore does them, in float64 under
-``jax_enable_x64`` (the same numbers as fvcore's) and in float32 otherwise, where a boundary that
-lands within float32 rounding of an integer can move by one step. Beyond the range fvcore accepts
-(it raises, or indexes past its list, for ``where >= 1``) the twins keep their formulas and clamp
-indices to the last value.
+``jax_enable_x64`` (the same numbers as fvcore's) and in float32 otherwise. Through
+``lr_multiplier`` (integer steps) every boundary is placed where fvcore's float64 arithmetic puts
+it, whatever the precision (``Progress``). Beyond the range fvcore accepts (it raises, or indexes
+past its list, for ``where >= 1``) the twins keep their formulas and clamp indices to the last value.
 
 Names are fvcore's class names in snake_case with fvcore's keyword names. Only jax and numpy.
 """
@@ -19,16 +19,17 @@ Names are fvcore's class names in snake_case with fvcore's keyword names. Only j
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 
 from purelr.schedules import validate
-from purelr.schedules.core import Schedule, as_steps, as_values, cosine_anneal, float_dtype, int_dtype
+from purelr.schedules.core import (MAX_STEP, Schedule, as_steps, as_values, cosine_anneal, count_reached,
+                                  float_dtype, int_dtype)
 
 ParamScheduler = Callable[[jax.Array], jax.Array]
-"""A pure function of the progress ``where`` (a float or a float array) to the value there."""
+"""A pure function of the progress ``where`` (a float, a float array or a ``Progress``) to the value there."""
 
 WHERE_EPSILON = 1e-6  # fvcore's ParamScheduler.WHERE_EPSILON
 INTERVAL_SCALINGS = ("rescaled", "fixed")
@@ -42,9 +43,53 @@ def _divided(numerator, denominator: float) -> jax.Array:
     return numerator / (denominator + 0 * numerator)
 
 
-def _index(where, count: int) -> jax.Array:
-    """``int((where + WHERE_EPSILON) * count)`` (``>= 0``; callers clamp it to their tables)."""
-    return jnp.maximum(jnp.floor((as_values(where) + WHERE_EPSILON) * count), 0).astype(int_dtype())
+class Progress(NamedTuple):
+    """The progress of an integer step, as ``lr_multiplier`` hands it to the twins: ``value``, the
+    float ``where`` (value dtype) the formulas use, and ``exact(t)``, fvcore's float64 number at
+    integer step ``t`` (a Python function). Every comparison with a boundary (milestones, the
+    stretches of a composite) becomes, at trace time, the first step at which fvcore's float64
+    comparison holds, and is then made in integers: exact in float32 too, for every step."""
+    step: jax.Array
+    value: jax.Array
+    exact: Callable[[int], float]
+
+
+def _values(where) -> jax.Array:
+    return where.value if isinstance(where, Progress) else as_values(where)
+
+
+def _first_step(holds: Callable[[int], bool]) -> int | None:
+    """The least step in ``[0, MAX_STEP]`` where the monotone ``holds`` is true, or None."""
+    if not holds(MAX_STEP):
+        return None
+    low, high = 0, MAX_STEP
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if holds(middle) else (middle + 1, high)
+    return low
+
+
+def _count(where, holds: Callable, levels: Sequence[float]) -> jax.Array:
+    """How many ``levels`` satisfy ``holds(where, level)`` (non-decreasing in ``where``): on a
+    float ``where`` elementwise; on a ``Progress`` through the first step of each, in integers."""
+    if not isinstance(where, Progress):
+        if not levels:
+            return jnp.zeros(jnp.shape(where), int_dtype())
+        return jnp.sum(holds(as_values(where)[..., None], _table(levels)), axis=-1)
+    firsts = [_first_step(lambda t, level=level: holds(where.exact(t), level)) for level in levels]
+    firsts = [first for first in firsts if first is not None]
+    return count_reached(as_steps(where.step), firsts)
+
+
+def _crossed(where, count: int, levels: Sequence[int]) -> jax.Array:
+    """How many ``levels`` ``int((where + WHERE_EPSILON) * count)`` has reached."""
+    return _count(where, lambda w, level: (w + WHERE_EPSILON) * count >= level, levels)
+
+
+def _at(where, point: float):
+    """``where`` replaced by the constant ``point`` (same shape; a ``Progress`` stays one)."""
+    value = jnp.full_like(_values(where), point)
+    return Progress(where.step, value, lambda t: point) if isinstance(where, Progress) else value
 
 
 def _table(values) -> jax.Array:
@@ -54,7 +99,7 @@ def _table(values) -> jax.Array:
 def constant_param_scheduler(value) -> ParamScheduler:
     """Twin of ``fvcore.common.param_scheduler.ConstantParamScheduler``: ``value`` everywhere."""
     value = validate.real("value", value)
-    return lambda where: jnp.full(jnp.shape(where), value, dtype=float_dtype())
+    return lambda where: jnp.full(jnp.shape(_values(where)), value, dtype=float_dtype())
 
 
 def cosine_param_scheduler(start_value, end_value) -> ParamScheduler:
@@ -65,14 +110,14 @@ def cosine_param_scheduler(start_value, end_value) -> ParamScheduler:
     are known to a few rounding units of ``start`` only."""
     start_value = validate.real("start_value", start_value)
     end_value = validate.real("end_value", end_value)
-    return lambda where: cosine_anneal(start_value, end_value, as_values(where), 1, 1 - as_values(where))
+    return lambda where: cosine_anneal(start_value, end_value, _values(where), 1, 1 - _values(where))
 
 
 def exponential_param_scheduler(start_value, decay) -> ParamScheduler:
     """Twin of ``ExponentialParamScheduler``: ``start_value * decay ** where``."""
     start_value = validate.real("start_value", start_value)
     decay = validate.nonnegative("decay", decay)
-    return lambda where: start_value * jnp.power(as_values(decay), as_values(where))
+    return lambda where: start_value * jnp.power(as_values(decay), _values(where))
 
 
 def linear_param_scheduler(start_value, end_value) -> ParamScheduler:
@@ -87,9 +132,9 @@ def _linear(start_value, end_value: Callable) -> ParamScheduler:
     the end as a function evaluated alongside, so nothing is computed at construction)."""
 
     def scheduler(where):
-        where = as_values(where)
         start = start_value(where) if callable(start_value) else start_value
-        return end_value(where) * where + start * (1 - where)
+        end, where = end_value(where), _values(where)
+        return end * where + start * (1 - where)
 
     return scheduler
 
@@ -127,20 +172,14 @@ def multi_step_param_scheduler(values: Sequence[float], num_updates=None,
     if milestones and (milestones[0] <= 0 or milestones[-1] >= num_updates):
         raise ValueError(f"milestones must lie in (0, num_updates = {num_updates}), got {milestones!r}")
     table = _table(values)
-    bounds = jnp.asarray(milestones, dtype=int_dtype())
-
-    def scheduler(where):
-        count = _index(where, num_updates)
-        return table[jnp.sum(count[..., None] >= bounds, axis=-1)]
-
-    return scheduler
+    return lambda where: table[_crossed(where, num_updates, milestones)]
 
 
 def polynomial_decay_param_scheduler(base_value, power) -> ParamScheduler:
     """Twin of ``PolynomialDecayParamScheduler``: ``base_value * (1 - where) ** power``."""
     base_value = validate.real("base_value", base_value)
     power = validate.real("power", power)
-    return lambda where: base_value * jnp.power(1 - as_values(where), power)
+    return lambda where: base_value * jnp.power(1 - _values(where), power)
 
 
 def step_param_scheduler(num_updates, values: Sequence[float]) -> ParamScheduler:
@@ -151,7 +190,7 @@ def step_param_scheduler(num_updates, values: Sequence[float]) -> ParamScheduler
     if not values:
         raise ValueError("values must hold at least one value, got []")
     table = _table(values)
-    return lambda where: table[jnp.minimum(_index(where, len(values)), len(values) - 1)]
+    return lambda where: table[_crossed(where, len(values), range(1, len(values)))]
 
 
 def step_with_fixed_gamma_param_scheduler(base_value, num_decays, gamma, num_updates) -> ParamScheduler:
@@ -198,18 +237,25 @@ def composite_param_scheduler(schedulers: Sequence[ParamScheduler], lengths: Seq
         total += length
         totals.append(total)
     starts = [t - length for t, length in zip(totals, lengths)]
-    passed = _table(totals[:-1])
 
     def scheduler(where):
-        where = as_values(where)
-        index = jnp.sum((where + WHERE_EPSILON)[..., None] > passed, axis=-1)
-        value = jnp.zeros(jnp.shape(where), float_dtype())
+        index = _count(where, lambda w, total: w + WHERE_EPSILON > total, totals[:-1])
+        value = jnp.zeros(jnp.shape(_values(where)), float_dtype())
         for i, (inner, scaling) in enumerate(zip(schedulers, interval_scaling)):
-            inner_where = _divided(where - starts[i], lengths[i]) if scaling == "rescaled" else where
-            value = jnp.where(index == i, as_values(inner(inner_where)), value)
+            value = jnp.where(index == i, as_values(inner(_rescaled(where, starts[i], lengths[i])
+                                                           if scaling == "rescaled" else where)), value)
         return value
 
     return scheduler
+
+
+def _rescaled(where, start: float, length: float):
+    """``(where - start) / length``, on a ``Progress`` both its value and its exact numbers (a
+    stretch of length 0, which fvcore would divide by, gets the float quotient only)."""
+    value = _divided(_values(where) - start, length)
+    if not isinstance(where, Progress) or length == 0:
+        return value
+    return Progress(where.step, value, lambda t: (where.exact(t) - start) / length)
 
 
 def warmup_param_scheduler(scheduler: ParamScheduler, warmup_factor, warmup_length,
@@ -226,12 +272,12 @@ def warmup_param_scheduler(scheduler: ParamScheduler, warmup_factor, warmup_leng
     warmup_length = validate.in_range("warmup_length", warmup_length, 0.0, 1.0)
     validate.one_of("warmup_method", warmup_method, WARMUP_METHODS)
     rescale_interval = validate.flag("rescale_interval", rescale_interval)
-    start = lambda where: warmup_factor * scheduler(jnp.zeros_like(where))
+    start = lambda where: warmup_factor * scheduler(_at(where, 0.0))
     if warmup_method == "constant":
         warmup = start
     else:
         end_where = 0.0 if rescale_interval else warmup_length
-        warmup = _linear(start, lambda where: scheduler(jnp.full_like(where, end_where)))
+        warmup = _linear(start, lambda where: scheduler(_at(where, end_where)))
     return composite_param_scheduler([warmup, scheduler], [warmup_length, 1 - warmup_length],
                                      ["rescaled", "rescaled" if rescale_interval else "fixed"])
 
@@ -240,13 +286,16 @@ def lr_multiplier(base_lr, multiplier: ParamScheduler, max_iter) -> Schedule:
     """Twin of detectron2's ``LRMultiplier`` (``detectron2/solver/lr_scheduler.py``) as a schedule
     of updates: ``f(t) = base_lr * multiplier(t / max_iter)``, the lr of the update ``t`` that
     detectron2's trainer makes (the scheduler steps after each iteration; ``t / max_iter`` is a
-    float division of the two integers)."""
+    float division of the two integers). The multiplier gets it as a ``Progress``: its boundaries
+    fall at the steps fvcore's float64 arithmetic puts them, in float32 too."""
     base_lr = validate.real("base_lr", base_lr)
     validate.function("multiplier", multiplier)
     max_iter = validate.positive_int("max_iter", max_iter)
 
     def schedule(step):
-        return base_lr * as_values(multiplier(_divided(as_values(as_steps(step)), max_iter)))
+        step = as_steps(step)
+        where = Progress(step, _divided(as_values(step), max_iter), lambda t: t / max_iter)
+        return base_lr * as_values(multiplier(where))
 
     return schedule
 

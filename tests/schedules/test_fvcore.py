@@ -6,7 +6,8 @@ class for all its configurations) at random progress values and at the edges: ``
 points where ``(where + 1e-6) * n`` crosses a MultiStep / Step boundary (float64 only: float32
 rounding moves them), and a composite's running totals (``"rescaled"`` and ``"fixed"``).
 ``lr_multiplier`` over detectron2's warmup composition is compared with the same composition of
-fvcore's real classes (``purelr.references.detectron2``) stepped by torch.
+fvcore's real classes (``purelr.references.detectron2``) stepped by torch, and next to the
+boundaries of long runs where float32 progress values would misplace them.
 """
 
 import jax
@@ -170,6 +171,23 @@ def test_lr_multiplier_over_warmup(precision):
         worst = max(worst, assert_schedule_matches(jitted(schedule, steps), expected, precision, floor=floor,
                                                    context=f"case {case}: {solver}"))
     print(f"lr_multiplier {precision}: worst {worst:.3g}")
+
+
+@pytest.mark.parametrize("max_iter", [999_999, 1_000_000, 3_000_000, 270_000])
+def test_lr_multiplier_boundaries_at_long_runs(max_iter, precision):
+    """Next to each milestone and the end of warmup of long runs, the lr is fvcore's, in float32
+    too: ``(t / max_iter + 1e-6) * max_iter`` lands within float32 rounding of an integer when
+    ``1e-6 * max_iter`` is near one (a float32 ``where`` moved the milestone of 999999 iterations by
+    one step: an error of 0.9), so ``lr_multiplier`` places boundaries with fvcore's float64."""
+    from purelr.recipes import detectron2 as recipe
+
+    solver = recipe.solver_of(dict(MAX_ITER=max_iter, STEPS=(max_iter // 3, 2 * max_iter // 3 + 7), BASE_LR=0.02,
+                                   WARMUP_ITERS=1000))
+    multiplier = reference.multiplier(solver)
+    steps = np.asarray(sorted({t for s in solver["STEPS"] + (1000,) for t in range(s - 3, s + 4)}))
+    expected = [0.02 * multiplier(t / max_iter) for t in steps]
+    schedule = fvcore.lr_multiplier(0.02, recipe.build_lr_scheduler(solver), max_iter)
+    assert_schedule_matches(jitted(schedule, steps), expected, precision, context=f"max_iter {max_iter}")
 
 
 def test_where_zero_and_jit_paths():
