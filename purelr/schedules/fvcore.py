@@ -54,6 +54,16 @@ class Progress(NamedTuple):
     exact: Callable[[int], float]
 
 
+def _twin(scheduler: ParamScheduler) -> ParamScheduler:
+    """Marks a twin of this module: it takes a ``Progress`` (any other function gets the float)."""
+    scheduler.takes_progress = True
+    return scheduler
+
+
+def _call(scheduler: ParamScheduler, where) -> jax.Array:
+    return scheduler(where if getattr(scheduler, "takes_progress", False) else _values(where))
+
+
 def _values(where) -> jax.Array:
     return where.value if isinstance(where, Progress) else as_values(where)
 
@@ -99,7 +109,7 @@ def _table(values) -> jax.Array:
 def constant_param_scheduler(value) -> ParamScheduler:
     """Twin of ``fvcore.common.param_scheduler.ConstantParamScheduler``: ``value`` everywhere."""
     value = validate.real("value", value)
-    return lambda where: jnp.full(jnp.shape(_values(where)), value, dtype=float_dtype())
+    return _twin(lambda where: jnp.full(jnp.shape(_values(where)), value, dtype=float_dtype()))
 
 
 def cosine_param_scheduler(start_value, end_value) -> ParamScheduler:
@@ -110,14 +120,14 @@ def cosine_param_scheduler(start_value, end_value) -> ParamScheduler:
     are known to a few rounding units of ``start`` only."""
     start_value = validate.real("start_value", start_value)
     end_value = validate.real("end_value", end_value)
-    return lambda where: cosine_anneal(start_value, end_value, _values(where), 1, 1 - _values(where))
+    return _twin(lambda where: cosine_anneal(start_value, end_value, _values(where), 1, 1 - _values(where)))
 
 
 def exponential_param_scheduler(start_value, decay) -> ParamScheduler:
     """Twin of ``ExponentialParamScheduler``: ``start_value * decay ** where``."""
     start_value = validate.real("start_value", start_value)
     decay = validate.nonnegative("decay", decay)
-    return lambda where: start_value * jnp.power(as_values(decay), _values(where))
+    return _twin(lambda where: start_value * jnp.power(as_values(decay), _values(where)))
 
 
 def linear_param_scheduler(start_value, end_value) -> ParamScheduler:
@@ -136,7 +146,7 @@ def _linear(start_value, end_value: Callable) -> ParamScheduler:
         end, where = end_value(where), _values(where)
         return end * where + start * (1 - where)
 
-    return scheduler
+    return _twin(scheduler)
 
 
 def multi_step_param_scheduler(values: Sequence[float], num_updates=None,
@@ -172,14 +182,14 @@ def multi_step_param_scheduler(values: Sequence[float], num_updates=None,
     if milestones and (milestones[0] <= 0 or milestones[-1] >= num_updates):
         raise ValueError(f"milestones must lie in (0, num_updates = {num_updates}), got {milestones!r}")
     table = _table(values)
-    return lambda where: table[_crossed(where, num_updates, milestones)]
+    return _twin(lambda where: table[_crossed(where, num_updates, milestones)])
 
 
 def polynomial_decay_param_scheduler(base_value, power) -> ParamScheduler:
     """Twin of ``PolynomialDecayParamScheduler``: ``base_value * (1 - where) ** power``."""
     base_value = validate.real("base_value", base_value)
     power = validate.real("power", power)
-    return lambda where: base_value * jnp.power(1 - _values(where), power)
+    return _twin(lambda where: base_value * jnp.power(1 - _values(where), power))
 
 
 def step_param_scheduler(num_updates, values: Sequence[float]) -> ParamScheduler:
@@ -190,7 +200,7 @@ def step_param_scheduler(num_updates, values: Sequence[float]) -> ParamScheduler
     if not values:
         raise ValueError("values must hold at least one value, got []")
     table = _table(values)
-    return lambda where: table[_crossed(where, len(values), range(1, len(values)))]
+    return _twin(lambda where: table[_crossed(where, len(values), range(1, len(values)))])
 
 
 def step_with_fixed_gamma_param_scheduler(base_value, num_decays, gamma, num_updates) -> ParamScheduler:
@@ -242,11 +252,11 @@ def composite_param_scheduler(schedulers: Sequence[ParamScheduler], lengths: Seq
         index = _count(where, lambda w, total: w + WHERE_EPSILON > total, totals[:-1])
         value = jnp.zeros(jnp.shape(_values(where)), float_dtype())
         for i, (inner, scaling) in enumerate(zip(schedulers, interval_scaling)):
-            value = jnp.where(index == i, as_values(inner(_rescaled(where, starts[i], lengths[i])
-                                                           if scaling == "rescaled" else where)), value)
+            inner_where = _rescaled(where, starts[i], lengths[i]) if scaling == "rescaled" else where
+            value = jnp.where(index == i, as_values(_call(inner, inner_where)), value)
         return value
 
-    return scheduler
+    return _twin(scheduler)
 
 
 def _rescaled(where, start: float, length: float):
@@ -272,12 +282,12 @@ def warmup_param_scheduler(scheduler: ParamScheduler, warmup_factor, warmup_leng
     warmup_length = validate.in_range("warmup_length", warmup_length, 0.0, 1.0)
     validate.one_of("warmup_method", warmup_method, WARMUP_METHODS)
     rescale_interval = validate.flag("rescale_interval", rescale_interval)
-    start = lambda where: warmup_factor * scheduler(_at(where, 0.0))
+    start = _twin(lambda where: warmup_factor * _call(scheduler, _at(where, 0.0)))
     if warmup_method == "constant":
         warmup = start
     else:
         end_where = 0.0 if rescale_interval else warmup_length
-        warmup = _linear(start, lambda where: scheduler(_at(where, end_where)))
+        warmup = _linear(start, lambda where: _call(scheduler, _at(where, end_where)))
     return composite_param_scheduler([warmup, scheduler], [warmup_length, 1 - warmup_length],
                                      ["rescaled", "rescaled" if rescale_interval else "fixed"])
 
@@ -295,7 +305,7 @@ def lr_multiplier(base_lr, multiplier: ParamScheduler, max_iter) -> Schedule:
     def schedule(step):
         step = as_steps(step)
         where = Progress(step, _divided(as_values(step), max_iter), lambda t: t / max_iter)
-        return base_lr * as_values(multiplier(where))
+        return base_lr * as_values(_call(multiplier, where))
 
     return schedule
 

@@ -191,8 +191,13 @@ def test_lr_multiplier_boundaries_at_long_runs(max_iter, precision):
 
 
 def test_where_zero_and_jit_paths():
-    """``where = 0`` of every class, eager and jitted, and a step array through ``lr_multiplier``."""
+    """``where = 0`` of every class, eager and jitted, a step array through ``lr_multiplier``, and
+    a function of the user's own (a float ``where``, not a ``Progress``) inside a composite."""
     with jax.enable_x64(True):
+        own = fvcore.composite_param_scheduler([lambda w: 1 - w, fvcore.constant_param_scheduler(0.5)],
+                                               [0.5, 0.5], ["fixed", "fixed"])
+        np.testing.assert_array_equal(jitted(fvcore.lr_multiplier(2.0, own, 10), np.arange(10)),
+                                      [2.0 * (1 - t / 10) if t < 5 else 1.0 for t in range(10)])
         multi = fvcore.multi_step_param_scheduler([1.0, 0.1], num_updates=10, milestones=[5])
         warm = fvcore.warmup_param_scheduler(multi, 0.25, 0.2)
         assert float(warm(0.0)) == 0.25
