@@ -3,8 +3,10 @@
 For each parameter group the original is run from the group's own base lr (MMCV's LrUpdaterHook /
 MomentumUpdaterHook under EpochBasedRunner or IterBasedRunner, MMEngine's schedulers as
 ParamSchedulerHook steps them, timm's ``create_scheduler_v2`` as its ``train.py`` steps it, the
-group's layer-decay scale applied, or the Hugging Face Trainer's scheduler from its
-``TrainingArguments``) and compared with purelr's curve at every iteration. torch's
+group's layer-decay scale applied, the Hugging Face Trainer's scheduler from its
+``TrainingArguments``, or a detectron2 SOLVER's ``LRMultiplier`` over fvcore's schedulers as
+detectron2's hook steps it: ``purelr.references.detectron2``) and compared with purelr's curve at
+every iteration. torch's
 schedulers have no config form: compare them in Python (``purelr.schedules.torch``).
 """
 
@@ -15,8 +17,10 @@ import numpy as np
 from purelr.recipes.config import load_config
 from purelr.cli.curves import Curves
 
-AGAINST = ("mmcv", "mmengine", "timm", "hf")
-STYLES = {"hf": "a Hugging Face Trainer config (hf=dict(...))", "timm": "a timm config (timm=dict(...))",
+AGAINST = ("mmcv", "mmengine", "timm", "hf", "fvcore")
+STYLES = {"hf": "a Hugging Face Trainer config (hf=dict(...))",
+          "fvcore": "a detectron2 config (detectron2=..., or its YAML with SOLVER)",
+          "timm": "a timm config (timm=dict(...))",
           "mmengine": "an MMEngine config (optim_wrapper)",
           "mmcv": "an MMCV / MMDetection 2.x config (optimizer, no optim_wrapper)"}
 
@@ -25,7 +29,7 @@ def check_style(cfg: dict, against: str) -> None:
     """Raises ``ValueError`` when ``cfg`` is written for another library than ``against``: each
     original reads only its own style (``timm``, else ``optim_wrapper``, else ``optimizer``, the
     order ``purelr.build`` reads them in). A config of none of them is left to the reader's error."""
-    style = next((name for key, name in (("hf", "hf"), ("timm", "timm"), ("optim_wrapper", "mmengine"),
+    style = next((name for key, name in (("hf", "hf"), ("detectron2", "fvcore"), ("timm", "timm"), ("optim_wrapper", "mmengine"),
                                          ("optimizer", "mmcv")) if key in cfg), None)
     if style is not None and style != against:
         raise ValueError(f"--against {against}: the config is {STYLES[style]}, which {against} cannot "
@@ -36,7 +40,7 @@ def reference_curves(cfg, curves: Curves, against: str) -> Curves:
     """The original library's value for every curve of ``curves`` (same groups and iterations)."""
     cfg = load_config(cfg) if not isinstance(cfg, dict) else cfg
     iters = len(curves.steps)
-    run = {"mmcv": _mmcv, "mmengine": _mmengine, "timm": _timm, "hf": _hf}[against]
+    run = {"mmcv": _mmcv, "mmengine": _mmengine, "timm": _timm, "hf": _hf, "fvcore": _fvcore}[against]
     values = {}
     for (group, quantity), ours in curves.values.items():
         base = float(ours[0]) if quantity == "momentum" else None
@@ -98,6 +102,13 @@ def _hf(cfg, curves, group, quantity, iters, base):
     accumulation = hf_lib.training_arguments(cfg["hf"])["gradient_accumulation_steps"]
     batches = (curves.epoch_len or iters) * accumulation  # as many updates an epoch as epoch_len gives
     return np.asarray(reference.lr_curve(cfg["hf"], batches, updates=iters))
+
+
+def _fvcore(cfg, curves, group, quantity, iters, base):
+    from purelr.recipes.detectron2 import solver_of
+    from purelr.references import detectron2 as reference
+
+    return reference.lr_curve(solver_of(cfg["detectron2"]), [curves.bases[group]], iters)[:, 0]
 
 
 def differences(ours: Curves, reference: Curves) -> dict:

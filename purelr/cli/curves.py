@@ -65,6 +65,12 @@ def with_run_length(cfg: dict, *, max_epochs=None, max_iters=None) -> dict:
     if "hf" in cfg:
         length = dict(num_train_epochs=max_epochs, max_steps=-1) if max_epochs is not None else dict(max_steps=max_iters)
         return {**cfg, "hf": {**cfg["hf"], **length}}
+    if "detectron2" in cfg:
+        from purelr.recipes.detectron2 import solver_of
+
+        if max_epochs is not None:
+            raise ValueError("detectron2 configs count iterations (SOLVER.MAX_ITER): give --max-iters, not --max-epochs")
+        return {**cfg, "detectron2": {**solver_of(cfg["detectron2"]), "MAX_ITER": max_iters}}
     if "timm" in cfg:
         if max_iters is not None:
             raise ValueError("timm configs count epochs (timm.epochs): give --max-epochs, not --max-iters")
@@ -89,6 +95,8 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
         validate.positive_int("--epoch-len", epoch_len)
     cfg = with_run_length(cfg if isinstance(cfg, dict) else load_config(cfg),
                           max_epochs=max_epochs, max_iters=max_iters)
+    if "detectron2" in cfg:
+        return detectron2_curves(cfg["detectron2"], params=params, module_kinds=module_kinds, world_size=world_size)
     if "timm" in cfg:
         return timm_curves(cfg["timm"], epoch_len=epoch_len, params=params, world_size=world_size)
     if "hf" in cfg:
@@ -175,6 +183,20 @@ def hf_curves(args: dict, *, epoch_len=None) -> Curves:
     updates_per_epoch = None if epoch_len is None else max(-(-epoch_len // accumulation), 1)
     return Curves(np.arange(total), updates_per_epoch, {("default", "lr"): curve},
                   {"default": float(args["learning_rate"])})
+
+
+def detectron2_curves(solver_cfg, *, params=None, module_kinds=None, world_size=None) -> Curves:
+    """The lr of each group of a detectron2 SOLVER (``purelr.recipes.detectron2.solver_of`` reads
+    it) at every iteration up to ``MAX_ITER``: the groups of ``BIAS_LR_FACTOR``."""
+    from purelr.recipes import detectron2
+
+    solver = detectron2.solver_of(solver_cfg, world_size)
+    steps = jnp.arange(solver["MAX_ITER"])
+    curves = detectron2.lr_curves(solver, params, module_kinds)
+    return Curves(np.arange(solver["MAX_ITER"]), None,
+                  {(label, "lr"): np.asarray(jax.jit(jax.vmap(schedule))(steps), dtype=np.float64)
+                   for label, (_, schedule) in curves.items()},
+                  {label: base for label, (base, _) in curves.items()})
 
 
 def _evaluate(factory, base, steps) -> np.ndarray:

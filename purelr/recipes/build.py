@@ -1,5 +1,6 @@
 """``purelr.build``: one optax transformation from a whole config, read by its framework's reader
-(``purelr.recipes.mmcv``, ``purelr.recipes.mmengine``, ``purelr.recipes.timm``, ``purelr.recipes.hf``).
+(``purelr.recipes.mmcv``, ``purelr.recipes.mmengine``, ``purelr.recipes.timm``, ``purelr.recipes.hf``,
+``purelr.recipes.detectron2``).
 
 MMDetection 2.x (MMCV 1.x runner)::
 
@@ -43,7 +44,8 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
           layer_norms=()) -> optax.GradientTransformation:
     """The optimizer an MMDetection 2.x, MMEngine or timm config describes, for ``params``.
 
-    ``cfg``: a config dict or a file path (``purelr.load_config``). ``epoch_len``: iterations per
+    ``cfg``: a config dict or a file path (``purelr.load_config``; a detectron2 YAML config, with
+    ``SOLVER`` or ``_BASE_``, is read as ``dict(detectron2=path)``). ``epoch_len``: iterations per
     epoch, needed by epoch-based schedules. ``module_kinds``: ``purelr.params.module_kinds.module_kinds
     (model, ...)`` for the norm / depth-wise rules of ``paramwise_cfg``. ``frozen``: a selector of
     the parameters torch would have with ``requires_grad=False``. A config with a ``timm`` entry
@@ -55,6 +57,8 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
     entry (``TrainingArguments`` fields) is built by ``purelr.recipes.hf.build_hf`` (``epoch_len``
     there is ``len(train_dataloader)``; ``layer_norms``, the module paths of the model's LayerNorm
     layers, ``purelr.params.hf.layer_norm_modules``, for the Trainer's no-decay rule).
+    A config with a ``detectron2`` entry (its ``SOLVER`` keys, or a detectron2 YAML file) is built by
+    ``purelr.recipes.detectron2.build_detectron2`` (``world_size`` for ``REFERENCE_WORLD_SIZE``).
     """
     cfg = _loaded(cfg)
     if "hf" in cfg:
@@ -68,6 +72,11 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
         registry.import_custom(cfg.get("custom_imports"))
         return timm_lib.build_timm(cfg["timm"], params, epoch_len=epoch_len, layer_map=layer_map,
                                    frozen=frozen, world_size=world_size, head=head)
+    if "detectron2" in cfg:
+        from purelr.recipes import detectron2 as detectron2_lib
+
+        return detectron2_lib.build_detectron2(cfg["detectron2"], params, module_kinds=module_kinds,
+                                               frozen=frozen, world_size=world_size)
     return transformation(read_recipe(cfg, epoch_len=epoch_len, world_size=world_size), params,
                           module_kinds=module_kinds, frozen=frozen)
 
@@ -97,7 +106,9 @@ def _check_spelling(cfg: dict, sections) -> None:
 
 def _loaded(cfg) -> dict:
     if isinstance(cfg, (str, os.PathLike)):
-        cfg = load_config(cfg)
+        from purelr.recipes.detectron2 import is_detectron2_yaml
+
+        cfg = {"detectron2": cfg} if is_detectron2_yaml(cfg) else load_config(cfg)
     if not isinstance(cfg, dict):
         raise TypeError(f"a config must be a dict or a file path, got {cfg!r}")
     return _named_types(cfg)
