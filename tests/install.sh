@@ -15,6 +15,9 @@ step "mmengine 0.10.7 and timm 1.0.31, without their dependencies"
 python -m pip install -q --no-deps mmengine==0.10.7 timm==1.0.31
 step "mmpretrain 1.2.0, mmdet 3.3.0 and mmsegmentation 1.2.2, without their dependencies (their engine modules only)"
 python -m pip install -q --no-deps mmpretrain==1.2.0 mmdet==3.3.0 mmsegmentation==1.2.2
+step "deepspeed 0.19.8 without its ops (DS_BUILD_OPS=0) and without its dependencies, which follow pinned"
+DS_BUILD_OPS=0 python -m pip install -q --no-deps deepspeed==0.19.8
+python -m pip install -q hjson==3.1.0 py-cpuinfo==9.0.0 pydantic==2.13.4 msgpack==1.2.4 psutil==7.2.2 einops==0.8.1 tqdm==4.70.1
 if python -c "import importlib.metadata as m; assert m.version('mmcv') == '1.7.2'" 2>/dev/null; then
   step "mmcv 1.7.2 already installed"
 else
@@ -31,4 +34,4 @@ else
 fi
 step "the OpenMMLab config corpora (configs of 7 pinned wheels, sha256-checked) into tests/data/corpus"
 python -m tests.corpus
-step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation")))')"
+step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "deepspeed")))')"
