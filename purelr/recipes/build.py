@@ -50,7 +50,9 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
     ``layer_decay`` when the entry has no ``group_matcher``; ``head``, a selector of the classifier's
     parameters, for its ``clip_mode='agc'``; ``epoch_len`` there is ``len(loader_train)``, the batches
     of an epoch). ``world_size``: the number of processes the original trained on, for
-    ``auto_scale_lr=dict(enable=True, ...)`` and timm's lr from ``lr_base``.
+    ``auto_scale_lr=dict(enable=True, ...)`` and timm's lr from ``lr_base``. A config with a
+    ``deepspeed`` entry (a DeepSpeed config dict or JSON path) is built by
+    ``purelr.recipes.deepspeed.build_deepspeed`` (``world_size`` checks its batch sizes).
     """
     cfg = _loaded(cfg)
     if "timm" in cfg:
@@ -59,6 +61,10 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
         registry.import_custom(cfg.get("custom_imports"))
         return timm_lib.build_timm(cfg["timm"], params, epoch_len=epoch_len, layer_map=layer_map,
                                    frozen=frozen, world_size=world_size, head=head)
+    if "deepspeed" in cfg:
+        from purelr.recipes import deepspeed as deepspeed_lib
+
+        return deepspeed_lib.build_deepspeed(cfg["deepspeed"], params, world_size=world_size or 1)
     return transformation(read_recipe(cfg, epoch_len=epoch_len, world_size=world_size), params,
                           module_kinds=module_kinds, frozen=frozen)
 
