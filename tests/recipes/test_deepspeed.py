@@ -36,6 +36,7 @@ import purelr
 from purelr.recipes import deepspeed as ds_recipe
 from purelr.references import deepspeed as reference
 from purelr.schedules import deepspeed as ds_schedules
+from tests.bad_inputs import assert_rejects
 from tests.parity import (FLOOR, OPTIMIZER_RTOL, UNIT_ROUNDOFF, assert_schedule_matches, jitted, relative_error,
                           trajectory_floor)
 
@@ -198,3 +199,65 @@ def test_fp16_sections(name):
         transform = purelr.build(dict(deepspeed=cfg), params, world_size=WORLD_SIZE.get(name, 1))
     power = cfg["fp16"].get("initial_scale_power", 16)
     assert float(loss_scale.loss_scale(transform.init(params))) == 2.0**power
+
+
+BASE = {"train_batch_size": 8, "optimizer": {"type": "AdamW", "params": {"lr": 1e-3}}}
+
+
+def _with(**changes):
+    cfg = json.loads(json.dumps(BASE))
+    for key, value in changes.items():
+        if value is None:
+            cfg.pop(key, None)
+        else:
+            cfg[key] = value
+    return cfg
+
+
+BAD = [
+    (_with(gradient_cliping=1.0), ValueError, ("'gradient_cliping'", "did you mean 'gradient_clipping'")),
+    (_with(optimizer={"type": "Lamb", "params": {}}), ValueError, ("'Lamb' is not twinned", "OneBitAdam")),
+    (_with(optimizer={"type": "AdamWW", "params": {}}), ValueError, ("'AdamWW'", "did you mean", "AdamW")),
+    (_with(optimizer={"type": "Adam", "params": {"max_grad_norm": 1.0}}), ValueError,
+     ("max_grad_norm = 1.0", "gradient_clipping")),
+    (_with(optimizer={"type": "Adam", "params": {"lr": "auto"}}), ValueError, ("optimizer.params.lr = 'auto'",)),
+    (_with(optimizer={"type": "Adam", "params": {"amsgrad": True}}), ValueError, ("amsgrad",)),
+    (_with(optimizer={"type": "Adam", "params": {"bets": [0.9, 0.99]}}), ValueError, ("params.bets", "betas")),
+    (_with(optimizer=None), ValueError, ("no 'optimizer'",)),
+    (_with(train_batch_size=None), ValueError, ("train_batch_size or train_micro_batch_size_per_gpu",)),
+    (_with(train_micro_batch_size_per_gpu=3), ValueError, ("train_batch_size (8)", "(3)", "world_size (1)")),
+    (_with(gradient_clipping=-1), ValueError, ("gradient_clipping", "-1")),
+    (_with(amp={"enabled": True}), ValueError, ("deepspeed.amp", "does not model")),
+    (_with(fp16={"enabled": True}, bf16={"enabled": True}), ValueError, ("fp16.enabled and bf16.enabled",)),
+    (_with(scheduler={"type": "WarmupDecayLR", "params": {"warmup_num_steps": 5}}), ValueError,
+     ("WarmupDecayLR", "total_num_steps")),
+    (_with(scheduler={"type": "Cosine", "params": {}}), ValueError, ("scheduler.type", "'Cosine'", "WarmupCosineLR")),
+]
+
+
+@pytest.mark.parametrize("cfg, exception, needles", BAD, ids=[str(i) for i in range(len(BAD))])
+def test_bad_configs(cfg, exception, needles):
+    assert_rejects(lambda: purelr.build(dict(deepspeed=cfg), {"w": jnp.zeros(2)}), exception, *needles)
+
+
+def test_keys_deepspeed_ignores_warn_and_disabled_sections_pass():
+    with pytest.warns(UserWarning, match="'train_step_batch_size'"):
+        purelr.build(dict(deepspeed=_with(train_step_batch_size=4)), {"w": jnp.zeros(2)})
+    purelr.build(dict(deepspeed=_with(amp={"enabled": False}, steps_per_print=10)), {"w": jnp.zeros(2)})
+
+
+def test_deepspeed_defaults():
+    """DeepSpeed's defaults where a config is silent: Adam decays decoupled (``adam_w_mode``
+    True) with FusedAdam's ``weight_decay=0``, ``torch_adam`` AdamW's 0.01, gradients clipped at 1.0."""
+    make, lr, _ = ds_recipe.optimizer_of({"optimizer": {"type": "Adam", "params": {"lr": 0.5, "weight_decay": 0.1}}})
+    state = make().init({"w": jnp.ones(2)})
+    assert lr == 0.5 and np.isclose(float(state.hyperparams["weight_decay"]), 0.1)
+    grads, params = {"w": jnp.zeros(2)}, {"w": jnp.ones(2)}
+    decoupled = make().update(grads, make().init(params), params)[0]["w"]
+    assert np.allclose(decoupled, -0.5 * 0.1)  # zero gradient: only the decoupled decay moves the param
+    make, _, _ = ds_recipe.optimizer_of({"optimizer": {"type": "Adam", "params": {"torch_adam": True}}})
+    assert np.isclose(float(make().init(params).hyperparams["weight_decay"]), 0.01)
+    clipped = purelr.build(dict(deepspeed={"train_batch_size": 1, "optimizer": {"type": "SGD", "params": {"lr": 1.0}}}),
+                           params)
+    assert np.allclose(clipped.update({"w": jnp.full(2, 3.0)}, clipped.init(params), params)[0]["w"],
+                       -3.0 / (np.hypot(3, 3) + 1e-6))
