@@ -2,8 +2,8 @@
 
 For each parameter group the original is run from the group's own base lr (MMCV's LrUpdaterHook /
 MomentumUpdaterHook under EpochBasedRunner or IterBasedRunner, MMEngine's schedulers as
-ParamSchedulerHook steps them, or timm's ``create_scheduler_v2`` as its ``train.py`` steps it, the
-group's layer-decay scale applied) and compared with purelr's curve at every iteration. torch's
+ParamSchedulerHook steps them, timm's ``create_scheduler_v2`` as its ``train.py`` steps it, the
+group's layer-decay scale applied, or DeepSpeed's scheduler as its engine steps it) and compared with purelr's curve at every iteration. torch's
 schedulers have no config form: compare them in Python (``purelr.schedules.torch``).
 """
 
@@ -14,8 +14,9 @@ import numpy as np
 from purelr.recipes.config import load_config
 from purelr.cli.curves import Curves
 
-AGAINST = ("mmcv", "mmengine", "timm")
-STYLES = {"timm": "a timm config (timm=dict(...))",
+AGAINST = ("mmcv", "mmengine", "timm", "deepspeed")
+STYLES = {"deepspeed": "a DeepSpeed config (deepspeed=dict(...) or a ds_config JSON in it)",
+          "timm": "a timm config (timm=dict(...))",
           "mmengine": "an MMEngine config (optim_wrapper)",
           "mmcv": "an MMCV / MMDetection 2.x config (optimizer, no optim_wrapper)"}
 
@@ -24,7 +25,7 @@ def check_style(cfg: dict, against: str) -> None:
     """Raises ``ValueError`` when ``cfg`` is written for another library than ``against``: each
     original reads only its own style (``timm``, else ``optim_wrapper``, else ``optimizer``, the
     order ``purelr.build`` reads them in). A config of none of them is left to the reader's error."""
-    style = next((name for key, name in (("timm", "timm"), ("optim_wrapper", "mmengine"),
+    style = next((name for key, name in (("deepspeed", "deepspeed"), ("timm", "timm"), ("optim_wrapper", "mmengine"),
                                          ("optimizer", "mmcv")) if key in cfg), None)
     if style is not None and style != against:
         raise ValueError(f"--against {against}: the config is {STYLES[style]}, which {against} cannot "
@@ -35,7 +36,7 @@ def reference_curves(cfg, curves: Curves, against: str) -> Curves:
     """The original library's value for every curve of ``curves`` (same groups and iterations)."""
     cfg = load_config(cfg) if not isinstance(cfg, dict) else cfg
     iters = len(curves.steps)
-    run = {"mmcv": _mmcv, "mmengine": _mmengine, "timm": _timm}[against]
+    run = {"mmcv": _mmcv, "mmengine": _mmengine, "timm": _timm, "deepspeed": _deepspeed}[against]
     values = {}
     for (group, quantity), ours in curves.values.items():
         base = float(ours[0]) if quantity == "momentum" else None
@@ -88,6 +89,20 @@ def _timm(cfg, curves, group, quantity, iters, base):
     scale = curves.bases[group] / lr
     lrs = reference.train_loop(lr, epochs, curves.epoch_len, **timm_lib.scheduler_kwargs(args))
     return lrs[:iters] * scale
+
+
+def _deepspeed(cfg, curves, group, quantity, iters, base):
+    from purelr.recipes import deepspeed as deepspeed_lib
+    from purelr.references import deepspeed as reference
+
+    ds_config = deepspeed_lib.read_config(cfg["deepspeed"])
+    _, lr, betas = deepspeed_lib.optimizer_of(ds_config)
+    scheduler = ds_config.get("scheduler")
+    if scheduler is None:
+        return np.full(iters, lr if quantity == "lr" else betas[0], dtype=np.float64)
+    values = reference.curves(scheduler["type"], dict(scheduler.get("params") or {}), np.arange(iters), lr,
+                              betas=betas or (0.9, 0.999))
+    return values[0] if quantity == "lr" else values[1]
 
 
 def differences(ours: Curves, reference: Curves) -> dict:

@@ -39,6 +39,7 @@ from typing import Mapping
 import optax
 
 from purelr import optim
+from purelr.schedules import core
 from purelr.schedules import deepspeed as ds_schedules
 from purelr.schedules import validate
 from purelr.training import accumulate as accumulate_lib
@@ -93,6 +94,16 @@ def read_config(cfg) -> dict:
     return cfg
 
 
+def is_deepspeed_config(cfg) -> bool:
+    """Whether a loaded config file is a bare DeepSpeed config (its batch sizes, or an
+    ``optimizer`` of DeepSpeed's ``{"type", "params"}`` form) rather than another framework's."""
+    if not isinstance(cfg, Mapping) or "deepspeed" in cfg:
+        return False
+    optimizer = cfg.get("optimizer")
+    return ("train_batch_size" in cfg or "train_micro_batch_size_per_gpu" in cfg
+            or (isinstance(optimizer, Mapping) and "params" in optimizer and "lr" not in optimizer))
+
+
 def _no_auto(value, where):
     """``"auto"`` is filled in by the Hugging Face Trainer's DeepSpeed integration from its
     ``TrainingArguments``; DeepSpeed itself cannot read it."""
@@ -145,9 +156,9 @@ def _optimizer_section(cfg: Mapping) -> tuple[str, dict]:
 
 
 def optimizer_of(cfg: Mapping):
-    """``(make, lr, has_betas)``: the DeepSpeed engine's optimizer for ``cfg['optimizer']`` as a
+    """``(make, lr, betas)``: the DeepSpeed engine's optimizer for ``cfg['optimizer']`` as a
     function of ``lr`` (a number or schedule; None: the config's) and ``betas`` (to override them,
-    for ``OneCycle``'s momentum), the config's own lr, and whether the optimizer has ``betas``.
+    for ``OneCycle``'s momentum), the config's own lr, and its ``betas`` (None if it has none).
     Names are DeepSpeed's (case-insensitive for its own, ``DEEPSPEED_NAMES``):
 
     - ``Adam`` / ``AdamW``: with ``torch_adam``, ``torch.optim.AdamW`` (``adam_w_mode``, default
@@ -183,12 +194,13 @@ def optimizer_of(cfg: Mapping):
             raise ValueError(f"deepspeed.optimizer.params.{key} = {value!r} is not an argument of "
                              f"{cfg['optimizer']['type']}{validate.close_to(key, accepted)}")
     config_lr = params.pop("lr", accepted["lr"].default)
+    config_betas = tuple(params.get("betas", accepted["betas"].default)) if "betas" in accepted else None
 
     def make(lr=None, betas=None):
         extra = {} if betas is None else {"betas": betas}
         return factory(lr=config_lr if lr is None else lr, **{**params, **defaults, **extra})
 
-    return make, config_lr, "betas" in accepted
+    return make, config_lr, config_betas
 
 
 def build_deepspeed(cfg, params, *, world_size: int = 1) -> optax.GradientTransformation:
@@ -200,15 +212,9 @@ def build_deepspeed(cfg, params, *, world_size: int = 1) -> optax.GradientTransf
     if "optimizer" not in cfg:
         raise ValueError("deepspeed: the config has no 'optimizer': the script then builds its own optimizer, which "
                          "purelr cannot read from the config; give it one")
-    make, lr, has_betas = optimizer_of(cfg)
-    betas = None
-    if cfg.get("scheduler") is not None:
-        scheduler = dict(validate.mapping("deepspeed.scheduler", cfg["scheduler"]))
-        lr = ds_schedules.scheduler(scheduler, lr)
-        scheduler_params = dict(scheduler.get("params") or {})
-        if scheduler["type"] == "OneCycle" and scheduler_params.get("cycle_momentum", True) and has_betas:
-            betas = (ds_schedules.one_cycle_momentum(**scheduler_params), ds_schedules.ONE_CYCLE_BETA2)
-    transform = make(lr, betas)
+    make, lr, betas = optimizer_of(cfg)
+    lr, momentum = scheduled(cfg, lr, betas)
+    transform = make(lr, None if momentum is None else (momentum, ds_schedules.ONE_CYCLE_BETA2))
     clipping = validate.nonnegative("deepspeed.gradient_clipping", cfg.get("gradient_clipping", GRADIENT_CLIPPING_DEFAULT))
     if clipping > 0:
         transform = optax.chain(optim.clip_grad_norm(clipping), transform)
@@ -233,3 +239,42 @@ def _precision(cfg: Mapping, transform):
                          f"purelr.training.loss_scale), not in this purelr: {error}") from error
     return loss_scale.loss_scaled(transform, loss_scale.deepspeed_fp16(fp16))
 
+
+def curves(cfg, updates: int | None = None) -> dict:
+    """``{"lr": schedule, "momentum": schedule}`` of a DeepSpeed config (a dict or JSON path), the
+    value at each optimizer update (``momentum``: Adam's beta1, where the optimizer has betas),
+    and ``"updates"``: ``updates``, or where None a length that shows the whole schedule
+    (``total_num_steps + 1``; warmups and cycles twice over; 10 range-test intervals; 100 without
+    a scheduler)."""
+    cfg = read_config(cfg)
+    _, lr, betas = optimizer_of(cfg)
+    lr, momentum = scheduled(cfg, lr, betas)
+    found = {"lr": lr if callable(lr) else core.constant_schedule(lr)}
+    if betas is not None:
+        found["momentum"] = momentum or core.constant_schedule(betas[0])
+    length = 100
+    scheduler = cfg.get("scheduler")
+    if scheduler is not None:
+        params = dict(scheduler.get("params") or {})
+        warmup = max(2, params.get("warmup_num_steps", 1000))
+        first = params.get("cycle_first_step_size", 2000)
+        length = {"WarmupLR": 2 * warmup, "WarmupDecayLR": max(params.get("total_num_steps", 0), warmup) + 1,
+                  "WarmupCosineLR": max(params.get("total_num_steps", 0), warmup) + 1,
+                  "OneCycle": 2 * (first + (params.get("cycle_second_step_size") or first)),
+                  "LRRangeTest": 10 * params.get("lr_range_test_step_size", 2000)}[scheduler["type"]]
+    found["updates"] = length if updates is None else validate.positive_int("--max-iters", updates)
+    return found
+
+
+def scheduled(cfg: Mapping, lr, betas):
+    """``(lr, momentum)``: the lr schedule of ``cfg['scheduler']`` (``lr`` where there is none) and
+    the beta1 schedule of a ``OneCycle`` that cycles momentum (``cycle_momentum``, default True,
+    with an optimizer that has ``betas``; DeepSpeed turns it off for others), beta2 then being
+    ``ds_schedules.ONE_CYCLE_BETA2``; None otherwise."""
+    if cfg.get("scheduler") is None:
+        return lr, None
+    scheduler = dict(validate.mapping("deepspeed.scheduler", cfg["scheduler"]))
+    schedule = ds_schedules.scheduler(scheduler, lr)
+    params = dict(scheduler.get("params") or {})
+    cycling = scheduler.get("type") == "OneCycle" and bool(params.get("cycle_momentum", True)) and betas is not None
+    return schedule, ds_schedules.one_cycle_momentum(**params) if cycling else None

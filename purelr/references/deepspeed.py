@@ -18,9 +18,9 @@ def make_scheduler(kind: str, params: dict, base_lr: float = 1e-3, betas=(0.9, 0
     return optimizer, getattr(lr_schedules, kind)(optimizer, **params)
 
 
-def curves(kind: str, params: dict, steps, base_lr: float = 1e-3):
+def curves(kind: str, params: dict, steps, base_lr: float = 1e-3, betas=(0.9, 0.999)):
     """``(lr, beta1, beta2)`` at each update in ``steps`` (integers >= 0, any order)."""
-    optimizer, scheduler = make_scheduler(kind, params, base_lr)
+    optimizer, scheduler = make_scheduler(kind, params, base_lr, betas)
     group = optimizer.param_groups[0]
     start = (group["lr"], *group["betas"])
     values = []
