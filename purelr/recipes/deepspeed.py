@@ -64,7 +64,7 @@ TORCH_OPTIMIZERS = {"SGD": optim.sgd, "Adagrad": optim.adagrad, "Adadelta": opti
                     "NAdam": optim.nadam, "RAdam": optim.radam, "RMSprop": optim.rmsprop, "Rprop": optim.rprop,
                     "ASGD": optim.asgd}
 GRADIENT_CLIPPING_DEFAULT = 1.0  # deepspeed.runtime.constants: a config without the key clips at 1.0
-NOT_TWINNED = ("Lamb", "Lion", "OneBitAdam", "ZeroOneAdam", "OneBitLamb", "MuAdam", "MuAdamW", "MuSGD", "Muon")
+NOT_TWINNED = ("Lion", "OneBitAdam", "ZeroOneAdam", "OneBitLamb", "MuAdam", "MuAdamW", "MuSGD", "Muon")
 DEEPSPEED_NAMES = ("adam", "adamw", "lamb", "lion", "muadam", "muadamw", "musgd", "muon", "adagrad",
                    "onebitadam", "zerooneadam", "onebitlamb")
 
@@ -166,6 +166,8 @@ def optimizer_of(cfg: Mapping):
       ``weight_decay=0.01``); else DeepSpeed's ``FusedAdam`` (``DeepSpeedCPUAdam`` when ZeRO offloads
       the optimizer: the same arithmetic and defaults, ``weight_decay=0``), ``purelr.optim.fused_adam``
       with ``adam_w_mode`` (so ``Adam`` without ``adam_w_mode: false`` decays decoupled, as AdamW).
+    - ``Lamb``: DeepSpeed's ``FusedLamb``, ``purelr.optim.fused_lamb`` (its trust ratio clipped to
+      ``[min_coeff, max_coeff]``).
     - ``Adagrad`` and torch.optim's other class names (``TORCH_OPTIMIZERS``): the torch twin.
     - ``NOT_TWINNED`` names raise.
     """
@@ -180,13 +182,15 @@ def optimizer_of(cfg: Mapping):
             factory, defaults = (optim.adamw if decoupled else optim.adam), {}
         else:
             factory, defaults = optim.fused_adam, {"adam_w_mode": decoupled}
+    elif name == "lamb":
+        factory, defaults = optim.fused_lamb, {}
     elif name == "adagrad" or name in TORCH_OPTIMIZERS:
         factory, defaults = TORCH_OPTIMIZERS["Adagrad" if name == "adagrad" else name], {}
     else:
-        known = (*NOT_TWINNED, "Adam", "AdamW", *TORCH_OPTIMIZERS)
+        known = (*NOT_TWINNED, "Adam", "AdamW", "Lamb", *TORCH_OPTIMIZERS)
         hint = validate.close_to(name, known)
         raise ValueError(f"deepspeed.optimizer.type = {cfg['optimizer'].get('type')!r} is not twinned{hint}: purelr "
-                         f"builds Adam, AdamW (adam_w_mode, torch_adam) and torch.optim's {sorted(TORCH_OPTIMIZERS)}; "
+                         f"builds Adam, AdamW (adam_w_mode, torch_adam), Lamb and torch.optim's {sorted(TORCH_OPTIMIZERS)}; "
                          f"not yet {list(NOT_TWINNED)}")
     accepted = inspect.signature(factory).parameters
     for key, value in params.items():

@@ -41,10 +41,10 @@ def _draw(rng):
                 adam_w_mode=bool(rng.integers(2)))
 
 
-def purelr_run(kwargs, problem, dtype):
+def purelr_run(kwargs, problem, dtype, optimizer=optim.fused_adam):
     """The params after each update, ``jax.jit`` around a ``lax.scan`` of ``UPDATES`` updates."""
     start, targets, curvature = problem
-    transform = optim.fused_adam(**kwargs)
+    transform = optimizer(**kwargs)
 
     @jax.jit
     def run(params, targets):
@@ -83,27 +83,37 @@ def torch_run(kwargs, problem, dtype, optimizer=None):
     return {n: np.stack(v) for n, v in out.items()}
 
 
-def kernel_run(kwargs, problem):
-    """``multi_tensor_adam.cu``'s formula in float64 numpy, bias correction off."""
+def numpy_run(step, problem):
+    """The params after each update of ``step(p, g, m, v, t) -> (p, m, v)``, one tensor at a time, in
+    float64 numpy from zero moments."""
     start, targets, curvature = problem
-    beta1, beta2 = kwargs["betas"]
     params = {n: v.copy() for n, v in start.items()}
-    m = {n: np.zeros_like(v) for n, v in start.items()}
-    v = {n: np.zeros_like(p) for n, p in start.items()}
+    moments = {n: (np.zeros_like(v), np.zeros_like(v)) for n, v in start.items()}
     out = {n: [] for n in SHAPES}
     for k in range(UPDATES):
         for n in SHAPES:
-            p, g = params[n], curvature[n] * (params[n] - targets[n][k])
-            if not kwargs["adam_w_mode"]:
-                g = g + kwargs["weight_decay"] * p
-            m[n] = beta1 * m[n] + (1 - beta1) * g
-            v[n] = beta2 * v[n] + (1 - beta2) * g * g
-            update = m[n] / (np.sqrt(v[n]) + kwargs["eps"])
-            if kwargs["adam_w_mode"]:
-                update = update + kwargs["weight_decay"] * p
-            params[n] = p - kwargs["lr"] * update
+            g = curvature[n] * (params[n] - targets[n][k])
+            params[n], *moment = step(params[n], g, *moments[n], k + 1)
+            moments[n] = tuple(moment)
             out[n].append(params[n].copy())
-    return {n: np.stack(v) for n, v in out.items()}
+    return {n: np.stack(x) for n, x in out.items()}
+
+
+def kernel_run(kwargs, problem):
+    """``multi_tensor_adam.cu``'s formula in float64 numpy, bias correction off."""
+    beta1, beta2 = kwargs["betas"]
+
+    def step(p, g, m, v, t):
+        if not kwargs["adam_w_mode"]:
+            g = g + kwargs["weight_decay"] * p
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        update = m / (np.sqrt(v) + kwargs["eps"])
+        if kwargs["adam_w_mode"]:
+            update = update + kwargs["weight_decay"] * p
+        return p - kwargs["lr"] * update, m, v
+
+    return numpy_run(step, problem)
 
 
 def _compare(ours, want, precision, context):

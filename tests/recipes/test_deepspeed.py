@@ -37,13 +37,17 @@ from purelr.recipes import deepspeed as ds_recipe
 from purelr.references import deepspeed as reference
 from purelr.schedules import deepspeed as ds_schedules
 from tests.bad_inputs import assert_rejects
+from tests.optim.test_fused_lamb import kernel_step
 from tests.parity import (FLOOR, OPTIMIZER_RTOL, UNIT_ROUNDOFF, assert_schedule_matches, jitted, relative_error,
                           trajectory_floor)
 
 DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data", "deepspeed")
 SOURCES = json.load(open(os.path.join(DATA, "SOURCES.json")))
 # The world size each file was written for (its train_batch_size = micro * accumulation * world).
-WORLD_SIZE = {"t5_small_finetuning": 4, "compression_cifar_ds_config": 1}
+WORLD_SIZE = {"t5_small_finetuning": 4, "compression_cifar_ds_config": 1,
+              # BERT pre-training with Lamb at 64k / 32k sequences a batch: one micro-batch per GPU per step
+              "bing_bert_bsz64k_lamb_seq128": 1024, "bing_bert_bsz32k_lamb_seq512": 2048}
+LAMB = ("bing_bert_bsz32k_lamb_seq512", "bing_bert_bsz64k_lamb_seq128")  # FusedLamb: CUDA only
 # What the Hugging Face Trainer fills in for a file that leaves the batch size to it.
 FILLED = {"hf_transformers_ds_config": {"train_micro_batch_size_per_gpu": 8}}
 REFUSED = {"resnet_ds_config": r"deepspeed.optimizer.params.betas = \[0.8, 0.999\] is not an argument of SGD"}
@@ -99,6 +103,22 @@ def _purelr_trajectory(transform, params, grads):
     return run(params, stacked)
 
 
+def _assert_trajectory(name, precision, ours, expected, start):
+    """purelr's params after each micro-batch against ``expected`` (a list of ``{name: array}``):
+    under x64 their distance from ``start`` (``_displacement_error``), in float32 themselves."""
+    worst = 0.0
+    for n in SHAPES:
+        want, got = np.stack([e[n] for e in expected]), np.asarray(ours[n])
+        if precision == "x64":
+            error = _displacement_error(got, want, start[n])
+        else:
+            error = relative_error(got, want, floor=trajectory_floor(precision))
+        assert error <= OPTIMIZER_RTOL[precision], f"{name} {precision} {n}: {error:.3g} ({SOURCES[name]['url']})"
+        worst = max(worst, error)
+        assert not np.allclose(want[-1], want[0]), f"{name}: the params did not move"
+    return worst
+
+
 def _displacement_error(got, want, start):
     """Largest error of the distance from the start, ``|got - want| / |want - start|``, less the
     rounding of the params: each side rounds ``param + update`` at every micro-batch, so after
@@ -110,7 +130,7 @@ def _displacement_error(got, want, start):
     return float(np.max(excess / np.maximum(distance, FLOOR["x64"] * np.max(distance))))
 
 
-NAMES = sorted(name for name in SOURCES if name not in REFUSED and name != "bingbertsquad_bsz24")
+NAMES = sorted(name for name in SOURCES if name not in REFUSED and name not in LAMB and name != "bingbertsquad_bsz24")
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -120,7 +140,7 @@ def test_published_config_end_to_end(name, precision):
 
 
 @pytest.mark.nightly
-@pytest.mark.parametrize("name", sorted(n for n in SOURCES if n not in REFUSED))
+@pytest.mark.parametrize("name", sorted(n for n in SOURCES if n not in REFUSED and n not in LAMB))
 def test_published_config_with_fused_adam(name):
     """Every file, float32, against the engine with DeepSpeed's own FusedAdam (its CPU extension)."""
     with jax.enable_x64(False):
@@ -141,17 +161,35 @@ def _end_to_end(name, precision, torch_adam):
     dtype = torch.float64 if precision == "x64" else torch.float32
     expected, _ = reference.engine_run(engine_cfg, _initial(len(name)), grads, dtype)
     ours = _purelr_trajectory(transform, params, [{n: jnp.asarray(g[n]) for n in g} for g in grads])
-    worst = 0.0
-    for n in SHAPES:
-        want, got = np.stack([e[n] for e in expected]), np.asarray(ours[n])
-        if precision == "x64":
-            error = _displacement_error(got, want, _initial(len(name))[n])
-        else:
-            error = relative_error(got, want, floor=trajectory_floor(precision))
-        assert error <= OPTIMIZER_RTOL[precision], f"{name} {precision} {n}: {error:.3g} ({SOURCES[name]['url']})"
-        worst = max(worst, error)
-        assert not np.allclose(want[-1], want[0]), f"{name}: the params did not move"
+    worst = _assert_trajectory(name, precision, ours, expected, _initial(len(name)))
     print(f"{name} {precision}: {len(grads)} micro-batches, worst {worst:.3g}")
+
+
+@pytest.mark.parametrize("name", LAMB)
+def test_lamb_configs_against_the_kernel(name, precision):
+    """BERT's Lamb configs (FusedLamb, which DeepSpeed builds for CUDA only): the engine's fp32 step
+    written out, ``clip_grad_norm_`` at ``gradient_clipping`` then FusedLamb's kernel
+    (``tests/optim/test_fused_lamb.kernel_step``) in float64, ``UPDATES`` updates."""
+    cfg = {key: value for key, value in _config(name).items() if key != "fp16"}
+    world = WORLD_SIZE[name]
+    params = {n: jnp.asarray(v) for n, v in _initial(3).items()}
+    transform = purelr.build(dict(deepspeed=cfg), params, world_size=world)
+    grads = _stream(UPDATES, 3)
+    ours = _purelr_trajectory(transform, params, [{n: jnp.asarray(g[n]) for n in g} for g in grads])
+    lamb = dict(cfg["optimizer"]["params"])
+    current, expected = _initial(3), []
+    moments = {n: (np.zeros(s), np.zeros(s)) for n, s in SHAPES.items()}
+    for k, grad in enumerate(grads):
+        norm = np.sqrt(sum(np.sum(g * g) for g in grad.values()))
+        factor = min(1.0, cfg["gradient_clipping"] / (norm + 1e-6))
+        for n in SHAPES:
+            current[n], *moment = kernel_step(current[n], grad[n] * factor, *moments[n], k + 1, lr=lamb["lr"],
+                                              beta1=0.9, beta2=0.999, eps=1e-8, eps_inside_sqrt=False,
+                                              weight_decay=lamb["weight_decay"], max_coeff=lamb["max_coeff"],
+                                              min_coeff=lamb["min_coeff"], bias_correction=lamb["bias_correction"])
+            moments[n] = tuple(moment)
+        expected.append(dict(current))
+    _assert_trajectory(name, precision, ours, expected, _initial(3))
 
 
 @pytest.mark.parametrize("name", sorted(n for n in SOURCES if "scheduler" in _config(n)))
@@ -216,7 +254,8 @@ def _with(**changes):
 
 BAD = [
     (_with(gradient_cliping=1.0), ValueError, ("'gradient_cliping'", "did you mean 'gradient_clipping'")),
-    (_with(optimizer={"type": "Lamb", "params": {}}), ValueError, ("'Lamb' is not twinned", "OneBitAdam")),
+    (_with(optimizer={"type": "OneBitLamb", "params": {}}), ValueError, ("'OneBitLamb' is not twinned", "OneBitAdam")),
+    (_with(optimizer={"type": "Lamb", "params": {"max_grad_norm": 1.0}}), ValueError, ("max_grad_norm = 1.0",)),
     (_with(optimizer={"type": "AdamWW", "params": {}}), ValueError, ("'AdamWW'", "did you mean", "AdamW")),
     (_with(optimizer={"type": "Adam", "params": {"max_grad_norm": 1.0}}), ValueError,
      ("max_grad_norm = 1.0", "gradient_clipping")),
