@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
+import jax
 import jax.numpy as jnp
 import optax
 
 from purelr.optim import base
-from purelr.optim.fused_adam import FusedAdamState
 from purelr.schedules import validate
 from purelr.schedules.core import resolve
 
 
-FusedLambState = FusedAdamState  # the same buffers: exp_avg, exp_avg_sq
+class FusedLambState(NamedTuple):  # its own type: a checkpoint of one is not restored into the other
+    count: jax.Array
+    hyperparams: dict[str, jax.Array]
+    exp_avg: Any
+    exp_avg_sq: Any
 
 
 def fused_lamb(lr=1e-3, bias_correction: bool = True, betas=(0.9, 0.999), eps=1e-8, eps_inside_sqrt: bool = False,
