@@ -240,10 +240,15 @@ FUNCTIONS = {"WarmupLR": warmup_lr, "WarmupDecayLR": warmup_decay_lr, "WarmupCos
 
 def scheduler(cfg, base_lr: float) -> Schedule:
     """The lr curve of a DeepSpeed config's ``scheduler`` entry (``{"type": ..., "params": {...}}``)
-    for an optimizer with lr ``base_lr``; unknown types and parameters raise, naming them."""
+    for an optimizer with lr ``base_lr``; unknown types and parameters raise, naming them
+    (``last_batch_iteration`` only at its default, -1: a fresh start)."""
     cfg = validate.known_keys("scheduler", cfg, ("type", "params"))
     kind = validate.one_of("scheduler.type", cfg.get("type"), SCHEDULERS)
     params = dict(validate.mapping("scheduler.params", cfg.get("params", {})))
+    resume = params.pop("last_batch_iteration", -1)
+    if resume != -1:
+        raise ValueError(f"scheduler.params.last_batch_iteration = {resume!r}: a resumed scheduler; give the steps "
+                         f"from the start instead (f(t) counts updates from the first)")
     _check_params(kind, params)
     return FUNCTIONS[kind](base_lr, **params)
 

@@ -137,6 +137,8 @@ def test_edges(precision):
                                     context=f"{kind} momentum {args}", floor=floor(precision))
     assert math.isclose(float(ds.warmup_lr(1.0, warmup_num_steps=10)(10)), 1.0)
     assert float(ds.warmup_cosine_lr(1.0, 20, warmup_num_steps=5)(0)) == 0.0
+    fresh = ds.scheduler(dict(type="WarmupLR", params=dict(last_batch_iteration=-1, warmup_num_steps=10)), 1.0)
+    assert float(fresh(10)) == float(ds.warmup_lr(1.0, warmup_num_steps=10)(10))
 
 
 @pytest.mark.parametrize("cfg, match", [
@@ -148,6 +150,7 @@ def test_edges(precision):
     (dict(type="OneCycle", params=dict(cycle_min_lr=0, cycle_max_lr=1, cycle_first_step_size=0)),
      r"cycle_first_step_size must be positive"),
     (dict(type="LRRangeTest", params=dict(lr_range_test_step_size=2.5)), r"lr_range_test_step_size must be an integer"),
+    (dict(type="WarmupLR", params=dict(last_batch_iteration=10)), r"last_batch_iteration = 10: a resumed scheduler"),
 ])
 def test_bad_input(cfg, match):
     with pytest.raises((ValueError, TypeError), match=match):
