@@ -103,14 +103,15 @@ def _purelr_trajectory(transform, params, grads):
     return run(params, stacked)
 
 
-def _assert_trajectory(name, precision, ours, expected, start):
-    """purelr's params after each micro-batch against ``expected`` (a list of ``{name: array}``):
-    under x64 their distance from ``start`` (``_displacement_error``), in float32 themselves."""
+def _assert_trajectory(name, precision, ours, expected, start, every=1):
+    """purelr's params after each micro-batch against ``expected`` (a list of ``{name: array}``;
+    an update every ``every`` micro-batches): under x64 their distance from ``start``
+    (``_displacement_error``), in float32 themselves."""
     worst = 0.0
     for n in SHAPES:
         want, got = np.stack([e[n] for e in expected]), np.asarray(ours[n])
         if precision == "x64":
-            error = _displacement_error(got, want, start[n])
+            error = _displacement_error(got, want, start[n], every)
         else:
             error = relative_error(got, want, floor=trajectory_floor(precision))
         assert error <= OPTIMIZER_RTOL[precision], f"{name} {precision} {n}: {error:.3g} ({SOURCES[name]['url']})"
@@ -119,13 +120,12 @@ def _assert_trajectory(name, precision, ours, expected, start):
     return worst
 
 
-def _displacement_error(got, want, start):
+def _displacement_error(got, want, start, every=1):
     """Largest error of the distance from the start, ``|got - want| / |want - start|``, less the
-    rounding of the params: each side rounds ``param + update`` at every micro-batch, so after
-    ``k + 1`` of them the two may part by ``k + 1`` units of the param (floor: 1e-9 of the largest
-    distance)."""
+    rounding of the params: each side rounds ``param + update`` at every update, so after ``k``
+    of them the two may part by ``k`` units of the param (floor: 1e-9 of the largest distance)."""
     distance = np.abs(want - start)
-    steps = np.arange(1, len(want) + 1).reshape((-1,) + (1,) * (want.ndim - 1))
+    steps = (np.arange(len(want)) // every + 1).reshape((-1,) + (1,) * (want.ndim - 1))
     excess = np.maximum(np.abs(got - want) - steps * UNIT_ROUNDOFF["x64"] * np.abs(want), 0.0)
     return float(np.max(excess / np.maximum(distance, FLOOR["x64"] * np.max(distance))))
 
@@ -161,7 +161,7 @@ def _end_to_end(name, precision, torch_adam):
     dtype = torch.float64 if precision == "x64" else torch.float32
     expected, _ = reference.engine_run(engine_cfg, _initial(len(name)), grads, dtype)
     ours = _purelr_trajectory(transform, params, [{n: jnp.asarray(g[n]) for n in g} for g in grads])
-    worst = _assert_trajectory(name, precision, ours, expected, _initial(len(name)))
+    worst = _assert_trajectory(name, precision, ours, expected, _initial(len(name)), accumulation)
     print(f"{name} {precision}: {len(grads)} micro-batches, worst {worst:.3g}")
 
 
