@@ -48,14 +48,14 @@ VERSION = "deepspeed 0.19.8"
 READ = ("optimizer", "scheduler", "gradient_clipping", "gradient_accumulation_steps", "train_batch_size",
         "train_micro_batch_size_per_gpu", "fp16", "bf16", "zero_optimization")
 # Sections that change the update when enabled, and purelr does not model.
-REFUSED = ("amp", "elasticity", "progressive_layer_drop", "quantize_training", "eigenvalue", "compression_training",
-           "data_efficiency", "curriculum_learning")
+REFUSED = ("amp", "torch_autocast", "elasticity", "progressive_layer_drop", "quantize_training", "eigenvalue",
+           "compression_training", "data_efficiency", "curriculum_learning")
 IGNORED = frozenset("""
 steps_per_print wall_clock_breakdown memory_breakdown dump_state zero_allow_untested_optimizer
 zero_force_ds_cpu_optimizer activation_checkpointing flops_profiler tensorboard wandb csv_monitor comet
 comms_logger monitor_config prescale_gradients gradient_predivide_factor communication_data_type
 seq_parallel_communication_data_type fp32_allreduce sparse_gradients disable_allgather checkpoint aio
-pipeline timers autotuning compile nebula hybrid_engine sparse_attention data_types torch_autocast
+pipeline timers autotuning compile nebula hybrid_engine sparse_attention data_types
 optimizer_legacy_fusion graph_harvesting use_data_before_expert_parallel_ load_universal_checkpoint
 use_node_local_storage zero_optimization_stage
 """.split())

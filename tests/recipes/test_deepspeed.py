@@ -267,6 +267,7 @@ BAD = [
     (_with(train_micro_batch_size_per_gpu=3), ValueError, ("train_batch_size (8)", "(3)", "world_size (1)")),
     (_with(gradient_clipping=-1), ValueError, ("gradient_clipping", "-1")),
     (_with(amp={"enabled": True}), ValueError, ("deepspeed.amp", "does not model")),
+    (_with(torch_autocast={"enabled": True}), ValueError, ("deepspeed.torch_autocast", "does not model")),
     (_with(fp16={"enabled": True}, bf16={"enabled": True}), ValueError, ("fp16.enabled and bf16.enabled",)),
     (_with(scheduler={"type": "WarmupDecayLR", "params": {"warmup_num_steps": 5}}), ValueError,
      ("WarmupDecayLR", "total_num_steps")),
