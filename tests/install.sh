@@ -17,9 +17,9 @@ step "mmpretrain 1.2.0, mmdet 3.3.0, mmsegmentation 1.2.2 and mmpose 1.3.2, with
 python -m pip install -q --no-deps mmpretrain==1.2.0 mmdet==3.3.0 mmsegmentation==1.2.2 mmpose==1.3.2
 step "transformers 5.24.0 and accelerate 1.15.0 (the Trainer's references; neither pulls or upgrades torch)"
 python -m pip install -q transformers==5.24.0 accelerate==1.15.0
-step "deepspeed 0.19.8 without its dependencies (torch stays the CPU wheel), and the pure-Python ones its fp16 loss scaler imports"
-python -m pip install -q --no-deps deepspeed==0.19.8
-python -m pip install -q hjson==3.1.0 einops==0.8.1 py-cpuinfo==9.0.0 pydantic==2.13.4 msgpack==1.2.4 psutil==7.2.2
+step "deepspeed 0.19.8 without its ops (DS_BUILD_OPS=0) and without its dependencies, which follow pinned (torch stays the CPU wheel)"
+DS_BUILD_OPS=0 python -m pip install -q --no-deps deepspeed==0.19.8
+python -m pip install -q hjson==3.1.0 py-cpuinfo==9.0.0 pydantic==2.13.4 msgpack==1.2.4 psutil==7.2.2 einops==0.8.1 tqdm==4.70.1
 step "bitsandbytes 0.50.2 without its dependencies (the Trainer's lion_32bit; its 32-bit Lion runs on the CPU)"
 python -m pip install -q --no-deps bitsandbytes==0.50.2
 step "fvcore 0.1.5.post20221221 without its dependencies (its param_scheduler module is pure Python)"

@@ -1,7 +1,7 @@
 """``purelr plot CONFIG``: the lr and momentum curves of every parameter group of a config.
 
 Prints a table of the breakpoints (start, end of warmup, each decay, end) and writes a PNG (and
-a CSV). ``purelr compare CONFIG --against mmcv|mmengine|timm|hf|fvcore`` steps the original library too,
+a CSV). ``purelr compare CONFIG --against mmcv|mmengine|timm|hf|fvcore|deepspeed`` steps the original library too,
 prints the largest difference of each curve and a pass/fail line against ``--rtol`` (exit 1 on
 fail). Errors in the command or the config print one line and exit 2.
 """
@@ -17,8 +17,8 @@ from purelr.cli.compare import AGAINST
 from purelr.recipes.config import ConfigError
 
 DESCRIPTION = """\
-Learning-rate and momentum curves of MMDetection 2.x (MMCV), MMEngine, timm, Hugging Face Trainer
-and detectron2 configs, as
+Learning-rate and momentum curves of MMDetection 2.x (MMCV), MMEngine, timm, Hugging Face Trainer,
+detectron2 and DeepSpeed configs, as
 purelr evaluates them, drawn or checked against the original library.
 
 A .py config is read as data, not run (MMCV and MMEngine run it): code outside the config subset is refused.
@@ -79,13 +79,16 @@ def config_options(command: argparse.ArgumentParser) -> None:
 
 def loaded(args) -> dict:
     """The config file: a detectron2 YAML (``SOLVER``, ``_BASE_``) as ``dict(detectron2=path)``,
+    a DeepSpeed JSON as ``dict(deepspeed=...)``,
     anything else read by ``purelr.load_config``."""
+    from purelr.recipes import deepspeed as deepspeed_lib
     from purelr.recipes.config import load_config
     from purelr.recipes.detectron2 import is_detectron2_yaml
 
     if is_detectron2_yaml(args.config):
         return {"detectron2": args.config}
-    return load_config(args.config, scopes=dict(args.scope), trust=args.trust_config)
+    cfg = load_config(args.config, scopes=dict(args.scope), trust=args.trust_config)
+    return {"deepspeed": cfg} if deepspeed_lib.is_deepspeed_config(cfg) else cfg
 
 
 def parser() -> argparse.ArgumentParser:
@@ -94,7 +97,7 @@ def parser() -> argparse.ArgumentParser:
     root.add_argument("--version", action="version", version=f"purelr {purelr.__version__}")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     plot = commands.add_parser("plot", help="draw the lr/momentum curves of a config")
-    plot.add_argument("config", help="an MMDetection 2.x, MMEngine, timm, hf or detectron2 config file (.py, .json, .yaml)")
+    plot.add_argument("config", help="an MMDetection 2.x, MMEngine, timm, hf, detectron2 or DeepSpeed config file (.py, .json, .yaml)")
     run_length_options(plot)
     config_options(plot)
     plot.add_argument("-o", "--output", default="lr.png", help="the PNG to write (default lr.png)")
@@ -110,7 +113,7 @@ def parser() -> argparse.ArgumentParser:
                          help="the original to step: mmcv for MMDetection 2.x configs (optimizer, "
                               "lr_config), mmengine for optim_wrapper / param_scheduler, timm for timm=dict(...), "
                               "hf for hf=dict(...) (TrainingArguments), fvcore for detectron2 configs "
-                              "(a YAML with SOLVER, or detectron2=...)")
+                              "(a YAML with SOLVER, or detectron2=...), deepspeed for deepspeed=dict(...) or a DeepSpeed JSON")
     run_length_options(compare)
     config_options(compare)
     compare.add_argument("--rtol", type=positive, default=1e-6,

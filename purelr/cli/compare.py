@@ -5,7 +5,8 @@ MomentumUpdaterHook under EpochBasedRunner or IterBasedRunner, MMEngine's schedu
 ParamSchedulerHook steps them, timm's ``create_scheduler_v2`` as its ``train.py`` steps it, the
 group's layer-decay scale applied, the Hugging Face Trainer's scheduler from its
 ``TrainingArguments``, or a detectron2 SOLVER's ``LRMultiplier`` over fvcore's schedulers as
-detectron2's hook steps it: ``purelr.references.detectron2``) and compared with purelr's curve at
+detectron2's hook steps it: ``purelr.references.detectron2``, or DeepSpeed's scheduler as its
+engine steps it) and compared with purelr's curve at
 every iteration. torch's
 schedulers have no config form: compare them in Python (``purelr.schedules.torch``).
 """
@@ -17,8 +18,9 @@ import numpy as np
 from purelr.recipes.config import load_config
 from purelr.cli.curves import Curves
 
-AGAINST = ("mmcv", "mmengine", "timm", "hf", "fvcore")
-STYLES = {"hf": "a Hugging Face Trainer config (hf=dict(...))",
+AGAINST = ("mmcv", "mmengine", "timm", "hf", "fvcore", "deepspeed")
+STYLES = {"deepspeed": "a DeepSpeed config (deepspeed=dict(...) or a ds_config JSON in it)",
+          "hf": "a Hugging Face Trainer config (hf=dict(...))",
           "fvcore": "a detectron2 config (detectron2=..., or its YAML with SOLVER)",
           "timm": "a timm config (timm=dict(...))",
           "mmengine": "an MMEngine config (optim_wrapper)",
@@ -29,7 +31,7 @@ def check_style(cfg: dict, against: str) -> None:
     """Raises ``ValueError`` when ``cfg`` is written for another library than ``against``: each
     original reads only its own style (``timm``, else ``optim_wrapper``, else ``optimizer``, the
     order ``purelr.build`` reads them in). A config of none of them is left to the reader's error."""
-    style = next((name for key, name in (("hf", "hf"), ("detectron2", "fvcore"), ("timm", "timm"), ("optim_wrapper", "mmengine"),
+    style = next((name for key, name in (("deepspeed", "deepspeed"), ("hf", "hf"), ("detectron2", "fvcore"), ("timm", "timm"), ("optim_wrapper", "mmengine"),
                                          ("optimizer", "mmcv")) if key in cfg), None)
     if style is not None and style != against:
         raise ValueError(f"--against {against}: the config is {STYLES[style]}, which {against} cannot "
@@ -40,7 +42,8 @@ def reference_curves(cfg, curves: Curves, against: str) -> Curves:
     """The original library's value for every curve of ``curves`` (same groups and iterations)."""
     cfg = load_config(cfg) if not isinstance(cfg, dict) else cfg
     iters = len(curves.steps)
-    run = {"mmcv": _mmcv, "mmengine": _mmengine, "timm": _timm, "hf": _hf, "fvcore": _fvcore}[against]
+    run = {"mmcv": _mmcv, "mmengine": _mmengine, "timm": _timm, "hf": _hf, "fvcore": _fvcore,
+           "deepspeed": _deepspeed}[against]
     values = {}
     for (group, quantity), ours in curves.values.items():
         base = float(ours[0]) if quantity == "momentum" else None
@@ -109,6 +112,20 @@ def _fvcore(cfg, curves, group, quantity, iters, base):
     from purelr.references import detectron2 as reference
 
     return reference.lr_curve(solver_of(cfg["detectron2"]), [curves.bases[group]], iters)[:, 0]
+
+
+def _deepspeed(cfg, curves, group, quantity, iters, base):
+    from purelr.recipes import deepspeed as deepspeed_lib
+    from purelr.references import deepspeed as reference
+
+    ds_config = deepspeed_lib.read_config(cfg["deepspeed"])
+    _, lr, betas = deepspeed_lib.optimizer_of(ds_config)
+    scheduler = ds_config.get("scheduler")
+    if scheduler is None:
+        return np.full(iters, lr if quantity == "lr" else betas[0], dtype=np.float64)
+    values = reference.curves(scheduler["type"], dict(scheduler.get("params") or {}), np.arange(iters), lr,
+                              betas=betas or (0.9, 0.999))
+    return values[0] if quantity == "lr" else values[1]
 
 
 def differences(ours: Curves, reference: Curves) -> dict:

@@ -55,7 +55,8 @@ def example_params(paramwise_cfg: dict):
 def with_run_length(cfg: dict, *, max_epochs=None, max_iters=None) -> dict:
     """``cfg`` with the run's length replaced, as editing the config would: the MMCV ``runner``'s
     (or ``total_epochs``), the MMEngine ``train_cfg``'s ``max_epochs`` / ``max_iters``, timm's
-    ``epochs``. Schedules that follow the run's length (cosine to the end, OneCycle) follow the new
+    ``epochs``; a DeepSpeed config's curves are drawn over ``max_iters`` updates (an entry beside
+    ``deepspeed``, which only the curves read). Schedules that follow the run's length (cosine to the end, OneCycle) follow the new
     one. The override counts what the config counts: epochs or iterations."""
     for name, value in (("--max-epochs", max_epochs), ("--max-iters", max_iters)):
         if value is not None:
@@ -71,6 +72,10 @@ def with_run_length(cfg: dict, *, max_epochs=None, max_iters=None) -> dict:
         if max_epochs is not None:
             raise ValueError("detectron2 configs count iterations (SOLVER.MAX_ITER): give --max-iters, not --max-epochs")
         return {**cfg, "detectron2": {**solver_of(cfg["detectron2"]), "MAX_ITER": max_iters}}
+    if "deepspeed" in cfg:
+        if max_epochs is not None:
+            raise ValueError("DeepSpeed configs count optimizer updates: give --max-iters, not --max-epochs")
+        return {**cfg, "max_iters": max_iters}
     if "timm" in cfg:
         if max_iters is not None:
             raise ValueError("timm configs count epochs (timm.epochs): give --max-epochs, not --max-iters")
@@ -101,6 +106,8 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
         return timm_curves(cfg["timm"], epoch_len=epoch_len, params=params, world_size=world_size)
     if "hf" in cfg:
         return hf_curves(cfg["hf"], epoch_len=epoch_len)
+    if "deepspeed" in cfg:
+        return deepspeed_curves(cfg["deepspeed"], cfg.get("max_iters"))
     recipe = read_recipe(cfg, epoch_len=epoch_len, world_size=world_size)
     if recipe.max_iters is None:
         raise ValueError("the run's length is unknown: the config counts epochs and --epoch-len is "
@@ -197,6 +204,19 @@ def detectron2_curves(solver_cfg, *, params=None, module_kinds=None, world_size=
                   {(label, "lr"): np.asarray(jax.jit(jax.vmap(schedule))(steps), dtype=np.float64)
                    for label, (_, schedule) in curves.items()},
                   {label: base for label, (base, _) in curves.items()})
+
+
+def deepspeed_curves(ds_config, updates=None) -> Curves:
+    """The lr (and Adam's beta1) of a DeepSpeed config at each optimizer update, one group (a
+    DeepSpeed scheduler sets every group alike), over ``updates`` or the length
+    ``purelr.recipes.deepspeed.curves`` picks to show the whole schedule."""
+    from purelr.recipes import deepspeed as deepspeed_lib
+
+    found = deepspeed_lib.curves(ds_config, updates)
+    steps = jnp.arange(found.pop("updates"))
+    values = {("default", quantity): np.asarray(jax.jit(jax.vmap(schedule))(steps), dtype=np.float64)
+              for quantity, schedule in found.items()}
+    return Curves(np.asarray(steps), None, values, {"default": float(values[("default", "lr")][0])})
 
 
 def _evaluate(factory, base, steps) -> np.ndarray:

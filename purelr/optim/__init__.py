@@ -18,6 +18,8 @@ from purelr.optim.adopt import adopt
 from purelr.optim.adamw import adamw
 from purelr.optim.asgd import asgd
 from purelr.optim.clip import clip_grad_norm, clip_grad_value
+from purelr.optim.fused_adam import fused_adam
+from purelr.optim.fused_lamb import fused_lamb
 from purelr.optim.lamb import grad_clip as lamb_grad_clip
 from purelr.optim.lamb import lamb
 from purelr.optim.laprop import laprop
@@ -48,3 +50,4 @@ __all__ = ["adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "asgd"
 __all__ += ["lamb", "lamb_grad_clip", "lars", "lion", "nadamw", "rmsprop_tf", "sgdw", "timm_adafactor"]  # timm's
 __all__ += ["adafactor_schedule_lr", "hf_adafactor"]  # transformers' own
 __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgrad", "mars", "novograd", "sgdp"]
+__all__ += ["fused_adam", "fused_lamb"]  # DeepSpeed's

@@ -232,3 +232,16 @@ def bias_correction(log_beta, t, count):
     float32 ulps (and to ~1e-16 of torch's double value under x64).
     """
     return -jnp.expm1(t * resolve(log_beta, count))
+
+
+def adam_moments(hyperparams: Mapping[str, object]):
+    """``(decays, complements, log_betas)`` of the Adam family's ``hyperparams``
+    (``adam_hyperparams``): whether weight decay may be nonzero, ``(1 - beta1, 1 - beta2)`` and
+    their ``log_of``, for ``bias_correction``."""
+    complements = one_minus(hyperparams["beta1"]), one_minus(hyperparams["beta2"])
+    return maybe_nonzero(hyperparams["weight_decay"]), complements, tuple(log_of(c) for c in complements)
+
+
+def moment_buffers(params, hp=None) -> dict:
+    """Adam's zero ``exp_avg`` and ``exp_avg_sq`` (an ``init_buffers``)."""
+    return dict(exp_avg=zeros(params), exp_avg_sq=zeros(params))

@@ -1,6 +1,6 @@
 """``purelr.build``: one optax transformation from a whole config, read by its framework's reader
 (``purelr.recipes.mmcv``, ``purelr.recipes.mmengine``, ``purelr.recipes.timm``, ``purelr.recipes.hf``,
-``purelr.recipes.detectron2``).
+``purelr.recipes.detectron2``, ``purelr.recipes.deepspeed``).
 
 MMDetection 2.x (MMCV 1.x runner)::
 
@@ -59,6 +59,8 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
     layers, ``purelr.params.hf.layer_norm_modules``, for the Trainer's no-decay rule).
     A config with a ``detectron2`` entry (its ``SOLVER`` keys, or a detectron2 YAML file) is built by
     ``purelr.recipes.detectron2.build_detectron2`` (``world_size`` for ``REFERENCE_WORLD_SIZE``).
+    A config with a ``deepspeed`` entry (a DeepSpeed config dict or JSON path) is built by
+    ``purelr.recipes.deepspeed.build_deepspeed`` (``world_size`` checks its batch sizes).
     """
     cfg = _loaded(cfg)
     if "hf" in cfg:
@@ -77,6 +79,10 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
 
         return detectron2_lib.build_detectron2(cfg["detectron2"], params, module_kinds=module_kinds,
                                                frozen=frozen, world_size=world_size)
+    if "deepspeed" in cfg:
+        from purelr.recipes import deepspeed as deepspeed_lib
+
+        return deepspeed_lib.build_deepspeed(cfg["deepspeed"], params, world_size=world_size or 1)
     return transformation(read_recipe(cfg, epoch_len=epoch_len, world_size=world_size), params,
                           module_kinds=module_kinds, frozen=frozen)
 

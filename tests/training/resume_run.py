@@ -35,6 +35,8 @@ OPTIMIZERS = dict(
     adopt=lambda: optim.adopt(1e-2), laprop=lambda: optim.laprop(1e-2), madgrad=lambda: optim.madgrad(1e-2),
     mars=lambda: optim.mars(1e-2), novograd=lambda: optim.novograd(1e-2), sgdp=lambda: optim.sgdp(0.05, momentum=0.9),
     lookahead=lambda: optim.lookahead(optim.adamw(1e-2)),
+    fused_adam=lambda: optim.fused_adam(1e-2, weight_decay=0.01),
+    fused_lamb=lambda: optim.fused_lamb(1e-2, weight_decay=0.01, bias_correction=False),
 )
 
 
