@@ -37,6 +37,7 @@ OPTIMIZERS = dict(
     lookahead=lambda: optim.lookahead(optim.adamw(1e-2)),
     fused_adam=lambda: optim.fused_adam(1e-2, weight_decay=0.01),
     fused_lamb=lambda: optim.fused_lamb(1e-2, weight_decay=0.01, bias_correction=False),
+    hf_adafactor=lambda: optim.hf_adafactor(),
 )
 
 
