@@ -11,6 +11,7 @@
   folders, so `import mmdet.engine.schedulers` runs only that module and what it imports.
 """
 
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -23,6 +24,8 @@ import pytest
 def _stub_package(name, path):
     module = types.ModuleType(name)
     module.__path__ = [path]
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    module.__spec__.submodule_search_locations = [path]
     sys.modules[name] = module
     return module
 
@@ -57,7 +60,8 @@ def _install_openmmlab_shims():
 
 def _install_torchvision_stub():
     if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
-        sys.modules["torchvision"] = types.ModuleType("torchvision")
+        stub = sys.modules["torchvision"] = types.ModuleType("torchvision")
+        stub.__spec__ = importlib.machinery.ModuleSpec("torchvision", None)
 
 
 _install_timm_shim()
