@@ -6,6 +6,7 @@ step, and after each epoch's last iteration the epoch-based ones.
 """
 
 import copy
+import importlib
 import warnings
 
 import numpy as np
@@ -14,12 +15,33 @@ import torch
 import mmengine.optim.scheduler  # noqa: F401,E402  (registers the schedulers)
 from mmengine.registry import PARAM_SCHEDULERS
 
+ZOOS = ("mmdet", "mmpretrain", "mmseg")
+"""The packages whose ``engine.schedulers`` register more schedulers in their child registries."""
 
-def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False):
-    """The lr (or momentum / Adam's beta1) MMEngine's optimizer holds during iterations ``0..iters-1``."""
+
+def scoped(kind: str) -> str:
+    """``kind``, or ``'<zoo>.<kind>'`` where only a model zoo's registry holds it (imported on demand)."""
+    if PARAM_SCHEDULERS.get(kind) is not None:
+        return kind
+    for zoo in ZOOS:
+        try:
+            importlib.import_module(f"{zoo}.engine.schedulers")
+        except ImportError:
+            continue
+        if PARAM_SCHEDULERS.get(f"{zoo}.{kind}") is not None:
+            return f"{zoo}.{kind}"
+    return kind
+
+
+def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False, param=None):
+    """The lr (or momentum / Adam's beta1, or ``param``: another entry of SGD's group such as
+    ``weight_decay``, started at ``base``) MMEngine's optimizer holds during iterations ``0..iters-1``."""
     weight = torch.nn.Parameter(torch.zeros(1))
     if adam:
         optimizer = torch.optim.Adam([weight], lr=0.1, betas=(base, 0.999))
+    elif param is not None:
+        optimizer = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
+        optimizer.param_groups[0][param] = base
     else:
         optimizer = torch.optim.SGD([weight], lr=0.1 if momentum else base, momentum=base if momentum else 0.9)
     loop = "epoch" if max_epochs is not None else "iter" if max_iters is not None else None
@@ -28,6 +50,7 @@ def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, moment
         warnings.simplefilter("ignore")
         for cfg in cfgs:
             cfg = copy.deepcopy(cfg)
+            cfg["type"] = scoped(cfg["type"])
             if loop:
                 by_epoch = cfg.get("by_epoch", True)
                 cfg.setdefault("end", (max_epochs if by_epoch else max_epochs * epoch_len) if loop == "epoch"
@@ -37,7 +60,7 @@ def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, moment
         group = optimizer.param_groups[0]
         values = []
         for k in range(iters):
-            values.append(group["betas"][0] if adam else group["momentum" if momentum else "lr"])
+            values.append(group["betas"][0] if adam else group[param or ("momentum" if momentum else "lr")])
             for scheduler in schedulers:
                 if not scheduler.by_epoch:
                     scheduler.step()
