@@ -30,7 +30,7 @@ class Recipe(NamedTuple):
     style: str
     clip: Any  # None, ("norm", max_norm, norm_type) or ("value", clip_value)
     cumulative_iters: int
-    schedules: dict  # {"lr" | "momentum": (base -> schedule)}
+    schedules: dict  # {"lr" | "momentum" | any other hyperparameter ("weight_decay"): (base -> schedule)}
     max_iters: int | None
 
 

@@ -99,8 +99,16 @@ class _Entry(NamedTuple):
         return jnp.minimum(as_steps(tau) // self.unit, min(self.stop - 1, MAX_STEP)) - self.begin
 
 
+def unscoped(kind):
+    """A type without the MMEngine registry scope before it (``'mmdet.QuadraticWarmupLR'``, as
+    MMDetection's YOLOX configs write it, is ``'QuadraticWarmupLR'``)."""
+    scope, dot, rest = kind.partition(".") if isinstance(kind, str) else ("", "", kind)
+    return rest if dot and scope.startswith("mm") and scope.isidentifier() else kind
+
+
 def _split_type(name: str, kind):
     """``(family, parameter)`` of a type name (``None``: a generic ``*ParamScheduler``)."""
+    kind = unscoped(kind)
     if kind in PLATEAU_TYPES:
         raise ValueError(
             f"{name}.type = {kind!r} steps on validation metrics, which a step -> value schedule cannot "

@@ -52,10 +52,7 @@ PENDING = {
     "GradientCumulativeFp16OptimizerHook": 18,
     "LearningRateDecayOptimWrapperConstructor": 19, "LearningRateDecayOptimizerConstructor": 19,
     "LayerDecayOptimWrapperConstructor": 19, "LayerDecayOptimizerConstructor": 19,
-    "ForceDefaultOptimWrapperConstructor": 19, "LARS": 19, "Lamb": 19, "Adan": 19, "YOLOX": 19,
-    "QuadraticWarmupLR": 19, "QuadraticWarmupMomentum": 19, "QuadraticWarmupParamScheduler": 19,
-    "CosineAnnealingWeightDecay": 19, "PolyLRRatio": 19, "weight_decay": 19,
-    "CosineAnnealingCooldown": 19,  # MMClassification 0.x's CosineAnnealingCooldownLrUpdaterHook
+    "ForceDefaultOptimWrapperConstructor": 19, "LARS": 19, "Lamb": 19, "Adan": 19,
     "fix_lr": 19,  # MMPretrain's SimSiamHook keeps the lr of custom_keys groups with fix_lr=True
 }
 
