@@ -32,6 +32,7 @@ from purelr.optim.muon import muon
 from purelr.optim.nadam import nadam
 from purelr.optim.nadamw import nadamw
 from purelr.optim.novograd import novograd
+from purelr.optim.openmmlab import mmpretrain_adan, mmpretrain_lamb, mmpretrain_lars
 from purelr.optim.radam import radam
 from purelr.optim.rmsprop import rmsprop
 from purelr.optim.rmsprop_tf import rmsprop_tf
@@ -46,3 +47,4 @@ __all__ = ["adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "asgd"
            "clip_grad_value", "lbfgs", "lbfgs_minimize", "muon", "nadam", "radam", "rmsprop", "rprop", "sgd", "skip_nonfinite"]
 __all__ += ["lamb", "lamb_grad_clip", "lars", "lion", "nadamw", "rmsprop_tf", "sgdw", "timm_adafactor"]  # timm's
 __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgrad", "mars", "novograd", "sgdp"]
+__all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretrain's
