@@ -13,22 +13,24 @@ import numpy as np
 import torch
 
 import mmengine.optim.scheduler  # noqa: F401,E402  (registers the schedulers)
-from mmengine.registry import PARAM_SCHEDULERS
+from mmengine.registry import OPTIMIZERS, PARAM_SCHEDULERS
 
 ZOOS = ("mmdet", "mmpretrain", "mmseg")
-"""The packages whose ``engine.schedulers`` register more schedulers in their child registries."""
+"""The packages whose ``engine.schedulers`` / ``engine.optimizers`` register more parts in their
+child registries."""
 
 
-def scoped(kind: str) -> str:
-    """``kind``, or ``'<zoo>.<kind>'`` where only a model zoo's registry holds it (imported on demand)."""
-    if PARAM_SCHEDULERS.get(kind) is not None:
-        return kind
+def scoped(kind: str, what: str = "schedulers") -> str:
+    """``'<zoo>.<kind>'`` where a model zoo's own registry of ``what`` (``schedulers`` or
+    ``optimizers``, its module imported on demand) holds ``kind``, as the zoo's default scope finds
+    it first (MMPretrain's ``LARS``, not the one MMEngine registers from bitsandbytes); else ``kind``."""
+    registry = PARAM_SCHEDULERS if what == "schedulers" else OPTIMIZERS
     for zoo in ZOOS:
         try:
-            importlib.import_module(f"{zoo}.engine.schedulers")
+            importlib.import_module(f"{zoo}.engine.{what}")
         except ImportError:
             continue
-        if PARAM_SCHEDULERS.get(f"{zoo}.{kind}") is not None:
+        if zoo in registry.children and kind in registry.children[zoo].module_dict:
             return f"{zoo}.{kind}"
     return kind
 
