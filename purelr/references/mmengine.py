@@ -23,12 +23,16 @@ child registries."""
 def scoped(kind: str, what: str = "schedulers") -> str:
     """``'<zoo>.<kind>'`` where a model zoo's own registry of ``what`` (``schedulers`` or
     ``optimizers``, its module imported on demand) holds ``kind``, as the zoo's default scope finds
-    it first (MMPretrain's ``LARS``, not the one MMEngine registers from bitsandbytes); else ``kind``."""
+    it first (MMPretrain's ``LARS``, not the one MMEngine registers from bitsandbytes); else ``kind``.
+    MMEngine's own schedulers are taken as they are; a zoo that cannot be imported (not installed,
+    or asserting another MMCV than the one installed) is passed over."""
     registry = PARAM_SCHEDULERS if what == "schedulers" else OPTIMIZERS
+    if what == "schedulers" and registry.get(kind) is not None:
+        return kind
     for zoo in ZOOS:
         try:
             importlib.import_module(f"{zoo}.engine.{what}")
-        except ImportError:
+        except (ImportError, AssertionError):
             continue
         if zoo in registry.children and kind in registry.children[zoo].module_dict:
             return f"{zoo}.{kind}"
