@@ -35,6 +35,9 @@ OPTIMIZERS = dict(
     adopt=lambda: optim.adopt(1e-2), laprop=lambda: optim.laprop(1e-2), madgrad=lambda: optim.madgrad(1e-2),
     mars=lambda: optim.mars(1e-2), novograd=lambda: optim.novograd(1e-2), sgdp=lambda: optim.sgdp(0.05, momentum=0.9),
     lookahead=lambda: optim.lookahead(optim.adamw(1e-2)),
+    mmpretrain_lars=lambda: optim.mmpretrain_lars(0.1, momentum=0.9, weight_decay=1e-3),
+    mmpretrain_lamb=lambda: optim.mmpretrain_lamb(1e-2),
+    mmpretrain_adan=lambda: optim.mmpretrain_adan(1e-2, max_grad_norm=1.0, no_prox=True, foreach=False),
 )
 
 
