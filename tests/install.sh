@@ -38,6 +38,6 @@ else
   step "mmcv 1.7.2: installing the wheel without its dependencies"
   python -m pip install -q --no-deps "$build"/wheels/mmcv-1.7.2-*.whl
 fi
-step "the OpenMMLab config corpora (configs of 7 pinned wheels, sha256-checked) into tests/data/corpus"
+step "the OpenMMLab config corpora (configs of 7 pinned wheels, sha256-checked) into tests/data/corpus, and the MMCV-era hook modules purelr twins (YOLOX, CosineAnnealingCooldown) into tests/data/sources"
 python -m tests.corpus
 step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "transformers", "accelerate", "deepspeed", "mmpose", "bitsandbytes", "fvcore")))')"

@@ -46,9 +46,9 @@ def reference_curves(cfg, curves: Curves, against: str) -> Curves:
            "deepspeed": _deepspeed}[against]
     values = {}
     for (group, quantity), ours in curves.values.items():
-        base = float(ours[0]) if quantity == "momentum" else None
+        base = float((curves.starts or {}).get((group, quantity), ours[0])) if quantity != "lr" else None
         values[(group, quantity)] = run(cfg, curves, group, quantity, iters, base)
-    return Curves(curves.steps, curves.epoch_len, values, curves.bases)
+    return Curves(curves.steps, curves.epoch_len, values, curves.bases, curves.starts)
 
 
 def _mmcv(cfg, curves, group, quantity, iters, base):
@@ -83,7 +83,8 @@ def _mmengine(cfg, curves, group, quantity, iters, base):
         return np.full(iters, start)
     return reference.run(chosen, start, epoch_len=curves.epoch_len or iters, iters=iters,
                          max_epochs=train_cfg.get("max_epochs"), max_iters=train_cfg.get("max_iters"),
-                         momentum=quantity == "momentum", adam="betas" in optimizer and quantity == "momentum")
+                         momentum=quantity == "momentum", adam="betas" in optimizer and quantity == "momentum",
+                         param=quantity if quantity not in ("lr", "momentum") else None)
 
 
 def _timm(cfg, curves, group, quantity, iters, base):

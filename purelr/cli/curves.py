@@ -27,13 +27,15 @@ from purelr.recipes.recipe import Recipe, labels_of
 
 
 class Curves(NamedTuple):
-    """Curves of one config: ``values[(group, quantity)]`` over ``steps`` (iterations), and each
-    group's base lr (the config's lr times the group's ``lr_mult``)."""
+    """Curves of one config: ``values[(group, quantity)]`` over ``steps`` (iterations), each
+    group's base lr (the config's lr times the group's ``lr_mult``), and the base value of every
+    other curve where it has one (``starts[(group, "weight_decay")]``: the group's weight decay)."""
 
     steps: np.ndarray
     epoch_len: int | None
     values: dict
     bases: dict
+    starts: dict | None = None
 
 
 def example_params(paramwise_cfg: dict):
@@ -94,8 +96,8 @@ def with_run_length(cfg: dict, *, max_epochs=None, max_iters=None) -> dict:
 
 def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, params=None,
                   module_kinds=None, world_size=None) -> Curves:
-    """Every group's lr (and momentum / beta1 where the optimizer has one) at every iteration, over
-    the whole run (its length replaced by ``max_epochs`` or ``max_iters``: ``with_run_length``)."""
+    """Every group's lr (and momentum / beta1 where the optimizer has one, and every other
+    hyperparameter a scheduler drives, such as ``weight_decay``) at every iteration, over the whole run (its length replaced by ``max_epochs`` or ``max_iters``: ``with_run_length``)."""
     if epoch_len is not None:
         validate.positive_int("--epoch-len", epoch_len)
     cfg = with_run_length(cfg if isinstance(cfg, dict) else load_config(cfg),
@@ -120,17 +122,20 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
     steps = jnp.arange(total)
     hyperparams = dict(recipe.hyperparams)
     momentum = hyperparams.get("momentum", (hyperparams.get("betas") or (None,))[0])
-    values, bases = {}, {}
+    others = [name for name in recipe.schedules if name not in ("lr", "momentum")]
+    values, bases, starts = {}, {}, {}
     for label, setting in settings.items():
         if setting.frozen:
             continue
-        group = paramwise.group_hyperparams(setting, lr=hyperparams["lr"],
-                                            weight_decay=hyperparams.get("weight_decay"))
+        group = paramwise.group_hyperparams(setting, **hyperparams)
         bases[label] = group["lr"]
         values[(label, "lr")] = _evaluate(recipe.schedules.get("lr"), group["lr"], steps) * setting.lr_scale
         if momentum is not None:
             values[(label, "momentum")] = _evaluate(recipe.schedules.get("momentum"), momentum, steps)
-    return Curves(np.arange(total), epoch_len, values, bases)
+        for name in others:
+            starts[(label, name)] = group[name]
+            values[(label, name)] = _evaluate(recipe.schedules[name], group[name], steps)
+    return Curves(np.arange(total), epoch_len, values, bases, starts)
 
 
 def timm_curves(args: dict, *, epoch_len=None, params=None, world_size=None) -> Curves:

@@ -34,6 +34,7 @@ from purelr.optim.muon import muon
 from purelr.optim.nadam import nadam
 from purelr.optim.nadamw import nadamw
 from purelr.optim.novograd import novograd
+from purelr.optim.openmmlab import mmpretrain_adan, mmpretrain_lamb, mmpretrain_lars
 from purelr.optim.radam import radam
 from purelr.optim.rmsprop import rmsprop
 from purelr.optim.rmsprop_tf import rmsprop_tf
@@ -51,3 +52,4 @@ __all__ += ["lamb", "lamb_grad_clip", "lars", "lion", "nadamw", "rmsprop_tf", "s
 __all__ += ["adafactor_schedule_lr", "hf_adafactor"]  # transformers' own
 __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgrad", "mars", "novograd", "sgdp"]
 __all__ += ["fused_adam", "fused_lamb"]  # DeepSpeed's
+__all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretrain's

@@ -26,7 +26,8 @@ class AdanState(NamedTuple):
 
 
 def adan(lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, no_prox: bool = False,
-         caution: bool = False, foreach: bool | None = None) -> optax.GradientTransformation:
+         caution: bool = False, foreach: bool | None = None, *,
+         decay_only: bool = False) -> optax.GradientTransformation:
     """Twin of ``timm.optim.Adan``; every number (``betas`` one by one) may be a schedule.
     ``foreach`` is accepted and ignored (timm's single-tensor arithmetic is the reference).
 
@@ -41,6 +42,11 @@ def adan(lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, no_prox:
 
     with ``param *= 1 - lr * weight_decay`` first (``no_prox``) or ``param /= 1 + lr *
     weight_decay`` last. ``neg_pre_grad`` holds ``-grad`` for the next step, as timm's state.
+
+    ``decay_only`` (with ``no_prox``): the params are only decayed, the two steps above are not
+    taken (the buffers move as usual), which is what MMPretrain 1.2.0's multi-tensor ``Adan``
+    does with ``no_prox=True`` (its default ``foreach=True``; ``purelr.optim.openmmlab``).
+    MMPretrain's global gradient clipping is ``grad_clip``.
     """
     base.device_flags(foreach=foreach)
     if not isinstance(betas, (tuple, list)) or len(betas) != 3:
@@ -74,8 +80,9 @@ def adan(lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, no_prox:
             denom = jnp.sqrt(v) / jnp.sqrt(bc3) + hp["eps"]
             direction = cautious(m, g) if caution else m
             new = base.multiplied(p, 1 - decay) if no_prox else p
-            new = new + -step_size * (direction / denom)
-            new = new + -step_size_diff * (diff_avg / denom)
+            if not (no_prox and decay_only):
+                new = new + -step_size * (direction / denom)
+                new = new + -step_size_diff * (diff_avg / denom)
             new = new if no_prox else new / (1 + decay)
             return base.update_from(p, new), m, v, diff_avg, -g
 
@@ -84,3 +91,21 @@ def adan(lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, no_prox:
         return updates, dict(exp_avg=m, exp_avg_sq=v, exp_avg_diff=diff_avg, neg_pre_grad=neg)
 
     return base.transformation(AdanState, hyperparams, init_buffers, update_buffers)
+
+
+def grad_clip(max_grad_norm, eps=1e-8) -> optax.GradientTransformation:
+    """MMPretrain 1.2.0 ``Adan``'s global gradient clipping, ``grad * min(max_grad_norm / (|grads| +
+    eps), 1)``, ``|grads|`` the 2-norm of all the gradients it is given (before an
+    ``optax.multi_transform`` of groups, as MMPretrain clips over every group; ``eps`` is the last
+    group's there). ``max_grad_norm`` and ``eps`` are numbers or schedules."""
+    max_grad_norm, eps = hp_lib.check("max_grad_norm", max_grad_norm), hp_lib.check("eps", eps)
+
+    def update_fn(grads, state, params=None):
+        leaves = [g for g in jax.tree.leaves(grads) if not isinstance(g, optax.MaskedNode)]
+        norm = jnp.sqrt(sum(jnp.sum(g * g) for g in leaves))
+        factor = jnp.minimum(resolve(max_grad_norm, state.count) / (norm + resolve(eps, state.count)), 1.0)
+        return (jax.tree.map(lambda g: g * factor, grads),
+                optax.ScaleByScheduleState(count=optax.safe_int32_increment(state.count)))
+
+    return optax.GradientTransformation(lambda params: optax.ScaleByScheduleState(count=jnp.zeros((), jnp.int32)),
+                                        update_fn)

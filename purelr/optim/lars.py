@@ -1,5 +1,6 @@
 """timm's ``Lars``: SGD on gradients scaled by a layer-wise trust ratio (LARS), with LARC's
-trust clipping and Nesterov momentum as flags (timm's ``lars``, ``larc``, ``nlars``, ``nlarc``)."""
+trust clipping and Nesterov momentum as flags (timm's ``lars``, ``larc``, ``nlars``, ``nlarc``),
+and as options what MMPretrain's ``LARS`` does otherwise (``lars_exclude``, ``lr_in_buffer``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ class LarsState(NamedTuple):
 
 def lars(lr=1.0, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool = False, trust_coeff=0.001,
          eps=1e-8, trust_clip: bool = False, always_adapt: bool = False,
-         foreach: bool | None = None) -> optax.GradientTransformation:
+         foreach: bool | None = None, *, lars_exclude: bool = False,
+         lr_in_buffer: bool = False) -> optax.GradientTransformation:
     """Twin of timm 1.0.31's ``timm.optim.Lars``; every number may be a schedule.
 
     Where ``weight_decay != 0`` or ``always_adapt``, with ``w = |param|`` and ``n = |grad|``::
@@ -33,6 +35,12 @@ def lars(lr=1.0, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool =
     (``g = grad`` otherwise), then torch's SGD momentum: ``buf = g`` at the first update, later
     ``buf = momentum * buf + (1 - dampening) * g``; ``d = g + momentum * buf`` (nesterov) or
     ``buf``; ``param -= lr * d``. ``foreach`` is accepted and ignored.
+
+    MMPretrain 1.2.0's ``LARS`` (``purelr.optim.openmmlab.mmpretrain_lars``) differs in two ways,
+    each an option: ``lars_exclude`` (its parameter-group key) takes ``trust = 1`` and still adds
+    the weight decay, ``g = grad + weight_decay * param``; ``lr_in_buffer`` scales ``g`` by ``lr``
+    before the momentum (``g = (grad + weight_decay * param) * (trust * lr)``) and moves the param
+    by ``d`` itself, so a scheduled lr acts on the step taken, not on the momentum gathered.
     """
     base.device_flags(foreach=foreach)
     hyperparams = dict(lr=check("lr", lr), momentum=check("momentum", momentum),
@@ -48,19 +56,25 @@ def lars(lr=1.0, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool =
         return dict(momentum_buffer=base.zeros(params) if has_momentum else None)
 
     def update_buffers(grads, state, params, hp):
-        base.require_params(params, adapts, "lars with weight_decay or always_adapt")
+        base.require_params(params, adapts or lars_exclude, "lars with weight_decay, always_adapt or lars_exclude")
+
+        def in_buffer(x):
+            return x * hp["lr"] if lr_in_buffer else x
 
         def leaf(g, p, buf):
-            if adapts:
+            if lars_exclude:
+                g = in_buffer(g + hp["weight_decay"] * p)
+            elif adapts:
                 trust = _trust_ratio(jnp.linalg.norm(p), jnp.linalg.norm(g), hp, trust_clip)
-                scaled = (g + hp["weight_decay"] * p) * trust
+                scaled = (g + hp["weight_decay"] * p) * in_buffer(trust)
                 g = scaled if always_adapt or not callable(weight_decay) else jnp.where(
-                    hp["weight_decay"] != 0, scaled, g)
-            if not has_momentum:
-                return -hp["lr"] * g, None
-            d, new_buf = timm_common.sgd_momentum(g, buf, hp, state.count, nesterov=nesterov,
+                    hp["weight_decay"] != 0, scaled, in_buffer(g))
+            else:
+                g = in_buffer(g)
+            if has_momentum:
+                g, buf = timm_common.sgd_momentum(g, buf, hp, state.count, nesterov=nesterov,
                                                   first_from_zeros=first_from_zeros, scheduled=callable(momentum))
-            return -hp["lr"] * d, new_buf
+            return (-g if lr_in_buffer else -hp["lr"] * g), buf
 
         updates, buf = base.leafwise(leaf, grads, params, state.momentum_buffer)
         return updates, dict(momentum_buffer=buf)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import inspect
 
 from purelr.recipes import registry
 from purelr.recipes.recipe import (Recipe, checked_factory, clip_of, custom_schedule, grad_scaler_of, optimizer_of,
@@ -46,7 +47,8 @@ def read(cfg: dict, epoch_len) -> Recipe:
             raise ValueError(f"optim_wrapper: DeepSpeedOptimWrapper takes only an optimizer, got {extra} "
                              "(DeepSpeed clips and accumulates from strategy.gradient_clipping / "
                              "gradient_accumulation_steps)")
-    optimizer, hyperparams = optimizer_of(wrapper.pop("optimizer", None), "optim_wrapper.optimizer")
+    optimizer_cfg = wrapper.pop("optimizer", None)
+    optimizer, hyperparams = optimizer_of(optimizer_cfg, "optim_wrapper.optimizer")
     max_epochs, max_iters = run_length("train_cfg", section(cfg, "train_cfg"), epoch_len)
     clip = clip_of(wrapper.pop("clip_grad", None), "optim_wrapper.clip_grad", mmengine_style=True)
     cumulative = validate.positive_int("optim_wrapper.accumulative_counts", wrapper.pop("accumulative_counts", 1))
@@ -59,18 +61,22 @@ def read(cfg: dict, epoch_len) -> Recipe:
     schedulers = [schedulers] if isinstance(schedulers, dict) else list(schedulers)
     lengths = dict(epoch_len=epoch_len, max_epochs=max_epochs, max_iters=max_iters)
     schedules = {}
+    names = []
     for i, scheduler in enumerate(schedulers):
-        if scheduled_param(scheduler) not in ("lr", "momentum"):
+        name = scheduled_param(scheduler)
+        if name is None:
             known = sorted({*mmengine.TYPES, *registry.registered("schedule")})
             close = difflib.get_close_matches(str(scheduler.get("type")), known, n=3, cutoff=0.5)
-            raise ValueError(f"param_scheduler[{i}].type: unknown or non-lr/momentum scheduler "
+            raise ValueError(f"param_scheduler[{i}].type: unknown scheduler, or a generic one without param_name, "
                              f"{scheduler.get('type')!r}; " + (f"did you mean {close}?" if close else f"known: {known}"))
-    for name in ("lr", "momentum"):
+        if name not in ("lr", "momentum") and name not in hyperparams:
+            hyperparams = {**hyperparams, name: _group_default(optimizer, optimizer_cfg["type"], name, i)}
+        names += [name] if name not in names else []
+    for name in names:
         chosen = [s for s in schedulers if scheduled_param(s) == name]
         custom = len(chosen) == 1 and custom_schedule(chosen[0].get("type"), chosen[0], lengths)
-        if chosen:
-            schedules[name] = checked_factory(custom or functools.partial(mmengine.param_scheduler, chosen, **lengths),
-                                               name)
+        schedules[name] = checked_factory(custom or functools.partial(mmengine.param_scheduler, chosen, **lengths),
+                                           name)
     return Recipe(optimizer, hyperparams, paramwise_cfg, constructor, "mmengine", clip, cumulative,
                   schedules, max_iters, scaler)
 
@@ -95,12 +101,27 @@ def deepspeed_scaler(strategy: dict):
         raise ValueError(f"strategy.{error}") from None
 
 
+def _group_default(optimizer, kind, name: str, index: int):
+    """The value a parameter group holds for ``name`` when the config does not give it: the
+    optimizer's default (every torch optimizer's group has ``weight_decay``, 0 by default). An
+    optimizer without that argument has no such entry, where MMEngine's scheduler raises KeyError."""
+    parameter = inspect.signature(optimizer).parameters.get(name)
+    if parameter is None or parameter.default is inspect.Parameter.empty or isinstance(parameter.default, bool):
+        raise ValueError(f"param_scheduler[{index}] schedules {name!r}, which optimizer {kind!r} does not take "
+                         f"(its parameter groups have no {name!r}): give optim_wrapper.optimizer.{name}=..., or "
+                         f"schedule one of its hyperparameters")
+    return parameter.default
+
+
 def scheduled_param(scheduler_cfg) -> str | None:
     """The parameter an MMEngine scheduler drives: ``lr`` (``*LR`` and registered schedules),
-    ``momentum`` (``*Momentum``) or a generic scheduler's ``param_name``."""
+    ``momentum`` (``*Momentum``), ``weight_decay`` (MMPretrain's ``CosineAnnealingWeightDecay``) or a
+    generic scheduler's ``param_name``."""
     if not isinstance(scheduler_cfg, dict):
         raise TypeError(f"param_scheduler entries must be dicts, got {scheduler_cfg!r}")
-    kind = str(scheduler_cfg.get("type", ""))
+    kind = mmengine.unscoped(str(scheduler_cfg.get("type", "")))
+    if (mmengine.ZOO_TYPES.get(kind) or (None, None))[1] is not None:
+        return mmengine.ZOO_TYPES[kind][1]
     if kind.endswith("Momentum"):
         return "momentum"
     if kind.endswith("LR") or kind in registry.registered("schedule"):

@@ -13,6 +13,7 @@ import jax
 import optax
 
 from purelr.optim import clip_grad_norm, clip_grad_value
+from purelr.optim import openmmlab
 from purelr.params import paramwise as paramwise_lib
 from purelr.recipes import registry
 from purelr.schedules import validate
@@ -31,7 +32,7 @@ class Recipe(NamedTuple):
     style: str
     clip: Any  # None, ("norm", max_norm, norm_type, error_if_nonfinite) or ("value", clip_value)
     cumulative_iters: int
-    schedules: dict  # {"lr" | "momentum": (base -> schedule)}
+    schedules: dict  # {"lr" | "momentum" | any other hyperparameter ("weight_decay"): (base -> schedule)}
     max_iters: int | None
     scaler: Any = None  # a ``purelr.training.loss_scale.Scaler`` (float16 training), or None
 
@@ -48,13 +49,16 @@ def transformation(recipe: Recipe, params, *, module_kinds=None, frozen=None) ->
         schedules = {name: _read_at(factory, at_iteration) for name, factory in schedules.items()}
     if recipe.scaler is not None:  # the schedulers step at every iteration, skipped or not
         schedules = {name: _counting_skipped(factory) for name, factory in schedules.items()}
-    hyperparams = dict(recipe.hyperparams)
+    # MMPretrain's Lamb / Adan clip over every group inside their step: done once, before the groups
+    global_clip, hyperparams = openmmlab.global_grad_clip(recipe.optimizer, dict(recipe.hyperparams))
     lr = hyperparams.pop("lr")
     weight_decay = hyperparams.pop("weight_decay", None)
     schedules = _schedule_targets(schedules, hyperparams)
     transform = paramwise_lib.paramwise_transform(recipe.optimizer, labels, settings, lr=lr,
                                                   weight_decay=weight_decay, schedules=schedules,
                                                   **hyperparams)
+    if global_clip is not None:
+        transform = optax.chain(global_clip, transform)
     clip = None
     if recipe.clip is not None:
         clip = clip_grad_norm(*recipe.clip[1:]) if recipe.clip[0] == "norm" else clip_grad_value(recipe.clip[1])

@@ -26,6 +26,9 @@ TORCH_OPTIMIZERS = {
     "Rprop": "rprop", "ASGD": "asgd", "Adafactor": "adafactor", "Muon": "muon", "LBFGS": "lbfgs",
 }
 
+OPENMMLAB_OPTIMIZERS = {"LARS": "mmpretrain_lars", "Lamb": "mmpretrain_lamb", "Adan": "mmpretrain_adan"}
+"""The optimizers MMPretrain (and MMClassification 0.x: ``Lamb``) register, by their twins in ``purelr.optim``."""
+
 _REGISTRIES: dict[str, dict[str, Callable]] = {"optimizer": {}, "schedule": {}, "constructor": {}}
 
 
@@ -64,7 +67,7 @@ def registered(kind: str) -> dict[str, Callable]:
     if kind == "optimizer":
         import purelr.optim as optim
 
-        for torch_name, twin in TORCH_OPTIMIZERS.items():
+        for torch_name, twin in {**TORCH_OPTIMIZERS, **OPENMMLAB_OPTIMIZERS}.items():
             if hasattr(optim, twin):
                 parts.setdefault(torch_name, getattr(optim, twin))
     if kind == "constructor":

@@ -6,20 +6,48 @@ step, and after each epoch's last iteration the epoch-based ones.
 """
 
 import copy
+import importlib
 import warnings
 
 import numpy as np
 import torch
 
 import mmengine.optim.scheduler  # noqa: F401,E402  (registers the schedulers)
-from mmengine.registry import PARAM_SCHEDULERS
+from mmengine.registry import OPTIMIZERS, PARAM_SCHEDULERS
+
+ZOOS = ("mmdet", "mmpretrain", "mmseg")
+"""The packages whose ``engine.schedulers`` / ``engine.optimizers`` register more parts in their
+child registries."""
 
 
-def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False):
-    """The lr (or momentum / Adam's beta1) MMEngine's optimizer holds during iterations ``0..iters-1``."""
+def scoped(kind: str, what: str = "schedulers") -> str:
+    """``'<zoo>.<kind>'`` where a model zoo's own registry of ``what`` (``schedulers`` or
+    ``optimizers``, its module imported on demand) holds ``kind``, as the zoo's default scope finds
+    it first (MMPretrain's ``LARS``, not the one MMEngine registers from bitsandbytes); else ``kind``.
+    MMEngine's own schedulers are taken as they are; a zoo that cannot be imported (not installed,
+    or asserting another MMCV than the one installed) is passed over."""
+    registry = PARAM_SCHEDULERS if what == "schedulers" else OPTIMIZERS
+    if what == "schedulers" and registry.get(kind) is not None:
+        return kind
+    for zoo in ZOOS:
+        try:
+            importlib.import_module(f"{zoo}.engine.{what}")
+        except (ImportError, AssertionError):
+            continue
+        if zoo in registry.children and kind in registry.children[zoo].module_dict:
+            return f"{zoo}.{kind}"
+    return kind
+
+
+def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False, param=None):
+    """The lr (or momentum / Adam's beta1, or ``param``: another entry of SGD's group such as
+    ``weight_decay``, started at ``base``) MMEngine's optimizer holds during iterations ``0..iters-1``."""
     weight = torch.nn.Parameter(torch.zeros(1))
     if adam:
         optimizer = torch.optim.Adam([weight], lr=0.1, betas=(base, 0.999))
+    elif param is not None:
+        optimizer = torch.optim.SGD([weight], lr=0.1, momentum=0.9)
+        optimizer.param_groups[0][param] = base
     else:
         optimizer = torch.optim.SGD([weight], lr=0.1 if momentum else base, momentum=base if momentum else 0.9)
     loop = "epoch" if max_epochs is not None else "iter" if max_iters is not None else None
@@ -28,6 +56,7 @@ def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, moment
         warnings.simplefilter("ignore")
         for cfg in cfgs:
             cfg = copy.deepcopy(cfg)
+            cfg["type"] = scoped(cfg["type"])
             if loop:
                 by_epoch = cfg.get("by_epoch", True)
                 cfg.setdefault("end", (max_epochs if by_epoch else max_epochs * epoch_len) if loop == "epoch"
@@ -37,7 +66,7 @@ def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, moment
         group = optimizer.param_groups[0]
         values = []
         for k in range(iters):
-            values.append(group["betas"][0] if adam else group["momentum" if momentum else "lr"])
+            values.append(group["betas"][0] if adam else group[param or ("momentum" if momentum else "lr")])
             for scheduler in schedulers:
                 if not scheduler.by_epoch:
                     scheduler.step()

@@ -68,11 +68,14 @@ class _Cfg(NamedTuple):
 
 
 class _Progress(NamedTuple):
-    """What a policy counts (epochs or iterations) and how many the run has, if known."""
+    """What a policy counts (epochs or iterations) and how many the run has, if known; the
+    iterations per epoch and the warmup's length in iterations (``W``), which YOLOX reads."""
 
     by_epoch: bool
     total: Optional[int]
     total_key: str
+    epoch_len: Optional[int] = None
+    warmup_iters: int = 0
 
 
 def _take(cfg: _Cfg, key: str, default=_REQUIRED):
@@ -348,6 +351,51 @@ def _one_cycle_momentum(cfg: _Cfg, base: float, progress: _Progress):
     return _phases([(end, a, b) for end, (a, b) in zip(ends, values)], anneal)
 
 
+def _yolox(cfg: _Cfg, base: float, progress: _Progress):
+    """MMDetection 2.28.2's ``YOLOXLrUpdaterHook`` (mmdet/core/hook/yolox_lrupdater_hook.py): with
+    ``q = p + 1`` and ``L = epoch_len * num_last_epochs`` (iterations, whatever ``by_epoch``
+    counts), ``target`` from ``q >= P - L`` on, else ``cosine_anneal(base, target, (q - W) /
+    (P - W - L))``, ``W`` the warmup's length in iterations. Its warmup is ``_yolox_warmup``."""
+    last_epochs = _read(cfg, "num_last_epochs", validate.nonnegative_int)
+    target, total = _target(cfg, base, "lr"), _total(cfg, progress)
+    if progress.epoch_len is None:
+        raise ValueError(f"{cfg.name} policy 'YOLOX' needs epoch_len (num_last_epochs counts epochs), got None")
+    last, warm = progress.epoch_len * last_epochs, progress.warmup_iters
+    if total - warm - last == 0:
+        raise ValueError(f"{cfg.name}: {progress.total_key} - warmup_iters - epoch_len * num_last_epochs is 0 "
+                         f"(MMDetection divides by it), got {total} - {warm} - {last}")
+
+    def regular(p):
+        q = p + 1
+        annealed = cosine_anneal(base, target, q - warm, total - warm - last, total - last - q)
+        return jnp.where(q >= total - last, as_values(target), annealed)
+
+    return regular
+
+
+def _yolox_warmup(base: float, ratio: float, iters: int, k, regular_value):
+    """``YOLOXLrUpdaterHook.get_warmup_lr``: ``base * ratio * ((k + 1) / W) ** 2``, whatever
+    ``warmup`` names, from the base lr rather than the regular one."""
+    return base * (ratio * fraction(k + 1, iters) ** 2) + jnp.zeros_like(regular_value)
+
+
+def _cosine_annealing_cooldown(cfg: _Cfg, base: float, progress: _Progress):
+    """MMClassification 0.25.0's ``CosineAnnealingCooldownLrUpdaterHook``
+    (mmcls/core/hook/lr_updater.py): ``target * cool_down_ratio`` for ``p > P - C``
+    (``C = cool_down_time``), else ``cosine_anneal(base, target, p / (P - C))``."""
+    ratio = _read(cfg, "cool_down_ratio", validate.real, 0.1)
+    cool = _read(cfg, "cool_down_time", validate.nonnegative_int, 10)
+    target, total = _target(cfg, base, "lr"), _total(cfg, progress)
+    if total == cool:
+        raise ValueError(f"{cfg.name}.cool_down_time must differ from {progress.total_key}={total} "
+                         f"(MMClassification divides by their difference), got {cool}")
+
+    def regular(p):
+        return jnp.where(p > total - cool, as_values(target * ratio), cosine_anneal(base, target, p, total - cool))
+
+    return regular
+
+
 _LR_POLICIES = {
     "Fixed": _fixed,
     "Step": functools.partial(_step, gamma=0.1, floor_key="min_lr"),
@@ -360,7 +408,11 @@ _LR_POLICIES = {
     "Cyclic": functools.partial(_cyclic, target_ratio=(10, 1e-4)),
     "OneCycle": _one_cycle_lr,
     "LinearAnnealing": functools.partial(_linear_annealing, key="lr"),
+    "YOLOX": _yolox,
+    "CosineAnnealingCooldown": _cosine_annealing_cooldown,
 }
+_WARMUP_VALUES = {"YOLOX": _yolox_warmup}
+"""Policies whose hook replaces ``get_warmup_lr``: ``f(base, ratio, W, k, regular value)``."""
 
 _MOMENTUM_POLICIES = {
     "Step": functools.partial(_step, gamma=0.5, floor_key="min_momentum"),
@@ -371,16 +423,33 @@ _MOMENTUM_POLICIES = {
 }
 
 
-def _warmup(cfg: _Cfg, epoch_len: Optional[int], *, ratio: float, by_epoch_key: bool):
-    """The warmup factor ``k -> ratio | 1 - (1 - k / W) * (1 - ratio) | ratio ** (1 - k / W)`` for
-    ``k < W`` and 1 after, or None without warmup (``LrUpdaterHook.get_warmup_lr``). 'linear' is
-    evaluated as ``ratio + (1 - ratio) * k / W``, which keeps ``ratio`` exact at ``k = 0``."""
+class _Warmup(NamedTuple):
+    """``warmup`` (None, 'constant', 'linear' or 'exp'), its length ``W`` in iterations and ``ratio``."""
+
+    kind: Optional[str]
+    iters: int
+    ratio: float
+
+    def factor(self, k):
+        """``ratio | 1 - (1 - k / W) * (1 - ratio) | ratio ** (1 - k / W)`` (``LrUpdaterHook.get_warmup_lr``);
+        'linear' is evaluated as ``ratio + (1 - ratio) * k / W``, which keeps ``ratio`` exact at ``k = 0``."""
+        if self.kind == "constant":
+            return as_values(self.ratio)
+        if self.kind == "linear":
+            return linear_anneal(self.ratio, 1, k, self.iters)
+        return jnp.power(as_values(self.ratio), remaining(k, self.iters))
+
+
+def _warmup(cfg: _Cfg, epoch_len: Optional[int], *, ratio: float, by_epoch_key: bool) -> _Warmup:
+    """The hook's warmup keys; ``warmup_iters`` is counted in iterations (times ``epoch_len`` when
+    ``warmup_by_epoch``), checked only where a warmup is named."""
     kind = _take(cfg, "warmup", None)
     iters = _take(cfg, "warmup_iters", 0)
     ratio = _take(cfg, "warmup_ratio", ratio)
     in_epochs = bool(_take(cfg, "warmup_by_epoch", False)) if by_epoch_key else False
     if kind is None:
-        return None
+        iters = validate.nonnegative_int(f"{cfg.name}.warmup_iters", iters)
+        return _Warmup(None, iters * epoch_len if in_epochs and epoch_len else iters, ratio)
     validate.one_of(f"{cfg.name}.warmup", kind, _WARMUPS)
     iters = validate.positive_int(f"{cfg.name}.warmup_iters", iters)
     ratio = validate.in_range(f"{cfg.name}.warmup_ratio", ratio, 0, 1, low_open=True)
@@ -388,17 +457,7 @@ def _warmup(cfg: _Cfg, epoch_len: Optional[int], *, ratio: float, by_epoch_key: 
         if epoch_len is None:
             raise ValueError(f"{cfg.name}.warmup_by_epoch=True needs epoch_len, got None")
         iters = validate.positive_int(f"{cfg.name}.warmup_iters * epoch_len", iters * epoch_len)
-
-    def factor(k):
-        if kind == "constant":
-            warm = as_values(ratio)
-        elif kind == "linear":
-            warm = linear_anneal(ratio, 1, k, iters)
-        else:
-            warm = jnp.power(as_values(ratio), remaining(k, iters))
-        return jnp.where(k < iters, warm, as_values(1))
-
-    return factor
+    return _Warmup(kind, iters, ratio)
 
 
 def _run_lengths(name: str, epoch_len, max_epochs, max_iters) -> tuple:
@@ -443,21 +502,28 @@ def _hook_schedule(name: str, policies: Mapping, cfg, base, lengths: tuple, *, w
         )
     if by_epoch and epoch_len is None:
         raise ValueError(f"{name}.by_epoch=True (policy {resolved!r}) needs epoch_len, got None")
+    warmup = _warmup(cfg, epoch_len, ratio=warmup_ratio, by_epoch_key=warmup_by_epoch)
     if by_epoch:
-        progress = _Progress(True, max_epochs, "max_epochs")
+        progress = _Progress(True, max_epochs, "max_epochs", epoch_len, warmup.iters)
     else:
-        progress = _Progress(False, max_iters, "max_iters")
+        progress = _Progress(False, max_iters, "max_iters", epoch_len, warmup.iters)
     base = validate.finite(f"{name} base value", base)
     regular = policies[resolved](cfg, base, progress)
-    warm = _warmup(cfg, epoch_len, ratio=warmup_ratio, by_epoch_key=warmup_by_epoch)
     if options:
         raise TypeError(f"{name} got unexpected keys {sorted(options)} for policy {resolved!r}")
     divisor = epoch_len if by_epoch else 1
+    own_warmup = _WARMUP_VALUES.get(resolved) if policies is _LR_POLICIES else None
 
     def schedule(step):
         step = as_steps(step)
         value = jnp.broadcast_to(as_values(regular(step // divisor)), jnp.shape(step))
-        return value if warm is None else apply(value, warm(step))
+        if warmup.kind is None:
+            return value
+        if own_warmup is not None:
+            warm = own_warmup(base, warmup.ratio, warmup.iters, step, value)
+        else:
+            warm = apply(value, warmup.factor(step))
+        return jnp.where(step < warmup.iters, warm, value)
 
     return schedule
 
@@ -467,9 +533,12 @@ def lr_config(cfg: Optional[dict], base_lr, *, epoch_len=None, max_epochs=None,
     """The lr of MMCV 1.7's ``lr_config`` at each training iteration (``LrUpdaterHook``).
 
     Policies: Fixed, Step, Exp, Poly, Inv, CosineAnnealing, FlatCosineAnnealing, CosineRestart,
-    Cyclic, OneCycle, LinearAnnealing, each with MMCV's keys and defaults, and warmup None,
-    'constant', 'linear' or 'exp' (``warmup_iters``, ``warmup_ratio=0.1``, ``warmup_by_epoch``),
-    applied by multiplication. ``epoch_len`` (iterations per epoch) is needed for ``by_epoch`` and
+    Cyclic, OneCycle, LinearAnnealing, each with MMCV's keys and defaults, and the policies the
+    model zoos register: MMDetection 2.x's YOLOX (``num_last_epochs``, ``min_lr`` or
+    ``min_lr_ratio``; needs ``epoch_len``) and MMClassification 0.x's CosineAnnealingCooldown
+    (``cool_down_time=10``, ``cool_down_ratio=0.1``); warmup None, 'constant', 'linear' or 'exp'
+    (``warmup_iters``, ``warmup_ratio=0.1``, ``warmup_by_epoch``), applied by multiplication
+    (YOLOX's own warmup: ``base * warmup_ratio * ((k + 1) / W) ** 2``). ``epoch_len`` (iterations per epoch) is needed for ``by_epoch`` and
     ``warmup_by_epoch``; ``max_epochs`` / ``max_iters`` for the policies that anneal towards the
     end of the run (``max_iters`` defaults to ``max_epochs * epoch_len``). ``cfg=None`` gives the
     constant ``base_lr``. Errors in the config are raised here, naming the key and the value.

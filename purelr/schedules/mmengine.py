@@ -40,13 +40,27 @@ _FAMILIES = {
 _REQUIRED = {"Exponential": ("gamma",), "MultiStep": ("milestones",), "Step": ("step_size",), "CosineRestart": ("periods",)}
 _COMMON = dict(begin=0, end=None, by_epoch=True, convert_to_iter_based=False, last_step=-1, verbose=False)
 _SUFFIXES = {"LR": "lr", "Momentum": "momentum", "ParamScheduler": None}
+_ZOO_FAMILIES = {
+    "QuadraticWarmup": {},
+    "CosineAnnealingWeightDecay": _FAMILIES["CosineAnnealing"],
+    "PolyRatio": dict(eta_min=0.0, eta_min_ratio=None, power=1.0),
+}
+ZOO_TYPES = {
+    "QuadraticWarmupLR": ("QuadraticWarmup", "lr"),  # mmdet.engine.schedulers (MMDetection 3.3.0)
+    "QuadraticWarmupMomentum": ("QuadraticWarmup", "momentum"),
+    "QuadraticWarmupParamScheduler": ("QuadraticWarmup", None),
+    "CosineAnnealingWeightDecay": ("CosineAnnealingWeightDecay", "weight_decay"),  # mmpretrain.engine.schedulers
+    "PolyLRRatio": ("PolyRatio", "lr"),  # mmseg.engine.schedulers (MMSegmentation 1.2.2)
+}
+"""``type: (family, parameter)`` of the schedulers MMDetection, MMPretrain and MMSegmentation register
+in MMEngine's registry (``None``: the generic one's ``param_name``)."""
 TYPES = tuple(
     family + suffix
     for family in _FAMILIES
     for suffix in _SUFFIXES
     if not (family == "OneCycle" and suffix == "Momentum")
-)
-"""The scheduler types ``param_scheduler`` accepts (every MMEngine one but ReduceOnPlateau*)."""
+) + tuple(ZOO_TYPES)
+"""The scheduler types ``param_scheduler`` accepts (every MMEngine one but ReduceOnPlateau*, and `ZOO_TYPES`)."""
 PLATEAU_TYPES = ("ReduceOnPlateauLR", "ReduceOnPlateauMomentum", "ReduceOnPlateauParamScheduler")
 """The metric-driven types, twinned by ``purelr.training.plateau_mmengine``."""
 
@@ -85,13 +99,23 @@ class _Entry(NamedTuple):
         return jnp.minimum(as_steps(tau) // self.unit, min(self.stop - 1, MAX_STEP)) - self.begin
 
 
+def unscoped(kind):
+    """A type without the MMEngine registry scope before it (``'mmdet.QuadraticWarmupLR'``, as
+    MMDetection's YOLOX configs write it, is ``'QuadraticWarmupLR'``)."""
+    scope, dot, rest = kind.partition(".") if isinstance(kind, str) else ("", "", kind)
+    return rest if dot and scope.startswith("mm") and scope.isidentifier() else kind
+
+
 def _split_type(name: str, kind):
     """``(family, parameter)`` of a type name (``None``: a generic ``*ParamScheduler``)."""
+    kind = unscoped(kind)
     if kind in PLATEAU_TYPES:
         raise ValueError(
             f"{name}.type = {kind!r} steps on validation metrics, which a step -> value schedule cannot "
             "see: use purelr.training.plateau_mmengine.param_scheduler_with_plateau"
         )
+    if kind in ZOO_TYPES:
+        return ZOO_TYPES[kind]
     for suffix, param in _SUFFIXES.items():
         if kind in TYPES and kind.endswith(suffix) and kind[: -len(suffix)] in _FAMILIES:
             return kind[: -len(suffix)], param
@@ -103,14 +127,15 @@ def _split_type(name: str, kind):
 
 def _args(name: str, cfg, family: str) -> dict:
     """The scheduler's arguments: the config's, then MMEngine's defaults; unknown keys rejected."""
-    known = {**_COMMON, **_FAMILIES[family], "type": None, "param_name": None}
+    own = {**_FAMILIES, **_ZOO_FAMILIES}[family]
+    known = {**_COMMON, **own, "type": None, "param_name": None}
     for key in cfg:
         if key not in known:
             raise TypeError(f"{name}.{key} is not an argument of {cfg['type']}, got {cfg[key]!r}")
     for key in _REQUIRED.get(family, ()):
         if cfg.get(key) is None:
             raise ValueError(f"{name}.{key} is required by {cfg['type']}, got {cfg.get(key)!r}")
-    return {**_COMMON, **_FAMILIES[family], **cfg}
+    return {**_COMMON, **own, **cfg}
 
 
 def _eta_min(name: str, args: dict, base: float, required: bool) -> float:
@@ -153,7 +178,18 @@ def _rule(name: str, family: str, args: dict, base: float, begin: int, end: int,
     if family == "Poly":
         eta_min = validate.nonnegative(f"{name}.eta_min", args["eta_min"])
         return rules.poly_rule(eta_min, validate.nonnegative(f"{name}.power", args["power"]), total_iters)
-    if family == "CosineAnnealing":
+    if family == "QuadraticWarmup":
+        if end >= INF:
+            raise ValueError(f"{name}.end must be set (MMDetection refuses the default end=INF), got {end}")
+        return rules.quadratic_warmup_rule(base, end - begin)
+    if family == "PolyRatio":
+        ratio = args["eta_min_ratio"]
+        eta_min = validate.nonnegative(f"{name}.eta_min", args["eta_min"])
+        eta_min = eta_min if ratio is None else base * validate.nonnegative(f"{name}.eta_min_ratio", ratio)
+        return rules.poly_rule(eta_min, validate.nonnegative(f"{name}.power", args["power"]), total_iters)
+    if family == "CosineAnnealingWeightDecay" and base == 0:
+        return rules.zero_rule()
+    if family in ("CosineAnnealing", "CosineAnnealingWeightDecay"):
         t_max = args["T_max"]
         t_max = steps("T_max", t_max) if t_max else validate.positive_int(f"{name}.end - begin", end - begin)
         return rules.cosine_rule(t_max, _eta_min(name, args, base, False), base, end - begin)
@@ -359,7 +395,13 @@ def param_scheduler(
 
     Twin of ``mmengine.optim.scheduler`` (``ConstantLR``, ``CosineAnnealingLR``, ``ExponentialLR``,
     ``LinearLR``, ``MultiStepLR``, ``StepLR``, ``PolyLR``, ``OneCycleLR``, ``CosineRestartLR``, their
-    ``*Momentum`` and generic ``*ParamScheduler`` forms; see `TYPES`) as built by
+    ``*Momentum`` and generic ``*ParamScheduler`` forms; see `TYPES`) and of the schedulers the
+    model zoos register (`ZOO_TYPES`): MMDetection's ``QuadraticWarmup{LR,Momentum,ParamScheduler}``
+    (``v = base * (2 t + 1) / T ** 2`` at ``t = 0``, then ``v += base * (2 t + 1) / T ** 2``,
+    ``T = end - begin``: alone ``base * ((t + 1) / T) ** 2``; ``end`` must be set), MMPretrain's
+    ``CosineAnnealingWeightDecay`` (``CosineAnnealingParamScheduler`` on ``weight_decay``, except
+    that a base value of 0 stays 0) and MMSegmentation's ``PolyLRRatio`` (``PolyLR`` with
+    ``eta_min = base * eta_min_ratio`` where the ratio is given), as built by
     ``Runner.build_param_scheduler`` and stepped by ``ParamSchedulerHook``:
 
     - scheduler ``i`` keeps a counter ``g``: 0 once built (in list order, before iteration 0),
@@ -378,9 +420,10 @@ def param_scheduler(
       it; each OneCycle anneals between its own values when built, and between those of the last
       OneCycle built afterwards (they share the parameter group's ``initial_lr``/``max_lr``/``min_lr``).
 
-    ``base_value`` is the optimizer's value for the parameter (``lr``, ``momentum``, or Adam's
-    ``betas[0]`` for the ``*Momentum`` schedulers). ``param_name`` selects the schedulers of one
-    parameter from a mixed list (``"lr"``, ``"momentum"``, or a generic scheduler's ``param_name``).
+    ``base_value`` is the parameter group's value of the parameter when the schedulers are built
+    (``initial_<param>``: ``lr``, ``momentum`` or Adam's ``betas[0]`` for the ``*Momentum``
+    schedulers, ``weight_decay``, ...). ``param_name`` selects the schedulers of one parameter from
+    a mixed list (``"lr"``, ``"momentum"``, ``"weight_decay"`` or a generic scheduler's ``param_name``).
 
     Evaluation: between the iterations where something changes shape (a scheduler's first and last
     event, MultiStep/Constant events, restarts) the value has a closed form when every scheduler

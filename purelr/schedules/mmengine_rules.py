@@ -237,6 +237,37 @@ def cosine_restart_rule(periods: tuple, weights: tuple, eta_min: float, base: fl
     return Rule("affine", step, span, starts, total)
 
 
+def quadratic_warmup_rule(base: float, total: int) -> Rule:
+    """``mmdet.engine.schedulers.QuadraticWarmupParamScheduler``: ``v = base / T ** 2`` at ``t = 0``
+    (whatever ``v`` was), then ``v += base * (2 t + 1) / T ** 2`` (``T = end - begin``), which sums to
+    ``base * ((t + 1) / T) ** 2`` alone."""
+    scale = base / float(total) ** 2
+
+    def step(t, v):
+        t = as_steps(t)
+        return jnp.where(t == 0, scale + jnp.zeros_like(v), v + scale * as_values(2 * t + 1))
+
+    def span(v, ta, tb):
+        ta, tb = as_steps(ta), as_steps(tb)
+        # (tb + 1) ** 2 - (ta + 1) ** 2, as a product of counts (no square of a large step)
+        return v + scale * (as_values(tb - ta) * as_values(tb + ta + 2))
+
+    return Rule("affine", step, span)
+
+
+def zero_rule() -> Rule:
+    """``mmpretrain.engine.schedulers.CosineAnnealingWeightDecay`` of a group whose base value is 0:
+    every event after ``t = 0`` sets the value to 0."""
+
+    def step(t, v):
+        return jnp.where(as_steps(t) == 0, v, jnp.zeros_like(v))
+
+    def span(v, ta, tb):
+        return jnp.where(as_steps(tb) > as_steps(ta), jnp.zeros_like(v), v)
+
+    return Rule("affine", step, span)
+
+
 def one_cycle_phases(total_steps: int, pct_start: float, three_phase: bool) -> tuple:
     """``(end_step, start_name, end_name)`` of each phase, with MMEngine's float end steps."""
     first = float(pct_start * total_steps) - 1

@@ -34,6 +34,7 @@ from purelr.cli.curves import config_curves
 from purelr.recipes.config import load_config
 from purelr.recipes.pyconfig import Imported
 from tests import corpus as corpora
+from tests import original_hooks
 from tests.parity import SCHEDULE_RTOL, UNIT_ROUNDOFF, assert_schedule_matches, rounding_floor
 
 KEYS = ("optimizer", "optimizer_config", "lr_config", "momentum_config", "runner", "total_epochs", "total_iters",
@@ -49,10 +50,6 @@ ShuffleNet: a PolyLR from iteration 5000 of a 300-epoch run), which MMEngine ref
 SAMPLE = 40
 RECURSION_EXACT = 20000
 PENDING = {
-    "LARS": 19, "Lamb": 19, "Adan": 19, "YOLOX": 19,
-    "QuadraticWarmupLR": 19, "QuadraticWarmupMomentum": 19, "QuadraticWarmupParamScheduler": 19,
-    "CosineAnnealingWeightDecay": 19, "PolyLRRatio": 19, "weight_decay": 19,
-    "CosineAnnealingCooldown": 19,  # MMClassification 0.x's CosineAnnealingCooldownLrUpdaterHook
     "fix_lr": 19,  # MMPretrain's SimSiamHook keeps the lr of custom_keys groups with fix_lr=True
 }
 
@@ -199,6 +196,7 @@ def recipes(corpus, every: int):
 
 def run(every: int) -> dict:
     """``{corpus: Counter(category)}``; configs with the same recipe keys are built once."""
+    original_hooks.register()  # MMCV-era lr_config policies of MMDetection 2.x and MMClassification 0.x
     counts = {}
     for corpus in corpora.CORPORA:
         seen: dict = {}
@@ -269,3 +267,24 @@ def test_mmsegmentation_0x_total_iters_is_an_iteration_based_run():
     assert category(corpus, path) == "equal"
     with jax.enable_x64(True):
         assert len(config_curves(load_config(path), epoch_len=EPOCH_LEN).steps) == 60000
+
+
+ISSUE_19 = [  # one config of each tree for each part, named in PENDING before issue 19 twinned it
+    ("mmdet-2.28.2", "yolox/yolox_s_8x8_300e_coco.py"),  # policy='YOLOX'
+    ("mmcls-0.25.0", "t2t_vit/t2t-vit-t-14_8xb64_in1k.py"),  # CosineAnnealingCooldown
+    ("mmcls-0.25.0", "resnet/resnet50_8xb256-rsb-a1-600e_in1k.py"),  # Lamb (MMCV style)
+    ("mmdet-3.3.0", "yolox/yolox_s_8xb8-300e_coco.py"),  # 'mmdet.QuadraticWarmupLR'
+    ("mmpose-1.3.2", "body_2d_keypoint/yoloxpose/coco/yoloxpose_s_8xb32-300e_coco-640.py"),  # QuadraticWarmupLR
+    ("mmpretrain-1.2.0", "mobileone/mobileone-s0_8xb32_in1k.py"),  # CosineAnnealingParamScheduler on weight_decay
+    ("mmpretrain-1.2.0", "simclr/simclr_resnet50_8xb32-coslr-200e_in1k.py"),  # LARS with lars_exclude groups
+    ("mmpretrain-1.2.0", "resnet/resnet50_8xb256-rsb-a2-300e_in1k.py"),  # Lamb
+    ("mmpretrain-pure-python-1.2.0", "simclr/simclr_resnet50_16xb256_coslr_200e_in1k.py"),  # LARS, imported
+]
+
+
+@pytest.mark.parametrize("tree, name", ISSUE_19, ids=[name for _, name in ISSUE_19])
+def test_issue_19_parts_build_as_the_originals(tree, name):
+    """Curves of lr, momentum and (mobileone) each group's weight decay equal the originals'."""
+    original_hooks.register()
+    corpus = next(c for c in corpora.CORPORA if c.name == tree)
+    assert category(corpus, f"{corpora.root(corpus)}/{name}") == "equal"

@@ -24,6 +24,7 @@ import torch
 
 import purelr
 from purelr.params.module_kinds import dotted_names
+from purelr.references.mmengine import scoped
 from purelr.training.loss_scale import loss_scale
 from tests.optim.torch_reference import torch_dtype
 from tests.params import models, reference
@@ -192,6 +193,7 @@ def run_mmengine(cfg, name, steps, seed, *, epoch_len, frozen=()):
     MMLogger.get_current_instance().setLevel("ERROR")
     model, flax_names, gradients = _prepare(name, steps, seed, frozen)
     wrapper_cfg = dict(cfg["optim_wrapper"])
+    wrapper_cfg["optimizer"] = dict(wrapper_cfg["optimizer"], type=scoped(wrapper_cfg["optimizer"]["type"], "optimizers"))
     paramwise_cfg = wrapper_cfg.pop("paramwise_cfg", None)
     with reference.dcn_ops(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -204,6 +206,7 @@ def run_mmengine(cfg, name, steps, seed, *, epoch_len, frozen=()):
         schedulers = []
         for scheduler_cfg in cfg.get("param_scheduler", []):
             scheduler_cfg = copy.deepcopy(scheduler_cfg)
+            scheduler_cfg["type"] = scoped(scheduler_cfg["type"])
             by_epoch = scheduler_cfg.get("by_epoch", True)
             if epoch_loop:  # Runner._build_param_scheduler's default end
                 scheduler_cfg.setdefault("end", train_cfg["max_epochs"] if by_epoch else max_iters)

@@ -425,7 +425,7 @@ def test_imports_jax_and_numpy_only():
 
 BAD = [
     (dict(policy="Cosine"), {}, ValueError,
-     r"lr_config.policy must be one of \['Fixed', 'Step', .*'LinearAnnealing'\], got 'Cosine'"),
+     r"lr_config.policy must be one of \['Fixed', 'Step', .*'YOLOX', 'CosineAnnealingCooldown'\], got 'Cosine'"),
     (dict(policy="cosineannealing", min_lr=0.0), {}, ValueError, r"lr_config.policy .* got 'cosineannealing'"),
     (dict(step=[8, 11]), {}, ValueError, r"lr_config.policy must be one of .* got None"),
     (dict(policy="CosineAnnealing", min_lr=0.0, min_lr_ratio=0.1), {}, ValueError,

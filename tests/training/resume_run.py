@@ -38,6 +38,9 @@ OPTIMIZERS = dict(
     fused_adam=lambda: optim.fused_adam(1e-2, weight_decay=0.01),
     fused_lamb=lambda: optim.fused_lamb(1e-2, weight_decay=0.01, bias_correction=False),
     hf_adafactor=lambda: optim.hf_adafactor(),
+    mmpretrain_lars=lambda: optim.mmpretrain_lars(0.1, momentum=0.9, weight_decay=1e-3),
+    mmpretrain_lamb=lambda: optim.mmpretrain_lamb(1e-2),
+    mmpretrain_adan=lambda: optim.mmpretrain_adan(1e-2, max_grad_norm=1.0, no_prox=True, foreach=False),
 )
 
 
