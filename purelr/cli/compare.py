@@ -81,10 +81,12 @@ def _mmengine(cfg, curves, group, quantity, iters, base):
     start = curves.bases[group] if quantity == "lr" else base
     if not chosen:
         return np.full(iters, start)
+    fixed = quantity == "lr" and "fix_lr=True" in group  # a label names the fields of its ParamSetting
     return reference.run(chosen, start, epoch_len=curves.epoch_len or iters, iters=iters,
                          max_epochs=train_cfg.get("max_epochs"), max_iters=train_cfg.get("max_iters"),
                          momentum=quantity == "momentum", adam="betas" in optimizer and quantity == "momentum",
-                         param=quantity if quantity not in ("lr", "momentum") else None)
+                         param=quantity if quantity not in ("lr", "momentum") else None,
+                         hook=reference.simsiam_hook(cfg.get("custom_hooks")) if fixed else None)
 
 
 def _timm(cfg, curves, group, quantity, iters, base):

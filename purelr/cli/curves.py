@@ -127,9 +127,10 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
     for label, setting in settings.items():
         if setting.frozen:
             continue
-        group = paramwise.group_hyperparams(setting, **hyperparams)
+        group, schedules = paramwise.fixed(setting, paramwise.group_hyperparams(setting, **hyperparams),
+                                           recipe.schedules, recipe.fixed_lr)
         bases[label] = group["lr"]
-        values[(label, "lr")] = _evaluate(recipe.schedules.get("lr"), group["lr"], steps) * setting.lr_scale
+        values[(label, "lr")] = _evaluate(schedules.get("lr"), group["lr"], steps) * setting.lr_scale
         if momentum is not None:
             values[(label, "momentum")] = _evaluate(recipe.schedules.get("momentum"), momentum, steps)
         for name in others:

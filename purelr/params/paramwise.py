@@ -43,6 +43,10 @@ KNOWN_KEYS = {"mmcv": ("custom_keys", "bypass_duplicate") + MULT_KEYS,
               "mmengine": ("custom_keys", "bypass_duplicate", "flat_decay_mult") + MULT_KEYS}
 DECAY_KEYS = ("bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult")
 CUSTOM_KEYS = ("lr_mult", "decay_mult")
+GROUP_MARKS = ("fix_lr",)
+"""MMEngine ``custom_keys`` entries that mark a group for a hook instead of setting an optimizer
+argument: ``fix_lr=True``, whose lr MMPretrain's ``SimSiamHook`` resets (``fixed_lr`` of
+``paramwise_transform``)."""
 
 
 class ParamSetting(NamedTuple):
@@ -55,6 +59,7 @@ class ParamSetting(NamedTuple):
     frozen: bool = False
     lr_scale: float = 1.0
     options: tuple = ()
+    fix_lr: bool = False
 
 
 def label_of(setting: ParamSetting) -> str:
@@ -112,8 +117,12 @@ def _check_custom_key(key, entry, style, weight_decay, optimizer):
         validate.known_keys(where, entry, CUSTOM_KEYS, note=(
             " (MMCV's constructor reads only these and ignores the rest: remove the key to get "
             "MMCV's behaviour)"))
-    elif optimizer is not None:
-        checked_call(optimizer, where, entry, ignored=CUSTOM_KEYS)
+    else:
+        for mark in GROUP_MARKS:
+            if mark in entry:
+                validate.flag(f"{where}.{mark}", entry[mark])
+        if optimizer is not None:
+            checked_call(optimizer, where, entry, ignored=CUSTOM_KEYS + GROUP_MARKS)
     for mult in CUSTOM_KEYS:
         if mult in entry:
             validate.nonnegative(f"{where}.{mult}", entry[mult])
@@ -155,10 +164,10 @@ def _setting(cfg, style, has_decay, name, ndim, kind, parent_kind, force_default
             options = ()
             if style == "mmengine":
                 options = tuple(sorted((k, _hashable(v)) for k, v in entry.items()
-                                       if k not in ("lr_mult", "decay_mult")))
+                                       if k not in CUSTOM_KEYS + GROUP_MARKS))
             setting = ParamSetting(float(entry.get("lr_mult", 1.0)),
                                    float(entry.get("decay_mult", 1.0)) if has_decay else 1.0,
-                                   options=options)
+                                   options=options, fix_lr=bool(entry.get("fix_lr", False)))
             return _forced(setting, cfg, style, has_decay, name, ndim, kind, parent_kind) if force_default else setting
     return _forced(ParamSetting(), cfg, style, has_decay, name, ndim, kind, parent_kind)
 
@@ -240,19 +249,30 @@ def group_hyperparams(setting: ParamSetting, *, lr, weight_decay=None, **hyperpa
 
 
 def paramwise_transform(optimizer: Callable, labels, settings: Mapping[str, ParamSetting], *, lr,
-                        weight_decay=None, schedules: Mapping[str, Callable] | None = None,
+                        weight_decay=None, schedules: Mapping[str, Callable] | None = None, fixed_lr=None,
                         **hyperparams) -> optax.GradientTransformation:
     """``optax.multi_transform`` of ``optimizer(**group_hyperparams(setting, ...))`` per label, with
     each ``schedules[name]`` (``base -> schedule``) started from the label's own base value and the
-    lr multiplied by ``lr_scale`` after scheduling (timm's ``lr_scale``); frozen labels get zeros."""
+    lr multiplied by ``lr_scale`` after scheduling (timm's ``lr_scale``); frozen labels get zeros.
+    ``fixed_lr``: the lr of the ``fix_lr`` labels, which no schedule moves (``fixed``)."""
     lr = validate.nonnegative("lr", lr)
     weight_decay = None if weight_decay is None else validate.nonnegative("weight_decay", weight_decay)
     transforms = {}
     for label, setting in settings.items():
-        group = group_hyperparams(setting, lr=lr, weight_decay=weight_decay, **hyperparams)
+        group, label_schedules = fixed(setting, group_hyperparams(setting, lr=lr, weight_decay=weight_decay,
+                                                                  **hyperparams), schedules, fixed_lr)
         transforms[label] = groups_lib.group_transform(
-            _scaled(optimizer, setting.lr_scale), group, schedules, frozen=setting.frozen)
+            _scaled(optimizer, setting.lr_scale), group, label_schedules, frozen=setting.frozen)
     return optax.multi_transform(transforms, groups_lib.by_name(labels))
+
+
+def fixed(setting: ParamSetting, group: dict, schedules: Mapping[str, Callable] | None, fixed_lr):
+    """``(group, schedules)`` of one label: for a ``fix_lr`` label with a ``fixed_lr`` (MMPretrain's
+    ``SimSiamHook(fix_pred_lr=True, lr=fixed_lr)``, which sets the lr of those groups before each
+    epoch, or each iteration, after the schedulers have moved it) that lr and no lr schedule."""
+    if not (setting.fix_lr and fixed_lr is not None):
+        return group, schedules
+    return dict(group, lr=fixed_lr), {name: f for name, f in (schedules or {}).items() if name != "lr"}
 
 
 def _scaled(optimizer, lr_scale):

@@ -78,7 +78,40 @@ def read(cfg: dict, epoch_len) -> Recipe:
         schedules[name] = checked_factory(custom or functools.partial(mmengine.param_scheduler, chosen, **lengths),
                                            name)
     return Recipe(optimizer, hyperparams, paramwise_cfg, constructor, "mmengine", clip, cumulative,
-                  schedules, max_iters, scaler)
+                  schedules, max_iters, scaler, simsiam_fixed_lr(cfg.get("custom_hooks"), schedulers))
+
+
+def simsiam_fixed_lr(custom_hooks, schedulers) -> float | None:
+    """The lr that MMPretrain's ``SimSiamHook(fix_pred_lr=True, lr=..., adjust_by_epoch=True)`` in
+    ``custom_hooks`` gives the groups whose ``custom_keys`` entry says ``fix_lr=True``; None without
+    it (other custom hooks do not touch the optimizer's groups). The hook sets that lr before each
+    epoch (each iteration with ``adjust_by_epoch=False``) and the schedulers step after them, so the
+    lr is constant where the lr schedulers step per epoch; with ``adjust_by_epoch=True`` and a
+    scheduler stepping per iteration the groups would follow it from the hook's lr within each
+    epoch, which is refused."""
+    hooks = [(i, dict(hook)) for i, hook in enumerate(custom_hooks or [])
+             if isinstance(hook, dict) and str(hook.get("type", "")).rpartition(".")[2] == "SimSiamHook"]
+    if not hooks:
+        return None
+    i, hook = hooks[-1]
+    where = f"custom_hooks[{i}]"
+    hook.pop("type")
+    hook.pop("priority", None)
+    validate.known_keys(where, hook, ("fix_pred_lr", "lr", "adjust_by_epoch"))
+    if "fix_pred_lr" not in hook or "lr" not in hook:
+        raise ValueError(f"{where}: SimSiamHook needs fix_pred_lr and lr, got {sorted(hook)}")
+    if not validate.flag(f"{where}.fix_pred_lr", hook["fix_pred_lr"]):
+        return None
+    lr = validate.nonnegative(f"{where}.lr", hook["lr"])
+    if validate.flag(f"{where}.adjust_by_epoch", hook.get("adjust_by_epoch", True)):
+        for j, scheduler in enumerate(schedulers):
+            if scheduled_param(scheduler) == "lr" and (not scheduler.get("by_epoch", True)
+                                                       or scheduler.get("convert_to_iter_based", False)):
+                raise ValueError(f"{where}: SimSiamHook(adjust_by_epoch=True) resets the fix_lr groups' lr once an "
+                                 f"epoch, and param_scheduler[{j}] ({scheduler.get('type')!r}) moves it at every "
+                                 f"iteration in between: not twinned (give the hook adjust_by_epoch=False, or "
+                                 f"step the lr schedulers by epoch)")
+    return lr
 
 
 def deepspeed_scaler(strategy: dict):

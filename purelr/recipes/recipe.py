@@ -35,6 +35,7 @@ class Recipe(NamedTuple):
     schedules: dict  # {"lr" | "momentum" | any other hyperparameter ("weight_decay"): (base -> schedule)}
     max_iters: int | None
     scaler: Any = None  # a ``purelr.training.loss_scale.Scaler`` (float16 training), or None
+    fixed_lr: Any = None  # the lr of the ``fix_lr`` groups (MMPretrain's SimSiamHook), or None
 
 
 def transformation(recipe: Recipe, params, *, module_kinds=None, frozen=None) -> optax.GradientTransformation:
@@ -56,7 +57,7 @@ def transformation(recipe: Recipe, params, *, module_kinds=None, frozen=None) ->
     schedules = _schedule_targets(schedules, hyperparams)
     transform = paramwise_lib.paramwise_transform(recipe.optimizer, labels, settings, lr=lr,
                                                   weight_decay=weight_decay, schedules=schedules,
-                                                  **hyperparams)
+                                                  fixed_lr=recipe.fixed_lr, **hyperparams)
     if global_clip is not None:
         transform = optax.chain(global_clip, transform)
     clip = None

@@ -7,6 +7,9 @@ step, and after each epoch's last iteration the epoch-based ones.
 
 import copy
 import importlib
+import importlib.util
+import sys
+import types
 import warnings
 
 import numpy as np
@@ -39,9 +42,29 @@ def scoped(kind: str, what: str = "schedulers") -> str:
     return kind
 
 
-def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False, param=None):
+def simsiam_hook(custom_hooks):
+    """MMPretrain's own ``SimSiamHook`` built from its ``custom_hooks`` entry, or None. Its module is
+    executed from its file: ``mmpretrain.engine.hooks`` imports every hook of the zoo (torchvision
+    among what they need); this one needs ``mmengine.hooks`` and ``mmpretrain.registry`` only."""
+    for entry in custom_hooks or []:
+        if str(entry.get("type", "")).rpartition(".")[2] == "SimSiamHook":
+            name = "original_mmpretrain_simsiam_hook"  # executed once: it registers the hook
+            if name not in sys.modules:
+                root = importlib.util.find_spec("mmpretrain").submodule_search_locations[0]
+                spec = importlib.util.spec_from_file_location(name, f"{root}/engine/hooks/simsiam_hook.py")
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                sys.modules[name] = module
+            return sys.modules[name].SimSiamHook(**{k: v for k, v in entry.items() if k not in ("type", "priority")})
+    return None
+
+
+def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False, param=None,
+        hook=None):
     """The lr (or momentum / Adam's beta1, or ``param``: another entry of SGD's group such as
-    ``weight_decay``, started at ``base``) MMEngine's optimizer holds during iterations ``0..iters-1``."""
+    ``weight_decay``, started at ``base``) MMEngine's optimizer holds during iterations ``0..iters-1``.
+    ``hook`` (``simsiam_hook``): called before each epoch and iteration as the runner calls it, on a
+    group marked ``fix_lr=True``."""
     weight = torch.nn.Parameter(torch.zeros(1))
     if adam:
         optimizer = torch.optim.Adam([weight], lr=0.1, betas=(base, 0.999))
@@ -64,8 +87,15 @@ def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, moment
             schedulers.append(PARAM_SCHEDULERS.build(cfg, default_args=dict(optimizer=optimizer,
                                                                             epoch_length=epoch_len)))
         group = optimizer.param_groups[0]
+        runner = types.SimpleNamespace(optim_wrapper=types.SimpleNamespace(optimizer=optimizer))
+        if hook is not None:
+            group["fix_lr"] = True
         values = []
         for k in range(iters):
+            if hook is not None:
+                if k % epoch_len == 0 and (loop != "iter" or k == 0):
+                    hook.before_train_epoch(runner)
+                hook.before_train_iter(runner, k % epoch_len)
             values.append(group["betas"][0] if adam else group[param or ("momentum" if momentum else "lr")])
             for scheduler in schedulers:
                 if not scheduler.by_epoch:

@@ -8,7 +8,7 @@ keys purelr uses must be equal. Each distinct recipe (configs sharing optimizer,
 keys are built once) is then built, its lr and momentum curves (``epoch_len=EPOCH_LEN``) compared
 with MMCV's hooks / MMEngine's schedulers stepped as their runners step them, under x64 to 1e-12
 relative. A recipe lands in one category: ``equal``, ``no optimizer`` (test and deploy configs),
-``pending #N`` (a part that a later issue twins, named), ``original fails`` (the original runner
+``original fails`` (the original runner
 cannot build it either), ``equal once ... is removed`` (a ``custom_keys`` entry holding a key the
 original silently ignores, ``wd_mult`` for ``decay_mult``: an error in purelr, as issue 15 decided;
 with the key removed, as the error advises, the curves equal the original's on the config as
@@ -49,9 +49,6 @@ LONG_EPOCH_LEN = 100
 ShuffleNet: a PolyLR from iteration 5000 of a 300-epoch run), which MMEngine refuses too."""
 SAMPLE = 40
 RECURSION_EXACT = 20000
-PENDING = {
-    "fix_lr": 19,  # MMPretrain's SimSiamHook keeps the lr of custom_keys groups with fix_lr=True
-}
 
 
 def plain(value):
@@ -81,28 +78,6 @@ def reference_config(corpus, path):
             return None
 
 
-def pending(cfg) -> str | None:
-    """The later issue a recipe waits for, with the part that it names."""
-    found = []
-
-    def walk(value, key=None):
-        if isinstance(value, dict):
-            for k, item in value.items():
-                walk(item, k)
-        elif type(value) in (list, tuple):
-            for item in value:
-                walk(item, key)
-        elif key in ("type", "constructor", "policy", "param_name") and isinstance(value, (str, Imported)):
-            name = plain(value).rpartition(".")[2]
-            if name in PENDING:
-                found.append(name)
-        if key == "fix_lr":
-            found.append(key)
-
-    walk({key: cfg.get(key) for key in KEYS})
-    return f"pending #{PENDING[found[0]]}: {found[0]}" if found else None
-
-
 def category(corpus, path) -> str:
     """What purelr makes of one config, compared with the original (raises where they differ)."""
     reference = reference_config(corpus, path)
@@ -113,9 +88,6 @@ def category(corpus, path) -> str:
     assert ours == {key: reference.get(key) for key in KEYS}, path
     if cfg.get("optimizer") is None and cfg.get("optim_wrapper") is None:
         return "no optimizer"
-    waiting = pending(cfg)
-    if waiting:
-        return waiting
     if "ipu_model_cfg" in (cfg.get("runner") or {}):  # MMClassification's IPU recipes
         return "original fails: an IPU runner's ipu_model_cfg (EpochBasedRunner / IterBasedRunner refuse it off IPUs)"
     wrapper = cfg.get("optim_wrapper")
@@ -131,6 +103,8 @@ def category(corpus, path) -> str:
         except ValueError as error:
             if "only one of type and by_epoch" in str(error):  # Runner.build_train_loop raises RuntimeError
                 return "original fails: train_cfg has both type and by_epoch"
+            if re.search(r"param_scheduler\[\d+\]\.factor must be in \(0\.0, 1\.0\]", str(error)):
+                return "original fails: a ConstantLR factor outside [0, 1] (ConstantParamScheduler raises)"
             refused = re.search(r"custom_keys\[('[^']+')\]: unknown key '(\w+)'", str(error))
             if refused is None or len(removed) > 8:
                 raise
@@ -221,7 +195,7 @@ def _keys(path):
 
 
 def _check(counts):
-    failures = {name: [c for c in count if not c.startswith(("equal", "no optimizer", "pending", "original"))]
+    failures = {name: [c for c in count if not c.startswith(("equal", "no optimizer", "original"))]
                 for name, count in counts.items()}
     assert not any(failures.values()), failures
     assert sum(count["equal"] for count in counts.values()) > 0
@@ -269,7 +243,7 @@ def test_mmsegmentation_0x_total_iters_is_an_iteration_based_run():
         assert len(config_curves(load_config(path), epoch_len=EPOCH_LEN).steps) == 60000
 
 
-ISSUE_19 = [  # one config of each tree for each part, named in PENDING before issue 19 twinned it
+ISSUE_19 = [  # one config of each tree for each part that issue 19 twinned
     ("mmdet-2.28.2", "yolox/yolox_s_8x8_300e_coco.py"),  # policy='YOLOX'
     ("mmcls-0.25.0", "t2t_vit/t2t-vit-t-14_8xb64_in1k.py"),  # CosineAnnealingCooldown
     ("mmcls-0.25.0", "resnet/resnet50_8xb256-rsb-a1-600e_in1k.py"),  # Lamb (MMCV style)
@@ -279,6 +253,7 @@ ISSUE_19 = [  # one config of each tree for each part, named in PENDING before i
     ("mmpretrain-1.2.0", "simclr/simclr_resnet50_8xb32-coslr-200e_in1k.py"),  # LARS with lars_exclude groups
     ("mmpretrain-1.2.0", "resnet/resnet50_8xb256-rsb-a2-300e_in1k.py"),  # Lamb
     ("mmpretrain-pure-python-1.2.0", "simclr/simclr_resnet50_16xb256_coslr_200e_in1k.py"),  # LARS, imported
+    ("mmpretrain-1.2.0", "simsiam/simsiam_resnet50_8xb32-coslr-100e_in1k.py"),  # SimSiamHook, fix_lr
 ]
 
 
