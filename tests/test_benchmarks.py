@@ -1,10 +1,12 @@
-"""Smoke test of the benchmark scripts: each ``--quick`` mode runs to its table (no timings checked)."""
+"""Smoke test of the benchmark scripts: each ``--quick`` mode runs to its table (no timings checked).
+The scripts that compile whole optimizers (20-40 s each on 2 cores) run nightly."""
 
 import importlib
 
 import pytest
 
-SCRIPTS = ["update", "curves", "compile", "groups", "train_step"]
+SCRIPTS = ["curves", "groups"] + [pytest.param(name, marks=pytest.mark.nightly)
+                                  for name in ("update", "compile", "train_step")]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
