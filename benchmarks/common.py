@@ -19,24 +19,22 @@ import random
 import statistics
 import sys
 import time
-import types
 from typing import Callable, Mapping, NamedTuple, Sequence
 
 
 def install_shims():
-    """The import shims of tests/conftest.py, for machines without torchvision: ``timm.scheduler``
-    loads through a stub ``timm`` package whose ``__path__`` is the installed folder (so
-    ``timm/__init__``, which imports torchvision, never runs), and mmcv 1.7's ``mmcv.runner``
-    gets an empty ``torchvision`` module (it needs it for checkpoint loading only)."""
+    """The import shims of tests/conftest.py (``purelr.references.shims``), for machines without
+    torchvision: ``timm.scheduler`` loads through a stub ``timm`` package whose ``__path__`` is the
+    installed folder (so ``timm/__init__``, which imports torchvision, never runs), and mmcv 1.7's
+    ``mmcv.runner.checkpoint`` is lent an empty ``torchvision`` module while it imports."""
+    from purelr.references.shims import lend_torchvision, stub_package
+
     if "timm" not in sys.modules:
         spec = importlib.util.find_spec("timm")
         if spec is None or not spec.submodule_search_locations:
             raise ImportError("timm is not installed")
-        stub = types.ModuleType("timm")
-        stub.__path__ = list(spec.submodule_search_locations)
-        sys.modules["timm"] = stub
-    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
-        sys.modules["torchvision"] = types.ModuleType("torchvision")
+        stub_package("timm", spec.submodule_search_locations[0])
+    lend_torchvision()
 
 
 def parser(description: str) -> argparse.ArgumentParser:
