@@ -217,6 +217,8 @@ def test_every_config_of_the_corpora_reads_and_builds_as_the_originals():
 if __name__ == "__main__":
     import sys
 
+    import tests.conftest  # noqa: F401  (the reference libraries' import shims, as under pytest)
+
     print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 1), indent=1))
 
 
