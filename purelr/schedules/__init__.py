@@ -2,8 +2,10 @@
 
 Family twins live in submodules named after their origin: ``purelr.schedules.torch``
 (``torch.optim.lr_scheduler``), ``purelr.schedules.mmcv`` (MMCV 1.x ``lr_config`` /
-``momentum_config``), ``purelr.schedules.mmengine`` (``param_scheduler``) and
-``purelr.schedules.timm`` (``timm.scheduler``). The bottom layer: imports jax and numpy only, no
+``momentum_config``), ``purelr.schedules.mmengine`` (``param_scheduler``),
+``purelr.schedules.timm`` (``timm.scheduler``), ``purelr.schedules.hf`` (``transformers.get_scheduler``),
+``purelr.schedules.deepspeed`` (``deepspeed.runtime.lr_schedules``) and ``purelr.schedules.fvcore``
+(fvcore's ``ParamScheduler``s, detectron2's ``LRMultiplier``). The bottom layer: imports jax and numpy only, no
 other purelr layer.
 """
 
