@@ -161,7 +161,7 @@ def timm_curves(args: dict, *, epoch_len=None, params=None, world_size=None) -> 
     else:
         schedule = timm_lib.create_scheduler_v2(lr, updates_per_epoch=updates_per_epoch,
                                                 **timm_lib.scheduler_kwargs(args))
-        curve = np.asarray(jax.jit(jax.vmap(schedule))(steps), dtype=np.float64)
+        curve = _curve(schedule, steps)
     scales = {"default": 1.0}
     if args["layer_decay"] is not None:
         matcher = args["group_matcher"]
@@ -191,7 +191,7 @@ def hf_curves(args: dict, *, epoch_len=None) -> Curves:
     args = hf_lib.training_arguments(args)
     total = hf_lib.training_steps(args, epoch_len)
     schedule = hf_lib.lr_schedule(args, epoch_len)(args["learning_rate"])
-    curve = np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(total)), dtype=np.float64)
+    curve = _curve(schedule, jnp.arange(total))
     accumulation = validate.positive_int("hf.gradient_accumulation_steps", args["gradient_accumulation_steps"])
     updates_per_epoch = None if epoch_len is None else max(-(-epoch_len // accumulation), 1)
     return Curves(np.arange(total), updates_per_epoch, {("default", "lr"): curve},
@@ -207,7 +207,7 @@ def detectron2_curves(solver_cfg, *, params=None, module_kinds=None, world_size=
     steps = jnp.arange(solver["MAX_ITER"])
     curves = detectron2.lr_curves(solver, params, module_kinds)
     return Curves(np.arange(solver["MAX_ITER"]), None,
-                  {(label, "lr"): np.asarray(jax.jit(jax.vmap(schedule))(steps), dtype=np.float64)
+                  {(label, "lr"): _curve(schedule, steps)
                    for label, (_, schedule) in curves.items()},
                   {label: base for label, (base, _) in curves.items()})
 
@@ -220,12 +220,17 @@ def deepspeed_curves(ds_config, updates=None) -> Curves:
 
     found = deepspeed_lib.curves(ds_config, updates)
     steps = jnp.arange(found.pop("updates"))
-    values = {("default", quantity): np.asarray(jax.jit(jax.vmap(schedule))(steps), dtype=np.float64)
+    values = {("default", quantity): _curve(schedule, steps)
               for quantity, schedule in found.items()}
     return Curves(np.asarray(steps), None, values, {"default": float(values[("default", "lr")][0])})
+
+
+def _curve(schedule, steps) -> np.ndarray:
+    """``schedule`` at every step, jitted over the vector of steps, in float64."""
+    return np.asarray(jax.jit(jax.vmap(schedule))(steps), dtype=np.float64)
 
 
 def _evaluate(factory, base, steps) -> np.ndarray:
     if factory is None:
         return np.full(steps.shape, float(base))
-    return np.asarray(jax.jit(jax.vmap(factory(base)))(steps), dtype=np.float64)
+    return _curve(factory(base), steps)

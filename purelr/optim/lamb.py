@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from purelr.optim import base, timm_common
+from purelr.optim import base, corrected_decay, timm_common
 from purelr.schedules.core import resolve
 
 
@@ -47,7 +47,7 @@ def lamb(lr=1e-3, bias_correction: bool = True, betas=(0.9, 0.999), eps=1e-6, we
     """
     base.device_flags(foreach=foreach)
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay,
-                                        **timm_common.corrected_decay(lr, corrected_weight_decay, max_lr_snapshot))
+                                        **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot))
     if max_grad_norm is not None:
         hyperparams["max_grad_norm"] = timm_common.positive("max_grad_norm", max_grad_norm, ", or None for no clipping")
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
@@ -78,7 +78,7 @@ def lamb(lr=1e-3, bias_correction: bool = True, betas=(0.9, 0.999), eps=1e-6, we
                 u = u * timm_common.caution(u, g)
             start = None
             if decays and decoupled_decay:
-                start = p + (-timm_common.decay_scale(hp) * hp["weight_decay"]) * p
+                start = p + (-corrected_decay.decay_scale(hp) * hp["weight_decay"]) * p
             elif decays:
                 u = u + hp["weight_decay"] * p
             if decays or always_adapt:

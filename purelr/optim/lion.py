@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from purelr.optim import base, timm_common
+from purelr.optim import base, corrected_decay, timm_common
 from purelr.optim.hyperparams import check
 from purelr.schedules.core import resolve
 
@@ -36,7 +36,7 @@ def lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, caution: bool = False, co
     base.device_flags(foreach=foreach)
     beta1, beta2 = base.check_betas(betas)
     hyperparams = dict(lr=check("lr", lr), beta1=beta1, beta2=beta2, weight_decay=check("weight_decay", weight_decay),
-                       **timm_common.corrected_decay(lr, corrected_weight_decay, max_lr_snapshot))
+                       **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot))
     complements = base.one_minus(beta1), base.one_minus(beta2)
 
     def init_buffers(params, hp):

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from purelr.optim import base, timm_common
+from purelr.optim import base, corrected_decay, timm_common
 from purelr.schedules.core import resolve
 
 
@@ -41,7 +41,7 @@ def nadamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, caution: bo
     """
     base.device_flags(foreach=foreach, capturable=capturable)
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay,
-                                        **timm_common.corrected_decay(lr, corrected_weight_decay, max_lr_snapshot))
+                                        **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot))
     if clipping_threshold is not None:
         hyperparams["clipping_threshold"] = timm_common.positive("clipping_threshold", clipping_threshold, ", or None")
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from purelr.optim import base, timm_common
+from purelr.optim import base, corrected_decay, timm_common
 from purelr.optim.hyperparams import check
 from purelr.schedules.core import resolve
 
@@ -45,7 +45,7 @@ def rmsprop_tf(lr=1e-2, alpha=0.9, eps=1e-10, weight_decay=0.0, momentum=0.0, ce
     base.device_flags(foreach=foreach)
     hyperparams = dict(lr=check("lr", lr), alpha=check("alpha", alpha), eps=check("eps", eps),
                        weight_decay=check("weight_decay", weight_decay), momentum=check("momentum", momentum),
-                       **timm_common.corrected_decay(lr, corrected_weight_decay, max_lr_snapshot))
+                       **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot))
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     has_momentum = base.maybe_nonzero(hyperparams["momentum"])
     complement = base.one_minus(hyperparams["alpha"])

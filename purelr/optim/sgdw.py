@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from purelr.optim import base, timm_common
+from purelr.optim import base, corrected_decay, timm_common
 from purelr.optim.hyperparams import check
 
 
@@ -36,7 +36,7 @@ def sgdw(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool 
     hyperparams = dict(lr=check("lr", lr), momentum=check("momentum", momentum),
                        dampening=check("dampening", dampening, minimum=None),
                        weight_decay=check("weight_decay", weight_decay),
-                       **timm_common.corrected_decay(lr, corrected_weight_decay, max_lr_snapshot))
+                       **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot))
     timm_common.nesterov_check(nesterov, hyperparams["momentum"], hyperparams["dampening"])
     has_momentum = base.maybe_nonzero(hyperparams["momentum"])
     first_from_zeros = not callable(dampening) and dampening == 0

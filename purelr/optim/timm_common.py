@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from purelr.optim.adafactor import torch_lerp as lerp  # noqa: F401  (re-exported for the timm twins)
-from purelr.optim.corrected_decay import decay_scale, snapshot as corrected_decay  # noqa: F401  (re-exported)
+from purelr.optim.corrected_decay import decay_scale
 from purelr.optim.cautious import caution_mask as caution  # noqa: F401  (re-exported for the timm twins)
 from purelr.optim.hyperparams import check
 
