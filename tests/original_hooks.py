@@ -7,10 +7,10 @@ Neither package can be installed next to MMDetection 3.x / MMPretrain, and their
 MMCV's ``HOOKS``, where ``purelr.references.mmcv.build_hook`` finds it by its policy's name.
 """
 
-import importlib.util
 import sys
 import warnings
 
+from purelr.references.shims import module_from_file
 from tests import corpus
 
 with warnings.catch_warnings():
@@ -23,12 +23,8 @@ def register() -> None:
     """Loads each file of ``tests.corpus.ORIGINAL_MODULES`` once (its hook registered in ``HOOKS``)."""
     for tree, member in corpus.ORIGINAL_MODULES:
         name = "original_" + member.removesuffix(".py").replace("/", "_")
-        if name in sys.modules:
-            continue
-        spec = importlib.util.spec_from_file_location(name, corpus.source(tree, member))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
+        if name not in sys.modules:  # corpus.source is asked for the file only the first time
+            module_from_file(name, corpus.source(tree, member))
 
 
 def hook(policy: str):

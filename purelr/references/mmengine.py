@@ -8,7 +8,6 @@ step, and after each epoch's last iteration the epoch-based ones.
 import copy
 import importlib
 import importlib.util
-import sys
 import types
 import warnings
 
@@ -17,6 +16,8 @@ import torch
 
 import mmengine.optim.scheduler  # noqa: F401,E402  (registers the schedulers)
 from mmengine.registry import OPTIMIZERS, PARAM_SCHEDULERS
+
+from purelr.references.shims import module_from_file
 
 ZOOS = ("mmdet", "mmpretrain", "mmseg")
 """The packages whose ``engine.schedulers`` / ``engine.optimizers`` register more parts in their
@@ -48,14 +49,9 @@ def simsiam_hook(custom_hooks):
     among what they need); this one needs ``mmengine.hooks`` and ``mmpretrain.registry`` only."""
     for entry in custom_hooks or []:
         if str(entry.get("type", "")).rpartition(".")[2] == "SimSiamHook":
-            name = "original_mmpretrain_simsiam_hook"  # executed once: it registers the hook
-            if name not in sys.modules:
-                root = importlib.util.find_spec("mmpretrain").submodule_search_locations[0]
-                spec = importlib.util.spec_from_file_location(name, f"{root}/engine/hooks/simsiam_hook.py")
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                sys.modules[name] = module
-            return sys.modules[name].SimSiamHook(**{k: v for k, v in entry.items() if k not in ("type", "priority")})
+            root = importlib.util.find_spec("mmpretrain").submodule_search_locations[0]
+            module = module_from_file("original_mmpretrain_simsiam_hook", f"{root}/engine/hooks/simsiam_hook.py")
+            return module.SimSiamHook(**{k: v for k, v in entry.items() if k not in ("type", "priority")})
     return None
 
 

@@ -71,3 +71,14 @@ def stub_package(name: str, path: str) -> types.ModuleType:
     module.__path__ = [path]
     sys.modules[name] = module
     return module
+
+
+def module_from_file(name: str, path: str) -> types.ModuleType:
+    """The module file ``path`` executed alone, once, as ``sys.modules[name]``: a reference part
+    whose package ``__init__`` imports what this machine lacks (a model zoo's hooks)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]
