@@ -49,8 +49,9 @@ class Timing(NamedTuple):
     best: float  # the fastest round: the least disturbed by other processes
 
 
-def interleaved(cases: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 2,
-                pause: float = 0.01) -> dict[str, Timing]:
+def interleaved(
+    cases: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 2, pause: float = 0.01
+) -> dict[str, Timing]:
     """Seconds for one call of each case; each call must finish its work (block/sync)."""
     for fn in cases.values():
         for _ in range(warmup):
@@ -124,11 +125,12 @@ def machine(fusion_mode: bool = True) -> str:
     model = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f
-                          if line.startswith("model name")), model)
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
     from purelr.optim import fusion
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     mode = f" · XLA:CPU multi-output fusion {'on' if fusion.enabled() else 'off'}" if fusion_mode else ""
-    return (f"{datetime.datetime.now():%Y-%m-%d %H:%M} · {model}, {os.cpu_count()} cores · "
-            f"load average {load} · jax {jax.__version__}, torch {torch.__version__}{mode}")
+    return (
+        f"{datetime.datetime.now():%Y-%m-%d %H:%M} · {model}, {os.cpu_count()} cores · "
+        f"load average {load} · jax {jax.__version__}, torch {torch.__version__}{mode}"
+    )

@@ -30,8 +30,7 @@ from purelr.schedules import mmcv
 EPOCH_LEN = 7330
 LR_CONFIG = dict(policy="step", warmup="linear", warmup_iters=500, warmup_ratio=0.001, step=[8, 11])
 CONFIG = dict(
-    optimizer=dict(type="SGD", lr=0.01, momentum=0.9, weight_decay=0.0001,
-                   paramwise_cfg=update.PARAMWISE_CFG),
+    optimizer=dict(type="SGD", lr=0.01, momentum=0.9, weight_decay=0.0001, paramwise_cfg=update.PARAMWISE_CFG),
     optimizer_config=dict(grad_clip=dict(max_norm=35, norm_type=2)),
     lr_config=LR_CONFIG,
     runner=dict(type="EpochBasedRunner", max_epochs=12),
@@ -44,13 +43,13 @@ def purelr_tx(params, kinds):
 
 def optax_tx(params, kinds):
     """The same update in plain optax: the lr schedule is purelr's (optax has no MMCV warmup)."""
-    labels, settings = paramwise.paramwise_labels(params, update.PARAMWISE_CFG,
-                                                  weight_decay=0.0001, module_kinds=kinds)
+    labels, settings = paramwise.paramwise_labels(params, update.PARAMWISE_CFG, weight_decay=0.0001, module_kinds=kinds)
     transforms = {}
     for label, setting in settings.items():
         lr = mmcv.lr_config(LR_CONFIG, 0.01 * setting.lr_mult, epoch_len=EPOCH_LEN, max_epochs=12)
-        transforms[label] = optax.chain(optax.add_decayed_weights(0.0001 * setting.decay_mult),
-                                        optax.sgd(lr, momentum=0.9))
+        transforms[label] = optax.chain(
+            optax.add_decayed_weights(0.0001 * setting.decay_mult), optax.sgd(lr, momentum=0.9)
+        )
     return optax.chain(optax.clip_by_global_norm(35.0), optax.multi_transform(transforms, labels))
 
 
@@ -100,17 +99,24 @@ def main(argv=None) -> int:
     for _ in range(repeats):  # interleaved, as the other benchmarks
         results["purelr.build"].append(compile_times(purelr_tx, params, kinds))
         results["optax"].append(compile_times(optax_tx, params, kinds))
-    results["purelr.build, persistent cache"] = cached_compile_times(purelr_tx, params, kinds,
-                                                                     repeats)
+    results["purelr.build, persistent cache"] = cached_compile_times(purelr_tx, params, kinds, repeats)
     medians = {name: np.median(np.asarray(times), axis=0) for name, times in results.items()}
     print(f"# compile time · {common.machine()}\n")
-    labels, _ = paramwise.paramwise_labels(params, update.PARAMWISE_CFG, weight_decay=0.0001,
-                                           module_kinds=kinds)
-    print(f"{trees.numel(shapes):,} params in {len(shapes)} tensors, "
-          f"{len(set(labels.values()))} groups; median of {repeats}\n")
+    labels, _ = paramwise.paramwise_labels(params, update.PARAMWISE_CFG, weight_decay=0.0001, module_kinds=kinds)
+    print(
+        f"{trees.numel(shapes):,} params in {len(shapes)} tensors, "
+        f"{len(set(labels.values()))} groups; median of {repeats}\n"
+    )
     total = {name: float(sum(m)) for name, m in medians.items()}
-    print(common.table(HEADERS, [[name, float(m[0]), float(m[1]), total[name],
-                                  total[name] / total["optax"]] for name, m in medians.items()]))
+    print(
+        common.table(
+            HEADERS,
+            [
+                [name, float(m[0]), float(m[1]), total[name], total[name] / total["optax"]]
+                for name, m in medians.items()
+            ],
+        )
+    )
     return 0
 
 

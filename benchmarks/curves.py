@@ -31,14 +31,12 @@ from benchmarks import common
 from purelr.schedules import mmcv, mmengine, timm
 from purelr.schedules import torch as torch_schedules
 
-RETINANET_LR_CONFIG = dict(policy="step", warmup="linear", warmup_iters=500, warmup_ratio=0.001,
-                           step=[8, 11])
+RETINANET_LR_CONFIG = dict(policy="step", warmup="linear", warmup_iters=500, warmup_ratio=0.001, step=[8, 11])
 RETINANET_PARAM_SCHEDULER = [
     dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=500),
     dict(type="MultiStepLR", begin=0, end=12, by_epoch=True, milestones=[8, 11], gamma=0.1),
 ]
-TIMM_COSINE = dict(sched="cosine", num_epochs=300, warmup_epochs=5, warmup_lr=1e-6, min_lr=1e-5,
-                   step_on_epochs=False)
+TIMM_COSINE = dict(sched="cosine", num_epochs=300, warmup_epochs=5, warmup_lr=1e-6, min_lr=1e-5, step_on_epochs=False)
 
 
 def _optimizer(lr):
@@ -53,9 +51,15 @@ def step_mmcv(epoch_len, epochs):
     cfg = {k: v for k, v in RETINANET_LR_CONFIG.items() if k != "policy"}
     hook = StepLrUpdaterHook(**cfg)
     optimizer = _optimizer(0.01)
-    runner = types.SimpleNamespace(optimizer=optimizer, data_loader=range(epoch_len), epoch=0,
-                                   iter=0, inner_iter=0, max_epochs=epochs,
-                                   max_iters=epochs * epoch_len)
+    runner = types.SimpleNamespace(
+        optimizer=optimizer,
+        data_loader=range(epoch_len),
+        epoch=0,
+        iter=0,
+        inner_iter=0,
+        max_epochs=epochs,
+        max_iters=epochs * epoch_len,
+    )
     hook.before_run(runner)
     values = []
     for epoch in range(epochs):
@@ -102,8 +106,7 @@ def step_timm(updates_per_epoch, base_lr):
     from timm.scheduler import create_scheduler_v2
 
     optimizer = _optimizer(base_lr)
-    scheduler, epochs = create_scheduler_v2(optimizer, **TIMM_COSINE,
-                                            updates_per_epoch=updates_per_epoch)
+    scheduler, epochs = create_scheduler_v2(optimizer, **TIMM_COSINE, updates_per_epoch=updates_per_epoch)
     values, num_updates = [], 0
     for epoch in range(epochs):
         for _ in range(updates_per_epoch):
@@ -125,31 +128,49 @@ def cases(quick: bool):
     return {
         f"RetinaNet 1x, MMCV lr_config ({n_retina:,})": (
             mmcv.lr_config(RETINANET_LR_CONFIG, 0.01, epoch_len=epoch_len, max_epochs=12),
-            n_retina, lambda: step_mmcv(epoch_len, 12)),
+            n_retina,
+            lambda: step_mmcv(epoch_len, 12),
+        ),
         f"RetinaNet 1x, MMEngine param_scheduler ({n_retina:,})": (
-            mmengine.param_scheduler(RETINANET_PARAM_SCHEDULER, 0.01, epoch_len=epoch_len,
-                                     max_epochs=12),
-            n_retina, lambda: step_mmengine(epoch_len, 12)),
+            mmengine.param_scheduler(RETINANET_PARAM_SCHEDULER, 0.01, epoch_len=epoch_len, max_epochs=12),
+            n_retina,
+            lambda: step_mmengine(epoch_len, 12),
+        ),
         f"RetinaNet 1x, torch LinearLR+MultiStepLR ({n_retina:,})": (
-            torch_schedules.chained_scheduler([
-                torch_schedules.linear_lr(0.01, start_factor=0.001, total_iters=500),
-                torch_schedules.multistep_lr(0.01, milestones=milestones, gamma=0.1)]),
-            n_retina, lambda: step_torch(lambda o: torch.optim.lr_scheduler.ChainedScheduler(
-                [warmup(o, start_factor=0.001, total_iters=500),
-                 torch.optim.lr_scheduler.MultiStepLR(o, milestones=milestones, gamma=0.1)]),
-                n_retina)),
+            torch_schedules.chained_scheduler(
+                [
+                    torch_schedules.linear_lr(0.01, start_factor=0.001, total_iters=500),
+                    torch_schedules.multistep_lr(0.01, milestones=milestones, gamma=0.1),
+                ]
+            ),
+            n_retina,
+            lambda: step_torch(
+                lambda o: torch.optim.lr_scheduler.ChainedScheduler(
+                    [
+                        warmup(o, start_factor=0.001, total_iters=500),
+                        torch.optim.lr_scheduler.MultiStepLR(o, milestones=milestones, gamma=0.1),
+                    ]
+                ),
+                n_retina,
+            ),
+        ),
         f"timm cosine, 300 epochs x {updates} updates ({300 * updates:,})": (
             timm.create_scheduler_v2(1e-3, **TIMM_COSINE, updates_per_epoch=updates),
-            300 * updates, lambda: step_timm(updates, 1e-3)),
+            300 * updates,
+            lambda: step_timm(updates, 1e-3),
+        ),
         f"torch OneCycleLR ({one_cycle_steps:,})": (
-            torch_schedules.one_cycle_lr(0.1, total_steps=one_cycle_steps), one_cycle_steps,
-            lambda: step_torch(lambda o: torch.optim.lr_scheduler.OneCycleLR(
-                o, max_lr=0.1, total_steps=one_cycle_steps), one_cycle_steps)),
+            torch_schedules.one_cycle_lr(0.1, total_steps=one_cycle_steps),
+            one_cycle_steps,
+            lambda: step_torch(
+                lambda o: torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.1, total_steps=one_cycle_steps),
+                one_cycle_steps,
+            ),
+        ),
     }
 
 
-HEADERS = ["curve", "purelr compile ms", "purelr ms", "reference ms", "speed-up", "(best)",
-           "max rel diff"]
+HEADERS = ["curve", "purelr compile ms", "purelr ms", "reference ms", "speed-up", "(best)", "max rel diff"]
 
 
 def main(argv=None) -> int:
@@ -166,16 +187,19 @@ def main(argv=None) -> int:
         compile_s = common.once(lambda: curve.lower(steps).compile())
         curve(steps).block_until_ready()
         # purelr's call is microseconds and the reference's seconds: purelr runs 20 times a round
-        times = common.interleaved({"purelr": lambda: [curve(steps).block_until_ready()
-                                                       for _ in range(20)],
-                                    "reference": reference}, repeats, warmup=1)
+        times = common.interleaved(
+            {"purelr": lambda: [curve(steps).block_until_ready() for _ in range(20)], "reference": reference},
+            repeats,
+            warmup=1,
+        )
         purelr_s, reference_s = times["purelr"].median / 20, times["reference"].median
         expected = np.asarray(reference(), dtype=np.float64)
         got = np.asarray(curve(steps), dtype=np.float64)
         diff = float(np.max(np.abs(got - expected) / np.abs(expected)))
         best = times["reference"].best / (times["purelr"].best / 20)
-        rows.append([title, 1e3 * compile_s, 1e3 * purelr_s, 1e3 * reference_s,
-                     reference_s / purelr_s, best, f"{diff:.1e}"])
+        rows.append(
+            [title, 1e3 * compile_s, 1e3 * purelr_s, 1e3 * reference_s, reference_s / purelr_s, best, f"{diff:.1e}"]
+        )
         print(common.table(HEADERS, rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(common.table(HEADERS, rows))

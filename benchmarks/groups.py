@@ -30,21 +30,28 @@ def main(argv=None) -> int:
     cases = {}
     for k in GROUP_COUNTS:
         groups = update.round_robin(shapes, k)
-        cases["purelr", k] = update.jax_case(update.purelr_tx(twin, kwargs, groups), jax_params,
-                                             jax_grads)[0]
-        cases["optax", k] = update.jax_case(update.optax_tx(optax_adamw, kwargs, groups), jax_params,
-                                            jax_grads)[0]
-        cases["torch fused", k] = update.torch_case(torch_adamw, kwargs, dict(fused=True), params,
-                                                    grads, groups)
+        cases["purelr", k] = update.jax_case(update.purelr_tx(twin, kwargs, groups), jax_params, jax_grads)[0]
+        cases["optax", k] = update.jax_case(update.optax_tx(optax_adamw, kwargs, groups), jax_params, jax_grads)[0]
+        cases["torch fused", k] = update.torch_case(torch_adamw, kwargs, dict(fused=True), params, grads, groups)
     times = common.interleaved(cases, repeats)
     print(f"# parameter groups · {common.machine()}\n")
     print(f"{trees.numel(shapes):,} params in {len(shapes)} tensors; AdamW + clip_grad_norm\n")
     impls = ("purelr", "optax", "torch fused")
-    headers = ["groups", *(f"{impl} ms" for impl in impls), *(f"{impl} vs 1 group" for impl in impls),
-               "purelr vs 1 group (best)"]
-    rows = [[k, *(1e3 * times[impl, k].median for impl in impls),
-             *(times[impl, k].median / times[impl, 1].median for impl in impls),
-             times["purelr", k].best / times["purelr", 1].best] for k in GROUP_COUNTS]
+    headers = [
+        "groups",
+        *(f"{impl} ms" for impl in impls),
+        *(f"{impl} vs 1 group" for impl in impls),
+        "purelr vs 1 group (best)",
+    ]
+    rows = [
+        [
+            k,
+            *(1e3 * times[impl, k].median for impl in impls),
+            *(times[impl, k].median / times[impl, 1].median for impl in impls),
+            times["purelr", k].best / times["purelr", 1].best,
+        ]
+        for k in GROUP_COUNTS
+    ]
     print(common.table(headers, rows))
     return 0
 

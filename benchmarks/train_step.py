@@ -68,8 +68,7 @@ def measure(quick: bool, repeats: int) -> dict:
 
 def child(option: bool, quick: bool, repeats: int) -> dict:
     env = dict(os.environ, XLA_FLAGS=fusion.xla_flags(os.environ.get("XLA_FLAGS", ""), option))
-    args = [sys.executable, "-m", "benchmarks.train_step", "--child", *(["--quick"] * quick),
-            "--repeats", str(repeats)]
+    args = [sys.executable, "-m", "benchmarks.train_step", "--child", *(["--quick"] * quick), "--repeats", str(repeats)]
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -84,10 +83,11 @@ def main(argv=None) -> int:
         return 0
     print(f"# train step · {common.machine(fusion_mode=False)}\n")
     results = {mode: child(mode == "on", args.quick, repeats) for mode in ("off", "on")}
-    print(f"a flax CNN of {results['off']['params']:,} params, clip_grad_norm + AdamW, "
-          f"median of {repeats}\n")
-    rows = [[mode, 1e3 * r["median"], 1e3 * r["best"], r["median"] / results["off"]["median"]]
-            for mode, r in results.items()]
+    print(f"a flax CNN of {results['off']['params']:,} params, clip_grad_norm + AdamW, median of {repeats}\n")
+    rows = [
+        [mode, 1e3 * r["median"], 1e3 * r["best"], r["median"] / results["off"]["median"]]
+        for mode, r in results.items()
+    ]
     print(common.table(["multi-output fusion", "step ms", "best ms", "x off"], rows))
     return 0
 

@@ -31,23 +31,43 @@ def resnet50(num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def transformer(depth: int = 12, width: int = 768, mlp_ratio: int = 4, patch: int = 16,
-                tokens: int = 197, num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
+def transformer(
+    depth: int = 12, width: int = 768, mlp_ratio: int = 4, patch: int = 16, tokens: int = 197, num_classes: int = 1000
+) -> dict[str, tuple[int, ...]]:
     """A ViT-B/16-like tree (timm's names): 12 leaves a block; 152 tensors, 86.6M numbers by default."""
-    shapes = {"cls_token": (1, 1, width), "pos_embed": (1, tokens, width),
-              "patch_embed.proj.weight": (width, 3, patch, patch), "patch_embed.proj.bias": (width,)}
+    shapes = {
+        "cls_token": (1, 1, width),
+        "pos_embed": (1, tokens, width),
+        "patch_embed.proj.weight": (width, 3, patch, patch),
+        "patch_embed.proj.bias": (width,),
+    }
     hidden = width * mlp_ratio
     for block in range(depth):
         prefix = f"blocks.{block}."
-        shapes.update({
-            f"{prefix}norm1.weight": (width,), f"{prefix}norm1.bias": (width,),
-            f"{prefix}attn.qkv.weight": (3 * width, width), f"{prefix}attn.qkv.bias": (3 * width,),
-            f"{prefix}attn.proj.weight": (width, width), f"{prefix}attn.proj.bias": (width,),
-            f"{prefix}norm2.weight": (width,), f"{prefix}norm2.bias": (width,),
-            f"{prefix}mlp.fc1.weight": (hidden, width), f"{prefix}mlp.fc1.bias": (hidden,),
-            f"{prefix}mlp.fc2.weight": (width, hidden), f"{prefix}mlp.fc2.bias": (width,)})
-    shapes.update({"norm.weight": (width,), "norm.bias": (width,),
-                   "head.weight": (num_classes, width), "head.bias": (num_classes,)})
+        shapes.update(
+            {
+                f"{prefix}norm1.weight": (width,),
+                f"{prefix}norm1.bias": (width,),
+                f"{prefix}attn.qkv.weight": (3 * width, width),
+                f"{prefix}attn.qkv.bias": (3 * width,),
+                f"{prefix}attn.proj.weight": (width, width),
+                f"{prefix}attn.proj.bias": (width,),
+                f"{prefix}norm2.weight": (width,),
+                f"{prefix}norm2.bias": (width,),
+                f"{prefix}mlp.fc1.weight": (hidden, width),
+                f"{prefix}mlp.fc1.bias": (hidden,),
+                f"{prefix}mlp.fc2.weight": (width, hidden),
+                f"{prefix}mlp.fc2.bias": (width,),
+            }
+        )
+    shapes.update(
+        {
+            "norm.weight": (width,),
+            "norm.bias": (width,),
+            "head.weight": (num_classes, width),
+            "head.bias": (num_classes,),
+        }
+    )
     return shapes
 
 
@@ -65,8 +85,7 @@ def in_jax_layout(arrays: dict) -> dict:
     """The same numbers in flax's layouts: conv kernels ``(out, in, kh, kw) -> (kh, kw, in, out)``,
     dense kernels ``(out, in) -> (in, out)``; vectors unchanged."""
     order = {4: (2, 3, 1, 0), 2: (1, 0)}
-    return {name: x.transpose(order[x.ndim]).copy() if x.ndim in order else x
-            for name, x in arrays.items()}
+    return {name: x.transpose(order[x.ndim]).copy() if x.ndim in order else x for name, x in arrays.items()}
 
 
 def numel(shapes: dict[str, tuple[int, ...]]) -> int:
@@ -77,5 +96,8 @@ def module_kinds(shapes: dict[str, tuple[int, ...]]) -> dict[str, str]:
     """``{module path: "norm"}`` for the norm layers of ``resnet50`` / ``transformer``
     (``bn*``, ``norm*``, ``downsample.1``), as ``purelr.params.module_kinds`` reads them from a model."""
     modules = {name.rsplit(".", 1)[0] for name in shapes if "." in name}
-    return {path: "norm" for path in sorted(modules)
-            if path.rsplit(".", 1)[-1].startswith(("bn", "norm")) or path.endswith("downsample.1")}
+    return {
+        path: "norm"
+        for path in sorted(modules)
+        if path.rsplit(".", 1)[-1].startswith(("bn", "norm")) or path.endswith("downsample.1")
+    }

@@ -49,17 +49,27 @@ PARAMWISE_CFG = dict(bias_lr_mult=2.0, bias_decay_mult=0.0, norm_decay_mult=0.0)
 # name: (purelr twin, its keyword arguments (torch's), the same in optax as f(lr, weight_decay),
 #        torch class, buffers besides param and grad)
 OPTIMIZERS = {
-    "AdamW": (purelr.optim.adamw, dict(lr=1e-3, weight_decay=1e-2),
-              lambda lr, wd: optax.adamw(lr, weight_decay=wd), torch.optim.AdamW, 2),
-    "SGD-momentum": (purelr.optim.sgd, dict(lr=1e-2, momentum=0.9, weight_decay=1e-4),
-                     lambda lr, wd: optax.chain(optax.add_decayed_weights(wd),
-                                                optax.sgd(lr, momentum=0.9)),
-                     torch.optim.SGD, 1),
-    "Adam": (purelr.optim.adam, dict(lr=1e-3, weight_decay=0.0), lambda lr, wd: optax.adam(lr),
-             torch.optim.Adam, 2),
+    "AdamW": (
+        purelr.optim.adamw,
+        dict(lr=1e-3, weight_decay=1e-2),
+        lambda lr, wd: optax.adamw(lr, weight_decay=wd),
+        torch.optim.AdamW,
+        2,
+    ),
+    "SGD-momentum": (
+        purelr.optim.sgd,
+        dict(lr=1e-2, momentum=0.9, weight_decay=1e-4),
+        lambda lr, wd: optax.chain(optax.add_decayed_weights(wd), optax.sgd(lr, momentum=0.9)),
+        torch.optim.SGD,
+        1,
+    ),
+    "Adam": (purelr.optim.adam, dict(lr=1e-3, weight_decay=0.0), lambda lr, wd: optax.adam(lr), torch.optim.Adam, 2),
 }
-TORCH_KINDS = {"torch fused": dict(fused=True), "torch foreach": dict(foreach=True),
-               "torch for-loop": dict(foreach=False)}
+TORCH_KINDS = {
+    "torch fused": dict(fused=True),
+    "torch foreach": dict(foreach=True),
+    "torch for-loop": dict(foreach=False),
+}
 
 
 def paramwise_groups(params) -> tuple[dict[str, str], dict[str, paramwise.ParamSetting]]:
@@ -82,8 +92,7 @@ def purelr_tx(twin, kwargs, groups):
     """purelr's twin alone, or ``clip_grad_norm`` then the twin per group (``purelr.params.paramwise``)."""
     if groups is None:
         return twin(**kwargs)
-    return optax.chain(purelr.optim.clip_grad_norm(MAX_NORM),
-                       paramwise.paramwise_transform(twin, *groups, **kwargs))
+    return optax.chain(purelr.optim.clip_grad_norm(MAX_NORM), paramwise.paramwise_transform(twin, *groups, **kwargs))
 
 
 def optax_tx(factory, kwargs, groups):
@@ -119,13 +128,17 @@ def jax_case(tx, host_params, host_grads, donate: bool = True):
 def hlo_counts(text: str) -> tuple[int, int]:
     """(kernels, instructions): top-level ops of the entry computation that do work (not
     parameters, constants, tuples, bitcasts or scalar copies), and instructions in all computations."""
-    entry = text[text.index("\nENTRY"):]
+    entry = text[text.index("\nENTRY") :]
     ops = [line for line in entry.splitlines()[1:] if " = " in line]
     idle = (" parameter(", " constant(", " tuple(", " get-tuple-element(", " bitcast(")
-    kernels = [op for op in ops if not any(word in op for word in idle)
-               and not (" copy(" in op and "[] " in op.split(" = ")[1][:12])]
-    instructions = sum(" = " in line and not line.lstrip().startswith(("ENTRY", "%fused", "fused"))
-                       for line in text.splitlines())
+    kernels = [
+        op
+        for op in ops
+        if not any(word in op for word in idle) and not (" copy(" in op and "[] " in op.split(" = ")[1][:12])
+    ]
+    instructions = sum(
+        " = " in line and not line.lstrip().startswith(("ENTRY", "%fused", "fused")) for line in text.splitlines()
+    )
     return len(kernels), instructions
 
 
@@ -137,10 +150,14 @@ def torch_case(cls, kwargs, kind, host_params, host_grads, groups):
         param_groups = [{"params": list(params.values())}]
     else:
         labels, settings = groups
-        param_groups = [{"params": [p for name, p in params.items() if labels[name] == label],
-                         "lr": kwargs["lr"] * s.lr_mult,
-                         "weight_decay": kwargs["weight_decay"] * s.decay_mult}
-                        for label, s in settings.items()]
+        param_groups = [
+            {
+                "params": [p for name, p in params.items() if labels[name] == label],
+                "lr": kwargs["lr"] * s.lr_mult,
+                "weight_decay": kwargs["weight_decay"] * s.decay_mult,
+            }
+            for label, s in settings.items()
+        ]
     optimizer = cls(param_groups, **kwargs, **kind)
     everything = list(params.values())
 
@@ -162,16 +179,23 @@ def measure(shapes, repeats, rng, optimizers):
         for form, groups in [("alone", None), ("clip + 3 groups", paramwise_groups(host_params))]:
             builders = {
                 "purelr": lambda: jax_case(purelr_tx(twin, kwargs, groups), jax_params, jax_grads),
-                **({"purelr, not donated": lambda: jax_case(purelr_tx(twin, kwargs, None),
-                                                            jax_params, jax_grads, donate=False),
-                    "purelr, torch layout": lambda: jax_case(purelr_tx(twin, kwargs, None),
-                                                             host_params, host_grads)}
-                   if groups is None else {}),
-                "optax": lambda: jax_case(optax_tx(optax_factory, kwargs, groups), jax_params,
-                                          jax_grads),
-                **{kind: (lambda extra=extra: (torch_case(cls, kwargs, extra, host_params,
-                                                          host_grads, groups), None))
-                   for kind, extra in TORCH_KINDS.items()},
+                **(
+                    {
+                        "purelr, not donated": lambda: jax_case(
+                            purelr_tx(twin, kwargs, None), jax_params, jax_grads, donate=False
+                        ),
+                        "purelr, torch layout": lambda: jax_case(
+                            purelr_tx(twin, kwargs, None), host_params, host_grads
+                        ),
+                    }
+                    if groups is None
+                    else {}
+                ),
+                "optax": lambda: jax_case(optax_tx(optax_factory, kwargs, groups), jax_params, jax_grads),
+                **{
+                    kind: (lambda extra=extra: (torch_case(cls, kwargs, extra, host_params, host_grads, groups), None))
+                    for kind, extra in TORCH_KINDS.items()
+                },
             }
             cases, counts, memory = {}, {}, {}
             for name, build in builders.items():
@@ -187,15 +211,42 @@ def measure(shapes, repeats, rng, optimizers):
             fused, plain = times["torch fused"], times["optax"]
             for name, (median, best) in times.items():
                 kernels, instructions = counts[name] or (math.nan, math.nan)
-                rows.append([opt_name, form, name, 1e3 * median, 1e3 * best, nominal / median / 1e9,
-                             memory[name], median / fused.median, best / fused.best,
-                             median / plain.median, best / plain.best, kernels, instructions])
+                rows.append(
+                    [
+                        opt_name,
+                        form,
+                        name,
+                        1e3 * median,
+                        1e3 * best,
+                        nominal / median / 1e9,
+                        memory[name],
+                        median / fused.median,
+                        best / fused.best,
+                        median / plain.median,
+                        best / plain.best,
+                        kernels,
+                        instructions,
+                    ]
+                )
             del cases
     return rows
 
 
-HEADERS = ["optimizer", "form", "implementation", "ms/step", "best ms", "GB/s", "peak RSS +MB",
-           "x torch fused", "(best)", "x optax", "(best)", "kernels", "HLO ops"]
+HEADERS = [
+    "optimizer",
+    "form",
+    "implementation",
+    "ms/step",
+    "best ms",
+    "GB/s",
+    "peak RSS +MB",
+    "x torch fused",
+    "(best)",
+    "x optax",
+    "(best)",
+    "kernels",
+    "HLO ops",
+]
 
 
 def main(argv=None) -> int:

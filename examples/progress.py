@@ -14,8 +14,10 @@ def step_line(epoch: int, epochs: int, inner: int, epoch_len: int, loss: float) 
     done = inner + 1
     filled = BAR * done // epoch_len
     width = len(str(epochs))
-    return (f"epoch {epoch + 1:>{width}}/{epochs} [{'#' * filled}{'-' * (BAR - filled)}] "
-            f"{done:>{len(str(epoch_len))}}/{epoch_len}  loss {loss:.5f}")
+    return (
+        f"epoch {epoch + 1:>{width}}/{epochs} [{'#' * filled}{'-' * (BAR - filled)}] "
+        f"{done:>{len(str(epoch_len))}}/{epoch_len}  loss {loss:.5f}"
+    )
 
 
 def epoch_line(epoch: int, epochs: int, loss: float, lrs: dict) -> str:

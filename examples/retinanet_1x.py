@@ -27,8 +27,13 @@ EPOCH_LEN = 25
 EPOCHS = 12
 
 CONFIG = dict(
-    optimizer=dict(type="SGD", lr=0.005, momentum=0.9, weight_decay=1e-4,
-                   paramwise_cfg=dict(norm_decay_mult=0.0, custom_keys={"head": dict(lr_mult=2.0)})),
+    optimizer=dict(
+        type="SGD",
+        lr=0.005,
+        momentum=0.9,
+        weight_decay=1e-4,
+        paramwise_cfg=dict(norm_decay_mult=0.0, custom_keys={"head": dict(lr_mult=2.0)}),
+    ),
     optimizer_config=dict(grad_clip=dict(max_norm=35, norm_type=2)),
     lr_config=dict(policy="step", warmup="linear", warmup_iters=50, warmup_ratio=0.001, step=[8, 11]),
     runner=dict(type="EpochBasedRunner", max_epochs=EPOCHS),
@@ -40,23 +45,33 @@ def run_torch(cfg, data: twin_cnn.Data, *, epochs: int, seed: int = 0, dtype=Non
     ``EpochBasedRunner``'s order: ``before_run``; per epoch ``before_train_epoch``; per iteration
     ``before_train_iter``, the forward pass, ``after_train_iter`` (OptimizerHook: zero_grad,
     backward, clip, step), ``runner.iter += 1``. ``dtype``: a torch dtype (float64 by default)."""
-    from purelr.references.mmcv import build_hook  # first: stands in for torchvision if missing
-
     from mmcv.runner import DefaultOptimizerConstructor
     from mmcv.runner.hooks import HOOKS
     from mmcv.utils import build_from_cfg
+
+    from purelr.references.mmcv import build_hook  # first: stands in for torchvision if missing
 
     model = twin_cnn.torch_model(seed, dtype)
     optimizer_cfg = copy.deepcopy(cfg["optimizer"])
     paramwise_cfg = optimizer_cfg.pop("paramwise_cfg", None)
     optimizer = DefaultOptimizerConstructor(optimizer_cfg, paramwise_cfg)(model)
-    hooks = [build_hook(cfg["lr_config"], "LrUpdaterHook"),
-             build_from_cfg(dict(type="OptimizerHook", **cfg["optimizer_config"]), HOOKS)]
+    hooks = [
+        build_hook(cfg["lr_config"], "LrUpdaterHook"),
+        build_from_cfg(dict(type="OptimizerHook", **cfg["optimizer_config"]), HOOKS),
+    ]
     epoch_len = len(data.labels)
     runner = types.SimpleNamespace(
-        model=model, optimizer=optimizer, data_loader=range(epoch_len), epoch=0, iter=0, inner_iter=0,
-        max_epochs=epochs, max_iters=epochs * epoch_len, logger=logging.getLogger("examples"),
-        log_buffer=types.SimpleNamespace(update=lambda *args, **kwargs: None))
+        model=model,
+        optimizer=optimizer,
+        data_loader=range(epoch_len),
+        epoch=0,
+        iter=0,
+        inner_iter=0,
+        max_epochs=epochs,
+        max_iters=epochs * epoch_len,
+        logger=logging.getLogger("examples"),
+        log_buffer=types.SimpleNamespace(update=lambda *args, **kwargs: None),
+    )
     for hook in hooks:
         hook.before_run(runner)
 
@@ -74,8 +89,16 @@ def run_torch(cfg, data: twin_cnn.Data, *, epochs: int, seed: int = 0, dtype=Non
             hook.after_train_iter(runner)
         runner.iter += 1
 
-    return twin_cnn.train_torch(model, optimizer, data, epochs=epochs, before_iter=before_iter, update=update,
-                                after_epoch=lambda epoch: None, log=log)
+    return twin_cnn.train_torch(
+        model,
+        optimizer,
+        data,
+        epochs=epochs,
+        before_iter=before_iter,
+        update=update,
+        after_epoch=lambda epoch: None,
+        log=log,
+    )
 
 
 def main(argv=None):

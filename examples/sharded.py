@@ -69,20 +69,23 @@ def state_shardings(tx, opt_state, param_shardings, replicated):
     shardings, every other leaf is ``replicated``. ``optax.multi_transform`` keeps, per group, a
     params tree with the other groups' leaves masked (``optax.MaskedNode``, or ``None`` in a
     purelr twin's buffers): those stay."""
-    return map_params(tx, lambda _, sharding: sharding, opt_state, param_shardings,
-                      transform_non_params=lambda _: replicated)
+    return map_params(
+        tx, lambda _, sharding: sharding, opt_state, param_shardings, transform_non_params=lambda _: replicated
+    )
 
 
 def map_params(tx, f, opt_state, *rest, transform_non_params):
     """``optax.tree_utils.tree_map_params`` through ``multi_transform``'s masked trees."""
+
     def masked(leaf):
         return leaf is None or isinstance(leaf, optax.MaskedNode)
 
     def keep_masked(leaf, *others):
         return leaf if masked(leaf) else f(leaf, *others)
 
-    return optax.tree_utils.tree_map_params(tx, keep_masked, opt_state, *rest, transform_non_params=transform_non_params,
-                                            is_leaf=masked)
+    return optax.tree_utils.tree_map_params(
+        tx, keep_masked, opt_state, *rest, transform_non_params=transform_non_params, is_leaf=masked
+    )
 
 
 def check_state_sharding(tx, opt_state, params) -> int:
@@ -118,11 +121,14 @@ def run(cfg, data: twin_cnn.Data, *, epochs: int, layout: str, log=None) -> Shar
         stats_shardings = jax.tree.map(lambda _: replicated, batch_stats)
     opt_shardings = state_shardings(tx, opt_state, param_shardings, replicated)
     batch = NamedSharding(mesh, PartitionSpec("data"))
-    step = jax.jit(twin_cnn.train_step(model, tx),
-                   in_shardings=(param_shardings, stats_shardings, opt_shardings, batch, batch),
-                   out_shardings=(param_shardings, stats_shardings, opt_shardings, replicated))
-    params, batch_stats, opt_state = jax.device_put((params, batch_stats, opt_state),
-                                                    (param_shardings, stats_shardings, opt_shardings))
+    step = jax.jit(
+        twin_cnn.train_step(model, tx),
+        in_shardings=(param_shardings, stats_shardings, opt_shardings, batch, batch),
+        out_shardings=(param_shardings, stats_shardings, opt_shardings, replicated),
+    )
+    params, batch_stats, opt_state = jax.device_put(
+        (params, batch_stats, opt_state), (param_shardings, stats_shardings, opt_shardings)
+    )
     images = jnp.asarray(twin_cnn.nhwc(data.images), jnp.float32)
     labels = jnp.asarray(data.labels)
     losses = []
@@ -135,8 +141,9 @@ def run(cfg, data: twin_cnn.Data, *, epochs: int, layout: str, log=None) -> Shar
         if log is not None:
             progress.epoch(log, epoch, epochs, float(np.mean(losses[-epoch_len:])), twin_cnn.group_lrs(opt_state))
     split = sum(not leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(params))
-    return ShardedRun(np.asarray(jax.device_get(losses)), twin_cnn.flat(params), split,
-                      check_state_sharding(tx, opt_state, params))
+    return ShardedRun(
+        np.asarray(jax.device_get(losses)), twin_cnn.flat(params), split, check_state_sharding(tx, opt_state, params)
+    )
 
 
 def compare(recipe: str, *, epochs: int, epoch_len: int, log=None) -> dict:
@@ -151,11 +158,15 @@ def compare(recipe: str, *, epochs: int, epoch_len: int, log=None) -> dict:
             log.write(f"{recipe}, {layout} ({1 if layout == 'single' else jax.device_count()} devices)\n")
         runs[layout] = run(RECIPES[recipe], data, epochs=epochs, layout=layout, log=log)
     single = runs["single"]
-    return {layout: dict(losses=twin_cnn.relative_error(runs[layout].losses, single.losses),
-                         params=max(twin_cnn.relative_error(runs[layout].params[n], single.params[n])
-                                    for n in single.params),
-                         split_params=runs[layout].split_params, state_leaves=runs[layout].state_leaves)
-            for layout in LAYOUTS[1:]}
+    return {
+        layout: dict(
+            losses=twin_cnn.relative_error(runs[layout].losses, single.losses),
+            params=max(twin_cnn.relative_error(runs[layout].params[n], single.params[n]) for n in single.params),
+            split_params=runs[layout].split_params,
+            state_leaves=runs[layout].state_leaves,
+        )
+        for layout in LAYOUTS[1:]
+    }
 
 
 def main(argv=None):
@@ -168,9 +179,11 @@ def main(argv=None):
     log = None if args.json else sys.stdout
     found = compare(args.recipe, epochs=args.epochs, epoch_len=args.epoch_len, log=log)
     for layout, result in found.items():
-        print(f"{layout} vs one device: losses {result['losses']:.3g}, params {result['params']:.3g} "
-              f"(relative); {result['split_params']} params split over devices, {result['state_leaves']} "
-              f"optimizer state leaves carry their param's sharding")
+        print(
+            f"{layout} vs one device: losses {result['losses']:.3g}, params {result['params']:.3g} "
+            f"(relative); {result['split_params']} params split over devices, {result['state_leaves']} "
+            f"optimizer state leaves carry their param's sharding"
+        )
     if args.json:
         print(json.dumps(dict(devices=jax.device_count(), **found)))
 

@@ -24,8 +24,17 @@ from examples import twin_cnn
 EPOCH_LEN = 25
 EPOCHS = 12
 
-TIMM = dict(opt="adamw", lr=1e-2, weight_decay=0.05, sched="cosine", epochs=EPOCHS, warmup_epochs=2,
-            warmup_lr=1e-5, min_lr=1e-5, sched_on_updates=True)
+TIMM = dict(
+    opt="adamw",
+    lr=1e-2,
+    weight_decay=0.05,
+    sched="cosine",
+    epochs=EPOCHS,
+    warmup_epochs=2,
+    warmup_lr=1e-5,
+    min_lr=1e-5,
+    sched_on_updates=True,
+)
 CONFIG = dict(timm=TIMM)
 
 
@@ -64,7 +73,8 @@ def run_torch(cfg, data: twin_cnn.Data, *, epochs: int, seed: int = 0, dtype=Non
     model = twin_cnn.torch_model(seed, dtype)
     optimizer = timm_optim.create_optimizer_v2(model, **timm_optim.optimizer_kwargs(args))
     scheduler, _ = timm_scheduler.create_scheduler_v2(
-        optimizer, **timm_scheduler.scheduler_kwargs(args), updates_per_epoch=len(data.labels))
+        optimizer, **timm_scheduler.scheduler_kwargs(args), updates_per_epoch=len(data.labels)
+    )
     num_updates = [0]
 
     def update(loss):
@@ -74,8 +84,16 @@ def run_torch(cfg, data: twin_cnn.Data, *, epochs: int, seed: int = 0, dtype=Non
         num_updates[0] += 1
         scheduler.step_update(num_updates=num_updates[0])
 
-    return twin_cnn.train_torch(model, optimizer, data, epochs=epochs, before_iter=lambda epoch, k: None,
-                                update=update, after_epoch=lambda epoch: scheduler.step(epoch + 1), log=log)
+    return twin_cnn.train_torch(
+        model,
+        optimizer,
+        data,
+        epochs=epochs,
+        before_iter=lambda epoch, k: None,
+        update=update,
+        after_epoch=lambda epoch: scheduler.step(epoch + 1),
+        log=log,
+    )
 
 
 def main(argv=None):

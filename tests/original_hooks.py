@@ -15,8 +15,9 @@ from tests import corpus
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # mmcv's "MMCV will release v2.0.0" notice
-    from purelr.references import mmcv as _driver  # noqa: F401 (stands in for torchvision first)
     from mmcv.runner.hooks import HOOKS
+
+    from purelr.references import mmcv as _driver  # noqa: F401 (stands in for torchvision first)
 
 
 def register() -> None:

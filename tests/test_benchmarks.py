@@ -5,8 +5,9 @@ import importlib
 
 import pytest
 
-SCRIPTS = ["curves", "groups"] + [pytest.param(name, marks=pytest.mark.nightly)
-                                  for name in ("update", "compile", "train_step")]
+SCRIPTS = ["curves", "groups"] + [
+    pytest.param(name, marks=pytest.mark.nightly) for name in ("update", "compile", "train_step")
+]
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

@@ -37,15 +37,16 @@ def layer_modules():
                 yield layer, path
 
 
-@pytest.mark.parametrize("layer,path", list(layer_modules()),
-                         ids=lambda x: str(x.relative_to(PACKAGE)) if isinstance(x, pathlib.Path) else x)
+@pytest.mark.parametrize(
+    "layer,path", list(layer_modules()), ids=lambda x: str(x.relative_to(PACKAGE)) if isinstance(x, pathlib.Path) else x
+)
 def test_a_layer_imports_only_the_layers_below_it(layer, path):
     imported = purelr_imports(path)
     if layer in ("references", "configs"):
         # drivers of the originals and example configs stand beside the layers (drivers share their import shims)
         allowed = {"references"} if layer == "references" else set()
     else:
-        allowed = set(LAYERS[:LAYERS.index(layer) + 1]) | ({"references", "configs"} if layer == "cli" else set())
+        allowed = set(LAYERS[: LAYERS.index(layer) + 1]) | ({"references", "configs"} if layer == "cli" else set())
     assert imported <= allowed, f"{path.relative_to(PACKAGE)} imports {sorted(imported - allowed)}"
 
 

@@ -21,6 +21,9 @@ def breakpoints(values, rtol: float = 1e-5) -> list[int]:
     slopes = np.sign(np.where(np.abs(np.diff(values)) > rtol * scale, np.diff(values), 0.0))
     moving = np.flatnonzero(slopes)
     # A peak or trough: the extreme value of the flat stretch between opposite slopes.
-    turns = [int(a) + 1 + int((np.argmax if slopes[a] > 0 else np.argmin)(values[a + 1:b + 2]))
-             for a, b in zip(moving, moving[1:]) if slopes[a] != slopes[b]]
+    turns = [
+        int(a) + 1 + int((np.argmax if slopes[a] > 0 else np.argmin)(values[a + 1 : b + 2]))
+        for a, b in zip(moving, moving[1:])
+        if slopes[a] != slopes[b]
+    ]
     return sorted({0, *firsts, *lasts, *turns, values.size - 1})

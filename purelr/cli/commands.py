@@ -49,10 +49,14 @@ def positive(text: str) -> float:
 
 def run_length_options(command: argparse.ArgumentParser) -> None:
     """``--epoch-len`` and ``--max-epochs | --max-iters``, shared by ``plot`` and ``compare``."""
-    command.add_argument("--epoch-len", type=count, metavar="N",
-                         help="iterations (optimizer updates) per epoch: needed by epoch-based configs "
-                              "and every timm config (timm's updates_per_epoch); for hf=dict(...) configs the "
-                              "batches per epoch, len(train_dataloader)")
+    command.add_argument(
+        "--epoch-len",
+        type=count,
+        metavar="N",
+        help="iterations (optimizer updates) per epoch: needed by epoch-based configs "
+        "and every timm config (timm's updates_per_epoch); for hf=dict(...) configs the "
+        "batches per epoch, len(train_dataloader)",
+    )
     length = command.add_mutually_exclusive_group()
     length.add_argument("--max-epochs", type=count, metavar="N", help="override the run's length in epochs")
     length.add_argument("--max-iters", type=count, metavar="N", help="override the run's length in iterations")
@@ -62,19 +66,33 @@ def scope(text: str) -> tuple[str, str]:
     """An argparse type: ``NAME=PATH``, a config root for ``NAME::`` bases."""
     name, _, path = text.partition("=")
     if not name or not path:
-        raise argparse.ArgumentTypeError(f"must be NAME=PATH (--scope mmdet=/path/to/mmdetection/configs), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"must be NAME=PATH (--scope mmdet=/path/to/mmdetection/configs), got {text!r}"
+        )
     return name, path
 
 
 def config_options(command: argparse.ArgumentParser) -> None:
     """``--scope NAME=PATH`` and ``--trust-config``, shared by ``plot`` and ``compare``."""
-    command.add_argument("--scope", type=scope, action="append", default=[], metavar="NAME=PATH",
-                         help="the config root of NAME:: bases and of 'NAME.configs' pure-Python imports "
-                              "(repeatable)")
-    command.add_argument("--trust-config", action="store_true",
-                         help="run what the config subset does not cover as Python, as MMCV/MMEngine do")
-    command.add_argument("--world-size", type=count, metavar="N",
-                         help="the processes (GPUs) the original ran on, for auto_scale_lr=dict(enable=True)")
+    command.add_argument(
+        "--scope",
+        type=scope,
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="the config root of NAME:: bases and of 'NAME.configs' pure-Python imports (repeatable)",
+    )
+    command.add_argument(
+        "--trust-config",
+        action="store_true",
+        help="run what the config subset does not cover as Python, as MMCV/MMEngine do",
+    )
+    command.add_argument(
+        "--world-size",
+        type=count,
+        metavar="N",
+        help="the processes (GPUs) the original ran on, for auto_scale_lr=dict(enable=True)",
+    )
 
 
 def loaded(args) -> dict:
@@ -92,33 +110,47 @@ def loaded(args) -> dict:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="purelr", description=DESCRIPTION,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    root = argparse.ArgumentParser(
+        prog="purelr", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     root.add_argument("--version", action="version", version=f"purelr {purelr.__version__}")
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     plot = commands.add_parser("plot", help="draw the lr/momentum curves of a config")
-    plot.add_argument("config", help="an MMDetection 2.x, MMEngine, timm, hf, detectron2 or DeepSpeed config file (.py, .json, .yaml)")
+    plot.add_argument(
+        "config", help="an MMDetection 2.x, MMEngine, timm, hf, detectron2 or DeepSpeed config file (.py, .json, .yaml)"
+    )
     run_length_options(plot)
     config_options(plot)
     plot.add_argument("-o", "--output", default="lr.png", help="the PNG to write (default lr.png)")
     plot.add_argument("--csv", help="also write every value to this CSV file")
     plot.add_argument("--by", choices=("iter", "epoch"), default="iter", help="x axis unit")
     plot.add_argument("--log", action="store_true", help="logarithmic lr axis")
-    plot.add_argument("--model", help="module:factory giving params (or (params, module_kinds)) "
-                                      "to group instead of the built-in example tree")
-    compare = commands.add_parser("compare", help="run the original library on the config and check "
-                                                  "that the curves agree")
+    plot.add_argument(
+        "--model",
+        help="module:factory giving params (or (params, module_kinds)) to group instead of the built-in example tree",
+    )
+    compare = commands.add_parser(
+        "compare", help="run the original library on the config and check that the curves agree"
+    )
     compare.add_argument("config", help="an MMDetection 2.x, MMEngine, timm, hf or detectron2 config file")
-    compare.add_argument("--against", required=True, choices=AGAINST,
-                         help="the original to step: mmcv for MMDetection 2.x configs (optimizer, "
-                              "lr_config), mmengine for optim_wrapper / param_scheduler, timm for timm=dict(...), "
-                              "hf for hf=dict(...) (TrainingArguments), fvcore for detectron2 configs "
-                              "(a YAML with SOLVER, or detectron2=...), deepspeed for deepspeed=dict(...) or a DeepSpeed JSON")
+    compare.add_argument(
+        "--against",
+        required=True,
+        choices=AGAINST,
+        help="the original to step: mmcv for MMDetection 2.x configs (optimizer, "
+        "lr_config), mmengine for optim_wrapper / param_scheduler, timm for timm=dict(...), "
+        "hf for hf=dict(...) (TrainingArguments), fvcore for detectron2 configs "
+        "(a YAML with SOLVER, or detectron2=...), deepspeed for deepspeed=dict(...) or a DeepSpeed JSON",
+    )
     run_length_options(compare)
     config_options(compare)
-    compare.add_argument("--rtol", type=positive, default=1e-6,
-                         help="the largest difference allowed, relative to each curve's largest value "
-                              "(default 1e-6: purelr evaluates in float32)")
+    compare.add_argument(
+        "--rtol",
+        type=positive,
+        default=1e-6,
+        help="the largest difference allowed, relative to each curve's largest value "
+        "(default 1e-6: purelr evaluates in float32)",
+    )
     compare.add_argument("-o", "--output", default="compare.png", help="the PNG to write")
     return root
 
@@ -129,16 +161,25 @@ def plot(args) -> int:
 
     params, kinds = _model(args.model) if args.model else (None, None)
     start = time.perf_counter()
-    curves = config_curves(loaded(args), epoch_len=args.epoch_len, world_size=args.world_size, max_epochs=args.max_epochs,
-                           max_iters=args.max_iters, params=params, module_kinds=kinds)
+    curves = config_curves(
+        loaded(args),
+        epoch_len=args.epoch_len,
+        world_size=args.world_size,
+        max_epochs=args.max_epochs,
+        max_iters=args.max_iters,
+        params=params,
+        module_kinds=kinds,
+    )
     evaluated = time.perf_counter() - start
     print(plot_lib.table(curves))
     plot_lib.draw(curves, args.output, by=args.by, log=args.log, title=args.config)
     if args.csv:
         plot_lib.write_csv(curves, args.csv)
     written = [args.output] + ([args.csv] if args.csv else [])
-    print(f"{len(curves.steps)} iterations, {len(curves.values)} curves evaluated in {evaluated:.2f} s; "
-          f"wrote {', '.join(written)}")
+    print(
+        f"{len(curves.steps)} iterations, {len(curves.values)} curves evaluated in {evaluated:.2f} s; "
+        f"wrote {', '.join(written)}"
+    )
     return 0
 
 
@@ -170,14 +211,17 @@ def compare(args) -> int:
     found = differences(ours, reference)
     for (group, quantity), difference in found.items():
         print(f"{group}/{quantity}: max |purelr - {args.against}| / max |{args.against}| = {difference:.3g}")
-    plot_lib.draw(ours, args.output, title=f"{args.config}: purelr (solid) vs {args.against} (dashed)",
-                  overlay=reference)
+    plot_lib.draw(
+        ours, args.output, title=f"{args.config}: purelr (solid) vs {args.against} (dashed)", overlay=reference
+    )
     print(f"wrote {args.output}")
     (group, quantity), worst = max(found.items(), key=lambda item: item[1])
     verdict = "PASS" if worst <= args.rtol else "FAIL"
     relation = "<=" if worst <= args.rtol else ">"
-    print(f"{verdict}: largest difference {worst:.3g} ({group}/{quantity}) {relation} tolerance "
-          f"{args.rtol:g}, over {len(ours.steps)} iterations")
+    print(
+        f"{verdict}: largest difference {worst:.3g} ({group}/{quantity}) {relation} tolerance "
+        f"{args.rtol:g}, over {len(ours.steps)} iterations"
+    )
     return 0 if verdict == "PASS" else 1
 
 

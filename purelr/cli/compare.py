@@ -15,35 +15,53 @@ from __future__ import annotations
 
 import numpy as np
 
-from purelr.recipes.config import load_config
 from purelr.cli.curves import Curves
+from purelr.recipes.config import load_config
 
 AGAINST = ("mmcv", "mmengine", "timm", "hf", "fvcore", "deepspeed")
-STYLES = {"deepspeed": "a DeepSpeed config (deepspeed=dict(...) or a ds_config JSON in it)",
-          "hf": "a Hugging Face Trainer config (hf=dict(...))",
-          "fvcore": "a detectron2 config (detectron2=..., or its YAML with SOLVER)",
-          "timm": "a timm config (timm=dict(...))",
-          "mmengine": "an MMEngine config (optim_wrapper)",
-          "mmcv": "an MMCV / MMDetection 2.x config (optimizer, no optim_wrapper)"}
+STYLES = {
+    "deepspeed": "a DeepSpeed config (deepspeed=dict(...) or a ds_config JSON in it)",
+    "hf": "a Hugging Face Trainer config (hf=dict(...))",
+    "fvcore": "a detectron2 config (detectron2=..., or its YAML with SOLVER)",
+    "timm": "a timm config (timm=dict(...))",
+    "mmengine": "an MMEngine config (optim_wrapper)",
+    "mmcv": "an MMCV / MMDetection 2.x config (optimizer, no optim_wrapper)",
+}
 
 
 def check_style(cfg: dict, against: str) -> None:
     """Raises ``ValueError`` when ``cfg`` is written for another library than ``against``: each
     original reads only its own style (``timm``, else ``optim_wrapper``, else ``optimizer``, the
     order ``purelr.build`` reads them in). A config of none of them is left to the reader's error."""
-    style = next((name for key, name in (("deepspeed", "deepspeed"), ("hf", "hf"), ("detectron2", "fvcore"), ("timm", "timm"), ("optim_wrapper", "mmengine"),
-                                         ("optimizer", "mmcv")) if key in cfg), None)
+    style = next(
+        (
+            name
+            for key, name in (
+                ("deepspeed", "deepspeed"),
+                ("hf", "hf"),
+                ("detectron2", "fvcore"),
+                ("timm", "timm"),
+                ("optim_wrapper", "mmengine"),
+                ("optimizer", "mmcv"),
+            )
+            if key in cfg
+        ),
+        None,
+    )
     if style is not None and style != against:
-        raise ValueError(f"--against {against}: the config is {STYLES[style]}, which {against} cannot "
-                         f"read; compare it --against {style}")
+        raise ValueError(
+            f"--against {against}: the config is {STYLES[style]}, which {against} cannot "
+            f"read; compare it --against {style}"
+        )
 
 
 def reference_curves(cfg, curves: Curves, against: str) -> Curves:
     """The original library's value for every curve of ``curves`` (same groups and iterations)."""
     cfg = load_config(cfg) if not isinstance(cfg, dict) else cfg
     iters = len(curves.steps)
-    run = {"mmcv": _mmcv, "mmengine": _mmengine, "timm": _timm, "hf": _hf, "fvcore": _fvcore,
-           "deepspeed": _deepspeed}[against]
+    run = {"mmcv": _mmcv, "mmengine": _mmengine, "timm": _timm, "hf": _hf, "fvcore": _fvcore, "deepspeed": _deepspeed}[
+        against
+    ]
     values = {}
     for (group, quantity), ours in curves.values.items():
         base = float((curves.starts or {}).get((group, quantity), ours[0])) if quantity != "lr" else None
@@ -82,11 +100,18 @@ def _mmengine(cfg, curves, group, quantity, iters, base):
     if not chosen:
         return np.full(iters, start)
     fixed = quantity == "lr" and "fix_lr=True" in group  # a label names the fields of its ParamSetting
-    return reference.run(chosen, start, epoch_len=curves.epoch_len or iters, iters=iters,
-                         max_epochs=train_cfg.get("max_epochs"), max_iters=train_cfg.get("max_iters"),
-                         momentum=quantity == "momentum", adam="betas" in optimizer and quantity == "momentum",
-                         param=quantity if quantity not in ("lr", "momentum") else None,
-                         hook=reference.simsiam_hook(cfg.get("custom_hooks")) if fixed else None)
+    return reference.run(
+        chosen,
+        start,
+        epoch_len=curves.epoch_len or iters,
+        iters=iters,
+        max_epochs=train_cfg.get("max_epochs"),
+        max_iters=train_cfg.get("max_iters"),
+        momentum=quantity == "momentum",
+        adam="betas" in optimizer and quantity == "momentum",
+        param=quantity if quantity not in ("lr", "momentum") else None,
+        hook=reference.simsiam_hook(cfg.get("custom_hooks")) if fixed else None,
+    )
 
 
 def _timm(cfg, curves, group, quantity, iters, base):
@@ -126,13 +151,18 @@ def _deepspeed(cfg, curves, group, quantity, iters, base):
     scheduler = ds_config.get("scheduler")
     if scheduler is None:
         return np.full(iters, lr if quantity == "lr" else betas[0], dtype=np.float64)
-    values = reference.curves(scheduler["type"], dict(scheduler.get("params") or {}), np.arange(iters), lr,
-                              betas=betas or (0.9, 0.999))
+    values = reference.curves(
+        scheduler["type"], dict(scheduler.get("params") or {}), np.arange(iters), lr, betas=betas or (0.9, 0.999)
+    )
     return values[0] if quantity == "lr" else values[1]
 
 
 def differences(ours: Curves, reference: Curves) -> dict:
     """``{(group, quantity): max |ours - reference| / max(|reference|)}``."""
-    return {key: float(np.max(np.abs(ours.values[key] - reference.values[key]))
-                       / max(float(np.max(np.abs(reference.values[key]))), np.finfo(float).tiny))
-            for key in ours.values}
+    return {
+        key: float(
+            np.max(np.abs(ours.values[key] - reference.values[key]))
+            / max(float(np.max(np.abs(reference.values[key]))), np.finfo(float).tiny)
+        )
+        for key in ours.values
+    }

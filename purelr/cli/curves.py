@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from purelr.params import paramwise
-from purelr.schedules import validate
 from purelr.recipes import registry
 from purelr.recipes.build import read_recipe
 from purelr.recipes.config import load_config
-from purelr.recipes.recipe import Recipe, labels_of
+from purelr.recipes.recipe import labels_of
+from purelr.schedules import validate
 
 
 class Curves(NamedTuple):
@@ -42,10 +42,12 @@ def example_params(paramwise_cfg: dict):
     """``(params, module_kinds)``: a small tree with a leaf for every ``paramwise_cfg`` rule."""
     leaf = jnp.zeros((2, 2))
     params = {
-        "backbone": {"conv": {"kernel": jnp.zeros((3, 3, 2, 2)), "bias": jnp.zeros(2)},
-                     "norm": {"scale": jnp.zeros(2), "bias": jnp.zeros(2)},
-                     "dwconv": {"kernel": jnp.zeros((3, 3, 1, 2))},
-                     "embed": jnp.zeros(2)},
+        "backbone": {
+            "conv": {"kernel": jnp.zeros((3, 3, 2, 2)), "bias": jnp.zeros(2)},
+            "norm": {"scale": jnp.zeros(2), "bias": jnp.zeros(2)},
+            "dwconv": {"kernel": jnp.zeros((3, 3, 1, 2))},
+            "embed": jnp.zeros(2),
+        },
         "head": {"kernel": leaf, "bias": jnp.zeros(2)},
     }
     for i, key in enumerate(sorted((paramwise_cfg or {}).get("custom_keys", {}))):
@@ -66,13 +68,17 @@ def with_run_length(cfg: dict, *, max_epochs=None, max_iters=None) -> dict:
     if max_epochs is None and max_iters is None:
         return cfg
     if "hf" in cfg:
-        length = dict(num_train_epochs=max_epochs, max_steps=-1) if max_epochs is not None else dict(max_steps=max_iters)
+        length = (
+            dict(num_train_epochs=max_epochs, max_steps=-1) if max_epochs is not None else dict(max_steps=max_iters)
+        )
         return {**cfg, "hf": {**cfg["hf"], **length}}
     if "detectron2" in cfg:
         from purelr.recipes.detectron2 import solver_of
 
         if max_epochs is not None:
-            raise ValueError("detectron2 configs count iterations (SOLVER.MAX_ITER): give --max-iters, not --max-epochs")
+            raise ValueError(
+                "detectron2 configs count iterations (SOLVER.MAX_ITER): give --max-iters, not --max-epochs"
+            )
         return {**cfg, "detectron2": {**solver_of(cfg["detectron2"]), "MAX_ITER": max_iters}}
     if "deepspeed" in cfg:
         if max_epochs is not None:
@@ -88,20 +94,21 @@ def with_run_length(cfg: dict, *, max_epochs=None, max_iters=None) -> dict:
     given = "max_epochs" if max_epochs is not None else "max_iters"
     if counts not in (None, given):
         option = "--" + counts.replace("_", "-")
-        raise ValueError(f"the config's {key} counts {counts[4:]} ({key}.{counts} = {runner[counts]!r}): "
-                         f"give {option}")
+        raise ValueError(f"the config's {key} counts {counts[4:]} ({key}.{counts} = {runner[counts]!r}): give {option}")
     runner[given] = max_epochs if max_epochs is not None else max_iters
     return {**{k: v for k, v in cfg.items() if k != "total_epochs"}, key: runner}
 
 
-def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, params=None,
-                  module_kinds=None, world_size=None) -> Curves:
+def config_curves(
+    cfg, *, epoch_len=None, max_epochs=None, max_iters=None, params=None, module_kinds=None, world_size=None
+) -> Curves:
     """Every group's lr (and momentum / beta1 where the optimizer has one, and every other
     hyperparameter a scheduler drives, such as ``weight_decay``) at every iteration, over the whole run (its length replaced by ``max_epochs`` or ``max_iters``: ``with_run_length``)."""
     if epoch_len is not None:
         validate.positive_int("--epoch-len", epoch_len)
-    cfg = with_run_length(cfg if isinstance(cfg, dict) else load_config(cfg),
-                          max_epochs=max_epochs, max_iters=max_iters)
+    cfg = with_run_length(
+        cfg if isinstance(cfg, dict) else load_config(cfg), max_epochs=max_epochs, max_iters=max_iters
+    )
     if "detectron2" in cfg:
         return detectron2_curves(cfg["detectron2"], params=params, module_kinds=module_kinds, world_size=world_size)
     if "timm" in cfg:
@@ -112,8 +119,10 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
         return deepspeed_curves(cfg["deepspeed"], cfg.get("max_iters"))
     recipe = read_recipe(cfg, epoch_len=epoch_len, world_size=world_size)
     if recipe.max_iters is None:
-        raise ValueError("the run's length is unknown: the config counts epochs and --epoch-len is "
-                         "not given, or has no max_epochs / max_iters; give --epoch-len or --max-iters")
+        raise ValueError(
+            "the run's length is unknown: the config counts epochs and --epoch-len is "
+            "not given, or has no max_epochs / max_iters; give --epoch-len or --max-iters"
+        )
     total = recipe.max_iters
     if params is None:  # a registered constructor may say which tree shows its groups
         constructor = registry.registered("constructor").get(recipe.constructor)
@@ -127,8 +136,9 @@ def config_curves(cfg, *, epoch_len=None, max_epochs=None, max_iters=None, param
     for label, setting in settings.items():
         if setting.frozen:
             continue
-        group, schedules = paramwise.fixed(setting, paramwise.group_hyperparams(setting, **hyperparams),
-                                           recipe.schedules, recipe.fixed_lr)
+        group, schedules = paramwise.fixed(
+            setting, paramwise.group_hyperparams(setting, **hyperparams), recipe.schedules, recipe.fixed_lr
+        )
         bases[label] = group["lr"]
         values[(label, "lr")] = _evaluate(schedules.get("lr"), group["lr"], steps) * setting.lr_scale
         if momentum is not None:
@@ -159,8 +169,9 @@ def timm_curves(args: dict, *, epoch_len=None, params=None, world_size=None) -> 
     if args["sched"] is None:
         curve = np.full(total, float(lr))
     else:
-        schedule = timm_lib.create_scheduler_v2(lr, updates_per_epoch=updates_per_epoch,
-                                                **timm_lib.scheduler_kwargs(args))
+        schedule = timm_lib.create_scheduler_v2(
+            lr, updates_per_epoch=updates_per_epoch, **timm_lib.scheduler_kwargs(args)
+        )
         curve = _curve(schedule, steps)
     scales = {"default": 1.0}
     if args["layer_decay"] is not None:
@@ -169,16 +180,21 @@ def timm_curves(args: dict, *, epoch_len=None, params=None, world_size=None) -> 
             params, matcher = timm_lib.model_layers(args["model"]) or (None, None)
             matcher = args["group_matcher"] or matcher
         if params is None or matcher is None:
-            raise ValueError(f"timm.layer_decay={args['layer_decay']!r} gives each layer of the model its own lr: "
-                             f"purelr knows the layers of timm's vit_* models (purelr.recipes.timm.VIT_DEPTHS), not "
-                             f"timm.model={args.get('model')!r}: give --model module:factory (the params) and "
-                             f"timm.group_matcher")
+            raise ValueError(
+                f"timm.layer_decay={args['layer_decay']!r} gives each layer of the model its own lr: "
+                f"purelr knows the layers of timm's vit_* models (purelr.recipes.timm.VIT_DEPTHS), not "
+                f"timm.model={args.get('model')!r}: give --model module:factory (the params) and "
+                f"timm.group_matcher"
+            )
         layer_map = timm_lib.layer_map_from_matcher(params, matcher)
         _, settings = paramwise_timm.param_groups_layer_decay(params, layer_map, layer_decay=args["layer_decay"])
         scales = {label: setting.lr_scale for label, setting in settings.items() if not setting.frozen}
-    return Curves(np.arange(total), updates_per_epoch,
-                  {(label, "lr"): curve * scale for label, scale in scales.items()},
-                  {label: lr * scale for label, scale in scales.items()})
+    return Curves(
+        np.arange(total),
+        updates_per_epoch,
+        {(label, "lr"): curve * scale for label, scale in scales.items()},
+        {label: lr * scale for label, scale in scales.items()},
+    )
 
 
 def hf_curves(args: dict, *, epoch_len=None) -> Curves:
@@ -194,8 +210,9 @@ def hf_curves(args: dict, *, epoch_len=None) -> Curves:
     curve = _curve(schedule, jnp.arange(total))
     accumulation = validate.positive_int("hf.gradient_accumulation_steps", args["gradient_accumulation_steps"])
     updates_per_epoch = None if epoch_len is None else max(-(-epoch_len // accumulation), 1)
-    return Curves(np.arange(total), updates_per_epoch, {("default", "lr"): curve},
-                  {"default": float(args["learning_rate"])})
+    return Curves(
+        np.arange(total), updates_per_epoch, {("default", "lr"): curve}, {"default": float(args["learning_rate"])}
+    )
 
 
 def detectron2_curves(solver_cfg, *, params=None, module_kinds=None, world_size=None) -> Curves:
@@ -206,10 +223,12 @@ def detectron2_curves(solver_cfg, *, params=None, module_kinds=None, world_size=
     solver = detectron2.solver_of(solver_cfg, world_size)
     steps = jnp.arange(solver["MAX_ITER"])
     curves = detectron2.lr_curves(solver, params, module_kinds)
-    return Curves(np.arange(solver["MAX_ITER"]), None,
-                  {(label, "lr"): _curve(schedule, steps)
-                   for label, (_, schedule) in curves.items()},
-                  {label: base for label, (base, _) in curves.items()})
+    return Curves(
+        np.arange(solver["MAX_ITER"]),
+        None,
+        {(label, "lr"): _curve(schedule, steps) for label, (_, schedule) in curves.items()},
+        {label: base for label, (base, _) in curves.items()},
+    )
 
 
 def deepspeed_curves(ds_config, updates=None) -> Curves:
@@ -220,8 +239,7 @@ def deepspeed_curves(ds_config, updates=None) -> Curves:
 
     found = deepspeed_lib.curves(ds_config, updates)
     steps = jnp.arange(found.pop("updates"))
-    values = {("default", quantity): _curve(schedule, steps)
-              for quantity, schedule in found.items()}
+    values = {("default", quantity): _curve(schedule, steps) for quantity, schedule in found.items()}
     return Curves(np.asarray(steps), None, values, {"default": float(values[("default", "lr")][0])})
 
 

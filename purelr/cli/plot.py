@@ -21,8 +21,11 @@ def marks(curves: Curves) -> list[int]:
 def table(curves: Curves, rows: int = 32) -> str:
     """A text table of the lr curves, and of the momentum curves that change, at each breakpoint
     (at most ``rows`` of them, evenly spread, ends kept)."""
-    shown = {f"{group}/{quantity}": values for (group, quantity), values in curves.values.items()
-             if quantity == "lr" or np.ptp(values) > 0}
+    shown = {
+        f"{group}/{quantity}": values
+        for (group, quantity), values in curves.values.items()
+        if quantity == "lr" or np.ptp(values) > 0
+    }
     width = max([12] + [len(c) for c in shown])
     lines = [f"{'iteration':>10} {'epoch':>6} " + " ".join(f"{c:>{width}}" for c in shown)]
     steps = marks(curves)
@@ -48,8 +51,9 @@ def write_csv(curves: Curves, path) -> None:
             writer.writerow([int(step), epochs[i]] + [repr(float(c[i])) for c in columns])
 
 
-def draw(curves: Curves, path, *, by: str = "iter", log: bool = False, title: str = "",
-         overlay: Curves | None = None) -> None:
+def draw(
+    curves: Curves, path, *, by: str = "iter", log: bool = False, title: str = "", overlay: Curves | None = None
+) -> None:
     """A PNG with an lr panel (and a momentum panel), breakpoints marked, epochs on the top axis;
     ``overlay``'s curves (a reference) dashed over them."""
     import matplotlib
@@ -58,8 +62,7 @@ def draw(curves: Curves, path, *, by: str = "iter", log: bool = False, title: st
     import matplotlib.pyplot as plt
 
     quantities = list(dict.fromkeys(q for _, q in curves.values))
-    figure, axes = plt.subplots(len(quantities), 1, sharex=True, squeeze=False,
-                                figsize=(10, 3.4 * len(quantities)))
+    figure, axes = plt.subplots(len(quantities), 1, sharex=True, squeeze=False, figsize=(10, 3.4 * len(quantities)))
     by_epoch = by == "epoch" and curves.epoch_len
     scale = curves.epoch_len if by_epoch else 1
     x = curves.steps / scale
@@ -77,8 +80,9 @@ def draw(curves: Curves, path, *, by: str = "iter", log: bool = False, title: st
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     if curves.epoch_len and not by_epoch:
-        top = axes[0, 0].secondary_xaxis("top", functions=(lambda s: s / curves.epoch_len,
-                                                             lambda e: e * curves.epoch_len))
+        top = axes[0, 0].secondary_xaxis(
+            "top", functions=(lambda s: s / curves.epoch_len, lambda e: e * curves.epoch_len)
+        )
         top.set_xlabel("epoch")
     axes[-1, 0].set_xlabel("epoch" if by_epoch else "iteration")
     if title:

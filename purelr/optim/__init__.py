@@ -13,13 +13,14 @@ from purelr.optim.adagrad import adagrad
 from purelr.optim.adam import adam
 from purelr.optim.adamax import adamax
 from purelr.optim.adamp import adamp
+from purelr.optim.adamw import adamw
 from purelr.optim.adan import adan
 from purelr.optim.adopt import adopt
-from purelr.optim.adamw import adamw
 from purelr.optim.asgd import asgd
 from purelr.optim.clip import clip_grad_norm, clip_grad_value
 from purelr.optim.fused_adam import fused_adam
 from purelr.optim.fused_lamb import fused_lamb
+from purelr.optim.hf_adafactor import adafactor_schedule_lr, hf_adafactor
 from purelr.optim.lamb import grad_clip as lamb_grad_clip
 from purelr.optim.lamb import lamb
 from purelr.optim.laprop import laprop
@@ -40,14 +41,31 @@ from purelr.optim.rmsprop import rmsprop
 from purelr.optim.rmsprop_tf import rmsprop_tf
 from purelr.optim.rprop import rprop
 from purelr.optim.sgd import sgd
-from purelr.optim.sgdw import sgdw
 from purelr.optim.sgdp import sgdp
+from purelr.optim.sgdw import sgdw
 from purelr.optim.skip import skip_nonfinite
 from purelr.optim.timm_adafactor import timm_adafactor
-from purelr.optim.hf_adafactor import adafactor_schedule_lr, hf_adafactor
 
-__all__ = ["adadelta", "adafactor", "adagrad", "adam", "adamax", "adamw", "asgd", "clip_grad_norm",
-           "clip_grad_value", "lbfgs", "lbfgs_minimize", "muon", "nadam", "radam", "rmsprop", "rprop", "sgd", "skip_nonfinite"]
+__all__ = [
+    "adadelta",
+    "adafactor",
+    "adagrad",
+    "adam",
+    "adamax",
+    "adamw",
+    "asgd",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "lbfgs",
+    "lbfgs_minimize",
+    "muon",
+    "nadam",
+    "radam",
+    "rmsprop",
+    "rprop",
+    "sgd",
+    "skip_nonfinite",
+]
 __all__ += ["lamb", "lamb_grad_clip", "lars", "lion", "nadamw", "rmsprop_tf", "sgdw", "timm_adafactor"]  # timm's
 __all__ += ["adafactor_schedule_lr", "hf_adafactor"]  # transformers' own
 __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgrad", "mars", "novograd", "sgdp"]

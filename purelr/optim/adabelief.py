@@ -22,10 +22,18 @@ class AdaBeliefState(NamedTuple):
     max_exp_avg_var: Any  # None without amsgrad
 
 
-def adabelief(lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, amsgrad: bool = False,
-              decoupled_decay: bool = True, fixed_decay: bool = False, rectify: bool = True,
-              degenerated_to_sgd: bool = True, foreach: bool | None = None
-              ) -> optax.GradientTransformation:
+def adabelief(
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-16,
+    weight_decay=0.0,
+    amsgrad: bool = False,
+    decoupled_decay: bool = True,
+    fixed_decay: bool = False,
+    rectify: bool = True,
+    degenerated_to_sgd: bool = True,
+    foreach: bool | None = None,
+) -> optax.GradientTransformation:
     """Twin of ``timm.optim.AdaBelief``; every number (``betas`` one by one) may be a schedule.
     ``foreach`` is accepted and ignored (timm's single-tensor arithmetic is the reference).
 
@@ -54,8 +62,11 @@ def adabelief(lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, amsgrad:
     log_betas = tuple(base.log_of(c) for c in complements)
 
     def init_buffers(params, hp):
-        return dict(exp_avg=base.zeros(params), exp_avg_var=base.zeros(params),
-                    max_exp_avg_var=base.zeros(params) if amsgrad else None)
+        return dict(
+            exp_avg=base.zeros(params),
+            exp_avg_var=base.zeros(params),
+            max_exp_avg_var=base.zeros(params) if amsgrad else None,
+        )
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, decays, "adabelief with weight_decay")
@@ -66,8 +77,16 @@ def adabelief(lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, amsgrad:
         rho_inf = 2 / c2 - 1
         rho_t = rho_inf - 2 * t * (1 - bias_correction2) / bias_correction2
         adaptive = rho_t >= 5
-        rectified_size = jnp.sqrt(jnp.where(adaptive, bias_correction2 * (rho_t - 4) / (rho_inf - 4)
-                                            * (rho_t - 2) / rho_t * rho_inf / (rho_inf - 2), 1.0)) / bias_correction1
+        rectified_size = (
+            jnp.sqrt(
+                jnp.where(
+                    adaptive,
+                    bias_correction2 * (rho_t - 4) / (rho_inf - 4) * (rho_t - 2) / rho_t * rho_inf / (rho_inf - 2),
+                    1.0,
+                )
+            )
+            / bias_correction1
+        )
         sgd_size = 1.0 / bias_correction1 if degenerated_to_sgd else 0.0
         decay = hp["weight_decay"] if fixed_decay else hp["lr"] * hp["weight_decay"]
 
@@ -82,12 +101,14 @@ def adabelief(lr=1e-3, betas=(0.9, 0.999), eps=1e-16, weight_decay=0.0, amsgrad:
             if not rectify:
                 denom = jnp.sqrt(v_max if amsgrad else v) / jnp.sqrt(bias_correction2) + eps
                 return base.update_from(p, start, -(hp["lr"] / bias_correction1) * (m / denom)), m, v, v_max
-            step = jnp.where(adaptive, -(rectified_size * hp["lr"]) * (m / (jnp.sqrt(v) + eps)),
-                             -(sgd_size * hp["lr"]) * m)
+            step = jnp.where(
+                adaptive, -(rectified_size * hp["lr"]) * (m / (jnp.sqrt(v) + eps)), -(sgd_size * hp["lr"]) * m
+            )
             return base.update_from(p, start, step), m, v, v_max
 
-        updates, m, v, v_max = base.leafwise(leaf, grads, params, state.exp_avg, state.exp_avg_var,
-                                             state.max_exp_avg_var)
+        updates, m, v, v_max = base.leafwise(
+            leaf, grads, params, state.exp_avg, state.exp_avg_var, state.max_exp_avg_var
+        )
         return updates, dict(exp_avg=m, exp_avg_var=v, max_exp_avg_var=v_max)
 
     return base.transformation(AdaBeliefState, hyperparams, init_buffers, update_buffers)

@@ -20,9 +20,17 @@ class AdadeltaState(NamedTuple):
     acc_delta: Any
 
 
-def adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, foreach: bool | None = None, *,
-             capturable: bool = False, maximize: bool = False, differentiable: bool = False
-             ) -> optax.GradientTransformation:
+def adadelta(
+    lr=1.0,
+    rho=0.9,
+    eps=1e-6,
+    weight_decay=0.0,
+    foreach: bool | None = None,
+    *,
+    capturable: bool = False,
+    maximize: bool = False,
+    differentiable: bool = False,
+) -> optax.GradientTransformation:
     """Twin of ``torch.optim.Adadelta``; every number may be a schedule.
 
     With ``g = -grad if maximize else grad`` and ``g += weight_decay * param``::
@@ -55,8 +63,7 @@ def adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, foreach: bool | None =
             acc_delta = rho_t * acc_delta + c * delta * delta
             return -hp["lr"] * delta, square_avg, acc_delta
 
-        updates, square_avg, acc_delta = base.leafwise(leaf, grads, params, state.square_avg,
-                                                       state.acc_delta)
+        updates, square_avg, acc_delta = base.leafwise(leaf, grads, params, state.square_avg, state.acc_delta)
         return updates, dict(square_avg=square_avg, acc_delta=acc_delta)
 
     return base.transformation(AdadeltaState, hyperparams, init_buffers, update_buffers)

@@ -91,8 +91,7 @@ def adafactor(
     eps2 = hp.check("eps[1]", eps2)
     d = hp.check("d", d, minimum=1.0)
     weight_decay = hp.check("weight_decay", weight_decay)
-    schedules = {"lr": lr, "beta2_decay": beta2_decay, "d": d, "weight_decay": weight_decay,
-                 "eps2": eps2}
+    schedules = {"lr": lr, "beta2_decay": beta2_decay, "d": d, "weight_decay": weight_decay, "eps2": eps2}
 
     def init_fn(params):
         base.check_real("adafactor", params)
@@ -134,8 +133,7 @@ def adafactor(
                 col_mean = _norm(g, axis=-2, keepdims=True) ** 2 / g.shape[-2]
                 row_var = torch_lerp(row_var, row_mean.astype(p.dtype), beta_hat.astype(p.dtype))
                 col_var = torch_lerp(col_var, col_mean.astype(p.dtype), beta_hat.astype(p.dtype))
-                estimate = (row_var * col_var) / jnp.maximum(
-                    jnp.mean(row_var, axis=-2, keepdims=True), e1)
+                estimate = (row_var * col_var) / jnp.maximum(jnp.mean(row_var, axis=-2, keepdims=True), e1)
             else:
                 variance = torch_lerp(variance, (g * g).astype(p.dtype), beta_hat.astype(p.dtype))
                 estimate = variance
@@ -147,7 +145,8 @@ def adafactor(
         out = jax.tree.map(leaf, updates, params, state.row_var, state.col_var, state.variance)
         treedef = jax.tree.structure(updates)
         new_updates, row_var, col_var, variance = (
-            treedef.unflatten(parts) for parts in zip(*treedef.flatten_up_to(out)))
+            treedef.unflatten(parts) for parts in zip(*treedef.flatten_up_to(out))
+        )
         return new_updates, AdafactorState(state.count + 1, values, row_var, col_var, variance)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -18,9 +18,18 @@ class AdagradState(NamedTuple):
     sum: Any
 
 
-def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10,
-            foreach: bool | None = None, *, maximize: bool = False, differentiable: bool = False,
-            fused: bool | None = None) -> optax.GradientTransformation:
+def adagrad(
+    lr=1e-2,
+    lr_decay=0.0,
+    weight_decay=0.0,
+    initial_accumulator_value=0.0,
+    eps=1e-10,
+    foreach: bool | None = None,
+    *,
+    maximize: bool = False,
+    differentiable: bool = False,
+    fused: bool | None = None,
+) -> optax.GradientTransformation:
     """Twin of ``torch.optim.Adagrad``; every number may be a schedule
     (``initial_accumulator_value`` is read at count 0).
 
@@ -39,8 +48,13 @@ def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0
     initial_accumulator_value = check("initial_accumulator_value", initial_accumulator_value)
     eps = check("eps", eps)
     decays = base.maybe_nonzero(weight_decay)
-    hyperparams = dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
-                       initial_accumulator_value=initial_accumulator_value)
+    hyperparams = dict(
+        lr=lr,
+        lr_decay=lr_decay,
+        weight_decay=weight_decay,
+        eps=eps,
+        initial_accumulator_value=initial_accumulator_value,
+    )
 
     def init_buffers(params, hp):
         return dict(sum=base.full(params, hp["initial_accumulator_value"]))

@@ -20,10 +20,20 @@ class AdamState(NamedTuple):
     max_exp_avg_sq: Any  # None without amsgrad
 
 
-def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad: bool = False, *,
-         maximize: bool = False, decoupled_weight_decay: bool = False, foreach: bool | None = None,
-         capturable: bool = False, differentiable: bool = False, fused: bool | None = None
-         ) -> optax.GradientTransformation:
+def adam(
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    amsgrad: bool = False,
+    *,
+    maximize: bool = False,
+    decoupled_weight_decay: bool = False,
+    foreach: bool | None = None,
+    capturable: bool = False,
+    differentiable: bool = False,
+    fused: bool | None = None,
+) -> optax.GradientTransformation:
     """Twin of ``torch.optim.Adam``; every number (``betas`` one by one) may be a schedule.
 
     With ``g = -grad if maximize else grad``, then ``g += weight_decay * param`` (or, decoupled,
@@ -42,8 +52,11 @@ def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad: bool 
     log_betas = tuple(base.log_of(c) for c in complements)
 
     def init_buffers(params, hp):
-        return dict(exp_avg=base.zeros(params), exp_avg_sq=base.zeros(params),
-                    max_exp_avg_sq=base.zeros(params) if amsgrad else None)
+        return dict(
+            exp_avg=base.zeros(params),
+            exp_avg_sq=base.zeros(params),
+            max_exp_avg_sq=base.zeros(params) if amsgrad else None,
+        )
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, decays, "adam with weight_decay")
@@ -55,8 +68,9 @@ def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad: bool 
         bias_correction2_sqrt = jnp.sqrt(bias_correction2)
 
         def leaf(g, p, m, v, v_max):
-            g, start = base.gradient_and_decay(g, p, hp, maximize=maximize, weight_decay=decays,
-                                               decoupled=decoupled_weight_decay)
+            g, start = base.gradient_and_decay(
+                g, p, hp, maximize=maximize, weight_decay=decays, decoupled=decoupled_weight_decay
+            )
             m = m + c1 * (g - m)
             v = b2 * v + c2 * g * g
             if amsgrad:
@@ -64,8 +78,7 @@ def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad: bool 
             denom = jnp.sqrt(v_max if amsgrad else v) / bias_correction2_sqrt + hp["eps"]
             return base.update_from(p, start, -step_size * (m / denom)), m, v, v_max
 
-        updates, m, v, v_max = base.leafwise(leaf, grads, params, state.exp_avg, state.exp_avg_sq,
-                                             state.max_exp_avg_sq)
+        updates, m, v, v_max = base.leafwise(leaf, grads, params, state.exp_avg, state.exp_avg_sq, state.max_exp_avg_sq)
         return updates, dict(exp_avg=m, exp_avg_sq=v, max_exp_avg_sq=v_max)
 
     return base.transformation(AdamState, hyperparams, init_buffers, update_buffers)

@@ -19,9 +19,17 @@ class AdamaxState(NamedTuple):
     exp_inf: Any
 
 
-def adamax(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, foreach: bool | None = None,
-           *, maximize: bool = False, differentiable: bool = False, capturable: bool = False
-           ) -> optax.GradientTransformation:
+def adamax(
+    lr=2e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    foreach: bool | None = None,
+    *,
+    maximize: bool = False,
+    differentiable: bool = False,
+    capturable: bool = False,
+) -> optax.GradientTransformation:
     """Twin of ``torch.optim.Adamax``; every number (``betas`` one by one) may be a schedule.
 
     With ``g = -grad if maximize else grad`` and ``g += weight_decay * param``, at ``t = count + 1``::

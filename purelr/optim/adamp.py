@@ -12,8 +12,8 @@ import optax
 
 from purelr.optim import base
 from purelr.optim.cautious import cautious
-from purelr.schedules.core import resolve
 from purelr.schedules import validate
+from purelr.schedules.core import resolve
 
 LAYOUTS = ("torch", "flax")
 
@@ -25,9 +25,18 @@ class AdamPState(NamedTuple):
     exp_avg_sq: Any
 
 
-def adamp(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, delta=0.1, wd_ratio=0.1,
-          nesterov: bool = False, caution: bool = False, *, layout: str = "torch"
-          ) -> optax.GradientTransformation:
+def adamp(
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    delta=0.1,
+    wd_ratio=0.1,
+    nesterov: bool = False,
+    caution: bool = False,
+    *,
+    layout: str = "torch",
+) -> optax.GradientTransformation:
     """Twin of ``timm.optim.AdamP``; every number (``betas`` one by one) may be a schedule.
 
     At ``t = count + 1``::
@@ -72,9 +81,16 @@ def adamp(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, delta=0.1, wd
 
         perturbs, m, v = base.leafwise(leaf, grads, state.exp_avg, state.exp_avg_sq)
         step_size = hp["lr"] / bias_correction1
-        updates = projected_updates(params, grads, perturbs, hp, step_size=step_size,
-                                    decay=hp["lr"] * hp["weight_decay"] if decays else None,
-                                    caution=caution, layout=layout)
+        updates = projected_updates(
+            params,
+            grads,
+            perturbs,
+            hp,
+            step_size=step_size,
+            decay=hp["lr"] * hp["weight_decay"] if decays else None,
+            caution=caution,
+            layout=layout,
+        )
         return updates, dict(exp_avg=m, exp_avg_sq=v)
 
     return base.transformation(AdamPState, hyperparams, init_buffers, update_buffers)
@@ -86,13 +102,22 @@ def projected_updates(params, grads, perturbs, hp, *, step_size, decay, caution:
     treedef = jax.tree.structure(params, is_leaf=_is_masked)
     paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_masked)[0]]
     updates = []
-    for path, p, g, d in zip(paths, treedef.flatten_up_to(params), treedef.flatten_up_to(grads),
-                             treedef.flatten_up_to(perturbs)):
+    for path, p, g, d in zip(
+        paths, treedef.flatten_up_to(params), treedef.flatten_up_to(grads), treedef.flatten_up_to(perturbs)
+    ):
         if _is_masked(p):
             updates.append(d)
             continue
-        d, ratio = projection(p, g.astype(p.dtype), d, hp["delta"], hp["wd_ratio"], hp["eps"],
-                              caution=caution, channel_axis=channel_axis(path, p, layout))
+        d, ratio = projection(
+            p,
+            g.astype(p.dtype),
+            d,
+            hp["delta"],
+            hp["wd_ratio"],
+            hp["eps"],
+            caution=caution,
+            channel_axis=channel_axis(path, p, layout),
+        )
         start = None if decay is None else base.multiplied(p, 1 - decay * ratio)
         updates.append(base.update_from(p, start, -step_size * d))
     return treedef.unflatten(updates)
@@ -126,8 +151,13 @@ def projection(p, grad, perturb, delta, wd_ratio, eps, *, caution: bool, channel
         def row_sum(x):
             return jnp.sum(x, axis=axes, keepdims=True)
 
-        cosine = jnp.abs(row_sum(grad / jnp.maximum(jnp.sqrt(row_sum(grad * grad)), eps)
-                                 * (p / jnp.maximum(jnp.sqrt(row_sum(p * p)), eps))))
+        cosine = jnp.abs(
+            row_sum(
+                grad
+                / jnp.maximum(jnp.sqrt(row_sum(grad * grad)), eps)
+                * (p / jnp.maximum(jnp.sqrt(row_sum(p * p)), eps))
+            )
+        )
         hit = jnp.max(cosine) < delta / math.sqrt(row_length)
         p_n = p / (jnp.sqrt(row_sum(p * p)) + eps)
         projected = perturb - p_n * row_sum(p_n * perturb)

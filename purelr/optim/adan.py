@@ -25,9 +25,17 @@ class AdanState(NamedTuple):
     neg_pre_grad: Any
 
 
-def adan(lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, no_prox: bool = False,
-         caution: bool = False, foreach: bool | None = None, *,
-         decay_only: bool = False) -> optax.GradientTransformation:
+def adan(
+    lr=1e-3,
+    betas=(0.98, 0.92, 0.99),
+    eps=1e-8,
+    weight_decay=0.0,
+    no_prox: bool = False,
+    caution: bool = False,
+    foreach: bool | None = None,
+    *,
+    decay_only: bool = False,
+) -> optax.GradientTransformation:
     """Twin of ``timm.optim.Adan``; every number (``betas`` one by one) may be a schedule.
     ``foreach`` is accepted and ignored (timm's single-tensor arithmetic is the reference).
 
@@ -51,16 +59,25 @@ def adan(lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, no_prox:
     base.device_flags(foreach=foreach)
     if not isinstance(betas, (tuple, list)) or len(betas) != 3:
         raise TypeError(f"betas must be a triple (beta1, beta2, beta3), got {betas!r}")
-    hyperparams = dict(lr=hp_lib.check("lr", lr), eps=hp_lib.check("eps", eps),
-                       weight_decay=hp_lib.check("weight_decay", weight_decay),
-                       **{f"beta{i + 1}": hp_lib.check(f"betas[{i}]", beta, maximum=1.0, maximum_open=True)
-                          for i, beta in enumerate(betas)})
+    hyperparams = dict(
+        lr=hp_lib.check("lr", lr),
+        eps=hp_lib.check("eps", eps),
+        weight_decay=hp_lib.check("weight_decay", weight_decay),
+        **{
+            f"beta{i + 1}": hp_lib.check(f"betas[{i}]", beta, maximum=1.0, maximum_open=True)
+            for i, beta in enumerate(betas)
+        },
+    )
     complements = tuple(base.one_minus(hyperparams[f"beta{i}"]) for i in (1, 2, 3))
     log_betas = tuple(base.log_of(c) for c in complements)
 
     def init_buffers(params, hp):
-        return dict(exp_avg=base.zeros(params), exp_avg_sq=base.zeros(params),
-                    exp_avg_diff=base.zeros(params), neg_pre_grad=base.zeros(params))
+        return dict(
+            exp_avg=base.zeros(params),
+            exp_avg_sq=base.zeros(params),
+            exp_avg_diff=base.zeros(params),
+            neg_pre_grad=base.zeros(params),
+        )
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, True, "adan")
@@ -86,8 +103,9 @@ def adan(lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, no_prox:
             new = new if no_prox else new / (1 + decay)
             return base.update_from(p, new), m, v, diff_avg, -g
 
-        updates, m, v, diff_avg, neg = base.leafwise(leaf, grads, params, state.exp_avg, state.exp_avg_sq,
-                                                     state.exp_avg_diff, state.neg_pre_grad)
+        updates, m, v, diff_avg, neg = base.leafwise(
+            leaf, grads, params, state.exp_avg, state.exp_avg_sq, state.exp_avg_diff, state.neg_pre_grad
+        )
         return updates, dict(exp_avg=m, exp_avg_sq=v, exp_avg_diff=diff_avg, neg_pre_grad=neg)
 
     return base.transformation(AdanState, hyperparams, init_buffers, update_buffers)
@@ -104,8 +122,11 @@ def grad_clip(max_grad_norm, eps=1e-8) -> optax.GradientTransformation:
         leaves = [g for g in jax.tree.leaves(grads) if not isinstance(g, optax.MaskedNode)]
         norm = jnp.sqrt(sum(jnp.sum(g * g) for g in leaves))
         factor = jnp.minimum(resolve(max_grad_norm, state.count) / (norm + resolve(eps, state.count)), 1.0)
-        return (jax.tree.map(lambda g: g * factor, grads),
-                optax.ScaleByScheduleState(count=optax.safe_int32_increment(state.count)))
+        return (
+            jax.tree.map(lambda g: g * factor, grads),
+            optax.ScaleByScheduleState(count=optax.safe_int32_increment(state.count)),
+        )
 
-    return optax.GradientTransformation(lambda params: optax.ScaleByScheduleState(count=jnp.zeros((), jnp.int32)),
-                                        update_fn)
+    return optax.GradientTransformation(
+        lambda params: optax.ScaleByScheduleState(count=jnp.zeros((), jnp.int32)), update_fn
+    )

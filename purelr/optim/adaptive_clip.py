@@ -54,8 +54,9 @@ def unitwise_norm(x, axis: int, norm_type=2.0):
     return norms.reshape(shape)
 
 
-def adaptive_clip_grad(clip_factor=0.01, eps=1e-3, norm_type=2.0, *,
-                       layout: str | Callable = "flax") -> optax.GradientTransformation:
+def adaptive_clip_grad(
+    clip_factor=0.01, eps=1e-3, norm_type=2.0, *, layout: str | Callable = "flax"
+) -> optax.GradientTransformation:
     """Twin of ``timm.utils.agc.adaptive_clip_grad`` (formula above): needs ``params`` at update.
 
     timm's ``train.py`` clips every parameter but the classifier's (the model's last two

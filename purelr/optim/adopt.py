@@ -24,10 +24,22 @@ class AdoptState(NamedTuple):
     exp_avg_sq: Any
 
 
-def adopt(lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, clip_exp=0.333, weight_decay=0.0,
-          decoupled: bool = False, corrected_weight_decay: bool = False, *, caution: bool = False,
-          foreach: bool | None = None, maximize: bool = False, capturable: bool = False,
-          differentiable: bool = False, max_lr_snapshot=None) -> optax.GradientTransformation:
+def adopt(
+    lr=1e-3,
+    betas=(0.9, 0.9999),
+    eps=1e-6,
+    clip_exp=0.333,
+    weight_decay=0.0,
+    decoupled: bool = False,
+    corrected_weight_decay: bool = False,
+    *,
+    caution: bool = False,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    capturable: bool = False,
+    differentiable: bool = False,
+    max_lr_snapshot=None,
+) -> optax.GradientTransformation:
     """Twin of ``timm.optim.Adopt``; every number (``betas`` one by one, ``clip_exp`` unless
     ``None``) may be a schedule. ``max_lr_snapshot``: see ``purelr.optim.corrected_decay``.
 
@@ -42,8 +54,10 @@ def adopt(lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, clip_exp=0.333, weight_decay=0
     """
     base.device_flags(foreach=foreach, capturable=capturable, differentiable=differentiable)
     more = {} if clip_exp is None else dict(clip_exp=hp_lib.check("clip_exp", clip_exp, minimum=None))
-    hyperparams = dict(base.adam_hyperparams(lr, betas, eps, weight_decay, **more),
-                       **snapshot(lr, corrected_weight_decay, max_lr_snapshot))
+    hyperparams = dict(
+        base.adam_hyperparams(lr, betas, eps, weight_decay, **more),
+        **snapshot(lr, corrected_weight_decay, max_lr_snapshot),
+    )
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
 
@@ -67,8 +81,11 @@ def adopt(lr=1e-3, betas=(0.9, 0.9999), eps=1e-6, clip_exp=0.333, weight_decay=0
             direction = cautious(new_m, g) if caution else new_m
             deltas = ((-decay * p,) if decays and decoupled else ()) + (-hp["lr"] * direction,)
             update = base.update_from(p, None, *deltas)
-            return (jnp.where(first, jnp.zeros_like(update), update), jnp.where(first, m, new_m),
-                    jnp.where(first, g * g, b2 * v + c2 * g * g))
+            return (
+                jnp.where(first, jnp.zeros_like(update), update),
+                jnp.where(first, m, new_m),
+                jnp.where(first, g * g, b2 * v + c2 * g * g),
+            )
 
         updates, m, v = base.leafwise(leaf, grads, params, state.exp_avg, state.exp_avg_sq)
         return updates, dict(exp_avg=m, exp_avg_sq=v)

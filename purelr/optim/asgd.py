@@ -20,9 +20,17 @@ class ASGDState(NamedTuple):
     ax: Any  # the averaged parameters
 
 
-def asgd(lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, foreach: bool | None = None,
-         maximize: bool = False, differentiable: bool = False, capturable: bool = False
-         ) -> optax.GradientTransformation:
+def asgd(
+    lr=1e-2,
+    lambd=1e-4,
+    alpha=0.75,
+    t0=1e6,
+    weight_decay=0.0,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    differentiable: bool = False,
+    capturable: bool = False,
+) -> optax.GradientTransformation:
     """Twin of ``torch.optim.ASGD``; every number may be a schedule.
 
     ``eta`` starts at ``lr``, ``mu`` at 1, ``ax`` at 0. With ``g = -grad if maximize else grad``

@@ -21,8 +21,9 @@ from purelr.optim import hyperparams as hp_lib
 from purelr.schedules.core import as_values, resolve
 
 
-def transformation(state_type, hyperparams: Mapping[str, object],
-                   init_buffers: Callable, update_buffers: Callable) -> optax.GradientTransformation:
+def transformation(
+    state_type, hyperparams: Mapping[str, object], init_buffers: Callable, update_buffers: Callable
+) -> optax.GradientTransformation:
     """An ``optax.GradientTransformation`` around a twin's arithmetic.
 
     ``init_buffers(params, hp)`` returns the buffers (a dict of the state's other fields) from the
@@ -31,14 +32,16 @@ def transformation(state_type, hyperparams: Mapping[str, object],
     """
 
     def init_fn(params):
-        return state_type(count=jnp.zeros((), jnp.int32), hyperparams=hp_lib.initial(hyperparams),
-                          **init_buffers(params, hp_lib.initial(hyperparams)))
+        return state_type(
+            count=jnp.zeros((), jnp.int32),
+            hyperparams=hp_lib.initial(hyperparams),
+            **init_buffers(params, hp_lib.initial(hyperparams)),
+        )
 
     def update_fn(grads, state, params=None):
         hp = hp_lib.in_force(hyperparams, state.count)
         updates, buffers = update_buffers(grads, state, params, hp)
-        return updates, state_type(count=optax.safe_int32_increment(state.count), hyperparams=hp,
-                                   **buffers)
+        return updates, state_type(count=optax.safe_int32_increment(state.count), hyperparams=hp, **buffers)
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -56,15 +59,19 @@ def leafwise(fn: Callable, grads, *trees):
     (``purelr.optim.fusion``).
     """
     treedef = jax.tree.structure(grads, is_leaf=_is_masked)
-    columns = [[None] * treedef.num_leaves if tree is None else treedef.flatten_up_to(tree)
-               for tree in trees]
+    columns = [[None] * treedef.num_leaves if tree is None else treedef.flatten_up_to(tree) for tree in trees]
     flat_grads = treedef.flatten_up_to(grads)
-    outputs = {i: _leaf_outputs(fn, grad, leaves)
-               for i, (grad, *leaves) in enumerate(zip(flat_grads, *columns)) if not _is_masked(grad)}
+    outputs = {
+        i: _leaf_outputs(fn, grad, leaves)
+        for i, (grad, *leaves) in enumerate(zip(flat_grads, *columns))
+        if not _is_masked(grad)
+    }
     width = len(next(iter(outputs.values()))) if outputs else 0
     rows = [outputs.get(i) or [grad] + [None] * (width - 1) for i, grad in enumerate(flat_grads)]
-    return tuple(None if all(out is None or _is_masked(out) for out in column)
-                 else treedef.unflatten(column) for column in zip(*rows))
+    return tuple(
+        None if all(out is None or _is_masked(out) for out in column) else treedef.unflatten(column)
+        for column in zip(*rows)
+    )
 
 
 def _leaf_outputs(fn: Callable, grad, leaves) -> list:
@@ -76,8 +83,9 @@ def _leaf_outputs(fn: Callable, grad, leaves) -> list:
     dtype = jnp.result_type(grad, *(x for x in leaves if x is not None))
     grad = grad if grad.dtype == dtype else grad.astype(dtype)  # bfloat16 grads of float32 params
     if not jnp.iscomplexobj(grad):
-        return [None if out is None else jnp.asarray(out).astype(grad.dtype)
-                for out in fusion.leaf_update(fn, grad, leaves)]
+        return [
+            None if out is None else jnp.asarray(out).astype(grad.dtype) for out in fusion.leaf_update(fn, grad, leaves)
+        ]
     real_dtype = jnp.real(grad).dtype
     outs = fusion.leaf_update(fn, _real_view(grad), [None if x is None else _real_view(x) for x in leaves])
     return [None if out is None else _complex_view(jnp.asarray(out).astype(real_dtype)) for out in outs]
@@ -118,8 +126,10 @@ def check_real(optimizer: str, params) -> None:
     parameters at their first step)."""
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         if jnp.iscomplexobj(leaf):
-            raise ValueError(f"{optimizer} does not support complex parameters, got dtype "
-                             f"{jnp.result_type(leaf)} at {jax.tree_util.keystr(path)}")
+            raise ValueError(
+                f"{optimizer} does not support complex parameters, got dtype "
+                f"{jnp.result_type(leaf)} at {jax.tree_util.keystr(path)}"
+            )
 
 
 def device_flags(**flags) -> None:
@@ -132,8 +142,10 @@ def device_flags(**flags) -> None:
             raise TypeError(f"{name} must be a bool or None, got {value!r}")
     for other in ("foreach", "differentiable"):
         if flags.get("fused") and flags.get(other):
-            raise ValueError(f"fused=True cannot be used with {other}=True (torch refuses it), "
-                             f"got fused={flags['fused']!r}, {other}={flags[other]!r}")
+            raise ValueError(
+                f"fused=True cannot be used with {other}=True (torch refuses it), "
+                f"got fused={flags['fused']!r}, {other}={flags[other]!r}"
+            )
 
 
 def maybe_nonzero(value) -> bool:
@@ -150,8 +162,7 @@ def check_betas(betas):
     """torch's ``0 <= betas[i] < 1``, each a constant or a schedule (or 1-element array)."""
     if not isinstance(betas, (tuple, list)) or len(betas) != 2:
         raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-    return tuple(hp_lib.check(f"betas[{i}]", beta, maximum=1.0, maximum_open=True)
-                 for i, beta in enumerate(betas))
+    return tuple(hp_lib.check(f"betas[{i}]", beta, maximum=1.0, maximum_open=True) for i, beta in enumerate(betas))
 
 
 def adam_hyperparams(lr, betas, eps, weight_decay, **more) -> dict:

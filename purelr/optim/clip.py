@@ -51,8 +51,7 @@ def _leaf_norms(leaves, norm_type):
     return jnp.stack([_vector_norm(g, norm_type) for g in leaves])
 
 
-def clip_grad_norm(max_norm, norm_type=2.0, error_if_nonfinite: bool = False
-                   ) -> optax.GradientTransformation:
+def clip_grad_norm(max_norm, norm_type=2.0, error_if_nonfinite: bool = False) -> optax.GradientTransformation:
     """Twin of ``torch.nn.utils.clip_grad_norm_``: scales all gradients by one factor.
 
     ``total_norm`` is the ``norm_type``-norm of the per-leaf norms (any p, ``inf``, ``-inf``, 0)::
@@ -84,7 +83,8 @@ def clip_grad_norm(max_norm, norm_type=2.0, error_if_nonfinite: bool = False
             raise RuntimeError(
                 f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, "
                 "so it cannot be clipped. To disable this error and scale the gradients by the "
-                "non-finite norm anyway, set `error_if_nonfinite=False`")
+                "non-finite norm anyway, set `error_if_nonfinite=False`"
+            )
         coef = jnp.minimum(max_norm / (total_norm + 1e-6), 1.0)
         clipped = jax.tree.map(lambda g: fusion.derived(_scaled, g, coef), updates)
         return clipped, ClipGradNormState(total_norm=as_values(total_norm))

@@ -17,13 +17,16 @@ def snapshot(lr, corrected_weight_decay: bool, max_lr_snapshot) -> dict:
         return {}
     if max_lr_snapshot is None:
         if callable(lr):
-            raise ValueError("corrected_weight_decay with a scheduled lr needs max_lr_snapshot (the lr "
-                             "timm's constructor gets, the peak lr), got max_lr_snapshot=None")
+            raise ValueError(
+                "corrected_weight_decay with a scheduled lr needs max_lr_snapshot (the lr "
+                "timm's constructor gets, the peak lr), got max_lr_snapshot=None"
+            )
         max_lr_snapshot = lr
     max_lr_snapshot = hp_lib.check("max_lr_snapshot", max_lr_snapshot)
     if not callable(max_lr_snapshot) and max_lr_snapshot <= 0:
-        raise ValueError(f"Invalid max_lr_snapshot: {max_lr_snapshot!r} (corrected weight decay "
-                         "requires a positive max lr)")
+        raise ValueError(
+            f"Invalid max_lr_snapshot: {max_lr_snapshot!r} (corrected weight decay requires a positive max lr)"
+        )
     return {"max_lr_snapshot": max_lr_snapshot}
 
 

@@ -20,8 +20,16 @@ class FusedAdamState(NamedTuple):
     exp_avg_sq: Any
 
 
-def fused_adam(lr=1e-3, bias_correction: bool = True, betas=(0.9, 0.999), eps=1e-8, adam_w_mode: bool = True,
-               weight_decay=0.0, amsgrad: bool = False, set_grad_none: bool = True) -> optax.GradientTransformation:
+def fused_adam(
+    lr=1e-3,
+    bias_correction: bool = True,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    adam_w_mode: bool = True,
+    weight_decay=0.0,
+    amsgrad: bool = False,
+    set_grad_none: bool = True,
+) -> optax.GradientTransformation:
     """Twin of DeepSpeed's ``FusedAdam`` (its ``multi_tensor_adam`` kernel, apex's) and of
     ``DeepSpeedCPUAdam`` (ZeRO-Offload's), which compute the same; every number may be a schedule.
 
@@ -53,7 +61,7 @@ def fused_adam(lr=1e-3, bias_correction: bool = True, betas=(0.9, 0.999), eps=1e
         base.require_params(params, decays, "fused_adam with weight_decay")
         c1, c2 = (resolve(c, state.count) for c in complements)
         t = base.step_number(state.count)
-        bc1, bc2 = ((base.bias_correction(lb, t, state.count) for lb in log_betas) if corrected else (1.0, 1.0))
+        bc1, bc2 = (base.bias_correction(lb, t, state.count) for lb in log_betas) if corrected else (1.0, 1.0)
 
         def leaf(g, p, m, v):
             if decays and not adam_w_mode:

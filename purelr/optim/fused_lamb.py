@@ -20,9 +20,18 @@ class FusedLambState(NamedTuple):  # its own type: a checkpoint of one is not re
     exp_avg_sq: Any
 
 
-def fused_lamb(lr=1e-3, bias_correction: bool = True, betas=(0.9, 0.999), eps=1e-8, eps_inside_sqrt: bool = False,
-               weight_decay=0.0, max_grad_norm=0.0, max_coeff=10.0, min_coeff=0.01,
-               amsgrad: bool = False) -> optax.GradientTransformation:
+def fused_lamb(
+    lr=1e-3,
+    bias_correction: bool = True,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    eps_inside_sqrt: bool = False,
+    weight_decay=0.0,
+    max_grad_norm=0.0,
+    max_coeff=10.0,
+    min_coeff=0.01,
+    amsgrad: bool = False,
+) -> optax.GradientTransformation:
     """Twin of DeepSpeed's ``FusedLamb`` (its CUDA kernel, ``csrc/lamb/fused_lamb_cuda_kernel.cu``;
     it has no CPU build); every number may be a schedule. For each leaf, at update ``t = count + 1``::
 
@@ -42,8 +51,10 @@ def fused_lamb(lr=1e-3, bias_correction: bool = True, betas=(0.9, 0.999), eps=1e
     if validate.flag("amsgrad", amsgrad):
         raise ValueError("FusedLamb does not support amsgrad (DeepSpeed raises too), got amsgrad=True")
     if validate.nonnegative("max_grad_norm", max_grad_norm) > 0:
-        raise ValueError(f"max_grad_norm={max_grad_norm!r}: FusedLamb clips only with the gradient norms handed to "
-                         f"its step(), which DeepSpeed's engine does not pass; use gradient_clipping")
+        raise ValueError(
+            f"max_grad_norm={max_grad_norm!r}: FusedLamb clips only with the gradient norms handed to "
+            f"its step(), which DeepSpeed's engine does not pass; use gradient_clipping"
+        )
     corrected = validate.flag("bias_correction", bias_correction)
     inside = validate.flag("eps_inside_sqrt", eps_inside_sqrt)
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay, max_coeff=max_coeff, min_coeff=min_coeff)

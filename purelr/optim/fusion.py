@@ -39,8 +39,7 @@ def enabled() -> bool:
     """Whether XLA:CPU's multi-output fusion is on for this process: ``XLA_FLAGS`` names the option
     (alone, ``=true`` or ``=1``) and JAX computes on the CPU."""
     match = re.search(rf"\b{OPTION}(?:=(\w*))?", os.environ.get("XLA_FLAGS", ""))
-    return (match is not None and (match.group(1) or "true").lower() in ("true", "1")
-            and jax.default_backend() == "cpu")
+    return match is not None and (match.group(1) or "true").lower() in ("true", "1") and jax.default_backend() == "cpu"
 
 
 def xla_flags(flags: str, on: bool) -> str:

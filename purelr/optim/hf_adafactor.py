@@ -20,6 +20,7 @@ from purelr.optim.timm_adafactor import _rms  # transformers' norm(x) / sqrt(num
 class HfAdafactorState(NamedTuple):
     """Buffers named as transformers' ``state[p]`` keys; a leaf's unused ones are empty, shape ``(0,)``.
     ``RMS``: each param's root mean square before the last update (a scalar per leaf)."""
+
     count: jax.Array
     hyperparams: dict[str, jax.Array]
     exp_avg: Any  # None without beta1
@@ -29,9 +30,17 @@ class HfAdafactorState(NamedTuple):
     RMS: Any  # noqa: N815 (transformers' key)
 
 
-def hf_adafactor(lr=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=-0.8, beta1=None, weight_decay=0.0,
-                 scale_parameter: bool = True, relative_step: bool = True,
-                 warmup_init: bool = False) -> optax.GradientTransformation:
+def hf_adafactor(
+    lr=None,
+    eps=(1e-30, 1e-3),
+    clip_threshold=1.0,
+    decay_rate=-0.8,
+    beta1=None,
+    weight_decay=0.0,
+    scale_parameter: bool = True,
+    relative_step: bool = True,
+    warmup_init: bool = False,
+) -> optax.GradientTransformation:
     """Twin of transformers 5.24.0's ``Adafactor``; every number may be a schedule.
 
     At update ``t = count + 1``: ``rho = lr``, or with ``relative_step``
@@ -56,10 +65,13 @@ def hf_adafactor(lr=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=-0.8
         raise ValueError("hf_adafactor: relative_step=False needs an lr, got lr=None")
     if not isinstance(eps, (tuple, list)) or len(eps) != 2:
         raise TypeError(f"eps must be a pair (eps for the squared gradient, eps for the param scale), got {eps!r}")
-    hyperparams = dict(eps1=check("eps[0]", eps[0]), eps2=check("eps[1]", eps[1]),
-                       clip_threshold=check("clip_threshold", clip_threshold),
-                       decay_rate=check("decay_rate", decay_rate, minimum=None),
-                       weight_decay=check("weight_decay", weight_decay))
+    hyperparams = dict(
+        eps1=check("eps[0]", eps[0]),
+        eps2=check("eps[1]", eps[1]),
+        clip_threshold=check("clip_threshold", clip_threshold),
+        decay_rate=check("decay_rate", decay_rate, minimum=None),
+        weight_decay=check("weight_decay", weight_decay),
+    )
     if not relative_step:
         hyperparams["lr"] = check("lr", lr)
     if beta1 is not None:
@@ -72,10 +84,12 @@ def hf_adafactor(lr=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=-0.8
         return dict(
             exp_avg=base.zeros(params) if beta1 is not None else None,
             exp_avg_sq_row=base.buffer(params, lambda p: jnp.zeros(p.shape[:-1], p.dtype) if p.ndim >= 2 else empty(p)),
-            exp_avg_sq_col=base.buffer(params, lambda p: jnp.zeros(p.shape[:-2] + p.shape[-1:], p.dtype)
-                                       if p.ndim >= 2 else empty(p)),
+            exp_avg_sq_col=base.buffer(
+                params, lambda p: jnp.zeros(p.shape[:-2] + p.shape[-1:], p.dtype) if p.ndim >= 2 else empty(p)
+            ),
             exp_avg_sq=base.buffer(params, lambda p: empty(p) if p.ndim >= 2 else jnp.zeros_like(p)),
-            RMS=base.buffer(params, lambda p: jnp.zeros((), p.dtype)))
+            RMS=base.buffer(params, lambda p: jnp.zeros((), p.dtype)),
+        )
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, True, "hf_adafactor")
@@ -104,8 +118,9 @@ def hf_adafactor(lr=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=-0.8
             start = p + p * (-hp["weight_decay"] * lr_t) if decays else None
             return base.update_from(p, start, -u), m, row, col, v, rms
 
-        updates, m, row, col, v, rms = base.leafwise(leaf, grads, params, state.exp_avg, state.exp_avg_sq_row,
-                                                     state.exp_avg_sq_col, state.exp_avg_sq)
+        updates, m, row, col, v, rms = base.leafwise(
+            leaf, grads, params, state.exp_avg, state.exp_avg_sq_row, state.exp_avg_sq_col, state.exp_avg_sq
+        )
         return updates, dict(exp_avg=m, exp_avg_sq_row=row, exp_avg_sq_col=col, exp_avg_sq=v, RMS=rms)
 
     return base.transformation(HfAdafactorState, hyperparams, init_buffers, update_buffers)
@@ -120,13 +135,20 @@ def _step_lr(t, hp, rms, scale_parameter: bool, relative_step: bool, warmup_init
     return rho * jnp.maximum(hp["eps2"], rms) if scale_parameter else rho
 
 
-def adafactor_schedule_lr(state: HfAdafactorState, initial_lr: float = 0.0, *, scale_parameter: bool = True,
-                          relative_step: bool = True, warmup_init: bool = False) -> jax.Array:
+def adafactor_schedule_lr(
+    state: HfAdafactorState,
+    initial_lr: float = 0.0,
+    *,
+    scale_parameter: bool = True,
+    relative_step: bool = True,
+    warmup_init: bool = False,
+) -> jax.Array:
     """Twin of ``transformers.optimization.AdafactorSchedule(optimizer, initial_lr).get_last_lr()[0]``
     for an ``hf_adafactor`` made with these flags: ``initial_lr`` before the first update, then the
     lr that update used for the first parameter (the first leaf in jax's tree order; the value the
     Trainer logs)."""
     rms = jax.tree.leaves(state.RMS)[0]
-    lr = _step_lr(base.step_number(state.count - 1), state.hyperparams, rms, scale_parameter, relative_step,
-                  warmup_init)
+    lr = _step_lr(
+        base.step_number(state.count - 1), state.hyperparams, rms, scale_parameter, relative_step, warmup_init
+    )
     return jnp.where(state.count == 0, initial_lr, lr)

@@ -29,8 +29,7 @@ def initial(hyperparams: Mapping[str, object]) -> dict[str, jax.Array]:
     return in_force(hyperparams, jnp.zeros((), jnp.int32))
 
 
-def check(name: str, value, *, minimum: float | None = 0.0, maximum: float | None = None,
-          maximum_open: bool = False):
+def check(name: str, value, *, minimum: float | None = 0.0, maximum: float | None = None, maximum_open: bool = False):
     """Validates a constant hyperparameter (schedules pass through: they are checked when built).
 
     A one-element numpy or JAX array (torch's Tensor ``lr``) is read as its number. Raises
@@ -56,9 +55,10 @@ def number(name: str, value):
     if not isinstance(value, (np.ndarray, np.generic, jax.Array)):
         return value
     if isinstance(value, jax.core.Tracer):
-        raise TypeError(f"{name} must be a number or a schedule, got a traced value {value!r} "
-                        f"(pass a schedule to vary it under jit)")
+        raise TypeError(
+            f"{name} must be a number or a schedule, got a traced value {value!r} "
+            f"(pass a schedule to vary it under jit)"
+        )
     if np.size(value) != 1:
-        raise ValueError(f"{name} must be a number or a 1-element array, got shape "
-                         f"{np.shape(value)}: {value!r}")
+        raise ValueError(f"{name} must be a number or a 1-element array, got shape {np.shape(value)}: {value!r}")
     return np.asarray(value).reshape(()).item()

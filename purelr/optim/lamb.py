@@ -21,10 +21,23 @@ class LambState(NamedTuple):
     exp_avg_sq: Any
 
 
-def lamb(lr=1e-3, bias_correction: bool = True, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01,
-         grad_averaging: bool = True, max_grad_norm=1.0, trust_clip: bool = False, always_adapt: bool = False,
-         caution: bool = False, decoupled_decay: bool = False, corrected_weight_decay: bool = False,
-         foreach: bool | None = None, *, max_lr_snapshot=None) -> optax.GradientTransformation:
+def lamb(
+    lr=1e-3,
+    bias_correction: bool = True,
+    betas=(0.9, 0.999),
+    eps=1e-6,
+    weight_decay=0.01,
+    grad_averaging: bool = True,
+    max_grad_norm=1.0,
+    trust_clip: bool = False,
+    always_adapt: bool = False,
+    caution: bool = False,
+    decoupled_decay: bool = False,
+    corrected_weight_decay: bool = False,
+    foreach: bool | None = None,
+    *,
+    max_lr_snapshot=None,
+) -> optax.GradientTransformation:
     """Twin of timm 1.0.31's ``timm.optim.Lamb``; every number (``betas`` one by one) may be a schedule.
 
     With ``g = grad / max(global_norm / max_grad_norm, 1)`` (the norm of all gradients the
@@ -46,8 +59,9 @@ def lamb(lr=1e-3, bias_correction: bool = True, betas=(0.9, 0.999), eps=1e-6, we
     names. ``foreach`` is accepted and ignored.
     """
     base.device_flags(foreach=foreach)
-    hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay,
-                                        **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot))
+    hyperparams = base.adam_hyperparams(
+        lr, betas, eps, weight_decay, **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot)
+    )
     if max_grad_norm is not None:
         hyperparams["max_grad_norm"] = timm_common.positive("max_grad_norm", max_grad_norm, ", or None for no clipping")
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
@@ -113,8 +127,11 @@ def grad_clip(max_grad_norm) -> optax.GradientTransformation:
 
     def update_fn(grads, state, params=None):
         divisor = clip_divisor(grads, resolve(max_grad_norm, state.count))
-        return (jax.tree.map(lambda g: g / divisor, grads),
-                optax.ScaleByScheduleState(count=optax.safe_int32_increment(state.count)))
+        return (
+            jax.tree.map(lambda g: g / divisor, grads),
+            optax.ScaleByScheduleState(count=optax.safe_int32_increment(state.count)),
+        )
 
-    return optax.GradientTransformation(lambda params: optax.ScaleByScheduleState(count=jnp.zeros((), jnp.int32)),
-                                        update_fn)
+    return optax.GradientTransformation(
+        lambda params: optax.ScaleByScheduleState(count=jnp.zeros((), jnp.int32)), update_fn
+    )

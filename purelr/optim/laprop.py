@@ -24,9 +24,17 @@ class LaPropState(NamedTuple):
     exp_avg_lr_2: jax.Array
 
 
-def laprop(lr=4e-4, betas=(0.9, 0.999), eps=1e-15, weight_decay=0.0, caution: bool = False,
-           corrected_weight_decay: bool = False, foreach: bool | None = None, *, max_lr_snapshot=None
-           ) -> optax.GradientTransformation:
+def laprop(
+    lr=4e-4,
+    betas=(0.9, 0.999),
+    eps=1e-15,
+    weight_decay=0.0,
+    caution: bool = False,
+    corrected_weight_decay: bool = False,
+    foreach: bool | None = None,
+    *,
+    max_lr_snapshot=None,
+) -> optax.GradientTransformation:
     """Twin of ``timm.optim.LaProp``; every number (``betas`` one by one) may be a schedule.
     ``foreach`` is accepted and ignored; ``max_lr_snapshot``: see ``purelr.optim.corrected_decay``.
 
@@ -44,14 +52,15 @@ def laprop(lr=4e-4, betas=(0.9, 0.999), eps=1e-15, weight_decay=0.0, caution: bo
     float and a tensor of torch's default dtype).
     """
     base.device_flags(foreach=foreach)
-    hyperparams = dict(base.adam_hyperparams(lr, betas, eps, weight_decay), **snapshot(lr, corrected_weight_decay, max_lr_snapshot))
+    hyperparams = dict(
+        base.adam_hyperparams(lr, betas, eps, weight_decay), **snapshot(lr, corrected_weight_decay, max_lr_snapshot)
+    )
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
 
     def init_buffers(params, hp):
         zero = jnp.zeros((), jnp.result_type(float))
-        return dict(exp_avg=base.zeros(params), exp_avg_sq=base.zeros(params), exp_avg_lr_1=zero,
-                    exp_avg_lr_2=zero)
+        return dict(exp_avg=base.zeros(params), exp_avg_sq=base.zeros(params), exp_avg_lr_1=zero, exp_avg_lr_2=zero)
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, decays, "laprop with weight_decay")

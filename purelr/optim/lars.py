@@ -20,10 +20,21 @@ class LarsState(NamedTuple):
     momentum_buffer: Any  # None without momentum
 
 
-def lars(lr=1.0, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool = False, trust_coeff=0.001,
-         eps=1e-8, trust_clip: bool = False, always_adapt: bool = False,
-         foreach: bool | None = None, *, lars_exclude: bool = False,
-         lr_in_buffer: bool = False) -> optax.GradientTransformation:
+def lars(
+    lr=1.0,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov: bool = False,
+    trust_coeff=0.001,
+    eps=1e-8,
+    trust_clip: bool = False,
+    always_adapt: bool = False,
+    foreach: bool | None = None,
+    *,
+    lars_exclude: bool = False,
+    lr_in_buffer: bool = False,
+) -> optax.GradientTransformation:
     """Twin of timm 1.0.31's ``timm.optim.Lars``; every number may be a schedule.
 
     Where ``weight_decay != 0`` or ``always_adapt``, with ``w = |param|`` and ``n = |grad|``::
@@ -43,10 +54,14 @@ def lars(lr=1.0, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool =
     by ``d`` itself, so a scheduled lr acts on the step taken, not on the momentum gathered.
     """
     base.device_flags(foreach=foreach)
-    hyperparams = dict(lr=check("lr", lr), momentum=check("momentum", momentum),
-                       dampening=check("dampening", dampening, minimum=None),
-                       weight_decay=check("weight_decay", weight_decay),
-                       trust_coeff=check("trust_coeff", trust_coeff), eps=check("eps", eps))
+    hyperparams = dict(
+        lr=check("lr", lr),
+        momentum=check("momentum", momentum),
+        dampening=check("dampening", dampening, minimum=None),
+        weight_decay=check("weight_decay", weight_decay),
+        trust_coeff=check("trust_coeff", trust_coeff),
+        eps=check("eps", eps),
+    )
     timm_common.nesterov_check(nesterov, hyperparams["momentum"], hyperparams["dampening"])
     has_momentum = base.maybe_nonzero(hyperparams["momentum"])
     adapts = always_adapt or base.maybe_nonzero(hyperparams["weight_decay"])
@@ -67,13 +82,23 @@ def lars(lr=1.0, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool =
             elif adapts:
                 trust = _trust_ratio(jnp.linalg.norm(p), jnp.linalg.norm(g), hp, trust_clip)
                 scaled = (g + hp["weight_decay"] * p) * in_buffer(trust)
-                g = scaled if always_adapt or not callable(weight_decay) else jnp.where(
-                    hp["weight_decay"] != 0, scaled, in_buffer(g))
+                g = (
+                    scaled
+                    if always_adapt or not callable(weight_decay)
+                    else jnp.where(hp["weight_decay"] != 0, scaled, in_buffer(g))
+                )
             else:
                 g = in_buffer(g)
             if has_momentum:
-                g, buf = timm_common.sgd_momentum(g, buf, hp, state.count, nesterov=nesterov,
-                                                  first_from_zeros=first_from_zeros, scheduled=callable(momentum))
+                g, buf = timm_common.sgd_momentum(
+                    g,
+                    buf,
+                    hp,
+                    state.count,
+                    nesterov=nesterov,
+                    first_from_zeros=first_from_zeros,
+                    scheduled=callable(momentum),
+                )
             return (-g if lr_in_buffer else -hp["lr"] * g), buf
 
         updates, buf = base.leafwise(leaf, grads, params, state.momentum_buffer)

@@ -64,11 +64,12 @@ def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
     d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
     d2_square = d1**2 - g1 * g2
     d2 = jnp.sqrt(jnp.where(d2_square >= 0, d2_square, 0))
-    min_pos = jnp.where(x1 <= x2,
-                        x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2)),
-                        x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2)))
-    return jnp.where(d2_square >= 0, _python_min(_python_max(min_pos, low), high),
-                     (low + high) / 2.0)
+    min_pos = jnp.where(
+        x1 <= x2,
+        x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2)),
+        x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2)),
+    )
+    return jnp.where(d2_square >= 0, _python_min(_python_max(min_pos, low), high), (low + high) / 2.0)
 
 
 def _strong_wolfe(evaluate, x, t, d, f, g, gtd, max_ls, c1=1e-4, c2=0.9, tolerance_change=1e-9):
@@ -86,8 +87,17 @@ def _strong_wolfe(evaluate, x, t, d, f, g, gtd, max_ls, c1=1e-4, c2=0.9, toleran
 
     f_new, g_new, gtd_new = probe(t)
     zero = jnp.zeros_like(t)
-    search = dict(t=t, f_new=f_new, g_new=g_new, gtd_new=gtd_new, t_prev=zero, f_prev=f, g_prev=g,
-                  gtd_prev=gtd, ls_iter=jnp.zeros((), jnp.int32))
+    search = dict(
+        t=t,
+        f_new=f_new,
+        g_new=g_new,
+        gtd_new=gtd_new,
+        t_prev=zero,
+        f_prev=f,
+        g_prev=g,
+        gtd_prev=gtd,
+        ls_iter=jnp.zeros((), jnp.int32),
+    )
 
     def tests(s):
         too_high = (s["f_new"] > f + c1 * s["t"] * gtd) | ((s["ls_iter"] > 1) & (s["f_new"] >= s["f_prev"]))
@@ -99,12 +109,21 @@ def _strong_wolfe(evaluate, x, t, d, f, g, gtd, max_ls, c1=1e-4, c2=0.9, toleran
 
     def extrapolate(s):
         bounds = s["t"] + 0.01 * (s["t"] - s["t_prev"]), s["t"] * 10
-        t_next = _cubic_interpolate(s["t_prev"], s["f_prev"], s["gtd_prev"], s["t"], s["f_new"],
-                                    s["gtd_new"], bounds=bounds)
+        t_next = _cubic_interpolate(
+            s["t_prev"], s["f_prev"], s["gtd_prev"], s["t"], s["f_new"], s["gtd_new"], bounds=bounds
+        )
         f_next, g_next, gtd_next = probe(t_next)
-        return dict(t=t_next, f_new=f_next, g_new=g_next, gtd_new=gtd_next, t_prev=s["t"],
-                    f_prev=s["f_new"], g_prev=s["g_new"], gtd_prev=s["gtd_new"],
-                    ls_iter=s["ls_iter"] + 1)
+        return dict(
+            t=t_next,
+            f_new=f_next,
+            g_new=g_next,
+            gtd_new=gtd_next,
+            t_prev=s["t"],
+            f_prev=s["f_new"],
+            g_prev=s["g_new"],
+            gtd_prev=s["gtd_new"],
+            ls_iter=s["ls_iter"] + 1,
+        )
 
     s = jax.lax.while_loop(bracketing, extrapolate, search)
     exhausted = s["ls_iter"] >= max_ls
@@ -122,7 +141,10 @@ def _strong_wolfe(evaluate, x, t, d, f, g, gtd, max_ls, c1=1e-4, c2=0.9, toleran
         f=pair(s["f_prev"], f, s["f_new"], s["f_new"]),
         g=pair(s["g_prev"], g, s["g_new"], s["g_new"]),
         gtd=pair(s["gtd_prev"], gtd, s["gtd_new"], s["gtd_new"]),
-        insuf_progress=jnp.zeros((), bool), done=done, ls_iter=s["ls_iter"])
+        insuf_progress=jnp.zeros((), bool),
+        done=done,
+        ls_iter=s["ls_iter"],
+    )
     low_first = zoom["f"][0] <= zoom["f"][1]
     zoom["low"], zoom["high"] = jnp.where(low_first, 0, 1), jnp.where(low_first, 1, 0)
 
@@ -150,14 +172,13 @@ def _strong_wolfe(evaluate, x, t, d, f, g, gtd, max_ls, c1=1e-4, c2=0.9, toleran
         def replace_low(_):
             wolfe = jnp.abs(gtd_new) <= -c2 * gtd
             flip = ~wolfe & (gtd_new * (bracket[high] - bracket[low]) >= 0)
-            out = {k: jnp.where(flip, z[k].at[high].set(z[k][low]), z[k]).at[low].set(v)
-                   for k, v in new.items()}
+            out = {k: jnp.where(flip, z[k].at[high].set(z[k][low]), z[k]).at[low].set(v) for k, v in new.items()}
             return out, low, high, wolfe
 
         out, low, high, done = jax.lax.cond(
-            (f_new > f + c1 * t * gtd) | (f_new >= z["f"][low]), replace_high, replace_low, None)
-        return dict(out, low=low, high=high, done=done, insuf_progress=near_edge & ~at_edge,
-                    ls_iter=z["ls_iter"] + 1)
+            (f_new > f + c1 * t * gtd) | (f_new >= z["f"][low]), replace_high, replace_low, None
+        )
+        return dict(out, low=low, high=high, done=done, insuf_progress=near_edge & ~at_edge, ls_iter=z["ls_iter"] + 1)
 
     z = jax.lax.while_loop(zooming, refine, zoom)
     low = z["low"]
@@ -196,9 +217,15 @@ def _direction(flat_grad, y, s, state_parts, history_size):
     return d, (old_dirs, old_stps, ro, num_old, h_diag)
 
 
-def lbfgs(lr=1, max_iter: int = 20, max_eval: int | None = None, tolerance_grad: float = 1e-7,
-          tolerance_change: float = 1e-9, history_size: int = 100,
-          line_search_fn: str | None = None) -> optax.GradientTransformationExtraArgs:
+def lbfgs(
+    lr=1,
+    max_iter: int = 20,
+    max_eval: int | None = None,
+    tolerance_grad: float = 1e-7,
+    tolerance_change: float = 1e-9,
+    history_size: int = 100,
+    line_search_fn: str | None = None,
+) -> optax.GradientTransformationExtraArgs:
     """Twin of ``torch.optim.LBFGS`` (torch 2.13); ``lr`` may be a schedule, read at the step count.
 
     ``update(grads, state, params, *, value, value_fn)`` is one ``optimizer.step(closure)``:
@@ -246,15 +273,22 @@ def lbfgs(lr=1, max_iter: int = 20, max_eval: int | None = None, tolerance_grad:
         flat, _ = ravel_pytree(params)
         zero = jnp.zeros((), flat.dtype)
         return LBFGSState(
-            count=jnp.zeros((), jnp.int32), hyperparams=hp_lib.initial(hyperparams),
-            d=jnp.zeros_like(flat), t=zero, old_dirs=jnp.zeros((history_size,) + flat.shape, flat.dtype),
+            count=jnp.zeros((), jnp.int32),
+            hyperparams=hp_lib.initial(hyperparams),
+            d=jnp.zeros_like(flat),
+            t=zero,
+            old_dirs=jnp.zeros((history_size,) + flat.shape, flat.dtype),
             old_stps=jnp.zeros((history_size,) + flat.shape, flat.dtype),
-            ro=jnp.zeros(history_size, flat.dtype), num_old=jnp.zeros((), jnp.int32),
-            H_diag=jnp.ones((), flat.dtype), prev_flat_grad=jnp.zeros_like(flat), prev_loss=zero,
-            n_iter=jnp.zeros((), jnp.int32), func_evals=jnp.zeros((), jnp.int32))
+            ro=jnp.zeros(history_size, flat.dtype),
+            num_old=jnp.zeros((), jnp.int32),
+            H_diag=jnp.ones((), flat.dtype),
+            prev_flat_grad=jnp.zeros_like(flat),
+            prev_loss=zero,
+            n_iter=jnp.zeros((), jnp.int32),
+            func_evals=jnp.zeros((), jnp.int32),
+        )
 
-    def update_fn(grads, state, params, *, value, value_fn: Callable[[Any], jax.Array],
-                  **extra_args):
+    def update_fn(grads, state, params, *, value, value_fn: Callable[[Any], jax.Array], **extra_args):
         del extra_args  # for other transforms of an optax.chain
         x0, unravel = ravel_pytree(params)
         dtype = x0.dtype
@@ -269,12 +303,21 @@ def lbfgs(lr=1, max_iter: int = 20, max_eval: int | None = None, tolerance_grad:
         flat_grad = ravel_pytree(grads)[0].astype(dtype)
         loss = jnp.asarray(value, dtype)
         func_evals = state.func_evals + 1
-        carry = dict(x=x0, loss=loss, flat_grad=flat_grad, d=state.d, t=state.t,
-                     history=(state.old_dirs, state.old_stps, state.ro, state.num_old, state.H_diag),
-                     prev_flat_grad=state.prev_flat_grad, prev_loss=state.prev_loss,
-                     n_iter=state.n_iter, func_evals=func_evals,
-                     local_iter=jnp.zeros((), jnp.int32), current_evals=jnp.ones((), jnp.int32),
-                     stop=jnp.max(jnp.abs(flat_grad)) <= tolerance_grad)
+        carry = dict(
+            x=x0,
+            loss=loss,
+            flat_grad=flat_grad,
+            d=state.d,
+            t=state.t,
+            history=(state.old_dirs, state.old_stps, state.ro, state.num_old, state.H_diag),
+            prev_flat_grad=state.prev_flat_grad,
+            prev_loss=state.prev_loss,
+            n_iter=state.n_iter,
+            func_evals=func_evals,
+            local_iter=jnp.zeros((), jnp.int32),
+            current_evals=jnp.ones((), jnp.int32),
+            stop=jnp.max(jnp.abs(flat_grad)) <= tolerance_grad,
+        )
 
         def running(c):
             return ~c["stop"] & (c["local_iter"] < max_iter)
@@ -284,9 +327,12 @@ def lbfgs(lr=1, max_iter: int = 20, max_eval: int | None = None, tolerance_grad:
             first = n_iter == 1
             flat_grad, loss = c["flat_grad"], c["loss"]
             d, history = jax.lax.cond(  # the first iteration ever finds init's empty history
-                first, lambda: (-flat_grad, c["history"]),
-                lambda: _direction(flat_grad, flat_grad - c["prev_flat_grad"], c["d"] * c["t"],
-                                   c["history"], history_size))
+                first,
+                lambda: (-flat_grad, c["history"]),
+                lambda: _direction(
+                    flat_grad, flat_grad - c["prev_flat_grad"], c["d"] * c["t"], c["history"], history_size
+                ),
+            )
             inverse_sum = 1.0 / jnp.sum(jnp.abs(flat_grad))
             t = jnp.where(first, _python_min(jnp.ones((), dtype), inverse_sum) * step_lr, step_lr)
             gtd = jnp.dot(flat_grad, d)
@@ -295,37 +341,62 @@ def lbfgs(lr=1, max_iter: int = 20, max_eval: int | None = None, tolerance_grad:
             def move():
                 if line_search_fn == "strong_wolfe":
                     new_loss, new_grad, t_ls, evals = _strong_wolfe(
-                        evaluate, c["x"], t, d, loss, flat_grad, gtd,
-                        max_ls=max_eval - c["current_evals"])
+                        evaluate, c["x"], t, d, loss, flat_grad, gtd, max_ls=max_eval - c["current_evals"]
+                    )
                     return c["x"] + t_ls * d, new_loss, new_grad, t_ls, evals
                 x = c["x"] + t * d
                 last = local_iter == max_iter  # no re-evaluation after the last iteration
-                new_loss, new_grad = jax.lax.cond(last, lambda: (loss, flat_grad),
-                                                  lambda: evaluate(x))
+                new_loss, new_grad = jax.lax.cond(last, lambda: (loss, flat_grad), lambda: evaluate(x))
                 return x, new_loss, new_grad, t, jnp.where(last, 0, 1).astype(jnp.int32)
 
             x, new_loss, new_grad, t, evals = jax.lax.cond(
-                descent, move, lambda: (c["x"], loss, flat_grad, t, jnp.zeros((), jnp.int32)))
+                descent, move, lambda: (c["x"], loss, flat_grad, t, jnp.zeros((), jnp.int32))
+            )
             # a gradient that was not re-evaluated was not small (or the step had ended)
             opt_cond = (evals > 0) & (jnp.max(jnp.abs(new_grad)) <= tolerance_grad)
             current_evals = c["current_evals"] + evals
-            stop = (~descent | (current_evals >= max_eval) | opt_cond
-                    | (jnp.max(jnp.abs(d * t)) <= tolerance_change)
-                    | (jnp.abs(new_loss - loss) < tolerance_change))
-            return dict(x=x, loss=new_loss, flat_grad=new_grad, d=d, t=t, history=history,
-                        prev_flat_grad=flat_grad, prev_loss=loss, n_iter=n_iter,
-                        func_evals=c["func_evals"] + evals, local_iter=local_iter,
-                        current_evals=current_evals, stop=stop)
+            stop = (
+                ~descent
+                | (current_evals >= max_eval)
+                | opt_cond
+                | (jnp.max(jnp.abs(d * t)) <= tolerance_change)
+                | (jnp.abs(new_loss - loss) < tolerance_change)
+            )
+            return dict(
+                x=x,
+                loss=new_loss,
+                flat_grad=new_grad,
+                d=d,
+                t=t,
+                history=history,
+                prev_flat_grad=flat_grad,
+                prev_loss=loss,
+                n_iter=n_iter,
+                func_evals=c["func_evals"] + evals,
+                local_iter=local_iter,
+                current_evals=current_evals,
+                stop=stop,
+            )
 
         c = jax.lax.while_loop(running, iteration, carry)
         old_dirs, old_stps, ro, num_old, h_diag = c["history"]
         new_params = unravel(c["x"])
         updates = jax.tree.map(lambda new, p: (new - p).astype(p.dtype), new_params, params)
         return updates, LBFGSState(
-            count=optax.safe_int32_increment(state.count), hyperparams=hp, d=c["d"], t=c["t"],
-            old_dirs=old_dirs, old_stps=old_stps, ro=ro, num_old=num_old, H_diag=h_diag,
-            prev_flat_grad=c["prev_flat_grad"], prev_loss=c["prev_loss"], n_iter=c["n_iter"],
-            func_evals=c["func_evals"])
+            count=optax.safe_int32_increment(state.count),
+            hyperparams=hp,
+            d=c["d"],
+            t=c["t"],
+            old_dirs=old_dirs,
+            old_stps=old_stps,
+            ro=ro,
+            num_old=num_old,
+            H_diag=h_diag,
+            prev_flat_grad=c["prev_flat_grad"],
+            prev_loss=c["prev_loss"],
+            n_iter=c["n_iter"],
+            func_evals=c["func_evals"],
+        )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 

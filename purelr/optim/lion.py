@@ -19,8 +19,17 @@ class LionState(NamedTuple):
     exp_avg: Any
 
 
-def lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, caution: bool = False, corrected_weight_decay: bool = False,
-         maximize: bool = False, foreach: bool | None = None, *, max_lr_snapshot=None) -> optax.GradientTransformation:
+def lion(
+    lr=1e-4,
+    betas=(0.9, 0.99),
+    weight_decay=0.0,
+    caution: bool = False,
+    corrected_weight_decay: bool = False,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    *,
+    max_lr_snapshot=None,
+) -> optax.GradientTransformation:
     """Twin of timm 1.0.31's ``timm.optim.Lion``; every number (``betas`` one by one) may be a schedule.
 
     With ``g = -grad if maximize else grad`` and ``s = lr`` (or ``lr ** 2 / max_lr_snapshot`` with
@@ -35,8 +44,13 @@ def lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, caution: bool = False, co
     """
     base.device_flags(foreach=foreach)
     beta1, beta2 = base.check_betas(betas)
-    hyperparams = dict(lr=check("lr", lr), beta1=beta1, beta2=beta2, weight_decay=check("weight_decay", weight_decay),
-                       **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot))
+    hyperparams = dict(
+        lr=check("lr", lr),
+        beta1=beta1,
+        beta2=beta2,
+        weight_decay=check("weight_decay", weight_decay),
+        **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot),
+    )
     complements = base.one_minus(beta1), base.one_minus(beta2)
 
     def init_buffers(params, hp):

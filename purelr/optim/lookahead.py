@@ -18,6 +18,7 @@ class LookaheadState(NamedTuple):
     """``count`` (timm's ``lookahead_step``); ``hyperparams``: the inner optimizer's in force with
     ``lookahead_alpha`` and ``lookahead_k`` (timm's ``param_groups``); timm's ``lookahead_slow_buff``
     (zeros until the first sync); the inner optimizer's state."""
+
     count: jax.Array
     hyperparams: dict[str, jax.Array]
     lookahead_slow_buff: Any
@@ -36,16 +37,18 @@ def lookahead(optimizer: optax.GradientTransformation, alpha=0.5, k=6) -> optax.
     The update needs the params. ``state.hyperparams`` holds the inner twin's values in force
     (when its state has them) with ``lookahead_alpha`` and ``lookahead_k``.
     """
-    hyperparams = dict(lookahead_alpha=hp_lib.check("alpha", alpha, maximum=1.0),
-                       lookahead_k=hp_lib.check("k", k, minimum=1))
+    hyperparams = dict(
+        lookahead_alpha=hp_lib.check("alpha", alpha, maximum=1.0), lookahead_k=hp_lib.check("k", k, minimum=1)
+    )
 
     def merged(inner_state, hp):
         return {**getattr(inner_state, "hyperparams", {}), **hp}
 
     def init_fn(params):
         inner_state = optimizer.init(params)
-        return LookaheadState(jnp.zeros((), jnp.int32), merged(inner_state, hp_lib.initial(hyperparams)),
-                              base.zeros(params), inner_state)
+        return LookaheadState(
+            jnp.zeros((), jnp.int32), merged(inner_state, hp_lib.initial(hyperparams)), base.zeros(params), inner_state
+        )
 
     def update_fn(grads, state, params=None):
         base.require_params(params, True, "lookahead")
@@ -61,7 +64,8 @@ def lookahead(optimizer: optax.GradientTransformation, alpha=0.5, k=6) -> optax.
             return jnp.where(sync, pulled - p, u), jnp.where(sync, pulled, slow)
 
         updates, slow = base.leafwise(leaf, updates, params, state.lookahead_slow_buff)
-        return updates, LookaheadState(optax.safe_int32_increment(state.count), merged(inner_state, hp),
-                                       slow, inner_state)
+        return updates, LookaheadState(
+            optax.safe_int32_increment(state.count), merged(inner_state, hp), slow, inner_state
+        )
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -21,8 +21,9 @@ class MADGRADState(NamedTuple):
     x0: Any  # None when momentum is the constant 0
 
 
-def madgrad(lr=1e-2, momentum=0.9, weight_decay=0.0, eps=1e-6, decoupled_decay: bool = False
-            ) -> optax.GradientTransformation:
+def madgrad(
+    lr=1e-2, momentum=0.9, weight_decay=0.0, eps=1e-6, decoupled_decay: bool = False
+) -> optax.GradientTransformation:
     """Twin of ``timm.optim.MADGRAD`` (dense gradients); every number may be a schedule.
 
     With ``lamb = (lr + eps) * sqrt(t)`` at ``t = count + 1``, ``param *= 1 - lr * weight_decay``
@@ -37,14 +38,21 @@ def madgrad(lr=1e-2, momentum=0.9, weight_decay=0.0, eps=1e-6, decoupled_decay: 
     lr = check("lr", lr)
     if not callable(lr) and lr <= 0:
         raise ValueError(f"Invalid lr: {lr!r} (must be > 0, as timm's MADGRAD)")
-    hyperparams = dict(lr=lr, momentum=check("momentum", momentum, maximum=1.0, maximum_open=True),
-                       weight_decay=check("weight_decay", weight_decay), eps=check("eps", eps))
+    hyperparams = dict(
+        lr=lr,
+        momentum=check("momentum", momentum, maximum=1.0, maximum_open=True),
+        weight_decay=check("weight_decay", weight_decay),
+        eps=check("eps", eps),
+    )
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     has_momentum = base.maybe_nonzero(hyperparams["momentum"])
 
     def init_buffers(params, hp):
-        return dict(grad_sum_sq=base.zeros(params), s=base.zeros(params),
-                    x0=base.buffer(params, jnp.array) if has_momentum else None)
+        return dict(
+            grad_sum_sq=base.zeros(params),
+            s=base.zeros(params),
+            x0=base.buffer(params, jnp.array) if has_momentum else None,
+        )
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, True, "madgrad")
@@ -62,7 +70,8 @@ def madgrad(lr=1e-2, momentum=0.9, weight_decay=0.0, eps=1e-6, decoupled_decay: 
             grad_sum_sq = grad_sum_sq + lamb * g * g
             s = s + lamb * g
             z = (dual_start if x0 is None else jnp.where(momentum == 0, dual_start, x0)) - s / (
-                grad_sum_sq ** (1 / 3) + eps)
+                grad_sum_sq ** (1 / 3) + eps
+            )
             new = z if x0 is None else jnp.where(momentum == 0, z, p * (1 - ck) + ck * z)
             return base.update_from(param, new), grad_sum_sq, s, x0
 

@@ -25,9 +25,18 @@ class MarsState(NamedTuple):
     last_grad: Any
 
 
-def mars(lr=3e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.0, gamma=0.025, mars_type: str = "adamw",
-         optimize_1d: bool = False, lr_1d_factor=1.0, betas_1d=None, caution: bool = False
-         ) -> optax.GradientTransformation:
+def mars(
+    lr=3e-3,
+    betas=(0.9, 0.99),
+    eps=1e-8,
+    weight_decay=0.0,
+    gamma=0.025,
+    mars_type: str = "adamw",
+    optimize_1d: bool = False,
+    lr_1d_factor=1.0,
+    betas_1d=None,
+    caution: bool = False,
+) -> optax.GradientTransformation:
     """Twin of ``timm.optim.Mars``; every number (``betas`` and ``betas_1d`` one by one) may be a
     schedule.
 
@@ -46,8 +55,12 @@ def mars(lr=3e-3, betas=(0.9, 0.99), eps=1e-8, weight_decay=0.0, gamma=0.025, ma
     validate.one_of("mars_type", mars_type, MARS_TYPES)
     betas_1d = betas if betas_1d is None else betas_1d
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay, gamma=gamma, lr_1d_factor=lr_1d_factor)
-    hyperparams.update(zip(("beta1_1d", "beta2_1d"), (base.check_betas(betas_1d) if betas_1d is not betas
-                                                       else (hyperparams["beta1"], hyperparams["beta2"]))))
+    hyperparams.update(
+        zip(
+            ("beta1_1d", "beta2_1d"),
+            (base.check_betas(betas_1d) if betas_1d is not betas else (hyperparams["beta1"], hyperparams["beta2"])),
+        )
+    )
     complements = {name: base.one_minus(hyperparams[name]) for name in ("beta1", "beta2", "beta1_1d", "beta2_1d")}
     log_betas = {name: base.log_of(c) for name, c in complements.items()}
 

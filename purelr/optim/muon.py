@@ -27,8 +27,8 @@ import optax
 
 from purelr.optim import base
 from purelr.optim import hyperparams as hp
-from purelr.schedules import validate
 from purelr.optim.adafactor import torch_lerp
+from purelr.schedules import validate
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
@@ -104,7 +104,8 @@ def _check_2d(tree):
             raise ValueError(
                 f"muon only supports 2-D parameters, found shape {tuple(jnp.shape(leaf))} at "
                 f"{jax.tree_util.keystr(path)} (use another optimizer for it, e.g. with "
-                f"optax.multi_transform)")
+                f"optax.multi_transform)"
+            )
 
 
 def muon(
@@ -132,8 +133,7 @@ def muon(
         raise ValueError(f"Invalid adjust_lr_fn: {adjust_lr_fn!r} (must be one of {ADJUST_LR_FNS})")
     if len(ns_coefficients) != 3:
         raise ValueError(f"Invalid ns_coefficients: {ns_coefficients!r} (must be 3 values)")
-    ns_coefficients = tuple(hp.check(f"ns_coefficients[{i}]", c, minimum=None)
-                            for i, c in enumerate(ns_coefficients))
+    ns_coefficients = tuple(hp.check(f"ns_coefficients[{i}]", c, minimum=None) for i, c in enumerate(ns_coefficients))
     ns_steps = validate.nonnegative_int("ns_steps", ns_steps)
     if ns_steps >= 100:
         raise ValueError(f"Invalid ns_steps: {ns_steps!r} (must be < 100)")

@@ -20,10 +20,19 @@ class NAdamState(NamedTuple):
     mu_product: jax.Array  # a scalar (torch keeps one per parameter, all equal)
 
 
-def nadam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
-          decoupled_weight_decay: bool = False, *, maximize: bool = False,
-          foreach: bool | None = None, capturable: bool = False, differentiable: bool = False
-          ) -> optax.GradientTransformation:
+def nadam(
+    lr=2e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum_decay=4e-3,
+    decoupled_weight_decay: bool = False,
+    *,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    capturable: bool = False,
+    differentiable: bool = False,
+) -> optax.GradientTransformation:
     """Twin of ``torch.optim.NAdam``; every number (``betas`` one by one) may be a schedule.
 
     With ``g = -grad if maximize else grad``, then ``g += weight_decay * param`` (or, decoupled,
@@ -44,8 +53,7 @@ def nadam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_deca
     log_beta2 = base.log_of(complements[1])
 
     def init_buffers(params, hp):
-        return dict(exp_avg=base.zeros(params), exp_avg_sq=base.zeros(params),
-                    mu_product=jnp.ones_like(hp["lr"]))
+        return dict(exp_avg=base.zeros(params), exp_avg_sq=base.zeros(params), mu_product=jnp.ones_like(hp["lr"]))
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, decays, "nadam with weight_decay")
@@ -60,8 +68,9 @@ def nadam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_deca
         bias_correction2 = base.bias_correction(log_beta2, t, state.count)
 
         def leaf(g, p, m, v):
-            g, start = base.gradient_and_decay(g, p, hp, maximize=maximize, weight_decay=decays,
-                                               decoupled=decoupled_weight_decay)
+            g, start = base.gradient_and_decay(
+                g, p, hp, maximize=maximize, weight_decay=decays, decoupled=decoupled_weight_decay
+            )
             m = m + c1 * (g - m)
             v = b2 * v + c2 * g * g
             denom = jnp.sqrt(v / bias_correction2) + hp["eps"]

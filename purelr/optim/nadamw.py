@@ -20,9 +20,20 @@ class NAdamWState(NamedTuple):
     exp_avg_sq: Any
 
 
-def nadamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, caution: bool = False,
-           corrected_weight_decay: bool = False, maximize: bool = False, foreach: bool | None = None,
-           capturable: bool = False, clipping_threshold=None, *, max_lr_snapshot=None) -> optax.GradientTransformation:
+def nadamw(
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=1e-2,
+    caution: bool = False,
+    corrected_weight_decay: bool = False,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    capturable: bool = False,
+    clipping_threshold=None,
+    *,
+    max_lr_snapshot=None,
+) -> optax.GradientTransformation:
     """Twin of timm 1.0.31's ``timm.optim.NAdamW``; every number (``betas`` one by one) may be a schedule.
 
     With ``g = -grad if maximize else grad``, ``s = lr`` (or ``lr ** 2 / max_lr_snapshot`` with
@@ -40,8 +51,9 @@ def nadamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, caution: bo
     ``foreach`` and ``capturable`` are accepted and ignored.
     """
     base.device_flags(foreach=foreach, capturable=capturable)
-    hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay,
-                                        **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot))
+    hyperparams = base.adam_hyperparams(
+        lr, betas, eps, weight_decay, **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot)
+    )
     if clipping_threshold is not None:
         hyperparams["clipping_threshold"] = timm_common.positive("clipping_threshold", clipping_threshold, ", or None")
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])

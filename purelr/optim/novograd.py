@@ -22,9 +22,18 @@ class NovoGradState(NamedTuple):
     max_exp_avg_sq: Any  # None without amsgrad
 
 
-def novograd(lr=1e-3, betas=(0.95, 0.98), eps=1e-8, weight_decay=0.0, grad_averaging: bool = False,
-             amsgrad: bool = False, decoupled_decay: bool = False, corrected_weight_decay: bool = False,
-             *, max_lr_snapshot=None) -> optax.GradientTransformation:
+def novograd(
+    lr=1e-3,
+    betas=(0.95, 0.98),
+    eps=1e-8,
+    weight_decay=0.0,
+    grad_averaging: bool = False,
+    amsgrad: bool = False,
+    decoupled_decay: bool = False,
+    corrected_weight_decay: bool = False,
+    *,
+    max_lr_snapshot=None,
+) -> optax.GradientTransformation:
     """Twin of ``timm.optim.NvNovoGrad``; every number (``betas`` one by one) may be a schedule.
     ``max_lr_snapshot``: see ``purelr.optim.corrected_decay``.
 
@@ -40,7 +49,9 @@ def novograd(lr=1e-3, betas=(0.95, 0.98), eps=1e-8, weight_decay=0.0, grad_avera
     ``exp_avg_sq`` is kept in the param's dtype (timm: in torch's default dtype, the same when
     torch's default dtype is the params').
     """
-    hyperparams = dict(base.adam_hyperparams(lr, betas, eps, weight_decay), **snapshot(lr, corrected_weight_decay, max_lr_snapshot))
+    hyperparams = dict(
+        base.adam_hyperparams(lr, betas, eps, weight_decay), **snapshot(lr, corrected_weight_decay, max_lr_snapshot)
+    )
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
 
@@ -69,8 +80,7 @@ def novograd(lr=1e-3, betas=(0.95, 0.98), eps=1e-8, weight_decay=0.0, grad_avera
             start = base.multiplied(p, 1 - decay) if decays and decoupled_decay else None
             return base.update_from(p, start, -hp["lr"] * m), m, v, v_max
 
-        updates, m, v, v_max = base.leafwise(leaf, grads, params, state.exp_avg, state.exp_avg_sq,
-                                             state.max_exp_avg_sq)
+        updates, m, v, v_max = base.leafwise(leaf, grads, params, state.exp_avg, state.exp_avg_sq, state.max_exp_avg_sq)
         return updates, dict(exp_avg=m, exp_avg_sq=v, max_exp_avg_sq=v_max)
 
     return base.transformation(NovoGradState, hyperparams, init_buffers, update_buffers)

@@ -28,8 +28,9 @@ from purelr.optim.lamb import lamb
 from purelr.optim.lars import lars
 
 
-def mmpretrain_lars(lr, momentum=0, weight_decay=0, dampening=0, eta=0.001, nesterov: bool = False, eps=1e-8,
-                    lars_exclude: bool = False) -> optax.GradientTransformation:
+def mmpretrain_lars(
+    lr, momentum=0, weight_decay=0, dampening=0, eta=0.001, nesterov: bool = False, eps=1e-8, lars_exclude: bool = False
+) -> optax.GradientTransformation:
     """Twin of ``mmpretrain.engine.optimizers.LARS``: with ``w = |param|``, ``n = |grad|``::
 
         trust = eta * w / (n + weight_decay * w + eps)     (1 where w or n is 0, or lars_exclude)
@@ -39,21 +40,45 @@ def mmpretrain_lars(lr, momentum=0, weight_decay=0, dampening=0, eta=0.001, nest
 
     ``lars_exclude`` is a parameter-group key (``paramwise_cfg.custom_keys``)."""
     check("eta", eta)
-    return lars(lr, momentum, dampening, weight_decay, nesterov, trust_coeff=eta, eps=eps, always_adapt=True,
-                lars_exclude=lars_exclude, lr_in_buffer=True)
+    return lars(
+        lr,
+        momentum,
+        dampening,
+        weight_decay,
+        nesterov,
+        trust_coeff=eta,
+        eps=eps,
+        always_adapt=True,
+        lars_exclude=lars_exclude,
+        lr_in_buffer=True,
+    )
 
 
-def mmpretrain_lamb(lr=1e-3, bias_correction: bool = True, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01,
-                    grad_averaging: bool = True, max_grad_norm=1.0, trust_clip: bool = False,
-                    always_adapt: bool = False) -> optax.GradientTransformation:
+def mmpretrain_lamb(
+    lr=1e-3,
+    bias_correction: bool = True,
+    betas=(0.9, 0.999),
+    eps=1e-6,
+    weight_decay=0.01,
+    grad_averaging: bool = True,
+    max_grad_norm=1.0,
+    trust_clip: bool = False,
+    always_adapt: bool = False,
+) -> optax.GradientTransformation:
     """Twin of ``mmpretrain.engine.optimizers.Lamb``: ``purelr.optim.lamb`` (timm's), whose
     docstring gives the formula; ``max_grad_norm=None`` (no clipping) is the twin's own."""
-    return lamb(lr, bias_correction, betas, eps, weight_decay, grad_averaging, max_grad_norm, trust_clip,
-                         always_adapt)
+    return lamb(lr, bias_correction, betas, eps, weight_decay, grad_averaging, max_grad_norm, trust_clip, always_adapt)
 
 
-def mmpretrain_adan(lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.0, max_grad_norm=0.0,
-                    no_prox: bool = False, foreach: bool = True) -> optax.GradientTransformation:
+def mmpretrain_adan(
+    lr=1e-3,
+    betas=(0.98, 0.92, 0.99),
+    eps=1e-8,
+    weight_decay=0.0,
+    max_grad_norm=0.0,
+    no_prox: bool = False,
+    foreach: bool = True,
+) -> optax.GradientTransformation:
     """Twin of ``mmpretrain.engine.optimizers.Adan``: ``purelr.optim.adan`` (timm's formula, in its
     docstring) after ``grad * min(max_grad_norm / (|grads| + eps), 1)`` where ``max_grad_norm > 0``;
     with ``foreach`` (the default) and ``no_prox`` the params are only decayed (``decay_only``)."""
@@ -64,7 +89,11 @@ def mmpretrain_adan(lr=1e-3, betas=(0.98, 0.92, 0.99), eps=1e-8, weight_decay=0.
 
 def _adan_clip(hyperparams):
     max_grad_norm = check("max_grad_norm", hyperparams.get("max_grad_norm", 0.0))
-    return adan_grad_clip(max_grad_norm, hyperparams.get("eps", 1e-8)) if callable(max_grad_norm) or max_grad_norm > 0 else None
+    return (
+        adan_grad_clip(max_grad_norm, hyperparams.get("eps", 1e-8))
+        if callable(max_grad_norm) or max_grad_norm > 0
+        else None
+    )
 
 
 def global_grad_clip(optimizer, hyperparams: dict):

@@ -19,10 +19,18 @@ class RAdamState(NamedTuple):
     exp_avg_sq: Any
 
 
-def radam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-          decoupled_weight_decay: bool = False, *, maximize: bool = False,
-          foreach: bool | None = None, capturable: bool = False, differentiable: bool = False
-          ) -> optax.GradientTransformation:
+def radam(
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    decoupled_weight_decay: bool = False,
+    *,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    capturable: bool = False,
+    differentiable: bool = False,
+) -> optax.GradientTransformation:
     """Twin of ``torch.optim.RAdam``; every number (``betas`` one by one) may be a schedule.
 
     With ``g = -grad if maximize else grad``, then ``g += weight_decay * param`` (or, decoupled,
@@ -54,12 +62,14 @@ def radam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
         rho_inf = 2 / c2 - 1
         rho_t = rho_inf - 2 * t * (1 - bias_correction2) / bias_correction2
         rectified = rho_t > 5.0
-        rect = jnp.sqrt(jnp.where(rectified, (rho_t - 4) * (rho_t - 2) * rho_inf
-                                  / ((rho_inf - 4) * (rho_inf - 2) * rho_t), 1.0))
+        rect = jnp.sqrt(
+            jnp.where(rectified, (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t), 1.0)
+        )
 
         def leaf(g, p, m, v):
-            g, start = base.gradient_and_decay(g, p, hp, maximize=maximize, weight_decay=decays,
-                                               decoupled=decoupled_weight_decay)
+            g, start = base.gradient_and_decay(
+                g, p, hp, maximize=maximize, weight_decay=decays, decoupled=decoupled_weight_decay
+            )
             m = m + c1 * (g - m)
             v = b2 * v + c2 * g * g
             step = m / bias_correction1 * hp["lr"]

@@ -21,9 +21,18 @@ class RMSpropState(NamedTuple):
     momentum_buffer: Any  # None without momentum
 
 
-def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-            centered: bool = False, capturable: bool = False, foreach: bool | None = None,
-            maximize: bool = False, differentiable: bool = False) -> optax.GradientTransformation:
+def rmsprop(
+    lr=1e-2,
+    alpha=0.99,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum=0.0,
+    centered: bool = False,
+    capturable: bool = False,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    differentiable: bool = False,
+) -> optax.GradientTransformation:
     """Twin of ``torch.optim.RMSprop``; every number may be a schedule.
 
     With ``g = -grad if maximize else grad`` and ``g += weight_decay * param``::
@@ -48,9 +57,11 @@ def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
     complement = base.one_minus(alpha)
 
     def init_buffers(params, hp):
-        return dict(square_avg=base.zeros(params),
-                    grad_avg=base.zeros(params) if centered else None,
-                    momentum_buffer=base.zeros(params) if has_momentum else None)
+        return dict(
+            square_avg=base.zeros(params),
+            grad_avg=base.zeros(params) if centered else None,
+            momentum_buffer=base.zeros(params) if has_momentum else None,
+        )
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, decays, "rmsprop with weight_decay")
@@ -68,12 +79,17 @@ def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
                 return -hp["lr"] * (g / avg), square_avg, grad_avg, None
             new_buf = m * buf + g / avg
             if callable(momentum):
-                return (-hp["lr"] * jnp.where(m > 0, new_buf, g / avg), square_avg, grad_avg,
-                        jnp.where(m > 0, new_buf, buf))
+                return (
+                    -hp["lr"] * jnp.where(m > 0, new_buf, g / avg),
+                    square_avg,
+                    grad_avg,
+                    jnp.where(m > 0, new_buf, buf),
+                )
             return -hp["lr"] * new_buf, square_avg, grad_avg, new_buf
 
         updates, square_avg, grad_avg, buf = base.leafwise(
-            leaf, grads, params, state.square_avg, state.grad_avg, state.momentum_buffer)
+            leaf, grads, params, state.square_avg, state.grad_avg, state.momentum_buffer
+        )
         return updates, dict(square_avg=square_avg, grad_avg=grad_avg, momentum_buffer=buf)
 
     return base.transformation(RMSpropState, hyperparams, init_buffers, update_buffers)

@@ -22,10 +22,21 @@ class RMSpropTFState(NamedTuple):
     momentum_buffer: Any  # None without momentum
 
 
-def rmsprop_tf(lr=1e-2, alpha=0.9, eps=1e-10, weight_decay=0.0, momentum=0.0, centered: bool = False,
-               decoupled_decay: bool = False, corrected_weight_decay: bool = False,
-               lr_in_momentum: bool = True, caution: bool = False, foreach: bool | None = None, *,
-               max_lr_snapshot=None) -> optax.GradientTransformation:
+def rmsprop_tf(
+    lr=1e-2,
+    alpha=0.9,
+    eps=1e-10,
+    weight_decay=0.0,
+    momentum=0.0,
+    centered: bool = False,
+    decoupled_decay: bool = False,
+    corrected_weight_decay: bool = False,
+    lr_in_momentum: bool = True,
+    caution: bool = False,
+    foreach: bool | None = None,
+    *,
+    max_lr_snapshot=None,
+) -> optax.GradientTransformation:
     """Twin of timm 1.0.31's ``timm.optim.RMSpropTF``; every number may be a schedule.
 
     With ``g += weight_decay * param`` (or, ``decoupled_decay``, ``param *= 1 - s * weight_decay``
@@ -43,16 +54,24 @@ def rmsprop_tf(lr=1e-2, alpha=0.9, eps=1e-10, weight_decay=0.0, momentum=0.0, ce
     schedule and ``corrected_weight_decay``. ``foreach`` is accepted and ignored.
     """
     base.device_flags(foreach=foreach)
-    hyperparams = dict(lr=check("lr", lr), alpha=check("alpha", alpha), eps=check("eps", eps),
-                       weight_decay=check("weight_decay", weight_decay), momentum=check("momentum", momentum),
-                       **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot))
+    hyperparams = dict(
+        lr=check("lr", lr),
+        alpha=check("alpha", alpha),
+        eps=check("eps", eps),
+        weight_decay=check("weight_decay", weight_decay),
+        momentum=check("momentum", momentum),
+        **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot),
+    )
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     has_momentum = base.maybe_nonzero(hyperparams["momentum"])
     complement = base.one_minus(hyperparams["alpha"])
 
     def init_buffers(params, hp):
-        return dict(square_avg=base.full(params, 1.0), grad_avg=base.zeros(params) if centered else None,
-                    momentum_buffer=base.zeros(params) if has_momentum else None)
+        return dict(
+            square_avg=base.full(params, 1.0),
+            grad_avg=base.zeros(params) if centered else None,
+            momentum_buffer=base.zeros(params) if has_momentum else None,
+        )
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, decays, "rmsprop_tf with weight_decay")
@@ -82,7 +101,8 @@ def rmsprop_tf(lr=1e-2, alpha=0.9, eps=1e-10, weight_decay=0.0, momentum=0.0, ce
             return base.update_from(p, start, delta), square_avg, grad_avg, new_buf
 
         updates, square_avg, grad_avg, buf = base.leafwise(
-            leaf, grads, params, state.square_avg, state.grad_avg, state.momentum_buffer)
+            leaf, grads, params, state.square_avg, state.grad_avg, state.momentum_buffer
+        )
         return updates, dict(square_avg=square_avg, grad_avg=grad_avg, momentum_buffer=buf)
 
     return base.transformation(RMSpropTFState, hyperparams, init_buffers, update_buffers)

@@ -19,9 +19,16 @@ class RpropState(NamedTuple):
     step_size: Any
 
 
-def rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), *, capturable: bool = False,
-          foreach: bool | None = None, maximize: bool = False, differentiable: bool = False
-          ) -> optax.GradientTransformation:
+def rprop(
+    lr=1e-2,
+    etas=(0.5, 1.2),
+    step_sizes=(1e-6, 50.0),
+    *,
+    capturable: bool = False,
+    foreach: bool | None = None,
+    maximize: bool = False,
+    differentiable: bool = False,
+) -> optax.GradientTransformation:
     """Twin of ``torch.optim.Rprop``; every number may be a schedule (``lr`` only seeds
     ``step_size``, so it is read at count 0, as torch reads it at the first step).
 
@@ -45,12 +52,12 @@ def rprop(lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), *, capturable: bool
     step_size_min, step_size_max = (check(f"step_sizes[{i}]", s) for i, s in enumerate(step_sizes))
     if not callable(step_size_min) and not callable(step_size_max) and step_size_min > step_size_max:
         raise ValueError(f"Invalid step_sizes: {tuple(step_sizes)!r} (must be step_sizes[0] <= step_sizes[1])")
-    hyperparams = dict(lr=lr, etaminus=etaminus, etaplus=etaplus, step_size_min=step_size_min,
-                       step_size_max=step_size_max)
+    hyperparams = dict(
+        lr=lr, etaminus=etaminus, etaplus=etaplus, step_size_min=step_size_min, step_size_max=step_size_max
+    )
 
     def init_buffers(params, hp):
-        return dict(prev=base.zeros(params),
-                    step_size=base.full(params, hp["lr"]))
+        return dict(prev=base.zeros(params), step_size=base.full(params, hp["lr"]))
 
     def update_buffers(grads, state, params, hp):
         def leaf(g, prev, step_size):

@@ -19,9 +19,18 @@ class SGDState(NamedTuple):
     momentum_buffer: Any  # None without momentum
 
 
-def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool = False, *,
-        maximize: bool = False, foreach: bool | None = None, differentiable: bool = False,
-        fused: bool | None = None) -> optax.GradientTransformation:
+def sgd(
+    lr=1e-3,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov: bool = False,
+    *,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    differentiable: bool = False,
+    fused: bool | None = None,
+) -> optax.GradientTransformation:
     """Twin of ``torch.optim.SGD``; every number may be a schedule.
 
     With ``g = -grad if maximize else grad`` and ``g += weight_decay * param``::
@@ -39,10 +48,11 @@ def sgd(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool =
     momentum = check("momentum", momentum)
     weight_decay = check("weight_decay", weight_decay)
     dampening = check("dampening", dampening, minimum=None)
-    if nesterov and not callable(momentum) and not callable(dampening) and (
-            momentum <= 0 or dampening != 0):
-        raise ValueError(f"Nesterov momentum requires a momentum and zero dampening, got "
-                         f"momentum={momentum!r}, dampening={dampening!r}")
+    if nesterov and not callable(momentum) and not callable(dampening) and (momentum <= 0 or dampening != 0):
+        raise ValueError(
+            f"Nesterov momentum requires a momentum and zero dampening, got "
+            f"momentum={momentum!r}, dampening={dampening!r}"
+        )
     has_momentum = base.maybe_nonzero(momentum)
     decays = base.maybe_nonzero(weight_decay)
     hyperparams = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay)

@@ -11,8 +11,8 @@ import optax
 from purelr.optim import base
 from purelr.optim.adamp import LAYOUTS, projected_updates
 from purelr.optim.hyperparams import check
-from purelr.schedules.core import resolve
 from purelr.schedules import validate
+from purelr.schedules.core import resolve
 
 
 class SGDPState(NamedTuple):
@@ -21,9 +21,19 @@ class SGDPState(NamedTuple):
     momentum: Any
 
 
-def sgdp(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool = False, eps=1e-8,
-         delta=0.1, wd_ratio=0.1, caution: bool = False, *, layout: str = "torch"
-         ) -> optax.GradientTransformation:
+def sgdp(
+    lr,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov: bool = False,
+    eps=1e-8,
+    delta=0.1,
+    wd_ratio=0.1,
+    caution: bool = False,
+    *,
+    layout: str = "torch",
+) -> optax.GradientTransformation:
     """Twin of ``timm.optim.SGDP`` (``lr`` required, as timm's); every number may be a schedule.
 
     From a zero buffer::
@@ -38,10 +48,15 @@ def sgdp(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool = Fal
     torch's ``state['momentum']``.
     """
     validate.one_of("layout", layout, LAYOUTS)
-    hyperparams = dict(lr=check("lr", lr), momentum=check("momentum", momentum),
-                       dampening=check("dampening", dampening, minimum=None),
-                       weight_decay=check("weight_decay", weight_decay), eps=check("eps", eps),
-                       delta=check("delta", delta), wd_ratio=check("wd_ratio", wd_ratio))
+    hyperparams = dict(
+        lr=check("lr", lr),
+        momentum=check("momentum", momentum),
+        dampening=check("dampening", dampening, minimum=None),
+        weight_decay=check("weight_decay", weight_decay),
+        eps=check("eps", eps),
+        delta=check("delta", delta),
+        wd_ratio=check("wd_ratio", wd_ratio),
+    )
     decays = base.maybe_nonzero(hyperparams["weight_decay"])
     complement = base.one_minus(hyperparams["dampening"])
 
@@ -59,8 +74,9 @@ def sgdp(lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool = Fal
 
         directions, buf = base.leafwise(leaf, grads, state.momentum)
         decay = hp["lr"] * hp["weight_decay"] / (1 - m) if decays else None
-        updates = projected_updates(params, grads, directions, hp, step_size=hp["lr"], decay=decay,
-                                    caution=caution, layout=layout)
+        updates = projected_updates(
+            params, grads, directions, hp, step_size=hp["lr"], decay=decay, caution=caution, layout=layout
+        )
         return updates, dict(momentum=buf)
 
     return base.transformation(SGDPState, hyperparams, init_buffers, update_buffers)

@@ -17,9 +17,20 @@ class SGDWState(NamedTuple):
     momentum_buffer: Any  # None without momentum
 
 
-def sgdw(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool = False, *, caution: bool = False,
-         corrected_weight_decay: bool = False, maximize: bool = False, foreach: bool | None = None,
-         differentiable: bool = False, max_lr_snapshot=None) -> optax.GradientTransformation:
+def sgdw(
+    lr=1e-3,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov: bool = False,
+    *,
+    caution: bool = False,
+    corrected_weight_decay: bool = False,
+    maximize: bool = False,
+    foreach: bool | None = None,
+    differentiable: bool = False,
+    max_lr_snapshot=None,
+) -> optax.GradientTransformation:
     """Twin of timm 1.0.31's ``timm.optim.SGDW``; every number may be a schedule.
 
     With ``g = -grad if maximize else grad`` and ``s = lr`` (or ``lr ** 2 / max_lr_snapshot`` with
@@ -33,10 +44,13 @@ def sgdw(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool 
     ``foreach`` and ``differentiable`` are accepted and ignored.
     """
     base.device_flags(foreach=foreach, differentiable=differentiable)
-    hyperparams = dict(lr=check("lr", lr), momentum=check("momentum", momentum),
-                       dampening=check("dampening", dampening, minimum=None),
-                       weight_decay=check("weight_decay", weight_decay),
-                       **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot))
+    hyperparams = dict(
+        lr=check("lr", lr),
+        momentum=check("momentum", momentum),
+        dampening=check("dampening", dampening, minimum=None),
+        weight_decay=check("weight_decay", weight_decay),
+        **corrected_decay.snapshot(lr, corrected_weight_decay, max_lr_snapshot),
+    )
     timm_common.nesterov_check(nesterov, hyperparams["momentum"], hyperparams["dampening"])
     has_momentum = base.maybe_nonzero(hyperparams["momentum"])
     first_from_zeros = not callable(dampening) and dampening == 0
@@ -52,9 +66,16 @@ def sgdw(lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov: bool 
             start = timm_common.decayed(p, hp, state.count)
             if not has_momentum:
                 return base.update_from(p, start, -hp["lr"] * g), None
-            d, new_buf = timm_common.sgd_momentum(g, buf, hp, state.count, nesterov=nesterov,
-                                                  first_from_zeros=first_from_zeros, scheduled=callable(momentum),
-                                                  cautious=caution)
+            d, new_buf = timm_common.sgd_momentum(
+                g,
+                buf,
+                hp,
+                state.count,
+                nesterov=nesterov,
+                first_from_zeros=first_from_zeros,
+                scheduled=callable(momentum),
+                cautious=caution,
+            )
             return base.update_from(p, start, -hp["lr"] * d), new_buf
 
         updates, buf = base.leafwise(leaf, grads, params, state.momentum_buffer)

@@ -18,6 +18,7 @@ from purelr.optim.hyperparams import check
 
 class TimmAdafactorState(NamedTuple):
     """Buffers named as timm's ``state[p]`` keys; a leaf's unused ones are empty, shape ``(0,)``."""
+
     count: jax.Array
     hyperparams: dict[str, jax.Array]
     exp_avg: Any  # None without betas
@@ -26,9 +27,19 @@ class TimmAdafactorState(NamedTuple):
     exp_avg_sq: Any
 
 
-def timm_adafactor(lr=None, eps=1e-30, eps_scale=1e-3, clip_threshold=1.0, decay_rate=-0.8, betas=None,
-                   weight_decay=0.0, scale_parameter: bool = True, warmup_init: bool = False,
-                   min_dim_size_to_factor: int = 16, caution: bool = False) -> optax.GradientTransformation:
+def timm_adafactor(
+    lr=None,
+    eps=1e-30,
+    eps_scale=1e-3,
+    clip_threshold=1.0,
+    decay_rate=-0.8,
+    betas=None,
+    weight_decay=0.0,
+    scale_parameter: bool = True,
+    warmup_init: bool = False,
+    min_dim_size_to_factor: int = 16,
+    caution: bool = False,
+) -> optax.GradientTransformation:
     """Twin of timm 1.0.31's ``timm.optim.Adafactor``; every number may be a schedule.
 
     At update ``t = count + 1``, with ``lr_t = lr``, or with ``lr=None`` the relative step
@@ -50,10 +61,13 @@ def timm_adafactor(lr=None, eps=1e-30, eps_scale=1e-3, clip_threshold=1.0, decay
         raise ValueError(f"warmup_init=True requires the relative step (lr=None), got lr={lr!r}")
     if isinstance(min_dim_size_to_factor, bool) or not isinstance(min_dim_size_to_factor, int):
         raise TypeError(f"min_dim_size_to_factor must be an int, got {min_dim_size_to_factor!r}")
-    hyperparams = dict(eps=check("eps", eps), eps_scale=check("eps_scale", eps_scale),
-                       clip_threshold=timm_common.positive("clip_threshold", clip_threshold),
-                       decay_rate=check("decay_rate", decay_rate, minimum=None),
-                       weight_decay=check("weight_decay", weight_decay))
+    hyperparams = dict(
+        eps=check("eps", eps),
+        eps_scale=check("eps_scale", eps_scale),
+        clip_threshold=timm_common.positive("clip_threshold", clip_threshold),
+        decay_rate=check("decay_rate", decay_rate, minimum=None),
+        weight_decay=check("weight_decay", weight_decay),
+    )
     if not relative_step:
         hyperparams["lr"] = check("lr", lr)
     if betas is not None:
@@ -66,7 +80,7 @@ def timm_adafactor(lr=None, eps=1e-30, eps_scale=1e-3, clip_threshold=1.0, decay
         return _factored_dims(p.shape, min_dim_size_to_factor)
 
     def reduced(p, dim):
-        return jnp.zeros(p.shape[:dim] + p.shape[dim + 1:], p.dtype)
+        return jnp.zeros(p.shape[:dim] + p.shape[dim + 1 :], p.dtype)
 
     def init_buffers(params, hp):
         base.check_real("timm_adafactor", params)
@@ -75,7 +89,8 @@ def timm_adafactor(lr=None, eps=1e-30, eps_scale=1e-3, clip_threshold=1.0, decay
             exp_avg=base.zeros(params) if betas is not None else None,
             exp_avg_sq_row=base.buffer(params, lambda p: reduced(p, dims(p)[1]) if dims(p) else empty(p)),
             exp_avg_sq_col=base.buffer(params, lambda p: reduced(p, dims(p)[0]) if dims(p) else empty(p)),
-            exp_avg_sq=base.buffer(params, lambda p: empty(p) if dims(p) else jnp.zeros_like(p)))
+            exp_avg_sq=base.buffer(params, lambda p: empty(p) if dims(p) else jnp.zeros_like(p)),
+        )
 
     def update_buffers(grads, state, params, hp):
         base.require_params(params, True, "timm_adafactor")
@@ -106,8 +121,9 @@ def timm_adafactor(lr=None, eps=1e-30, eps_scale=1e-3, clip_threshold=1.0, decay
             start = p + (-hp["weight_decay"] * lr_t) * p if decays else None
             return base.update_from(p, start, -u), m, row, col, v
 
-        updates, m, row, col, v = base.leafwise(leaf, grads, params, state.exp_avg, state.exp_avg_sq_row,
-                                                state.exp_avg_sq_col, state.exp_avg_sq)
+        updates, m, row, col, v = base.leafwise(
+            leaf, grads, params, state.exp_avg, state.exp_avg_sq_row, state.exp_avg_sq_col, state.exp_avg_sq
+        )
         return updates, dict(exp_avg=m, exp_avg_sq_row=row, exp_avg_sq_col=col, exp_avg_sq=v)
 
     return base.transformation(TimmAdafactorState, hyperparams, init_buffers, update_buffers)

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 
 from purelr.optim.adafactor import torch_lerp as lerp  # noqa: F401  (re-exported for the timm twins)
-from purelr.optim.corrected_decay import decay_scale
 from purelr.optim.cautious import caution_mask as caution  # noqa: F401  (re-exported for the timm twins)
+from purelr.optim.corrected_decay import decay_scale
 from purelr.optim.hyperparams import check
 
 
@@ -18,8 +18,7 @@ def decayed(param, hp, count):
     return stored(param * (1.0 - decay_scale(hp) * hp["weight_decay"]), count)
 
 
-def sgd_momentum(g, buf, hp, count, *, nesterov: bool, first_from_zeros: bool, scheduled: bool,
-                 cautious: bool = False):
+def sgd_momentum(g, buf, hp, count, *, nesterov: bool, first_from_zeros: bool, scheduled: bool, cautious: bool = False):
     """``(d, buf)``: SGD's momentum as timm's SGDW and Lars step it. ``buf = g`` at the first update
     (``first_from_zeros``: dampening is a constant 0, so the zero buffer gives it already), then
     ``momentum * buf + (1 - dampening) * g``; ``d = g + momentum * buf`` (nesterov) or ``buf``,
@@ -40,8 +39,10 @@ def sgd_momentum(g, buf, hp, count, *, nesterov: bool, first_from_zeros: bool, s
 def nesterov_check(nesterov: bool, momentum, dampening) -> None:
     """timm's (torch's) ``Nesterov momentum requires a momentum and zero dampening``."""
     if nesterov and not callable(momentum) and not callable(dampening) and (momentum <= 0 or dampening != 0):
-        raise ValueError(f"Nesterov momentum requires a momentum and zero dampening, got "
-                         f"momentum={momentum!r}, dampening={dampening!r}")
+        raise ValueError(
+            f"Nesterov momentum requires a momentum and zero dampening, got "
+            f"momentum={momentum!r}, dampening={dampening!r}"
+        )
 
 
 def positive(name: str, value, meaning: str = ""):

@@ -36,19 +36,33 @@ from purelr.schedules import validate
 HYPERPARAMS = ("lr", "weight_decay")
 
 
-def get_default_optimizer_params(params, base_lr=None, weight_decay=None, weight_decay_norm=None,
-                                 bias_lr_factor=1.0, weight_decay_bias=None,
-                                 lr_factor_func: Callable[[str], float] | None = None,
-                                 overrides: Mapping[str, Mapping[str, float]] | None = None, *,
-                                 module_kinds=None, frozen=None):
+def get_default_optimizer_params(
+    params,
+    base_lr=None,
+    weight_decay=None,
+    weight_decay_norm=None,
+    bias_lr_factor=1.0,
+    weight_decay_bias=None,
+    lr_factor_func: Callable[[str], float] | None = None,
+    overrides: Mapping[str, Mapping[str, float]] | None = None,
+    *,
+    module_kinds=None,
+    frozen=None,
+):
     """Twin of ``detectron2.solver.get_default_optimizer_params``: ``(labels, settings)``."""
-    numbers = dict(base_lr=base_lr, weight_decay=weight_decay, weight_decay_norm=weight_decay_norm,
-                   weight_decay_bias=weight_decay_bias)
+    numbers = dict(
+        base_lr=base_lr,
+        weight_decay=weight_decay,
+        weight_decay_norm=weight_decay_norm,
+        weight_decay_bias=weight_decay_bias,
+    )
     for name, value in numbers.items():
         if value is not None:
             validate.nonnegative(name, value)
-    overrides = {key: dict(validate.known_keys(f"overrides[{key!r}]", entry, HYPERPARAMS))
-                 for key, entry in validate.mapping("overrides", overrides or {}).items()}
+    overrides = {
+        key: dict(validate.known_keys(f"overrides[{key!r}]", entry, HYPERPARAMS))
+        for key, entry in validate.mapping("overrides", overrides or {}).items()
+    }
     bias = {}
     if bias_lr_factor is not None and validate.nonnegative("bias_lr_factor", bias_lr_factor) != 1.0:
         if base_lr is None:
@@ -58,8 +72,10 @@ def get_default_optimizer_params(params, base_lr=None, weight_decay=None, weight
         bias["weight_decay"] = weight_decay_bias
     if bias:
         if "bias" in overrides:
-            raise ValueError(f"overrides['bias'] = {overrides['bias']!r} conflicts with bias_lr_factor / "
-                             f"weight_decay_bias (detectron2: conflicting overrides for 'bias')")
+            raise ValueError(
+                f"overrides['bias'] = {overrides['bias']!r} conflicts with bias_lr_factor / "
+                f"weight_decay_bias (detectron2: conflicting overrides for 'bias')"
+            )
         overrides["bias"] = bias
     if lr_factor_func is not None:
         validate.function("lr_factor_func", lr_factor_func)

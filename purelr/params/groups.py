@@ -50,14 +50,14 @@ def matches(selector, name: str, leaf) -> bool:
         return any(matches(s, name, leaf) for s in selector)
     if callable(selector):
         return bool(selector(name, leaf))
-    raise TypeError(f"a selector must be a path prefix, a re.Pattern, a predicate (name, leaf) "
-                    f"or a list of them, got {selector!r}")
+    raise TypeError(
+        f"a selector must be a path prefix, a re.Pattern, a predicate (name, leaf) or a list of them, got {selector!r}"
+    )
 
 
 def selected(selector, params, what: str) -> list[bool]:
     """One flag per leaf; raises naming ``what`` when the selector takes no leaf."""
-    flags = [matches(selector, name, leaf)
-             for name, leaf in zip(dotted_names(params), jax.tree.leaves(params))]
+    flags = [matches(selector, name, leaf) for name, leaf in zip(dotted_names(params), jax.tree.leaves(params))]
     if not any(flags):
         raise ValueError(f"{what} = {selector!r} matches no parameter")
     return flags
@@ -74,16 +74,22 @@ def delayed(inner: optax.GradientTransformation, start: int) -> optax.GradientTr
         active = state.count >= start
         new_updates, new_inner = inner.update(updates, state.inner_state, params)
         pick = lambda new, old: jnp.where(active, new, old)
-        return (jax.tree.map(lambda u: jnp.where(active, u, jnp.zeros_like(u)), new_updates),
-                DelayedState(optax.safe_int32_increment(state.count),
-                             jax.tree.map(pick, new_inner, state.inner_state)))
+        return (
+            jax.tree.map(lambda u: jnp.where(active, u, jnp.zeros_like(u)), new_updates),
+            DelayedState(optax.safe_int32_increment(state.count), jax.tree.map(pick, new_inner, state.inner_state)),
+        )
 
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-def group_transform(optimizer: Callable, hyperparams: Mapping[str, Any],
-                    schedules: Mapping[str, Callable] | None = None, *, frozen: bool = False,
-                    frozen_until: int | None = None) -> optax.GradientTransformation:
+def group_transform(
+    optimizer: Callable,
+    hyperparams: Mapping[str, Any],
+    schedules: Mapping[str, Callable] | None = None,
+    *,
+    frozen: bool = False,
+    frozen_until: int | None = None,
+) -> optax.GradientTransformation:
     """``optimizer(**hyperparams)`` for one group, each ``schedules[name]`` applied to the group's
     base value of ``name``; ``optax.set_to_zero()`` when frozen; ``delayed`` by ``frozen_until``
     updates, its schedules then read at the global step (``count + frozen_until``)."""
@@ -100,9 +106,14 @@ def group_transform(optimizer: Callable, hyperparams: Mapping[str, Any],
     return delayed(optimizer(**{k: shift(v) for k, v in hyperparams.items()}), frozen_until)
 
 
-def param_groups(optimizer: Callable, params, groups: Sequence[Mapping[str, Any]], *,
-                 schedules: Mapping[str, Callable] | None = None,
-                 **defaults) -> optax.GradientTransformation:
+def param_groups(
+    optimizer: Callable,
+    params,
+    groups: Sequence[Mapping[str, Any]],
+    *,
+    schedules: Mapping[str, Callable] | None = None,
+    **defaults,
+) -> optax.GradientTransformation:
     """Twin of ``torch.optim.Optimizer(params=[group, ...], **defaults)``.
 
     Each group is a dict: ``params`` (a selector), optional ``name`` (its label, else ``group{i}``),
@@ -124,14 +135,17 @@ def param_groups(optimizer: Callable, params, groups: Sequence[Mapping[str, Any]
             raise ValueError(f"groups[{i}]: name {label!r} is used twice")
         for j, taken in enumerate(selected(group["params"], params, f"groups[{i}]['params']")):
             if taken and owner[j] is not None:
-                raise ValueError(f"parameter {names[j]!r} is in more than one group: "
-                                 f"{owner[j]!r} and {label!r}")
+                raise ValueError(f"parameter {names[j]!r} is in more than one group: {owner[j]!r} and {label!r}")
             owner[j] = label if taken else owner[j]
         ignored = GROUP_KEYS + CONSTRUCTOR_ONLY.get(optimizer, ())
         hyperparams = {**defaults, **{k: v for k, v in group.items() if k not in ignored}}
-        transforms[label] = group_transform(optimizer, hyperparams, schedules,
-                                            frozen=bool(group.get("frozen", False)),
-                                            frozen_until=group.get("frozen_until"))
+        transforms[label] = group_transform(
+            optimizer,
+            hyperparams,
+            schedules,
+            frozen=bool(group.get("frozen", False)),
+            frozen_until=group.get("frozen_until"),
+        )
     missing = [name for name, label in zip(names, owner) if label is None]
     if missing:
         raise ValueError(f"parameters in no group: {missing}")
@@ -146,8 +160,7 @@ def by_name(labels: Mapping[str, str] | Any) -> Callable:
         labels = dict(zip(dotted_names(labels), jax.tree.leaves(labels)))
 
     def label_tree(params):
-        return jax.tree.unflatten(jax.tree.structure(params),
-                                  [labels[name] for name in dotted_names(params)])
+        return jax.tree.unflatten(jax.tree.structure(params), [labels[name] for name in dotted_names(params)])
 
     return label_tree
 
@@ -169,24 +182,32 @@ def hyperparams_in_force(state) -> dict[str, dict[str, jax.Array]]:
             continue
         label = "/".join(_group_labels(path)) or "default"
         if label in found:
-            raise ValueError(f"two purelr optimizer states under the label {label!r}: "
-                             "hyperparams_in_force reads one optimizer per group")
+            raise ValueError(
+                f"two purelr optimizer states under the label {label!r}: "
+                "hyperparams_in_force reads one optimizer per group"
+            )
         found[label] = dict(leaf.hyperparams)
     if not found:
-        raise ValueError(f"hyperparams_in_force: no purelr optimizer state (a NamedTuple with "
-                         f"count and hyperparams from purelr.optim) in this "
-                         f"{type(state).__name__}: pass the state of a transformation built on "
-                         f"purelr.optim twins, such as purelr.build's")
+        raise ValueError(
+            f"hyperparams_in_force: no purelr optimizer state (a NamedTuple with "
+            f"count and hyperparams from purelr.optim) in this "
+            f"{type(state).__name__}: pass the state of a transformation built on "
+            f"purelr.optim twins, such as purelr.build's"
+        )
     return found
 
 
 def _is_optimizer_state(node) -> bool:
     """A purelr.optim twin's state: a NamedTuple ``(count, hyperparams, *buffers)`` of purelr's."""
-    return (getattr(type(node), "_fields", ())[:2] == ("count", "hyperparams")
-            and type(node).__module__.startswith("purelr."))
+    return getattr(type(node), "_fields", ())[:2] == ("count", "hyperparams") and type(node).__module__.startswith(
+        "purelr."
+    )
 
 
 def _group_labels(path) -> list[str]:
     """The ``multi_transform`` labels along a key path: the keys of ``inner_states`` dicts."""
-    return [str(key.key) for parent, key in zip(path, path[1:])
-            if getattr(parent, "name", None) == "inner_states" and hasattr(key, "key")]
+    return [
+        str(key.key)
+        for parent, key in zip(path, path[1:])
+        if getattr(parent, "name", None) == "inner_states" and hasattr(key, "key")
+    ]

@@ -33,8 +33,11 @@ def layer_norm_modules(model, *init_args, rngs=None, **init_kwargs) -> list[str]
     from flax import linen, nnx
 
     if isinstance(model, nnx.Module):
-        return [".".join(str(part) for part in path) for path, node in nnx.iter_graph(model)
-                if isinstance(node, nnx.LayerNorm)]
+        return [
+            ".".join(str(part) for part in path)
+            for path, node in nnx.iter_graph(model)
+            if isinstance(node, nnx.LayerNorm)
+        ]
     if not isinstance(model, linen.Module):
         raise TypeError(f"model must be a flax linen or nnx module, got {model!r}")
     paths = []
@@ -55,8 +58,11 @@ def decay_parameter_names(params, layer_norms=()) -> list[str]:
     ``layer_norm_modules`` gives) of the leaves inside ``LayerNorm`` layers."""
     names = param_names(params)
     in_norm = groups_lib.selected(list(layer_norms), params, "layer_norms") if layer_norms else [False] * len(names)
-    return [name for name, norm in zip(names, in_norm)
-            if not norm and not any(pattern.search(name.lower()) for pattern in _FORBIDDEN)]
+    return [
+        name
+        for name, norm in zip(names, in_norm)
+        if not norm and not any(pattern.search(name.lower()) for pattern in _FORBIDDEN)
+    ]
 
 
 def param_groups(params, weight_decay: float = 0.0, layer_norms=(), *, frozen=None):
@@ -67,7 +73,9 @@ def param_groups(params, weight_decay: float = 0.0, layer_norms=(), *, frozen=No
     decayed = set(decay_parameter_names(params, layer_norms))
     names = param_names(params)
     cold = groups_lib.selected(frozen, params, "frozen") if frozen is not None else [False] * len(names)
-    labels = ["frozen" if ice else "decay" if name in decayed and weight_decay else "no_decay"
-              for name, ice in zip(names, cold)]
+    labels = [
+        "frozen" if ice else "decay" if name in decayed and weight_decay else "no_decay"
+        for name, ice in zip(names, cold)
+    ]
     settings = {"decay": ParamSetting(), "no_decay": ParamSetting(decay_mult=0.0), "frozen": ParamSetting(frozen=True)}
     return jax.tree.unflatten(jax.tree.structure(params), labels), {label: settings[label] for label in set(labels)}

@@ -61,8 +61,10 @@ PREFIX = "backbone."
 def _index(name: str, position: int, what: str) -> int:
     part = name.split(".")[position] if len(name.split(".")) > position else ""
     if not part.isdigit():
-        raise ValueError(f"parameter {name!r}: no {what} index at position {position} of its dotted "
-                         f"name (found {part!r}): the layer-decay constructor cannot place it")
+        raise ValueError(
+            f"parameter {name!r}: no {what} index at position {position} of its dotted "
+            f"name (found {part!r}): the layer-decay constructor cannot place it"
+        )
     return int(part)
 
 
@@ -85,8 +87,10 @@ def _backbone(names, backbones: Mapping[str, str], where: str) -> str:
     for kind, pattern in backbones.items():
         if any(re.match(pattern, name) for name in names):
             return kind
-    raise ValueError(f"{where}: cannot tell the backbone from the parameter names: none matches "
-                     f"{dict(backbones)} (the original reads the model's backbone class)")
+    raise ValueError(
+        f"{where}: cannot tell the backbone from the parameter names: none matches "
+        f"{dict(backbones)} (the original reads the model's backbone class)"
+    )
 
 
 def _labelled(params, frozen, setting_of: Callable[[str, int], ParamSetting]):
@@ -111,8 +115,10 @@ def _known(where: str, cfg, own: tuple) -> dict:
 
 # ----------------------------------------------------------------- MMSegmentation / MMDetection
 
-SEGMENTATION_BACKBONES = {"ConvNeXt": r"backbone\.(downsample_layers|stages)\.",
-                          "ViT": r"backbone\.(layers\.|patch_embed)"}
+SEGMENTATION_BACKBONES = {
+    "ConvNeXt": r"backbone\.(downsample_layers|stages)\.",
+    "ViT": r"backbone\.(layers\.|patch_embed)",
+}
 
 
 def segmentation_layer_id(name: str, num_layers: int, decay_type: str, backbone: str) -> int:
@@ -121,8 +127,10 @@ def segmentation_layer_id(name: str, num_layers: int, decay_type: str, backbone:
     stem = ("backbone.cls_token", "backbone.mask_token", "backbone.pos_embed")
     if backbone == "ViT":
         if decay_type == "stage_wise":
-            raise ValueError("paramwise_cfg.decay_type = 'stage_wise' is for ConvNeXt backbones "
-                             "(the original raises NotImplementedError for BEiT / MAE)")
+            raise ValueError(
+                "paramwise_cfg.decay_type = 'stage_wise' is for ConvNeXt backbones "
+                "(the original raises NotImplementedError for BEiT / MAE)"
+            )
         if name in stem or name.startswith("backbone.patch_embed"):
             return 0
         return _index(name, 2, "layer") + 1 if name.startswith("backbone.layers") else num_layers + 1
@@ -143,8 +151,9 @@ def segmentation_layer_id(name: str, num_layers: int, decay_type: str, backbone:
     return (1, 2)[stage] if stage < 2 else 3 + _index(name, 3, "block") // 3
 
 
-def learning_rate_decay_optimizer_constructor(params, optimizer_cfg: Mapping, paramwise_cfg, *,
-                                              module_kinds=None, frozen=None, backbone: str | None = None):
+def learning_rate_decay_optimizer_constructor(
+    params, optimizer_cfg: Mapping, paramwise_cfg, *, module_kinds=None, frozen=None, backbone: str | None = None
+):
     """MMSegmentation's / MMDetection's ``LearningRateDecayOptimizerConstructor`` (module
     docstring). ``backbone``: ``"ConvNeXt"`` or ``"ViT"`` (BEiT, MAE); read from the names when
     None. ``module_kinds`` is not read (accepted as every constructor's)."""
@@ -158,8 +167,10 @@ def learning_rate_decay_optimizer_constructor(params, optimizer_cfg: Mapping, pa
     decay_type = validate.one_of("paramwise_cfg.decay_type", cfg.get("decay_type", "layer_wise"), DECAY_TYPES)
     weight_decay = optimizer_cfg.get("weight_decay")
     if weight_decay is None:
-        raise ValueError("optimizer.weight_decay is missing: the layer-decay constructor gives its "
-                         "decay groups the base weight decay")
+        raise ValueError(
+            "optimizer.weight_decay is missing: the layer-decay constructor gives its "
+            "decay groups the base weight decay"
+        )
     validate.nonnegative("optimizer.weight_decay", weight_decay)
     names = _trainable(params, frozen)[0]
     if backbone is None:
@@ -186,8 +197,9 @@ def layer_decay_optimizer_constructor(params, optimizer_cfg: Mapping, paramwise_
     return learning_rate_decay_optimizer_constructor(params, optimizer_cfg, cfg, **context)
 
 
-def layer_decay_optim_wrapper_constructor(params, optimizer_cfg: Mapping, paramwise_cfg, *,
-                                          module_kinds=None, frozen=None):
+def layer_decay_optim_wrapper_constructor(
+    params, optimizer_cfg: Mapping, paramwise_cfg, *, module_kinds=None, frozen=None
+):
     """MMPose's ``LayerDecayOptimWrapperConstructor`` (ViTPose): the ViT depths of
     ``num_layers``, weight decay 0 for 1-D leaves, ``*.bias`` and names containing ``pos_embed``."""
     del module_kinds
@@ -198,8 +210,10 @@ def layer_decay_optim_wrapper_constructor(params, optimizer_cfg: Mapping, paramw
     num_layers = validate.positive_int("paramwise_cfg.num_layers", cfg["num_layers"])
     rate = _rate("paramwise_cfg.layer_decay_rate", cfg["layer_decay_rate"])
     if optimizer_cfg.get("weight_decay") is None:
-        raise ValueError("optimizer.weight_decay is missing: the layer-decay constructor gives its "
-                         "decay groups the base weight decay")
+        raise ValueError(
+            "optimizer.weight_decay is missing: the layer-decay constructor gives its "
+            "decay groups the base weight decay"
+        )
 
     def setting_of(name, ndim):
         no_decay = ndim == 1 or name.endswith(".bias") or "pos_embed" in name
@@ -211,12 +225,13 @@ def layer_decay_optim_wrapper_constructor(params, optimizer_cfg: Mapping, paramw
 
 # ----------------------------------------------------------------- MMPretrain
 
+
 def _vit_depth(name, num_layers):
     """``VisionTransformer`` / ``BEiTViT`` / ``ViTSAM.get_layer_depth``."""
     n = num_layers + 2
     if not name.startswith(PREFIX):
         return n - 1, n
-    rest = name[len(PREFIX):]
+    rest = name[len(PREFIX) :]
     if rest in ("cls_token", "pos_embed") or rest.startswith("patch_embed"):
         return 0, n
     return (_index(name, 2, "layer") + 1, n) if rest.startswith("layers") else (n - 1, n)
@@ -227,13 +242,13 @@ def _block_depth(name, depths, ends):
     or all blocks up to stage ``s`` for its downsampling (``ends``)."""
     stage, parts = _index(name, 2, "stage"), name.split(".")
     if len(parts) > 4 and parts[4] in ends:
-        return sum(depths[:stage + 1])
+        return sum(depths[: stage + 1])
     return sum(depths[:stage]) + _index(name, 4, "block") + 1
 
 
 def _swin_depth(name, depths):
     """``SwinTransformer.get_layer_depth``."""
-    n, rest = sum(depths) + 2, name[len(PREFIX):]
+    n, rest = sum(depths) + 2, name[len(PREFIX) :]
     if not name.startswith(PREFIX):
         return n - 1, n
     if rest.startswith("patch_embed"):
@@ -243,7 +258,7 @@ def _swin_depth(name, depths):
 
 def _mixmim_depth(name, depths):
     """``MixMIMTransformer.get_layer_depth``: a ``neck`` at ``n - 2``, the stem by substring."""
-    n, rest = sum(depths) + 2, name[len(PREFIX):]
+    n, rest = sum(depths) + 2, name[len(PREFIX) :]
     if not name.startswith(PREFIX):
         return (n - 2 if name.startswith("neck") else n - 1), n
     if any(stem in rest for stem in ("patch_embed", "absolute_pos_embed", "pos_embed")):
@@ -256,7 +271,7 @@ def _mixmim_depth(name, depths):
 def _convnext_depth(name, depths):
     """``ConvNeXt.get_layer_depth``."""
     top = 12 if depths[-2] > 9 else 6
-    rest = name[len(PREFIX):]
+    rest = name[len(PREFIX) :]
     if not name.startswith(PREFIX):
         return top + 1, top + 2
     if rest.startswith("downsample_layers"):
@@ -275,8 +290,10 @@ RESNET_BLOCKS = {(4, 6): (2, 3), (4, 23): (2, 3), (8, 36): (4, 4), (24, 36): (4,
 def _resnet_depth(name, depths):
     """``ResNet.get_layer_depth`` (ResNet-50/101/152/200, ECA-ResNet-269d stage depths only)."""
     if tuple(depths[1:3]) not in RESNET_BLOCKS:
-        raise ValueError(f"MMPretrain's ResNet.get_layer_depth knows the stage depths "
-                         f"{sorted(RESNET_BLOCKS)} (stages 2 and 3), got {depths} (NotImplementedError)")
+        raise ValueError(
+            f"MMPretrain's ResNet.get_layer_depth knows the stage depths "
+            f"{sorted(RESNET_BLOCKS)} (stages 2 and 3), got {depths} (NotImplementedError)"
+        )
     per2, per3 = RESNET_BLOCKS[tuple(depths[1:3])]
     n2, n3 = math.ceil(depths[1] / per2 - 1e-5), math.ceil(depths[2] / per3 - 1e-5)
     top = 2 + n2 + n3 + 1
@@ -290,9 +307,13 @@ def _resnet_depth(name, depths):
     return layer, top + 1
 
 
-PRETRAIN_BACKBONES = {"ConvNeXt": r"backbone\.downsample_layers\.", "SwinTransformer": r"backbone\.stages\.\d+\.blocks\.",
-                      "MixMIMTransformer": r"backbone\.layers\.\d+\.blocks\.", "VisionTransformer": r"backbone\.layers\.\d+\.",
-                      "ResNet": r"backbone\.layer\d+\.\d+\."}
+PRETRAIN_BACKBONES = {
+    "ConvNeXt": r"backbone\.downsample_layers\.",
+    "SwinTransformer": r"backbone\.stages\.\d+\.blocks\.",
+    "MixMIMTransformer": r"backbone\.layers\.\d+\.blocks\.",
+    "VisionTransformer": r"backbone\.layers\.\d+\.",
+    "ResNet": r"backbone\.layer\d+\.\d+\.",
+}
 
 
 def mmpretrain_layer_depth(names, backbone: str | None = None) -> Callable[[str], tuple[int, int]]:
@@ -306,27 +327,36 @@ def mmpretrain_layer_depth(names, backbone: str | None = None) -> Callable[[str]
     if backbone == "VisionTransformer":
         num_layers = len(_counts(names, r"backbone\.layers\.(\d+)\.()"))
         return lambda name: _vit_depth(name, num_layers)
-    pattern, depth = {"ConvNeXt": (r"backbone\.stages\.(\d+)\.(\d+)\.", _convnext_depth),
-                      "SwinTransformer": (r"backbone\.stages\.(\d+)\.blocks\.(\d+)\.", _swin_depth),
-                      "MixMIMTransformer": (r"backbone\.layers\.(\d+)\.blocks\.(\d+)\.", _mixmim_depth),
-                      "ResNet": (r"backbone\.layer(\d+)\.(\d+)\.", _resnet_depth)}[backbone]
+    pattern, depth = {
+        "ConvNeXt": (r"backbone\.stages\.(\d+)\.(\d+)\.", _convnext_depth),
+        "SwinTransformer": (r"backbone\.stages\.(\d+)\.blocks\.(\d+)\.", _swin_depth),
+        "MixMIMTransformer": (r"backbone\.layers\.(\d+)\.blocks\.(\d+)\.", _mixmim_depth),
+        "ResNet": (r"backbone\.layer(\d+)\.(\d+)\.", _resnet_depth),
+    }[backbone]
     counts = _counts(names, pattern)
     if backbone == "ResNet":
         counts = counts[1:]  # layer1 is stage 0
     return lambda name: depth(name, counts)
 
 
-def learning_rate_decay_optim_wrapper_constructor(params, optimizer_cfg: Mapping, paramwise_cfg, *,
-                                                  module_kinds=None, frozen=None,
-                                                  get_layer_depth: Callable | None = None):
+def learning_rate_decay_optim_wrapper_constructor(
+    params,
+    optimizer_cfg: Mapping,
+    paramwise_cfg,
+    *,
+    module_kinds=None,
+    frozen=None,
+    get_layer_depth: Callable | None = None,
+):
     """MMPretrain's ``LearningRateDecayOptimWrapperConstructor`` (module docstring).
     ``get_layer_depth``: ``name -> (depth, number of depths)``, the model's; by default
     ``mmpretrain_layer_depth`` of the names."""
     cfg = _known("paramwise_cfg", paramwise_cfg, ("layer_decay_rate",))
     rate = _rate("paramwise_cfg.layer_decay_rate", cfg.get("layer_decay_rate", 1.0))
     weight_decay = optimizer_cfg.get("weight_decay")
-    paramwise_lib.check_cfg({k: v for k, v in cfg.items() if k != "layer_decay_rate"}, style="mmengine",
-                            weight_decay=weight_decay)
+    paramwise_lib.check_cfg(
+        {k: v for k, v in cfg.items() if k != "layer_decay_rate"}, style="mmengine", weight_decay=weight_decay
+    )
     custom = cfg.get("custom_keys", {})
     kinds = dict(module_kinds or {})
     names = _trainable(params, frozen)[0]
@@ -338,12 +368,20 @@ def learning_rate_decay_optim_wrapper_constructor(params, optimizer_cfg: Mapping
         if weight_decay is None:
             return ParamSetting(lr_mult)
         key = next((k for k in sorted(sorted(custom), key=len, reverse=True) if k in name), None)
-        rules = [(kinds.get(module_path(name)) == NORM, "norm_decay_mult"),
-                 (name.rpartition(".")[2] == "bias", "bias_decay_mult"), (ndim == 1, "flat_decay_mult")]
+        rules = [
+            (kinds.get(module_path(name)) == NORM, "norm_decay_mult"),
+            (name.rpartition(".")[2] == "bias", "bias_decay_mult"),
+            (ndim == 1, "flat_decay_mult"),
+        ]
         if key is not None:
             decay_mult = float(custom[key].get("decay_mult", 1.0))
-            options = tuple(sorted((k, paramwise_lib._hashable(v)) for k, v in custom[key].items()
-                                   if k not in ("decay_mult", "lr_mult", "lr")))
+            options = tuple(
+                sorted(
+                    (k, paramwise_lib._hashable(v))
+                    for k, v in custom[key].items()
+                    if k not in ("decay_mult", "lr_mult", "lr")
+                )
+            )
         else:
             decay_mult = next((float(cfg[k]) for applies, k in rules if applies and cfg.get(k) is not None), 1.0)
         return ParamSetting(lr_mult, decay_mult, options=options)
@@ -353,19 +391,28 @@ def learning_rate_decay_optim_wrapper_constructor(params, optimizer_cfg: Mapping
 
 # ----------------------------------------------------------------- ForceDefault
 
-def force_default_optim_wrapper_constructor(params, optimizer_cfg: Mapping, paramwise_cfg, *,
-                                            module_kinds=None, frozen=None):
+
+def force_default_optim_wrapper_constructor(
+    params, optimizer_cfg: Mapping, paramwise_cfg, *, module_kinds=None, frozen=None
+):
     """MMSegmentation's / MMPose's ``ForceDefaultOptimWrapperConstructor``: MMEngine's
     ``DefaultOptimWrapperConstructor``, and with ``paramwise_cfg.force_default_settings=True`` the
     bias / DCN / norm / dwconv / 1-D rules applied over a matching custom key's lr and decay."""
     cfg = dict(validate.mapping("paramwise_cfg", {} if paramwise_cfg is None else paramwise_cfg))
     force = validate.flag("paramwise_cfg.force_default_settings", cfg.pop("force_default_settings", False))
-    return paramwise_lib.paramwise_labels(params, cfg, weight_decay=optimizer_cfg.get("weight_decay"),
-                                          module_kinds=module_kinds, frozen=frozen, style="mmengine",
-                                          force_default=force)
+    return paramwise_lib.paramwise_labels(
+        params,
+        cfg,
+        weight_decay=optimizer_cfg.get("weight_decay"),
+        module_kinds=module_kinds,
+        frozen=frozen,
+        style="mmengine",
+        force_default=force,
+    )
 
 
 # ----------------------------------------------------------------- curves without a model
+
 
 def example_vit(paramwise_cfg, num_layers: int = 12):
     """A ViT-like tree with every depth of ``num_layers`` layers (``paramwise_cfg.num_layers``
@@ -374,11 +421,16 @@ def example_vit(paramwise_cfg, num_layers: int = 12):
     cfg = paramwise_cfg or {}
     num_layers = validate.positive_int("paramwise_cfg.num_layers", cfg.get("num_layers", num_layers))
     dense = lambda: {"kernel": jnp.zeros((2, 2)), "bias": jnp.zeros(2)}
-    backbone = {"patch_embed": dense(), "layers": {str(i): dense() for i in range(num_layers)},
-                "norm": {"scale": jnp.zeros(2)}}
+    backbone = {
+        "patch_embed": dense(),
+        "layers": {str(i): dense() for i in range(num_layers)},
+        "norm": {"scale": jnp.zeros(2)},
+    }
     if cfg.get("decay_type") == "stage_wise":
-        backbone = {"downsample_layers": {str(i): dense() for i in range(4)},
-                    "stages": {str(i): {"0": dense()} for i in range(4)}}
+        backbone = {
+            "downsample_layers": {str(i): dense() for i in range(4)},
+            "stages": {str(i): {"0": dense()} for i in range(4)},
+        }
     params = {"backbone": backbone, "head": dense()}
     for i, key in enumerate(sorted(cfg.get("custom_keys", {}))):
         params[f"custom{i}"] = {key.strip(".") or "key": dense()}

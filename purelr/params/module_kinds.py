@@ -48,8 +48,9 @@ def param_names(params) -> list[str]:
     an empty parameter list")."""
     names = dotted_names(params)
     if not names:
-        raise ValueError(f"params must hold at least one array (torch: optimizer got an empty parameter "
-                         f"list), got {params!r}")
+        raise ValueError(
+            f"params must hold at least one array (torch: optimizer got an empty parameter list), got {params!r}"
+        )
     return names
 
 
@@ -75,8 +76,9 @@ def module_kinds(model, *init_args, rngs=None, **init_kwargs) -> dict[str, str]:
 def _linen_kinds(model, init_args, init_kwargs, rngs):
     from flax import linen as nn
 
-    norms = tuple(getattr(nn, n) for n in ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm",
-                                            "RMSNorm") if hasattr(nn, n))
+    norms = tuple(
+        getattr(nn, n) for n in ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm") if hasattr(nn, n)
+    )
     kinds = {}
 
     def record(next_fun, args, kwargs, context):
@@ -97,8 +99,9 @@ def _linen_kinds(model, init_args, init_kwargs, rngs):
 
 
 def _nnx_kinds(model, nnx):
-    norms = tuple(getattr(nnx, n) for n in ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm",
-                                             "RMSNorm") if hasattr(nnx, n))
+    norms = tuple(
+        getattr(nnx, n) for n in ("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm", "RMSNorm") if hasattr(nnx, n)
+    )
     kinds = {}
     for path, node in nnx.iter_graph(model):
         name = ".".join(str(part) for part in path)

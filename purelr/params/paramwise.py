@@ -37,10 +37,11 @@ from purelr.params import groups as groups_lib
 from purelr.params import module_kinds as kinds_lib
 from purelr.schedules import validate
 
-MULT_KEYS = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult",
-             "dcn_offset_lr_mult")
-KNOWN_KEYS = {"mmcv": ("custom_keys", "bypass_duplicate") + MULT_KEYS,
-              "mmengine": ("custom_keys", "bypass_duplicate", "flat_decay_mult") + MULT_KEYS}
+MULT_KEYS = ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult", "dcn_offset_lr_mult")
+KNOWN_KEYS = {
+    "mmcv": ("custom_keys", "bypass_duplicate") + MULT_KEYS,
+    "mmengine": ("custom_keys", "bypass_duplicate", "flat_decay_mult") + MULT_KEYS,
+}
 DECAY_KEYS = ("bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult")
 CUSTOM_KEYS = ("lr_mult", "decay_mult")
 GROUP_MARKS = ("fix_lr",)
@@ -54,6 +55,7 @@ class ParamSetting(NamedTuple):
     timm's), ``weight_decay = base_weight_decay * decay_mult``; ``options`` are MMEngine's extra
     group entries as sorted ``(name, value)`` pairs (an ``lr`` or ``weight_decay`` there replaces
     the product)."""
+
     lr_mult: float = 1.0
     decay_mult: float = 1.0
     frozen: bool = False
@@ -66,8 +68,11 @@ def label_of(setting: ParamSetting) -> str:
     """A readable label: ``"frozen"``, ``"default"`` or the fields that differ from the default."""
     if setting.frozen:
         return "frozen"
-    parts = [f"{field}={value!r}" for field, value, default in
-             zip(setting._fields, setting, ParamSetting()) if value != default]
+    parts = [
+        f"{field}={value!r}"
+        for field, value, default in zip(setting._fields, setting, ParamSetting())
+        if value != default
+    ]
     return ",".join(parts) or "default"
 
 
@@ -91,13 +96,16 @@ def check_cfg(paramwise_cfg, *, style: str, weight_decay, optimizer: Callable | 
         if key.startswith("_"):
             continue  # a config-language marker (MMCV's and MMClassification's twins configs carry `_delete`)
         if key not in KNOWN_KEYS[style]:
-            raise ValueError(f"unknown paramwise_cfg key {key!r} (= {value!r}); known keys for {style}: "
-                             f"{list(KNOWN_KEYS[style])}{validate.close_to(key, KNOWN_KEYS[style])}")
+            raise ValueError(
+                f"unknown paramwise_cfg key {key!r} (= {value!r}); known keys for {style}: "
+                f"{list(KNOWN_KEYS[style])}{validate.close_to(key, KNOWN_KEYS[style])}"
+            )
         if key.endswith("_mult"):
             validate.nonnegative(f"paramwise_cfg.{key}", value)
             if key in DECAY_KEYS and weight_decay is None:
-                raise ValueError(f"paramwise_cfg.{key} = {value!r} needs a base weight_decay "
-                                 f"(MMCV: base_wd should not be None)")
+                raise ValueError(
+                    f"paramwise_cfg.{key} = {value!r} needs a base weight_decay (MMCV: base_wd should not be None)"
+                )
     validate.flag("paramwise_cfg.bypass_duplicate", cfg.get("bypass_duplicate", False))
     custom = cfg.get("custom_keys", {})
     if not isinstance(custom, Mapping):
@@ -114,9 +122,14 @@ def _check_custom_key(key, entry, style, weight_decay, optimizer):
     if not isinstance(entry, Mapping):
         raise TypeError(f"{where} must be a dict, got {entry!r}")
     if style == "mmcv":
-        validate.known_keys(where, entry, CUSTOM_KEYS, note=(
-            " (MMCV's constructor reads only these and ignores the rest: remove the key to get "
-            "MMCV's behaviour)"))
+        validate.known_keys(
+            where,
+            entry,
+            CUSTOM_KEYS,
+            note=(
+                " (MMCV's constructor reads only these and ignores the rest: remove the key to get MMCV's behaviour)"
+            ),
+        )
     else:
         for mark in GROUP_MARKS:
             if mark in entry:
@@ -163,11 +176,15 @@ def _setting(cfg, style, has_decay, name, ndim, kind, parent_kind, force_default
             entry = custom[key]
             options = ()
             if style == "mmengine":
-                options = tuple(sorted((k, _hashable(v)) for k, v in entry.items()
-                                       if k not in CUSTOM_KEYS + GROUP_MARKS))
-            setting = ParamSetting(float(entry.get("lr_mult", 1.0)),
-                                   float(entry.get("decay_mult", 1.0)) if has_decay else 1.0,
-                                   options=options, fix_lr=bool(entry.get("fix_lr", False)))
+                options = tuple(
+                    sorted((k, _hashable(v)) for k, v in entry.items() if k not in CUSTOM_KEYS + GROUP_MARKS)
+                )
+            setting = ParamSetting(
+                float(entry.get("lr_mult", 1.0)),
+                float(entry.get("decay_mult", 1.0)) if has_decay else 1.0,
+                options=options,
+                fix_lr=bool(entry.get("fix_lr", False)),
+            )
             return _forced(setting, cfg, style, has_decay, name, ndim, kind, parent_kind) if force_default else setting
     return _forced(ParamSetting(), cfg, style, has_decay, name, ndim, kind, parent_kind)
 
@@ -179,18 +196,24 @@ def _forced(setting, cfg, style, has_decay, name, ndim, kind, parent_kind) -> Pa
     get = lambda key: cfg.get(key, 1.0 if mmcv else None)
     norm, dwconv, in_dcn = kind == kinds_lib.NORM, kind == kinds_lib.DWCONV, parent_kind == kinds_lib.DCN
     bias = name.rpartition(".")[2] == "bias"
-    offset = "conv_offset" in kinds_lib.module_path(name) and in_dcn and kind in (
-        kinds_lib.CONV, kinds_lib.DWCONV)
+    offset = "conv_offset" in kinds_lib.module_path(name) and in_dcn and kind in (kinds_lib.CONV, kinds_lib.DWCONV)
     rules = [(bias and not (norm or in_dcn), "bias_lr_mult"), (offset, "dcn_offset_lr_mult")]
     for applies, key in rules:
         if applies and get(key) is not None:
             setting = setting._replace(lr_mult=float(get(key)), options=_without(setting.options, "lr"))
     if mmcv:
-        decay_rules = [(norm, "norm_decay_mult"), (dwconv, "dwconv_decay_mult"),
-                       (bias and not in_dcn, "bias_decay_mult")]
+        decay_rules = [
+            (norm, "norm_decay_mult"),
+            (dwconv, "dwconv_decay_mult"),
+            (bias and not in_dcn, "bias_decay_mult"),
+        ]
     else:
-        decay_rules = [(norm, "norm_decay_mult"), (bias and not in_dcn, "bias_decay_mult"),
-                       (dwconv, "dwconv_decay_mult"), (ndim == 1 and not in_dcn, "flat_decay_mult")]
+        decay_rules = [
+            (norm, "norm_decay_mult"),
+            (bias and not in_dcn, "bias_decay_mult"),
+            (dwconv, "dwconv_decay_mult"),
+            (ndim == 1 and not in_dcn, "flat_decay_mult"),
+        ]
     for applies, key in decay_rules if has_decay else ():
         if applies and get(key) is not None:
             return setting._replace(decay_mult=float(get(key)), options=_without(setting.options, "weight_decay"))
@@ -201,9 +224,17 @@ def _without(options: tuple, name: str) -> tuple:
     return tuple((k, v) for k, v in options if k != name)
 
 
-def paramwise_labels(params, paramwise_cfg, *, weight_decay, module_kinds=None, frozen=None,
-                     style: str = "mmcv", optimizer: Callable | None = None,
-                     force_default: bool = False) -> tuple[Any, dict[str, ParamSetting]]:
+def paramwise_labels(
+    params,
+    paramwise_cfg,
+    *,
+    weight_decay,
+    module_kinds=None,
+    frozen=None,
+    style: str = "mmcv",
+    optimizer: Callable | None = None,
+    force_default: bool = False,
+) -> tuple[Any, dict[str, ParamSetting]]:
     """``(labels, settings)``: a label per leaf (a pytree like ``params``) and ``{label: setting}``.
 
     ``weight_decay``: the optimizer's base weight decay, or ``None`` when it has none (then every
@@ -222,15 +253,25 @@ def paramwise_labels(params, paramwise_cfg, *, weight_decay, module_kinds=None, 
         validate.one_of(f"module_kinds[{path!r}]", kind, kinds_lib.KINDS)
         if not any(name.startswith(path + ".") or path == "" for name in names):
             raise ValueError(f"module_kinds[{path!r}] = {kind!r}: no parameter lies under {path!r}")
-    is_frozen = ([False] * len(names) if frozen is None
-                 else groups_lib.selected(frozen, params, "frozen"))
+    is_frozen = [False] * len(names) if frozen is None else groups_lib.selected(frozen, params, "frozen")
     labels, settings = [], {}
     for name, leaf, cold in zip(names, jax.tree.leaves(params), is_frozen):
         module = kinds_lib.module_path(name)
         parent = kinds_lib.module_path(module) if module else None
-        setting = ParamSetting(frozen=True) if cold else _setting(
-            cfg, style, weight_decay is not None, name, len(jax.numpy.shape(leaf)),
-            kinds.get(module), kinds.get(parent), force_default)
+        setting = (
+            ParamSetting(frozen=True)
+            if cold
+            else _setting(
+                cfg,
+                style,
+                weight_decay is not None,
+                name,
+                len(jax.numpy.shape(leaf)),
+                kinds.get(module),
+                kinds.get(parent),
+                force_default,
+            )
+        )
         label = label_of(setting)
         settings[label] = setting
         labels.append(label)
@@ -248,9 +289,17 @@ def group_hyperparams(setting: ParamSetting, *, lr, weight_decay=None, **hyperpa
     return group
 
 
-def paramwise_transform(optimizer: Callable, labels, settings: Mapping[str, ParamSetting], *, lr,
-                        weight_decay=None, schedules: Mapping[str, Callable] | None = None, fixed_lr=None,
-                        **hyperparams) -> optax.GradientTransformation:
+def paramwise_transform(
+    optimizer: Callable,
+    labels,
+    settings: Mapping[str, ParamSetting],
+    *,
+    lr,
+    weight_decay=None,
+    schedules: Mapping[str, Callable] | None = None,
+    fixed_lr=None,
+    **hyperparams,
+) -> optax.GradientTransformation:
     """``optax.multi_transform`` of ``optimizer(**group_hyperparams(setting, ...))`` per label, with
     each ``schedules[name]`` (``base -> schedule``) started from the label's own base value and the
     lr multiplied by ``lr_scale`` after scheduling (timm's ``lr_scale``); frozen labels get zeros.
@@ -259,10 +308,12 @@ def paramwise_transform(optimizer: Callable, labels, settings: Mapping[str, Para
     weight_decay = None if weight_decay is None else validate.nonnegative("weight_decay", weight_decay)
     transforms = {}
     for label, setting in settings.items():
-        group, label_schedules = fixed(setting, group_hyperparams(setting, lr=lr, weight_decay=weight_decay,
-                                                                  **hyperparams), schedules, fixed_lr)
+        group, label_schedules = fixed(
+            setting, group_hyperparams(setting, lr=lr, weight_decay=weight_decay, **hyperparams), schedules, fixed_lr
+        )
         transforms[label] = groups_lib.group_transform(
-            _scaled(optimizer, setting.lr_scale), group, label_schedules, frozen=setting.frozen)
+            _scaled(optimizer, setting.lr_scale), group, label_schedules, frozen=setting.frozen
+        )
     return optax.multi_transform(transforms, groups_lib.by_name(labels))
 
 
@@ -286,9 +337,19 @@ def _scaled(optimizer, lr_scale):
     return make
 
 
-def paramwise(optimizer: Callable, params, paramwise_cfg, *, lr, weight_decay=None,
-              schedules: Mapping[str, Callable] | None = None, module_kinds=None, frozen=None,
-              style: str = "mmcv", **hyperparams) -> optax.GradientTransformation:
+def paramwise(
+    optimizer: Callable,
+    params,
+    paramwise_cfg,
+    *,
+    lr,
+    weight_decay=None,
+    schedules: Mapping[str, Callable] | None = None,
+    module_kinds=None,
+    frozen=None,
+    style: str = "mmcv",
+    **hyperparams,
+) -> optax.GradientTransformation:
     """The optimizer MMCV's ``DefaultOptimizerConstructor`` (or MMEngine's
     ``DefaultOptimWrapperConstructor``) builds: ``paramwise_labels`` then ``paramwise_transform``.
 
@@ -296,10 +357,18 @@ def paramwise(optimizer: Callable, params, paramwise_cfg, *, lr, weight_decay=No
     weight_decay=1e-4, momentum=0.9, module_kinds=module_kinds(model, x),
     schedules=dict(lr=functools.partial(purelr.schedules.torch.multistep_lr, milestones=[8, 11])))``.
     """
-    bound = functools.partial(optimizer, lr=lr, **hyperparams,
-                              **({} if weight_decay is None else {"weight_decay": weight_decay}))
-    labels, settings = paramwise_labels(params, paramwise_cfg, weight_decay=weight_decay,
-                                        module_kinds=module_kinds, frozen=frozen, style=style,
-                                        optimizer=bound)
-    return paramwise_transform(optimizer, labels, settings, lr=lr, weight_decay=weight_decay,
-                               schedules=schedules, **hyperparams)
+    bound = functools.partial(
+        optimizer, lr=lr, **hyperparams, **({} if weight_decay is None else {"weight_decay": weight_decay})
+    )
+    labels, settings = paramwise_labels(
+        params,
+        paramwise_cfg,
+        weight_decay=weight_decay,
+        module_kinds=module_kinds,
+        frozen=frozen,
+        style=style,
+        optimizer=bound,
+    )
+    return paramwise_transform(
+        optimizer, labels, settings, lr=lr, weight_decay=weight_decay, schedules=schedules, **hyperparams
+    )

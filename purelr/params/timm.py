@@ -33,8 +33,14 @@ def _result(params, labels, settings):
     return jax.tree.unflatten(jax.tree.structure(params), labels), settings
 
 
-def param_groups_weight_decay(params, weight_decay=1e-5, weight_decay_exclude_1d: bool = True,
-                              no_weight_decay_list: Collection[str] = (), *, frozen=None):
+def param_groups_weight_decay(
+    params,
+    weight_decay=1e-5,
+    weight_decay_exclude_1d: bool = True,
+    no_weight_decay_list: Collection[str] = (),
+    *,
+    frozen=None,
+):
     """Twin of ``timm.optim.param_groups_weight_decay``: label ``"no_decay"`` (weight decay 0) for
     leaves with ``ndim <= 1`` or named ``*.bias`` (when ``weight_decay_exclude_1d``) or matching
     ``no_weight_decay_list``, and for every leaf when ``weight_decay`` is 0 or None; ``"decay"``
@@ -46,8 +52,11 @@ def param_groups_weight_decay(params, weight_decay=1e-5, weight_decay_exclude_1d
     for name, ndim, cold in zip(*_trainable(params, frozen)):
         if cold:
             label, setting = "frozen", ParamSetting(frozen=True)
-        elif not weight_decay or (weight_decay_exclude_1d and (ndim <= 1 or name.endswith(".bias"))
-                                  ) or _matches(name, no_weight_decay_list):
+        elif (
+            not weight_decay
+            or (weight_decay_exclude_1d and (ndim <= 1 or name.endswith(".bias")))
+            or _matches(name, no_weight_decay_list)
+        ):
             label, setting = "no_decay", ParamSetting(decay_mult=0.0)
         else:
             label, setting = "decay", ParamSetting()
@@ -56,10 +65,18 @@ def param_groups_weight_decay(params, weight_decay=1e-5, weight_decay_exclude_1d
     return _result(params, labels, settings)
 
 
-def param_groups_layer_decay(params, layer_map: Mapping[str, int] | Callable[[str], int | None],
-                             weight_decay=0.05, no_weight_decay_list: Collection[str] = (),
-                             weight_decay_exclude_1d: bool = True, layer_decay=0.75,
-                             min_scale=0.0, no_opt_scale=None, *, frozen=None):
+def param_groups_layer_decay(
+    params,
+    layer_map: Mapping[str, int] | Callable[[str], int | None],
+    weight_decay=0.05,
+    no_weight_decay_list: Collection[str] = (),
+    weight_decay_exclude_1d: bool = True,
+    layer_decay=0.75,
+    min_scale=0.0,
+    no_opt_scale=None,
+    *,
+    frozen=None,
+):
     """Twin of ``timm.optim.param_groups_layer_decay`` with a user-given layer map (timm reads it
     from ``model.group_matcher``): ``{dotted name: layer id}`` or ``name -> layer id or None``.
 

@@ -39,9 +39,18 @@ from purelr.recipes.pyconfig import Imported
 from purelr.recipes.recipe import Recipe, auto_scaled, transformation
 
 
-def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
-          frozen=None, layer_map=None, world_size: int | None = None, head=None,
-          layer_norms=()) -> optax.GradientTransformation:
+def build(
+    cfg,
+    params,
+    *,
+    epoch_len: int | None = None,
+    module_kinds=None,
+    frozen=None,
+    layer_map=None,
+    world_size: int | None = None,
+    head=None,
+    layer_norms=(),
+) -> optax.GradientTransformation:
     """The optimizer an MMDetection 2.x, MMEngine or timm config describes, for ``params``.
 
     ``cfg``: a config dict or a file path (``purelr.load_config``; a detectron2 YAML config, with
@@ -72,19 +81,28 @@ def build(cfg, params, *, epoch_len: int | None = None, module_kinds=None,
         from purelr.recipes import timm as timm_lib
 
         registry.import_custom(cfg.get("custom_imports"))
-        return timm_lib.build_timm(cfg["timm"], params, epoch_len=epoch_len, layer_map=layer_map,
-                                   frozen=frozen, world_size=world_size, head=head)
+        return timm_lib.build_timm(
+            cfg["timm"],
+            params,
+            epoch_len=epoch_len,
+            layer_map=layer_map,
+            frozen=frozen,
+            world_size=world_size,
+            head=head,
+        )
     if "detectron2" in cfg:
         from purelr.recipes import detectron2 as detectron2_lib
 
-        return detectron2_lib.build_detectron2(cfg["detectron2"], params, module_kinds=module_kinds,
-                                               frozen=frozen, world_size=world_size)
+        return detectron2_lib.build_detectron2(
+            cfg["detectron2"], params, module_kinds=module_kinds, frozen=frozen, world_size=world_size
+        )
     if "deepspeed" in cfg:
         from purelr.recipes import deepspeed as deepspeed_lib
 
         return deepspeed_lib.build_deepspeed(cfg["deepspeed"], params, world_size=world_size or 1)
-    return transformation(read_recipe(cfg, epoch_len=epoch_len, world_size=world_size), params,
-                          module_kinds=module_kinds, frozen=frozen)
+    return transformation(
+        read_recipe(cfg, epoch_len=epoch_len, world_size=world_size), params, module_kinds=module_kinds, frozen=frozen
+    )
 
 
 def read_recipe(cfg, *, epoch_len: int | None = None, world_size: int | None = None) -> Recipe:
@@ -96,8 +114,9 @@ def read_recipe(cfg, *, epoch_len: int | None = None, world_size: int | None = N
         if reader.SECTIONS[0] in cfg:
             _check_spelling(cfg, reader.SECTIONS)
             return auto_scaled(reader.read(cfg, epoch_len), cfg, world_size)
-    raise ValueError(f"a config needs 'optimizer' (MMDetection 2.x), 'optim_wrapper' (MMEngine) or 'timm'; "
-                     f"it has {sorted(cfg)}")
+    raise ValueError(
+        f"a config needs 'optimizer' (MMDetection 2.x), 'optim_wrapper' (MMEngine) or 'timm'; it has {sorted(cfg)}"
+    )
 
 
 def _check_spelling(cfg: dict, sections) -> None:
@@ -125,8 +144,10 @@ def _named_types(value):
     name ``'SGD'`` that the registry knows; imported values elsewhere stay, and a reader that needs
     a value there names the key and the import."""
     if isinstance(value, dict):
-        return {key: (item.name.rpartition(".")[2] if key == "type" and isinstance(item, Imported)
-                      else _named_types(item)) for key, item in value.items()}
+        return {
+            key: (item.name.rpartition(".")[2] if key == "type" and isinstance(item, Imported) else _named_types(item))
+            for key, item in value.items()
+        }
     if type(value) in (list, tuple):
         return type(value)(_named_types(item) for item in value)
     return value

@@ -77,15 +77,22 @@ def _substituted(path: str) -> tuple[str, dict]:
     text = _text(path)
     extension = os.path.splitext(path)[1]
     directory, name = os.path.split(path)
-    for key, value in dict(fileDirname=directory, fileBasename=name, fileBasenameNoExtension=os.path.splitext(name)[0],
-                           fileExtname=extension).items():
+    for key, value in dict(
+        fileDirname=directory,
+        fileBasename=name,
+        fileBasenameNoExtension=os.path.splitext(name)[0],
+        fileExtname=extension,
+    ).items():
         text = re.sub(r"\{\{\s*" + key + r"\s*\}\}", value.replace("\\", "/"), text)
     for variable, default in ENV_VARIABLE.findall(text):
         value = os.environ.get(variable, default)
         if not value:
             raise ConfigError(f"{path}: environment variable {variable!r} is not set and has no default")
-        text = re.sub(r"\{\{['\"]?\s*\$" + variable + r"\s*:\s*" + re.escape(default) + r"\s*['\"]?\}\}",
-                      value.replace("\\", "/"), text)
+        text = re.sub(
+            r"\{\{['\"]?\s*\$" + variable + r"\s*:\s*" + re.escape(default) + r"\s*['\"]?\}\}",
+            value.replace("\\", "/"),
+            text,
+        )
     markers = {}
     for variable in sorted(set(BASE_VARIABLE.findall(text))):
         marker = f"_base_.{variable}@{len(markers)}"
@@ -148,9 +155,11 @@ def _base_path(base: str, path: str, scopes: dict) -> str:
     if "::" in base:
         scope, _, relative = base.partition("::")
         if scope not in scopes:
-            raise ConfigError(f"{path}: _base_ {base!r} names the scope {scope!r}: give its config root, "
-                              f"load_config(path, scopes={{{scope!r}: '/path/to/{scope}/configs'}}) "
-                              f"(--scope {scope}=PATH); known scopes: {sorted(scopes)}")
+            raise ConfigError(
+                f"{path}: _base_ {base!r} names the scope {scope!r}: give its config root, "
+                f"load_config(path, scopes={{{scope!r}: '/path/to/{scope}/configs'}}) "
+                f"(--scope {scope}=PATH); known scopes: {sorted(scopes)}"
+            )
         resolved = os.path.join(scopes[scope], relative)
     else:
         resolved = os.path.normpath(os.path.join(os.path.dirname(path), base))
@@ -184,11 +193,17 @@ def _namespace(text: str, path: str, names: dict, trust: bool, *, import_base=No
     config_dicts: dict = {}
     pyconfig.mark(list(names.values()), config_dicts)
     tree = _parsed(text, path)
-    tree.body = [node for node in tree.body if not (isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
-                                                    and node.targets[0].id == "_base_")]
+    tree.body = [
+        node
+        for node in tree.body
+        if not (
+            isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "_base_"
+        )
+    ]
     try:
-        pyconfig.execute_module(tree, path, names, config_dicts=config_dicts, import_base=import_base, trust=trust,
-                                imported=imported)
+        pyconfig.execute_module(
+            tree, path, names, config_dicts=config_dicts, import_base=import_base, trust=trust, imported=imported
+        )
     except ConfigError:
         raise
     except Exception as error:  # the file's own error: a KeyError, a ZeroDivisionError, ...
@@ -199,10 +214,14 @@ def _namespace(text: str, path: str, names: dict, trust: bool, *, import_base=No
 def _config(names: dict, imported: set | None = None) -> dict:
     """A namespace's config: its public names other than modules and functions, and other than
     imported names (those bound by imports in a pure-Python config, placeholders in the others)."""
-    return {name: value for name, value in names.items()
-            if not name.startswith("__") and name != "_base_"
-            and not isinstance(value, (types.ModuleType, types.FunctionType, types.SimpleNamespace, type))
-            and (name not in imported if imported is not None else not isinstance(value, pyconfig.Imported))}
+    return {
+        name: value
+        for name, value in names.items()
+        if not name.startswith("__")
+        and name != "_base_"
+        and not isinstance(value, (types.ModuleType, types.FunctionType, types.SimpleNamespace, type))
+        and (name not in imported if imported is not None else not isinstance(value, pyconfig.Imported))
+    }
 
 
 def _evaluated(text: str, path: str, names: dict, trust: bool) -> dict:
@@ -221,8 +240,10 @@ def _lazy(text: str, path: str, chain: tuple, scopes: dict, trust: bool) -> tupl
             package, _, rest = module.partition(".")
             root = scopes.get(package)
             if root is None or not rest.startswith("configs."):
-                raise ConfigError(f"{path}, line {line}: read_base() imports {module!r}: give the config root of "
-                                  f"{package!r}, load_config(path, scopes={{{package!r}: '/path/to/{package}/configs'}})")
+                raise ConfigError(
+                    f"{path}, line {line}: read_base() imports {module!r}: give the config root of "
+                    f"{package!r}, load_config(path, scopes={{{package!r}: '/path/to/{package}/configs'}})"
+                )
             base = os.path.join(root, *rest.split(".")[1:]) + ".py"
         base = os.path.normpath(base)
         if not os.path.isfile(base):
@@ -264,8 +285,10 @@ def merge(child: dict, base: dict, *, where: str = "config") -> dict:
             value = dict(value)
             if key in result and not value.pop("_delete_", False):
                 if not isinstance(result[key], dict):
-                    raise ConfigError(f"{where}: {key} is a dict here but a {type(result[key]).__name__} in its "
-                                      f"base; set _delete_=True to replace it")
+                    raise ConfigError(
+                        f"{where}: {key} is a dict here but a {type(result[key]).__name__} in its "
+                        f"base; set _delete_=True to replace it"
+                    )
                 value = merge(value, result[key], where=where)
         result[key] = value
     return result

@@ -39,19 +39,37 @@ from typing import Mapping
 import optax
 
 from purelr import optim
-from purelr.schedules import core
+from purelr.schedules import core, validate
 from purelr.schedules import deepspeed as ds_schedules
-from purelr.schedules import validate
 from purelr.training import accumulate as accumulate_lib
 from purelr.training import loss_scale
 
 VERSION = "deepspeed 0.19.8"
-READ = ("optimizer", "scheduler", "gradient_clipping", "gradient_accumulation_steps", "train_batch_size",
-        "train_micro_batch_size_per_gpu", "fp16", "bf16", "zero_optimization")
+READ = (
+    "optimizer",
+    "scheduler",
+    "gradient_clipping",
+    "gradient_accumulation_steps",
+    "train_batch_size",
+    "train_micro_batch_size_per_gpu",
+    "fp16",
+    "bf16",
+    "zero_optimization",
+)
 # Sections that change the update when enabled, and purelr does not model.
-REFUSED = ("amp", "torch_autocast", "elasticity", "progressive_layer_drop", "quantize_training", "eigenvalue",
-           "compression_training", "data_efficiency", "curriculum_learning")
-IGNORED = frozenset("""
+REFUSED = (
+    "amp",
+    "torch_autocast",
+    "elasticity",
+    "progressive_layer_drop",
+    "quantize_training",
+    "eigenvalue",
+    "compression_training",
+    "data_efficiency",
+    "curriculum_learning",
+)
+IGNORED = frozenset(
+    """
 steps_per_print wall_clock_breakdown memory_breakdown dump_state zero_allow_untested_optimizer
 zero_force_ds_cpu_optimizer activation_checkpointing flops_profiler tensorboard wandb csv_monitor comet
 comms_logger monitor_config prescale_gradients gradient_predivide_factor communication_data_type
@@ -59,15 +77,36 @@ seq_parallel_communication_data_type fp32_allreduce sparse_gradients disable_all
 pipeline timers autotuning compile nebula hybrid_engine sparse_attention data_types
 optimizer_legacy_fusion graph_harvesting use_data_before_expert_parallel_ load_universal_checkpoint
 use_node_local_storage zero_optimization_stage
-""".split())
+""".split()
+)
 # The other names: torch.optim's class of that name (DeepSpeed's getattr(torch.optim, type)).
-TORCH_OPTIMIZERS = {"SGD": optim.sgd, "Adagrad": optim.adagrad, "Adadelta": optim.adadelta, "Adamax": optim.adamax,
-                    "NAdam": optim.nadam, "RAdam": optim.radam, "RMSprop": optim.rmsprop, "Rprop": optim.rprop,
-                    "ASGD": optim.asgd}
+TORCH_OPTIMIZERS = {
+    "SGD": optim.sgd,
+    "Adagrad": optim.adagrad,
+    "Adadelta": optim.adadelta,
+    "Adamax": optim.adamax,
+    "NAdam": optim.nadam,
+    "RAdam": optim.radam,
+    "RMSprop": optim.rmsprop,
+    "Rprop": optim.rprop,
+    "ASGD": optim.asgd,
+}
 GRADIENT_CLIPPING_DEFAULT = 1.0  # deepspeed.runtime.constants: a config without the key clips at 1.0
 NOT_TWINNED = ("Lion", "OneBitAdam", "ZeroOneAdam", "OneBitLamb", "MuAdam", "MuAdamW", "MuSGD", "Muon")
-DEEPSPEED_NAMES = ("adam", "adamw", "lamb", "lion", "muadam", "muadamw", "musgd", "muon", "adagrad",
-                   "onebitadam", "zerooneadam", "onebitlamb")
+DEEPSPEED_NAMES = (
+    "adam",
+    "adamw",
+    "lamb",
+    "lion",
+    "muadam",
+    "muadamw",
+    "musgd",
+    "muon",
+    "adagrad",
+    "onebitadam",
+    "zerooneadam",
+    "onebitlamb",
+)
 
 
 def read_config(cfg) -> dict:
@@ -83,14 +122,17 @@ def read_config(cfg) -> dict:
         if key in REFUSED:
             if isinstance(value, Mapping) and not value.get("enabled", False):
                 continue
-            raise ValueError(f"deepspeed.{key} = {value!r}: purelr does not model DeepSpeed's {key} "
-                             f"(it changes the update); remove it or disable it")
+            raise ValueError(
+                f"deepspeed.{key} = {value!r}: purelr does not model DeepSpeed's {key} "
+                f"(it changes the update); remove it or disable it"
+            )
         if key not in READ and key not in IGNORED:
             close = difflib.get_close_matches(str(key), READ, n=1, cutoff=0.9)
             if close:
                 raise ValueError(f"deepspeed: unknown key {key!r} (= {value!r}): did you mean {close[0]!r}?")
-            warnings.warn(f"deepspeed: key {key!r} (= {value!r}) is not read: neither purelr nor {VERSION} knows it",
-                          stacklevel=3)
+            warnings.warn(
+                f"deepspeed: key {key!r} (= {value!r}) is not read: neither purelr nor {VERSION} knows it", stacklevel=3
+            )
     _no_auto(cfg, "deepspeed")
     return cfg
 
@@ -101,8 +143,11 @@ def is_deepspeed_config(cfg) -> bool:
     if not isinstance(cfg, Mapping) or "deepspeed" in cfg:
         return False
     optimizer = cfg.get("optimizer")
-    return ("train_batch_size" in cfg or "train_micro_batch_size_per_gpu" in cfg
-            or (isinstance(optimizer, Mapping) and "params" in optimizer and "lr" not in optimizer))
+    return (
+        "train_batch_size" in cfg
+        or "train_micro_batch_size_per_gpu" in cfg
+        or (isinstance(optimizer, Mapping) and "params" in optimizer and "lr" not in optimizer)
+    )
 
 
 def _no_auto(value, where):
@@ -115,8 +160,10 @@ def _no_auto(value, where):
         for i, item in enumerate(value):
             _no_auto(item, f"{where}[{i}]")
     elif value == "auto":
-        raise ValueError(f"{where} = 'auto': the Hugging Face Trainer fills 'auto' in from its TrainingArguments; "
-                         f"give the value it would (DeepSpeed itself cannot read 'auto')")
+        raise ValueError(
+            f"{where} = 'auto': the Hugging Face Trainer fills 'auto' in from its TrainingArguments; "
+            f"give the value it would (DeepSpeed itself cannot read 'auto')"
+        )
 
 
 def batch_sizes(cfg: Mapping, world_size: int = 1) -> tuple[int, int, int]:
@@ -126,8 +173,9 @@ def batch_sizes(cfg: Mapping, world_size: int = 1) -> tuple[int, int, int]:
     missing accumulation 1 where only one batch size is given; inconsistent sizes raise."""
     world = validate.positive_int("world_size", world_size)
     names = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
-    batch, micro, accumulation = (None if cfg.get(name) is None else validate.positive_int(f"deepspeed.{name}", cfg[name])
-                                  for name in names)
+    batch, micro, accumulation = (
+        None if cfg.get(name) is None else validate.positive_int(f"deepspeed.{name}", cfg[name]) for name in names
+    )
     if batch is None and micro is None:
         raise ValueError("deepspeed: give train_batch_size or train_micro_batch_size_per_gpu (DeepSpeed needs one)")
     if batch is not None and micro is not None and accumulation is None:
@@ -139,8 +187,10 @@ def batch_sizes(cfg: Mapping, world_size: int = 1) -> tuple[int, int, int]:
         accumulation = accumulation or 1
         batch = micro * accumulation * world
     if min(micro, accumulation) <= 0 or batch != micro * accumulation * world:
-        raise ValueError(f"deepspeed: train_batch_size ({batch}) must equal train_micro_batch_size_per_gpu ({micro}) * "
-                         f"gradient_accumulation_steps ({accumulation}) * world_size ({world}), as DeepSpeed checks")
+        raise ValueError(
+            f"deepspeed: train_batch_size ({batch}) must equal train_micro_batch_size_per_gpu ({micro}) * "
+            f"gradient_accumulation_steps ({accumulation}) * world_size ({world}), as DeepSpeed checks"
+        )
     return batch, micro, accumulation
 
 
@@ -151,8 +201,10 @@ def _optimizer_section(cfg: Mapping) -> tuple[str, dict]:
         raise TypeError(f"deepspeed.optimizer.type must be a name, got {name!r}")
     params = dict(validate.mapping("deepspeed.optimizer.params", section.get("params") or {}))
     if "max_grad_norm" in params:
-        raise ValueError(f"deepspeed.optimizer.params.max_grad_norm = {params['max_grad_norm']!r}: DeepSpeed refuses it; "
-                         f"use the top-level gradient_clipping")
+        raise ValueError(
+            f"deepspeed.optimizer.params.max_grad_norm = {params['max_grad_norm']!r}: DeepSpeed refuses it; "
+            f"use the top-level gradient_clipping"
+        )
     return (name.lower() if name.lower() in DEEPSPEED_NAMES else name), params
 
 
@@ -190,14 +242,18 @@ def optimizer_of(cfg: Mapping):
     else:
         known = (*NOT_TWINNED, "Adam", "AdamW", "Lamb", *TORCH_OPTIMIZERS)
         hint = validate.close_to(name, known)
-        raise ValueError(f"deepspeed.optimizer.type = {cfg['optimizer'].get('type')!r} is not twinned{hint}: purelr "
-                         f"builds Adam, AdamW (adam_w_mode, torch_adam), Lamb and torch.optim's {sorted(TORCH_OPTIMIZERS)}; "
-                         f"not yet {list(NOT_TWINNED)}")
+        raise ValueError(
+            f"deepspeed.optimizer.type = {cfg['optimizer'].get('type')!r} is not twinned{hint}: purelr "
+            f"builds Adam, AdamW (adam_w_mode, torch_adam), Lamb and torch.optim's {sorted(TORCH_OPTIMIZERS)}; "
+            f"not yet {list(NOT_TWINNED)}"
+        )
     accepted = inspect.signature(factory).parameters
     for key, value in params.items():
         if key not in accepted:
-            raise ValueError(f"deepspeed.optimizer.params.{key} = {value!r} is not an argument of "
-                             f"{cfg['optimizer']['type']}{validate.close_to(key, accepted)}")
+            raise ValueError(
+                f"deepspeed.optimizer.params.{key} = {value!r} is not an argument of "
+                f"{cfg['optimizer']['type']}{validate.close_to(key, accepted)}"
+            )
     config_lr = params.pop("lr", accepted["lr"].default)
     config_betas = tuple(params.get("betas", accepted["betas"].default)) if "betas" in accepted else None
 
@@ -215,12 +271,16 @@ def build_deepspeed(cfg, params, *, world_size: int = 1) -> optax.GradientTransf
     cfg = read_config(cfg)
     _, _, accumulation = batch_sizes(cfg, world_size)
     if "optimizer" not in cfg:
-        raise ValueError("deepspeed: the config has no 'optimizer': the script then builds its own optimizer, which "
-                         "purelr cannot read from the config; give it one")
+        raise ValueError(
+            "deepspeed: the config has no 'optimizer': the script then builds its own optimizer, which "
+            "purelr cannot read from the config; give it one"
+        )
     make, lr, betas = optimizer_of(cfg)
     lr, momentum = scheduled(cfg, lr, betas)
     transform = make(lr, None if momentum is None else (momentum, ds_schedules.ONE_CYCLE_BETA2))
-    clipping = validate.nonnegative("deepspeed.gradient_clipping", cfg.get("gradient_clipping", GRADIENT_CLIPPING_DEFAULT))
+    clipping = validate.nonnegative(
+        "deepspeed.gradient_clipping", cfg.get("gradient_clipping", GRADIENT_CLIPPING_DEFAULT)
+    )
     if clipping > 0:
         transform = optax.chain(optim.clip_grad_norm(clipping), transform)
     transform = _precision(cfg, transform)
@@ -258,10 +318,13 @@ def curves(cfg, updates: int | None = None) -> dict:
         params = dict(scheduler.get("params") or {})
         warmup = max(2, params.get("warmup_num_steps", 1000))
         first = params.get("cycle_first_step_size", 2000)
-        length = {"WarmupLR": 2 * warmup, "WarmupDecayLR": max(params.get("total_num_steps", 0), warmup) + 1,
-                  "WarmupCosineLR": max(params.get("total_num_steps", 0), warmup) + 1,
-                  "OneCycle": 2 * (first + (params.get("cycle_second_step_size") or first)),
-                  "LRRangeTest": 10 * params.get("lr_range_test_step_size", 2000)}[scheduler["type"]]
+        length = {
+            "WarmupLR": 2 * warmup,
+            "WarmupDecayLR": max(params.get("total_num_steps", 0), warmup) + 1,
+            "WarmupCosineLR": max(params.get("total_num_steps", 0), warmup) + 1,
+            "OneCycle": 2 * (first + (params.get("cycle_second_step_size") or first)),
+            "LRRangeTest": 10 * params.get("lr_range_test_step_size", 2000),
+        }[scheduler["type"]]
     found["updates"] = length if updates is None else validate.positive_int("--max-iters", updates)
     return found
 

@@ -43,12 +43,28 @@ from purelr.schedules import fvcore, validate
 SOURCE = "facebookresearch/detectron2@02b5c4e295e990042a714712c21dc79b731e8833"
 CLIP_DEFAULTS = {"ENABLED": False, "CLIP_TYPE": "value", "CLIP_VALUE": 1.0, "NORM_TYPE": 2.0}
 DEFAULTS = {
-    "LR_SCHEDULER_NAME": "WarmupMultiStepLR", "MAX_ITER": 40000, "BASE_LR": 0.001, "BASE_LR_END": 0.0,
-    "MOMENTUM": 0.9, "NESTEROV": False, "WEIGHT_DECAY": 0.0001, "WEIGHT_DECAY_NORM": 0.0, "GAMMA": 0.1,
-    "STEPS": (30000,), "NUM_DECAYS": 3, "WARMUP_FACTOR": 1.0 / 1000, "WARMUP_ITERS": 1000,
-    "WARMUP_METHOD": "linear", "RESCALE_INTERVAL": False, "CHECKPOINT_PERIOD": 5000, "IMS_PER_BATCH": 16,
-    "REFERENCE_WORLD_SIZE": 0, "BIAS_LR_FACTOR": 1.0, "WEIGHT_DECAY_BIAS": None,
-    "CLIP_GRADIENTS": CLIP_DEFAULTS, "AMP": {"ENABLED": False},
+    "LR_SCHEDULER_NAME": "WarmupMultiStepLR",
+    "MAX_ITER": 40000,
+    "BASE_LR": 0.001,
+    "BASE_LR_END": 0.0,
+    "MOMENTUM": 0.9,
+    "NESTEROV": False,
+    "WEIGHT_DECAY": 0.0001,
+    "WEIGHT_DECAY_NORM": 0.0,
+    "GAMMA": 0.1,
+    "STEPS": (30000,),
+    "NUM_DECAYS": 3,
+    "WARMUP_FACTOR": 1.0 / 1000,
+    "WARMUP_ITERS": 1000,
+    "WARMUP_METHOD": "linear",
+    "RESCALE_INTERVAL": False,
+    "CHECKPOINT_PERIOD": 5000,
+    "IMS_PER_BATCH": 16,
+    "REFERENCE_WORLD_SIZE": 0,
+    "BIAS_LR_FACTOR": 1.0,
+    "WEIGHT_DECAY_BIAS": None,
+    "CLIP_GRADIENTS": CLIP_DEFAULTS,
+    "AMP": {"ENABLED": False},
 }
 SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR", "WarmupStepWithFixedGammaLR")
 CLIP_TYPES = ("value", "norm", "full_model")
@@ -132,7 +148,9 @@ def solver_of(cfg, world_size: int | None = None) -> dict:
         cfg = validate.mapping("detectron2['SOLVER']", cfg["SOLVER"])
     for key in cfg:
         if isinstance(key, str) and key not in DEFAULTS and key.upper() in DEFAULTS:
-            raise ValueError(f"detectron2 SOLVER keys are upper case, as in detectron2's CfgNode: {key!r} -> {key.upper()!r}")
+            raise ValueError(
+                f"detectron2 SOLVER keys are upper case, as in detectron2's CfgNode: {key!r} -> {key.upper()!r}"
+            )
     validate.known_keys("detectron2 SOLVER", cfg, DEFAULTS, " (keys of detectron2's SOLVER that purelr models)")
     clip = validate.mapping("SOLVER.CLIP_GRADIENTS", cfg.get("CLIP_GRADIENTS", {}))
     clip = validate.known_keys("SOLVER.CLIP_GRADIENTS", {**CLIP_DEFAULTS, **clip}, CLIP_DEFAULTS)
@@ -163,9 +181,11 @@ def _check(solver: dict) -> None:
     validate.nonnegative(name("CLIP_GRADIENTS.CLIP_VALUE"), clip["CLIP_VALUE"])
     validate.real(name("CLIP_GRADIENTS.NORM_TYPE"), clip["NORM_TYPE"])
     if solver["LR_SCHEDULER_NAME"] == "WarmupCosineLR" and not 0 <= solver["BASE_LR_END"] <= solver["BASE_LR"] > 0:
-        raise ValueError(f"SOLVER.BASE_LR_END must lie in [0, BASE_LR] and BASE_LR be > 0 for WarmupCosineLR "
-                         f"(detectron2 divides by BASE_LR), got BASE_LR_END = {solver['BASE_LR_END']!r}, "
-                         f"BASE_LR = {solver['BASE_LR']!r}")
+        raise ValueError(
+            f"SOLVER.BASE_LR_END must lie in [0, BASE_LR] and BASE_LR be > 0 for WarmupCosineLR "
+            f"(detectron2 divides by BASE_LR), got BASE_LR_END = {solver['BASE_LR_END']!r}, "
+            f"BASE_LR = {solver['BASE_LR']!r}"
+        )
 
 
 def _scaled(solver: dict, world_size) -> dict:
@@ -174,15 +194,21 @@ def _scaled(solver: dict, world_size) -> dict:
         return solver
     world_size = validate.positive_int("world_size", world_size)
     if solver["IMS_PER_BATCH"] % reference:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH = {solver['IMS_PER_BATCH']} is not a multiple of "
-                         f"SOLVER.REFERENCE_WORLD_SIZE = {reference} (detectron2: invalid REFERENCE_WORLD_SIZE)")
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH = {solver['IMS_PER_BATCH']} is not a multiple of "
+            f"SOLVER.REFERENCE_WORLD_SIZE = {reference} (detectron2: invalid REFERENCE_WORLD_SIZE)"
+        )
     scale = world_size / reference
-    return {**solver, "IMS_PER_BATCH": int(round(solver["IMS_PER_BATCH"] * scale)),
-            "BASE_LR": solver["BASE_LR"] * scale, "MAX_ITER": int(round(solver["MAX_ITER"] / scale)),
-            "WARMUP_ITERS": int(round(solver["WARMUP_ITERS"] / scale)),
-            "STEPS": tuple(int(round(s / scale)) for s in solver["STEPS"]),
-            "CHECKPOINT_PERIOD": int(round(solver["CHECKPOINT_PERIOD"] / scale)),
-            "REFERENCE_WORLD_SIZE": world_size}
+    return {
+        **solver,
+        "IMS_PER_BATCH": int(round(solver["IMS_PER_BATCH"] * scale)),
+        "BASE_LR": solver["BASE_LR"] * scale,
+        "MAX_ITER": int(round(solver["MAX_ITER"] / scale)),
+        "WARMUP_ITERS": int(round(solver["WARMUP_ITERS"] / scale)),
+        "STEPS": tuple(int(round(s / scale)) for s in solver["STEPS"]),
+        "CHECKPOINT_PERIOD": int(round(solver["CHECKPOINT_PERIOD"] / scale)),
+        "REFERENCE_WORLD_SIZE": world_size,
+    }
 
 
 def lr_curves(solver: dict, params=None, module_kinds=None) -> dict:
@@ -191,11 +217,14 @@ def lr_curves(solver: dict, params=None, module_kinds=None) -> dict:
     if params is None:
         import jax.numpy as jnp
 
-        params = {"conv": {"kernel": jnp.zeros((3, 3, 2, 2)), "bias": jnp.zeros(2)},
-                  "norm": {"scale": jnp.zeros(2), "bias": jnp.zeros(2)}}
+        params = {
+            "conv": {"kernel": jnp.zeros((3, 3, 2, 2)), "bias": jnp.zeros(2)},
+            "norm": {"scale": jnp.zeros(2), "bias": jnp.zeros(2)},
+        }
         module_kinds = {"conv": "conv", "norm": "norm"}
     _, settings = params_detectron2.get_default_optimizer_params(
-        params, base_lr=solver["BASE_LR"], bias_lr_factor=solver["BIAS_LR_FACTOR"], module_kinds=module_kinds)
+        params, base_lr=solver["BASE_LR"], bias_lr_factor=solver["BIAS_LR_FACTOR"], module_kinds=module_kinds
+    )
     multiplier = build_lr_scheduler(solver)
     bases = {label: dict(setting.options)["lr"] for label, setting in settings.items() if not setting.frozen}
     return {label: (base, fvcore.lr_multiplier(base, multiplier, solver["MAX_ITER"])) for label, base in bases.items()}
@@ -209,19 +238,27 @@ def build_lr_scheduler(solver: dict) -> fvcore.ParamScheduler:
     ``solver_of``'s."""
     name, max_iter = solver["LR_SCHEDULER_NAME"], solver["MAX_ITER"]
     if fails_in_detectron2(solver):
-        raise ValueError(f"SOLVER.LR_SCHEDULER_NAME = {name!r} with WARMUP_ITERS = {solver['WARMUP_ITERS']} >= "
-                         f"MAX_ITER = {max_iter} and RESCALE_INTERVAL False: detectron2 fails to build it (its warmup "
-                         f"ends at StepWithFixedGammaParamScheduler(where=1), which indexes past its values)")
+        raise ValueError(
+            f"SOLVER.LR_SCHEDULER_NAME = {name!r} with WARMUP_ITERS = {solver['WARMUP_ITERS']} >= "
+            f"MAX_ITER = {max_iter} and RESCALE_INTERVAL False: detectron2 fails to build it (its warmup "
+            f"ends at StepWithFixedGammaParamScheduler(where=1), which indexes past its values)"
+        )
     if name == "WarmupMultiStepLR":
         steps = [step for step in solver["STEPS"] if step <= max_iter]
-        main = fvcore.multi_step_param_scheduler([solver["GAMMA"] ** k for k in range(len(steps) + 1)],
-                                                 num_updates=max_iter, milestones=steps)
+        main = fvcore.multi_step_param_scheduler(
+            [solver["GAMMA"] ** k for k in range(len(steps) + 1)], num_updates=max_iter, milestones=steps
+        )
     elif name == "WarmupCosineLR":
         main = fvcore.cosine_param_scheduler(1, solver["BASE_LR_END"] / solver["BASE_LR"])
     else:
         main = fvcore.step_with_fixed_gamma_param_scheduler(1.0, solver["NUM_DECAYS"], solver["GAMMA"], max_iter)
-    return fvcore.warmup_param_scheduler(main, solver["WARMUP_FACTOR"], min(solver["WARMUP_ITERS"] / max_iter, 1.0),
-                                         solver["WARMUP_METHOD"], solver["RESCALE_INTERVAL"])
+    return fvcore.warmup_param_scheduler(
+        main,
+        solver["WARMUP_FACTOR"],
+        min(solver["WARMUP_ITERS"] / max_iter, 1.0),
+        solver["WARMUP_METHOD"],
+        solver["RESCALE_INTERVAL"],
+    )
 
 
 def fails_in_detectron2(solver: dict) -> bool:
@@ -229,12 +266,16 @@ def fails_in_detectron2(solver: dict) -> bool:
     rescaled) reaches ``where`` where fvcore's ``StepParamScheduler`` indexes past its list."""
     length = min(solver["WARMUP_ITERS"] / solver["MAX_ITER"], 1.0)
     count = solver["NUM_DECAYS"] + 1
-    return (solver["LR_SCHEDULER_NAME"] == "WarmupStepWithFixedGammaLR" and not solver["RESCALE_INTERVAL"]
-            and int((length + fvcore.WHERE_EPSILON) * count) >= count)
+    return (
+        solver["LR_SCHEDULER_NAME"] == "WarmupStepWithFixedGammaLR"
+        and not solver["RESCALE_INTERVAL"]
+        and int((length + fvcore.WHERE_EPSILON) * count) >= count
+    )
 
 
-def build_detectron2(cfg, params, *, module_kinds=None, frozen=None,
-                     world_size: int | None = None) -> optax.GradientTransformation:
+def build_detectron2(
+    cfg, params, *, module_kinds=None, frozen=None, world_size: int | None = None
+) -> optax.GradientTransformation:
     """Twin of detectron2's ``build_optimizer`` and ``build_lr_scheduler`` for ``params``:
     ``cfg`` as ``solver_of`` takes it; ``module_kinds`` for ``WEIGHT_DECAY_NORM``; ``frozen``, a
     selector of the parameters with ``requires_grad=False``. A lazy config (``optimizer``,
@@ -243,14 +284,26 @@ def build_detectron2(cfg, params, *, module_kinds=None, frozen=None,
         return detectron2_lazy.build_lazy(cfg, params, module_kinds=module_kinds, frozen=frozen)
     solver = solver_of(cfg, world_size)
     labels, settings = params_detectron2.get_default_optimizer_params(
-        params, base_lr=solver["BASE_LR"], weight_decay_norm=solver["WEIGHT_DECAY_NORM"],
-        bias_lr_factor=solver["BIAS_LR_FACTOR"], weight_decay_bias=solver["WEIGHT_DECAY_BIAS"],
-        module_kinds=module_kinds, frozen=frozen)
+        params,
+        base_lr=solver["BASE_LR"],
+        weight_decay_norm=solver["WEIGHT_DECAY_NORM"],
+        bias_lr_factor=solver["BIAS_LR_FACTOR"],
+        weight_decay_bias=solver["WEIGHT_DECAY_BIAS"],
+        module_kinds=module_kinds,
+        frozen=frozen,
+    )
     multiplier = build_lr_scheduler(solver)
     schedule = lambda base: fvcore.lr_multiplier(base, multiplier, solver["MAX_ITER"])
-    transform = paramwise_transform(optim.sgd, labels, settings, lr=solver["BASE_LR"],
-                                    weight_decay=solver["WEIGHT_DECAY"], schedules={"lr": schedule},
-                                    momentum=solver["MOMENTUM"], nesterov=solver["NESTEROV"])
+    transform = paramwise_transform(
+        optim.sgd,
+        labels,
+        settings,
+        lr=solver["BASE_LR"],
+        weight_decay=solver["WEIGHT_DECAY"],
+        schedules={"lr": schedule},
+        momentum=solver["MOMENTUM"],
+        nesterov=solver["NESTEROV"],
+    )
     return recipe_lib.wrapped(transform, labels, _clip(solver["CLIP_GRADIENTS"]))
 
 

@@ -61,8 +61,10 @@ def _target(where: str, spec, known: Mapping):
         raise ValueError(f"{where} needs a _target_ (one of {sorted(known)}), got {dict(spec)!r}")
     name = str(spec["_target_"]).rpartition(".")[2]
     if name not in known:
-        raise ValueError(f"{where}._target_ = {spec['_target_']!r} is not modelled: one of {sorted(known)}"
-                         f"{validate.close_to(name, known)}")
+        raise ValueError(
+            f"{where}._target_ = {spec['_target_']!r} is not modelled: one of {sorted(known)}"
+            f"{validate.close_to(name, known)}"
+        )
     return known[name], {key: value for key, value in spec.items() if key != "_target_"}
 
 
@@ -72,7 +74,9 @@ def param_scheduler(spec, where: str = "lr_multiplier") -> fvcore.ParamScheduler
     if "scheduler" in kwargs:
         kwargs["scheduler"] = param_scheduler(kwargs["scheduler"], f"{where}.scheduler")
     if "schedulers" in kwargs:
-        kwargs["schedulers"] = [param_scheduler(s, f"{where}.schedulers[{i}]") for i, s in enumerate(kwargs["schedulers"])]
+        kwargs["schedulers"] = [
+            param_scheduler(s, f"{where}.schedulers[{i}]") for i, s in enumerate(kwargs["schedulers"])
+        ]
     return make(**kwargs)
 
 
@@ -83,18 +87,22 @@ def build_lazy(cfg, params, *, module_kinds=None, frozen=None) -> optax.Gradient
     make, optimizer = _target("optimizer", cfg["optimizer"], OPTIMIZERS)
     group_args = dict(validate.mapping("optimizer.params", optimizer.pop("params", {})))
     group_args.pop("model", None)  # set to the model by the trainer
-    group_args = {key: optimizer.get(value[4:-1]) if isinstance(value, str) and value.startswith("${..") else value
-                  for key, value in group_args.items()}
+    group_args = {
+        key: optimizer.get(value[4:-1]) if isinstance(value, str) and value.startswith("${..") else value
+        for key, value in group_args.items()
+    }
     optimizer = {key: tuple(value) if isinstance(value, list) else value for key, value in optimizer.items()}
     if "lr" not in optimizer:
         raise ValueError(f"optimizer needs an lr, got {cfg['optimizer']!r}")
-    labels, settings = params_detectron2.get_default_optimizer_params(params, **group_args, module_kinds=module_kinds,
-                                                                      frozen=frozen)
+    labels, settings = params_detectron2.get_default_optimizer_params(
+        params, **group_args, module_kinds=module_kinds, frozen=frozen
+    )
     train = validate.mapping("train", cfg.get("train", {}))
     max_iter = validate.positive_int("train.max_iter", train.get("max_iter", MAX_ITER))
     multiplier = param_scheduler(cfg["lr_multiplier"])
     schedule = lambda base: fvcore.lr_multiplier(base, multiplier, max_iter)
     lr, weight_decay = optimizer.pop("lr"), optimizer.pop("weight_decay", None)
-    transform = paramwise_transform(make, labels, settings, lr=lr, weight_decay=weight_decay,
-                                    schedules={"lr": schedule}, **optimizer)
+    transform = paramwise_transform(
+        make, labels, settings, lr=lr, weight_decay=weight_decay, schedules={"lr": schedule}, **optimizer
+    )
     return recipe_lib.wrapped(transform, labels)

@@ -36,14 +36,25 @@ from purelr.schedules import validate
 TRANSFORMERS = "transformers 5.24.0"
 # TrainingArguments defaults (TRANSFORMERS) of the fields read here.
 DEFAULTS = {
-    "learning_rate": 5e-5, "weight_decay": 0.0, "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8,
-    "max_grad_norm": 1.0, "num_train_epochs": 3.0, "max_steps": -1, "lr_scheduler_type": "linear",
-    "lr_scheduler_kwargs": None, "warmup_steps": 0, "optim": "adamw_torch_fused", "optim_args": None,
+    "learning_rate": 5e-5,
+    "weight_decay": 0.0,
+    "adam_beta1": 0.9,
+    "adam_beta2": 0.999,
+    "adam_epsilon": 1e-8,
+    "max_grad_norm": 1.0,
+    "num_train_epochs": 3.0,
+    "max_steps": -1,
+    "lr_scheduler_type": "linear",
+    "lr_scheduler_kwargs": None,
+    "warmup_steps": 0,
+    "optim": "adamw_torch_fused",
+    "optim_args": None,
     "gradient_accumulation_steps": 1,
 }
 LEGACY = {"warmup_ratio": None}  # read from transformers 4.x recipes
 # The other TrainingArguments fields of TRANSFORMERS, and fields of 4.x that 5.x removed: ignored.
-IGNORED = frozenset("""
+IGNORED = frozenset(
+    """
 accelerator_config activation_checkpointing activation_checkpointing_kwargs auto_find_batch_size
 average_tokens_across_devices batch_eval_metrics bf16 bf16_full_eval data_seed dataloader_drop_last
 dataloader_in_order dataloader_multiprocessing_context dataloader_num_workers dataloader_persistent_workers
@@ -68,11 +79,13 @@ tpu_num_cores tpu_metrics_debug past_index xpu_backend mp_parameters ray_scope p
 push_to_hub_organization push_to_hub_token include_inputs_for_metrics torchdynamo save_safetensors
 use_legacy_prediction_loop split_batches dispatch_batches include_tokens_per_second fsdp_min_num_params
 fsdp_transformer_layer_cls_to_wrap
-""".split())
+""".split()
+)
 
 
 class OptimSpec(NamedTuple):
     """How the Trainer makes one ``optim``: the purelr twin and its arguments from the args."""
+
     optimizer: Callable
     arguments: Callable[[Mapping[str, Any], Mapping[str, str]], dict]  # (args, optim_args) -> kwargs
 
@@ -101,7 +114,9 @@ def _floats(*names, flags=()):
 OPTIMIZERS = {
     "adamw_torch": OptimSpec(optim.adamw, _adam),
     "adamw_torch_fused": OptimSpec(optim.adamw, _adam),
-    "adafactor": OptimSpec(optim.hf_adafactor, lambda args, optim_args: dict(scale_parameter=False, relative_step=False)),
+    "adafactor": OptimSpec(
+        optim.hf_adafactor, lambda args, optim_args: dict(scale_parameter=False, relative_step=False)
+    ),
     "sgd": OptimSpec(optim.sgd, _floats("momentum", "dampening", flags=("nesterov",))),
     "adagrad": OptimSpec(optim.adagrad, _floats("lr_decay", "eps")),
     "rmsprop": OptimSpec(optim.rmsprop, _floats("momentum", "alpha", "eps", flags=("centered",))),
@@ -114,19 +129,41 @@ REFUSED = {
     **dict.fromkeys(("adamw_torch_xla", "adamw_torch_npu_fused"), "a device-specific AdamW: use adamw_torch"),
     "adamw_anyprecision": "torchdistx's AnyPrecisionAdamW (Kahan summation, low-precision states) has no twin",
     **dict.fromkeys(("adamw_torch_4bit", "adamw_torch_8bit"), "torchao's quantized AdamW states have no twin"),
-    **dict.fromkeys(("adamw_bnb_8bit", "adamw_8bit", "paged_adamw_32bit", "paged_adamw_8bit", "lion_8bit",
-                     "paged_lion_8bit", "rmsprop_bnb", "rmsprop_bnb_8bit", "rmsprop_bnb_32bit"),
-                    "bitsandbytes' blockwise-quantized or fused kernels have no twin (lion_32bit has)"),
-    **dict.fromkeys(("ademamix", "ademamix_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit"),
-                    "AdEMAMix has no twin yet"),
-    **dict.fromkeys(("galore_adamw", "galore_adamw_8bit", "galore_adafactor", "galore_adamw_layerwise",
-                     "galore_adamw_8bit_layerwise", "galore_adafactor_layerwise"),
-                    "GaLore's low-rank projections have no twin"),
+    **dict.fromkeys(
+        (
+            "adamw_bnb_8bit",
+            "adamw_8bit",
+            "paged_adamw_32bit",
+            "paged_adamw_8bit",
+            "lion_8bit",
+            "paged_lion_8bit",
+            "rmsprop_bnb",
+            "rmsprop_bnb_8bit",
+            "rmsprop_bnb_32bit",
+        ),
+        "bitsandbytes' blockwise-quantized or fused kernels have no twin (lion_32bit has)",
+    ),
+    **dict.fromkeys(
+        ("ademamix", "ademamix_8bit", "paged_ademamix_32bit", "paged_ademamix_8bit"), "AdEMAMix has no twin yet"
+    ),
+    **dict.fromkeys(
+        (
+            "galore_adamw",
+            "galore_adamw_8bit",
+            "galore_adafactor",
+            "galore_adamw_layerwise",
+            "galore_adamw_8bit_layerwise",
+            "galore_adafactor_layerwise",
+        ),
+        "GaLore's low-rank projections have no twin",
+    ),
     **dict.fromkeys(("apollo_adamw", "apollo_adamw_layerwise"), "APOLLO's low-rank projections have no twin"),
     **dict.fromkeys(("lomo", "adalomo"), "LOMO fuses the update into the backward pass: no optax form"),
     "grokadamw": "GrokAdamW has no twin yet",
-    **dict.fromkeys(("schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd"),
-                    "the schedule-free optimizers have no twin yet"),
+    **dict.fromkeys(
+        ("schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd"),
+        "the schedule-free optimizers have no twin yet",
+    ),
     "stable_adamw": "torch_optimizer's StableAdamW has no twin yet",
 }
 """The other ``OptimizerNames`` of TRANSFORMERS, each with the reason it is refused."""
@@ -180,8 +217,10 @@ def optimizer_spec(name) -> OptimSpec:
     if name in REFUSED:
         raise ValueError(f"hf.optim={name!r} is not supported: {REFUSED[name]}; supported: {sorted(OPTIMIZERS)}")
     known = [*OPTIMIZERS, *REFUSED]
-    raise ValueError(f"hf.optim={name!r} is not an optimizer name of {TRANSFORMERS}"
-                     f"{validate.close_to(name, known)}; supported: {sorted(OPTIMIZERS)}")
+    raise ValueError(
+        f"hf.optim={name!r} is not an optimizer name of {TRANSFORMERS}"
+        f"{validate.close_to(name, known)}; supported: {sorted(OPTIMIZERS)}"
+    )
 
 
 def _scheduler_kwargs(value) -> dict:
@@ -200,9 +239,11 @@ def training_steps(args: Mapping[str, Any], epoch_len: int | None) -> int:
     if validate.integer("hf.max_steps", args["max_steps"]) > 0:
         return args["max_steps"]
     if epoch_len is None:
-        raise ValueError(f"hf.max_steps={args['max_steps']!r}: the number of training steps comes from "
-                         f"num_train_epochs={args['num_train_epochs']!r} and the batches of an epoch: give "
-                         f"epoch_len (len(train_dataloader)) or hf.max_steps")
+        raise ValueError(
+            f"hf.max_steps={args['max_steps']!r}: the number of training steps comes from "
+            f"num_train_epochs={args['num_train_epochs']!r} and the batches of an epoch: give "
+            f"epoch_len (len(train_dataloader)) or hf.max_steps"
+        )
     accumulation = validate.positive_int("hf.gradient_accumulation_steps", args["gradient_accumulation_steps"])
     updates_per_epoch = max(-(-validate.positive_int("epoch_len", epoch_len) // accumulation), 1)
     return math.ceil(validate.nonnegative("hf.num_train_epochs", args["num_train_epochs"]) * updates_per_epoch)
@@ -224,12 +265,15 @@ def lr_schedule(args: Mapping[str, Any], epoch_len: int | None) -> Callable:
     warmup = warmup_steps(args, total)
     kwargs = _scheduler_kwargs(args["lr_scheduler_kwargs"])
     name = getattr(args["lr_scheduler_type"], "value", args["lr_scheduler_type"])
-    hf_schedules.get_scheduler(name, validate.positive("hf.learning_rate", args["learning_rate"]), warmup, total,
-                               kwargs)  # checks the arguments now, with the recipe's names
+    hf_schedules.get_scheduler(
+        name, validate.positive("hf.learning_rate", args["learning_rate"]), warmup, total, kwargs
+    )  # checks the arguments now, with the recipe's names
     return lambda base: hf_schedules.get_scheduler(name, base, warmup, total, kwargs)
 
 
-def build_hf(args, params, *, epoch_len: int | None = None, layer_norms=(), frozen=None) -> optax.GradientTransformation:
+def build_hf(
+    args, params, *, epoch_len: int | None = None, layer_norms=(), frozen=None
+) -> optax.GradientTransformation:
     """What the Trainer (TRANSFORMERS) does at each batch, from its ``TrainingArguments`` ``args``,
     as one transformation applied once per batch:
 
@@ -248,14 +292,24 @@ def build_hf(args, params, *, epoch_len: int | None = None, layer_norms=(), froz
     spec = optimizer_spec(args["optim"])
     accumulation = validate.positive_int("hf.gradient_accumulation_steps", args["gradient_accumulation_steps"])
     if accumulation > 1 and epoch_len is None:
-        raise ValueError(f"hf.gradient_accumulation_steps={accumulation} needs epoch_len (len(train_dataloader)): "
-                         f"the Trainer steps on the last, partial accumulation of each epoch")
+        raise ValueError(
+            f"hf.gradient_accumulation_steps={accumulation} needs epoch_len (len(train_dataloader)): "
+            f"the Trainer steps on the last, partial accumulation of each epoch"
+        )
     schedule = lr_schedule(args, epoch_len)
     weight_decay = validate.nonnegative("hf.weight_decay", args["weight_decay"])
     max_grad_norm = validate.real("hf.max_grad_norm", args["max_grad_norm"])
     labels, settings = params_hf.param_groups(params, weight_decay, layer_norms, frozen=frozen)
     optimizer = paramwise_lib.paramwise_transform(
-        spec.optimizer, labels, settings, lr=args["learning_rate"], weight_decay=weight_decay,
-        schedules={"lr": schedule}, **spec.arguments(args, _optim_args(args["optim_args"])))
+        spec.optimizer,
+        labels,
+        settings,
+        lr=args["learning_rate"],
+        weight_decay=weight_decay,
+        schedules={"lr": schedule},
+        **spec.arguments(args, _optim_args(args["optim_args"])),
+    )
     clip = optim.clip_grad_norm(max_grad_norm) if max_grad_norm > 0 else None
-    return recipe_lib.wrapped(optimizer, labels, clip, every=accumulation, total=epoch_len, repeat=epoch_len is not None)
+    return recipe_lib.wrapped(
+        optimizer, labels, clip, every=accumulation, total=epoch_len, repeat=epoch_len is not None
+    )

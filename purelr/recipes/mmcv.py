@@ -14,12 +14,28 @@ from __future__ import annotations
 
 import functools
 
-from purelr.recipes.recipe import (Recipe, checked_factory, clip_of, custom_schedule, grad_scaler_of, optimizer_of,
-                                   run_length, section)
+from purelr.recipes.recipe import (
+    Recipe,
+    checked_factory,
+    clip_of,
+    custom_schedule,
+    grad_scaler_of,
+    optimizer_of,
+    run_length,
+    section,
+)
 from purelr.schedules import mmcv, validate
 
-SECTIONS = ("optimizer", "optimizer_config", "lr_config", "momentum_config", "runner", "total_epochs", "total_iters",
-            "fp16")
+SECTIONS = (
+    "optimizer",
+    "optimizer_config",
+    "lr_config",
+    "momentum_config",
+    "runner",
+    "total_epochs",
+    "total_iters",
+    "fp16",
+)
 """The config keys this reader reads (the first one says the config is of this kind)."""
 HOOKS = ("OptimizerHook", "GradientCumulativeOptimizerHook", "Fp16OptimizerHook", "GradientCumulativeFp16OptimizerHook")
 FP16_IPU_KEYS = ("velocity_accum_type", "accum_type")  # IPUFp16OptimizerHook's, ignored off IPUs (MMClassification)
@@ -46,11 +62,23 @@ def read(cfg: dict, epoch_len) -> Recipe:
             if key == "lr_config" and runner.get("type") == "IterBasedRunner":
                 # IterBasedRunner.register_training_hooks: lr_config.setdefault('by_epoch', False), lr only
                 hook_cfg.setdefault("by_epoch", False)
-            schedules[name] = checked_factory(custom_schedule(hook_cfg.get("policy"), hook_cfg, lengths)
-                                               or functools.partial(make, hook_cfg, **lengths), name)
-    return Recipe(optimizer, hyperparams, section(cfg["optimizer"], "paramwise_cfg"),
-                  cfg["optimizer"].get("constructor", "DefaultOptimizerConstructor"), "mmcv", clip,
-                  validate.positive_int("optimizer_config.cumulative_iters", cumulative), schedules, max_iters, scaler)
+            schedules[name] = checked_factory(
+                custom_schedule(hook_cfg.get("policy"), hook_cfg, lengths)
+                or functools.partial(make, hook_cfg, **lengths),
+                name,
+            )
+    return Recipe(
+        optimizer,
+        hyperparams,
+        section(cfg["optimizer"], "paramwise_cfg"),
+        cfg["optimizer"].get("constructor", "DefaultOptimizerConstructor"),
+        "mmcv",
+        clip,
+        validate.positive_int("optimizer_config.cumulative_iters", cumulative),
+        schedules,
+        max_iters,
+        scaler,
+    )
 
 
 def fp16_scaler(cfg: dict, hook: dict, hook_type: str):
@@ -67,16 +95,19 @@ def fp16_scaler(cfg: dict, hook: dict, hook_type: str):
         if fp16 is None:
             return None
         if hook_type != "OptimizerHook":
-            raise ValueError(f"fp16 with optimizer_config.type={hook_type!r}: the train scripts build "
-                             "Fp16OptimizerHook(**optimizer_config, **fp16), which takes no type; use "
-                             "optimizer_config.type='GradientCumulativeFp16OptimizerHook'")
+            raise ValueError(
+                f"fp16 with optimizer_config.type={hook_type!r}: the train scripts build "
+                "Fp16OptimizerHook(**optimizer_config, **fp16), which takes no type; use "
+                "optimizer_config.type='GradientCumulativeFp16OptimizerHook'"
+            )
         return grad_scaler_of(fp16.get("loss_scale", 512.0), "fp16.loss_scale")
     for key in ("coalesce", "bucket_size_mb", "distributed"):
         hook.pop(key, None)
     loss_scale = hook.pop("loss_scale", 512.0)
     if fp16 is not None and fp16.get("loss_scale", loss_scale) != loss_scale:
-        raise ValueError(f"fp16.loss_scale={fp16['loss_scale']!r} and optimizer_config.loss_scale={loss_scale!r} "
-                         "disagree: give one")
+        raise ValueError(
+            f"fp16.loss_scale={fp16['loss_scale']!r} and optimizer_config.loss_scale={loss_scale!r} disagree: give one"
+        )
     return grad_scaler_of(loss_scale, "optimizer_config.loss_scale")
 
 

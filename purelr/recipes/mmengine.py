@@ -16,8 +16,16 @@ import functools
 import inspect
 
 from purelr.recipes import registry
-from purelr.recipes.recipe import (Recipe, checked_factory, clip_of, custom_schedule, grad_scaler_of, optimizer_of,
-                                   run_length, section)
+from purelr.recipes.recipe import (
+    Recipe,
+    checked_factory,
+    clip_of,
+    custom_schedule,
+    grad_scaler_of,
+    optimizer_of,
+    run_length,
+    section,
+)
 from purelr.schedules import mmengine, validate
 from purelr.training import loss_scale
 
@@ -38,15 +46,19 @@ def read(cfg: dict, epoch_len) -> Recipe:
         if dtype is not None:
             validate.one_of("optim_wrapper.dtype", dtype, AMP_DTYPES)
         if validate.flag("optim_wrapper.use_fsdp", wrapper.pop("use_fsdp", False)):
-            raise ValueError("optim_wrapper.use_fsdp=True (FSDP's ShardedGradScaler) is not twinned; "
-                             "the scale of AmpOptimWrapper without it is torch's GradScaler")
+            raise ValueError(
+                "optim_wrapper.use_fsdp=True (FSDP's ShardedGradScaler) is not twinned; "
+                "the scale of AmpOptimWrapper without it is torch's GradScaler"
+            )
     elif wrapper_type == "DeepSpeedOptimWrapper":
         scaler = deepspeed_scaler(section(cfg, "strategy"))
         extra = sorted(set(wrapper) - {"optimizer", "paramwise_cfg", "constructor"})
         if extra:  # DeepSpeedOptimWrapper.__init__(self, optimizer)
-            raise ValueError(f"optim_wrapper: DeepSpeedOptimWrapper takes only an optimizer, got {extra} "
-                             "(DeepSpeed clips and accumulates from strategy.gradient_clipping / "
-                             "gradient_accumulation_steps)")
+            raise ValueError(
+                f"optim_wrapper: DeepSpeedOptimWrapper takes only an optimizer, got {extra} "
+                "(DeepSpeed clips and accumulates from strategy.gradient_clipping / "
+                "gradient_accumulation_steps)"
+            )
     optimizer_cfg = wrapper.pop("optimizer", None)
     optimizer, hyperparams = optimizer_of(optimizer_cfg, "optim_wrapper.optimizer")
     max_epochs, max_iters = run_length("train_cfg", section(cfg, "train_cfg"), epoch_len)
@@ -67,18 +79,32 @@ def read(cfg: dict, epoch_len) -> Recipe:
         if name is None:
             known = sorted({*mmengine.TYPES, *registry.registered("schedule")})
             close = difflib.get_close_matches(str(scheduler.get("type")), known, n=3, cutoff=0.5)
-            raise ValueError(f"param_scheduler[{i}].type: unknown scheduler, or a generic one without param_name, "
-                             f"{scheduler.get('type')!r}; " + (f"did you mean {close}?" if close else f"known: {known}"))
+            raise ValueError(
+                f"param_scheduler[{i}].type: unknown scheduler, or a generic one without param_name, "
+                f"{scheduler.get('type')!r}; " + (f"did you mean {close}?" if close else f"known: {known}")
+            )
         if name not in ("lr", "momentum") and name not in hyperparams:
             hyperparams = {**hyperparams, name: _group_default(optimizer, optimizer_cfg["type"], name, i)}
         names += [name] if name not in names else []
     for name in names:
         chosen = [s for s in schedulers if scheduled_param(s) == name]
         custom = len(chosen) == 1 and custom_schedule(chosen[0].get("type"), chosen[0], lengths)
-        schedules[name] = checked_factory(custom or functools.partial(mmengine.param_scheduler, chosen, **lengths),
-                                           name)
-    return Recipe(optimizer, hyperparams, paramwise_cfg, constructor, "mmengine", clip, cumulative,
-                  schedules, max_iters, scaler, simsiam_fixed_lr(cfg.get("custom_hooks"), schedulers))
+        schedules[name] = checked_factory(
+            custom or functools.partial(mmengine.param_scheduler, chosen, **lengths), name
+        )
+    return Recipe(
+        optimizer,
+        hyperparams,
+        paramwise_cfg,
+        constructor,
+        "mmengine",
+        clip,
+        cumulative,
+        schedules,
+        max_iters,
+        scaler,
+        simsiam_fixed_lr(cfg.get("custom_hooks"), schedulers),
+    )
 
 
 def simsiam_fixed_lr(custom_hooks, schedulers) -> float | None:
@@ -89,8 +115,11 @@ def simsiam_fixed_lr(custom_hooks, schedulers) -> float | None:
     lr is constant where the lr schedulers step per epoch; with ``adjust_by_epoch=True`` and a
     scheduler stepping per iteration the groups would follow it from the hook's lr within each
     epoch, which is refused."""
-    hooks = [(i, dict(hook)) for i, hook in enumerate(custom_hooks or [])
-             if isinstance(hook, dict) and str(hook.get("type", "")).rpartition(".")[2] == "SimSiamHook"]
+    hooks = [
+        (i, dict(hook))
+        for i, hook in enumerate(custom_hooks or [])
+        if isinstance(hook, dict) and str(hook.get("type", "")).rpartition(".")[2] == "SimSiamHook"
+    ]
     if not hooks:
         return None
     i, hook = hooks[-1]
@@ -105,12 +134,15 @@ def simsiam_fixed_lr(custom_hooks, schedulers) -> float | None:
     lr = validate.nonnegative(f"{where}.lr", hook["lr"])
     if validate.flag(f"{where}.adjust_by_epoch", hook.get("adjust_by_epoch", True)):
         for j, scheduler in enumerate(schedulers):
-            if scheduled_param(scheduler) == "lr" and (not scheduler.get("by_epoch", True)
-                                                       or scheduler.get("convert_to_iter_based", False)):
-                raise ValueError(f"{where}: SimSiamHook(adjust_by_epoch=True) resets the fix_lr groups' lr once an "
-                                 f"epoch, and param_scheduler[{j}] ({scheduler.get('type')!r}) moves it at every "
-                                 f"iteration in between: not twinned (give the hook adjust_by_epoch=False, or "
-                                 f"step the lr schedulers by epoch)")
+            if scheduled_param(scheduler) == "lr" and (
+                not scheduler.get("by_epoch", True) or scheduler.get("convert_to_iter_based", False)
+            ):
+                raise ValueError(
+                    f"{where}: SimSiamHook(adjust_by_epoch=True) resets the fix_lr groups' lr once an "
+                    f"epoch, and param_scheduler[{j}] ({scheduler.get('type')!r}) moves it at every "
+                    f"iteration in between: not twinned (give the hook adjust_by_epoch=False, or "
+                    f"step the lr schedulers by epoch)"
+                )
     return lr
 
 
@@ -120,8 +152,10 @@ def deepspeed_scaler(strategy: dict):
     DeepSpeed's ``gradient_clipping`` (fused with its unscaling) and ``gradient_accumulation_steps``
     are refused rather than ignored: they are not twinned."""
     if strategy.get("type", "DeepSpeedStrategy") != "DeepSpeedStrategy":
-        raise ValueError(f"optim_wrapper.type='DeepSpeedOptimWrapper' runs under strategy.type="
-                         f"'DeepSpeedStrategy', got strategy.type={strategy.get('type')!r}")
+        raise ValueError(
+            f"optim_wrapper.type='DeepSpeedOptimWrapper' runs under strategy.type="
+            f"'DeepSpeedStrategy', got strategy.type={strategy.get('type')!r}"
+        )
     for key, inert in (("gradient_clipping", (None, 0, 0.0)), ("gradient_accumulation_steps", (None, 1))):
         if strategy.get(key) not in inert:
             raise ValueError(f"strategy.{key}={strategy[key]!r}: DeepSpeed's {key.replace('_', ' ')} is not twinned")
@@ -140,9 +174,11 @@ def _group_default(optimizer, kind, name: str, index: int):
     optimizer without that argument has no such entry, where MMEngine's scheduler raises KeyError."""
     parameter = inspect.signature(optimizer).parameters.get(name)
     if parameter is None or parameter.default is inspect.Parameter.empty or isinstance(parameter.default, bool):
-        raise ValueError(f"param_scheduler[{index}] schedules {name!r}, which optimizer {kind!r} does not take "
-                         f"(its parameter groups have no {name!r}): give optim_wrapper.optimizer.{name}=..., or "
-                         f"schedule one of its hyperparameters")
+        raise ValueError(
+            f"param_scheduler[{index}] schedules {name!r}, which optimizer {kind!r} does not take "
+            f"(its parameter groups have no {name!r}): give optim_wrapper.optimizer.{name}=..., or "
+            f"schedule one of its hyperparameters"
+        )
     return parameter.default
 
 

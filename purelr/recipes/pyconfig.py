@@ -51,33 +51,108 @@ class Context(NamedTuple):
     imported: set  # the names bound by import statements
 
 
-SAFE_BUILTINS = {name: getattr(builtins, name) for name in (
-    "abs", "all", "any", "bool", "dict", "divmod", "enumerate", "filter", "float", "frozenset", "int",
-    "isinstance", "len", "list", "map", "max", "min", "pow", "range", "repr", "reversed", "round", "set",
-    "sorted", "str", "sum", "tuple", "zip")} | {"True": True, "False": False, "None": None,
-                                                "__name__": "builtins"}  # as in MMEngine's exec of a config
+SAFE_BUILTINS = {
+    name: getattr(builtins, name)
+    for name in (
+        "abs",
+        "all",
+        "any",
+        "bool",
+        "dict",
+        "divmod",
+        "enumerate",
+        "filter",
+        "float",
+        "frozenset",
+        "int",
+        "isinstance",
+        "len",
+        "list",
+        "map",
+        "max",
+        "min",
+        "pow",
+        "range",
+        "repr",
+        "reversed",
+        "round",
+        "set",
+        "sorted",
+        "str",
+        "sum",
+        "tuple",
+        "zip",
+    )
+} | {"True": True, "False": False, "None": None, "__name__": "builtins"}  # as in MMEngine's exec of a config
 
 SAFE_METHODS = {
     dict: {"copy", "get", "items", "keys", "pop", "setdefault", "update", "values"},
     list: {"append", "copy", "count", "extend", "index", "insert", "pop", "remove", "reverse", "sort"},
     tuple: {"count", "index"},
-    str: {"capitalize", "count", "endswith", "find", "format", "join", "lower", "lstrip", "replace",
-          "rsplit", "rstrip", "split", "splitlines", "startswith", "strip", "title", "upper", "zfill"},
+    str: {
+        "capitalize",
+        "count",
+        "endswith",
+        "find",
+        "format",
+        "join",
+        "lower",
+        "lstrip",
+        "replace",
+        "rsplit",
+        "rstrip",
+        "split",
+        "splitlines",
+        "startswith",
+        "strip",
+        "title",
+        "upper",
+        "zfill",
+    },
     set: {"add", "copy", "difference", "intersection", "union", "update"},
 }
 
-BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-          ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-          ast.BitAnd: operator.and_, ast.BitOr: operator.or_, ast.BitXor: operator.xor,
-          ast.LShift: operator.lshift, ast.RShift: operator.rshift}
-IN_PLACE = {ast.Add: operator.iadd, ast.Sub: operator.isub, ast.Mult: operator.imul, ast.Div: operator.itruediv,
-            ast.FloorDiv: operator.ifloordiv, ast.Mod: operator.imod, ast.Pow: operator.ipow,
-            ast.BitAnd: operator.iand, ast.BitOr: operator.ior, ast.BitXor: operator.ixor,
-            ast.LShift: operator.ilshift, ast.RShift: operator.irshift}
+BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+    ast.BitAnd: operator.and_,
+    ast.BitOr: operator.or_,
+    ast.BitXor: operator.xor,
+    ast.LShift: operator.lshift,
+    ast.RShift: operator.rshift,
+}
+IN_PLACE = {
+    ast.Add: operator.iadd,
+    ast.Sub: operator.isub,
+    ast.Mult: operator.imul,
+    ast.Div: operator.itruediv,
+    ast.FloorDiv: operator.ifloordiv,
+    ast.Mod: operator.imod,
+    ast.Pow: operator.ipow,
+    ast.BitAnd: operator.iand,
+    ast.BitOr: operator.ior,
+    ast.BitXor: operator.ixor,
+    ast.LShift: operator.ilshift,
+    ast.RShift: operator.irshift,
+}
 UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_, ast.Invert: operator.invert}
-COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
-           ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Is: operator.is_, ast.IsNot: operator.is_not,
-           ast.In: lambda a, b: a in b, ast.NotIn: lambda a, b: a not in b}
+COMPARE = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
 SAFE_MODULES = ("math", "copy")  # given for real: their public attributes are pure functions of config data
 MAX_SIZE = 10**6  # the longest sequence and the largest exponent a config may build
 
@@ -92,14 +167,28 @@ def run(source: str, path: str, names: dict, **options) -> dict:
     return execute_module(tree, path, names, **options)
 
 
-def execute_module(tree: ast.Module, path: str, names: dict, *, config_dicts: dict | None = None,
-                   import_base: Callable | None = None, trust: bool = False, imported: set | None = None) -> dict:
+def execute_module(
+    tree: ast.Module,
+    path: str,
+    names: dict,
+    *,
+    config_dicts: dict | None = None,
+    import_base: Callable | None = None,
+    trust: bool = False,
+    imported: set | None = None,
+) -> dict:
     """Runs the statements of ``tree`` in ``names``. ``config_dicts`` (id -> dict) marks the dicts
     that behave as MMEngine's ``ConfigDict``; ``import_base`` reads the imports of ``with
     read_base():``; ``trust`` runs what the subset does not cover as Python; ``imported`` collects
     the names that import statements bind."""
-    context = Context(path, {} if config_dicts is None else config_dicts, import_base, trust, names,
-                      set() if imported is None else imported)
+    context = Context(
+        path,
+        {} if config_dicts is None else config_dicts,
+        import_base,
+        trust,
+        names,
+        set() if imported is None else imported,
+    )
     for statement in tree.body:
         execute(statement, names, context)
     return names
@@ -137,8 +226,10 @@ def refuse(node, context: Context, what: str, names=None):
         if isinstance(node, ast.stmt):
             return exec(compile(ast.Module([node], []), context.path, "exec"), context.module_names, names)
         return eval(compile(ast.Expression(node), context.path, "eval"), context.module_names, names)
-    raise ConfigError(f"{context.path}, line {getattr(node, 'lineno', '?')}: {what} is not evaluated in a "
-                      f"config read as data; load it with trust=True (--trust-config) to run it as a program")
+    raise ConfigError(
+        f"{context.path}, line {getattr(node, 'lineno', '?')}: {what} is not evaluated in a "
+        f"config read as data; load it with trust=True (--trust-config) to run it as a program"
+    )
 
 
 def execute(node, names, context: Context):
@@ -161,8 +252,12 @@ def _annotated_assign(node, names, context):
 
 def _augmented_assign(node, names, context):
     current = evaluate(node.target, names, context)  # the handlers read a Store node as a Load one
-    store(node.target, binary(node, IN_PLACE[type(node.op)], current, evaluate(node.value, names, context), context),
-          names, context)
+    store(
+        node.target,
+        binary(node, IN_PLACE[type(node.op)], current, evaluate(node.value, names, context), context),
+        names,
+        context,
+    )
 
 
 def store(target, value, names, context):
@@ -173,10 +268,11 @@ def store(target, value, names, context):
         starred = [i for i, element in enumerate(target.elts) if isinstance(element, ast.Starred)]
         after = len(target.elts) - 1 - starred[0] if starred else 0
         if len(values) < len(target.elts) - len(starred) or (not starred and len(values) != len(target.elts)):
-            raise ConfigError(f"{context.path}, line {target.lineno}: cannot unpack {len(values)} values "
-                              f"into {ast.unparse(target)}")
+            raise ConfigError(
+                f"{context.path}, line {target.lineno}: cannot unpack {len(values)} values into {ast.unparse(target)}"
+            )
         if starred:
-            values = values[:starred[0]] + [values[starred[0]:len(values) - after]] + values[len(values) - after:]
+            values = values[: starred[0]] + [values[starred[0] : len(values) - after]] + values[len(values) - after :]
         for element, item in zip(target.elts, values):
             store(element.value if isinstance(element, ast.Starred) else element, item, names, context)
     elif isinstance(target, ast.Subscript):
@@ -198,8 +294,11 @@ def _delete(node, names, context):
             names.pop(target.id, None)
         elif isinstance(target, ast.Subscript):
             del evaluate(target.value, names, context)[evaluate(target.slice, names, context)]
-        elif isinstance(target, ast.Attribute) and isinstance(evaluate(target.value, names, context), dict) \
-                and not target.attr.startswith("_"):
+        elif (
+            isinstance(target, ast.Attribute)
+            and isinstance(evaluate(target.value, names, context), dict)
+            and not target.attr.startswith("_")
+        ):
             del evaluate(target.value, names, context)[target.attr]  # ConfigDict's attribute deletion
         else:
             refuse(target, context, f"deleting a {type(target).__name__}")
@@ -243,6 +342,7 @@ def safe_module(name: str, context: Context):
         def copied(value, *args):
             result = function(value, *args)
             return mark(result, context.config_dicts) if id(value) in context.config_dicts else result
+
         return copied
 
     return types.SimpleNamespace(copy=copier(copy.copy), deepcopy=copier(copy.deepcopy))
@@ -267,15 +367,20 @@ def _import_from(node, names, context):
 
 def _with(node, names, context):
     expression = node.items[0].context_expr if len(node.items) == 1 else None
-    if not (isinstance(expression, ast.Call) and isinstance(expression.func, ast.Name)
-            and expression.func.id == "read_base" and context.import_base is not None):
+    if not (
+        isinstance(expression, ast.Call)
+        and isinstance(expression.func, ast.Name)
+        and expression.func.id == "read_base"
+        and context.import_base is not None
+    ):
         return refuse(node, context, "a 'with' block other than 'with read_base():'", names)
     for statement in node.body:
         if not isinstance(statement, ast.ImportFrom):
             refuse(statement, context, "a statement other than 'from ... import' inside 'with read_base():'")
         wanted = [alias.name for alias in statement.names]
-        imported = mark(context.import_base(statement.module or "", statement.level, wanted, statement.lineno),
-                        context.config_dicts)
+        imported = mark(
+            context.import_base(statement.module or "", statement.level, wanted, statement.lineno), context.config_dicts
+        )
         for alias in statement.names:
             if alias.name == "*":
                 names.update(imported)
@@ -299,10 +404,21 @@ def _definition(node, names, context):
     names[node.name] = defined
 
 
-STATEMENTS = {ast.Assign: _assign, ast.AnnAssign: _annotated_assign, ast.AugAssign: _augmented_assign,
-              ast.Delete: _delete, ast.Expr: _expression, ast.If: _if, ast.For: _for, ast.Import: _import,
-              ast.ImportFrom: _import_from, ast.With: _with, ast.Pass: _pass,
-              ast.FunctionDef: _definition, ast.ClassDef: _definition}
+STATEMENTS = {
+    ast.Assign: _assign,
+    ast.AnnAssign: _annotated_assign,
+    ast.AugAssign: _augmented_assign,
+    ast.Delete: _delete,
+    ast.Expr: _expression,
+    ast.If: _if,
+    ast.For: _for,
+    ast.Import: _import,
+    ast.ImportFrom: _import_from,
+    ast.With: _with,
+    ast.Pass: _pass,
+    ast.FunctionDef: _definition,
+    ast.ClassDef: _definition,
+}
 
 
 def evaluate(node, names, context: Context) -> Any:
@@ -330,8 +446,11 @@ def _attribute(node, names, context):
         return Imported(f"{value.name}.{node.attr}")
     if isinstance(value, (types.ModuleType, types.SimpleNamespace)):  # the safe modules
         return getattr(value, node.attr)
-    if isinstance(value, str) and node.attr == "format" and any(
-            field and any(c in field for c in ".[") for _, field, _, _ in string.Formatter().parse(value)):
+    if (
+        isinstance(value, str)
+        and node.attr == "format"
+        and any(field and any(c in field for c in ".[") for _, field, _, _ in string.Formatter().parse(value))
+    ):
         return refuse(node, context, "a format string that reads attributes or items", names)
     methods = next((allowed for kind, allowed in SAFE_METHODS.items() if isinstance(value, kind)), set())
     if node.attr in methods:
@@ -342,8 +461,10 @@ def _attribute(node, names, context):
         return lambda other: config_merge(value, other, context)
     if isinstance(value, dict):
         if node.attr not in value:
-            raise ConfigError(f"{context.path}, line {node.lineno}: {ast.unparse(node.value)} has no key "
-                              f"{node.attr!r} (it has {sorted(map(str, value))})")
+            raise ConfigError(
+                f"{context.path}, line {node.lineno}: {ast.unparse(node.value)} has no key "
+                f"{node.attr!r} (it has {sorted(map(str, value))})"
+            )
         return value[node.attr]
     return refuse(node, context, f"the attribute {node.attr!r} of a {type(value).__name__}", names)
 
@@ -404,8 +525,9 @@ def binary(node, op, left, right, context):
 
 
 def _binary(node, names, context):
-    return binary(node, BINARY[type(node.op)], evaluate(node.left, names, context),
-                  evaluate(node.right, names, context), context)
+    return binary(
+        node, BINARY[type(node.op)], evaluate(node.left, names, context), evaluate(node.right, names, context), context
+    )
 
 
 def _unary(node, names, context):
@@ -465,8 +587,9 @@ def _subscript(node, names, context):
 
 
 def _slice(node, names, context):
-    return slice(*(None if part is None else evaluate(part, names, context)
-                   for part in (node.lower, node.upper, node.step)))
+    return slice(
+        *(None if part is None else evaluate(part, names, context) for part in (node.lower, node.upper, node.step))
+    )
 
 
 def _comprehension(node, names, context):
@@ -500,10 +623,26 @@ def _joined(node, names, context):
     return "".join(str(evaluate(part, names, context)) for part in node.values)
 
 
-EXPRESSIONS = {ast.Constant: lambda node, names, context: node.value, ast.Name: _name,
-               ast.Attribute: _attribute, ast.Call: _call, ast.BinOp: _binary, ast.UnaryOp: _unary,
-               ast.BoolOp: _bool, ast.Compare: _compare, ast.IfExp: _if_expression, ast.List: _sequence,
-               ast.Tuple: _sequence, ast.Set: _sequence, ast.Dict: _dict, ast.Subscript: _subscript,
-               ast.Slice: _slice, ast.ListComp: _comprehension, ast.SetComp: _comprehension,
-               ast.DictComp: _comprehension, ast.GeneratorExp: _comprehension,
-               ast.FormattedValue: _formatted, ast.JoinedStr: _joined}
+EXPRESSIONS = {
+    ast.Constant: lambda node, names, context: node.value,
+    ast.Name: _name,
+    ast.Attribute: _attribute,
+    ast.Call: _call,
+    ast.BinOp: _binary,
+    ast.UnaryOp: _unary,
+    ast.BoolOp: _bool,
+    ast.Compare: _compare,
+    ast.IfExp: _if_expression,
+    ast.List: _sequence,
+    ast.Tuple: _sequence,
+    ast.Set: _sequence,
+    ast.Dict: _dict,
+    ast.Subscript: _subscript,
+    ast.Slice: _slice,
+    ast.ListComp: _comprehension,
+    ast.SetComp: _comprehension,
+    ast.DictComp: _comprehension,
+    ast.GeneratorExp: _comprehension,
+    ast.FormattedValue: _formatted,
+    ast.JoinedStr: _joined,
+}

@@ -12,8 +12,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import optax
 
-from purelr.optim import clip_grad_norm, clip_grad_value
-from purelr.optim import openmmlab
+from purelr.optim import clip_grad_norm, clip_grad_value, openmmlab
 from purelr.params import paramwise as paramwise_lib
 from purelr.recipes import registry
 from purelr.schedules import validate
@@ -45,8 +44,9 @@ def transformation(recipe: Recipe, params, *, module_kinds=None, frozen=None) ->
     labels, settings = labels_of(recipe, params, module_kinds, frozen)
     schedules = dict(recipe.schedules)
     if recipe.cumulative_iters > 1:
-        at_iteration = functools.partial(accumulate_lib.update_iteration, every=recipe.cumulative_iters,
-                                         total=recipe.max_iters)
+        at_iteration = functools.partial(
+            accumulate_lib.update_iteration, every=recipe.cumulative_iters, total=recipe.max_iters
+        )
         schedules = {name: _read_at(factory, at_iteration) for name, factory in schedules.items()}
     if recipe.scaler is not None:  # the schedulers step at every iteration, skipped or not
         schedules = {name: _counting_skipped(factory) for name, factory in schedules.items()}
@@ -55,20 +55,36 @@ def transformation(recipe: Recipe, params, *, module_kinds=None, frozen=None) ->
     lr = hyperparams.pop("lr")
     weight_decay = hyperparams.pop("weight_decay", None)
     schedules = _schedule_targets(schedules, hyperparams)
-    transform = paramwise_lib.paramwise_transform(recipe.optimizer, labels, settings, lr=lr,
-                                                  weight_decay=weight_decay, schedules=schedules,
-                                                  fixed_lr=recipe.fixed_lr, **hyperparams)
+    transform = paramwise_lib.paramwise_transform(
+        recipe.optimizer,
+        labels,
+        settings,
+        lr=lr,
+        weight_decay=weight_decay,
+        schedules=schedules,
+        fixed_lr=recipe.fixed_lr,
+        **hyperparams,
+    )
     if global_clip is not None:
         transform = optax.chain(global_clip, transform)
     clip = None
     if recipe.clip is not None:
         clip = clip_grad_norm(*recipe.clip[1:]) if recipe.clip[0] == "norm" else clip_grad_value(recipe.clip[1])
-    return wrapped(transform, labels, clip, every=recipe.cumulative_iters, total=recipe.max_iters,
-                   scaler=recipe.scaler)
+    return wrapped(transform, labels, clip, every=recipe.cumulative_iters, total=recipe.max_iters, scaler=recipe.scaler)
 
 
-def wrapped(transform, labels, clip=None, *, every: int = 1, total: int | None = None, repeat: bool = False,
-            averager=None, first_update: int = 0, scaler=None) -> optax.GradientTransformation:
+def wrapped(
+    transform,
+    labels,
+    clip=None,
+    *,
+    every: int = 1,
+    total: int | None = None,
+    repeat: bool = False,
+    averager=None,
+    first_update: int = 0,
+    scaler=None,
+) -> optax.GradientTransformation:
     """``transform`` as a runner applies it at each iteration: gradients of the ``"frozen"``
     labels dropped, unscaled by ``scaler`` (``purelr.training.loss_scale.loss_scaled``: the step
     skipped when they overflow), ``clip`` (a transformation) applied, the optimizer stepped, the
@@ -93,8 +109,9 @@ class AverageState(NamedTuple):
     average: averaging.AveragedState  # the params averaged after each update: ``average_of(state)``
 
 
-def with_average(inner: optax.GradientTransformation, averager: averaging.Averager,
-                 first_update: int = 0) -> optax.GradientTransformation:
+def with_average(
+    inner: optax.GradientTransformation, averager: averaging.Averager, first_update: int = 0
+) -> optax.GradientTransformation:
     """``inner``, and after each of its updates ``averager.update(average, new_params, step)`` with
     ``new_params = optax.apply_updates(params, updates)`` (the params the caller gets) and ``step``
     the updates made so far, counting this one, plus ``first_update``: timm's ``train.py`` stepping
@@ -118,20 +135,28 @@ def with_average(inner: optax.GradientTransformation, averager: averaging.Averag
 def average_of(state):
     """The averaged params (model EMA) held in an optimizer state built with ``with_average``
     (``purelr.build`` of a timm recipe with ``model_ema=True``), whatever wraps it."""
-    found = [node for node in jax.tree.leaves(state, is_leaf=lambda node: isinstance(node, AverageState))
-             if isinstance(node, AverageState)]
+    found = [
+        node
+        for node in jax.tree.leaves(state, is_leaf=lambda node: isinstance(node, AverageState))
+        if isinstance(node, AverageState)
+    ]
     if len(found) != 1:
-        raise ValueError(f"average_of: the state holds {len(found)} averaged params, expected one "
-                         f"(build with model EMA on: timm's model_ema=True)")
+        raise ValueError(
+            f"average_of: the state holds {len(found)} averaged params, expected one "
+            f"(build with model EMA on: timm's model_ema=True)"
+        )
     return found[0].average.average
 
 
 DEFAULT_CONSTRUCTORS = ("DefaultOptimizerConstructor", "DefaultOptimWrapperConstructor")
 # The loops of each framework, and the keys of their config that purelr reads or may ignore.
-LOOPS = {"runner": (("EpochBasedRunner", "IterBasedRunner"), ("type", "max_epochs", "max_iters")),
-         "train_cfg": (("EpochBasedTrainLoop", "IterBasedTrainLoop"),
-                       ("type", "by_epoch", "max_epochs", "max_iters", "val_interval", "val_begin",
-                        "dynamic_intervals"))}
+LOOPS = {
+    "runner": (("EpochBasedRunner", "IterBasedRunner"), ("type", "max_epochs", "max_iters")),
+    "train_cfg": (
+        ("EpochBasedTrainLoop", "IterBasedTrainLoop"),
+        ("type", "by_epoch", "max_epochs", "max_iters", "val_interval", "val_begin", "dynamic_intervals"),
+    ),
+}
 
 
 def section(cfg: dict, key: str) -> dict:
@@ -166,8 +191,10 @@ def run_length(where: str, runner: dict, epoch_len):
     max_epochs = runner.get("max_epochs")
     max_iters = runner.get("max_iters")
     if max_epochs is not None and max_iters is not None:
-        raise ValueError(f"{where}: only one of max_epochs and max_iters can be set, got "
-                         f"max_epochs={max_epochs!r}, max_iters={max_iters!r}")
+        raise ValueError(
+            f"{where}: only one of max_epochs and max_iters can be set, got "
+            f"max_epochs={max_epochs!r}, max_iters={max_iters!r}"
+        )
     _check_loop(where, runner)
     if max_epochs is not None:
         max_epochs = validate.positive_int(f"{where}.max_epochs", max_epochs)
@@ -183,8 +210,10 @@ def _check_loop(where: str, runner: dict) -> None:
     ``Runner.build_train_loop`` takes one of ``type`` and ``by_epoch``, and EpochBasedTrainLoop
     (EpochBasedRunner) takes ``max_epochs``, IterBasedTrainLoop (IterBasedRunner) ``max_iters``."""
     if "type" in runner and "by_epoch" in runner:
-        raise ValueError(f"{where}: only one of type and by_epoch can be set, got type={runner['type']!r}, "
-                         f"by_epoch={runner['by_epoch']!r}")
+        raise ValueError(
+            f"{where}: only one of type and by_epoch can be set, got type={runner['type']!r}, "
+            f"by_epoch={runner['by_epoch']!r}"
+        )
     by_epoch = runner.get("by_epoch", "Epoch" in runner["type"] if "type" in runner else None)
     if by_epoch is None:
         return
@@ -213,8 +242,12 @@ def clip_of(clip_cfg, where: str, *, mmengine_style: bool):
     bound = validate.nonnegative(f"{where}.{keys[0]}", clip_cfg[keys[0]], finite=False)
     if kind == "value":
         return ("value", bound)
-    return ("norm", bound, validate.real(f"{where}.norm_type", clip_cfg.get("norm_type", 2.0)),
-            validate.flag(f"{where}.error_if_nonfinite", clip_cfg.get("error_if_nonfinite", False)))
+    return (
+        "norm",
+        bound,
+        validate.real(f"{where}.norm_type", clip_cfg.get("norm_type", 2.0)),
+        validate.flag(f"{where}.error_if_nonfinite", clip_cfg.get("error_if_nonfinite", False)),
+    )
 
 
 GRAD_SCALER_KEYS = ("init_scale", "growth_factor", "backoff_factor", "growth_interval", "enabled")
@@ -235,8 +268,10 @@ def grad_scaler_of(loss_scale, where: str):
         except (TypeError, ValueError) as error:
             raise ValueError(f"{where}.{error}") from None
     if not isinstance(loss_scale, float):
-        raise TypeError(f"{where} must be 'dynamic', a float or a dict of GradScaler's arguments "
-                        f"(the original refuses anything else, an int included: write 512.), got {loss_scale!r}")
+        raise TypeError(
+            f"{where} must be 'dynamic', a float or a dict of GradScaler's arguments "
+            f"(the original refuses anything else, an int included: write 512.), got {loss_scale!r}"
+        )
     return loss_scale_lib.grad_scaler(init_scale=validate.positive(where, loss_scale), static=True)
 
 
@@ -279,21 +314,27 @@ def _schedule_targets(schedules: dict, hyperparams: dict) -> dict:
     elif "momentum" in hyperparams:
         schedules["momentum"] = momentum
     else:
-        raise ValueError("a momentum schedule needs the optimizer's momentum or betas: give "
-                         "optimizer.momentum=... or optimizer.betas=(...)")
+        raise ValueError(
+            "a momentum schedule needs the optimizer's momentum or betas: give "
+            "optimizer.momentum=... or optimizer.betas=(...)"
+        )
     return schedules
 
 
 def labels_of(recipe: Recipe, params, module_kinds, frozen):
     """``(labels, settings)`` of the config's constructor (paramwise_cfg rules or a registered one)."""
     if recipe.constructor in DEFAULT_CONSTRUCTORS:
-        return paramwise_lib.paramwise_labels(params, recipe.paramwise_cfg,
-                                              weight_decay=recipe.hyperparams.get("weight_decay"),
-                                              module_kinds=module_kinds, frozen=frozen, style=recipe.style,
-                                              optimizer=functools.partial(recipe.optimizer, **recipe.hyperparams))
+        return paramwise_lib.paramwise_labels(
+            params,
+            recipe.paramwise_cfg,
+            weight_decay=recipe.hyperparams.get("weight_decay"),
+            module_kinds=module_kinds,
+            frozen=frozen,
+            style=recipe.style,
+            optimizer=functools.partial(recipe.optimizer, **recipe.hyperparams),
+        )
     constructor = registry.lookup("constructor", recipe.constructor, "constructor", builtin=DEFAULT_CONSTRUCTORS)
-    return constructor(params, recipe.hyperparams, recipe.paramwise_cfg, module_kinds=module_kinds,
-                       frozen=frozen)
+    return constructor(params, recipe.hyperparams, recipe.paramwise_cfg, module_kinds=module_kinds, frozen=frozen)
 
 
 def auto_scaled(recipe: Recipe, cfg: dict, world_size) -> Recipe:
@@ -308,10 +349,12 @@ def auto_scaled(recipe: Recipe, cfg: dict, world_size) -> Recipe:
         return recipe
     base = validate.positive("auto_scale_lr.base_batch_size", scaling.get("base_batch_size"))
     if world_size is None:
-        raise ValueError("auto_scale_lr.enable=True scales the lr by world_size * batch size / "
-                         f"base_batch_size ({base}): give the number of processes the original ran on, "
-                         "purelr.build(..., world_size=N) (--world-size N); the '8xb2' in a config's "
-                         "name is a naming convention, not read")
+        raise ValueError(
+            "auto_scale_lr.enable=True scales the lr by world_size * batch size / "
+            f"base_batch_size ({base}): give the number of processes the original ran on, "
+            "purelr.build(..., world_size=N) (--world-size N); the '8xb2' in a config's "
+            "name is a naming convention, not read"
+        )
     world_size = validate.positive_int("world_size", world_size)
     lr = recipe.hyperparams["lr"]
     if recipe.style == "mmengine":
@@ -319,9 +362,11 @@ def auto_scaled(recipe: Recipe, cfg: dict, world_size) -> Recipe:
         lr = lr * (float(world_size * batch) / float(base))
     else:
         data = section(cfg, "data")
-        where, batch = (("data.train_dataloader.samples_per_gpu", section(data, "train_dataloader").get("samples_per_gpu"))
-                        if "samples_per_gpu" in section(data, "train_dataloader")
-                        else ("data.samples_per_gpu", data.get("samples_per_gpu")))
+        where, batch = (
+            ("data.train_dataloader.samples_per_gpu", section(data, "train_dataloader").get("samples_per_gpu"))
+            if "samples_per_gpu" in section(data, "train_dataloader")
+            else ("data.samples_per_gpu", data.get("samples_per_gpu"))
+        )
         batch = validate.positive_int(where, batch) * world_size
         lr = lr if batch == base else (batch / base) * lr
     return recipe._replace(hyperparams={**recipe.hyperparams, "lr": lr})

@@ -21,9 +21,20 @@ from typing import Callable
 from purelr.schedules import validate
 
 TORCH_OPTIMIZERS = {
-    "SGD": "sgd", "Adam": "adam", "AdamW": "adamw", "Adamax": "adamax", "NAdam": "nadam",
-    "RAdam": "radam", "Adagrad": "adagrad", "Adadelta": "adadelta", "RMSprop": "rmsprop",
-    "Rprop": "rprop", "ASGD": "asgd", "Adafactor": "adafactor", "Muon": "muon", "LBFGS": "lbfgs",
+    "SGD": "sgd",
+    "Adam": "adam",
+    "AdamW": "adamw",
+    "Adamax": "adamax",
+    "NAdam": "nadam",
+    "RAdam": "radam",
+    "Adagrad": "adagrad",
+    "Adadelta": "adadelta",
+    "RMSprop": "rmsprop",
+    "Rprop": "rprop",
+    "ASGD": "asgd",
+    "Adafactor": "adafactor",
+    "Muon": "muon",
+    "LBFGS": "lbfgs",
 }
 
 OPENMMLAB_OPTIMIZERS = {"LARS": "mmpretrain_lars", "Lamb": "mmpretrain_lamb", "Adan": "mmpretrain_adan"}
@@ -78,8 +89,25 @@ def registered(kind: str) -> dict[str, Callable]:
     return parts
 
 
-MODEL_ZOOS = ("mmaction", "mmagic", "mmcls", "mmdet", "mmdet3d", "mmedit", "mmflow", "mmgen", "mmocr", "mmpose",
-              "mmpretrain", "mmrazor", "mmrotate", "mmseg", "mmselfsup", "mmtrack", "mmyolo")
+MODEL_ZOOS = (
+    "mmaction",
+    "mmagic",
+    "mmcls",
+    "mmdet",
+    "mmdet3d",
+    "mmedit",
+    "mmflow",
+    "mmgen",
+    "mmocr",
+    "mmpose",
+    "mmpretrain",
+    "mmrazor",
+    "mmrotate",
+    "mmseg",
+    "mmselfsup",
+    "mmtrack",
+    "mmyolo",
+)
 """The OpenMMLab model-zoo packages; a JAX user need not have them installed."""
 NOT_INSTALLED: set = set()
 """Modules of a model zoo that ``custom_imports`` named and that are not installed, or installed
@@ -96,8 +124,10 @@ def lookup(kind: str, name, where: str, builtin=()) -> Callable:
         close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
         hint = f"; did you mean {close}?" if close else f"; known: {sorted(known)}"
         if NOT_INSTALLED:
-            hint += (f" (custom_imports named {sorted(NOT_INSTALLED)}, not installed: a part they register "
-                     f"needs a purelr twin, @purelr.register_{kind}())")
+            hint += (
+                f" (custom_imports named {sorted(NOT_INSTALLED)}, not installed: a part they register "
+                f"needs a purelr twin, @purelr.register_{kind}())"
+            )
         raise ValueError(f"{where}: unknown {kind} type {name!r}{hint}")
     return parts[name]
 
@@ -123,8 +153,10 @@ def import_custom(custom_imports, where: str = "custom_imports") -> None:
         except Exception as error:
             if package in MODEL_ZOOS:
                 if not (isinstance(error, ModuleNotFoundError) and error.name == package):
-                    warnings.warn(f"{where}.imports: {module!r} is installed but fails to import and is "
-                                  f"skipped: {type(error).__name__}: {error}")
+                    warnings.warn(
+                        f"{where}.imports: {module!r} is installed but fails to import and is "
+                        f"skipped: {type(error).__name__}: {error}"
+                    )
                 NOT_INSTALLED.add(module)
                 continue
             if not isinstance(error, ImportError):

@@ -41,8 +41,8 @@ from purelr.params import groups as groups_lib
 from purelr.params import paramwise as paramwise_lib
 from purelr.params import timm as paramwise_timm
 from purelr.params.module_kinds import dotted_names
-from purelr.schedules import timm as timm_schedules
 from purelr.recipes import recipe as recipe_lib
+from purelr.schedules import timm as timm_schedules
 from purelr.schedules import validate
 from purelr.training import averaging
 
@@ -51,6 +51,7 @@ MATCH_PREV_GROUP = 99999  # timm.models._manipulate.MATCH_PREV_GROUP[0]
 
 class OptimInfo(NamedTuple):
     """timm's ``OptimInfo`` for a supported name: the purelr twin and timm's flags and defaults."""
+
     optimizer: Callable
     has_eps: bool = True
     has_momentum: bool = False
@@ -76,16 +77,27 @@ SUPPORTED = {
     "rmsproptfw": OptimInfo(optim.rmsprop_tf, has_momentum=True, defaults=(("alpha", 0.9), ("decoupled_decay", True))),
     "crmsproptf": OptimInfo(optim.rmsprop_tf, has_momentum=True, defaults=(("alpha", 0.9), ("caution", True))),
     "lamb": OptimInfo(optim.lamb, has_betas=True, global_grad_clip=optim.lamb_grad_clip),
-    "lambc": OptimInfo(optim.lamb, has_betas=True, defaults=(("trust_clip", True),),
-                       global_grad_clip=optim.lamb_grad_clip),
-    "lambw": OptimInfo(optim.lamb, has_betas=True, defaults=(("decoupled_decay", True),),
-                       global_grad_clip=optim.lamb_grad_clip),
-    "lambcw": OptimInfo(optim.lamb, has_betas=True, defaults=(("trust_clip", True), ("decoupled_decay", True)),
-                        global_grad_clip=optim.lamb_grad_clip),
-    "clamb": OptimInfo(optim.lamb, has_betas=True, defaults=(("caution", True),),
-                       global_grad_clip=optim.lamb_grad_clip),
-    "clambw": OptimInfo(optim.lamb, has_betas=True, defaults=(("caution", True), ("decoupled_decay", True)),
-                        global_grad_clip=optim.lamb_grad_clip),
+    "lambc": OptimInfo(
+        optim.lamb, has_betas=True, defaults=(("trust_clip", True),), global_grad_clip=optim.lamb_grad_clip
+    ),
+    "lambw": OptimInfo(
+        optim.lamb, has_betas=True, defaults=(("decoupled_decay", True),), global_grad_clip=optim.lamb_grad_clip
+    ),
+    "lambcw": OptimInfo(
+        optim.lamb,
+        has_betas=True,
+        defaults=(("trust_clip", True), ("decoupled_decay", True)),
+        global_grad_clip=optim.lamb_grad_clip,
+    ),
+    "clamb": OptimInfo(
+        optim.lamb, has_betas=True, defaults=(("caution", True),), global_grad_clip=optim.lamb_grad_clip
+    ),
+    "clambw": OptimInfo(
+        optim.lamb,
+        has_betas=True,
+        defaults=(("caution", True), ("decoupled_decay", True)),
+        global_grad_clip=optim.lamb_grad_clip,
+    ),
     "lars": OptimInfo(optim.lars, has_momentum=True),
     "larc": OptimInfo(optim.lars, has_momentum=True, defaults=(("trust_clip", True),)),
     "nlars": OptimInfo(optim.lars, has_momentum=True, defaults=(("nesterov", True),)),
@@ -98,14 +110,22 @@ SUPPORTED = {
     "nadamw": OptimInfo(optim.nadamw, has_betas=True),
     "cnadamw": OptimInfo(optim.nadamw, has_betas=True, defaults=(("caution", True),)),
     "adafactor": OptimInfo(optim.timm_adafactor, has_betas=True),
-    "cadafactor": OptimInfo(optim.timm_adafactor, has_betas=True,
-                            defaults=(("caution", True), ("betas", (0.9, 0.999)))),
+    "cadafactor": OptimInfo(
+        optim.timm_adafactor, has_betas=True, defaults=(("caution", True), ("betas", (0.9, 0.999)))
+    ),
     # timm's own optimizers; adamp / sgdp read flax kernels' output channels on their last axis
-    "adamp": OptimInfo(optim.adamp, has_betas=True, defaults=(("wd_ratio", 0.01), ("nesterov", True), ("layout", "flax"))),
-    "cadamp": OptimInfo(optim.adamp, has_betas=True,
-                        defaults=(("wd_ratio", 0.01), ("nesterov", True), ("caution", True), ("layout", "flax"))),
+    "adamp": OptimInfo(
+        optim.adamp, has_betas=True, defaults=(("wd_ratio", 0.01), ("nesterov", True), ("layout", "flax"))
+    ),
+    "cadamp": OptimInfo(
+        optim.adamp,
+        has_betas=True,
+        defaults=(("wd_ratio", 0.01), ("nesterov", True), ("caution", True), ("layout", "flax")),
+    ),
     "sgdp": OptimInfo(optim.sgdp, has_momentum=True, defaults=(("nesterov", True), ("layout", "flax"))),
-    "csgdp": OptimInfo(optim.sgdp, has_momentum=True, defaults=(("nesterov", True), ("caution", True), ("layout", "flax"))),
+    "csgdp": OptimInfo(
+        optim.sgdp, has_momentum=True, defaults=(("nesterov", True), ("caution", True), ("layout", "flax"))
+    ),
     "adabelief": OptimInfo(optim.adabelief, has_betas=True, defaults=(("rectify", False),)),
     "radabelief": OptimInfo(optim.adabelief, has_betas=True, defaults=(("rectify", True),)),
     "madgrad": OptimInfo(optim.madgrad, has_momentum=True),
@@ -125,25 +145,40 @@ SUPPORTED = {
     "mars": OptimInfo(optim.mars, has_betas=True),
     "cmars": OptimInfo(optim.mars, has_betas=True, defaults=(("caution", True),)),
     # timm's corrected weight decay (``lr ** 2 / max_lr_snapshot``), with and without caution
-    "lambcd": OptimInfo(optim.lamb, has_betas=True, defaults=(("decoupled_decay", True), ("corrected_weight_decay", True)),
-                        global_grad_clip=optim.lamb_grad_clip),
-    "rmsproptfc": OptimInfo(optim.rmsprop_tf, has_momentum=True,
-                            defaults=(("alpha", 0.9), ("decoupled_decay", True), ("corrected_weight_decay", True))),
+    "lambcd": OptimInfo(
+        optim.lamb,
+        has_betas=True,
+        defaults=(("decoupled_decay", True), ("corrected_weight_decay", True)),
+        global_grad_clip=optim.lamb_grad_clip,
+    ),
+    "rmsproptfc": OptimInfo(
+        optim.rmsprop_tf,
+        has_momentum=True,
+        defaults=(("alpha", 0.9), ("decoupled_decay", True), ("corrected_weight_decay", True)),
+    ),
     "lionc": OptimInfo(optim.lion, has_eps=False, has_betas=True, defaults=(("corrected_weight_decay", True),)),
-    "clionc": OptimInfo(optim.lion, has_eps=False, has_betas=True,
-                        defaults=(("caution", True), ("corrected_weight_decay", True))),
-    "sgdc": OptimInfo(optim.sgdw, has_eps=False, has_momentum=True,
-                      defaults=(("nesterov", True), ("corrected_weight_decay", True))),
-    "csgdc": OptimInfo(optim.sgdw, has_eps=False, has_momentum=True,
-                       defaults=(("nesterov", True), ("caution", True), ("corrected_weight_decay", True))),
+    "clionc": OptimInfo(
+        optim.lion, has_eps=False, has_betas=True, defaults=(("caution", True), ("corrected_weight_decay", True))
+    ),
+    "sgdc": OptimInfo(
+        optim.sgdw, has_eps=False, has_momentum=True, defaults=(("nesterov", True), ("corrected_weight_decay", True))
+    ),
+    "csgdc": OptimInfo(
+        optim.sgdw,
+        has_eps=False,
+        has_momentum=True,
+        defaults=(("nesterov", True), ("caution", True), ("corrected_weight_decay", True)),
+    ),
     "nadamc": OptimInfo(optim.nadamw, has_betas=True, defaults=(("corrected_weight_decay", True),)),
     "cnadamc": OptimInfo(optim.nadamw, has_betas=True, defaults=(("caution", True), ("corrected_weight_decay", True))),
     "adoptc": OptimInfo(optim.adopt, has_betas=True, defaults=(("decoupled", True), ("corrected_weight_decay", True))),
-    "cadoptc": OptimInfo(optim.adopt, has_betas=True,
-                         defaults=(("decoupled", True), ("caution", True), ("corrected_weight_decay", True))),
+    "cadoptc": OptimInfo(
+        optim.adopt, has_betas=True, defaults=(("decoupled", True), ("caution", True), ("corrected_weight_decay", True))
+    ),
     "lapropc": OptimInfo(optim.laprop, has_betas=True, defaults=(("corrected_weight_decay", True),)),
-    "novogradc": OptimInfo(optim.novograd, has_betas=True,
-                           defaults=(("decoupled_decay", True), ("corrected_weight_decay", True))),
+    "novogradc": OptimInfo(
+        optim.novograd, has_betas=True, defaults=(("decoupled_decay", True), ("corrected_weight_decay", True))
+    ),
 }
 
 TRAIN_PY = "timm 1.0.29.dev0 (huggingface/pytorch-image-models@aa4b5850)"
@@ -151,17 +186,47 @@ TRAIN_PY = "timm 1.0.29.dev0 (huggingface/pytorch-image-models@aa4b5850)"
 # of the arguments that set the optimizer, the lr schedule and its scaling, clipping, accumulation
 # and model EMA.
 DEFAULTS = {
-    "opt": "sgd", "opt_eps": None, "opt_betas": None, "momentum": 0.9, "weight_decay": 2e-5,
-    "clip_grad": None, "clip_mode": "norm", "layer_decay": None, "layer_decay_min_scale": 0,
-    "layer_decay_no_opt_scale": None, "opt_kwargs": {},
-    "sched": "cosine", "sched_on_updates": False, "lr": None, "lr_base": 0.1, "lr_base_size": 256,
-    "lr_base_scale": "", "lr_noise": None, "lr_noise_pct": 0.67, "lr_noise_std": 1.0, "lr_cycle_mul": 1.0,
-    "lr_cycle_decay": 0.5, "lr_cycle_limit": 1, "lr_k_decay": 1.0, "warmup_lr": 1e-5, "min_lr": 0,
-    "epochs": 300, "start_epoch": None, "decay_milestones": [90, 180, 270], "decay_epochs": 90,
-    "warmup_epochs": 5, "warmup_prefix": False, "cooldown_epochs": 0, "patience_epochs": 10,
-    "decay_rate": 0.1, "seed": 42,
-    "batch_size": 128, "grad_accum_steps": 1,
-    "model_ema": False, "model_ema_decay": 0.9998, "model_ema_warmup": False,
+    "opt": "sgd",
+    "opt_eps": None,
+    "opt_betas": None,
+    "momentum": 0.9,
+    "weight_decay": 2e-5,
+    "clip_grad": None,
+    "clip_mode": "norm",
+    "layer_decay": None,
+    "layer_decay_min_scale": 0,
+    "layer_decay_no_opt_scale": None,
+    "opt_kwargs": {},
+    "sched": "cosine",
+    "sched_on_updates": False,
+    "lr": None,
+    "lr_base": 0.1,
+    "lr_base_size": 256,
+    "lr_base_scale": "",
+    "lr_noise": None,
+    "lr_noise_pct": 0.67,
+    "lr_noise_std": 1.0,
+    "lr_cycle_mul": 1.0,
+    "lr_cycle_decay": 0.5,
+    "lr_cycle_limit": 1,
+    "lr_k_decay": 1.0,
+    "warmup_lr": 1e-5,
+    "min_lr": 0,
+    "epochs": 300,
+    "start_epoch": None,
+    "decay_milestones": [90, 180, 270],
+    "decay_epochs": 90,
+    "warmup_epochs": 5,
+    "warmup_prefix": False,
+    "cooldown_epochs": 0,
+    "patience_epochs": 10,
+    "decay_rate": 0.1,
+    "seed": 42,
+    "batch_size": 128,
+    "grad_accum_steps": 1,
+    "model_ema": False,
+    "model_ema_decay": 0.9998,
+    "model_ema_warmup": False,
 }
 # Read with getattr by timm 1.0.31's optimizer_kwargs / scheduler_kwargs, absent from TRAIN_PY's
 # train.py: their getattr defaults.
@@ -171,7 +236,8 @@ LIBRARY_DEFAULTS = {"lr_decay_fn": None, "lr_stable_timescale": None, "opt_args"
 MODEL_KEYS = {"group_matcher": None, "no_weight_decay_list": (), "filter_bias_and_bn": True}
 # The other arguments of TRAIN_PY's train.py (data, model, augmentation, loss, devices, logging):
 # accepted and ignored (``ignored_keys``). ``model_ema_force_cpu`` only moves the EMA to the CPU.
-IGNORED = frozenset("""
+IGNORED = frozenset(
+    """
 aa amp amp_dtype aug_repeats aug_splits bce_loss bce_pos_weight bce_sum bce_target_thresh bn_eps
 bn_momentum channels_last checkpoint_hist class_map color_jitter color_jitter_prob crop_pct cutmix
 cutmix_minmax data data_dir dataset dataset_download dataset_trust_remote_code device device_modules
@@ -191,19 +257,32 @@ train_num_samples train_size_probs train_size_random_mix train_size_schedule
 train_size_schedule_spread train_split tta use_multi_epochs_loader val_interval val_num_samples
 val_split validation_batch_size variable_batch_loss_scale vflip wandb_project wandb_resume_id
 wandb_tags worker_seeding workers
-""".split())
+""".split()
+)
 CLIP_MODES = ("norm", "value", "agc")
 LR_BASE_SCALES = ("", "sqrt", "linear")
 # timm.scheduler.scheduler_kwargs: train.py argument -> (create_scheduler_v2 argument, its getattr default).
 SCHEDULER_ARGS = {
-    "sched": ("sched", "cosine"), "epochs": ("num_epochs", 100), "decay_epochs": ("decay_epochs", 30),
-    "decay_milestones": ("decay_milestones", [30, 60]), "warmup_epochs": ("warmup_epochs", 5),
-    "cooldown_epochs": ("cooldown_epochs", 0), "patience_epochs": ("patience_epochs", 10),
-    "decay_rate": ("decay_rate", 0.1), "min_lr": ("min_lr", 0.0), "warmup_lr": ("warmup_lr", 1e-5),
-    "warmup_prefix": ("warmup_prefix", False), "lr_noise": ("noise", None),
-    "lr_noise_pct": ("noise_pct", 0.67), "lr_noise_std": ("noise_std", 1.0), "seed": ("noise_seed", 42),
-    "lr_cycle_mul": ("cycle_mul", 1.0), "lr_cycle_decay": ("cycle_decay", 0.1),
-    "lr_cycle_limit": ("cycle_limit", 1), "lr_k_decay": ("k_decay", 1.0), "lr_decay_fn": ("decay_fn", None),
+    "sched": ("sched", "cosine"),
+    "epochs": ("num_epochs", 100),
+    "decay_epochs": ("decay_epochs", 30),
+    "decay_milestones": ("decay_milestones", [30, 60]),
+    "warmup_epochs": ("warmup_epochs", 5),
+    "cooldown_epochs": ("cooldown_epochs", 0),
+    "patience_epochs": ("patience_epochs", 10),
+    "decay_rate": ("decay_rate", 0.1),
+    "min_lr": ("min_lr", 0.0),
+    "warmup_lr": ("warmup_lr", 1e-5),
+    "warmup_prefix": ("warmup_prefix", False),
+    "lr_noise": ("noise", None),
+    "lr_noise_pct": ("noise_pct", 0.67),
+    "lr_noise_std": ("noise_std", 1.0),
+    "seed": ("noise_seed", 42),
+    "lr_cycle_mul": ("cycle_mul", 1.0),
+    "lr_cycle_decay": ("cycle_decay", 0.1),
+    "lr_cycle_limit": ("cycle_limit", 1),
+    "lr_k_decay": ("k_decay", 1.0),
+    "lr_decay_fn": ("decay_fn", None),
     "lr_stable_timescale": ("stable_timescale", None),
 }
 
@@ -211,12 +290,27 @@ SCHEDULER_ARGS = {
 # timm 1.0.31's VisionTransformer.group_matcher (timm/models/vision_transformer.py) and the depth of
 # its vit_{tiny,small,base,large,huge}_patch*_{224,384} models: enough to draw each layer-decay
 # group's lr without the model (``model_layers``).
-VIT_GROUP_MATCHER = dict(stem=r"^cls_token|reg_token|pos_embed|patch_embed|norm_pre",
-                         blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (MATCH_PREV_GROUP,))])
-VIT_DEPTHS = {**{f"vit_{size}_patch{patch}_{res}": depth for size, depth, patches in (
-    ("tiny", 12, (16,)), ("small", 12, (16, 32)), ("base", 12, (16, 32)), ("large", 24, (16, 32)))
-    for patch in patches for res in (224, 384)},
-    "vit_small_patch8_224": 12, "vit_base_patch8_224": 12, "vit_large_patch14_224": 24, "vit_huge_patch14_224": 32}
+VIT_GROUP_MATCHER = dict(
+    stem=r"^cls_token|reg_token|pos_embed|patch_embed|norm_pre",
+    blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (MATCH_PREV_GROUP,))],
+)
+VIT_DEPTHS = {
+    **{
+        f"vit_{size}_patch{patch}_{res}": depth
+        for size, depth, patches in (
+            ("tiny", 12, (16,)),
+            ("small", 12, (16, 32)),
+            ("base", 12, (16, 32)),
+            ("large", 24, (16, 32)),
+        )
+        for patch in patches
+        for res in (224, 384)
+    },
+    "vit_small_patch8_224": 12,
+    "vit_base_patch8_224": 12,
+    "vit_large_patch14_224": 24,
+    "vit_huge_patch14_224": 32,
+}
 
 
 def model_layers(model):
@@ -227,9 +321,13 @@ def model_layers(model):
     if depth is None:
         return None
     leaf = jax.numpy.zeros((1, 1))
-    params = {"cls_token": leaf, "pos_embed": leaf, "patch_embed": {"proj": {"kernel": leaf}},
-              "blocks": {str(i): {"mlp": {"fc1": {"kernel": leaf}}} for i in range(depth)},
-              "head": {"kernel": leaf}}
+    params = {
+        "cls_token": leaf,
+        "pos_embed": leaf,
+        "patch_embed": {"proj": {"kernel": leaf}},
+        "blocks": {str(i): {"mlp": {"fc1": {"kernel": leaf}}} for i in range(depth)},
+        "head": {"kernel": leaf},
+    }
     return params, VIT_GROUP_MATCHER
 
 
@@ -251,8 +349,10 @@ def train_args(args) -> dict:
         raise TypeError(f"timm must be a dict of timm train.py arguments (or an args YAML path), got {args!r}")
     unknown = sorted(set(args) - known_keys(), key=str)
     if unknown:
-        raise ValueError(f"timm: unknown keys {unknown} (not arguments of {TRAIN_PY}'s train.py)"
-                         f"{validate.close_to(unknown[0], known_keys())}")
+        raise ValueError(
+            f"timm: unknown keys {unknown} (not arguments of {TRAIN_PY}'s train.py)"
+            f"{validate.close_to(unknown[0], known_keys())}"
+        )
     return {**DEFAULTS, **LIBRARY_DEFAULTS, **MODEL_KEYS, **args}
 
 
@@ -276,21 +376,27 @@ def scaled_lr(args: Mapping[str, Any], world_size: int | None = None) -> float:
         return validate.nonnegative("timm.lr", args["lr"])
     scale = validate.one_of("timm.lr_base_scale", args["lr_base_scale"], LR_BASE_SCALES)
     if world_size is None:
-        raise ValueError(f"timm.lr is missing ({args['lr']!r}): train.py derives it from "
-                         f"lr_base={args['lr_base']!r} and the global batch size (batch_size * world_size * "
-                         f"grad_accum_steps): give the number of processes it ran on, "
-                         f"purelr.build(..., world_size=N) (--world-size N), or timm.lr")
+        raise ValueError(
+            f"timm.lr is missing ({args['lr']!r}): train.py derives it from "
+            f"lr_base={args['lr_base']!r} and the global batch size (batch_size * world_size * "
+            f"grad_accum_steps): give the number of processes it ran on, "
+            f"purelr.build(..., world_size=N) (--world-size N), or timm.lr"
+        )
     if args.get("train_img_sizes") is not None:
-        raise ValueError(f"timm.train_img_sizes={args['train_img_sizes']!r}: train.py then scales the lr by the "
-                         f"average of its scheduled batch sizes, which purelr does not derive: give timm.lr")
-    batch = (validate.positive_int("timm.batch_size", args["batch_size"])
-             * validate.positive_int("world_size", world_size)
-             * validate.positive_int("timm.grad_accum_steps", args["grad_accum_steps"]))
+        raise ValueError(
+            f"timm.train_img_sizes={args['train_img_sizes']!r}: train.py then scales the lr by the "
+            f"average of its scheduled batch sizes, which purelr does not derive: give timm.lr"
+        )
+    batch = (
+        validate.positive_int("timm.batch_size", args["batch_size"])
+        * validate.positive_int("world_size", world_size)
+        * validate.positive_int("timm.grad_accum_steps", args["grad_accum_steps"])
+    )
     ratio = float(batch) / validate.positive("timm.lr_base_size", args["lr_base_size"])
     if not scale:
         scale = "sqrt" if any(name in str(args["opt"]).lower() for name in ("ada", "lamb")) else "linear"
     if scale == "sqrt":
-        ratio = ratio ** 0.5
+        ratio = ratio**0.5
     return validate.nonnegative("timm.lr_base", args["lr_base"]) * ratio
 
 
@@ -306,8 +412,9 @@ def optimizer_info(opt: str) -> tuple[str, OptimInfo]:
         close = difflib.get_close_matches(name, SUPPORTED, n=3, cutoff=0.6)
         hint = f" (did you mean {close}?)" if close else ""
         ranked = sorted(SUPPORTED, key=lambda known: (-difflib.SequenceMatcher(None, name, known).ratio(), known))
-        raise ValueError(f"opt={opt!r} is not supported{hint}: purelr twins these timm optimizer names, "
-                         f"closest first: {ranked}")
+        raise ValueError(
+            f"opt={opt!r} is not supported{hint}: purelr twins these timm optimizer names, closest first: {ranked}"
+        )
     if len(parts) > 1 and parts[0] == "lookahead":
         return name, SUPPORTED[name]._replace(optimizer=_with_lookahead(SUPPORTED[name].optimizer))
     return name, SUPPORTED[name]
@@ -362,31 +469,62 @@ def _compiled(name: str, pattern) -> re.Pattern:
         raise ValueError(f"{name} must be a regular expression, got {pattern!r}: {error}") from error
 
 
-def param_groups(params, weight_decay: float = 0.0, filter_bias_and_bn: bool = True, layer_decay: float | None = None,
-                 layer_decay_min_scale: float = 0.0, layer_decay_no_opt_scale: float | None = None, *,
-                 layer_map=None, no_weight_decay_list=(), frozen=None):
+def param_groups(
+    params,
+    weight_decay: float = 0.0,
+    filter_bias_and_bn: bool = True,
+    layer_decay: float | None = None,
+    layer_decay_min_scale: float = 0.0,
+    layer_decay_no_opt_scale: float | None = None,
+    *,
+    layer_map=None,
+    no_weight_decay_list=(),
+    frozen=None,
+):
     """``(labels, settings)`` of the parameter groups ``create_optimizer_v2`` makes (below); the
     label ``"frozen"`` marks the leaves timm leaves without gradients (``frozen``, and layers whose
     scale is under ``layer_decay_no_opt_scale``)."""
     validate.flag("filter_bias_and_bn", filter_bias_and_bn)
     if layer_decay is None:
-        return paramwise_timm.param_groups_weight_decay(params, weight_decay, filter_bias_and_bn,
-                                                        no_weight_decay_list, frozen=frozen)
+        return paramwise_timm.param_groups_weight_decay(
+            params, weight_decay, filter_bias_and_bn, no_weight_decay_list, frozen=frozen
+        )
     if layer_map is None:
-        raise ValueError(f"layer_decay needs layer_map (timm reads it from model.group_matcher), got "
-                         f"layer_decay={layer_decay!r} and no layer_map: give layer_map={{name: layer}} or "
-                         f"layer_map_from_matcher(params, matcher)")
+        raise ValueError(
+            f"layer_decay needs layer_map (timm reads it from model.group_matcher), got "
+            f"layer_decay={layer_decay!r} and no layer_map: give layer_map={{name: layer}} or "
+            f"layer_map_from_matcher(params, matcher)"
+        )
     return paramwise_timm.param_groups_layer_decay(
-        params, layer_map, weight_decay=weight_decay, no_weight_decay_list=no_weight_decay_list,
-        weight_decay_exclude_1d=filter_bias_and_bn, layer_decay=layer_decay,
-        min_scale=layer_decay_min_scale, no_opt_scale=layer_decay_no_opt_scale, frozen=frozen)
+        params,
+        layer_map,
+        weight_decay=weight_decay,
+        no_weight_decay_list=no_weight_decay_list,
+        weight_decay_exclude_1d=filter_bias_and_bn,
+        layer_decay=layer_decay,
+        min_scale=layer_decay_min_scale,
+        no_opt_scale=layer_decay_no_opt_scale,
+        frozen=frozen,
+    )
 
 
-def create_optimizer_v2(params, opt: str = "sgd", lr=None, weight_decay: float = 0.0, momentum: float = 0.9,
-                        foreach=None, filter_bias_and_bn: bool = True, layer_decay: float | None = None,
-                        layer_decay_min_scale: float = 0.0, layer_decay_no_opt_scale: float | None = None, *,
-                        layer_map=None, no_weight_decay_list=(), frozen=None,
-                        **kwargs) -> optax.GradientTransformation:
+def create_optimizer_v2(
+    params,
+    opt: str = "sgd",
+    lr=None,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    foreach=None,
+    filter_bias_and_bn: bool = True,
+    layer_decay: float | None = None,
+    layer_decay_min_scale: float = 0.0,
+    layer_decay_no_opt_scale: float | None = None,
+    *,
+    layer_map=None,
+    no_weight_decay_list=(),
+    frozen=None,
+    **kwargs,
+) -> optax.GradientTransformation:
     """Twin of ``timm.optim.create_optimizer_v2(model, ...)`` for the names in ``SUPPORTED``.
 
     Groups as timm makes them from a model: ``param_groups_weight_decay`` (no decay for ``ndim <= 1``
@@ -402,9 +540,17 @@ def create_optimizer_v2(params, opt: str = "sgd", lr=None, weight_decay: float =
     """
     del foreach
     _, info = optimizer_info(opt)
-    labels, settings = param_groups(params, weight_decay, filter_bias_and_bn, layer_decay, layer_decay_min_scale,
-                                    layer_decay_no_opt_scale, layer_map=layer_map,
-                                    no_weight_decay_list=no_weight_decay_list, frozen=frozen)
+    labels, settings = param_groups(
+        params,
+        weight_decay,
+        filter_bias_and_bn,
+        layer_decay,
+        layer_decay_min_scale,
+        layer_decay_no_opt_scale,
+        layer_map=layer_map,
+        no_weight_decay_list=no_weight_decay_list,
+        frozen=frozen,
+    )
     hyperparams = {**dict(info.defaults), **kwargs}
     if info.has_momentum:
         hyperparams.setdefault("momentum", momentum)
@@ -416,8 +562,10 @@ def create_optimizer_v2(params, opt: str = "sgd", lr=None, weight_decay: float =
         lr = inspect.signature(info.optimizer).parameters["lr"].default
     if hyperparams.get("corrected_weight_decay") and hyperparams.get("max_lr_snapshot") is None:
         if callable(lr):
-            raise ValueError(f"opt={opt!r} (corrected_weight_decay) with a scheduled lr needs max_lr_snapshot "
-                             f"(the lr timm's constructor gets, the peak lr), got max_lr_snapshot=None")
+            raise ValueError(
+                f"opt={opt!r} (corrected_weight_decay) with a scheduled lr needs max_lr_snapshot "
+                f"(the lr timm's constructor gets, the peak lr), got max_lr_snapshot=None"
+            )
         hyperparams["max_lr_snapshot"] = lr  # timm's snapshot of the constructor lr, before lr_scale
     schedules = None
     if callable(lr):
@@ -425,14 +573,16 @@ def create_optimizer_v2(params, opt: str = "sgd", lr=None, weight_decay: float =
         schedules = {"lr": lambda base: lambda step: base * schedule(step)}
     clip = None
     if info.global_grad_clip is not None:  # over every group's gradients, before the groups' steps
-        max_grad_norm = hyperparams.get("max_grad_norm",
-                                        inspect.signature(info.optimizer).parameters["max_grad_norm"].default)
+        max_grad_norm = hyperparams.get(
+            "max_grad_norm", inspect.signature(info.optimizer).parameters["max_grad_norm"].default
+        )
         hyperparams["max_grad_norm"] = None
         clip = None if max_grad_norm is None else info.global_grad_clip(max_grad_norm)
         if clip is not None and any(setting.frozen for setting in settings.values()):
             clip = optax.masked(clip, _trainable_mask(labels, settings))  # timm's groups hold no frozen leaf
-    transform = paramwise_lib.paramwise_transform(info.optimizer, labels, settings, lr=lr, weight_decay=weight_decay,
-                                                  schedules=schedules, **hyperparams)
+    transform = paramwise_lib.paramwise_transform(
+        info.optimizer, labels, settings, lr=lr, weight_decay=weight_decay, schedules=schedules, **hyperparams
+    )
     return transform if clip is None else optax.chain(clip, transform)
 
 
@@ -464,16 +614,24 @@ def optimizer_kwargs(args: Mapping[str, Any]) -> dict:
     ``eps``, ``opt_betas`` -> ``betas``, ``opt_args`` and ``opt_kwargs`` merged (a name given twice
     raises, as the call ``create_optimizer_v2(**optimizer_kwargs(args), **args.opt_kwargs)`` does)."""
     kwargs = {name: args[name] for name in ("opt", "lr", "weight_decay", "momentum") if name in args}
-    renamed = dict(opt_eps="eps", opt_betas="betas", layer_decay="layer_decay",
-                   layer_decay_min_scale="layer_decay_min_scale",
-                   layer_decay_no_opt_scale="layer_decay_no_opt_scale", opt_foreach="foreach",
-                   filter_bias_and_bn="filter_bias_and_bn", no_weight_decay_list="no_weight_decay_list")
+    renamed = dict(
+        opt_eps="eps",
+        opt_betas="betas",
+        layer_decay="layer_decay",
+        layer_decay_min_scale="layer_decay_min_scale",
+        layer_decay_no_opt_scale="layer_decay_no_opt_scale",
+        opt_foreach="foreach",
+        filter_bias_and_bn="filter_bias_and_bn",
+        no_weight_decay_list="no_weight_decay_list",
+    )
     kwargs.update((new, args[old]) for old, new in renamed.items() if args.get(old) is not None)
     kwargs.update(validate.mapping("timm.opt_args", args.get("opt_args") or {}))
     for name, value in validate.mapping("timm.opt_kwargs", args.get("opt_kwargs") or {}).items():
         if name in kwargs:
-            raise ValueError(f"timm.opt_kwargs[{name!r}] = {value!r}: {name} is already set by the other "
-                             f"arguments ({kwargs[name]!r}); train.py's create_optimizer_v2 call refuses it too")
+            raise ValueError(
+                f"timm.opt_kwargs[{name!r}] = {value!r}: {name} is already set by the other "
+                f"arguments ({kwargs[name]!r}); train.py's create_optimizer_v2 call refuses it too"
+            )
         kwargs[name] = value
     return kwargs
 
@@ -494,9 +652,11 @@ def clip_transform(args: Mapping[str, Any], params, head=None):
     if mode == "value":
         return optim.clip_grad_value(bound)
     if head is None:
-        raise ValueError(f"timm.clip_mode='agc' clips every parameter but the classifier (timm's last two, "
-                         f"model.parameters()[:-2]): give head=<selector of the classifier's params>, "
-                         f"e.g. purelr.build(..., head='head') (clip_grad={args['clip_grad']!r})")
+        raise ValueError(
+            f"timm.clip_mode='agc' clips every parameter but the classifier (timm's last two, "
+            f"model.parameters()[:-2]): give head=<selector of the classifier's params>, "
+            f"e.g. purelr.build(..., head='head') (clip_grad={args['clip_grad']!r})"
+        )
     rest = [not flag for flag in groups_lib.selected(head, params, "head")]
     mask = jax.tree.unflatten(jax.tree.structure(params), rest)
     return optax.masked(adaptive_clip.adaptive_clip_grad(bound), mask)
@@ -511,8 +671,9 @@ def model_ema(args: Mapping[str, Any]):
     return averaging.model_ema_v3(decay, use_warmup=validate.flag("timm.model_ema_warmup", args["model_ema_warmup"]))
 
 
-def build_timm(args, params, *, epoch_len: int | None, layer_map=None, frozen=None,
-               world_size: int | None = None, head=None) -> optax.GradientTransformation:
+def build_timm(
+    args, params, *, epoch_len: int | None, layer_map=None, frozen=None, world_size: int | None = None, head=None
+) -> optax.GradientTransformation:
     """What timm's ``train.py`` (``TRAIN_PY``) does at each batch, from its arguments ``args`` (the
     ``timm=dict(...)`` entry of a config, or an args YAML path; ``train_args`` applies train.py's
     defaults), as one transformation applied once per batch:
@@ -555,15 +716,25 @@ def build_timm(args, params, *, epoch_len: int | None, layer_map=None, frozen=No
         schedule = create_scheduler_v2(lr, updates_per_epoch=updates_per_epoch, **scheduler_kwargs(args))
         kwargs["lr"] = (lambda update: schedule(update + first_update)) if first_update else schedule
     elif accumulation > 1 and epoch_len is None:
-        raise ValueError(f"timm.grad_accum_steps={accumulation} needs epoch_len (batches per epoch): "
-                         f"train.py steps on the last, partial accumulation of each epoch")
+        raise ValueError(
+            f"timm.grad_accum_steps={accumulation} needs epoch_len (batches per epoch): "
+            f"train.py steps on the last, partial accumulation of each epoch"
+        )
     if dict(optimizer_info(args["opt"])[1].defaults, **kwargs).get("corrected_weight_decay"):
         kwargs.setdefault("max_lr_snapshot", lr)  # train.py builds the optimizer with the scaled lr
     optimizer = create_optimizer_v2(params, layer_map=layer_map, frozen=frozen, **kwargs)
     grouping = {name: kwargs[name] for name in inspect.signature(param_groups).parameters if name in kwargs}
     labels, _ = param_groups(params, layer_map=layer_map, frozen=frozen, **grouping)
-    return recipe_lib.wrapped(optimizer, labels, clip, every=accumulation, total=epoch_len, repeat=True,
-                              averager=averager, first_update=first_update or 0)
+    return recipe_lib.wrapped(
+        optimizer,
+        labels,
+        clip,
+        every=accumulation,
+        total=epoch_len,
+        repeat=True,
+        averager=averager,
+        first_update=first_update or 0,
+    )
 
 
 ema_params = recipe_lib.average_of

@@ -53,7 +53,9 @@ class _Leaves(torch.nn.Module):
     def __init__(self, params, dtype):
         super().__init__()
         self.names = sorted(params)
-        self.leaves = torch.nn.ParameterList(torch.nn.Parameter(torch.tensor(params[n], dtype=dtype)) for n in self.names)
+        self.leaves = torch.nn.ParameterList(
+            torch.nn.Parameter(torch.tensor(params[n], dtype=dtype)) for n in self.names
+        )
 
     def forward(self, grads):
         return sum((p * torch.as_tensor(grads[n], dtype=p.dtype)).sum() for n, p in zip(self.names, self.leaves))
@@ -81,7 +83,8 @@ def engine_run(config: dict, params: dict, grads, dtype=torch.float32):
     original_clip = engine_module.clip_grad_norm_
     if dtype == torch.float64:
         engine_module.clip_grad_norm_ = lambda parameters, max_norm, mpu=None: torch.nn.utils.clip_grad_norm_(
-            list(parameters), max_norm)
+            list(parameters), max_norm
+        )
     try:
         engine, *_ = deepspeed.initialize(model=model, config=config, model_parameters=model.parameters())
         if dtype == torch.float64:

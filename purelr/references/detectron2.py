@@ -15,8 +15,7 @@ import torch
 from fvcore.common import param_scheduler as fvcore
 
 
-def warmup_param_scheduler(scheduler, warmup_factor, warmup_length, warmup_method="linear",
-                           rescale_interval=False):
+def warmup_param_scheduler(scheduler, warmup_factor, warmup_length, warmup_method="linear", rescale_interval=False):
     """detectron2's ``WarmupParamScheduler``: fvcore's ``CompositeParamScheduler`` of a warmup
     (``ConstantParamScheduler`` / ``LinearParamScheduler`` from ``warmup_factor * scheduler(0)``)
     and ``scheduler``."""
@@ -28,8 +27,10 @@ def warmup_param_scheduler(scheduler, warmup_factor, warmup_length, warmup_metho
     else:
         raise ValueError(f"Unknown warmup method: {warmup_method}")
     return fvcore.CompositeParamScheduler(
-        [warmup, scheduler], lengths=[warmup_length, 1 - warmup_length],
-        interval_scaling=["rescaled", "rescaled" if rescale_interval else "fixed"])
+        [warmup, scheduler],
+        lengths=[warmup_length, 1 - warmup_length],
+        interval_scaling=["rescaled", "rescaled" if rescale_interval else "fixed"],
+    )
 
 
 def multiplier(solver: dict):
@@ -37,17 +38,24 @@ def multiplier(solver: dict):
     name, max_iter = solver["LR_SCHEDULER_NAME"], solver["MAX_ITER"]
     if name == "WarmupMultiStepLR":
         steps = [s for s in solver["STEPS"] if s <= max_iter]
-        main = fvcore.MultiStepParamScheduler(values=[solver["GAMMA"] ** k for k in range(len(steps) + 1)],
-                                              milestones=steps, num_updates=max_iter)
+        main = fvcore.MultiStepParamScheduler(
+            values=[solver["GAMMA"] ** k for k in range(len(steps) + 1)], milestones=steps, num_updates=max_iter
+        )
     elif name == "WarmupCosineLR":
         main = fvcore.CosineParamScheduler(1, solver["BASE_LR_END"] / solver["BASE_LR"])
     elif name == "WarmupStepWithFixedGammaLR":
-        main = fvcore.StepWithFixedGammaParamScheduler(base_value=1.0, gamma=solver["GAMMA"],
-                                                       num_decays=solver["NUM_DECAYS"], num_updates=max_iter)
+        main = fvcore.StepWithFixedGammaParamScheduler(
+            base_value=1.0, gamma=solver["GAMMA"], num_decays=solver["NUM_DECAYS"], num_updates=max_iter
+        )
     else:
         raise ValueError(f"Unknown LR scheduler: {name}")
-    return warmup_param_scheduler(main, solver["WARMUP_FACTOR"], min(solver["WARMUP_ITERS"] / max_iter, 1.0),
-                                  solver["WARMUP_METHOD"], solver["RESCALE_INTERVAL"])
+    return warmup_param_scheduler(
+        main,
+        solver["WARMUP_FACTOR"],
+        min(solver["WARMUP_ITERS"] / max_iter, 1.0),
+        solver["WARMUP_METHOD"],
+        solver["RESCALE_INTERVAL"],
+    )
 
 
 class LRMultiplier(torch.optim.lr_scheduler.LRScheduler):

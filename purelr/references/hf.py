@@ -22,11 +22,27 @@ lend_torchvision()
 
 import transformers  # noqa: E402
 
-QUIET = dict(report_to="none", use_cpu=True, save_strategy="no", eval_strategy="no", do_eval=False,
-             logging_strategy="no", disable_tqdm=True, push_to_hub=False, bf16=False, fp16=False,
-             load_best_model_at_end=False, activation_checkpointing=False, train_sampling_strategy="sequential",
-             dataloader_drop_last=False, torch_compile=False, use_liger_kernel=False, seed=0, data_seed=None,
-             per_device_train_batch_size=1)
+QUIET = dict(
+    report_to="none",
+    use_cpu=True,
+    save_strategy="no",
+    eval_strategy="no",
+    do_eval=False,
+    logging_strategy="no",
+    disable_tqdm=True,
+    push_to_hub=False,
+    bf16=False,
+    fp16=False,
+    load_best_model_at_end=False,
+    activation_checkpointing=False,
+    train_sampling_strategy="sequential",
+    dataloader_drop_last=False,
+    torch_compile=False,
+    use_liger_kernel=False,
+    seed=0,
+    data_seed=None,
+    per_device_train_batch_size=1,
+)
 
 
 def training_arguments(args: dict, output_dir: str, **overrides) -> transformers.TrainingArguments:
@@ -53,8 +69,11 @@ def lr_curve(args: dict, epoch_len: int, updates: int | None = None) -> list[flo
     ``max_steps``) for ``epoch_len`` batches an epoch: its ``set_initial_training_values`` and
     ``create_optimizer_and_scheduler`` on a one-parameter model, its scheduler stepped once per update."""
     with tempfile.TemporaryDirectory() as output_dir:
-        trainer = transformers.Trainer(model=_OneParameter(), args=training_arguments(args, output_dir),
-                                       train_dataset=[{"x": torch.ones(1)}] * epoch_len)
+        trainer = transformers.Trainer(
+            model=_OneParameter(),
+            args=training_arguments(args, output_dir),
+            train_dataset=[{"x": torch.ones(1)}] * epoch_len,
+        )
         max_steps = trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]
         trainer.create_optimizer_and_scheduler(num_training_steps=max_steps)
         optimizer, scheduler = trainer.optimizer, trainer.lr_scheduler

@@ -44,8 +44,13 @@ def make_optimizer(lr, momentum=None, adam=False):
 
 def _runner(optimizer, epoch_len, max_epochs, max_iters):
     return types.SimpleNamespace(
-        optimizer=optimizer, data_loader=range(epoch_len), epoch=0, iter=0, inner_iter=0,
-        max_epochs=max_epochs, max_iters=max_iters,
+        optimizer=optimizer,
+        data_loader=range(epoch_len),
+        epoch=0,
+        iter=0,
+        inner_iter=0,
+        max_epochs=max_epochs,
+        max_iters=max_iters,
     )
 
 

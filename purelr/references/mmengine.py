@@ -11,10 +11,9 @@ import importlib.util
 import types
 import warnings
 
+import mmengine.optim.scheduler  # noqa: F401,E402  (registers the schedulers)
 import numpy as np
 import torch
-
-import mmengine.optim.scheduler  # noqa: F401,E402  (registers the schedulers)
 from mmengine.registry import OPTIMIZERS, PARAM_SCHEDULERS
 
 from purelr.references.shims import module_from_file
@@ -55,8 +54,9 @@ def simsiam_hook(custom_hooks):
     return None
 
 
-def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False, param=None,
-        hook=None):
+def run(
+    cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False, param=None, hook=None
+):
     """The lr (or momentum / Adam's beta1, or ``param``: another entry of SGD's group such as
     ``weight_decay``, started at ``base``) MMEngine's optimizer holds during iterations ``0..iters-1``.
     ``hook`` (``simsiam_hook``): called before each epoch and iteration as the runner calls it, on a
@@ -78,10 +78,15 @@ def run(cfgs, base, *, epoch_len, iters, max_epochs=None, max_iters=None, moment
             cfg["type"] = scoped(cfg["type"])
             if loop:
                 by_epoch = cfg.get("by_epoch", True)
-                cfg.setdefault("end", (max_epochs if by_epoch else max_epochs * epoch_len) if loop == "epoch"
-                               else (1 if by_epoch else max_iters))
-            schedulers.append(PARAM_SCHEDULERS.build(cfg, default_args=dict(optimizer=optimizer,
-                                                                            epoch_length=epoch_len)))
+                cfg.setdefault(
+                    "end",
+                    (max_epochs if by_epoch else max_epochs * epoch_len)
+                    if loop == "epoch"
+                    else (1 if by_epoch else max_iters),
+                )
+            schedulers.append(
+                PARAM_SCHEDULERS.build(cfg, default_args=dict(optimizer=optimizer, epoch_length=epoch_len))
+            )
         group = optimizer.param_groups[0]
         runner = types.SimpleNamespace(optim_wrapper=types.SimpleNamespace(optimizer=optimizer))
         if hook is not None:

@@ -51,8 +51,9 @@ def _warmup_then(base_lr, warmup_min_lr, warmup_max_lr, warmup_num_steps, warmup
     """``min + (max - min) * gamma(i)``, ``gamma`` the warmup fraction for ``i < length`` and
     ``after(i, length)`` from there; ``warmup_min_lr`` at ``t = 0``."""
     low = validate.nonnegative("warmup_min_lr", warmup_min_lr)
-    high = validate.nonnegative("base_lr" if warmup_max_lr is None else "warmup_max_lr",
-                                base_lr if warmup_max_lr is None else warmup_max_lr)
+    high = validate.nonnegative(
+        "base_lr" if warmup_max_lr is None else "warmup_max_lr", base_lr if warmup_max_lr is None else warmup_max_lr
+    )
     delta = high - low
     length, gamma = _warmup(warmup_num_steps, warmup_type)
 
@@ -65,8 +66,13 @@ def _warmup_then(base_lr, warmup_min_lr, warmup_max_lr, warmup_num_steps, warmup
     return schedule
 
 
-def warmup_lr(base_lr: float, warmup_min_lr: float = 0.0, warmup_max_lr: float | None = None,
-              warmup_num_steps: int = 1000, warmup_type: str = "log") -> Schedule:
+def warmup_lr(
+    base_lr: float,
+    warmup_min_lr: float = 0.0,
+    warmup_max_lr: float | None = None,
+    warmup_num_steps: int = 1000,
+    warmup_type: str = "log",
+) -> Schedule:
     """``deepspeed.runtime.lr_schedules.WarmupLR``: from ``warmup_min_lr`` to ``warmup_max_lr``
     (None: ``base_lr``, the optimizer's lr) over ``W = max(2, warmup_num_steps)`` steps, then flat::
 
@@ -76,13 +82,24 @@ def warmup_lr(base_lr: float, warmup_min_lr: float = 0.0, warmup_max_lr: float |
 
     (the linear warmup reaches the peak at ``t = W + 1``, the log one at ``t = W``).
     """
-    return _warmup_then(base_lr, warmup_min_lr, warmup_max_lr, warmup_num_steps, warmup_type,
-                        lambda i, length: jnp.ones(jnp.shape(i), as_values(0).dtype))
+    return _warmup_then(
+        base_lr,
+        warmup_min_lr,
+        warmup_max_lr,
+        warmup_num_steps,
+        warmup_type,
+        lambda i, length: jnp.ones(jnp.shape(i), as_values(0).dtype),
+    )
 
 
-def warmup_decay_lr(base_lr: float, total_num_steps: int, warmup_min_lr: float = 0.0,
-                    warmup_max_lr: float | None = 0.001, warmup_num_steps: int = 1000,
-                    warmup_type: str = "log") -> Schedule:
+def warmup_decay_lr(
+    base_lr: float,
+    total_num_steps: int,
+    warmup_min_lr: float = 0.0,
+    warmup_max_lr: float | None = 0.001,
+    warmup_num_steps: int = 1000,
+    warmup_type: str = "log",
+) -> Schedule:
     """``deepspeed.runtime.lr_schedules.WarmupDecayLR``: ``warmup_lr``, then linear decay to
     ``warmup_min_lr`` at ``t = total_num_steps + 1``; for ``i = t - 1 >= W``,
     ``gamma(i) = max(0, (total_num_steps - i) / max(1, total_num_steps - W))``.
@@ -96,9 +113,14 @@ def warmup_decay_lr(base_lr: float, total_num_steps: int, warmup_min_lr: float =
     return _warmup_then(base_lr, warmup_min_lr, warmup_max_lr, warmup_num_steps, warmup_type, after)
 
 
-def warmup_cosine_lr(base_lr: float, total_num_steps: int, warmup_min_ratio: float = 0.0,
-                     warmup_num_steps: int = 1000, cos_min_ratio: float = 0.0001,
-                     warmup_type: str = "log") -> Schedule:
+def warmup_cosine_lr(
+    base_lr: float,
+    total_num_steps: int,
+    warmup_min_ratio: float = 0.0,
+    warmup_num_steps: int = 1000,
+    cos_min_ratio: float = 0.0001,
+    warmup_type: str = "log",
+) -> Schedule:
     """``deepspeed.runtime.lr_schedules.WarmupCosineLR``: ``base_lr`` (the optimizer's lr) times a
     ratio; ``f(0) = 0``; for ``i = t - 1``, ``W = max(2, warmup_num_steps)``::
 
@@ -135,10 +157,15 @@ class _Cycle:
         self.second = self.first if second is None else validate.nonnegative_int("cycle_second_step_size", second)
         self.total = validate.positive_int("cycle_first_step_size + cycle_second_step_size", self.first + self.second)
         self.first_stairs = validate.nonnegative_int("cycle_first_stair_count", first_stairs)
-        self.second_stairs = (self.first_stairs if second_stairs is None
-                              else validate.nonnegative_int("cycle_second_stair_count", second_stairs))
-        for name, stairs in (("cycle_first_stair_count", self.first_stairs),
-                             ("cycle_second_stair_count", self.second_stairs)):
+        self.second_stairs = (
+            self.first_stairs
+            if second_stairs is None
+            else validate.nonnegative_int("cycle_second_stair_count", second_stairs)
+        )
+        for name, stairs in (
+            ("cycle_first_stair_count", self.first_stairs),
+            ("cycle_second_stair_count", self.second_stairs),
+        ):
             validate.integer(f"{name} * (cycle_first_step_size + cycle_second_step_size)", stairs * self.total)
         self.decay_step_size = validate.nonnegative_int("decay_step_size", decay_step_size)
 
@@ -174,11 +201,21 @@ def _along_cycle(start, peak, rate, cycle: _Cycle, decayed) -> Schedule:
     return schedule
 
 
-def one_cycle(base_lr: float, cycle_min_lr: float, cycle_max_lr: float, decay_lr_rate: float = 0.0,
-              cycle_first_step_size: int = 2000, cycle_second_step_size: int | None = None,
-              cycle_first_stair_count: int = 0, cycle_second_stair_count: int | None = None,
-              decay_step_size: int = 0, cycle_momentum: bool = True, cycle_min_mom: float = 0.8,
-              cycle_max_mom: float = 0.9, decay_mom_rate: float = 0.0) -> Schedule:
+def one_cycle(
+    base_lr: float,
+    cycle_min_lr: float,
+    cycle_max_lr: float,
+    decay_lr_rate: float = 0.0,
+    cycle_first_step_size: int = 2000,
+    cycle_second_step_size: int | None = None,
+    cycle_first_stair_count: int = 0,
+    cycle_second_stair_count: int | None = None,
+    decay_step_size: int = 0,
+    cycle_momentum: bool = True,
+    cycle_min_mom: float = 0.8,
+    cycle_max_mom: float = 0.9,
+    decay_mom_rate: float = 0.0,
+) -> Schedule:
     """``deepspeed.runtime.lr_schedules.OneCycle``'s lr: ``cycle_min_lr + (cycle_max_lr -
     cycle_min_lr) * s`` for ``t <= total = first + second`` step sizes, ``s`` rising as
     ``t / first`` over the first half and falling as ``(total - t) / second`` (stairs:
@@ -186,18 +223,36 @@ def one_cycle(base_lr: float, cycle_min_lr: float, cycle_max_lr: float, decay_lr
     total) / decay_step_size)``, or ``cycle_min_lr`` when either is 0. The momentum arguments
     are accepted for the config's sake: :func:`one_cycle_momentum` gives that curve.
     """
-    cycle = _Cycle(cycle_first_step_size, cycle_second_step_size, cycle_first_stair_count,
-                   cycle_second_stair_count, decay_step_size)
-    return _along_cycle(validate.nonnegative("cycle_min_lr", cycle_min_lr),
-                        validate.nonnegative("cycle_max_lr", cycle_max_lr),
-                        validate.finite("decay_lr_rate", decay_lr_rate), cycle, lambda value, factor: value / factor)
+    cycle = _Cycle(
+        cycle_first_step_size,
+        cycle_second_step_size,
+        cycle_first_stair_count,
+        cycle_second_stair_count,
+        decay_step_size,
+    )
+    return _along_cycle(
+        validate.nonnegative("cycle_min_lr", cycle_min_lr),
+        validate.nonnegative("cycle_max_lr", cycle_max_lr),
+        validate.finite("decay_lr_rate", decay_lr_rate),
+        cycle,
+        lambda value, factor: value / factor,
+    )
 
 
-def one_cycle_momentum(cycle_min_lr: float = 0.0, cycle_max_lr: float = 0.0, decay_lr_rate: float = 0.0,
-                       cycle_first_step_size: int = 2000, cycle_second_step_size: int | None = None,
-                       cycle_first_stair_count: int = 0, cycle_second_stair_count: int | None = None,
-                       decay_step_size: int = 0, cycle_momentum: bool = True, cycle_min_mom: float = 0.8,
-                       cycle_max_mom: float = 0.9, decay_mom_rate: float = 0.0) -> Schedule:
+def one_cycle_momentum(
+    cycle_min_lr: float = 0.0,
+    cycle_max_lr: float = 0.0,
+    decay_lr_rate: float = 0.0,
+    cycle_first_step_size: int = 2000,
+    cycle_second_step_size: int | None = None,
+    cycle_first_stair_count: int = 0,
+    cycle_second_stair_count: int | None = None,
+    decay_step_size: int = 0,
+    cycle_momentum: bool = True,
+    cycle_min_mom: float = 0.8,
+    cycle_max_mom: float = 0.9,
+    decay_mom_rate: float = 0.0,
+) -> Schedule:
     """The momentum (Adam's beta1) ``OneCycle`` sets with ``cycle_momentum``, beta2 being
     ``ONE_CYCLE_BETA2``: ``cycle_min_mom`` at ``t = 0`` (the constructor's), then
     ``cycle_max_mom - (cycle_max_mom - cycle_min_mom) * s`` with ``one_cycle``'s ``s`` while
@@ -205,11 +260,21 @@ def one_cycle_momentum(cycle_min_lr: float = 0.0, cycle_max_lr: float = 0.0, dec
     after it (``cycle_max_mom`` when either is 0: DeepSpeed's decay multiplies the momentum up).
     Takes ``one_cycle``'s keywords (the lr ones unused); a caller checks ``cycle_momentum``.
     """
-    cycle = _Cycle(cycle_first_step_size, cycle_second_step_size, cycle_first_stair_count,
-                   cycle_second_stair_count, decay_step_size)
+    cycle = _Cycle(
+        cycle_first_step_size,
+        cycle_second_step_size,
+        cycle_first_stair_count,
+        cycle_second_stair_count,
+        decay_step_size,
+    )
     low = validate.nonnegative("cycle_min_mom", cycle_min_mom)
-    curve = _along_cycle(validate.nonnegative("cycle_max_mom", cycle_max_mom), low,
-                         validate.finite("decay_mom_rate", decay_mom_rate), cycle, lambda value, factor: value * factor)
+    curve = _along_cycle(
+        validate.nonnegative("cycle_max_mom", cycle_max_mom),
+        low,
+        validate.finite("decay_mom_rate", decay_mom_rate),
+        cycle,
+        lambda value, factor: value * factor,
+    )
 
     def schedule(step):
         return jnp.where(as_steps(step) == 0, as_values(low), curve(step))
@@ -217,8 +282,13 @@ def one_cycle_momentum(cycle_min_lr: float = 0.0, cycle_max_lr: float = 0.0, dec
     return schedule
 
 
-def lr_range_test(base_lr: float, lr_range_test_min_lr: float = 1e-3, lr_range_test_step_size: int = 2000,
-                  lr_range_test_step_rate: float = 1.0, lr_range_test_staircase: bool = False) -> Schedule:
+def lr_range_test(
+    base_lr: float,
+    lr_range_test_min_lr: float = 1e-3,
+    lr_range_test_step_size: int = 2000,
+    lr_range_test_step_rate: float = 1.0,
+    lr_range_test_staircase: bool = False,
+) -> Schedule:
     """``deepspeed.runtime.lr_schedules.LRRangeTest``: ``lr_range_test_min_lr * (1 + step_rate * x)``,
     ``x = t / step_size`` (staircase: ``t // step_size``); ``base_lr`` unused."""
     low = validate.nonnegative("lr_range_test_min_lr", lr_range_test_min_lr)
@@ -234,8 +304,13 @@ def lr_range_test(base_lr: float, lr_range_test_min_lr: float = 1e-3, lr_range_t
     return schedule
 
 
-FUNCTIONS = {"WarmupLR": warmup_lr, "WarmupDecayLR": warmup_decay_lr, "WarmupCosineLR": warmup_cosine_lr,
-             "OneCycle": one_cycle, "LRRangeTest": lr_range_test}
+FUNCTIONS = {
+    "WarmupLR": warmup_lr,
+    "WarmupDecayLR": warmup_decay_lr,
+    "WarmupCosineLR": warmup_cosine_lr,
+    "OneCycle": one_cycle,
+    "LRRangeTest": lr_range_test,
+}
 
 
 def scheduler(cfg, base_lr: float) -> Schedule:
@@ -247,8 +322,10 @@ def scheduler(cfg, base_lr: float) -> Schedule:
     params = dict(validate.mapping("scheduler.params", cfg.get("params", {})))
     resume = params.pop("last_batch_iteration", -1)
     if resume != -1:
-        raise ValueError(f"scheduler.params.last_batch_iteration = {resume!r}: a resumed scheduler; give the steps "
-                         f"from the start instead (f(t) counts updates from the first)")
+        raise ValueError(
+            f"scheduler.params.last_batch_iteration = {resume!r}: a resumed scheduler; give the steps "
+            f"from the start instead (f(t) counts updates from the first)"
+        )
     _check_params(kind, params)
     return FUNCTIONS[kind](base_lr, **params)
 
@@ -256,7 +333,10 @@ def scheduler(cfg, base_lr: float) -> Schedule:
 def _check_params(kind, params):
     known = [name for name in inspect.signature(FUNCTIONS[kind]).parameters if name != "base_lr"]
     validate.known_keys(f"scheduler.params ({kind})", params, known)
-    missing = [name for name, p in inspect.signature(FUNCTIONS[kind]).parameters.items()
-               if name != "base_lr" and p.default is inspect.Parameter.empty and name not in params]
+    missing = [
+        name
+        for name, p in inspect.signature(FUNCTIONS[kind]).parameters.items()
+        if name != "base_lr" and p.default is inspect.Parameter.empty and name not in params
+    ]
     if missing:
         raise ValueError(f"scheduler.params ({kind}) needs {missing}, got {sorted(params)}")

@@ -25,8 +25,16 @@ import jax
 import jax.numpy as jnp
 
 from purelr.schedules import validate
-from purelr.schedules.core import (MAX_STEP, Schedule, as_steps, as_values, cosine_anneal, count_reached,
-                                  float_dtype, int_dtype)
+from purelr.schedules.core import (
+    MAX_STEP,
+    Schedule,
+    as_steps,
+    as_values,
+    cosine_anneal,
+    count_reached,
+    float_dtype,
+    int_dtype,
+)
 
 ParamScheduler = Callable[[jax.Array], jax.Array]
 """A pure function of the progress ``where`` (a float, a float array or a ``Progress``) to the value there."""
@@ -49,6 +57,7 @@ class Progress(NamedTuple):
     integer step ``t`` (a Python function). Every comparison with a boundary (milestones, the
     stretches of a composite) becomes, at trace time, the first step at which fvcore's float64
     comparison holds, and is then made in integers: exact in float32 too, for every step."""
+
     step: jax.Array
     value: jax.Array
     exact: Callable[[int], float]
@@ -149,8 +158,9 @@ def _linear(start_value, end_value: Callable) -> ParamScheduler:
     return _twin(scheduler)
 
 
-def multi_step_param_scheduler(values: Sequence[float], num_updates=None,
-                               milestones: Sequence[int] | None = None) -> ParamScheduler:
+def multi_step_param_scheduler(
+    values: Sequence[float], num_updates=None, milestones: Sequence[int] | None = None
+) -> ParamScheduler:
     """Twin of ``MultiStepParamScheduler``: ``values[bisect_right(milestones, n)]`` with
     ``n = int((where + 1e-6) * num_updates)``.
 
@@ -172,8 +182,10 @@ def multi_step_param_scheduler(values: Sequence[float], num_updates=None,
         milestones = list(validate.step_list("milestones", milestones))
         needed = len(values) - (num_updates is not None)
         if len(milestones) != needed:
-            raise ValueError(f"milestones must hold {needed} values (len(values) = {len(values)}"
-                             f"{', num_updates given' if num_updates is not None else ''}), got {milestones!r}")
+            raise ValueError(
+                f"milestones must hold {needed} values (len(values) = {len(values)}"
+                f"{', num_updates given' if num_updates is not None else ''}), got {milestones!r}"
+            )
     if num_updates is None:
         num_updates, milestones = milestones[-1], milestones[:-1]
     num_updates = validate.positive_int("num_updates", num_updates)
@@ -216,8 +228,9 @@ def step_with_fixed_gamma_param_scheduler(base_value, num_decays, gamma, num_upd
     return step_param_scheduler(num_updates, values)
 
 
-def composite_param_scheduler(schedulers: Sequence[ParamScheduler], lengths: Sequence[float],
-                              interval_scaling: Sequence[str]) -> ParamScheduler:
+def composite_param_scheduler(
+    schedulers: Sequence[ParamScheduler], lengths: Sequence[float], interval_scaling: Sequence[str]
+) -> ParamScheduler:
     """Twin of ``CompositeParamScheduler``: ``schedulers[i]`` on the ``i``-th stretch of ``lengths``.
 
     ``i`` is the first stretch whose running total (the lengths summed in order) is
@@ -234,8 +247,10 @@ def composite_param_scheduler(schedulers: Sequence[ParamScheduler], lengths: Seq
     if not schedulers:
         raise ValueError("schedulers must hold at least one scheduler, got []")
     if not len(schedulers) == len(lengths) == len(interval_scaling):
-        raise ValueError(f"schedulers, lengths and interval_scaling must have one entry each, got "
-                         f"{len(schedulers)}, {len(lengths)} and {len(interval_scaling)}")
+        raise ValueError(
+            f"schedulers, lengths and interval_scaling must have one entry each, got "
+            f"{len(schedulers)}, {len(lengths)} and {len(interval_scaling)}"
+        )
     for i, scaling in enumerate(interval_scaling):
         validate.one_of(f"interval_scaling[{i}]", scaling, INTERVAL_SCALINGS)
     if abs(sum(lengths) - 1.0) >= 1e-3:
@@ -268,8 +283,13 @@ def _rescaled(where, start: float, length: float):
     return Progress(where.step, value, lambda t: (where.exact(t) - start) / length)
 
 
-def warmup_param_scheduler(scheduler: ParamScheduler, warmup_factor, warmup_length,
-                           warmup_method: str = "linear", rescale_interval: bool = False) -> ParamScheduler:
+def warmup_param_scheduler(
+    scheduler: ParamScheduler,
+    warmup_factor,
+    warmup_length,
+    warmup_method: str = "linear",
+    rescale_interval: bool = False,
+) -> ParamScheduler:
     """Twin of detectron2's ``WarmupParamScheduler`` (``detectron2/solver/lr_scheduler.py``).
 
     A composite of a warmup over ``[0, warmup_length)`` (``"rescaled"``) and ``scheduler``
@@ -288,8 +308,11 @@ def warmup_param_scheduler(scheduler: ParamScheduler, warmup_factor, warmup_leng
     else:
         end_where = 0.0 if rescale_interval else warmup_length
         warmup = _linear(start, lambda where: _call(scheduler, _at(where, end_where)))
-    return composite_param_scheduler([warmup, scheduler], [warmup_length, 1 - warmup_length],
-                                     ["rescaled", "rescaled" if rescale_interval else "fixed"])
+    return composite_param_scheduler(
+        [warmup, scheduler],
+        [warmup_length, 1 - warmup_length],
+        ["rescaled", "rescaled" if rescale_interval else "fixed"],
+    )
 
 
 def lr_multiplier(base_lr, multiplier: ParamScheduler, max_iter) -> Schedule:

@@ -26,13 +26,24 @@ import numpy as np
 
 from purelr.schedules import core, validate
 
-SCHEDULER_TYPES = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
-                   "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
-                   "warmup_stable_decay", "greedy")
+SCHEDULER_TYPES = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "reduce_lr_on_plateau",
+    "cosine_with_min_lr",
+    "cosine_warmup_with_min_lr",
+    "warmup_stable_decay",
+    "greedy",
+)
 """``transformers.SchedulerType`` values of transformers 5.24.0."""
 METRIC_DRIVEN = {
     "reduce_lr_on_plateau": "torch's ReduceLROnPlateau follows an evaluation metric: use "
-                            "purelr.training.plateau with the Trainer's lr_scheduler_kwargs",
+    "purelr.training.plateau with the Trainer's lr_scheduler_kwargs",
     "greedy": "transformers' GreedyLR follows the training loss: its lr is not a function of the step",
 }
 WSD_TYPES = ("linear", "cosine", "1-sqrt")
@@ -84,8 +95,9 @@ def _periodic(done, length):
     return jnp.fmod(done, 2 * length)
 
 
-def get_cosine_schedule_with_warmup(base_lr: float, num_warmup_steps: int, num_training_steps: int,
-                                    num_cycles: float = 0.5) -> core.Schedule:
+def get_cosine_schedule_with_warmup(
+    base_lr: float, num_warmup_steps: int, num_training_steps: int, num_cycles: float = 0.5
+) -> core.Schedule:
     """``transformers.get_cosine_schedule_with_warmup``: after the warmup
     ``f(t) = base_lr * max(0, (1 + cos(2 pi num_cycles p)) / 2)``, ``p = (t - W) / max(1, T - W)``
     (past ``T`` the cosine goes on: it rises again, as transformers' does)."""
@@ -95,8 +107,9 @@ def get_cosine_schedule_with_warmup(base_lr: float, num_warmup_steps: int, num_t
     return _with_warmup(base_lr, warmup, lambda t: jnp.maximum(0.0, cosine(t)))
 
 
-def get_cosine_with_hard_restarts_schedule_with_warmup(base_lr: float, num_warmup_steps: int,
-                                                       num_training_steps: int, num_cycles: int = 1) -> core.Schedule:
+def get_cosine_with_hard_restarts_schedule_with_warmup(
+    base_lr: float, num_warmup_steps: int, num_training_steps: int, num_cycles: int = 1
+) -> core.Schedule:
     """``transformers.get_cosine_with_hard_restarts_schedule_with_warmup``: after the warmup, with
     ``p = (t - W) / max(1, T - W)``, ``f(t) = base_lr * (1 + cos(pi * ((num_cycles * p) % 1))) / 2``
     while ``p < 1``, then 0.
@@ -138,8 +151,9 @@ def get_cosine_with_hard_restarts_schedule_with_warmup(base_lr: float, num_warmu
     return _with_warmup(base_lr, warmup, after)
 
 
-def get_polynomial_decay_schedule_with_warmup(base_lr: float, num_warmup_steps: int, num_training_steps: int,
-                                              lr_end: float = 1e-7, power: float = 1.0) -> core.Schedule:
+def get_polynomial_decay_schedule_with_warmup(
+    base_lr: float, num_warmup_steps: int, num_training_steps: int, lr_end: float = 1e-7, power: float = 1.0
+) -> core.Schedule:
     """``transformers.get_polynomial_decay_schedule_with_warmup``: after the warmup
     ``f(t) = (base_lr - lr_end) * (1 - (t - W) / (T - W)) ** power + lr_end`` up to ``T``, then
     ``lr_end``. transformers refuses ``lr_end >= base_lr``; so does this."""
@@ -177,9 +191,14 @@ def _min_lr_rate(base_lr, min_lr, min_lr_rate) -> float:
     return validate.real("min_lr_rate", min_lr_rate)
 
 
-def get_cosine_with_min_lr_schedule_with_warmup(base_lr: float, num_warmup_steps: int, num_training_steps: int,
-                                                num_cycles: float = 0.5, min_lr: float | None = None,
-                                                min_lr_rate: float | None = None) -> core.Schedule:
+def get_cosine_with_min_lr_schedule_with_warmup(
+    base_lr: float,
+    num_warmup_steps: int,
+    num_training_steps: int,
+    num_cycles: float = 0.5,
+    min_lr: float | None = None,
+    min_lr_rate: float | None = None,
+) -> core.Schedule:
     """``transformers.get_cosine_with_min_lr_schedule_with_warmup``: the cosine of
     :func:`get_cosine_schedule_with_warmup` from 1 down to ``m = min_lr_rate`` (or ``min_lr / base_lr``):
     ``f(t) = base_lr * max(0, m + (1 - m) * (1 + cos(2 pi num_cycles p)) / 2)``."""
@@ -191,9 +210,14 @@ def get_cosine_with_min_lr_schedule_with_warmup(base_lr: float, num_warmup_steps
 
 
 def get_cosine_with_min_lr_schedule_with_warmup_lr_rate(
-        base_lr: float, num_warmup_steps: int, num_training_steps: int, num_cycles: float = 0.5,
-        min_lr: float | None = None, min_lr_rate: float | None = None,
-        warmup_lr_rate: float | None = None) -> core.Schedule:
+    base_lr: float,
+    num_warmup_steps: int,
+    num_training_steps: int,
+    num_cycles: float = 0.5,
+    min_lr: float | None = None,
+    min_lr_rate: float | None = None,
+    warmup_lr_rate: float | None = None,
+) -> core.Schedule:
     """``transformers.get_cosine_with_min_lr_schedule_with_warmup_lr_rate`` (``cosine_warmup_with_min_lr``):
     the warmup is ``(t + 1) / max(1, W)``, or with ``warmup_lr_rate = w``
     ``w + (1 - w) * t / max(1, W - 1)``; then the cosine to ``m`` one step ahead,
@@ -216,10 +240,17 @@ def get_cosine_with_min_lr_schedule_with_warmup_lr_rate(
     return schedule
 
 
-def get_wsd_schedule(base_lr: float, num_warmup_steps: int, num_decay_steps: int,
-                     num_training_steps: int | None = None, num_stable_steps: int | None = None,
-                     warmup_type: str = "linear", decay_type: str = "cosine", min_lr_ratio: float = 0,
-                     num_cycles: float = 0.5) -> core.Schedule:
+def get_wsd_schedule(
+    base_lr: float,
+    num_warmup_steps: int,
+    num_decay_steps: int,
+    num_training_steps: int | None = None,
+    num_stable_steps: int | None = None,
+    warmup_type: str = "linear",
+    decay_type: str = "cosine",
+    min_lr_ratio: float = 0,
+    num_cycles: float = 0.5,
+) -> core.Schedule:
     """``transformers.get_wsd_schedule`` (``warmup_stable_decay``), ``m = min_lr_ratio``:
 
     - warmup, ``t < W``, ``p = t / max(1, W)``: ``m + (1 - m) * g(p)``, ``g`` = ``p`` (linear),
@@ -254,16 +285,19 @@ def get_wsd_schedule(base_lr: float, num_warmup_steps: int, num_decay_steps: int
         if decay_type == "linear":
             return core.linear_anneal(1.0, low, done, decay_length)
         if decay_type == "cosine":
-            return core.cosine_anneal(1.0, low, _periodic(core.as_values(done) * (2 * cycles), decay_length),
-                                      decay_length)
+            return core.cosine_anneal(
+                1.0, low, _periodic(core.as_values(done) * (2 * cycles), decay_length), decay_length
+            )
         return low + (1.0 - low) * (1.0 - jnp.sqrt(core.fraction(done, decay_length)))
 
     def schedule(step):
         t = core.as_steps(step)
         done = t - warmup - stable
-        factor = jnp.where(t < warmup, jnp.maximum(0.0, warm(jnp.minimum(t, warmup))),
-                           jnp.where(done < 0, 1.0, jnp.where(done < decay, jnp.maximum(0.0, fall(
-                               jnp.clip(done, 0, decay))), low)))
+        factor = jnp.where(
+            t < warmup,
+            jnp.maximum(0.0, warm(jnp.minimum(t, warmup))),
+            jnp.where(done < 0, 1.0, jnp.where(done < decay, jnp.maximum(0.0, fall(jnp.clip(done, 0, decay))), low)),
+        )
         return base_lr * factor
 
     return schedule
@@ -283,8 +317,13 @@ TYPE_TO_SCHEDULER_FUNCTION = {
 }
 
 
-def get_scheduler(name: str, base_lr: float, num_warmup_steps: int | None = None,
-                  num_training_steps: int | None = None, scheduler_specific_kwargs: dict | None = None) -> core.Schedule:
+def get_scheduler(
+    name: str,
+    base_lr: float,
+    num_warmup_steps: int | None = None,
+    num_training_steps: int | None = None,
+    scheduler_specific_kwargs: dict | None = None,
+) -> core.Schedule:
     """``transformers.get_scheduler(name, optimizer, ...)``: the schedule of a ``SchedulerType`` name
     with the arguments transformers passes it (``constant`` takes none; ``constant_with_warmup``
     only ``num_warmup_steps``; ``inverse_sqrt`` and ``warmup_stable_decay`` no ``num_training_steps``
@@ -292,20 +331,27 @@ def get_scheduler(name: str, base_lr: float, num_warmup_steps: int | None = None
     metric-driven types (``METRIC_DRIVEN``) raise saying why."""
     name = getattr(name, "value", name)
     if name not in SCHEDULER_TYPES:
-        raise ValueError(f"lr_scheduler_type {name!r} is not a transformers SchedulerType "
-                         f"{list(SCHEDULER_TYPES)}{validate.close_to(name, SCHEDULER_TYPES)}")
+        raise ValueError(
+            f"lr_scheduler_type {name!r} is not a transformers SchedulerType "
+            f"{list(SCHEDULER_TYPES)}{validate.close_to(name, SCHEDULER_TYPES)}"
+        )
     if name in METRIC_DRIVEN:
         raise ValueError(f"lr_scheduler_type {name!r} has no step schedule: {METRIC_DRIVEN[name]}")
     function = TYPE_TO_SCHEDULER_FUNCTION[name]
     if name == "constant":
         return function(base_lr)
     kwargs = dict(validate.mapping("scheduler_specific_kwargs", scheduler_specific_kwargs or {}))
-    known = [arg for arg in inspect.signature(function).parameters
-             if arg not in ("base_lr", "num_warmup_steps", "num_training_steps")]
+    known = [
+        arg
+        for arg in inspect.signature(function).parameters
+        if arg not in ("base_lr", "num_warmup_steps", "num_training_steps")
+    ]
     for key in kwargs:
         if key not in known:
-            raise ValueError(f"scheduler_specific_kwargs: {name} takes no argument {key!r} (it takes {known})"
-                             f"{validate.close_to(key, known)}")
+            raise ValueError(
+                f"scheduler_specific_kwargs: {name} takes no argument {key!r} (it takes {known})"
+                f"{validate.close_to(key, known)}"
+            )
     if num_warmup_steps is None:
         raise ValueError(f"{name} requires num_warmup_steps, got num_warmup_steps=None")
     if name == "constant_with_warmup":

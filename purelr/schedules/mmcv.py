@@ -46,11 +46,11 @@ from purelr.schedules.core import (
     as_values,
     constant_schedule,
     cosine_anneal,
-    offset,
     count_reached,
     fraction,
     integer_power,
     linear_anneal,
+    offset,
     remaining,
 )
 
@@ -96,8 +96,7 @@ def _total(cfg: _Cfg, progress: _Progress) -> int:
     """The run's length in the policy's unit, which this policy cannot do without."""
     if progress.total is None:
         raise ValueError(
-            f"{cfg.name} policy {cfg.policy!r} with by_epoch={progress.by_epoch} needs "
-            f"{progress.total_key}, got None"
+            f"{cfg.name} policy {cfg.policy!r} with by_epoch={progress.by_epoch} needs {progress.total_key}, got None"
         )
     return progress.total
 
@@ -210,16 +209,14 @@ def _cosine_restart(cfg: _Cfg, base: float, progress: _Progress):
     weights = [validate.real(f"{cfg.name}.restart_weights[{i}]", w) for i, w in enumerate(weights)]
     if len(weights) != len(periods):
         raise ValueError(
-            f"{cfg.name}.restart_weights must have one weight per period ({len(periods)}), "
-            f"got {weights!r}"
+            f"{cfg.name}.restart_weights must have one weight per period ({len(periods)}), got {weights!r}"
         )
     target = _target(cfg, base, "lr")
     ends = [sum(periods[: i + 1]) for i in range(len(periods))]
     validate.integer(f"sum({cfg.name}.periods)", ends[-1])
     if progress.total is not None and ends[-1] < progress.total:
         raise ValueError(
-            f"{cfg.name}.periods must cover {progress.total_key}={progress.total}, got {periods!r} "
-            f"(sum {ends[-1]})"
+            f"{cfg.name}.periods must cover {progress.total_key}={progress.total}, got {periods!r} (sum {ends[-1]})"
         )
     restarts = [0] + ends[:-1]
 
@@ -238,9 +235,7 @@ def _target_ratio(cfg: _Cfg, default) -> tuple:
     if isinstance(ratio, numbers.Real):
         ratio = (ratio,)
     if not isinstance(ratio, (list, tuple)) or len(ratio) not in (1, 2):
-        raise ValueError(
-            f"{cfg.name}.target_ratio must be a number or a pair of numbers, got {ratio!r}"
-        )
+        raise ValueError(f"{cfg.name}.target_ratio must be a number or a pair of numbers, got {ratio!r}")
     high = validate.real(f"{cfg.name}.target_ratio[0]", ratio[0])
     low = high / 1e5 if len(ratio) == 1 else validate.real(f"{cfg.name}.target_ratio[1]", ratio[1])
     return high, low
@@ -316,9 +311,7 @@ def _one_cycle_lr(cfg: _Cfg, base: float, progress: _Progress):
     ``2 * pct_start * total_steps - 2`` before the last phase. See ``_phases``."""
     max_lr = _take(cfg, "max_lr")
     if not isinstance(max_lr, numbers.Real):
-        raise TypeError(
-            f"{cfg.name}.max_lr must be a number (one schedule a group), got {max_lr!r}"
-        )
+        raise TypeError(f"{cfg.name}.max_lr must be a number (one schedule a group), got {max_lr!r}")
     validate.nonnegative(f"{cfg.name}.max_lr", max_lr)
     max_iters = _total(cfg, progress)
     total = _read(cfg, "total_steps", validate.positive_int, max_iters)
@@ -342,9 +335,7 @@ def _one_cycle_momentum(cfg: _Cfg, base: float, progress: _Progress):
     low, high = _take(cfg, "base_momentum", 0.85), _take(cfg, "max_momentum", 0.95)
     for key, value in (("base_momentum", low), ("max_momentum", high)):
         if not isinstance(value, numbers.Real):
-            raise TypeError(
-                f"{cfg.name}.{key} must be a number (one schedule a group), got {value!r}"
-            )
+            raise TypeError(f"{cfg.name}.{key} must be a number (one schedule a group), got {value!r}")
     ends, three_phase = _one_cycle_shape(cfg, "max_iters", _total(cfg, progress))
     anneal = _anneal(cfg)
     values = [(high, low), (low, high)] + ([(high, high)] if three_phase else [])
@@ -362,8 +353,10 @@ def _yolox(cfg: _Cfg, base: float, progress: _Progress):
         raise ValueError(f"{cfg.name} policy 'YOLOX' needs epoch_len (num_last_epochs counts epochs), got None")
     last, warm = progress.epoch_len * last_epochs, progress.warmup_iters
     if total - warm - last == 0:
-        raise ValueError(f"{cfg.name}: {progress.total_key} - warmup_iters - epoch_len * num_last_epochs is 0 "
-                         f"(MMDetection divides by it), got {total} - {warm} - {last}")
+        raise ValueError(
+            f"{cfg.name}: {progress.total_key} - warmup_iters - epoch_len * num_last_epochs is 0 "
+            f"(MMDetection divides by it), got {total} - {warm} - {last}"
+        )
 
     def regular(p):
         q = p + 1
@@ -387,8 +380,10 @@ def _cosine_annealing_cooldown(cfg: _Cfg, base: float, progress: _Progress):
     cool = _read(cfg, "cool_down_time", validate.nonnegative_int, 10)
     target, total = _target(cfg, base, "lr"), _total(cfg, progress)
     if total == cool:
-        raise ValueError(f"{cfg.name}.cool_down_time must differ from {progress.total_key}={total} "
-                         f"(MMClassification divides by their difference), got {cool}")
+        raise ValueError(
+            f"{cfg.name}.cool_down_time must differ from {progress.total_key}={total} "
+            f"(MMClassification divides by their difference), got {cool}"
+        )
 
     def regular(p):
         return jnp.where(p > total - cool, as_values(target * ratio), cosine_anneal(base, target, p, total - cool))
@@ -464,21 +459,27 @@ def _run_lengths(name: str, epoch_len, max_epochs, max_iters) -> tuple:
     """Checks the run's lengths; ``max_iters`` defaults to ``max_epochs * epoch_len``."""
     lengths = {"epoch_len": epoch_len, "max_epochs": max_epochs, "max_iters": max_iters}
     epoch_len, max_epochs, max_iters = (
-        None if value is None else validate.positive_int(f"{name} {key}", value)
-        for key, value in lengths.items()
+        None if value is None else validate.positive_int(f"{name} {key}", value) for key, value in lengths.items()
     )
     if epoch_len is not None and max_epochs is not None:
         implied = validate.positive_int(f"{name} max_epochs * epoch_len", max_epochs * epoch_len)
         if max_iters not in (None, implied):
-            raise ValueError(
-                f"{name} max_iters must be max_epochs * epoch_len = {implied}, got {max_iters}"
-            )
+            raise ValueError(f"{name} max_iters must be max_epochs * epoch_len = {implied}, got {max_iters}")
         max_iters = implied
     return epoch_len, max_epochs, max_iters
 
 
-def _hook_schedule(name: str, policies: Mapping, cfg, base, lengths: tuple, *, warmup_ratio: float,
-                   warmup_by_epoch: bool, apply: Callable) -> Schedule:
+def _hook_schedule(
+    name: str,
+    policies: Mapping,
+    cfg,
+    base,
+    lengths: tuple,
+    *,
+    warmup_ratio: float,
+    warmup_by_epoch: bool,
+    apply: Callable,
+) -> Schedule:
     """Reads a config for ``policies`` and returns its schedule over training iterations."""
     if cfg is None:
         return constant_schedule(base)
@@ -497,9 +498,7 @@ def _hook_schedule(name: str, policies: Mapping, cfg, base, lengths: tuple, *, w
     if not isinstance(by_epoch, bool):
         raise TypeError(f"{name}.by_epoch must be True or False, got {by_epoch!r}")
     if by_epoch and resolved in _ITERATION_ONLY:
-        raise ValueError(
-            f"{name}.by_epoch must be False for policy {resolved!r} (as in MMCV), got True"
-        )
+        raise ValueError(f"{name}.by_epoch must be False for policy {resolved!r} (as in MMCV), got True")
     if by_epoch and epoch_len is None:
         raise ValueError(f"{name}.by_epoch=True (policy {resolved!r}) needs epoch_len, got None")
     warmup = _warmup(cfg, epoch_len, ratio=warmup_ratio, by_epoch_key=warmup_by_epoch)
@@ -528,8 +527,7 @@ def _hook_schedule(name: str, policies: Mapping, cfg, base, lengths: tuple, *, w
     return schedule
 
 
-def lr_config(cfg: Optional[dict], base_lr, *, epoch_len=None, max_epochs=None,
-              max_iters=None) -> Schedule:
+def lr_config(cfg: Optional[dict], base_lr, *, epoch_len=None, max_epochs=None, max_iters=None) -> Schedule:
     """The lr of MMCV 1.7's ``lr_config`` at each training iteration (``LrUpdaterHook``).
 
     Policies: Fixed, Step, Exp, Poly, Inv, CosineAnnealing, FlatCosineAnnealing, CosineRestart,
@@ -544,12 +542,12 @@ def lr_config(cfg: Optional[dict], base_lr, *, epoch_len=None, max_epochs=None,
     constant ``base_lr``. Errors in the config are raised here, naming the key and the value.
     """
     lengths = _run_lengths("lr_config", epoch_len, max_epochs, max_iters)
-    return _hook_schedule("lr_config", _LR_POLICIES, cfg, base_lr, lengths, warmup_ratio=0.1,
-                          warmup_by_epoch=True, apply=jnp.multiply)
+    return _hook_schedule(
+        "lr_config", _LR_POLICIES, cfg, base_lr, lengths, warmup_ratio=0.1, warmup_by_epoch=True, apply=jnp.multiply
+    )
 
 
-def momentum_config(cfg: Optional[dict], base_momentum, *, epoch_len=None, max_epochs=None,
-                    max_iters=None) -> Schedule:
+def momentum_config(cfg: Optional[dict], base_momentum, *, epoch_len=None, max_epochs=None, max_iters=None) -> Schedule:
     """The momentum (or Adam's beta1) of MMCV 1.7's ``momentum_config`` at each training iteration.
 
     ``MomentumUpdaterHook`` policies Step (``gamma=0.5``, ``min_momentum``), CosineAnnealing and
@@ -559,5 +557,13 @@ def momentum_config(cfg: Optional[dict], base_momentum, *, epoch_len=None, max_e
     in ``lr_config``; ``base_momentum`` is the optimizer's momentum (OneCycle ignores it).
     """
     lengths = _run_lengths("momentum_config", epoch_len, max_epochs, max_iters)
-    return _hook_schedule("momentum_config", _MOMENTUM_POLICIES, cfg, base_momentum, lengths,
-                          warmup_ratio=0.9, warmup_by_epoch=False, apply=jnp.divide)
+    return _hook_schedule(
+        "momentum_config",
+        _MOMENTUM_POLICIES,
+        cfg,
+        base_momentum,
+        lengths,
+        warmup_ratio=0.9,
+        warmup_by_epoch=False,
+        apply=jnp.divide,
+    )

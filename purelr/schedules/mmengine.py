@@ -33,11 +33,21 @@ _FAMILIES = {
     "Poly": dict(eta_min=0.0, power=1.0),
     "CosineRestart": dict(periods=None, restart_weights=(1,), eta_min=None, eta_min_ratio=None),
     "OneCycle": dict(
-        eta_max=0.0, total_steps=None, pct_start=0.3, anneal_strategy="cos", div_factor=25.0,
-        final_div_factor=1e4, three_phase=False,
+        eta_max=0.0,
+        total_steps=None,
+        pct_start=0.3,
+        anneal_strategy="cos",
+        div_factor=25.0,
+        final_div_factor=1e4,
+        three_phase=False,
     ),
 }
-_REQUIRED = {"Exponential": ("gamma",), "MultiStep": ("milestones",), "Step": ("step_size",), "CosineRestart": ("periods",)}
+_REQUIRED = {
+    "Exponential": ("gamma",),
+    "MultiStep": ("milestones",),
+    "Step": ("step_size",),
+    "CosineRestart": ("periods",),
+}
 _COMMON = dict(begin=0, end=None, by_epoch=True, convert_to_iter_based=False, last_step=-1, verbose=False)
 _SUFFIXES = {"LR": "lr", "Momentum": "momentum", "ParamScheduler": None}
 _ZOO_FAMILIES = {
@@ -228,7 +238,9 @@ def _one_cycle(name: str, args: dict, begin: int, end: int, scale: int, values: 
     strategy = validate.one_of(f"{name}.anneal_strategy", args["anneal_strategy"], ("cos", "linear"))
     phases = rules.one_cycle_phases(total, pct, validate.flag(f"{name}.three_phase", args["three_phase"]))
     if phases[0][0] == 0 or (phases[-1][0] == phases[-2][0] and end - begin - 1 >= total):
-        raise ValueError(f"{name}.pct_start = {pct!r} leaves an empty phase of {total} steps (MMEngine divides by zero)")
+        raise ValueError(
+            f"{name}.pct_start = {pct!r} leaves an empty phase of {total} steps (MMEngine divides by zero)"
+        )
     return rules.one_cycle_rule(values, phases, strategy == "cos")
 
 
@@ -287,7 +299,9 @@ def _entries(cfgs, base_value: float, epoch_len, max_epochs, max_iters, param_na
         convert = validate.flag(f"{name}.convert_to_iter_based", args["convert_to_iter_based"])
         if convert and not by_epoch:
             raise ValueError(f"{name}.convert_to_iter_based needs by_epoch=True, got by_epoch=False")
-        needs_len = convert or (by_epoch and loop != "iter") or (not by_epoch and loop == "epoch" and args["end"] is None)
+        needs_len = (
+            convert or (by_epoch and loop != "iter") or (not by_epoch and loop == "epoch" and args["end"] is None)
+        )
         if needs_len and epoch_len is None:
             raise ValueError(f"{name} ({args['type']}, by_epoch={by_epoch}) needs epoch_len, got None")
         begin = validate.nonnegative_int(f"{name}.begin", args["begin"])

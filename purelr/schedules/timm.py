@@ -146,8 +146,7 @@ def cosine(
 
     def after(t):
         at = position(core.as_steps(t))
-        value = core.cosine_anneal(base_lr * at.gamma, lr_min, _k_power(at.t_curr, k_decay),
-                                   _k_power(at.t_i, k_decay))
+        value = core.cosine_anneal(base_lr * at.gamma, lr_min, _k_power(at.t_curr, k_decay), _k_power(at.t_i, k_decay))
         return jnp.where(at.active, value, lr_min)
 
     noise = (noise_range_t, noise_pct, noise_std, noise_seed)
@@ -424,11 +423,20 @@ def create_scheduler_v2(
     if sched == "none":
         return core.constant_schedule(base_lr)
     if sched == "cosine":
-        curve = cosine(base_lr, t_initial, min_lr, **cycle_args, **warmup_args, warmup_prefix=warmup_prefix,
-                       **noise_args, k_decay=k_decay)
+        curve = cosine(
+            base_lr,
+            t_initial,
+            min_lr,
+            **cycle_args,
+            **warmup_args,
+            warmup_prefix=warmup_prefix,
+            **noise_args,
+            k_decay=k_decay,
+        )
     elif sched == "tanh":
-        curve = tanh(base_lr, t_initial, lr_min=min_lr, **cycle_args, **warmup_args, warmup_prefix=warmup_prefix,
-                     **noise_args)
+        curve = tanh(
+            base_lr, t_initial, lr_min=min_lr, **cycle_args, **warmup_args, warmup_prefix=warmup_prefix, **noise_args
+        )
     elif sched in ("step", "constant"):
         decay = (decay_t, decay_rate) if sched == "step" else (1, 1.0)
         curve = step(base_lr, *decay, **warmup_args, warmup_prefix=warmup_prefix, **noise_args)
@@ -436,13 +444,30 @@ def create_scheduler_v2(
         milestones = [validate.integer(f"decay_milestones[{i}]", m) * scale for i, m in enumerate(decay_milestones)]
         curve = multistep(base_lr, milestones, decay_rate, **warmup_args, warmup_prefix=warmup_prefix, **noise_args)
     elif sched == "poly":
-        curve = poly(base_lr, t_initial, decay_rate, min_lr, **cycle_args, **warmup_args,
-                     warmup_prefix=warmup_prefix, **noise_args, k_decay=k_decay)
+        curve = poly(
+            base_lr,
+            t_initial,
+            decay_rate,
+            min_lr,
+            **cycle_args,
+            **warmup_args,
+            warmup_prefix=warmup_prefix,
+            **noise_args,
+            k_decay=k_decay,
+        )
     else:
         t_sched, decay_steps = _wsd_lengths(sched, t_initial, warmup_t, decay_t, decay_epochs, warmup_prefix)
-        curve = wsd(base_lr, t_sched, decay_steps, min_lr, stable_fn="rsqrt" if sched == "rsqrt" else "constant",
-                    stable_timescale=timescale, decay_fn=decay_fn or ("linear" if sched == "rsqrt" else "1-sqrt"),
-                    **warmup_args, **noise_args)
+        curve = wsd(
+            base_lr,
+            t_sched,
+            decay_steps,
+            min_lr,
+            stable_fn="rsqrt" if sched == "rsqrt" else "constant",
+            stable_timescale=timescale,
+            decay_fn=decay_fn or ("linear" if sched == "rsqrt" else "1-sqrt"),
+            **warmup_args,
+            **noise_args,
+        )
     first = warmup_lr if warmup_t else base_lr
 
     def schedule(update):

@@ -77,9 +77,7 @@ def lr_noise(step, noise_pct: float, noise_std: float, noise_seed: int):
     high, low = divmod(noise_seed, 2**32)
     low_word = jnp.uint32(low) + step.astype(jnp.uint32)
     high_word = jnp.uint32(high) + (low_word < jnp.uint32(low)).astype(jnp.uint32)
-    keys = jax.random.wrap_key_data(
-        jnp.stack([high_word, low_word], axis=-1).reshape(-1, 2), impl="threefry2x32"
-    )
+    keys = jax.random.wrap_key_data(jnp.stack([high_word, low_word], axis=-1).reshape(-1, 2), impl="threefry2x32")
     bound = noise_pct / noise_std
     draw = jax.vmap(lambda key: jax.random.truncated_normal(key, -bound, bound, dtype=core.float_dtype()))
     return draw(keys).reshape(jnp.shape(step)) * noise_std

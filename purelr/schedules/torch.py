@@ -142,8 +142,7 @@ def constant_lr(base_lr: float, factor: float = 1.0 / 3, total_iters: int = 5) -
     total_iters = validate.nonnegative_int("total_iters", total_iters)
     if factor == 0 and total_iters > 0:
         raise ValueError(
-            f"factor must be > 0 when total_iters > 0 (torch divides by it at step total_iters), "
-            f"got factor={factor!r}"
+            f"factor must be > 0 when total_iters > 0 (torch divides by it at step total_iters), got factor={factor!r}"
         )
     restored = factor * (1.0 / factor) if factor else 1.0
 
@@ -161,8 +160,7 @@ def constant_lr(base_lr: float, factor: float = 1.0 / 3, total_iters: int = 5) -
     return _twin(value, update, "scale", base, restart)
 
 
-def linear_lr(base_lr: float, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
-              total_iters: int = 5) -> Schedule:
+def linear_lr(base_lr: float, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_iters: int = 5) -> Schedule:
     """``torch.optim.lr_scheduler.LinearLR``: ``base_lr * (s + (e - s) * min(t, T) / T)``."""
     base = _base(base_lr)
     start = validate.in_range("start_factor", start_factor, 0.0, 1.0, low_open=True)
@@ -256,8 +254,7 @@ def _restart_cycles(T_0, T_mult):
     return T_0, T_mult, starts, np.asarray(lengths, dtype=np.float64)
 
 
-def cosine_annealing_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1,
-                                   eta_min: float = 0.0) -> Schedule:
+def cosine_annealing_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1, eta_min: float = 0.0) -> Schedule:
     """``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``:
     ``eta_min + (base_lr - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2``.
 
@@ -280,8 +277,9 @@ def cosine_annealing_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1,
     return _twin(value, lambda k, lr: value(k), "absolute", base)
 
 
-def cosine_annealing_warm_restarts_at_epoch(base_lr: float, T_0: int, T_mult: int = 1,
-                                            eta_min: float = 0.0) -> Schedule:
+def cosine_annealing_warm_restarts_at_epoch(
+    base_lr: float, T_0: int, T_mult: int = 1, eta_min: float = 0.0
+) -> Schedule:
     """``CosineAnnealingWarmRestarts`` stepped at fractional epochs, ``scheduler.step(epoch)`` (as
     its docstring shows: ``scheduler.step(epoch + i / iters)``): a schedule of a float epoch.
 
@@ -336,9 +334,16 @@ def _cyclic_position(step_size_up, step_size_down, mode, gamma, scale_fn, scale_
     return position
 
 
-def cyclic_lr(base_lr: float, max_lr: float, step_size_up: int = 2000, step_size_down: int | None = None,
-              mode: str = "triangular", gamma: float = 1.0, scale_fn: Callable | None = None,
-              scale_mode: str = "cycle") -> Schedule:
+def cyclic_lr(
+    base_lr: float,
+    max_lr: float,
+    step_size_up: int = 2000,
+    step_size_down: int | None = None,
+    mode: str = "triangular",
+    gamma: float = 1.0,
+    scale_fn: Callable | None = None,
+    scale_mode: str = "cycle",
+) -> Schedule:
     """``torch.optim.lr_scheduler.CyclicLR``: ``base_lr + (max_lr - base_lr) * rise(t) * scale``.
 
     ``rise`` climbs from 0 to 1 over ``step_size_up`` steps and back over ``step_size_down``;
@@ -356,9 +361,16 @@ def cyclic_lr(base_lr: float, max_lr: float, step_size_up: int = 2000, step_size
     return _twin(value, lambda k, lr: value(k), "absolute", base)
 
 
-def cyclic_momentum(base_momentum: float = 0.8, max_momentum: float = 0.9, step_size_up: int = 2000,
-                    step_size_down: int | None = None, mode: str = "triangular", gamma: float = 1.0,
-                    scale_fn: Callable | None = None, scale_mode: str = "cycle"):
+def cyclic_momentum(
+    base_momentum: float = 0.8,
+    max_momentum: float = 0.9,
+    step_size_up: int = 2000,
+    step_size_down: int | None = None,
+    mode: str = "triangular",
+    gamma: float = 1.0,
+    scale_fn: Callable | None = None,
+    scale_mode: str = "cycle",
+):
     """The momentum (or Adam's beta1) ``torch.optim.lr_scheduler.CyclicLR`` sets with
     ``cycle_momentum=True``: ``max_momentum - (max_momentum - base_momentum) * rise(t) * scale``."""
     low = validate.nonnegative("base_momentum", base_momentum)
@@ -393,8 +405,7 @@ def _one_cycle_phases(total_steps, epochs, steps_per_epoch, pct_start, three_pha
     for i, (start, end) in enumerate(zip(starts, ends)):
         if end == start:
             raise ValueError(
-                f"pct_start={pct!r} with total_steps={total} gives phase {i} zero length "
-                "(torch divides by zero there)"
+                f"pct_start={pct!r} with total_steps={total} gives phase {i} zero length (torch divides by zero there)"
             )
     phases = [(math.floor(end), start, end, a, b) for start, end, (a, b) in zip(starts, ends, names)]
     return total, phases
@@ -417,10 +428,17 @@ def _one_cycle(total, phases, anneal_strategy, values):
     return schedule
 
 
-def one_cycle_lr(max_lr: float, total_steps: int | None = None, epochs: int | None = None,
-                 steps_per_epoch: int | None = None, pct_start: float = 0.3, anneal_strategy: str = "cos",
-                 div_factor: float = 25.0, final_div_factor: float = 1e4,
-                 three_phase: bool = False) -> Schedule:
+def one_cycle_lr(
+    max_lr: float,
+    total_steps: int | None = None,
+    epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+    pct_start: float = 0.3,
+    anneal_strategy: str = "cos",
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+    three_phase: bool = False,
+) -> Schedule:
     """``torch.optim.lr_scheduler.OneCycleLR``: from ``max_lr / div_factor`` up to ``max_lr`` and
     down to ``max_lr / div_factor / final_div_factor`` (cos or linear phases).
 
@@ -438,9 +456,16 @@ def one_cycle_lr(max_lr: float, total_steps: int | None = None, epochs: int | No
     return _twin(value, lambda k, lr: value(k), "absolute", initial)
 
 
-def one_cycle_momentum(base_momentum: float = 0.85, max_momentum: float = 0.95, total_steps: int | None = None,
-                       epochs: int | None = None, steps_per_epoch: int | None = None, pct_start: float = 0.3,
-                       anneal_strategy: str = "cos", three_phase: bool = False):
+def one_cycle_momentum(
+    base_momentum: float = 0.85,
+    max_momentum: float = 0.95,
+    total_steps: int | None = None,
+    epochs: int | None = None,
+    steps_per_epoch: int | None = None,
+    pct_start: float = 0.3,
+    anneal_strategy: str = "cos",
+    three_phase: bool = False,
+):
     """The momentum (or Adam's beta1) ``torch.optim.lr_scheduler.OneCycleLR`` sets with
     ``cycle_momentum=True``: from ``max_momentum`` down to ``base_momentum`` while the lr rises, and
     back while it falls (NaN past ``total_steps``)."""
@@ -506,8 +531,7 @@ def _swa_alpha(anneal_epochs, anneal_strategy):
     return alpha, effective_step
 
 
-def swa_lr(initial_lr: float, swa_lr: float, anneal_epochs: int = 10,
-           anneal_strategy: str = "cos") -> Schedule:
+def swa_lr(initial_lr: float, swa_lr: float, anneal_epochs: int = 10, anneal_strategy: str = "cos") -> Schedule:
     """``torch.optim.swa_utils.SWALR``: ``swa_lr * alpha(t) + initial_lr * (1 - alpha(t))``.
 
     ``initial_lr`` is the lr in force when annealing starts; ``alpha`` goes from 0 to 1 over
@@ -628,7 +652,7 @@ def chained_scheduler(schedules: Sequence[Schedule]) -> Schedule:
         )
     base = bases.pop() if bases else maps[0].base
     absolutes = [i for i, m in enumerate(maps) if m.kind == "absolute"]
-    applied = maps[absolutes[-1] + 1:] if absolutes else maps
+    applied = maps[absolutes[-1] + 1 :] if absolutes else maps
     kind = "composite_affine" if any(m.kind == "affine" for m in applied) else "composite"
 
     def apply_step(k, lr, components):
@@ -640,7 +664,7 @@ def chained_scheduler(schedules: Sequence[Schedule]) -> Schedule:
         last = absolutes[-1]
 
         def value(t):
-            return apply_step(t, schedules[last](t), maps[last + 1:])
+            return apply_step(t, schedules[last](t), maps[last + 1 :])
 
     elif all(m.kind == "scale" for m in maps):
 

@@ -111,15 +111,19 @@ def known_keys(name: str, value: Mapping, known: Collection[str], note: str = ""
     closest known keys and all of them, then ``note``."""
     for key, entry in mapping(name, value).items():
         if key not in known:
-            raise ValueError(f"{name}: unknown key {key!r} (= {entry!r}); known keys: "
-                             f"{sorted(known)}{close_to(key, known)}{note}")
+            raise ValueError(
+                f"{name}: unknown key {key!r} (= {entry!r}); known keys: {sorted(known)}{close_to(key, known)}{note}"
+            )
     return value
 
 
 def strings(name: str, values) -> tuple[str, ...]:
     """A list of strings (a single string is refused: it would be read letter by letter)."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Collection) or not all(
-            isinstance(v, str) for v in values):
+    if (
+        isinstance(values, (str, bytes))
+        or not isinstance(values, Collection)
+        or not all(isinstance(v, str) for v in values)
+    ):
         raise TypeError(f"{name} must be a list of strings, got {values!r}")
     return tuple(values)
 

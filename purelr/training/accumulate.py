@@ -32,8 +32,9 @@ def update_iteration(update: jax.Array, every: int, total: int | None) -> jax.Ar
     return last if total is None else jnp.minimum(last, total - 1)
 
 
-def accumulate(inner: optax.GradientTransformation, every: int,
-               total: int | None = None, *, repeat: bool = False) -> optax.GradientTransformation:
+def accumulate(
+    inner: optax.GradientTransformation, every: int, total: int | None = None, *, repeat: bool = False
+) -> optax.GradientTransformation:
     """Sums ``every`` iterations' gradients (scaled by ``1/every``) before each ``inner`` update.
 
     ``total``: the run's number of iterations, for the remainder rule (``None``: no remainder);
@@ -49,8 +50,7 @@ def accumulate(inner: optax.GradientTransformation, every: int,
     divisible = None if total is None else total // every * every
 
     def init_fn(params):
-        return AccumulateState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params),
-                               inner.init(params))
+        return AccumulateState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params), inner.init(params))
 
     def update_fn(updates, state, params=None):
         k = state.iteration
@@ -62,8 +62,13 @@ def accumulate(inner: optax.GradientTransformation, every: int,
         summed = jax.tree.map(lambda acc, g: acc + g * factor.astype(g.dtype), state.gradients, updates)
         stepped, inner_state = inner.update(summed, state.inner_state, params)
         keep = lambda new, old: jnp.where(steps, new, old)
-        return (jax.tree.map(lambda u: jnp.where(steps, u, jnp.zeros_like(u)), stepped),
-                AccumulateState((k + 1) % total if repeat else k + 1, jax.tree.map(lambda s: jnp.where(steps, jnp.zeros_like(s), s), summed),
-                                jax.tree.map(keep, inner_state, state.inner_state)))
+        return (
+            jax.tree.map(lambda u: jnp.where(steps, u, jnp.zeros_like(u)), stepped),
+            AccumulateState(
+                (k + 1) % total if repeat else k + 1,
+                jax.tree.map(lambda s: jnp.where(steps, jnp.zeros_like(s), s), summed),
+                jax.tree.map(keep, inner_state, state.inner_state),
+            ),
+        )
 
     return optax.GradientTransformation(init_fn, update_fn)

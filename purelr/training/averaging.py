@@ -46,8 +46,7 @@ def _floating(leaf) -> bool:
 def _check_structure(average, tree):
     expected, given = jax.tree.structure(average), jax.tree.structure(tree)
     if expected != given:
-        raise ValueError(f"cannot average a tree of structure {given} into one of structure "
-                         f"{expected}")
+        raise ValueError(f"cannot average a tree of structure {given} into one of structure {expected}")
     for i, (a, b) in enumerate(zip(jax.tree.leaves(average), jax.tree.leaves(tree))):
         if jnp.shape(a) != jnp.shape(b):
             raise ValueError(f"leaf {i} has shape {jnp.shape(b)}, the average has {jnp.shape(a)}")
@@ -108,13 +107,11 @@ def averaged_model(avg_fn: Callable | None = None, multi_avg_fn: Callable | None
         n = state.n_averaged
         if multi_avg_fn is not None:
             new = list(avgs)
-            for i, value in zip(floats, multi_avg_fn([avgs[i] for i in floats],
-                                                     [leaves[i] for i in floats], n)):
+            for i, value in zip(floats, multi_avg_fn([avgs[i] for i in floats], [leaves[i] for i in floats], n)):
                 new[i] = value
         else:
             new = [avg_fn(a, p, n) if i in floats else p for i, (a, p) in enumerate(zip(avgs, leaves))]
-        new = [jnp.where(n == 0, p, jnp.asarray(v).astype(jnp.asarray(a).dtype))
-               for a, p, v in zip(avgs, leaves, new)]
+        new = [jnp.where(n == 0, p, jnp.asarray(v).astype(jnp.asarray(a).dtype)) for a, p, v in zip(avgs, leaves, new)]
         return AveragedState(jax.tree.unflatten(jax.tree.structure(tree), new), n + 1)
 
     return Averager(_init, update)
@@ -124,16 +121,22 @@ def _ema_update(weight_of: Callable):
     def update(state: AveragedState, tree, *args) -> AveragedState:
         _check_structure(state.average, tree)
         weight = weight_of(state.n_averaged, *args)
-        average = jax.tree.map(lambda a, p: _lerp(a, p.astype(a.dtype), weight) if _floating(a) else p,
-                               state.average, tree)
+        average = jax.tree.map(
+            lambda a, p: _lerp(a, p.astype(a.dtype), weight) if _floating(a) else p, state.average, tree
+        )
         return AveragedState(average, state.n_averaged + 1)
 
     return update
 
 
-def model_ema_v3(decay: float = 0.9999, min_decay: float = 0.0, update_after_step: int = 0,
-                 use_warmup: bool = False, warmup_gamma: float = 1.0,
-                 warmup_power: float = 2 / 3) -> Averager:
+def model_ema_v3(
+    decay: float = 0.9999,
+    min_decay: float = 0.0,
+    update_after_step: int = 0,
+    use_warmup: bool = False,
+    warmup_gamma: float = 1.0,
+    warmup_power: float = 2 / 3,
+) -> Averager:
     """Twin of timm's ``ModelEmaV3`` (float32/float64 leaves: no stochastic rounding).
 
     ``update(state, tree, step=None)`` lerps every float leaf towards the tree with weight
@@ -176,8 +179,9 @@ def exponential_moving_average(momentum: float = 0.0002, interval: int = 1) -> A
     return Averager(_init, _ema_update(weight))
 
 
-def swa_schedule(schedule: Schedule, swa_start: int, swa_lr_value: float,
-                 anneal_epochs: int = 10, anneal_strategy: str = "cos") -> Schedule:
+def swa_schedule(
+    schedule: Schedule, swa_start: int, swa_lr_value: float, anneal_epochs: int = 10, anneal_strategy: str = "cos"
+) -> Schedule:
     """``schedule`` until step ``swa_start``, then ``torch.optim.swa_utils.SWALR`` built there:
     ``join_schedules([schedule, swa_lr(schedule(swa_start), swa_lr_value, ...)], [swa_start])``.
 
@@ -188,5 +192,4 @@ def swa_schedule(schedule: Schedule, swa_start: int, swa_lr_value: float,
     swa_start = validate.nonnegative_int("swa_start", swa_start)
     with jax.ensure_compile_time_eval():
         start_lr = float(schedule(swa_start))
-    return join_schedules([schedule, swa_lr(start_lr, swa_lr_value, anneal_epochs, anneal_strategy)],
-                          [swa_start])
+    return join_schedules([schedule, swa_lr(start_lr, swa_lr_value, anneal_epochs, anneal_strategy)], [swa_start])

@@ -18,8 +18,11 @@ def _batch_moments(model: nn.Module, variables, batch, kwargs):
         module = context.module
         if isinstance(module, nn.BatchNorm) and context.method_name == "__call__":
             x = jnp.asarray(args[0])
-            use_running = nn.merge_param("use_running_average", module.use_running_average,
-                                         call_kwargs.get("use_running_average", args[1] if len(args) > 1 else None))
+            use_running = nn.merge_param(
+                "use_running_average",
+                module.use_running_average,
+                call_kwargs.get("use_running_average", args[1] if len(args) > 1 else None),
+            )
             if not use_running:
                 axis = module.axis if isinstance(module.axis, tuple) else (module.axis,)
                 axis = tuple(a % x.ndim for a in axis)
@@ -55,8 +58,11 @@ def update_bn(loader: Iterable[Any], model: nn.Module, variables, **apply_kwargs
         batch = batch[0] if isinstance(batch, (list, tuple)) else batch
         stats = moments(variables, batch)
         n += 1
-        average = stats if average is None else jax.tree.map(
-            lambda run, new: (1 - 1 / n) * run + (1 / n) * new, average, stats)
+        average = (
+            stats
+            if average is None
+            else jax.tree.map(lambda run, new: (1 - 1 / n) * run + (1 / n) * new, average, stats)
+        )
     if average is None:
         return variables
     batch_stats = jax.tree.map(lambda x: x, dict(variables["batch_stats"]))

@@ -32,8 +32,9 @@ class CheckpointError(ValueError):
 
 def _structure(tree) -> dict:
     leaves = jax.tree.leaves(tree)
-    return dict(treedef=str(jax.tree.structure(tree)),
-                leaves=[[list(np.shape(x)), str(jnp.asarray(x).dtype)] for x in leaves])
+    return dict(
+        treedef=str(jax.tree.structure(tree)), leaves=[[list(np.shape(x)), str(jnp.asarray(x).dtype)] for x in leaves]
+    )
 
 
 def save(directory: str, tree) -> None:
@@ -63,20 +64,21 @@ def restore(directory: str, like):
     saved = _saved_structure(directory)
     expected = _structure(like)
     if saved["treedef"] != expected["treedef"]:
-        raise CheckpointError(f"checkpoint {directory} holds a tree of structure {saved['treedef']}, "
-                              f"expected {expected['treedef']}")
+        raise CheckpointError(
+            f"checkpoint {directory} holds a tree of structure {saved['treedef']}, expected {expected['treedef']}"
+        )
     for i, (a, b) in enumerate(zip(saved["leaves"], expected["leaves"])):
         if a != b:
-            raise CheckpointError(f"checkpoint {directory}: leaf {i} is saved with shape/dtype {a}, "
-                                  f"expected {b}")
+            raise CheckpointError(f"checkpoint {directory}: leaf {i} is saved with shape/dtype {a}, expected {b}")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, _fill_empty(like))
     try:
         restored = ocp.StandardCheckpointer().restore(os.path.join(directory, "state"), abstract)
     except Exception as error:  # orbax and tensorstore raise many types for damaged files
-        raise _damaged(directory, f"its arrays cannot be read ({type(error).__name__}: "
-                                  f"{(str(error).splitlines() or [''])[0][:200]})") from error
-    return jax.tree.map(lambda x, ref: jnp.zeros_like(ref) if jnp.size(ref) == 0 else x,
-                        restored, like)
+        raise _damaged(
+            directory,
+            f"its arrays cannot be read ({type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]})",
+        ) from error
+    return jax.tree.map(lambda x, ref: jnp.zeros_like(ref) if jnp.size(ref) == 0 else x, restored, like)
 
 
 def _saved_structure(directory: str) -> dict:
@@ -91,8 +93,11 @@ def _saved_structure(directory: str) -> dict:
         raise _damaged(directory, f"{_STRUCTURE} is missing (the save did not finish)") from error
     except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise _damaged(directory, f"{_STRUCTURE} cannot be read ({error})") from error
-    if (not isinstance(saved, dict) or not isinstance(saved.get("treedef"), str)
-            or not isinstance(saved.get("leaves"), list)):
+    if (
+        not isinstance(saved, dict)
+        or not isinstance(saved.get("treedef"), str)
+        or not isinstance(saved.get("leaves"), list)
+    ):
         raise _damaged(directory, f"{_STRUCTURE} is not a structure record")
     return saved
 
@@ -104,5 +109,4 @@ def _damaged(directory: str, why: str) -> CheckpointError:
 def _fill_empty(tree):
     """Zero-size leaves (Adafactor's factors of a vector), which orbax cannot write, as a scalar
     placeholder: they hold no data, and ``restore`` rebuilds them from ``like``."""
-    return jax.tree.map(lambda x: jnp.zeros((), jnp.asarray(x).dtype) if jnp.size(x) == 0 else x,
-                        tree)
+    return jax.tree.map(lambda x: jnp.zeros((), jnp.asarray(x).dtype) if jnp.size(x) == 0 else x, tree)

@@ -29,9 +29,14 @@ import numpy as np
 from purelr.schedules import validate
 
 # torch param-group entries that hold several of a twin's hyperparameters
-_GROUP_TUPLES = {"beta1": ("betas", 0), "beta2": ("betas", 1), "etaminus": ("etas", 0),
-                 "etaplus": ("etas", 1), "step_size_min": ("step_sizes", 0),
-                 "step_size_max": ("step_sizes", 1)}
+_GROUP_TUPLES = {
+    "beta1": ("betas", 0),
+    "beta2": ("betas", 1),
+    "etaminus": ("etas", 0),
+    "etaplus": ("etas", 1),
+    "step_size_min": ("step_sizes", 0),
+    "step_size_max": ("step_sizes", 1),
+}
 
 
 class TorchRun(NamedTuple):
@@ -93,9 +98,18 @@ def model_from_torch(model_state_dict: Mapping, params, *, names=None, batch_sta
     return _filled(leaves, params, batch_stats)
 
 
-def from_torch(optimizer, params, model_state_dict: Mapping, optimizer_state_dict: Mapping,
-               scheduler_state_dict: Mapping | None = None, *, names=None, batch_stats=None,
-               param_names=None, count: int | None = None) -> TorchRun:
+def from_torch(
+    optimizer,
+    params,
+    model_state_dict: Mapping,
+    optimizer_state_dict: Mapping,
+    scheduler_state_dict: Mapping | None = None,
+    *,
+    names=None,
+    batch_stats=None,
+    param_names=None,
+    count: int | None = None,
+) -> TorchRun:
     """A PyTorch run (``model.state_dict()``, ``optimizer.state_dict()``, optionally
     ``scheduler.state_dict()``) as the state of its JAX twin.
 
@@ -134,11 +148,9 @@ def from_torch(optimizer, params, model_state_dict: Mapping, optimizer_state_dic
     _check_optimizer_state(optimizer_state_dict)
     count = None if count is None else validate.nonnegative_int("count", count)
     last_epoch = None if scheduler_state_dict is None else _last_epoch(scheduler_state_dict)
-    leaves, layout = _convert_model(model_state_dict, names, params=params,
-                                    batch_stats=batch_stats)
+    leaves, layout = _convert_model(model_state_dict, names, params=params, batch_stats=batch_stats)
     order = _param_order(optimizer_state_dict, param_names, layout)
-    opt_state = _convert_optimizer(optimizer.init(params), optimizer_state_dict, order, layout,
-                                   leaves["params"], count)
+    opt_state = _convert_optimizer(optimizer.init(params), optimizer_state_dict, order, layout, leaves["params"], count)
     return TorchRun(*_filled(leaves, params, batch_stats), opt_state, last_epoch)
 
 
@@ -149,8 +161,10 @@ def _check_optimizer_state(optimizer_state_dict) -> None:
     """An ``optimizer.state_dict()``: a dict with ``state`` and ``param_groups``."""
     validate.mapping("optimizer_state_dict", optimizer_state_dict)
     if not all(key in optimizer_state_dict for key in _OPTIMIZER_KEYS):
-        raise ValueError(f"optimizer_state_dict must be optimizer.state_dict() (keys 'state' and "
-                         f"'param_groups'), got one with keys {list(optimizer_state_dict)[:5]}")
+        raise ValueError(
+            f"optimizer_state_dict must be optimizer.state_dict() (keys 'state' and "
+            f"'param_groups'), got one with keys {list(optimizer_state_dict)[:5]}"
+        )
 
 
 def _last_epoch(scheduler_state_dict) -> int:
@@ -160,8 +174,10 @@ def _last_epoch(scheduler_state_dict) -> int:
     if "last_epoch" not in state and state.get("_schedulers"):  # ChainedScheduler: members step together
         state = state["_schedulers"][0]
     if "last_epoch" not in state:
-        raise ValueError(f"scheduler_state_dict must be scheduler.state_dict() (with a 'last_epoch'), got "
-                         f"one with keys {list(scheduler_state_dict)[:5]}")
+        raise ValueError(
+            f"scheduler_state_dict must be scheduler.state_dict() (with a 'last_epoch'), got "
+            f"one with keys {list(scheduler_state_dict)[:5]}"
+        )
     return validate.nonnegative_int("scheduler_state_dict['last_epoch']", state["last_epoch"])
 
 
@@ -177,9 +193,10 @@ def _numpy(tensor):
 
 def _dotted(tree) -> dict:
     """``{dotted leaf name: leaf}`` in leaf order."""
-    return {".".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))))
-                     for k in path): leaf
-            for path, leaf in jax.tree_util.tree_leaves_with_path(tree)}
+    return {
+        ".".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path): leaf
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+    }
 
 
 def _fill(tree, values: dict):
@@ -187,8 +204,7 @@ def _fill(tree, values: dict):
 
 
 def _filled(leaves, params, batch_stats):
-    return (_fill(params, leaves["params"]),
-            None if batch_stats is None else _fill(batch_stats, leaves["batch_stats"]))
+    return (_fill(params, leaves["params"]), None if batch_stats is None else _fill(batch_stats, leaves["batch_stats"]))
 
 
 def _target(names, torch_name: str, shape) -> _Target | None:
@@ -202,8 +218,9 @@ def _target(names, torch_name: str, shape) -> _Target | None:
         return None
     name, transform = entry if isinstance(entry, tuple) and len(entry) == 2 else (entry, None)
     if not isinstance(name, str) or not (transform is None or callable(transform)):
-        raise TypeError(f"names[{torch_name!r}] must be a flax leaf name, a (name, transform) pair or "
-                        f"None, got {entry!r}")
+        raise TypeError(
+            f"names[{torch_name!r}] must be a flax leaf name, a (name, transform) pair or None, got {entry!r}"
+        )
     if transform is None:
         transform = kernel_layout if name.rpartition(".")[2] == "kernel" else np.asarray
     return _Target("", name, transform)
@@ -212,8 +229,7 @@ def _target(names, torch_name: str, shape) -> _Target | None:
 def _convert(array, like, what: str):
     """``array`` as a leaf like ``like`` (shape checked, dtype cast)."""
     if tuple(array.shape) != tuple(like.shape):
-        raise ValueError(f"{what}: shape {tuple(array.shape)} does not match the flax leaf's "
-                         f"{tuple(like.shape)}")
+        raise ValueError(f"{what}: shape {tuple(array.shape)} does not match the flax leaf's {tuple(like.shape)}")
     return jnp.asarray(array, dtype=like.dtype)
 
 
@@ -221,8 +237,10 @@ def _convert_model(model_state_dict, names, **trees):
     """``({collection: {flax name: array}}, {torch name: _Target})`` of the model's entries."""
     validate.mapping("model_state_dict", model_state_dict)
     if all(key in model_state_dict for key in _OPTIMIZER_KEYS):
-        raise ValueError(f"model_state_dict must be model.state_dict(), got one with keys "
-                         f"{list(model_state_dict)}: an optimizer's state_dict")
+        raise ValueError(
+            f"model_state_dict must be model.state_dict(), got one with keys "
+            f"{list(model_state_dict)}: an optimizer's state_dict"
+        )
     if not (names is None or callable(names) or isinstance(names, Mapping)):
         raise TypeError(f"names must be None, a dict {{torch name: entry}} or a function, got {names!r}")
     flax = {collection: {} if tree is None else _dotted(tree) for collection, tree in trees.items()}
@@ -237,23 +255,25 @@ def _convert_model(model_state_dict, names, **trees):
         if collection is None:
             known = [n for tree in flax.values() for n in tree]
             close = difflib.get_close_matches(target.name, known, n=3)
-            raise ValueError(f"torch {torch_name!r} maps to flax {target.name!r}, which is not a "
-                             f"leaf of {' or '.join(trees)}"
-                             + (f" (close: {', '.join(close)})" if close else ""))
+            raise ValueError(
+                f"torch {torch_name!r} maps to flax {target.name!r}, which is not a "
+                f"leaf of {' or '.join(trees)}" + (f" (close: {', '.join(close)})" if close else "")
+            )
         if target.name in leaves[collection]:
             raise ValueError(f"torch {torch_name!r} maps to flax {target.name!r}, already filled")
         target = target._replace(collection=collection)
         converted = target.transform(array)
         leaves[collection][target.name] = _convert(
-            converted, flax[collection][target.name],
+            converted,
+            flax[collection][target.name],
             f"torch {torch_name!r} {tuple(array.shape)} -> flax {target.name!r} "
-            f"({tuple(np.shape(converted))} after its layout)")
+            f"({tuple(np.shape(converted))} after its layout)",
+        )
         layout[torch_name] = target
     for collection, tree in flax.items():
         missing = [name for name in tree if name not in leaves[collection]]
         if missing:
-            raise ValueError(f"flax {collection} {', '.join(map(repr, missing))}: no torch "
-                             f"state_dict entry maps there")
+            raise ValueError(f"flax {collection} {', '.join(map(repr, missing))}: no torch state_dict entry maps there")
     return leaves, layout
 
 
@@ -268,8 +288,10 @@ def _param_order(optimizer_state_dict, param_names, layout) -> dict:
         param_names = [name for name, target in layout.items() if target.collection == "params"]
     param_names = validate.strings("param_names", param_names)
     if len(param_names) != len(indices):
-        raise ValueError(f"the torch optimizer holds {len(indices)} parameters, the model "
-                         f"{len(param_names)} ({', '.join(param_names)}): pass param_names=")
+        raise ValueError(
+            f"the torch optimizer holds {len(indices)} parameters, the model "
+            f"{len(param_names)} ({', '.join(param_names)}): pass param_names="
+        )
     return dict(zip(indices, param_names))
 
 
@@ -281,71 +303,84 @@ def _convert_optimizer(template, optimizer_state_dict, order, layout, params: di
     """``template`` (an ``optimizer.init`` state) with its purelr twin's state filled from torch."""
     twins = [s for s in jax.tree.leaves(template, is_leaf=_is_twin) if _is_twin(s)]
     if len(twins) != 1:
-        raise ValueError(f"the optimizer's state holds {len(twins)} purelr.optim twin states, "
-                         f"expected one (one torch optimizer over all params)")
-    twin, = twins
+        raise ValueError(
+            f"the optimizer's state holds {len(twins)} purelr.optim twin states, "
+            f"expected one (one torch optimizer over all params)"
+        )
+    (twin,) = twins
     kind = type(twin).__name__
     for index, torch_name in order.items():
         if torch_name not in layout or layout[torch_name].collection != "params":
-            raise ValueError(f"torch optimizer parameter {index} ({torch_name!r}) is not a model "
-                             f"entry that goes to the flax params")
-    states = {order[int(i)]: {k: v for k, v in s.items() if v is not None}
-              for i, s in optimizer_state_dict["state"].items()}
+            raise ValueError(
+                f"torch optimizer parameter {index} ({torch_name!r}) is not a model entry that goes to the flax params"
+            )
+    states = {
+        order[int(i)]: {k: v for k, v in s.items() if v is not None} for i, s in optimizer_state_dict["state"].items()
+    }
     buffers = {field: getattr(twin, field) for field in twin._fields[2:]}
     allowed = {"step"} | {field for field, value in buffers.items() if value is not None}
     for torch_name, state in states.items():
         unknown = sorted(set(state) - allowed)
         if unknown:
-            raise ValueError(f"torch state of {torch_name!r} has {unknown[0]!r}, which the {kind} "
-                             f"twin built here does not keep ({', '.join(sorted(allowed))}): "
-                             f"another optimizer or other flags")
+            raise ValueError(
+                f"torch state of {torch_name!r} has {unknown[0]!r}, which the {kind} "
+                f"twin built here does not keep ({', '.join(sorted(allowed))}): "
+                f"another optimizer or other flags"
+            )
     filled = twin._replace(
         count=jnp.asarray(_count(states, count, kind), twin.count.dtype),
         hyperparams=_hyperparams(twin.hyperparams, optimizer_state_dict["param_groups"]),
-        **{field: _buffer(value, field, states, order, layout, params, kind)
-           for field, value in buffers.items() if value is not None and states})
+        **{
+            field: _buffer(value, field, states, order, layout, params, kind)
+            for field, value in buffers.items()
+            if value is not None and states
+        },
+    )
     return jax.tree.map(lambda s: filled if _is_twin(s) else s, template, is_leaf=_is_twin)
 
 
 def _count(states, count, kind):
     steps = {name: int(_numpy(state["step"])) for name, state in states.items() if "step" in state}
     if len(set(steps.values())) > 1:
-        raise ValueError(f"torch params are at different steps ({steps}); the {kind} twin keeps "
-                         f"one count")
+        raise ValueError(f"torch params are at different steps ({steps}); the {kind} twin keeps one count")
     if steps and count is not None and count not in steps.values():
         raise ValueError(f"count={count} but torch's state is at step {next(iter(steps.values()))}")
     if steps:
         return next(iter(steps.values()))
     if count is None and states:
-        raise ValueError(f"torch's state keeps no 'step' for the {kind} twin: pass count= (the "
-                         f"number of optimizer.step() calls made)")
+        raise ValueError(
+            f"torch's state keeps no 'step' for the {kind} twin: pass count= (the "
+            f"number of optimizer.step() calls made)"
+        )
     return 0 if count is None else count
 
 
 def _buffer(template, field, states, order, layout, params, kind):
     """One twin field from torch's ``state[p][field]``: a tree like the params, or a scalar
     that torch keeps once per parameter (all equal)."""
+
     def value(torch_name):
         if field not in states.get(torch_name, {}):
-            raise ValueError(f"torch state of {torch_name!r} has no {field!r}, which the {kind} "
-                             f"twin keeps: another optimizer or other flags")
+            raise ValueError(
+                f"torch state of {torch_name!r} has no {field!r}, which the {kind} "
+                f"twin keeps: another optimizer or other flags"
+            )
         return _numpy(states[torch_name][field])
 
     if hasattr(template, "shape") and np.shape(template) == ():
         values = {name: value(name) for name in order.values()}
         if len({v.item() for v in values.values()}) > 1:
-            raise ValueError(f"torch's {field!r} differs between params ({values}); the {kind} "
-                             f"twin keeps one")
+            raise ValueError(f"torch's {field!r} differs between params ({values}); the {kind} twin keeps one")
         return jnp.asarray(next(iter(values.values())), template.dtype)
     leaves = _dotted(template)
     if set(leaves) != set(params) or any(np.shape(leaves[n]) != np.shape(params[n]) for n in params):
-        raise ValueError(f"{kind}.{field} is not laid out like the params: not one to one with "
-                         f"torch's state")
+        raise ValueError(f"{kind}.{field} is not laid out like the params: not one to one with torch's state")
     converted = {}
     for torch_name in order.values():
         target = layout[torch_name]
-        converted[target.name] = _convert(target.transform(value(torch_name)), leaves[target.name],
-                                          f"torch state of {torch_name!r}, {field!r}")
+        converted[target.name] = _convert(
+            target.transform(value(torch_name)), leaves[target.name], f"torch state of {torch_name!r}, {field!r}"
+        )
     return _fill(template, converted)
 
 
@@ -356,7 +391,9 @@ def _hyperparams(template: dict, groups) -> dict:
         key, index = _GROUP_TUPLES.get(name, (name, None))
         found = {float(_numpy(g[key] if index is None else g[key][index])) for g in groups if key in g}
         if len(found) > 1:
-            raise ValueError(f"torch's param groups differ in {name} ({sorted(found)}); the twin "
-                             f"keeps one value: convert each group on its own")
+            raise ValueError(
+                f"torch's param groups differ in {name} ({sorted(found)}); the twin "
+                f"keeps one value: convert each group on its own"
+            )
         values[name] = jnp.asarray(found.pop(), jnp.result_type(like)) if found else like
     return values

@@ -103,8 +103,15 @@ def _never(grads):
     return jnp.asarray(False)
 
 
-def grad_scaler(init_scale=2.0**16, growth_factor=2.0, backoff_factor=0.5, growth_interval: int = 2000,
-                enabled: bool = True, *, static: bool = False) -> Scaler:
+def grad_scaler(
+    init_scale=2.0**16,
+    growth_factor=2.0,
+    backoff_factor=0.5,
+    growth_interval: int = 2000,
+    enabled: bool = True,
+    *,
+    static: bool = False,
+) -> Scaler:
     """Twin of ``torch.amp.GradScaler`` (``torch.cuda.amp.GradScaler``).
 
     The scale is float32. ``unscale_``: ``found_inf`` if any scaled gradient is not finite, then
@@ -124,8 +131,12 @@ def grad_scaler(init_scale=2.0**16, growth_factor=2.0, backoff_factor=0.5, growt
     float32 (2.0, 0.5: the defaults), else within one float32 rounding of each update.
     """
     if not validate.flag("enabled", enabled):
-        return Scaler(lambda: GradScalerState(jnp.ones((), jnp.float32), jnp.zeros((), jnp.int32)), _never,
-                      lambda grads, state: grads, lambda state, found: state)
+        return Scaler(
+            lambda: GradScalerState(jnp.ones((), jnp.float32), jnp.zeros((), jnp.int32)),
+            _never,
+            lambda grads, state: grads,
+            lambda state, found: state,
+        )
     init_scale = validate.positive("init_scale", init_scale)
     if validate.real("growth_factor", growth_factor) <= 1.0:
         raise ValueError(f"growth_factor must be > 1 (torch: 'The growth factor must be > 1.0'), got {growth_factor!r}")
@@ -192,16 +203,23 @@ def mmcv_loss_scaler(init_scale=2**32, mode: str = "dynamic", scale_factor=2.0, 
         grown = (state.iteration - state.last_overflow) % scale_window == 0
         # a barrier keeps XLA from dividing by multiplying with the factor's rounded reciprocal
         divided = state.scale / jax.lax.optimization_barrier(jnp.asarray(scale_factor, state.scale.dtype))
-        scale = jnp.where(found, jnp.maximum(divided, 1.0),
-                          jnp.where(grown, state.scale * scale_factor, state.scale))
-        return state._replace(scale=scale.astype(state.scale.dtype), iteration=state.iteration + 1,
-                              last_overflow=jnp.where(found, state.iteration, state.last_overflow))
+        scale = jnp.where(found, jnp.maximum(divided, 1.0), jnp.where(grown, state.scale * scale_factor, state.scale))
+        return state._replace(
+            scale=scale.astype(state.scale.dtype),
+            iteration=state.iteration + 1,
+            last_overflow=jnp.where(found, state.iteration, state.last_overflow),
+        )
 
     return Scaler(lambda: _dynamic_state(init_scale), overflow, unscale, update)
 
 
-def dynamic_loss_scaler(init_scale=2**32, scale_window: int = 1000, min_scale=1, delayed_shift: int = 1,
-                        consecutive_hysteresis: bool = False) -> Scaler:
+def dynamic_loss_scaler(
+    init_scale=2**32,
+    scale_window: int = 1000,
+    min_scale=1,
+    delayed_shift: int = 1,
+    consecutive_hysteresis: bool = False,
+) -> Scaler:
     """Twin of DeepSpeed's ``deepspeed.runtime.fp16.loss_scaler.DynamicLossScaler`` (factor 2).
 
     Overflow when any gradient is not finite (``has_inf_or_nan``); gradients times ``1 / scale``
@@ -235,12 +253,17 @@ def dynamic_loss_scaler(init_scale=2**32, scale_window: int = 1000, min_scale=1,
         drop = found & ((delayed_shift == 1) | (state.hysteresis == 1))
         stable = state.iteration - state.last_overflow - 1
         grow = ~found & (stable > 0) & (stable % scale_window == 0)
-        scale = jnp.where(drop, jnp.maximum(state.scale / 2.0, min_scale),
-                          jnp.where(grow, state.scale * 2.0, state.scale)).astype(state.scale.dtype)
+        scale = jnp.where(
+            drop, jnp.maximum(state.scale / 2.0, min_scale), jnp.where(grow, state.scale * 2.0, state.scale)
+        ).astype(state.scale.dtype)
         refill = ~found & (consecutive | grow)
         hysteresis = jnp.where(found & ~drop, state.hysteresis - 1, jnp.where(refill, delayed_shift, state.hysteresis))
-        return DynamicScalerState(scale, state.iteration + 1, jnp.where(found, state.iteration, state.last_overflow),
-                                  hysteresis.astype(jnp.int32))
+        return DynamicScalerState(
+            scale,
+            state.iteration + 1,
+            jnp.where(found, state.iteration, state.last_overflow),
+            hysteresis.astype(jnp.int32),
+        )
 
     return Scaler(lambda: _dynamic_state(init_scale, delayed_shift), _nonfinite, _deepspeed_unscale, update)
 
@@ -262,20 +285,34 @@ def deepspeed_fp16(section) -> Scaler:
     ``initial_scale_power`` 16, ``loss_scale_window`` 1000, ``hysteresis`` 2,
     ``consecutive_hysteresis`` False, ``min_loss_scale`` 1), another value a static scale."""
     section = dict(validate.mapping("fp16", section))
-    validate.known_keys("fp16", section, ("enabled", "auto_cast", "loss_scale", "initial_scale_power",
-                                          "loss_scale_window", "hysteresis", "consecutive_hysteresis",
-                                          "min_loss_scale", "fp16_master_weights_and_grads"))
+    validate.known_keys(
+        "fp16",
+        section,
+        (
+            "enabled",
+            "auto_cast",
+            "loss_scale",
+            "initial_scale_power",
+            "loss_scale_window",
+            "hysteresis",
+            "consecutive_hysteresis",
+            "min_loss_scale",
+            "fp16_master_weights_and_grads",
+        ),
+    )
     static = validate.nonnegative("fp16.loss_scale", section.get("loss_scale", 0))
     if static:
         return static_loss_scaler(static)
     power = validate.integer("fp16.initial_scale_power", section.get("initial_scale_power", 16))
-    return dynamic_loss_scaler(init_scale=2**power,
-                               scale_window=validate.positive_int("fp16.loss_scale_window",
-                                                                  section.get("loss_scale_window", 1000)),
-                               min_scale=validate.positive("fp16.min_loss_scale", section.get("min_loss_scale", 1)),
-                               delayed_shift=validate.positive_int("fp16.hysteresis", section.get("hysteresis", 2)),
-                               consecutive_hysteresis=validate.flag("fp16.consecutive_hysteresis",
-                                                                    section.get("consecutive_hysteresis", False)))
+    return dynamic_loss_scaler(
+        init_scale=2**power,
+        scale_window=validate.positive_int("fp16.loss_scale_window", section.get("loss_scale_window", 1000)),
+        min_scale=validate.positive("fp16.min_loss_scale", section.get("min_loss_scale", 1)),
+        delayed_shift=validate.positive_int("fp16.hysteresis", section.get("hysteresis", 2)),
+        consecutive_hysteresis=validate.flag(
+            "fp16.consecutive_hysteresis", section.get("consecutive_hysteresis", False)
+        ),
+    )
 
 
 def loss_scaled(inner: optax.GradientTransformation, scaler: Scaler) -> optax.GradientTransformation:
@@ -309,8 +346,9 @@ def loss_scaled(inner: optax.GradientTransformation, scaler: Scaler) -> optax.Gr
         # a cond, not a select of both: XLA compiles selects over every buffer (nested in
         # accumulate's) several times slower
         stepped, inner_state = jax.lax.cond(found, skip, step, None)
-        return stepped, LossScaleState(scaler.update(state.scaler, found), found,
-                                       state.skipped + found.astype(jnp.int32), inner_state)
+        return stepped, LossScaleState(
+            scaler.update(state.scaler, found), found, state.skipped + found.astype(jnp.int32), inner_state
+        )
 
     return optax.GradientTransformation(init_fn, update_fn)
 
@@ -338,8 +376,11 @@ def loss_scale_state(state) -> LossScaleState | None:
     """The ``LossScaleState`` inside an optimizer state, whatever wraps it (None if it has none):
     its ``found_inf`` says whether the last step was skipped, its ``scaler`` holds the scaler's
     counters (torch's ``growth_tracker``, DeepSpeed's ``hysteresis``)."""
-    found = [node for node in jax.tree.leaves(state, is_leaf=lambda node: isinstance(node, LossScaleState))
-             if isinstance(node, LossScaleState)]
+    found = [
+        node
+        for node in jax.tree.leaves(state, is_leaf=lambda node: isinstance(node, LossScaleState))
+        if isinstance(node, LossScaleState)
+    ]
     if len(found) > 1:
         raise ValueError(f"the optimizer state holds {len(found)} loss scalers, expected one")
     return found[0] if found else None

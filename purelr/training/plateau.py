@@ -80,8 +80,7 @@ def _factor(name: str, factor):
     return factor
 
 
-def _core(mode: str, factor, patience, threshold, threshold_mode: str, cooldown, min_lr, eps,
-          names: dict):
+def _core(mode: str, factor, patience, threshold, threshold_mode: str, cooldown, min_lr, eps, names: dict):
     """Validated torch arithmetic: ``init(lr)`` and ``reduce(state, metric) -> state``."""
     mode = validate.one_of(names["mode"], mode, names["modes"])
     threshold_mode = validate.one_of(names["threshold_mode"], threshold_mode, ("rel", "abs"))
@@ -109,26 +108,48 @@ def _core(mode: str, factor, patience, threshold, threshold_mode: str, cooldown,
         fire = bad > patience
         new_lr = jnp.maximum(state.lr * factor, as_values(min_lr))
         lr = jnp.where(fire & (state.lr - new_lr > eps), new_lr, state.lr)
-        return state._replace(lr=lr, best=best,
-                              num_bad_epochs=jnp.where(fire, 0, bad).astype(jnp.int32),
-                              cooldown_counter=jnp.where(fire, cooldown, counter).astype(jnp.int32))
+        return state._replace(
+            lr=lr,
+            best=best,
+            num_bad_epochs=jnp.where(fire, 0, bad).astype(jnp.int32),
+            cooldown_counter=jnp.where(fire, cooldown, counter).astype(jnp.int32),
+        )
 
     def init(lr) -> PlateauState:
         zero = jnp.zeros((), jnp.int32)
         worst = names.get("worst", INF)
-        return PlateauState(lr=as_values(lr), best=as_values(worst if minimize else -worst),
-                            num_bad_epochs=zero, cooldown_counter=zero, epoch=zero)
+        return PlateauState(
+            lr=as_values(lr),
+            best=as_values(worst if minimize else -worst),
+            num_bad_epochs=zero,
+            cooldown_counter=zero,
+            epoch=zero,
+        )
 
     return init, reduce
 
 
-_TORCH_NAMES = dict(mode="mode", modes=("min", "max"), threshold_mode="threshold_mode",
-                    factor="factor", patience="patience", cooldown="cooldown")
+_TORCH_NAMES = dict(
+    mode="mode",
+    modes=("min", "max"),
+    threshold_mode="threshold_mode",
+    factor="factor",
+    patience="patience",
+    cooldown="cooldown",
+)
 
 
-def reduce_lr_on_plateau(lr, mode: str = "min", factor: float = 0.1, patience: int = 10,
-                         threshold: float = 1e-4, threshold_mode: str = "rel", cooldown: int = 0,
-                         min_lr: float | Sequence[float] = 0.0, eps: float = 1e-8) -> Plateau:
+def reduce_lr_on_plateau(
+    lr,
+    mode: str = "min",
+    factor: float = 0.1,
+    patience: int = 10,
+    threshold: float = 1e-4,
+    threshold_mode: str = "rel",
+    cooldown: int = 0,
+    min_lr: float | Sequence[float] = 0.0,
+    eps: float = 1e-8,
+) -> Plateau:
     """Twin of ``torch.optim.lr_scheduler.ReduceLROnPlateau`` (torch 2.13); ``lr`` is the
     optimizer's lr (a list: one per parameter group). ``step(state, metric)``::
 
@@ -143,8 +164,9 @@ def reduce_lr_on_plateau(lr, mode: str = "min", factor: float = 0.1, patience: i
     ``best`` starts at ``inf`` (min) or ``-inf`` (max); a NaN metric is a bad epoch.
     """
     lr = _lrs("lr", lr)
-    init, reduce = _core(mode, factor, patience, threshold, threshold_mode, cooldown,
-                         _min_lrs("min_lr", min_lr, lr), eps, _TORCH_NAMES)
+    init, reduce = _core(
+        mode, factor, patience, threshold, threshold_mode, cooldown, _min_lrs("min_lr", min_lr, lr), eps, _TORCH_NAMES
+    )
 
     def step(state, metric):
         return reduce(state, metric)._replace(epoch=state.epoch + 1)
@@ -152,10 +174,20 @@ def reduce_lr_on_plateau(lr, mode: str = "min", factor: float = 0.1, patience: i
     return Plateau(lambda: init(lr), step)
 
 
-def reduce_on_plateau_lr(lr, monitor: str = "loss", rule: str = "less", factor: float = 0.1,
-                         patience: int = 10, threshold: float = 1e-4, threshold_rule: str = "rel",
-                         cooldown: int = 0, min_value: float | Sequence[float] = 0.0,
-                         eps: float = 1e-8, begin: int = 0, end: int = 2**31 - 1) -> Plateau:
+def reduce_on_plateau_lr(
+    lr,
+    monitor: str = "loss",
+    rule: str = "less",
+    factor: float = 0.1,
+    patience: int = 10,
+    threshold: float = 1e-4,
+    threshold_rule: str = "rel",
+    cooldown: int = 0,
+    min_value: float | Sequence[float] = 0.0,
+    eps: float = 1e-8,
+    begin: int = 0,
+    end: int = 2**31 - 1,
+) -> Plateau:
     """Twin of MMEngine 0.10.7's ``ReduceOnPlateauLR`` (``by_epoch=True``, as MMEngine requires).
 
     MMEngine's runner calls ``scheduler.step()`` after every training epoch and
@@ -174,11 +206,25 @@ def reduce_on_plateau_lr(lr, monitor: str = "loss", rule: str = "less", factor: 
     if end <= begin:
         raise ValueError(f"end should be larger than begin, got begin={begin!r}, end={end!r}")
     threshold = _checked(validate.nonnegative, "threshold", threshold)  # MMEngine raises below 0
-    init, reduce = _core(rule, factor, patience, threshold, threshold_rule, cooldown,
-                         _min_lrs("min_value", min_value, lr), eps,
-                         dict(mode="rule", modes=("less", "greater"),
-                              threshold_mode="threshold_rule", factor="factor",
-                              patience="patience", cooldown="cooldown", worst=float(mmengine.INF)))
+    init, reduce = _core(
+        rule,
+        factor,
+        patience,
+        threshold,
+        threshold_rule,
+        cooldown,
+        _min_lrs("min_value", min_value, lr),
+        eps,
+        dict(
+            mode="rule",
+            modes=("less", "greater"),
+            threshold_mode="threshold_rule",
+            factor="factor",
+            patience="patience",
+            cooldown="cooldown",
+            worst=float(mmengine.INF),
+        ),
+    )
 
     def step(state, metrics=None):
         if metrics is None:
@@ -188,16 +234,22 @@ def reduce_on_plateau_lr(lr, monitor: str = "loss", rule: str = "less", factor: 
                 raise KeyError(f"monitor {monitor!r} is not in the metrics' keys {list(metrics)}")
             metrics = metrics[monitor]
         active = (begin <= state.epoch) & (state.epoch < end)
-        return jax.tree.map(lambda new, old: jnp.where(active, new, old),
-                            reduce(state, metrics), state)
+        return jax.tree.map(lambda new, old: jnp.where(active, new, old), reduce(state, metrics), state)
 
     return Plateau(lambda: init(lr), step)
 
 
-def plateau_lr_scheduler(lr, decay_rate: float = 0.1, patience_t: int = 10,
-                         threshold: float = 1e-4, cooldown_t: int = 0, warmup_t: int = 0,
-                         warmup_lr_init: float = 0.0, lr_min: float = 0.0,
-                         mode: str = "max") -> Plateau:
+def plateau_lr_scheduler(
+    lr,
+    decay_rate: float = 0.1,
+    patience_t: int = 10,
+    threshold: float = 1e-4,
+    cooldown_t: int = 0,
+    warmup_t: int = 0,
+    warmup_lr_init: float = 0.0,
+    lr_min: float = 0.0,
+    mode: str = "max",
+) -> Plateau:
     """Twin of timm 1.0.31's ``PlateauLRScheduler`` (without noise), driven as timm's training
     loop drives it: ``step(state, metric)`` is ``scheduler.step(epoch + 1, metric)`` after epoch
     ``epoch`` (``state.epoch`` counts them; ``metric=None`` advances the epoch only).
@@ -213,9 +265,24 @@ def plateau_lr_scheduler(lr, decay_rate: float = 0.1, patience_t: int = 10,
     warmup_t = validate.nonnegative_int("warmup_t", warmup_t)
     warmup_lr_init = validate.nonnegative("warmup_lr_init", warmup_lr_init)
     lr_min = _checked(validate.nonnegative, "lr_min", lr_min)
-    init, reduce = _core(mode, decay_rate, patience_t, threshold, "rel", cooldown_t, lr_min, 1e-8,
-                         dict(mode="mode", modes=("min", "max"), threshold_mode="threshold_mode",
-                              factor="decay_rate", patience="patience_t", cooldown="cooldown_t"))
+    init, reduce = _core(
+        mode,
+        decay_rate,
+        patience_t,
+        threshold,
+        "rel",
+        cooldown_t,
+        lr_min,
+        1e-8,
+        dict(
+            mode="mode",
+            modes=("min", "max"),
+            threshold_mode="threshold_mode",
+            factor="decay_rate",
+            patience="patience_t",
+            cooldown="cooldown_t",
+        ),
+    )
 
     def step(state, metric=None):
         epoch = state.epoch + 1

@@ -32,10 +32,27 @@ from purelr.training import plateau
 
 Array = jax.Array
 
-_PLATEAU_ARGS = dict(monitor="loss", rule="less", factor=0.1, patience=10, threshold=1e-4,
-                     threshold_rule="rel", cooldown=0, min_value=0.0, eps=1e-8)
-_PLATEAU_COMMON = dict(begin=0, end=None, last_step=-1, by_epoch=True, convert_to_iter_based=False,
-                       verbose=False, type=None, param_name=None)
+_PLATEAU_ARGS = dict(
+    monitor="loss",
+    rule="less",
+    factor=0.1,
+    patience=10,
+    threshold=1e-4,
+    threshold_rule="rel",
+    cooldown=0,
+    min_value=0.0,
+    eps=1e-8,
+)
+_PLATEAU_COMMON = dict(
+    begin=0,
+    end=None,
+    last_step=-1,
+    by_epoch=True,
+    convert_to_iter_based=False,
+    verbose=False,
+    type=None,
+    param_name=None,
+)
 
 
 class PlateauChainState(NamedTuple):
@@ -75,8 +92,11 @@ def _param_of(name: str, cfg: dict) -> str:
 
 def _plateau_cfg(cfgs, param_name: str):
     """``(name, cfg)`` of the one ReduceOnPlateau scheduling ``param_name``."""
-    found = [(f"param_scheduler[{i}]", cfg) for i, cfg in enumerate(cfgs)
-             if isinstance(cfg, dict) and cfg.get("type") in mmengine.PLATEAU_TYPES]
+    found = [
+        (f"param_scheduler[{i}]", cfg)
+        for i, cfg in enumerate(cfgs)
+        if isinstance(cfg, dict) and cfg.get("type") in mmengine.PLATEAU_TYPES
+    ]
     found = [(name, cfg) for name, cfg in found if _param_of(name, cfg) == param_name]
     if len(found) != 1:
         raise ValueError(
@@ -191,10 +211,13 @@ def param_scheduler_with_plateau(
     if isinstance(cfgs, (str, bytes)) or not isinstance(cfgs, Sequence):
         raise TypeError(f"param_scheduler must be a list of dicts, got {cfgs!r}")
     groups = isinstance(lr, (list, tuple))
-    bases = [validate.nonnegative(f"lr[{i}]", v) for i, v in enumerate(lr)] if groups else [
-        validate.nonnegative("lr", lr)]
-    entries = [mmengine._entries(cfgs, base, epoch_len, max_epochs, max_iters, param_name, skip_plateaus=True)
-               for base in bases]
+    bases = (
+        [validate.nonnegative(f"lr[{i}]", v) for i, v in enumerate(lr)] if groups else [validate.nonnegative("lr", lr)]
+    )
+    entries = [
+        mmengine._entries(cfgs, base, epoch_len, max_epochs, max_iters, param_name, skip_plateaus=True)
+        for base in bases
+    ]
     loop = mmengine._loop(epoch_len, max_epochs, max_iters)[0]
     name, cfg = _plateau_cfg(cfgs, param_name)
     twin = _plateau(name, cfg, list(bases) if groups else bases[0], loop, max_epochs)
@@ -217,14 +240,19 @@ def param_scheduler_with_plateau(
         iteration = state.iteration + (not by_epoch)
         then, now = (state.anchor_iteration, state.anchor_epoch), (iteration, counted.epoch)
         counter = now[by_epoch]
-        replayed, marked = each_group(counted.lr, lambda group, v: _replayed(
-            [e for e in group if e.by_epoch == by_epoch], counter, v))
+        replayed, marked = each_group(
+            counted.lr, lambda group, v: _replayed([e for e in group if e.by_epoch == by_epoch], counter, v)
+        )
         closed, exact = each_group(state.anchor, lambda group, v: _from_anchor(group, v, then, now))
         anchor = jnp.any(marked) | ~jnp.all(exact)
         lr = jnp.where(anchor, replayed, closed)
-        return PlateauChainState(counted._replace(lr=lr), iteration, jnp.where(anchor, lr, state.anchor),
-                                 jnp.where(anchor, iteration, state.anchor_iteration),
-                                 jnp.where(anchor, counted.epoch, state.anchor_epoch))
+        return PlateauChainState(
+            counted._replace(lr=lr),
+            iteration,
+            jnp.where(anchor, lr, state.anchor),
+            jnp.where(anchor, iteration, state.anchor_iteration),
+            jnp.where(anchor, counted.epoch, state.anchor_epoch),
+        )
 
     def step_iteration(state: PlateauChainState) -> PlateauChainState:
         return advance(state, state.plateau, False)
@@ -237,8 +265,11 @@ def param_scheduler_with_plateau(
             return state
         stepped = twin.step(state.plateau, metrics)
         reduced = jnp.any(stepped.lr != state.lr)
-        return state._replace(plateau=stepped, anchor=jnp.where(reduced, stepped.lr, state.anchor),
-                              anchor_iteration=jnp.where(reduced, state.iteration, state.anchor_iteration),
-                              anchor_epoch=jnp.where(reduced, stepped.epoch, state.anchor_epoch))
+        return state._replace(
+            plateau=stepped,
+            anchor=jnp.where(reduced, stepped.lr, state.anchor),
+            anchor_iteration=jnp.where(reduced, state.iteration, state.anchor_iteration),
+            anchor_epoch=jnp.where(reduced, stepped.epoch, state.anchor_epoch),
+        )
 
     return PlateauChain(init, step_iteration, step_epoch, step_validation)

@@ -18,8 +18,9 @@ def test_compare_against_deepspeed_passes(name, tmp_path, capsys):
     """OneCycle (its lr and Adam's beta1), WarmupDecayLR to its end, no scheduler: PASS at 1e-6."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        code = main(["compare", os.path.join(DATA, f"{name}.json"), "--against", "deepspeed",
-                     "-o", str(tmp_path / "c.png")])
+        code = main(
+            ["compare", os.path.join(DATA, f"{name}.json"), "--against", "deepspeed", "-o", str(tmp_path / "c.png")]
+        )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "default/lr" in out and "default/momentum" in out and "PASS" in out

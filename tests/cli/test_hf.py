@@ -41,8 +41,23 @@ def test_compare_against_the_trainer(config, tmp_path, capsys):
 def test_compare_with_a_shorter_run_and_plot(config, tmp_path, capsys):
     assert main(["compare", str(config), "--against", "hf", "--max-iters", "40", "-o", str(tmp_path / "c.png")]) == 0
     assert "over 40 iterations" in capsys.readouterr().out
-    assert main(["plot", str(config), "--epoch-len", "10", "--max-epochs", "2", "-o", str(tmp_path / "lr.png"),
-                 "--csv", str(tmp_path / "lr.csv")]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                str(config),
+                "--epoch-len",
+                "10",
+                "--max-epochs",
+                "2",
+                "-o",
+                str(tmp_path / "lr.png"),
+                "--csv",
+                str(tmp_path / "lr.csv"),
+            ]
+        )
+        == 0
+    )
     assert "10 iterations" in capsys.readouterr().out
 
 

@@ -12,8 +12,8 @@ import pytest
 
 import purelr
 import purelr.configs
-from purelr.cli.breakpoints import breakpoints
 from purelr.cli import main
+from purelr.cli.breakpoints import breakpoints
 from purelr.cli.curves import config_curves
 
 CONFIG = textwrap.dedent("""
@@ -27,8 +27,7 @@ CONFIG = textwrap.dedent("""
 
 
 def purelr_cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "purelr", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "purelr", *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
 @pytest.fixture
@@ -72,22 +71,33 @@ def test_curves_equal_the_built_schedules_at_every_step(config):
         curves = config_curves(str(config), epoch_len=100)
         built = purelr.schedules.mmcv.lr_config(
             dict(policy="step", warmup="linear", warmup_iters=500, warmup_ratio=0.001, step=[8, 11]),
-            0.02, epoch_len=100, max_epochs=12)
-        np.testing.assert_allclose(curves.values[("lr_mult=2.0", "lr")], np.asarray(built(jnp.arange(1200))),
-                                   rtol=1e-15)
+            0.02,
+            epoch_len=100,
+            max_epochs=12,
+        )
+        np.testing.assert_allclose(
+            curves.values[("lr_mult=2.0", "lr")], np.asarray(built(jnp.arange(1200))), rtol=1e-15
+        )
     assert breakpoints(curves.values[("default", "lr")])[:2] == [0, 500]
 
 
-@pytest.mark.parametrize("args,message", [
-    (["plot", "missing.py"], "config file not found"),
-    (["plot", "{config}"], "epoch_len"),
-    (["plot", "{empty}", "--epoch-len", "10"], "needs 'optimizer'"),
-    (["plot", "{unknown}", "--epoch-len", "10"], "unknown optimizer type 'SDG'; did you mean"),
-    (["plot", "{broken}"], "does not parse"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["plot", "missing.py"], "config file not found"),
+        (["plot", "{config}"], "epoch_len"),
+        (["plot", "{empty}", "--epoch-len", "10"], "needs 'optimizer'"),
+        (["plot", "{unknown}", "--epoch-len", "10"], "unknown optimizer type 'SDG'; did you mean"),
+        (["plot", "{broken}"], "does not parse"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(args, message, config, tmp_path):
-    files = {"config": config, "empty": tmp_path / "empty.py", "unknown": tmp_path / "unknown.py",
-             "broken": tmp_path / "broken.py"}
+    files = {
+        "config": config,
+        "empty": tmp_path / "empty.py",
+        "unknown": tmp_path / "unknown.py",
+        "broken": tmp_path / "broken.py",
+    }
     files["empty"].write_text("runner = dict(max_epochs=1)\n")
     files["unknown"].write_text(CONFIG.replace("'SGD'", "'SDG'"))
     files["broken"].write_text("optimizer = dict(type='SGD'\n")
@@ -129,7 +139,7 @@ def test_help_and_version(capsys):
         main(["--help"])
     assert exit_.value.code == 0
     help_text = capsys.readouterr().out
-    commands = help_text[help_text.index("\ncommands:"):]
+    commands = help_text[help_text.index("\ncommands:") :]
     assert "    plot      draw the lr/momentum curves of a config" in commands
     assert "    compare   run the original library on the config" in commands
     assert "``" not in help_text and "read as data, not run" in help_text
@@ -144,43 +154,92 @@ def test_compare_with_run_length_ends_with_pass_or_fail(tmp_path, capsys):
     config = tmp_path / "one_group.py"
     config.write_text(CONFIG.replace("paramwise_cfg=dict(bias_lr_mult=2.0, norm_decay_mult=0.0)", ""))
     for rtol, code, verdict in ((1e-6, 0, "PASS"), (1e-12, 1, "FAIL")):
-        assert main(["compare", str(config), "--against", "mmcv", "--epoch-len", "13", "--max-epochs", "9",
-                     "--rtol", str(rtol), "-o", str(tmp_path / "c.png")]) == code
+        assert (
+            main(
+                [
+                    "compare",
+                    str(config),
+                    "--against",
+                    "mmcv",
+                    "--epoch-len",
+                    "13",
+                    "--max-epochs",
+                    "9",
+                    "--rtol",
+                    str(rtol),
+                    "-o",
+                    str(tmp_path / "c.png"),
+                ]
+            )
+            == code
+        )
         last = capsys.readouterr().out.splitlines()[-1]
         assert last.startswith(f"{verdict}: largest difference ") and last.endswith(
-            f"tolerance {rtol:g}, over {9 * 13} iterations"), last
+            f"tolerance {rtol:g}, over {9 * 13} iterations"
+        ), last
 
 
-@pytest.mark.parametrize("args, message", [
-    (["compare", "{mmcv}", "--against", "mmengine"], "--against mmengine: the config is an MMCV / "
-     "MMDetection 2.x config (optimizer, no optim_wrapper), which mmengine cannot read; compare it --against mmcv"),
-    (["compare", "{mmengine}", "--against", "mmcv"], "the config is an MMEngine config (optim_wrapper), "
-     "which mmcv cannot read; compare it --against mmengine"),
-    (["compare", "{timm}", "--against", "mmengine", "--epoch-len", "5"], "the config is a timm config"),
-    (["plot", "{mmcv}", "--epoch-len", "5", "--max-iters", "100"],
-     "the config's runner counts epochs (runner.max_epochs = 12): give --max-epochs"),
-    (["plot", "{timm}", "--epoch-len", "5", "--max-iters", "100"], "timm configs count epochs"),
-    (["plot", "{mmcv}"], "epoch_len"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["compare", "{mmcv}", "--against", "mmengine"],
+            "--against mmengine: the config is an MMCV / "
+            "MMDetection 2.x config (optimizer, no optim_wrapper), which mmengine cannot read; compare it --against mmcv",
+        ),
+        (
+            ["compare", "{mmengine}", "--against", "mmcv"],
+            "the config is an MMEngine config (optim_wrapper), which mmcv cannot read; compare it --against mmengine",
+        ),
+        (["compare", "{timm}", "--against", "mmengine", "--epoch-len", "5"], "the config is a timm config"),
+        (
+            ["plot", "{mmcv}", "--epoch-len", "5", "--max-iters", "100"],
+            "the config's runner counts epochs (runner.max_epochs = 12): give --max-epochs",
+        ),
+        (["plot", "{timm}", "--epoch-len", "5", "--max-iters", "100"], "timm configs count epochs"),
+        (["plot", "{mmcv}"], "epoch_len"),
+    ],
+)
 def test_mismatched_config_or_length_is_one_line_and_exit_2(args, message, config, tmp_path, capsys):
-    files = {"mmcv": config, "mmengine": tmp_path / "mmengine_cfg.py",
-             "timm": purelr.configs.path_of("timm_resnet50_cosine.py")}
+    files = {
+        "mmcv": config,
+        "mmengine": tmp_path / "mmengine_cfg.py",
+        "timm": purelr.configs.path_of("timm_resnet50_cosine.py"),
+    }
     files["mmengine"].write_text(MMENGINE_CONFIG)
     assert main([a.format(**files) for a in args] + ["-o", str(tmp_path / "x.png")]) == 2
     error = capsys.readouterr().err
     assert message in error and error.startswith("purelr: error: ") and len(error.splitlines()) == 1, error
 
 
-@pytest.mark.parametrize("args, message", [
-    (["plot", "{mmcv}", "--epoch-len", "5", "--max-epochs", "0"], "argument --max-epochs: must be a positive integer, got 0"),
-    (["plot", "{mmcv}", "--epoch-len", "-7330"], "argument --epoch-len: must be a positive integer, got -7330"),
-    (["plot", "{mmcv}", "--epoch-len", "0"], "argument --epoch-len: must be a positive integer, got 0"),
-    (["plot", "{mmcv}", "--epoch-len", "1.5"], "argument --epoch-len: must be a positive integer, got '1.5'"),
-    (["compare", "{mmcv}", "--against", "mmcv", "--max-iters", "-1"], "argument --max-iters: must be a positive integer, got -1"),
-    (["compare", "{mmcv}", "--against", "mmcv", "--max-epochs", "0"], "argument --max-epochs: must be a positive integer, got 0"),
-    (["compare", "{mmcv}", "--against", "mmcv", "--rtol", "0"], "argument --rtol: must be a positive number, got 0"),
-    (["compare", "{mmcv}", "--against", "mmcv", "--max-epochs", "2", "--max-iters", "3"], "not allowed with argument"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["plot", "{mmcv}", "--epoch-len", "5", "--max-epochs", "0"],
+            "argument --max-epochs: must be a positive integer, got 0",
+        ),
+        (["plot", "{mmcv}", "--epoch-len", "-7330"], "argument --epoch-len: must be a positive integer, got -7330"),
+        (["plot", "{mmcv}", "--epoch-len", "0"], "argument --epoch-len: must be a positive integer, got 0"),
+        (["plot", "{mmcv}", "--epoch-len", "1.5"], "argument --epoch-len: must be a positive integer, got '1.5'"),
+        (
+            ["compare", "{mmcv}", "--against", "mmcv", "--max-iters", "-1"],
+            "argument --max-iters: must be a positive integer, got -1",
+        ),
+        (
+            ["compare", "{mmcv}", "--against", "mmcv", "--max-epochs", "0"],
+            "argument --max-epochs: must be a positive integer, got 0",
+        ),
+        (
+            ["compare", "{mmcv}", "--against", "mmcv", "--rtol", "0"],
+            "argument --rtol: must be a positive number, got 0",
+        ),
+        (
+            ["compare", "{mmcv}", "--against", "mmcv", "--max-epochs", "2", "--max-iters", "3"],
+            "not allowed with argument",
+        ),
+    ],
+)
 def test_invalid_run_lengths_are_errors(args, message, config, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([a.format(mmcv=config) for a in args])
@@ -188,11 +247,14 @@ def test_invalid_run_lengths_are_errors(args, message, config, capsys):
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(max_epochs=0), "--max-epochs must be positive, got 0"),
-    (dict(max_iters=-3), "--max-iters must be positive, got -3"),
-    (dict(epoch_len=0), "--epoch-len must be positive, got 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(max_epochs=0), "--max-epochs must be positive, got 0"),
+        (dict(max_iters=-3), "--max-iters must be positive, got -3"),
+        (dict(epoch_len=0), "--epoch-len must be positive, got 0"),
+    ],
+)
 def test_config_curves_refuses_invalid_lengths(kwargs, message, config):
     with pytest.raises(ValueError) as error:
         config_curves(str(config), **{"epoch_len": 10, **kwargs})
@@ -208,7 +270,9 @@ def test_scope_and_trust_options_reach_the_loader(tmp_path):
     scoped.write_text("_base_ = 'zoo::_base_/schedule.py'\nrunner = dict(max_epochs=2)\n")
     refused = purelr_cli("plot", scoped, "--epoch-len", 3, "-o", tmp_path / "a.png")
     assert refused.returncode == 2 and "names the scope 'zoo'" in refused.stderr
-    plotted = purelr_cli("plot", scoped, "--epoch-len", 3, "-o", tmp_path / "a.png", "--scope", f"zoo={tmp_path / 'zoo'}")
+    plotted = purelr_cli(
+        "plot", scoped, "--epoch-len", 3, "-o", tmp_path / "a.png", "--scope", f"zoo={tmp_path / 'zoo'}"
+    )
     assert plotted.returncode == 0, plotted.stderr
     assert "6 iterations" in plotted.stdout
     programmed = tmp_path / "programmed.py"

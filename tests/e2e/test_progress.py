@@ -17,8 +17,10 @@ def stream(tty):
 
 def test_bar_and_epoch_line():
     assert progress.step_line(2, 12, 11, 25, 1.0238) == "epoch  3/12 [#########-----------] 12/25  loss 1.02380"
-    assert progress.epoch_line(2, 12, 1.05442, {"default": 0.02, "head": 0.04}) == \
-        "epoch  3/12  loss 1.054420  lr default 0.02  head 0.04"
+    assert (
+        progress.epoch_line(2, 12, 1.05442, {"default": 0.02, "head": 0.04})
+        == "epoch  3/12  loss 1.054420  lr default 0.02  head 0.04"
+    )
 
 
 def test_terminal_gets_the_bar_files_get_lines_only():
@@ -33,8 +35,13 @@ def test_terminal_gets_the_bar_files_get_lines_only():
 
 
 def test_example_runs_with_its_log():
-    done = subprocess.run([sys.executable, "-m", "examples.retinanet_1x", "--epoch-len", "2"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.retinanet_1x", "--epoch-len", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.splitlines()
     assert lines[-1].startswith("epoch 12/12  loss ") and "lr_mult=2.0" in lines[-1]

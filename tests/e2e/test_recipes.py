@@ -60,8 +60,10 @@ def check_x64(recipe, epoch_len):
             error = getattr(found, what)[epoch]
             assert error <= X64_RTOL, f"{recipe} epoch {epoch + 1}: {what} differ by {error:.3g}"
     assert actual.losses[-1].mean() < 0.7 * actual.losses[0].mean(), "the recipe should train"
-    print(f"{recipe} x64, {actual.losses.size} updates: losses {found.losses.max():.3g}, "
-          f"params {found.params.max():.3g}, running means {found.means.max():.3g}")
+    print(
+        f"{recipe} x64, {actual.losses.size} updates: losses {found.losses.max():.3g}, "
+        f"params {found.params.max():.3g}, running means {found.means.max():.3g}"
+    )
 
 
 def check_f32(recipe, epoch_len):

@@ -40,9 +40,14 @@ def _purelr_run(static):
         eps1, maximize = static
 
         def run(params, x, y, lr, gamma, beta2_decay, d, weight_decay, eps2):
-            opt = adafactor(lr=lambda k: lr * gamma ** k, beta2_decay=lambda k: beta2_decay,
-                            eps=(eps1, lambda k: eps2), d=lambda k: d,
-                            weight_decay=lambda k: weight_decay, maximize=maximize)
+            opt = adafactor(
+                lr=lambda k: lr * gamma**k,
+                beta2_decay=lambda k: beta2_decay,
+                eps=(eps1, lambda k: eps2),
+                d=lambda k: d,
+                weight_decay=lambda k: weight_decay,
+                maximize=maximize,
+            )
             sign = -1 if maximize else 1
 
             def gradient(params, k):
@@ -54,13 +59,19 @@ def _purelr_run(static):
     return _RUNS[static]
 
 
-def _torch_run(params, x, y, dtype, static, lr, gamma, beta2_decay, d, weight_decay, eps2,
-               foreach):
+def _torch_run(params, x, y, dtype, static, lr, gamma, beta2_decay, d, weight_decay, eps2, foreach):
     eps1, maximize = static
     tparams = {k: torch.tensor(v, dtype=dtype, requires_grad=True) for k, v in params.items()}
-    opt = torch.optim.Adafactor(list(tparams.values()), lr=lr, beta2_decay=beta2_decay,
-                                eps=(eps1, eps2), d=d, weight_decay=weight_decay,
-                                maximize=maximize, foreach=foreach)
+    opt = torch.optim.Adafactor(
+        list(tparams.values()),
+        lr=lr,
+        beta2_decay=beta2_decay,
+        eps=(eps1, eps2),
+        d=d,
+        weight_decay=weight_decay,
+        maximize=maximize,
+        foreach=foreach,
+    )
     scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
     tx, ty = torch.tensor(x, dtype=dtype), torch.tensor(y, dtype=dtype)
     trajectory = {k: [] for k in tparams}
@@ -104,8 +115,7 @@ def test_matches_torch(group, precision):
     # measured 21 float32 units (group 1: a param at -0.1917554 for torch's -0.1917573, peak 1.59)
     floor = rounding_floor(rtol, TRAJECTORY_UNITS[precision], precision)
     for c in range(CONFIGS):
-        expected, tstate = _torch_run(params, x, y, dtype, static, *(h[c] for h in hyper),
-                                      foreach=bool(c % 2))
+        expected, tstate = _torch_run(params, x, y, dtype, static, *(h[c] for h in hyper), foreach=bool(c % 2))
         for name, shape in SHAPES.items():
             got = np.asarray(trajectory[name][c])
             assert got.dtype == ({"x64": np.float64, "f32": np.float32}[precision])
@@ -132,14 +142,17 @@ def test_state_layout_and_floats():
     assert int(state.count) == 1
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(lr=-1e-3), "lr"),
-    (dict(beta2_decay=0.1), "beta2_decay"),
-    (dict(eps=(-1e-30, 1e-3)), "eps[0]"),
-    (dict(eps=(None, -1e-3)), "eps[1]"),
-    (dict(d=0.5), "d"),
-    (dict(weight_decay=-0.1), "weight_decay"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(lr=-1e-3), "lr"),
+        (dict(beta2_decay=0.1), "beta2_decay"),
+        (dict(eps=(-1e-30, 1e-3)), "eps[0]"),
+        (dict(eps=(None, -1e-3)), "eps[1]"),
+        (dict(d=0.5), "d"),
+        (dict(weight_decay=-0.1), "weight_decay"),
+    ],
+)
 def test_rejects_what_torch_rejects(kwargs, name):
     with pytest.raises(ValueError, match=name.replace("[", r"\[").replace("]", r"\]")):
         adafactor(**kwargs)

@@ -10,14 +10,15 @@ from tests.optim import torch_reference as ref
 
 
 def draw(rng):
-    return dict(lr=ref.loguniform(rng, 1e-4, 1e-2),
-                betas=(rng.uniform(0.0, 0.99), rng.uniform(0.0, 0.99), rng.uniform(0.9, 0.9999)),
-                eps=float(rng.choice([1e-8, ref.loguniform(rng, 1e-10, 1e-4)])),
-                weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])))
+    return dict(
+        lr=ref.loguniform(rng, 1e-4, 1e-2),
+        betas=(rng.uniform(0.0, 0.99), rng.uniform(0.0, 0.99), rng.uniform(0.9, 0.9999)),
+        eps=float(rng.choice([1e-8, ref.loguniform(rng, 1e-10, 1e-4)])),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])),
+    )
 
 
-CONFIGS = ref.configurations(dict(no_prox=[False, True], caution=[False, True]), draw,
-                             per_combination=8, seed=35)
+CONFIGS = ref.configurations(dict(no_prox=[False, True], caution=[False, True]), draw, per_combination=8, seed=35)
 
 
 def test_registered_flags_match_timm(precision):
@@ -29,15 +30,23 @@ def test_matches_timm(precision):
     ref.check_family(adan, Adan, CONFIGS)
 
 
-@pytest.mark.parametrize("kwargs", [{}, pytest.param(dict(no_prox=True, caution=True, weight_decay=2e-2), marks=pytest.mark.nightly)])
+@pytest.mark.parametrize(
+    "kwargs", [{}, pytest.param(dict(no_prox=True, caution=True, weight_decay=2e-2), marks=pytest.mark.nightly)]
+)
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(adan, Adan, **kwargs)
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("lr", dict(lr=-1e-3)), ("eps", dict(eps=-1e-8)), ("betas[0]", dict(betas=(1.0, 0.92, 0.99))),
-    ("betas[1]", dict(betas=(0.98, -0.1, 0.99))), ("betas[2]", dict(betas=(0.98, 0.92, 1.5))),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("lr", dict(lr=-1e-3)),
+        ("eps", dict(eps=-1e-8)),
+        ("betas[0]", dict(betas=(1.0, 0.92, 0.99))),
+        ("betas[1]", dict(betas=(0.98, -0.1, 0.99))),
+        ("betas[2]", dict(betas=(0.98, 0.92, 1.5))),
+    ],
+)
 def test_rejects_what_timm_rejects(name, kwargs):
     ref.check_rejects(adan, Adan, name, **kwargs)
 

@@ -10,22 +10,25 @@ from timm.optim import Adopt
 from purelr.optim.adopt import adopt
 from tests.optim import torch_reference as ref
 
-
 make = adopt
 
 
 def draw(rng):
     lr = ref.loguniform(rng, 1e-4, 1e-2)
-    return dict(lr=lr, max_lr_snapshot=lr, betas=(rng.uniform(0.0, 0.95), rng.uniform(0.5, 0.9999)),
-                eps=float(rng.choice([1e-6, ref.loguniform(rng, 1e-10, 1e-3)])),
-                clip_exp=float(rng.choice([0.333, rng.uniform(0.1, 1.0)])),
-                weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])))
+    return dict(
+        lr=lr,
+        max_lr_snapshot=lr,
+        betas=(rng.uniform(0.0, 0.95), rng.uniform(0.5, 0.9999)),
+        eps=float(rng.choice([1e-6, ref.loguniform(rng, 1e-10, 1e-3)])),
+        clip_exp=float(rng.choice([0.333, rng.uniform(0.1, 1.0)])),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])),
+    )
 
 
 FLAGS = dict(decoupled=[False, True], caution=[False, True], maximize=[False, True])
-CONFIGS = (ref.configurations(FLAGS, draw, per_combination=4, seed=37)
-           + ref.configurations(dict(decoupled=[True], corrected_weight_decay=[True]), draw,
-                                per_combination=8, seed=38))
+CONFIGS = ref.configurations(FLAGS, draw, per_combination=4, seed=37) + ref.configurations(
+    dict(decoupled=[True], corrected_weight_decay=[True]), draw, per_combination=8, seed=38
+)
 REGISTERED = [c for c in CONFIGS if not any(c.get(flag) for flag in (*FLAGS, "corrected_weight_decay"))]
 
 
@@ -38,17 +41,30 @@ def test_matches_timm(precision):
     ref.check_family(make, Adopt, CONFIGS)
 
 
-@pytest.mark.parametrize("kwargs", [{}, pytest.param(dict(clip_exp=None, weight_decay=1e-2), marks=pytest.mark.nightly),
-                                    pytest.param(dict(decoupled=True, corrected_weight_decay=True, weight_decay=0.1,
-                                                      caution=True), marks=pytest.mark.nightly)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        pytest.param(dict(clip_exp=None, weight_decay=1e-2), marks=pytest.mark.nightly),
+        pytest.param(
+            dict(decoupled=True, corrected_weight_decay=True, weight_decay=0.1, caution=True), marks=pytest.mark.nightly
+        ),
+    ],
+)
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(adopt, Adopt, **kwargs)
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("lr", dict(lr=-1e-3)), ("eps", dict(eps=-1e-6)), ("betas[0]", dict(betas=(1.0, 0.9999))),
-    ("betas[1]", dict(betas=(0.9, 1.0))), ("weight_decay", dict(weight_decay=-0.1)),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("lr", dict(lr=-1e-3)),
+        ("eps", dict(eps=-1e-6)),
+        ("betas[0]", dict(betas=(1.0, 0.9999))),
+        ("betas[1]", dict(betas=(0.9, 1.0))),
+        ("weight_decay", dict(weight_decay=-0.1)),
+    ],
+)
 def test_rejects_what_timm_rejects(name, kwargs):
     ref.check_rejects(adopt, Adopt, name, **kwargs)
 

@@ -6,9 +6,13 @@ from tests.optim import torch_reference as ref
 
 
 def draw(rng):
-    return dict(lr=ref.loguniform(rng, 1e-3, 1e-1), lambd=ref.loguniform(rng, 1e-5, 1e-2), alpha=rng.uniform(0.5, 1.0),
-                t0=float(rng.choice([1e6, rng.integers(0, 150)])),
-                weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])))
+    return dict(
+        lr=ref.loguniform(rng, 1e-3, 1e-1),
+        lambd=ref.loguniform(rng, 1e-5, 1e-2),
+        alpha=rng.uniform(0.5, 1.0),
+        t0=float(rng.choice([1e6, rng.integers(0, 150)])),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])),
+    )
 
 
 CONFIGS = ref.configurations(dict(maximize=[False, True]), draw, per_combination=12, seed=12)

@@ -93,22 +93,34 @@ TORCH_CASES += [
 # Beyond torch: non-finite numbers, malformed arguments, flags that are not bools.
 NONFINITE = {
     "sgd": ("lr", "momentum", "dampening", "weight_decay"),
-    "adam": ("lr", "eps", "weight_decay"), "adamw": ("lr", "eps", "weight_decay"),
-    "adamax": ("lr", "eps", "weight_decay"), "nadam": ("lr", "momentum_decay"),
-    "radam": ("lr", "weight_decay"), "adagrad": ("lr", "lr_decay", "initial_accumulator_value"),
-    "adadelta": ("lr", "eps"), "rmsprop": ("lr", "alpha", "momentum"), "rprop": ("lr",),
-    "asgd": ("lr", "lambd", "alpha", "t0"), "adafactor": ("lr", "d", "weight_decay"),
-    "muon": ("lr", "momentum", "weight_decay"), "lbfgs": ("lr",),
+    "adam": ("lr", "eps", "weight_decay"),
+    "adamw": ("lr", "eps", "weight_decay"),
+    "adamax": ("lr", "eps", "weight_decay"),
+    "nadam": ("lr", "momentum_decay"),
+    "radam": ("lr", "weight_decay"),
+    "adagrad": ("lr", "lr_decay", "initial_accumulator_value"),
+    "adadelta": ("lr", "eps"),
+    "rmsprop": ("lr", "alpha", "momentum"),
+    "rprop": ("lr",),
+    "asgd": ("lr", "lambd", "alpha", "t0"),
+    "adafactor": ("lr", "d", "weight_decay"),
+    "muon": ("lr", "momentum", "weight_decay"),
+    "lbfgs": ("lr",),
     "rmsprop_tf": ("lr", "alpha", "eps", "momentum", "weight_decay"),
     "lamb": ("lr", "eps", "weight_decay", "max_grad_norm"),
     "lars": ("lr", "momentum", "weight_decay", "trust_coeff", "eps"),
-    "lion": ("lr", "weight_decay"), "sgdw": ("lr", "momentum", "dampening", "weight_decay"),
+    "lion": ("lr", "weight_decay"),
+    "sgdw": ("lr", "momentum", "dampening", "weight_decay"),
     "nadamw": ("lr", "eps", "weight_decay", "clipping_threshold"),
     "timm_adafactor": ("lr", "eps", "eps_scale", "clip_threshold", "decay_rate", "weight_decay"),
 }
-PURELR_CASES = [(name, {arg: value}, ValueError, arg, repr(value))
-                for name, args in NONFINITE.items() for arg in args for value in (INF, NAN)
-                if value == value or arg == "lr"]
+PURELR_CASES = [
+    (name, {arg: value}, ValueError, arg, repr(value))
+    for name, args in NONFINITE.items()
+    for arg in args
+    for value in (INF, NAN)
+    if value == value or arg == "lr"
+]
 PURELR_CASES += [
     ("adam", dict(betas=0.9), TypeError, "betas", "0.9"),
     ("adamw", dict(betas=(0.9,)), TypeError, "betas", "(0.9,)"),
@@ -156,9 +168,22 @@ INIT_CASES = [
     ("timm_adafactor", {"w": jnp.zeros(3, jnp.complex64)}, "timm_adafactor", "complex", "complex64", "['w']"),
 ]
 
-TORCH_NAMES = dict(sgd="SGD", adam="Adam", adamw="AdamW", adamax="Adamax", nadam="NAdam",
-                   radam="RAdam", adagrad="Adagrad", adadelta="Adadelta", rmsprop="RMSprop",
-                   rprop="Rprop", asgd="ASGD", adafactor="Adafactor", muon="Muon", lbfgs="LBFGS")
+TORCH_NAMES = dict(
+    sgd="SGD",
+    adam="Adam",
+    adamw="AdamW",
+    adamax="Adamax",
+    nadam="NAdam",
+    radam="RAdam",
+    adagrad="Adagrad",
+    adadelta="Adadelta",
+    rmsprop="RMSprop",
+    rprop="Rprop",
+    asgd="ASGD",
+    adafactor="Adafactor",
+    muon="Muon",
+    lbfgs="LBFGS",
+)
 
 
 def _id(case):

@@ -35,8 +35,9 @@ def test_clip_grad_norm_matches_torch(precision, norm_type, seed):
     transform = clip_grad_norm(max_norm, norm_type)
     clipped, state = jax.jit(transform.update)(grads, transform.init(grads))
     with torch_dtype(precision == "x64"):
-        expected, total = torch_clipped(tree, lambda ps: torch.nn.utils.clip_grad_norm_(
-            ps, max_norm, norm_type, foreach=False))
+        expected, total = torch_clipped(
+            tree, lambda ps: torch.nn.utils.clip_grad_norm_(ps, max_norm, norm_type, foreach=False)
+        )
     rtol = OPTIMIZER_RTOL[precision]
     assert relative_error(state.total_norm, total) <= rtol
     for a, e in zip(jax.tree.leaves(clipped), jax.tree.leaves(expected)):

@@ -34,11 +34,13 @@ def _problem(seed):
 
 
 def _draw(rng):
-    return dict(lr=float(rng.choice([1e-3, rng.uniform(1e-4, 3e-2)])),
-                betas=(float(rng.uniform(0.5, 0.95)), float(rng.choice([0.999, rng.uniform(0.9, 0.9999)]))),
-                eps=float(rng.choice([1e-8, 1e-6, rng.uniform(1e-10, 1e-3)])),
-                weight_decay=float(rng.choice([0.0, 0.01, rng.uniform(0, 0.3)])),
-                adam_w_mode=bool(rng.integers(2)))
+    return dict(
+        lr=float(rng.choice([1e-3, rng.uniform(1e-4, 3e-2)])),
+        betas=(float(rng.uniform(0.5, 0.95)), float(rng.choice([0.999, rng.uniform(0.9, 0.9999)]))),
+        eps=float(rng.choice([1e-8, 1e-6, rng.uniform(1e-10, 1e-3)])),
+        weight_decay=float(rng.choice([0.0, 0.01, rng.uniform(0, 0.3)])),
+        adam_w_mode=bool(rng.integers(2)),
+    )
 
 
 def purelr_run(kwargs, problem, dtype, optimizer=optim.fused_adam):
@@ -132,8 +134,15 @@ def test_against_torch(precision):
     worst = 0.0
     for case in range(CASES[precision]):
         kwargs, problem = _draw(rng), _problem(case)
-        worst = max(worst, _compare(purelr_run(kwargs, problem, dtype[0]), torch_run(kwargs, problem, dtype[1]),
-                                    precision, f"#{case} {kwargs}"))
+        worst = max(
+            worst,
+            _compare(
+                purelr_run(kwargs, problem, dtype[0]),
+                torch_run(kwargs, problem, dtype[1]),
+                precision,
+                f"#{case} {kwargs}",
+            ),
+        )
     print(f"fused_adam vs torch {precision}: worst {worst:.3g}")
 
 
@@ -168,6 +177,10 @@ def test_against_deepspeed_cpu_fused_adam():
         problem = _problem(200 + case)
         with jax.enable_x64(False):
             ours = purelr_run(kwargs, problem, jnp.float32)
-        want = torch_run(dict(kwargs), problem, torch.float32,
-                         optimizer=lambda p, **kw: FusedAdam(p, bias_correction=kwargs["bias_correction"], **kw))
+        want = torch_run(
+            dict(kwargs),
+            problem,
+            torch.float32,
+            optimizer=lambda p, **kw: FusedAdam(p, bias_correction=kwargs["bias_correction"], **kw),
+        )
         _compare(ours, want, "f32", f"#{case} {kwargs}")

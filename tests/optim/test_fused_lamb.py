@@ -16,8 +16,9 @@ from tests.optim.test_fused_adam import _compare, _problem, numpy_run, purelr_ru
 CASES = {"x64": 16, "f32": 6}
 
 
-def kernel_step(p, g, m, v, t, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay, max_coeff, min_coeff,
-                bias_correction):
+def kernel_step(
+    p, g, m, v, t, lr, beta1, beta2, eps, eps_inside_sqrt, weight_decay, max_coeff, min_coeff, bias_correction
+):
     """One FusedLamb step of one tensor: ``(p, m, v)`` after it."""
     step_size = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t) if bias_correction else lr
     m = beta1 * m + (1 - beta1) * g
@@ -38,12 +39,16 @@ def kernel_run(kwargs, problem):
 
 
 def _draw(rng):
-    return dict(lr=float(rng.uniform(1e-4, 2e-2)),
-                betas=(float(rng.uniform(0.5, 0.95)), float(rng.choice([0.999, rng.uniform(0.9, 0.9999)]))),
-                eps=float(rng.choice([1e-8, 1e-6, rng.uniform(1e-10, 1e-3)])), eps_inside_sqrt=bool(rng.integers(2)),
-                weight_decay=float(rng.choice([0.0, 0.01, rng.uniform(0, 0.3)])),
-                max_coeff=float(rng.choice([10.0, 0.3, rng.uniform(0.05, 2.0)])),
-                min_coeff=float(rng.choice([0.01, rng.uniform(0.0, 0.05)])), bias_correction=bool(rng.integers(2)))
+    return dict(
+        lr=float(rng.uniform(1e-4, 2e-2)),
+        betas=(float(rng.uniform(0.5, 0.95)), float(rng.choice([0.999, rng.uniform(0.9, 0.9999)]))),
+        eps=float(rng.choice([1e-8, 1e-6, rng.uniform(1e-10, 1e-3)])),
+        eps_inside_sqrt=bool(rng.integers(2)),
+        weight_decay=float(rng.choice([0.0, 0.01, rng.uniform(0, 0.3)])),
+        max_coeff=float(rng.choice([10.0, 0.3, rng.uniform(0.05, 2.0)])),
+        min_coeff=float(rng.choice([0.01, rng.uniform(0.0, 0.05)])),
+        bias_correction=bool(rng.integers(2)),
+    )
 
 
 def test_against_the_kernel(precision):
@@ -52,8 +57,15 @@ def test_against_the_kernel(precision):
     worst = 0.0
     for case in range(CASES[precision]):
         kwargs, problem = _draw(rng), _problem(300 + case)
-        worst = max(worst, _compare(purelr_run(kwargs, problem, dtype, optim.fused_lamb), kernel_run(kwargs, problem), precision,
-                                    f"#{case} {kwargs}"))
+        worst = max(
+            worst,
+            _compare(
+                purelr_run(kwargs, problem, dtype, optim.fused_lamb),
+                kernel_run(kwargs, problem),
+                precision,
+                f"#{case} {kwargs}",
+            ),
+        )
     print(f"fused_lamb vs the kernel {precision}: worst {worst:.3g}")
 
 

@@ -43,24 +43,43 @@ print(json.dumps(counts))
 
 
 def run(code_or_args, *, multi_output_fusion: bool, **kwargs):
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=fusion.xla_flags(os.environ.get("XLA_FLAGS", ""), multi_output_fusion))
+    env = dict(
+        os.environ,
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS=fusion.xla_flags(os.environ.get("XLA_FLAGS", ""), multi_output_fusion),
+    )
     args = ["-c", code_or_args] if isinstance(code_or_args, str) else code_or_args
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, **kwargs)
 
 
-@pytest.mark.parametrize("flags, on", [
-    ("", False), (FLAGS, True), (f"{FLAGS}=true", True), (f"{FLAGS}=1", True),
-    (f"{FLAGS}=false", False), (f"--xla_backend_extra_options=a=1,{fusion.OPTION}", True),
-    ("--xla_backend_extra_options=not_xla_cpu_use_multi_output_fusion", False)])
+@pytest.mark.parametrize(
+    "flags, on",
+    [
+        ("", False),
+        (FLAGS, True),
+        (f"{FLAGS}=true", True),
+        (f"{FLAGS}=1", True),
+        (f"{FLAGS}=false", False),
+        (f"--xla_backend_extra_options=a=1,{fusion.OPTION}", True),
+        ("--xla_backend_extra_options=not_xla_cpu_use_multi_output_fusion", False),
+    ],
+)
 def test_enabled_reads_xla_flags(monkeypatch, flags, on):
     monkeypatch.setenv("XLA_FLAGS", flags)
     assert fusion.enabled() is on
 
 
-@pytest.mark.parametrize("flags, on, expected", [
-    ("", True, FLAGS), (FLAGS, True, FLAGS), ("--a", True, f"--a {FLAGS}"), (FLAGS, False, ""),
-    (f"--a {FLAGS} --b", False, "--a --b"), ("--a", False, "--a")])
+@pytest.mark.parametrize(
+    "flags, on, expected",
+    [
+        ("", True, FLAGS),
+        (FLAGS, True, FLAGS),
+        ("--a", True, f"--a {FLAGS}"),
+        (FLAGS, False, ""),
+        (f"--a {FLAGS} --b", False, "--a --b"),
+        ("--a", False, "--a"),
+    ],
+)
 def test_xla_flags_adds_or_takes_out_the_option(flags, on, expected):
     assert fusion.xla_flags(flags, on) == expected
 
@@ -69,11 +88,13 @@ def test_one_loop_per_leaf_with_multi_output_fusion():
     with_option = json.loads(run(COUNT_LOOPS, multi_output_fusion=True, check=True).stdout)
     without = json.loads(run(COUNT_LOOPS, multi_output_fusion=False, check=True).stdout)
     assert with_option.pop("enabled") and not without.pop("enabled")
-    assert with_option == {"adamw": [1, 1], "sgd": [1, 1], "rmsprop": [1, 1],
-                           "adamw after clip_grad_value": [1, 1]}, with_option
+    assert with_option == {"adamw": [1, 1], "sgd": [1, 1], "rmsprop": [1, 1], "adamw after clip_grad_value": [1, 1]}, (
+        with_option
+    )
     # without the option: one loop per output array (param and each buffer)
-    assert without == {"adamw": [3, 3], "sgd": [2, 2], "rmsprop": [4, 4],
-                       "adamw after clip_grad_value": [3, 3]}, without
+    assert without == {"adamw": [3, 3], "sgd": [2, 2], "rmsprop": [4, 4], "adamw after clip_grad_value": [3, 3]}, (
+        without
+    )
 
 
 @pytest.mark.nightly
@@ -82,9 +103,9 @@ def test_parity_with_multi_output_fusion():
     runs, in a process with the option on (LBFGS, Adafactor and Muon do not use the sibling form).
     Nightly: it re-runs those files whole (357 s on one worker, a quarter of the default suite's
     wall time); the default suite keeps the loop-count test above."""
-    families = ["sgd", "adam", "adamax", "nadam", "radam", "adagrad", "adadelta", "rmsprop",
-                "rprop", "asgd", "clip"]
+    families = ["sgd", "adam", "adamax", "nadam", "radam", "adagrad", "adadelta", "rmsprop", "rprop", "asgd", "clip"]
     files = [f"tests/optim/test_{name}.py" for name in families] + ["tests/recipes/test_end_to_end.py"]
-    result = run(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *files],
-                 multi_output_fusion=True, cwd=ROOT)
+    result = run(
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *files], multi_output_fusion=True, cwd=ROOT
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]

@@ -26,10 +26,13 @@ UPDATES = 100
 
 
 def draw(rng):
-    return dict(lr=ref.loguniform(rng, 1e-4, 1e-2),
-                eps=(float(rng.choice([1e-30, ref.loguniform(rng, 1e-12, 1e-6)])), ref.loguniform(rng, 1e-4, 1e-2)),
-                clip_threshold=ref.loguniform(rng, 0.1, 2.0), decay_rate=rng.uniform(-1.0, -0.5),
-                weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-3, 1e-1)])))
+    return dict(
+        lr=ref.loguniform(rng, 1e-4, 1e-2),
+        eps=(float(rng.choice([1e-30, ref.loguniform(rng, 1e-12, 1e-6)])), ref.loguniform(rng, 1e-4, 1e-2)),
+        clip_threshold=ref.loguniform(rng, 0.1, 2.0),
+        decay_rate=rng.uniform(-1.0, -0.5),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-3, 1e-1)])),
+    )
 
 
 def draw_first_moment(rng):
@@ -37,8 +40,9 @@ def draw_first_moment(rng):
 
 
 FLAGS = [dict(relative_step=False, scale_parameter=False), dict(relative_step=False, scale_parameter=True)]
-CONFIGS = (ref.chosen(FLAGS, draw, per_combination=3, seed=320)
-           + ref.chosen(FLAGS, draw_first_moment, per_combination=3, seed=330))
+CONFIGS = ref.chosen(FLAGS, draw, per_combination=3, seed=320) + ref.chosen(
+    FLAGS, draw_first_moment, per_combination=3, seed=330
+)
 
 
 def test_matches_transformers(precision):
@@ -46,8 +50,12 @@ def test_matches_transformers(precision):
     ref.check_family(hf_adafactor, Adafactor, CONFIGS)
 
 
-RELATIVE = [dict(), dict(warmup_init=True, beta1=0.9, weight_decay=0.01), dict(scale_parameter=False, clip_threshold=0.5),
-            dict(warmup_init=True, scale_parameter=False, eps=(1e-20, 0.1), decay_rate=-0.6, beta1=0.5)]
+RELATIVE = [
+    dict(),
+    dict(warmup_init=True, beta1=0.9, weight_decay=0.01),
+    dict(scale_parameter=False, clip_threshold=0.5),
+    dict(warmup_init=True, scale_parameter=False, eps=(1e-20, 0.1), decay_rate=-0.6, beta1=0.5),
+]
 
 
 @functools.lru_cache(maxsize=None)
@@ -75,7 +83,9 @@ def test_relative_step_matches_transformers(precision, case):
     x, y, params = _data(case)
     params, state, lrs = _purelr_relative(case)(params, x, y)
     with ref.torch_dtype(precision == "x64"):
-        tparams = {k: torch.tensor(v, dtype=torch.get_default_dtype(), requires_grad=True) for k, v in _data(case)[2].items()}
+        tparams = {
+            k: torch.tensor(v, dtype=torch.get_default_dtype(), requires_grad=True) for k, v in _data(case)[2].items()
+        }
         opt = Adafactor([tparams[name] for name in sorted(tparams)], **RELATIVE[case])  # jax's leaf order
         schedule = AdafactorSchedule(opt)
         tx, ty = (torch.tensor(a, dtype=torch.get_default_dtype()) for a in (x, y))
@@ -123,5 +133,10 @@ def test_rejects(case):
 
 
 def test_rejects_complex_params_at_init():
-    assert_purelr_rejects(lambda: hf_adafactor().init({"w": jnp.zeros(3, jnp.complex64)}), ValueError,
-                          "hf_adafactor", "complex64", "['w']")
+    assert_purelr_rejects(
+        lambda: hf_adafactor().init({"w": jnp.zeros(3, jnp.complex64)}),
+        ValueError,
+        "hf_adafactor",
+        "complex64",
+        "['w']",
+    )

@@ -55,15 +55,17 @@ def logistic(w, b, xs, ys, backend):
 
 PROBLEMS = {
     # name: (initial params in jax's leaf order, jax loss, torch loss on the leaves in that order)
-    "rosenbrock2": ({"x": np.array([-1.5, 2.0])}, lambda p: rosenbrock(p["x"]),
-                    lambda x: rosenbrock(x)),
-    "rosenbrock7": ({"head": np.array([-1.2, 1.0, -0.5]), "tail": np.array([[0.8, 1.3], [-1.0, 0.4]])},
-                    lambda p: rosenbrock(jnp.concatenate([p["head"], p["tail"].ravel()])),
-                    lambda head, tail: rosenbrock(torch.cat([head, tail.reshape(-1)]))),
-    "logistic": ({"b": np.array(0.1), "w": np.array([0.2, -0.1, 0.05, 0.3])},  # no z == 0 kink
-                 lambda p: logistic(p["w"], p["b"], jnp.asarray(FEATURES), jnp.asarray(LABELS), jnp),
-                 lambda b, w: logistic(w, b, torch.tensor(FEATURES, dtype=w.dtype),
-                                       torch.tensor(LABELS, dtype=w.dtype), torch)),
+    "rosenbrock2": ({"x": np.array([-1.5, 2.0])}, lambda p: rosenbrock(p["x"]), lambda x: rosenbrock(x)),
+    "rosenbrock7": (
+        {"head": np.array([-1.2, 1.0, -0.5]), "tail": np.array([[0.8, 1.3], [-1.0, 0.4]])},
+        lambda p: rosenbrock(jnp.concatenate([p["head"], p["tail"].ravel()])),
+        lambda head, tail: rosenbrock(torch.cat([head, tail.reshape(-1)])),
+    ),
+    "logistic": (
+        {"b": np.array(0.1), "w": np.array([0.2, -0.1, 0.05, 0.3])},  # no z == 0 kink
+        lambda p: logistic(p["w"], p["b"], jnp.asarray(FEATURES), jnp.asarray(LABELS), jnp),
+        lambda b, w: logistic(w, b, torch.tensor(FEATURES, dtype=w.dtype), torch.tensor(LABELS, dtype=w.dtype), torch),
+    ),
 }
 
 WOLFE = dict(line_search_fn="strong_wolfe")
@@ -95,8 +97,9 @@ def run_torch(problem, kwargs, steps, x64, lr_schedule=None):
     """Params (one flat vector) after each step, the losses ``step`` returned, the final state."""
     params, _, torch_loss = PROBLEMS[problem]
     with torch_dtype(x64):
-        leaves = [torch.tensor(leaf, dtype=torch.get_default_dtype(), requires_grad=True)
-                  for leaf in jax.tree.leaves(params)]
+        leaves = [
+            torch.tensor(leaf, dtype=torch.get_default_dtype(), requires_grad=True) for leaf in jax.tree.leaves(params)
+        ]
         optimizer = torch.optim.LBFGS(leaves, **kwargs)
 
         def closure():
@@ -128,8 +131,7 @@ def run_purelr(problem, kwargs, steps, lr=None):
 
     @jax.jit
     def run(params):
-        (_, state), (trajectory, losses) = jax.lax.scan(step, (params, optimizer.init(params)),
-                                                        length=steps)
+        (_, state), (trajectory, losses) = jax.lax.scan(step, (params, optimizer.init(params)), length=steps)
         return trajectory, losses, state
 
     return jax.tree.map(np.asarray, run(jax.tree.map(jnp.asarray, params)))
@@ -143,8 +145,10 @@ def compare(problem, kwargs, steps, x64, lr_schedule=None):
     context = f"{problem} {kwargs}"
     assert int(state.n_iter) == expected.get("n_iter", 0), context
     assert int(state.func_evals) == expected["func_evals"], context
-    errors = {f"params after step {k}": relative_error(trajectory[k], expected_trajectory[k], floor=PROBLEM_SCALE)
-              for k in range(steps)}
+    errors = {
+        f"params after step {k}": relative_error(trajectory[k], expected_trajectory[k], floor=PROBLEM_SCALE)
+        for k in range(steps)
+    }
     errors["losses"] = relative_error(losses, expected_losses, floor=PROBLEM_SCALE)
     if lr_schedule is not None:
         errors["lr in force"] = relative_error(state.hyperparams["lr"], lr_schedule(steps - 1))
@@ -157,8 +161,16 @@ def compare(problem, kwargs, steps, x64, lr_schedule=None):
     params0, jax_loss, _ = PROBLEMS[problem]
     grad_scale = float(np.max(np.abs(ravel_pytree(jax.grad(jax_loss)(params0))[0])))
     step_scale = float(np.max(np.abs(expected_trajectory)))
-    scales = dict(d=grad_scale, prev_flat_grad=grad_scale, old_dirs=grad_scale, old_stps=step_scale,
-                  prev_loss=float(np.max(expected_losses)), t=None, H_diag=None, ro=None)
+    scales = dict(
+        d=grad_scale,
+        prev_flat_grad=grad_scale,
+        old_dirs=grad_scale,
+        old_stps=step_scale,
+        prev_loss=float(np.max(expected_losses)),
+        t=None,
+        H_diag=None,
+        ro=None,
+    )
     for name, scale in scales.items():
         value = getattr(state, name)
         if name in ("old_dirs", "old_stps", "ro"):
@@ -185,8 +197,7 @@ def assert_within(errors, context, *, rtol, state_rtol):
     return worst
 
 
-@pytest.mark.parametrize("problem, kwargs, steps", CONFIGS,
-                         ids=[f"{p}-{i}" for i, (p, _, _) in enumerate(CONFIGS)])
+@pytest.mark.parametrize("problem, kwargs, steps", CONFIGS, ids=[f"{p}-{i}" for i, (p, _, _) in enumerate(CONFIGS)])
 def test_matches_torch_x64(problem, kwargs, steps):
     """Params after every step and the losses to 1e-10. The state left at the end (d, t, the
     history, H_diag, ro, prev_flat_grad, prev_loss) to 1e-5: near the minimum these are
@@ -194,12 +205,16 @@ def test_matches_torch_x64(problem, kwargs, steps):
     their relative error is the params' error times the conditioning of the differences (up to
     ~1e-6 here while the params agree to 3e-11)."""
     with jax.enable_x64(True):
-        assert_within(compare(problem, kwargs, steps, x64=True), f"{problem} {kwargs}",
-                      rtol=OPTIMIZER_RTOL["x64"], state_rtol=1e-5)
+        assert_within(
+            compare(problem, kwargs, steps, x64=True),
+            f"{problem} {kwargs}",
+            rtol=OPTIMIZER_RTOL["x64"],
+            state_rtol=1e-5,
+        )
 
 
 def lr_schedule(step):
-    return 0.9 ** step
+    return 0.9**step
 
 
 def test_lr_schedule_read_at_the_step_count():
@@ -211,10 +226,13 @@ def test_lr_schedule_read_at_the_step_count():
     assert errors["lr in force"] == 0.0
 
 
-@pytest.mark.parametrize("problem, kwargs, steps", [
-    ("rosenbrock2", dict(), 3),
-    ("rosenbrock2", dict(WOLFE, max_iter=5, history_size=2), 8),
-])
+@pytest.mark.parametrize(
+    "problem, kwargs, steps",
+    [
+        ("rosenbrock2", dict(), 3),
+        ("rosenbrock2", dict(WOLFE, max_iter=5, history_size=2), 8),
+    ],
+)
 def test_long_runs_differ_no_more_than_torch_from_itself(problem, kwargs, steps):
     """Over long runs on Rosenbrock the iterates amplify rounding: purelr's dot products (XLA)
     and torch's (MKL's ddot) differ in the last bit, and after a few steps the params differ by
@@ -225,8 +243,7 @@ def test_long_runs_differ_no_more_than_torch_from_itself(problem, kwargs, steps)
     with jax.enable_x64(True):
         trajectory, _, _ = run_purelr(problem, kwargs, steps)
         expected, _, _ = run_torch(problem, kwargs, steps, x64=True)
-        PROBLEMS[problem] = (jax.tree.map(lambda a: np.nextafter(a, np.inf), params), jax_loss,
-                             torch_loss)
+        PROBLEMS[problem] = (jax.tree.map(lambda a: np.nextafter(a, np.inf), params), jax_loss, torch_loss)
         try:
             nudged, _, _ = run_torch(problem, kwargs, steps, x64=True)
         finally:
@@ -237,8 +254,9 @@ def test_long_runs_differ_no_more_than_torch_from_itself(problem, kwargs, steps)
         assert error <= max(100 * own, OPTIMIZER_RTOL["x64"]), (k, error, own)
 
 
-@pytest.mark.parametrize("problem, kwargs, steps", FLOAT32_CONFIGS,
-                         ids=[f"{p}-{i}" for i, (p, _, _) in enumerate(FLOAT32_CONFIGS)])
+@pytest.mark.parametrize(
+    "problem, kwargs, steps", FLOAT32_CONFIGS, ids=[f"{p}-{i}" for i, (p, _, _) in enumerate(FLOAT32_CONFIGS)]
+)
 def test_matches_torch_float32(problem, kwargs, steps):
     """float32 on both sides, at most 3 inner iterations a step, within the 1e-5 of DESIGN.md
     (params and state; measured: 2e-7 and 2e-6). Torch keeps the loss as a Python float (double)
@@ -248,8 +266,12 @@ def test_matches_torch_float32(problem, kwargs, steps):
     as much as torch does from itself under a one-ulp change of the start (see the x64 test
     above), so parity is stated for these short runs only."""
     with jax.enable_x64(False):
-        assert_within(compare(problem, kwargs, steps, x64=False), f"{problem} {kwargs}",
-                      rtol=OPTIMIZER_RTOL["f32"], state_rtol=OPTIMIZER_RTOL["f32"])
+        assert_within(
+            compare(problem, kwargs, steps, x64=False),
+            f"{problem} {kwargs}",
+            rtol=OPTIMIZER_RTOL["f32"],
+            state_rtol=OPTIMIZER_RTOL["f32"],
+        )
 
 
 def test_minimize_runs_torch_steps():
@@ -271,10 +293,12 @@ def test_pytree_leaf_order_and_dtype():
     state = optimizer.init(params)
     value, grads = jax.value_and_grad(value_fn)(params)
     updates, state = jax.jit(optimizer.update, static_argnames="value_fn")(
-        grads, state, params, value=value, value_fn=value_fn)
+        grads, state, params, value=value, value_fn=value_fn
+    )
     assert jax.tree.structure(updates) == jax.tree.structure(params)
-    assert all(u.shape == p.shape and u.dtype == p.dtype
-               for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params)))
+    assert all(
+        u.shape == p.shape and u.dtype == p.dtype for u, p in zip(jax.tree.leaves(updates), jax.tree.leaves(params))
+    )
     new = optax.apply_updates(params, updates)
     np.testing.assert_allclose(new["z"], 3.0, atol=1e-5)
     assert state.d.shape == (8,) and state.old_dirs.shape == (100, 8)
@@ -307,12 +331,18 @@ def test_rejects_unknown_line_search_at_construction():
         lbfgs(line_search_fn="backtracking")
 
 
-@pytest.mark.parametrize("kwargs, error", [
-    (dict(history_size=0), ValueError), (dict(max_iter=-1), ValueError), (dict(max_iter=2.5), ValueError),
-    (dict(tolerance_grad="small"), TypeError), (dict(tolerance_change=float("nan")), ValueError),
-    (dict(lr=float("nan")), ValueError),
-])
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        (dict(history_size=0), ValueError),
+        (dict(max_iter=-1), ValueError),
+        (dict(max_iter=2.5), ValueError),
+        (dict(tolerance_grad="small"), TypeError),
+        (dict(tolerance_change=float("nan")), ValueError),
+        (dict(lr=float("nan")), ValueError),
+    ],
+)
 def test_rejects_bad_numbers(kwargs, error):
-    (name, value), = kwargs.items()
+    ((name, value),) = kwargs.items()
     with pytest.raises(error, match=name):
         lbfgs(**kwargs)

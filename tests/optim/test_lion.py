@@ -10,12 +10,25 @@ from tests.optim import torch_reference as ref
 
 def draw(rng):
     lr = ref.loguniform(rng, 1e-5, 1e-3)
-    return dict(lr=lr, max_lr_snapshot=lr, betas=(rng.uniform(0.0, 0.95), rng.uniform(0.9, 0.999)),
-                weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-3, 1.0)])))
+    return dict(
+        lr=lr,
+        max_lr_snapshot=lr,
+        betas=(rng.uniform(0.0, 0.95), rng.uniform(0.9, 0.999)),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-3, 1.0)])),
+    )
 
 
-CONFIGS = ref.chosen([dict(), dict(caution=True, maximize=True), dict(corrected_weight_decay=True),
-                      dict(caution=True, corrected_weight_decay=True)], draw, per_combination=8, seed=200)
+CONFIGS = ref.chosen(
+    [
+        dict(),
+        dict(caution=True, maximize=True),
+        dict(corrected_weight_decay=True),
+        dict(caution=True, corrected_weight_decay=True),
+    ],
+    draw,
+    per_combination=8,
+    seed=200,
+)
 ALL_FLAGS = dict(caution=[False, True], corrected_weight_decay=[False, True], maximize=[False, True])
 
 
@@ -33,7 +46,14 @@ def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(lion, Lion, **kwargs)
 
 
-@pytest.mark.parametrize("name, kwargs", [("lr", dict(lr=-1.0)), ("betas[0]", dict(betas=(1.0, 0.99))),
-    ("betas[1]", dict(betas=(0.9, -0.1))), ("lr", dict(lr=0.0, corrected_weight_decay=True))])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("lr", dict(lr=-1.0)),
+        ("betas[0]", dict(betas=(1.0, 0.99))),
+        ("betas[1]", dict(betas=(0.9, -0.1))),
+        ("lr", dict(lr=0.0, corrected_weight_decay=True)),
+    ],
+)
 def test_rejects_what_timm_rejects(name, kwargs):
     ref.check_rejects(lion, Lion, name, **kwargs)

@@ -26,10 +26,13 @@ def timm_lookahead_adamw(params, foreach=None, **kwargs):
 
 
 def draw(rng):
-    return dict(lr=ref.loguniform(rng, 1e-4, 1e-2), betas=(rng.uniform(0.0, 0.95), rng.uniform(0.9, 0.9999)),
-                weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])),
-                lookahead_alpha=float(rng.choice([0.5, rng.uniform(0.0, 1.0)])),
-                lookahead_k=int(rng.choice([6, rng.integers(1, 12)])))
+    return dict(
+        lr=ref.loguniform(rng, 1e-4, 1e-2),
+        betas=(rng.uniform(0.0, 0.95), rng.uniform(0.9, 0.9999)),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])),
+        lookahead_alpha=float(rng.choice([0.5, rng.uniform(0.0, 1.0)])),
+        lookahead_k=int(rng.choice([6, rng.integers(1, 12)])),
+    )
 
 
 CONFIGS = ref.configurations(dict(amsgrad=[False, True]), draw, per_combination=16, seed=36)
@@ -44,13 +47,22 @@ def test_matches_timm(precision):
     ref.check_family(make, timm_lookahead_adamw, CONFIGS)
 
 
-@pytest.mark.parametrize("kwargs", [{}, pytest.param(dict(lookahead_alpha=0.8, lookahead_k=5, weight_decay=0.05), marks=pytest.mark.nightly)])
+@pytest.mark.parametrize(
+    "kwargs", [{}, pytest.param(dict(lookahead_alpha=0.8, lookahead_k=5, weight_decay=0.05), marks=pytest.mark.nightly)]
+)
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(make, timm_lookahead_adamw, **kwargs)
 
 
-@pytest.mark.parametrize("name, kwargs, value", [("alpha", dict(alpha=1.5), "1.5"), ("alpha", dict(alpha=-0.1), "-0.1"),
-                                                 ("k", dict(k=0), "0"), ("alpha", dict(alpha=float("nan")), "nan")])
+@pytest.mark.parametrize(
+    "name, kwargs, value",
+    [
+        ("alpha", dict(alpha=1.5), "1.5"),
+        ("alpha", dict(alpha=-0.1), "-0.1"),
+        ("k", dict(k=0), "0"),
+        ("alpha", dict(alpha=float("nan")), "nan"),
+    ],
+)
 def test_rejects_bad_input(name, kwargs, value):
     assert_rejects(lambda: lookahead(adamw(), **kwargs), ValueError, name, value)
     if value != "nan":
@@ -61,6 +73,7 @@ def test_rejects_bad_input(name, kwargs, value):
 def test_hyperparams_in_force_reads_through_lookahead():
     """The state's hyperparams are the inner twin's with timm's ``lookahead_*`` group keys."""
     import jax.numpy as jnp
+
     from purelr.params.groups import hyperparams_in_force
 
     optimizer = lookahead(adamw(lr=lambda step: 1e-3 * (step + 1)), alpha=0.3, k=2)

@@ -13,9 +13,12 @@ from tests.optim import torch_reference as ref
 
 
 def draw(rng):
-    return dict(lr=ref.loguniform(rng, 1e-4, 1e-2), momentum=rng.uniform(0.05, 0.95),
-                weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])),
-                eps=float(rng.choice([1e-6, ref.loguniform(rng, 1e-8, 1e-4)])))
+    return dict(
+        lr=ref.loguniform(rng, 1e-4, 1e-2),
+        momentum=rng.uniform(0.05, 0.95),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])),
+        eps=float(rng.choice([1e-6, ref.loguniform(rng, 1e-8, 1e-4)])),
+    )
 
 
 CONFIGS = ref.configurations(dict(decoupled_decay=[False, True]), draw, per_combination=16, seed=34)
@@ -30,20 +33,35 @@ def test_matches_timm(precision):
     ref.check_family(madgrad, MADGRAD, CONFIGS)
 
 
-@pytest.mark.parametrize("kwargs", [{}, dict(momentum=0.0, weight_decay=1e-3),
-                                    pytest.param(dict(decoupled_decay=True, weight_decay=1e-2), marks=pytest.mark.nightly)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        dict(momentum=0.0, weight_decay=1e-3),
+        pytest.param(dict(decoupled_decay=True, weight_decay=1e-2), marks=pytest.mark.nightly),
+    ],
+)
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(madgrad, MADGRAD, **kwargs)
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("lr", dict(lr=0.0)), ("lr", dict(lr=-1e-3)), ("momentum", dict(momentum=1.0)), ("momentum", dict(momentum=-0.1)),
-    ("weight_decay", dict(weight_decay=-1e-4)), ("eps", dict(eps=-1.0)),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("lr", dict(lr=0.0)),
+        ("lr", dict(lr=-1e-3)),
+        ("momentum", dict(momentum=1.0)),
+        ("momentum", dict(momentum=-0.1)),
+        ("weight_decay", dict(weight_decay=-1e-4)),
+        ("eps", dict(eps=-1.0)),
+    ],
+)
 def test_rejects_what_timm_rejects(name, kwargs):
     ref.check_rejects(madgrad, MADGRAD, name, **kwargs)
 
 
-@pytest.mark.parametrize("kwargs, needles", [(dict(lr=float("inf")), ("lr", "inf")), (dict(eps=float("nan")), ("eps", "nan"))])
+@pytest.mark.parametrize(
+    "kwargs, needles", [(dict(lr=float("inf")), ("lr", "inf")), (dict(eps=float("nan")), ("eps", "nan"))]
+)
 def test_rejects_bad_input(kwargs, needles):
     assert_rejects(lambda: madgrad(**kwargs), ValueError, *needles)

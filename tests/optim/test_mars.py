@@ -11,11 +11,15 @@ from tests.optim import torch_reference as ref
 
 
 def draw(rng):
-    return dict(lr=ref.loguniform(rng, 1e-4, 1e-2), betas=(rng.uniform(0.0, 0.95), rng.uniform(0.5, 0.999)),
-                betas_1d=(rng.uniform(0.0, 0.95), rng.uniform(0.5, 0.999)),
-                eps=float(rng.choice([1e-8, ref.loguniform(rng, 1e-10, 1e-4)])),
-                weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])),
-                gamma=float(rng.choice([0.025, rng.uniform(0.0, 0.5)])), lr_1d_factor=rng.uniform(0.1, 2.0))
+    return dict(
+        lr=ref.loguniform(rng, 1e-4, 1e-2),
+        betas=(rng.uniform(0.0, 0.95), rng.uniform(0.5, 0.999)),
+        betas_1d=(rng.uniform(0.0, 0.95), rng.uniform(0.5, 0.999)),
+        eps=float(rng.choice([1e-8, ref.loguniform(rng, 1e-10, 1e-4)])),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])),
+        gamma=float(rng.choice([0.025, rng.uniform(0.0, 0.5)])),
+        lr_1d_factor=rng.uniform(0.1, 2.0),
+    )
 
 
 FLAGS = dict(mars_type=["adamw", "lion"], optimize_1d=[False, True], caution=[False, True])
@@ -32,17 +36,27 @@ def test_matches_timm(precision):
     ref.check_family(mars, Mars, CONFIGS)
 
 
-@pytest.mark.parametrize("kwargs", [{}, pytest.param(dict(mars_type="lion", lr=1e-4, weight_decay=1e-2, caution=True),
-                                                 marks=pytest.mark.nightly),
-                                    pytest.param(dict(optimize_1d=True, betas_1d=(0.8, 0.9)), marks=pytest.mark.nightly)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        pytest.param(dict(mars_type="lion", lr=1e-4, weight_decay=1e-2, caution=True), marks=pytest.mark.nightly),
+        pytest.param(dict(optimize_1d=True, betas_1d=(0.8, 0.9)), marks=pytest.mark.nightly),
+    ],
+)
 def test_defaults_match_timm(precision, kwargs):
     ref.check_defaults(mars, Mars, **kwargs)
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("lr", dict(lr=-1e-3)), ("eps", dict(eps=-1e-6)), ("betas[0]", dict(betas=(1.0, 0.99))),
-    ("betas[1]", dict(betas=(0.9, 1.0))),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("lr", dict(lr=-1e-3)),
+        ("eps", dict(eps=-1e-6)),
+        ("betas[0]", dict(betas=(1.0, 0.99))),
+        ("betas[1]", dict(betas=(0.9, 1.0))),
+    ],
+)
 def test_rejects_what_timm_rejects(name, kwargs):
     ref.check_rejects(mars, Mars, name, **kwargs)
 

@@ -63,9 +63,16 @@ def _purelr_run(static):
         nesterov, adjust_lr_fn, ns_steps, coefficients, quadratic = static
 
         def run(params, x, y, lr, gamma, weight_decay, momentum, eps):
-            opt = muon(lr=lambda k: lr * gamma ** k, weight_decay=lambda k: weight_decay,
-                       momentum=lambda k: momentum, nesterov=nesterov, eps=eps,
-                       ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn, ns_coefficients=coefficients)
+            opt = muon(
+                lr=lambda k: lr * gamma**k,
+                weight_decay=lambda k: weight_decay,
+                momentum=lambda k: momentum,
+                nesterov=nesterov,
+                eps=eps,
+                ns_steps=ns_steps,
+                adjust_lr_fn=adjust_lr_fn,
+                ns_coefficients=coefficients,
+            )
 
             def gradient(params, k):
                 if quadratic:
@@ -81,9 +88,17 @@ def _purelr_run(static):
 def _torch_run(params, x, y, dtype, static, lr, gamma, weight_decay, momentum, eps):
     nesterov, adjust_lr_fn, ns_steps, coefficients, quadratic = static
     tparams = {k: torch.tensor(v, dtype=dtype, requires_grad=True) for k, v in params.items()}
-    opt = torch.optim.Muon(list(tparams.values()), lr=lr, weight_decay=weight_decay,
-                           momentum=momentum, nesterov=nesterov, eps=eps, ns_steps=ns_steps,
-                           adjust_lr_fn=adjust_lr_fn, ns_coefficients=coefficients)
+    opt = torch.optim.Muon(
+        list(tparams.values()),
+        lr=lr,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        nesterov=nesterov,
+        eps=eps,
+        ns_steps=ns_steps,
+        adjust_lr_fn=adjust_lr_fn,
+        ns_coefficients=coefficients,
+    )
     scheduler = torch.optim.lr_scheduler.ExponentialLR(opt, gamma)
     tx, ty = (jax.tree.map(lambda a: torch.tensor(a, dtype=dtype), t) for t in (x, y))
     trajectory = {k: [] for k in tparams}
@@ -138,8 +153,7 @@ def test_matches_torch(group, precision):
     dtype = torch.float64 if precision == "x64" else torch.float32
     x, y, params = (_quadratic_data if precision == "f32" else _data)(group)
     # float32: small steps keep W far from T, where Newton-Schulz is not fed rounding noise
-    lr, gamma, weight_decay, momentum = _draw(
-        np.random.default_rng(100 + group), *CONFIGS_AND_LR_RANGE[precision])
+    lr, gamma, weight_decay, momentum = _draw(np.random.default_rng(100 + group), *CONFIGS_AND_LR_RANGE[precision])
     eps = 1e-7
     trajectory, state = _purelr_run(static)(params, x, y, lr, gamma, weight_decay, momentum, eps)
     rtol = RTOL[precision]
@@ -147,8 +161,9 @@ def test_matches_torch(group, precision):
     # measured 81 units (group 0: a param at -1.1607623 for torch's -1.1607500, peak 1.16)
     floor = rounding_floor(rtol, 2 * TRAJECTORY_UNITS[precision], precision)
     for c in range(len(lr)):
-        expected, buffers, last_lr = _torch_run(params, x, y, dtype, static, lr[c], gamma[c],
-                                                weight_decay[c], momentum[c], eps)
+        expected, buffers, last_lr = _torch_run(
+            params, x, y, dtype, static, lr[c], gamma[c], weight_decay[c], momentum[c], eps
+        )
         for name in SHAPES:
             got = np.asarray(trajectory[name][c])
             assert got.dtype == ({"x64": np.float64, "f32": np.float32}[precision])
@@ -157,8 +172,7 @@ def test_matches_torch(group, precision):
             err = relative_error(state.momentum_buffer[name][c], buffers[name], floor=floor)
             assert err <= rtol, (static, c, name, "momentum_buffer", err)
         assert int(state.count[c]) == STEPS
-        np.testing.assert_allclose(state.hyperparams["lr"][c], lr[c] * gamma[c] ** (STEPS - 1),
-                                   rtol=1e-5)
+        np.testing.assert_allclose(state.hyperparams["lr"][c], lr[c] * gamma[c] ** (STEPS - 1), rtol=1e-5)
 
 
 def test_rejects_non_matrices_and_logs_hyperparameters():
@@ -174,12 +188,15 @@ def test_rejects_non_matrices_and_logs_hyperparameters():
     assert int(state.count) == 1
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(lr=-1e-3), "lr"),
-    (dict(momentum=-0.1), "momentum"),
-    (dict(weight_decay=-0.1), "weight_decay"),
-    (dict(adjust_lr_fn="sqrt"), "adjust_lr_fn"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(lr=-1e-3), "lr"),
+        (dict(momentum=-0.1), "momentum"),
+        (dict(weight_decay=-0.1), "weight_decay"),
+        (dict(adjust_lr_fn="sqrt"), "adjust_lr_fn"),
+    ],
+)
 def test_rejects_what_torch_rejects(kwargs, name):
     with pytest.raises(ValueError, match=name):
         muon(**kwargs)

@@ -54,24 +54,39 @@ def draw_adan_clipped(rng):
     return dict(draw_adan(rng), max_grad_norm=ref.loguniform(rng, 0.05, 5.0))
 
 
-LARS_CONFIGS = (ref.chosen([dict()], draw_lars, per_combination=PER_COMBINATION, seed=1901)
-                + ref.chosen([dict(lars_exclude=True)], draw_lars_excluded, per_combination=PER_COMBINATION, seed=1906)
-                + ref.chosen([dict(nesterov=True)], draw_lars_nesterov, per_combination=PER_COMBINATION // 2, seed=1902)
-                + ref.chosen([dict(nesterov=True, lars_exclude=True)], draw_lars_excluded_nesterov,
-                             per_combination=PER_COMBINATION // 2, seed=1907))
-LAMB_CONFIGS = ref.chosen([dict(), dict(trust_clip=True, always_adapt=True, grad_averaging=False, bias_correction=False)],
-                          draw_lamb, per_combination=PER_COMBINATION, seed=1903)
-ADAN_CONFIGS = (ref.chosen([dict(foreach=False), dict(foreach=False, no_prox=True), dict(foreach=True, no_prox=True)],
-                           draw_adan_clipped, per_combination=PER_COMBINATION, seed=1904)
-                + ref.chosen([dict(foreach=False)], draw_adan, per_combination=PER_COMBINATION, seed=1905))
+LARS_CONFIGS = (
+    ref.chosen([dict()], draw_lars, per_combination=PER_COMBINATION, seed=1901)
+    + ref.chosen([dict(lars_exclude=True)], draw_lars_excluded, per_combination=PER_COMBINATION, seed=1906)
+    + ref.chosen([dict(nesterov=True)], draw_lars_nesterov, per_combination=PER_COMBINATION // 2, seed=1902)
+    + ref.chosen(
+        [dict(nesterov=True, lars_exclude=True)],
+        draw_lars_excluded_nesterov,
+        per_combination=PER_COMBINATION // 2,
+        seed=1907,
+    )
+)
+LAMB_CONFIGS = ref.chosen(
+    [dict(), dict(trust_clip=True, always_adapt=True, grad_averaging=False, bias_correction=False)],
+    draw_lamb,
+    per_combination=PER_COMBINATION,
+    seed=1903,
+)
+ADAN_CONFIGS = ref.chosen(
+    [dict(foreach=False), dict(foreach=False, no_prox=True), dict(foreach=True, no_prox=True)],
+    draw_adan_clipped,
+    per_combination=PER_COMBINATION,
+    seed=1904,
+) + ref.chosen([dict(foreach=False)], draw_adan, per_combination=PER_COMBINATION, seed=1905)
 DEFAULT = {  # the flag combinations of the default run (each compiles once a precision); all nightly
     "LARS": [dict(), dict(nesterov=True, lars_exclude=True)],
     "Lamb": [dict(), dict(trust_clip=True, always_adapt=True, grad_averaging=False, bias_correction=False)],
     "Adan": [dict(foreach=False), dict(foreach=True, no_prox=True)],
 }
-TWINS = {"LARS": (mmpretrain_lars, LARS, LARS_CONFIGS, ("lr", "eps")),
-         "Lamb": (mmpretrain_lamb, Lamb, LAMB_CONFIGS, ("max_grad_norm",)),
-         "Adan": (mmpretrain_adan, Adan, ADAN_CONFIGS, ("max_grad_norm",))}
+TWINS = {
+    "LARS": (mmpretrain_lars, LARS, LARS_CONFIGS, ("lr", "eps")),
+    "Lamb": (mmpretrain_lamb, Lamb, LAMB_CONFIGS, ("max_grad_norm",)),
+    "Adan": (mmpretrain_adan, Adan, ADAN_CONFIGS, ("max_grad_norm",)),
+}
 
 
 def _innermost(state):
@@ -81,8 +96,13 @@ def _innermost(state):
 
 def _as_purelr_state(torch_state):
     """MMPretrain Adan's ``pre_grad`` as the ``neg_pre_grad`` purelr keeps."""
-    return {path: {("neg_pre_grad" if key == "pre_grad" else key): (-value if key == "pre_grad" else value)
-                   for key, value in buffers.items()} for path, buffers in torch_state.items()}
+    return {
+        path: {
+            ("neg_pre_grad" if key == "pre_grad" else key): (-value if key == "pre_grad" else value)
+            for key, value in buffers.items()
+        }
+        for path, buffers in torch_state.items()
+    }
 
 
 def check(name, configs):
@@ -95,7 +115,8 @@ def check(name, configs):
     worst = 0.0
     for group in groups.values():
         for config, (params, state), (torch_params, torch_state, lr) in zip(
-                group, ref.run_purelr(make, group), ref.run_torch(original, group, x64, keys)):
+            group, ref.run_purelr(make, group), ref.run_torch(original, group, x64, keys)
+        ):
             error, where = ref.compare(params, _innermost(state), torch_params, _as_purelr_state(torch_state), lr)
             assert error <= OPTIMIZER_RTOL["x64" if x64 else "f32"], f"{name} {config}: {where} off by {error:.3g}"
             worst = max(worst, error)
@@ -122,8 +143,11 @@ def test_every_option_matches_mmpretrain(name, precision):
 def test_configurations_cover_the_options():
     assert len(LARS_CONFIGS) + len(LAMB_CONFIGS) + len(ADAN_CONFIGS) >= 30 * 2
     assert any(c["weight_decay"] == 0 for c in LARS_CONFIGS) and any(c["momentum"] == 0 for c in LARS_CONFIGS)
-    assert {(c["foreach"], c.get("no_prox", False)) for c in ADAN_CONFIGS} == {(False, False), (False, True),
-                                                                              (True, True)}
+    assert {(c["foreach"], c.get("no_prox", False)) for c in ADAN_CONFIGS} == {
+        (False, False),
+        (False, True),
+        (True, True),
+    }
 
 
 def test_lars_keeps_the_lr_in_its_momentum():
@@ -135,8 +159,10 @@ def test_lars_keeps_the_lr_in_its_momentum():
     grads = {"w": np.array([0.5, -1.0, 2.0])}
     lr = lambda count: np.where(count == 0, 1.0, 0.1)  # noqa: E731
     moved = {}
-    for name, tx in (("mmpretrain", mmpretrain_lars(lr, momentum=0.9)),
-                     ("timm", lars(lr, momentum=0.9, always_adapt=True))):
+    for name, tx in (
+        ("mmpretrain", mmpretrain_lars(lr, momentum=0.9)),
+        ("timm", lars(lr, momentum=0.9, always_adapt=True)),
+    ):
         state = tx.init(params)
         _, state = tx.update(grads, state, params)
         moved[name], _ = tx.update(grads, state, params)
@@ -145,11 +171,17 @@ def test_lars_keeps_the_lr_in_its_momentum():
     np.testing.assert_allclose(moved["timm"]["w"], -0.1 * (0.9 + 1.0) * trust * grads["w"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("name, kwargs, message", [
-    ("LARS", dict(lr=0.1, momentum=-0.9), "momentum"), ("LARS", dict(lr=0.1, weight_decay=-1e-2), "weight_decay"),
-    ("LARS", dict(lr=0.1, eta=-1e-3), "eta"), ("LARS", dict(lr=0.1, nesterov=True), "Nesterov"),
-    ("Adan", dict(max_grad_norm=-1.0), "max_grad_norm"), ("Adan", dict(betas=(1.0, 0.92, 0.99)), r"betas\[0\]"),
-])
+@pytest.mark.parametrize(
+    "name, kwargs, message",
+    [
+        ("LARS", dict(lr=0.1, momentum=-0.9), "momentum"),
+        ("LARS", dict(lr=0.1, weight_decay=-1e-2), "weight_decay"),
+        ("LARS", dict(lr=0.1, eta=-1e-3), "eta"),
+        ("LARS", dict(lr=0.1, nesterov=True), "Nesterov"),
+        ("Adan", dict(max_grad_norm=-1.0), "max_grad_norm"),
+        ("Adan", dict(betas=(1.0, 0.92, 0.99)), r"betas\[0\]"),
+    ],
+)
 def test_rejects_what_mmpretrain_rejects(name, kwargs, message):
     make, original = TWINS[name][:2]
     with pytest.raises(ValueError):

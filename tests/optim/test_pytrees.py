@@ -43,7 +43,10 @@ def test_linen_params_and_nnx_state_match_plain_dicts(name):
     linear = nnx.Linear(4, 3, rngs=nnx.Rngs(0))
     state = nnx.state(linear, nnx.Param)
     nnx_grads = jax.tree.map(lambda p: jnp.cos(p), state)
-    plain = run(OPTIMIZERS[name](), jax.tree.map(np.asarray, state.to_pure_dict()),
-                jax.tree.map(np.asarray, nnx_grads.to_pure_dict()))
+    plain = run(
+        OPTIMIZERS[name](),
+        jax.tree.map(np.asarray, state.to_pure_dict()),
+        jax.tree.map(np.asarray, nnx_grads.to_pure_dict()),
+    )
     updated = run(OPTIMIZERS[name](), state, nnx_grads)
     np.testing.assert_equal(jax.tree.map(np.asarray, updated.to_pure_dict()), plain)

@@ -30,17 +30,22 @@ class TimmAdafactor(Adafactor):
 
 
 def draw(rng):
-    return dict(lr=ref.loguniform(rng, 1e-4, 1e-2), eps=float(rng.choice([1e-30, ref.loguniform(rng, 1e-12, 1e-6)])),
-                clip_threshold=ref.loguniform(rng, 0.1, 2.0), decay_rate=rng.uniform(-1.0, -0.5),
-                weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-3, 1e-1)])))
+    return dict(
+        lr=ref.loguniform(rng, 1e-4, 1e-2),
+        eps=float(rng.choice([1e-30, ref.loguniform(rng, 1e-12, 1e-6)])),
+        clip_threshold=ref.loguniform(rng, 0.1, 2.0),
+        decay_rate=rng.uniform(-1.0, -0.5),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-3, 1e-1)])),
+    )
 
 
 def draw_first_moment(rng):
     return dict(draw(rng), betas=(rng.uniform(0.5, 0.95), 0.999))
 
 
-CONFIGS = (ref.chosen([dict()], draw, per_combination=10, seed=230)
-           + ref.chosen([dict(), dict(caution=True)], draw_first_moment, per_combination=10, seed=231))
+CONFIGS = ref.chosen([dict()], draw, per_combination=10, seed=230) + ref.chosen(
+    [dict(), dict(caution=True)], draw_first_moment, per_combination=10, seed=231
+)
 
 
 def test_matches_timm(precision):
@@ -51,8 +56,11 @@ def test_defaults_with_an_lr_match_timm(precision):
     ref.check_defaults(make, TimmAdafactor, constructor_keys=KEYS, lr=1e-2)
 
 
-RELATIVE = [dict(), dict(scale_parameter=False, warmup_init=True, betas=(0.9, 0.999), caution=True),
-            dict(warmup_init=True, betas=(0.5,), weight_decay=0.1, eps_scale=0.5, clip_threshold=0.5)]
+RELATIVE = [
+    dict(),
+    dict(scale_parameter=False, warmup_init=True, betas=(0.9, 0.999), caution=True),
+    dict(warmup_init=True, betas=(0.5,), weight_decay=0.1, eps_scale=0.5, clip_threshold=0.5),
+]
 
 
 @functools.lru_cache(maxsize=None)
@@ -62,6 +70,7 @@ def _purelr_relative(case: int):
     def run(params, x, y):
         def gradient(params, k):
             return jax.grad(lambda p: _forward(jnp, p, x[k % len(x)], y[k % len(y)]))(params)
+
         return ref.trajectory(opt, params, gradient, ref.STEPS)
 
     return jax.jit(run)
@@ -81,11 +90,16 @@ def test_relative_step_matches_timm(precision, case):
             opt.step()
     for name in SHAPES:
         p = tparams[name]
-        assert relative_error(path[name][-1], p.detach(), floor=trajectory_floor(precision)) <= OPTIMIZER_RTOL[precision], name
+        assert (
+            relative_error(path[name][-1], p.detach(), floor=trajectory_floor(precision)) <= OPTIMIZER_RTOL[precision]
+        ), name
         for key in ("exp_avg", "exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq"):
             buffer = getattr(state, key)
             if key in opt.state[p]:
-                assert relative_error(buffer[name], opt.state[p][key], floor=trajectory_floor(precision)) <= OPTIMIZER_RTOL[precision], (name, key)
+                assert (
+                    relative_error(buffer[name], opt.state[p][key], floor=trajectory_floor(precision))
+                    <= OPTIMIZER_RTOL[precision]
+                ), (name, key)
             else:
                 assert buffer is None or np.size(buffer[name]) == 0, (name, key)
         assert opt.state[p]["step"] == int(state.count) == ref.STEPS

@@ -85,10 +85,22 @@ torch.set_num_threads(1)
 
 STEPS = 12
 LBFGS_STEPS = 3
-TWINS = dict(Adadelta=optim.adadelta, Adafactor=optim.adafactor, Adagrad=optim.adagrad,
-             Adam=optim.adam, AdamW=optim.adamw, Adamax=optim.adamax, ASGD=optim.asgd,
-             LBFGS=optim.lbfgs, Muon=optim.muon, NAdam=optim.nadam, RAdam=optim.radam,
-             RMSprop=optim.rmsprop, Rprop=optim.rprop, SGD=optim.sgd)
+TWINS = dict(
+    Adadelta=optim.adadelta,
+    Adafactor=optim.adafactor,
+    Adagrad=optim.adagrad,
+    Adam=optim.adam,
+    AdamW=optim.adamw,
+    Adamax=optim.adamax,
+    ASGD=optim.asgd,
+    LBFGS=optim.lbfgs,
+    Muon=optim.muon,
+    NAdam=optim.nadam,
+    RAdam=optim.radam,
+    RMSprop=optim.rmsprop,
+    Rprop=optim.rprop,
+    SGD=optim.sgd,
+)
 INFOS = {info.optim_cls.__name__: info for info in common_optimizers.optim_db}
 
 SHAPES = {"scalar": (), "vector": (5,), "matrix": (3, 4)}
@@ -98,8 +110,7 @@ MUON_SHAPES = {"wide": (3, 4), "tall": (5, 2)}
 
 def combinations(name):
     """torch's kwarg combinations for ``name`` on CPU, with the flags its helper adds."""
-    return common_optimizers._get_optim_inputs_including_global_cliquey_kwargs(
-        "cpu", torch.float64, INFOS[name])
+    return common_optimizers._get_optim_inputs_including_global_cliquey_kwargs("cpu", torch.float64, INFOS[name])
 
 
 def bound(name, combination, precision, what):
@@ -167,6 +178,7 @@ def to_purelr(value):
 
 # ---- the two sides ------------------------------------------------------------------------------
 
+
 def loss_terms(p, t, c, backend):
     """LBFGS's loss: ``c/2 (p - t)^2`` summed (real params only)."""
     d = p - t
@@ -186,8 +198,7 @@ def run_torch(name, kwargs, params, targets, curvature):
 
             def closure(k=k):
                 optimizer.zero_grad()
-                loss = sum(loss_terms(p, targets[leaf][k], curvature[leaf], torch)
-                           for leaf, p in params.items())
+                loss = sum(loss_terms(p, targets[leaf][k], curvature[leaf], torch) for leaf, p in params.items())
                 loss.backward()
                 return loss
 
@@ -196,8 +207,12 @@ def run_torch(name, kwargs, params, targets, curvature):
         for leaf, p in params.items():
             p.grad = curvature[leaf] * (p.detach() - targets[leaf][k])
         optimizer.step()
-    state = {leaf: {key: value.detach().numpy() for key, value in optimizer.state[p].items()
-                    if isinstance(value, torch.Tensor)} for leaf, p in params.items()}
+    state = {
+        leaf: {
+            key: value.detach().numpy() for key, value in optimizer.state[p].items() if isinstance(value, torch.Tensor)
+        }
+        for leaf, p in params.items()
+    }
     return {leaf: p.detach().numpy() for leaf, p in params.items()}, state
 
 
@@ -250,12 +265,12 @@ def _compiled(name, flags, keys):
         def step(carry, target):
             params, state = carry
             if name == "LBFGS":
+
                 def value_fn(p):
                     return sum(loss_terms(p[leaf], target[leaf], curvature[leaf], jnp) for leaf in p)
 
                 value, grads = jax.value_and_grad(value_fn)(params)
-                updates, state = optimizer.update(grads, state, params, value=value,
-                                                  value_fn=value_fn)
+                updates, state = optimizer.update(grads, state, params, value=value, value_fn=value_fn)
             else:
                 grads = jax.tree.map(lambda c, p, t: c * (p - t), curvature, params, target)
                 updates, state = optimizer.update(grads, state, params)
@@ -297,7 +312,9 @@ def errors(name, ours, theirs):
     (params, state), (torch_params, torch_state) = ours, theirs
     found = {}
     for leaf, expected in torch_params.items():
-        floor = trajectory_floor("x64" if np.asarray(expected).dtype.itemsize * (1 + (not np.iscomplexobj(expected))) >= 16 else "f32")
+        floor = trajectory_floor(
+            "x64" if np.asarray(expected).dtype.itemsize * (1 + (not np.iscomplexobj(expected))) >= 16 else "f32"
+        )
         found[f"param {leaf}"] = relative_error(real_view(params[leaf]), real_view(expected), floor=floor)
         for field in state._fields[2:]:
             mine, expected = getattr(state, field), torch_state[leaf].get(field)
@@ -310,11 +327,18 @@ def errors(name, ours, theirs):
 
 # ---- kwarg combinations -------------------------------------------------------------------------
 
-LBFGS_F32 = ("LBFGS in float32 is proven in test_lbfgs.py with at most 3 inner iterations a step: "
-             "over torch's default 20, float32 rounding on each side grows by the conditioning "
-             "at every iteration, as torch's own does under a one-ulp change of the start")
-CASES = [(name, i, precision) for name in TWINS for i in range(len(combinations(name)))
-         for precision in ("x64", "f32") if not (name == "LBFGS" and precision == "f32")]  # LBFGS_F32
+LBFGS_F32 = (
+    "LBFGS in float32 is proven in test_lbfgs.py with at most 3 inner iterations a step: "
+    "over torch's default 20, float32 rounding on each side grows by the conditioning "
+    "at every iteration, as torch's own does under a one-ulp change of the start"
+)
+CASES = [
+    (name, i, precision)
+    for name in TWINS
+    for i in range(len(combinations(name)))
+    for precision in ("x64", "f32")
+    if not (name == "LBFGS" and precision == "f32")
+]  # LBFGS_F32
 
 
 EVERY_OTHER = [case for case in CASES if case[1] % 2 == 0]  # the default run; nightly: the others too
@@ -345,8 +369,7 @@ def combination_matches_torch(name, index, precision):
     with torch_dtype(x64):
         theirs = run_torch(name, combination.kwargs, *data)
     found = errors(name, purelr_results(name, x64)[index], theirs)
-    over = {what: error for what, error in found.items()
-            if not error <= bound(name, combination, precision, what)}
+    over = {what: error for what, error in found.items() if not error <= bound(name, combination, precision, what)}
     assert not over, f"{name} {combination.desc} {combination.kwargs}: {over}"
 
 
@@ -363,8 +386,7 @@ def classify(name, error_input):
     if given.kwargs:
         return "torch's foreach kernels" if any(m in given.desc for m in FOREACH_ONLY) else "refused"
     params = given.params if isinstance(given.params, list) else []
-    if len(params) == 1 and isinstance(params[0], torch.Tensor) and (
-            params[0].is_complex() or params[0].ndim != 2):
+    if len(params) == 1 and isinstance(params[0], torch.Tensor) and (params[0].is_complex() or params[0].ndim != 2):
         return "refused"  # a param the optimizer cannot step: refused at init
     return "torch's params argument"
 
@@ -418,6 +440,7 @@ def test_error_input(name, index):
 
 # ---- counts -------------------------------------------------------------------------------------
 
+
 def counts():
     table = {}
     for name in INFOS:
@@ -431,16 +454,26 @@ def counts():
 
 
 EXPECTED = {
-    "Adadelta": (12, 12, 12, 12, 2, 7), "Adafactor": (5, 5, 0, 0, 5, 10),
-    "Adagrad": (21, 21, 14, 14, 2, 7), "Adam": (15, 15, 10, 10, 3, 12),
-    "AdamW": (15, 15, 10, 10, 3, 12), "Adamax": (10, 10, 10, 10, 2, 7),
-    "ASGD": (14, 14, 14, 14, 2, 7), "LBFGS": (5, 5, 0, 5, 1, 6), "Muon": (7, 7, 0, 0, 4, 9),
-    "NAdam": (14, 14, 14, 14, 3, 8), "RAdam": (12, 12, 12, 12, 3, 8),
-    "RMSprop": (16, 16, 16, 16, 2, 7), "Rprop": (10, 10, 10, 10, 2, 7),
-    "SGD": (27, 27, 18, 18, 2, 7), "SparseAdam": (0, 4, 0, 0, 0, 10),
+    "Adadelta": (12, 12, 12, 12, 2, 7),
+    "Adafactor": (5, 5, 0, 0, 5, 10),
+    "Adagrad": (21, 21, 14, 14, 2, 7),
+    "Adam": (15, 15, 10, 10, 3, 12),
+    "AdamW": (15, 15, 10, 10, 3, 12),
+    "Adamax": (10, 10, 10, 10, 2, 7),
+    "ASGD": (14, 14, 14, 14, 2, 7),
+    "LBFGS": (5, 5, 0, 5, 1, 6),
+    "Muon": (7, 7, 0, 0, 4, 9),
+    "NAdam": (14, 14, 14, 14, 3, 8),
+    "RAdam": (12, 12, 12, 12, 3, 8),
+    "RMSprop": (16, 16, 16, 16, 2, 7),
+    "Rprop": (10, 10, 10, 10, 2, 7),
+    "SGD": (27, 27, 18, 18, 2, 7),
+    "SparseAdam": (0, 4, 0, 0, 0, 10),
 }
 NOT_COVERED = {
-    "not twinned": 10, "torch's params argument": 70, "torch's foreach kernels": 8,
+    "not twinned": 10,
+    "torch's params argument": 70,
+    "torch's foreach kernels": 8,
 }
 
 
@@ -482,8 +515,9 @@ def low_precision_run(name, kwargs, param_dtype, grad_dtype):
 
     def step(carry, target):
         params, state = carry
-        grads = jax.tree.map(lambda c, p, t: (c * (p.astype(jnp.float32) - t)).astype(jax_grad),
-                             curvature, params, target)
+        grads = jax.tree.map(
+            lambda c, p, t: (c * (p.astype(jnp.float32) - t)).astype(jax_grad), curvature, params, target
+        )
         updates, state = optimizer.update(grads, state, params)
         return (optax.apply_updates(params, updates), state), None
 
@@ -497,8 +531,10 @@ def low_precision_run(name, kwargs, param_dtype, grad_dtype):
             g = torch.tensor(curvature[leaf]) * (p.float() - torch.tensor(targets[leaf][k]))
             p.grad = g.to(torch_grad).to(torch_dtype_)
         torch_optimizer.step()
-    return ({leaf: np.asarray(x.astype(jnp.float32)) for leaf, x in ours.items()},
-            {leaf: p.float().numpy() for leaf, p in theirs.items()})
+    return (
+        {leaf: np.asarray(x.astype(jnp.float32)) for leaf, x in ours.items()},
+        {leaf: p.float().numpy() for leaf, p in theirs.items()},
+    )
 
 
 def low_combinations(name, dtype):

@@ -28,15 +28,22 @@ import optax
 import torch
 
 from purelr.schedules.core import cosine_anneal, fraction, join_schedules, linear_anneal
-from tests.parity import OPTIMIZER_RTOL, TRAJECTORY_UNITS, relative_error, rounding_floor  # noqa: F401 (TRAJECTORY_UNITS re-exported)
+from tests.parity import (  # noqa: F401 (TRAJECTORY_UNITS re-exported)
+    OPTIMIZER_RTOL,
+    TRAJECTORY_UNITS,
+    relative_error,
+    rounding_floor,
+)
 
 STEPS = 200
 SIZES = (3, 6, 2)  # inputs, hidden units, outputs
 BATCH = 8
 WARMUP = 20
 LR_FACTOR = join_schedules(
-    [lambda s: linear_anneal(0.1, 1.0, fraction(s, WARMUP)),
-     lambda s: cosine_anneal(1.0, 0.05, fraction(s, STEPS - WARMUP))],
+    [
+        lambda s: linear_anneal(0.1, 1.0, fraction(s, WARMUP)),
+        lambda s: cosine_anneal(1.0, 0.05, fraction(s, STEPS - WARMUP)),
+    ],
     [WARMUP],
 )
 LEAVES = (("hidden", "kernel"), ("hidden", "bias"), ("out", "kernel"), ("out", "bias"))
@@ -69,9 +76,10 @@ def stream(x64: bool):
     200 steps past 1e-5 for reasons that are not the optimizer's."""
     if x64:
         return MLP_DATA
-    return dict(target=QUADRATIC_DATA["target"],
-                curvature=jax.tree.map(lambda c: np.broadcast_to(c, (STEPS,) + c.shape),
-                                       QUADRATIC_DATA["curvature"]))
+    return dict(
+        target=QUADRATIC_DATA["target"],
+        curvature=jax.tree.map(lambda c: np.broadcast_to(c, (STEPS,) + c.shape), QUADRATIC_DATA["curvature"]),
+    )
 
 
 def losses(params, batch, tanh, batched=False):
@@ -94,6 +102,7 @@ def jax_loss(params, batch, sign):
 
 
 # ---- configurations -----------------------------------------------------------------------------
+
 
 def regression_data(seed, shapes: dict, batches: int):
     """``(x, y, params)``: ``batches`` batches of 16 inputs of 6 features and 3 targets, and params
@@ -139,9 +148,13 @@ def configurations(flags: dict, draw, *, per_combination: int, seed: int):
 def chosen(combinations: list[dict], draw, *, per_combination: int, seed: int):
     """``configurations`` for the listed flag combinations only (one compile each), where the
     product of every flag would compile too many for the default suite."""
-    return [config for i, flags in enumerate(combinations)
-            for config in configurations({name: [value] for name, value in flags.items()}, draw,
-                                         per_combination=per_combination, seed=seed + i)]
+    return [
+        config
+        for i, flags in enumerate(combinations)
+        for config in configurations(
+            {name: [value] for name, value in flags.items()}, draw, per_combination=per_combination, seed=seed + i
+        )
+    ]
 
 
 def _float32_exact(value):
@@ -170,6 +183,7 @@ def _split(config):
 
 
 # ---- purelr side --------------------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=None)
 def _compiled(make, flags: tuple, keys: tuple, x64: bool):
@@ -211,11 +225,11 @@ def run_purelr(make, configs):
     params, data = jax.tree.map(jnp.asarray, (PARAMS, stream(x64)))
     run = _compiled(make, tuple(sorted(flags.items())), keys, x64)
     batch_params, batch_state = run(values, scheduled, params, data)
-    return [jax.tree.map(lambda leaf: np.asarray(leaf[i]), (batch_params, batch_state))
-            for i in range(len(configs))]
+    return [jax.tree.map(lambda leaf: np.asarray(leaf[i]), (batch_params, batch_state)) for i in range(len(configs))]
 
 
 # ---- torch side ---------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def torch_dtype(x64: bool):
@@ -239,23 +253,40 @@ def run_torch(optimizer_type, configs, x64: bool, constructor_keys=()):
     factors = np.asarray(LR_FACTOR(np.arange(STEPS + 1)), dtype=np.float64)
     with torch_dtype(x64):
         dtype = torch.get_default_dtype()
-        params = [{outer: {inner: torch.tensor(PARAMS[outer][inner], dtype=dtype, requires_grad=True)
-                           for inner in PARAMS[outer]} for outer in PARAMS} for _ in configs]
-        groups = [dict({k: v for k, v in config.items() if k != "schedule"},
-                       params=[_leaf(tree, path) for path in LEAVES])
-                  for config, tree in zip(configs, params)]
+        params = [
+            {
+                outer: {
+                    inner: torch.tensor(PARAMS[outer][inner], dtype=dtype, requires_grad=True)
+                    for inner in PARAMS[outer]
+                }
+                for outer in PARAMS
+            }
+            for _ in configs
+        ]
+        groups = [
+            dict({k: v for k, v in config.items() if k != "schedule"}, params=[_leaf(tree, path) for path in LEAVES])
+            for config, tree in zip(configs, params)
+        ]
         batches = [[i] for i in range(len(configs))] if constructor_keys else [list(range(len(configs)))]
         flags = dict(foreach=False) if "foreach" in inspect.signature(optimizer_type).parameters else {}
-        optimizers = [optimizer_type([groups[i] for i in batch], **flags, **{
-            key: groups[batch[0]].pop(key) for key in constructor_keys if key in groups[batch[0]]})
-            for batch in batches]
+        optimizers = [
+            optimizer_type(
+                [groups[i] for i in batch],
+                **flags,
+                **{key: groups[batch[0]].pop(key) for key in constructor_keys if key in groups[batch[0]]},
+            )
+            for batch in batches
+        ]
         for optimizer in optimizers:  # Adagrad fills `sum` from its argument, not the group's
             for group in optimizer.param_groups:
                 for p in group["params"] if "initial_accumulator_value" in group else ():
                     optimizer.state[p]["sum"].fill_(group["initial_accumulator_value"])
-        schedulers = [torch.optim.lr_scheduler.LambdaLR(
-            optimizer, [(lambda k: float(factors[k])) if configs[i]["schedule"] else (lambda k: 1.0)
-                        for i in batch]) for optimizer, batch in zip(optimizers, batches)]
+        schedulers = [
+            torch.optim.lr_scheduler.LambdaLR(
+                optimizer, [(lambda k: float(factors[k])) if configs[i]["schedule"] else (lambda k: 1.0) for i in batch]
+            )
+            for optimizer, batch in zip(optimizers, batches)
+        ]
         signs = torch.tensor([-1.0 if config.get("maximize") else 1.0 for config in configs])
         stacked = {outer: {inner: None for inner in PARAMS[outer]} for outer in PARAMS}
         data = jax.tree.map(lambda a: torch.tensor(np.asarray(a), dtype=dtype), stream(x64))
@@ -273,11 +304,11 @@ def run_torch(optimizer_type, configs, x64: bool, constructor_keys=()):
     state = collections.defaultdict(dict)  # as torch's optimizer.state: {} for a param never stepped
     for optimizer in optimizers:
         state.update(optimizer.state)
-    return [(tree, {path: state[_leaf(tree, path)] for path in LEAVES}, lr)
-            for tree, lr in zip(params, last_lrs)]
+    return [(tree, {path: state[_leaf(tree, path)] for path in LEAVES}, lr) for tree, lr in zip(params, last_lrs)]
 
 
 # ---- comparison ---------------------------------------------------------------------------------
+
 
 def _leaf(tree, path):
     for key in path:
@@ -300,8 +331,7 @@ def compare(params, state, torch_params, torch_state, torch_lr):
     errors = {}
     for path in LEAVES:
         name = ".".join(path)
-        errors[f"param {name}"] = relative_error(_leaf(params, path), _leaf(torch_params, path).detach(),
-                                                 floor=floor)
+        errors[f"param {name}"] = relative_error(_leaf(params, path), _leaf(torch_params, path).detach(), floor=floor)
         for field, buffer in _buffers(state):
             if buffer is None:
                 continue
@@ -342,8 +372,9 @@ def check_family(make, optimizer_type, configs, constructor_keys=()):
         groups.setdefault((tuple(sorted(flags.items())), tuple(numbers)), []).append(config)
     worst = 0.0
     for group in groups.values():
-        for config, (params, state), reference in zip(group, run_purelr(make, group),
-                                                      run_torch(optimizer_type, group, x64, constructor_keys)):
+        for config, (params, state), reference in zip(
+            group, run_purelr(make, group), run_torch(optimizer_type, group, x64, constructor_keys)
+        ):
             error, where = compare(params, state, *reference)
             assert error <= rtol, f"{optimizer_type.__name__} {config}: {where} off by {error:.3g}"
             worst = max(worst, error)

@@ -15,13 +15,30 @@ import torch
 
 from tests.params import models
 
-NORMS = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d, torch.nn.BatchNorm3d, torch.nn.SyncBatchNorm,
-         torch.nn.GroupNorm, torch.nn.InstanceNorm1d, torch.nn.InstanceNorm2d, torch.nn.InstanceNorm3d,
-         torch.nn.LayerNorm, torch.nn.LocalResponseNorm)
+NORMS = (
+    torch.nn.BatchNorm1d,
+    torch.nn.BatchNorm2d,
+    torch.nn.BatchNorm3d,
+    torch.nn.SyncBatchNorm,
+    torch.nn.GroupNorm,
+    torch.nn.InstanceNorm1d,
+    torch.nn.InstanceNorm2d,
+    torch.nn.InstanceNorm3d,
+    torch.nn.LayerNorm,
+    torch.nn.LocalResponseNorm,
+)
 
 
-def settings(model, base_lr=None, weight_decay=None, weight_decay_norm=None, bias_lr_factor=1.0,
-             weight_decay_bias=None, lr_factor_func=None, overrides=None):
+def settings(
+    model,
+    base_lr=None,
+    weight_decay=None,
+    weight_decay_norm=None,
+    bias_lr_factor=1.0,
+    weight_decay_bias=None,
+    lr_factor_func=None,
+    overrides=None,
+):
     """``{flax name: {'lr', 'weight_decay' (where set)}}`` of the trainable parameters, in order."""
     overrides = dict(overrides or {})
     bias = {}

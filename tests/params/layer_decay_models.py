@@ -21,8 +21,13 @@ from tests.params import models
 from tests.recipes.twins import to_flax
 
 WIDTH = 4
-BACKBONE_FILES = {"VisionTransformer": "vision_transformer", "ConvNeXt": "convnext",
-                  "SwinTransformer": "swin_transformer", "MixMIMTransformer": "mixmim", "ResNet": "resnet"}
+BACKBONE_FILES = {
+    "VisionTransformer": "vision_transformer",
+    "ConvNeXt": "convnext",
+    "SwinTransformer": "swin_transformer",
+    "MixMIMTransformer": "mixmim",
+    "ResNet": "resnet",
+}
 
 
 @functools.lru_cache(maxsize=None)
@@ -74,7 +79,8 @@ def _vit(num_layers):
 def _convnext(depths):
     backbone = torch.nn.Module()
     backbone.downsample_layers = torch.nn.ModuleList(
-        torch.nn.Sequential(torch.nn.LayerNorm(WIDTH), torch.nn.Conv2d(WIDTH, WIDTH, 2)) for _ in depths)
+        torch.nn.Sequential(torch.nn.LayerNorm(WIDTH), torch.nn.Conv2d(WIDTH, WIDTH, 2)) for _ in depths
+    )
     backbone.stages = torch.nn.ModuleList()
     for depth in depths:
         stage = torch.nn.Sequential()
@@ -99,8 +105,9 @@ def _swin(depths, stages="stages", stem="absolute_pos_embed"):
     setattr(backbone, stages, torch.nn.ModuleList())
     for i, depth in enumerate(depths):
         stage = torch.nn.Module()
-        stage.blocks = torch.nn.ModuleList(_attention_block("norm1", "attn.relative_position_bias_table", (3, 2))
-                                           for _ in range(depth))
+        stage.blocks = torch.nn.ModuleList(
+            _attention_block("norm1", "attn.relative_position_bias_table", (3, 2)) for _ in range(depth)
+        )
         if i < len(depths) - 1:
             stage.downsample = torch.nn.Module()
             _norm(stage.downsample, "norm")
@@ -127,9 +134,13 @@ def _resnet(depths):
     return backbone
 
 
-BUILDERS = {"VisionTransformer": _vit, "ConvNeXt": _convnext, "SwinTransformer": _swin,
-            "MixMIMTransformer": functools.partial(_swin, stages="layers", stem="pos_embed"),
-            "ResNet": _resnet}
+BUILDERS = {
+    "VisionTransformer": _vit,
+    "ConvNeXt": _convnext,
+    "SwinTransformer": _swin,
+    "MixMIMTransformer": functools.partial(_swin, stages="layers", stem="pos_embed"),
+    "ResNet": _resnet,
+}
 SEGMENTATION_CLASSES = {"VisionTransformer": ("BEiT", "MAE"), "ConvNeXt": ("ConvNeXt",)}
 
 
@@ -137,10 +148,16 @@ def torch_model(kind: str, size, class_name: str | None = None, neck: bool = Fal
     """A classifier-like model: ``backbone`` (an instance of a class named ``class_name``, for
     MMSegmentation's name test), optional ``neck``, ``head``; ``get_layer_depth`` as MMPretrain's."""
     backbone = BUILDERS[kind](size)
-    backbone.__class__ = type(class_name or kind, (torch.nn.Module,), {
-        "get_layer_depth": original_method(f"models/backbones/{BACKBONE_FILES[kind]}.py", kind)})
-    model = type("ImageClassifier", (torch.nn.Module,), {
-        "get_layer_depth": original_method("models/classifiers/image.py", "ImageClassifier")})()
+    backbone.__class__ = type(
+        class_name or kind,
+        (torch.nn.Module,),
+        {"get_layer_depth": original_method(f"models/backbones/{BACKBONE_FILES[kind]}.py", kind)},
+    )
+    model = type(
+        "ImageClassifier",
+        (torch.nn.Module,),
+        {"get_layer_depth": original_method("models/classifiers/image.py", "ImageClassifier")},
+    )()
     model.backbone = backbone
     if neck:
         model.neck = torch.nn.Linear(WIDTH, WIDTH)
@@ -200,6 +217,7 @@ class FlaxPatchEmbed(nn.Module):
 
 class FlaxViTBackbone(nn.Module):
     """The flax twin of ``_vit``: the same dotted names as MMPretrain's / MMSegmentation's ViT."""
+
     num_layers: int
 
     @nn.compact

@@ -19,9 +19,11 @@ class FlaxBlock(nn.Module):
     @nn.compact
     def __call__(self, x):
         y = nn.BatchNorm(use_running_average=True, name="bn1")(
-            nn.Conv(self.features, (3, 3), use_bias=False, name="conv1")(x))
+            nn.Conv(self.features, (3, 3), use_bias=False, name="conv1")(x)
+        )
         y = nn.BatchNorm(use_running_average=True, name="bn2")(
-            nn.Conv(self.features, (3, 3), feature_group_count=self.features, name="dw")(y))
+            nn.Conv(self.features, (3, 3), feature_group_count=self.features, name="dw")(y)
+        )
         y = nn.Conv(self.features, (1, 1), name="conv2")(y)
         if self.downsample:
             x = FlaxDownsample(self.features, name="downsample")(x)
@@ -34,11 +36,13 @@ class FlaxDownsample(nn.Module):
     @nn.compact
     def __call__(self, x):
         return nn.BatchNorm(use_running_average=True, name="1")(
-            nn.Conv(self.features, (1, 1), use_bias=False, name="0")(x))
+            nn.Conv(self.features, (1, 1), use_bias=False, name="0")(x)
+        )
 
 
 class FlaxDeformStandIn(nn.Module):
     """A deformable conv's parameters (its own kernel and bias, a ``conv_offset`` conv child)."""
+
     features: int
 
     @nn.compact
@@ -46,8 +50,7 @@ class FlaxDeformStandIn(nn.Module):
         offset = nn.Conv(18, (3, 3), name="conv_offset")(x)
         kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        out = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
-                                           dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        out = jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
         return out + bias + jnp.tanh(offset).mean()
 
 
@@ -55,7 +58,8 @@ class FlaxResNet(nn.Module):
     @nn.compact
     def __call__(self, x):
         x = nn.BatchNorm(use_running_average=True, name="bn1")(
-            nn.Conv(WIDTHS[0], (3, 3), use_bias=False, name="conv1")(x))
+            nn.Conv(WIDTHS[0], (3, 3), use_bias=False, name="conv1")(x)
+        )
         for i, width in enumerate(WIDTHS):
             x = FlaxStage(width, i > 0, name=f"layer{i + 1}")(x)
         x = FlaxNeck(WIDTHS[-1], name="neck")(x)
@@ -97,8 +101,7 @@ def torch_block(cin, cout, downsample):
     block.bn2 = torch.nn.BatchNorm2d(cout)
     block.conv2 = torch.nn.Conv2d(cout, cout, 1)
     if downsample:
-        block.downsample = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, bias=False),
-                                               torch.nn.BatchNorm2d(cout))
+        block.downsample = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, bias=False), torch.nn.BatchNorm2d(cout))
     return block
 
 
@@ -108,8 +111,11 @@ def torch_resnet():
     model.bn1 = torch.nn.BatchNorm2d(WIDTHS[0])
     cin = WIDTHS[0]
     for i, width in enumerate(WIDTHS):
-        setattr(model, f"layer{i + 1}", torch.nn.Sequential(torch_block(cin, width, i > 0),
-                                                            torch_block(width, width, False)))
+        setattr(
+            model,
+            f"layer{i + 1}",
+            torch.nn.Sequential(torch_block(cin, width, i > 0), torch_block(width, width, False)),
+        )
         cin = width
     model.neck = torch.nn.Module()
     model.neck.dcn = TorchDeformStandIn(cin, cin)

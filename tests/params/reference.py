@@ -27,8 +27,9 @@ EXTRA_KINDS = {"resnet": {"neck.dcn": "dcn"}, "vit": {}}
 @functools.lru_cache(maxsize=None)
 def flax_params(name):
     model, x, _ = MODELS[name]
-    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
-                        jax.eval_shape(lambda: model.init(jax.random.key(0), x))["params"])
+    return jax.tree.map(
+        lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(lambda: model.init(jax.random.key(0), x))["params"]
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -42,10 +43,10 @@ def kinds(name):
 def dcn_ops():
     from mmcv.runner.optimizer import default_constructor as mmcv_constructor
     from mmengine.optim.optimizer import default_constructor as mmengine_constructor
+
     ops = types.ModuleType("mmcv.ops")
     ops.DeformConv2d = ops.ModulatedDeformConv2d = models.TorchDeformStandIn
-    saved = (sys.modules.get("mmcv.ops"), mmcv_constructor.check_ops_exist,
-             mmengine_constructor.mmcv_full_available)
+    saved = (sys.modules.get("mmcv.ops"), mmcv_constructor.check_ops_exist, mmengine_constructor.mmcv_full_available)
     sys.modules["mmcv.ops"] = ops
     mmcv_constructor.check_ops_exist = mmengine_constructor.mmcv_full_available = lambda: True
     try:
@@ -68,13 +69,16 @@ def torch_settings(style, name, optimizer_cfg, paramwise_cfg, frozen=()):
         warnings.simplefilter("ignore")
         if style == "mmcv":
             from mmcv.runner import DefaultOptimizerConstructor
+
             optimizer = DefaultOptimizerConstructor(dict(optimizer_cfg), paramwise_cfg)(model)
         else:
             from mmengine.logging import MMLogger
             from mmengine.optim import DefaultOptimWrapperConstructor
+
             MMLogger.get_current_instance().setLevel("ERROR")
             optimizer = DefaultOptimWrapperConstructor(
-                dict(type="OptimWrapper", optimizer=dict(optimizer_cfg)), paramwise_cfg)(model).optimizer
+                dict(type="OptimWrapper", optimizer=dict(optimizer_cfg)), paramwise_cfg
+            )(model).optimizer
     group_of = {id(p): group for group in optimizer.param_groups for p in group["params"]}
     settings = {}
     for param_name, param in model.named_parameters():

@@ -10,32 +10,79 @@ from purelr.params.module_kinds import dotted_names
 from purelr.params.paramwise import group_hyperparams, paramwise_labels
 from tests.params import reference
 
-KEY_POOL = ("layer", "conv1", "bn1", "bn2", "dw", "fc", "layer1", "layer2", "downsample", "bias",
-            "0.bn", "1.conv", "neck", "offset", "conv_offset", "dcn", "gn", "embed", "blocks.0",
-            "blocks.1", "norm", "attn", "qkv", "mlp", "head", "pos_embed", "cls_token", ".bias",
-            "0.", ".1.", "conv", "1", "o")
-FROZEN_POOL = {"resnet": ("conv1", "bn1", "layer1.0", "layer2", "neck.dcn", "neck.dcn.conv_offset"),
-               "vit": ("embed", "blocks.0", "blocks.1.attn", "norm", "head")}
+KEY_POOL = (
+    "layer",
+    "conv1",
+    "bn1",
+    "bn2",
+    "dw",
+    "fc",
+    "layer1",
+    "layer2",
+    "downsample",
+    "bias",
+    "0.bn",
+    "1.conv",
+    "neck",
+    "offset",
+    "conv_offset",
+    "dcn",
+    "gn",
+    "embed",
+    "blocks.0",
+    "blocks.1",
+    "norm",
+    "attn",
+    "qkv",
+    "mlp",
+    "head",
+    "pos_embed",
+    "cls_token",
+    ".bias",
+    "0.",
+    ".1.",
+    "conv",
+    "1",
+    "o",
+)
+FROZEN_POOL = {
+    "resnet": ("conv1", "bn1", "layer1.0", "layer2", "neck.dcn", "neck.dcn.conv_offset"),
+    "vit": ("embed", "blocks.0", "blocks.1.attn", "norm", "head"),
+}
 
 MMDET_EXAMPLES = [
     dict(norm_decay_mult=0.0),
     dict(bias_lr_mult=2.0, bias_decay_mult=0.0),
     dict(norm_decay_mult=0.0, bypass_duplicate=True),
     dict(custom_keys={"backbone": dict(lr_mult=0.1, decay_mult=1.0)}),
-    dict(custom_keys={"absolute_pos_embed": dict(decay_mult=0.0),
-                      "relative_position_bias_table": dict(decay_mult=0.0),
-                      "norm": dict(decay_mult=0.0)}),
-    dict(custom_keys={"backbone": dict(lr_mult=0.1), "sampling_offsets": dict(lr_mult=0.1),
-                      "reference_points": dict(lr_mult=0.1)}),
-    dict(norm_decay_mult=0.0, bias_decay_mult=0.0,
-         custom_keys={"pos_embed": dict(decay_mult=0.0), "cls_token": dict(decay_mult=0.0)}),
-    dict(custom_keys={"layer1": dict(lr_mult=0, decay_mult=0), "layer": dict(lr_mult=1),
-                      "head": dict(lr_mult=0.1)}),
+    dict(
+        custom_keys={
+            "absolute_pos_embed": dict(decay_mult=0.0),
+            "relative_position_bias_table": dict(decay_mult=0.0),
+            "norm": dict(decay_mult=0.0),
+        }
+    ),
+    dict(
+        custom_keys={
+            "backbone": dict(lr_mult=0.1),
+            "sampling_offsets": dict(lr_mult=0.1),
+            "reference_points": dict(lr_mult=0.1),
+        }
+    ),
+    dict(
+        norm_decay_mult=0.0,
+        bias_decay_mult=0.0,
+        custom_keys={"pos_embed": dict(decay_mult=0.0), "cls_token": dict(decay_mult=0.0)},
+    ),
+    dict(custom_keys={"layer1": dict(lr_mult=0, decay_mult=0), "layer": dict(lr_mult=1), "head": dict(lr_mult=0.1)}),
     dict(dcn_offset_lr_mult=0.1, bias_lr_mult=2.0),
     dict(dwconv_decay_mult=0.0, norm_decay_mult=0.0),
 ]
-MMENGINE_EXAMPLES = [dict(flat_decay_mult=0.0), dict(norm_decay_mult=0.0, flat_decay_mult=0.5),
-                     dict(custom_keys={"head": dict(lr_mult=10.0, momentum=0.5)})]
+MMENGINE_EXAMPLES = [
+    dict(flat_decay_mult=0.0),
+    dict(norm_decay_mult=0.0, flat_decay_mult=0.5),
+    dict(custom_keys={"head": dict(lr_mult=10.0, momentum=0.5)}),
+]
 
 
 def draw(rng, style):
@@ -45,7 +92,8 @@ def draw(rng, style):
     mult = lambda: float(rng.choice([0.0, 0.1, 0.5, 2.0, 10.0]))
     cfg = {}
     keys = ["bias_lr_mult", "dcn_offset_lr_mult"] + (
-        ["bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult"] if weight_decay else [])
+        ["bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult"] if weight_decay else []
+    )
     keys += ["flat_decay_mult"] if style == "mmengine" else []
     for key in keys:
         if rng.random() < 0.5:
@@ -75,19 +123,27 @@ def draw(rng, style):
 
 def purelr_settings(style, name, optimizer_cfg, paramwise_cfg, frozen=()):
     params = reference.flax_params(name)
-    labels, settings = paramwise_labels(params, paramwise_cfg, style=style,
-                                        weight_decay=optimizer_cfg.get("weight_decay"),
-                                        module_kinds=reference.kinds(name), frozen=list(frozen) or None)
+    labels, settings = paramwise_labels(
+        params,
+        paramwise_cfg,
+        style=style,
+        weight_decay=optimizer_cfg.get("weight_decay"),
+        module_kinds=reference.kinds(name),
+        frozen=list(frozen) or None,
+    )
     out = {}
     for leaf_name, label in zip(dotted_names(params), jax.tree.leaves(labels)):
         setting = settings[label]
         if setting.frozen:
             out[leaf_name] = "frozen"
             continue
-        group = group_hyperparams(setting, lr=optimizer_cfg["lr"], momentum=optimizer_cfg["momentum"],
-                                  weight_decay=optimizer_cfg.get("weight_decay"))
-        out[leaf_name] = dict(lr=group["lr"], momentum=group["momentum"],
-                              weight_decay=group.get("weight_decay", 0.0))
+        group = group_hyperparams(
+            setting,
+            lr=optimizer_cfg["lr"],
+            momentum=optimizer_cfg["momentum"],
+            weight_decay=optimizer_cfg.get("weight_decay"),
+        )
+        out[leaf_name] = dict(lr=group["lr"], momentum=group["momentum"], weight_decay=group.get("weight_decay", 0.0))
     return out, len(settings)
 
 

@@ -46,8 +46,9 @@ def test_random_arguments_match_detectron2(model):
             param.requires_grad_(not any(name == p or name.startswith(p + ".") for p in frozen))
         expected = reference.settings(torch_model, **args)
         selector = (lambda name, leaf: any(name.startswith(p + ".") for p in frozen)) if frozen else None
-        labels, settings = detectron2.get_default_optimizer_params(params, **args, module_kinds=kinds(model),
-                                                                   frozen=selector)
+        labels, settings = detectron2.get_default_optimizer_params(
+            params, **args, module_kinds=kinds(model), frozen=selector
+        )
         for name, label in zip(dotted_names(params), jax.tree.leaves(labels)):
             if name not in expected:
                 assert label == "frozen", (case, name, label)
@@ -55,13 +56,16 @@ def test_random_arguments_match_detectron2(model):
                 assert dict(settings[label].options) == expected[name], (case, args, name, settings[label])
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(bias_lr_factor=2.0), "bias_lr_factor = 2.0 needs base_lr"),
-    (dict(lr_factor_func=lambda name: 1.0), "lr_factor_func needs base_lr"),
-    (dict(base_lr=0.1, weight_decay_bias=0.0, overrides={"bias": {"lr": 0.1}}), "conflicts with"),
-    (dict(overrides={"bias": {"momentum": 0.1}}), "unknown key 'momentum'"),
-    (dict(weight_decay_norm=-1.0), "weight_decay_norm must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(bias_lr_factor=2.0), "bias_lr_factor = 2.0 needs base_lr"),
+        (dict(lr_factor_func=lambda name: 1.0), "lr_factor_func needs base_lr"),
+        (dict(base_lr=0.1, weight_decay_bias=0.0, overrides={"bias": {"lr": 0.1}}), "conflicts with"),
+        (dict(overrides={"bias": {"momentum": 0.1}}), "unknown key 'momentum'"),
+        (dict(weight_decay_norm=-1.0), "weight_decay_norm must be >= 0"),
+    ],
+)
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         detectron2.get_default_optimizer_params(flax_params("resnet"), **kwargs)

@@ -55,7 +55,7 @@ def flax_name(model, name):
     if leaf != "weight":
         return name
     kind = "kernel" if isinstance(owner, nn.Linear) else "embedding" if isinstance(owner, nn.Embedding) else "scale"
-    return name[:-len("weight")] + kind
+    return name[: -len("weight")] + kind
 
 
 def as_flax(model):
@@ -83,8 +83,9 @@ def test_decay_parameter_names_match_the_trainer():
 def test_param_groups_labels():
     model = Model()
     params = as_flax(model)
-    labels, settings = hf.param_groups(params, 0.01, ["layer.0.ln_1", "layer.1.ln_1", "embeddings.LayerNorm"],
-                                       frozen="head")
+    labels, settings = hf.param_groups(
+        params, 0.01, ["layer.0.ln_1", "layer.1.ln_1", "embeddings.LayerNorm"], frozen="head"
+    )
     flat = dict(zip(param_names(params), jax.tree.leaves(labels)))
     assert flat["head.kernel"] == flat["head.bias"] == "frozen"
     assert flat["layer.0.dense.kernel"] == "decay" and flat["layer.0.dense.bias"] == "no_decay"

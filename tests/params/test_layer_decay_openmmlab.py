@@ -26,9 +26,9 @@ import purelr
 from purelr.params import layer_decay_openmmlab as twin
 from purelr.params.module_kinds import dotted_names
 from purelr.params.paramwise import group_hyperparams
-from tests.params import layer_decay_models as lm
 from tests.bad_inputs import assert_rejects
 from tests.optim.torch_reference import torch_dtype
+from tests.params import layer_decay_models as lm
 from tests.params import models
 from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 from tests.recipes.twins import to_flax
@@ -45,13 +45,22 @@ def originals():
     from mmseg.engine.optimizers import LayerDecayOptimizerConstructor as MMSegLayer
     from mmseg.engine.optimizers import LearningRateDecayOptimizerConstructor as MMSegDecay
 
-    return {"mmpretrain": [MMPretrainDecay], "mmseg": [MMSegDecay, MMDetDecay], "mmseg_layer": [MMSegLayer],
-            "mmpose": [MMPoseDecay], "force": [MMSegForce, MMPoseForce]}
+    return {
+        "mmpretrain": [MMPretrainDecay],
+        "mmseg": [MMSegDecay, MMDetDecay],
+        "mmseg_layer": [MMSegLayer],
+        "mmpose": [MMPoseDecay],
+        "force": [MMSegForce, MMPoseForce],
+    }
 
 
-NAMES = {"mmpretrain": "LearningRateDecayOptimWrapperConstructor", "mmseg": "LearningRateDecayOptimizerConstructor",
-         "mmseg_layer": "LayerDecayOptimizerConstructor", "mmpose": "LayerDecayOptimWrapperConstructor",
-         "force": "ForceDefaultOptimWrapperConstructor"}
+NAMES = {
+    "mmpretrain": "LearningRateDecayOptimWrapperConstructor",
+    "mmseg": "LearningRateDecayOptimizerConstructor",
+    "mmseg_layer": "LayerDecayOptimizerConstructor",
+    "mmpose": "LayerDecayOptimWrapperConstructor",
+    "force": "ForceDefaultOptimWrapperConstructor",
+}
 
 
 def draw(rng, family, small=False):
@@ -62,9 +71,10 @@ def draw(rng, family, small=False):
     mult = lambda: float(rng.choice([0.0, 0.5, 2.0]))
     if family == "mmpretrain":
         kind = str(rng.choice(list(lm.BUILDERS)))
-        size = {"VisionTransformer": int(rng.integers(1, 3 if small else 5)),
-                "ResNet": [1, 4, 6, 1] if small else [1, *lm_resnet_depths(rng), 1]}.get(
-            kind, [int(rng.integers(1, 4)) for _ in range(3)] + [int(rng.integers(1, 3))])
+        size = {
+            "VisionTransformer": int(rng.integers(1, 3 if small else 5)),
+            "ResNet": [1, 4, 6, 1] if small else [1, *lm_resnet_depths(rng), 1],
+        }.get(kind, [int(rng.integers(1, 4)) for _ in range(3)] + [int(rng.integers(1, 3))])
         if kind == "ConvNeXt" and rng.random() < 0.4:
             size[2] = 10  # max_layer_id 12
         model = lm.torch_model(kind, size, neck=kind == "MixMIMTransformer" and rng.random() < 0.5)
@@ -74,13 +84,17 @@ def draw(rng, family, small=False):
                 cfg[key] = mult()
         if rng.random() < 0.6:
             chosen = rng.choice(keys, size=int(rng.integers(1, 4)), replace=False)
-            cfg["custom_keys"] = {str(k): {"decay_mult": mult(), **({"lr_mult": 3.0} if rng.random() < 0.3 else {})}
-                                  for k in chosen}
+            cfg["custom_keys"] = {
+                str(k): {"decay_mult": mult(), **({"lr_mult": 3.0} if rng.random() < 0.3 else {})} for k in chosen
+            }
     elif family == "force":
         kind = str(rng.choice(["VisionTransformer", "ConvNeXt", "ResNet"]))
         model = lm.torch_model(kind, {"VisionTransformer": 2, "ConvNeXt": [1, 1, 2, 1], "ResNet": [1, 4, 6, 1]}[kind])
-        cfg = {k: mult() for k in ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult",
-                                   "flat_decay_mult") if rng.random() < 0.5}
+        cfg = {
+            k: mult()
+            for k in ("bias_lr_mult", "bias_decay_mult", "norm_decay_mult", "dwconv_decay_mult", "flat_decay_mult")
+            if rng.random() < 0.5
+        }
         chosen = rng.choice(keys, size=int(rng.integers(1, 4)), replace=False)
         cfg["custom_keys"] = {str(k): {"lr_mult": mult(), "decay_mult": mult()} for k in chosen}
         cfg["force_default_settings"] = bool(rng.random() < 0.7)
@@ -93,8 +107,10 @@ def draw(rng, family, small=False):
         model = lm.torch_model(kind, size, class_name)
         cfg = {"num_layers": num_layers}
         if family == "mmseg":
-            cfg.update(decay_rate=rate, decay_type="stage_wise" if stage_wise else str(
-                rng.choice(["layer_wise", "layer_wise_vit"])))
+            cfg.update(
+                decay_rate=rate,
+                decay_type="stage_wise" if stage_wise else str(rng.choice(["layer_wise", "layer_wise_vit"])),
+            )
         else:
             cfg.update(layer_decay_rate=rate)
     names = [n for n, _ in model.named_parameters()]
@@ -130,8 +146,13 @@ def purelr_groups(family, model, paramwise_cfg, frozen):
     params, kinds = lm.flax_twin(model)
     frozen_flax = [models.flax_name(model, n) for n in frozen]
     constructor = twin.CONSTRUCTORS[NAMES[family]]
-    labels, settings = constructor(params, dict(lr=LR, weight_decay=WEIGHT_DECAY), copy.deepcopy(paramwise_cfg),
-                                   module_kinds=kinds, frozen=frozen_flax or None)
+    labels, settings = constructor(
+        params,
+        dict(lr=LR, weight_decay=WEIGHT_DECAY),
+        copy.deepcopy(paramwise_cfg),
+        module_kinds=kinds,
+        frozen=frozen_flax or None,
+    )
     out = {}
     for name, label in zip(dotted_names(params), jax.tree.leaves(labels)):
         setting = settings[label]
@@ -156,14 +177,16 @@ def test_every_parameter_gets_the_originals_lr_and_weight_decay(family):
         check_settings(family, seed)
 
 
-SCHEDULERS = [dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=20),
-              dict(type="CosineAnnealingLR", T_max=80, eta_min=1e-4, by_epoch=False, begin=20, end=100)]
+SCHEDULERS = [
+    dict(type="LinearLR", start_factor=0.01, by_epoch=False, begin=0, end=20),
+    dict(type="CosineAnnealingLR", T_max=80, eta_min=1e-4, by_epoch=False, begin=20, end=100),
+]
 STEPS, CURVATURE = 100, 0.1
 
 
 def torch_trajectory(wrapper, model, gradients, frozen):
-    from mmengine.registry import PARAM_SCHEDULERS
     import mmengine.optim.scheduler  # noqa: F401
+    from mmengine.registry import PARAM_SCHEDULERS
 
     schedulers = [PARAM_SCHEDULERS.build(dict(s), default_args=dict(optimizer=wrapper)) for s in SCHEDULERS]
     params = list(model.parameters())
@@ -180,10 +203,12 @@ def purelr_trajectory(cfg, model, initial, gradients, frozen):
     names = [models.flax_name(model, n) for n, _ in model.named_parameters()]
     order = {n: i for i, n in enumerate(names)}
     leaves = dotted_names(params)
-    tree = lambda arrays: jax.tree.unflatten(jax.tree.structure(params),
-                                             [jax.numpy.asarray(to_flax(arrays[order[n]])) for n in leaves])
-    tx = purelr.build(cfg, tree(initial), module_kinds=kinds,
-                      frozen=[models.flax_name(model, n) for n in frozen] or None)
+    tree = lambda arrays: jax.tree.unflatten(
+        jax.tree.structure(params), [jax.numpy.asarray(to_flax(arrays[order[n]])) for n in leaves]
+    )
+    tx = purelr.build(
+        cfg, tree(initial), module_kinds=kinds, frozen=[models.flax_name(model, n) for n in frozen] or None
+    )
 
     @jax.jit
     def run(p, grads):
@@ -220,9 +245,16 @@ def check_trajectory(family, seed, precision):
     with torch_dtype(x64):
         _, wrapper = torch_groups(family, model, cfg, frozen, which)
         expected = torch_trajectory(wrapper, model, gradients, frozen)
-    config = dict(optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=LR, weight_decay=WEIGHT_DECAY),
-                                     constructor=NAMES[family], paramwise_cfg=cfg),
-                  param_scheduler=SCHEDULERS, train_cfg=dict(type="IterBasedTrainLoop", max_iters=STEPS))
+    config = dict(
+        optim_wrapper=dict(
+            type="OptimWrapper",
+            optimizer=dict(type="AdamW", lr=LR, weight_decay=WEIGHT_DECAY),
+            constructor=NAMES[family],
+            paramwise_cfg=cfg,
+        ),
+        param_scheduler=SCHEDULERS,
+        train_cfg=dict(type="IterBasedTrainLoop", max_iters=STEPS),
+    )
     actual = purelr_trajectory(config, model, initial, gradients, frozen)
     worst = 0.0
     for name, value in expected.items():
@@ -244,8 +276,9 @@ def test_more_trajectories_equal_the_real_optim_wrapper(family, precision):
     print(f"{family} {precision}: worst relative error {worst:.3g}")
 
 
-MMCV_LR_CONFIG = dict(policy="poly", power=1.0, min_lr=1e-4, by_epoch=False, warmup="linear", warmup_iters=20,
-                      warmup_ratio=0.01)
+MMCV_LR_CONFIG = dict(
+    policy="poly", power=1.0, min_lr=1e-4, by_epoch=False, warmup="linear", warmup_iters=20, warmup_ratio=0.01
+)
 
 
 def mmcv_era_optimizer(family, model, paramwise_cfg):
@@ -285,20 +318,32 @@ def test_mmcv_configs_equal_the_mmcv_era_constructor_and_hooks(family):
         optimizer = mmcv_era_optimizer(family, model, cfg)
         hook_cfg = {k: v for k, v in MMCV_LR_CONFIG.items() if k != "policy"}
         hook = build_from_cfg(dict(hook_cfg, type="PolyLrUpdaterHook"), HOOKS)
-        runner = types.SimpleNamespace(optimizer=optimizer, iter=0, epoch=0, inner_iter=0, max_iters=STEPS,
-                                       max_epochs=None, data_loader=range(STEPS))
+        runner = types.SimpleNamespace(
+            optimizer=optimizer,
+            iter=0,
+            epoch=0,
+            inner_iter=0,
+            max_iters=STEPS,
+            max_epochs=None,
+            data_loader=range(STEPS),
+        )
         hook.before_run(runner)
         for k in range(STEPS):
             runner.iter = runner.inner_iter = k
             hook.before_train_iter(runner)
             optimizer.zero_grad()
-            sum((torch.from_numpy(g[k]) * p + CURVATURE / 2 * p * p).sum()
-                for p, g in zip(model.parameters(), gradients)).backward()
+            sum(
+                (torch.from_numpy(g[k]) * p + CURVATURE / 2 * p * p).sum()
+                for p, g in zip(model.parameters(), gradients)
+            ).backward()
             optimizer.step()
     expected = {models.flax_name(model, n): to_flax(p.detach().numpy()) for n, p in model.named_parameters()}
-    config = dict(optimizer=dict(type="AdamW", lr=LR, weight_decay=WEIGHT_DECAY, constructor=NAMES[family],
-                                 paramwise_cfg=cfg),
-                  optimizer_config=dict(), lr_config=MMCV_LR_CONFIG, runner=dict(type="IterBasedRunner", max_iters=STEPS))
+    config = dict(
+        optimizer=dict(type="AdamW", lr=LR, weight_decay=WEIGHT_DECAY, constructor=NAMES[family], paramwise_cfg=cfg),
+        optimizer_config=dict(),
+        lr_config=MMCV_LR_CONFIG,
+        runner=dict(type="IterBasedRunner", max_iters=STEPS),
+    )
     with jax.enable_x64(True):
         actual = purelr_trajectory(config, model, initial, gradients, frozen)
     for name, value in expected.items():
@@ -312,20 +357,38 @@ def _vit_tree(num_layers=2):
 
 BASE = dict(lr=LR, weight_decay=WEIGHT_DECAY)
 BAD = [
-    ("mmseg", dict(num_layers=2, decay_rate=0.9, decay_type="layerwise"), ValueError,
-     ("paramwise_cfg.decay_type", "'layerwise'", "layer_wise")),
+    (
+        "mmseg",
+        dict(num_layers=2, decay_rate=0.9, decay_type="layerwise"),
+        ValueError,
+        ("paramwise_cfg.decay_type", "'layerwise'", "layer_wise"),
+    ),
     ("mmseg", dict(num_layers=2, decay_rate=0.0), ValueError, ("paramwise_cfg.decay_rate", "0.0")),
     ("mmseg", dict(num_layers=2, decay_rate=1.5), ValueError, ("paramwise_cfg.decay_rate", "1.5")),
     ("mmseg", dict(num_layers=2), ValueError, ("paramwise_cfg.decay_rate", "missing")),
     ("mmseg", dict(num_layers=0, decay_rate=0.9), ValueError, ("paramwise_cfg.num_layers", "0")),
-    ("mmseg", dict(num_layers=2, decay_rate=0.9, decay_type="stage_wise"), ValueError,
-     ("decay_type", "stage_wise", "ConvNeXt")),
+    (
+        "mmseg",
+        dict(num_layers=2, decay_rate=0.9, decay_type="stage_wise"),
+        ValueError,
+        ("decay_type", "stage_wise", "ConvNeXt"),
+    ),
     ("mmseg", dict(num_layers=2, decay_rate=0.9, decay_rat=0.8), ValueError, ("paramwise_cfg", "decay_rat")),
-    ("mmseg_layer", dict(num_layers=2, decay_rate=0.9), ValueError, ("paramwise_cfg", "'decay_rate'", "layer_decay_rate")),
+    (
+        "mmseg_layer",
+        dict(num_layers=2, decay_rate=0.9),
+        ValueError,
+        ("paramwise_cfg", "'decay_rate'", "layer_decay_rate"),
+    ),
     ("mmseg_layer", dict(num_layers=2), ValueError, ("paramwise_cfg.layer_decay_rate", "missing")),
     ("mmpose", dict(num_layers=2, layer_decay_rate=-0.5), ValueError, ("paramwise_cfg.layer_decay_rate", "-0.5")),
     ("mmpretrain", dict(layer_decay_rate=2.0), ValueError, ("paramwise_cfg.layer_decay_rate", "2.0")),
-    ("mmpretrain", dict(layer_decay_rate=0.5, norm_decay_mult=-1.0), ValueError, ("paramwise_cfg.norm_decay_mult", "-1")),
+    (
+        "mmpretrain",
+        dict(layer_decay_rate=0.5, norm_decay_mult=-1.0),
+        ValueError,
+        ("paramwise_cfg.norm_decay_mult", "-1"),
+    ),
     ("force", dict(force_default_settings="yes"), TypeError, ("paramwise_cfg.force_default_settings", "'yes'")),
 ]
 
@@ -338,24 +401,51 @@ def test_bad_settings_are_refused_naming_the_key(family, cfg, exception, needles
 
 def test_a_parameter_without_a_layer_index_is_refused_naming_it():
     params = {"backbone": {"layers": {"first": {"kernel": jax.numpy.zeros((2, 2))}}}}
-    for family, cfg in (("mmseg", dict(num_layers=2, decay_rate=0.9)), ("mmpose", dict(num_layers=2, layer_decay_rate=0.9))):
-        assert_rejects(lambda: twin.CONSTRUCTORS[NAMES[family]](params, BASE, cfg), ValueError,
-                       "backbone.layers.first.kernel", "'first'", "layer")
-    stages = {"backbone": {"downsample_layers": {"0": {"kernel": jax.numpy.zeros((2, 2))}},
-                           "stages": {"4": {"0": {"kernel": jax.numpy.zeros((2, 2))}}}}}
-    assert_rejects(lambda: twin.CONSTRUCTORS[NAMES["mmseg"]](stages, BASE, dict(num_layers=6, decay_rate=0.9)),
-                   ValueError, "backbone.stages.4.0.kernel", "stage 4")
+    for family, cfg in (
+        ("mmseg", dict(num_layers=2, decay_rate=0.9)),
+        ("mmpose", dict(num_layers=2, layer_decay_rate=0.9)),
+    ):
+        assert_rejects(
+            lambda: twin.CONSTRUCTORS[NAMES[family]](params, BASE, cfg),
+            ValueError,
+            "backbone.layers.first.kernel",
+            "'first'",
+            "layer",
+        )
+    stages = {
+        "backbone": {
+            "downsample_layers": {"0": {"kernel": jax.numpy.zeros((2, 2))}},
+            "stages": {"4": {"0": {"kernel": jax.numpy.zeros((2, 2))}}},
+        }
+    }
+    assert_rejects(
+        lambda: twin.CONSTRUCTORS[NAMES["mmseg"]](stages, BASE, dict(num_layers=6, decay_rate=0.9)),
+        ValueError,
+        "backbone.stages.4.0.kernel",
+        "stage 4",
+    )
 
 
 def test_an_unknown_backbone_and_missing_weight_decay_are_refused():
     params = {"encoder": {"kernel": jax.numpy.zeros((2, 2))}}
-    assert_rejects(lambda: twin.CONSTRUCTORS[NAMES["mmpretrain"]](params, BASE, dict(layer_decay_rate=0.9)),
-                   ValueError, "cannot tell the backbone", "backbone")
-    assert_rejects(lambda: twin.CONSTRUCTORS[NAMES["mmseg"]](_vit_tree(), dict(lr=LR), dict(num_layers=2, decay_rate=0.9)),
-                   ValueError, "optimizer.weight_decay")
+    assert_rejects(
+        lambda: twin.CONSTRUCTORS[NAMES["mmpretrain"]](params, BASE, dict(layer_decay_rate=0.9)),
+        ValueError,
+        "cannot tell the backbone",
+        "backbone",
+    )
+    assert_rejects(
+        lambda: twin.CONSTRUCTORS[NAMES["mmseg"]](_vit_tree(), dict(lr=LR), dict(num_layers=2, decay_rate=0.9)),
+        ValueError,
+        "optimizer.weight_decay",
+    )
     resnet = lm.flax_twin(lm.torch_model("ResNet", [1, 2, 2, 1]))[0]
-    assert_rejects(lambda: twin.CONSTRUCTORS[NAMES["mmpretrain"]](resnet, BASE, dict(layer_decay_rate=0.9)),
-                   ValueError, "ResNet", "[1, 2, 2, 1]")
+    assert_rejects(
+        lambda: twin.CONSTRUCTORS[NAMES["mmpretrain"]](resnet, BASE, dict(layer_decay_rate=0.9)),
+        ValueError,
+        "ResNet",
+        "[1, 2, 2, 1]",
+    )
 
 
 def test_constructors_are_registered_under_their_openmmlab_names():
@@ -370,22 +460,33 @@ def test_curves_without_a_model_show_every_layer_depth():
     curve per depth, from ``lr * rate ** k``, ``k = 0 .. num_layers + 1``."""
     from purelr.cli.curves import config_curves
 
-    cfg = dict(optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=LR, weight_decay=WEIGHT_DECAY),
-                                  constructor="LayerDecayOptimizerConstructor",
-                                  paramwise_cfg=dict(num_layers=3, layer_decay_rate=0.5)),
-               train_cfg=dict(type="IterBasedTrainLoop", max_iters=STEPS))
+    cfg = dict(
+        optim_wrapper=dict(
+            type="OptimWrapper",
+            optimizer=dict(type="AdamW", lr=LR, weight_decay=WEIGHT_DECAY),
+            constructor="LayerDecayOptimizerConstructor",
+            paramwise_cfg=dict(num_layers=3, layer_decay_rate=0.5),
+        ),
+        train_cfg=dict(type="IterBasedTrainLoop", max_iters=STEPS),
+    )
     bases = set(config_curves(cfg).bases.values())
-    assert bases == {LR * 0.5 ** k for k in range(5)}
+    assert bases == {LR * 0.5**k for k in range(5)}
 
 
 @pytest.mark.parametrize("family", ["mmpretrain", "mmseg_layer", "mmpose"])
 def test_a_flax_linen_vit_gets_the_settings_of_its_torch_twin(family):
     """The linen ViT's own tree and module kinds (``module_kinds``) give every leaf the lr and weight
     decay the real constructor gives the torch ViT with the same names."""
-    cfg = {"mmpretrain": dict(layer_decay_rate=0.75, norm_decay_mult=0.0, flat_decay_mult=0.5,
-                              custom_keys={".cls_token": dict(decay_mult=0.0)}),
-           "mmseg_layer": dict(num_layers=3, layer_decay_rate=0.75),
-           "mmpose": dict(num_layers=3, layer_decay_rate=0.75)}[family]
+    cfg = {
+        "mmpretrain": dict(
+            layer_decay_rate=0.75,
+            norm_decay_mult=0.0,
+            flat_decay_mult=0.5,
+            custom_keys={".cls_token": dict(decay_mult=0.0)},
+        ),
+        "mmseg_layer": dict(num_layers=3, layer_decay_rate=0.75),
+        "mmpose": dict(num_layers=3, layer_decay_rate=0.75),
+    }[family]
     model = lm.torch_model("VisionTransformer", 3, "BEiT")
     expected, _ = torch_groups(family, model, cfg, ())
     params, kinds = lm.flax_vit(3)

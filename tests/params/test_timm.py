@@ -55,8 +55,7 @@ def torch_model():
 
 def timm_settings(model, groups):
     """``{flax name: (weight_decay, lr_scale, group index)}``; ``'frozen'`` for params left out."""
-    index = {id(p): (g["weight_decay"], g.get("lr_scale", 1.0), i)
-             for i, g in enumerate(groups) for p in g["params"]}
+    index = {id(p): (g["weight_decay"], g.get("lr_scale", 1.0), i) for i, g in enumerate(groups) for p in g["params"]}
     return {models.flax_name(model, n): index.get(id(p), "frozen") for n, p in model.named_parameters()}
 
 
@@ -66,8 +65,9 @@ def purelr_settings(labels, settings, weight_decay):
     out = {}
     for name, label in zip(dotted_names(params), jax.tree.leaves(labels)):
         s = settings[label]
-        out[name] = "frozen" if s.frozen else (weight_decay * s.decay_mult, s.lr_scale,
-                                               order.setdefault(label, len(order)))
+        out[name] = (
+            "frozen" if s.frozen else (weight_decay * s.decay_mult, s.lr_scale, order.setdefault(label, len(order)))
+        )
     return out
 
 
@@ -78,8 +78,15 @@ def _same_partition(a, b):
     assert relabel(a) == relabel(b)
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(weight_decay=0.05, no_weight_decay_list=["pos_embed", "cls*"]),
-                                    dict(weight_decay=0.0), dict(weight_decay=0.1, weight_decay_exclude_1d=False)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(weight_decay=0.05, no_weight_decay_list=["pos_embed", "cls*"]),
+        dict(weight_decay=0.0),
+        dict(weight_decay=0.1, weight_decay_exclude_1d=False),
+    ],
+)
 def test_weight_decay_groups(kwargs):
     model = torch_model()
     expected = timm_settings(model, TIMM.param_groups_weight_decay(model, **kwargs))
@@ -87,8 +94,15 @@ def test_weight_decay_groups(kwargs):
     _same_partition(purelr_settings(labels, settings, kwargs.get("weight_decay", 1e-5)), expected)
 
 
-@pytest.mark.parametrize("kwargs", [dict(), dict(layer_decay=0.5, min_scale=0.2, no_weight_decay_list=["pos_embed"]),
-                                    dict(layer_decay=0.6, no_opt_scale=0.5), dict(weight_decay_exclude_1d=False)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(),
+        dict(layer_decay=0.5, min_scale=0.2, no_weight_decay_list=["pos_embed"]),
+        dict(layer_decay=0.6, no_opt_scale=0.5),
+        dict(weight_decay_exclude_1d=False),
+    ],
+)
 def test_layer_decay_groups(kwargs):
     model = torch_model()
     layer_map = MANIPULATE.group_parameters(model, MATCHER, reverse=True)
@@ -103,8 +117,11 @@ def test_layer_decay_groups(kwargs):
 
 def test_layer_map_as_function_and_errors():
     params = reference.flax_params("vit")
-    layer_of = lambda name: 0 if name.split(".")[0] in ("embed", "cls_token", "pos_embed") else (
-        int(name.split(".")[1]) + 1 if name.startswith("blocks.") else None)
+    layer_of = (
+        lambda name: 0
+        if name.split(".")[0] in ("embed", "cls_token", "pos_embed")
+        else (int(name.split(".")[1]) + 1 if name.startswith("blocks.") else None)
+    )
     labels, settings = param_groups_layer_decay(params, layer_of, layer_decay=0.5)
     assert settings["layer_0_decay"].lr_scale == 0.25 and settings["layer_2_no_decay"].lr_scale == 1.0
     assert jax.tree.leaves(labels)[dotted_names(params).index("head.kernel")] == "layer_2_decay"

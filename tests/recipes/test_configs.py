@@ -10,9 +10,9 @@ import pytest
 import purelr
 from purelr import configs
 from purelr.recipes.build import read_recipe
-from tests.recipes import twins
 from tests.params import reference
 from tests.parity import OPTIMIZER_RTOL, assert_schedule_matches, relative_error, trajectory_floor
+from tests.recipes import twins
 from tests.schedules.test_mmcv import retinanet_reference
 
 EPOCH_LEN = 100  # the 500-iteration warmup ends before the first milestone (epoch 8)
@@ -20,9 +20,14 @@ MODEL_OF = {"timm_vit_finetune_layer_decay.py": "vit"}
 
 
 def test_configs_are_shipped():
-    assert configs.names() == ["faster_rcnn_r50_fpn_1x_clip_mmcv.py", "onecycle_mmcv.py",
-                               "retinanet_r50_fpn_1x_mmcv.py", "retinanet_r50_fpn_1x_mmengine.py",
-                               "timm_resnet50_cosine.py", "timm_vit_finetune_layer_decay.py"]
+    assert configs.names() == [
+        "faster_rcnn_r50_fpn_1x_clip_mmcv.py",
+        "onecycle_mmcv.py",
+        "retinanet_r50_fpn_1x_mmcv.py",
+        "retinanet_r50_fpn_1x_mmengine.py",
+        "timm_resnet50_cosine.py",
+        "timm_vit_finetune_layer_decay.py",
+    ]
     with pytest.raises(ValueError, match="no shipped config 'nope.py'"):
         configs.path_of("nope.py")
 
@@ -75,4 +80,4 @@ def test_timm_vit_recipe_layer_scales_and_curve():
     state = tx.init(params)
     _, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
     lrs = {label: float(h["lr"]) for label, h in purelr.params.groups.hyperparams_in_force(state).items()}
-    assert lrs["layer_3_decay"] == pytest.approx(1e-6) and lrs["layer_0_no_decay"] == pytest.approx(1e-6 * 0.65 ** 3)
+    assert lrs["layer_3_decay"] == pytest.approx(1e-6) and lrs["layer_0_no_decay"] == pytest.approx(1e-6 * 0.65**3)

@@ -37,8 +37,21 @@ from tests import corpus as corpora
 from tests import original_hooks
 from tests.parity import SCHEDULE_RTOL, UNIT_ROUNDOFF, assert_schedule_matches, rounding_floor
 
-KEYS = ("optimizer", "optimizer_config", "lr_config", "momentum_config", "runner", "total_epochs", "total_iters",
-        "optim_wrapper", "param_scheduler", "train_cfg", "auto_scale_lr", "fp16", "strategy")
+KEYS = (
+    "optimizer",
+    "optimizer_config",
+    "lr_config",
+    "momentum_config",
+    "runner",
+    "total_epochs",
+    "total_iters",
+    "optim_wrapper",
+    "param_scheduler",
+    "train_cfg",
+    "auto_scale_lr",
+    "fp16",
+    "strategy",
+)
 EPOCH_LEN = 7
 WORLD_SIZE = 8
 """For ``auto_scale_lr=dict(enable=True)`` (the ``8xb32`` of the zoo's config names; any value
@@ -118,8 +131,14 @@ def category(corpus, path) -> str:
     for key, values in curves.values.items():
         # floor: 8 float64 units of the peak: MMCV's warmups and MMEngine's recursions cancel there
         # (measured 0.3 units: a linear warmup's first value, 1e-6 of the peak, poolformer)
-        assert_schedule_matches(values, expected.values[key], "x64", context=f"{path} {key}",
-                                floor=rounding_floor(SCHEDULE_RTOL["x64"], 8), rtol=recursion_rtol(len(values)))
+        assert_schedule_matches(
+            values,
+            expected.values[key],
+            "x64",
+            context=f"{path} {key}",
+            floor=rounding_floor(SCHEDULE_RTOL["x64"], 8),
+            rtol=recursion_rtol(len(values)),
+        )
     if removed:
         return f"equal once {', '.join(sorted(set(removed)))} (refused: a key the original ignores) is removed"
     return "equal"
@@ -134,7 +153,9 @@ def recursion_rtol(length: int):
     off there. MMSegmentation 1.2.2's BEiT (PolyLR to ``eta_min=0`` over 158,500 iterations from a
     layer-decay group's base lr): 1.9e-12 at iteration 151,911."""
     n = np.arange(length)
-    return np.where(n < RECURSION_EXACT, SCHEDULE_RTOL["x64"], np.maximum(SCHEDULE_RTOL["x64"], n * UNIT_ROUNDOFF["x64"]))
+    return np.where(
+        n < RECURSION_EXACT, SCHEDULE_RTOL["x64"], np.maximum(SCHEDULE_RTOL["x64"], n * UNIT_ROUNDOFF["x64"])
+    )
 
 
 def _curves(cfg):
@@ -195,8 +216,10 @@ def _keys(path):
 
 
 def _check(counts):
-    failures = {name: [c for c in count if not c.startswith(("equal", "no optimizer", "original"))]
-                for name, count in counts.items()}
+    failures = {
+        name: [c for c in count if not c.startswith(("equal", "no optimizer", "original"))]
+        for name, count in counts.items()
+    }
     assert not any(failures.values()), failures
     assert sum(count["equal"] for count in counts.values()) > 0
 
@@ -222,8 +245,9 @@ if __name__ == "__main__":
     print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 1), indent=1))
 
 
-@pytest.mark.parametrize("name", ["faster_rcnn/faster_rcnn_r50_caffe_fpn_mstrain_90k_coco.py",
-                                  "yolof/yolof_r50_c5_8x8_iter-1x_coco.py"])
+@pytest.mark.parametrize(
+    "name", ["faster_rcnn/faster_rcnn_r50_caffe_fpn_mstrain_90k_coco.py", "yolof/yolof_r50_c5_8x8_iter-1x_coco.py"]
+)
 def test_mmdetection_2_iteration_based_configs_decay_as_mmcv(name):
     """MMCV's IterBasedRunner defaults ``lr_config.by_epoch`` to False: ``step=[60000, 80000]`` and
     ``step=[15000, 20000]`` count iterations (MMDetection 2.28.2's configs)."""

@@ -38,15 +38,26 @@ from purelr.references import deepspeed as reference
 from purelr.schedules import deepspeed as ds_schedules
 from tests.bad_inputs import assert_rejects
 from tests.optim.test_fused_lamb import kernel_step
-from tests.parity import (FLOOR, OPTIMIZER_RTOL, UNIT_ROUNDOFF, assert_schedule_matches, jitted, relative_error,
-                          trajectory_floor)
+from tests.parity import (
+    FLOOR,
+    OPTIMIZER_RTOL,
+    UNIT_ROUNDOFF,
+    assert_schedule_matches,
+    jitted,
+    relative_error,
+    trajectory_floor,
+)
 
 DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data", "deepspeed")
 SOURCES = json.load(open(os.path.join(DATA, "SOURCES.json")))
 # The world size each file was written for (its train_batch_size = micro * accumulation * world).
-WORLD_SIZE = {"t5_small_finetuning": 4, "compression_cifar_ds_config": 1,
-              # BERT pre-training with Lamb at 64k / 32k sequences a batch: one micro-batch per GPU per step
-              "bing_bert_bsz64k_lamb_seq128": 1024, "bing_bert_bsz32k_lamb_seq512": 2048}
+WORLD_SIZE = {
+    "t5_small_finetuning": 4,
+    "compression_cifar_ds_config": 1,
+    # BERT pre-training with Lamb at 64k / 32k sequences a batch: one micro-batch per GPU per step
+    "bing_bert_bsz64k_lamb_seq128": 1024,
+    "bing_bert_bsz32k_lamb_seq512": 2048,
+}
 LAMB = ("bing_bert_bsz32k_lamb_seq512", "bing_bert_bsz64k_lamb_seq128")  # FusedLamb: CUDA only
 # What the Hugging Face Trainer fills in for a file that leaves the batch size to it.
 FILLED = {"hf_transformers_ds_config": {"train_micro_batch_size_per_gpu": 8}}
@@ -65,8 +76,11 @@ def single_process(cfg, world_size, torch_adam=True):
     DeepSpeed's FusedAdam."""
     _, micro, accumulation = ds_recipe.batch_sizes(cfg, world_size)
     cfg = {key: value for key, value in cfg.items() if key not in ("fp16", "bf16", "zero_optimization")}
-    cfg.update(train_batch_size=micro * accumulation, train_micro_batch_size_per_gpu=micro,
-               gradient_accumulation_steps=accumulation)
+    cfg.update(
+        train_batch_size=micro * accumulation,
+        train_micro_batch_size_per_gpu=micro,
+        gradient_accumulation_steps=accumulation,
+    )
     optimizer = dict(cfg["optimizer"], params=dict(cfg["optimizer"].get("params", {})))
     if torch_adam and optimizer["type"].lower() in ("adam", "adamw"):
         optimizer["params"].setdefault("weight_decay", 0.0)
@@ -183,10 +197,21 @@ def test_lamb_configs_against_the_kernel(name, precision):
         norm = np.sqrt(sum(np.sum(g * g) for g in grad.values()))
         factor = min(1.0, cfg["gradient_clipping"] / (norm + 1e-6))
         for n in SHAPES:
-            current[n], *moment = kernel_step(current[n], grad[n] * factor, *moments[n], k + 1, lr=lamb["lr"],
-                                              beta1=0.9, beta2=0.999, eps=1e-8, eps_inside_sqrt=False,
-                                              weight_decay=lamb["weight_decay"], max_coeff=lamb["max_coeff"],
-                                              min_coeff=lamb["min_coeff"], bias_correction=lamb["bias_correction"])
+            current[n], *moment = kernel_step(
+                current[n],
+                grad[n] * factor,
+                *moments[n],
+                k + 1,
+                lr=lamb["lr"],
+                beta1=0.9,
+                beta2=0.999,
+                eps=1e-8,
+                eps_inside_sqrt=False,
+                weight_decay=lamb["weight_decay"],
+                max_coeff=lamb["max_coeff"],
+                min_coeff=lamb["min_coeff"],
+                bias_correction=lamb["bias_correction"],
+            )
             moments[n] = tuple(moment)
         expected.append(dict(current))
     _assert_trajectory(name, precision, ours, expected, _initial(3))
@@ -202,12 +227,15 @@ def test_published_scheduler_curves(name, precision):
     params = scheduler["params"]
     end = max(params.get(key, 0) for key in ("total_num_steps", "warmup_num_steps", "cycle_first_step_size"))
     end += params.get("cycle_second_step_size") or params.get("cycle_first_step_size", 0)
-    steps = np.unique(np.concatenate([np.arange(0, 2 * end + 50, max(1, end // 500)), [end - 1, end, end + 1, 2**31 - 2]]))
+    steps = np.unique(
+        np.concatenate([np.arange(0, 2 * end + 50, max(1, end // 500)), [end - 1, end, end + 1, 2**31 - 2]])
+    )
     want_lr, want_beta1, want_beta2 = reference.curves(scheduler["type"], params, steps, lr)
     assert_schedule_matches(jitted(ds_schedules.scheduler(scheduler, lr), steps), want_lr, precision, context=name)
     if scheduler["type"] == "OneCycle":
-        assert_schedule_matches(jitted(ds_schedules.one_cycle_momentum(**params), steps), want_beta1, precision,
-                                context=f"{name} beta1")
+        assert_schedule_matches(
+            jitted(ds_schedules.one_cycle_momentum(**params), steps), want_beta1, precision, context=f"{name} beta1"
+        )
         assert np.all(want_beta2 == ds_schedules.ONE_CYCLE_BETA2)
 
 
@@ -253,8 +281,11 @@ BAD = [
     (_with(optimizer={"type": "OneBitLamb", "params": {}}), ValueError, ("'OneBitLamb' is not twinned", "OneBitAdam")),
     (_with(optimizer={"type": "Lamb", "params": {"max_grad_norm": 1.0}}), ValueError, ("max_grad_norm = 1.0",)),
     (_with(optimizer={"type": "AdamWW", "params": {}}), ValueError, ("'AdamWW'", "did you mean", "AdamW")),
-    (_with(optimizer={"type": "Adam", "params": {"max_grad_norm": 1.0}}), ValueError,
-     ("max_grad_norm = 1.0", "gradient_clipping")),
+    (
+        _with(optimizer={"type": "Adam", "params": {"max_grad_norm": 1.0}}),
+        ValueError,
+        ("max_grad_norm = 1.0", "gradient_clipping"),
+    ),
     (_with(optimizer={"type": "Adam", "params": {"lr": "auto"}}), ValueError, ("optimizer.params.lr = 'auto'",)),
     (_with(optimizer={"type": "Adam", "params": {"amsgrad": True}}), ValueError, ("amsgrad",)),
     (_with(optimizer={"type": "Adam", "params": {"bets": [0.9, 0.99]}}), ValueError, ("params.bets", "betas")),
@@ -265,8 +296,11 @@ BAD = [
     (_with(amp={"enabled": True}), ValueError, ("deepspeed.amp", "does not model")),
     (_with(torch_autocast={"enabled": True}), ValueError, ("deepspeed.torch_autocast", "does not model")),
     (_with(fp16={"enabled": True}, bf16={"enabled": True}), ValueError, ("fp16.enabled and bf16.enabled",)),
-    (_with(scheduler={"type": "WarmupDecayLR", "params": {"warmup_num_steps": 5}}), ValueError,
-     ("WarmupDecayLR", "total_num_steps")),
+    (
+        _with(scheduler={"type": "WarmupDecayLR", "params": {"warmup_num_steps": 5}}),
+        ValueError,
+        ("WarmupDecayLR", "total_num_steps"),
+    ),
     (_with(scheduler={"type": "Cosine", "params": {}}), ValueError, ("scheduler.type", "'Cosine'", "WarmupCosineLR")),
 ]
 
@@ -293,7 +327,9 @@ def test_deepspeed_defaults():
     assert np.allclose(decoupled, -0.5 * 0.1)  # zero gradient: only the decoupled decay moves the param
     make, _, _ = ds_recipe.optimizer_of({"optimizer": {"type": "Adam", "params": {"torch_adam": True}}})
     assert np.isclose(float(make().init(params).hyperparams["weight_decay"]), 0.01)
-    clipped = purelr.build(dict(deepspeed={"train_batch_size": 1, "optimizer": {"type": "SGD", "params": {"lr": 1.0}}}),
-                           params)
-    assert np.allclose(clipped.update({"w": jnp.full(2, 3.0)}, clipped.init(params), params)[0]["w"],
-                       -3.0 / (np.hypot(3, 3) + 1e-6))
+    clipped = purelr.build(
+        dict(deepspeed={"train_batch_size": 1, "optimizer": {"type": "SGD", "params": {"lr": 1.0}}}), params
+    )
+    assert np.allclose(
+        clipped.update({"w": jnp.full(2, 3.0)}, clipped.init(params), params)[0]["w"], -3.0 / (np.hypot(3, 3) + 1e-6)
+    )

@@ -31,11 +31,11 @@ import pytest
 import torch
 
 import purelr
+from purelr.params.groups import hyperparams_in_force
+from purelr.params.module_kinds import dotted_names, module_kinds
 from purelr.recipes import detectron2 as recipe
 from purelr.references import detectron2 as reference
 from purelr.schedules import fvcore
-from purelr.params.groups import hyperparams_in_force
-from purelr.params.module_kinds import dotted_names, module_kinds
 from tests.params import detectron2_reference
 from tests.parity import OPTIMIZER_RTOL, assert_schedule_matches, jitted, relative_error, trajectory_floor
 from tests.schedules.test_fvcore import cosine_floor
@@ -93,10 +93,13 @@ def tiny():
 
 def _torch_groups(solver, tensors):
     """detectron2's ``build_optimizer`` groups on the torch twin of the model."""
-    found = detectron2_reference.settings(torch_tiny(), base_lr=solver["BASE_LR"],
-                                          weight_decay_norm=solver["WEIGHT_DECAY_NORM"],
-                                          bias_lr_factor=solver["BIAS_LR_FACTOR"],
-                                          weight_decay_bias=solver["WEIGHT_DECAY_BIAS"])
+    found = detectron2_reference.settings(
+        torch_tiny(),
+        base_lr=solver["BASE_LR"],
+        weight_decay_norm=solver["WEIGHT_DECAY_NORM"],
+        bias_lr_factor=solver["BIAS_LR_FACTOR"],
+        weight_decay_bias=solver["WEIGHT_DECAY_BIAS"],
+    )
     return detectron2_reference.groups(found, tensors)
 
 
@@ -135,11 +138,18 @@ def torch_steps(optimizer, scheduler, tensors: dict, grads: list, dtype, clip=No
 
 def torch_run(solver, tensors: dict, grads: list, dtype):
     """detectron2's ``DefaultTrainer`` on ``solver``: SGD, clipping, ``LRMultiplier``."""
-    optimizer = torch.optim.SGD(_torch_groups(solver, tensors), lr=solver["BASE_LR"], momentum=solver["MOMENTUM"],
-                                nesterov=solver["NESTEROV"], weight_decay=solver["WEIGHT_DECAY"], foreach=True)
+    optimizer = torch.optim.SGD(
+        _torch_groups(solver, tensors),
+        lr=solver["BASE_LR"],
+        momentum=solver["MOMENTUM"],
+        nesterov=solver["NESTEROV"],
+        weight_decay=solver["WEIGHT_DECAY"],
+        foreach=True,
+    )
     scheduler = reference.LRMultiplier(optimizer, reference.multiplier(solver), solver["MAX_ITER"])
-    return torch_steps(optimizer, scheduler, tensors, grads, dtype,
-                       lambda params: _torch_clip(solver["CLIP_GRADIENTS"], params))
+    return torch_steps(
+        optimizer, scheduler, tensors, grads, dtype, lambda params: _torch_clip(solver["CLIP_GRADIENTS"], params)
+    )
 
 
 def _named(tree):
@@ -160,6 +170,7 @@ def purelr_run(cfg, params, grads, kinds=None):
             params = jax.tree.map(lambda p, u: p + u, params, updates)
             lrs = {label: hyperparams["lr"] for label, hyperparams in hyperparams_in_force(state).items()}
             return (params, state), (params, lrs)
+
         return jax.lax.scan(one, (params, transform.init(params)), stacked)[1]
 
     trajectory, lrs = run(params, stacked)
@@ -171,8 +182,10 @@ def start_and_grads(seed, dtype, shapes=None):
     rng = np.random.default_rng(seed)
     shapes = tiny()[0] if shapes is None else shapes
     params = jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 0.5, s.shape), dtype), shapes)
-    grads = [jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 1, s.shape) * rng.choice([0.01, 1, 30]), dtype), shapes)
-             for _ in range(UPDATES)]
+    grads = [
+        jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 1, s.shape) * rng.choice([0.01, 1, 30]), dtype), shapes)
+        for _ in range(UPDATES)
+    ]
     return params, grads
 
 
@@ -186,8 +199,9 @@ def assert_trajectories_match(cfg, seed, precision):
     torch_dtype = torch.float64 if precision == "x64" else torch.float32
     params, grads = start_and_grads(seed, dtype)
     ours = purelr_run(cfg, params, grads)
-    theirs = torch_run(recipe.solver_of(cfg), torch_tensors(params, torch_dtype), [_named(g) for g in grads],
-                       torch_dtype)
+    theirs = torch_run(
+        recipe.solver_of(cfg), torch_tensors(params, torch_dtype), [_named(g) for g in grads], torch_dtype
+    )
     return assert_same(ours, theirs, precision, cfg)
 
 
@@ -197,8 +211,13 @@ def assert_same(ours, theirs, precision, context):
     (ours, our_lrs), (theirs, their_lrs) = ours, theirs
     assert sorted(our_lrs) == sorted(their_lrs), (context, sorted(our_lrs), sorted(their_lrs))
     for label, expected in their_lrs.items():
-        assert_schedule_matches(our_lrs[label], expected, precision, floor=cosine_floor(precision),
-                                context=f"{context}: lr of group {label}")
+        assert_schedule_matches(
+            our_lrs[label],
+            expected,
+            precision,
+            floor=cosine_floor(precision),
+            context=f"{context}: lr of group {label}",
+        )
     worst = 0.0
     for name, expected in theirs.items():
         error = relative_error(ours[name], expected, floor=trajectory_floor(precision))
@@ -259,11 +278,18 @@ def test_model_zoo_configs(path):
 
 
 def random_cfg(rng):
-    cfg = dict(LR_SCHEDULER_NAME=str(rng.choice(recipe.SCHEDULERS)), MAX_ITER=int(rng.integers(UPDATES, 150)),
-               BASE_LR=float(10 ** rng.uniform(-3, -1)), MOMENTUM=float(rng.choice([0.0, 0.9, rng.uniform(0.5, 0.99)])),
-               WEIGHT_DECAY=float(rng.choice([0.0, 1e-4, 10 ** rng.uniform(-5, -2)])), GAMMA=float(rng.uniform(0.1, 0.7)),
-               WARMUP_ITERS=int(rng.integers(0, 40)), WARMUP_FACTOR=float(rng.uniform(0, 1)),
-               WARMUP_METHOD=str(rng.choice(fvcore.WARMUP_METHODS)), NUM_DECAYS=int(rng.integers(1, 4)))
+    cfg = dict(
+        LR_SCHEDULER_NAME=str(rng.choice(recipe.SCHEDULERS)),
+        MAX_ITER=int(rng.integers(UPDATES, 150)),
+        BASE_LR=float(10 ** rng.uniform(-3, -1)),
+        MOMENTUM=float(rng.choice([0.0, 0.9, rng.uniform(0.5, 0.99)])),
+        WEIGHT_DECAY=float(rng.choice([0.0, 1e-4, 10 ** rng.uniform(-5, -2)])),
+        GAMMA=float(rng.uniform(0.1, 0.7)),
+        WARMUP_ITERS=int(rng.integers(0, 40)),
+        WARMUP_FACTOR=float(rng.uniform(0, 1)),
+        WARMUP_METHOD=str(rng.choice(fvcore.WARMUP_METHODS)),
+        NUM_DECAYS=int(rng.integers(1, 4)),
+    )
     cfg["NESTEROV"] = bool(cfg["MOMENTUM"] > 0 and rng.random() < 0.4)
     cfg["STEPS"] = tuple(sorted(set(rng.integers(1, cfg["MAX_ITER"], int(rng.integers(1, 4))).tolist())))
     if cfg["LR_SCHEDULER_NAME"] == "WarmupCosineLR":
@@ -274,9 +300,12 @@ def random_cfg(rng):
         if rng.random() < 0.5:
             cfg[key] = float(rng.choice([0.0, 10 ** rng.uniform(-5, -2)])) if rng.random() < 0.8 else None
     if rng.random() < 0.7:
-        cfg["CLIP_GRADIENTS"] = dict(ENABLED=True, CLIP_TYPE=str(rng.choice(recipe.CLIP_TYPES)),
-                                     CLIP_VALUE=float(rng.choice([0.05, 1.0, 5.0])),
-                                     NORM_TYPE=float(rng.choice([1.0, 2.0, 3.0, np.inf])))
+        cfg["CLIP_GRADIENTS"] = dict(
+            ENABLED=True,
+            CLIP_TYPE=str(rng.choice(recipe.CLIP_TYPES)),
+            CLIP_VALUE=float(rng.choice([0.05, 1.0, 5.0])),
+            NORM_TYPE=float(rng.choice([1.0, 2.0, 3.0, np.inf])),
+        )
     return cfg
 
 
@@ -305,34 +334,52 @@ def test_yaml_inheritance_and_dict_forms(tmp_path):
     path given to ``purelr.build`` itself, and ``!!python/...`` tags outside SOLVER (detectron2's
     Base-RetinaNet.yaml) read without running them."""
     config = tmp_path / "retinanet.yaml"
-    config.write_text('_BASE_: "%s"\nMODEL:\n  ANCHOR_GENERATOR:\n    SIZES: !!python/object/apply:eval '
-                      '["[[x, x * 2**(1.0/3)] for x in [32, 64]]"]\nSOLVER:\n  BASE_LR: 0.01\n'
-                      % os.path.join(DATA, "configs/Base-RCNN-FPN.yaml"))
+    config.write_text(
+        '_BASE_: "%s"\nMODEL:\n  ANCHOR_GENERATOR:\n    SIZES: !!python/object/apply:eval '
+        '["[[x, x * 2**(1.0/3)] for x in [32, 64]]"]\nSOLVER:\n  BASE_LR: 0.01\n'
+        % os.path.join(DATA, "configs/Base-RCNN-FPN.yaml")
+    )
     assert recipe.solver_of(str(config))["BASE_LR"] == 0.01
     assert recipe.solver_of(str(config))["STEPS"] == (60000, 80000)
     assert purelr.build(str(config), tiny()[0], module_kinds=tiny()[1]) is not None
     path = os.path.join(DATA, "configs/Misc/scratch_mask_rcnn_R_50_FPN_9x_gn.yaml")
     solver = recipe.solver_of(path)
-    assert (solver["BASE_LR"], solver["STEPS"], solver["MAX_ITER"], solver["IMS_PER_BATCH"]) == \
-        (0.08, (187500, 197500), 202500, 64)
+    assert (solver["BASE_LR"], solver["STEPS"], solver["MAX_ITER"], solver["IMS_PER_BATCH"]) == (
+        0.08,
+        (187500, 197500),
+        202500,
+        64,
+    )
     assert recipe.solver_of({"SOLVER": {"BASE_LR": 0.08}})["BASE_LR"] == 0.08
-    scaled = recipe.solver_of(dict(REFERENCE_WORLD_SIZE=16, IMS_PER_BATCH=32, BASE_LR=0.04, MAX_ITER=1000,
-                                   STEPS=(600, 800), WARMUP_ITERS=100), world_size=8)
-    assert (scaled["BASE_LR"], scaled["MAX_ITER"], scaled["STEPS"], scaled["WARMUP_ITERS"]) == (0.02, 2000, (1200, 1600), 200)
+    scaled = recipe.solver_of(
+        dict(
+            REFERENCE_WORLD_SIZE=16, IMS_PER_BATCH=32, BASE_LR=0.04, MAX_ITER=1000, STEPS=(600, 800), WARMUP_ITERS=100
+        ),
+        world_size=8,
+    )
+    assert (scaled["BASE_LR"], scaled["MAX_ITER"], scaled["STEPS"], scaled["WARMUP_ITERS"]) == (
+        0.02,
+        2000,
+        (1200, 1600),
+        200,
+    )
 
 
-@pytest.mark.parametrize("cfg, message", [
-    (dict(LR_SCHEDULER_NAME="WarmupPolyLR"), "LR_SCHEDULER_NAME must be one of"),
-    (dict(OPTIMIZER="ADAM"), "unknown key 'OPTIMIZER'"),
-    (dict(base_lr=0.1), "upper case, as in detectron2's CfgNode: 'base_lr' -> 'BASE_LR'"),
-    (dict(BASE_LR=-1.0), "SOLVER.BASE_LR must be >= 0"),
-    (dict(CLIP_GRADIENTS=dict(ENABLED=True, CLIP_TYPE="l2")), "CLIP_TYPE must be one of"),
-    (dict(CLIP_GRADIENTS=dict(CLIP_NORM=1.0)), "unknown key 'CLIP_NORM'"),
-    (dict(WARMUP_METHOD="cosine"), "WARMUP_METHOD must be one of"),
-    (dict(LR_SCHEDULER_NAME="WarmupCosineLR", BASE_LR=0.1, BASE_LR_END=0.2), "BASE_LR_END must lie"),
-    (dict(LR_SCHEDULER_NAME="WarmupStepWithFixedGammaLR", WARMUP_ITERS=40000), "detectron2 fails"),
-    (dict(STEPS=(10, 5)), "STEPS must be increasing"),
-])
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        (dict(LR_SCHEDULER_NAME="WarmupPolyLR"), "LR_SCHEDULER_NAME must be one of"),
+        (dict(OPTIMIZER="ADAM"), "unknown key 'OPTIMIZER'"),
+        (dict(base_lr=0.1), "upper case, as in detectron2's CfgNode: 'base_lr' -> 'BASE_LR'"),
+        (dict(BASE_LR=-1.0), "SOLVER.BASE_LR must be >= 0"),
+        (dict(CLIP_GRADIENTS=dict(ENABLED=True, CLIP_TYPE="l2")), "CLIP_TYPE must be one of"),
+        (dict(CLIP_GRADIENTS=dict(CLIP_NORM=1.0)), "unknown key 'CLIP_NORM'"),
+        (dict(WARMUP_METHOD="cosine"), "WARMUP_METHOD must be one of"),
+        (dict(LR_SCHEDULER_NAME="WarmupCosineLR", BASE_LR=0.1, BASE_LR_END=0.2), "BASE_LR_END must lie"),
+        (dict(LR_SCHEDULER_NAME="WarmupStepWithFixedGammaLR", WARMUP_ITERS=40000), "detectron2 fails"),
+        (dict(STEPS=(10, 5)), "STEPS must be increasing"),
+    ],
+)
 def test_bad_solver(cfg, message):
     params = tiny()[0]
     with pytest.raises(ValueError, match=message):

@@ -15,17 +15,22 @@ Adam recipe with a composite cosine. 100 updates, float64, 1e-10.
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 import torch
 from fvcore.common import param_scheduler as fvcore_classes
 
 from purelr.references import detectron2 as reference
-from tests.params import models
-from tests.params import detectron2_reference
+from tests.params import detectron2_reference, models
 from tests.params.reference import MODELS, flax_params, kinds
 from tests.recipes.test_detectron2 import (
-    _named, assert_same, purelr_run, start_and_grads, tiny, torch_steps, torch_tensors, torch_tiny,
+    _named,
+    assert_same,
+    purelr_run,
+    start_and_grads,
+    tiny,
+    torch_steps,
+    torch_tensors,
+    torch_tiny,
 )
 
 VIT_LAYERS, VIT_DECAY = models.DEPTH, 0.7
@@ -44,33 +49,87 @@ def vit_lr_decay_rate(name):
 
 
 def warmup_multistep(max_iter, milestones, warmup_iters, warmup_factor):
-    return dict(_target_="detectron2.solver.WarmupParamScheduler", warmup_length=warmup_iters / max_iter,
-                warmup_factor=warmup_factor,
-                scheduler=dict(_target_="fvcore.common.param_scheduler.MultiStepParamScheduler",
-                               values=[1.0, 0.1, 0.01], milestones=milestones, num_updates=max_iter))
+    return dict(
+        _target_="detectron2.solver.WarmupParamScheduler",
+        warmup_length=warmup_iters / max_iter,
+        warmup_factor=warmup_factor,
+        scheduler=dict(
+            _target_="fvcore.common.param_scheduler.MultiStepParamScheduler",
+            values=[1.0, 0.1, 0.01],
+            milestones=milestones,
+            num_updates=max_iter,
+        ),
+    )
 
 
-VITDET_OPTIMIZER = dict(_target_="torch.optim.AdamW", lr=1e-4, betas=(0.9, 0.999), weight_decay=0.1,
-                        params=dict(base_lr="${..lr}", weight_decay_norm=0.0, lr_factor_func=vit_lr_decay_rate,
-                                    overrides={"pos_embed": {"weight_decay": 0.0}}))
-LSJ_OPTIMIZER = dict(_target_="torch.optim.SGD", lr=0.1, momentum=0.9, weight_decay=4e-5,
-                     params=dict(weight_decay_norm=0.0))
+VITDET_OPTIMIZER = dict(
+    _target_="torch.optim.AdamW",
+    lr=1e-4,
+    betas=(0.9, 0.999),
+    weight_decay=0.1,
+    params=dict(
+        base_lr="${..lr}",
+        weight_decay_norm=0.0,
+        lr_factor_func=vit_lr_decay_rate,
+        overrides={"pos_embed": {"weight_decay": 0.0}},
+    ),
+)
+LSJ_OPTIMIZER = dict(
+    _target_="torch.optim.SGD", lr=0.1, momentum=0.9, weight_decay=4e-5, params=dict(weight_decay_norm=0.0)
+)
 RECIPES = {
-    "vitdet_b_100ep": ("vit", dict(optimizer=VITDET_OPTIMIZER, train=dict(max_iter=184375),
-                                   lr_multiplier=warmup_multistep(184375, [163889, 177546], 250, 0.001))),
-    "vitdet_b_100ep_short": ("vit", dict(optimizer=VITDET_OPTIMIZER, train=dict(max_iter=100),
-                                         lr_multiplier=warmup_multistep(100, [89, 96], 3, 0.001))),
-    "lsj_100ep": ("tiny", dict(optimizer=LSJ_OPTIMIZER, train=dict(max_iter=184375),
-                               lr_multiplier=warmup_multistep(184375, [163889, 177546], 500, 0.067))),
-    "lsj_100ep_short": ("tiny", dict(optimizer=LSJ_OPTIMIZER, train=dict(max_iter=100),
-                                     lr_multiplier=warmup_multistep(100, [89, 96], 10, 0.067))),
-    "adam_composite_cosine": ("tiny", dict(
-        optimizer=dict(_target_="torch.optim.Adam", lr=3e-3, betas=[0.8, 0.99], weight_decay=1e-3,
-                       params=dict(base_lr=3e-3, bias_lr_factor=2.0, weight_decay_bias=0.0)),
-        train=dict(max_iter=120),
-        lr_multiplier=dict(_target_="CompositeParamScheduler", lengths=[0.3, 0.7], interval_scaling=["rescaled", "fixed"],
-                           schedulers=[dict(_target_="LinearParamScheduler", start_value=0.01, end_value=1.0),
-                                       dict(_target_="CosineParamScheduler", start_value=1.0, end_value=0.05)]))),
+    "vitdet_b_100ep": (
+        "vit",
+        dict(
+            optimizer=VITDET_OPTIMIZER,
+            train=dict(max_iter=184375),
+            lr_multiplier=warmup_multistep(184375, [163889, 177546], 250, 0.001),
+        ),
+    ),
+    "vitdet_b_100ep_short": (
+        "vit",
+        dict(
+            optimizer=VITDET_OPTIMIZER,
+            train=dict(max_iter=100),
+            lr_multiplier=warmup_multistep(100, [89, 96], 3, 0.001),
+        ),
+    ),
+    "lsj_100ep": (
+        "tiny",
+        dict(
+            optimizer=LSJ_OPTIMIZER,
+            train=dict(max_iter=184375),
+            lr_multiplier=warmup_multistep(184375, [163889, 177546], 500, 0.067),
+        ),
+    ),
+    "lsj_100ep_short": (
+        "tiny",
+        dict(
+            optimizer=LSJ_OPTIMIZER, train=dict(max_iter=100), lr_multiplier=warmup_multistep(100, [89, 96], 10, 0.067)
+        ),
+    ),
+    "adam_composite_cosine": (
+        "tiny",
+        dict(
+            optimizer=dict(
+                _target_="torch.optim.Adam",
+                lr=3e-3,
+                betas=[0.8, 0.99],
+                weight_decay=1e-3,
+                params=dict(base_lr=3e-3, bias_lr_factor=2.0, weight_decay_bias=0.0),
+            ),
+            train=dict(max_iter=120),
+            lr_multiplier=dict(
+                _target_="CompositeParamScheduler",
+                lengths=[0.3, 0.7],
+                interval_scaling=["rescaled", "fixed"],
+                schedulers=[
+                    dict(_target_="LinearParamScheduler", start_value=0.01, end_value=1.0),
+                    dict(_target_="CosineParamScheduler", start_value=1.0, end_value=0.05),
+                ],
+            ),
+        ),
+    ),
 }
 
 
@@ -115,14 +174,27 @@ def test_lazy_recipe(recipe):
         print(f"{recipe}: worst {assert_same(ours, theirs, 'x64', recipe):.3g}")
 
 
-@pytest.mark.parametrize("cfg, message", [
-    (dict(optimizer=dict(_target_="torch.optim.LBFGS", lr=1.0), lr_multiplier=RECIPES["lsj_100ep"][1]["lr_multiplier"]),
-     "optimizer._target_ = 'torch.optim.LBFGS' is not modelled"),
-    (dict(optimizer=LSJ_OPTIMIZER, lr_multiplier=dict(_target_="WarmupPolyLR")), "lr_multiplier._target_ = 'WarmupPolyLR'"),
-    (dict(optimizer=LSJ_OPTIMIZER, lr_multiplier=dict(values=[1.0])), "lr_multiplier needs a _target_"),
-    (dict(optimizer=LSJ_OPTIMIZER, lr_multiplier=RECIPES["lsj_100ep"][1]["lr_multiplier"], dataloader={}),
-     "unknown key 'dataloader'"),
-])
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        (
+            dict(
+                optimizer=dict(_target_="torch.optim.LBFGS", lr=1.0),
+                lr_multiplier=RECIPES["lsj_100ep"][1]["lr_multiplier"],
+            ),
+            "optimizer._target_ = 'torch.optim.LBFGS' is not modelled",
+        ),
+        (
+            dict(optimizer=LSJ_OPTIMIZER, lr_multiplier=dict(_target_="WarmupPolyLR")),
+            "lr_multiplier._target_ = 'WarmupPolyLR'",
+        ),
+        (dict(optimizer=LSJ_OPTIMIZER, lr_multiplier=dict(values=[1.0])), "lr_multiplier needs a _target_"),
+        (
+            dict(optimizer=LSJ_OPTIMIZER, lr_multiplier=RECIPES["lsj_100ep"][1]["lr_multiplier"], dataloader={}),
+            "unknown key 'dataloader'",
+        ),
+    ],
+)
 def test_bad_lazy_config(cfg, message):
     import purelr
 

@@ -12,8 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from tests.recipes import twins
 from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
+from tests.recipes import twins
 from tests.schedules.test_mmcv import _policy_params, _warmup
 from tests.schedules.test_mmengine import random_scheduler
 
@@ -21,9 +21,21 @@ CONFIGS_PER_STYLE = 12
 BLOCKS = 3
 NIGHTLY_CONFIGS = 100
 OPTIMIZERS = ["SGD", "SGD", "Adam", "AdamW", "RMSprop", "Adamax", "NAdam", "RAdam", "Adagrad", "Adadelta"]
-MMCV_POLICIES = ["step", "Fixed", "CosineAnnealing", "Poly", "Exp", "FlatCosineAnnealing", "CosineRestart",
-                 "OneCycle", "Cyclic"]
-CUSTOM_KEYS = {"resnet": ["layer1", "layer2.1", "neck", "fc", "bn"], "vit": ["blocks.0", "norm", "pos_embed", "head", "attn"]}
+MMCV_POLICIES = [
+    "step",
+    "Fixed",
+    "CosineAnnealing",
+    "Poly",
+    "Exp",
+    "FlatCosineAnnealing",
+    "CosineRestart",
+    "OneCycle",
+    "Cyclic",
+]
+CUSTOM_KEYS = {
+    "resnet": ["layer1", "layer2.1", "neck", "fc", "bn"],
+    "vit": ["blocks.0", "norm", "pos_embed", "head", "attn"],
+}
 FROZEN = {"resnet": ["layer1.0", "conv1"], "vit": ["embed", "blocks.0.attn"]}
 
 
@@ -47,18 +59,27 @@ def random_optimizer(rng, seed):
 
 def random_paramwise(rng, style, model, has_decay):
     cfg = {}
-    for key, low, high in (("bias_lr_mult", 0.5, 3.0), ("dcn_offset_lr_mult", 0.1, 1.0),
-                           ("bias_decay_mult", 0.0, 1.0), ("norm_decay_mult", 0.0, 1.0),
-                           ("dwconv_decay_mult", 0.0, 1.0), ("flat_decay_mult", 0.0, 1.0)):
+    for key, low, high in (
+        ("bias_lr_mult", 0.5, 3.0),
+        ("dcn_offset_lr_mult", 0.1, 1.0),
+        ("bias_decay_mult", 0.0, 1.0),
+        ("norm_decay_mult", 0.0, 1.0),
+        ("dwconv_decay_mult", 0.0, 1.0),
+        ("flat_decay_mult", 0.0, 1.0),
+    ):
         if key.endswith("decay_mult") and not has_decay or key == "flat_decay_mult" and style == "mmcv":
             continue
         if rng.random() < 0.35:
             cfg[key] = float(rng.choice([0.0, rng.uniform(low, high)]))
     if rng.random() < 0.5:
         keys = rng.choice(CUSTOM_KEYS[model], size=int(rng.integers(1, 3)), replace=False)
-        cfg["custom_keys"] = {str(k): dict(lr_mult=float(rng.uniform(0.1, 2.0)), **(
-            dict(decay_mult=float(rng.uniform(0, 2))) if has_decay and rng.random() < 0.5 else {}))
-            for k in keys}
+        cfg["custom_keys"] = {
+            str(k): dict(
+                lr_mult=float(rng.uniform(0.1, 2.0)),
+                **(dict(decay_mult=float(rng.uniform(0, 2))) if has_decay and rng.random() < 0.5 else {}),
+            )
+            for k in keys
+        }
     return cfg
 
 
@@ -87,11 +108,16 @@ def mmcv_config(seed):
     by_epoch = not iter_based and policy not in ("OneCycle", "Cyclic") and bool(rng.random() < 0.6)
     lr_cfg = dict(policy=policy, by_epoch=by_epoch)
     _warmup(rng, lr_cfg, steps, None if iter_based else epochs, 0.001)
-    _policy_params(rng, policy if policy != "step" else "Step", lr_cfg, optimizer["lr"],
-                   epochs if by_epoch else steps, steps)
-    cfg = dict(optimizer=optimizer, lr_config=lr_cfg,
-               runner=dict(type="IterBasedRunner", max_iters=steps) if iter_based
-               else dict(type="EpochBasedRunner", max_epochs=epochs))
+    _policy_params(
+        rng, policy if policy != "step" else "Step", lr_cfg, optimizer["lr"], epochs if by_epoch else steps, steps
+    )
+    cfg = dict(
+        optimizer=optimizer,
+        lr_config=lr_cfg,
+        runner=dict(type="IterBasedRunner", max_iters=steps)
+        if iter_based
+        else dict(type="EpochBasedRunner", max_epochs=epochs),
+    )
     hook = {}
     clip = random_clip(rng, "mmcv")
     if clip:
@@ -116,8 +142,11 @@ def mmengine_config(seed):
     rng = np.random.default_rng([62, seed])
     model = "resnet" if seed % 2 == 0 else "vit"
     optimizer = random_optimizer(rng, seed)
-    wrapper = dict(type="OptimWrapper", optimizer=optimizer,
-                   paramwise_cfg=random_paramwise(rng, "mmengine", model, "weight_decay" in optimizer))
+    wrapper = dict(
+        type="OptimWrapper",
+        optimizer=optimizer,
+        paramwise_cfg=random_paramwise(rng, "mmengine", model, "weight_decay" in optimizer),
+    )
     clip = random_clip(rng, "mmengine")
     if clip:
         wrapper["clip_grad"] = clip
@@ -125,17 +154,31 @@ def mmengine_config(seed):
         wrapper["accumulative_counts"] = int(rng.integers(2, 4))
     loop = "iter" if rng.random() < 0.3 else "epoch"
     epoch_len, epochs, steps = run_shape(rng, loop == "iter")
-    families = ["Constant", "CosineAnnealing", "Exponential", "Linear", "MultiStep", "Step", "Poly",
-                "CosineRestart", "OneCycle"]
-    schedulers = [random_scheduler(rng, str(rng.choice(families)), "LR", epochs, epoch_len, loop)
-                  for _ in range(int(rng.integers(1, 3)))]
+    families = [
+        "Constant",
+        "CosineAnnealing",
+        "Exponential",
+        "Linear",
+        "MultiStep",
+        "Step",
+        "Poly",
+        "CosineRestart",
+        "OneCycle",
+    ]
+    schedulers = [
+        random_scheduler(rng, str(rng.choice(families)), "LR", epochs, epoch_len, loop)
+        for _ in range(int(rng.integers(1, 3)))
+    ]
     momentum = optimizer.get("momentum") or "betas" in optimizer
     if momentum and rng.random() < 0.4:
-        schedulers.append(random_scheduler(rng, str(rng.choice(families[:-1])), "Momentum", epochs, epoch_len,
-                                           loop))
-    cfg = dict(optim_wrapper=wrapper, param_scheduler=schedulers,
-               train_cfg=dict(type="IterBasedTrainLoop", max_iters=steps) if loop == "iter"
-               else dict(type="EpochBasedTrainLoop", max_epochs=epochs))
+        schedulers.append(random_scheduler(rng, str(rng.choice(families[:-1])), "Momentum", epochs, epoch_len, loop))
+    cfg = dict(
+        optim_wrapper=wrapper,
+        param_scheduler=schedulers,
+        train_cfg=dict(type="IterBasedTrainLoop", max_iters=steps)
+        if loop == "iter"
+        else dict(type="EpochBasedTrainLoop", max_epochs=epochs),
+    )
     frozen = list(FROZEN[model][:1]) if rng.random() < 0.25 else []
     return cfg, model, epoch_len, steps, frozen
 

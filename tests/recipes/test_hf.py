@@ -30,74 +30,253 @@ import purelr
 from purelr.recipes import hf as recipes_hf
 from purelr.references import hf as reference
 from tests.bad_inputs import assert_purelr_rejects
-from tests.parity import (OPTIMIZER_RTOL, SCHEDULE_RTOL, assert_schedule_matches, relative_error, rounding_floor,
-                          trajectory_floor)
+from tests.parity import (
+    OPTIMIZER_RTOL,
+    SCHEDULE_RTOL,
+    assert_schedule_matches,
+    relative_error,
+    rounding_floor,
+    trajectory_floor,
+)
 
 HANDBOOK = "huggingface/alignment-handbook"
 EXAMPLES = "huggingface/transformers examples/pytorch"
 RECIPES = {
-    "zephyr-7b-beta-sft": (f"{HANDBOOK} recipes/zephyr-7b-beta/sft/config_full.yaml", dict(
-        bf16=True, do_eval=True, eval_strategy="epoch", gradient_accumulation_steps=1, gradient_checkpointing=True,
-        hub_model_id="zephyr-7b-sft-full", learning_rate=2.0e-05, log_level="info", logging_steps=5,
-        lr_scheduler_type="cosine", max_seq_length=2048, max_steps=-1, num_train_epochs=1,
-        overwrite_output_dir=True, per_device_train_batch_size=16, seed=42, warmup_ratio=0.1)),
-    "zephyr-7b-beta-dpo": (f"{HANDBOOK} recipes/zephyr-7b-beta/dpo/config_full.yaml", dict(
-        bf16=True, beta=0.01, do_eval=True, eval_strategy="steps", eval_steps=100, gradient_accumulation_steps=2,
-        learning_rate=5.0e-7, lr_scheduler_type="cosine", max_length=1024, max_prompt_length=512,
-        num_train_epochs=1, optim="adamw_torch", per_device_train_batch_size=8, seed=42, warmup_ratio=0.1)),
-    "smollm2-sft": (f"{HANDBOOK} recipes/smollm2/sft/config.yaml", dict(
-        bf16=True, gradient_accumulation_steps=4, learning_rate=3.0e-04, lr_scheduler_type="cosine",
-        max_length=8192, max_steps=-1, num_train_epochs=2, per_device_train_batch_size=4, save_strategy="no",
-        warmup_ratio=0.1)),
-    "starchat2-15b-sft": (f"{HANDBOOK} recipes/starchat2-15b/sft/config_v0.1.yaml", dict(
-        bf16=True, gradient_accumulation_steps=2, learning_rate=2.0e-05, lr_scheduler_type="cosine",
-        max_length=2048, num_train_epochs=3, per_device_train_batch_size=8, warmup_ratio=0.1)),
-    "smollm3-sft": (f"{HANDBOOK} recipes/smollm3/sft/sft.yaml", dict(
-        assistant_only_loss=True, bf16=True, gradient_accumulation_steps=2, learning_rate=2.0e-05,
-        lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs=dict(min_lr_rate=0.1), packing=True,
-        max_grad_norm=0.2, num_train_epochs=5, per_device_train_batch_size=1, use_liger_kernel=True,
-        warmup_ratio=0.03, average_tokens_across_devices=True)),
-    "run_glue-mrpc": (f"{EXAMPLES}/text-classification/README.md (run_glue.py, bert-base-cased, MRPC)", dict(
-        model_name_or_path="google-bert/bert-base-cased", task_name="mrpc", do_train=True, do_eval=True,
-        max_seq_length=128, per_device_train_batch_size=32, learning_rate=2e-5, num_train_epochs=3)),
-    "run_qa-squad": (f"{EXAMPLES}/question-answering/README.md (run_qa.py, bert-base-uncased, SQuAD)", dict(
-        model_name_or_path="google-bert/bert-base-uncased", dataset_name="squad", do_train=True, do_eval=True,
-        per_device_train_batch_size=12, learning_rate=3e-5, num_train_epochs=2, max_seq_length=384,
-        doc_stride=128)),
-    "run_speech_recognition_ctc": (f"{EXAMPLES}/speech-recognition/README.md (wav2vec2 CTC, Common Voice)", dict(
-        num_train_epochs=15, per_device_train_batch_size=16, gradient_accumulation_steps=2, learning_rate=3e-4,
-        warmup_steps=500, eval_strategy="steps", save_steps=400, eval_steps=100, layerdrop=0.0, save_total_limit=3,
-        freeze_feature_encoder=True, gradient_checkpointing=True, fp16=True, group_by_length=True,
-        do_train=True, do_eval=True)),
-    "run_mae": (f"{EXAMPLES}/image-pretraining/README.md (run_mae.py, cifar10; learning_rate = "
-                f"base_learning_rate * total batch 8 / 256, as run_mae.py sets it)", dict(
-        remove_unused_columns=False, label_names=["pixel_values"], mask_ratio=0.75, norm_pix_loss=True,
-        do_train=True, do_eval=True, base_learning_rate=1.5e-4, learning_rate=1.5e-4 * 8 / 256,
-        lr_scheduler_type="cosine", weight_decay=0.05, num_train_epochs=800, warmup_ratio=0.05,
-        per_device_train_batch_size=8, logging_strategy="steps", logging_steps=10, evaluation_strategy="epoch",
-        save_strategy="epoch", load_best_model_at_end=True, save_total_limit=3, seed=1337)),
-    "run_image_classification-beans": (f"{EXAMPLES}/image-classification/README.md (run_image_classification.py, "
-                                       f"beans)", dict(
-        dataset_name="beans", remove_unused_columns=False, do_train=True, do_eval=True, learning_rate=2e-5,
-        num_train_epochs=5, per_device_train_batch_size=8, logging_strategy="steps", logging_steps=10,
-        eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True, save_total_limit=3, seed=1337)),
+    "zephyr-7b-beta-sft": (
+        f"{HANDBOOK} recipes/zephyr-7b-beta/sft/config_full.yaml",
+        dict(
+            bf16=True,
+            do_eval=True,
+            eval_strategy="epoch",
+            gradient_accumulation_steps=1,
+            gradient_checkpointing=True,
+            hub_model_id="zephyr-7b-sft-full",
+            learning_rate=2.0e-05,
+            log_level="info",
+            logging_steps=5,
+            lr_scheduler_type="cosine",
+            max_seq_length=2048,
+            max_steps=-1,
+            num_train_epochs=1,
+            overwrite_output_dir=True,
+            per_device_train_batch_size=16,
+            seed=42,
+            warmup_ratio=0.1,
+        ),
+    ),
+    "zephyr-7b-beta-dpo": (
+        f"{HANDBOOK} recipes/zephyr-7b-beta/dpo/config_full.yaml",
+        dict(
+            bf16=True,
+            beta=0.01,
+            do_eval=True,
+            eval_strategy="steps",
+            eval_steps=100,
+            gradient_accumulation_steps=2,
+            learning_rate=5.0e-7,
+            lr_scheduler_type="cosine",
+            max_length=1024,
+            max_prompt_length=512,
+            num_train_epochs=1,
+            optim="adamw_torch",
+            per_device_train_batch_size=8,
+            seed=42,
+            warmup_ratio=0.1,
+        ),
+    ),
+    "smollm2-sft": (
+        f"{HANDBOOK} recipes/smollm2/sft/config.yaml",
+        dict(
+            bf16=True,
+            gradient_accumulation_steps=4,
+            learning_rate=3.0e-04,
+            lr_scheduler_type="cosine",
+            max_length=8192,
+            max_steps=-1,
+            num_train_epochs=2,
+            per_device_train_batch_size=4,
+            save_strategy="no",
+            warmup_ratio=0.1,
+        ),
+    ),
+    "starchat2-15b-sft": (
+        f"{HANDBOOK} recipes/starchat2-15b/sft/config_v0.1.yaml",
+        dict(
+            bf16=True,
+            gradient_accumulation_steps=2,
+            learning_rate=2.0e-05,
+            lr_scheduler_type="cosine",
+            max_length=2048,
+            num_train_epochs=3,
+            per_device_train_batch_size=8,
+            warmup_ratio=0.1,
+        ),
+    ),
+    "smollm3-sft": (
+        f"{HANDBOOK} recipes/smollm3/sft/sft.yaml",
+        dict(
+            assistant_only_loss=True,
+            bf16=True,
+            gradient_accumulation_steps=2,
+            learning_rate=2.0e-05,
+            lr_scheduler_type="cosine_with_min_lr",
+            lr_scheduler_kwargs=dict(min_lr_rate=0.1),
+            packing=True,
+            max_grad_norm=0.2,
+            num_train_epochs=5,
+            per_device_train_batch_size=1,
+            use_liger_kernel=True,
+            warmup_ratio=0.03,
+            average_tokens_across_devices=True,
+        ),
+    ),
+    "run_glue-mrpc": (
+        f"{EXAMPLES}/text-classification/README.md (run_glue.py, bert-base-cased, MRPC)",
+        dict(
+            model_name_or_path="google-bert/bert-base-cased",
+            task_name="mrpc",
+            do_train=True,
+            do_eval=True,
+            max_seq_length=128,
+            per_device_train_batch_size=32,
+            learning_rate=2e-5,
+            num_train_epochs=3,
+        ),
+    ),
+    "run_qa-squad": (
+        f"{EXAMPLES}/question-answering/README.md (run_qa.py, bert-base-uncased, SQuAD)",
+        dict(
+            model_name_or_path="google-bert/bert-base-uncased",
+            dataset_name="squad",
+            do_train=True,
+            do_eval=True,
+            per_device_train_batch_size=12,
+            learning_rate=3e-5,
+            num_train_epochs=2,
+            max_seq_length=384,
+            doc_stride=128,
+        ),
+    ),
+    "run_speech_recognition_ctc": (
+        f"{EXAMPLES}/speech-recognition/README.md (wav2vec2 CTC, Common Voice)",
+        dict(
+            num_train_epochs=15,
+            per_device_train_batch_size=16,
+            gradient_accumulation_steps=2,
+            learning_rate=3e-4,
+            warmup_steps=500,
+            eval_strategy="steps",
+            save_steps=400,
+            eval_steps=100,
+            layerdrop=0.0,
+            save_total_limit=3,
+            freeze_feature_encoder=True,
+            gradient_checkpointing=True,
+            fp16=True,
+            group_by_length=True,
+            do_train=True,
+            do_eval=True,
+        ),
+    ),
+    "run_mae": (
+        f"{EXAMPLES}/image-pretraining/README.md (run_mae.py, cifar10; learning_rate = "
+        f"base_learning_rate * total batch 8 / 256, as run_mae.py sets it)",
+        dict(
+            remove_unused_columns=False,
+            label_names=["pixel_values"],
+            mask_ratio=0.75,
+            norm_pix_loss=True,
+            do_train=True,
+            do_eval=True,
+            base_learning_rate=1.5e-4,
+            learning_rate=1.5e-4 * 8 / 256,
+            lr_scheduler_type="cosine",
+            weight_decay=0.05,
+            num_train_epochs=800,
+            warmup_ratio=0.05,
+            per_device_train_batch_size=8,
+            logging_strategy="steps",
+            logging_steps=10,
+            evaluation_strategy="epoch",
+            save_strategy="epoch",
+            load_best_model_at_end=True,
+            save_total_limit=3,
+            seed=1337,
+        ),
+    ),
+    "run_image_classification-beans": (
+        f"{EXAMPLES}/image-classification/README.md (run_image_classification.py, beans)",
+        dict(
+            dataset_name="beans",
+            remove_unused_columns=False,
+            do_train=True,
+            do_eval=True,
+            learning_rate=2e-5,
+            num_train_epochs=5,
+            per_device_train_batch_size=8,
+            logging_strategy="steps",
+            logging_steps=10,
+            eval_strategy="epoch",
+            save_strategy="epoch",
+            load_best_model_at_end=True,
+            save_total_limit=3,
+            seed=1337,
+        ),
+    ),
 }
 # purelr's optim names beyond the recipes' AdamW, with optim_args the Trainer parses (hand-picked)
 OPTIMS = {
-    "adamw_torch_fused": dict(optim="adamw_torch_fused", learning_rate=3e-3, weight_decay=0.1, adam_beta2=0.98,
-                              adam_epsilon=1e-6, lr_scheduler_type="linear", warmup_steps=3),
-    "sgd": dict(optim="sgd", learning_rate=0.05, weight_decay=1e-3, optim_args="momentum=0.9, nesterov=True",
-                lr_scheduler_type="cosine_with_restarts", lr_scheduler_kwargs=dict(num_cycles=2)),
-    "adagrad": dict(optim="adagrad", learning_rate=0.05, weight_decay=1e-2, optim_args="lr_decay=0.01,eps=1e-8",
-                    lr_scheduler_type="polynomial", lr_scheduler_kwargs=dict(power=2.0, lr_end=1e-4)),
-    "rmsprop": dict(optim="rmsprop", learning_rate=1e-3, weight_decay=1e-2, gradient_accumulation_steps=4,
-                    optim_args="momentum=0.5,alpha=0.9,centered=true", lr_scheduler_type="inverse_sqrt",
-                    warmup_steps=2),
-    "adafactor": dict(optim="adafactor", learning_rate=1e-2, weight_decay=0.01, max_grad_norm=0.5,
-                      lr_scheduler_type="constant_with_warmup", warmup_steps=0.2),
-    "lion_32bit": dict(optim="lion_32bit", learning_rate=1e-3, weight_decay=0.1, adam_beta1=0.95, adam_beta2=0.98,
-                       lr_scheduler_type="warmup_stable_decay",
-                       lr_scheduler_kwargs=dict(num_decay_steps=5, decay_type="1-sqrt", min_lr_ratio=0.1)),
+    "adamw_torch_fused": dict(
+        optim="adamw_torch_fused",
+        learning_rate=3e-3,
+        weight_decay=0.1,
+        adam_beta2=0.98,
+        adam_epsilon=1e-6,
+        lr_scheduler_type="linear",
+        warmup_steps=3,
+    ),
+    "sgd": dict(
+        optim="sgd",
+        learning_rate=0.05,
+        weight_decay=1e-3,
+        optim_args="momentum=0.9, nesterov=True",
+        lr_scheduler_type="cosine_with_restarts",
+        lr_scheduler_kwargs=dict(num_cycles=2),
+    ),
+    "adagrad": dict(
+        optim="adagrad",
+        learning_rate=0.05,
+        weight_decay=1e-2,
+        optim_args="lr_decay=0.01,eps=1e-8",
+        lr_scheduler_type="polynomial",
+        lr_scheduler_kwargs=dict(power=2.0, lr_end=1e-4),
+    ),
+    "rmsprop": dict(
+        optim="rmsprop",
+        learning_rate=1e-3,
+        weight_decay=1e-2,
+        gradient_accumulation_steps=4,
+        optim_args="momentum=0.5,alpha=0.9,centered=true",
+        lr_scheduler_type="inverse_sqrt",
+        warmup_steps=2,
+    ),
+    "adafactor": dict(
+        optim="adafactor",
+        learning_rate=1e-2,
+        weight_decay=0.01,
+        max_grad_norm=0.5,
+        lr_scheduler_type="constant_with_warmup",
+        warmup_steps=0.2,
+    ),
+    "lion_32bit": dict(
+        optim="lion_32bit",
+        learning_rate=1e-3,
+        weight_decay=0.1,
+        adam_beta1=0.95,
+        adam_beta2=0.98,
+        lr_scheduler_type="warmup_stable_decay",
+        lr_scheduler_kwargs=dict(num_decay_steps=5, decay_type="1-sqrt", min_lr_ratio=0.1),
+    ),
 }
 # accumulation with an epoch's remainder, clipping, min_lr, a warmup longer than the run, weight decay
 TRAINED_BY_DEFAULT = ("smollm3-sft", "run_speech_recognition_ctc", "run_mae")
@@ -132,9 +311,16 @@ def jax_loss(params, x, y):
     return jnp.mean((h @ params["head"]["kernel"] + params["head"]["bias"] - y) ** 2)
 
 
-FLAX_NAMES = {"dense.weight": ("dense", "kernel"), "dense.bias": ("dense", "bias"), "ln_1.weight": ("ln_1", "scale"),
-              "ln_1.bias": ("ln_1", "bias"), "LayerNorm.weight": ("LayerNorm", "scale"),
-              "LayerNorm.bias": ("LayerNorm", "bias"), "head.weight": ("head", "kernel"), "head.bias": ("head", "bias")}
+FLAX_NAMES = {
+    "dense.weight": ("dense", "kernel"),
+    "dense.bias": ("dense", "bias"),
+    "ln_1.weight": ("ln_1", "scale"),
+    "ln_1.bias": ("ln_1", "bias"),
+    "LayerNorm.weight": ("LayerNorm", "scale"),
+    "LayerNorm.bias": ("LayerNorm", "bias"),
+    "head.weight": ("head", "kernel"),
+    "head.bias": ("head", "bias"),
+}
 
 
 def as_flax(named):
@@ -148,9 +334,13 @@ def as_flax(named):
 def problem(x64):
     dtype = torch.float64 if x64 else torch.float32
     generator = torch.Generator().manual_seed(0)
-    data = [{"x": torch.randn(3, generator=generator, dtype=dtype), "labels": torch.randn(2, generator=generator,
-                                                                                           dtype=dtype)}
-            for _ in range(EXAMPLES_N)]
+    data = [
+        {
+            "x": torch.randn(3, generator=generator, dtype=dtype),
+            "labels": torch.randn(2, generator=generator, dtype=dtype),
+        }
+        for _ in range(EXAMPLES_N)
+    ]
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -178,7 +368,7 @@ def purelr_run(args, params, data, x64, updates):
         return optax.apply_updates(params, updates), state
 
     dtype = np.float64 if x64 else np.float32
-    batches = [data[i:i + BATCH] for i in range(0, EXAMPLES_N, BATCH)]
+    batches = [data[i : i + BATCH] for i in range(0, EXAMPLES_N, BATCH)]
     state, trajectory = transform.init(params), []
     while len(trajectory) < updates:
         for i, batch in enumerate(batches):
@@ -219,8 +409,13 @@ def test_recipe_schedule_matches_the_trainer(name):
     with jax.enable_x64(True):
         schedule = recipes_hf.lr_schedule(recipes_hf.training_arguments(args), EPOCH_LEN)(args["learning_rate"])
         actual = np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(len(expected))))
-        assert_schedule_matches(actual, np.asarray(expected), "x64", context=f"{name} ({RECIPES[name][0]})",
-                                floor=rounding_floor(SCHEDULE_RTOL["x64"], 8))
+        assert_schedule_matches(
+            actual,
+            np.asarray(expected),
+            "x64",
+            context=f"{name} ({RECIPES[name][0]})",
+            floor=rounding_floor(SCHEDULE_RTOL["x64"], 8),
+        )
     assert SCHEDULE_RTOL["x64"] == 1e-12
 
 
@@ -236,8 +431,10 @@ def test_recipe_trains_like_the_trainer(name):
         check_training(RECIPES[name][1], "x64")
 
 
-@pytest.mark.parametrize("name", _nightly_but([name for name in OPTIMS if name != "lion_32bit"],
-                                               ("adamw_torch_fused", "adafactor", "rmsprop")))
+@pytest.mark.parametrize(
+    "name",
+    _nightly_but([name for name in OPTIMS if name != "lion_32bit"], ("adamw_torch_fused", "adafactor", "rmsprop")),
+)
 def test_optim_trains_like_the_trainer_x64(name):
     """Each supported ``optim`` name with its ``optim_args`` (x64; three by default, all with
     ``-m nightly``). bitsandbytes' Lion is left out:
@@ -280,18 +477,38 @@ BAD = {
     "key-misspelled": (dict(learning_rat=1e-3), ValueError, "'learning_rat'", "learning_rate"),
     "warmup-ratio": (dict(warmup_ratio=1.5, max_steps=10), ValueError, "warmup_ratio", "1.5"),
     "warmup-steps-negative": (dict(warmup_steps=-1, max_steps=10), ValueError, "warmup_steps", "-1"),
-    "scheduler-misspelled": (dict(lr_scheduler_type="cosine_with_restart", max_steps=10), ValueError,
-                             "'cosine_with_restart'", "cosine_with_restarts"),
-    "scheduler-plateau": (dict(lr_scheduler_type="reduce_lr_on_plateau", max_steps=10), ValueError,
-                          "'reduce_lr_on_plateau'", "metric"),
-    "scheduler-kwarg": (dict(lr_scheduler_type="cosine", lr_scheduler_kwargs=dict(min_lr=1e-6), max_steps=10),
-                        ValueError, "'min_lr'", "num_cycles"),
+    "scheduler-misspelled": (
+        dict(lr_scheduler_type="cosine_with_restart", max_steps=10),
+        ValueError,
+        "'cosine_with_restart'",
+        "cosine_with_restarts",
+    ),
+    "scheduler-plateau": (
+        dict(lr_scheduler_type="reduce_lr_on_plateau", max_steps=10),
+        ValueError,
+        "'reduce_lr_on_plateau'",
+        "metric",
+    ),
+    "scheduler-kwarg": (
+        dict(lr_scheduler_type="cosine", lr_scheduler_kwargs=dict(min_lr=1e-6), max_steps=10),
+        ValueError,
+        "'min_lr'",
+        "num_cycles",
+    ),
     "epochs-without-epoch-len": (dict(num_train_epochs=3), ValueError, "max_steps=-1", "epoch_len"),
-    "accumulation-without-epoch-len": (dict(max_steps=10, gradient_accumulation_steps=2), ValueError,
-                                       "gradient_accumulation_steps=2", "epoch_len"),
+    "accumulation-without-epoch-len": (
+        dict(max_steps=10, gradient_accumulation_steps=2),
+        ValueError,
+        "gradient_accumulation_steps=2",
+        "epoch_len",
+    ),
     "optim-args": (dict(max_steps=10, optim_args="momentum"), ValueError, "optim_args", "'momentum'"),
-    "scheduler-kwargs-json": (dict(max_steps=10, lr_scheduler_kwargs="{not json"), ValueError,
-                              "lr_scheduler_kwargs", "{not json"),
+    "scheduler-kwargs-json": (
+        dict(max_steps=10, lr_scheduler_kwargs="{not json"),
+        ValueError,
+        "lr_scheduler_kwargs",
+        "{not json",
+    ),
     "learning-rate-negative": (dict(max_steps=10, learning_rate=-1e-3), ValueError, "hf.learning_rate", "-0.001"),
     "weight-decay-negative": (dict(max_steps=10, weight_decay=-0.1), ValueError, "hf.weight_decay", "-0.1"),
     "max-grad-norm-str": (dict(max_steps=10, max_grad_norm="1.0"), TypeError, "hf.max_grad_norm", "'1.0'"),
@@ -308,7 +525,9 @@ def test_bad_input(name):
 
 def test_ignored_keys():
     args = RECIPES["run_mae"][1]
-    assert "base_learning_rate" in recipes_hf.ignored_keys(args) and "learning_rate" not in recipes_hf.ignored_keys(args)
+    assert "base_learning_rate" in recipes_hf.ignored_keys(args) and "learning_rate" not in recipes_hf.ignored_keys(
+        args
+    )
 
 
 def test_training_args_json_file(tmp_path):
@@ -317,8 +536,15 @@ def test_training_args_json_file(tmp_path):
 
     from transformers import TrainingArguments
 
-    arguments = TrainingArguments(output_dir=str(tmp_path), report_to="none", learning_rate=3e-4, max_steps=20,
-                                  warmup_steps=0.25, lr_scheduler_type="cosine", weight_decay=0.1)
+    arguments = TrainingArguments(
+        output_dir=str(tmp_path),
+        report_to="none",
+        learning_rate=3e-4,
+        max_steps=20,
+        warmup_steps=0.25,
+        lr_scheduler_type="cosine",
+        weight_decay=0.1,
+    )
     path = tmp_path / "training_args.json"
     path.write_text(json.dumps(arguments.to_dict()))
     args = recipes_hf.training_arguments(str(path))
@@ -328,4 +554,6 @@ def test_training_args_json_file(tmp_path):
     expected = reference.lr_curve(arguments.to_dict(), epoch_len=1)
     with jax.enable_x64(True):
         actual = jax.vmap(recipes_hf.lr_schedule(args, None)(3e-4))(jnp.arange(20))
-        assert_schedule_matches(np.asarray(actual), np.asarray(expected), "x64", floor=rounding_floor(SCHEDULE_RTOL["x64"], 8))
+        assert_schedule_matches(
+            np.asarray(actual), np.asarray(expected), "x64", floor=rounding_floor(SCHEDULE_RTOL["x64"], 8)
+        )

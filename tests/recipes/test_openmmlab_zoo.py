@@ -22,15 +22,30 @@ EXCLUDED = {"resnet": ["bn", "bias", "downsample.1"], "vit": ["norm", "bias", "p
 
 def optimizer_cfg(rng, kind):
     if kind == "LARS":
-        return dict(type="LARS", lr=float(10 ** rng.uniform(-1.5, -0.3)), momentum=0.9,
-                    weight_decay=float(10 ** rng.uniform(-6, -3)), eta=float(10 ** rng.uniform(-3, -1.5)),
-                    nesterov=bool(rng.random() < 0.3))
+        return dict(
+            type="LARS",
+            lr=float(10 ** rng.uniform(-1.5, -0.3)),
+            momentum=0.9,
+            weight_decay=float(10 ** rng.uniform(-6, -3)),
+            eta=float(10 ** rng.uniform(-3, -1.5)),
+            nesterov=bool(rng.random() < 0.3),
+        )
     if kind == "Lamb":
-        return dict(type="Lamb", lr=float(10 ** rng.uniform(-3, -2)), weight_decay=float(10 ** rng.uniform(-3, -1.3)),
-                    betas=(0.9, float(rng.uniform(0.95, 0.999))), max_grad_norm=float(rng.uniform(1.0, 20.0)),
-                    trust_clip=bool(rng.random() < 0.3))
-    cfg = dict(type="Adan", lr=float(10 ** rng.uniform(-3, -2)), weight_decay=float(10 ** rng.uniform(-3, -1.3)),
-               no_prox=bool(rng.random() < 0.5), foreach=bool(rng.random() < 0.5))
+        return dict(
+            type="Lamb",
+            lr=float(10 ** rng.uniform(-3, -2)),
+            weight_decay=float(10 ** rng.uniform(-3, -1.3)),
+            betas=(0.9, float(rng.uniform(0.95, 0.999))),
+            max_grad_norm=float(rng.uniform(1.0, 20.0)),
+            trust_clip=bool(rng.random() < 0.3),
+        )
+    cfg = dict(
+        type="Adan",
+        lr=float(10 ** rng.uniform(-3, -2)),
+        weight_decay=float(10 ** rng.uniform(-3, -1.3)),
+        no_prox=bool(rng.random() < 0.5),
+        foreach=bool(rng.random() < 0.5),
+    )
     if rng.random() < 0.7:
         cfg["max_grad_norm"] = float(rng.uniform(1.0, 20.0))
     return cfg
@@ -41,25 +56,53 @@ def config(seed):
     kind = ["LARS", "Lamb", "Adan"][seed % 3]
     model = "resnet" if seed % 2 == 0 else "vit"
     optimizer = optimizer_cfg(rng, kind)
-    keys = {key: dict(decay_mult=0.0, **(dict(lars_exclude=True) if kind == "LARS" else {}))
-            for key in EXCLUDED[model][: int(rng.integers(1, 4))]}
+    keys = {
+        key: dict(decay_mult=0.0, **(dict(lars_exclude=True) if kind == "LARS" else {}))
+        for key in EXCLUDED[model][: int(rng.integers(1, 4))]
+    }
     epoch_len, epochs = int(rng.integers(2, 5)), int(rng.integers(3, 6))
     warmup = int(rng.integers(1, epochs))
     schedulers = [
         dict(type="QuadraticWarmupLR", by_epoch=True, begin=0, end=warmup, convert_to_iter_based=True),
-        dict(type="PolyLRRatio", eta_min_ratio=float(rng.uniform(0, 0.3)), power=float(rng.uniform(0.5, 2)),
-             by_epoch=False, begin=warmup * epoch_len, end=epochs * epoch_len)
-        if rng.random() < 0.5 else
-        dict(type="CosineAnnealingLR", by_epoch=True, begin=warmup, end=epochs, eta_min=0.0,
-             convert_to_iter_based=bool(rng.random() < 0.5)),
-        dict(type="CosineAnnealingWeightDecay", eta_min=float(rng.uniform(0.0, 0.2)), by_epoch=True, begin=0,
-             end=epochs, convert_to_iter_based=True)
-        if rng.random() < 0.5 else
-        dict(type=str(rng.choice(["CosineAnnealingParamScheduler", "QuadraticWarmupParamScheduler"])),
-             param_name="weight_decay", by_epoch=False, begin=0, end=epochs * epoch_len),
+        dict(
+            type="PolyLRRatio",
+            eta_min_ratio=float(rng.uniform(0, 0.3)),
+            power=float(rng.uniform(0.5, 2)),
+            by_epoch=False,
+            begin=warmup * epoch_len,
+            end=epochs * epoch_len,
+        )
+        if rng.random() < 0.5
+        else dict(
+            type="CosineAnnealingLR",
+            by_epoch=True,
+            begin=warmup,
+            end=epochs,
+            eta_min=0.0,
+            convert_to_iter_based=bool(rng.random() < 0.5),
+        ),
+        dict(
+            type="CosineAnnealingWeightDecay",
+            eta_min=float(rng.uniform(0.0, 0.2)),
+            by_epoch=True,
+            begin=0,
+            end=epochs,
+            convert_to_iter_based=True,
+        )
+        if rng.random() < 0.5
+        else dict(
+            type=str(rng.choice(["CosineAnnealingParamScheduler", "QuadraticWarmupParamScheduler"])),
+            param_name="weight_decay",
+            by_epoch=False,
+            begin=0,
+            end=epochs * epoch_len,
+        ),
     ]
-    cfg = dict(optim_wrapper=dict(type="OptimWrapper", optimizer=optimizer, paramwise_cfg=dict(custom_keys=keys)),
-               param_scheduler=schedulers, train_cfg=dict(type="EpochBasedTrainLoop", max_epochs=epochs))
+    cfg = dict(
+        optim_wrapper=dict(type="OptimWrapper", optimizer=optimizer, paramwise_cfg=dict(custom_keys=keys)),
+        param_scheduler=schedulers,
+        train_cfg=dict(type="EpochBasedTrainLoop", max_epochs=epochs),
+    )
     return cfg, model, epoch_len, epochs * epoch_len
 
 
@@ -93,9 +136,11 @@ def test_a_weight_decay_scheduler_needs_the_optimizers_weight_decay():
     import purelr
 
     params = {"w": np.zeros(3)}
-    cfg = dict(optim_wrapper=dict(optimizer=dict(type="Adagrad", lr=0.1)),
-               param_scheduler=[dict(type="CosineAnnealingParamScheduler", param_name="rho", end=3)],
-               train_cfg=dict(max_iters=3))
+    cfg = dict(
+        optim_wrapper=dict(optimizer=dict(type="Adagrad", lr=0.1)),
+        param_scheduler=[dict(type="CosineAnnealingParamScheduler", param_name="rho", end=3)],
+        train_cfg=dict(max_iters=3),
+    )
     with pytest.raises(ValueError, match=r"param_scheduler\[0\] schedules 'rho', which optimizer 'Adagrad' does not"):
         purelr.build(cfg, params, epoch_len=1)
     cfg["param_scheduler"][0]["param_name"] = "lr_decay"  # an argument: scheduled from its default, 0

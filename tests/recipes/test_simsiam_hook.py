@@ -32,8 +32,11 @@ def simsiam(**changes):
 
 @pytest.mark.parametrize("adjust_by_epoch", [True, False])
 def test_fix_lr_groups_keep_the_hook_lr(adjust_by_epoch):
-    cfg = simsiam(custom_hooks=[dict(type="SimSiamHook", priority="HIGH", fix_pred_lr=True, lr=0.02,
-                                     adjust_by_epoch=adjust_by_epoch)])
+    cfg = simsiam(
+        custom_hooks=[
+            dict(type="SimSiamHook", priority="HIGH", fix_pred_lr=True, lr=0.02, adjust_by_epoch=adjust_by_epoch)
+        ]
+    )
     with jax.enable_x64(True):
         curves = config_curves(cfg, epoch_len=EPOCH_LEN, params=PARAMS)
     expected = reference_curves(cfg, curves, "mmengine")
@@ -67,14 +70,21 @@ def test_without_the_hook_fix_lr_changes_nothing():
     np.testing.assert_array_equal(curves.values[fixed], curves.values[("default", "lr")])
 
 
-@pytest.mark.parametrize("change, match", [
-    (dict(custom_hooks=[dict(type="SimSiamHook", fix_pred_lr=True)]), r"custom_hooks\[0\]: SimSiamHook needs"),
-    (dict(custom_hooks=[dict(type="SimSiamHook", fix_pred_lr=True, lr=-1.0)]), r"custom_hooks\[0\]\.lr"),
-    (dict(custom_hooks=[dict(type="SimSiamHook", fix_pred_lr=True, lr=0.1, every=2)]), r"custom_hooks\[0\].*every"),
-    (dict(custom_hooks=[dict(type="SimSiamHook", fix_pred_lr=True, lr=0.1)],
-          param_scheduler=[dict(type="CosineAnnealingLR", T_max=6, by_epoch=True, convert_to_iter_based=True)]),
-     r"custom_hooks\[0\]: SimSiamHook\(adjust_by_epoch=True\).*param_scheduler\[0\]"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(custom_hooks=[dict(type="SimSiamHook", fix_pred_lr=True)]), r"custom_hooks\[0\]: SimSiamHook needs"),
+        (dict(custom_hooks=[dict(type="SimSiamHook", fix_pred_lr=True, lr=-1.0)]), r"custom_hooks\[0\]\.lr"),
+        (dict(custom_hooks=[dict(type="SimSiamHook", fix_pred_lr=True, lr=0.1, every=2)]), r"custom_hooks\[0\].*every"),
+        (
+            dict(
+                custom_hooks=[dict(type="SimSiamHook", fix_pred_lr=True, lr=0.1)],
+                param_scheduler=[dict(type="CosineAnnealingLR", T_max=6, by_epoch=True, convert_to_iter_based=True)],
+            ),
+            r"custom_hooks\[0\]: SimSiamHook\(adjust_by_epoch=True\).*param_scheduler\[0\]",
+        ),
+    ],
+)
 def test_bad_hooks_are_refused(change, match):
     with pytest.raises(ValueError, match=match):
         purelr.build(simsiam(**change), PARAMS, epoch_len=EPOCH_LEN)

@@ -8,42 +8,80 @@ import sys
 import types
 
 import jax
-import numpy as np
 import pytest
 
 import purelr
 from purelr.recipes.timm import SUPPORTED, optimizer_info
-from tests.recipes import twins
-from tests.recipes.test_timm_train import train_py_defaults
+from tests.optim.torch_reference import torch_dtype
 from tests.params import reference
 from tests.params.test_timm import MANIPULATE, MATCHER
-from tests.optim.torch_reference import torch_dtype
 from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
+from tests.recipes import twins
+from tests.recipes.test_timm_train import train_py_defaults
 
 saved = sys.modules.get("timm.models")
 sys.modules["timm.models"] = types.SimpleNamespace(group_parameters=MANIPULATE.group_parameters)
 import timm.optim as timm_optim  # noqa: E402  (timm.models needs torchvision: stood in while importing)
+
 if saved is None:
     del sys.modules["timm.models"]
 import timm.scheduler as timm_scheduler  # noqa: E402
 
 CASES = [
     dict(opt="sgd", lr=0.05, weight_decay=1e-3, sched="cosine", epochs=3, warmup_epochs=1, warmup_lr=1e-4),
-    dict(opt="momentum", lr=0.05, momentum=0.8, weight_decay=1e-3, sched="step", epochs=3, decay_epochs=1,
-         decay_rate=0.5, warmup_epochs=0),
-    dict(opt="nesterov", lr=0.02, filter_bias_and_bn=False, weight_decay=1e-3, sched="cosine", epochs=3,
-         warmup_epochs=0, sched_on_updates=True),
-    dict(opt="adamw", lr=1e-2, weight_decay=0.05, opt_betas=(0.85, 0.99), layer_decay=0.6,
-         group_matcher=MATCHER, sched="cosine", epochs=3, warmup_epochs=1, sched_on_updates=True),
+    dict(
+        opt="momentum",
+        lr=0.05,
+        momentum=0.8,
+        weight_decay=1e-3,
+        sched="step",
+        epochs=3,
+        decay_epochs=1,
+        decay_rate=0.5,
+        warmup_epochs=0,
+    ),
+    dict(
+        opt="nesterov",
+        lr=0.02,
+        filter_bias_and_bn=False,
+        weight_decay=1e-3,
+        sched="cosine",
+        epochs=3,
+        warmup_epochs=0,
+        sched_on_updates=True,
+    ),
+    dict(
+        opt="adamw",
+        lr=1e-2,
+        weight_decay=0.05,
+        opt_betas=(0.85, 0.99),
+        layer_decay=0.6,
+        group_matcher=MATCHER,
+        sched="cosine",
+        epochs=3,
+        warmup_epochs=1,
+        sched_on_updates=True,
+    ),
     dict(opt="adam", lr=1e-2, weight_decay=1e-3, opt_eps=1e-6, sched="poly", epochs=3, warmup_epochs=1),
-    dict(opt="nadam", lr=1e-2, weight_decay=1e-3, layer_decay=0.5, group_matcher=MATCHER, sched="cosine",
-         epochs=3, warmup_epochs=0),
-    dict(opt="radam", lr=1e-2, weight_decay=1e-3, sched="multistep", decay_milestones=[1, 2], epochs=3, warmup_epochs=0),
+    dict(
+        opt="nadam",
+        lr=1e-2,
+        weight_decay=1e-3,
+        layer_decay=0.5,
+        group_matcher=MATCHER,
+        sched="cosine",
+        epochs=3,
+        warmup_epochs=0,
+    ),
+    dict(
+        opt="radam", lr=1e-2, weight_decay=1e-3, sched="multistep", decay_milestones=[1, 2], epochs=3, warmup_epochs=0
+    ),
     dict(opt="adamax", lr=1e-2, sched="cosine", epochs=3, warmup_epochs=1),
     dict(opt="adagrad", lr=1e-2, weight_decay=1e-3, sched="cosine", epochs=3, warmup_epochs=0),
     dict(opt="adadelta", lr=1.0, weight_decay=1e-3, sched="tanh", epochs=3, warmup_epochs=1),
-    dict(opt="rmsprop", lr=1e-3, weight_decay=1e-4, opt_eps=1e-3, sched="step", epochs=3, decay_epochs=2,
-         warmup_epochs=1),
+    dict(
+        opt="rmsprop", lr=1e-3, weight_decay=1e-4, opt_eps=1e-3, sched="step", epochs=3, decay_epochs=2, warmup_epochs=1
+    ),
 ]
 EPOCH_LEN = 3
 
@@ -53,13 +91,16 @@ def run_timm(args, steps, frozen=()):
     model.group_matcher = lambda coarse=False: MATCHER
     model, flax_names, gradients = twins.prepare_model(model, "vit", steps, 0, frozen)
     # train.py's namespace: its defaults (read from its parser) for every argument not given
-    namespace = types.SimpleNamespace(**{**train_py_defaults(), **{
-        k: v for k, v in args.items() if k not in ("group_matcher", "filter_bias_and_bn")}})
+    namespace = types.SimpleNamespace(
+        **{**train_py_defaults(), **{k: v for k, v in args.items() if k not in ("group_matcher", "filter_bias_and_bn")}}
+    )
     optimizer_args = timm_optim.optimizer_kwargs(namespace)
-    optimizer = timm_optim.create_optimizer_v2(model, filter_bias_and_bn=args.get("filter_bias_and_bn", True),
-                                               **optimizer_args)
+    optimizer = timm_optim.create_optimizer_v2(
+        model, filter_bias_and_bn=args.get("filter_bias_and_bn", True), **optimizer_args
+    )
     scheduler, _ = timm_scheduler.create_scheduler_v2(
-        optimizer, **timm_scheduler.scheduler_kwargs(namespace), updates_per_epoch=EPOCH_LEN)
+        optimizer, **timm_scheduler.scheduler_kwargs(namespace), updates_per_epoch=EPOCH_LEN
+    )
     num_updates = 0
     for epoch in range(steps // EPOCH_LEN):
         for _ in range(EPOCH_LEN):

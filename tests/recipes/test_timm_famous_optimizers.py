@@ -12,7 +12,8 @@ from purelr.recipes.timm import SUPPORTED
 from tests.optim.torch_reference import torch_dtype
 from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 from tests.recipes import twins
-from tests.recipes.test_timm import EPOCH_LEN, run_timm, test_build_matches_timm_factories as check_build
+from tests.recipes.test_timm import EPOCH_LEN, run_timm
+from tests.recipes.test_timm import test_build_matches_timm_factories as check_build
 
 SCHEDULE = dict(sched="cosine", epochs=3, warmup_epochs=1, warmup_lr=1e-4)
 NAMES = {  # name: the train.py arguments besides SCHEDULE
@@ -55,11 +56,21 @@ def test_every_name_of_these_twins_is_covered():
     assert {name for name, info in SUPPORTED.items() if info.optimizer.__name__ in twins_here} == set(NAMES)
 
 
-DEFAULT = ("rmsproptf", "lamb", "nlarc", "lion", "sgdw", "nadamw", "adafactor", "lambcd")  # one per twin; the rest nightly
+DEFAULT = (
+    "rmsproptf",
+    "lamb",
+    "nlarc",
+    "lion",
+    "sgdw",
+    "nadamw",
+    "adafactor",
+    "lambcd",
+)  # one per twin; the rest nightly
 
 
-@pytest.mark.parametrize("name", [name if name in DEFAULT else pytest.param(name, marks=pytest.mark.nightly)
-                                  for name in NAMES])
+@pytest.mark.parametrize(
+    "name", [name if name in DEFAULT else pytest.param(name, marks=pytest.mark.nightly) for name in NAMES]
+)
 def test_build_matches_timm_create_optimizer_v2(name):
     check_build(dict(opt=name, **NAMES[name], **SCHEDULE))
 
@@ -82,14 +93,21 @@ def test_lamb_global_clip_of_create_optimizer_v2_ignores_frozen_gradients():
     """``create_optimizer_v2(..., frozen=...)`` on its own (no ``build`` dropping frozen gradients
     first): the gradients of frozen leaves do not enter Lamb's global norm."""
     import jax.numpy as jnp
+
     from purelr.recipes.timm import create_optimizer_v2
+
     twins.warm("vit")
     params = twins.reference.flax_params("vit")
     grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), params)
     tx = create_optimizer_v2(params, "lamb", lr=1e-2, weight_decay=0.05, max_grad_norm=0.1, frozen=["blocks.0"])
     frozen = {name: name.startswith("blocks.0.") for name in twins.dotted_names(params)}
-    zeroed = jax.tree.unflatten(jax.tree.structure(grads), [
-        jnp.zeros_like(g) if frozen[name] else g for name, g in zip(twins.dotted_names(grads), jax.tree.leaves(grads))])
+    zeroed = jax.tree.unflatten(
+        jax.tree.structure(grads),
+        [
+            jnp.zeros_like(g) if frozen[name] else g
+            for name, g in zip(twins.dotted_names(grads), jax.tree.leaves(grads))
+        ],
+    )
     state = tx.init(params)
     raw_updates, _ = jax.jit(tx.update)(grads, state, params)
     zeroed_updates, _ = jax.jit(tx.update)(zeroed, state, params)

@@ -10,13 +10,12 @@ torch's default dtype float64, as the float64 params. The registered variants of
 nightly."""
 
 import jax
-import numpy as np
 import pytest
 
 from tests.optim.torch_reference import torch_dtype
+from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 from tests.recipes import twins
 from tests.recipes.test_timm import EPOCH_LEN, MATCHER, run_timm
-from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 
 SCHEDULE = dict(sched="cosine", epochs=3, warmup_epochs=1, warmup_lr=1e-4)
 CASES = [
@@ -31,7 +30,9 @@ CASES = [
     dict(opt="novograd", lr=1e-2, weight_decay=1e-3, opt_betas=(0.9, 0.95)),
     dict(opt="mars", lr=1e-2, weight_decay=1e-2),
     dict(opt="lookahead_adamw", lr=1e-2, weight_decay=0.05),
-    dict(opt="adoptc", lr=1e-2, weight_decay=0.5, layer_decay=0.7, group_matcher=MATCHER),  # snapshot: lr before lr_scale
+    dict(
+        opt="adoptc", lr=1e-2, weight_decay=0.5, layer_decay=0.7, group_matcher=MATCHER
+    ),  # snapshot: lr before lr_scale
 ]
 VARIANTS = [
     dict(opt="cadamp", lr=1e-2, weight_decay=0.05),

@@ -71,11 +71,15 @@ def _timm_parts():
     with _stubs(**{"timm.models": types.SimpleNamespace(group_parameters=MANIPULATE.group_parameters)}):
         import timm.optim as optim
     import timm.scheduler as scheduler
-    utils = types.SimpleNamespace(ParseKwargs=misc.ParseKwargs, AverageMeter=metrics.AverageMeter,
-                                  dispatch_clip_grad=clip_grad.dispatch_clip_grad, is_primary=lambda args: False,
-                                  reduce_tensor=None)
-    return types.SimpleNamespace(agc=agc, model_ema=model_ema, task=task, optim=optim, scheduler=scheduler,
-                                 utils=utils)
+
+    utils = types.SimpleNamespace(
+        ParseKwargs=misc.ParseKwargs,
+        AverageMeter=metrics.AverageMeter,
+        dispatch_clip_grad=clip_grad.dispatch_clip_grad,
+        is_primary=lambda args: False,
+        reduce_tensor=None,
+    )
+    return types.SimpleNamespace(agc=agc, model_ema=model_ema, task=task, optim=optim, scheduler=scheduler, utils=utils)
 
 
 TIMM = _timm_parts()
@@ -87,11 +91,20 @@ def _train_py():
         tree = ast.parse(f.read())
     cut = next(i for i, node in enumerate(tree.body) if "batch_size_reference" in ast.unparse(node))
     parsers = compile(ast.Module(tree.body[:cut], []), "train.py", "exec")
-    scaling = compile(ast.Module(tree.body[cut:cut + 2], []), "train.py", "exec")
-    names = dict(argparse=argparse, utils=TIMM.utils, torch=torch, time=time, os=os, suppress=suppress,
-                 OrderedDict=OrderedDict, _logger=logging.getLogger("train"), torchvision=None)
+    scaling = compile(ast.Module(tree.body[cut : cut + 2], []), "train.py", "exec")
+    names = dict(
+        argparse=argparse,
+        utils=TIMM.utils,
+        torch=torch,
+        time=time,
+        os=os,
+        suppress=suppress,
+        OrderedDict=OrderedDict,
+        _logger=logging.getLogger("train"),
+        torchvision=None,
+    )
     exec(parsers, names)
-    exec(compile(ast.Module(tree.body[cut + 2:], []), "train.py", "exec"), names)
+    exec(compile(ast.Module(tree.body[cut + 2 :], []), "train.py", "exec"), names)
     return names, scaling
 
 
@@ -141,15 +154,23 @@ def run_train_py(args: dict, model_name: str, *, epoch_len: int, epochs: int, wo
     model, flax_names, gradients = twins.prepare_model(model, model_name, epochs * epoch_len, seed)
     task = Task(model, gradients)
     optimizer = TIMM.optim.create_optimizer_v2(
-        model, **TIMM.optim.optimizer_kwargs(cfg=namespace), **namespace.opt_kwargs,
-        filter_bias_and_bn=args.get("filter_bias_and_bn", True))
+        model,
+        **TIMM.optim.optimizer_kwargs(cfg=namespace),
+        **namespace.opt_kwargs,
+        filter_bias_and_bn=args.get("filter_bias_and_bn", True),
+    )
     if namespace.model_ema:
-        task.setup_ema(decay=namespace.model_ema_decay, use_warmup=namespace.model_ema_warmup,
-                       device="cpu" if namespace.model_ema_force_cpu else None)
+        task.setup_ema(
+            decay=namespace.model_ema_decay,
+            use_warmup=namespace.model_ema_warmup,
+            device="cpu" if namespace.model_ema_force_cpu else None,
+        )
     updates_per_epoch = (epoch_len + namespace.grad_accum_steps - 1) // namespace.grad_accum_steps
     scheduler, _ = TIMM.scheduler.create_scheduler_v2(
-        optimizer, **TIMM.scheduler.scheduler_kwargs(namespace, decreasing_metric=None),
-        updates_per_epoch=updates_per_epoch)
+        optimizer,
+        **TIMM.scheduler.scheduler_kwargs(namespace, decreasing_metric=None),
+        updates_per_epoch=updates_per_epoch,
+    )
     lrs = []
     step = optimizer.step
 
@@ -167,17 +188,18 @@ def run_train_py(args: dict, model_name: str, *, epoch_len: int, epochs: int, wo
     for epoch in range(start_epoch, start_epoch + epochs):
         first = (epoch - start_epoch) * epoch_len
         loader = [(torch.full((1,), first + b), torch.zeros(1)) for b in range(epoch_len)]
-        TRAIN_PY["train_one_epoch"](epoch, model, loader, optimizer, namespace, task=task,
-                                    device=torch.device("cpu"), lr_scheduler=scheduler)
+        TRAIN_PY["train_one_epoch"](
+            epoch, model, loader, optimizer, namespace, task=task, device=torch.device("cpu"), lr_scheduler=scheduler
+        )
         if scheduler is not None:
             scheduler.step(epoch + 1, metric=None)
     ema = task.get_trainable_module(ema=True)
-    return (twins.result(model, flax_names), None if ema is None else twins.result(ema.module, flax_names),
-            lrs)
+    return (twins.result(model, flax_names), None if ema is None else twins.result(ema.module, flax_names), lrs)
 
 
-def run_purelr(args: dict, model_name: str, *, epoch_len: int, epochs: int, world_size: int = 1, seed: int = 0,
-               head=None):
+def run_purelr(
+    args: dict, model_name: str, *, epoch_len: int, epochs: int, world_size: int = 1, seed: int = 0, head=None
+):
     """``purelr.build(dict(timm=args), ...)`` over the same batches, jitted: the same triple."""
     _, flax_names, initial, gradients = twins.problem(model_name, epochs * epoch_len, seed)
     twins.warm(model_name)
@@ -241,14 +263,20 @@ def test_defaults_are_train_py_defaults():
     # The keys train.py lacks are read by timm 1.0.31's helpers with getattr: those defaults.
     bare = types.SimpleNamespace(**{k: v for k, v in defaults.items()})
     assert TIMM.optim.optimizer_kwargs(bare) == timm_recipe.optimizer_kwargs({**defaults, "opt_kwargs": {}})
-    assert TIMM.scheduler.scheduler_kwargs(bare) | {"plateau_mode": None} == \
-        timm_recipe.scheduler_kwargs(defaults) | {"plateau_mode": None}
+    assert TIMM.scheduler.scheduler_kwargs(bare) | {"plateau_mode": None} == timm_recipe.scheduler_kwargs(defaults) | {
+        "plateau_mode": None
+    }
 
 
 def test_wrong_defaults_of_purelr_0_1_are_fixed():
     args = timm_recipe.train_args({})
-    assert (args["weight_decay"], args["epochs"], args["lr_cycle_decay"], args["decay_epochs"],
-            args["decay_milestones"]) == (2e-5, 300, 0.5, 90, [90, 180, 270])
+    assert (
+        args["weight_decay"],
+        args["epochs"],
+        args["lr_cycle_decay"],
+        args["decay_epochs"],
+        args["decay_milestones"],
+    ) == (2e-5, 300, 0.5, 90, [90, 180, 270])
 
 
 def test_a_whole_args_namespace_reads_and_ignored_keys_lists_the_rest(tmp_path):
@@ -276,9 +304,14 @@ def test_lr_from_lr_base_as_train_py(opt, scale):
     """train.py's own scaling code (the excerpt's ``if not args.lr`` block) against ``scaled_lr``,
     for each default scale rule (``ada``/``lamb`` names: sqrt) and the explicit ones."""
     rng = np.random.default_rng(len(opt) * 7 + len(scale))
-    args = dict(opt=opt, lr_base_scale=scale, lr_base=float(rng.uniform(1e-4, 1)),
-                lr_base_size=int(rng.integers(64, 1024)), batch_size=int(rng.integers(1, 512)),
-                grad_accum_steps=int(rng.integers(1, 5)))
+    args = dict(
+        opt=opt,
+        lr_base_scale=scale,
+        lr_base=float(rng.uniform(1e-4, 1)),
+        lr_base_size=int(rng.integers(64, 1024)),
+        batch_size=int(rng.integers(1, 512)),
+        grad_accum_steps=int(rng.integers(1, 5)),
+    )
     world_size = int(rng.integers(1, 64))
     expected = train_py_namespace(args, world_size).lr
     assert relative_error(timm_recipe.scaled_lr(args, world_size), expected) <= 1e-15
@@ -298,8 +331,9 @@ def test_adaptive_clip_matches_timm(seed):
     factor, eps = float(rng.choice([0.01, 0.1, 1.0])), float(rng.choice([1e-3, 0.5]))
     norm_type = float(rng.choice([2.0, 1.0, 3.0]))
     torch_params = {k: torch.tensor(rng.normal(0, 1, s)) for k, s in AGC_SHAPES.items()}
-    torch_grads = {k: torch.tensor(rng.normal(0, 1, s) * rng.choice([1e-3, 1e-2, 1.0], s))
-                   for k, s in AGC_SHAPES.items()}
+    torch_grads = {
+        k: torch.tensor(rng.normal(0, 1, s) * rng.choice([1e-3, 1e-2, 1.0], s)) for k, s in AGC_SHAPES.items()
+    }
     leaves = {k: torch.nn.Parameter(p.clone()) for k, p in torch_params.items()}
     for k, p in leaves.items():
         p.grad = torch_grads[k].clone()
@@ -307,8 +341,14 @@ def test_adaptive_clip_matches_timm(seed):
 
     def flax(tree):
         layout = {k: twins.to_flax(v.numpy()) for k, v in tree.items()}
-        return {"conv": {"kernel": layout["conv"]}, "dw": {"kernel": layout["dw"]}, "fc": {"kernel": layout["fc"]},
-                "bias": layout["bias"], "scalar": layout["scalar"], "embed": {"embedding": tree["embed"].numpy()}}
+        return {
+            "conv": {"kernel": layout["conv"]},
+            "dw": {"kernel": layout["dw"]},
+            "fc": {"kernel": layout["fc"]},
+            "bias": layout["bias"],
+            "scalar": layout["scalar"],
+            "embed": {"embedding": tree["embed"].numpy()},
+        }
 
     with jax.enable_x64(True):
         for layout, make in (("flax", flax), ("torch", lambda tree: {k: v.numpy() for k, v in tree.items()})):
@@ -329,8 +369,12 @@ def test_agc_leaves_the_head_out_and_needs_it():
     args = dict(lr=0.1, clip_grad=1e-4, clip_mode="agc", sched="none")
     assert_rejects(lambda: purelr.build(dict(timm=args), params, epoch_len=3), ValueError, "clip_mode='agc'", "head=")
     with jax.enable_x64(True):
-        tx = purelr.build(dict(timm={**args, "opt": "momentum", "momentum": 0.0, "weight_decay": 0.0}), params,
-                          epoch_len=3, head="head")
+        tx = purelr.build(
+            dict(timm={**args, "opt": "momentum", "momentum": 0.0, "weight_decay": 0.0}),
+            params,
+            epoch_len=3,
+            head="head",
+        )
         grads = jax.tree.map(jnp.ones_like, params)
         updates, _ = tx.update(grads, tx.init(params), params)
     assert np.allclose(updates["head"]["kernel"], -0.1)
@@ -341,37 +385,126 @@ def test_agc_leaves_the_head_out_and_needs_it():
 # kernels, BatchNorm, depth-wise convs) or the ViT twin, epoch lengths that leave a remainder.
 NIGHTLY = pytest.mark.nightly  # rules that the recipes of test_timm_recipes.py also run
 CASES = [
-    pytest.param("norm-clip", "resnet", dict(opt="momentum", lr=0.05, clip_grad=0.5, sched="cosine", epochs=3,
-                                             warmup_epochs=1), 5, marks=NIGHTLY),
-    ("value-clip", "vit", dict(opt="adamw", lr=1e-2, weight_decay=0.05, clip_grad=0.05, clip_mode="value",
-                               sched="step", decay_epochs=1, epochs=3, warmup_epochs=0), 4),
-    pytest.param("agc", "resnet", dict(opt="sgd", lr=0.1, clip_grad=0.01, clip_mode="agc", epochs=3,
-                                       warmup_epochs=1), 5, marks=NIGHTLY),
-    ("accumulate-3-of-7", "vit", dict(opt="adamw", lr=1e-2, grad_accum_steps=3, epochs=3, warmup_epochs=1,
-                                      sched_on_updates=True, clip_grad=1.0), 7),
-    pytest.param("accumulate-2-of-6", "resnet", dict(opt="nesterov", lr=0.05, grad_accum_steps=2, epochs=3,
-                                                     warmup_epochs=1), 6, marks=NIGHTLY),
-    pytest.param("ema", "vit", dict(opt="adam", lr=1e-2, model_ema=True, model_ema_decay=0.9, epochs=3,
-                                    warmup_epochs=0), 4, marks=NIGHTLY),
-    ("ema-warmup-accumulate", "resnet", dict(opt="momentum", lr=0.05, model_ema=True, model_ema_warmup=True,
-                                             grad_accum_steps=4, epochs=3, warmup_epochs=1,
-                                             model_ema_force_cpu=True), 5),
-    ("start-epoch", "vit", dict(opt="adamw", lr=1e-2, start_epoch=2, epochs=6, warmup_epochs=3, model_ema=True,
-                                model_ema_warmup=True, grad_accum_steps=2), 5),
-    ("no-opt-scale-clip", "vit", dict(opt="adamw", lr=1e-2, layer_decay=0.5, layer_decay_no_opt_scale=0.3,
-                                      clip_grad=0.05, epochs=3, warmup_epochs=1,
-                                      group_matcher=dict(stem=r"^cls_token|^pos_embed|^embed",
-                                                         blocks=[(r"^blocks\.(\d+)", None)])), 4),
-    ("lr-base-sqrt", "vit", dict(opt="adamw", lr_base=1e-3, lr_base_size=512, batch_size=64, epochs=3,
-                                 warmup_epochs=1, grad_accum_steps=2, layer_decay=0.7,
-                                 group_matcher=dict(stem=r"^cls_token|^pos_embed|^embed",
-                                                    blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))])), 5),
+    pytest.param(
+        "norm-clip",
+        "resnet",
+        dict(opt="momentum", lr=0.05, clip_grad=0.5, sched="cosine", epochs=3, warmup_epochs=1),
+        5,
+        marks=NIGHTLY,
+    ),
+    (
+        "value-clip",
+        "vit",
+        dict(
+            opt="adamw",
+            lr=1e-2,
+            weight_decay=0.05,
+            clip_grad=0.05,
+            clip_mode="value",
+            sched="step",
+            decay_epochs=1,
+            epochs=3,
+            warmup_epochs=0,
+        ),
+        4,
+    ),
+    pytest.param(
+        "agc",
+        "resnet",
+        dict(opt="sgd", lr=0.1, clip_grad=0.01, clip_mode="agc", epochs=3, warmup_epochs=1),
+        5,
+        marks=NIGHTLY,
+    ),
+    (
+        "accumulate-3-of-7",
+        "vit",
+        dict(opt="adamw", lr=1e-2, grad_accum_steps=3, epochs=3, warmup_epochs=1, sched_on_updates=True, clip_grad=1.0),
+        7,
+    ),
+    pytest.param(
+        "accumulate-2-of-6",
+        "resnet",
+        dict(opt="nesterov", lr=0.05, grad_accum_steps=2, epochs=3, warmup_epochs=1),
+        6,
+        marks=NIGHTLY,
+    ),
+    pytest.param(
+        "ema",
+        "vit",
+        dict(opt="adam", lr=1e-2, model_ema=True, model_ema_decay=0.9, epochs=3, warmup_epochs=0),
+        4,
+        marks=NIGHTLY,
+    ),
+    (
+        "ema-warmup-accumulate",
+        "resnet",
+        dict(
+            opt="momentum",
+            lr=0.05,
+            model_ema=True,
+            model_ema_warmup=True,
+            grad_accum_steps=4,
+            epochs=3,
+            warmup_epochs=1,
+            model_ema_force_cpu=True,
+        ),
+        5,
+    ),
+    (
+        "start-epoch",
+        "vit",
+        dict(
+            opt="adamw",
+            lr=1e-2,
+            start_epoch=2,
+            epochs=6,
+            warmup_epochs=3,
+            model_ema=True,
+            model_ema_warmup=True,
+            grad_accum_steps=2,
+        ),
+        5,
+    ),
+    (
+        "no-opt-scale-clip",
+        "vit",
+        dict(
+            opt="adamw",
+            lr=1e-2,
+            layer_decay=0.5,
+            layer_decay_no_opt_scale=0.3,
+            clip_grad=0.05,
+            epochs=3,
+            warmup_epochs=1,
+            group_matcher=dict(stem=r"^cls_token|^pos_embed|^embed", blocks=[(r"^blocks\.(\d+)", None)]),
+        ),
+        4,
+    ),
+    (
+        "lr-base-sqrt",
+        "vit",
+        dict(
+            opt="adamw",
+            lr_base=1e-3,
+            lr_base_size=512,
+            batch_size=64,
+            epochs=3,
+            warmup_epochs=1,
+            grad_accum_steps=2,
+            layer_decay=0.7,
+            group_matcher=dict(
+                stem=r"^cls_token|^pos_embed|^embed", blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]
+            ),
+        ),
+        5,
+    ),
 ]
 HEADS = {"resnet": "fc", "vit": "head"}
 
 
-@pytest.mark.parametrize("name, model, args, epoch_len", CASES,
-                         ids=[(case.values if hasattr(case, "values") else case)[0] for case in CASES])
+@pytest.mark.parametrize(
+    "name, model, args, epoch_len", CASES, ids=[(case.values if hasattr(case, "values") else case)[0] for case in CASES]
+)
 def test_train_rules_match_train_py(name, model, args, epoch_len):
     """Three epochs through train.py's ``train_one_epoch`` against ``purelr.build``: params, EMA
     params and every update's lrs, x64 <= 1e-10."""
@@ -438,11 +571,15 @@ def test_vit_layers_are_timms():
     returned = next(node.value for node in ast.walk(matcher) if isinstance(node, ast.Return))
     ours = timm_recipe.VIT_GROUP_MATCHER
     assert {k.arg: ast.literal_eval(k.value) for k in returned.keywords} == {
-        k: [tuple(entry) for entry in v] if isinstance(v, list) else v for k, v in ours.items()}
+        k: [tuple(entry) for entry in v] if isinstance(v, list) else v for k, v in ours.items()
+    }
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     for name, depth in timm_recipe.VIT_DEPTHS.items():
-        model_args = next(node.value for node in ast.walk(functions[name])
-                          if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "model_args")
+        model_args = next(
+            node.value
+            for node in ast.walk(functions[name])
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "model_args"
+        )
         assert {k.arg: ast.literal_eval(k.value) for k in model_args.keywords}["depth"] == depth, name
 
 
@@ -458,5 +595,9 @@ def test_plot_draws_each_layer_of_a_known_timm_model():
     top = curves.values[("layer_25_decay", "lr")]
     for i in range(26):
         np.testing.assert_allclose(curves.values[(f"layer_{i}_decay", "lr")], top * 0.75 ** (25 - i), rtol=1e-6)
-    assert_rejects(lambda: config_curves(dict(timm={**args, "model": "resnet50"}), epoch_len=4), ValueError,
-                   "timm.model='resnet50'", "--model")
+    assert_rejects(
+        lambda: config_curves(dict(timm={**args, "model": "resnet50"}), epoch_len=4),
+        ValueError,
+        "timm.model='resnet50'",
+        "--model",
+    )

@@ -78,8 +78,7 @@ def run_purelr(cfg, name, steps, seed, *, epoch_len, frozen=()):
     params = flax_tree(name, flax_names, initial)
     grads = [flax_tree(name, flax_names, [g[k] for g in gradients]) for k in range(steps)]
     frozen_selector = [p for p in frozen] or None
-    tx = purelr.build(cfg, params, epoch_len=epoch_len, module_kinds=reference.kinds(name),
-                      frozen=frozen_selector)
+    tx = purelr.build(cfg, params, epoch_len=epoch_len, module_kinds=reference.kinds(name), frozen=frozen_selector)
 
     @jax.jit
     def step(params, state, g):  # the gradient of the loss times the scale (1 without loss scaling)
@@ -95,8 +94,9 @@ def run_purelr(cfg, name, steps, seed, *, epoch_len, frozen=()):
 
 
 def loss(model, gradients, k):
-    return sum((torch.from_numpy(g[k]) * p + CURVATURE / 2 * p * p).sum()
-               for p, g in zip(model.parameters(), gradients))
+    return sum(
+        (torch.from_numpy(g[k]) * p + CURVATURE / 2 * p * p).sum() for p, g in zip(model.parameters(), gradients)
+    )
 
 
 def _prepare(name, steps, seed, frozen):
@@ -158,9 +158,19 @@ def run_mmcv(cfg, name, steps, seed, *, epoch_len, frozen=()):
     max_iters = runner_cfg["max_iters"] if iter_based else runner_cfg["max_epochs"] * epoch_len
     assert max_iters == steps
     runner = types.SimpleNamespace(
-        model=model, optimizer=optimizer, data_loader=range(epoch_len), epoch=0, iter=0, inner_iter=0,
-        max_epochs=None if iter_based else runner_cfg["max_epochs"], max_iters=max_iters, _max_iters=max_iters,
-        logger=logging.getLogger("mmcv-twin"), log_buffer=types.SimpleNamespace(update=lambda *a: None), meta={})
+        model=model,
+        optimizer=optimizer,
+        data_loader=range(epoch_len),
+        epoch=0,
+        iter=0,
+        inner_iter=0,
+        max_epochs=None if iter_based else runner_cfg["max_epochs"],
+        max_iters=max_iters,
+        _max_iters=max_iters,
+        logger=logging.getLogger("mmcv-twin"),
+        log_buffer=types.SimpleNamespace(update=lambda *a: None),
+        meta={},
+    )
     for hook in hooks:
         hook.before_run(runner)
     for k in range(steps):
@@ -193,7 +203,9 @@ def run_mmengine(cfg, name, steps, seed, *, epoch_len, frozen=()):
     MMLogger.get_current_instance().setLevel("ERROR")
     model, flax_names, gradients = _prepare(name, steps, seed, frozen)
     wrapper_cfg = dict(cfg["optim_wrapper"])
-    wrapper_cfg["optimizer"] = dict(wrapper_cfg["optimizer"], type=scoped(wrapper_cfg["optimizer"]["type"], "optimizers"))
+    wrapper_cfg["optimizer"] = dict(
+        wrapper_cfg["optimizer"], type=scoped(wrapper_cfg["optimizer"]["type"], "optimizers")
+    )
     paramwise_cfg = wrapper_cfg.pop("paramwise_cfg", None)
     with reference.dcn_ops(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -212,8 +224,9 @@ def run_mmengine(cfg, name, steps, seed, *, epoch_len, frozen=()):
                 scheduler_cfg.setdefault("end", train_cfg["max_epochs"] if by_epoch else max_iters)
             else:
                 scheduler_cfg.setdefault("end", 1 if by_epoch else max_iters)
-            schedulers.append(PARAM_SCHEDULERS.build(
-                scheduler_cfg, default_args=dict(optimizer=wrapper, epoch_length=epoch_len)))
+            schedulers.append(
+                PARAM_SCHEDULERS.build(scheduler_cfg, default_args=dict(optimizer=wrapper, epoch_length=epoch_len))
+            )
         for k in range(steps):
             wrapper.update_params(loss(model, gradients, k))
             for scheduler in schedulers:

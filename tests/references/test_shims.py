@@ -15,8 +15,16 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-REFERENCES = ("mmengine.optim", "mmcv.runner", "transformers.trainer", "timm.optim", "mmdet.engine.optimizers",
-              "mmpretrain.engine.optimizers", "purelr.references.mmcv", "purelr.references.timm")
+REFERENCES = (
+    "mmengine.optim",
+    "mmcv.runner",
+    "transformers.trainer",
+    "timm.optim",
+    "mmdet.engine.optimizers",
+    "mmpretrain.engine.optimizers",
+    "purelr.references.mmcv",
+    "purelr.references.timm",
+)
 ORDERS = {
     "mmengine first (the registry imports transformers)": REFERENCES,
     "transformers first": ("transformers.trainer", *REFERENCES[:2], *REFERENCES[3:]),
@@ -38,11 +46,20 @@ print("imported", len(sys.argv) - 1)
 """
 
 
-@pytest.mark.parametrize("order", [pytest.param(order, marks=[] if "registry" in order else [pytest.mark.nightly])
-                                   for order in ORDERS], ids=list(ORDERS))
+@pytest.mark.parametrize(
+    "order",
+    [pytest.param(order, marks=[] if "registry" in order else [pytest.mark.nightly]) for order in ORDERS],
+    ids=list(ORDERS),
+)
 def test_references_import_together(order):
     """Every reference imports, MMEngine registers transformers' Adafactor once, no stub is left."""
-    result = subprocess.run([sys.executable, "-c", CHECK, *ORDERS[order]], cwd=ROOT, capture_output=True,
-                            text=True, env={**os.environ, "PYTHONPATH": ROOT}, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK, *ORDERS[order]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"imported {len(ORDERS[order])}" in result.stdout

@@ -50,25 +50,36 @@ def random_case(rng, kind):
         start, end = _values(rng, 2) if rng.random() < 0.8 else (float(rng.uniform(0, 1)), 0.0)
         if rng.random() < 0.3:
             start, end = end, start
-        classes = {"cosine": (ref.CosineParamScheduler, fvcore.cosine_param_scheduler),
-                   "linear": (ref.LinearParamScheduler, fvcore.linear_param_scheduler)}[kind]
+        classes = {
+            "cosine": (ref.CosineParamScheduler, fvcore.cosine_param_scheduler),
+            "linear": (ref.LinearParamScheduler, fvcore.linear_param_scheduler),
+        }[kind]
         return classes[0](start, end), classes[1](start, end), [1 - 1e-9, 1 - 2**-40]
     if kind == "exponential":
         start, decay = float(rng.uniform(0.01, 2)), float(10 ** rng.uniform(-4, 1))
         return ref.ExponentialParamScheduler(start, decay), fvcore.exponential_param_scheduler(start, decay), []
     if kind == "polynomial":
         base, power = float(rng.uniform(0.01, 2)), float(rng.choice([0.0, 1.0, 2.0, rng.uniform(0.1, 3)]))
-        return (ref.PolynomialDecayParamScheduler(base, power), fvcore.polynomial_decay_param_scheduler(base, power),
-                [1 - 1e-9])
+        return (
+            ref.PolynomialDecayParamScheduler(base, power),
+            fvcore.polynomial_decay_param_scheduler(base, power),
+            [1 - 1e-9],
+        )
     if kind == "multistep":
         count = int(rng.integers(1, 5))
         values = _values(rng, count)
         num_updates = int(rng.integers(count, 400))
         form = rng.integers(3)
-        milestones = sorted(rng.choice(np.arange(1, num_updates), size=count - 1, replace=False).tolist()) \
-            if num_updates > count else list(range(1, count))
-        kwargs = [dict(num_updates=num_updates, milestones=milestones), dict(num_updates=num_updates),
-                  dict(milestones=milestones + [num_updates])][form]
+        milestones = (
+            sorted(rng.choice(np.arange(1, num_updates), size=count - 1, replace=False).tolist())
+            if num_updates > count
+            else list(range(1, count))
+        )
+        kwargs = [
+            dict(num_updates=num_updates, milestones=milestones),
+            dict(num_updates=num_updates),
+            dict(milestones=milestones + [num_updates]),
+        ][form]
         try:
             theirs = ref.MultiStepParamScheduler(values, **kwargs)
         except ValueError:  # equal ranges that end at num_updates: fvcore refuses them (so does the twin)
@@ -83,11 +94,18 @@ def random_case(rng, kind):
         edges = [w for k in range(1, len(values)) for w in _boundaries(k, len(values))]
         return ref.StepParamScheduler(num_updates, values), fvcore.step_param_scheduler(num_updates, values), edges
     if kind == "step_with_fixed_gamma":
-        args = dict(base_value=float(rng.uniform(0.01, 2)), num_decays=int(rng.integers(1, 5)),
-                    gamma=float(rng.uniform(0.05, 0.9)), num_updates=int(rng.integers(1, 500)))
+        args = dict(
+            base_value=float(rng.uniform(0.01, 2)),
+            num_decays=int(rng.integers(1, 5)),
+            gamma=float(rng.uniform(0.05, 0.9)),
+            num_updates=int(rng.integers(1, 500)),
+        )
         edges = [w for k in range(1, args["num_decays"] + 1) for w in _boundaries(k, args["num_decays"] + 1)]
-        return (ref.StepWithFixedGammaParamScheduler(**args), fvcore.step_with_fixed_gamma_param_scheduler(**args),
-                edges)
+        return (
+            ref.StepWithFixedGammaParamScheduler(**args),
+            fvcore.step_with_fixed_gamma_param_scheduler(**args),
+            edges,
+        )
     # composite: 1 to 4 random inner schedulers (none a composite)
     count = int(rng.integers(1, 5))
     inner = [random_case(rng, str(rng.choice(KINDS[:-1]))) for _ in range(count)]
@@ -109,8 +127,17 @@ def _fvcore(scheduler, where):
         return np.nan
 
 
-KINDS = ("constant", "cosine", "exponential", "linear", "polynomial", "multistep", "step",
-         "step_with_fixed_gamma", "composite")
+KINDS = (
+    "constant",
+    "cosine",
+    "exponential",
+    "linear",
+    "polynomial",
+    "multistep",
+    "step",
+    "step_with_fixed_gamma",
+    "composite",
+)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -129,20 +156,31 @@ def test_random_schedulers(kind, precision):
     for i, (theirs, _, _) in enumerate(cases):
         expected = np.asarray([_fvcore(theirs, float(w)) for w in wheres])
         past = np.isnan(expected)  # fvcore's Step schedulers index past their list for where >= 1 - 1e-6
-        worst = max(worst, assert_schedule_matches(ours[i][~past], expected[~past], precision, floor=floor,
-                                                   context=f"{kind} case {i}"))
+        worst = max(
+            worst,
+            assert_schedule_matches(
+                ours[i][~past], expected[~past], precision, floor=floor, context=f"{kind} case {i}"
+            ),
+        )
     print(f"{kind} {precision}: worst {worst:.3g}")
 
 
 def random_solver(rng):
     name = str(rng.choice(["WarmupMultiStepLR", "WarmupCosineLR", "WarmupStepWithFixedGammaLR"]))
     max_iter = int(rng.integers(5, 400))
-    solver = dict(LR_SCHEDULER_NAME=name, MAX_ITER=max_iter, BASE_LR=float(10 ** rng.uniform(-3, -1)),
-                  BASE_LR_END=0.0, GAMMA=float(rng.uniform(0.05, 0.5)), NUM_DECAYS=int(rng.integers(1, 4)),
-                  STEPS=tuple(sorted(set(rng.integers(1, max_iter + 40, int(rng.integers(0, 4))).tolist()))),
-                  WARMUP_FACTOR=float(rng.choice([0.001, rng.uniform(0, 1)])),
-                  WARMUP_ITERS=int(rng.choice([0, rng.integers(1, max_iter + 50)])),
-                  WARMUP_METHOD=str(rng.choice(fvcore.WARMUP_METHODS)), RESCALE_INTERVAL=bool(rng.random() < 0.3))
+    solver = dict(
+        LR_SCHEDULER_NAME=name,
+        MAX_ITER=max_iter,
+        BASE_LR=float(10 ** rng.uniform(-3, -1)),
+        BASE_LR_END=0.0,
+        GAMMA=float(rng.uniform(0.05, 0.5)),
+        NUM_DECAYS=int(rng.integers(1, 4)),
+        STEPS=tuple(sorted(set(rng.integers(1, max_iter + 40, int(rng.integers(0, 4))).tolist()))),
+        WARMUP_FACTOR=float(rng.choice([0.001, rng.uniform(0, 1)])),
+        WARMUP_ITERS=int(rng.choice([0, rng.integers(1, max_iter + 50)])),
+        WARMUP_METHOD=str(rng.choice(fvcore.WARMUP_METHODS)),
+        RESCALE_INTERVAL=bool(rng.random() < 0.3),
+    )
     if name == "WarmupCosineLR" and rng.random() < 0.6:
         solver["BASE_LR_END"] = solver["BASE_LR"] * float(rng.uniform(0, 1))
     solver["STEPS"] = tuple(s for s in solver["STEPS"] if s != max_iter)  # fvcore: milestone < num_updates
@@ -168,8 +206,12 @@ def test_lr_multiplier_over_warmup(precision):
         schedule = fvcore.lr_multiplier(solver["BASE_LR"], recipe.build_lr_scheduler(solver), iters)
         steps = np.arange(iters)
         floor = cosine_floor(precision)
-        worst = max(worst, assert_schedule_matches(jitted(schedule, steps), expected, precision, floor=floor,
-                                                   context=f"case {case}: {solver}"))
+        worst = max(
+            worst,
+            assert_schedule_matches(
+                jitted(schedule, steps), expected, precision, floor=floor, context=f"case {case}: {solver}"
+            ),
+        )
     print(f"lr_multiplier {precision}: worst {worst:.3g}")
 
 
@@ -181,8 +223,9 @@ def test_lr_multiplier_boundaries_at_long_runs(max_iter, precision):
     one step: an error of 0.9), so ``lr_multiplier`` places boundaries with fvcore's float64."""
     from purelr.recipes import detectron2 as recipe
 
-    solver = recipe.solver_of(dict(MAX_ITER=max_iter, STEPS=(max_iter // 3, 2 * max_iter // 3 + 7), BASE_LR=0.02,
-                                   WARMUP_ITERS=1000))
+    solver = recipe.solver_of(
+        dict(MAX_ITER=max_iter, STEPS=(max_iter // 3, 2 * max_iter // 3 + 7), BASE_LR=0.02, WARMUP_ITERS=1000)
+    )
     multiplier = reference.multiplier(solver)
     steps = np.asarray(sorted({t for s in solver["STEPS"] + (1000,) for t in range(s - 3, s + 4)}))
     expected = [0.02 * multiplier(t / max_iter) for t in steps]
@@ -194,10 +237,13 @@ def test_where_zero_and_jit_paths():
     """``where = 0`` of every class, eager and jitted, a step array through ``lr_multiplier``, and
     a function of the user's own (a float ``where``, not a ``Progress``) inside a composite."""
     with jax.enable_x64(True):
-        own = fvcore.composite_param_scheduler([lambda w: 1 - w, fvcore.constant_param_scheduler(0.5)],
-                                               [0.5, 0.5], ["fixed", "fixed"])
-        np.testing.assert_array_equal(jitted(fvcore.lr_multiplier(2.0, own, 10), np.arange(10)),
-                                      [2.0 * (1 - t / 10) if t < 5 else 1.0 for t in range(10)])
+        own = fvcore.composite_param_scheduler(
+            [lambda w: 1 - w, fvcore.constant_param_scheduler(0.5)], [0.5, 0.5], ["fixed", "fixed"]
+        )
+        np.testing.assert_array_equal(
+            jitted(fvcore.lr_multiplier(2.0, own, 10), np.arange(10)),
+            [2.0 * (1 - t / 10) if t < 5 else 1.0 for t in range(10)],
+        )
         multi = fvcore.multi_step_param_scheduler([1.0, 0.1], num_updates=10, milestones=[5])
         warm = fvcore.warmup_param_scheduler(multi, 0.25, 0.2)
         assert float(warm(0.0)) == 0.25
@@ -205,25 +251,41 @@ def test_where_zero_and_jit_paths():
         schedule = fvcore.lr_multiplier(2.0, warm, 10)
         np.testing.assert_array_equal(
             jitted(schedule, np.arange(10)),
-            [2.0 * reference.warmup_param_scheduler(ref.MultiStepParamScheduler([1.0, 0.1], 10, [5]), 0.25, 0.2)(t / 10)
-             for t in range(10)])
+            [
+                2.0
+                * reference.warmup_param_scheduler(ref.MultiStepParamScheduler([1.0, 0.1], 10, [5]), 0.25, 0.2)(t / 10)
+                for t in range(10)
+            ],
+        )
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: fvcore.multi_step_param_scheduler([1.0, 0.1]), "num_updates or milestones"),
-    (lambda: fvcore.multi_step_param_scheduler([1.0, 0.1], num_updates=10, milestones=[10]), "milestones must lie"),
-    (lambda: fvcore.multi_step_param_scheduler([1.0, 0.1], num_updates=10, milestones=[2, 3]), "milestones must hold 1"),
-    (lambda: fvcore.multi_step_param_scheduler([1.0, 0.1, 0.01], num_updates=2), "at least len"),
-    (lambda: fvcore.step_param_scheduler(0, [1.0]), "num_updates must be > 0"),
-    (lambda: fvcore.step_with_fixed_gamma_param_scheduler(1.0, 0, 0.1, 10), "num_decays must be positive"),
-    (lambda: fvcore.composite_param_scheduler([fvcore.constant_param_scheduler(1.0)], [0.5], ["fixed"]),
-     "must sum to 1"),
-    (lambda: fvcore.composite_param_scheduler([fvcore.constant_param_scheduler(1.0)], [1.0], ["scaled"]),
-     "interval_scaling\\[0\\] must be one of"),
-    (lambda: fvcore.warmup_param_scheduler(fvcore.constant_param_scheduler(1.0), 0.1, 0.1, "cosine"),
-     "warmup_method must be one of"),
-    (lambda: fvcore.lr_multiplier(0.1, fvcore.constant_param_scheduler(1.0), 0), "max_iter must be positive"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: fvcore.multi_step_param_scheduler([1.0, 0.1]), "num_updates or milestones"),
+        (lambda: fvcore.multi_step_param_scheduler([1.0, 0.1], num_updates=10, milestones=[10]), "milestones must lie"),
+        (
+            lambda: fvcore.multi_step_param_scheduler([1.0, 0.1], num_updates=10, milestones=[2, 3]),
+            "milestones must hold 1",
+        ),
+        (lambda: fvcore.multi_step_param_scheduler([1.0, 0.1, 0.01], num_updates=2), "at least len"),
+        (lambda: fvcore.step_param_scheduler(0, [1.0]), "num_updates must be > 0"),
+        (lambda: fvcore.step_with_fixed_gamma_param_scheduler(1.0, 0, 0.1, 10), "num_decays must be positive"),
+        (
+            lambda: fvcore.composite_param_scheduler([fvcore.constant_param_scheduler(1.0)], [0.5], ["fixed"]),
+            "must sum to 1",
+        ),
+        (
+            lambda: fvcore.composite_param_scheduler([fvcore.constant_param_scheduler(1.0)], [1.0], ["scaled"]),
+            "interval_scaling\\[0\\] must be one of",
+        ),
+        (
+            lambda: fvcore.warmup_param_scheduler(fvcore.constant_param_scheduler(1.0), 0.1, 0.1, "cosine"),
+            "warmup_method must be one of",
+        ),
+        (lambda: fvcore.lr_multiplier(0.1, fvcore.constant_param_scheduler(1.0), 0), "max_iter must be positive"),
+    ],
+)
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()

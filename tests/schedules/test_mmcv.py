@@ -24,8 +24,19 @@ with warnings.catch_warnings():
 
 MAX_STEP = 2**31 - 1
 PAD = 1024  # every random run is shorter: one padded length keeps JAX's op cache warm
-LR_POLICIES = ["Fixed", "Step", "Exp", "Poly", "Inv", "CosineAnnealing", "FlatCosineAnnealing",
-               "CosineRestart", "Cyclic", "OneCycle", "LinearAnnealing"]
+LR_POLICIES = [
+    "Fixed",
+    "Step",
+    "Exp",
+    "Poly",
+    "Inv",
+    "CosineAnnealing",
+    "FlatCosineAnnealing",
+    "CosineRestart",
+    "Cyclic",
+    "OneCycle",
+    "LinearAnnealing",
+]
 MOMENTUM_POLICIES = ["Step", "CosineAnnealing", "LinearAnnealing", "Cyclic", "OneCycle"]
 LR_CONFIGS_PER_POLICY = 10
 MOMENTUM_CONFIGS_PER_POLICY = 6
@@ -163,10 +174,12 @@ def random_momentum_config(rng, policy):
 def _reference(optimizer, run, *, lr_cfg=None, momentum_cfg=None):
     epoch_len, max_epochs, max_iters, runner = run
     if runner == "iter":
-        return mmcv_runner.run_iter_based(optimizer, epoch_len=epoch_len, max_iters=max_iters,
-                                          lr_cfg=lr_cfg, momentum_cfg=momentum_cfg)
-    return mmcv_runner.run_epoch_based(optimizer, epoch_len=epoch_len, max_epochs=max_epochs,
-                                       lr_cfg=lr_cfg, momentum_cfg=momentum_cfg)
+        return mmcv_runner.run_iter_based(
+            optimizer, epoch_len=epoch_len, max_iters=max_iters, lr_cfg=lr_cfg, momentum_cfg=momentum_cfg
+        )
+    return mmcv_runner.run_epoch_based(
+        optimizer, epoch_len=epoch_len, max_epochs=max_epochs, lr_cfg=lr_cfg, momentum_cfg=momentum_cfg
+    )
 
 
 def _lengths(run):
@@ -184,8 +197,10 @@ def _curve(schedule, n):
 def assert_curve_matches(schedule, expected, precision, context="", floor=None):
     """purelr's curve, eager and ``jax.jit(jax.vmap(schedule))``, against MMCV's; the worst error."""
     n = len(expected)
-    return max(assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]", floor=floor)
-               for path, values in (("eager", _curve(schedule, n)), ("jit", jitted(schedule, np.arange(n)))))
+    return max(
+        assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]", floor=floor)
+        for path, values in (("eager", _curve(schedule, n)), ("jit", jitted(schedule, np.arange(n))))
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -227,8 +242,13 @@ def test_lr_config_matches_mmcv_random(policy, precision):
     units: a OneCycle run, step 776 of 777, 9.2632879208e-08 of a peak 0.0179)."""
     for index in range(LR_CONFIGS_PER_POLICY):
         cfg, base, run, expected = lr_case(policy, index)
-        assert_curve_matches(lr_config(cfg, base, **_lengths(run)), expected, precision, f"{cfg} base={base} run={run}",
-                             floor=rounding_floor(SCHEDULE_RTOL[precision], 8))
+        assert_curve_matches(
+            lr_config(cfg, base, **_lengths(run)),
+            expected,
+            precision,
+            f"{cfg} base={base} run={run}",
+            floor=rounding_floor(SCHEDULE_RTOL[precision], 8),
+        )
 
 
 @pytest.mark.parametrize("policy", MOMENTUM_POLICIES)
@@ -273,30 +293,60 @@ def test_retinanet_1x_recipe(precision):
     assert_schedule_matches(ours, expected, precision)
     assert_schedule_matches(jitted(schedule, np.arange(12 * epoch_len)), expected, precision, context="jitted")
     rtol = 1e-12 if precision == "x64" else 1e-6
-    milestones = {0: 0.01 * 0.001, 250: 0.01 * (1 - 0.5 * 0.999), 499: 0.01 * (1 - 0.999 / 500),
-                  500: 0.01, 8 * epoch_len - 1: 0.01, 8 * epoch_len: 0.001, 11 * epoch_len: 0.0001}
+    milestones = {
+        0: 0.01 * 0.001,
+        250: 0.01 * (1 - 0.5 * 0.999),
+        499: 0.01 * (1 - 0.999 / 500),
+        500: 0.01,
+        8 * epoch_len - 1: 0.01,
+        8 * epoch_len: 0.001,
+        11 * epoch_len: 0.0001,
+    }
     for step, value in milestones.items():
         np.testing.assert_allclose(ours[step], value, rtol=rtol, err_msg=f"step {step}")
 
 
 EDGES = {
     # milestones on epoch boundaries, step 0, a warmup that outlasts two epochs
-    "step_warmup_longer_than_epoch": (dict(policy="Step", step=[1, 2, 4], warmup="linear", warmup_iters=23,
-                                           warmup_ratio=0.01), 0.1, 7, 6),
+    "step_warmup_longer_than_epoch": (
+        dict(policy="Step", step=[1, 2, 4], warmup="linear", warmup_iters=23, warmup_ratio=0.01),
+        0.1,
+        7,
+        6,
+    ),
     "step_int_by_iter_milestones": (dict(policy="step", step=5, by_epoch=False, min_lr=0.003), 0.1, 7, 4),
     "step_duplicate_milestones": (dict(policy="Step", step=[2, 2, 3]), 0.1, 3, 5),
-    "warmup_by_epoch_exp": (dict(policy="Exp", gamma=0.8, warmup="exp", warmup_iters=2, warmup_by_epoch=True,
-                                 warmup_ratio=0.05), 0.1, 9, 5),
-    "warmup_by_epoch_iteration_policy": (dict(policy="Poly", by_epoch=False, power=2.0, warmup="constant",
-                                              warmup_iters=3, warmup_by_epoch=True), 0.1, 4, 5),
-    "warmup_iters_equal_run": (dict(policy="CosineAnnealing", min_lr=0.0, warmup="linear", warmup_iters=30),
-                               0.1, 6, 5),
-    "restarts_by_epoch": (dict(policy="CosineRestart", periods=[2, 3, 5], restart_weights=[1.0, 0.6, 0.3],
-                               min_lr_ratio=0.05), 0.1, 4, 10),
-    "restarts_by_iter_longer_than_run": (dict(policy="CosineRestart", by_epoch=False, periods=[5, 9, 40],
-                                              restart_weights=[1.0, 0.6, 0.3], min_lr=1e-4), 0.1, 4, 10),
-    "flat_cosine_rounding": (dict(policy="FlatCosineAnnealing", start_percent=0.5, by_epoch=False, min_lr=0.0),
-                             0.1, 5, 5),  # round(12.5) == 12: banker's rounding
+    "warmup_by_epoch_exp": (
+        dict(policy="Exp", gamma=0.8, warmup="exp", warmup_iters=2, warmup_by_epoch=True, warmup_ratio=0.05),
+        0.1,
+        9,
+        5,
+    ),
+    "warmup_by_epoch_iteration_policy": (
+        dict(policy="Poly", by_epoch=False, power=2.0, warmup="constant", warmup_iters=3, warmup_by_epoch=True),
+        0.1,
+        4,
+        5,
+    ),
+    "warmup_iters_equal_run": (dict(policy="CosineAnnealing", min_lr=0.0, warmup="linear", warmup_iters=30), 0.1, 6, 5),
+    "restarts_by_epoch": (
+        dict(policy="CosineRestart", periods=[2, 3, 5], restart_weights=[1.0, 0.6, 0.3], min_lr_ratio=0.05),
+        0.1,
+        4,
+        10,
+    ),
+    "restarts_by_iter_longer_than_run": (
+        dict(policy="CosineRestart", by_epoch=False, periods=[5, 9, 40], restart_weights=[1.0, 0.6, 0.3], min_lr=1e-4),
+        0.1,
+        4,
+        10,
+    ),
+    "flat_cosine_rounding": (
+        dict(policy="FlatCosineAnnealing", start_percent=0.5, by_epoch=False, min_lr=0.0),
+        0.1,
+        5,
+        5,
+    ),  # round(12.5) == 12: banker's rounding
     "cyclic_step_ratio_up_zero": (dict(policy="cyclic", step_ratio_up=0.0, cyclic_times=3, gamma=0.5), 0.1, 7, 5),
     "cyclic_run_not_divisible": (dict(policy="cyclic", cyclic_times=4, target_ratio=5.0), 0.1, 5, 3),
     "one_cycle_pct_start_zero": (dict(policy="OneCycle", max_lr=0.5, pct_start=0.0, three_phase=True), 0.1, 5, 4),
@@ -309,18 +359,31 @@ EDGES = {
 @pytest.mark.parametrize("name", sorted(EDGES))
 def test_lr_config_edges(name, precision):
     cfg, base, epoch_len, max_epochs = EDGES[name]
-    expected, _ = mmcv_runner.run_epoch_based(mmcv_runner.make_optimizer(base), epoch_len=epoch_len,
-                                              max_epochs=max_epochs, lr_cfg=cfg)
+    expected, _ = mmcv_runner.run_epoch_based(
+        mmcv_runner.make_optimizer(base), epoch_len=epoch_len, max_epochs=max_epochs, lr_cfg=cfg
+    )
     assert_curve_matches(lr_config(cfg, base, epoch_len=epoch_len, max_epochs=max_epochs), expected, precision, name)
 
 
 MOMENTUM_EDGES = {
-    "by_epoch_warmup_divides": (dict(policy="Step", step=[2, 3], warmup="linear", warmup_iters=11,
-                                     warmup_ratio=0.8, min_momentum=0.5), 0.9, 4, 5),
-    "constant_warmup": (dict(policy="CosineAnnealing", by_epoch=False, min_momentum_ratio=0.9, warmup="constant",
-                             warmup_iters=4), 0.9, 4, 5),
-    "one_cycle_three_phase": (dict(policy="OneCycle", three_phase=True, pct_start=0.25, warmup="exp",
-                                   warmup_iters=6), 0.9, 4, 5),
+    "by_epoch_warmup_divides": (
+        dict(policy="Step", step=[2, 3], warmup="linear", warmup_iters=11, warmup_ratio=0.8, min_momentum=0.5),
+        0.9,
+        4,
+        5,
+    ),
+    "constant_warmup": (
+        dict(policy="CosineAnnealing", by_epoch=False, min_momentum_ratio=0.9, warmup="constant", warmup_iters=4),
+        0.9,
+        4,
+        5,
+    ),
+    "one_cycle_three_phase": (
+        dict(policy="OneCycle", three_phase=True, pct_start=0.25, warmup="exp", warmup_iters=6),
+        0.9,
+        4,
+        5,
+    ),
 }
 
 
@@ -329,25 +392,53 @@ MOMENTUM_EDGES = {
 def test_momentum_config_edges(name, adam, precision):
     cfg, base, epoch_len, max_epochs = MOMENTUM_EDGES[name]
     optimizer = mmcv_runner.make_optimizer(0.1, base, adam)
-    _, expected = mmcv_runner.run_epoch_based(optimizer, epoch_len=epoch_len, max_epochs=max_epochs,
-                                              momentum_cfg=cfg)
+    _, expected = mmcv_runner.run_epoch_based(optimizer, epoch_len=epoch_len, max_epochs=max_epochs, momentum_cfg=cfg)
     schedule = momentum_config(cfg, base, epoch_len=epoch_len, max_epochs=max_epochs)
     assert_curve_matches(schedule, expected, precision, name)
 
 
 HUGE = MAX_STEP - 1  # the last iteration of a run of 2**31 - 1 iterations
-HUGE_STEPS = [0, 1, 2**24 + 1, 2**30 - 2, 2**30 - 1, 2**30, HUGE - 300, HUGE - 257, HUGE - 256, HUGE - 255, HUGE - 3,
-              HUGE - 2, HUGE - 1, HUGE]
+HUGE_STEPS = [
+    0,
+    1,
+    2**24 + 1,
+    2**30 - 2,
+    2**30 - 1,
+    2**30,
+    HUGE - 300,
+    HUGE - 257,
+    HUGE - 256,
+    HUGE - 255,
+    HUGE - 3,
+    HUGE - 2,
+    HUGE - 1,
+    HUGE,
+]
 HUGE_CASES = {
     # (cfg, epoch_len, max_epochs): milestones and warmup ends one iteration apart near 2**31,
     # where float32 cannot tell the steps apart
-    "milestone_by_iter": (dict(policy="Step", by_epoch=False, step=[HUGE - 256, HUGE - 1], warmup="linear",
-                               warmup_iters=HUGE - 2, warmup_ratio=0.5), 1, MAX_STEP),
+    "milestone_by_iter": (
+        dict(
+            policy="Step",
+            by_epoch=False,
+            step=[HUGE - 256, HUGE - 1],
+            warmup="linear",
+            warmup_iters=HUGE - 2,
+            warmup_ratio=0.5,
+        ),
+        1,
+        MAX_STEP,
+    ),
     "milestone_by_epoch": (dict(policy="Step", step=[2**29, 2**30 - 1], gamma=0.5), 2, 2**30 - 1),
     "epoch_division": (dict(policy="Exp", gamma=0.5, warmup="exp", warmup_iters=HUGE - 3), 2**30 - 1, 2),
     "cyclic_boundaries": (dict(policy="Cyclic", cyclic_times=7, gamma=0.5), 1, MAX_STEP),  # 7 * 306783378 == HUGE
-    "restart_boundaries": (dict(policy="CosineRestart", by_epoch=False, periods=[2**30, 2**30 - 1],
-                                restart_weights=[1.0, 0.5], min_lr=0.0), 1, MAX_STEP),
+    "restart_boundaries": (
+        dict(
+            policy="CosineRestart", by_epoch=False, periods=[2**30, 2**30 - 1], restart_weights=[1.0, 0.5], min_lr=0.0
+        ),
+        1,
+        MAX_STEP,
+    ),
     "one_cycle_end": (dict(policy="OneCycle", max_lr=1.0, pct_start=0.5, anneal_strategy="linear"), 1, MAX_STEP),
 }
 
@@ -361,8 +452,9 @@ def test_huge_steps_are_exact(name, precision):
     7.066569551739122e-15 where the exact value (50 digits) is 7.0676700418997e-15 and purelr
     7.06767004184845e-15 (0.1 units of the peak 0.1)."""
     cfg, epoch_len, max_epochs = HUGE_CASES[name]
-    expected, _ = mmcv_runner.sample_epoch_based(mmcv_runner.make_optimizer(0.1), HUGE_STEPS,
-                                                 epoch_len=epoch_len, max_epochs=max_epochs, lr_cfg=cfg)
+    expected, _ = mmcv_runner.sample_epoch_based(
+        mmcv_runner.make_optimizer(0.1), HUGE_STEPS, epoch_len=epoch_len, max_epochs=max_epochs, lr_cfg=cfg
+    )
     schedule = lr_config(cfg, 0.1, epoch_len=epoch_len, max_epochs=max_epochs)
     ours = np.asarray(schedule(jnp.asarray(HUGE_STEPS + [0] * (PAD - len(HUGE_STEPS)))))[: len(HUGE_STEPS)]
     floor = rounding_floor(SCHEDULE_RTOL[precision], 8)
@@ -380,8 +472,9 @@ def test_sample_driver_agrees_with_full_run():
     """The sparse driver used for huge steps reproduces a full EpochBasedRunner run."""
     cfg = dict(policy="Step", step=[2, 3], warmup="exp", warmup_iters=2, warmup_by_epoch=True)
     full, _ = mmcv_runner.run_epoch_based(mmcv_runner.make_optimizer(0.1), epoch_len=5, max_epochs=4, lr_cfg=cfg)
-    sampled, _ = mmcv_runner.sample_epoch_based(mmcv_runner.make_optimizer(0.1), range(20), epoch_len=5,
-                                                max_epochs=4, lr_cfg=cfg)
+    sampled, _ = mmcv_runner.sample_epoch_based(
+        mmcv_runner.make_optimizer(0.1), range(20), epoch_len=5, max_epochs=4, lr_cfg=cfg
+    )
     np.testing.assert_array_equal(sampled, full)
 
 
@@ -415,8 +508,9 @@ def test_config_is_not_mutated_and_none_is_constant(precision):
 
 
 def test_imports_jax_and_numpy_only():
-    code = ("import sys, purelr.schedules.mmcv; "
-            "print([m for m in ('torch', 'optax', 'flax', 'mmcv') if m in sys.modules])")
+    code = (
+        "import sys, purelr.schedules.mmcv; print([m for m in ('torch', 'optax', 'flax', 'mmcv') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -424,58 +518,137 @@ def test_imports_jax_and_numpy_only():
 # ---------------------------------------------------------------- bad input
 
 BAD = [
-    (dict(policy="Cosine"), {}, ValueError,
-     r"lr_config.policy must be one of \['Fixed', 'Step', .*'YOLOX', 'CosineAnnealingCooldown'\], got 'Cosine'"),
+    (
+        dict(policy="Cosine"),
+        {},
+        ValueError,
+        r"lr_config.policy must be one of \['Fixed', 'Step', .*'YOLOX', 'CosineAnnealingCooldown'\], got 'Cosine'",
+    ),
     (dict(policy="cosineannealing", min_lr=0.0), {}, ValueError, r"lr_config.policy .* got 'cosineannealing'"),
     (dict(step=[8, 11]), {}, ValueError, r"lr_config.policy must be one of .* got None"),
-    (dict(policy="CosineAnnealing", min_lr=0.0, min_lr_ratio=0.1), {}, ValueError,
-     r"exactly one of min_lr and min_lr_ratio, got min_lr=0.0, min_lr_ratio=0.1"),
+    (
+        dict(policy="CosineAnnealing", min_lr=0.0, min_lr_ratio=0.1),
+        {},
+        ValueError,
+        r"exactly one of min_lr and min_lr_ratio, got min_lr=0.0, min_lr_ratio=0.1",
+    ),
     (dict(policy="LinearAnnealing"), {}, ValueError, r"exactly one of min_lr and min_lr_ratio, got min_lr=None"),
-    (dict(policy="Step", step=[8, 11], warmup="cosine", warmup_iters=5), {}, ValueError,
-     r"lr_config.warmup must be one of \['constant', 'linear', 'exp'\], got 'cosine'"),
-    (dict(policy="Step", step=[8, 11], warmup="linear", warmup_iters=5, warmup_ratio=0.0), {}, ValueError,
-     r"lr_config.warmup_ratio must be in \(0, 1\], got 0.0"),
-    (dict(policy="Step", step=[8, 11], warmup="linear", warmup_iters=5, warmup_ratio=1.5), {}, ValueError,
-     r"lr_config.warmup_ratio must be in \(0, 1\], got 1.5"),
-    (dict(policy="Step", step=[8, 11], warmup="linear", warmup_iters=0), {}, ValueError,
-     r"lr_config.warmup_iters must be positive, got 0"),
+    (
+        dict(policy="Step", step=[8, 11], warmup="cosine", warmup_iters=5),
+        {},
+        ValueError,
+        r"lr_config.warmup must be one of \['constant', 'linear', 'exp'\], got 'cosine'",
+    ),
+    (
+        dict(policy="Step", step=[8, 11], warmup="linear", warmup_iters=5, warmup_ratio=0.0),
+        {},
+        ValueError,
+        r"lr_config.warmup_ratio must be in \(0, 1\], got 0.0",
+    ),
+    (
+        dict(policy="Step", step=[8, 11], warmup="linear", warmup_iters=5, warmup_ratio=1.5),
+        {},
+        ValueError,
+        r"lr_config.warmup_ratio must be in \(0, 1\], got 1.5",
+    ),
+    (
+        dict(policy="Step", step=[8, 11], warmup="linear", warmup_iters=0),
+        {},
+        ValueError,
+        r"lr_config.warmup_iters must be positive, got 0",
+    ),
     (dict(policy="Step", step=[11, 8]), {}, ValueError, r"lr_config.step must be increasing, got \[11, 8\]"),
     (dict(policy="Step", step=[0, 8]), {}, ValueError, r"lr_config.step must be positive, got \[0, 8\]"),
     (dict(policy="Step", step="8"), {}, TypeError, r"lr_config.step must be an integer, got '8'"),
     (dict(policy="Step"), {}, TypeError, r"lr_config.step is required by policy 'Step'"),
     (dict(policy="Step", step=3, gama=0.5), {}, TypeError, r"lr_config got unexpected keys \['gama'\]"),
-    (dict(policy="Cyclic", by_epoch=True), {}, ValueError,
-     r"lr_config.by_epoch must be False for policy 'Cyclic' .*, got True"),
-    (dict(policy="OneCycle", max_lr=0.1, by_epoch=True), {}, ValueError,
-     r"lr_config.by_epoch must be False for policy 'OneCycle'"),
-    (dict(policy="OneCycle", max_lr=0.1, total_steps=100), {}, ValueError,
-     r"lr_config.total_steps must be >= max_iters=120, got 100"),
-    (dict(policy="OneCycle", max_lr=0.1, pct_start=1 / 128, total_steps=128, by_epoch=False), {}, ValueError,
-     r"lr_config.pct_start \* total_steps must not be 1"),
+    (
+        dict(policy="Cyclic", by_epoch=True),
+        {},
+        ValueError,
+        r"lr_config.by_epoch must be False for policy 'Cyclic' .*, got True",
+    ),
+    (
+        dict(policy="OneCycle", max_lr=0.1, by_epoch=True),
+        {},
+        ValueError,
+        r"lr_config.by_epoch must be False for policy 'OneCycle'",
+    ),
+    (
+        dict(policy="OneCycle", max_lr=0.1, total_steps=100),
+        {},
+        ValueError,
+        r"lr_config.total_steps must be >= max_iters=120, got 100",
+    ),
+    (
+        dict(policy="OneCycle", max_lr=0.1, pct_start=1 / 128, total_steps=128, by_epoch=False),
+        {},
+        ValueError,
+        r"lr_config.pct_start \* total_steps must not be 1",
+    ),
     (dict(policy="OneCycle", max_lr=[0.1, 0.2]), {}, TypeError, r"lr_config.max_lr must be a number"),
-    (dict(policy="CosineRestart", periods=[4, 5], restart_weights=[1, 1], min_lr=0.0), {}, ValueError,
-     r"lr_config.periods must cover max_epochs=12, got \[4, 5\] \(sum 9\)"),
-    (dict(policy="CosineRestart", by_epoch=False, periods=[40, 50], restart_weights=[1, 1], min_lr=0.0), {},
-     ValueError, r"lr_config.periods must cover max_iters=120, got \[40, 50\] \(sum 90\)"),
-    (dict(policy="CosineRestart", periods=[4, 8], min_lr=0.0), {}, ValueError,
-     r"lr_config.restart_weights must have one weight per period \(2\), got \[1.0\]"),
-    (dict(policy="Step", step=[8, 11]), {"epoch_len": None}, ValueError,
-     r"lr_config.by_epoch=True \(policy 'Step'\) needs epoch_len, got None"),
-    (dict(policy="Step", by_epoch=False, step=5, warmup="linear", warmup_iters=1, warmup_by_epoch=True),
-     {"epoch_len": None, "max_epochs": None, "max_iters": 100}, ValueError,
-     r"lr_config.warmup_by_epoch=True needs epoch_len, got None"),
-    (dict(policy="Poly"), {"max_epochs": None}, ValueError,
-     r"lr_config policy 'Poly' with by_epoch=True needs max_epochs, got None"),
-    (dict(policy="Poly", by_epoch=False), {"max_epochs": None}, ValueError,
-     r"lr_config policy 'Poly' with by_epoch=False needs max_iters, got None"),
-    (dict(policy="Fixed"), {"max_iters": 121}, ValueError,
-     r"lr_config max_iters must be max_epochs \* epoch_len = 120, got 121"),
+    (
+        dict(policy="CosineRestart", periods=[4, 5], restart_weights=[1, 1], min_lr=0.0),
+        {},
+        ValueError,
+        r"lr_config.periods must cover max_epochs=12, got \[4, 5\] \(sum 9\)",
+    ),
+    (
+        dict(policy="CosineRestart", by_epoch=False, periods=[40, 50], restart_weights=[1, 1], min_lr=0.0),
+        {},
+        ValueError,
+        r"lr_config.periods must cover max_iters=120, got \[40, 50\] \(sum 90\)",
+    ),
+    (
+        dict(policy="CosineRestart", periods=[4, 8], min_lr=0.0),
+        {},
+        ValueError,
+        r"lr_config.restart_weights must have one weight per period \(2\), got \[1.0\]",
+    ),
+    (
+        dict(policy="Step", step=[8, 11]),
+        {"epoch_len": None},
+        ValueError,
+        r"lr_config.by_epoch=True \(policy 'Step'\) needs epoch_len, got None",
+    ),
+    (
+        dict(policy="Step", by_epoch=False, step=5, warmup="linear", warmup_iters=1, warmup_by_epoch=True),
+        {"epoch_len": None, "max_epochs": None, "max_iters": 100},
+        ValueError,
+        r"lr_config.warmup_by_epoch=True needs epoch_len, got None",
+    ),
+    (
+        dict(policy="Poly"),
+        {"max_epochs": None},
+        ValueError,
+        r"lr_config policy 'Poly' with by_epoch=True needs max_epochs, got None",
+    ),
+    (
+        dict(policy="Poly", by_epoch=False),
+        {"max_epochs": None},
+        ValueError,
+        r"lr_config policy 'Poly' with by_epoch=False needs max_iters, got None",
+    ),
+    (
+        dict(policy="Fixed"),
+        {"max_iters": 121},
+        ValueError,
+        r"lr_config max_iters must be max_epochs \* epoch_len = 120, got 121",
+    ),
     (dict(policy="Fixed"), {"epoch_len": 0}, ValueError, r"lr_config epoch_len must be positive, got 0"),
-    (dict(policy="Cyclic", cyclic_times=200), {}, ValueError,
-     r"lr_config.cyclic_times must be at most max_iters=120, got 200"),
+    (
+        dict(policy="Cyclic", cyclic_times=200),
+        {},
+        ValueError,
+        r"lr_config.cyclic_times must be at most max_iters=120, got 200",
+    ),
     (dict(policy="Cyclic", step_ratio_up=1.0), {}, ValueError, r"lr_config.step_ratio_up must be in \[0, 1\), got 1.0"),
-    (dict(policy="Cyclic", anneal_strategy="cosine"), {}, ValueError,
-     r"lr_config.anneal_strategy must be one of \['cos', 'linear'\], got 'cosine'"),
+    (
+        dict(policy="Cyclic", anneal_strategy="cosine"),
+        {},
+        ValueError,
+        r"lr_config.anneal_strategy must be one of \['cos', 'linear'\], got 'cosine'",
+    ),
     (dict(policy="Step", step=5, by_epoch="yes"), {}, TypeError, r"lr_config.by_epoch must be True or False"),
     ("step", {}, TypeError, r"lr_config must be a dict, got 'step'"),
 ]
@@ -489,17 +662,29 @@ def test_lr_config_rejects_bad_input(cfg, lengths, error, message):
 
 
 BAD_MOMENTUM = [
-    (dict(policy="Exp", gamma=0.9), ValueError,
-     r"momentum_config.policy must be one of \['Step', 'CosineAnnealing', 'LinearAnnealing', 'Cyclic', "
-     r"'OneCycle'\], got 'Exp'"),
-    (dict(policy="Step", step=3, warmup="linear", warmup_iters=5, warmup_by_epoch=True), TypeError,
-     r"momentum_config got unexpected keys \['warmup_by_epoch'\]"),
-    (dict(policy="CosineAnnealing", min_momentum=0.8, min_momentum_ratio=0.9), ValueError,
-     r"exactly one of min_momentum and min_momentum_ratio"),
+    (
+        dict(policy="Exp", gamma=0.9),
+        ValueError,
+        r"momentum_config.policy must be one of \['Step', 'CosineAnnealing', 'LinearAnnealing', 'Cyclic', "
+        r"'OneCycle'\], got 'Exp'",
+    ),
+    (
+        dict(policy="Step", step=3, warmup="linear", warmup_iters=5, warmup_by_epoch=True),
+        TypeError,
+        r"momentum_config got unexpected keys \['warmup_by_epoch'\]",
+    ),
+    (
+        dict(policy="CosineAnnealing", min_momentum=0.8, min_momentum_ratio=0.9),
+        ValueError,
+        r"exactly one of min_momentum and min_momentum_ratio",
+    ),
     (dict(policy="OneCycle", base_momentum=[0.85]), TypeError, r"momentum_config.base_momentum must be a number"),
     (dict(policy="Cyclic", by_epoch=True), ValueError, r"momentum_config.by_epoch must be False"),
-    (dict(policy="Step", step=3, warmup="exp", warmup_iters=5, warmup_ratio=-0.5), ValueError,
-     r"momentum_config.warmup_ratio must be in \(0, 1\], got -0.5"),
+    (
+        dict(policy="Step", step=3, warmup="exp", warmup_iters=5, warmup_ratio=-0.5),
+        ValueError,
+        r"momentum_config.warmup_ratio must be in \(0, 1\], got -0.5",
+    ),
 ]
 
 

@@ -95,8 +95,13 @@ def test_matches_the_original_hook_random(policy, precision):
     (both hooks anneal with ``end + 0.5 * (start - end) * (cos + 1)``, by cancellation near the end)."""
     for index in range(CONFIGS_PER_POLICY):
         cfg, base, run, expected = case(policy, index)
-        assert_curve_matches(lr_config(cfg, base, **_lengths(run)), expected, precision, f"{cfg} base={base} run={run}",
-                             floor=rounding_floor(SCHEDULE_RTOL[precision], 8))
+        assert_curve_matches(
+            lr_config(cfg, base, **_lengths(run)),
+            expected,
+            precision,
+            f"{cfg} base={base} run={run}",
+            floor=rounding_floor(SCHEDULE_RTOL[precision], 8),
+        )
 
 
 def test_random_configs_cover_every_branch():
@@ -112,39 +117,95 @@ def test_random_configs_cover_every_branch():
     assert any(cfg["cool_down_time"] > (run[1] if cfg["by_epoch"] else run[2]) for cfg, run in cooldown)
 
 
-MMDETECTION_YOLOX_S = dict(policy="YOLOX", warmup="exp", by_epoch=False, warmup_by_epoch=True, warmup_ratio=1,
-                           warmup_iters=5, num_last_epochs=15, min_lr_ratio=0.05)
-MMCLS_T2T_VIT = dict(policy="CosineAnnealingCooldown", min_lr=1e-5, cool_down_time=10, cool_down_ratio=0.1,
-                     by_epoch=True, warmup_by_epoch=True, warmup="linear", warmup_iters=10, warmup_ratio=1e-6)
+MMDETECTION_YOLOX_S = dict(
+    policy="YOLOX",
+    warmup="exp",
+    by_epoch=False,
+    warmup_by_epoch=True,
+    warmup_ratio=1,
+    warmup_iters=5,
+    num_last_epochs=15,
+    min_lr_ratio=0.05,
+)
+MMCLS_T2T_VIT = dict(
+    policy="CosineAnnealingCooldown",
+    min_lr=1e-5,
+    cool_down_time=10,
+    cool_down_ratio=0.1,
+    by_epoch=True,
+    warmup_by_epoch=True,
+    warmup="linear",
+    warmup_iters=10,
+    warmup_ratio=1e-6,
+)
 
 
-@pytest.mark.parametrize("cfg, base, max_epochs", [(MMDETECTION_YOLOX_S, 0.01, 300), (MMCLS_T2T_VIT, 5e-4, 310)],
-                         ids=["yolox_s_8x8_300e_coco", "t2t-vit-t-14_8xb64_in1k"])
+@pytest.mark.parametrize(
+    "cfg, base, max_epochs",
+    [(MMDETECTION_YOLOX_S, 0.01, 300), (MMCLS_T2T_VIT, 5e-4, 310)],
+    ids=["yolox_s_8x8_300e_coco", "t2t-vit-t-14_8xb64_in1k"],
+)
 def test_the_zoo_recipes(cfg, base, max_epochs, precision):
     """The configs as the model zoos ship them: YOLOX-S's 300 epochs (5 of warmup, 15 flat at the
     end), T2T-ViT's 310 (10 of warmup, 10 of cool-down), 3 iterations an epoch."""
     original_hooks.register()
-    expected, _ = mmcv_runner.run_epoch_based(mmcv_runner.make_optimizer(base), epoch_len=3, max_epochs=max_epochs,
-                                              lr_cfg=cfg)
-    assert_curve_matches(lr_config(cfg, base, epoch_len=3, max_epochs=max_epochs), expected, precision, str(cfg),
-                         floor=rounding_floor(SCHEDULE_RTOL[precision], 8))
+    expected, _ = mmcv_runner.run_epoch_based(
+        mmcv_runner.make_optimizer(base), epoch_len=3, max_epochs=max_epochs, lr_cfg=cfg
+    )
+    assert_curve_matches(
+        lr_config(cfg, base, epoch_len=3, max_epochs=max_epochs),
+        expected,
+        precision,
+        str(cfg),
+        floor=rounding_floor(SCHEDULE_RTOL[precision], 8),
+    )
 
 
-@pytest.mark.parametrize("cfg, lengths, message", [
-    (dict(policy="YOLOX", min_lr=0.0, by_epoch=False), dict(epoch_len=2, max_iters=10), "num_last_epochs is required"),
-    (dict(policy="YOLOX", num_last_epochs=1, by_epoch=False), dict(epoch_len=2, max_iters=10), "min_lr and min_lr_ratio"),
-    (dict(policy="YOLOX", num_last_epochs=1, min_lr=0.0, by_epoch=False), dict(max_iters=10), "needs epoch_len"),
-    (dict(policy="YOLOX", num_last_epochs=-1, min_lr=0.0), dict(epoch_len=2, max_epochs=3), "num_last_epochs"),
-    (dict(policy="YOLOX", num_last_epochs=1, min_lr=0.0, warmup="exp", warmup_iters=2, warmup_by_epoch=True,
-          by_epoch=False),
-     dict(epoch_len=2, max_epochs=3), "divides by it"),
-    (dict(policy="CosineAnnealingCooldown", min_lr=0.0, cool_down_time=4), dict(epoch_len=2, max_epochs=4),
-     "cool_down_time must differ"),
-    (dict(policy="CosineAnnealingCooldown", min_lr=0.0, min_lr_ratio=0.1), dict(epoch_len=2, max_epochs=4),
-     "exactly one of min_lr"),
-    (dict(policy="CosineAnnealingCooldown", min_lr=0.0, cool_down_time=1.5), dict(epoch_len=2, max_epochs=4),
-     "cool_down_time"),
-])
+@pytest.mark.parametrize(
+    "cfg, lengths, message",
+    [
+        (
+            dict(policy="YOLOX", min_lr=0.0, by_epoch=False),
+            dict(epoch_len=2, max_iters=10),
+            "num_last_epochs is required",
+        ),
+        (
+            dict(policy="YOLOX", num_last_epochs=1, by_epoch=False),
+            dict(epoch_len=2, max_iters=10),
+            "min_lr and min_lr_ratio",
+        ),
+        (dict(policy="YOLOX", num_last_epochs=1, min_lr=0.0, by_epoch=False), dict(max_iters=10), "needs epoch_len"),
+        (dict(policy="YOLOX", num_last_epochs=-1, min_lr=0.0), dict(epoch_len=2, max_epochs=3), "num_last_epochs"),
+        (
+            dict(
+                policy="YOLOX",
+                num_last_epochs=1,
+                min_lr=0.0,
+                warmup="exp",
+                warmup_iters=2,
+                warmup_by_epoch=True,
+                by_epoch=False,
+            ),
+            dict(epoch_len=2, max_epochs=3),
+            "divides by it",
+        ),
+        (
+            dict(policy="CosineAnnealingCooldown", min_lr=0.0, cool_down_time=4),
+            dict(epoch_len=2, max_epochs=4),
+            "cool_down_time must differ",
+        ),
+        (
+            dict(policy="CosineAnnealingCooldown", min_lr=0.0, min_lr_ratio=0.1),
+            dict(epoch_len=2, max_epochs=4),
+            "exactly one of min_lr",
+        ),
+        (
+            dict(policy="CosineAnnealingCooldown", min_lr=0.0, cool_down_time=1.5),
+            dict(epoch_len=2, max_epochs=4),
+            "cool_down_time",
+        ),
+    ],
+)
 def test_rejects_bad_input(cfg, lengths, message):
     with pytest.raises((ValueError, TypeError), match=message):
         lr_config(cfg, 0.1, **lengths)

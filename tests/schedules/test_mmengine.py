@@ -16,11 +16,20 @@ import numpy as np
 import pytest
 
 from purelr.references.mmengine import run as reference
-
 from purelr.schedules import mmengine as pm
 from tests.parity import SCHEDULE_RTOL, assert_schedule_matches, jitted, rounding_floor
 
-FAMILIES = ["Constant", "CosineAnnealing", "Exponential", "Linear", "MultiStep", "Step", "Poly", "CosineRestart", "OneCycle"]
+FAMILIES = [
+    "Constant",
+    "CosineAnnealing",
+    "Exponential",
+    "Linear",
+    "MultiStep",
+    "Step",
+    "Poly",
+    "CosineRestart",
+    "OneCycle",
+]
 
 
 @functools.lru_cache(maxsize=None)
@@ -39,14 +48,36 @@ def curve(cfgs, base, iters, **kwargs):
 def assert_curves_match(cfgs, base, iters, expected, precision, context, floor=None, rtol=None, **kwargs):
     """purelr's curve, eager and ``jax.jit(jax.vmap(...))``, against MMEngine's; the worst error."""
     jit = jitted(pm.param_scheduler(cfgs, base, **kwargs), np.arange(iters))
-    return max(assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]", floor=floor, rtol=rtol)
-               for path, values in (("eager", curve(cfgs, base, iters, **kwargs)), ("jit", jit)))
+    return max(
+        assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]", floor=floor, rtol=rtol)
+        for path, values in (("eager", curve(cfgs, base, iters, **kwargs)), ("jit", jit))
+    )
 
 
-def check(cfgs, base, precision, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False, context=""):
-    expected = reference(cfgs, base, epoch_len=epoch_len, iters=iters, max_epochs=max_epochs, max_iters=max_iters, momentum=momentum, adam=adam)
-    return assert_curves_match(cfgs, base, iters, expected, precision, context or repr(cfgs),
-                               epoch_len=epoch_len, max_epochs=max_epochs, max_iters=max_iters)
+def check(
+    cfgs, base, precision, *, epoch_len, iters, max_epochs=None, max_iters=None, momentum=False, adam=False, context=""
+):
+    expected = reference(
+        cfgs,
+        base,
+        epoch_len=epoch_len,
+        iters=iters,
+        max_epochs=max_epochs,
+        max_iters=max_iters,
+        momentum=momentum,
+        adam=adam,
+    )
+    return assert_curves_match(
+        cfgs,
+        base,
+        iters,
+        expected,
+        precision,
+        context or repr(cfgs),
+        epoch_len=epoch_len,
+        max_epochs=max_epochs,
+        max_iters=max_iters,
+    )
 
 
 RETINANET = [
@@ -169,8 +200,12 @@ def test_random_lists(precision, block):
     for seed in range(block * 25, block * 25 + 25):
         cfgs, base, iters, kwargs, where = random_case(seed)
         context = f"seed {seed}: {cfgs} {kwargs} base={base}"
-        worst = max(worst, assert_curves_match(cfgs, base, iters, cached_reference(seed), precision, context,
-                                               floor=floor, rtol=rtol, **kwargs))
+        worst = max(
+            worst,
+            assert_curves_match(
+                cfgs, base, iters, cached_reference(seed), precision, context, floor=floor, rtol=rtol, **kwargs
+            ),
+        )
     print(f"max relative error ({precision}): {worst:.3g}")
 
 
@@ -180,15 +215,26 @@ EDGES = {
             dict(type="LinearLR", start_factor=0.1, by_epoch=False, begin=0, end=45),
             dict(type="CosineAnnealingLR", T_max=3, eta_min=0.01, by_epoch=True, begin=0, end=9),
         ],
-        base=0.2, epoch_len=10, max_epochs=10,
+        base=0.2,
+        epoch_len=10,
+        max_epochs=10,
     ),
     "cosine restarts converted to iterations, eta_min_ratio, after a Poly": dict(
         cfgs=[
             dict(type="PolyLR", power=2.0, eta_min=0.001, by_epoch=False, begin=0, end=30),
-            dict(type="CosineRestartLR", periods=[2, 3, 1], restart_weights=[1.0, 0.5, 0.25], eta_min_ratio=0.1,
-                 by_epoch=True, convert_to_iter_based=True, begin=3),
+            dict(
+                type="CosineRestartLR",
+                periods=[2, 3, 1],
+                restart_weights=[1.0, 0.5, 0.25],
+                eta_min_ratio=0.1,
+                by_epoch=True,
+                convert_to_iter_based=True,
+                begin=3,
+            ),
         ],
-        base=0.1, epoch_len=12, max_epochs=10,
+        base=0.1,
+        epoch_len=12,
+        max_epochs=10,
     ),
     "epoch-based schedulers in an IterBasedTrainLoop act once": dict(
         cfgs=[
@@ -196,7 +242,9 @@ EDGES = {
             dict(type="ConstantLR", factor=0.5, by_epoch=True, begin=0, end=3),
             dict(type="ExponentialLR", gamma=0.99, by_epoch=False, begin=10),
         ],
-        base=0.1, epoch_len=7, max_iters=60,
+        base=0.1,
+        epoch_len=7,
+        max_iters=60,
     ),
     "one-step schedulers, milestones at 0 and repeated, boundaries touching": dict(
         cfgs=[
@@ -205,15 +253,27 @@ EDGES = {
             dict(type="MultiStepLR", milestones=[0, 2, 2, 5], gamma=0.5, by_epoch=True, begin=1, end=6),
             dict(type="StepLR", step_size=1, gamma=0.9, by_epoch=False, begin=6, end=20),
         ],
-        base=0.3, epoch_len=4, max_epochs=8,
+        base=0.3,
+        epoch_len=4,
+        max_epochs=8,
     ),
     "OneCycle stepped to total_steps, a second OneCycle rewrites the first's values": dict(
         cfgs=[
             dict(type="OneCycleLR", eta_max=0.4, total_steps=19, three_phase=True, by_epoch=False, begin=0, end=20),
-            dict(type="OneCycleLR", eta_max=0.2, pct_start=0.5, anneal_strategy="linear", by_epoch=False, begin=30, end=50),
+            dict(
+                type="OneCycleLR",
+                eta_max=0.2,
+                pct_start=0.5,
+                anneal_strategy="linear",
+                by_epoch=False,
+                begin=30,
+                end=50,
+            ),
             dict(type="ExponentialLR", gamma=0.95, by_epoch=False, begin=10, end=40),
         ],
-        base=0.1, epoch_len=10, max_epochs=6,
+        base=0.1,
+        epoch_len=10,
+        max_epochs=6,
     ),
     "momentum of Adam (betas[0]) from a mixed list": dict(
         cfgs=[
@@ -221,7 +281,11 @@ EDGES = {
             dict(type="LinearMomentum", start_factor=0.9, by_epoch=False, begin=0, end=25),
             dict(type="CosineAnnealingMomentum", eta_min=0.85, by_epoch=True, begin=1),
         ],
-        base=0.95, epoch_len=9, max_epochs=6, adam=True, param_name="momentum",
+        base=0.95,
+        epoch_len=9,
+        max_epochs=6,
+        adam=True,
+        param_name="momentum",
     ),
 }
 
@@ -235,13 +299,28 @@ def test_edges(precision, name):
     expected = reference(ref_cfgs, base, iters=iters, adam=adam, **case)
     # floor: 8 float64 units of the peak, as test_random_lists (measured 0.4: MMEngine's OneCycle
     # forms its last value by a linear anneal's cancellation)
-    assert_curves_match(cfgs, base, iters, expected, precision, name, param_name=param,
-                        floor=rounding_floor(SCHEDULE_RTOL[precision], 8), **case)
+    assert_curves_match(
+        cfgs,
+        base,
+        iters,
+        expected,
+        precision,
+        name,
+        param_name=param,
+        floor=rounding_floor(SCHEDULE_RTOL[precision], 8),
+        **case,
+    )
 
 
-@pytest.mark.parametrize("name", ["retinanet", "cosine past T_max, eta_min, under an iteration warmup",
-                                  "OneCycle stepped to total_steps, a second OneCycle rewrites the first's values",
-                                  "cosine restarts converted to iterations, eta_min_ratio, after a Poly"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "retinanet",
+        "cosine past T_max, eta_min, under an iteration warmup",
+        "OneCycle stepped to total_steps, a second OneCycle rewrites the first's values",
+        "cosine restarts converted to iterations, eta_min_ratio, after a Poly",
+    ],
+)
 def test_jit_vmap(precision, name):
     case = dict(cfgs=RETINANET, base=0.01, epoch_len=50, max_epochs=12) if name == "retinanet" else dict(EDGES[name])
     f = pm.param_scheduler(case.pop("cfgs"), case.pop("base"), **case)
@@ -261,15 +340,27 @@ HUGE = [2**31 - 2, 2**31 - 3, 10**9 + 7, 10**9 - 1, 10**9 - 2, 123456789]
 @pytest.mark.parametrize(
     "cfg, epoch_len, exact",
     [
-        (dict(type="CosineAnnealingLR", T_max=1000, eta_min=0.001, by_epoch=False), None,
-         lambda k: _cosine(0.1, 0.001, min(k, 10**9 - 1), 1000)),
-        (dict(type="LinearLR", start_factor=0.5, by_epoch=False), None,
-         lambda k: 0.1 * (0.5 + 0.5 * min(k, 10**9 - 1) / (10**9 - 1))),
-        (dict(type="MultiStepLR", milestones=[10**8, 2 * 10**8, 3 * 10**8]), 7,
-         lambda k: 0.1 * 0.1 ** sum(k // 7 >= m for m in [10**8, 2 * 10**8, 3 * 10**8])),
+        (
+            dict(type="CosineAnnealingLR", T_max=1000, eta_min=0.001, by_epoch=False),
+            None,
+            lambda k: _cosine(0.1, 0.001, min(k, 10**9 - 1), 1000),
+        ),
+        (
+            dict(type="LinearLR", start_factor=0.5, by_epoch=False),
+            None,
+            lambda k: 0.1 * (0.5 + 0.5 * min(k, 10**9 - 1) / (10**9 - 1)),
+        ),
+        (
+            dict(type="MultiStepLR", milestones=[10**8, 2 * 10**8, 3 * 10**8]),
+            7,
+            lambda k: 0.1 * 0.1 ** sum(k // 7 >= m for m in [10**8, 2 * 10**8, 3 * 10**8]),
+        ),
         (dict(type="StepLR", step_size=10**7, gamma=0.5), 3, lambda k: 0.1 * 0.5 ** (k // 3 // 10**7)),
-        (dict(type="CosineRestartLR", periods=[1000, 2**30], restart_weights=[1, 0.5], eta_min=0.0, by_epoch=False), None,
-         lambda k: _cosine(0.05, 0.0, min(k, 10**9 - 1) - 1000, 2**30) if k >= 1000 else _cosine(0.1, 0.0, k, 1000)),
+        (
+            dict(type="CosineRestartLR", periods=[1000, 2**30], restart_weights=[1, 0.5], eta_min=0.0, by_epoch=False),
+            None,
+            lambda k: _cosine(0.05, 0.0, min(k, 10**9 - 1) - 1000, 2**30) if k >= 1000 else _cosine(0.1, 0.0, k, 1000),
+        ),
     ],
 )
 def test_huge_steps(precision, cfg, epoch_len, exact):
@@ -284,30 +375,124 @@ BAD = [
     ([dict(type="FooLR")], {}, ValueError, r"param_scheduler\[0\]\.type must be one of .*'ConstantLR'.*got 'FooLR'"),
     ([dict(type="ReduceOnPlateauLR")], {}, ValueError, r"ReduceOnPlateau"),
     ([dict(type="OneCycleMomentum")], {}, ValueError, r"type must be one of"),
-    ([dict(type="StepLR", step_size=2, begin=5, end=5)], dict(epoch_len=3), ValueError, r"param_scheduler\[0\]\.end must be larger than begin = 5, got 5"),
-    ([dict(type="StepLR", step_size=2)], {}, ValueError, r"param_scheduler\[0\] \(StepLR, by_epoch=True\) needs epoch_len"),
-    ([dict(type="LinearLR", by_epoch=False), dict(type="MultiStepLR", milestones=[11, 8])], dict(epoch_len=3), ValueError,
-     r"param_scheduler\[1\]\.milestones must be increasing, got \[11, 8\]"),
-    ([dict(type="ExponentialLR", gamma=-0.5, by_epoch=False)], {}, ValueError, r"param_scheduler\[0\]\.gamma must be >= 0, got -0.5"),
+    (
+        [dict(type="StepLR", step_size=2, begin=5, end=5)],
+        dict(epoch_len=3),
+        ValueError,
+        r"param_scheduler\[0\]\.end must be larger than begin = 5, got 5",
+    ),
+    (
+        [dict(type="StepLR", step_size=2)],
+        {},
+        ValueError,
+        r"param_scheduler\[0\] \(StepLR, by_epoch=True\) needs epoch_len",
+    ),
+    (
+        [dict(type="LinearLR", by_epoch=False), dict(type="MultiStepLR", milestones=[11, 8])],
+        dict(epoch_len=3),
+        ValueError,
+        r"param_scheduler\[1\]\.milestones must be increasing, got \[11, 8\]",
+    ),
+    (
+        [dict(type="ExponentialLR", gamma=-0.5, by_epoch=False)],
+        {},
+        ValueError,
+        r"param_scheduler\[0\]\.gamma must be >= 0, got -0.5",
+    ),
     ([dict(type="ExponentialLR", by_epoch=False)], {}, ValueError, r"param_scheduler\[0\]\.gamma is required"),
-    ([dict(type="CosineAnnealingLR", eta_min=0.1, eta_min_ratio=0.1, by_epoch=False)], {}, ValueError, r"eta_min or eta_min_ratio, not both"),
-    ([dict(type="CosineAnnealingLR", eta_min=-0.1, by_epoch=False)], {}, ValueError, r"param_scheduler\[0\]\.eta_min must be >= 0"),
-    ([dict(type="CosineRestartLR", periods=[2, 3], by_epoch=False, eta_min=0.0)], {}, ValueError, r"restart_weights must have one weight per period"),
+    (
+        [dict(type="CosineAnnealingLR", eta_min=0.1, eta_min_ratio=0.1, by_epoch=False)],
+        {},
+        ValueError,
+        r"eta_min or eta_min_ratio, not both",
+    ),
+    (
+        [dict(type="CosineAnnealingLR", eta_min=-0.1, by_epoch=False)],
+        {},
+        ValueError,
+        r"param_scheduler\[0\]\.eta_min must be >= 0",
+    ),
+    (
+        [dict(type="CosineRestartLR", periods=[2, 3], by_epoch=False, eta_min=0.0)],
+        {},
+        ValueError,
+        r"restart_weights must have one weight per period",
+    ),
     ([dict(type="CosineRestartLR", periods=[2], by_epoch=False)], {}, ValueError, r"needs eta_min or eta_min_ratio"),
-    ([dict(type="CosineRestartLR", periods=[2, 0], restart_weights=[1, 1], eta_min=0.0, by_epoch=False)], {}, ValueError, r"periods\[1\] must be positive, got 0"),
-    ([dict(type="OneCycleLR", eta_max=0.1, total_steps=10, by_epoch=False, end=20)], {}, ValueError, r"total_steps must be >= end - begin - 1 = 19 .*, got 10"),
-    ([dict(type="OneCycleLR", eta_max=0.1, pct_start=1.5, by_epoch=False, end=20)], {}, ValueError, r"pct_start must be in \[0.0, 1.0\], got 1.5"),
+    (
+        [dict(type="CosineRestartLR", periods=[2, 0], restart_weights=[1, 1], eta_min=0.0, by_epoch=False)],
+        {},
+        ValueError,
+        r"periods\[1\] must be positive, got 0",
+    ),
+    (
+        [dict(type="OneCycleLR", eta_max=0.1, total_steps=10, by_epoch=False, end=20)],
+        {},
+        ValueError,
+        r"total_steps must be >= end - begin - 1 = 19 .*, got 10",
+    ),
+    (
+        [dict(type="OneCycleLR", eta_max=0.1, pct_start=1.5, by_epoch=False, end=20)],
+        {},
+        ValueError,
+        r"pct_start must be in \[0.0, 1.0\], got 1.5",
+    ),
     ([dict(type="OneCycleLR", eta_max=0.1, pct_start=0.1, by_epoch=False, end=10)], {}, ValueError, r"empty phase"),
-    ([dict(type="OneCycleParamScheduler", param_name="momentum", eta_max=0.1, by_epoch=False, end=9)], {}, ValueError, r"only 'lr'"),
-    ([dict(type="StepParamScheduler", step_size=2, by_epoch=False)], {}, TypeError, r"param_scheduler\[0\]\.param_name must name"),
-    ([dict(type="StepLR", step_size=2, by_epoch=False, convert_to_iter_based=True)], dict(epoch_len=3), ValueError, r"convert_to_iter_based needs by_epoch=True"),
-    ([dict(type="StepLR", step_size=2, by_epoch=False, T_max=3)], {}, TypeError, r"param_scheduler\[0\]\.T_max is not an argument of StepLR"),
-    ([dict(type="StepLR", step_size=2, by_epoch=False), dict(type="StepMomentum", step_size=2, by_epoch=False)], {}, ValueError, r"several parameters \['lr', 'momentum'\]"),
-    ([dict(type="ConstantLR", factor=0.0, by_epoch=False)], {}, ValueError, r"param_scheduler\[0\]\.factor must be in \(0.0, 1.0\], got 0.0"),
+    (
+        [dict(type="OneCycleParamScheduler", param_name="momentum", eta_max=0.1, by_epoch=False, end=9)],
+        {},
+        ValueError,
+        r"only 'lr'",
+    ),
+    (
+        [dict(type="StepParamScheduler", step_size=2, by_epoch=False)],
+        {},
+        TypeError,
+        r"param_scheduler\[0\]\.param_name must name",
+    ),
+    (
+        [dict(type="StepLR", step_size=2, by_epoch=False, convert_to_iter_based=True)],
+        dict(epoch_len=3),
+        ValueError,
+        r"convert_to_iter_based needs by_epoch=True",
+    ),
+    (
+        [dict(type="StepLR", step_size=2, by_epoch=False, T_max=3)],
+        {},
+        TypeError,
+        r"param_scheduler\[0\]\.T_max is not an argument of StepLR",
+    ),
+    (
+        [dict(type="StepLR", step_size=2, by_epoch=False), dict(type="StepMomentum", step_size=2, by_epoch=False)],
+        {},
+        ValueError,
+        r"several parameters \['lr', 'momentum'\]",
+    ),
+    (
+        [dict(type="ConstantLR", factor=0.0, by_epoch=False)],
+        {},
+        ValueError,
+        r"param_scheduler\[0\]\.factor must be in \(0.0, 1.0\], got 0.0",
+    ),
     ([dict(type="LinearLR", start_factor=1.5, by_epoch=False)], {}, ValueError, r"start_factor must be in"),
-    ([dict(type="StepLR", step_size=2)], dict(epoch_len=3, max_epochs=4, max_iters=13), ValueError, r"max_iters must be max_epochs \* epoch_len"),
-    ([dict(type="StepLR", step_size=2, by_epoch="yes")], dict(epoch_len=3), TypeError, r"by_epoch must be True or False, got 'yes'"),
-    ([dict(type="StepLR", step_size=2, last_step=4)], dict(epoch_len=3), ValueError, r"last_step: resuming is not supported"),
+    (
+        [dict(type="StepLR", step_size=2)],
+        dict(epoch_len=3, max_epochs=4, max_iters=13),
+        ValueError,
+        r"max_iters must be max_epochs \* epoch_len",
+    ),
+    (
+        [dict(type="StepLR", step_size=2, by_epoch="yes")],
+        dict(epoch_len=3),
+        TypeError,
+        r"by_epoch must be True or False, got 'yes'",
+    ),
+    (
+        [dict(type="StepLR", step_size=2, last_step=4)],
+        dict(epoch_len=3),
+        ValueError,
+        r"last_step: resuming is not supported",
+    ),
     ([dict(type="PolyLR", power=-1.0, by_epoch=False)], {}, ValueError, r"power must be >= 0"),
     (dict(step_size=2), {}, TypeError, r"param_scheduler\[0\] must be a dict with a 'type'"),
 ]

@@ -50,8 +50,9 @@ def test_retinanet_1x_in_every_form_matches_mmcv_runner(precision):
     mmengine_schedule = param_scheduler(MMENGINE_RETINANET_1X, 0.01, epoch_len=EPOCH_LEN, max_epochs=EPOCHS)
     mmengine = np.asarray(mmengine_schedule(steps))
     assert_schedule_matches(mmengine[500:], expected[500:], precision, context="mmengine after warmup")
-    assert_schedule_matches(jitted(mmengine_schedule, steps)[500:], expected[500:], precision,
-                            context="mmengine after warmup jitted")
+    assert_schedule_matches(
+        jitted(mmengine_schedule, steps)[500:], expected[500:], precision, context="mmengine after warmup jitted"
+    )
     warmup = np.arange(500)
     stretched = 0.01 * (0.001 + 0.999 * np.minimum(warmup / 499, 1.0))  # MMEngine: full lr at 499
     assert_schedule_matches(mmengine[:500], stretched, precision, context="mmengine warmup")

@@ -22,10 +22,10 @@ from timm.scheduler import (
 )
 from timm.scheduler.scheduler_factory import create_scheduler_v2
 
+from purelr.references.timm import train_loop as timm_train_loop
 from purelr.schedules import timm as ptimm
 from purelr.schedules.timm_noise import lr_noise
 from purelr.schedules.timm_steps import floor_division
-from purelr.references.timm import train_loop as timm_train_loop
 from tests.parity import SCHEDULE_RTOL, assert_schedule_matches, jitted, rounding_floor
 
 CLASSES = {
@@ -75,9 +75,10 @@ def timm_floor(precision):
 def assert_paths_match(schedule, expected, precision, context=""):
     """``jax.jit(schedule)`` on the step array and ``jax.jit(jax.vmap(schedule))`` against timm."""
     steps = len(expected)
-    return max(assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]",
-                                       floor=timm_floor(precision))
-               for path, values in (("jit", _purelr(schedule, steps)), ("jit(vmap)", jitted(schedule, np.arange(steps)))))
+    return max(
+        assert_schedule_matches(values, expected, precision, context=f"{context} [{path}]", floor=timm_floor(precision))
+        for path, values in (("jit", _purelr(schedule, steps)), ("jit(vmap)", jitted(schedule, np.arange(steps))))
+    )
 
 
 # --- random configurations -------------------------------------------------------------------
@@ -103,7 +104,9 @@ def _cycle_args(rng):
 def random_class_config(rng):
     name = str(rng.choice(list(CLASSES)))
     if name == "step":
-        decay_t = rng.choice([int(rng.integers(1, 30)), 2.4, round(float(rng.uniform(0.3, 20)), int(rng.integers(1, 4)))])
+        decay_t = rng.choice(
+            [int(rng.integers(1, 30)), 2.4, round(float(rng.uniform(0.3, 20)), int(rng.integers(1, 4)))]
+        )
         args = {"decay_t": decay_t, "decay_rate": float(rng.uniform(0.1, 1.0)), **_warmup(rng)}
     elif name == "multistep":
         milestones = sorted(int(m) for m in rng.integers(0, 120, size=int(rng.integers(0, 5))))
@@ -183,7 +186,9 @@ def test_random_classes(precision):
     for case in range(RANDOM_CASES[precision][0]):
         name, base_lr, args = random_class_config(rng)
         expected = timm_curve(name, base_lr, STEPS, **args)
-        error = assert_paths_match(CLASSES[name][1](base_lr, **args), expected, precision, f"case {case}: {name} {args}")
+        error = assert_paths_match(
+            CLASSES[name][1](base_lr, **args), expected, precision, f"case {case}: {name} {args}"
+        )
         worst = max(worst, error)
     print(f"timm classes {precision}: max relative error {worst:.3g}")
 
@@ -262,7 +267,9 @@ def test_huge_steps_against_python_arithmetic(precision, name, args):
     expected = [_timm_lr(name, t, **args) for t in steps]
     schedule = CLASSES[name][1](0.1, **args)
     floor = timm_floor(precision)
-    assert_schedule_matches(np.asarray(schedule(jnp.asarray(steps))), expected, precision, context=f"{name} {args}", floor=floor)
+    assert_schedule_matches(
+        np.asarray(schedule(jnp.asarray(steps))), expected, precision, context=f"{name} {args}", floor=floor
+    )
     assert_schedule_matches(jitted(schedule, steps), expected, precision, context=f"{name} {args} jitted", floor=floor)
 
 
@@ -277,10 +284,21 @@ def test_float_decay_t_is_python_floor_division(divisor):
 
 def test_jit_vmap_equals_per_step(precision):
     rng = np.random.default_rng(11)
-    schedules = [CLASSES[name][1](base_lr, **args) for name, base_lr, args in (random_class_config(rng) for _ in range(6))]
+    schedules = [
+        CLASSES[name][1](base_lr, **args) for name, base_lr, args in (random_class_config(rng) for _ in range(6))
+    ]
     schedules.append(ptimm.cosine(0.1, 30, noise_range_t=10, cycle_mul=1.7, cycle_limit=4))
-    schedules.append(ptimm.create_scheduler_v2(0.1, sched="step", decay_epochs=2.4, noise=[0.2, 0.8],
-                                               warmup_epochs=2, step_on_epochs=False, updates_per_epoch=3))
+    schedules.append(
+        ptimm.create_scheduler_v2(
+            0.1,
+            sched="step",
+            decay_epochs=2.4,
+            noise=[0.2, 0.8],
+            warmup_epochs=2,
+            step_on_epochs=False,
+            updates_per_epoch=3,
+        )
+    )
     for schedule in schedules:
         batched = np.asarray(jax.jit(jax.vmap(schedule))(jnp.arange(90)))
         per_step = jax.jit(schedule)
@@ -334,7 +352,11 @@ def test_noise_zero_std_is_no_noise(precision):
 # --- bad input -------------------------------------------------------------------------------
 
 BAD = [
-    (ptimm.create_scheduler_v2, {"sched": "plateau", "updates_per_epoch": 1}, r"sched must be one of .*'cosine'.*'plateau'"),
+    (
+        ptimm.create_scheduler_v2,
+        {"sched": "plateau", "updates_per_epoch": 1},
+        r"sched must be one of .*'cosine'.*'plateau'",
+    ),
     (ptimm.create_scheduler_v2, {"sched": "cosine"}, r"updates_per_epoch"),
     (ptimm.create_scheduler_v2, {"updates_per_epoch": 0}, r"updates_per_epoch must be positive, got 0"),
     (ptimm.create_scheduler_v2, {"sched": "wsd", "decay_epochs": 400, "updates_per_epoch": 1}, r"decay_epochs"),
@@ -370,8 +392,11 @@ def test_bad_input_is_named_at_build_time(build, kwargs, message):
 
 
 def test_negative_base_lr_is_rejected():
-    for build, kwargs in [(ptimm.step, {"decay_t": 1}), (ptimm.cosine, {"t_initial": 3}),
-                          (ptimm.create_scheduler_v2, {"updates_per_epoch": 1})]:
+    for build, kwargs in [
+        (ptimm.step, {"decay_t": 1}),
+        (ptimm.cosine, {"t_initial": 3}),
+        (ptimm.create_scheduler_v2, {"updates_per_epoch": 1}),
+    ]:
         with pytest.raises(ValueError, match=r"base_lr must be >= 0, got -0.1"):
             build(-0.1, **kwargs)
 

@@ -65,9 +65,14 @@ def assert_twin_matches(schedule, expected, context, *, replayed=False):
         with jax.enable_x64(precision == "x64"):
             rtol = 3e-5 if replayed and precision == "f32" else SCHEDULE_RTOL[precision]
             for path, values in (("eager", schedule(jnp.asarray(steps))), ("jit", jitted(schedule, steps))):
-                error = assert_schedule_matches(values, expected, precision, rtol=rtol,
-                                                context=f"{context} [{precision}, {path}]",
-                                                floor=rounding_floor(rtol, 8))
+                error = assert_schedule_matches(
+                    values,
+                    expected,
+                    precision,
+                    rtol=rtol,
+                    context=f"{context} [{precision}, {path}]",
+                    floor=rounding_floor(rtol, 8),
+                )
                 worst[precision] = max(worst.get(precision, 0.0), error)
     return worst
 
@@ -134,8 +139,10 @@ def cfg_cosine(rng, base):
 
 def cfg_warm_restarts(rng, base):
     t0, mult, eta_min = int(rng.integers(1, 200)), int(rng.integers(1, 4)), float(base * rng.uniform(0, 0.3))
-    return (pt.cosine_annealing_warm_restarts(base, t0, mult, eta_min),
-            lambda o: tl.CosineAnnealingWarmRestarts(o, t0, mult, eta_min))
+    return (
+        pt.cosine_annealing_warm_restarts(base, t0, mult, eta_min),
+        lambda o: tl.CosineAnnealingWarmRestarts(o, t0, mult, eta_min),
+    )
 
 
 def cfg_cyclic(rng, base):
@@ -144,18 +151,25 @@ def cfg_cyclic(rng, base):
     down = None if rng.random() < 0.3 else int(rng.integers(1, 300))
     mode = ["triangular", "triangular2", "exp_range"][rng.integers(3)]
     gamma = float(rng.uniform(0.99, 1.0))
-    return (pt.cyclic_lr(base, peak, up, down, mode, gamma),
-            lambda o: tl.CyclicLR(o, base, peak, up, down, mode, gamma, cycle_momentum=False))
+    return (
+        pt.cyclic_lr(base, peak, up, down, mode, gamma),
+        lambda o: tl.CyclicLR(o, base, peak, up, down, mode, gamma, cycle_momentum=False),
+    )
 
 
 def cfg_one_cycle(rng, base):
     total, pct = int(rng.integers(10, 1100)), float(rng.uniform(0.05, 0.45))
     strategy, three = ["cos", "linear"][rng.integers(2)], bool(rng.integers(2))
     div, final = float(rng.uniform(5, 50)), float(10 ** rng.uniform(1, 5))
-    kwargs = dict(total_steps=total, pct_start=pct, anneal_strategy=strategy, div_factor=div,
-                  final_div_factor=final, three_phase=three)
-    return (pt.one_cycle_lr(base, **kwargs),
-            lambda o: tl.OneCycleLR(o, base, cycle_momentum=False, **kwargs), total)
+    kwargs = dict(
+        total_steps=total,
+        pct_start=pct,
+        anneal_strategy=strategy,
+        div_factor=div,
+        final_div_factor=final,
+        three_phase=three,
+    )
+    return (pt.one_cycle_lr(base, **kwargs), lambda o: tl.OneCycleLR(o, base, cycle_momentum=False, **kwargs), total)
 
 
 def cfg_lambda(rng, base):
@@ -174,14 +188,34 @@ def cfg_swa(rng, base):
 
 
 SIMPLE = {
-    "step": cfg_step, "multistep": cfg_multistep, "constant": cfg_constant, "linear": cfg_linear,
-    "exponential": cfg_exponential, "polynomial": cfg_polynomial, "cosine": cfg_cosine,
-    "warm_restarts": cfg_warm_restarts, "cyclic": cfg_cyclic, "lambda": cfg_lambda,
-    "multiplicative": cfg_multiplicative, "swa": cfg_swa,
+    "step": cfg_step,
+    "multistep": cfg_multistep,
+    "constant": cfg_constant,
+    "linear": cfg_linear,
+    "exponential": cfg_exponential,
+    "polynomial": cfg_polynomial,
+    "cosine": cfg_cosine,
+    "warm_restarts": cfg_warm_restarts,
+    "cyclic": cfg_cyclic,
+    "lambda": cfg_lambda,
+    "multiplicative": cfg_multiplicative,
+    "swa": cfg_swa,
 }
 # Components for compositions: the ones torch can restart in SequentialLR and chain.
-COMPONENTS = ["step", "multistep", "constant", "linear", "exponential", "polynomial", "cosine",
-              "warm_restarts", "cyclic", "lambda", "multiplicative", "swa"]
+COMPONENTS = [
+    "step",
+    "multistep",
+    "constant",
+    "linear",
+    "exponential",
+    "polynomial",
+    "cosine",
+    "warm_restarts",
+    "cyclic",
+    "lambda",
+    "multiplicative",
+    "swa",
+]
 
 
 def _component_names(rng, low, high):
@@ -226,7 +260,8 @@ def test_random_configs_match_torch(name, seed):
 def replays(schedule):
     """Whether a twin is evaluated by replaying torch's steps in a loop (see assert_twin_matches)."""
     return "fori_loop" in str(jax.make_jaxpr(schedule)(jnp.arange(3))) or "while" in str(
-        jax.make_jaxpr(schedule)(jnp.arange(3)))
+        jax.make_jaxpr(schedule)(jnp.arange(3))
+    )
 
 
 # ---- momentum curves --------------------------------------------------------------------------
@@ -240,7 +275,11 @@ def test_cyclic_momentum_matches_torch(seed):
     mode, gamma, betas = ["triangular", "triangular2", "exp_range"][seed % 3], 0.999, bool(seed % 2)
     lrs, momenta = torch_curve(
         lambda o: tl.CyclicLR(o, base, 2 * base, up, down, mode, gamma, base_momentum=low, max_momentum=high),
-        STEPS, base, momentum=True, betas=betas)
+        STEPS,
+        base,
+        momentum=True,
+        betas=betas,
+    )
     assert_twin_matches(pt.cyclic_lr(base, 2 * base, up, down, mode, gamma), lrs, "cyclic lr")
     assert_twin_matches(pt.cyclic_momentum(low, high, up, down, mode, gamma), momenta, "cyclic momentum")
 
@@ -252,16 +291,22 @@ def test_one_cycle_momentum_matches_torch(seed):
     total, pct, three = int(rng.integers(10, 1100)), float(rng.uniform(0.05, 0.45)), bool(seed % 2)
     strategy = ["cos", "linear"][seed % 3 % 2]
     kwargs = dict(total_steps=total, pct_start=pct, anneal_strategy=strategy, three_phase=three)
-    _, momenta = torch_curve(lambda o: tl.OneCycleLR(o, base, base_momentum=low, max_momentum=high, **kwargs),
-                             total, base, momentum=True, betas=bool(seed % 3 == 0))
+    _, momenta = torch_curve(
+        lambda o: tl.OneCycleLR(o, base, base_momentum=low, max_momentum=high, **kwargs),
+        total,
+        base,
+        momentum=True,
+        betas=bool(seed % 3 == 0),
+    )
     assert_twin_matches(pt.one_cycle_momentum(low, high, **kwargs), momenta, "one_cycle momentum")
 
 
 def test_custom_scale_fn_matches_torch():
     fn = lambda x: 1.0 / (1.0 + 0.1 * x)  # noqa: E731
     for mode in ("cycle", "iterations"):
-        expected = torch_curve(lambda o: tl.CyclicLR(o, 0.01, 0.1, 7, 13, scale_fn=fn, scale_mode=mode,
-                                                     cycle_momentum=False), 300, 0.01)
+        expected = torch_curve(
+            lambda o: tl.CyclicLR(o, 0.01, 0.1, 7, 13, scale_fn=fn, scale_mode=mode, cycle_momentum=False), 300, 0.01
+        )
         assert_twin_matches(pt.cyclic_lr(0.01, 0.1, 7, 13, scale_fn=fn, scale_mode=mode), expected, mode)
 
 
@@ -269,52 +314,105 @@ def test_custom_scale_fn_matches_torch():
 
 EDGES = {
     "step size 1": (lambda: pt.step_lr(0.1, 1, 0.5), lambda o: tl.StepLR(o, 1, 0.5), 60),
-    "milestone at 0 and repeated": (lambda: pt.multistep_lr(0.1, [0, 5, 5, 9], 0.5),
-                                    lambda o: tl.MultiStepLR(o, [0, 5, 5, 9], 0.5), 20),
+    "milestone at 0 and repeated": (
+        lambda: pt.multistep_lr(0.1, [0, 5, 5, 9], 0.5),
+        lambda o: tl.MultiStepLR(o, [0, 5, 5, 9], 0.5),
+        20,
+    ),
     "constant total 0": (lambda: pt.constant_lr(0.1, 0.25, 0), lambda o: tl.ConstantLR(o, 0.25, 0), 10),
     "linear total 1": (lambda: pt.linear_lr(0.1, 0.5, 1.0, 1), lambda o: tl.LinearLR(o, 0.5, 1.0, 1), 10),
     "polynomial to zero": (lambda: pt.polynomial_lr(0.1, 10, 2.0), lambda o: tl.PolynomialLR(o, 10, 2.0), 30),
     "cosine T_max 1": (lambda: pt.cosine_annealing_lr(0.1, 1), lambda o: tl.CosineAnnealingLR(o, 1), 20),
-    "cosine passed T_max": (lambda: pt.cosine_annealing_lr(0.1, 50, 0.01),
-                            lambda o: tl.CosineAnnealingLR(o, 50, 0.01), 1200),
-    "cosine eta_min above base": (lambda: pt.cosine_annealing_lr(0.1, 30, 0.3),
-                                  lambda o: tl.CosineAnnealingLR(o, 30, 0.3), 200),
-    "restarts T_0 1": (lambda: pt.cosine_annealing_warm_restarts(0.1, 1, 2),
-                       lambda o: tl.CosineAnnealingWarmRestarts(o, 1, 2), 1100),
-    "one_cycle three_phase": (lambda: pt.one_cycle_lr(0.1, 100, three_phase=True),
-                              lambda o: tl.OneCycleLR(o, 0.1, 100, three_phase=True), 100),
-    "one_cycle epochs": (lambda: pt.one_cycle_lr(0.1, epochs=7, steps_per_epoch=13, pct_start=0.25),
-                         lambda o: tl.OneCycleLR(o, 0.1, epochs=7, steps_per_epoch=13, pct_start=0.25), 91),
+    "cosine passed T_max": (
+        lambda: pt.cosine_annealing_lr(0.1, 50, 0.01),
+        lambda o: tl.CosineAnnealingLR(o, 50, 0.01),
+        1200,
+    ),
+    "cosine eta_min above base": (
+        lambda: pt.cosine_annealing_lr(0.1, 30, 0.3),
+        lambda o: tl.CosineAnnealingLR(o, 30, 0.3),
+        200,
+    ),
+    "restarts T_0 1": (
+        lambda: pt.cosine_annealing_warm_restarts(0.1, 1, 2),
+        lambda o: tl.CosineAnnealingWarmRestarts(o, 1, 2),
+        1100,
+    ),
+    "one_cycle three_phase": (
+        lambda: pt.one_cycle_lr(0.1, 100, three_phase=True),
+        lambda o: tl.OneCycleLR(o, 0.1, 100, three_phase=True),
+        100,
+    ),
+    "one_cycle epochs": (
+        lambda: pt.one_cycle_lr(0.1, epochs=7, steps_per_epoch=13, pct_start=0.25),
+        lambda o: tl.OneCycleLR(o, 0.1, epochs=7, steps_per_epoch=13, pct_start=0.25),
+        91,
+    ),
     "swa no annealing": (lambda: pt.swa_lr(0.1, 0.02, 0), lambda o: swa_utils.SWALR(o, 0.02, 0), 10),
     "sequential milestone 0": (
         lambda: pt.sequential_lr([pt.constant_lr(0.1, 0.5, 3), pt.exponential_lr(0.1, 0.9)], [0]),
-        lambda o: tl.SequentialLR(o, [tl.ConstantLR(o, 0.5, 3), tl.ExponentialLR(o, 0.9)], [0]), 20),
+        lambda o: tl.SequentialLR(o, [tl.ConstantLR(o, 0.5, 3), tl.ExponentialLR(o, 0.9)], [0]),
+        20,
+    ),
     "sequential warmup then cosine": (
         lambda: pt.sequential_lr([pt.linear_lr(0.1, 0.01, 1.0, 50), pt.cosine_annealing_lr(0.1, 950)], [50]),
-        lambda o: tl.SequentialLR(o, [tl.LinearLR(o, 0.01, 1.0, 50), tl.CosineAnnealingLR(o, 950)], [50]), 1100),
+        lambda o: tl.SequentialLR(o, [tl.LinearLR(o, 0.01, 1.0, 50), tl.CosineAnnealingLR(o, 950)], [50]),
+        1100,
+    ),
     "sequential constant restarted": (
         lambda: pt.sequential_lr([pt.step_lr(0.1, 3), pt.constant_lr(0.1, 0.3, 0)], [7]),
-        lambda o: tl.SequentialLR(o, [tl.StepLR(o, 3), tl.ConstantLR(o, 0.3, 0)], [7]), 20),
+        lambda o: tl.SequentialLR(o, [tl.StepLR(o, 3), tl.ConstantLR(o, 0.3, 0)], [7]),
+        20,
+    ),
     "sequential holding a chained": (
-        lambda: pt.sequential_lr([pt.chained_scheduler([pt.linear_lr(0.1, 0.1, total_iters=5), pt.step_lr(0.1, 3, 0.5),
-                                                        pt.cyclic_lr(0.01, 0.1, 4)]),
-                                  pt.polynomial_lr(0.1, 9, 0.5)], [12]),
-        lambda o: tl.SequentialLR(o, [tl.ChainedScheduler([tl.LinearLR(o, 0.1, total_iters=5), tl.StepLR(o, 3, 0.5),
-                                                           tl.CyclicLR(o, 0.01, 0.1, 4, cycle_momentum=False)]),
-                                      tl.PolynomialLR(o, 9, 0.5)], [12]), 40),
+        lambda: pt.sequential_lr(
+            [
+                pt.chained_scheduler(
+                    [pt.linear_lr(0.1, 0.1, total_iters=5), pt.step_lr(0.1, 3, 0.5), pt.cyclic_lr(0.01, 0.1, 4)]
+                ),
+                pt.polynomial_lr(0.1, 9, 0.5),
+            ],
+            [12],
+        ),
+        lambda o: tl.SequentialLR(
+            o,
+            [
+                tl.ChainedScheduler(
+                    [
+                        tl.LinearLR(o, 0.1, total_iters=5),
+                        tl.StepLR(o, 3, 0.5),
+                        tl.CyclicLR(o, 0.01, 0.1, 4, cycle_momentum=False),
+                    ]
+                ),
+                tl.PolynomialLR(o, 9, 0.5),
+            ],
+            [12],
+        ),
+        40,
+    ),
     "sequential holding a sequential": (
-        lambda: pt.sequential_lr([pt.sequential_lr([pt.exponential_lr(0.1, 0.9), pt.step_lr(0.1, 2)], [3]),
-                                  pt.constant_lr(0.1, 0.5, 5)], [7]),
-        lambda o: tl.SequentialLR(o, [tl.SequentialLR(o, [tl.ExponentialLR(o, 0.9), tl.StepLR(o, 2)], [3]),
-                                      tl.ConstantLR(o, 0.5, 5)], [7]), 30),
+        lambda: pt.sequential_lr(
+            [pt.sequential_lr([pt.exponential_lr(0.1, 0.9), pt.step_lr(0.1, 2)], [3]), pt.constant_lr(0.1, 0.5, 5)], [7]
+        ),
+        lambda o: tl.SequentialLR(
+            o, [tl.SequentialLR(o, [tl.ExponentialLR(o, 0.9), tl.StepLR(o, 2)], [3]), tl.ConstantLR(o, 0.5, 5)], [7]
+        ),
+        30,
+    ),
     "chained cosine reset drops decay": (
         lambda: pt.chained_scheduler([pt.cosine_annealing_lr(0.1, 10), pt.exponential_lr(0.1, 0.9)]),
-        lambda o: tl.ChainedScheduler([tl.CosineAnnealingLR(o, 10), tl.ExponentialLR(o, 0.9)]), 60),
+        lambda o: tl.ChainedScheduler([tl.CosineAnnealingLR(o, 10), tl.ExponentialLR(o, 0.9)]),
+        60,
+    ),
     "chained absolute then scale": (
-        lambda: pt.chained_scheduler([pt.exponential_lr(0.1, 0.9), pt.one_cycle_lr(0.1, 50),
-                                      pt.multistep_lr(0.1, [10, 20])]),
-        lambda o: tl.ChainedScheduler([tl.ExponentialLR(o, 0.9), tl.OneCycleLR(o, 0.1, 50, cycle_momentum=False),
-                                       tl.MultiStepLR(o, [10, 20])]), 50),
+        lambda: pt.chained_scheduler(
+            [pt.exponential_lr(0.1, 0.9), pt.one_cycle_lr(0.1, 50), pt.multistep_lr(0.1, [10, 20])]
+        ),
+        lambda o: tl.ChainedScheduler(
+            [tl.ExponentialLR(o, 0.9), tl.OneCycleLR(o, 0.1, 50, cycle_momentum=False), tl.MultiStepLR(o, [10, 20])]
+        ),
+        50,
+    ),
 }
 
 
@@ -385,22 +483,31 @@ def huge_expectations():
     restarts_starts = [0]
     while restarts_starts[-1] * 2 + 3 <= 2**31:
         restarts_starts.append(restarts_starts[-1] * 2 + 3)  # T_0 = 3, T_mult = 2
+
     def restart_value(t):
         start = max(s for s in restarts_starts if s <= t)
         return exact_cosine(0.1, 0.0, t - start, 3 * 2 ** restarts_starts.index(start))
+
     def cyclic_value(t):
         within = t % 1000
         rise = within / 300 if within <= 300 else (1000 - within) / 700
         return 0.01 + (0.1 - 0.01) * rise * 2.0 ** -(t // 1000)
+
     return [
-        ("multistep", pt.multistep_lr(0.1, [2**24, 2**31 - 2], 0.5),
-         lambda t: 0.1 * 0.5 ** ((t >= 2**24) + (t >= 2**31 - 2))),
+        (
+            "multistep",
+            pt.multistep_lr(0.1, [2**24, 2**31 - 2], 0.5),
+            lambda t: 0.1 * 0.5 ** ((t >= 2**24) + (t >= 2**31 - 2)),
+        ),
         ("step", pt.step_lr(0.1, 2**24 + 1, 0.5), lambda t: 0.1 * 0.5 ** (t // (2**24 + 1))),
         ("cosine", pt.cosine_annealing_lr(0.1, T, 0.001), lambda t: exact_cosine(0.1, 0.001, t % (2 * T), T)),
         ("warm_restarts", pt.cosine_annealing_warm_restarts(0.1, 3, 2), restart_value),
         ("cyclic", pt.cyclic_lr(0.01, 0.1, 300, 700, "triangular2"), cyclic_value),
-        ("linear", pt.linear_lr(0.1, 0.25, 1.0, 2**31 - 2),
-         lambda t: 0.1 * (0.25 + 0.75 * min(t, 2**31 - 2) / (2**31 - 2))),
+        (
+            "linear",
+            pt.linear_lr(0.1, 0.25, 1.0, 2**31 - 2),
+            lambda t: 0.1 * (0.25 + 0.75 * min(t, 2**31 - 2) / (2**31 - 2)),
+        ),
     ]
 
 
@@ -418,8 +525,10 @@ TRANSFORMED = {
     "cyclic": pt.cyclic_lr(0.01, 0.1, 7, 11, "exp_range", 0.99),
     "one_cycle": pt.one_cycle_lr(0.1, 300, three_phase=True),
     "warm_restarts": pt.cosine_annealing_warm_restarts(0.1, 5, 3, 0.001),
-    "sequential": pt.sequential_lr([pt.linear_lr(0.1, 0.1, 1.0, 20), pt.multiplicative_lr(0.1, lambda k: 0.99),
-                                    pt.swa_lr(0.1, 0.05, 10)], [20, 120]),
+    "sequential": pt.sequential_lr(
+        [pt.linear_lr(0.1, 0.1, 1.0, 20), pt.multiplicative_lr(0.1, lambda k: 0.99), pt.swa_lr(0.1, 0.05, 10)],
+        [20, 120],
+    ),
     "chained": pt.chained_scheduler([pt.linear_lr(0.1, 0.1, 1.0, 20), pt.cosine_annealing_lr(0.1, 40, 0.01)]),
 }
 
@@ -462,8 +571,11 @@ BAD = [
     (lambda: pt.cosine_annealing_warm_restarts(0.1, 10, 0), ValueError, "T_mult must be positive, got 0"),
     (lambda: pt.cosine_annealing_warm_restarts(0.1, 10, 1.5), ValueError, "T_mult must be an integer, got 1.5"),
     (lambda: pt.cyclic_lr(0.1, 1.0, mode="sawtooth"), ValueError, "mode must be one of .*got 'sawtooth'"),
-    (lambda: pt.cyclic_lr(0.1, 1.0, scale_fn=lambda x: x, scale_mode="epochs"), ValueError,
-     "scale_mode must be one of .*got 'epochs'"),
+    (
+        lambda: pt.cyclic_lr(0.1, 1.0, scale_fn=lambda x: x, scale_mode="epochs"),
+        ValueError,
+        "scale_mode must be one of .*got 'epochs'",
+    ),
     (lambda: pt.cyclic_lr(0.1, 1.0, step_size_up=0), ValueError, "step_size_up must be positive, got 0"),
     (lambda: pt.one_cycle_lr(0.1), ValueError, "needs total_steps, or epochs and steps_per_epoch"),
     (lambda: pt.one_cycle_lr(0.1, 0), ValueError, "total_steps must be positive, got 0"),
@@ -472,20 +584,38 @@ BAD = [
     (lambda: pt.lambda_lr(0.1, 3.0), TypeError, "lr_lambda must be a function, got 3.0"),
     (lambda: pt.swa_lr(0.1, 0.05, anneal_strategy="step"), ValueError, "anneal_strategy must be one of"),
     (lambda: pt.swa_lr(0.1, 0.05, anneal_epochs=-1), ValueError, "anneal_epochs must be >= 0, got -1"),
-    (lambda: pt.sequential_lr([pt.step_lr(0.1, 3), pt.step_lr(0.1, 5)], [3, 6]), ValueError,
-     r"len\(milestones\) == len\(schedules\) - 1, got 2 milestones for 2 schedules"),
-    (lambda: pt.sequential_lr([pt.step_lr(0.1, 3), pt.step_lr(0.1, 5), pt.step_lr(0.1, 5)], [6, 3]),
-     ValueError, r"milestones must be increasing, got \[6, 3\]"),
+    (
+        lambda: pt.sequential_lr([pt.step_lr(0.1, 3), pt.step_lr(0.1, 5)], [3, 6]),
+        ValueError,
+        r"len\(milestones\) == len\(schedules\) - 1, got 2 milestones for 2 schedules",
+    ),
+    (
+        lambda: pt.sequential_lr([pt.step_lr(0.1, 3), pt.step_lr(0.1, 5), pt.step_lr(0.1, 5)], [6, 3]),
+        ValueError,
+        r"milestones must be increasing, got \[6, 3\]",
+    ),
     (lambda: pt.sequential_lr([pt.step_lr(0.1, 3), lambda t: t], [3]), TypeError, r"schedules\[1\] must be"),
     (lambda: pt.chained_scheduler([pt.step_lr(0.1, 3), pt.step_lr(0.2, 3)]), ValueError, "same base value"),
-    (lambda: pt.chained_scheduler([pt.swa_lr(0.1, 0.05), pt.swa_lr(0.1, 0.01)]), ValueError,
-     r"different swa_lr values \[0.01, 0.05\]"),
-    (lambda: pt.chained_scheduler([pt.chained_scheduler([pt.step_lr(0.1, 3)])]), TypeError,
-     "nesting sequential_lr/chained_scheduler is not supported"),
-    (lambda: pt.sequential_lr([pt.chained_scheduler([pt.cosine_annealing_lr(0.1, 7)]), pt.step_lr(0.1, 3)], [4]),
-     TypeError, "stepping an affine twin"),
-    (lambda: pt.sequential_lr([pt.step_lr(0.1, 3), pt.chained_scheduler([pt.step_lr(0.1, 3)])], [4]), TypeError,
-     r"schedules\[1\] is a composite.*not supported after the first"),
+    (
+        lambda: pt.chained_scheduler([pt.swa_lr(0.1, 0.05), pt.swa_lr(0.1, 0.01)]),
+        ValueError,
+        r"different swa_lr values \[0.01, 0.05\]",
+    ),
+    (
+        lambda: pt.chained_scheduler([pt.chained_scheduler([pt.step_lr(0.1, 3)])]),
+        TypeError,
+        "nesting sequential_lr/chained_scheduler is not supported",
+    ),
+    (
+        lambda: pt.sequential_lr([pt.chained_scheduler([pt.cosine_annealing_lr(0.1, 7)]), pt.step_lr(0.1, 3)], [4]),
+        TypeError,
+        "stepping an affine twin",
+    ),
+    (
+        lambda: pt.sequential_lr([pt.step_lr(0.1, 3), pt.chained_scheduler([pt.step_lr(0.1, 3)])], [4]),
+        TypeError,
+        r"schedules\[1\] is a composite.*not supported after the first",
+    ),
 ]
 
 

@@ -16,9 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from torch.optim import SGD, Adam
+from torch.optim import SGD, Adam, swa_utils
 from torch.optim import lr_scheduler as tl
-from torch.optim import swa_utils
 
 from purelr.schedules import join_schedules
 from purelr.schedules import torch as pt
@@ -81,6 +80,7 @@ def plateau_curve(twin, group, metrics, jit):
     """The lr of ``group`` after ``init()`` and each ``step``: a Python loop, or ``lax.scan``."""
     state = twin.init()
     if jit:
+
         def body(state, metric):
             state = twin.step(state, metric)
             return state, jnp.atleast_1d(state.lr)[group]
@@ -96,11 +96,13 @@ def plateau_curve(twin, group, metrics, jit):
 
 def raises(*builds, error=ValueError):
     """A bad-input scenario: torch raises, and so does the twin, at construction."""
+
     def check():
         for build in builds:
             with pytest.raises(error):
                 build()
         return []
+
     return check
 
 
@@ -169,8 +171,12 @@ def _cyclic(torch_kwargs, n, lrs=GROUP_LRS, adam=False, momentum=True):
     groups = len(lrs)
     defaults = dict(base_momentum=0.8, max_momentum=0.9)
     listed = lambda key: kw[key] if isinstance(kw.get(key), list) else [kw.get(key, defaults.get(key))] * groups  # noqa: E731
-    shape = dict(step_size_up=kw.get("step_size_up", 2000), step_size_down=kw.get("step_size_down"),
-                 mode=kw.get("mode", "triangular"), gamma=kw.get("gamma", 1.0))
+    shape = dict(
+        step_size_up=kw.get("step_size_up", 2000),
+        step_size_down=kw.get("step_size_down"),
+        mode=kw.get("mode", "triangular"),
+        gamma=kw.get("gamma", 1.0),
+    )
     lr_twins = [pt.cyclic_lr(b, m, **shape) for b, m in zip(listed("base_lr"), listed("max_lr"))]
     momenta = None
     if momentum:
@@ -182,9 +188,14 @@ def _one_cycle(torch_kwargs, adam=False):
     kw = dict(torch_kwargs)
     low, high = kw.pop("base_momentum"), kw.pop("max_momentum")
     lr = pt.one_cycle_lr(**kw)
-    momentum = pt.one_cycle_momentum(low, high, kw["total_steps"], pct_start=kw.get("pct_start", 0.3),
-                                     anneal_strategy=kw.get("anneal_strategy", "cos"),
-                                     three_phase=kw.get("three_phase", False))
+    momentum = pt.one_cycle_momentum(
+        low,
+        high,
+        kw["total_steps"],
+        pct_start=kw.get("pct_start", 0.3),
+        anneal_strategy=kw.get("anneal_strategy", "cos"),
+        three_phase=kw.get("three_phase", False),
+    )
     make = lambda o: tl.OneCycleLR(o, base_momentum=low, max_momentum=high, **kw)  # noqa: E731
     return schedule_cases(make, [lr, lr], 9, momenta=[momentum, momentum], adam=adam)
 
@@ -192,7 +203,9 @@ def _one_cycle(torch_kwargs, adam=False):
 GC = "Python garbage collection of torch objects: a pure function holds no references"
 WARN = "torch's warning about the order of optimizer.step() and scheduler.step(): a pure schedule has no call order"
 STATE = "state_dict / load_state_dict of a torch scheduler object: a twin is a pure function (plateau states are NamedTuples, saved by purelr.training.checkpoint)"
-TENSOR = "tensor-valued lr / hyperparameters mutated in place and aliasing of initial_lr: no such objects in a pure function"
+TENSOR = (
+    "tensor-valued lr / hyperparameters mutated in place and aliasing of initial_lr: no such objects in a pure function"
+)
 RESUME = "constructing a scheduler with last_epoch >= 0 (resuming): purelr.training.from_torch.resume_schedule, not a schedule twin"
 
 SCENARIOS = {
@@ -207,204 +220,345 @@ SCENARIOS = {
     "test_new_pattern_no_warning": WARN,
     "test_new_pattern_no_warning_with_arg": WARN,
     "test_new_pattern_no_warning_with_overridden_optim_step": WARN,
-    "test_step_lr_is_constant_for_constant_epoch": lambda: closed_form(lambda o: tl.StepLR(o, 2), lambda b: pt.step_lr(b, 2), 2),
+    "test_step_lr_is_constant_for_constant_epoch": lambda: closed_form(
+        lambda o: tl.StepLR(o, 2), lambda b: pt.step_lr(b, 2), 2
+    ),
     "test_exponential_lr_is_constant_for_constant_epoch": lambda: closed_form(
-        lambda o: tl.ExponentialLR(o, 0.9), lambda b: pt.exponential_lr(b, 0.9), 2),
+        lambda o: tl.ExponentialLR(o, 0.9), lambda b: pt.exponential_lr(b, 0.9), 2
+    ),
     "test_constantlr_is_constant_for_constant_epoch": lambda: closed_form(tl.ConstantLR, pt.constant_lr, 2),
     "test_linear_linearlr_is_constant_for_constant_epoch": lambda: closed_form(tl.LinearLR, pt.linear_lr, 2),
     "test_polynomial_lr_is_constant_for_constant_epoch": lambda: closed_form(
-        lambda o: tl.PolynomialLR(o, power=0.9), lambda b: pt.polynomial_lr(b, power=0.9), 2),
+        lambda o: tl.PolynomialLR(o, power=0.9), lambda b: pt.polynomial_lr(b, power=0.9), 2
+    ),
     "test_step_lr": lambda: schedule_cases(lambda o: tl.StepLR(o, 3, 0.1), lambda b: pt.step_lr(b, 3, 0.1), 10),
     "test_get_last_lr_step_lr": lambda: schedule_cases(
-        lambda o: tl.StepLR(o, 3, 0.1), [pt.step_lr(0.1, 3, 0.1)], 10, lrs=(0.1,)),
+        lambda o: tl.StepLR(o, 3, 0.1), [pt.step_lr(0.1, 3, 0.1)], 10, lrs=(0.1,)
+    ),
     "test_get_last_lr_multi_step_lr": lambda: schedule_cases(
-        lambda o: tl.MultiStepLR(o, [2, 5, 9], 0.1), lambda b: pt.multistep_lr(b, [2, 5, 9], 0.1), 10),
+        lambda o: tl.MultiStepLR(o, [2, 5, 9], 0.1), lambda b: pt.multistep_lr(b, [2, 5, 9], 0.1), 10
+    ),
     "test_raise_error_when_last_epoch_is_greater_than_0_and_initial_lr_is_not_specified": RESUME,
     "test_multi_step_lr": lambda: schedule_cases(
-        lambda o: tl.MultiStepLR(o, [2, 5, 9], 0.1), lambda b: pt.multistep_lr(b, [2, 5, 9], 0.1), 12),
+        lambda o: tl.MultiStepLR(o, [2, 5, 9], 0.1), lambda b: pt.multistep_lr(b, [2, 5, 9], 0.1), 12
+    ),
     "test_multi_step_lr_with_epoch": lambda: schedule_cases(
-        lambda o: tl.MultiStepLR(o, [2, 5, 9], 0.1), lambda b: pt.multistep_lr(b, [2, 5, 9], 0.1), 10,
-        epochs=list(range(10))),
+        lambda o: tl.MultiStepLR(o, [2, 5, 9], 0.1),
+        lambda b: pt.multistep_lr(b, [2, 5, 9], 0.1),
+        10,
+        epochs=list(range(10)),
+    ),
     "test_get_last_lr_constantlr": lambda: schedule_cases(
-        lambda o: tl.ConstantLR(o, 0.5, 5), lambda b: pt.constant_lr(b, 0.5, 5), 10),
+        lambda o: tl.ConstantLR(o, 0.5, 5), lambda b: pt.constant_lr(b, 0.5, 5), 10
+    ),
     "test_get_last_lr_linearlr": lambda: schedule_cases(
-        lambda o: tl.LinearLR(o, 0.25, 0.6, 4), lambda b: pt.linear_lr(b, 0.25, 0.6, 4), 10),
-    "test_constantlr": lambda: schedule_cases(lambda o: tl.ConstantLR(o, 0.5, 5), lambda b: pt.constant_lr(b, 0.5, 5), 10),
+        lambda o: tl.LinearLR(o, 0.25, 0.6, 4), lambda b: pt.linear_lr(b, 0.25, 0.6, 4), 10
+    ),
+    "test_constantlr": lambda: schedule_cases(
+        lambda o: tl.ConstantLR(o, 0.5, 5), lambda b: pt.constant_lr(b, 0.5, 5), 10
+    ),
     "test_linearlr": lambda: schedule_cases(
-        lambda o: tl.LinearLR(o, 0.5, total_iters=4), lambda b: pt.linear_lr(b, 0.5, total_iters=4), 10),
+        lambda o: tl.LinearLR(o, 0.5, total_iters=4), lambda b: pt.linear_lr(b, 0.5, total_iters=4), 10
+    ),
     "test_linearlr_start_factor_limits1": raises(lambda: pt.linear_lr(0.05, start_factor=0.0, total_iters=4)),
     "test_linearlr_start_factor_limits2": raises(lambda: pt.linear_lr(0.05, start_factor=1.1, total_iters=4)),
     "test_constantlr_with_epoch": lambda: schedule_cases(
-        lambda o: tl.ConstantLR(o, 0.5, 5), lambda b: pt.constant_lr(b, 0.5, 5), 10, epochs=list(range(10))),
+        lambda o: tl.ConstantLR(o, 0.5, 5), lambda b: pt.constant_lr(b, 0.5, 5), 10, epochs=list(range(10))
+    ),
     "test_linearlr_with_epoch": lambda: schedule_cases(
-        lambda o: tl.LinearLR(o, 0.5, 1.0, 4), lambda b: pt.linear_lr(b, 0.5, 1.0, 4), 10, epochs=list(range(10))),
+        lambda o: tl.LinearLR(o, 0.5, 1.0, 4), lambda b: pt.linear_lr(b, 0.5, 1.0, 4), 10, epochs=list(range(10))
+    ),
     "test_exp_lr": lambda: schedule_cases(lambda o: tl.ExponentialLR(o, 0.9), lambda b: pt.exponential_lr(b, 0.9), 10),
     "test_poly_lr": lambda: schedule_cases(
-        lambda o: tl.PolynomialLR(o, 5, 0.9), lambda b: pt.polynomial_lr(b, 5, 0.9), 10),
+        lambda o: tl.PolynomialLR(o, 5, 0.9), lambda b: pt.polynomial_lr(b, 5, 0.9), 10
+    ),
     "test_cos_anneal_lr": lambda: schedule_cases(
-        lambda o: tl.CosineAnnealingLR(o, **COS), lambda b: pt.cosine_annealing_lr(b, **COS), 10),
+        lambda o: tl.CosineAnnealingLR(o, **COS), lambda b: pt.cosine_annealing_lr(b, **COS), 10
+    ),
     "test_closed_form_step_lr": lambda: schedule_cases(
-        lambda o: tl.StepLR(o, 3, 0.1), lambda b: pt.step_lr(b, 3, 0.1), 20, epochs=list(range(20))),
+        lambda o: tl.StepLR(o, 3, 0.1), lambda b: pt.step_lr(b, 3, 0.1), 20, epochs=list(range(20))
+    ),
     "test_closed_form_linearlr": lambda: schedule_cases(
-        lambda o: tl.LinearLR(o, 1 / 3, 0.7, 4), lambda b: pt.linear_lr(b, 1 / 3, 0.7, 4), 20, epochs=list(range(20))),
+        lambda o: tl.LinearLR(o, 1 / 3, 0.7, 4), lambda b: pt.linear_lr(b, 1 / 3, 0.7, 4), 20, epochs=list(range(20))
+    ),
     "test_closed_form_constantlr": lambda: schedule_cases(
-        lambda o: tl.ConstantLR(o, 1 / 3, 4), lambda b: pt.constant_lr(b, 1 / 3, 4), 20, epochs=list(range(20))),
+        lambda o: tl.ConstantLR(o, 1 / 3, 4), lambda b: pt.constant_lr(b, 1 / 3, 4), 20, epochs=list(range(20))
+    ),
     "test_closed_form_multi_step_lr": lambda: schedule_cases(
-        lambda o: tl.MultiStepLR(o, [2, 5, 9], 0.1), lambda b: pt.multistep_lr(b, [2, 5, 9], 0.1), 20,
-        epochs=list(range(20))),
+        lambda o: tl.MultiStepLR(o, [2, 5, 9], 0.1),
+        lambda b: pt.multistep_lr(b, [2, 5, 9], 0.1),
+        20,
+        epochs=list(range(20)),
+    ),
     "test_closed_form_exp_lr": lambda: schedule_cases(
-        lambda o: tl.ExponentialLR(o, 0.9), lambda b: pt.exponential_lr(b, 0.9), 20, epochs=list(range(20))),
+        lambda o: tl.ExponentialLR(o, 0.9), lambda b: pt.exponential_lr(b, 0.9), 20, epochs=list(range(20))
+    ),
     "test_closed_form_poly_lr": lambda: schedule_cases(
-        lambda o: tl.PolynomialLR(o, power=0.9), lambda b: pt.polynomial_lr(b, power=0.9), 20, epochs=list(range(20))),
+        lambda o: tl.PolynomialLR(o, power=0.9), lambda b: pt.polynomial_lr(b, power=0.9), 20, epochs=list(range(20))
+    ),
     "test_closed_form_cos_anneal_lr": lambda: schedule_cases(
-        lambda o: tl.CosineAnnealingLR(o, 5, 1e-10), lambda b: pt.cosine_annealing_lr(b, 5, 1e-10), 20),
+        lambda o: tl.CosineAnnealingLR(o, 5, 1e-10), lambda b: pt.cosine_annealing_lr(b, 5, 1e-10), 20
+    ),
     "test_cos_anneal_lr_continue": RESUME,
     "test_reduce_lr_on_plateau1": lambda: plateau_cases(
         _plateau(threshold_mode="abs", mode="min", threshold=0.01, patience=5, cooldown=5),
         pp.reduce_lr_on_plateau([0.5, 0.5], threshold_mode="abs", mode="min", threshold=0.01, patience=5, cooldown=5),
-        FLAT),
-    "test_reduce_lr_on_plateau2": lambda: plateau_cases(_plateau(**PLATEAU2), pp.reduce_lr_on_plateau([0.5, 0.5], **PLATEAU2), DOWN),
+        FLAT,
+    ),
+    "test_reduce_lr_on_plateau2": lambda: plateau_cases(
+        _plateau(**PLATEAU2), pp.reduce_lr_on_plateau([0.5, 0.5], **PLATEAU2), DOWN
+    ),
     "test_reduce_lr_on_plateau3": lambda: plateau_cases(
         _plateau(mode="max", patience=5, cooldown=5, threshold_mode="abs"),
         pp.reduce_lr_on_plateau([0.5, 0.5], mode="max", patience=5, cooldown=5, threshold_mode="abs"),
-        [-0.8] * 2 + [-0.234] * 20),
+        [-0.8] * 2 + [-0.234] * 20,
+    ),
     "test_reduce_lr_on_plateau4": lambda: plateau_cases(
         _plateau(mode="max", patience=3, threshold_mode="rel", threshold=0.1),
         pp.reduce_lr_on_plateau([0.5, 0.5], mode="max", patience=3, threshold_mode="rel", threshold=0.1),
-        [1.5 * 1.025**i for i in range(20)]),
+        [1.5 * 1.025**i for i in range(20)],
+    ),
     "test_reduce_lr_on_plateau5": lambda: plateau_cases(
         _plateau(mode="max", threshold_mode="rel", threshold=0.1, patience=5, cooldown=5),
         pp.reduce_lr_on_plateau([0.5, 0.5], mode="max", threshold_mode="rel", threshold=0.1, patience=5, cooldown=5),
-        [1.5 * 1.005**i for i in range(20)]),
+        [1.5 * 1.005**i for i in range(20)],
+    ),
     "test_reduce_lr_on_plateau6": lambda: plateau_cases(
         _plateau(mode="min", threshold_mode="rel", threshold=0.1),
         pp.reduce_lr_on_plateau([0.5, 0.5], mode="min", threshold_mode="rel", threshold=0.1),
-        [1.5 * 0.85**i for i in range(20)]),
+        [1.5 * 0.85**i for i in range(20)],
+    ),
     "test_reduce_lr_on_plateau7": lambda: plateau_cases(
         _plateau(mode="min", threshold_mode="rel", threshold=0.1, patience=5, cooldown=5),
         pp.reduce_lr_on_plateau([0.5, 0.5], mode="min", threshold_mode="rel", threshold=0.1, patience=5, cooldown=5),
-        [1] * 7 + [0.6] + [0.5] * 12),
+        [1] * 7 + [0.6] + [0.5] * 12,
+    ),
     "test_reduce_lr_on_plateau8": lambda: plateau_cases(
         _plateau(mode="max", threshold_mode="rel", min_lr=[0.4, 0.3], threshold=0.1, patience=5, cooldown=5),
-        pp.reduce_lr_on_plateau([0.5, 0.5], mode="max", threshold_mode="rel", min_lr=[0.4, 0.3], threshold=0.1,
-                                patience=5, cooldown=5),
-        [1.5 * 1.005**i for i in range(20)]),
+        pp.reduce_lr_on_plateau(
+            [0.5, 0.5], mode="max", threshold_mode="rel", min_lr=[0.4, 0.3], threshold=0.1, patience=5, cooldown=5
+        ),
+        [1.5 * 1.005**i for i in range(20)],
+    ),
     "test_reduce_lr_on_plateau_get_last_lr_before_step": lambda: plateau_cases(
-        _plateau(), pp.reduce_lr_on_plateau([0.5, 0.5]), []),
+        _plateau(), pp.reduce_lr_on_plateau([0.5, 0.5]), []
+    ),
     "test_reduce_lr_on_plateau_preserves_lr_type": TENSOR,
     "test_sequentiallr1": lambda: schedule_cases(
         lambda o: tl.SequentialLR(o, [tl.ExponentialLR(o, 0.8), tl.StepLR(o, 4, 0.1)], [3]),
-        lambda b: pt.sequential_lr([pt.exponential_lr(b, 0.8), pt.step_lr(b, 4, 0.1)], [3]), 19),
+        lambda b: pt.sequential_lr([pt.exponential_lr(b, 0.8), pt.step_lr(b, 4, 0.1)], [3]),
+        19,
+    ),
     "test_sequentiallr2": lambda: schedule_cases(
         lambda o: tl.SequentialLR(o, [tl.ConstantLR(o, 0.1, 3), tl.ExponentialLR(o, 0.9)], [3]),
-        lambda b: pt.sequential_lr([pt.constant_lr(b, 0.1, 3), pt.exponential_lr(b, 0.9)], [3]), 13),
+        lambda b: pt.sequential_lr([pt.constant_lr(b, 0.1, 3), pt.exponential_lr(b, 0.9)], [3]),
+        13,
+    ),
     "test_sequentiallr3": lambda: schedule_cases(
-        lambda o: tl.SequentialLR(o, [tl.ConstantLR(o, 0.1, 3), tl.ExponentialLR(o, 0.8), tl.StepLR(o, 2, 0.1)], [3, 6]),
-        lambda b: pt.sequential_lr([pt.constant_lr(b, 0.1, 3), pt.exponential_lr(b, 0.8), pt.step_lr(b, 2, 0.1)], [3, 6]),
-        12),
+        lambda o: tl.SequentialLR(
+            o, [tl.ConstantLR(o, 0.1, 3), tl.ExponentialLR(o, 0.8), tl.StepLR(o, 2, 0.1)], [3, 6]
+        ),
+        lambda b: pt.sequential_lr(
+            [pt.constant_lr(b, 0.1, 3), pt.exponential_lr(b, 0.8), pt.step_lr(b, 2, 0.1)], [3, 6]
+        ),
+        12,
+    ),
     "test_sequentiallr4": lambda: schedule_cases(
         lambda o: tl.SequentialLR(o, [tl.ConstantLR(o, 1.0), tl.ConstantLR(o, 0.1)], [10]),
-        [pt.sequential_lr([pt.constant_lr(0.1, 1.0), pt.constant_lr(0.1, 0.1)], [10])], 15, lrs=(0.1,)),
+        [pt.sequential_lr([pt.constant_lr(0.1, 1.0), pt.constant_lr(0.1, 0.1)], [10])],
+        15,
+        lrs=(0.1,),
+    ),
     "test_sequentiallr5": lambda: schedule_cases(
-        lambda o: tl.SequentialLR(o, [tl.ChainedScheduler([tl.LinearLR(o, 0.1, total_iters=5),
-                                                           tl.ConstantLR(o, 0.1, 5)]),
-                                      tl.ConstantLR(o, 0.5, 5)], [5]),
-        lambda b: pt.sequential_lr([pt.chained_scheduler([pt.linear_lr(b, 0.1, total_iters=5), pt.constant_lr(b, 0.1, 5)]),
-                                    pt.constant_lr(b, 0.5, 5)], [5]), 14),
+        lambda o: tl.SequentialLR(
+            o,
+            [
+                tl.ChainedScheduler([tl.LinearLR(o, 0.1, total_iters=5), tl.ConstantLR(o, 0.1, 5)]),
+                tl.ConstantLR(o, 0.5, 5),
+            ],
+            [5],
+        ),
+        lambda b: pt.sequential_lr(
+            [
+                pt.chained_scheduler([pt.linear_lr(b, 0.1, total_iters=5), pt.constant_lr(b, 0.1, 5)]),
+                pt.constant_lr(b, 0.5, 5),
+            ],
+            [5],
+        ),
+        14,
+    ),
     "test_sequentiallr_no_warnings": WARN,
     "test_get_last_lr_sequentiallr": lambda: schedule_cases(
-        lambda o: tl.SequentialLR(o, [tl.ConstantLR(o, 0.1, 3), tl.ExponentialLR(o, 0.8), tl.StepLR(o, 2, 0.1)], [3, 6]),
-        lambda b: pt.sequential_lr([pt.constant_lr(b, 0.1, 3), pt.exponential_lr(b, 0.8), pt.step_lr(b, 2, 0.1)], [3, 6]),
-        12, lrs=(0.05, 0.5)),
+        lambda o: tl.SequentialLR(
+            o, [tl.ConstantLR(o, 0.1, 3), tl.ExponentialLR(o, 0.8), tl.StepLR(o, 2, 0.1)], [3, 6]
+        ),
+        lambda b: pt.sequential_lr(
+            [pt.constant_lr(b, 0.1, 3), pt.exponential_lr(b, 0.8), pt.step_lr(b, 2, 0.1)], [3, 6]
+        ),
+        12,
+        lrs=(0.05, 0.5),
+    ),
     "test_sequentiallr_does_not_alias_lr_and_initial_lr": lambda: schedule_cases(
         lambda o: tl.SequentialLR(o, [tl.LinearLR(o, 0.1, 0.8, 4), tl.LinearLR(o, 0.8, 0.1, 4)], [4]),
-        lambda b: pt.sequential_lr([pt.linear_lr(b, 0.1, 0.8, 4), pt.linear_lr(b, 0.8, 0.1, 4)], [4]), 8, lrs=(2.0,)),
+        lambda b: pt.sequential_lr([pt.linear_lr(b, 0.1, 0.8, 4), pt.linear_lr(b, 0.8, 0.1, 4)], [4]),
+        8,
+        lrs=(2.0,),
+    ),
     "test_chained_lr2_get_last_lr_before_step": lambda: schedule_cases(
         lambda o: tl.ChainedScheduler([tl.LinearLR(o, 0.4, total_iters=3), tl.MultiStepLR(o, [4, 8, 10], 0.1)]),
-        lambda b: pt.chained_scheduler([pt.linear_lr(b, 0.4, total_iters=3), pt.multistep_lr(b, [4, 8, 10], 0.1)]), 0),
+        lambda b: pt.chained_scheduler([pt.linear_lr(b, 0.4, total_iters=3), pt.multistep_lr(b, [4, 8, 10], 0.1)]),
+        0,
+    ),
     "test_chained_lr1": lambda: schedule_cases(
-        lambda o: tl.ChainedScheduler([tl.StepLR(o, 3, 0.1)]), lambda b: pt.chained_scheduler([pt.step_lr(b, 3, 0.1)]), 12),
+        lambda o: tl.ChainedScheduler([tl.StepLR(o, 3, 0.1)]),
+        lambda b: pt.chained_scheduler([pt.step_lr(b, 3, 0.1)]),
+        12,
+    ),
     "test_chained_lr2": lambda: schedule_cases(
         lambda o: tl.ChainedScheduler([tl.LinearLR(o, 0.4, total_iters=3)]),
-        lambda b: pt.chained_scheduler([pt.linear_lr(b, 0.4, total_iters=3)]), 12),
+        lambda b: pt.chained_scheduler([pt.linear_lr(b, 0.4, total_iters=3)]),
+        12,
+    ),
     "test_chained_lr3": lambda: schedule_cases(
         lambda o: tl.ChainedScheduler([tl.LinearLR(o, 0.4, total_iters=3), tl.MultiStepLR(o, [4, 8, 10], 0.1)]),
-        lambda b: pt.chained_scheduler([pt.linear_lr(b, 0.4, total_iters=3), pt.multistep_lr(b, [4, 8, 10], 0.1)]), 14),
+        lambda b: pt.chained_scheduler([pt.linear_lr(b, 0.4, total_iters=3), pt.multistep_lr(b, [4, 8, 10], 0.1)]),
+        14,
+    ),
     "test_chained_lr4": lambda: schedule_cases(
         lambda o: tl.ChainedScheduler([tl.ExponentialLR(o, 0.9), tl.ConstantLR(o, 0.2, 4), tl.StepLR(o, 3, 0.1)]),
-        lambda b: pt.chained_scheduler([pt.exponential_lr(b, 0.9), pt.constant_lr(b, 0.2, 4), pt.step_lr(b, 3, 0.1)]), 9),
+        lambda b: pt.chained_scheduler([pt.exponential_lr(b, 0.9), pt.constant_lr(b, 0.2, 4), pt.step_lr(b, 3, 0.1)]),
+        9,
+    ),
     "test_chained_lr5": lambda: schedule_cases(
         lambda o: tl.ChainedScheduler([tl.PolynomialLR(o, 5, 0.9), tl.ConstantLR(o, 0.1)]),
-        lambda b: pt.chained_scheduler([pt.polynomial_lr(b, 5, 0.9), pt.constant_lr(b, 0.1)]), 10),
+        lambda b: pt.chained_scheduler([pt.polynomial_lr(b, 5, 0.9), pt.constant_lr(b, 0.1)]),
+        10,
+    ),
     "test_compound_step_and_multistep_lr": lambda: schedule_cases(
         lambda o: [tl.StepLR(o, 3, 0.1), tl.MultiStepLR(o, [2, 5, 9], 0.1)],
-        lambda b: pt.chained_scheduler([pt.step_lr(b, 3, 0.1), pt.multistep_lr(b, [2, 5, 9], 0.1)]), 10),
+        lambda b: pt.chained_scheduler([pt.step_lr(b, 3, 0.1), pt.multistep_lr(b, [2, 5, 9], 0.1)]),
+        10,
+    ),
     "test_compound_step_and_exp_lr": lambda: schedule_cases(
         lambda o: [tl.StepLR(o, 3, 0.1), tl.ExponentialLR(o, 0.9)],
-        lambda b: pt.chained_scheduler([pt.step_lr(b, 3, 0.1), pt.exponential_lr(b, 0.9)]), 10),
+        lambda b: pt.chained_scheduler([pt.step_lr(b, 3, 0.1), pt.exponential_lr(b, 0.9)]),
+        10,
+    ),
     "test_compound_exp_and_multistep_lr": lambda: schedule_cases(
         lambda o: [tl.MultiStepLR(o, [2, 5, 9], 0.1), tl.ExponentialLR(o, 0.9)],
-        lambda b: pt.chained_scheduler([pt.multistep_lr(b, [2, 5, 9], 0.1), pt.exponential_lr(b, 0.9)]), 10),
+        lambda b: pt.chained_scheduler([pt.multistep_lr(b, [2, 5, 9], 0.1), pt.exponential_lr(b, 0.9)]),
+        10,
+    ),
     "test_compound_exp_and_linearlr": lambda: schedule_cases(
         lambda o: [tl.LinearLR(o, 0.4, 0.9, 4), tl.ExponentialLR(o, 0.9)],
-        lambda b: pt.chained_scheduler([pt.linear_lr(b, 0.4, 0.9, 4), pt.exponential_lr(b, 0.9)]), 10),
+        lambda b: pt.chained_scheduler([pt.linear_lr(b, 0.4, 0.9, 4), pt.exponential_lr(b, 0.9)]),
+        10,
+    ),
     "test_compound_step_and_constantlr": lambda: schedule_cases(
         lambda o: [tl.StepLR(o, 3, 0.1), tl.ConstantLR(o, 0.4, 4)],
-        lambda b: pt.chained_scheduler([pt.step_lr(b, 3, 0.1), pt.constant_lr(b, 0.4, 4)]), 10),
+        lambda b: pt.chained_scheduler([pt.step_lr(b, 3, 0.1), pt.constant_lr(b, 0.4, 4)]),
+        10,
+    ),
     "test_compound_linearlr_and_multistep_lr": lambda: schedule_cases(
         lambda o: [tl.MultiStepLR(o, [2, 5, 9], 0.1), tl.LinearLR(o, 0.4, total_iters=4)],
-        lambda b: pt.chained_scheduler([pt.multistep_lr(b, [2, 5, 9], 0.1), pt.linear_lr(b, 0.4, total_iters=4)]), 10),
+        lambda b: pt.chained_scheduler([pt.multistep_lr(b, [2, 5, 9], 0.1), pt.linear_lr(b, 0.4, total_iters=4)]),
+        10,
+    ),
     "test_compound_cosanneal_and_step_lr": lambda: schedule_cases(
         lambda o: [tl.CosineAnnealingLR(o, **COS), tl.StepLR(o, 3, 0.1)],
-        lambda b: pt.chained_scheduler([pt.cosine_annealing_lr(b, **COS), pt.step_lr(b, 3, 0.1)]), 10),
+        lambda b: pt.chained_scheduler([pt.cosine_annealing_lr(b, **COS), pt.step_lr(b, 3, 0.1)]),
+        10,
+    ),
     "test_compound_cosanneal_and_multistep_lr": lambda: schedule_cases(
         lambda o: [tl.CosineAnnealingLR(o, **COS), tl.MultiStepLR(o, [2, 5, 9], 0.1)],
-        lambda b: pt.chained_scheduler([pt.cosine_annealing_lr(b, **COS), pt.multistep_lr(b, [2, 5, 9], 0.1)]), 10),
+        lambda b: pt.chained_scheduler([pt.cosine_annealing_lr(b, **COS), pt.multistep_lr(b, [2, 5, 9], 0.1)]),
+        10,
+    ),
     "test_compound_cosanneal_and_linearlr": lambda: schedule_cases(
         lambda o: [tl.LinearLR(o, 0.4, total_iters=4), tl.CosineAnnealingLR(o, **COS)],
-        lambda b: pt.chained_scheduler([pt.linear_lr(b, 0.4, total_iters=4), pt.cosine_annealing_lr(b, **COS)]), 10),
+        lambda b: pt.chained_scheduler([pt.linear_lr(b, 0.4, total_iters=4), pt.cosine_annealing_lr(b, **COS)]),
+        10,
+    ),
     "test_compound_cosanneal_and_exp_lr": lambda: schedule_cases(
         lambda o: [tl.CosineAnnealingLR(o, **COS), tl.ExponentialLR(o, 0.1)],
-        lambda b: pt.chained_scheduler([pt.cosine_annealing_lr(b, **COS), pt.exponential_lr(b, 0.1)]), 10),
+        lambda b: pt.chained_scheduler([pt.cosine_annealing_lr(b, **COS), pt.exponential_lr(b, 0.1)]),
+        10,
+    ),
     "test_compound_reduce_lr_on_plateau1": lambda: _compound_plateau(
         dict(threshold_mode="abs", mode="min", threshold=0.01, patience=5, cooldown=5),
-        lambda o: tl.StepLR(o, 3, 0.1), lambda b: pt.step_lr(b, 3, 0.1), FLAT[:10]),
+        lambda o: tl.StepLR(o, 3, 0.1),
+        lambda b: pt.step_lr(b, 3, 0.1),
+        FLAT[:10],
+    ),
     "test_compound_reduce_lr_on_plateau2": lambda: _compound_plateau(
-        PLATEAU2, lambda o: tl.MultiStepLR(o, [3, 8, 12], 0.1), lambda b: pt.multistep_lr(b, [3, 8, 12], 0.1), DOWN),
+        PLATEAU2, lambda o: tl.MultiStepLR(o, [3, 8, 12], 0.1), lambda b: pt.multistep_lr(b, [3, 8, 12], 0.1), DOWN
+    ),
     "test_compound_reduce_lr_on_plateau3": lambda: _compound_plateau(
         dict(mode="max", patience=5, cooldown=5, threshold_mode="abs"),
-        lambda o: tl.ExponentialLR(o, 0.1), lambda b: pt.exponential_lr(b, 0.1), [-0.8] * 2 + [-0.234] * 20),
+        lambda o: tl.ExponentialLR(o, 0.1),
+        lambda b: pt.exponential_lr(b, 0.1),
+        [-0.8] * 2 + [-0.234] * 20,
+    ),
     "test_compound_reduce_lr_on_plateau4": lambda: _compound_plateau(
         dict(mode="max", patience=3, threshold_mode="rel", threshold=0.1),
-        lambda o: tl.CosineAnnealingLR(o, 10, 1e-10), lambda b: pt.cosine_annealing_lr(b, 10, 1e-10),
-        [1.5 * 1.025**i for i in range(10)]),
+        lambda o: tl.CosineAnnealingLR(o, 10, 1e-10),
+        lambda b: pt.cosine_annealing_lr(b, 10, 1e-10),
+        [1.5 * 1.025**i for i in range(10)],
+    ),
     "test_compound_reduce_lr_on_plateau5": lambda: _compound_plateau(
-        PLATEAU2, lambda o: tl.LinearLR(o, 0.4, total_iters=4), lambda b: pt.linear_lr(b, 0.4, total_iters=4), DOWN),
+        PLATEAU2, lambda o: tl.LinearLR(o, 0.4, total_iters=4), lambda b: pt.linear_lr(b, 0.4, total_iters=4), DOWN
+    ),
     "test_cycle_lr_invalid_mode": raises(lambda: pt.cyclic_lr(0, 0, mode="CATS")),
     "test_cycle_lr_triangular_mode_one_lr": lambda: _cyclic(dict(CYCLIC, mode="triangular"), 10),
     "test_cycle_lr_triangular_mode_one_lr_no_momentum": lambda: _cyclic(
-        dict(base_lr=1, max_lr=5, step_size_up=4, cycle_momentum=False), 10, momentum=False),
+        dict(base_lr=1, max_lr=5, step_size_up=4, cycle_momentum=False), 10, momentum=False
+    ),
     "test_cycle_lr_triangular2_mode_one_lr": lambda: _cyclic(dict(CYCLIC, mode="triangular2"), 21),
     "test_cycle_lr_exp_range_mode_one_lr": lambda: _cyclic(dict(CYCLIC, mode="exp_range", gamma=0.9), 12),
     "test_cycle_lr_triangular_mode": lambda: _cyclic(
-        dict(base_lr=[1, 2], max_lr=[5, 6], step_size_up=4, base_momentum=[1, 2], max_momentum=[5, 6]), 10),
+        dict(base_lr=[1, 2], max_lr=[5, 6], step_size_up=4, base_momentum=[1, 2], max_momentum=[5, 6]), 10
+    ),
     "test_cycle_lr_triangular2_mode": lambda: _cyclic(
-        dict(base_lr=[1, 3], max_lr=[5, 7], step_size_up=4, base_momentum=[1, 3], max_momentum=[5, 7],
-             mode="triangular2"), 21),
+        dict(
+            base_lr=[1, 3], max_lr=[5, 7], step_size_up=4, base_momentum=[1, 3], max_momentum=[5, 7], mode="triangular2"
+        ),
+        21,
+    ),
     "test_cycle_lr_exp_range_mode": lambda: _cyclic(
-        dict(base_lr=[1, 5], max_lr=[5, 12], step_size_up=4, base_momentum=[1, 5], max_momentum=[5, 12],
-             mode="exp_range", gamma=0.9), 12),
+        dict(
+            base_lr=[1, 5],
+            max_lr=[5, 12],
+            step_size_up=4,
+            base_momentum=[1, 5],
+            max_momentum=[5, 12],
+            mode="exp_range",
+            gamma=0.9,
+        ),
+        12,
+    ),
     "test_cycle_lr_triangular_mode_step_size_up_down": lambda: _cyclic(dict(CYCLIC, step_size_down=6), 10),
     "test_cycle_lr_triangular2_mode_step_size_up_down": lambda: _cyclic(
-        dict(base_lr=[1, 3], max_lr=[5, 7], step_size_up=2, step_size_down=6, base_momentum=[1, 3],
-             max_momentum=[5, 7], mode="triangular2"), 23),
+        dict(
+            base_lr=[1, 3],
+            max_lr=[5, 7],
+            step_size_up=2,
+            step_size_down=6,
+            base_momentum=[1, 3],
+            max_momentum=[5, 7],
+            mode="triangular2",
+        ),
+        23,
+    ),
     "test_cycle_lr_exp_range_mode_step_size_up_down": lambda: _cyclic(
-        dict(CYCLIC, step_size_up=2, step_size_down=6, mode="exp_range", gamma=0.9), 12),
+        dict(CYCLIC, step_size_up=2, step_size_down=6, mode="exp_range", gamma=0.9), 12
+    ),
     "test_cycle_lr_with_momentumless_optimizer": lambda: _cyclic(
-        dict(base_lr=1, max_lr=5, step_size_up=4, cycle_momentum=False), 10, adam=True, momentum=False),
+        dict(base_lr=1, max_lr=5, step_size_up=4, cycle_momentum=False), 10, adam=True, momentum=False
+    ),
     "test_cycle_lr_cycle_momentum_fail_with_momentumless_optimizer": (
         "Rprop has no momentum for CyclicLR to cycle: purelr's cyclic_momentum is a separate schedule, given to "
-        "an optimizer that takes one"),
+        "an optimizer that takes one"
+    ),
     "test_cycle_lr_cycle_momentum_with_beta1_optimizer": lambda: _cyclic(dict(base_lr=1, max_lr=5), 40, adam=True),
     "test_cycle_lr_removed_after_out_of_scope": GC,
     "test_cycle_lr_state_dict_picklable": STATE,
@@ -414,40 +568,66 @@ SCENARIOS = {
     "test_onecycle_lr_cannot_calculate_total_steps": raises(lambda: pt.one_cycle_lr(1e-3)),
     "test_onecycle_lr_linear_annealing": lambda: _one_cycle(dict(ONE_CYCLE, anneal_strategy="linear")),
     "test_onecycle_lr_linear_annealing_three_phases": lambda: _one_cycle(
-        dict(ONE_CYCLE, div_factor=25, anneal_strategy="linear", pct_start=0.4, final_div_factor=4, three_phase=True)),
+        dict(ONE_CYCLE, div_factor=25, anneal_strategy="linear", pct_start=0.4, final_div_factor=4, three_phase=True)
+    ),
     "test_onecycle_lr_cosine_annealing": lambda: _one_cycle(ONE_CYCLE),
     "test_onecycle_lr_legacy_state_dict": STATE,
     "test_cycle_lr_with_adam": lambda: _one_cycle(dict(ONE_CYCLE, anneal_strategy="linear"), adam=True),
     "test_lambda_lr": lambda: schedule_cases(
         lambda o: tl.LambdaLR(o, [lambda k: 0.9**k, lambda k: 0.8**k]),
-        [pt.lambda_lr(0.05, lambda k: 0.9**k), pt.lambda_lr(0.4, lambda k: 0.8**k)], 10, lrs=(0.05, 0.4)),
+        [pt.lambda_lr(0.05, lambda k: 0.9**k), pt.lambda_lr(0.4, lambda k: 0.8**k)],
+        10,
+        lrs=(0.05, 0.4),
+    ),
     "test_multiplicative_lr": lambda: schedule_cases(
         lambda o: tl.MultiplicativeLR(o, [lambda k: 0.9, lambda k: 0.8]),
-        [pt.multiplicative_lr(0.05, lambda k: 0.9), pt.multiplicative_lr(0.4, lambda k: 0.8)], 10, lrs=(0.05, 0.4)),
+        [pt.multiplicative_lr(0.05, lambda k: 0.9), pt.multiplicative_lr(0.4, lambda k: 0.8)],
+        10,
+        lrs=(0.05, 0.4),
+    ),
     "test_multiplicative_lr_with_lr_lambda": raises(lambda: pt.multiplicative_lr(0.05, 0.95), error=TypeError),
     "test_CosineAnnealingWarmRestarts_lr1": lambda: [
-        case for mult in (1, 2, 4) for case in schedule_cases(
-            lambda o: tl.CosineAnnealingWarmRestarts(o, 10, mult, 1e-10),
-            lambda b: pt.cosine_annealing_warm_restarts(b, 10, mult, 1e-10), 99)],
-    "test_CosineAnnealingWarmRestarts_lr2": lambda: [
-        case for mult in (1, 2, 4) for case in schedule_cases(
-            lambda o: tl.CosineAnnealingWarmRestarts(o, 10, mult, 1e-10),
-            lambda b: pt.cosine_annealing_warm_restarts_at_epoch(b, 10, mult, 1e-10), len(_tenths(30)),
-            epochs=_tenths(30))],
-    "test_CosineAnnealingWarmRestarts_lr3": lambda: [
-        case for mult, epochs in ((1, [0, 1, 2, 3, 4, 5, 12, 27, 3, 4, 5, 6, 13]),
-                                  (2, [0, 1, 2, 3, 4, 5, 25, 32, 33, 34, 80, 81, 3]),
-                                  (3, [0, 0.1, 0.2, 0.3, 1.3, 2.3, 17.5, 18.5, 19.5, 29.5, 30.5, 31.5, 50]))
+        case
+        for mult in (1, 2, 4)
         for case in schedule_cases(
             lambda o: tl.CosineAnnealingWarmRestarts(o, 10, mult, 1e-10),
-            lambda b: pt.cosine_annealing_warm_restarts_at_epoch(b, 10, mult, 1e-10), len(epochs), epochs=epochs)],
+            lambda b: pt.cosine_annealing_warm_restarts(b, 10, mult, 1e-10),
+            99,
+        )
+    ],
+    "test_CosineAnnealingWarmRestarts_lr2": lambda: [
+        case
+        for mult in (1, 2, 4)
+        for case in schedule_cases(
+            lambda o: tl.CosineAnnealingWarmRestarts(o, 10, mult, 1e-10),
+            lambda b: pt.cosine_annealing_warm_restarts_at_epoch(b, 10, mult, 1e-10),
+            len(_tenths(30)),
+            epochs=_tenths(30),
+        )
+    ],
+    "test_CosineAnnealingWarmRestarts_lr3": lambda: [
+        case
+        for mult, epochs in (
+            (1, [0, 1, 2, 3, 4, 5, 12, 27, 3, 4, 5, 6, 13]),
+            (2, [0, 1, 2, 3, 4, 5, 25, 32, 33, 34, 80, 81, 3]),
+            (3, [0, 0.1, 0.2, 0.3, 1.3, 2.3, 17.5, 18.5, 19.5, 29.5, 30.5, 31.5, 50]),
+        )
+        for case in schedule_cases(
+            lambda o: tl.CosineAnnealingWarmRestarts(o, 10, mult, 1e-10),
+            lambda b: pt.cosine_annealing_warm_restarts_at_epoch(b, 10, mult, 1e-10),
+            len(epochs),
+            epochs=epochs,
+        )
+    ],
     "test_CosineAnnealingWarmRestarts_T_cur_reset": "assigns the scheduler's internal T_cur by hand: a pure schedule has no internals to set",
     "test_swalr_no_anneal": lambda: swalr_cases([0.01, 0.01], 1, "cos", factor=None),
     "test_swalr_cosine_anneal_after_multiplicative": lambda: swalr_cases([0.01, 0.01], 5, "cos"),
     "test_swalr_linear_anneal_after_multiplicative": lambda: swalr_cases([0.01, 0.02], 4, "linear"),
-    "test_swalr_hypers": raises(lambda: pt.swa_lr(0.05, 1.0, anneal_strategy="exponential"),
-                                lambda: pt.swa_lr(0.05, 1.0, anneal_epochs=-1),
-                                lambda: pt.swa_lr(0.05, 1.0, anneal_epochs=1.7)),
+    "test_swalr_hypers": raises(
+        lambda: pt.swa_lr(0.05, 1.0, anneal_strategy="exponential"),
+        lambda: pt.swa_lr(0.05, 1.0, anneal_epochs=-1),
+        lambda: pt.swa_lr(0.05, 1.0, anneal_epochs=1.7),
+    ),
     "test_step_lr_state_dict": STATE,
     "test_multi_step_lr_state_dict": STATE,
     "test_exp_step_lr_state_dict": STATE,
@@ -459,7 +639,8 @@ SCENARIOS = {
     "test_swa_lr_state_dict": STATE,
     "test_cosine_then_cyclic": (
         "two schedulers stepped by hand in turn on one optimizer (neither SequentialLR nor ChainedScheduler), "
-        "CyclicLR's constructor overwriting the lr CosineAnnealingLR then recurses on; torch asserts only lr <= max_lr"),
+        "CyclicLR's constructor overwriting the lr CosineAnnealingLR then recurses on; torch asserts only lr <= max_lr"
+    ),
     "test_lr_scheduler_state_dict_load": STATE,
     "test_add_param_group_does_not_break_reduce_lr_on_plateau": "optimizer.add_param_group in mid-run: a plateau twin's groups are fixed at construction",
     "test_add_param_group_errors_reduce_lr_on_plateau": "optimizer.add_param_group in mid-run: a plateau twin's groups are fixed at construction",

@@ -10,30 +10,46 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from purelr.training import checkpoint
 from purelr import optim
+from purelr.training import checkpoint
 from tests.optim import torch_reference as ref
 
 STEPS = 12
 OPTIMIZERS = dict(
     sgd=lambda: optim.sgd(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-    adam=lambda: optim.adam(1e-2, amsgrad=True), adamw=lambda: optim.adamw(1e-2),
-    adamax=lambda: optim.adamax(), nadam=lambda: optim.nadam(decoupled_weight_decay=True, weight_decay=0.1),
-    radam=lambda: optim.radam(), adagrad=lambda: optim.adagrad(0.1, lr_decay=0.01),
-    adadelta=lambda: optim.adadelta(), rmsprop=lambda: optim.rmsprop(centered=True, momentum=0.5),
-    rprop=lambda: optim.rprop(), asgd=lambda: optim.asgd(t0=3), adafactor=lambda: optim.adafactor(),
+    adam=lambda: optim.adam(1e-2, amsgrad=True),
+    adamw=lambda: optim.adamw(1e-2),
+    adamax=lambda: optim.adamax(),
+    nadam=lambda: optim.nadam(decoupled_weight_decay=True, weight_decay=0.1),
+    radam=lambda: optim.radam(),
+    adagrad=lambda: optim.adagrad(0.1, lr_decay=0.01),
+    adadelta=lambda: optim.adadelta(),
+    rmsprop=lambda: optim.rmsprop(centered=True, momentum=0.5),
+    rprop=lambda: optim.rprop(),
+    asgd=lambda: optim.asgd(t0=3),
+    adafactor=lambda: optim.adafactor(),
     muon=lambda: optax.multi_transform(  # muon takes matrices only
         {"muon": optim.muon(adjust_lr_fn="match_rms_adamw"), "other": optim.adamw()},
-        lambda params: jax.tree.map(lambda p: "muon" if p.ndim == 2 else "other", params)),
+        lambda params: jax.tree.map(lambda p: "muon" if p.ndim == 2 else "other", params),
+    ),
     lbfgs=lambda: optim.lbfgs(0.5, max_iter=3, history_size=4, line_search_fn="strong_wolfe"),
-    rmsprop_tf=lambda: optim.rmsprop_tf(momentum=0.9, caution=True), lamb=lambda: optim.lamb(1e-2, trust_clip=True),
+    rmsprop_tf=lambda: optim.rmsprop_tf(momentum=0.9, caution=True),
+    lamb=lambda: optim.lamb(1e-2, trust_clip=True),
     lamb_grad_clip=lambda: optax.chain(optim.lamb_grad_clip(0.5), optim.lamb(1e-2, max_grad_norm=None)),
-    lars=lambda: optim.lars(0.1, momentum=0.9, weight_decay=1e-3), lion=lambda: optim.lion(weight_decay=0.1),
-    sgdw=lambda: optim.sgdw(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3), nadamw=lambda: optim.nadamw(),
+    lars=lambda: optim.lars(0.1, momentum=0.9, weight_decay=1e-3),
+    lion=lambda: optim.lion(weight_decay=0.1),
+    sgdw=lambda: optim.sgdw(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    nadamw=lambda: optim.nadamw(),
     timm_adafactor=lambda: optim.timm_adafactor(min_dim_size_to_factor=2, betas=(0.9, 0.999)),
-    adabelief=lambda: optim.adabelief(1e-2), adamp=lambda: optim.adamp(1e-2), adan=lambda: optim.adan(1e-2),
-    adopt=lambda: optim.adopt(1e-2), laprop=lambda: optim.laprop(1e-2), madgrad=lambda: optim.madgrad(1e-2),
-    mars=lambda: optim.mars(1e-2), novograd=lambda: optim.novograd(1e-2), sgdp=lambda: optim.sgdp(0.05, momentum=0.9),
+    adabelief=lambda: optim.adabelief(1e-2),
+    adamp=lambda: optim.adamp(1e-2),
+    adan=lambda: optim.adan(1e-2),
+    adopt=lambda: optim.adopt(1e-2),
+    laprop=lambda: optim.laprop(1e-2),
+    madgrad=lambda: optim.madgrad(1e-2),
+    mars=lambda: optim.mars(1e-2),
+    novograd=lambda: optim.novograd(1e-2),
+    sgdp=lambda: optim.sgdp(0.05, momentum=0.9),
     lookahead=lambda: optim.lookahead(optim.adamw(1e-2)),
     fused_adam=lambda: optim.fused_adam(1e-2, weight_decay=0.01),
     fused_lamb=lambda: optim.fused_lamb(1e-2, weight_decay=0.01, bias_correction=False),
@@ -58,8 +74,7 @@ def _step(name, x64):
     def step(params, state, k):
         batch = jax.tree.map(lambda a: a[k], data)
         loss, grads = jax.value_and_grad(ref.jax_loss)(params, batch, 1.0)
-        extra = (dict(value=loss, value_fn=lambda p: ref.jax_loss(p, batch, 1.0))
-                 if name == "lbfgs" else {})
+        extra = dict(value=loss, value_fn=lambda p: ref.jax_loss(p, batch, 1.0)) if name == "lbfgs" else {}
         updates, state = optimizer.update(grads, state, params, **extra)
         return optax.apply_updates(params, updates), state
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 from mmengine.model import ExponentialMovingAverage
 
-from purelr.training import averaging
-from purelr.training import batchnorm
 from purelr.schedules import torch as schedules
+from purelr.training import averaging, batchnorm
 from tests.optim.torch_reference import torch_dtype
 from tests.parity import OPTIMIZER_RTOL, assert_schedule_matches, relative_error
+
 
 def _timm_model_ema():
     """``timm/utils/model_ema.py`` loaded on its own: ``timm.utils`` imports torchvision, which the
@@ -47,15 +47,18 @@ class Net(nn.Module):
 
 
 def torch_net():
-    return torch.nn.Sequential(torch.nn.Linear(FEATURES, 4), torch.nn.BatchNorm1d(4),
-                               torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    return torch.nn.Sequential(
+        torch.nn.Linear(FEATURES, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU(), torch.nn.Linear(4, 2)
+    )
 
 
 def to_flax(net):
     sd = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
-    params = {"fc1": {"kernel": sd["0.weight"].T, "bias": sd["0.bias"]},
-              "bn": {"scale": sd["1.weight"], "bias": sd["1.bias"]},
-              "fc2": {"kernel": sd["3.weight"].T, "bias": sd["3.bias"]}}
+    params = {
+        "fc1": {"kernel": sd["0.weight"].T, "bias": sd["0.bias"]},
+        "bn": {"scale": sd["1.weight"], "bias": sd["1.bias"]},
+        "fc2": {"kernel": sd["3.weight"].T, "bias": sd["3.bias"]},
+    }
     stats = {"bn": {"mean": sd["1.running_mean"], "var": sd["1.running_var"]}}
     return jax.tree.map(jnp.asarray, {"params": params, "batch_stats": stats})
 
@@ -99,27 +102,45 @@ def x64():
 
 AVERAGERS = {  # kind: (torch's avg_fn, multi_avg_fn; purelr's), each on the params alone
     "default": (lambda: (None, None), lambda: averaging.averaged_model()),
-    "get_swa_avg_fn": (lambda: (torch.optim.swa_utils.get_swa_avg_fn(), None),
-                       lambda: averaging.averaged_model(avg_fn=averaging.get_swa_avg_fn())),
-    "get_ema_avg_fn": (lambda: (torch.optim.swa_utils.get_ema_avg_fn(0.9), None),
-                       lambda: averaging.averaged_model(avg_fn=averaging.get_ema_avg_fn(0.9))),
-    "get_swa_multi_avg_fn": (lambda: (None, torch.optim.swa_utils.get_swa_multi_avg_fn()),
-                             lambda: averaging.averaged_model(multi_avg_fn=averaging.get_swa_multi_avg_fn())),
-    "get_ema_multi_avg_fn": (lambda: (None, torch.optim.swa_utils.get_ema_multi_avg_fn(0.7)),
-                             lambda: averaging.averaged_model(multi_avg_fn=averaging.get_ema_multi_avg_fn(0.7))),
+    "get_swa_avg_fn": (
+        lambda: (torch.optim.swa_utils.get_swa_avg_fn(), None),
+        lambda: averaging.averaged_model(avg_fn=averaging.get_swa_avg_fn()),
+    ),
+    "get_ema_avg_fn": (
+        lambda: (torch.optim.swa_utils.get_ema_avg_fn(0.9), None),
+        lambda: averaging.averaged_model(avg_fn=averaging.get_ema_avg_fn(0.9)),
+    ),
+    "get_swa_multi_avg_fn": (
+        lambda: (None, torch.optim.swa_utils.get_swa_multi_avg_fn()),
+        lambda: averaging.averaged_model(multi_avg_fn=averaging.get_swa_multi_avg_fn()),
+    ),
+    "get_ema_multi_avg_fn": (
+        lambda: (None, torch.optim.swa_utils.get_ema_multi_avg_fn(0.7)),
+        lambda: averaging.averaged_model(multi_avg_fn=averaging.get_ema_multi_avg_fn(0.7)),
+    ),
 }
 
 
 def run_averaged_model(kind, *, buffers=False, double=True):
     avg_fn, multi = AVERAGERS[kind][0]()
-    return run(lambda net: torch.optim.swa_utils.AveragedModel(
-                   net, avg_fn=avg_fn, multi_avg_fn=multi, use_buffers=buffers),
-               lambda ref, net, k: ref.update_parameters(net), AVERAGERS[kind][1](),
-               tree="variables" if buffers else "params", double=double)
+    return run(
+        lambda net: torch.optim.swa_utils.AveragedModel(net, avg_fn=avg_fn, multi_avg_fn=multi, use_buffers=buffers),
+        lambda ref, net, k: ref.update_parameters(net),
+        AVERAGERS[kind][1](),
+        tree="variables" if buffers else "params",
+        double=double,
+    )
 
 
-@pytest.mark.parametrize("kind, buffers", [(kind, buffers) for kind in AVERAGERS for buffers in (False, True)
-                                           if (kind, buffers) != ("get_swa_multi_avg_fn", True)])
+@pytest.mark.parametrize(
+    "kind, buffers",
+    [
+        (kind, buffers)
+        for kind in AVERAGERS
+        for buffers in (False, True)
+        if (kind, buffers) != ("get_swa_multi_avg_fn", True)
+    ],
+)
 def test_averaged_model(kind, buffers):
     """Every avg_fn variant of AveragedModel, on the params or (``use_buffers``) on the params and
     BatchNorm statistics, in float64 (torch's default dtype float64 under x64). torch cannot run
@@ -142,23 +163,29 @@ def test_averaged_model_float32(kind):
 def test_model_ema_v3(warmup):
     kwargs = dict(decay=0.95, min_decay=0.1, update_after_step=3, use_warmup=warmup, warmup_gamma=2.0)
     averager = averaging.model_ema_v3(**kwargs)
-    error, _ = run(lambda net: ModelEmaV3(net, **kwargs), lambda ref, net, k: ref.update(net, step=k),
-                   averager, update_purelr=averager.update)
+    error, _ = run(
+        lambda net: ModelEmaV3(net, **kwargs),
+        lambda ref, net, k: ref.update(net, step=k),
+        averager,
+        update_purelr=averager.update,
+    )
     assert error <= 1e-13, error
 
 
 def test_model_ema_v3_without_step():
-    error, _ = run(lambda net: ModelEmaV3(net, decay=0.9), lambda ref, net, k: ref.update(net),
-                   averaging.model_ema_v3(decay=0.9))
+    error, _ = run(
+        lambda net: ModelEmaV3(net, decay=0.9), lambda ref, net, k: ref.update(net), averaging.model_ema_v3(decay=0.9)
+    )
     assert error <= 1e-14, error
 
 
 @pytest.mark.parametrize("interval", [1, 3])
 def test_mmengine_ema(interval):
-    error, _ = run(lambda net: ExponentialMovingAverage(net, momentum=0.1, interval=interval,
-                                                        update_buffers=True),
-                   lambda ref, net, k: ref.update_parameters(net),
-                   averaging.exponential_moving_average(momentum=0.1, interval=interval))
+    error, _ = run(
+        lambda net: ExponentialMovingAverage(net, momentum=0.1, interval=interval, update_buffers=True),
+        lambda ref, net, k: ref.update_parameters(net),
+        averaging.exponential_moving_average(momentum=0.1, interval=interval),
+    )
     assert error <= 1e-14, error
 
 
@@ -187,8 +214,7 @@ def test_swa_schedule():
         lrs.append(opt.param_groups[0]["lr"])
         opt.step()
         swa_scheduler.step()
-    schedule = averaging.swa_schedule(schedules.cosine_annealing_lr(0.1, T_max=40), 15, 0.01,
-                                      anneal_epochs=5)
+    schedule = averaging.swa_schedule(schedules.cosine_annealing_lr(0.1, T_max=40), 15, 0.01, anneal_epochs=5)
     assert_schedule_matches(schedule(np.arange(len(lrs))), lrs, "x64")
 
 

@@ -13,15 +13,19 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purelr.training import checkpoint
 from purelr import optim
-from purelr.training import plateau
+from purelr.training import checkpoint, plateau
 from tests.training import resume_run
 
 
 def test_every_optimizer_is_listed():
-    exported = set(optim.__all__) - {"clip_grad_norm", "clip_grad_value", "skip_nonfinite",
-                                     "lbfgs_minimize", "adafactor_schedule_lr"}  # functions, not optimizers
+    exported = set(optim.__all__) - {
+        "clip_grad_norm",
+        "clip_grad_value",
+        "skip_nonfinite",
+        "lbfgs_minimize",
+        "adafactor_schedule_lr",
+    }  # functions, not optimizers
     assert exported <= set(resume_run.OPTIMIZERS), exported - set(resume_run.OPTIMIZERS)
 
 
@@ -36,8 +40,7 @@ def test_resume_in_a_fresh_process(tmp_path):
             checkpoint.save(tmp_path / name, {"params": params, "opt_state": state})
             final, _ = resume_run.steps(name, params, state, first, resume_run.STEPS)
             expected[name] = [np.asarray(x) for x in jax.tree.leaves(final)]
-    subprocess.run([sys.executable, "-m", "tests.training.resume_run", str(tmp_path), str(first)],
-                   check=True)
+    subprocess.run([sys.executable, "-m", "tests.training.resume_run", str(tmp_path), str(first)], check=True)
     resumed = np.load(tmp_path / "resumed.npz")
     for name, leaves in expected.items():
         for i, leaf in enumerate(leaves):
@@ -58,7 +61,9 @@ def test_refuses_other_optimizer_or_tree(tmp_path):
     checkpoint.save(tmp_path / "adam", optim.adam().init(params))
     with pytest.raises(checkpoint.CheckpointError, match="AdamState.*expected.*SGDState"):
         checkpoint.restore(tmp_path / "adam", optim.sgd(momentum=0.9).init(params))
-    with pytest.raises(ValueError, match=r"leaf 6 is saved with shape/dtype \[\[2, 3\], 'float32'\], expected \[\[3, 3\]"):
+    with pytest.raises(
+        ValueError, match=r"leaf 6 is saved with shape/dtype \[\[2, 3\], 'float32'\], expected \[\[3, 3\]"
+    ):
         checkpoint.restore(tmp_path / "adam", optim.adam().init({"w": jnp.ones((3, 3))}))
 
 
@@ -85,8 +90,14 @@ def assert_same(restored, tree):
 
 def overwrite(path, how):
     data = path.read_bytes()
-    path.write_bytes({"truncate": data[:len(data) // 2], "garbage": np.random.default_rng(0).bytes(len(data)),
-                      "empty": b"", "not a record": b'{"leaves": 3}'}[how])
+    path.write_bytes(
+        {
+            "truncate": data[: len(data) // 2],
+            "garbage": np.random.default_rng(0).bytes(len(data)),
+            "empty": b"",
+            "not a record": b'{"leaves": 3}',
+        }[how]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -96,13 +107,22 @@ def saved(tmp_path_factory):
     return directory
 
 
-@pytest.mark.parametrize("damage", [
-    ("purelr_structure.json", "truncate"), ("purelr_structure.json", "garbage"),
-    ("purelr_structure.json", "empty"), ("purelr_structure.json", "not a record"),
-    ("purelr_structure.json", "delete"), ("state", "delete"), ("state/manifest.ocdbt", "truncate"),
-    ("state/manifest.ocdbt", "garbage"), ("state/_METADATA", "truncate"), ("state/d", "delete"),
-    ("", "delete"),
-])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        ("purelr_structure.json", "truncate"),
+        ("purelr_structure.json", "garbage"),
+        ("purelr_structure.json", "empty"),
+        ("purelr_structure.json", "not a record"),
+        ("purelr_structure.json", "delete"),
+        ("state", "delete"),
+        ("state/manifest.ocdbt", "truncate"),
+        ("state/manifest.ocdbt", "garbage"),
+        ("state/_METADATA", "truncate"),
+        ("state/d", "delete"),
+        ("", "delete"),
+    ],
+)
 def test_damaged_checkpoint_raises_one_error_naming_the_directory(saved, tmp_path, damage):
     name, how = damage
     directory = tmp_path / "damaged"
@@ -115,8 +135,11 @@ def test_damaged_checkpoint_raises_one_error_naming_the_directory(saved, tmp_pat
         overwrite(target, how)
     with pytest.raises(checkpoint.CheckpointError) as error:
         checkpoint.restore(directory, damageable_tree())
-    expected = (f"no checkpoint at {directory}: the directory does not exist" if name == ""
-                else f"checkpoint {directory} is incomplete or damaged: ")
+    expected = (
+        f"no checkpoint at {directory}: the directory does not exist"
+        if name == ""
+        else f"checkpoint {directory} is incomplete or damaged: "
+    )
     assert expected in str(error.value)
 
 
@@ -129,8 +152,11 @@ def test_interrupted_saves_leave_earlier_checkpoints_readable(tmp_path):
     rng = np.random.default_rng()
     outcomes = {"complete": 0, "incomplete": 0}
     for attempt in range(3):
-        process = subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path / f"run{attempt}")],
-                                   stdout=subprocess.PIPE, cwd=pathlib.Path(__file__).parents[2])
+        process = subprocess.Popen(
+            [sys.executable, "-c", SAVER, str(tmp_path / f"run{attempt}")],
+            stdout=subprocess.PIPE,
+            cwd=pathlib.Path(__file__).parents[2],
+        )
         assert process.stdout.readline() == b"saving\n"
         time.sleep(rng.uniform(0.5, 2.5))
         process.kill()

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from purelr import optim
-from purelr.training.from_torch import default_names, from_torch, kernel_layout, model_from_torch, resume_schedule
 from purelr.schedules import torch as schedules
+from purelr.training.from_torch import default_names, from_torch, kernel_layout, model_from_torch, resume_schedule
 from tests.parity import OPTIMIZER_RTOL, relative_error
 
 K, M, BATCH = 5, 6, 8
@@ -62,8 +62,9 @@ def train_torch(make_optimizer, make_scheduler=None, scheduler_from=0):
             if k == scheduler_from and make_scheduler is not None:
                 scheduler = make_scheduler(optimizer)
             if k == K:
-                saved = copy.deepcopy((model.state_dict(), optimizer.state_dict(),
-                                       None if scheduler is None else scheduler.state_dict()))
+                saved = copy.deepcopy(
+                    (model.state_dict(), optimizer.state_dict(), None if scheduler is None else scheduler.state_dict())
+                )
             optimizer.zero_grad()
             loss = ((model(torch.tensor(X[k])) - torch.tensor(Y[k])) ** 2).mean()
             loss.backward()
@@ -95,29 +96,57 @@ def continue_jax(optimizer, params, state):
 
 
 def params_error(params, torch_params):
-    return max(relative_error(params[layer][leaf], kernel_layout(torch_params[f"{layer}.weight"])
-                              if leaf == "kernel" else torch_params[f"{layer}.bias"])
-               for layer in ("hidden", "out") for leaf in ("kernel", "bias"))
+    return max(
+        relative_error(
+            params[layer][leaf],
+            kernel_layout(torch_params[f"{layer}.weight"]) if leaf == "kernel" else torch_params[f"{layer}.bias"],
+        )
+        for layer in ("hidden", "out")
+        for leaf in ("kernel", "bias")
+    )
 
 
 # (torch optimizer, its kwargs, the twin, count= for a state without 'step')
 CASES = {
-    "sgd_momentum": (torch.optim.SGD, dict(lr=0.05, momentum=0.9, weight_decay=1e-3),
-                     lambda **kw: optim.sgd(momentum=0.9, weight_decay=1e-3, **kw), K),
-    "sgd_nesterov": (torch.optim.SGD, dict(lr=0.05, momentum=0.8, nesterov=True),
-                     lambda **kw: optim.sgd(momentum=0.8, nesterov=True, **kw), K),
+    "sgd_momentum": (
+        torch.optim.SGD,
+        dict(lr=0.05, momentum=0.9, weight_decay=1e-3),
+        lambda **kw: optim.sgd(momentum=0.9, weight_decay=1e-3, **kw),
+        K,
+    ),
+    "sgd_nesterov": (
+        torch.optim.SGD,
+        dict(lr=0.05, momentum=0.8, nesterov=True),
+        lambda **kw: optim.sgd(momentum=0.8, nesterov=True, **kw),
+        K,
+    ),
     "adam": (torch.optim.Adam, dict(lr=0.01), lambda **kw: optim.adam(**kw), None),
-    "adam_amsgrad": (torch.optim.Adam, dict(lr=0.01, amsgrad=True, weight_decay=1e-3),
-                     lambda **kw: optim.adam(amsgrad=True, weight_decay=1e-3, **kw), None),
-    "adamw": (torch.optim.AdamW, dict(lr=0.01, weight_decay=0.05),
-              lambda **kw: optim.adamw(weight_decay=0.05, **kw), None),
+    "adam_amsgrad": (
+        torch.optim.Adam,
+        dict(lr=0.01, amsgrad=True, weight_decay=1e-3),
+        lambda **kw: optim.adam(amsgrad=True, weight_decay=1e-3, **kw),
+        None,
+    ),
+    "adamw": (
+        torch.optim.AdamW,
+        dict(lr=0.01, weight_decay=0.05),
+        lambda **kw: optim.adamw(weight_decay=0.05, **kw),
+        None,
+    ),
     "rmsprop": (torch.optim.RMSprop, dict(lr=0.01), lambda **kw: optim.rmsprop(**kw), None),
     "rmsprop_centered_momentum": (
-        torch.optim.RMSprop, dict(lr=0.01, momentum=0.9, centered=True),
-        lambda **kw: optim.rmsprop(momentum=0.9, centered=True, **kw), None),
+        torch.optim.RMSprop,
+        dict(lr=0.01, momentum=0.9, centered=True),
+        lambda **kw: optim.rmsprop(momentum=0.9, centered=True, **kw),
+        None,
+    ),
     "adadelta": (torch.optim.Adadelta, dict(lr=1.0), lambda **kw: optim.adadelta(**kw), None),
-    "adagrad": (torch.optim.Adagrad, dict(lr=0.05, lr_decay=0.01),
-                lambda **kw: optim.adagrad(lr_decay=0.01, **kw), None),
+    "adagrad": (
+        torch.optim.Adagrad,
+        dict(lr=0.05, lr_decay=0.01),
+        lambda **kw: optim.adagrad(lr_decay=0.01, **kw),
+        None,
+    ),
     "adamax": (torch.optim.Adamax, dict(lr=0.01), lambda **kw: optim.adamax(**kw), None),
     "asgd": (torch.optim.ASGD, dict(lr=0.05, t0=3), lambda **kw: optim.asgd(t0=3, **kw), None),
     "nadam": (torch.optim.NAdam, dict(lr=0.01), lambda **kw: optim.nadam(**kw), None),
@@ -129,8 +158,7 @@ CASES = {
 @pytest.mark.parametrize("case", CASES)
 def test_continues_torch_run(case):
     optimizer_type, kwargs, make_twin, count = CASES[case]
-    (model_sd, optimizer_sd, _), torch_final = train_torch(
-        lambda p: optimizer_type(p, foreach=False, **kwargs))
+    (model_sd, optimizer_sd, _), torch_final = train_torch(lambda p: optimizer_type(p, foreach=False, **kwargs))
     twin = make_twin(lr=kwargs["lr"])
     with jax.enable_x64(True):
         run = from_torch(twin, template(), model_sd, optimizer_sd, count=count)
@@ -143,15 +171,21 @@ def test_continues_torch_run(case):
 
 def warmup_cosine(lr):
     """SequentialLR(LinearLR warmup for 8 steps, CosineAnnealingLR(T_max=20)), torch and twin."""
+
     def make(optimizer):
         lr_scheduler = torch.optim.lr_scheduler
         return lr_scheduler.SequentialLR(
-            optimizer, [lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=8),
-                        lr_scheduler.CosineAnnealingLR(optimizer, T_max=20)], milestones=[8])
+            optimizer,
+            [
+                lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=8),
+                lr_scheduler.CosineAnnealingLR(optimizer, T_max=20),
+            ],
+            milestones=[8],
+        )
 
     return make, schedules.sequential_lr(
-        [schedules.linear_lr(lr, start_factor=0.1, total_iters=8),
-         schedules.cosine_annealing_lr(lr, T_max=20)], [8])
+        [schedules.linear_lr(lr, start_factor=0.1, total_iters=8), schedules.cosine_annealing_lr(lr, T_max=20)], [8]
+    )
 
 
 @pytest.mark.parametrize("scheduler_from", [0, 2])
@@ -162,10 +196,10 @@ def test_continues_scheduler_inside_warmup(case, scheduler_from):
     optimizer_type, kwargs, make_twin, count = CASES[case]
     make_scheduler, schedule = warmup_cosine(kwargs["lr"])
     (model_sd, optimizer_sd, scheduler_sd), torch_final = train_torch(
-        lambda p: optimizer_type(p, foreach=False, **kwargs), make_scheduler, scheduler_from)
+        lambda p: optimizer_type(p, foreach=False, **kwargs), make_scheduler, scheduler_from
+    )
     with jax.enable_x64(True):
-        probe = from_torch(make_twin(lr=kwargs["lr"]), template(), model_sd, optimizer_sd,
-                           scheduler_sd, count=count)
+        probe = from_torch(make_twin(lr=kwargs["lr"]), template(), model_sd, optimizer_sd, scheduler_sd, count=count)
         assert probe.last_epoch == K - scheduler_from
         twin = make_twin(lr=resume_schedule(schedule, probe.last_epoch, K))
         run = from_torch(twin, template(), model_sd, optimizer_sd, scheduler_sd, count=count)
@@ -210,10 +244,8 @@ def test_conv_batchnorm_naming_and_layout():
         variables = FlaxConvNet().init(jax.random.PRNGKey(0), jnp.zeros((1, 7, 6, 2)))
         # flax keeps batch_stats in float32 whatever param_dtype; the template's dtype is kept
         batch_stats = jax.tree.map(lambda a: a.astype(jnp.float64), variables["batch_stats"])
-        params, batch_stats = model_from_torch(model.state_dict(), variables["params"],
-                                               batch_stats=batch_stats)
-        out = FlaxConvNet().apply({"params": params, "batch_stats": batch_stats},
-                                  x.transpose(0, 2, 3, 1))
+        params, batch_stats = model_from_torch(model.state_dict(), variables["params"], batch_stats=batch_stats)
+        out = FlaxConvNet().apply({"params": params, "batch_stats": batch_stats}, x.transpose(0, 2, 3, 1))
         error = relative_error(out, model(torch.tensor(x)).detach())
     assert error <= 1e-12, error
     assert default_names("layer1.0.bn1.num_batches_tracked", ()) is None
@@ -224,30 +256,36 @@ def test_names_mapping_and_function():
     (model_sd, optimizer_sd, _), _ = train_torch(lambda p: torch.optim.Adam(p, lr=0.01))
     mapping = {"hidden.weight": ("hidden.w", np.transpose), "hidden.bias": "hidden.b"}
     with jax.enable_x64(True):
-        renamed = {"hidden": {"w": template()["hidden"]["kernel"], "b": template()["hidden"]["bias"]},
-                   "out": template()["out"]}
+        renamed = {
+            "hidden": {"w": template()["hidden"]["kernel"], "b": template()["hidden"]["bias"]},
+            "out": template()["out"],
+        }
         by_mapping = from_torch(optim.adam(0.01), renamed, model_sd, optimizer_sd, names=mapping)
-        by_function = from_torch(optim.adam(0.01), renamed, model_sd, optimizer_sd,
-                                 names=lambda n, shape: mapping.get(n) or default_names(n, shape))
+        by_function = from_torch(
+            optim.adam(0.01),
+            renamed,
+            model_sd,
+            optimizer_sd,
+            names=lambda n, shape: mapping.get(n) or default_names(n, shape),
+        )
     for run in (by_mapping, by_function):
         np.testing.assert_array_equal(run.params["hidden"]["w"], model_sd["hidden.weight"].numpy().T)
-        np.testing.assert_array_equal(run.opt_state.exp_avg["hidden"]["b"],
-                                      optimizer_sd["state"][1]["exp_avg"].numpy())
+        np.testing.assert_array_equal(run.opt_state.exp_avg["hidden"]["b"], optimizer_sd["state"][1]["exp_avg"].numpy())
 
 
 def test_chained_transform_and_fresh_optimizer():
     """The twin's state inside an optax.chain is filled; an optimizer that never stepped gives
     the twin's init state."""
     torch_optimizer = torch.optim.SGD(TorchMLP().double().parameters(), lr=0.1, momentum=0.9)
-    (model_sd, optimizer_sd, _), _ = train_torch(
-        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9))
+    (model_sd, optimizer_sd, _), _ = train_torch(lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9))
     chained = optax.chain(optim.clip_grad_norm(1.0), optim.sgd(0.1, momentum=0.9))
     with jax.enable_x64(True):
         run = from_torch(chained, template(), model_sd, optimizer_sd, count=K)
         fresh = from_torch(chained, template(), model_sd, torch_optimizer.state_dict())
     assert int(run.opt_state[1].count) == K
-    np.testing.assert_array_equal(run.opt_state[1].momentum_buffer["out"]["bias"],
-                                  optimizer_sd["state"][3]["momentum_buffer"].numpy())
+    np.testing.assert_array_equal(
+        run.opt_state[1].momentum_buffer["out"]["bias"], optimizer_sd["state"][3]["momentum_buffer"].numpy()
+    )
     assert int(fresh.opt_state[1].count) == 0
     assert not np.any(fresh.opt_state[1].momentum_buffer["out"]["kernel"])
 
@@ -258,18 +296,25 @@ def adam_run():
     return model_sd, optimizer_sd
 
 
-@pytest.mark.parametrize("twin, params, kwargs, message", [
-    (optim.sgd(0.01, momentum=0.9), None, {}, "'exp_avg', which the SGDState twin"),
-    (optim.adam(0.01, amsgrad=True), None, {}, "'hidden.weight' has no 'max_exp_avg_sq'"),
-    (optim.rmsprop(0.01), None, {}, "'exp_avg', which the RMSpropState twin"),
-    (optim.adam(0.01), "wide", {},
-     "torch 'hidden.weight' (6, 3) -> flax 'hidden.kernel' ((3, 6) after its layout): "
-     "shape (3, 6) does not match the flax leaf's (3, 7)"),
-    (optim.adam(0.01), None, dict(names={"out.bias": "out.b"}), "'out.b', which is not a leaf of params"),
-    (optim.adam(0.01), None, dict(names={"out.bias": None}), "flax params 'out.bias': no torch"),
-    (optim.adam(0.01), None, dict(count=3), "count=3 but torch's state is at step 5"),
-    (optim.adam(0.01), None, dict(param_names=["hidden.weight"]), "holds 4 parameters, the model 1"),
-])
+@pytest.mark.parametrize(
+    "twin, params, kwargs, message",
+    [
+        (optim.sgd(0.01, momentum=0.9), None, {}, "'exp_avg', which the SGDState twin"),
+        (optim.adam(0.01, amsgrad=True), None, {}, "'hidden.weight' has no 'max_exp_avg_sq'"),
+        (optim.rmsprop(0.01), None, {}, "'exp_avg', which the RMSpropState twin"),
+        (
+            optim.adam(0.01),
+            "wide",
+            {},
+            "torch 'hidden.weight' (6, 3) -> flax 'hidden.kernel' ((3, 6) after its layout): "
+            "shape (3, 6) does not match the flax leaf's (3, 7)",
+        ),
+        (optim.adam(0.01), None, dict(names={"out.bias": "out.b"}), "'out.b', which is not a leaf of params"),
+        (optim.adam(0.01), None, dict(names={"out.bias": None}), "flax params 'out.bias': no torch"),
+        (optim.adam(0.01), None, dict(count=3), "count=3 but torch's state is at step 5"),
+        (optim.adam(0.01), None, dict(param_names=["hidden.weight"]), "holds 4 parameters, the model 1"),
+    ],
+)
 def test_rejects_mismatches(adam_run, twin, params, kwargs, message):
     """Another optimizer or other flags (unknown / missing keys), shapes, names, steps, counts."""
     model_sd, optimizer_sd = adam_run

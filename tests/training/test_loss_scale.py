@@ -17,7 +17,6 @@ itself needs a process group). float16 runs step SGD with lr 1 and no momentum, 
 are the start minus the unscaled gradients, each rounded once to float16 as torch rounds them.
 """
 
-import functools
 import math
 
 import jax
@@ -29,8 +28,16 @@ import torch
 
 from purelr.optim import clip_grad_norm, sgd
 from purelr.training.accumulate import accumulate
-from purelr.training.loss_scale import (deepspeed_fp16, dynamic_loss_scaler, grad_scaler, loss_scale, loss_scale_state,
-                                        loss_scaled, mmcv_loss_scaler, static_loss_scaler)
+from purelr.training.loss_scale import (
+    deepspeed_fp16,
+    dynamic_loss_scaler,
+    grad_scaler,
+    loss_scale,
+    loss_scale_state,
+    loss_scaled,
+    mmcv_loss_scaler,
+    static_loss_scaler,
+)
 from tests.parity import OPTIMIZER_RTOL, relative_error, trajectory_floor
 
 STEPS = 40
@@ -59,18 +66,26 @@ def random_case(seed, dtype, x64, overflow_rate=0.2):
     """Scaler settings, optimizer settings and the unscaled gradients (with overflows) of one run."""
     rng = np.random.default_rng(seed)
     exact = not x64
-    settings = dict(init_scale=_factor(rng, 1.0, 2.0, exact) * 2.0 ** int(rng.integers(0, 17)),
-                    growth_factor=_factor(rng, 1.0, 4.0, exact), backoff_factor=_factor(rng, 0.05, 1.0, exact),
-                    growth_interval=int(rng.integers(1, 6)))
+    settings = dict(
+        init_scale=_factor(rng, 1.0, 2.0, exact) * 2.0 ** int(rng.integers(0, 17)),
+        growth_factor=_factor(rng, 1.0, 4.0, exact),
+        backoff_factor=_factor(rng, 0.05, 1.0, exact),
+        growth_interval=int(rng.integers(1, 6)),
+    )
     half = dtype == np.float16
     every = 1 if half or seed % 3 else int(rng.integers(2, 4))
-    optimizer = dict(lr=1.0, momentum=0.0) if half else dict(lr=float(rng.uniform(0.01, 0.1)),
-                                                               momentum=float(rng.choice([0.0, 0.9])))
+    optimizer = (
+        dict(lr=1.0, momentum=0.0)
+        if half
+        else dict(lr=float(rng.uniform(0.01, 0.1)), momentum=float(rng.choice([0.0, 0.9])))
+    )
     clip = None if half or rng.random() < 0.5 else float(rng.uniform(0.1, 2.0))
     wide = np.float64 if dtype == np.float64 else np.float32
     magnitude = 10.0 ** rng.uniform(-3, 1, size=(STEPS, 1))
-    grads = [(rng.normal(size=(STEPS,) + shape) * magnitude.reshape((STEPS,) + (1,) * len(shape))).astype(wide)
-             for shape in SHAPES]
+    grads = [
+        (rng.normal(size=(STEPS,) + shape) * magnitude.reshape((STEPS,) + (1,) * len(shape))).astype(wide)
+        for shape in SHAPES
+    ]
     for k in np.flatnonzero(rng.random(STEPS) < overflow_rate):
         leaf = int(rng.integers(len(SHAPES)))
         grads[leaf][k].flat[int(rng.integers(grads[leaf][k].size))] = rng.choice([np.inf, -np.inf, np.nan])
@@ -141,8 +156,8 @@ def check_grad_scaler(seed, dtype, precision):
     context = f"seed {seed} {np.dtype(dtype).name} {settings} every={every} clip={clip}"
     np.testing.assert_array_equal(np.asarray(scales), np.asarray(expected["scale"]), err_msg=context)
     steps = slice(every - 1, None, every)
-    assert list(np.asarray(found)[steps][:len(expected["found"])]) == expected["found"], context
-    assert list(np.asarray(tracker)[steps][:len(expected["tracker"])]) == expected["tracker"], context
+    assert list(np.asarray(found)[steps][: len(expected["found"])]) == expected["found"], context
+    assert list(np.asarray(tracker)[steps][: len(expected["tracker"])]) == expected["tracker"], context
     assert any(expected["found"]) and not all(expected["found"]), context  # both kinds of step were taken
     worst = 0.0
     for leaf in range(len(SHAPES)):
@@ -180,13 +195,20 @@ def legacy_case(seed, kind, x64):
     rng = np.random.default_rng(seed)
     init_scale = (_factor(rng, 1.0, 2.0, True) if x64 else 1.0) * 2.0 ** int(rng.integers(0, 12))
     if kind == "mmcv":
-        settings = dict(init_scale=init_scale, mode="static" if seed % 5 == 4 else "dynamic",
-                        scale_factor=_factor(rng, 1.0, 4.0, False) if x64 else 2.0 ** int(rng.integers(1, 3)),
-                        scale_window=int(rng.integers(1, 6)))
+        settings = dict(
+            init_scale=init_scale,
+            mode="static" if seed % 5 == 4 else "dynamic",
+            scale_factor=_factor(rng, 1.0, 4.0, False) if x64 else 2.0 ** int(rng.integers(1, 3)),
+            scale_window=int(rng.integers(1, 6)),
+        )
     else:
-        settings = dict(init_scale=init_scale, scale_window=int(rng.integers(1, 6)),
-                        min_scale=float(rng.choice([0.25, 1.0, 4.0])), delayed_shift=int(rng.integers(1, 4)),
-                        consecutive_hysteresis=bool(rng.random() < 0.5))
+        settings = dict(
+            init_scale=init_scale,
+            scale_window=int(rng.integers(1, 6)),
+            min_scale=float(rng.choice([0.25, 1.0, 4.0])),
+            delayed_shift=int(rng.integers(1, 4)),
+            consecutive_hysteresis=bool(rng.random() < 0.5),
+        )
     dtype = np.float64 if x64 else np.float32
     static = settings.get("mode") == "static"  # no overflow check: an infinity would reach the params
     _, optimizer, clip, _, params, grads = random_case(seed, dtype, x64, overflow_rate=0.0 if static else 0.2)
@@ -242,11 +264,13 @@ def check_legacy(kind, seed, precision):
     settings, optimizer, params, grads = legacy_case(seed, kind, precision == "x64")
     expected = run_legacy_reference(kind, settings, optimizer, params, grads)
     scaler = mmcv_loss_scaler(**settings) if kind == "mmcv" else dynamic_loss_scaler(**settings)
-    actual_params, scales, found, _ = run_purelr(loss_scaled(sgd(**optimizer), scaler), params, grads,
-                                                 counter=lambda scaler: scaler.iteration)
+    actual_params, scales, found, _ = run_purelr(
+        loss_scaled(sgd(**optimizer), scaler), params, grads, counter=lambda scaler: scaler.iteration
+    )
     context = f"{kind} seed {seed} {settings}"
-    np.testing.assert_array_equal(np.asarray(scales), np.asarray(expected["scale"], np.asarray(scales).dtype),
-                                  err_msg=context)
+    np.testing.assert_array_equal(
+        np.asarray(scales), np.asarray(expected["scale"], np.asarray(scales).dtype), err_msg=context
+    )
     assert list(np.asarray(found)) == expected["found"], context
     worst = 0.0
     for leaf in range(len(SHAPES)):
@@ -309,8 +333,9 @@ def test_grad_scaler_edges_match_torch():
     g = np.random.default_rng(0).normal(size=64).astype(np.float32) * 1e3
     for jax_dtype, torch_type in ((jnp.bfloat16, torch.bfloat16), (jnp.float16, torch.float16)):
         expected = torch.from_numpy(g).to(torch_type)
-        torch._amp_foreach_non_finite_check_and_unscale_([expected], torch.zeros(()),
-                                                         torch.full((), 1 / 3000.0, dtype=torch.float32))
+        torch._amp_foreach_non_finite_check_and_unscale_(
+            [expected], torch.zeros(()), torch.full((), 1 / 3000.0, dtype=torch.float32)
+        )
         grads = jnp.asarray(torch.from_numpy(g).to(torch_type).float().numpy()).astype(jax_dtype)
         unscaled = grad_scaler(init_scale=3000.0).unscale(grads, grad_scaler(init_scale=3000.0).init())
         np.testing.assert_array_equal(np.asarray(unscaled.astype(jnp.float32)), expected.float().numpy())
@@ -345,8 +370,9 @@ def test_deepspeed_stops_at_min_scale():
     ``raise_error_at_min_scale=True``); under jit the twin keeps the scale at ``min_scale``."""
     from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler
 
-    reference = DynamicLossScaler(init_scale=2.0, scale_window=10, min_scale=1.0, delayed_shift=1,
-                                  consecutive_hysteresis=False)
+    reference = DynamicLossScaler(
+        init_scale=2.0, scale_window=10, min_scale=1.0, delayed_shift=1, consecutive_hysteresis=False
+    )
     reference.update_scale(True)
     assert reference.cur_scale == 1.0
     with pytest.raises(Exception, match="already at minimum"):
@@ -370,19 +396,39 @@ def test_deepspeed_fp16_sections_build_deepspeeds_scaler():
     from deepspeed.runtime.precision_config import DeepSpeedFP16Config
 
     rng = np.random.default_rng(0)
-    sections = [dict(enabled=True),
-                dict(enabled=True, auto_cast=False, fp16_master_weights_and_grads=False, loss_scale=0,
-                     loss_scale_window=1000, hysteresis=1, min_loss_scale=1, initial_scale_power=16),
-                dict(enabled=True, loss_scale=128.0)]
-    sections += [dict(enabled=True, initial_scale_power=int(rng.integers(0, 20)),
-                      loss_scale_window=int(rng.integers(1, 5)), hysteresis=int(rng.integers(1, 4)),
-                      consecutive_hysteresis=bool(rng.random() < 0.5), min_loss_scale=int(rng.integers(1, 3)))
-                 for _ in range(8)]
+    sections = [
+        dict(enabled=True),
+        dict(
+            enabled=True,
+            auto_cast=False,
+            fp16_master_weights_and_grads=False,
+            loss_scale=0,
+            loss_scale_window=1000,
+            hysteresis=1,
+            min_loss_scale=1,
+            initial_scale_power=16,
+        ),
+        dict(enabled=True, loss_scale=128.0),
+    ]
+    sections += [
+        dict(
+            enabled=True,
+            initial_scale_power=int(rng.integers(0, 20)),
+            loss_scale_window=int(rng.integers(1, 5)),
+            hysteresis=int(rng.integers(1, 4)),
+            consecutive_hysteresis=bool(rng.random() < 0.5),
+            min_loss_scale=int(rng.integers(1, 3)),
+        )
+        for _ in range(8)
+    ]
     overflows = rng.random(40) < 0.3
     for section in sections:
         config = DeepSpeedFP16Config(**section)
-        reference = (DynamicLossScaler(**config.dynamic_loss_scale_args(), raise_error_at_min_scale=False)
-                     if config.loss_scale == 0 else LossScaler(config.loss_scale))
+        reference = (
+            DynamicLossScaler(**config.dynamic_loss_scale_args(), raise_error_at_min_scale=False)
+            if config.loss_scale == 0
+            else LossScaler(config.loss_scale)
+        )
         expected = []
         for found in overflows:
             reference.update_scale(bool(found))
@@ -394,5 +440,6 @@ def test_deepspeed_fp16_sections_build_deepspeeds_scaler():
             return state, state.scale
 
         actual = jax.jit(lambda founds: jax.lax.scan(body, scaler.init(), founds)[1])(jnp.asarray(overflows))
-        np.testing.assert_array_equal(np.asarray(actual), np.asarray(expected, np.asarray(actual).dtype),
-                                      err_msg=str(section))
+        np.testing.assert_array_equal(
+            np.asarray(actual), np.asarray(expected, np.asarray(actual).dtype), err_msg=str(section)
+        )

@@ -12,15 +12,15 @@ import numpy as np
 import optax
 import pytest
 import torch
-from torch.optim import lr_scheduler as tl
 from mmengine.optim.scheduler import ReduceOnPlateauLR
 from timm.scheduler.plateau_lr import PlateauLRScheduler
+from torch.optim import lr_scheduler as tl
 
 from purelr import optim
 from purelr.schedules import torch as pt
 from purelr.training import plateau
-from tests.parity import assert_schedule_matches
 from tests.optim import torch_reference as ref
+from tests.parity import assert_schedule_matches
 
 CASES = 120
 EPOCHS = 40
@@ -72,6 +72,7 @@ def sweep(make, cases, data):
         groups.setdefault(static, []).append(index)
     out = [None] * len(cases)
     for static, indices in groups.items():
+
         def run(numbers, xs, static=static):
             twin, body = make(numbers, *static)
             return jax.lax.scan(lambda s, x: (body(twin, s, x),) * 2, twin.init(), xs)[1]
@@ -94,14 +95,17 @@ def test_torch_random(x64):
     seqs = [metrics(rng) for _ in range(CASES)]
 
     def make(numbers, mode, threshold_mode):
-        return (plateau.reduce_lr_on_plateau(**numbers, mode=mode, threshold_mode=threshold_mode),
-                lambda twin, s, m: twin.step(s, m))
+        return (
+            plateau.reduce_lr_on_plateau(**numbers, mode=mode, threshold_mode=threshold_mode),
+            lambda twin, s, m: twin.step(s, m),
+        )
 
     results = sweep(make, [(n, (m, t)) for n, m, t in cases], seqs)
     for case, ((numbers, mode, threshold_mode), seq, states) in enumerate(zip(cases, seqs, results)):
         opt = torch_optimizer(numbers["lr"])
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode=mode, threshold_mode=threshold_mode, **{k: v for k, v in numbers.items() if k != "lr"})
+            opt, mode=mode, threshold_mode=threshold_mode, **{k: v for k, v in numbers.items() if k != "lr"}
+        )
         expected, bad = [], []
         for m in seq:
             scheduler.step(float(m))
@@ -128,8 +132,9 @@ def test_mmengine_random(x64):
     def make(numbers, rule, threshold_rule, window):
         numbers = dict(numbers, min_value=numbers["min_lr"])
         del numbers["min_lr"]
-        twin = plateau.reduce_on_plateau_lr(**numbers, monitor="acc", rule=rule,
-                                            threshold_rule=threshold_rule, begin=window[0], end=window[1])
+        twin = plateau.reduce_on_plateau_lr(
+            **numbers, monitor="acc", rule=rule, threshold_rule=threshold_rule, begin=window[0], end=window[1]
+        )
 
         def body(twin, state, x):
             m, validated = x
@@ -141,11 +146,20 @@ def test_mmengine_random(x64):
 
     results = sweep(make, cases, data)
     for case, ((numbers, (rule, threshold_rule, (begin, end))), (seq, validated), states) in enumerate(
-            zip(cases, data, results)):
+        zip(cases, data, results)
+    ):
         opt = torch_optimizer(numbers["lr"])
         kwargs = {k: v for k, v in numbers.items() if k not in ("lr", "min_lr")}
-        scheduler = ReduceOnPlateauLR(opt, monitor="acc", rule=rule, threshold_rule=threshold_rule,
-                                      min_value=numbers["min_lr"], begin=begin, end=end, **kwargs)
+        scheduler = ReduceOnPlateauLR(
+            opt,
+            monitor="acc",
+            rule=rule,
+            threshold_rule=threshold_rule,
+            min_value=numbers["min_lr"],
+            begin=begin,
+            end=end,
+            **kwargs,
+        )
         expected = []
         for m, val in zip(seq, validated):
             scheduler.step()
@@ -161,15 +175,19 @@ def test_timm_random(x64):
     cases, data = [], []
     for _ in range(CASES):
         numbers, mode, _ = draw(rng)
-        numbers = dict(lr=numbers["lr"], decay_rate=numbers["factor"], patience_t=numbers["patience"],
-                       threshold=numbers["threshold"], cooldown_t=numbers["cooldown"],
-                       lr_min=numbers["min_lr"][0])
+        numbers = dict(
+            lr=numbers["lr"],
+            decay_rate=numbers["factor"],
+            patience_t=numbers["patience"],
+            threshold=numbers["threshold"],
+            cooldown_t=numbers["cooldown"],
+            lr_min=numbers["min_lr"][0],
+        )
         cases.append((numbers, (mode, int(rng.choice([0, 3, 7])), float(rng.choice([0.0, 1e-5])))))
         data.append((metrics(rng), rng.random(EPOCHS) < 0.9))
 
     def make(numbers, mode, warmup_t, warmup_lr_init):
-        twin = plateau.plateau_lr_scheduler(**numbers, mode=mode, warmup_t=warmup_t,
-                                            warmup_lr_init=warmup_lr_init)
+        twin = plateau.plateau_lr_scheduler(**numbers, mode=mode, warmup_t=warmup_t, warmup_lr_init=warmup_lr_init)
 
         def body(twin, state, x):
             m, given = x
@@ -179,18 +197,23 @@ def test_timm_random(x64):
 
     results = sweep(make, cases, data)
     for case, ((numbers, (mode, warmup_t, warmup_lr_init)), (seq, given), states) in enumerate(
-            zip(cases, data, results)):
+        zip(cases, data, results)
+    ):
         opt = torch_optimizer(numbers["lr"])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            scheduler = PlateauLRScheduler(opt, mode=mode, warmup_t=warmup_t, warmup_lr_init=warmup_lr_init,
-                                           **{k: v for k, v in numbers.items() if k != "lr"})
+            scheduler = PlateauLRScheduler(
+                opt,
+                mode=mode,
+                warmup_t=warmup_t,
+                warmup_lr_init=warmup_lr_init,
+                **{k: v for k, v in numbers.items() if k != "lr"},
+            )
         first, expected = [g["lr"] for g in opt.param_groups], []
         for epoch, (m, g) in enumerate(zip(seq, given)):
             scheduler.step(epoch + 1, float(m) if g else None)
             expected.append([g["lr"] for g in opt.param_groups])
-        twin = plateau.plateau_lr_scheduler(**numbers, mode=mode, warmup_t=warmup_t,
-                                            warmup_lr_init=warmup_lr_init)
+        twin = plateau.plateau_lr_scheduler(**numbers, mode=mode, warmup_t=warmup_t, warmup_lr_init=warmup_lr_init)
         assert_schedule_matches(twin.init().lr, first, "x64", context=f"init {case}")
         assert_schedule_matches(states.lr, expected, "x64", context=f"case {case} {cases[case]}")
 
@@ -242,8 +265,7 @@ def test_sgd_reads_the_plateau_lr():
         opt_state = make(p_state.lr).init(params)
         total = 0.0
         for k in range(ref.STEPS):
-            params, opt_state, loss = train_step(params, opt_state, p_state,
-                                                 jax.tree.map(lambda a: a[k], data))
+            params, opt_state, loss = train_step(params, opt_state, p_state, jax.tree.map(lambda a: a[k], data))
             total += float(loss)
             if k % 10 == 9:
                 p_state, total = jax.jit(twin.step)(p_state, total), 0.0
@@ -252,8 +274,7 @@ def test_sgd_reads_the_plateau_lr():
             tparams = jax.tree.map(lambda a: torch.tensor(a, requires_grad=True), ref.PARAMS)
             leaves = [ref._leaf(tparams, path) for path in ref.LEAVES]
             opt = torch.optim.SGD(leaves, lr=0.2, momentum=0.9)
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=1, factor=0.5,
-                                                                   threshold=0.05)
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=1, factor=0.5, threshold=0.05)
             tdata = jax.tree.map(torch.tensor, ref.MLP_DATA)
             total = 0.0
             for k in range(ref.STEPS):
@@ -293,13 +314,15 @@ def test_with_scheduler_matches_torch_stepping_both(name, x64):
         seq = metrics(rng)
         twin = plateau.with_scheduler(
             plateau.reduce_lr_on_plateau(**numbers, mode=mode, threshold_mode=threshold_mode),
-            make_twin(numbers["lr"][0]))
+            make_twin(numbers["lr"][0]),
+        )
         run = jax.jit(lambda s, ms: jax.lax.scan(lambda s, m: (twin.step(s, m),) * 2, s, ms)[1])
         state = twin.init()
         actual = np.concatenate([np.asarray(state.lr)[None], np.asarray(run(state, jnp.asarray(seq)).lr)])
         opt = torch_optimizer(numbers["lr"])
-        reducer = tl.ReduceLROnPlateau(opt, mode=mode, threshold_mode=threshold_mode,
-                                       **{k: v for k, v in numbers.items() if k != "lr"})
+        reducer = tl.ReduceLROnPlateau(
+            opt, mode=mode, threshold_mode=threshold_mode, **{k: v for k, v in numbers.items() if k != "lr"}
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scheduler = make_torch(opt)
@@ -308,7 +331,9 @@ def test_with_scheduler_matches_torch_stepping_both(name, x64):
                 reducer.step(float(m))
                 scheduler.step()
                 expected.append([g["lr"] for g in opt.param_groups])
-        assert_schedule_matches(actual, expected, "x64", context=f"{name} case {case} {numbers} {mode} {threshold_mode}")
+        assert_schedule_matches(
+            actual, expected, "x64", context=f"{name} case {case} {numbers} {mode} {threshold_mode}"
+        )
 
 
 def test_with_scheduler_rejects_what_it_cannot_follow():
@@ -318,19 +343,22 @@ def test_with_scheduler_rejects_what_it_cannot_follow():
         plateau.with_scheduler(plateau.reduce_lr_on_plateau([0.1, 0.2]), pt.cosine_annealing_lr(0.1, 10))
 
 
-@pytest.mark.parametrize("make, kwargs, name", [
-    (plateau.reduce_lr_on_plateau, dict(mode="mean"), "mode"),
-    (plateau.reduce_lr_on_plateau, dict(threshold_mode="relative"), "threshold_mode"),
-    (plateau.reduce_lr_on_plateau, dict(factor=1.0), "factor"),
-    (plateau.reduce_lr_on_plateau, dict(factor=2.5), "factor"),
-    (plateau.reduce_lr_on_plateau, dict(patience=-1), "patience"),
-    (plateau.reduce_lr_on_plateau, dict(min_lr=[0.0, 0.1]), "min_lr"),
-    (plateau.reduce_on_plateau_lr, dict(rule="min"), "rule"),
-    (plateau.reduce_on_plateau_lr, dict(threshold_rule="x"), "threshold_rule"),
-    (plateau.reduce_on_plateau_lr, dict(begin=5, end=5), "end"),
-    (plateau.plateau_lr_scheduler, dict(decay_rate=1.5), "decay_rate"),
-    (plateau.plateau_lr_scheduler, dict(mode="less"), "mode"),
-])
+@pytest.mark.parametrize(
+    "make, kwargs, name",
+    [
+        (plateau.reduce_lr_on_plateau, dict(mode="mean"), "mode"),
+        (plateau.reduce_lr_on_plateau, dict(threshold_mode="relative"), "threshold_mode"),
+        (plateau.reduce_lr_on_plateau, dict(factor=1.0), "factor"),
+        (plateau.reduce_lr_on_plateau, dict(factor=2.5), "factor"),
+        (plateau.reduce_lr_on_plateau, dict(patience=-1), "patience"),
+        (plateau.reduce_lr_on_plateau, dict(min_lr=[0.0, 0.1]), "min_lr"),
+        (plateau.reduce_on_plateau_lr, dict(rule="min"), "rule"),
+        (plateau.reduce_on_plateau_lr, dict(threshold_rule="x"), "threshold_rule"),
+        (plateau.reduce_on_plateau_lr, dict(begin=5, end=5), "end"),
+        (plateau.plateau_lr_scheduler, dict(decay_rate=1.5), "decay_rate"),
+        (plateau.plateau_lr_scheduler, dict(mode="less"), "mode"),
+    ],
+)
 def test_rejects(make, kwargs, name):
     with pytest.raises(ValueError) as error:
         make(0.1, **kwargs)
