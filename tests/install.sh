@@ -22,6 +22,8 @@ DS_BUILD_OPS=0 python -m pip install -q --no-deps deepspeed==0.19.8
 python -m pip install -q hjson==3.1.0 py-cpuinfo==9.0.0 pydantic==2.13.4 msgpack==1.2.4 psutil==7.2.2 einops==0.8.1 tqdm==4.70.1
 step "bitsandbytes 0.50.2 without its dependencies (the Trainer's lion_32bit; its 32-bit Lion runs on the CPU)"
 python -m pip install -q --no-deps bitsandbytes==0.50.2
+step "torchao 0.18.0 without its dependencies (its low-bit AdamW runs on the CPU through torch.compile)"
+python -m pip install -q --no-deps torchao==0.18.0
 step "fvcore 0.1.5.post20221221 without its dependencies (its param_scheduler module is pure Python)"
 python -m pip install -q --no-deps fvcore==0.1.5.post20221221
 if python -c "import importlib.metadata as m; assert m.version('mmcv') == '1.7.2'" 2>/dev/null; then
@@ -40,4 +42,4 @@ else
 fi
 step "the OpenMMLab config corpora (configs of 7 pinned wheels, sha256-checked) into tests/data/corpus, and the MMCV-era hook modules purelr twins (YOLOX, CosineAnnealingCooldown) into tests/data/sources"
 python -m tests.corpus
-step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "transformers", "accelerate", "deepspeed", "mmpose", "bitsandbytes", "fvcore")))')"
+step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "transformers", "accelerate", "deepspeed", "mmpose", "bitsandbytes", "fvcore", "torchao")))')"

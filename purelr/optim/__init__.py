@@ -11,6 +11,7 @@ from purelr.optim.adadelta import adadelta
 from purelr.optim.adafactor import adafactor
 from purelr.optim.adagrad import adagrad
 from purelr.optim.adam import adam
+from purelr.optim.adam_low_bit import adam_4bit, adam_8bit, adam_fp8, adamw_4bit, adamw_8bit, adamw_fp8, adamw_torchao
 from purelr.optim.adamax import adamax
 from purelr.optim.adamp import adamp
 from purelr.optim.adamw import adamw
@@ -71,3 +72,4 @@ __all__ += ["adafactor_schedule_lr", "hf_adafactor"]  # transformers' own
 __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgrad", "mars", "novograd", "sgdp"]
 __all__ += ["fused_adam", "fused_lamb"]  # DeepSpeed's
 __all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretrain's
+__all__ += ["adam_4bit", "adam_8bit", "adam_fp8", "adamw_4bit", "adamw_8bit", "adamw_fp8", "adamw_torchao"]  # torchao's

@@ -136,6 +136,13 @@ def linear_anneal(start, end, done, length=1, left=None) -> Array:
     return _from_nearer_end(start, end, done, length, lambda x: x, left)
 
 
+def divided(numerator, denominator) -> Array:
+    """``numerator / denominator`` correctly rounded, as Python and torch divide: XLA turns a
+    division by a broadcast scalar (a constant or a traced one) into a multiplication by its
+    reciprocal (one rounding more), which ``denominator + 0 * numerator`` keeps from happening."""
+    return numerator / (denominator + 0 * numerator)
+
+
 def fraction(numerator: Array, denominator) -> Array:
     """``numerator / denominator`` of integer step counts, as values."""
     return as_values(numerator) / as_values(denominator)

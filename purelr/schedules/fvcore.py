@@ -32,6 +32,7 @@ from purelr.schedules.core import (
     as_values,
     cosine_anneal,
     count_reached,
+    divided,
     float_dtype,
     int_dtype,
 )
@@ -42,13 +43,6 @@ ParamScheduler = Callable[[jax.Array], jax.Array]
 WHERE_EPSILON = 1e-6  # fvcore's ParamScheduler.WHERE_EPSILON
 INTERVAL_SCALINGS = ("rescaled", "fixed")
 WARMUP_METHODS = ("linear", "constant")
-
-
-def _divided(numerator, denominator: float) -> jax.Array:
-    """``numerator / denominator`` correctly rounded, as Python divides: XLA turns a division by a
-    broadcast constant into a multiplication by its reciprocal (one rounding more), which
-    ``denominator + 0 * numerator`` keeps from happening."""
-    return numerator / (denominator + 0 * numerator)
 
 
 class Progress(NamedTuple):
@@ -277,7 +271,7 @@ def composite_param_scheduler(
 def _rescaled(where, start: float, length: float):
     """``(where - start) / length``, on a ``Progress`` both its value and its exact numbers (a
     stretch of length 0, which fvcore would divide by, gets the float quotient only)."""
-    value = _divided(_values(where) - start, length)
+    value = divided(_values(where) - start, length)
     if not isinstance(where, Progress) or length == 0:
         return value
     return Progress(where.step, value, lambda t: (where.exact(t) - start) / length)
@@ -327,7 +321,7 @@ def lr_multiplier(base_lr, multiplier: ParamScheduler, max_iter) -> Schedule:
 
     def schedule(step):
         step = as_steps(step)
-        where = Progress(step, _divided(as_values(step), max_iter), lambda t: t / max_iter)
+        where = Progress(step, divided(as_values(step), max_iter), lambda t: t / max_iter)
         return base_lr * as_values(_call(multiplier, where))
 
     return schedule
