@@ -24,6 +24,9 @@ step "bitsandbytes 0.50.2 without its dependencies (the Trainer's lion_32bit; it
 python -m pip install -q --no-deps bitsandbytes==0.50.2
 step "fvcore 0.1.5.post20221221 without its dependencies (its param_scheduler module is pure Python)"
 python -m pip install -q --no-deps fvcore==0.1.5.post20221221
+step "lion-pytorch 0.2.5 and heavyball 3.2.1 without their dependencies (heavyball's opt-einsum beside it; torch stays the CPU wheel)"
+python -m pip install -q --no-deps lion-pytorch==0.2.5 heavyball==3.2.1
+python -m pip install -q --no-deps opt-einsum==3.4.0
 if python -c "import importlib.metadata as m; assert m.version('mmcv') == '1.7.2'" 2>/dev/null; then
   step "mmcv 1.7.2 already installed"
 else
