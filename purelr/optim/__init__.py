@@ -44,6 +44,7 @@ from purelr.optim.sgd import sgd
 from purelr.optim.sgdp import sgdp
 from purelr.optim.sgdw import sgdw
 from purelr.optim.skip import skip_nonfinite
+from purelr.optim.soap import soap
 from purelr.optim.timm_adafactor import timm_adafactor
 
 __all__ = [
@@ -71,3 +72,4 @@ __all__ += ["adafactor_schedule_lr", "hf_adafactor"]  # transformers' own
 __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgrad", "mars", "novograd", "sgdp"]
 __all__ += ["fused_adam", "fused_lamb"]  # DeepSpeed's
 __all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretrain's
+__all__ += ["soap"]  # heavyball's
