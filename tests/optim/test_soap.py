@@ -23,12 +23,14 @@ import pytest
 import torch
 
 from purelr.optim.soap import soap
+from tests.bad_inputs import assert_purelr_rejects
 from tests.optim import torch_reference as ref
 from tests.parity import OPTIMIZER_RTOL, relative_error, rounding_floor
 
 heavyball.utils.compile_mode = None  # heavyball's eager path: no torch.compile on the CPU
 
 STEPS = 100
+NAN = float("nan")
 SHAPES = dict(a=(4, 4), b=(3, 4), c=(2,), d=(4, 2, 2), e=(5,))
 GROUPS = (("a", "c", "e"), ("b", "d"))
 NUMBERS = ("lr", "betas", "shampoo_beta", "eps", "weight_decay")
@@ -223,15 +225,41 @@ def check(configs):
     return worst
 
 
+DEFAULTS = dict(lr=3e-3, betas=(0.9, 0.95), shampoo_beta=0.95, eps=1e-8, weight_decay=0.01)  # heavyball.SOAP's
+
+
 def _configs(per: int, seed: int):
     flags = FLAGS + (X64_FLAGS if jax.config.jax_enable_x64 else [])
     return [c for i, f in enumerate(flags) for c in configurations(f, per, seed + i)]
 
 
 def test_matches_heavyball(precision):
-    check(_configs(3, seed=300))
+    """One random configuration per set of flags, and heavyball's defaults in both groups."""
+    check(_configs(1, seed=300) + [dict(flags={}, groups=[DEFAULTS, DEFAULTS], schedule=False)])
 
 
 @pytest.mark.nightly
 def test_more_configurations_match_heavyball(precision):
     check(_configs(8, seed=310))
+
+
+@pytest.mark.parametrize(
+    "kwargs, needles",
+    [
+        (dict(split=True), ("split", "True")),
+        (dict(mars=True), ("mars", "True")),
+        (dict(use_precond_schedule=True), ("use_precond_schedule", "True")),
+        (dict(precond_grad_accum=True), ("precond_grad_accum", "True")),
+        (dict(precondition_frequency=0), ("precondition_frequency", "0")),
+        (dict(precondition_frequency=2.0), ("precondition_frequency", "2.0")),
+        (dict(max_precond_dim=0), ("max_precond_dim", "0")),
+        (dict(warmup_steps=-1), ("warmup_steps", "-1")),
+        (dict(storage_dtype="int8"), ("storage_dtype", "int8")),
+        (dict(lr=-1.0), ("lr", "-1.0")),
+        (dict(betas=(1.0, 0.95)), ("betas[0]", "1.0")),
+        (dict(shampoo_beta=1.0), ("shampoo_beta", "1.0")),
+        (dict(eps=NAN), ("eps", "nan")),
+    ],
+)
+def test_rejects(kwargs, needles):
+    assert_purelr_rejects(lambda: soap(**kwargs), ValueError, *needles)
