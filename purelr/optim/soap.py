@@ -23,6 +23,12 @@ and an orthogonal basis ``Q_i``. ``project(x)`` multiplies every such dimension 
 ``qr_step``: one step of subspace iteration, ``QR(GG Q + lift * max|e| * Q)`` with the columns taken
 in descending order of ``e = diag(Q^T GG Q)`` and put back in place, signs making ``R``'s diagonal
 positive; ``lift = max(1e-8, min(64 n eps_dtype, 0.125))``.
+
+The first basis is ``eigh`` of one gradient's Gram matrix: where its null space has dimension 2 or
+more (``G G^T`` of an ``m x n`` gradient with ``m > n + 1``), the basis chosen there is the LAPACK
+implementation's, and torch's and JAX's choose differently: both are valid SOAP runs, but they
+part from the first update on. Elsewhere the basis is unique up to column signs, which the
+params do not depend on.
 """
 
 from __future__ import annotations
