@@ -9,6 +9,10 @@ of dimension at most 1: its eigenvectors are then unique up to sign, while a lar
 lets LAPACK's ``eigh`` (torch's and JAX's) pick different bases, which SOAP's subspace iteration
 carries on (a different, equally valid trajectory). Signs of the basis columns are aligned to
 heavyball's before ``Q`` and ``exp_avg`` are compared (the params do not depend on them).
+
+Measured (nightly, 40 configurations under x64, 32 in float32): x64 5.7e-12; float32 9.8e-6, in
+``Q`` of the 3 x 4 param's 4 x 4 factor, whose Gram matrix starts at rank 3 and keeps a small
+eigenvalue: its eigenvector is conditioned by the gap (the params stay within 6.3e-6).
 """
 
 import warnings
