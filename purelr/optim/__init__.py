@@ -45,6 +45,7 @@ from purelr.optim.sgd import sgd
 from purelr.optim.sgdp import sgdp
 from purelr.optim.sgdw import sgdw
 from purelr.optim.skip import skip_nonfinite
+from purelr.optim.soap import soap
 from purelr.optim.timm_adafactor import timm_adafactor
 
 __all__ = [
@@ -73,3 +74,4 @@ __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgr
 __all__ += ["fused_adam", "fused_lamb"]  # DeepSpeed's
 __all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretrain's
 __all__ += ["adam_4bit", "adam_8bit", "adam_fp8", "adamw_4bit", "adamw_8bit", "adamw_fp8", "adamw_torchao"]  # torchao's
+__all__ += ["soap"]  # heavyball's
