@@ -115,7 +115,7 @@ def adahessian(
             start = base.multiplied(p, 1 - hp["lr"] * hp["weight_decay"])
             m = hp["beta1"] * m + c1 * g
             v = hp["beta2"] * v + c2 * h * h
-            denom = _torch_pow(v / bias_correction2, half_power) + hp["eps"]
+            denom = base.torch_pow(v / bias_correction2, half_power) + hp["eps"]
             return base.update_from(p, start, -(hp["lr"] / bias_correction1) * (m / denom)), m, v, h
 
         updates, m, v, h = base.leafwise(
@@ -153,9 +153,3 @@ def draw(key, params, n_samples: int) -> list:
     return [
         treedef.unflatten([jax.random.rademacher(k, p.shape, p.dtype) for k, p in zip(row, leaves)]) for row in keys
     ]
-
-
-def _torch_pow(x, exponent):
-    """torch's ``x.pow_(exponent)``: 1 for 0, ``sqrt`` for 0.5, ``x`` for 1 (its special cases)."""
-    general = jnp.power(x, exponent)
-    return jnp.where(exponent == 0, 1.0, jnp.where(exponent == 0.5, jnp.sqrt(x), jnp.where(exponent == 1, x, general)))
