@@ -130,13 +130,13 @@ class TimmRandomness:
     in timm's order (per param: the balancing draw, the normals if the preconditioner is renewed,
     the stochastic decay draw if it decays)."""
 
-    def __init__(self, drawn, decaying):
-        self.drawn, self.decaying, self.queue, self.leaf = drawn, decaying, [], None
+    def __init__(self, drawn, decaying, order=ref.LEAVES):
+        self.drawn, self.decaying, self.order, self.queue, self.leaf = drawn, decaying, order, [], None
 
     def start(self, k):
         self.finish()
         self.k = k
-        for i, path in enumerate(ref.LEAVES):
+        for i, path in enumerate(self.order):
             uniform = ref._leaf(self.drawn["uniform"], path)[k]
             self.queue.append((float(uniform[0]), path))
             if self.decaying[i]:
@@ -243,3 +243,54 @@ def test_matches_timm(precision):
 @pytest.mark.filterwarnings("ignore:It is highly recommended")
 def test_more_configurations_match_timm(precision):
     check(NIGHTLY)
+
+
+def torch_module(params):
+    """A torch module whose parameters are named as the flax tree's dotted names (``hidden.kernel``)."""
+    module = torch.nn.Module()
+    for outer, leaves in params.items():
+        tensors = {inner: torch.nn.Parameter(torch.tensor(value)) for inner, value in leaves.items()}
+        setattr(module, outer, torch.nn.ParameterDict(tensors))
+    return module
+
+
+@pytest.mark.filterwarnings("ignore:It is highly recommended")
+def test_create_optimizer_v2_matches_timm():
+    """``kronw`` by name (x64): timm's weight-decay groups (the biases without decay, first), the
+    momentum and a preconditioner probability given through ``create_optimizer_v2``."""
+    from timm.optim import create_optimizer_v2 as timm_create_optimizer_v2
+
+    from purelr.recipes.timm import create_optimizer_v2
+
+    kwargs = dict(lr=1e-2, weight_decay=0.05, momentum=0.8, preconditioner_update_probability=0.5)
+    with jax.enable_x64(True):
+        drawn = draws(2140, True)
+        data = jax.tree.map(lambda a: jnp.asarray(a[:STEPS]), ref.stream(True))
+        optimizer = create_optimizer_v2(jax.tree.map(jnp.asarray, ref.PARAMS), "kronw", **kwargs)
+
+        def step(carry, inputs):
+            params, state = carry
+            grads = jax.grad(ref.jax_loss)(params, inputs[0], 1.0)
+            updates, state = optimizer.update(grads, state, params, draws=inputs[1])
+            return (optax.apply_updates(params, updates), state), None
+
+        params = jax.tree.map(jnp.asarray, ref.PARAMS)
+        (params, _), _ = jax.jit(lambda p: jax.lax.scan(step, (p, optimizer.init(p)), (data, drawn)))(params)
+    with ref.torch_dtype(True), mock.patch.object(timm_kron, "has_dynamo", False):
+        model = torch_module(ref.PARAMS)
+        torch_optimizer = timm_create_optimizer_v2(model, "kronw", **kwargs)
+        order = [path for path in ref.LEAVES if path[1] == "bias"] + [p for p in ref.LEAVES if p[1] == "kernel"]
+        torch_optimizer.rng = randomness = TimmRandomness(drawn, [False] * 4, order)
+        tree = {outer: getattr(model, outer) for outer in ref.PARAMS}
+        batches = jax.tree.map(lambda a: torch.tensor(np.asarray(a)), ref.stream(True))
+        with mock.patch.object(torch, "randn", randomness.randn):
+            for k in range(STEPS):
+                torch_optimizer.zero_grad()
+                ref.losses(tree, jax.tree.map(lambda a: a[k], batches), torch.tanh).backward()
+                randomness.start(k)
+                torch_optimizer.step()
+        randomness.finish()
+    for path in ref.LEAVES:
+        expected = ref._leaf(tree, path).detach()
+        error = relative_error(ref._leaf(params, path), expected, floor=trajectory_floor())
+        assert error <= OPTIMIZER_RTOL["x64"], (path, error)
