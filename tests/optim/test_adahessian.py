@@ -64,14 +64,15 @@ NIGHTLY = (
 )
 
 
-def rademacher(update_each, n_samples, x64):
-    """timm's vectors: ``(STEPS, n_samples)`` trees (zeros where a step keeps its estimate)."""
+def rademacher(update_each, n_samples, x64, order=ref.LEAVES):
+    """timm's vectors: ``(STEPS, n_samples)`` trees (zeros where a step keeps its estimate), drawn
+    for the params in timm's ``order``."""
     generator = torch.Generator().manual_seed(2147483647)
     dtype = torch.float64 if x64 else torch.float32
     zs = jax.tree.map(lambda p: np.zeros((STEPS, n_samples) + p.shape), ref.PARAMS)
     for k in range(0, STEPS, update_each):
         for i in range(n_samples):
-            for path in ref.LEAVES:
+            for path in order:
                 draws = torch.randint(0, 2, ref.PARAMS[path[0]][path[1]].shape, generator=generator)
                 ref._leaf(zs, path)[k, i] = (draws.to(dtype) * 2.0 - 1.0).numpy()
     return zs
@@ -242,3 +243,43 @@ def test_needs_the_loss_or_the_estimate():
     params = {"w": jnp.ones(2)}
     with pytest.raises(ValueError, match="value_fn"):
         optimizer.update(params, optimizer.init(params), params)
+
+
+def test_create_optimizer_v2_matches_timm():
+    """``adahessian`` by name (x64): timm's weight-decay groups (the biases without decay, first:
+    timm draws their vectors first), betas through ``create_optimizer_v2``, the estimate over the
+    whole model given to every group."""
+    from timm.optim import create_optimizer_v2 as timm_create_optimizer_v2
+
+    from purelr.recipes.timm import create_optimizer_v2
+    from tests.optim.test_kron import torch_module
+
+    kwargs = dict(lr=0.05, weight_decay=0.05, betas=(0.8, 0.99), update_each=2)
+    order = [path for path in ref.LEAVES if path[1] == "bias"] + [p for p in ref.LEAVES if p[1] == "kernel"]
+    with jax.enable_x64(True):
+        zs = jax.tree.map(jnp.asarray, rademacher(2, 1, True, order))
+        data = jax.tree.map(lambda a: jnp.asarray(a[:STEPS]), ref.stream(True))
+        optimizer = create_optimizer_v2(jax.tree.map(jnp.asarray, ref.PARAMS), "adahessian", **kwargs)
+
+        def step(carry, inputs):
+            params, state = carry
+            loss = functools.partial(ref.jax_loss, batch=inputs[0], sign=1.0)
+            hessian = hutchinson(loss, params, [jax.tree.map(lambda z: z[0], inputs[1])])
+            updates, state = optimizer.update(jax.grad(loss)(params), state, params, hessian=hessian)
+            return (optax.apply_updates(params, updates), state), None
+
+        params = jax.tree.map(jnp.asarray, ref.PARAMS)
+        (params, _), _ = jax.jit(lambda p: jax.lax.scan(step, (p, optimizer.init(p)), (data, zs)))(params)
+    with ref.torch_dtype(True):
+        model = torch_module(ref.PARAMS)
+        torch_optimizer = timm_create_optimizer_v2(model, "adahessian", **kwargs)
+        tree = {outer: getattr(model, outer) for outer in ref.PARAMS}
+        batches = jax.tree.map(lambda a: torch.tensor(np.asarray(a)), ref.stream(True))
+        for k in range(STEPS):
+            torch_optimizer.zero_grad()
+            ref.losses(tree, jax.tree.map(lambda a: a[k], batches), torch.tanh).backward(create_graph=True)
+            torch_optimizer.step()
+    for path in ref.LEAVES:
+        expected = ref._leaf(tree, path).detach()
+        error = relative_error(ref._leaf(params, path), expected, floor=trajectory_floor())
+        assert error <= OPTIMIZER_RTOL["x64"], (path, error)
