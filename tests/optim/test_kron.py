@@ -56,15 +56,17 @@ def configurations(flags, count, seed):
 
 
 COMBINATIONS = [
-    dict(preconditioner_update_probability="timm"),
     dict(
-        preconditioner_update_probability=0.5,
+        preconditioner_update_probability="timm",
         decoupled_decay=True,
         corrected_weight_decay=True,
         stochastic_weight_decay=True,
         precond_init_scale=0.5,
     ),
     dict(preconditioner_update_probability=0.3, memory_save_mode="one_diag", momentum_into_precond_update=False),
+]
+MORE_COMBINATIONS = [
+    dict(preconditioner_update_probability=0.5),
     dict(
         preconditioner_update_probability="stepwise",
         memory_save_mode="all_diag",
@@ -72,9 +74,12 @@ COMBINATIONS = [
         stochastic_weight_decay=True,
         deterministic=True,
     ),
+    dict(preconditioner_update_probability=1.0, memory_save_mode="smart_one_diag", max_size_triangular=4),
 ]
-CONFIGS = [c for i, flags in enumerate(COMBINATIONS) for c in configurations(flags, 3, seed=2120 + i)]
-NIGHTLY = [c for i, flags in enumerate(COMBINATIONS) for c in configurations(flags, 8, seed=2130 + i)]
+CONFIGS = [c for i, flags in enumerate(COMBINATIONS) for c in configurations(flags, 5, seed=2120 + i)]
+NIGHTLY = [
+    c for i, flags in enumerate(COMBINATIONS + MORE_COMBINATIONS) for c in configurations(flags, 8, seed=2130 + i)
+]
 
 
 def draws(seed, x64):
