@@ -9,6 +9,7 @@ stepped; purelr gets the same numbers as ``draws``. timm's ``torch.compile``d he
 (``has_dynamo`` off): the arithmetic is the same, without a compiler."""
 
 import functools
+import math
 from unittest import mock
 
 import jax
@@ -159,8 +160,8 @@ class TimmRandomness:
 
     def randn(self, shape, generator=None, dtype=None, device=None):
         normal = ref._leaf(self.drawn["normal"], self.leaf)[self.k]
-        assert tuple(shape) == normal.shape, (shape, normal.shape)
-        return torch.tensor(normal, dtype=dtype)
+        assert math.prod(shape) == normal.size, (shape, normal.shape)
+        return torch.tensor(normal.reshape(tuple(shape)), dtype=dtype)  # a flattened param's, in C order
 
 
 def run_torch(config, drawn, x64):
@@ -299,3 +300,47 @@ def test_create_optimizer_v2_matches_timm():
         expected = ref._leaf(tree, path).detach()
         error = relative_error(ref._leaf(params, path), expected, floor=trajectory_floor())
         assert error <= OPTIMIZER_RTOL["x64"], (path, error)
+
+
+@pytest.mark.filterwarnings("ignore:It is highly recommended")
+def test_flattened_kernels_and_scalars_match_timm():
+    """``flatten=True`` on a 4-D kernel (its dims 2, 3 merged: factors (2, 2), (3, 3), (6, 6)) and a
+    scalar param (one scalar factor), x64, 50 updates of a quadratic, one group."""
+    steps, rng = 50, np.random.default_rng(2150)
+    start = {"a": rng.normal(size=(2, 3, 2, 3)), "b": np.asarray(0.7)}
+    curvature = {"a": rng.uniform(0.2, 2.0, (2, 3, 2, 3)), "b": np.asarray(1.3)}
+    target = {"a": rng.normal(size=(2, 3, 2, 3)), "b": np.asarray(-0.4)}
+    drawn = dict(
+        normal=jax.tree.map(lambda p: rng.normal(size=(steps,) + p.shape), start),
+        uniform=jax.tree.map(lambda p: rng.uniform(size=(steps, 2)) * [0.02, 1.0], start),
+    )
+    kwargs = dict(lr=0.05, momentum=0.8, weight_decay=0.01, flatten=True, preconditioner_update_probability=0.5)
+
+    def loss(params, xp, convert):
+        return sum(xp.sum(convert(curvature[k]) * (params[k] - convert(target[k])) ** 2) / 2 for k in params)
+
+    with jax.enable_x64(True):
+        optimizer = kron(**kwargs)
+
+        def step(carry, drawn):
+            params, state = carry
+            updates, state = optimizer.update(jax.grad(loss)(params, jnp, jnp.asarray), state, params, draws=drawn)
+            return (optax.apply_updates(params, updates), state), None
+
+        params = jax.tree.map(jnp.asarray, start)
+        (params, state), _ = jax.jit(lambda p: jax.lax.scan(step, (p, optimizer.init(p)), drawn))(params)
+        assert [q.shape for q in state.Q["a"]] == [(2, 2), (3, 3), (6, 6)]
+    with ref.torch_dtype(True), mock.patch.object(timm_kron, "has_dynamo", False):
+        tensors = {k: torch.tensor(v, requires_grad=True) for k, v in start.items()}
+        torch_optimizer = Kron(list(tensors.values()), **kwargs)
+        torch_optimizer.rng = randomness = TimmRandomness(drawn, [False, False], [("a",), ("b",)])
+        with mock.patch.object(torch, "randn", randomness.randn):
+            for k in range(steps):
+                torch_optimizer.zero_grad()
+                loss(tensors, torch, torch.tensor).backward()
+                randomness.start(k)
+                torch_optimizer.step()
+        randomness.finish()
+    for name, tensor in tensors.items():
+        error = relative_error(params[name], tensor.detach(), floor=trajectory_floor())
+        assert error <= OPTIMIZER_RTOL["x64"], (name, error)
