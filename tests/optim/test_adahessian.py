@@ -279,3 +279,47 @@ def test_create_optimizer_v2_matches_timm():
         expected = ref._leaf(tree, path).detach()
         error = relative_error(ref._leaf(params, path), expected, floor=trajectory_floor())
         assert error <= OPTIMIZER_RTOL["x64"], (path, error)
+
+
+def test_avg_conv_kernel_matches_timm():
+    """``avg_conv_kernel`` on a 4-D kernel (torch's OIHW: the estimate's |.| averaged over dims 2,
+    3) beside a vector, x64, 40 updates of a loss whose Hessian couples every entry, two samples
+    renewed every other update, one group."""
+    steps, rng = 40, np.random.default_rng(2160)
+    start = {"a": rng.normal(size=(2, 3, 2, 2)), "b": rng.normal(size=3)}
+    kwargs = dict(lr=0.02, weight_decay=0.01, hessian_power=0.7, update_each=2, n_samples=2, avg_conv_kernel=True)
+
+    def loss(params, xp):
+        total = sum(xp.sum(p**2) for p in params.values())
+        return total**2 / 8 + sum(xp.sum(xp.cos(p)) for p in params.values())
+
+    generator = torch.Generator().manual_seed(2147483647)
+    zs = jax.tree.map(lambda p: np.zeros((steps, 2) + p.shape), start)
+    for k in range(0, steps, 2):
+        for i in range(2):
+            for name in ("a", "b"):
+                zs[name][k, i] = (torch.randint(0, 2, start[name].shape, generator=generator) * 2.0 - 1.0).numpy()
+    with jax.enable_x64(True):
+        optimizer = adahessian(**kwargs)
+
+        def step(carry, z):
+            params, state = carry
+            value_fn = functools.partial(loss, xp=jnp)
+            vectors = [jax.tree.map(lambda leaf: leaf[i], z) for i in range(2)]
+            grads = jax.grad(value_fn)(params)
+            updates, state = optimizer.update(grads, state, params, value_fn=value_fn, rademacher=vectors)
+            return (optax.apply_updates(params, updates), state), None
+
+        params = jax.tree.map(jnp.asarray, start)
+        (params, state), _ = jax.jit(lambda p: jax.lax.scan(step, (p, optimizer.init(p)), zs))(params)
+    with ref.torch_dtype(True):
+        tensors = {k: torch.tensor(v, requires_grad=True) for k, v in start.items()}
+        torch_optimizer = Adahessian(list(tensors.values()), **kwargs)
+        for k in range(steps):
+            torch_optimizer.zero_grad()
+            loss(tensors, torch).backward(create_graph=True)
+            torch_optimizer.step()
+    for name, tensor in tensors.items():
+        floor = trajectory_floor()
+        assert relative_error(params[name], tensor.detach(), floor=floor) <= OPTIMIZER_RTOL["x64"], name
+        assert relative_error(state.hess[name], tensor.hess.detach(), floor=floor) <= OPTIMIZER_RTOL["x64"], name
