@@ -9,7 +9,9 @@ skipping non-finite steps: ``skip_nonfinite``. May import ``purelr.schedules`` o
 from purelr.optim.adabelief import adabelief
 from purelr.optim.adadelta import adadelta
 from purelr.optim.adafactor import adafactor
+from purelr.optim.adafactor_big_vision import adafactor_big_vision
 from purelr.optim.adagrad import adagrad
+from purelr.optim.adahessian import adahessian
 from purelr.optim.adam import adam
 from purelr.optim.adam_low_bit import adam_4bit, adam_8bit, adam_fp8, adamw_4bit, adamw_8bit, adamw_fp8, adamw_torchao
 from purelr.optim.adamax import adamax
@@ -22,6 +24,7 @@ from purelr.optim.clip import clip_grad_norm, clip_grad_value
 from purelr.optim.fused_adam import fused_adam
 from purelr.optim.fused_lamb import fused_lamb
 from purelr.optim.hf_adafactor import adafactor_schedule_lr, hf_adafactor
+from purelr.optim.kron import kron
 from purelr.optim.lamb import grad_clip as lamb_grad_clip
 from purelr.optim.lamb import lamb
 from purelr.optim.laprop import laprop
@@ -75,3 +78,4 @@ __all__ += ["fused_adam", "fused_lamb"]  # DeepSpeed's
 __all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretrain's
 __all__ += ["adam_4bit", "adam_8bit", "adam_fp8", "adamw_4bit", "adamw_8bit", "adamw_fp8", "adamw_torchao"]  # torchao's
 __all__ += ["soap"]  # heavyball's
+__all__ += ["adafactor_big_vision", "adahessian", "kron"]  # timm's (issue 21)

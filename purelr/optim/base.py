@@ -256,3 +256,10 @@ def adam_moments(hyperparams: Mapping[str, object]):
 def moment_buffers(params, hp=None) -> dict:
     """Adam's zero ``exp_avg`` and ``exp_avg_sq`` (an ``init_buffers``)."""
     return dict(exp_avg=zeros(params), exp_avg_sq=zeros(params))
+
+
+def torch_pow(x, exponent):
+    """torch's ``x.pow(exponent)`` for a number ``exponent``, with its special cases: 1 for 0,
+    ``x`` for 1, ``sqrt(x)`` for 0.5 (XLA's ``pow`` rounds those otherwise)."""
+    general = jnp.power(x, exponent)
+    return jnp.where(exponent == 0, 1.0, jnp.where(exponent == 0.5, jnp.sqrt(x), jnp.where(exponent == 1, x, general)))

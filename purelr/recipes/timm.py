@@ -179,6 +179,26 @@ SUPPORTED = {
     "novogradc": OptimInfo(
         optim.novograd, has_betas=True, defaults=(("decoupled_decay", True), ("corrected_weight_decay", True))
     ),
+    # AdafactorBigVision, Kron (draws: see purelr.optim.kron), Adahessian (update takes value_fn or hessian)
+    "adafactorbv": OptimInfo(optim.adafactor_big_vision, has_momentum=True),
+    "adafactorbvc": OptimInfo(
+        optim.adafactor_big_vision, has_momentum=True, defaults=(("corrected_weight_decay", True),)
+    ),
+    "cadafactorbv": OptimInfo(optim.adafactor_big_vision, has_momentum=True, defaults=(("caution", True),)),
+    "cadafactorbvc": OptimInfo(
+        optim.adafactor_big_vision,
+        has_momentum=True,
+        defaults=(("caution", True), ("corrected_weight_decay", True)),
+    ),
+    "kron": OptimInfo(optim.kron, has_eps=False, has_momentum=True),
+    "kronw": OptimInfo(optim.kron, has_eps=False, has_momentum=True, defaults=(("decoupled_decay", True),)),
+    "kronc": OptimInfo(
+        optim.kron,
+        has_eps=False,
+        has_momentum=True,
+        defaults=(("decoupled_decay", True), ("corrected_weight_decay", True)),
+    ),
+    "adahessian": OptimInfo(optim.adahessian, has_betas=True),
 }
 
 TRAIN_PY = "timm 1.0.29.dev0 (huggingface/pytorch-image-models@aa4b5850)"

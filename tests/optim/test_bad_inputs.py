@@ -113,6 +113,9 @@ NONFINITE = {
     "sgdw": ("lr", "momentum", "dampening", "weight_decay"),
     "nadamw": ("lr", "eps", "weight_decay", "clipping_threshold"),
     "timm_adafactor": ("lr", "eps", "eps_scale", "clip_threshold", "decay_rate", "weight_decay"),
+    "adafactor_big_vision": ("lr", "weight_decay", "decay_rate", "beta2_cap", "momentum", "eps"),
+    "kron": ("lr", "momentum", "weight_decay", "precond_lr", "preconditioner_update_probability"),
+    "adahessian": ("lr", "eps", "weight_decay", "hessian_power"),
 }
 PURELR_CASES = [
     (name, {arg: value}, ValueError, arg, repr(value))
@@ -152,6 +155,20 @@ PURELR_CASES += [
     ("timm_adafactor", dict(min_dim_size_to_factor=2.5), TypeError, "min_dim_size_to_factor", "2.5"),
     ("timm_adafactor", dict(betas=0.9), TypeError, "betas", "0.9"),
     ("timm_adafactor", dict(lr=1e-2, warmup_init=True), ValueError, "warmup_init", "True"),
+    ("adafactor_big_vision", dict(momentum_dtype="int8"), ValueError, "momentum_dtype", "'int8'"),
+    ("adafactor_big_vision", dict(min_dim_size_to_factor=2.5), TypeError, "min_dim_size_to_factor", "2.5"),
+    ("adafactor_big_vision", dict(beta2_cap=1.5), ValueError, "beta2_cap", "1.5"),
+    ("kron", dict(momentum=1.0), ValueError, "momentum", "1.0"),
+    ("kron", dict(memory_save_mode="two_diag"), ValueError, "memory_save_mode", "'two_diag'"),
+    ("kron", dict(mu_dtype="bfloat16"), ValueError, "mu_dtype", "'bfloat16'"),
+    ("kron", dict(precond_dtype="float32"), ValueError, "precond_dtype", "'float32'"),
+    ("kron", dict(preconditioner_update_probability=0.0), ValueError, "preconditioner_update_probability", "0.0"),
+    ("kron", dict(max_size_triangular=1e3), TypeError, "max_size_triangular", "1000.0"),
+    ("kron", dict(lr=0.0, corrected_weight_decay=True), ValueError, "max_lr_snapshot", "0.0"),
+    ("adahessian", dict(hessian_power=1.5), ValueError, "hessian_power", "1.5"),
+    ("adahessian", dict(betas=(0.9, 1.0)), ValueError, "betas[1]", "1.0"),
+    ("adahessian", dict(update_each=0), ValueError, "update_each", "0"),
+    ("adahessian", dict(n_samples=1.5), ValueError, "n_samples", "1.5"),
     ("clip_grad_norm", dict(max_norm=-1), ValueError, "max_norm", "-1"),
     ("clip_grad_norm", dict(max_norm=NAN), ValueError, "max_norm", "nan"),
     ("clip_grad_norm", dict(max_norm=1.0, norm_type="fro"), TypeError, "norm_type", "'fro'"),
@@ -166,6 +183,8 @@ INIT_CASES = [
     ("adafactor", {"w": jnp.zeros((2, 3), jnp.complex64)}, "adafactor", "complex", "complex64", "['w']"),
     ("lbfgs", {"w": jnp.zeros(3, jnp.complex64)}, "lbfgs", "complex", "complex64", "['w']"),
     ("timm_adafactor", {"w": jnp.zeros(3, jnp.complex64)}, "timm_adafactor", "complex", "complex64", "['w']"),
+    ("adafactor_big_vision", {"w": jnp.zeros(3, jnp.complex64)}, "adafactor_big_vision", "complex", "['w']"),
+    ("kron", {"w": jnp.zeros(3, jnp.complex64)}, "kron", "complex", "complex64", "['w']"),
 ]
 
 TORCH_NAMES = dict(

@@ -340,6 +340,8 @@ def compare(params, state, torch_params, torch_state, torch_lr):
                 continue
             expected = torch_state[path].get(field)  # a buffer torch never made stays 0 here
             expected = np.zeros_like(actual) if expected is None else expected
+            if isinstance(expected, torch.Tensor) and expected.dtype == torch.bfloat16:  # numpy has none
+                expected = expected.float()
             # peak at least 1e-30: XLA flushes subnormals (mu_product after many steps) to zero
             peak = max(float(np.max(np.abs(np.asarray(expected)))), 1e-30)
             errors[f"{field} {name}"] = relative_error(actual, expected, peak, floor)

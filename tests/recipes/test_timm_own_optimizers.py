@@ -1,5 +1,5 @@
 """timm's own optimizers by name (adamp, sgdp, adabelief, madgrad, adan, adopt, laprop, novograd,
-mars, their registered variants and the ``lookahead_`` prefix): ``purelr.build(dict(timm=...))``
+mars, adafactorbv, their registered variants and the ``lookahead_`` prefix): ``purelr.build(dict(timm=...))``
 against timm 1.0.31's ``create_optimizer_v2(model, NAME, lr=..., weight_decay=..., **opt_args)``
 with ``create_scheduler_v2`` on the ViT twin, stepped as train.py steps them (``run_timm``), with
 timm's weight-decay groups (biases and 1-d params without decay); x64 <= 1e-10 on the params.
@@ -33,6 +33,9 @@ CASES = [
     dict(
         opt="adoptc", lr=1e-2, weight_decay=0.5, layer_decay=0.7, group_matcher=MATCHER
     ),  # snapshot: lr before lr_scale
+    dict(
+        opt="adafactorbv", lr=1e-2, weight_decay=1e-2, opt_args=dict(min_dim_size_to_factor=4, clipping_threshold=1.0)
+    ),
 ]
 VARIANTS = [
     dict(opt="cadamp", lr=1e-2, weight_decay=0.05),
@@ -52,6 +55,9 @@ VARIANTS = [
     dict(opt="cadoptc", lr=1e-2, weight_decay=0.5),
     dict(opt="lapropc", lr=1e-2, weight_decay=0.5),
     dict(opt="novogradc", lr=1e-2, weight_decay=0.5),
+    dict(opt="cadafactorbv", lr=1e-2, weight_decay=1e-2),
+    dict(opt="adafactorbvc", lr=1e-2, weight_decay=0.5, opt_args=dict(unscaled_wd=True)),
+    dict(opt="cadafactorbvc", lr=1e-2, weight_decay=0.5, opt_args=dict(momentum_dtype="float32")),
 ]
 
 

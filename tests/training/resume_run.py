@@ -65,6 +65,9 @@ OPTIMIZERS = dict(
     mmpretrain_lamb=lambda: optim.mmpretrain_lamb(1e-2),
     mmpretrain_adan=lambda: optim.mmpretrain_adan(1e-2, max_grad_norm=1.0, no_prox=True, foreach=False),
     soap=lambda: optim.soap(precondition_frequency=3, storage_dtype="float64"),
+    adafactor_big_vision=lambda: optim.adafactor_big_vision(1e-2, min_dim_size_to_factor=2, clipping_threshold=1.0),
+    kron=lambda: optim.kron(1e-2, preconditioner_update_probability=0.5),  # draws from its state's key
+    adahessian=lambda: optim.adahessian(0.05, update_each=2),  # draws from its state's key
 )
 
 
@@ -83,6 +86,7 @@ def _step(name, x64):
         batch = jax.tree.map(lambda a: a[k], data)
         loss, grads = jax.value_and_grad(ref.jax_loss)(params, batch, 1.0)
         extra = dict(value=loss, value_fn=lambda p: ref.jax_loss(p, batch, 1.0)) if name == "lbfgs" else {}
+        extra = dict(value_fn=lambda p: ref.jax_loss(p, batch, 1.0)) if name == "adahessian" else extra
         updates, state = optimizer.update(grads, state, params, **extra)
         return optax.apply_updates(params, updates), state
 
