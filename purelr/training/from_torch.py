@@ -417,8 +417,21 @@ def _convert_optimizer(template, optimizer_state_dict, order, layout, params: di
 
 
 def _replace_twins(template, filled: dict):
+    """The twins filled; optax's count-only states beside them (``ScaleByScheduleState`` of a
+    clipping that counts updates) take the first twin's count."""
     states = iter(filled.values())
-    return jax.tree.map(lambda s: next(states) if torch_state.is_twin(s) else s, template, is_leaf=torch_state.is_twin)
+    count = next(iter(filled.values())).count
+
+    def fill(s):
+        if torch_state.is_twin(s):
+            return next(states)
+        return s._replace(count=jnp.asarray(count, s.count.dtype)) if _counts_only(s) else s
+
+    return jax.tree.map(fill, template, is_leaf=lambda s: torch_state.is_twin(s) or _counts_only(s))
+
+
+def _counts_only(state) -> bool:
+    return isinstance(state, tuple) and getattr(state, "_fields", ()) == ("count",)
 
 
 def _check_keys(state, states: dict) -> None:
@@ -445,7 +458,7 @@ def _fill_twin(state, groups, states: dict, layout, params, count):
         count=jnp.asarray(_count(spec, groups, states, count, kind), state.count.dtype),
         hyperparams=_hyperparams(state, groups),
         **{
-            field: _buffer(getattr(state, field), field, key, spec, states, layout, params, kind)
+            field: _buffer(state, field, key, spec, states, layout, params, kind)
             for field, key in torch_state.buffer_fields(state).items()
             if states
         },
@@ -487,10 +500,11 @@ def _value(states, torch_name, key, kind):
     return _numpy(states[torch_name][key])
 
 
-def _buffer(template, field, key, spec, states, layout, params, kind):
+def _buffer(twin, field, key, spec, states, layout, params, kind):
     """One twin field from torch's ``state[p][key]``: a tree like the params (each leaf like its
     param, a scalar, a factored moment or empty), or one scalar that torch keeps per param."""
     names = {layout[t].name: t for t in states}
+    template = getattr(twin, field)
     if not isinstance(template, dict) and np.shape(template) == () and jax.tree.structure(template).num_leaves == 1:
         values = {t: _value(states, t, key, kind) for t in states}
         if len({v.item() for v in values.values()}) > 1:
@@ -507,7 +521,7 @@ def _buffer(template, field, key, spec, states, layout, params, kind):
         elif np.size(like) == 0 and np.size(params[name]) != 0:
             converted[name] = like
         elif field in spec.factored:
-            converted[name] = _factored(like, field, spec, states, torch_name, layout, params[name], kind)
+            converted[name] = _factored(twin, field, spec, states, torch_name, layout, name, params[name], kind)
         else:
             target = layout[torch_name]
             array = _value(states, torch_name, key, kind)
@@ -516,26 +530,25 @@ def _buffer(template, field, key, spec, states, layout, params, kind):
     return _fill(template, converted)
 
 
-def _factored(like, field, spec, states, torch_name, layout, param, kind):
+def _factored(twin, field, spec, states, torch_name, layout, name, param, kind):
     """A twin's factored moment from the torch one that reduces the same axis, after the layout."""
-    axis, keepdims = spec.factored[field]
-    want = torch_state.reduced_axis(np.shape(like), np.shape(param), axis, keepdims, f"{kind}.{field}")
     target = layout[torch_name]
-    shape = target.shape
-    axes = torch_state.transpose_axes(target.transform, shape)
-    for other, (other_axis, _) in spec.factored.items():
-        key = spec.keys.get(other, other)
-        if key not in states[torch_name]:
-            continue
-        stat = _numpy(states[torch_name][key])
-        reduced = torch_state.reduced_axis(stat.shape, shape, other_axis, keepdims, f"torch {key!r} of {torch_name!r}")
-        if axes is None:
-            raise ValueError(
-                f"torch {torch_name!r}: its layout is no transpose, so its {key!r} has no flax counterpart"
-            )
-        new_axis, moved = torch_state.move_reduced(stat, reduced, axes, keepdims)
+    mine = {f: np.shape(_dotted(getattr(twin, f))[name]) for f in spec.factored if getattr(twin, f) is not None}
+    want = torch_state.factored_axes(spec, mine, np.shape(param), f"{kind} at flax {name!r}")[field]
+    keys = {f: spec.keys.get(f, f) for f in spec.factored}
+    stats = {f: _numpy(states[torch_name][k]) for f, k in keys.items() if k in states[torch_name]}
+    torch_axes = torch_state.factored_axes(
+        spec, {f: s.shape for f, s in stats.items()}, target.shape, f"torch state of {torch_name!r}"
+    )
+    axes = torch_state.transpose_axes(target.transform, target.shape)
+    if axes is None:
+        raise ValueError(f"torch {torch_name!r}: its layout is no transpose, so its factored moments do not map")
+    for other, stat in stats.items():
+        new_axis, moved = torch_state.move_reduced(stat, torch_axes[other], axes, spec.factored[other][1])
         if new_axis == want:
-            return _convert(moved, like, f"torch state of {torch_name!r}, {key!r}")
+            return _convert(
+                moved, _dotted(getattr(twin, field))[name], f"torch state of {torch_name!r}, {keys[other]!r}"
+            )
     raise ValueError(
         f"torch state of {torch_name!r} has no factored moment that becomes {kind}.{field} "
         f"under its layout (a conv kernel's factors do not map to flax's HWIO)"

@@ -40,6 +40,7 @@ class Layout(NamedTuple):
       recomputed: torch keys that every step recomputes before reading (the twin keeps none).
       group: ``{twin hyperparameter: (group key, index)}`` beyond ``GROUP_KEYS``.
       inner: the field holding a wrapped twin's state, whose keys share ``state[p]``.
+      floats: torch keys kept as Python floats rather than tensors.
     """
 
     step: str | None = "state"
@@ -50,6 +51,7 @@ class Layout(NamedTuple):
     recomputed: tuple[str, ...] = ()
     group: Mapping[str, tuple[str, int | None]] = {}
     inner: str | None = None
+    floats: tuple[str, ...] = ()
 
 
 # torch param-group entries that hold several of a twin's hyperparameters
@@ -69,7 +71,7 @@ _TIMM_FACTORED = {"exp_avg_sq_row": (None, False), "exp_avg_sq_col": (None, Fals
 
 # State class name -> Layout. Twins whose original keeps `state[p]['step']` as a tensor and every
 # buffer under the field's name need no entry (torch.optim's Adam, AdamW, Adamax, NAdam, RAdam,
-# Adagrad, Adadelta, RMSprop, Rprop, ASGD; timm's NAdamW, RMSpropTF, Adopt, LaProp).
+# Adagrad, Adadelta, RMSprop, Rprop, ASGD; timm's NAdamW, RMSpropTF, Adopt).
 LAYOUTS: dict[str, Layout] = {
     "SGDState": _NO_STEP,  # torch.optim.SGD
     "SGDWState": _NO_STEP,  # timm.optim.SGDW
@@ -91,6 +93,7 @@ LAYOUTS: dict[str, Layout] = {
         step_type="int", factored={"exp_avg_sq_row": (-1, False), "exp_avg_sq_col": (-2, False)}
     ),
     "TimmAdafactorState": Layout(step_type="int", factored=_TIMM_FACTORED, recomputed=("RMS",)),
+    "LaPropState": Layout(floats=("exp_avg_lr_1",)),  # timm.optim.LaProp
     "LookaheadState": Layout(step="group", step_type="int", step_key="lookahead_step", inner="inner_state"),
 }
 
@@ -149,21 +152,34 @@ def transpose_axes(transform, shape) -> tuple[int, ...] | None:
     return tuple(axes) if np.array_equal(np.transpose(index, axes), moved) else None
 
 
-def reduced_axis(stat_shape, param_shape, axis: int | None, keepdims: bool, what: str) -> int:
-    """The axis of ``param_shape`` (from 0) that a factored buffer of ``stat_shape`` reduces."""
+def _without(shape, axis: int, keepdims: bool) -> tuple:
+    shape = tuple(shape)
+    return shape[:axis] + ((1,) if keepdims else ()) + shape[axis + 1 :]
+
+
+def factored_axes(spec: Layout, shapes: Mapping[str, tuple], param_shape, what: str) -> dict[str, int]:
+    """``{field: axis of the param it reduces}`` for the factored buffers in ``shapes`` (their
+    shapes, on one side). A fixed axis is the table's; timm's (``None``) pair is ``(col, row)`` =
+    ``(0, 1)`` or ``(n - 2, n - 1)``, whichever the shapes fit (the row reduces the later axis)."""
     n = len(param_shape)
-    if axis is not None:
-        return axis % n
-    candidates = [
-        i
-        for i in range(n)
-        if tuple(stat_shape) == (tuple(param_shape[:i]) + ((1,) if keepdims else ()) + tuple(param_shape[i + 1 :]))
-    ]
-    if len(candidates) != 1:
-        raise ValueError(
-            f"{what}: cannot tell which axis of {tuple(param_shape)} the shape {tuple(stat_shape)} reduces"
-        )
-    return candidates[0]
+    axes = {f: spec.factored[f][0] % n for f in shapes if spec.factored[f][0] is not None}
+    free = [f for f in spec.factored if f in shapes and spec.factored[f][0] is None]
+    for pair in ((1, 0), (n - 1, n - 2)) if free else ((),):
+        guess = dict(zip(free, pair))
+        if all(tuple(shapes[f]) == _without(param_shape, a, spec.factored[f][1]) for f, a in guess.items()):
+            return {**axes, **guess}
+    raise ValueError(
+        f"{what}: cannot tell which axes of {tuple(param_shape)} the factored moments {dict(shapes)} reduce"
+    )
+
+
+def fields_by_axis(spec: Layout, axes, n: int) -> dict[int, str]:
+    """``{param axis: field}``: which factored buffer reduces each of ``axes`` (a fixed axis is the
+    table's; of timm's pair, the row reduces the later axis)."""
+    fixed = {a % n: f for f, (a, _) in spec.factored.items() if a is not None}
+    free = [f for f, (a, _) in spec.factored.items() if a is None]
+    rest = sorted((a for a in axes if a not in fixed), reverse=True)
+    return {**{a: fixed[a] for a in axes if a in fixed}, **dict(zip(rest, free))}
 
 
 def move_reduced(stat, axis: int, axes: tuple[int, ...], keepdims: bool):
