@@ -440,6 +440,7 @@ def _check_keys(state, states: dict) -> None:
     for member in torch_state.chain(state):
         spec = torch_state.layout(member)
         allowed |= set(torch_state.buffer_fields(member).values()) | set(spec.recomputed)
+        allowed |= {key for key, _, _ in spec.alternate.values()}
         allowed |= {spec.step_key} if spec.step == "state" else set()
     for torch_name, state_p in states.items():
         unknown = sorted(set(state_p) - allowed)
@@ -458,8 +459,10 @@ def _fill_twin(state, groups, states: dict, layout, params, count):
         count=jnp.asarray(_count(spec, groups, states, count, kind), state.count.dtype),
         hyperparams=_hyperparams(state, groups),
         **{
-            field: _buffer(state, field, key, spec, states, layout, params, kind)
-            for field, key in torch_state.buffer_fields(state).items()
+            field: _buffer(
+                state, field, *torch_state.torch_key(state, field, groups[0]), spec, states, layout, params, kind
+            )
+            for field in torch_state.buffer_fields(state)
             if states
         },
     )
@@ -500,7 +503,7 @@ def _value(states, torch_name, key, kind):
     return _numpy(states[torch_name][key])
 
 
-def _buffer(twin, field, key, spec, states, layout, params, kind):
+def _buffer(twin, field, key, factor, spec, states, layout, params, kind):
     """One twin field from torch's ``state[p][key]``: a tree like the params (each leaf like its
     param, a scalar, a factored moment or empty), or one scalar that torch keeps per param."""
     names = {layout[t].name: t for t in states}
@@ -520,11 +523,13 @@ def _buffer(twin, field, key, spec, states, layout, params, kind):
             converted[name] = like
         elif np.size(like) == 0 and np.size(params[name]) != 0:
             converted[name] = like
+        elif field in spec.lazy and key not in states[torch_name]:
+            converted[name] = like
         elif field in spec.factored:
             converted[name] = _factored(twin, field, spec, states, torch_name, layout, name, params[name], kind)
         else:
             target = layout[torch_name]
-            array = _value(states, torch_name, key, kind)
+            array = _value(states, torch_name, key, kind) * factor
             moved = target.transform(array) if np.shape(like) == np.shape(params[name]) else array
             converted[name] = _convert(moved, like, f"torch state of {torch_name!r}, {key!r}")
     return _fill(template, converted)

@@ -119,17 +119,17 @@ def optimizer_to_torch(
     flax = _dotted(params)
     state: dict = {}
     for twin in twins(opt_state, groups, order, layout, flax, labels):
-        indices = {layout[order[i]].name: i for g in twin.groups for i in groups[g]["params"]}
+        indices = {layout[order[i]].name: (i, g) for g in twin.groups for i in groups[g]["params"]}
         for member in torch_state.chain(twin.state):
             count = int(member.count)
             for g in twin.groups:
                 _set_group(groups[g], member, count, hyperparams)
             if int(twin.state.count) == 0:
                 continue  # a fresh torch optimizer: no state yet
-            for name, index in indices.items():
+            for name, (index, g) in indices.items():
                 torch_name = order[index]
                 state.setdefault(index, {}).update(
-                    _param_state(member, name, flax[name], layout[torch_name], model_state_dict[torch_name])
+                    _param_state(member, name, flax[name], layout[torch_name], model_state_dict[torch_name], groups[g])
                 )
     return {"state": dict(sorted(state.items())), "param_groups": groups}
 
@@ -168,13 +168,14 @@ def _step(spec, count: int):
     return _torch().tensor(float(count), dtype=_scalar_dtype()) if spec.step_type == "tensor" else count
 
 
-def _param_state(state, name: str, param, target, like) -> dict:
+def _param_state(state, name: str, param, target, like, group) -> dict:
     """One param's ``state[p]`` entries of a twin (its step and buffers)."""
     spec = torch_state.layout(state)
     out: dict = {}
     if spec.step == "state":
         out[spec.step_key] = _step(spec, int(state.count))
-    for field, key in torch_state.buffer_fields(state).items():
+    for field in torch_state.buffer_fields(state):
+        key, factor = torch_state.torch_key(state, field, group)
         value = getattr(state, field)
         if not isinstance(value, Mapping) and jax.tree.structure(value).num_leaves == 1 and np.ndim(value) == 0:
             out[key] = float(value) if key in spec.floats else _tensor(value)  # in the twin's precision
@@ -182,10 +183,10 @@ def _param_state(state, name: str, param, target, like) -> dict:
         leaf = np.asarray(_dotted(value)[name])
         if leaf.size == 0 and np.size(param) != 0:
             continue  # a buffer this leaf does not use (Adafactor's factors of a vector)
-        if field in spec.factored:
+        if field in spec.factored or (field in spec.lazy and not np.any(leaf)):
             continue
         if leaf.shape == np.shape(param):
-            out[key] = _tensor(_inverse(target.transform, target.shape)(leaf), like)
+            out[key] = _tensor(_inverse(target.transform, target.shape)(leaf * factor), like)
         else:
             out[key] = float(leaf) if key in spec.floats else _tensor(leaf, like)
     for key, array in _factored_to_torch(state, spec, name, param, target).items():

@@ -41,6 +41,10 @@ class Layout(NamedTuple):
       group: ``{twin hyperparameter: (group key, index)}`` beyond ``GROUP_KEYS``.
       inner: the field holding a wrapped twin's state, whose keys share ``state[p]``.
       floats: torch keys kept as Python floats rather than tensors.
+      lazy: fields the original creates at a later step: absent from torch's state, the twin's
+        value stays as ``init`` left it; exported only once the twin's buffer is not all zeros.
+      alternate: ``{field: (torch key, factor, group key)}``: another original of the same twin
+        keeps the buffer times ``factor`` under that key; its param groups have ``group key``.
     """
 
     step: str | None = "state"
@@ -52,6 +56,8 @@ class Layout(NamedTuple):
     group: Mapping[str, tuple[str, int | None]] = {}
     inner: str | None = None
     floats: tuple[str, ...] = ()
+    lazy: tuple[str, ...] = ()
+    alternate: Mapping[str, tuple[str, float, str]] = {}
 
 
 # torch param-group entries that hold several of a twin's hyperparameters
@@ -80,7 +86,9 @@ LAYOUTS: dict[str, Layout] = {
     "LionState": _NO_STEP,  # timm.optim.Lion
     "MuonState": _NO_STEP,  # torch.optim.Muon
     "LambState": Layout(step="group"),  # timm.optim.Lamb (a tensor), mmpretrain Lamb (an int)
-    "AdanState": Layout(step="group", step_type="int"),  # timm.optim.Adan, mmpretrain Adan
+    "AdanState": Layout(  # timm.optim.Adan; mmpretrain's Adan keeps +grad as 'pre_grad'
+        step="group", step_type="int", alternate={"neg_pre_grad": ("pre_grad", -1.0, "max_grad_norm")}
+    ),
     "AdaBeliefState": _INT_STEP,
     "AdamPState": _INT_STEP,
     "MADGRADState": _INT_STEP,
@@ -94,7 +102,9 @@ LAYOUTS: dict[str, Layout] = {
     ),
     "TimmAdafactorState": Layout(step_type="int", factored=_TIMM_FACTORED, recomputed=("RMS",)),
     "LaPropState": Layout(floats=("exp_avg_lr_1",)),  # timm.optim.LaProp
-    "LookaheadState": Layout(step="group", step_type="int", step_key="lookahead_step", inner="inner_state"),
+    "LookaheadState": Layout(
+        step="group", step_type="int", step_key="lookahead_step", inner="inner_state", lazy=("lookahead_slow_buff",)
+    ),
 }
 
 
@@ -123,6 +133,14 @@ def buffer_fields(state) -> dict[str, str]:
         for field in state._fields[2:]
         if field != spec.inner and getattr(state, field) is not None
     }
+
+
+def torch_key(state, field: str, group: Mapping) -> tuple[str, float]:
+    """``(key, factor)`` of a buffer in the state of the original whose param ``group`` is given."""
+    spec = layout(state)
+    if field in spec.alternate and spec.alternate[field][2] in group:
+        return spec.alternate[field][0], spec.alternate[field][1]
+    return spec.keys.get(field, field), 1.0
 
 
 def group_key(state, name: str) -> tuple[str, int | None]:

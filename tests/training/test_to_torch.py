@@ -13,9 +13,8 @@ import pytest
 import torch
 
 from purelr import optim
-from purelr.training import accumulate, averaging, loss_scale
-from purelr.training.from_torch import averaged_from_torch, from_torch
-from purelr.training.to_torch import averaged_to_torch, to_torch
+from purelr.training.from_torch import from_torch
+from purelr.training.to_torch import to_torch
 from purelr.training.torch_state import group_key
 from tests.training import resume_run
 from tests.training.test_from_torch import TorchMLP, template
@@ -39,7 +38,9 @@ def synthetic_groups(opt_state, labels=None):
     flax = ["hidden.kernel", "hidden.bias", "out.kernel", "out.bias"]
     groups = []
     for i, twin in enumerate(twins):
-        group = {"params": [k for k, n in enumerate(flax) if labels is None or labels[n] == sorted(set(labels.values()))[i]]}
+        group = {
+            "params": [k for k, n in enumerate(flax) if labels is None or labels[n] == sorted(set(labels.values()))[i]]
+        }
         for name in twin.hyperparams:
             key, index = group_key(twin, name)
             if index is None:
@@ -89,3 +90,180 @@ def test_round_trip_every_twin(name, precision):
     )
     assert_same(back.params, params)
     assert_same(back.opt_state, state)
+
+
+# Both ways against the originals: k updates on one side, convert, m on the other, equal to k + m
+# updates in torch (x64, DESIGN.md's 1e-10). Each case: the original's class, the twin, and a draw
+# of the keyword arguments both take (the twins take the originals' names).
+def _timm(name):
+    import timm.optim
+
+    return getattr(timm.optim, name)
+
+
+def _mmpretrain(name):
+    from mmpretrain.engine.optimizers import LARS, Adan, Lamb
+
+    return dict(LARS=LARS, Lamb=Lamb, Adan=Adan)[name]
+
+
+def _hf_adafactor():
+    from transformers.optimization import Adafactor
+
+    return Adafactor
+
+
+def _lookahead(params, **kw):
+    return _timm("Lookahead")(torch.optim.AdamW(params, lr=kw["lr"]), alpha=kw["alpha"], k=kw["k"])
+
+
+def _lr(rng):
+    return float(np.exp(rng.uniform(np.log(1e-3), np.log(5e-2))))
+
+
+def _decay(rng):
+    return float(rng.choice([0.0, 1e-3, 0.05]))
+
+
+def _flag(rng):
+    return bool(rng.integers(2))
+
+
+BOTH_WAYS = {
+    "sgd": (
+        lambda: torch.optim.SGD,
+        optim.sgd,
+        lambda r: dict(lr=_lr(r), momentum=0.9, nesterov=_flag(r), weight_decay=_decay(r)),
+    ),
+    "adam": (lambda: torch.optim.Adam, optim.adam, lambda r: dict(lr=_lr(r), amsgrad=_flag(r), weight_decay=_decay(r))),
+    "adamw": (lambda: torch.optim.AdamW, optim.adamw, lambda r: dict(lr=_lr(r), weight_decay=_decay(r))),
+    "adamax": (lambda: torch.optim.Adamax, optim.adamax, lambda r: dict(lr=_lr(r))),
+    "nadam": (lambda: torch.optim.NAdam, optim.nadam, lambda r: dict(lr=_lr(r), weight_decay=_decay(r))),
+    "radam": (lambda: torch.optim.RAdam, optim.radam, lambda r: dict(lr=_lr(r))),
+    "adagrad": (lambda: torch.optim.Adagrad, optim.adagrad, lambda r: dict(lr=_lr(r), lr_decay=0.01)),
+    "adadelta": (lambda: torch.optim.Adadelta, optim.adadelta, lambda r: dict(lr=1.0, rho=0.9)),
+    "rmsprop": (lambda: torch.optim.RMSprop, optim.rmsprop, lambda r: dict(lr=_lr(r), centered=_flag(r), momentum=0.5)),
+    "rprop": (lambda: torch.optim.Rprop, optim.rprop, lambda r: dict(lr=_lr(r))),
+    "asgd": (lambda: torch.optim.ASGD, optim.asgd, lambda r: dict(lr=_lr(r), t0=2)),
+    "adafactor": (lambda: torch.optim.Adafactor, optim.adafactor, lambda r: dict(lr=_lr(r))),
+    "timm_lamb": (lambda: _timm("Lamb"), optim.lamb, lambda r: dict(lr=_lr(r), weight_decay=_decay(r))),
+    "timm_lars": (lambda: _timm("Lars"), optim.lars, lambda r: dict(lr=_lr(r), momentum=0.9)),
+    "timm_lion": (lambda: _timm("Lion"), optim.lion, lambda r: dict(lr=_lr(r) / 10, weight_decay=_decay(r))),
+    "timm_nadamw": (lambda: _timm("NAdamW"), optim.nadamw, lambda r: dict(lr=_lr(r))),
+    "timm_rmsprop_tf": (lambda: _timm("RMSpropTF"), optim.rmsprop_tf, lambda r: dict(lr=_lr(r), momentum=0.9)),
+    "timm_sgdw": (lambda: _timm("SGDW"), optim.sgdw, lambda r: dict(lr=_lr(r), momentum=0.9, weight_decay=_decay(r))),
+    "timm_adafactor": (
+        lambda: _timm("Adafactor"),
+        optim.timm_adafactor,
+        lambda r: dict(lr=_lr(r), min_dim_size_to_factor=2, betas=(0.9, 0.999) if _flag(r) else None),
+    ),
+    "timm_adabelief": (lambda: _timm("AdaBelief"), optim.adabelief, lambda r: dict(lr=_lr(r))),
+    "timm_adamp": (lambda: _timm("AdamP"), optim.adamp, lambda r: dict(lr=_lr(r))),
+    "timm_adan": (lambda: _timm("Adan"), optim.adan, lambda r: dict(lr=_lr(r))),
+    "timm_adopt": (lambda: _timm("Adopt"), optim.adopt, lambda r: dict(lr=_lr(r))),
+    "timm_laprop": (lambda: _timm("LaProp"), optim.laprop, lambda r: dict(lr=_lr(r))),
+    "timm_madgrad": (lambda: _timm("MADGRAD"), optim.madgrad, lambda r: dict(lr=_lr(r))),
+    "timm_mars": (lambda: _timm("Mars"), optim.mars, lambda r: dict(lr=_lr(r))),
+    "timm_novograd": (lambda: _timm("NvNovoGrad"), optim.novograd, lambda r: dict(lr=_lr(r))),
+    "timm_sgdp": (lambda: _timm("SGDP"), optim.sgdp, lambda r: dict(lr=_lr(r), momentum=0.9)),
+    "timm_lookahead": (
+        lambda: _lookahead,
+        lambda lr, alpha, k: optim.lookahead(optim.adamw(lr), alpha=alpha, k=k),
+        lambda r: dict(lr=_lr(r), alpha=0.5, k=int(r.integers(2, 4))),
+    ),
+    "hf_adafactor": (
+        _hf_adafactor,
+        optim.hf_adafactor,
+        lambda r: dict(lr=_lr(r), relative_step=False, scale_parameter=_flag(r), warmup_init=False),
+    ),
+    "mmpretrain_lars": (lambda: _mmpretrain("LARS"), optim.mmpretrain_lars, lambda r: dict(lr=_lr(r), momentum=0.9)),
+    "mmpretrain_lamb": (lambda: _mmpretrain("Lamb"), optim.mmpretrain_lamb, lambda r: dict(lr=_lr(r))),
+    "mmpretrain_adan": (lambda: _mmpretrain("Adan"), optim.mmpretrain_adan, lambda r: dict(lr=_lr(r))),
+}
+DATA_STEPS = 8
+DATA_RNG = np.random.default_rng(1)
+DATA_X = DATA_RNG.normal(size=(DATA_STEPS, 8, 3))
+DATA_Y = np.stack([np.sin(DATA_X.sum(-1)), np.cos(DATA_X[..., 0])], -1)
+
+
+def torch_steps(model, optimizer, first, last):
+    for k in range(first, last):
+        optimizer.zero_grad()
+        loss = ((model(torch.tensor(DATA_X[k])) - torch.tensor(DATA_Y[k])) ** 2).mean()
+        loss.backward()
+        optimizer.step()
+
+
+def flax_loss(params, x, y):
+    from tests.training.test_from_torch import FlaxMLP
+
+    return ((FlaxMLP().apply({"params": params}, x) - y) ** 2).mean()
+
+
+def jax_steps(step, params, state, first, last):
+    for k in range(first, last):
+        params, state = step(params, state, DATA_X[k], DATA_Y[k])
+    return params, state
+
+
+def both_ways(case, seed):
+    """``(k, m, torch -> purelr error, purelr -> torch error)`` against k + m torch updates."""
+    import copy
+
+    from purelr.training.from_torch import model_from_torch
+    from tests.parity import relative_error
+    from tests.training.test_from_torch import kernel_layout
+
+    make_torch, make_twin, draw = BOTH_WAYS[case]
+    rng = np.random.default_rng(seed)
+    kwargs, k, m = draw(rng), int(rng.integers(1, 5)), int(rng.integers(1, 4))
+    torch_type = make_torch()
+    twin = make_twin(**kwargs)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(seed)
+        model = TorchMLP()
+        fresh_model_sd = copy.deepcopy(model.state_dict())
+        optimizer = torch_type(model.parameters(), **kwargs)
+        fresh_optimizer_sd = copy.deepcopy(optimizer.state_dict())
+        torch_steps(model, optimizer, 0, k)
+        at_k = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+        torch_steps(model, optimizer, k, k + m)
+        final = {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
+
+        @jax.jit
+        def step(params, state, x, y):
+            updates, state = twin.update(jax.grad(flax_loss)(params, x, y), state, params)
+            return optax.apply_updates(params, updates), state
+
+        run = from_torch(twin, template(), *at_k, count=k)
+        params, _ = jax_steps(step, run.params, run.opt_state, k, k + m)
+        error_in = max(
+            relative_error(params[layer]["kernel"], kernel_layout(final[f"{layer}.weight"]))
+            for layer in ("hidden", "out")
+        )
+        error_in = max(
+            [error_in] + [relative_error(params[layer]["bias"], final[f"{layer}.bias"]) for layer in ("hidden", "out")]
+        )
+
+        start = model_from_torch(fresh_model_sd, template())[0]
+        params, state = jax_steps(step, start, twin.init(start), 0, k)
+        exported = to_torch(state, params, fresh_model_sd, fresh_optimizer_sd)
+        model = TorchMLP()
+        optimizer = torch_type(model.parameters(), **kwargs)
+        model.load_state_dict(exported.model_state_dict)
+        optimizer.load_state_dict(exported.optimizer_state_dict)
+        torch_steps(model, optimizer, k, k + m)
+        error_out = max(relative_error(p.detach().numpy(), final[n]) for n, p in model.state_dict().items())
+    finally:
+        torch.set_default_dtype(previous)
+    return k, m, error_in, error_out
+
+
+@pytest.mark.parametrize("case", BOTH_WAYS)
+def test_both_ways_against_the_original(case):
+    with jax.enable_x64(True):
+        k, m, error_in, error_out = both_ways(case, seed=sorted(BOTH_WAYS).index(case))
+    assert error_in <= 1e-10, f"{case}, k={k}, m={m}: torch -> purelr off by {error_in:.3g}"
+    assert error_out <= 1e-10, f"{case}, k={k}, m={m}: purelr -> torch off by {error_out:.3g}"
