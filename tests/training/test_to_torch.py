@@ -13,9 +13,11 @@ import pytest
 import torch
 
 from purelr import optim
-from purelr.training.from_torch import from_torch
-from purelr.training.to_torch import to_torch
+from purelr.training import accumulate, averaging, loss_scale
+from purelr.training.from_torch import averaged_from_torch, from_torch
+from purelr.training.to_torch import averaged_to_torch, to_torch
 from purelr.training.torch_state import group_key
+from tests.parity import relative_error
 from tests.training import resume_run
 from tests.training.test_from_torch import TorchMLP, template
 
@@ -78,8 +80,57 @@ def labels_of(name, params):
     return None, None
 
 
-@pytest.mark.parametrize("name", [n for n in resume_run.OPTIMIZERS if n not in LBFGS])
-def test_round_trip_every_twin(name, precision):
+# twins that test_both_ways_against_the_original round-trips under x64 with the original's state
+BOTH_WAYS_COVER = {
+    "sgd",
+    "adam",
+    "adamw",
+    "adamax",
+    "nadam",
+    "radam",
+    "adagrad",
+    "adadelta",
+    "rmsprop",
+    "rprop",
+    "asgd",
+}
+BOTH_WAYS_COVER |= {"adafactor", "rmsprop_tf", "lamb", "lars", "lion", "sgdw", "nadamw", "timm_adafactor", "adabelief"}
+BOTH_WAYS_COVER |= {
+    "adamp",
+    "adan",
+    "adopt",
+    "laprop",
+    "madgrad",
+    "mars",
+    "novograd",
+    "sgdp",
+    "lookahead",
+    "hf_adafactor",
+}
+BOTH_WAYS_COVER |= {"mmpretrain_lars", "mmpretrain_lamb", "mmpretrain_adan"}
+# one of each kind of buffer in float32: like the params, scalar per twin, float, factored, lazy
+F32_KINDS = {"adam", "asgd", "laprop", "adafactor", "timm_adafactor", "hf_adafactor", "novograd", "lookahead", "adan"}
+ROUND_TRIP = [
+    pytest.param(
+        name,
+        precision,
+        marks=[]
+        if (precision == "x64" and name not in BOTH_WAYS_COVER) or (precision == "f32" and name in F32_KINDS)
+        else pytest.mark.nightly,
+    )
+    for name in resume_run.OPTIMIZERS
+    if name not in LBFGS
+    for precision in ("x64", "f32")
+]
+
+
+@pytest.mark.parametrize("name, mode", ROUND_TRIP)
+def test_round_trip_every_twin(name, mode):
+    with jax.enable_x64(mode == "x64"):
+        round_trip(name, mode)
+
+
+def round_trip(name, precision):
     optimizer = resume_run.OPTIMIZERS[name]()
     params, state = run(optimizer, template())
     flat_labels, labels = labels_of(name, params)
@@ -211,7 +262,6 @@ def both_ways(case, seed):
     import copy
 
     from purelr.training.from_torch import model_from_torch
-    from tests.parity import relative_error
     from tests.training.test_from_torch import kernel_layout
 
     make_torch, make_twin, draw = BOTH_WAYS[case]
@@ -238,6 +288,7 @@ def both_ways(case, seed):
             return optax.apply_updates(params, updates), state
 
         run = from_torch(twin, template(), *at_k, count=k)
+        assert int(run.opt_state.count) == k
         params, _ = jax_steps(step, run.params, run.opt_state, k, k + m)
         error_in = max(
             relative_error(params[layer]["kernel"], kernel_layout(final[f"{layer}.weight"]))
@@ -250,6 +301,9 @@ def both_ways(case, seed):
         start = model_from_torch(fresh_model_sd, template())[0]
         params, state = jax_steps(step, start, twin.init(start), 0, k)
         exported = to_torch(state, params, fresh_model_sd, fresh_optimizer_sd)
+        back = from_torch(twin, template(), exported.model_state_dict, exported.optimizer_state_dict, count=k)
+        assert_same(back.params, params)
+        assert_same(back.opt_state, state)
         model = TorchMLP()
         optimizer = torch_type(model.parameters(), **kwargs)
         model.load_state_dict(exported.model_state_dict)
@@ -267,3 +321,127 @@ def test_both_ways_against_the_original(case):
         k, m, error_in, error_out = both_ways(case, seed=sorted(BOTH_WAYS).index(case))
     assert error_in <= 1e-10, f"{case}, k={k}, m={m}: torch -> purelr off by {error_in:.3g}"
     assert error_out <= 1e-10, f"{case}, k={k}, m={m}: purelr -> torch off by {error_out:.3g}"
+
+
+def _round_trip_state(optimizer, state, params, **from_kwargs):
+    groups = synthetic_groups(state)
+    exported = to_torch(state, params, torch_model_state(True), groups)
+    back = from_torch(
+        optimizer, template(), exported.model_state_dict, exported.optimizer_state_dict, count=UPDATES, **from_kwargs
+    )
+    return exported, back
+
+
+@pytest.mark.parametrize(
+    "scaler, torch_state",
+    [
+        (loss_scale.grad_scaler(), lambda: torch.amp.GradScaler("cpu").state_dict()),
+        (loss_scale.mmcv_loss_scaler(), lambda: dict(mode="dynamic", scale_factor=2.0, scale_window=1000)),
+        (loss_scale.dynamic_loss_scaler(), lambda: {}),
+    ],
+    ids=["torch", "mmcv", "deepspeed"],
+)
+def test_round_trip_loss_scaled(scaler, torch_state):
+    """The scaler's state goes to the original scaler's state_dict and back; the scale moved."""
+    with jax.enable_x64(True):
+        optimizer = loss_scale.loss_scaled(optim.adam(1e-2), scaler)
+        params, state = run(optimizer, template(), updates=UPDATES)
+        scaled = {
+            **torch_state(),
+            **to_torch(state, params, torch_model_state(True), synthetic_groups(state)).scaler_state_dict,
+        }
+        _, back = _round_trip_state(optimizer, state, params, scaler_state_dict=scaled)
+    assert_same(back.opt_state, state)
+
+
+def test_round_trip_accumulate_and_clip():
+    """accumulate: exported after an update (iteration given back); refused between updates.
+    clip_grad_norm's total_norm is a record of the last norm (torch returns it, keeps nothing)."""
+    with jax.enable_x64(True):
+        optimizer = accumulate.accumulate(optax.chain(optim.clip_grad_norm(1.0), optim.adamw(1e-2)), 2)
+        params, state = run(optimizer, template(), updates=2 * UPDATES)
+        _, back = _round_trip_state(optimizer, state, params, iteration=2 * UPDATES)
+        assert_same(back.opt_state.inner_state[1], state.inner_state[1])
+        assert int(back.opt_state.iteration) == 2 * UPDATES
+        _, between = run(optimizer, template(), updates=2 * UPDATES - 1)
+        with pytest.raises(ValueError, match=r"gradients summed since the last update \(iteration 5\)"):
+            to_torch(between, params, torch_model_state(True), synthetic_groups(between))
+        with pytest.raises(ValueError, match="accumulates gradients: pass iteration="):
+            _round_trip_state(optimizer, state, params)
+
+
+def test_groups_by_labels():
+    """Two groups, one of which keeps no buffer (SGD without momentum): the labels say which
+    params each twin updates; each torch group goes to its twin."""
+    labels = {"hidden": {"kernel": "a", "bias": "b"}, "out": {"kernel": "a", "bias": "b"}}
+    flat = {"hidden.kernel": "a", "hidden.bias": "b", "out.kernel": "a", "out.bias": "b"}
+    optimizer = optax.multi_transform({"a": optim.adam(1e-2), "b": optim.sgd(0.1)}, labels)
+    with jax.enable_x64(True):
+        params, state = run(optimizer, template())
+        exported = to_torch(state, params, torch_model_state(True), synthetic_groups(state, flat), labels=labels)
+        assert [g["params"] for g in exported.optimizer_state_dict["param_groups"]] == [[0, 2], [1, 3]]
+        back = from_torch(
+            optimizer,
+            template(),
+            exported.model_state_dict,
+            exported.optimizer_state_dict,
+            labels=labels,
+            count=UPDATES,
+        )
+        assert_same(back.opt_state, state)
+        with pytest.raises(ValueError, match="keeps no buffer like the params: pass labels="):
+            from_torch(optimizer, template(), exported.model_state_dict, exported.optimizer_state_dict, count=UPDATES)
+
+
+@pytest.mark.parametrize("kind", ["torch", "mmengine", "timm"])
+def test_averaged_models_both_ways(kind):
+    """torch's AveragedModel (EMA), MMEngine's ExponentialMovingAverage, timm's ModelEmaV3: their
+    state_dict after k updates -> AveragedState -> m purelr updates == k + m torch updates, and back."""
+    from purelr.training.from_torch import model_from_torch
+
+    k, m = 3, 2
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = TorchMLP()
+        if kind == "torch":
+            averaged = torch.optim.swa_utils.AveragedModel(
+                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.9)
+            )
+            averager = averaging.averaged_model(multi_avg_fn=averaging.get_ema_multi_avg_fn(0.9))
+        elif kind == "mmengine":
+            from mmengine.model import ExponentialMovingAverage
+
+            averaged = ExponentialMovingAverage(model, momentum=0.1)
+            averager = averaging.exponential_moving_average(momentum=0.1)
+        else:
+            from tests.training.test_averaging import ModelEmaV3
+
+            averaged = ModelEmaV3(model, decay=0.9)
+            averager = averaging.model_ema_v3(decay=0.9)
+        snapshots = []
+        for i in range(k + m):
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(torch.randn_like(p))
+            snapshots.append({n: t.clone() for n, t in model.state_dict().items()})
+            if kind == "timm":
+                averaged.update(model, step=i)
+            else:
+                averaged.update_parameters(model)
+            if i == k - 1:
+                at_k = {n: t.clone() for n, t in averaged.state_dict().items()}
+        final = averaged.state_dict()
+    finally:
+        torch.set_default_dtype(previous)
+    with jax.enable_x64(True):
+        state = averaged_from_torch(at_k, template(), n_averaged=k if kind == "timm" else None)
+        assert int(state.n_averaged) == k
+        for i in range(k, k + m):
+            tree = model_from_torch(snapshots[i], template())[0]
+            state = averager.update(state, tree, i) if kind == "timm" else averager.update(state, tree)
+        exported = averaged_to_torch(state, final)
+        for name, tensor in final.items():
+            error = relative_error(exported[name].numpy(), tensor.numpy())
+            assert error <= 1e-12, f"{kind} {name}: off by {error:.3g}"
