@@ -445,3 +445,113 @@ def test_averaged_models_both_ways(kind):
         for name, tensor in final.items():
             error = relative_error(exported[name].numpy(), tensor.numpy())
             assert error <= 1e-12, f"{kind} {name}: off by {error:.3g}"
+
+
+def _schedulers(kind, lr):
+    """``(make torch-side scheduler(optimizer), purelr schedule)``: warmup then cosine."""
+    if kind == "torch":
+        from purelr.schedules import torch as schedules
+
+        def make(optimizer):
+            lr_scheduler = torch.optim.lr_scheduler
+            warmup = lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=3)
+            cosine = lr_scheduler.CosineAnnealingLR(optimizer, T_max=6)
+            return lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[3])
+
+        warm = schedules.linear_lr(lr, start_factor=0.1, total_iters=3)
+        return make, schedules.sequential_lr([warm, schedules.cosine_annealing_lr(lr, T_max=6)], [3])
+    from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
+
+    from purelr.schedules.mmengine import param_scheduler
+
+    cfgs = [
+        dict(type="LinearLR", start_factor=0.1, begin=0, end=3, by_epoch=False),
+        dict(type="CosineAnnealingLR", T_max=6, begin=3, end=9, by_epoch=False),
+    ]
+
+    class Chain:  # the ParamSchedulerHook steps every scheduler of the list after each iteration
+        def __init__(self, optimizer):
+            self.optimizer = optimizer
+            self.members = [
+                LinearLR(optimizer, start_factor=0.1, begin=0, end=3, by_epoch=False),
+                CosineAnnealingLR(optimizer, T_max=6, begin=3, end=9, by_epoch=False),
+            ]
+
+        def step(self):
+            for member in self.members:
+                member.step()
+
+        def state_dict(self):
+            return {"_schedulers": [member.state_dict() for member in self.members]}
+
+        def load_state_dict(self, state):
+            for member, own in zip(self.members, state["_schedulers"]):
+                member.load_state_dict(own)
+
+    return Chain, param_scheduler(cfgs, lr, max_iters=9)
+
+
+@pytest.mark.parametrize("kind", ["torch", "mmengine"])
+def test_scheduler_both_ways(kind):
+    """AdamW under warmup + cosine, k updates on one side, m on the other, across the warmup's end:
+    from_torch reads last_epoch / last_step; to_torch steps the fresh scheduler (its state_dict
+    loaded into another fresh one) and sets the group lr."""
+    import copy
+
+    from purelr.training.from_torch import model_from_torch, resume_schedule
+
+    k, m, lr = 2, 4, 0.02
+    make, schedule = _schedulers(kind, lr)
+    twin = optim.adamw(lr=schedule)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = TorchMLP()
+        fresh_model_sd = copy.deepcopy(model.state_dict())
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+        scheduler = make(optimizer)
+        for i in range(k + m):
+            if i == k:
+                at_k = copy.deepcopy((model.state_dict(), optimizer.state_dict(), scheduler.state_dict()))
+            torch_steps(model, optimizer, i, i + 1)
+            scheduler.step()
+        final = {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
+
+        @jax.jit
+        def step(params, state, x, y):
+            updates, state = twin.update(jax.grad(flax_loss)(params, x, y), state, params)
+            return optax.apply_updates(params, updates), state
+
+        with jax.enable_x64(True):
+            run = from_torch(twin, template(), *at_k)
+            assert run.last_epoch == k and resume_schedule(schedule, run.last_epoch, k)(5) == schedule(5)
+            params, _ = jax_steps(step, run.params, run.opt_state, k, k + m)
+            error_in = max(relative_error(p, final[n]) for n, p in _torch_named(params).items())
+
+            start = model_from_torch(fresh_model_sd, template())[0]
+            params, state = jax_steps(step, start, twin.init(start), 0, k)
+            model = TorchMLP()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+            exported = to_torch(state, params, fresh_model_sd, optimizer.state_dict(), make(optimizer))
+        model, optimizer = TorchMLP(), None  # a fresh torch run: build everything, then load
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+        scheduler = make(optimizer)
+        model.load_state_dict(exported.model_state_dict)
+        optimizer.load_state_dict(exported.optimizer_state_dict)
+        scheduler.load_state_dict(exported.scheduler_state_dict)
+        for i in range(k, k + m):
+            torch_steps(model, optimizer, i, i + 1)
+            scheduler.step()
+        error_out = max(relative_error(p.detach().numpy(), final[n]) for n, p in model.state_dict().items())
+    finally:
+        torch.set_default_dtype(previous)
+    assert error_in <= 1e-10 and error_out <= 1e-10, (error_in, error_out)
+
+
+def _torch_named(params):
+    """flax params of the MLP under torch's names and layout."""
+    named = {}
+    for layer, leaves in params.items():
+        named[f"{layer}.weight"], named[f"{layer}.bias"] = np.asarray(leaves["kernel"]).T, np.asarray(leaves["bias"])
+    return named
