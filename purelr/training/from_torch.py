@@ -508,7 +508,7 @@ def _buffer(twin, field, key, factor, spec, states, layout, params, kind):
     param, a scalar, a factored moment or empty), or one scalar that torch keeps per param."""
     names = {layout[t].name: t for t in states}
     template = getattr(twin, field)
-    if not isinstance(template, dict) and np.shape(template) == () and jax.tree.structure(template).num_leaves == 1:
+    if torch_state.one_per_twin(template):
         values = {t: _value(states, t, key, kind) for t in states}
         if len({v.item() for v in values.values()}) > 1:
             raise ValueError(f"torch's {key!r} differs between params ({values}); the {kind} twin keeps one")

@@ -177,7 +177,7 @@ def _param_state(state, name: str, param, target, like, group) -> dict:
     for field in torch_state.buffer_fields(state):
         key, factor = torch_state.torch_key(state, field, group)
         value = getattr(state, field)
-        if not isinstance(value, Mapping) and jax.tree.structure(value).num_leaves == 1 and np.ndim(value) == 0:
+        if torch_state.one_per_twin(value):
             out[key] = float(value) if key in spec.floats else _tensor(value)  # in the twin's precision
             continue
         leaf = np.asarray(_dotted(value)[name])
@@ -325,3 +325,21 @@ def averaged_to_torch(state, state_dict: Mapping, *, names=None) -> dict:
         if key in out:
             out[key] = _tensor(np.asarray(int(state.n_averaged)), out[key])
     return out
+
+
+def check_scheduler_state(scheduler, state_dict: Mapping, what: str = "scheduler_state_dict") -> None:
+    """Refuses the ``state_dict`` of another scheduler type before ``scheduler.load_state_dict``
+    (which takes any dict): its keys must be those of ``scheduler.state_dict()``, and so must the
+    members' of a ``SequentialLR`` / ``ChainedScheduler``."""
+    validate.mapping(what, state_dict)
+    _check_keys_like(scheduler.state_dict(), state_dict, what, type(scheduler).__name__)
+
+
+def _check_keys_like(expected: Mapping, given: Mapping, what: str, kind: str) -> None:
+    missing, unknown = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
+    if missing or unknown:
+        raise ValueError(
+            f"{what} is not a {kind}'s state: it lacks {missing} and has {unknown} (a scheduler of another type)"
+        )
+    for i, (mine, theirs) in enumerate(zip(expected.get("_schedulers", []), given.get("_schedulers", []))):
+        _check_keys_like(mine, theirs, f"{what}['_schedulers'][{i}]", f"member {i}")

@@ -120,9 +120,16 @@ def is_twin(state) -> bool:
 def chain(state) -> list:
     """The twin and the twins it wraps, outermost first (Lookahead, then its optimizer)."""
     states = [state]
-    while layout(states[-1]).inner is not None:
-        states.append(getattr(states[-1], layout(states[-1]).inner))
+    inner = layout(state).inner
+    while inner is not None:
+        states.append(getattr(states[-1], inner))
+        inner = layout(states[-1]).inner
     return states
+
+
+def one_per_twin(value) -> bool:
+    """A buffer that is one scalar for the whole twin (an array, not a tree like the params)."""
+    return hasattr(value, "shape") and np.ndim(value) == 0
 
 
 def buffer_fields(state) -> dict[str, str]:
@@ -180,7 +187,7 @@ def factored_axes(spec: Layout, shapes: Mapping[str, tuple], param_shape, what: 
     shapes, on one side). A fixed axis is the table's; timm's (``None``) pair is ``(col, row)`` =
     ``(0, 1)`` or ``(n - 2, n - 1)``, whichever the shapes fit (the row reduces the later axis)."""
     n = len(param_shape)
-    axes = {f: spec.factored[f][0] % n for f in shapes if spec.factored[f][0] is not None}
+    axes = {f: a % n for f in shapes if (a := spec.factored[f][0]) is not None}
     free = [f for f in spec.factored if f in shapes and spec.factored[f][0] is None]
     for pair in ((1, 0), (n - 1, n - 2)) if free else ((),):
         guess = dict(zip(free, pair))

@@ -555,3 +555,39 @@ def _torch_named(params):
     for layer, leaves in params.items():
         named[f"{layer}.weight"], named[f"{layer}.bias"] = np.asarray(leaves["kernel"]).T, np.asarray(leaves["bias"])
     return named
+
+
+def test_bad_input():
+    """A scheduler state of another type, a layout that has no inverse, groups that split a twin's
+    params, a state_dict that is not an averaged model's: errors naming what differs."""
+    from purelr.training.to_torch import check_scheduler_state
+
+    optimizer = torch.optim.SGD(TorchMLP().parameters(), lr=0.1)
+    step = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=3)
+    with pytest.raises(
+        ValueError, match=r"not a StepLR's state: it lacks \['gamma', 'step_size'\] and has \['T_max', 'eta_min'\]"
+    ):
+        check_scheduler_state(step, cosine.state_dict())
+    check_scheduler_state(step, step.state_dict())
+    with jax.enable_x64(True):
+        params, state = run(optim.adam(1e-2), template(), updates=1)
+        model_sd = torch_model_state(True)
+        with pytest.raises(ValueError, match=r"transform on shape \(6, 3\) does not rearrange entries"):
+            to_torch(
+                state,
+                params,
+                model_sd,
+                synthetic_groups(state),
+                names={"hidden.weight": ("hidden.kernel", lambda a: a.T * 2)},
+            )
+        split = synthetic_groups(state)
+        split["param_groups"] = [
+            dict(split["param_groups"][0], params=[0, 1], param_names=["hidden.weight", "hidden.bias"]),
+            dict(split["param_groups"][0], params=[2, 3], param_names=["out.weight", "out.bias"]),
+        ]
+        exported = to_torch(state, params, model_sd, split)  # one twin may take several torch groups
+        back = from_torch(optim.adam(1e-2), template(), exported.model_state_dict, exported.optimizer_state_dict)
+        assert_same(back.opt_state, state)
+        with pytest.raises(ValueError, match="has no 'module.\\*' entries: not an AveragedModel"):
+            averaged_from_torch(model_sd, template())
