@@ -10,9 +10,11 @@ A leaf called ``kernel`` takes ``kernel_layout`` (torch ``(out, in, *spatial)`` 
 
 Optimizer: torch keeps ``optimizer.state[p]`` per parameter, keyed by buffer name; a purelr twin
 keeps one tree per buffer, in a field of the same name (``purelr.optim.base``). The twin's
-``count`` is torch's ``step``, its ``hyperparams`` come from the param group. Every twin whose
-buffers are laid out like the params converts (SGD, Adam, AdamW, Adamax, NAdam, RAdam, Adagrad,
-Adadelta, RMSprop, Rprop, ASGD); Adafactor's factored moments and LBFGS's flat history do not.
+``count`` is torch's ``step``, its ``hyperparams`` come from the param groups. Where an original
+keeps its state otherwise (the step in the group or as an int, factored moments, a wrapped
+optimizer), the twin's entry of ``purelr.training.torch_state.LAYOUTS`` says so; every twin
+converts but LBFGS (its flat history). Several twins (``optax.multi_transform``) each take the
+torch groups that hold their params; ``purelr.training.to_torch`` goes the other way.
 
 This module imports no torch: tensors are read with ``numpy.asarray`` (after ``.detach().cpu()``).
 """
