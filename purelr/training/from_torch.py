@@ -12,8 +12,8 @@ Optimizer: torch keeps ``optimizer.state[p]`` per parameter, keyed by buffer nam
 keeps one tree per buffer, in a field of the same name (``purelr.optim.base``). The twin's
 ``count`` is torch's ``step``, its ``hyperparams`` come from the param groups. Where an original
 keeps its state otherwise (the step in the group or as an int, factored moments, a wrapped
-optimizer), the twin's entry of ``purelr.training.torch_state.LAYOUTS`` says so; every twin
-converts but LBFGS (its flat history). Several twins (``optax.multi_transform``) each take the
+optimizer, LBFGS's flat state), the twin's entry of ``purelr.training.torch_state.LAYOUTS`` says
+so. Several twins (``optax.multi_transform``) each take the
 torch groups that hold their params; ``purelr.training.to_torch`` goes the other way.
 
 This module imports no torch: tensors are read with ``numpy.asarray`` (after ``.detach().cpu()``).
@@ -180,7 +180,13 @@ def from_torch(
     leaves, layout = _convert_model(model_state_dict, names, params=params, batch_stats=batch_stats)
     order = _param_order(optimizer_state_dict, param_names, layout)
     opt_state = _convert_optimizer(
-        optimizer.init(params), optimizer_state_dict, order, layout, leaves["params"], count, labels
+        optimizer.init(params),
+        optimizer_state_dict,
+        order,
+        layout,
+        {n: leaves["params"][n] for n in _dotted(params)},
+        count,
+        labels,
     )
     opt_state = torch_wrappers.wrappers_from_torch(opt_state, scaler_state_dict, iteration)
     return TorchRun(*_filled(leaves, params, batch_stats), opt_state, last_epoch)
@@ -413,9 +419,68 @@ def _convert_optimizer(template, optimizer_state_dict, order, layout, params: di
     for twin in twins(template, groups, order, layout, params, labels):
         torch_names = {layout[order[i]].name: order[i] for g in twin.groups for i in groups[g]["params"]}
         own = {torch_names[n]: states[torch_names[n]] for n in twin.members if torch_names[n] in states}
+        if torch_state.layout(twin.state).flat:
+            first = order[groups[twin.groups[0]]["params"][0]]
+            flat = flat_order(twin, groups, order, layout, params)
+            filled[twin.path] = _flat_from_torch(twin.state, states.get(first, {}), flat, groups, count)
+            continue
         _check_keys(twin.state, own)
         filled[twin.path] = _fill_twin(twin.state, [groups[g] for g in twin.groups], own, layout, params, count)
     return _replace_twins(template, filled)
+
+
+def flat_order(twin, groups, order, layout, params: dict) -> np.ndarray:
+    """``index`` with ``flax_flat = torch_flat[index]``: torch ravels its params in the optimizer's
+    order and its layout, ``ravel_pytree`` the flax leaves in tree order and flax's layout."""
+    torch_order = [order[i] for g in twin.groups for i in groups[g]["params"]]
+    offsets, start = {}, 0
+    for torch_name in torch_order:
+        offsets[torch_name] = start
+        start += int(np.prod(layout[torch_name].shape))
+    by_flax = {layout[t].name: t for t in torch_order}
+    pieces = []
+    for name in params:
+        target = layout[by_flax[name]]
+        index = np.arange(int(np.prod(target.shape))).reshape(target.shape) + offsets[by_flax[name]]
+        pieces.append(np.asarray(target.transform(index)).ravel())
+    return np.concatenate(pieces) if pieces else np.zeros(0, int)
+
+
+def _flat_from_torch(state, torch_state_p: Mapping, index, groups, count):
+    """LBFGS's state from torch's ``state[first param]``."""
+    kind = type(state).__name__
+    allowed = set(torch_state.FLAT_VECTORS) | set(torch_state.FLAT_LISTS) | set(torch_state.FLAT_NUMBERS)
+    allowed |= {"H_diag"} | set(torch_state.FLAT_RECOMPUTED)
+    unknown = sorted(set(torch_state_p) - allowed)
+    if unknown:
+        raise ValueError(f"torch state has {unknown[0]!r}, which the {kind} twin does not keep: another optimizer")
+    if torch_state_p and count is None:
+        raise ValueError(
+            f"torch's state keeps no 'step' for the {kind} twin: pass count= (the number of optimizer.step() calls made)"
+        )
+    values: dict[str, Any] = dict(
+        count=jnp.asarray(0 if count is None else count, state.count.dtype), hyperparams=_hyperparams(state, groups)
+    )
+    if not torch_state_p:
+        return state._replace(**values)
+    dtype = state.d.dtype
+    for key in torch_state.FLAT_VECTORS:
+        values[key] = jnp.asarray(_numpy(torch_state_p[key])[index], dtype)
+    history = state.ro.shape[0]
+    used = len(torch_state_p["ro"])
+    if used > history:
+        raise ValueError(f"torch's LBFGS history holds {used} entries, the twin's history_size is {history}")
+    for key, vectors in torch_state.FLAT_LISTS.items():
+        rows = [_numpy(v)[index] if vectors else _numpy(v) for v in torch_state_p[key]]
+        full = np.zeros(getattr(state, key).shape, dtype)
+        if rows:
+            full[:used] = np.stack(rows)
+        values[key] = jnp.asarray(full)
+    for key, kind_of in torch_state.FLAT_NUMBERS.items():
+        values[key] = jnp.asarray(kind_of(_numpy(torch_state_p[key])), jnp.result_type(getattr(state, key)))
+    values["H_diag"] = jnp.asarray(_numpy(torch_state_p["H_diag"]), dtype)
+    values["num_old"] = jnp.asarray(used, state.num_old.dtype)
+    return state._replace(**values)
 
 
 def _replace_twins(template, filled: dict):

@@ -33,6 +33,7 @@ from purelr.training.from_torch import (
     _is_variables,
     _numpy,
     _param_order,
+    flat_order,
     twins,
 )
 from purelr.training.loss_scale import loss_scale_state
@@ -120,6 +121,13 @@ def optimizer_to_torch(
     state: dict = {}
     for twin in twins(opt_state, groups, order, layout, flax, labels):
         indices = {layout[order[i]].name: (i, g) for g in twin.groups for i in groups[g]["params"]}
+        if torch_state.layout(twin.state).flat:
+            for g in twin.groups:
+                _set_group(groups[g], twin.state, int(twin.state.count), hyperparams)
+            if int(twin.state.count):
+                first = groups[twin.groups[0]]["params"][0]
+                state[first] = _flat_to_torch(twin.state, flat_order(twin, groups, order, layout, flax))
+            continue
         for member in torch_state.chain(twin.state):
             count = int(member.count)
             for g in twin.groups:
@@ -132,6 +140,28 @@ def optimizer_to_torch(
                     _param_state(member, name, flax[name], layout[torch_name], model_state_dict[torch_name], groups[g])
                 )
     return {"state": dict(sorted(state.items())), "param_groups": groups}
+
+
+def _flat_to_torch(state, index) -> dict:
+    """LBFGS's ``state[first param]`` for torch (its ``al`` scratch left to the next step)."""
+    out: dict = {}
+    for key in torch_state.FLAT_VECTORS:
+        out[key] = _tensor(_unpermute(getattr(state, key), index))
+    used = int(state.num_old)
+    for key, vectors in torch_state.FLAT_LISTS.items():
+        rows = np.asarray(getattr(state, key))[:used]
+        out[key] = [_tensor(_unpermute(row, index)) if vectors else _tensor(row) for row in rows]
+    for key, kind_of in torch_state.FLAT_NUMBERS.items():
+        out[key] = kind_of(getattr(state, key))
+    out["t"] = float(state.t)
+    out["H_diag"] = _tensor(np.asarray(state.H_diag))
+    return out
+
+
+def _unpermute(flat, index):
+    out = np.empty_like(np.asarray(flat))
+    out[index] = np.asarray(flat)
+    return out
 
 
 def _set_group(group: dict, state, count: int, hyperparams) -> None:

@@ -45,6 +45,8 @@ class Layout(NamedTuple):
         value stays as ``init`` left it; exported only once the twin's buffer is not all zeros.
       alternate: ``{field: (torch key, factor, group key)}``: another original of the same twin
         keeps the buffer times ``factor`` under that key; its param groups have ``group key``.
+      flat: one state for all params, kept under the first param (LBFGS): vectors over the
+        params raveled in torch's order and layout, histories as lists (``FLAT_LISTS``).
     """
 
     step: str | None = "state"
@@ -58,6 +60,7 @@ class Layout(NamedTuple):
     floats: tuple[str, ...] = ()
     lazy: tuple[str, ...] = ()
     alternate: Mapping[str, tuple[str, float, str]] = {}
+    flat: bool = False
 
 
 # torch param-group entries that hold several of a twin's hyperparameters
@@ -102,10 +105,19 @@ LAYOUTS: dict[str, Layout] = {
     ),
     "TimmAdafactorState": Layout(step_type="int", factored=_TIMM_FACTORED, recomputed=("RMS",)),
     "LaPropState": Layout(floats=("exp_avg_lr_1",)),  # timm.optim.LaProp
+    "LBFGSState": Layout(step=None, flat=True),  # torch.optim.LBFGS
     "LookaheadState": Layout(
         step="group", step_type="int", step_key="lookahead_step", inner="inner_state", lazy=("lookahead_slow_buff",)
     ),
 }
+
+
+# LBFGS: flat vectors, the history lists (rows of the twin's fixed-size arrays, ``num_old`` in
+# use), Python numbers, tensors; ``al`` is scratch that every step rewrites
+FLAT_VECTORS = ("d", "prev_flat_grad")
+FLAT_LISTS = {"old_dirs": True, "old_stps": True, "ro": False}  # list of vectors or of scalars
+FLAT_NUMBERS = {"t": float, "prev_loss": float, "n_iter": int, "func_evals": int}
+FLAT_RECOMPUTED = ("al",)
 
 
 def layout(state) -> Layout:

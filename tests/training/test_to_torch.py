@@ -596,3 +596,64 @@ def test_bad_input():
         assert_same(back.opt_state, state)
         with pytest.raises(ValueError, match="has no 'module.\\*' entries: not an AveragedModel"):
             averaged_from_torch(model_sd, template())
+
+
+def test_lbfgs_both_ways():
+    """LBFGS's flat state (torch's under the first param, vectors in torch's order and layout, the
+    history as lists): k steps, convert, m steps == k + m torch steps, both ways; and the round trip."""
+    import copy
+
+    from purelr.training.from_torch import model_from_torch
+
+    k, m, kwargs = 2, 2, dict(lr=0.5, max_iter=3, history_size=4, line_search_fn="strong_wolfe")
+    twin = optim.lbfgs(**kwargs)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = TorchMLP()
+        fresh_model_sd = copy.deepcopy(model.state_dict())
+        optimizer = torch.optim.LBFGS(model.parameters(), **kwargs)
+        fresh_optimizer_sd = copy.deepcopy(optimizer.state_dict())
+
+        def torch_lbfgs(model, optimizer, first, last):
+            for i in range(first, last):
+
+                def closure():
+                    optimizer.zero_grad()
+                    loss = ((model(torch.tensor(DATA_X[i])) - torch.tensor(DATA_Y[i])) ** 2).mean()
+                    loss.backward()
+                    return loss
+
+                optimizer.step(closure)
+
+        torch_lbfgs(model, optimizer, 0, k)
+        at_k = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+        torch_lbfgs(model, optimizer, k, k + m)
+        final = {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
+
+        @jax.jit
+        def step(params, state, x, y):
+            value, grads = jax.value_and_grad(flax_loss)(params, x, y)
+            updates, state = twin.update(grads, state, params, value=value, value_fn=lambda p: flax_loss(p, x, y))
+            return optax.apply_updates(params, updates), state
+
+        with jax.enable_x64(True):
+            run = from_torch(twin, template(), *at_k, count=k)
+            assert int(run.opt_state.num_old) == len(at_k[1]["state"][0]["ro"])
+            params, _ = jax_steps(step, run.params, run.opt_state, k, k + m)
+            error_in = max(relative_error(p, final[n]) for n, p in _torch_named(params).items())
+            start = model_from_torch(fresh_model_sd, template())[0]
+            params, state = jax_steps(step, start, twin.init(start), 0, k)
+            exported = to_torch(state, params, fresh_model_sd, fresh_optimizer_sd)
+            back = from_torch(twin, template(), exported.model_state_dict, exported.optimizer_state_dict, count=k)
+            assert_same(back.opt_state, state)
+        model = TorchMLP()
+        optimizer = torch.optim.LBFGS(model.parameters(), **kwargs)
+        model.load_state_dict(exported.model_state_dict)
+        optimizer.load_state_dict(exported.optimizer_state_dict)
+        torch_lbfgs(model, optimizer, k, k + m)
+        error_out = max(relative_error(p.detach().numpy(), final[n]) for n, p in model.state_dict().items())
+    finally:
+        torch.set_default_dtype(previous)
+    assert error_in <= 1e-10 and error_out <= 1e-10, (error_in, error_out)
