@@ -213,6 +213,11 @@ def _last_epoch(scheduler_state_dict) -> int:
         state = state["_schedulers"][0]
     if "last_epoch" not in state and "last_step" in state:  # an MMEngine param scheduler
         return validate.nonnegative_int("scheduler_state_dict['last_step']", state["last_step"])
+    if "last_epoch" not in state and "param_group_field" in state:
+        raise ValueError(
+            "a timm scheduler's state_dict keeps no step (timm is given the update number at each "
+            "call): pass scheduler_state_dict=None and resume the schedule at the optimizer's count"
+        )
     if "last_epoch" not in state:
         raise ValueError(
             f"scheduler_state_dict must be scheduler.state_dict() (with a 'last_epoch'), got "

@@ -657,3 +657,36 @@ def test_lbfgs_both_ways():
     finally:
         torch.set_default_dtype(previous)
     assert error_in <= 1e-10 and error_out <= 1e-10, (error_in, error_out)
+
+
+def test_timm_scheduler_to_torch():
+    """A timm scheduler keeps no step: to_torch calls the fresh one's step_update(count), which
+    sets the group lr of update ``count`` as the torch run had it; from_torch says to resume the
+    schedule at the count."""
+    from timm.scheduler import CosineLRScheduler
+
+    def make(optimizer):
+        return CosineLRScheduler(optimizer, t_initial=8, warmup_t=2, warmup_lr_init=1e-4, t_in_epochs=False)
+
+    k, model = 3, TorchMLP().double()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    fresh_sd = {n: t.clone() for n, t in model.state_dict().items()}
+    fresh_optimizer = torch.optim.SGD(TorchMLP().double().parameters(), lr=0.1, momentum=0.9)
+    scheduler = make(optimizer)
+    for i in range(k):
+        torch_steps(model, optimizer, i, i + 1)
+        scheduler.step_update(num_updates=i + 1)
+    with jax.enable_x64(True):
+        run = from_torch(optim.sgd(0.1, momentum=0.9), template(), model.state_dict(), optimizer.state_dict(), count=k)
+        exported = to_torch(run.opt_state, run.params, fresh_sd, fresh_optimizer.state_dict(), make(fresh_optimizer))
+        with pytest.raises(ValueError, match="timm scheduler's state_dict keeps no step"):
+            from_torch(
+                optim.sgd(0.1, momentum=0.9),
+                template(),
+                model.state_dict(),
+                optimizer.state_dict(),
+                scheduler.state_dict(),
+                count=k,
+            )
+    assert exported.optimizer_state_dict["param_groups"][0]["lr"] == optimizer.param_groups[0]["lr"]
+    assert exported.scheduler_state_dict == scheduler.state_dict()
