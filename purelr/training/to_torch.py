@@ -252,8 +252,7 @@ def scheduler_to_torch(scheduler, steps: int) -> dict:
     ``LRScheduler`` or MMEngine param scheduler: ``step()``; a timm scheduler:
     ``step_update(steps)``), setting the group values it owns; returns its ``state_dict()``."""
     steps = validate.nonnegative_int("steps", steps)
-    if not hasattr(scheduler, "state_dict") or not hasattr(scheduler, "optimizer"):
-        raise TypeError(f"scheduler must be a torch, MMEngine or timm scheduler, got {type(scheduler).__name__}")
+    _check_scheduler(scheduler)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()"
         if hasattr(scheduler, "step_update"):  # timm: stateless, given the update number
@@ -262,6 +261,11 @@ def scheduler_to_torch(scheduler, steps: int) -> dict:
             for _ in range(steps):
                 scheduler.step()
     return scheduler.state_dict()
+
+
+def _check_scheduler(scheduler) -> None:
+    if not hasattr(scheduler, "state_dict") or not hasattr(scheduler, "optimizer"):
+        raise TypeError(f"scheduler must be a torch, MMEngine or timm scheduler, got {type(scheduler).__name__}")
 
 
 def to_torch(
@@ -299,6 +303,8 @@ def to_torch(
       ValueError: as ``from_torch`` for names, shapes, groups and params; for a state holding
         gradients accumulated since the last update.
     """
+    if scheduler is not None:
+        _check_scheduler(scheduler)
     model = model_to_torch(params, model_state_dict, names=names, batch_stats=batch_stats)
     optimizer = optimizer_to_torch(
         opt_state,
