@@ -22,6 +22,8 @@ Learning-rate and momentum curves of MMDetection 2.x (MMCV), MMEngine, timm, Hug
 detectron2 and DeepSpeed configs, as
 purelr evaluates them, drawn or checked against the original library.
 
+`purelr convert` moves a torch checkpoint to a purelr checkpoint directory and back.
+
 A .py config is read as data, not run (MMCV and MMEngine run it): code outside the config subset is refused.
 `purelr COMMAND --help` gives each command's options."""
 
