@@ -20,6 +20,7 @@ MOVED = {
     "purelr.batchnorm": "purelr.training.batchnorm",
     "purelr.checkpoint": "purelr.training.checkpoint",
     "purelr.from_torch": "purelr.training.from_torch",
+    "purelr.to_torch": "purelr.training.to_torch",
     "purelr.config": "purelr.recipes.config",
     "purelr.registry": "purelr.recipes.registry",
     "purelr.builder": "purelr.recipes.build",

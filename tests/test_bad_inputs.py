@@ -17,6 +17,7 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import purelr
@@ -1527,6 +1528,51 @@ case(
     "'3'",
 )
 case("from-torch-not-transformation", from_torch(optimizer="sgd"), TypeError, "optimizer", "'sgd'")
+case(
+    "from-torch-labels-layout",
+    from_torch(labels={"kernel": "a"}),
+    ValueError,
+    "labels must be laid out like the params",
+    "'bias'",
+)
+case(
+    "from-torch-scaler-without-wrapper",
+    from_torch(scaler_state_dict={"scale": 2.0}),
+    ValueError,
+    "scaler_state_dict",
+    "loss_scaled",
+)
+
+
+def to_torch(**changes):
+    from purelr.training import to_torch as to_torch_lib
+
+    kwargs = dict(
+        opt_state=optim.sgd(0.1, momentum=0.9).init(LINEAR),
+        params=LINEAR,
+        model_state_dict=TORCH_MODEL,
+        optimizer_state_dict=TORCH_OPTIMIZER,
+    )
+    kwargs.update(changes)
+    return lambda: to_torch_lib.to_torch(**kwargs)
+
+
+case(
+    "to-torch-model-as-optimizer",
+    to_torch(optimizer_state_dict=TORCH_MODEL),
+    ValueError,
+    "optimizer_state_dict",
+    "'weight'",
+)
+case(
+    "to-torch-shape",
+    to_torch(params={"kernel": jnp.zeros((2, 3)), "bias": jnp.zeros(2)}),
+    ValueError,
+    "'weight'",
+    "(2, 3)",
+)
+case("to-torch-no-twin", to_torch(opt_state=optax.EmptyState()), ValueError, "no purelr.optim twin state")
+case("to-torch-scheduler-not-one", to_torch(scheduler="StepLR"), TypeError, "scheduler", "str")
 
 case(
     "resume-last-epoch-str",

@@ -1,4 +1,5 @@
-"""``purelr plot CONFIG``: the lr and momentum curves of every parameter group of a config.
+"""``purelr plot CONFIG``: the lr and momentum curves of every parameter group of a config; ``purelr convert``:
+torch checkpoints to purelr checkpoint directories and back (``purelr.cli.convert``).
 
 Prints a table of the breakpoints (start, end of warmup, each decay, end) and writes a PNG (and
 a CSV). ``purelr compare CONFIG --against mmcv|mmengine|timm|hf|fvcore|deepspeed`` steps the original library too,
@@ -20,6 +21,8 @@ DESCRIPTION = """\
 Learning-rate and momentum curves of MMDetection 2.x (MMCV), MMEngine, timm, Hugging Face Trainer,
 detectron2 and DeepSpeed configs, as
 purelr evaluates them, drawn or checked against the original library.
+
+`purelr convert` moves a torch checkpoint to a purelr checkpoint directory and back.
 
 A .py config is read as data, not run (MMCV and MMEngine run it): code outside the config subset is refused.
 `purelr COMMAND --help` gives each command's options."""
@@ -152,6 +155,18 @@ def parser() -> argparse.ArgumentParser:
         "(default 1e-6: purelr evaluates in float32)",
     )
     compare.add_argument("-o", "--output", default="compare.png", help="the PNG to write")
+    convert = commands.add_parser("convert", help="a torch checkpoint to a purelr checkpoint directory, or back")
+    convert.add_argument("source", help="a torch checkpoint (.pth), or with --to-torch a purelr checkpoint directory")
+    target = convert.add_mutually_exclusive_group(required=True)
+    target.add_argument("--to", metavar="DIR", help="the purelr checkpoint directory to write (must not exist)")
+    target.add_argument("--to-torch", metavar="FILE", help="the torch checkpoint to write")
+    convert.add_argument(
+        "--mapping",
+        required=True,
+        metavar="MODULE:FUNCTION|FILE.json",
+        help="the purelr optimizer, names and keys: a function returning a dict, or a JSON file",
+    )
+    convert.add_argument("--like", metavar="FILE", help="with --to-torch: a torch checkpoint of the run (fresh or not)")
     return root
 
 
@@ -225,10 +240,25 @@ def compare(args) -> int:
     return 0 if verdict == "PASS" else 1
 
 
+def convert(args) -> int:
+    from purelr.cli import convert as convert_lib
+
+    mapping = convert_lib.load_mapping(args.mapping)
+    if args.to:
+        convert_lib.to_purelr(args.source, args.to, mapping)
+    else:
+        if not args.like:
+            raise ValueError(
+                "--to-torch needs --like FILE: a torch checkpoint of the run, for names, shapes and groups"
+            )
+        convert_lib.to_torch_file(args.source, args.to_torch, args.like, mapping)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        return {"plot": plot, "compare": compare}[args.command](args)
+        return {"plot": plot, "compare": compare, "convert": convert}[args.command](args)
     except (ConfigError, ValueError, TypeError, KeyError, ImportError, OSError) as error:
         print(f"purelr: error: {error}", file=sys.stderr)
         return 2

@@ -10,9 +10,11 @@ A leaf called ``kernel`` takes ``kernel_layout`` (torch ``(out, in, *spatial)`` 
 
 Optimizer: torch keeps ``optimizer.state[p]`` per parameter, keyed by buffer name; a purelr twin
 keeps one tree per buffer, in a field of the same name (``purelr.optim.base``). The twin's
-``count`` is torch's ``step``, its ``hyperparams`` come from the param group. Every twin whose
-buffers are laid out like the params converts (SGD, Adam, AdamW, Adamax, NAdam, RAdam, Adagrad,
-Adadelta, RMSprop, Rprop, ASGD); Adafactor's factored moments and LBFGS's flat history do not.
+``count`` is torch's ``step``, its ``hyperparams`` come from the param groups. Where an original
+keeps its state otherwise (the step in the group or as an int, factored moments, a wrapped
+optimizer, LBFGS's flat state), the twin's entry of ``purelr.training.torch_state.LAYOUTS`` says
+so. Several twins (``optax.multi_transform``) each take the
+torch groups that hold their params; ``purelr.training.to_torch`` goes the other way.
 
 This module imports no torch: tensors are read with ``numpy.asarray`` (after ``.detach().cpu()``).
 """
@@ -27,16 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from purelr.schedules import validate
-
-# torch param-group entries that hold several of a twin's hyperparameters
-_GROUP_TUPLES = {
-    "beta1": ("betas", 0),
-    "beta2": ("betas", 1),
-    "etaminus": ("etas", 0),
-    "etaplus": ("etas", 1),
-    "step_size_min": ("step_sizes", 0),
-    "step_size_max": ("step_sizes", 1),
-}
+from purelr.training import torch_state, torch_wrappers
 
 
 class TorchRun(NamedTuple):
@@ -98,6 +91,30 @@ def model_from_torch(model_state_dict: Mapping, params, *, names=None, batch_sta
     return _filled(leaves, params, batch_stats)
 
 
+def averaged_from_torch(state_dict: Mapping, average, *, names=None, n_averaged: int | None = None):
+    """An ``AveragedState`` (``purelr.training.averaging``) from the ``state_dict()`` of torch's
+    ``AveragedModel``, timm's ``ModelEmaV3`` or MMEngine's EMA model (its hook's
+    ``checkpoint['ema_state_dict']``): ``average`` is the averaged tree's template, the params or
+    ``{'params': ..., 'batch_stats': ...}`` (``use_buffers=True``); ``n_averaged`` for timm's,
+    which keeps no count."""
+    entries = torch_wrappers.module_entries(state_dict)
+    count = torch_wrappers.averaged_count(state_dict, n_averaged)
+    if _is_variables(average):
+        tree = dict(
+            zip(
+                ("params", "batch_stats"),
+                model_from_torch(entries, average["params"], names=names, batch_stats=average["batch_stats"]),
+            )
+        )
+    else:
+        tree = model_from_torch(entries, average, names=names)[0]
+    return torch_wrappers.averaged_state(tree, count)
+
+
+def _is_variables(tree) -> bool:
+    return isinstance(tree, Mapping) and set(tree) == {"params", "batch_stats"}
+
+
 def from_torch(
     optimizer,
     params,
@@ -109,6 +126,9 @@ def from_torch(
     batch_stats=None,
     param_names=None,
     count: int | None = None,
+    labels=None,
+    scaler_state_dict: Mapping | None = None,
+    iteration: int | None = None,
 ) -> TorchRun:
     """A PyTorch run (``model.state_dict()``, ``optimizer.state_dict()``, optionally
     ``scheduler.state_dict()``) as the state of its JAX twin.
@@ -134,6 +154,15 @@ def from_torch(
         ``state_dict`` order (which is ``model.parameters()``'s order).
       count: updates made so far, for optimizers whose state keeps no ``step`` (SGD); with a
         ``step`` it must agree.
+      labels: the label tree of an ``optax.multi_transform`` (``purelr.params`` groups): the twin
+        under label ``l`` updates the leaves labelled ``l``. Needed with several twins of which
+        one keeps no buffer like the params; each torch param group goes to the twin holding its
+        params.
+      scaler_state_dict: a loss scaler's state for the ``loss_scaled`` wrapper
+        (``GradScaler.state_dict()``, MMCV ``LossScaler.state_dict()``, a DeepSpeed scaler's
+        ``vars()``); see ``purelr.training.torch_wrappers``.
+      iteration: training iterations so far, for an ``accumulate`` wrapper (torch keeps no
+        accumulation state: a checkpoint is taken where the gradients were just applied).
 
     Returns:
       A ``TorchRun``. ``opt_state.hyperparams`` holds the param group's values: with a
@@ -150,7 +179,16 @@ def from_torch(
     last_epoch = None if scheduler_state_dict is None else _last_epoch(scheduler_state_dict)
     leaves, layout = _convert_model(model_state_dict, names, params=params, batch_stats=batch_stats)
     order = _param_order(optimizer_state_dict, param_names, layout)
-    opt_state = _convert_optimizer(optimizer.init(params), optimizer_state_dict, order, layout, leaves["params"], count)
+    opt_state = _convert_optimizer(
+        optimizer.init(params),
+        optimizer_state_dict,
+        order,
+        layout,
+        {n: leaves["params"][n] for n in _dotted(params)},
+        count,
+        labels,
+    )
+    opt_state = torch_wrappers.wrappers_from_torch(opt_state, scaler_state_dict, iteration)
     return TorchRun(*_filled(leaves, params, batch_stats), opt_state, last_epoch)
 
 
@@ -173,6 +211,13 @@ def _last_epoch(scheduler_state_dict) -> int:
     state = scheduler_state_dict
     if "last_epoch" not in state and state.get("_schedulers"):  # ChainedScheduler: members step together
         state = state["_schedulers"][0]
+    if "last_epoch" not in state and "last_step" in state:  # an MMEngine param scheduler
+        return validate.nonnegative_int("scheduler_state_dict['last_step']", state["last_step"])
+    if "last_epoch" not in state and "param_group_field" in state:
+        raise ValueError(
+            "a timm scheduler's state_dict keeps no step (timm is given the update number at each "
+            "call): pass scheduler_state_dict=None and resume the schedule at the optimizer's count"
+        )
     if "last_epoch" not in state:
         raise ValueError(
             f"scheduler_state_dict must be scheduler.state_dict() (with a 'last_epoch'), got "
@@ -185,6 +230,7 @@ class _Target(NamedTuple):
     collection: str  # "params" or "batch_stats"
     name: str  # dotted flax leaf name
     transform: Callable
+    shape: tuple  # the torch entry's shape
 
 
 def _numpy(tensor):
@@ -223,7 +269,7 @@ def _target(names, torch_name: str, shape) -> _Target | None:
         )
     if transform is None:
         transform = kernel_layout if name.rpartition(".")[2] == "kernel" else np.asarray
-    return _Target("", name, transform)
+    return _Target("", name, transform, tuple(shape))
 
 
 def _convert(array, like, what: str):
@@ -295,101 +341,307 @@ def _param_order(optimizer_state_dict, param_names, layout) -> dict:
     return dict(zip(indices, param_names))
 
 
-def _is_twin(state) -> bool:
-    return isinstance(state, tuple) and getattr(state, "_fields", ())[:2] == ("count", "hyperparams")
+class Twin(NamedTuple):
+    """A twin's state inside an optimizer state, the flax leaves it updates and the torch param
+    groups that hold those leaves."""
+
+    path: tuple
+    state: Any
+    members: tuple[str, ...]  # dotted flax names
+    groups: tuple[int, ...]
 
 
-def _convert_optimizer(template, optimizer_state_dict, order, layout, params: dict, count):
-    """``template`` (an ``optimizer.init`` state) with its purelr twin's state filled from torch."""
-    twins = [s for s in jax.tree.leaves(template, is_leaf=_is_twin) if _is_twin(s)]
-    if len(twins) != 1:
-        raise ValueError(
-            f"the optimizer's state holds {len(twins)} purelr.optim twin states, "
-            f"expected one (one torch optimizer over all params)"
-        )
-    (twin,) = twins
-    kind = type(twin).__name__
+def _label(path):
+    """The ``optax.multi_transform`` label of a state at ``path`` (``None`` outside one)."""
+    keys = list(path)
+    for key, following in zip(keys, keys[1:]):
+        if getattr(key, "name", None) == "inner_states":
+            return getattr(following, "key", None)
+    return None
+
+
+def _members(path, state, params: dict, labels: dict | None, alone: bool) -> tuple[str, ...]:
+    if labels is not None:
+        label = _label(path)
+        return tuple(name for name in params if labels[name] == label)
+    if alone:
+        return tuple(params)
+    for field in torch_state.buffer_fields(state):
+        names = _dotted(getattr(state, field))
+        if names and set(names) <= set(params) and all(np.shape(v) == np.shape(params[n]) for n, v in names.items()):
+            return tuple(n for n in params if n in names)
+    raise ValueError(
+        f"the optimizer's state holds several twins and the {type(state).__name__} at "
+        f"{jax.tree_util.keystr(path)} keeps no buffer like the params: pass labels= (the label tree)"
+    )
+
+
+def twins(template, groups, order: dict, layout: dict, params: dict, labels=None) -> list[Twin]:
+    """Each purelr twin in ``template`` (an optimizer state) with its flax leaves and torch groups.
+
+    ``order`` is ``{torch optimizer index: torch name}``, ``layout`` ``{torch name: _Target}``;
+    a torch group belongs to the twin whose leaves hold all of its params, and each twin's leaves
+    must be exactly those of its groups."""
+    found = [(p, s) for p, s in jax.tree_util.tree_leaves_with_path(template, is_leaf=torch_state.is_twin)]
+    found = [(p, s) for p, s in found if torch_state.is_twin(s)]
+    if not found:
+        raise ValueError("the optimizer's state holds no purelr.optim twin state")
+    if labels is not None:
+        labels = _dotted(labels)
+        if set(labels) != set(params):
+            raise ValueError(f"labels must be laid out like the params: leaves {sorted(set(labels) ^ set(params))}")
     for index, torch_name in order.items():
         if torch_name not in layout or layout[torch_name].collection != "params":
             raise ValueError(
                 f"torch optimizer parameter {index} ({torch_name!r}) is not a model entry that goes to the flax params"
             )
+    result = [Twin(p, s, _members(p, s, params, labels, len(found) == 1), ()) for p, s in found]
+    for g, group in enumerate(groups):
+        names = {layout[order[i]].name for i in group["params"]}
+        owner = next((k for k, twin in enumerate(result) if names <= set(twin.members)), None)
+        if owner is None:
+            raise ValueError(
+                f"torch param group {g} holds {sorted(names)}; no twin state of the optimizer updates all of them"
+            )
+        result[owner] = result[owner]._replace(groups=result[owner].groups + (g,))
+    for twin in result:
+        held = {layout[order[i]].name for g in twin.groups for i in groups[g]["params"]}
+        if held != set(twin.members):
+            raise ValueError(
+                f"the {type(twin.state).__name__} at {jax.tree_util.keystr(twin.path)} updates "
+                f"{sorted(twin.members)}, its torch param groups hold {sorted(held)}"
+            )
+    return result
+
+
+def _convert_optimizer(template, optimizer_state_dict, order, layout, params: dict, count, labels=None):
+    """``template`` (an ``optimizer.init`` state) with its purelr twins' states filled from torch."""
+    groups = optimizer_state_dict["param_groups"]
     states = {
         order[int(i)]: {k: v for k, v in s.items() if v is not None} for i, s in optimizer_state_dict["state"].items()
     }
-    buffers = {field: getattr(twin, field) for field in twin._fields[2:]}
-    allowed = {"step"} | {field for field, value in buffers.items() if value is not None}
-    for torch_name, state in states.items():
-        unknown = sorted(set(state) - allowed)
+    filled = {}
+    for twin in twins(template, groups, order, layout, params, labels):
+        torch_names = {layout[order[i]].name: order[i] for g in twin.groups for i in groups[g]["params"]}
+        own = {torch_names[n]: states[torch_names[n]] for n in twin.members if torch_names[n] in states}
+        if torch_state.layout(twin.state).flat:
+            first = order[groups[twin.groups[0]]["params"][0]]
+            flat = flat_order(twin, groups, order, layout, params)
+            filled[twin.path] = _flat_from_torch(twin.state, states.get(first, {}), flat, groups, count)
+            continue
+        _check_keys(twin.state, own)
+        filled[twin.path] = _fill_twin(twin.state, [groups[g] for g in twin.groups], own, layout, params, count)
+    return _replace_twins(template, filled)
+
+
+def flat_order(twin, groups, order, layout, params: dict) -> np.ndarray:
+    """``index`` with ``flax_flat = torch_flat[index]``: torch ravels its params in the optimizer's
+    order and its layout, ``ravel_pytree`` the flax leaves in tree order and flax's layout."""
+    torch_order = [order[i] for g in twin.groups for i in groups[g]["params"]]
+    offsets, start = {}, 0
+    for torch_name in torch_order:
+        offsets[torch_name] = start
+        start += int(np.prod(layout[torch_name].shape))
+    by_flax = {layout[t].name: t for t in torch_order}
+    pieces = []
+    for name in params:
+        target = layout[by_flax[name]]
+        index = np.arange(int(np.prod(target.shape))).reshape(target.shape) + offsets[by_flax[name]]
+        pieces.append(np.asarray(target.transform(index)).ravel())
+    return np.concatenate(pieces) if pieces else np.zeros(0, int)
+
+
+def _flat_from_torch(state, torch_state_p: Mapping, index, groups, count):
+    """LBFGS's state from torch's ``state[first param]``."""
+    kind = type(state).__name__
+    allowed = set(torch_state.FLAT_VECTORS) | set(torch_state.FLAT_LISTS) | set(torch_state.FLAT_NUMBERS)
+    allowed |= {"H_diag"} | set(torch_state.FLAT_RECOMPUTED)
+    unknown = sorted(set(torch_state_p) - allowed)
+    if unknown:
+        raise ValueError(f"torch state has {unknown[0]!r}, which the {kind} twin does not keep: another optimizer")
+    if torch_state_p and count is None:
+        raise ValueError(
+            f"torch's state keeps no 'step' for the {kind} twin: pass count= (the number of optimizer.step() calls made)"
+        )
+    values: dict[str, Any] = dict(
+        count=jnp.asarray(0 if count is None else count, state.count.dtype), hyperparams=_hyperparams(state, groups)
+    )
+    if not torch_state_p:
+        return state._replace(**values)
+    dtype = state.d.dtype
+    for key in torch_state.FLAT_VECTORS:
+        values[key] = jnp.asarray(_numpy(torch_state_p[key])[index], dtype)
+    history = state.ro.shape[0]
+    used = len(torch_state_p["ro"])
+    if used > history:
+        raise ValueError(f"torch's LBFGS history holds {used} entries, the twin's history_size is {history}")
+    for key, vectors in torch_state.FLAT_LISTS.items():
+        rows = [_numpy(v)[index] if vectors else _numpy(v) for v in torch_state_p[key]]
+        full = np.zeros(getattr(state, key).shape, dtype)
+        if rows:
+            full[:used] = np.stack(rows)
+        values[key] = jnp.asarray(full)
+    for key, kind_of in torch_state.FLAT_NUMBERS.items():
+        values[key] = jnp.asarray(kind_of(_numpy(torch_state_p[key])), jnp.result_type(getattr(state, key)))
+    values["H_diag"] = jnp.asarray(_numpy(torch_state_p["H_diag"]), dtype)
+    values["num_old"] = jnp.asarray(used, state.num_old.dtype)
+    return state._replace(**values)
+
+
+def _replace_twins(template, filled: dict):
+    """The twins filled; optax's count-only states beside them (``ScaleByScheduleState`` of a
+    clipping that counts updates) take the first twin's count."""
+    states = iter(filled.values())
+    count = next(iter(filled.values())).count
+
+    def fill(s):
+        if torch_state.is_twin(s):
+            return next(states)
+        return s._replace(count=jnp.asarray(count, s.count.dtype)) if _counts_only(s) else s
+
+    return jax.tree.map(fill, template, is_leaf=lambda s: torch_state.is_twin(s) or _counts_only(s))
+
+
+def _counts_only(state) -> bool:
+    return isinstance(state, tuple) and getattr(state, "_fields", ()) == ("count",)
+
+
+def _check_keys(state, states: dict) -> None:
+    kind = type(state).__name__
+    allowed = set()
+    for member in torch_state.chain(state):
+        spec = torch_state.layout(member)
+        allowed |= set(torch_state.buffer_fields(member).values()) | set(spec.recomputed)
+        allowed |= {key for key, _, _ in spec.alternate.values()}
+        allowed |= {spec.step_key} if spec.step == "state" else set()
+    for torch_name, state_p in states.items():
+        unknown = sorted(set(state_p) - allowed)
         if unknown:
             raise ValueError(
                 f"torch state of {torch_name!r} has {unknown[0]!r}, which the {kind} "
                 f"twin built here does not keep ({', '.join(sorted(allowed))}): "
                 f"another optimizer or other flags"
             )
-    filled = twin._replace(
-        count=jnp.asarray(_count(states, count, kind), twin.count.dtype),
-        hyperparams=_hyperparams(twin.hyperparams, optimizer_state_dict["param_groups"]),
+
+
+def _fill_twin(state, groups, states: dict, layout, params, count):
+    spec = torch_state.layout(state)
+    kind = type(state).__name__
+    filled = state._replace(
+        count=jnp.asarray(_count(spec, groups, states, count, kind), state.count.dtype),
+        hyperparams=_hyperparams(state, groups),
         **{
-            field: _buffer(value, field, states, order, layout, params, kind)
-            for field, value in buffers.items()
-            if value is not None and states
+            field: _buffer(
+                state, field, *torch_state.torch_key(state, field, groups[0]), spec, states, layout, params, kind
+            )
+            for field in torch_state.buffer_fields(state)
+            if states
         },
     )
-    return jax.tree.map(lambda s: filled if _is_twin(s) else s, template, is_leaf=_is_twin)
+    if spec.inner is not None:
+        filled = filled._replace(
+            **{spec.inner: _fill_twin(getattr(state, spec.inner), groups, states, layout, params, count)}
+        )
+    return filled
 
 
-def _count(states, count, kind):
-    steps = {name: int(_numpy(state["step"])) for name, state in states.items() if "step" in state}
+def _count(spec, groups, states, count, kind):
+    if spec.step == "group":
+        steps = {
+            f"param group {g}": int(_numpy(group[spec.step_key]))
+            for g, group in enumerate(groups)
+            if spec.step_key in group
+        }
+    else:
+        steps = {name: int(_numpy(s[spec.step_key])) for name, s in states.items() if spec.step_key in s}
     if len(set(steps.values())) > 1:
         raise ValueError(f"torch params are at different steps ({steps}); the {kind} twin keeps one count")
     if steps and count is not None and count not in steps.values():
         raise ValueError(f"count={count} but torch's state is at step {next(iter(steps.values()))}")
     if steps:
         return next(iter(steps.values()))
-    if count is None and states:
+    if count is None and states and spec.step is None:
         raise ValueError(
-            f"torch's state keeps no 'step' for the {kind} twin: pass count= (the "
-            f"number of optimizer.step() calls made)"
+            f"torch's state keeps no 'step' for the {kind} twin: pass count= (the number of optimizer.step() calls made)"
         )
     return 0 if count is None else count
 
 
-def _buffer(template, field, states, order, layout, params, kind):
-    """One twin field from torch's ``state[p][field]``: a tree like the params, or a scalar
-    that torch keeps once per parameter (all equal)."""
+def _value(states, torch_name, key, kind):
+    if key not in states.get(torch_name, {}):
+        raise ValueError(
+            f"torch state of {torch_name!r} has no {key!r}, which the {kind} twin keeps: another optimizer or other flags"
+        )
+    return _numpy(states[torch_name][key])
 
-    def value(torch_name):
-        if field not in states.get(torch_name, {}):
-            raise ValueError(
-                f"torch state of {torch_name!r} has no {field!r}, which the {kind} "
-                f"twin keeps: another optimizer or other flags"
-            )
-        return _numpy(states[torch_name][field])
 
-    if hasattr(template, "shape") and np.shape(template) == ():
-        values = {name: value(name) for name in order.values()}
+def _buffer(twin, field, key, factor, spec, states, layout, params, kind):
+    """One twin field from torch's ``state[p][key]``: a tree like the params (each leaf like its
+    param, a scalar, a factored moment or empty), or one scalar that torch keeps per param."""
+    names = {layout[t].name: t for t in states}
+    template = getattr(twin, field)
+    if torch_state.one_per_twin(template):
+        values = {t: _value(states, t, key, kind) for t in states}
         if len({v.item() for v in values.values()}) > 1:
-            raise ValueError(f"torch's {field!r} differs between params ({values}); the {kind} twin keeps one")
-        return jnp.asarray(next(iter(values.values())), template.dtype)
+            raise ValueError(f"torch's {key!r} differs between params ({values}); the {kind} twin keeps one")
+        return jnp.asarray(next(iter(values.values())), jnp.result_type(template))
     leaves = _dotted(template)
-    if set(leaves) != set(params) or any(np.shape(leaves[n]) != np.shape(params[n]) for n in params):
+    if not set(leaves) <= set(params):
         raise ValueError(f"{kind}.{field} is not laid out like the params: not one to one with torch's state")
     converted = {}
-    for torch_name in order.values():
-        target = layout[torch_name]
-        converted[target.name] = _convert(
-            target.transform(value(torch_name)), leaves[target.name], f"torch state of {torch_name!r}, {field!r}"
-        )
+    for name, like in leaves.items():
+        torch_name = names.get(name)
+        if torch_name is None:  # a param torch has not stepped yet
+            converted[name] = like
+        elif np.size(like) == 0 and np.size(params[name]) != 0:
+            converted[name] = like
+        elif field in spec.lazy and key not in states[torch_name]:
+            converted[name] = like
+        elif field in spec.factored:
+            converted[name] = _factored(twin, field, spec, states, torch_name, layout, name, params[name], kind)
+        else:
+            target = layout[torch_name]
+            array = _value(states, torch_name, key, kind) * factor
+            moved = target.transform(array) if np.shape(like) == np.shape(params[name]) else array
+            converted[name] = _convert(moved, like, f"torch state of {torch_name!r}, {key!r}")
     return _fill(template, converted)
 
 
-def _hyperparams(template: dict, groups) -> dict:
+def _factored(twin, field, spec, states, torch_name, layout, name, param, kind):
+    """A twin's factored moment from the torch one that reduces the same axis, after the layout."""
+    target = layout[torch_name]
+    mine = {f: np.shape(_dotted(getattr(twin, f))[name]) for f in spec.factored if getattr(twin, f) is not None}
+    want = torch_state.factored_axes(spec, mine, np.shape(param), f"{kind} at flax {name!r}")[field]
+    keys = {f: spec.keys.get(f, f) for f in spec.factored}
+    stats = {f: _numpy(states[torch_name][k]) for f, k in keys.items() if k in states[torch_name]}
+    torch_axes = torch_state.factored_axes(
+        spec, {f: s.shape for f, s in stats.items()}, target.shape, f"torch state of {torch_name!r}"
+    )
+    axes = torch_state.transpose_axes(target.transform, target.shape)
+    if axes is None:
+        raise ValueError(f"torch {torch_name!r}: its layout is no transpose, so its factored moments do not map")
+    for other, stat in stats.items():
+        new_axis, moved = torch_state.move_reduced(stat, torch_axes[other], axes, spec.factored[other][1])
+        if new_axis == want:
+            return _convert(
+                moved, _dotted(getattr(twin, field))[name], f"torch state of {torch_name!r}, {keys[other]!r}"
+            )
+    raise ValueError(
+        f"torch state of {torch_name!r} has no factored moment that becomes {kind}.{field} "
+        f"under its layout (a conv kernel's factors do not map to flax's HWIO)"
+    )
+
+
+def _hyperparams(state, groups) -> dict:
     """The twin's hyperparameters from the param groups (which must agree on them)."""
     values = {}
-    for name, like in template.items():
-        key, index = _GROUP_TUPLES.get(name, (name, None))
-        found = {float(_numpy(g[key] if index is None else g[key][index])) for g in groups if key in g}
+    for name, like in state.hyperparams.items():
+        key, index = torch_state.group_key(state, name)
+        found = {
+            float(_numpy(g[key] if index is None else g[key][index]))
+            for g in groups
+            if key in g and (index is None or (isinstance(g[key], (tuple, list)) and len(g[key]) > index))
+        }
         if len(found) > 1:
             raise ValueError(
                 f"torch's param groups differ in {name} ({sorted(found)}); the twin "

@@ -300,7 +300,7 @@ def adam_run():
     "twin, params, kwargs, message",
     [
         (optim.sgd(0.01, momentum=0.9), None, {}, "'exp_avg', which the SGDState twin"),
-        (optim.adam(0.01, amsgrad=True), None, {}, "'hidden.weight' has no 'max_exp_avg_sq'"),
+        (optim.adam(0.01, amsgrad=True), None, {}, "'hidden.bias' has no 'max_exp_avg_sq'"),
         (optim.rmsprop(0.01), None, {}, "'exp_avg', which the RMSpropState twin"),
         (
             optim.adam(0.01),

@@ -1,0 +1,228 @@
+"""How each purelr twin's state sits in its original's ``optimizer.state_dict()``: one table entry
+per twin, read by ``from_torch`` (torch -> purelr) and ``to_torch`` (purelr -> torch).
+
+A twin's state (``purelr.optim.base``) is ``count``, ``hyperparams`` and buffers named after the
+keys of the original's ``optimizer.state[p]``. A ``Layout`` says what differs from that default:
+where the original keeps the update count (``state[p]['step']`` as a tensor or an int, the param
+group's ``'step'``, nowhere), buffers stored under another key, buffers that reduce an axis of the
+param (Adafactor's factored moments), keys the original recomputes at every step (not kept by the
+twin), and a wrapped twin's state (Lookahead). Adding a twin is one entry of ``LAYOUTS``, keyed by
+its state's class name; a twin without an entry converts with the default ``Layout()`` (buffers
+under their own names, ``state[p]['step']`` a tensor).
+
+Buffers come in four shapes: like the param (converted with the param's layout, e.g. a Linear
+weight transposed), a scalar per param (NovoGrad's ``exp_avg_sq``, copied), one scalar for the
+whole twin that the original keeps once per param, all equal (ASGD's ``eta``, NAdam's
+``mu_product``), or the param reduced over one axis (``factored``). A leaf's empty buffer
+(shape ``(0,)``: Adafactor's unused factors) has no key in the original's state.
+
+This module imports no torch.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, NamedTuple
+
+import numpy as np
+
+
+class Layout(NamedTuple):
+    """One twin's state in its original's ``state_dict``.
+
+    Attributes:
+      step: ``"state"`` (``state[p][step_key]``), ``"group"`` (``param_groups[g][step_key]``) or
+        ``None`` (the original keeps no count: ``from_torch`` needs ``count=``).
+      step_type: ``"tensor"`` (a 0-d tensor of torch's default float dtype) or ``"int"``.
+      step_key: the key of the count.
+      keys: ``{twin field: torch key}`` where they differ.
+      factored: ``{twin field: (axis, keepdims)}`` for buffers that reduce one axis of the param
+        (``axis`` from the end, in each side's own layout; ``None``: found from the shapes).
+      recomputed: torch keys that every step recomputes before reading (the twin keeps none).
+      group: ``{twin hyperparameter: (group key, index)}`` beyond ``GROUP_KEYS``.
+      inner: the field holding a wrapped twin's state, whose keys share ``state[p]``.
+      floats: torch keys kept as Python floats rather than tensors.
+      lazy: fields the original creates at a later step: absent from torch's state, the twin's
+        value stays as ``init`` left it; exported only once the twin's buffer is not all zeros.
+      alternate: ``{field: (torch key, factor, group key)}``: another original of the same twin
+        keeps the buffer times ``factor`` under that key; its param groups have ``group key``.
+      flat: one state for all params, kept under the first param (LBFGS): vectors over the
+        params raveled in torch's order and layout, histories as lists (``FLAT_LISTS``).
+    """
+
+    step: str | None = "state"
+    step_type: str = "tensor"
+    step_key: str = "step"
+    keys: Mapping[str, str] = {}
+    factored: Mapping[str, tuple[int | None, bool]] = {}
+    recomputed: tuple[str, ...] = ()
+    group: Mapping[str, tuple[str, int | None]] = {}
+    inner: str | None = None
+    floats: tuple[str, ...] = ()
+    lazy: tuple[str, ...] = ()
+    alternate: Mapping[str, tuple[str, float, str]] = {}
+    flat: bool = False
+
+
+# torch param-group entries that hold several of a twin's hyperparameters
+GROUP_KEYS = {
+    "beta1": ("betas", 0),
+    "beta2": ("betas", 1),
+    "beta3": ("betas", 2),
+    "etaminus": ("etas", 0),
+    "etaplus": ("etas", 1),
+    "step_size_min": ("step_sizes", 0),
+    "step_size_max": ("step_sizes", 1),
+}
+
+_NO_STEP = Layout(step=None)
+_INT_STEP = Layout(step_type="int")
+_TIMM_FACTORED = {"exp_avg_sq_row": (None, False), "exp_avg_sq_col": (None, False)}
+
+# State class name -> Layout. Twins whose original keeps `state[p]['step']` as a tensor and every
+# buffer under the field's name need no entry (torch.optim's Adam, AdamW, Adamax, NAdam, RAdam,
+# Adagrad, Adadelta, RMSprop, Rprop, ASGD; timm's NAdamW, RMSpropTF, Adopt).
+LAYOUTS: dict[str, Layout] = {
+    "SGDState": _NO_STEP,  # torch.optim.SGD
+    "SGDWState": _NO_STEP,  # timm.optim.SGDW
+    "SGDPState": _NO_STEP,  # timm.optim.SGDP (buffer 'momentum')
+    "LarsState": _NO_STEP,  # timm.optim.Lars, mmpretrain LARS
+    "LionState": _NO_STEP,  # timm.optim.Lion
+    "MuonState": _NO_STEP,  # torch.optim.Muon
+    "LambState": Layout(step="group"),  # timm.optim.Lamb (a tensor), mmpretrain Lamb (an int)
+    "AdanState": Layout(  # timm.optim.Adan; mmpretrain's Adan keeps +grad as 'pre_grad'
+        step="group", step_type="int", alternate={"neg_pre_grad": ("pre_grad", -1.0, "max_grad_norm")}
+    ),
+    "AdaBeliefState": _INT_STEP,
+    "AdamPState": _INT_STEP,
+    "MADGRADState": _INT_STEP,
+    "MarsState": _INT_STEP,
+    "NovoGradState": _INT_STEP,  # timm.optim.NvNovoGrad
+    "FusedAdamState": _INT_STEP,  # deepspeed.ops.adam.FusedAdam
+    "FusedLambState": _INT_STEP,  # deepspeed.ops.lamb.FusedLamb
+    "AdafactorState": Layout(factored={"row_var": (-1, True), "col_var": (-2, True)}),  # torch.optim
+    "HfAdafactorState": Layout(  # transformers.Adafactor
+        step_type="int", factored={"exp_avg_sq_row": (-1, False), "exp_avg_sq_col": (-2, False)}
+    ),
+    "TimmAdafactorState": Layout(step_type="int", factored=_TIMM_FACTORED, recomputed=("RMS",)),
+    "LaPropState": Layout(floats=("exp_avg_lr_1",)),  # timm.optim.LaProp
+    "LBFGSState": Layout(step=None, flat=True),  # torch.optim.LBFGS
+    "LookaheadState": Layout(
+        step="group", step_type="int", step_key="lookahead_step", inner="inner_state", lazy=("lookahead_slow_buff",)
+    ),
+}
+
+
+# LBFGS: flat vectors, the history lists (rows of the twin's fixed-size arrays, ``num_old`` in
+# use), Python numbers, tensors; ``al`` is scratch that every step rewrites
+FLAT_VECTORS = ("d", "prev_flat_grad")
+FLAT_LISTS = {"old_dirs": True, "old_stps": True, "ro": False}  # list of vectors or of scalars
+FLAT_NUMBERS = {"t": float, "prev_loss": float, "n_iter": int, "func_evals": int}
+FLAT_RECOMPUTED = ("al",)
+
+
+def layout(state) -> Layout:
+    return LAYOUTS.get(type(state).__name__, Layout())
+
+
+def is_twin(state) -> bool:
+    """A purelr twin's state: a NamedTuple starting with ``count`` and ``hyperparams``."""
+    return isinstance(state, tuple) and getattr(state, "_fields", ())[:2] == ("count", "hyperparams")
+
+
+def chain(state) -> list:
+    """The twin and the twins it wraps, outermost first (Lookahead, then its optimizer)."""
+    states = [state]
+    inner = layout(state).inner
+    while inner is not None:
+        states.append(getattr(states[-1], inner))
+        inner = layout(states[-1]).inner
+    return states
+
+
+def one_per_twin(value) -> bool:
+    """A buffer that is one scalar for the whole twin (an array, not a tree like the params)."""
+    return hasattr(value, "shape") and np.ndim(value) == 0
+
+
+def buffer_fields(state) -> dict[str, str]:
+    """``{twin field: torch key}`` of the buffers this twin keeps (not ``None``)."""
+    spec = layout(state)
+    return {
+        field: spec.keys.get(field, field)
+        for field in state._fields[2:]
+        if field != spec.inner and getattr(state, field) is not None
+    }
+
+
+def torch_key(state, field: str, group: Mapping) -> tuple[str, float]:
+    """``(key, factor)`` of a buffer in the state of the original whose param ``group`` is given."""
+    spec = layout(state)
+    if field in spec.alternate and spec.alternate[field][2] in group:
+        return spec.alternate[field][0], spec.alternate[field][1]
+    return spec.keys.get(field, field), 1.0
+
+
+def group_key(state, name: str) -> tuple[str, int | None]:
+    return layout(state).group.get(name, GROUP_KEYS.get(name, (name, None)))
+
+
+def transpose_axes(transform, shape) -> tuple[int, ...] | None:
+    """The axes ``a`` with ``transform(x) == np.transpose(x, a)`` for arrays of ``shape`` (``None``
+    when ``transform`` is no transpose), found by following the entries' indices."""
+    shape = tuple(shape)
+    index = np.arange(int(np.prod(shape))).reshape(shape)
+    moved = np.asarray(transform(index))
+    if moved.ndim != len(shape) or sorted(moved.shape) != sorted(shape):
+        return None
+    strides = [int(np.prod(shape[i + 1 :])) for i in range(len(shape))]
+    axes, free = [], [i for i in range(len(shape))]
+    for j, size in enumerate(moved.shape):
+        if size > 1:
+            step = int(moved[(0,) * j + (1,) + (0,) * (moved.ndim - j - 1)] - moved.flat[0])
+            axis = strides.index(step) if step in strides else -1
+        else:
+            axis = next((i for i in free if shape[i] == 1), -1)
+        if axis not in free:
+            return None
+        free.remove(axis)
+        axes.append(axis)
+    return tuple(axes) if np.array_equal(np.transpose(index, axes), moved) else None
+
+
+def _without(shape, axis: int, keepdims: bool) -> tuple:
+    shape = tuple(shape)
+    return shape[:axis] + ((1,) if keepdims else ()) + shape[axis + 1 :]
+
+
+def factored_axes(spec: Layout, shapes: Mapping[str, tuple], param_shape, what: str) -> dict[str, int]:
+    """``{field: axis of the param it reduces}`` for the factored buffers in ``shapes`` (their
+    shapes, on one side). A fixed axis is the table's; timm's (``None``) pair is ``(col, row)`` =
+    ``(0, 1)`` or ``(n - 2, n - 1)``, whichever the shapes fit (the row reduces the later axis)."""
+    n = len(param_shape)
+    axes = {f: a % n for f in shapes if (a := spec.factored[f][0]) is not None}
+    free = [f for f in spec.factored if f in shapes and spec.factored[f][0] is None]
+    for pair in ((1, 0), (n - 1, n - 2)) if free else ((),):
+        guess = dict(zip(free, pair))
+        if all(tuple(shapes[f]) == _without(param_shape, a, spec.factored[f][1]) for f, a in guess.items()):
+            return {**axes, **guess}
+    raise ValueError(
+        f"{what}: cannot tell which axes of {tuple(param_shape)} the factored moments {dict(shapes)} reduce"
+    )
+
+
+def fields_by_axis(spec: Layout, axes, n: int) -> dict[int, str]:
+    """``{param axis: field}``: which factored buffer reduces each of ``axes`` (a fixed axis is the
+    table's; of timm's pair, the row reduces the later axis)."""
+    fixed = {a % n: f for f, (a, _) in spec.factored.items() if a is not None}
+    free = [f for f, (a, _) in spec.factored.items() if a is None]
+    rest = sorted((a for a in axes if a not in fixed), reverse=True)
+    return {**{a: fixed[a] for a in axes if a in fixed}, **dict(zip(rest, free))}
+
+
+def move_reduced(stat, axis: int, axes: tuple[int, ...], keepdims: bool):
+    """``(new axis, array)``: a buffer reducing ``axis`` of a param, in the layout ``np.transpose(param, axes)``."""
+    stat = np.asarray(stat)
+    full = stat if keepdims else np.expand_dims(stat, axis)
+    moved = np.transpose(full, axes)
+    new_axis = axes.index(axis)
+    return new_axis, moved if keepdims else np.squeeze(moved, new_axis)

@@ -1,0 +1,692 @@
+"""``purelr.training.to_torch`` and the table both directions read (``torch_state.LAYOUTS``).
+
+Round trip: every optimizer of ``tests/training/resume_run.py`` (every exported twin) and the
+wrappers around one, their states drawn at random: ``from_torch(to_torch(state)) == state``, bit for
+bit (x64 and float32). Both ways: k updates in torch (or purelr), convert, m in purelr (or torch),
+equal to k + m torch updates (x64, 1e-10), for the twins of torch.optim, timm, transformers and
+MMPretrain with random k, m and configurations; the schedulers (torch, MMEngine) and averaged
+models (AveragedModel, ModelEmaV3, MMEngine's EMA) likewise.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+from purelr import optim
+from purelr.training import accumulate, averaging, loss_scale
+from purelr.training.from_torch import averaged_from_torch, from_torch
+from purelr.training.to_torch import averaged_to_torch, to_torch
+from purelr.training.torch_state import group_key
+from tests.parity import relative_error
+from tests.training import resume_run
+from tests.training.test_from_torch import TorchMLP, template
+
+UPDATES = 3
+LBFGS = {"lbfgs"}  # a flat history, converted by its own test
+
+
+def torch_model_state(x64: bool):
+    torch.manual_seed(0)
+    model = TorchMLP()
+    return (model.double() if x64 else model.float()).state_dict()
+
+
+def synthetic_groups(opt_state, labels=None):
+    """One torch param group per twin, with an entry for each of its hyperparameters."""
+    from purelr.training.torch_state import is_twin
+
+    twins = [s for s in jax.tree.leaves(opt_state, is_leaf=is_twin) if is_twin(s)]
+    names = ["hidden.weight", "hidden.bias", "out.weight", "out.bias"]
+    flax = ["hidden.kernel", "hidden.bias", "out.kernel", "out.bias"]
+    groups = []
+    for i, twin in enumerate(twins):
+        group = {
+            "params": [k for k, n in enumerate(flax) if labels is None or labels[n] == sorted(set(labels.values()))[i]]
+        }
+        for name in twin.hyperparams:
+            key, index = group_key(twin, name)
+            if index is None:
+                group[key] = 0.0
+            else:
+                group.setdefault(key, [0.0, 0.0, 0.0])
+        group["param_names"] = [names[k] for k in group["params"]]
+        groups.append(group)
+    return {"state": {}, "param_groups": groups}
+
+
+def assert_same(a, b):
+    assert jax.tree.structure(a) == jax.tree.structure(b)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert jnp.result_type(x) == jnp.result_type(y) and np.shape(x) == np.shape(y)
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def labels_of(name, params):
+    if name == "muon":
+        flat = {"hidden.kernel": "muon", "hidden.bias": "other", "out.kernel": "muon", "out.bias": "other"}
+        return flat, jax.tree.map(lambda p: "muon" if p.ndim == 2 else "other", params)
+    return None, None
+
+
+def randomized(state, seed, count=UPDATES):
+    """``state`` with every twin's buffers and hyperparameters drawn at random (empty buffers
+    kept), its count ``count``, and a loss scaler's scale and counters drawn: a round trip
+    needs no compiled updates to find a field that does not come back."""
+    from purelr.training.loss_scale import DynamicScalerState, GradScalerState
+    from purelr.training.torch_state import chain, is_twin
+
+    rng = np.random.default_rng(seed)
+
+    def draw(x):
+        if jnp.issubdtype(x.dtype, jnp.integer):
+            return jnp.asarray(rng.integers(0, 50, np.shape(x)), x.dtype)
+        if jnp.issubdtype(x.dtype, jnp.floating):
+            return jnp.asarray(np.abs(rng.normal(size=np.shape(x))) + 0.5, x.dtype)
+        return x
+
+    def counted(node):  # a twin, the twins it wraps and optax's count-only states: one count
+        if is_twin(node) or getattr(node, "_fields", ()) == ("count",):
+            node = node._replace(count=jnp.asarray(count, node.count.dtype))
+        return node
+
+    def fill(node):
+        if is_twin(node):
+            drawn = jax.tree.map(draw, node)
+            inner = chain(drawn)[-1]  # a wrapper's hyperparams include its optimizer's, the same values
+            drawn = drawn._replace(hyperparams={**drawn.hyperparams, **inner.hyperparams})
+            return jax.tree.map(counted, drawn, is_leaf=lambda n: is_twin(n) and n is not drawn)._replace(
+                count=jnp.asarray(count, node.count.dtype)
+            )
+        if isinstance(node, (GradScalerState, DynamicScalerState)):
+            return jax.tree.map(draw, node)
+        return counted(node)
+
+    def kinds(n):
+        return (
+            is_twin(n)
+            or isinstance(n, (GradScalerState, DynamicScalerState))
+            or getattr(n, "_fields", ()) == ("count",)
+        )
+
+    return jax.tree.map(fill, state, is_leaf=kinds)
+
+
+@pytest.mark.parametrize("name", [n for n in resume_run.OPTIMIZERS if n not in LBFGS])
+def test_round_trip_every_twin(name, precision):
+    round_trip(name, precision)
+
+
+def round_trip(name, precision):
+    optimizer = resume_run.OPTIMIZERS[name]()
+    params = template()
+    state = randomized(optimizer.init(params), seed=len(name))
+    flat_labels, labels = labels_of(name, params)
+    model_sd = torch_model_state(precision == "x64")
+    exported = to_torch(state, params, model_sd, synthetic_groups(state, flat_labels), labels=labels)
+    back = from_torch(
+        optimizer, template(), exported.model_state_dict, exported.optimizer_state_dict, count=UPDATES, labels=labels
+    )
+    assert_same(back.params, params)
+    assert_same(back.opt_state, state)
+
+
+# Both ways against the originals: k updates on one side, convert, m on the other, equal to k + m
+# updates in torch (x64, DESIGN.md's 1e-10). Each case: the original's class, the twin, and a draw
+# of the keyword arguments both take (the twins take the originals' names).
+def _timm(name):
+    import timm.optim
+
+    return getattr(timm.optim, name)
+
+
+def _mmpretrain(name):
+    from mmpretrain.engine.optimizers import LARS, Adan, Lamb
+
+    return dict(LARS=LARS, Lamb=Lamb, Adan=Adan)[name]
+
+
+def _hf_adafactor():
+    from transformers.optimization import Adafactor
+
+    return Adafactor
+
+
+def _lookahead(params, **kw):
+    return _timm("Lookahead")(torch.optim.AdamW(params, lr=kw["lr"]), alpha=kw["alpha"], k=kw["k"])
+
+
+def _lr(rng):
+    return float(np.exp(rng.uniform(np.log(1e-3), np.log(5e-2))))
+
+
+def _decay(rng):
+    return float(rng.choice([0.0, 1e-3, 0.05]))
+
+
+def _flag(rng):
+    return bool(rng.integers(2))
+
+
+BOTH_WAYS = {
+    "sgd": (
+        lambda: torch.optim.SGD,
+        optim.sgd,
+        lambda r: dict(lr=_lr(r), momentum=0.9, nesterov=_flag(r), weight_decay=_decay(r)),
+    ),
+    "adam": (lambda: torch.optim.Adam, optim.adam, lambda r: dict(lr=_lr(r), amsgrad=_flag(r), weight_decay=_decay(r))),
+    "adamw": (lambda: torch.optim.AdamW, optim.adamw, lambda r: dict(lr=_lr(r), weight_decay=_decay(r))),
+    "adamax": (lambda: torch.optim.Adamax, optim.adamax, lambda r: dict(lr=_lr(r))),
+    "nadam": (lambda: torch.optim.NAdam, optim.nadam, lambda r: dict(lr=_lr(r), weight_decay=_decay(r))),
+    "radam": (lambda: torch.optim.RAdam, optim.radam, lambda r: dict(lr=_lr(r))),
+    "adagrad": (lambda: torch.optim.Adagrad, optim.adagrad, lambda r: dict(lr=_lr(r), lr_decay=0.01)),
+    "adadelta": (lambda: torch.optim.Adadelta, optim.adadelta, lambda r: dict(lr=1.0, rho=0.9)),
+    "rmsprop": (lambda: torch.optim.RMSprop, optim.rmsprop, lambda r: dict(lr=_lr(r), centered=_flag(r), momentum=0.5)),
+    "rprop": (lambda: torch.optim.Rprop, optim.rprop, lambda r: dict(lr=_lr(r))),
+    "asgd": (lambda: torch.optim.ASGD, optim.asgd, lambda r: dict(lr=_lr(r), t0=2)),
+    "adafactor": (lambda: torch.optim.Adafactor, optim.adafactor, lambda r: dict(lr=_lr(r))),
+    "timm_lamb": (lambda: _timm("Lamb"), optim.lamb, lambda r: dict(lr=_lr(r), weight_decay=_decay(r))),
+    "timm_lars": (lambda: _timm("Lars"), optim.lars, lambda r: dict(lr=_lr(r), momentum=0.9)),
+    "timm_lion": (lambda: _timm("Lion"), optim.lion, lambda r: dict(lr=_lr(r) / 10, weight_decay=_decay(r))),
+    "timm_nadamw": (lambda: _timm("NAdamW"), optim.nadamw, lambda r: dict(lr=_lr(r))),
+    "timm_rmsprop_tf": (lambda: _timm("RMSpropTF"), optim.rmsprop_tf, lambda r: dict(lr=_lr(r), momentum=0.9)),
+    "timm_sgdw": (lambda: _timm("SGDW"), optim.sgdw, lambda r: dict(lr=_lr(r), momentum=0.9, weight_decay=_decay(r))),
+    "timm_adafactor": (
+        lambda: _timm("Adafactor"),
+        optim.timm_adafactor,
+        lambda r: dict(lr=_lr(r), min_dim_size_to_factor=2, betas=(0.9, 0.999) if _flag(r) else None),
+    ),
+    "timm_adabelief": (lambda: _timm("AdaBelief"), optim.adabelief, lambda r: dict(lr=_lr(r))),
+    "timm_adamp": (lambda: _timm("AdamP"), optim.adamp, lambda r: dict(lr=_lr(r))),
+    "timm_adan": (lambda: _timm("Adan"), optim.adan, lambda r: dict(lr=_lr(r))),
+    "timm_adopt": (lambda: _timm("Adopt"), optim.adopt, lambda r: dict(lr=_lr(r))),
+    "timm_laprop": (lambda: _timm("LaProp"), optim.laprop, lambda r: dict(lr=_lr(r))),
+    "timm_madgrad": (lambda: _timm("MADGRAD"), optim.madgrad, lambda r: dict(lr=_lr(r))),
+    "timm_mars": (lambda: _timm("Mars"), optim.mars, lambda r: dict(lr=_lr(r))),
+    "timm_novograd": (lambda: _timm("NvNovoGrad"), optim.novograd, lambda r: dict(lr=_lr(r))),
+    "timm_sgdp": (lambda: _timm("SGDP"), optim.sgdp, lambda r: dict(lr=_lr(r), momentum=0.9)),
+    "timm_lookahead": (
+        lambda: _lookahead,
+        lambda lr, alpha, k: optim.lookahead(optim.adamw(lr), alpha=alpha, k=k),
+        lambda r: dict(lr=_lr(r), alpha=0.5, k=int(r.integers(2, 4))),
+    ),
+    "hf_adafactor": (
+        _hf_adafactor,
+        optim.hf_adafactor,
+        lambda r: dict(lr=_lr(r), relative_step=False, scale_parameter=_flag(r), warmup_init=False),
+    ),
+    "mmpretrain_lars": (lambda: _mmpretrain("LARS"), optim.mmpretrain_lars, lambda r: dict(lr=_lr(r), momentum=0.9)),
+    "mmpretrain_lamb": (lambda: _mmpretrain("Lamb"), optim.mmpretrain_lamb, lambda r: dict(lr=_lr(r))),
+    "mmpretrain_adan": (lambda: _mmpretrain("Adan"), optim.mmpretrain_adan, lambda r: dict(lr=_lr(r))),
+}
+DATA_STEPS = 8
+DATA_RNG = np.random.default_rng(1)
+DATA_X = DATA_RNG.normal(size=(DATA_STEPS, 8, 3))
+DATA_Y = np.stack([np.sin(DATA_X.sum(-1)), np.cos(DATA_X[..., 0])], -1)
+
+
+def torch_steps(model, optimizer, first, last):
+    for k in range(first, last):
+        optimizer.zero_grad()
+        loss = ((model(torch.tensor(DATA_X[k])) - torch.tensor(DATA_Y[k])) ** 2).mean()
+        loss.backward()
+        optimizer.step()
+
+
+def flax_loss(params, x, y):
+    from tests.training.test_from_torch import FlaxMLP
+
+    return ((FlaxMLP().apply({"params": params}, x) - y) ** 2).mean()
+
+
+def jax_steps(step, params, state, first, last):
+    for k in range(first, last):
+        params, state = step(params, state, DATA_X[k], DATA_Y[k])
+    return params, state
+
+
+def both_ways(case, seed):
+    """``(k, m, torch -> purelr error, purelr -> torch error)`` against k + m torch updates."""
+    import copy
+
+    from purelr.training.from_torch import model_from_torch
+    from tests.training.test_from_torch import kernel_layout
+
+    make_torch, make_twin, draw = BOTH_WAYS[case]
+    rng = np.random.default_rng(seed)
+    kwargs, k, m = draw(rng), int(rng.integers(1, 5)), int(rng.integers(1, 4))
+    torch_type = make_torch()
+    twin = make_twin(**kwargs)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(seed)
+        model = TorchMLP()
+        fresh_model_sd = copy.deepcopy(model.state_dict())
+        optimizer = torch_type(model.parameters(), **kwargs)
+        fresh_optimizer_sd = copy.deepcopy(optimizer.state_dict())
+        torch_steps(model, optimizer, 0, k)
+        at_k = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+        torch_steps(model, optimizer, k, k + m)
+        final = {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
+
+        @jax.jit
+        def step(params, state, x, y):
+            updates, state = twin.update(jax.grad(flax_loss)(params, x, y), state, params)
+            return optax.apply_updates(params, updates), state
+
+        run = from_torch(twin, template(), *at_k, count=k)
+        assert int(run.opt_state.count) == k
+        params, _ = jax_steps(step, run.params, run.opt_state, k, k + m)
+        error_in = max(
+            relative_error(params[layer]["kernel"], kernel_layout(final[f"{layer}.weight"]))
+            for layer in ("hidden", "out")
+        )
+        error_in = max(
+            [error_in] + [relative_error(params[layer]["bias"], final[f"{layer}.bias"]) for layer in ("hidden", "out")]
+        )
+
+        start = model_from_torch(fresh_model_sd, template())[0]
+        params, state = jax_steps(step, start, twin.init(start), 0, k)
+        exported = to_torch(state, params, fresh_model_sd, fresh_optimizer_sd)
+        back = from_torch(twin, template(), exported.model_state_dict, exported.optimizer_state_dict, count=k)
+        assert_same(back.params, params)
+        assert_same(back.opt_state, state)
+        model = TorchMLP()
+        optimizer = torch_type(model.parameters(), **kwargs)
+        model.load_state_dict(exported.model_state_dict)
+        optimizer.load_state_dict(exported.optimizer_state_dict)
+        torch_steps(model, optimizer, k, k + m)
+        error_out = max(relative_error(p.detach().numpy(), final[n]) for n, p in model.state_dict().items())
+    finally:
+        torch.set_default_dtype(previous)
+    return k, m, error_in, error_out
+
+
+# one twin of each kind of layout in the default suite (step in the state as a tensor or an int, in
+# the group, nowhere; scalars per twin, per leaf, as floats; factored moments of three kinds; a
+# wrapped twin; another original's key); every twin nightly
+DEFAULT_BOTH_WAYS = {"sgd", "adam", "nadam", "asgd", "adafactor", "timm_lamb", "timm_adan", "timm_laprop"}
+DEFAULT_BOTH_WAYS |= {"timm_adafactor", "timm_novograd", "timm_lookahead", "hf_adafactor", "mmpretrain_adan"}
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=[] if c in DEFAULT_BOTH_WAYS else pytest.mark.nightly) for c in BOTH_WAYS]
+)
+def test_both_ways_against_the_original(case):
+    with jax.enable_x64(True):
+        k, m, error_in, error_out = both_ways(case, seed=sorted(BOTH_WAYS).index(case))
+    assert error_in <= 1e-10, f"{case}, k={k}, m={m}: torch -> purelr off by {error_in:.3g}"
+    assert error_out <= 1e-10, f"{case}, k={k}, m={m}: purelr -> torch off by {error_out:.3g}"
+
+
+def _round_trip_state(optimizer, state, params, **from_kwargs):
+    groups = synthetic_groups(state)
+    exported = to_torch(state, params, torch_model_state(True), groups)
+    back = from_torch(
+        optimizer, template(), exported.model_state_dict, exported.optimizer_state_dict, count=UPDATES, **from_kwargs
+    )
+    return exported, back
+
+
+@pytest.mark.parametrize(
+    "scaler, torch_state",
+    [
+        (loss_scale.grad_scaler(), lambda: torch.amp.GradScaler("cpu").state_dict()),
+        (loss_scale.mmcv_loss_scaler(), lambda: dict(mode="dynamic", scale_factor=2.0, scale_window=1000)),
+        (loss_scale.dynamic_loss_scaler(), lambda: {}),
+    ],
+    ids=["torch", "mmcv", "deepspeed"],
+)
+def test_round_trip_loss_scaled(scaler, torch_state):
+    """The scaler's state goes to the original scaler's state_dict and back; the scale moved."""
+    with jax.enable_x64(True):
+        optimizer = loss_scale.loss_scaled(optim.adam(1e-2), scaler)
+        params = template()
+        state = randomized(optimizer.init(params), seed=1)
+        scaled = {
+            **torch_state(),
+            **to_torch(state, params, torch_model_state(True), synthetic_groups(state)).scaler_state_dict,
+        }
+        _, back = _round_trip_state(optimizer, state, params, scaler_state_dict=scaled)
+    assert_same(back.opt_state, state)
+
+
+def test_round_trip_accumulate_and_clip():
+    """accumulate: exported after an update (iteration given back); refused between updates.
+    clip_grad_norm's total_norm, a record of the last norm that torch returns and keeps nowhere, comes back
+    as init left it."""
+    with jax.enable_x64(True):
+        optimizer = accumulate.accumulate(optax.chain(optim.clip_grad_norm(1.0), optim.adamw(1e-2)), 2)
+        params = template()
+        state = randomized(optimizer.init(params), seed=2)._replace(iteration=jnp.asarray(2 * UPDATES, jnp.int32))
+        _, back = _round_trip_state(optimizer, state, params, iteration=2 * UPDATES)
+        assert_same(back.opt_state, state)
+        between = state._replace(
+            iteration=jnp.asarray(2 * UPDATES - 1, jnp.int32), gradients=jax.tree.map(jnp.ones_like, params)
+        )
+        with pytest.raises(ValueError, match=r"gradients summed since the last update \(iteration 5\)"):
+            to_torch(between, params, torch_model_state(True), synthetic_groups(between))
+        with pytest.raises(ValueError, match="accumulates gradients: pass iteration="):
+            _round_trip_state(optimizer, state, params)
+
+
+def test_groups_by_labels():
+    """Two groups, one of which keeps no buffer (SGD without momentum): the labels say which
+    params each twin updates; each torch group goes to its twin."""
+    labels = {"hidden": {"kernel": "a", "bias": "b"}, "out": {"kernel": "a", "bias": "b"}}
+    flat = {"hidden.kernel": "a", "hidden.bias": "b", "out.kernel": "a", "out.bias": "b"}
+    optimizer = optax.multi_transform({"a": optim.adam(1e-2), "b": optim.sgd(0.1)}, labels)
+    with jax.enable_x64(True):
+        params = template()
+        state = randomized(optimizer.init(params), seed=3)
+        exported = to_torch(state, params, torch_model_state(True), synthetic_groups(state, flat), labels=labels)
+        assert [g["params"] for g in exported.optimizer_state_dict["param_groups"]] == [[0, 2], [1, 3]]
+        back = from_torch(
+            optimizer,
+            template(),
+            exported.model_state_dict,
+            exported.optimizer_state_dict,
+            labels=labels,
+            count=UPDATES,
+        )
+        assert_same(back.opt_state, state)
+        with pytest.raises(ValueError, match="keeps no buffer like the params: pass labels="):
+            from_torch(optimizer, template(), exported.model_state_dict, exported.optimizer_state_dict, count=UPDATES)
+
+
+@pytest.mark.parametrize("kind", ["torch", "mmengine", "timm"])
+def test_averaged_models_both_ways(kind):
+    """torch's AveragedModel (EMA), MMEngine's ExponentialMovingAverage, timm's ModelEmaV3: their
+    state_dict after k updates -> AveragedState -> m purelr updates == k + m torch updates, and back."""
+    from purelr.training.from_torch import model_from_torch
+
+    k, m = 3, 2
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = TorchMLP()
+        if kind == "torch":
+            averaged = torch.optim.swa_utils.AveragedModel(
+                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(0.9)
+            )
+            averager = averaging.averaged_model(multi_avg_fn=averaging.get_ema_multi_avg_fn(0.9))
+        elif kind == "mmengine":
+            from mmengine.model import ExponentialMovingAverage
+
+            averaged = ExponentialMovingAverage(model, momentum=0.1)
+            averager = averaging.exponential_moving_average(momentum=0.1)
+        else:
+            from tests.training.test_averaging import ModelEmaV3
+
+            averaged = ModelEmaV3(model, decay=0.9)
+            averager = averaging.model_ema_v3(decay=0.9)
+        snapshots = []
+        for i in range(k + m):
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(torch.randn_like(p))
+            snapshots.append({n: t.clone() for n, t in model.state_dict().items()})
+            if kind == "timm":
+                averaged.update(model, step=i)
+            else:
+                averaged.update_parameters(model)
+            if i == k - 1:
+                at_k = {n: t.clone() for n, t in averaged.state_dict().items()}
+        final = averaged.state_dict()
+    finally:
+        torch.set_default_dtype(previous)
+    with jax.enable_x64(True):
+        state = averaged_from_torch(at_k, template(), n_averaged=k if kind == "timm" else None)
+        assert int(state.n_averaged) == k
+        for i in range(k, k + m):
+            tree = model_from_torch(snapshots[i], template())[0]
+            state = averager.update(state, tree, i) if kind == "timm" else averager.update(state, tree)
+        exported = averaged_to_torch(state, final)
+        for name, tensor in final.items():
+            error = relative_error(exported[name].numpy(), tensor.numpy())
+            assert error <= 1e-12, f"{kind} {name}: off by {error:.3g}"
+
+
+def _schedulers(kind, lr):
+    """``(make torch-side scheduler(optimizer), purelr schedule)``: warmup then cosine."""
+    if kind == "torch":
+        from purelr.schedules import torch as schedules
+
+        def make(optimizer):
+            lr_scheduler = torch.optim.lr_scheduler
+            warmup = lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=3)
+            cosine = lr_scheduler.CosineAnnealingLR(optimizer, T_max=6)
+            return lr_scheduler.SequentialLR(optimizer, [warmup, cosine], milestones=[3])
+
+        warm = schedules.linear_lr(lr, start_factor=0.1, total_iters=3)
+        return make, schedules.sequential_lr([warm, schedules.cosine_annealing_lr(lr, T_max=6)], [3])
+    from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
+
+    from purelr.schedules.mmengine import param_scheduler
+
+    cfgs = [
+        dict(type="LinearLR", start_factor=0.1, begin=0, end=3, by_epoch=False),
+        dict(type="CosineAnnealingLR", T_max=6, begin=3, end=9, by_epoch=False),
+    ]
+
+    class Chain:  # the ParamSchedulerHook steps every scheduler of the list after each iteration
+        def __init__(self, optimizer):
+            self.optimizer = optimizer
+            self.members = [
+                LinearLR(optimizer, start_factor=0.1, begin=0, end=3, by_epoch=False),
+                CosineAnnealingLR(optimizer, T_max=6, begin=3, end=9, by_epoch=False),
+            ]
+
+        def step(self):
+            for member in self.members:
+                member.step()
+
+        def state_dict(self):
+            return {"_schedulers": [member.state_dict() for member in self.members]}
+
+        def load_state_dict(self, state):
+            for member, own in zip(self.members, state["_schedulers"]):
+                member.load_state_dict(own)
+
+    return Chain, param_scheduler(cfgs, lr, max_iters=9)
+
+
+@pytest.mark.parametrize("kind", ["torch", "mmengine"])
+def test_scheduler_both_ways(kind):
+    """AdamW under warmup + cosine, k updates on one side, m on the other, across the warmup's end:
+    from_torch reads last_epoch / last_step; to_torch steps the fresh scheduler (its state_dict
+    loaded into another fresh one) and sets the group lr."""
+    import copy
+
+    from purelr.training.from_torch import model_from_torch, resume_schedule
+
+    k, m, lr = 2, 4, 0.02
+    make, schedule = _schedulers(kind, lr)
+    twin = optim.adamw(lr=schedule)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = TorchMLP()
+        fresh_model_sd = copy.deepcopy(model.state_dict())
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+        scheduler = make(optimizer)
+        for i in range(k + m):
+            if i == k:
+                at_k = copy.deepcopy((model.state_dict(), optimizer.state_dict(), scheduler.state_dict()))
+            torch_steps(model, optimizer, i, i + 1)
+            scheduler.step()
+        final = {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
+
+        @jax.jit
+        def step(params, state, x, y):
+            updates, state = twin.update(jax.grad(flax_loss)(params, x, y), state, params)
+            return optax.apply_updates(params, updates), state
+
+        with jax.enable_x64(True):
+            run = from_torch(twin, template(), *at_k)
+            assert run.last_epoch == k and resume_schedule(schedule, run.last_epoch, k)(5) == schedule(5)
+            params, _ = jax_steps(step, run.params, run.opt_state, k, k + m)
+            error_in = max(relative_error(p, final[n]) for n, p in _torch_named(params).items())
+
+            start = model_from_torch(fresh_model_sd, template())[0]
+            params, state = jax_steps(step, start, twin.init(start), 0, k)
+            model = TorchMLP()
+            optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+            exported = to_torch(state, params, fresh_model_sd, optimizer.state_dict(), make(optimizer))
+        model, optimizer = TorchMLP(), None  # a fresh torch run: build everything, then load
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+        scheduler = make(optimizer)
+        model.load_state_dict(exported.model_state_dict)
+        optimizer.load_state_dict(exported.optimizer_state_dict)
+        scheduler.load_state_dict(exported.scheduler_state_dict)
+        for i in range(k, k + m):
+            torch_steps(model, optimizer, i, i + 1)
+            scheduler.step()
+        error_out = max(relative_error(p.detach().numpy(), final[n]) for n, p in model.state_dict().items())
+    finally:
+        torch.set_default_dtype(previous)
+    assert error_in <= 1e-10 and error_out <= 1e-10, (error_in, error_out)
+
+
+def _torch_named(params):
+    """flax params of the MLP under torch's names and layout."""
+    named = {}
+    for layer, leaves in params.items():
+        named[f"{layer}.weight"], named[f"{layer}.bias"] = np.asarray(leaves["kernel"]).T, np.asarray(leaves["bias"])
+    return named
+
+
+def test_bad_input():
+    """A scheduler state of another type, a layout that has no inverse, groups that split a twin's
+    params, a state_dict that is not an averaged model's: errors naming what differs."""
+    from purelr.training.to_torch import check_scheduler_state
+
+    optimizer = torch.optim.SGD(TorchMLP().parameters(), lr=0.1)
+    step = torch.optim.lr_scheduler.StepLR(optimizer, step_size=3)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=3)
+    with pytest.raises(
+        ValueError, match=r"not a StepLR's state: it lacks \['gamma', 'step_size'\] and has \['T_max', 'eta_min'\]"
+    ):
+        check_scheduler_state(step, cosine.state_dict())
+    check_scheduler_state(step, step.state_dict())
+    with jax.enable_x64(True):
+        params = template()
+        state = randomized(optim.adam(1e-2).init(params), seed=4)
+        model_sd = torch_model_state(True)
+        with pytest.raises(ValueError, match=r"transform on shape \(6, 3\) does not rearrange entries"):
+            to_torch(
+                state,
+                params,
+                model_sd,
+                synthetic_groups(state),
+                names={"hidden.weight": ("hidden.kernel", lambda a: a.T * 2)},
+            )
+        split = synthetic_groups(state)
+        split["param_groups"] = [
+            dict(split["param_groups"][0], params=[0, 1], param_names=["hidden.weight", "hidden.bias"]),
+            dict(split["param_groups"][0], params=[2, 3], param_names=["out.weight", "out.bias"]),
+        ]
+        exported = to_torch(state, params, model_sd, split)  # one twin may take several torch groups
+        back = from_torch(optim.adam(1e-2), template(), exported.model_state_dict, exported.optimizer_state_dict)
+        assert_same(back.opt_state, state)
+        with pytest.raises(ValueError, match="has no 'module.\\*' entries: not an AveragedModel"):
+            averaged_from_torch(model_sd, template())
+
+
+def test_lbfgs_both_ways():
+    """LBFGS's flat state (torch's under the first param, vectors in torch's order and layout, the
+    history as lists): k steps, convert, m steps == k + m torch steps, both ways; and the round trip."""
+    import copy
+
+    from purelr.training.from_torch import model_from_torch
+
+    k, m, kwargs = 2, 2, dict(lr=0.5, max_iter=3, history_size=4, line_search_fn="strong_wolfe")
+    twin = optim.lbfgs(**kwargs)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = TorchMLP()
+        fresh_model_sd = copy.deepcopy(model.state_dict())
+        optimizer = torch.optim.LBFGS(model.parameters(), **kwargs)
+        fresh_optimizer_sd = copy.deepcopy(optimizer.state_dict())
+
+        def torch_lbfgs(model, optimizer, first, last):
+            for i in range(first, last):
+
+                def closure():
+                    optimizer.zero_grad()
+                    loss = ((model(torch.tensor(DATA_X[i])) - torch.tensor(DATA_Y[i])) ** 2).mean()
+                    loss.backward()
+                    return loss
+
+                optimizer.step(closure)
+
+        torch_lbfgs(model, optimizer, 0, k)
+        at_k = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+        torch_lbfgs(model, optimizer, k, k + m)
+        final = {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
+
+        @jax.jit
+        def step(params, state, x, y):
+            value, grads = jax.value_and_grad(flax_loss)(params, x, y)
+            updates, state = twin.update(grads, state, params, value=value, value_fn=lambda p: flax_loss(p, x, y))
+            return optax.apply_updates(params, updates), state
+
+        with jax.enable_x64(True):
+            run = from_torch(twin, template(), *at_k, count=k)
+            assert int(run.opt_state.num_old) == len(at_k[1]["state"][0]["ro"])
+            params, _ = jax_steps(step, run.params, run.opt_state, k, k + m)
+            error_in = max(relative_error(p, final[n]) for n, p in _torch_named(params).items())
+            start = model_from_torch(fresh_model_sd, template())[0]
+            params, state = jax_steps(step, start, twin.init(start), 0, k)
+            exported = to_torch(state, params, fresh_model_sd, fresh_optimizer_sd)
+            back = from_torch(twin, template(), exported.model_state_dict, exported.optimizer_state_dict, count=k)
+            assert_same(back.opt_state, state)
+        model = TorchMLP()
+        optimizer = torch.optim.LBFGS(model.parameters(), **kwargs)
+        model.load_state_dict(exported.model_state_dict)
+        optimizer.load_state_dict(exported.optimizer_state_dict)
+        torch_lbfgs(model, optimizer, k, k + m)
+        error_out = max(relative_error(p.detach().numpy(), final[n]) for n, p in model.state_dict().items())
+    finally:
+        torch.set_default_dtype(previous)
+    assert error_in <= 1e-10 and error_out <= 1e-10, (error_in, error_out)
+
+
+def test_timm_scheduler_to_torch():
+    """A timm scheduler keeps no step: to_torch calls the fresh one's step_update(count), which
+    sets the group lr of update ``count`` as the torch run had it; from_torch says to resume the
+    schedule at the count."""
+    from timm.scheduler import CosineLRScheduler
+
+    def make(optimizer):
+        return CosineLRScheduler(optimizer, t_initial=8, warmup_t=2, warmup_lr_init=1e-4, t_in_epochs=False)
+
+    k, model = 3, TorchMLP().double()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    fresh_sd = {n: t.clone() for n, t in model.state_dict().items()}
+    fresh_optimizer = torch.optim.SGD(TorchMLP().double().parameters(), lr=0.1, momentum=0.9)
+    scheduler = make(optimizer)
+    for i in range(k):
+        torch_steps(model, optimizer, i, i + 1)
+        scheduler.step_update(num_updates=i + 1)
+    with jax.enable_x64(True):
+        run = from_torch(optim.sgd(0.1, momentum=0.9), template(), model.state_dict(), optimizer.state_dict(), count=k)
+        exported = to_torch(run.opt_state, run.params, fresh_sd, fresh_optimizer.state_dict(), make(fresh_optimizer))
+        with pytest.raises(ValueError, match="timm scheduler's state_dict keeps no step"):
+            from_torch(
+                optim.sgd(0.1, momentum=0.9),
+                template(),
+                model.state_dict(),
+                optimizer.state_dict(),
+                scheduler.state_dict(),
+                count=k,
+            )
+    assert exported.optimizer_state_dict["param_groups"][0]["lr"] == optimizer.param_groups[0]["lr"]
+    assert exported.scheduler_state_dict == scheduler.state_dict()
