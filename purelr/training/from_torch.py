@@ -234,7 +234,10 @@ class _Target(NamedTuple):
 
 
 def _numpy(tensor):
-    return np.asarray(tensor.detach().cpu() if hasattr(tensor, "detach") else tensor)
+    if not hasattr(tensor, "detach"):
+        return np.asarray(tensor)
+    tensor = tensor.detach().cpu()
+    return np.asarray(tensor.float() if str(tensor.dtype) == "torch.bfloat16" else tensor)  # exact
 
 
 def _dotted(tree) -> dict:
@@ -513,7 +516,7 @@ def _check_keys(state, states: dict) -> None:
         spec = torch_state.layout(member)
         allowed |= set(torch_state.buffer_fields(member).values()) | set(spec.recomputed)
         allowed |= {key for key, _, _ in spec.alternate.values()}
-        allowed |= {spec.step_key} if spec.step == "state" else set()
+        allowed |= ({spec.step_key} if spec.step == "state" else set()) | set(spec.counters)
     for torch_name, state_p in states.items():
         unknown = sorted(set(state_p) - allowed)
         if unknown:
@@ -580,6 +583,8 @@ def _buffer(twin, field, key, factor, spec, states, layout, params, kind):
     param, a scalar, a factored moment or empty), or one scalar that torch keeps per param."""
     names = {layout[t].name: t for t in states}
     template = getattr(twin, field)
+    if field in spec.factors:
+        return _factors(template, key, states, names, layout, f"{kind}.{field}")
     if torch_state.one_per_twin(template):
         values = {t: _value(states, t, key, kind) for t in states}
         if len({v.item() for v in values.values()}) > 1:
@@ -605,6 +610,35 @@ def _buffer(twin, field, key, factor, spec, states, layout, params, kind):
             moved = target.transform(array) if np.shape(like) == np.shape(params[name]) else array
             converted[name] = _convert(moved, like, f"torch state of {torch_name!r}, {key!r}")
     return _fill(template, converted)
+
+
+def _factors(template, key, states, names, layout, what: str):
+    """Per-dimension factors (a tuple per leaf) from torch's lists, in the order of flax's dimensions."""
+
+    def leaf(path, factors):
+        name = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        torch_name = names.get(name)
+        if torch_name is None:
+            return factors
+        target = layout[torch_name]
+        given = states[torch_name].get(key)
+        if not isinstance(given, (list, tuple)):
+            raise ValueError(
+                f"torch state of {torch_name!r} has no list {key!r}, which {what} keeps: another optimizer"
+            )
+        order = torch_state.factor_order(factors, torch_state.transpose_axes(target.transform, target.shape), what)
+        if len(given) != len(factors):
+            raise ValueError(
+                f"torch state of {torch_name!r}, {key!r}: {len(given)} factors, {what} keeps {len(factors)}"
+            )
+        return tuple(
+            like
+            if like is None
+            else _convert(_numpy(given[order[j]]), like, f"torch state of {torch_name!r}, {key!r}[{order[j]}]")
+            for j, like in enumerate(factors)
+        )
+
+    return jax.tree_util.tree_map_with_path(leaf, template, is_leaf=lambda x: isinstance(x, tuple))
 
 
 def _factored(twin, field, spec, states, torch_name, layout, name, param, kind):

@@ -71,8 +71,10 @@ def _inverse(transform: Callable, shape) -> Callable:
 
 def _tensor(array, like=None):
     torch = _torch()
-    tensor = torch.from_numpy(np.array(array, copy=True))
-    return tensor if like is None else tensor.to(like.dtype)
+    array = np.asarray(array)
+    half = array.dtype.name == "bfloat16"  # numpy's bfloat16 (ml_dtypes): torch reads it as float32
+    tensor = torch.from_numpy(np.array(array, dtype=np.float32 if half else None, copy=True))
+    return tensor.to(torch.bfloat16 if like is None and half else tensor.dtype if like is None else like.dtype)
 
 
 def _scalar_dtype():
@@ -204,11 +206,15 @@ def _param_state(state, name: str, param, target, like, group) -> dict:
     out: dict = {}
     if spec.step == "state":
         out[spec.step_key] = _step(spec, int(state.count))
+    out.update({key: int(state.count) for key in spec.counters})
     for field in torch_state.buffer_fields(state):
         key, factor = torch_state.torch_key(state, field, group)
         value = getattr(state, field)
         if torch_state.one_per_twin(value):
-            out[key] = float(value) if key in spec.floats else _tensor(value)  # in the twin's precision
+            out[key] = float(value) if key in spec.floats else int(value) if key in spec.ints else _tensor(value)
+            continue
+        if field in spec.factors:
+            out[key] = _factors_to_torch(torch_state.at(value, name), target, f"flax {name!r} {field}")
             continue
         leaf = np.asarray(_dotted(value)[name])
         if leaf.size == 0 and np.size(param) != 0:
@@ -221,6 +227,16 @@ def _param_state(state, name: str, param, target, like, group) -> dict:
             out[key] = float(leaf) if key in spec.floats else _tensor(leaf, like)
     for key, array in _factored_to_torch(state, spec, name, param, target).items():
         out[key] = _tensor(array, like)
+    return out
+
+
+def _factors_to_torch(factors, target, what: str) -> list:
+    """A leaf's per-dimension factors as torch's list, in the order of torch's dimensions (each
+    factor in the twin's precision)."""
+    order = torch_state.factor_order(factors, torch_state.transpose_axes(target.transform, target.shape), what)
+    out: list = [None] * len(factors)
+    for j, factor in enumerate(factors):
+        out[order[j]] = None if factor is None else _tensor(factor)
     return out
 
 
@@ -240,7 +256,7 @@ def _factored_to_torch(state, spec, name: str, param, target) -> dict:
     theirs = torch_state.fields_by_axis(spec, [axis for axis, _ in moved.values()], len(target.shape))
     out = {}
     for f, (torch_axis, array) in moved.items():
-        key = theirs.get(torch_axis)
+        key = f if spec.factored[f][0] == "shape" else theirs.get(torch_axis)
         if key is None:
             raise ValueError(f"flax {name!r}: its {f!r} reduces a torch axis no torch factored moment reduces")
         out[spec.keys.get(key, key)] = array

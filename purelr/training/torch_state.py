@@ -36,7 +36,9 @@ class Layout(NamedTuple):
       step_key: the key of the count.
       keys: ``{twin field: torch key}`` where they differ.
       factored: ``{twin field: (axis, keepdims)}`` for buffers that reduce one axis of the param
-        (``axis`` from the end, in each side's own layout; ``None``: found from the shapes).
+        (``axis`` from the end, in each side's own layout; ``None``: found from the shapes, the
+        row reducing the later axis; ``"shape"``: the axis where the kept dimension is 1, the
+        field keeping its key across layouts).
       recomputed: torch keys that every step recomputes before reading (the twin keeps none).
       group: ``{twin hyperparameter: (group key, index)}`` beyond ``GROUP_KEYS``.
       inner: the field holding a wrapped twin's state, whose keys share ``state[p]``.
@@ -47,13 +49,19 @@ class Layout(NamedTuple):
         keeps the buffer times ``factor`` under that key; its param groups have ``group key``.
       flat: one state for all params, kept under the first param (LBFGS): vectors over the
         params raveled in torch's order and layout, histories as lists (``FLAT_LISTS``).
+      unkept: fields the original keeps nowhere in its ``state_dict`` (a PRNG key: torch draws
+        from its own generator): not exported; ``from_torch`` leaves them as ``init`` made them.
+      counters: more torch keys holding the update count, as Python ints.
+      ints: torch keys of one-per-twin scalars kept as Python ints.
+      factors: fields holding per leaf a tuple of per-dimension factors (``None`` for a dimension
+        without one), kept by torch as a list in the order of its own layout's dimensions.
     """
 
     step: str | None = "state"
     step_type: str = "tensor"
     step_key: str = "step"
     keys: Mapping[str, str] = {}
-    factored: Mapping[str, tuple[int | None, bool]] = {}
+    factored: Mapping[str, tuple[int | str | None, bool]] = {}
     recomputed: tuple[str, ...] = ()
     group: Mapping[str, tuple[str, int | None]] = {}
     inner: str | None = None
@@ -61,6 +69,10 @@ class Layout(NamedTuple):
     lazy: tuple[str, ...] = ()
     alternate: Mapping[str, tuple[str, float, str]] = {}
     flat: bool = False
+    unkept: tuple[str, ...] = ()
+    counters: tuple[str, ...] = ()
+    ints: tuple[str, ...] = ()
+    factors: tuple[str, ...] = ()
 
 
 # torch param-group entries that hold several of a twin's hyperparameters
@@ -106,6 +118,17 @@ LAYOUTS: dict[str, Layout] = {
     "TimmAdafactorState": Layout(step_type="int", factored=_TIMM_FACTORED, recomputed=("RMS",)),
     "LaPropState": Layout(floats=("exp_avg_lr_1",)),  # timm.optim.LaProp
     "LBFGSState": Layout(step=None, flat=True),  # torch.optim.LBFGS
+    "AdafactorBigVisionState": Layout(  # timm.optim.AdafactorBigVision
+        factored={"exp_avg_sq_r": ("shape", True), "exp_avg_sq_c": ("shape", True)}
+    ),
+    "LowBitAdamState": Layout(
+        unkept=("key",)
+    ),  # torchao.optim: its bf16 stochastic rounding draws from torch's generator
+    "KronState": Layout(step_type="int", ints=("update_counter",), factors=("Q",), unkept=("key",)),  # timm.optim.Kron
+    "AdahessianState": Layout(  # timm.optim.Adahessian; its estimate p.hess is an attribute of the param
+        step_type="int", counters=("hessian step",), unkept=("hess", "key")
+    ),
+    "SOAPState": Layout(factors=("GG", "Q")),
     "LookaheadState": Layout(
         step="group", step_type="int", step_key="lookahead_step", inner="inner_state", lazy=("lookahead_slow_buff",)
     ),
@@ -139,6 +162,23 @@ def chain(state) -> list:
     return states
 
 
+def at(tree, name: str):
+    """The subtree of a params-like ``tree`` at a dotted leaf name (a leaf's tuple of factors)."""
+    for part in name.split("."):
+        tree = tree[int(part)] if isinstance(tree, (list, tuple)) else tree[part]
+    return tree
+
+
+def factor_order(factors, axes: tuple[int, ...] | None, what: str) -> list[int]:
+    """``order`` with ``torch_list[order[j]] == factors[j]``: a leaf's per-dimension factors follow
+    their dimensions through the layout ``np.transpose(torch, axes)``."""
+    if axes is not None and len(factors) == len(axes):
+        return list(axes)
+    if axes is not None and list(axes) == sorted(axes):
+        return list(range(len(factors)))
+    raise ValueError(f"{what}: {len(factors)} per-dimension factors do not follow a layout of axes {axes}")
+
+
 def one_per_twin(value) -> bool:
     """A buffer that is one scalar for the whole twin (an array, not a tree like the params)."""
     return hasattr(value, "shape") and np.ndim(value) == 0
@@ -150,7 +190,7 @@ def buffer_fields(state) -> dict[str, str]:
     return {
         field: spec.keys.get(field, field)
         for field in state._fields[2:]
-        if field != spec.inner and getattr(state, field) is not None
+        if field != spec.inner and field not in spec.unkept and getattr(state, field) is not None
     }
 
 
@@ -199,7 +239,12 @@ def factored_axes(spec: Layout, shapes: Mapping[str, tuple], param_shape, what: 
     shapes, on one side). A fixed axis is the table's; timm's (``None``) pair is ``(col, row)`` =
     ``(0, 1)`` or ``(n - 2, n - 1)``, whichever the shapes fit (the row reduces the later axis)."""
     n = len(param_shape)
-    axes = {f: a % n for f in shapes if (a := spec.factored[f][0]) is not None}
+    axes = {f: a % n for f in shapes if isinstance(a := spec.factored[f][0], int)}
+    for f in (f for f in shapes if spec.factored[f][0] == "shape"):
+        ones = [i for i in range(n) if tuple(shapes[f])[i : i + 1] == (1,) and param_shape[i] != 1]
+        if len(shapes[f]) != n or len(ones) != 1:
+            raise ValueError(f"{what}: cannot tell which axis of {tuple(param_shape)} {f} {tuple(shapes[f])} reduces")
+        axes[f] = ones[0]
     free = [f for f in spec.factored if f in shapes and spec.factored[f][0] is None]
     for pair in ((1, 0), (n - 1, n - 2)) if free else ((),):
         guess = dict(zip(free, pair))
@@ -213,7 +258,7 @@ def factored_axes(spec: Layout, shapes: Mapping[str, tuple], param_shape, what: 
 def fields_by_axis(spec: Layout, axes, n: int) -> dict[int, str]:
     """``{param axis: field}``: which factored buffer reduces each of ``axes`` (a fixed axis is the
     table's; of timm's pair, the row reduces the later axis)."""
-    fixed = {a % n: f for f, (a, _) in spec.factored.items() if a is not None}
+    fixed = {a % n: f for f, (a, _) in spec.factored.items() if isinstance(a, int)}
     free = [f for f, (a, _) in spec.factored.items() if a is None]
     rest = sorted((a for a in axes if a not in fixed), reverse=True)
     return {**{a: fixed[a] for a in axes if a in fixed}, **dict(zip(rest, free))}
