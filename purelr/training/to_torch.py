@@ -191,8 +191,11 @@ def _like(old, value: float):
         return old
     if isinstance(old, int) and float(value).is_integer():
         return int(value)
-    if hasattr(old, "dtype"):
-        return _torch().tensor(value, dtype=old.dtype)
+    if hasattr(old, "dtype"):  # a tensor: in its dtype where that keeps the value (torchao's float32 lr)
+        torch = _torch()
+        kept = torch.tensor(value, dtype=old.dtype)
+        exact = not old.dtype.is_floating_point or float(kept) == value
+        return kept if exact else torch.tensor(value, dtype=torch.float64)
     return float(value)
 
 
