@@ -18,6 +18,7 @@ from purelr.optim.adan import adan
 from purelr.optim.adopt import adopt
 from purelr.optim.asgd import asgd
 from purelr.optim.clip import clip_grad_norm, clip_grad_value
+from purelr.optim.dadaptation import dadapt_adagrad, dadapt_adam, dadapt_adan, dadapt_lion, dadapt_sgd
 from purelr.optim.fused_adam import fused_adam
 from purelr.optim.fused_lamb import fused_lamb
 from purelr.optim.hf_adafactor import adafactor_schedule_lr, hf_adafactor
@@ -36,6 +37,7 @@ from purelr.optim.nadam import nadam
 from purelr.optim.nadamw import nadamw
 from purelr.optim.novograd import novograd
 from purelr.optim.openmmlab import mmpretrain_adan, mmpretrain_lamb, mmpretrain_lars
+from purelr.optim.prodigy import prodigy
 from purelr.optim.radam import radam
 from purelr.optim.rmsprop import rmsprop
 from purelr.optim.rmsprop_tf import rmsprop_tf
@@ -71,3 +73,4 @@ __all__ += ["adafactor_schedule_lr", "hf_adafactor"]  # transformers' own
 __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgrad", "mars", "novograd", "sgdp"]
 __all__ += ["fused_adam", "fused_lamb"]  # DeepSpeed's
 __all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretrain's
+__all__ += ["dadapt_adagrad", "dadapt_adam", "dadapt_adan", "dadapt_lion", "dadapt_sgd", "prodigy"]  # global d estimate

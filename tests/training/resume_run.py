@@ -57,6 +57,12 @@ OPTIMIZERS = dict(
     mmpretrain_lars=lambda: optim.mmpretrain_lars(0.1, momentum=0.9, weight_decay=1e-3),
     mmpretrain_lamb=lambda: optim.mmpretrain_lamb(1e-2),
     mmpretrain_adan=lambda: optim.mmpretrain_adan(1e-2, max_grad_norm=1.0, no_prox=True, foreach=False),
+    prodigy=lambda: optim.prodigy(weight_decay=0.01, use_bias_correction=True, slice_p=2),
+    dadapt_adam=lambda: optim.dadapt_adam(weight_decay=0.01, decouple=True),
+    dadapt_sgd=lambda: optim.dadapt_sgd(momentum=0.9),
+    dadapt_adagrad=lambda: optim.dadapt_adagrad(momentum=0.5),
+    dadapt_adan=lambda: optim.dadapt_adan(),
+    dadapt_lion=lambda: optim.dadapt_lion(0.01, weight_decay=0.1),
 )
 
 
