@@ -58,7 +58,9 @@ class Groups:
         if self.param_labels is None:
             return [None] * len(leaves)
         tree = self.param_labels(params) if callable(self.param_labels) else self.param_labels
-        labels = jax.tree.structure(params).flatten_up_to(tree)
+        labels = jax.tree.leaves(tree)
+        if len(labels) != len(leaves):
+            raise ValueError(f"{self.optimizer}: param_labels has {len(labels)} labels for {len(leaves)} params")
         for label in labels:
             if label not in self.overrides:
                 raise ValueError(
@@ -150,6 +152,7 @@ def transformation(
 
     def init_fn(params):
         base.check_real(optimizer, params)
+        spec.labels(params)  # an unknown label is refused before the first update
         leaves, treedef = jax.tree.flatten(params)
         hp = spec.in_force(hyperparams, jnp.zeros((), jnp.int32))
         return state_type(count=jnp.zeros((), jnp.int32), hyperparams=hp, **init_fields(leaves, treedef, hp))

@@ -140,7 +140,8 @@ def prodigy(
             if on:
                 sg = sliced(g)
                 numerators.append((d / d0) * dlr * jnp.dot(sg, p0 - sliced(p)))
-                m = None if m is None else m * beta1 + (d * (1 - beta1)) * g
+                if m is not None:  # a scheduled beta1 of 0 leaves it, as the original does
+                    m = jnp.where(beta1 > 0, m * beta1 + (d * (1 - beta1)) * g, m)
                 v = v * beta2 + (d * d * (1 - beta2)) * g * g
                 s = s * beta3 + ((d / d0) * (d if safeguard_warmup else dlr)) * sg
                 denominators.append(jnp.sum(jnp.abs(s)))
