@@ -99,7 +99,7 @@ FAMILIES = dict(
 
 
 UNITS = dict(  # measured over the nightly sweep, in rounding units (x64; f32)
-    adam=dict(numerator_weighted=dict(x64=1024, f32=2048)),  # 103
+    adam=dict(numerator_weighted=dict(x64=1024, f32=8192), s=dict(f32=4096)),  # 103; 1770, s 722
     sgd=dict(numerator_weighted=dict(x64=256, f32=1024)),  # 40; 145
     adagrad=dict(),  # every field within the default floor: d 16, sums 27 (x64); 20 (f32)
     adan=dict(  # Adan's moments scale with dlr: 35, 24, 32 (f32); seed 210 1.1e-5 in exp_avg

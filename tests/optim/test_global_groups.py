@@ -48,3 +48,29 @@ def test_groups_are_one_transformation_with_global_sums():
     assert state.d.shape == () and float(state.d) == float(plain_state.d)  # decoupled decay leaves d alone
     assert jnp.allclose(updates["b"], plain_updates["b"]) and not jnp.allclose(updates["a"], plain_updates["a"])
     assert float(state.hyperparams["groups"]["y"]["weight_decay"]) == 0.0
+
+
+def test_torch_style_param_groups_build_one_transformation():
+    """``purelr.params.groups.param_groups`` gives Prodigy's groups to the one transformation
+    (``GLOBAL_SUMS``): the same updates as ``groups=`` / ``param_labels=`` by hand."""
+    from purelr.params.groups import param_groups
+
+    grads = {"a": jnp.asarray([0.3, -0.2, 0.1]), "b": jnp.asarray([0.5, -0.4])}
+    built = param_groups(
+        optim.prodigy, PARAMS, [{"params": "a"}, {"params": "b", "weight_decay": 0.0}], weight_decay=0.1
+    )
+    direct = optim.prodigy(
+        weight_decay=0.1, groups={"group0": {}, "group1": {"weight_decay": 0.0}}, param_labels=LABELS2
+    )
+    state, direct_state = built.init(PARAMS), direct.init(PARAMS)
+    for _ in range(3):
+        updates, state = built.update(grads, state, PARAMS)
+        direct_updates, direct_state = direct.update(grads, direct_state, PARAMS)
+    assert type(state).__name__ == "ProdigyState"
+    for name in PARAMS:
+        assert jnp.array_equal(updates[name], direct_updates[name])
+    with pytest.raises(ValueError, match="frozen, frozen_until and schedules"):
+        param_groups(optim.prodigy, PARAMS, [{"params": "a"}, {"params": "b", "frozen": True}])
+
+
+LABELS2 = {"a": "group0", "b": "group1"}

@@ -7,8 +7,12 @@ the run and cancel where a gradient changes sign, so its small entries are known
 largest terms, not of themselves; ``d_numerator`` is such a sum too (of ``<g, p0 - p>``, which
 cancel), compared as a scalar. Both sides run the same float32 tensor arithmetic, but the
 original keeps ``d`` and its sums in Python floats (float64) where the float32 twin keeps them
-in float32, so ``d`` itself is known to ~100 float32 units. Measured over the nightly sweep:
-see ``UNITS``.
+in float32. ``d_numerator`` multiplies the dot products by ``d / d0`` (up to 1e6): its float32
+terms, rounded by torch and XLA in their own orders, cancel to a sum known to ~5e-5 (measured
+with the defaults, ``d0 = 1e-6``: ``d_numerator`` 5e-5, ``d`` 1.7e-5 after 100 updates), and every
+step scales with ``d``: the defaults' run ends with params 1.2e-4 and ``exp_avg`` 1.6e-4 off (the
+random sweeps: ``d`` 7.7e-6, ``s`` 964 units). The float32 runs are held to ``RTOL`` (3e-4)
+instead of 1e-5; the float64 runs to 1e-10 with the floors of ``UNITS``.
 """
 
 import pytest
@@ -52,16 +56,17 @@ UNITS = dict(  # measured over the nightly sweep (f32; x64 within the default fl
     d_max=dict(f32=512),  # f32 129
     d_numerator=dict(x64=2048, f32=2048),  # x64 144, f32 500
 )
+RTOL = dict(f32=3e-4)
 FAMILIES = dict(prodigy=(prodigy, Prodigy, draw, FLAGS))
 
 
 def test_matches_prodigyopt(precision):
-    glob.check(prodigy, Prodigy, glob.draw_configs(draw, FLAGS[:1], per_combination=10, seed=211), UNITS)
+    glob.check(prodigy, Prodigy, glob.draw_configs(draw, FLAGS[:1], per_combination=10, seed=211), UNITS, RTOL)
 
 
 @pytest.mark.nightly
 def test_every_option_matches_prodigyopt(precision):
-    glob.check(prodigy, Prodigy, glob.draw_configs(draw, FLAGS, per_combination=6, seed=212), UNITS)
+    glob.check(prodigy, Prodigy, glob.draw_configs(draw, FLAGS, per_combination=6, seed=212), UNITS, RTOL)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +78,7 @@ def test_every_option_matches_prodigyopt(precision):
     ],
 )
 def test_constants_match_prodigyopt(precision, config):
-    glob.check_constants(prodigy, Prodigy, config, UNITS)
+    glob.check_constants(prodigy, Prodigy, config, UNITS, RTOL)
 
 
 @pytest.mark.parametrize(
