@@ -38,7 +38,7 @@ def _copy(leaves, treedef):
 
 def _d_step(d, d_hat, growth_rate):
     """``max(d, min(d_hat, d * growth_rate))``."""
-    return jnp.maximum(d, jnp.minimum(d_hat, d * growth_rate))
+    return gg.larger(d, gg.smaller(d_hat, d * growth_rate))
 
 
 def _largest_lr(hp, active):
@@ -307,7 +307,7 @@ def dadapt_adagrad(
     """
     hyperparams = dict(
         lr=gg.positive("lr", lr),
-        momentum=gg.number("momentum", momentum),
+        momentum=gg.number("momentum", momentum, 0.0),
         weight_decay=gg.number("weight_decay", weight_decay, None),
         eps=gg.positive("eps", eps),
         d0=gg.positive("d0", d0),
@@ -517,7 +517,7 @@ def dadapt_lion(
     may set ``weight_decay`` (the original accepts a group lr of 0 and ignores it: refused here).
     """
     hyperparams = dict(
-        lr=gg.number("lr", lr),
+        lr=gg.number("lr", lr, 0.0),
         **dict(zip(("beta1", "beta2"), base.check_betas(betas))),
         weight_decay=gg.number("weight_decay", weight_decay, None),
         d0=gg.positive("d0", d0),
@@ -553,7 +553,7 @@ def dadapt_lion(
         numerator_weighted = sqrt_beta2 * state.numerator_weighted + (1 - sqrt_beta2) * gg.total(numerators)
         sk_l1 = gg.total(sk_l1)
         d_hat = numerator_weighted / ((1 - sqrt_beta2) * sk_l1)
-        d_new = jnp.where(hp["lr"] > 0, jnp.maximum(state.d, d_hat), state.d)
+        d_new = jnp.where(hp["lr"] > 0, gg.larger(state.d, d_hat), state.d)
         m, s = (treedef.unflatten(list(column)) for column in zip(*columns))
         scalars = dict(k=state.k + 1, d=d_new, numerator_weighted=numerator_weighted)
         return updates, dict(gg.kept(sk_l1 == 0, scalars, state), exp_avg=m, s=s)

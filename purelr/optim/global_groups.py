@@ -128,6 +128,16 @@ def total(terms: Sequence) -> jax.Array:
     return result
 
 
+def larger(a, b):
+    """Python's ``max(a, b)``: ``b`` only where ``b > a`` (a NaN ``b`` leaves ``a``)."""
+    return jnp.where(b > a, b, a)
+
+
+def smaller(a, b):
+    """Python's ``min(a, b)``: ``b`` only where ``b < a`` (a NaN ``b`` leaves ``a``)."""
+    return jnp.where(b < a, b, a)
+
+
 def scalar(value, leaves) -> jax.Array:
     """A state scalar (``d``, a running sum) in the params' dtype."""
     return jnp.asarray(value, jnp.result_type(*leaves))

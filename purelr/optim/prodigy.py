@@ -149,9 +149,9 @@ def prodigy(
         d_numerator = gg.total([state.d_numerator * beta3, *numerators])
         d_denom = gg.total(denominators)
         d_hat = hp["d_coef"] * d_numerator / d_denom
-        d_new = jnp.where(d == d0, jnp.maximum(d, d_hat), d)
-        d_max = jnp.maximum(state.d_max, d_hat)
-        d_new = jnp.minimum(d_max, d_new * hp["growth_rate"])
+        d_new = jnp.where(d == d0, gg.larger(d, d_hat), d)
+        d_max = gg.larger(state.d_max, d_hat)
+        d_new = gg.smaller(d_max, d_new * hp["growth_rate"])
         skip = (d_denom == 0) & (not fsdp_in_use)
         updates = []
         for (g, m, v, _), p, h in zip(moments, params, leaf_hp):

@@ -262,3 +262,38 @@ def check_constants(make, optimizer_type, config, units=None, rtol=None):
     error, where = compare(params, state, *reference, units=units, rtol=rtol)
     assert error <= 1, f"{config}: {where} off by {error:.3g} x the tolerance"
     return error
+
+
+def check_given_gradients(
+    make, optimizer_type, config, zero_steps: int, steps: int = 20, seed: int = 0, units=None, rtol=None
+):
+    """Both sides given the same gradients (``zero_steps`` all-zero updates first, then random
+    ones), two groups: the originals' early return while every sum is 0, and what follows."""
+    x64 = jax.config.jax_enable_x64
+    rng = np.random.default_rng(seed)
+    grads = [
+        jax.tree.map(lambda p: np.zeros_like(p) if k < zero_steps else rng.normal(size=p.shape), ref.PARAMS)
+        for k in range(steps)
+    ]
+    optimizer = make(**config, groups={label: {} for label in ref.PARAMS}, param_labels=LABELS)
+    update = jax.jit(optimizer.update)
+    params = jax.tree.map(jnp.asarray, ref.PARAMS)
+    state = optimizer.init(params)
+    for g in grads:
+        updates, state = update(jax.tree.map(jnp.asarray, g), state, params)
+        params = optax.apply_updates(params, updates)
+    with ref.torch_dtype(x64), contextlib.redirect_stdout(io.StringIO()), one_rank():
+        dtype = torch.get_default_dtype()
+        tree = {
+            o: {i: torch.tensor(ref.PARAMS[o][i], dtype=dtype, requires_grad=True) for i in ref.PARAMS[o]}
+            for o in ref.PARAMS
+        }
+        original = optimizer_type([dict(params=[tree[o]["kernel"], tree[o]["bias"]]) for o in ref.PARAMS], **config)
+        for g in grads:
+            for outer, inner in ref.LEAVES:
+                tree[outer][inner].grad = torch.tensor(g[outer][inner], dtype=dtype)
+            original.step()
+    reference = (tree, {path: original.state[ref._leaf(tree, path)] for path in ref.LEAVES}, original.param_groups[0])
+    error, where = compare(params, state, *reference, original.param_groups[0]["lr"], units=units, rtol=rtol)
+    assert error <= 1, f"{config}, {zero_steps} zero updates: {where} off by {error:.3g} x the tolerance"
+    assert int(state.k) == original.param_groups[0]["k"]
