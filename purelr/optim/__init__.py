@@ -18,7 +18,11 @@ from purelr.optim.adan import adan
 from purelr.optim.adopt import adopt
 from purelr.optim.asgd import asgd
 from purelr.optim.clip import clip_grad_norm, clip_grad_value
-from purelr.optim.dadaptation import dadapt_adagrad, dadapt_adam, dadapt_adan, dadapt_lion, dadapt_sgd
+from purelr.optim.dadapt_adagrad import dadapt_adagrad
+from purelr.optim.dadapt_adam import dadapt_adam
+from purelr.optim.dadapt_adan import dadapt_adan
+from purelr.optim.dadapt_lion import dadapt_lion
+from purelr.optim.dadapt_sgd import dadapt_sgd
 from purelr.optim.fused_adam import fused_adam
 from purelr.optim.fused_lamb import fused_lamb
 from purelr.optim.hf_adafactor import adafactor_schedule_lr, hf_adafactor

@@ -16,6 +16,13 @@ overrides of the constructor's values, each a number or a schedule. Which keys a
 the optimizer's: those its original reads per group. All sums run over the whole tree in one
 jitted program, so they are global under any sharding of the params (``jnp.sum`` of a sharded
 array is a global reduction).
+
+What the twins share (``prodigy``, ``dadapt_adam``, ``dadapt_sgd``, ``dadapt_adagrad``,
+``dadapt_adan``, ``dadapt_lion``): every number may be a schedule; the sums are accumulated in
+the params' dtype (the originals add them in Python floats: float64 against a float32 model); an
+update whose sums are all 0 (all gradients 0 so far) keeps ``d`` and the sums, as the originals
+return early; ``log_every`` (printing) is accepted and ignored, and so is ``fsdp_in_use`` but in
+Prodigy (see there): the sums here are always global. Complex params are refused.
 """
 
 from __future__ import annotations
@@ -28,9 +35,12 @@ import optax
 
 from purelr.optim import base
 from purelr.optim import hyperparams as hp_lib
+from purelr.optim.timm_common import positive
 from purelr.schedules import validate
 
 Checker = Callable[[str, Any], Any]
+GroupsArg = Mapping[str, Mapping[str, Any]] | None
+__all__ = ["Groups", "positive"]  # positive: timm_common's, a checker of the group keys
 
 
 class Groups:
@@ -99,14 +109,6 @@ def zero_lr(name: str, value):
 def number(name: str, value, minimum: float | None = None):
     """A finite number (or schedule), at least ``minimum`` when given."""
     return hp_lib.check(name, value, minimum=minimum)
-
-
-def positive(name: str, value):
-    """``value > 0`` (a constant), or a schedule."""
-    value = hp_lib.check(name, value)
-    if not callable(value) and value <= 0:
-        raise ValueError(f"Invalid {name}: {value!r} (must be > 0)")
-    return value
 
 
 def growth(name: str, value):
@@ -180,3 +182,28 @@ def transformation(
         )
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def filled(leaves, treedef, fill=0.0):
+    """A buffer like the params, ``fill`` everywhere."""
+    return treedef.unflatten([jnp.full_like(p, fill) for p in leaves])
+
+
+def copied(leaves, treedef):
+    """A buffer holding the params (``x0``)."""
+    return treedef.unflatten(list(leaves))
+
+
+def d_step(d, d_hat, growth_rate):
+    """D-Adaptation's ``max(d, min(d_hat, d * growth_rate))``."""
+    return larger(d, smaller(d_hat, d * growth_rate))
+
+
+def largest_lr(hp, active):
+    """The originals' ``max(group['lr'] for group in param_groups)``: a group's lr is 0 or the lr."""
+    return hp["lr"] if any(active) else jnp.zeros_like(hp["lr"])
+
+
+def flags(**values):
+    for name, value in values.items():
+        validate.flag(name, value)

@@ -91,13 +91,12 @@ def prodigy(
     )
     if beta3 is not None:
         hyperparams["beta3"] = gg.number("beta3", beta3)
-    for name, flag in dict(
+    gg.flags(
         decouple=decouple,
         use_bias_correction=use_bias_correction,
         safeguard_warmup=safeguard_warmup,
         fsdp_in_use=fsdp_in_use,
-    ).items():
-        validate.flag(name, flag)
+    )
     slice_p = validate.positive_int("slice_p", slice_p)
     spec = gg.Groups("prodigy", groups, param_labels, GROUP_KEYS)
     keep_exp_avg = callable(beta1) or beta1 > 0

@@ -27,7 +27,11 @@ import jax.numpy as jnp
 import optax
 
 from purelr.optim.adagrad import adagrad
-from purelr.optim.dadaptation import dadapt_adagrad, dadapt_adam, dadapt_adan, dadapt_lion, dadapt_sgd
+from purelr.optim.dadapt_adagrad import dadapt_adagrad
+from purelr.optim.dadapt_adam import dadapt_adam
+from purelr.optim.dadapt_adan import dadapt_adan
+from purelr.optim.dadapt_lion import dadapt_lion
+from purelr.optim.dadapt_sgd import dadapt_sgd
 from purelr.optim.prodigy import prodigy
 from purelr.params.module_kinds import dotted_names
 

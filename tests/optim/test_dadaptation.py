@@ -1,5 +1,5 @@
-"""Parity of purelr.optim.dadaptation with dadaptation 3.2's DAdaptAdam, DAdaptSGD, DAdaptAdaGrad,
-DAdaptAdan and DAdaptLion (``global_reference``: each configuration one original optimizer with
+"""Parity of purelr.optim's dadapt_adam, dadapt_sgd, dadapt_adagrad, dadapt_adan and dadapt_lion
+with dadaptation 3.2's DAdaptAdam, DAdaptSGD, DAdaptAdaGrad, DAdaptAdan and DAdaptLion (``global_reference``: each configuration one original optimizer with
 two param groups, 100 updates): one option set of ten configurations per optimizer by default,
 every option set (at least 30 configurations per optimizer) nightly.
 
@@ -13,7 +13,7 @@ over the nightly sweep: see ``UNITS``.
 import dadaptation
 import pytest
 
-from purelr.optim import dadaptation as twins
+from purelr import optim as twins
 from tests.optim import global_reference as glob
 from tests.optim import torch_reference as ref
 
