@@ -99,8 +99,12 @@ FAMILIES = dict(
 
 
 UNITS = dict(  # measured over the nightly sweep, in rounding units (x64; f32)
-    adam=dict(numerator_weighted=dict(x64=1024, f32=8192), s=dict(f32=4096)),  # 103; 1770, s 722
-    sgd=dict(numerator_weighted=dict(x64=256, f32=1024)),  # 40; 145
+    adam=dict(  # x64 103; f32 1770, s 722; exp_avg (dlr-scaled terms that cancel) 1312 at lr=0.5, d0=1e-6
+        numerator_weighted=dict(x64=1024, f32=8192),
+        s=dict(f32=4096),
+        exp_avg=dict(f32=4096),
+    ),
+    sgd=dict(numerator_weighted=dict(x64=256, f32=1024), s=dict(f32=256)),  # 40; 145, s 65
     adagrad=dict(),  # every field within the default floor: d 16, sums 27 (x64); 20 (f32)
     adan=dict(  # Adan's moments scale with dlr: 35, 24, 32 (f32); seed 210 1.1e-5 in exp_avg
         gsq_weighted=dict(x64=1024, f32=512),  # 115; 20
@@ -115,10 +119,22 @@ UNITS = dict(  # measured over the nightly sweep, in rounding units (x64; f32)
 )
 
 
+# DAdaptAdam in float32: numerator_weighted sums <g, s / denom> of either sign (with random
+# gradients: d 3.2e-5 off after 20 updates), and every step scales with d: at lr=0.5 the params
+# end 3.0e-4 off after 100 updates. Held to 5e-4 instead of 1e-5 (float64: 1e-10).
+RTOL = dict(adam=dict(f32=5e-4))
+
+
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_matches_dadaptation(precision, family):
     make, original, draw, flags = FAMILIES[family]
-    glob.check(make, original, glob.draw_configs(draw, flags[:1], per_combination=10, seed=210), UNITS[family])
+    glob.check(
+        make,
+        original,
+        glob.draw_configs(draw, flags[:1], per_combination=10, seed=210),
+        UNITS[family],
+        RTOL.get(family),
+    )
 
 
 @pytest.mark.nightly
@@ -126,7 +142,11 @@ def test_matches_dadaptation(precision, family):
 def test_every_option_matches_dadaptation(precision, family):
     make, original, draw, flags = FAMILIES[family]
     glob.check(
-        make, original, glob.draw_configs(draw, flags, per_combination=-(-30 // len(flags)), seed=212), UNITS[family]
+        make,
+        original,
+        glob.draw_configs(draw, flags, per_combination=-(-30 // len(flags)), seed=212),
+        UNITS[family],
+        RTOL.get(family),
     )
 
 
@@ -147,7 +167,7 @@ def test_constants_match_dadaptation(precision, family, config):
     the tanh MLP oscillate; the two sides then agree on ``d`` to 1e-16 but their params part by
     up to 3e-4 (x64) after 100 updates, last-bit differences amplified by the dynamics."""
     make, original, _, _ = FAMILIES[family]
-    glob.check_constants(make, original, config, UNITS[family])
+    glob.check_constants(make, original, config, UNITS[family], RTOL.get(family))
 
 
 @pytest.mark.parametrize(
@@ -174,4 +194,6 @@ def test_zero_gradients_match_dadaptation(precision, family):
     then random ones. DAdaptSGD divides by the first gradient norm, and its original raises
     ZeroDivisionError on a zero one."""
     make, original, _, _ = FAMILIES[family]
-    glob.check_given_gradients(make, original, dict(weight_decay=0.01), zero_steps=2, units=UNITS[family])
+    glob.check_given_gradients(
+        make, original, dict(weight_decay=0.01), zero_steps=2, units=UNITS[family], rtol=RTOL.get(family)
+    )
