@@ -28,6 +28,8 @@ step "fvcore 0.1.5.post20221221 without its dependencies (its param_scheduler mo
 python -m pip install -q --no-deps fvcore==0.1.5.post20221221
 step "lion-pytorch 0.2.5 and heavyball 3.2.1 without their dependencies (torch stays the CPU wheel; heavyball's opt-einsum and numpy come with jax)"
 python -m pip install -q --no-deps lion-pytorch==0.2.5 heavyball==3.2.1
+step "prodigyopt 1.1.2 and dadaptation 3.2 without their dependencies (pure Python over torch)"
+python -m pip install -q --no-deps prodigyopt==1.1.2 dadaptation==3.2
 if python -c "import importlib.metadata as m; assert m.version('mmcv') == '1.7.2'" 2>/dev/null; then
   step "mmcv 1.7.2 already installed"
 else
@@ -44,4 +46,4 @@ else
 fi
 step "the OpenMMLab config corpora (configs of 7 pinned wheels, sha256-checked) into tests/data/corpus, and the MMCV-era hook modules purelr twins (YOLOX, CosineAnnealingCooldown) into tests/data/sources"
 python -m tests.corpus
-step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "transformers", "accelerate", "deepspeed", "mmpose", "bitsandbytes", "fvcore", "torchao", "lion-pytorch", "heavyball")))')"
+step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "transformers", "accelerate", "deepspeed", "mmpose", "bitsandbytes", "fvcore", "torchao", "lion-pytorch", "heavyball", "prodigyopt", "dadaptation")))')"

@@ -21,6 +21,11 @@ from purelr.optim.adan import adan
 from purelr.optim.adopt import adopt
 from purelr.optim.asgd import asgd
 from purelr.optim.clip import clip_grad_norm, clip_grad_value
+from purelr.optim.dadapt_adagrad import dadapt_adagrad
+from purelr.optim.dadapt_adam import dadapt_adam
+from purelr.optim.dadapt_adan import dadapt_adan
+from purelr.optim.dadapt_lion import dadapt_lion
+from purelr.optim.dadapt_sgd import dadapt_sgd
 from purelr.optim.fused_adam import fused_adam
 from purelr.optim.fused_lamb import fused_lamb
 from purelr.optim.hf_adafactor import adafactor_schedule_lr, hf_adafactor
@@ -40,6 +45,7 @@ from purelr.optim.nadam import nadam
 from purelr.optim.nadamw import nadamw
 from purelr.optim.novograd import novograd
 from purelr.optim.openmmlab import mmpretrain_adan, mmpretrain_lamb, mmpretrain_lars
+from purelr.optim.prodigy import prodigy
 from purelr.optim.radam import radam
 from purelr.optim.rmsprop import rmsprop
 from purelr.optim.rmsprop_tf import rmsprop_tf
@@ -79,3 +85,4 @@ __all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretra
 __all__ += ["adam_4bit", "adam_8bit", "adam_fp8", "adamw_4bit", "adamw_8bit", "adamw_fp8", "adamw_torchao"]  # torchao's
 __all__ += ["soap"]  # heavyball's
 __all__ += ["adafactor_big_vision", "adahessian", "kron"]  # timm's (issue 21)
+__all__ += ["dadapt_adagrad", "dadapt_adam", "dadapt_adan", "dadapt_lion", "dadapt_sgd", "prodigy"]  # global d estimate

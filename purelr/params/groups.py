@@ -27,12 +27,21 @@ import jax.numpy as jnp
 import optax
 
 from purelr.optim.adagrad import adagrad
+from purelr.optim.dadapt_adagrad import dadapt_adagrad
+from purelr.optim.dadapt_adam import dadapt_adam
+from purelr.optim.dadapt_adan import dadapt_adan
+from purelr.optim.dadapt_lion import dadapt_lion
+from purelr.optim.dadapt_sgd import dadapt_sgd
+from purelr.optim.prodigy import prodigy
 from purelr.params.module_kinds import dotted_names
 
 GROUP_KEYS = ("params", "name", "frozen", "frozen_until")
 # Settings torch takes from the constructor's arguments whatever a group says: Adagrad fills
 # ``state['sum']`` with the constructor's ``initial_accumulator_value``.
 CONSTRUCTOR_ONLY = {adagrad: ("initial_accumulator_value",)}
+# Optimizers whose step sums over every group (one ``d`` estimate): their groups go into the one
+# transformation (``groups=``, ``param_labels=``), not an ``optax.multi_transform``.
+GLOBAL_SUMS = (prodigy, dadapt_adam, dadapt_sgd, dadapt_adagrad, dadapt_adan, dadapt_lion)
 
 
 class DelayedState(NamedTuple):
@@ -122,7 +131,8 @@ def param_groups(
     ``defaults``. Every leaf must be in exactly one group (torch raises "some parameters appear in
     more than one parameter group"). The state's hyperparameters per group: ``hyperparams_in_force``.
     A group's ``initial_accumulator_value`` for ``adagrad`` is ignored, as torch ignores it
-    (``CONSTRUCTOR_ONLY``).
+    (``CONSTRUCTOR_ONLY``). The optimizers of ``GLOBAL_SUMS`` (Prodigy, D-Adaptation) get their
+    groups inside one transformation, as their step sums over all groups.
     """
     names = dotted_names(params)
     owner = [None] * len(names)
@@ -138,6 +148,15 @@ def param_groups(
                 raise ValueError(f"parameter {names[j]!r} is in more than one group: {owner[j]!r} and {label!r}")
             owner[j] = label if taken else owner[j]
         ignored = GROUP_KEYS + CONSTRUCTOR_ONLY.get(optimizer, ())
+        if optimizer in GLOBAL_SUMS:
+            if group.get("frozen") or group.get("frozen_until") or schedules:
+                raise ValueError(
+                    f"groups[{i}]: frozen, frozen_until and schedules= are not supported for "
+                    f"{optimizer.__name__}, whose groups share one step size estimate (give a group lr=0 "
+                    "or a schedule as the lr)"
+                )
+            transforms[label] = {k: v for k, v in group.items() if k not in ignored}
+            continue
         hyperparams = {**defaults, **{k: v for k, v in group.items() if k not in ignored}}
         transforms[label] = group_transform(
             optimizer,
@@ -149,6 +168,8 @@ def param_groups(
     missing = [name for name, label in zip(names, owner) if label is None]
     if missing:
         raise ValueError(f"parameters in no group: {missing}")
+    if optimizer in GLOBAL_SUMS:
+        return optimizer(**defaults, groups=transforms, param_labels=by_name(dict(zip(names, owner))))
     return optax.multi_transform(transforms, by_name(dict(zip(names, owner))))
 
 

@@ -68,6 +68,12 @@ OPTIMIZERS = dict(
     adafactor_big_vision=lambda: optim.adafactor_big_vision(1e-2, min_dim_size_to_factor=2, clipping_threshold=1.0),
     kron=lambda: optim.kron(1e-2, preconditioner_update_probability=0.5),  # draws from its state's key
     adahessian=lambda: optim.adahessian(0.05, update_each=2),  # draws from its state's key
+    prodigy=lambda: optim.prodigy(weight_decay=0.01, use_bias_correction=True, slice_p=2),
+    dadapt_adam=lambda: optim.dadapt_adam(weight_decay=0.01, decouple=True),
+    dadapt_sgd=lambda: optim.dadapt_sgd(momentum=0.9),
+    dadapt_adagrad=lambda: optim.dadapt_adagrad(momentum=0.5),
+    dadapt_adan=lambda: optim.dadapt_adan(),
+    dadapt_lion=lambda: optim.dadapt_lion(0.01, weight_decay=0.1),
 )
 
 

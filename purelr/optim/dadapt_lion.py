@@ -1,0 +1,93 @@
+"""D-Adaptation's DAdaptLion (Defazio and Mishchenko, 2023), twin of ``dadaptation.DAdaptLion`` (dadaptation
+3.2): see ``purelr.optim.global_groups`` for what the D-Adaptation twins share."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from purelr.optim import base
+from purelr.optim import global_groups as gg
+
+
+class DAdaptLionState(NamedTuple):
+    count: jax.Array
+    hyperparams: dict[str, Any]
+    k: jax.Array
+    d: jax.Array
+    numerator_weighted: jax.Array
+    exp_avg: Any
+    s: Any
+
+
+def dadapt_lion(
+    lr=1.0,
+    betas=(0.9, 0.99),
+    weight_decay=0.0,
+    log_every: int = 0,
+    d0=1e-6,
+    fsdp_in_use: bool = False,
+    *,
+    groups: gg.GroupsArg = None,
+    param_labels=None,
+) -> optax.GradientTransformation:
+    """Twin of ``dadaptation.DAdaptLion``.
+
+    With ``dlr = d * lr`` and ``b = sqrt(beta2)``, for every leaf (in this order)::
+
+        p *= 1 - dlr * weight_decay
+        u = sign(beta1 * exp_avg + (1 - beta1) * g);  p -= dlr * u
+        exp_avg = beta2 * exp_avg + (1 - beta2) * dlr * g
+        numerator_acc += dlr * <u, s>;  s = b * s + (1 - b) * dlr * u;  sk_l1 += |s|_1
+
+    ``numerator_weighted = b * numerator_weighted + (1 - b) * numerator_acc``, ``d = max(d,
+    numerator_weighted / ((1 - b) * sk_l1))`` (no growth limit). The params move even when
+    ``sk_l1`` is 0 (they do in the original, which returns only before its ``d`` update). A group
+    may set ``weight_decay`` (the original accepts a group lr of 0 and ignores it: refused here).
+    """
+    hyperparams = dict(
+        lr=gg.number("lr", lr, 0.0),
+        **dict(zip(("beta1", "beta2"), base.check_betas(betas))),
+        weight_decay=gg.number("weight_decay", weight_decay, None),
+        d0=gg.positive("d0", d0),
+    )
+    gg.flags(fsdp_in_use=fsdp_in_use)
+    spec = gg.Groups("dadapt_lion", groups, param_labels, dict(weight_decay=gg.number))
+
+    def init_fields(leaves, treedef, hp):
+        return dict(
+            k=jnp.zeros((), jnp.int32),
+            d=gg.scalar(hp["d0"], leaves),
+            numerator_weighted=gg.scalar(0.0, leaves),
+            exp_avg=gg.filled(leaves, treedef),
+            s=gg.filled(leaves, treedef),
+        )
+
+    def update_fields(grads, params, state, hp, leaf_hp, labels, treedef):
+        beta1, beta2 = hp["beta1"], hp["beta2"]
+        sqrt_beta2 = jnp.sqrt(beta2)
+        dlr = state.d * hp["lr"]
+        numerators, sk_l1, updates, columns = [], [], [], []
+        for g, p, m, s, h in zip(
+            grads, params, treedef.flatten_up_to(state.exp_avg), treedef.flatten_up_to(state.s), leaf_hp
+        ):
+            start = p * (1 - dlr * h["weight_decay"])
+            u = jnp.sign(m * beta1 + (1 - beta1) * g)
+            updates.append(base.update_from(p, start, -dlr * u))
+            m = m * beta2 + ((1 - beta2) * dlr) * g
+            numerators.append(dlr * jnp.vdot(u, s))
+            s = s * sqrt_beta2 + ((1 - sqrt_beta2) * dlr) * u
+            sk_l1.append(jnp.sum(jnp.abs(s)))
+            columns.append((m, s))
+        numerator_weighted = sqrt_beta2 * state.numerator_weighted + (1 - sqrt_beta2) * gg.total(numerators)
+        sk_l1 = gg.total(sk_l1)
+        d_hat = numerator_weighted / ((1 - sqrt_beta2) * sk_l1)
+        d_new = jnp.where(hp["lr"] > 0, gg.larger(state.d, d_hat), state.d)
+        m, s = (treedef.unflatten(list(column)) for column in zip(*columns))
+        scalars = dict(k=state.k + 1, d=d_new, numerator_weighted=numerator_weighted)
+        return updates, dict(gg.kept(sk_l1 == 0, scalars, state), exp_avg=m, s=s)
+
+    return gg.transformation("dadapt_lion", DAdaptLionState, hyperparams, spec, init_fields, update_fields)

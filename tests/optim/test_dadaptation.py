@@ -1,0 +1,199 @@
+"""Parity of purelr.optim's dadapt_adam, dadapt_sgd, dadapt_adagrad, dadapt_adan and dadapt_lion
+with dadaptation 3.2's DAdaptAdam, DAdaptSGD, DAdaptAdaGrad, DAdaptAdan and DAdaptLion (``global_reference``: each configuration one original optimizer with
+two param groups, 100 updates): one option set of ten configurations per optimizer by default,
+every option set (at least 30 configurations per optimizer) nightly.
+
+Bounds (``UNITS``, see ``global_reference.compare``): the running sums the originals keep in
+Python floats (float64) are float32 in the float32 twins, and those that cancel
+(``numerator_weighted``: sums of ``<g, s>`` of either sign; ``gsq_weighted`` against
+``sksq_weighted``) are compared to a stated number of rounding units of themselves. Measured
+over the nightly sweep: see ``UNITS``.
+"""
+
+import dadaptation
+import pytest
+
+from purelr import optim as twins
+from tests.optim import global_reference as glob
+from tests.optim import torch_reference as ref
+
+
+def common(rng):
+    return dict(
+        lr=float(rng.choice([1.0, ref.loguniform(rng, 0.1, 3.0)])),
+        d0=ref.loguniform(rng, 1e-7, 1e-4),
+    )
+
+
+def draw_adam(rng):
+    return dict(
+        common(rng),
+        betas=(rng.uniform(0.0, 0.95), rng.uniform(0.9, 0.9999)),
+        eps=ref.loguniform(rng, 1e-10, 1e-6),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 0.1)])),
+        growth_rate=float(rng.choice([float("inf"), rng.uniform(1.01, 1.2)])),
+        groups=dict(
+            hidden=dict(weight_decay=ref.loguniform(rng, 1e-4, 0.1), layer_scale=rng.uniform(0.5, 2.0)),
+            out=dict(eps=ref.loguniform(rng, 1e-9, 1e-6)),
+        ),
+    )
+
+
+def draw_sgd(rng):
+    return dict(
+        common(rng),
+        momentum=float(rng.choice([0.0, rng.uniform(0.0, 0.95)])),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 0.1)])),
+        growth_rate=float(rng.choice([float("inf"), rng.uniform(1.01, 1.2)])),
+    )
+
+
+def draw_adagrad(rng):
+    return dict(
+        common(rng),
+        momentum=float(rng.choice([0.0, rng.uniform(0.0, 0.95)])),
+        eps=ref.loguniform(rng, 1e-8, 1e-4),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 0.1)])),
+        growth_rate=float(rng.choice([float("inf"), rng.uniform(1.01, 1.2)])),
+        groups=dict(
+            hidden=dict(weight_decay=ref.loguniform(rng, 1e-4, 0.1)), out=dict(eps=ref.loguniform(rng, 1e-8, 1e-4))
+        ),
+    )
+
+
+def draw_adan(rng):
+    return dict(
+        common(rng),
+        betas=(rng.uniform(0.9, 0.99), rng.uniform(0.8, 0.99), rng.uniform(0.9, 0.999)),
+        eps=ref.loguniform(rng, 1e-10, 1e-6),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 0.1)])),
+        growth_rate=float(rng.choice([float("inf"), rng.uniform(1.01, 1.2)])),
+        groups=dict(
+            hidden=dict(weight_decay=ref.loguniform(rng, 1e-4, 0.1)), out=dict(eps=ref.loguniform(rng, 1e-9, 1e-6))
+        ),
+    )
+
+
+def draw_lion(rng):
+    return dict(
+        lr=ref.loguniform(rng, 1e-3, 0.1),  # Lion's sign steps of d * lr: larger ones oscillate chaotically
+        d0=ref.loguniform(rng, 1e-7, 1e-4),
+        betas=(rng.uniform(0.0, 0.95), rng.uniform(0.9, 0.9999)),
+        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 0.1)])),
+        groups=dict(hidden=dict(weight_decay=ref.loguniform(rng, 1e-4, 0.1))),
+    )
+
+
+FAMILIES = dict(
+    adam=(
+        twins.dadapt_adam,
+        dadaptation.DAdaptAdam,
+        draw_adam,
+        [dict(), dict(decouple=True, use_bias_correction=True), dict(groups=dict(out=dict(lr=0.0)))],
+    ),
+    sgd=(twins.dadapt_sgd, dadaptation.DAdaptSGD, draw_sgd, [dict(), dict(groups=dict(hidden=dict(lr=0.0)))]),
+    adagrad=(twins.dadapt_adagrad, dadaptation.DAdaptAdaGrad, draw_adagrad, [dict()]),
+    adan=(twins.dadapt_adan, dadaptation.DAdaptAdan, draw_adan, [dict(), dict(no_prox=True)]),
+    lion=(twins.dadapt_lion, dadaptation.DAdaptLion, draw_lion, [dict()]),
+)
+
+
+UNITS = dict(  # measured over the nightly sweep, in rounding units (x64; f32)
+    adam=dict(  # x64 103; f32 1770, s 722; exp_avg (dlr-scaled terms that cancel) 1312 at lr=0.5, d0=1e-6
+        numerator_weighted=dict(x64=1024, f32=8192),
+        s=dict(f32=4096),
+        exp_avg=dict(f32=4096),
+    ),
+    sgd=dict(numerator_weighted=dict(x64=256, f32=1024), s=dict(f32=256)),  # 40; 145, s 65
+    adagrad=dict(),  # every field within the default floor: d 16, sums 27 (x64); 20 (f32)
+    adan=dict(  # Adan's moments scale with dlr: 35, 24, 32 (f32); seed 210 1.1e-5 in exp_avg
+        gsq_weighted=dict(x64=1024, f32=512),  # 115; 20
+        exp_avg=dict(f32=1024),
+        exp_avg_diff=dict(f32=1024),
+        s=dict(f32=1024),
+    ),
+    lion=dict(  # s adds exact +-(1 - b) * dlr terms that cancel where the sign flips
+        s=dict(f32=8192),  # 1750
+        numerator_weighted=dict(x64=256, f32=16384),  # 10; 3820
+    ),
+)
+
+
+# DAdaptAdam in float32: numerator_weighted sums <g, s / denom> of either sign (with random
+# gradients: d 3.2e-5 off after 20 updates), and every step scales with d: at lr=0.5 the params
+# end 3.0e-4 off after 100 updates. Held to 5e-4 instead of 1e-5 (float64: 1e-10).
+RTOL = dict(adam=dict(f32=5e-4))
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_matches_dadaptation(precision, family):
+    make, original, draw, flags = FAMILIES[family]
+    glob.check(
+        make,
+        original,
+        glob.draw_configs(draw, flags[:1], per_combination=10, seed=210),
+        UNITS[family],
+        RTOL.get(family),
+    )
+
+
+@pytest.mark.nightly
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_option_matches_dadaptation(precision, family):
+    make, original, draw, flags = FAMILIES[family]
+    glob.check(
+        make,
+        original,
+        glob.draw_configs(draw, flags, per_combination=-(-30 // len(flags)), seed=212),
+        UNITS[family],
+        RTOL.get(family),
+    )
+
+
+@pytest.mark.parametrize(
+    "family, config",
+    [
+        ("adam", dict(lr=0.5)),
+        ("adam", dict(lr=0.5, weight_decay=0.01, decouple=True, groups=dict(out=dict(lr=0.0, layer_scale=2.0)))),
+        ("sgd", dict(momentum=0.9, weight_decay=0.01)),
+        ("adagrad", dict(momentum=0.5, weight_decay=0.01)),
+        ("adan", dict()),
+        ("lion", dict(lr=0.01, weight_decay=0.1)),
+    ],
+)
+def test_constants_match_dadaptation(precision, family, config):
+    """Constant hyperparameters, the update jitted on its own. DAdaptAdam at ``lr=0.5``: at its
+    default ``lr=1`` ``d`` grows to 0.36-0.40 on the MLP, Adam-normalized steps of 0.4 that make
+    the tanh MLP oscillate; the two sides then agree on ``d`` to 1e-16 but their params part by
+    up to 3e-4 (x64) after 100 updates, last-bit differences amplified by the dynamics."""
+    make, original, _, _ = FAMILIES[family]
+    glob.check_constants(make, original, config, UNITS[family], RTOL.get(family))
+
+
+@pytest.mark.parametrize(
+    "family, name, kwargs",
+    [
+        ("adam", "lr", dict(lr=0.0)),
+        ("adam", "eps", dict(eps=0.0)),
+        ("adam", "betas[0]", dict(betas=(1.0, 0.999))),
+        ("sgd", "d0", dict(d0=0.0)),
+        ("adagrad", "momentum", dict(momentum=-0.5)),
+        ("adagrad", "eps", dict(eps=-1.0)),
+        ("adan", "betas[2]", dict(betas=(0.98, 0.92, 1.5))),
+        ("lion", "lr", dict(lr=-1.0)),
+    ],
+)
+def test_rejects_what_dadaptation_rejects(family, name, kwargs):
+    make, original, _, _ = FAMILIES[family]
+    ref.check_rejects(make, original, name, **kwargs)
+
+
+@pytest.mark.parametrize("family", ["adam", "adagrad", "adan", "lion"])
+def test_zero_gradients_match_dadaptation(precision, family):
+    """All-zero gradients first (every sum 0: the originals return before their ``d`` update),
+    then random ones. DAdaptSGD divides by the first gradient norm, and its original raises
+    ZeroDivisionError on a zero one."""
+    make, original, _, _ = FAMILIES[family]
+    glob.check_given_gradients(
+        make, original, dict(weight_decay=0.01), zero_steps=2, units=UNITS[family], rtol=RTOL.get(family)
+    )
