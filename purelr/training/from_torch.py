@@ -541,6 +541,7 @@ def _fill_twin(state, groups, states: dict, layout, params, count):
             if states
         },
     )
+    filled = filled._replace(**{field: _in_group(state, field, spec, groups, kind) for field in spec.in_group})
     if spec.inner is not None:
         filled = filled._replace(
             **{spec.inner: _fill_twin(getattr(state, spec.inner), groups, states, layout, params, count)}
@@ -602,6 +603,11 @@ def _buffer(twin, field, key, factor, spec, states, layout, params, kind):
             converted[name] = like
         elif field in spec.lazy and key not in states[torch_name]:
             converted[name] = like
+        elif field in spec.raveled:
+            target = layout[torch_name]
+            index = torch_state.raveled_order(target.transform, target.shape, np.size(like), f"{kind}.{field}")
+            array = _value(states, torch_name, key, kind)
+            converted[name] = _convert(array.ravel()[index], like, f"torch state of {torch_name!r}, {key!r}")
         elif field in spec.factored:
             converted[name] = _factored(twin, field, spec, states, torch_name, layout, name, params[name], kind)
         else:
@@ -610,6 +616,16 @@ def _buffer(twin, field, key, factor, spec, states, layout, params, kind):
             moved = target.transform(array) if np.shape(like) == np.shape(params[name]) else array
             converted[name] = _convert(moved, like, f"torch state of {torch_name!r}, {key!r}")
     return _fill(template, converted)
+
+
+def _in_group(state, field, spec, groups, kind):
+    """A one-per-twin scalar the original keeps in every param group (which must agree)."""
+    key = spec.keys.get(field, field)
+    found = {float(_numpy(group[key])) for group in groups if key in group}
+    if len(found) > 1:
+        raise ValueError(f"torch's param groups differ in {key!r} ({sorted(found)}); the {kind} twin keeps one")
+    template = getattr(state, field)
+    return jnp.asarray(found.pop(), jnp.result_type(template)) if found else template
 
 
 def _factors(template, key, states, names, layout, what: str):

@@ -170,6 +170,11 @@ def _set_group(group: dict, state, count: int, hyperparams) -> None:
     spec = torch_state.layout(state)
     if spec.step == "group" and (count or spec.step_key in group):
         group[spec.step_key] = _step(spec, count)
+    for field in spec.in_group:
+        value = getattr(state, field)
+        group[spec.keys.get(field, field)] = (
+            int(value) if np.issubdtype(np.result_type(value), np.integer) else float(value)
+        )
     values = {name: float(value) for name, value in state.hyperparams.items()}
     for name, value in (hyperparams or {}).items():
         values[name] = float(value(count) if callable(value) else value)
@@ -223,6 +228,10 @@ def _param_state(state, name: str, param, target, like, group) -> dict:
         if leaf.size == 0 and np.size(param) != 0:
             continue  # a buffer this leaf does not use (Adafactor's factors of a vector)
         if field in spec.factored or (field in spec.lazy and not np.any(leaf)):
+            continue
+        if field in spec.raveled:
+            index = torch_state.raveled_order(target.transform, target.shape, leaf.size, f"flax {name!r} {field}")
+            out[key] = _tensor(_unpermute(leaf, index), like)
             continue
         if leaf.shape == np.shape(param):
             out[key] = _tensor(_inverse(target.transform, target.shape)(leaf * factor), like)

@@ -55,6 +55,10 @@ class Layout(NamedTuple):
       ints: torch keys of one-per-twin scalars kept as Python ints.
       factors: fields holding per leaf a tuple of per-dimension factors (``None`` for a dimension
         without one), kept by torch as a list in the order of its own layout's dimensions.
+      in_group: one-per-twin scalars the original keeps in every param group (D-Adaptation's
+        ``d``, ``k``), as Python numbers.
+      raveled: fields holding per leaf the param raveled in its own layout (Prodigy's ``p0``):
+        reordered through the layout, which a slice (``slice_p > 1``) of a moved param cannot be.
     """
 
     step: str | None = "state"
@@ -73,6 +77,8 @@ class Layout(NamedTuple):
     counters: tuple[str, ...] = ()
     ints: tuple[str, ...] = ()
     factors: tuple[str, ...] = ()
+    in_group: tuple[str, ...] = ()
+    raveled: tuple[str, ...] = ()
 
 
 # torch param-group entries that hold several of a twin's hyperparameters
@@ -129,6 +135,13 @@ LAYOUTS: dict[str, Layout] = {
         step_type="int", counters=("hessian step",), unkept=("hess", "key")
     ),
     "SOAPState": Layout(factors=("GG", "Q")),
+    # prodigyopt.Prodigy, dadaptation's DAdaptAdam / SGD / AdaGrad / Adan / Lion: d and k in every group
+    "ProdigyState": Layout(step_type="int", in_group=("k", "d", "d_max", "d_numerator"), raveled=("s", "p0")),
+    "DAdaptAdamState": Layout(step_type="int", in_group=("k", "d", "numerator_weighted")),
+    "DAdaptAdanState": Layout(step_type="int", in_group=("k", "d", "gsq_weighted")),
+    "DAdaptSGDState": Layout(step=None, in_group=("k", "d", "numerator_weighted", "g0_norm")),
+    "DAdaptAdaGradState": Layout(step=None, in_group=("k", "d", "gsq_weighted", "sksq_weighted", "skl1")),
+    "DAdaptLionState": Layout(step=None, in_group=("k", "d", "numerator_weighted")),
     "LookaheadState": Layout(
         step="group", step_type="int", step_key="lookahead_step", inner="inner_state", lazy=("lookahead_slow_buff",)
     ),
@@ -179,6 +192,17 @@ def factor_order(factors, axes: tuple[int, ...] | None, what: str) -> list[int]:
     raise ValueError(f"{what}: {len(factors)} per-dimension factors do not follow a layout of axes {axes}")
 
 
+def raveled_order(transform, shape, size: int, what: str) -> np.ndarray:
+    """``index`` with ``flax_raveled = torch_raveled[index]`` for a buffer of ``size`` entries
+    holding a param of torch ``shape`` raveled (every ``slice_p``-th entry when shorter)."""
+    index = np.asarray(transform(np.arange(int(np.prod(shape))).reshape(shape))).ravel()
+    if size == index.size:
+        return index
+    if np.array_equal(index, np.arange(index.size)):
+        return np.arange(size)
+    raise ValueError(f"{what}: a slice of a param its layout moves keeps other entries on each side (use slice_p=1)")
+
+
 def one_per_twin(value) -> bool:
     """A buffer that is one scalar for the whole twin (an array, not a tree like the params)."""
     return hasattr(value, "shape") and np.ndim(value) == 0
@@ -190,7 +214,7 @@ def buffer_fields(state) -> dict[str, str]:
     return {
         field: spec.keys.get(field, field)
         for field in state._fields[2:]
-        if field != spec.inner and field not in spec.unkept and getattr(state, field) is not None
+        if field != spec.inner and field not in spec.unkept + spec.in_group and getattr(state, field) is not None
     }
 
 

@@ -119,8 +119,13 @@ def test_round_trip_every_twin(name, precision):
     round_trip(name, precision)
 
 
+# Prodigy's slice of a transposed kernel (slice_p > 1) keeps other entries on each side: refused
+# (test_prodigy_slice_of_a_moved_param); the round trip takes every entry
+ROUND_TRIP = {"prodigy": lambda: optim.prodigy(weight_decay=0.01, use_bias_correction=True)}
+
+
 def round_trip(name, precision):
-    optimizer = resume_run.OPTIMIZERS[name]()
+    optimizer = ROUND_TRIP.get(name, resume_run.OPTIMIZERS[name])()
     params = template()
     state = randomized(optimizer.init(params), seed=len(name))
     flat_labels, labels = labels_of(name, params)
@@ -131,6 +136,14 @@ def round_trip(name, precision):
     )
     assert_same(back.params, params)
     assert_same(back.opt_state, kept(state, optimizer.init(params)))
+
+
+def test_prodigy_slice_of_a_moved_param():
+    optimizer = resume_run.OPTIMIZERS["prodigy"]()  # slice_p=2
+    params = template()
+    state = randomized(optimizer.init(params), seed=0)
+    with pytest.raises(ValueError, match="flax 'hidden.kernel' s: a slice of a param its layout moves"):
+        to_torch(state, params, torch_model_state(True), synthetic_groups(state))
 
 
 def kept(state, fresh):
@@ -167,6 +180,12 @@ def _hf_adafactor():
 
 def _lookahead(params, **kw):
     return _timm("Lookahead")(torch.optim.AdamW(params, lr=kw["lr"]), alpha=kw["alpha"], k=kw["k"])
+
+
+def _dadapt(name):
+    import dadaptation
+
+    return getattr(dadaptation, name)
 
 
 def _torchao_adamw():
@@ -241,6 +260,16 @@ BOTH_WAYS = {
         lambda r: dict(lr=_lr(r), min_dim_size_to_factor=2, momentum=0.9 if _flag(r) else None),
     ),
     "torchao_adamw": (_torchao_adamw, optim.adamw_torchao, lambda r: dict(lr=_lr(r), weight_decay=_decay(r))),
+    "prodigy": (
+        lambda: __import__("prodigyopt").Prodigy,
+        optim.prodigy,
+        lambda r: dict(lr=1.0, weight_decay=_decay(r), use_bias_correction=_flag(r), safeguard_warmup=_flag(r)),
+    ),
+    "dadapt_adam": (lambda: _dadapt("DAdaptAdam"), optim.dadapt_adam, lambda r: dict(lr=1.0, decouple=_flag(r))),
+    "dadapt_adan": (lambda: _dadapt("DAdaptAdan"), optim.dadapt_adan, lambda r: dict(lr=1.0)),
+    "dadapt_sgd": (lambda: _dadapt("DAdaptSGD"), optim.dadapt_sgd, lambda r: dict(lr=1.0, momentum=0.9)),
+    "dadapt_adagrad": (lambda: _dadapt("DAdaptAdaGrad"), optim.dadapt_adagrad, lambda r: dict(lr=1.0, momentum=0.5)),
+    "dadapt_lion": (lambda: _dadapt("DAdaptLion"), optim.dadapt_lion, lambda r: dict(lr=_lr(r))),
     "hf_adafactor": (
         _hf_adafactor,
         optim.hf_adafactor,
@@ -346,7 +375,7 @@ def both_ways(case, seed):
 # wrapped twin; another original's key); every twin nightly
 DEFAULT_BOTH_WAYS = {"sgd", "adam", "nadam", "asgd", "adafactor", "timm_lamb", "timm_adan", "timm_laprop"}
 DEFAULT_BOTH_WAYS |= {"timm_adafactor", "timm_novograd", "timm_lookahead", "hf_adafactor", "mmpretrain_adan"}
-DEFAULT_BOTH_WAYS |= {"timm_adafactor_big_vision", "torchao_adamw"}
+DEFAULT_BOTH_WAYS |= {"timm_adafactor_big_vision", "torchao_adamw", "prodigy", "dadapt_sgd"}
 
 
 @pytest.mark.parametrize(
