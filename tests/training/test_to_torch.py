@@ -208,6 +208,10 @@ def _decay(rng):
     return float(rng.choice([0.0, 1e-3, 0.05]))
 
 
+def _d0(rng):  # D-Adaptation's first estimate: the default, or one that moves the params far
+    return float(rng.choice([1e-6, 1e-2]))
+
+
 def _flag(rng):
     return bool(rng.integers(2))
 
@@ -263,13 +267,23 @@ BOTH_WAYS = {
     "prodigy": (
         lambda: __import__("prodigyopt").Prodigy,
         optim.prodigy,
-        lambda r: dict(lr=1.0, weight_decay=_decay(r), use_bias_correction=_flag(r), safeguard_warmup=_flag(r)),
+        lambda r: dict(
+            lr=1.0, d0=_d0(r), weight_decay=_decay(r), use_bias_correction=_flag(r), safeguard_warmup=_flag(r)
+        ),
     ),
-    "dadapt_adam": (lambda: _dadapt("DAdaptAdam"), optim.dadapt_adam, lambda r: dict(lr=1.0, decouple=_flag(r))),
-    "dadapt_adan": (lambda: _dadapt("DAdaptAdan"), optim.dadapt_adan, lambda r: dict(lr=1.0)),
-    "dadapt_sgd": (lambda: _dadapt("DAdaptSGD"), optim.dadapt_sgd, lambda r: dict(lr=1.0, momentum=0.9)),
-    "dadapt_adagrad": (lambda: _dadapt("DAdaptAdaGrad"), optim.dadapt_adagrad, lambda r: dict(lr=1.0, momentum=0.5)),
-    "dadapt_lion": (lambda: _dadapt("DAdaptLion"), optim.dadapt_lion, lambda r: dict(lr=_lr(r))),
+    "dadapt_adam": (
+        lambda: _dadapt("DAdaptAdam"),
+        optim.dadapt_adam,
+        lambda r: dict(lr=1.0, d0=_d0(r), decouple=_flag(r)),
+    ),
+    "dadapt_adan": (lambda: _dadapt("DAdaptAdan"), optim.dadapt_adan, lambda r: dict(lr=1.0, d0=_d0(r))),
+    "dadapt_sgd": (lambda: _dadapt("DAdaptSGD"), optim.dadapt_sgd, lambda r: dict(lr=1.0, d0=_d0(r), momentum=0.9)),
+    "dadapt_adagrad": (
+        lambda: _dadapt("DAdaptAdaGrad"),
+        optim.dadapt_adagrad,
+        lambda r: dict(lr=1.0, d0=_d0(r), momentum=0.5),
+    ),
+    "dadapt_lion": (lambda: _dadapt("DAdaptLion"), optim.dadapt_lion, lambda r: dict(lr=_lr(r), d0=_d0(r))),
     "hf_adafactor": (
         _hf_adafactor,
         optim.hf_adafactor,
