@@ -14,6 +14,7 @@ from purelr.optim.adam import adam
 from purelr.optim.adamax import adamax
 from purelr.optim.adamp import adamp
 from purelr.optim.adamw import adamw
+from purelr.optim.adamw_legacy import adamw_legacy
 from purelr.optim.adan import adan
 from purelr.optim.adopt import adopt
 from purelr.optim.asgd import asgd
@@ -71,3 +72,4 @@ __all__ += ["adafactor_schedule_lr", "hf_adafactor"]  # transformers' own
 __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgrad", "mars", "novograd", "sgdp"]
 __all__ += ["fused_adam", "fused_lamb"]  # DeepSpeed's
 __all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretrain's
+__all__ += ["adamw_legacy"]  # timm's legacy names and Muon

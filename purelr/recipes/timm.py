@@ -175,6 +175,12 @@ SUPPORTED = {
     "cadoptc": OptimInfo(
         optim.adopt, has_betas=True, defaults=(("decoupled", True), ("caution", True), ("corrected_weight_decay", True))
     ),
+    "adamwlegacy": OptimInfo(optim.adamw_legacy, has_betas=True),
+    "cadamw": OptimInfo(optim.adamw_legacy, has_betas=True, defaults=(("caution", True),)),
+    "adamc": OptimInfo(optim.adamw_legacy, has_betas=True, defaults=(("corrected_weight_decay", True),)),
+    "cadamc": OptimInfo(
+        optim.adamw_legacy, has_betas=True, defaults=(("caution", True), ("corrected_weight_decay", True))
+    ),
     "lapropc": OptimInfo(optim.laprop, has_betas=True, defaults=(("corrected_weight_decay", True),)),
     "novogradc": OptimInfo(
         optim.novograd, has_betas=True, defaults=(("decoupled_decay", True), ("corrected_weight_decay", True))

@@ -57,6 +57,7 @@ OPTIMIZERS = dict(
     mmpretrain_lars=lambda: optim.mmpretrain_lars(0.1, momentum=0.9, weight_decay=1e-3),
     mmpretrain_lamb=lambda: optim.mmpretrain_lamb(1e-2),
     mmpretrain_adan=lambda: optim.mmpretrain_adan(1e-2, max_grad_norm=1.0, no_prox=True, foreach=False),
+    adamw_legacy=lambda: optim.adamw_legacy(1e-2, amsgrad=True, caution=True),
 )
 
 
