@@ -24,6 +24,8 @@ step "bitsandbytes 0.50.2 without its dependencies (the Trainer's lion_32bit; it
 python -m pip install -q --no-deps bitsandbytes==0.50.2
 step "fvcore 0.1.5.post20221221 without its dependencies (its param_scheduler module is pure Python)"
 python -m pip install -q --no-deps fvcore==0.1.5.post20221221
+step "muon-optimizer 0.1.0 without its dependencies (Keller Jordan's muon.py, module muon)"
+python -m pip install -q --no-deps muon-optimizer==0.1.0
 if python -c "import importlib.metadata as m; assert m.version('mmcv') == '1.7.2'" 2>/dev/null; then
   step "mmcv 1.7.2 already installed"
 else

@@ -33,6 +33,7 @@ from purelr.optim.lookahead import lookahead
 from purelr.optim.madgrad import madgrad
 from purelr.optim.mars import mars
 from purelr.optim.muon import muon
+from purelr.optim.muon_aux_adam import muon_with_aux_adam, single_device_muon
 from purelr.optim.nadam import nadam
 from purelr.optim.nadamw import nadamw
 from purelr.optim.novograd import novograd
@@ -46,6 +47,7 @@ from purelr.optim.sgdp import sgdp
 from purelr.optim.sgdw import sgdw
 from purelr.optim.skip import skip_nonfinite
 from purelr.optim.timm_adafactor import timm_adafactor
+from purelr.optim.timm_muon import timm_muon
 
 __all__ = [
     "adadelta",
@@ -72,4 +74,4 @@ __all__ += ["adafactor_schedule_lr", "hf_adafactor"]  # transformers' own
 __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgrad", "mars", "novograd", "sgdp"]
 __all__ += ["fused_adam", "fused_lamb"]  # DeepSpeed's
 __all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretrain's
-__all__ += ["adamw_legacy"]  # timm's legacy names and Muon
+__all__ += ["adamw_legacy", "timm_muon", "muon_with_aux_adam", "single_device_muon"]  # timm's legacy names and Muon

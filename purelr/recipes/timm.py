@@ -181,6 +181,20 @@ SUPPORTED = {
     "cadamc": OptimInfo(
         optim.adamw_legacy, has_betas=True, defaults=(("caution", True), ("corrected_weight_decay", True))
     ),
+    # timm's Muon: Muon / AdaMuon on the leaves it suits, AdamW / NAdamW (nesterov) on the rest
+    "muon": OptimInfo(optim.timm_muon, has_momentum=True, has_betas=True, defaults=(("layout", "flax"),)),
+    "nmuon": OptimInfo(
+        optim.timm_muon, has_momentum=True, has_betas=True, defaults=(("nesterov", True), ("layout", "flax"))
+    ),
+    "adamuon": OptimInfo(
+        optim.timm_muon, has_momentum=True, has_betas=True, defaults=(("algo", "adamuon"), ("layout", "flax"))
+    ),
+    "nadamuon": OptimInfo(
+        optim.timm_muon,
+        has_momentum=True,
+        has_betas=True,
+        defaults=(("algo", "adamuon"), ("nesterov", True), ("layout", "flax")),
+    ),
     "lapropc": OptimInfo(optim.laprop, has_betas=True, defaults=(("corrected_weight_decay", True),)),
     "novogradc": OptimInfo(
         optim.novograd, has_betas=True, defaults=(("decoupled_decay", True), ("corrected_weight_decay", True))
@@ -546,6 +560,13 @@ def create_optimizer_v2(
     """
     del foreach
     _, info = optimizer_info(opt)
+    for name in ("fallback_list", "fallback_no_weight_decay"):
+        if kwargs.get(name):
+            raise ValueError(
+                f"{name}={kwargs[name]!r}: timm's fallback param groups (use_fallback) are not made by "
+                f"purelr's create_optimizer_v2; give timm_muon's use_fallback=True to the groups that need it"
+            )
+        kwargs.pop(name, None)
     labels, settings = param_groups(
         params,
         weight_decay,
