@@ -201,6 +201,34 @@ SUPPORTED = {
     ),
 }
 
+# timm 1.0.31 registry names purelr refuses, with the reason (the others it does not list raise as unknown)
+_APEX = "apex's CUDA kernels (timm asserts torch.cuda.is_available()); the same arithmetic on the CPU:"
+_BNB = "bitsandbytes' CUDA kernels (timm asserts torch.cuda.is_available()), 8-bit states not twinned"
+UNAVAILABLE = {
+    "fusedsgd": f"{_APEX} 'sgd'",
+    "fusedadam": f"{_APEX} 'adam' / 'adamw' (adam_w_mode), or purelr.optim.fused_adam (DeepSpeed's)",
+    "fusedadamw": f"{_APEX} 'adamw'",
+    "fusedlamb": f"{_APEX} 'lamb', or purelr.optim.fused_lamb (DeepSpeed's)",
+    "fusednovograd": f"{_APEX} 'novograd'",
+    **{
+        name: _BNB
+        for name in (
+            "bnbsgd",
+            "bnbsgd8bit",
+            "bnbadam",
+            "bnbadam8bit",
+            "bnbadamw",
+            "bnbadamw8bit",
+            "bnblion",
+            "bnblion8bit",
+            "bnbademamix",
+            "bnbademamix8bit",
+        )
+    },
+    "nadamlegacy": "timm's NAdamLegacy is not twinned yet: 'nadam' is torch's NAdam",
+    "radamlegacy": "timm's RAdamLegacy is not twinned yet: 'radam' is torch's RAdam",
+}
+
 TRAIN_PY = "timm 1.0.29.dev0 (huggingface/pytorch-image-models@aa4b5850)"
 # train.py's argparse defaults (TRAIN_PY's train.py; the timm 1.0.31 wheel and sdist ship no train.py)
 # of the arguments that set the optimizer, the lr schedule and its scaling, clipping, accumulation
@@ -428,6 +456,8 @@ def optimizer_info(opt: str) -> tuple[str, OptimInfo]:
         raise TypeError(f"opt must be a timm optimizer name, got {opt!r}")
     parts = opt.lower().split("_")
     name = parts[-1]
+    if name in UNAVAILABLE:
+        raise ValueError(f"opt={opt!r} is not supported: it needs {UNAVAILABLE[name]}")
     if name not in SUPPORTED:
         close = difflib.get_close_matches(name, SUPPORTED, n=3, cutoff=0.6)
         hint = f" (did you mean {close}?)" if close else ""

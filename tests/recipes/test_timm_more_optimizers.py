@@ -25,7 +25,7 @@ import pytest
 import torch
 from timm.optim import create_optimizer_v2 as timm_create_optimizer_v2
 
-from purelr.recipes.timm import create_optimizer_v2
+from purelr.recipes.timm import SUPPORTED, UNAVAILABLE, create_optimizer_v2, optimizer_info
 from tests.parity import OPTIMIZER_RTOL, relative_error
 from tests.recipes.test_timm import test_build_matches_timm_factories as check_build
 
@@ -132,3 +132,17 @@ def test_muon_names_match_timm_create_optimizer_v2(name):
             got = np.asarray(params[module]["kernel" if kind == "weight" else "bias"])
             error = relative_error(got, _to_flax(n, expected[n]), floor=1e-9)
             assert error <= OPTIMIZER_RTOL["x64"], (name, n, error)
+
+
+OTHER_CHANGE = {"kron", "kronc", "kronw", "adafactorbv", "adafactorbvc", "cadafactorbv", "cadafactorbvc", "adahessian"}
+
+
+def test_every_registry_name_is_twinned_or_refused_with_its_reason():
+    from timm.optim import list_optimizers
+
+    names = set(list_optimizers())
+    assert names - set(SUPPORTED) - set(UNAVAILABLE) <= OTHER_CHANGE
+    assert set(UNAVAILABLE) <= names
+    for name in ("fusedlamb", "bnbadamw8bit", "radamlegacy"):
+        with pytest.raises(ValueError, match=f"opt='{name}'.*(CUDA|not twinned)"):
+            optimizer_info(name)
