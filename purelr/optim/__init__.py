@@ -35,6 +35,7 @@ from purelr.optim.mars import mars
 from purelr.optim.muon import muon
 from purelr.optim.muon_aux_adam import muon_with_aux_adam, single_device_muon
 from purelr.optim.nadam import nadam
+from purelr.optim.nadam_legacy import nadam_legacy
 from purelr.optim.nadamw import nadamw
 from purelr.optim.novograd import novograd
 from purelr.optim.openmmlab import mmpretrain_adan, mmpretrain_lamb, mmpretrain_lars
@@ -74,4 +75,10 @@ __all__ += ["adafactor_schedule_lr", "hf_adafactor"]  # transformers' own
 __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgrad", "mars", "novograd", "sgdp"]
 __all__ += ["fused_adam", "fused_lamb"]  # DeepSpeed's
 __all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretrain's
-__all__ += ["adamw_legacy", "timm_muon", "muon_with_aux_adam", "single_device_muon"]  # timm's legacy names and Muon
+__all__ += [
+    "adamw_legacy",
+    "nadam_legacy",
+    "timm_muon",
+    "muon_with_aux_adam",
+    "single_device_muon",
+]  # timm's legacy names and Muon

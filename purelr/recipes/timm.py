@@ -176,6 +176,7 @@ SUPPORTED = {
         optim.adopt, has_betas=True, defaults=(("decoupled", True), ("caution", True), ("corrected_weight_decay", True))
     ),
     "adamwlegacy": OptimInfo(optim.adamw_legacy, has_betas=True),
+    "nadamlegacy": OptimInfo(optim.nadam_legacy, has_betas=True),
     "cadamw": OptimInfo(optim.adamw_legacy, has_betas=True, defaults=(("caution", True),)),
     "adamc": OptimInfo(optim.adamw_legacy, has_betas=True, defaults=(("corrected_weight_decay", True),)),
     "cadamc": OptimInfo(
@@ -225,8 +226,8 @@ UNAVAILABLE = {
             "bnbademamix8bit",
         )
     },
-    "nadamlegacy": "timm's NAdamLegacy is not twinned yet: 'nadam' is torch's NAdam",
-    "radamlegacy": "timm's RAdamLegacy is not twinned yet: 'radam' is torch's RAdam",
+    "radamlegacy": "timm's RAdamLegacy, not twinned yet (it steps in float32 whatever the params' dtype): "
+    "'radam' is torch's RAdam",
 }
 
 TRAIN_PY = "timm 1.0.29.dev0 (huggingface/pytorch-image-models@aa4b5850)"

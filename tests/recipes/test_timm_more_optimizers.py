@@ -1,6 +1,6 @@
 """The rest of timm 1.0.31's registry through ``purelr.recipes.timm.create_optimizer_v2``.
 
-AdamWLegacy's names (``adamwlegacy``, ``adamc``, ``cadamw``, ``cadamc``): ``purelr.build(dict(timm=...))``
+AdamWLegacy's names (``adamwlegacy``, ``adamc``, ``cadamw``, ``cadamc``) and ``nadamlegacy``: ``purelr.build(dict(timm=...))``
 against timm's ``create_optimizer_v2(model, NAME, ...)`` + ``create_scheduler_v2`` on the ViT twin,
 stepped as train.py steps them (``test_timm``'s check); x64 <= 1e-10 on the params after 3 epochs.
 
@@ -35,6 +35,7 @@ NAMES = {  # name: the train.py arguments besides SCHEDULE
     "adamwlegacy": dict(lr=1e-2, weight_decay=0.05, opt_args=dict(amsgrad=True)),
     "cadamw": dict(lr=1e-2, weight_decay=0.05, opt_args=dict(clipping_threshold=1.0)),
     "cadamc": dict(lr=1e-2, weight_decay=0.5),
+    "nadamlegacy": dict(lr=1e-2, weight_decay=1e-3, opt_args=dict(schedule_decay=8e-3)),
 }
 MUON_NAMES = {  # name: create_optimizer_v2's arguments
     "muon": dict(lr=1e-2, weight_decay=0.05),
@@ -143,6 +144,6 @@ def test_every_registry_name_is_twinned_or_refused_with_its_reason():
     names = set(list_optimizers())
     assert names - set(SUPPORTED) - set(UNAVAILABLE) <= OTHER_CHANGE
     assert set(UNAVAILABLE) <= names
-    for name in ("fusedlamb", "bnbadamw8bit", "radamlegacy"):
+    for name in ("fusedlamb", "bnbadamw8bit", "radamlegacy"):  # radamlegacy: see tests/optim/test_legacy.py
         with pytest.raises(ValueError, match=f"opt='{name}'.*(CUDA|not twinned)"):
             optimizer_info(name)

@@ -58,6 +58,7 @@ OPTIMIZERS = dict(
     mmpretrain_lamb=lambda: optim.mmpretrain_lamb(1e-2),
     mmpretrain_adan=lambda: optim.mmpretrain_adan(1e-2, max_grad_norm=1.0, no_prox=True, foreach=False),
     adamw_legacy=lambda: optim.adamw_legacy(1e-2, amsgrad=True, caution=True),
+    nadam_legacy=lambda: optim.nadam_legacy(weight_decay=1e-3),
     timm_muon=lambda: optim.timm_muon(1e-2, algo="adamuon", nesterov=True),
     single_device_muon=lambda: optax.multi_transform(  # matrices only
         {"muon": optim.single_device_muon(weight_decay=0.1), "other": optim.adamw()},
