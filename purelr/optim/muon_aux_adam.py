@@ -22,6 +22,7 @@ then five times ``A = X X^T; B = b A + (c A) A; X = a X + B X`` with ``(a, b, c)
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -183,8 +184,6 @@ def _labels(use_muon) -> Callable | Any:
     if not callable(use_muon):
         return jax.tree.map(bool, use_muon)
     try:
-        import inspect
-
         two = len(inspect.signature(use_muon).parameters) == 2
     except (TypeError, ValueError):
         two = False

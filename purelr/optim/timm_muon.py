@@ -94,11 +94,11 @@ class TimmMuonState(NamedTuple):
     exp_avg_sq: Any
 
 
-def ns_coefficients_list(value, steps: int) -> list[tuple[float, float, float]]:
+def ns_coefficients_list(value, steps: int) -> list[tuple[float, ...]]:
     """timm's ``resolve_ns_coefficients`` then its per-step sequence: a preset name, one triple or a
     list of triples, cut to ``steps`` or padded with its last triple."""
     if isinstance(value, str):
-        triples = COEFFICIENTS[validate.one_of("ns_coefficients", value, tuple(COEFFICIENTS))]
+        triples: list = COEFFICIENTS[validate.one_of("ns_coefficients", value, tuple(COEFFICIENTS))]
     else:
         value = list(value)
         single = len(value) == 3 and all(_is_real(v) for v in value)
@@ -108,8 +108,8 @@ def ns_coefficients_list(value, steps: int) -> list[tuple[float, float, float]]:
         for triple in triples:
             if isinstance(triple, (str, bytes)) or len(list(triple)) != 3 or not all(_is_real(v) for v in triple):
                 raise ValueError(f"Invalid ns_coefficients: {value!r} (each must be 3 real numbers, got {triple!r})")
-    triples = [tuple(float(v) for v in triple) for triple in triples]
-    return triples[:steps] + [triples[-1]] * max(0, steps - len(triples))
+    floats = [tuple(float(v) for v in triple) for triple in triples]
+    return floats[:steps] + [floats[-1]] * max(0, steps - len(floats))
 
 
 def _is_real(value) -> bool:

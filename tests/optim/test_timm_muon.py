@@ -120,7 +120,7 @@ CASES = {  # the four registry names, then more options
     "adamuon_none": _static(algo="adamuon", adjust_lr_fn=None, ns_coefficients="polar_express_safer", ns_steps=6),
     "muon_none": _static(adjust_lr_fn=None, ns_coefficients=[(3.0, -3.2, 1.2), (2.0, -1.5, 0.5)], ns_steps=4),
 }
-DEFAULT = ("muon", "nadamuon")
+DEFAULT = ("nadamuon",)
 CONFIGS = {"x64": 5, "f32": 3}  # per case; nightly: the other cases and 30 configurations each
 # float32: small steps keep W far from the targets, where Newton-Schulz is not fed rounding noise
 LR_RANGE = {"x64": (-3, -1.7), "f32": (-5, -4)}
