@@ -126,7 +126,7 @@ def test_muon_with_aux_adam_defaults_and_labels():
     by_tree = muon_with_aux_adam({"w": True, "b": False})
     by_predicate = muon_with_aux_adam(lambda path, p: p.ndim >= 2)
     by_function = muon_with_aux_adam(lambda params: jax.tree.map(lambda p: p.ndim >= 2, params))
-    results = [opt.update(grads, opt.init(params), params)[0] for opt in (by_tree, by_predicate, by_function)]
+    results = [jax.jit(opt.update)(grads, opt.init(params), params)[0] for opt in (by_tree, by_predicate, by_function)]
     for other in results[1:]:
         for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(other)):
             np.testing.assert_array_equal(a, b)
