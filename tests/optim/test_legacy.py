@@ -8,15 +8,7 @@ from timm.optim.nadam import NAdamLegacy
 
 from purelr.optim.nadam_legacy import nadam_legacy
 from tests.optim import torch_reference as ref
-
-
-def draw(rng):
-    return dict(
-        lr=ref.loguniform(rng, 1e-4, 1e-2),
-        betas=(rng.uniform(0.0, 0.95), rng.uniform(0.9, 0.9999)),
-        eps=float(rng.choice([1e-8, ref.loguniform(rng, 1e-10, 1e-3)])),
-        weight_decay=float(rng.choice([0.0, ref.loguniform(rng, 1e-4, 1e-1)])),
-    )
+from tests.optim.test_adam import draw
 
 
 def draw_nadam(rng):
