@@ -5,6 +5,9 @@ the problem of ``test_timm_muon`` (a quadratic with a moving target; its leaves:
 conv kernels for Muon, a bias and a 3 x 40 matrix for Adam). The distributed ``Muon`` /
 ``MuonWithAuxAdam`` step each parameter as the single-device classes (one rank per parameter, then
 an all-gather) and need torch.distributed: the single-device forms are the reference.
+
+Open (nightly, 30 configurations in x64): configuration 5 drifts apart on the 3-D leaf (0.45):
+not yet understood (the batched Newton-Schulz itself is bit-equal, test_newtonschulz5_is_the_author_s).
 """
 
 import jax
