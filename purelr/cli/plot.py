@@ -64,7 +64,7 @@ def draw(
     quantities = list(dict.fromkeys(q for _, q in curves.values))
     figure, axes = plt.subplots(len(quantities), 1, sharex=True, squeeze=False, figsize=(10, 3.4 * len(quantities)))
     by_epoch = by == "epoch" and curves.epoch_len
-    scale = curves.epoch_len if by_epoch else 1
+    scale = curves.epoch_len if by == "epoch" and curves.epoch_len else 1
     x = curves.steps / scale
     for ax, quantity in zip(axes[:, 0], quantities):
         for (group, q), values in curves.values.items():

@@ -36,7 +36,7 @@ CONSTRUCTOR_ONLY = {adagrad: ("initial_accumulator_value",)}
 
 
 class DelayedState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     inner_state: Any
 
 
@@ -125,7 +125,7 @@ def param_groups(
     (``CONSTRUCTOR_ONLY``).
     """
     names = dotted_names(params)
-    owner = [None] * len(names)
+    owner: list[str | None] = [None] * len(names)
     transforms = {}
     for i, group in enumerate(groups):
         if not isinstance(group, Mapping) or "params" not in group:

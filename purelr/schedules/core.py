@@ -22,6 +22,8 @@ from purelr.schedules import validate
 
 Array = jax.Array
 Scalar = Union[float, int, Array]
+Values = Union[Scalar, np.ndarray, Sequence]
+"""What ``as_steps`` / ``as_values`` coerce: a number, an array, or a (nested) sequence of numbers."""
 Schedule = Callable[[Scalar], Array]
 """A pure function from a step (an integer or an integer array) to a value of the same shape."""
 
@@ -38,15 +40,15 @@ def float_dtype():
     return jax.dtypes.canonicalize_dtype(jnp.float64)
 
 
-def as_steps(step: Scalar) -> Array:
+def as_steps(step: Values) -> Array:
     """Coerces a step or an array of steps to the integer step dtype (floats are floored)."""
-    step = jnp.asarray(step)
-    if jnp.issubdtype(step.dtype, jnp.floating):
-        step = jnp.floor(step)
-    return step.astype(int_dtype())
+    steps = jnp.asarray(step)
+    if jnp.issubdtype(steps.dtype, jnp.floating):
+        steps = jnp.floor(steps)
+    return steps.astype(int_dtype())
 
 
-def as_values(value: Scalar) -> Array:
+def as_values(value: Values) -> Array:
     """Coerces a value to the float value dtype."""
     return jnp.asarray(value, dtype=float_dtype())
 

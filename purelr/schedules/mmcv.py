@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Callable, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax.numpy as jnp
 
@@ -138,12 +138,10 @@ def _step(cfg: _Cfg, base: float, progress: _Progress, *, gamma: float, floor_ke
         milestones = validate.step_list(f"{cfg.name}.step", step, strictly=False)
         if milestones and milestones[0] == 0:
             raise ValueError(f"{cfg.name}.step must be positive, got {step!r}")
-        count = functools.partial(count_reached, milestones=milestones)
+        count: Callable[[Any], Any] = functools.partial(count_reached, milestones=milestones)
     else:
         size = validate.positive_int(f"{cfg.name}.step", step)
-
-        def count(p):
-            return p // size
+        count = lambda p: p // size  # noqa: E731
 
     def regular(p):
         value = base * integer_power(gamma, count(p))
