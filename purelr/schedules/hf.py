@@ -63,7 +63,7 @@ def _with_warmup(base_lr, num_warmup_steps: int, after) -> core.Schedule:
         warm = core.fraction(t, max(1, num_warmup_steps))
         return base_lr * jnp.where(t < num_warmup_steps, warm, core.as_values(after(t)))
 
-    return schedule
+    return core.with_phases(schedule, [(num_warmup_steps, "warmup ends")] if num_warmup_steps else [])
 
 
 def get_constant_schedule(base_lr: float) -> core.Schedule:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from purelr.schedules import core, validate
 from purelr.schedules import mmengine_rules as rules
-from purelr.schedules.core import MAX_STEP, as_steps, as_values
+from purelr.schedules.core import MAX_STEP, as_steps, as_values, with_phases
 
 INF = 10**9
 """MMEngine's default ``end`` when the train loop sets none."""
@@ -466,4 +466,11 @@ def param_scheduler(
             result = value if result is None else jnp.where(k >= low, value, result)
         return result
 
-    return schedule
+    listed = [cfgs] if isinstance(cfgs, dict) else list(cfgs)
+    phases = []
+    for e in entries:
+        kind = str(listed[e.index].get("type", "scheduler")) if e.index < len(listed) else "scheduler"
+        phases += [(e.first, f"{kind} begins")] if e.first > 0 else []
+        phases += [(e.stop * e.unit, f"{kind} ends")] if e.stop < MAX_STEP // e.unit else []
+        phases += [((e.begin + m) * e.unit, f"{kind} milestone") for m in e.rule.marks if 0 < m < e.stop - e.begin]
+    return with_phases(schedule, [(step, what) for step, what in phases if step <= MAX_STEP])

@@ -475,4 +475,12 @@ def create_scheduler_v2(
         t = update // updates_per_epoch if step_on_epochs else update
         return jnp.where(t == 0, core.as_values(first), curve(t))
 
-    return schedule
+    marks = [(warmup_t, "warmup ends")] if warmup_t else []
+    if sched == "multistep":
+        marks += [(m, f"decay by {decay_rate:g}") for m in milestones]
+    elif sched == "step" and decay_t > 0:
+        first_decay = warmup_t if warmup_prefix else 0
+        decays = [first_decay + decay_t * i for i in range(1, 65)]
+        marks += [(m, f"decay by {decay_rate:g}") for m in decays if m < t_initial]
+    unit = updates_per_epoch if step_on_epochs else 1
+    return core.with_phases(schedule, [(math.ceil(t) * unit, what) for t, what in marks])
