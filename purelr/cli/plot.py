@@ -144,7 +144,8 @@ def draw(
     color = dict(zip(groups, colors))
     figure = plt.figure(figsize=(12, 1.2 + 3.2 * len(quantities)))
     grid = figure.add_gridspec(len(quantities), 2 if warmup else 1, width_ratios=[1, 3] if warmup else [1])
-    axes = []
+    axes: list = []
+    phases = curves.phases or {}
     for row, quantity in enumerate(quantities):
         ax = figure.add_subplot(grid[row, 1 if warmup and row == 0 else 0 :], sharex=axes[0] if axes else None)
         axes.append(ax)
@@ -160,10 +161,10 @@ def draw(
         end = min(total, 2 * warmup + 1)
         _panel(zoom, curves, overlay, "lr", x, color, slice(0, end))
         zoom.axvline(warmup / scale, color="0.7", linestyle="--", linewidth=0.8)
-        zoom.set_title(f"first {end} iterations: {curves.phases[warmup]} at {warmup}", fontsize=8)
-    for step in phase_steps if curves.phases and len(phase_steps) <= 8 else []:
+        zoom.set_title(f"first {end} iterations: {phases[warmup]} at {warmup}", fontsize=8)
+    for step in phase_steps if phases and len(phase_steps) <= 8 else []:
         axes[0].annotate(
-            curves.phases[step], (step / scale, 1.0), xycoords=("data", "axes fraction"), rotation=90,
+            phases[step], (step / scale, 1.0), xycoords=("data", "axes fraction"), rotation=90,
             fontsize=6.5, color="0.35", ha="right", va="top",
         )  # fmt: skip
     if curves.epoch_len and not epoch_len:

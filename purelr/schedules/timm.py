@@ -475,7 +475,7 @@ def create_scheduler_v2(
         t = update // updates_per_epoch if step_on_epochs else update
         return jnp.where(t == 0, core.as_values(first), curve(t))
 
-    marks = [(warmup_t, "warmup ends")] if warmup_t else []
+    marks: list[tuple[float, str]] = [(warmup_t, "warmup ends")] if warmup_t else []
     if sched == "multistep":
         marks += [(m, f"decay by {decay_rate:g}") for m in milestones]
     elif sched == "step" and decay_t > 0:
