@@ -62,7 +62,7 @@ def _held(name: str, kinds: dict, ndim: int, custom_keys) -> str:
     kind = kinds.get(module)
     key = next((key for key in sorted(custom_keys, key=len, reverse=True) if key and key in name), None)
     if key is not None:
-        return repr(key)
+        return key.strip(".")
     if kind in ("norm", "dwconv"):
         return {"norm": "norm", "dwconv": "depth-wise conv"}[kind]
     return "bias" if leaf == "bias" else "1-D" if ndim <= 1 else "weights"
