@@ -33,8 +33,10 @@ def marks(curves: Curves) -> list[int]:
 
 
 def name(curves: Curves, group: str) -> str:
-    """The group's readable name (what it holds), or its label."""
-    return (curves.names or {}).get(group, group)
+    """The group's readable name (what it holds): ``all params`` for a config's only group, else
+    its label."""
+    single = len({g for g, _ in curves.values}) == 1
+    return (curves.names or {}).get(group, "all params" if single else group)
 
 
 def changing(curves: Curves) -> list[str]:
