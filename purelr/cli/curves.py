@@ -291,13 +291,19 @@ def detectron2_curves(solver_cfg, *, params=None, module_kinds=None, world_size=
     from purelr.recipes import detectron2
 
     solver = detectron2.solver_of(solver_cfg, world_size)
-    steps = jnp.arange(solver["MAX_ITER"])
+    total = solver["MAX_ITER"]
+    steps = jnp.arange(total)
     curves = detectron2.lr_curves(solver, params, module_kinds)
+    # The solver's structure: fvcore's schedulers mark no phases of their own.
+    phases = {solver["WARMUP_ITERS"]: f"{solver['WARMUP_METHOD']} warmup ends"} if solver["WARMUP_ITERS"] else {}
+    if solver["LR_SCHEDULER_NAME"] == "WarmupMultiStepLR":
+        phases.update({step: f"decay by {solver['GAMMA']:g}" for step in solver["STEPS"]})
     return Curves(
-        np.arange(solver["MAX_ITER"]),
+        np.arange(total),
         None,
         {(label, "lr"): _curve(schedule, steps) for label, (_, schedule) in curves.items()},
         {label: base for label, (base, _) in curves.items()},
+        phases={step: what for step, what in sorted(phases.items()) if 0 < step < total},
     )
 
 
