@@ -4,7 +4,7 @@ The picture has one panel per quantity that changes (lr, momentum / beta1, weigh
 the constant ones are listed in the title. The lr axis is logarithmic when the curve spans more
 than two decades. A warmup shorter than a tenth of the run gets a panel of its own, zoomed on it.
 Phase boundaries come from the schedules' structure (``Curves.phases``); a config whose schedules
-do not mark them (fvcore, DeepSpeed) shows the sampled breakpoints instead (``breakpoints``).
+do not mark them (DeepSpeed) shows the sampled breakpoints instead (``breakpoints``).
 """
 
 from __future__ import annotations
