@@ -18,7 +18,7 @@ its scaled sum is one rounding of the float32 result). ``adjusted_lr`` is ``lr *
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +38,7 @@ class MuonState(NamedTuple):
     """``count`` updates done; ``hyperparams`` in force at the last one (``lr``,
     ``weight_decay``, ``momentum``); torch's ``momentum_buffer`` per leaf."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict
     momentum_buffer: optax.Updates
 
@@ -174,7 +174,7 @@ def muon(
             return p * decay.astype(p.dtype) - step * o - p, buf
 
         out = jax.tree.map(leaf, updates, params, state.momentum_buffer)
-        treedef = jax.tree.structure(updates)
+        treedef: Any = jax.tree.structure(updates)  # jax types PyTreeDef as a bare alias
         new_updates, buffers = (treedef.unflatten(parts) for parts in zip(*treedef.flatten_up_to(out)))
         return new_updates, MuonState(state.count + 1, values, buffers)
 

@@ -254,7 +254,7 @@ TRAIN_PY = "timm 1.0.29.dev0 (huggingface/pytorch-image-models@aa4b5850)"
 # train.py's argparse defaults (TRAIN_PY's train.py; the timm 1.0.31 wheel and sdist ship no train.py)
 # of the arguments that set the optimizer, the lr schedule and its scaling, clipping, accumulation
 # and model EMA.
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "opt": "sgd",
     "opt_eps": None,
     "opt_betas": None,
@@ -525,7 +525,8 @@ def layer_map_from_matcher(params, group_matcher: Mapping[str, Any]) -> dict[str
     grouping = collections.defaultdict(list)
     for name in dotted_names(params):
         grouping[key(name)].append(name)
-    layers, layer = {}, -1
+    layers: dict[str, int] = {}
+    layer = -1
     for group in sorted(grouping):
         if layer < 0 or group[-1] != MATCH_PREV_GROUP:
             layer += 1
