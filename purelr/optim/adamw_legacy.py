@@ -15,7 +15,7 @@ from purelr.schedules.core import resolve
 
 
 class AdamWLegacyState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     exp_avg: Any
     exp_avg_sq: Any

@@ -37,13 +37,13 @@ from purelr.schedules.core import resolve
 
 
 class SingleDeviceMuonState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     momentum_buffer: Any
 
 
 class AuxAdamState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     exp_avg: Any
     exp_avg_sq: Any

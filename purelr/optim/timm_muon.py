@@ -88,7 +88,7 @@ class TimmMuonState(NamedTuple):
     Muon); in ``timm_muon``'s ``optax.multi_transform`` state under ``"muon"``, the fallback's
     (``AdamWLegacyState`` / ``NAdamWState``) under ``"fallback"``."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     momentum_buffer: Any
     exp_avg_sq: Any
@@ -225,14 +225,14 @@ def _layout(params, layout: str, inverse: bool = False):
         return tuple(int(i) for i in np.argsort(perm)) if inverse else perm
 
     perms = jax.tree_util.tree_map_with_path(permutation, params, is_leaf=base._is_masked)
-    flat_perms = jax.tree.structure(params, is_leaf=base._is_masked).flatten_up_to(perms)
+    flat_perms = jax.tree.structure(params, is_leaf=base._is_masked).flatten_up_to(perms)  # type: ignore[attr-defined]
 
     def apply(tree):
         if tree is None or layout != "flax":
             return tree
         treedef = jax.tree.structure(params, is_leaf=base._is_masked)
-        leaves = treedef.flatten_up_to(tree)
-        return treedef.unflatten(
+        leaves = treedef.flatten_up_to(tree)  # type: ignore[attr-defined]
+        return treedef.unflatten(  # type: ignore[attr-defined]
             [
                 x if perm is None or x is None or base._is_masked(x) else jnp.transpose(x, perm)
                 for x, perm in zip(leaves, flat_perms)
