@@ -49,6 +49,6 @@ def _exec_module(module):
     module.__spec__ = _SPECS[module.__name__]
 
 
-_SPECS = {}
+_SPECS: dict[str, importlib.machinery.ModuleSpec | None] = {}
 _LOADER = types.SimpleNamespace(create_module=_create_module, exec_module=_exec_module)
 FINDER = types.SimpleNamespace(find_spec=_find_spec)

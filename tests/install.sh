@@ -30,6 +30,8 @@ step "lion-pytorch 0.2.5 and heavyball 3.2.1 without their dependencies (torch s
 python -m pip install -q --no-deps lion-pytorch==0.2.5 heavyball==3.2.1
 step "prodigyopt 1.1.2 and dadaptation 3.2 without their dependencies (pure Python over torch)"
 python -m pip install -q --no-deps prodigyopt==1.1.2 dadaptation==3.2
+step "muon-optimizer 0.1.0 without its dependencies (Keller Jordan's muon.py, module muon)"
+python -m pip install -q --no-deps muon-optimizer==0.1.0
 if python -c "import importlib.metadata as m; assert m.version('mmcv') == '1.7.2'" 2>/dev/null; then
   step "mmcv 1.7.2 already installed"
 else

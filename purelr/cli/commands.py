@@ -127,7 +127,14 @@ def parser() -> argparse.ArgumentParser:
     plot.add_argument("-o", "--output", default="lr.png", help="the PNG to write (default lr.png)")
     plot.add_argument("--csv", help="also write every value to this CSV file")
     plot.add_argument("--by", choices=("iter", "epoch"), default="iter", help="x axis unit")
-    plot.add_argument("--log", action="store_true", help="logarithmic lr axis")
+    scale = plot.add_mutually_exclusive_group()
+    scale.add_argument(
+        "--log",
+        action="store_const",
+        const=True,
+        help="logarithmic lr axis (default: when the lr spans more than two decades)",
+    )
+    scale.add_argument("--linear", dest="log", action="store_const", const=False, help="linear lr axis")
     plot.add_argument(
         "--model",
         help="module:factory giving params (or (params, module_kinds)) to group instead of the built-in example tree",

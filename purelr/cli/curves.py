@@ -7,7 +7,7 @@ original runner sets for that iteration), computed with one ``jit(vmap)`` per cu
 Groups come from ``paramwise_cfg``, applied to an example parameter tree that has a leaf for every
 rule (a conv kernel and bias, a norm layer, a depth-wise conv, a 1-D leaf, and a leaf named after
 each custom key), or to the user's own ``(params, module_kinds)``. Groups are named by their rule
-(``default``, ``lr_mult=0.1``, ...).
+(``default``, ``lr_mult=0.1``, ...); ``names`` says what each holds (``bias (lr x2)``).
 """
 
 from __future__ import annotations
@@ -19,23 +19,64 @@ import jax.numpy as jnp
 import numpy as np
 
 from purelr.params import paramwise
+from purelr.params.module_kinds import dotted_names
 from purelr.recipes import registry
 from purelr.recipes.build import read_recipe
 from purelr.recipes.config import load_config
 from purelr.recipes.recipe import labels_of
 from purelr.schedules import validate
+from purelr.schedules.core import phases_of
 
 
 class Curves(NamedTuple):
     """Curves of one config: ``values[(group, quantity)]`` over ``steps`` (iterations), each
     group's base lr (the config's lr times the group's ``lr_mult``), and the base value of every
-    other curve where it has one (``starts[(group, "weight_decay")]``: the group's weight decay)."""
+    other curve where it has one (``starts[(group, "weight_decay")]``: the group's weight decay).
+    ``phases``: ``{iteration: what begins there}`` from the schedules' own structure
+    (``purelr.schedules.core.phases_of``); ``names``: each group's readable name;
+    ``constants``: hyperparameters no schedule drives, ``{(group, name): value}``."""
 
     steps: np.ndarray
     epoch_len: int | None
     values: dict
     bases: dict
     starts: dict | None = None
+    phases: dict | None = None
+    names: dict | None = None
+    constants: dict | None = None
+
+
+def _phases(schedules, total: int) -> dict:
+    """``{iteration: what}`` of the phase boundaries of ``schedules`` inside ``(0, total)``."""
+    found: dict = {}
+    for schedule in schedules:
+        for step, what in phases_of(schedule):
+            if 0 < step < total and what not in found.get(step, ""):
+                found[step] = f"{found[step]}; {what}" if step in found else what
+    return dict(sorted(found.items()))
+
+
+def _held(name: str, kinds: dict, ndim: int, custom_keys) -> str:
+    """What kind of parameter the leaf ``name`` is, for a group's name."""
+    module, _, leaf = name.rpartition(".")
+    kind = kinds.get(module)
+    key = next((key for key in sorted(custom_keys, key=len, reverse=True) if key and key in name), None)
+    if key is not None:
+        return key.strip(".")
+    if kind in ("norm", "dwconv"):
+        return {"norm": "norm", "dwconv": "depth-wise conv"}[kind]
+    return "bias" if leaf == "bias" else "1-D" if ndim <= 1 else "weights"
+
+
+def group_name(setting: paramwise.ParamSetting, held) -> str:
+    """``bias (lr x2, no decay)``: what a group holds, then how its setting differs."""
+    scale = setting.lr_mult * setting.lr_scale
+    notes = [] if scale == 1 else [f"lr x{scale:.3g}"]
+    if setting.decay_mult != 1:
+        notes.append("no decay" if setting.decay_mult == 0 else f"decay x{setting.decay_mult:.3g}")
+    notes += [f"{k}={v}" for k, v in setting.options]
+    what = ", ".join(sorted(set(held))) or "params"
+    return f"{what} ({', '.join(notes)})" if notes else what
 
 
 def example_params(paramwise_cfg: dict):
@@ -127,12 +168,17 @@ def config_curves(
     if params is None:  # a registered constructor may say which tree shows its groups
         constructor = registry.registered("constructor").get(recipe.constructor)
         params, module_kinds = getattr(constructor, "example_params", example_params)(recipe.paramwise_cfg)
-    _, settings = labels_of(recipe, params, module_kinds, None)
+    labels, settings = labels_of(recipe, params, module_kinds, None)
+    custom_keys = (recipe.paramwise_cfg or {}).get("custom_keys", {})
+    held: dict = {}
+    for name, label, leaf in zip(dotted_names(params), jax.tree.leaves(labels), jax.tree.leaves(params)):
+        held.setdefault(label, []).append(_held(name, module_kinds or {}, np.ndim(leaf), custom_keys))
+    built: list = []
     steps = jnp.arange(total)
     hyperparams = dict(recipe.hyperparams)
     momentum = hyperparams.get("momentum", (hyperparams.get("betas") or (None,))[0])
     others = [name for name in recipe.schedules if name not in ("lr", "momentum")]
-    values, bases, starts = {}, {}, {}
+    values, bases, starts, constants = {}, {}, {}, {}
     for label, setting in settings.items():
         if setting.frozen:
             continue
@@ -140,13 +186,18 @@ def config_curves(
             setting, paramwise.group_hyperparams(setting, **hyperparams), recipe.schedules, recipe.fixed_lr
         )
         bases[label] = group["lr"]
-        values[(label, "lr")] = _evaluate(schedules.get("lr"), group["lr"], steps) * setting.lr_scale
+        values[(label, "lr")] = _evaluate(schedules.get("lr"), group["lr"], steps, built) * setting.lr_scale
         if momentum is not None:
-            values[(label, "momentum")] = _evaluate(recipe.schedules.get("momentum"), momentum, steps)
+            values[(label, "momentum")] = _evaluate(recipe.schedules.get("momentum"), momentum, steps, built)
         for name in others:
             starts[(label, name)] = group[name]
-            values[(label, name)] = _evaluate(recipe.schedules[name], group[name], steps)
-    return Curves(np.arange(total), epoch_len, values, bases, starts)
+            values[(label, name)] = _evaluate(recipe.schedules[name], group[name], steps, built)
+        if "weight_decay" not in others and group.get("weight_decay") is not None:
+            constants[(label, "weight_decay")] = float(group["weight_decay"])
+    names = {label: group_name(settings[label], held.get(label, ())) for label in bases}
+    if len(names) == 1:
+        names = {label: "all params" for label in names}
+    return Curves(np.arange(total), epoch_len, values, bases, starts, _phases(built, total), names, constants)
 
 
 def timm_curves(args: dict, *, epoch_len=None, params=None, world_size=None) -> Curves:
@@ -173,11 +224,12 @@ def timm_curves(args: dict, *, epoch_len=None, params=None, world_size=None) -> 
             lr, updates_per_epoch=updates_per_epoch, **timm_lib.scheduler_kwargs(args)
         )
         curve = _curve(schedule, steps)
+    phases = {} if args["sched"] is None else _phases([schedule], total)
     scales = {"default": 1.0}
     if args["layer_decay"] is not None:
         matcher = args["group_matcher"]
         if params is None:
-            params, matcher = timm_lib.model_layers(args["model"]) or (None, None)
+            params, matcher = timm_lib.model_layers(args.get("model")) or (None, None)
             matcher = args["group_matcher"] or matcher
         if params is None or matcher is None:
             raise ValueError(
@@ -188,12 +240,26 @@ def timm_curves(args: dict, *, epoch_len=None, params=None, world_size=None) -> 
             )
         layer_map = timm_lib.layer_map_from_matcher(params, matcher)
         _, settings = paramwise_timm.param_groups_layer_decay(params, layer_map, layer_decay=args["layer_decay"])
-        scales = {label: setting.lr_scale for label, setting in settings.items() if not setting.frozen}
+        kept = [label for label, setting in settings.items() if not setting.frozen]
+        order = sorted(
+            kept, key=lambda label: (len(label.split("_")[1]), label) if label.startswith("layer_") else (0, label)
+        )
+        scales = {label: settings[label].lr_scale for label in order}
+    layers = {label: label.split("_")[1] for label in scales if label.startswith("layer_")}
+    names = {
+        label: f"layer {layers[label]} (lr x{scale:.3g}{', no decay' if label.endswith('no_decay') else ''})"
+        if label in layers
+        else label
+        for label, scale in scales.items()
+    }
     return Curves(
         np.arange(total),
         updates_per_epoch,
         {(label, "lr"): curve * scale for label, scale in scales.items()},
         {label: lr * scale for label, scale in scales.items()},
+        phases=phases,
+        names=names,
+        constants={("default", "weight_decay"): float(args["weight_decay"])} if "weight_decay" in args else None,
     )
 
 
@@ -211,7 +277,11 @@ def hf_curves(args: dict, *, epoch_len=None) -> Curves:
     accumulation = validate.positive_int("hf.gradient_accumulation_steps", args["gradient_accumulation_steps"])
     updates_per_epoch = None if epoch_len is None else max(-(-epoch_len // accumulation), 1)
     return Curves(
-        np.arange(total), updates_per_epoch, {("default", "lr"): curve}, {"default": float(args["learning_rate"])}
+        np.arange(total),
+        updates_per_epoch,
+        {("default", "lr"): curve},
+        {"default": float(args["learning_rate"])},
+        phases=_phases([schedule], total),
     )
 
 
@@ -221,13 +291,19 @@ def detectron2_curves(solver_cfg, *, params=None, module_kinds=None, world_size=
     from purelr.recipes import detectron2
 
     solver = detectron2.solver_of(solver_cfg, world_size)
-    steps = jnp.arange(solver["MAX_ITER"])
+    total = solver["MAX_ITER"]
+    steps = jnp.arange(total)
     curves = detectron2.lr_curves(solver, params, module_kinds)
+    # The solver's structure: fvcore's schedulers mark no phases of their own.
+    phases = {solver["WARMUP_ITERS"]: f"{solver['WARMUP_METHOD']} warmup ends"} if solver["WARMUP_ITERS"] else {}
+    if solver["LR_SCHEDULER_NAME"] == "WarmupMultiStepLR":
+        phases.update({step: f"decay by {solver['GAMMA']:g}" for step in solver["STEPS"]})
     return Curves(
-        np.arange(solver["MAX_ITER"]),
+        np.arange(total),
         None,
         {(label, "lr"): _curve(schedule, steps) for label, (_, schedule) in curves.items()},
         {label: base for label, (base, _) in curves.items()},
+        phases={step: what for step, what in sorted(phases.items()) if 0 < step < total},
     )
 
 
@@ -248,7 +324,10 @@ def _curve(schedule, steps) -> np.ndarray:
     return np.asarray(jax.jit(jax.vmap(schedule))(steps), dtype=np.float64)
 
 
-def _evaluate(factory, base, steps) -> np.ndarray:
+def _evaluate(factory, base, steps, built: list) -> np.ndarray:
+    """``factory(base)`` at every step (``base`` where there is no factory); the schedule is
+    appended to ``built``."""
     if factory is None:
         return np.full(steps.shape, float(base))
-    return _curve(factory(base), steps)
+    built.append(factory(base))
+    return _curve(built[-1], steps)

@@ -3,6 +3,7 @@
 # against flax dotted names): patch embedding and tokens form layer 0, block i layer i + 1, the
 # final norm joins the last block, the head comes last.
 timm = dict(
+    model="vit_base_patch16_224",
     opt="adamw",
     lr=5e-4,
     weight_decay=0.05,

@@ -17,6 +17,7 @@ from purelr.optim.adam_low_bit import adam_4bit, adam_8bit, adam_fp8, adamw_4bit
 from purelr.optim.adamax import adamax
 from purelr.optim.adamp import adamp
 from purelr.optim.adamw import adamw
+from purelr.optim.adamw_legacy import adamw_legacy
 from purelr.optim.adan import adan
 from purelr.optim.adopt import adopt
 from purelr.optim.asgd import asgd
@@ -41,7 +42,9 @@ from purelr.optim.lookahead import lookahead
 from purelr.optim.madgrad import madgrad
 from purelr.optim.mars import mars
 from purelr.optim.muon import muon
+from purelr.optim.muon_aux_adam import muon_with_aux_adam, single_device_muon
 from purelr.optim.nadam import nadam
+from purelr.optim.nadam_legacy import nadam_legacy
 from purelr.optim.nadamw import nadamw
 from purelr.optim.novograd import novograd
 from purelr.optim.openmmlab import mmpretrain_adan, mmpretrain_lamb, mmpretrain_lars
@@ -56,6 +59,7 @@ from purelr.optim.sgdw import sgdw
 from purelr.optim.skip import skip_nonfinite
 from purelr.optim.soap import soap
 from purelr.optim.timm_adafactor import timm_adafactor
+from purelr.optim.timm_muon import timm_muon
 
 __all__ = [
     "adadelta",
@@ -86,3 +90,10 @@ __all__ += ["adam_4bit", "adam_8bit", "adam_fp8", "adamw_4bit", "adamw_8bit", "a
 __all__ += ["soap"]  # heavyball's
 __all__ += ["adafactor_big_vision", "adahessian", "kron"]  # timm's (issue 21)
 __all__ += ["dadapt_adagrad", "dadapt_adam", "dadapt_adan", "dadapt_lion", "dadapt_sgd", "prodigy"]  # global d estimate
+__all__ += [
+    "adamw_legacy",
+    "nadam_legacy",
+    "timm_muon",
+    "muon_with_aux_adam",
+    "single_device_muon",
+]  # timm's legacy names and Muon

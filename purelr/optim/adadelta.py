@@ -14,7 +14,7 @@ from purelr.schedules.core import resolve
 
 
 class AdadeltaState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     square_avg: Any
     acc_delta: Any

@@ -23,7 +23,7 @@ row/column means are formed as torch forms them (a 2-norm, squared, divided by t
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,7 +39,7 @@ class AdafactorState(NamedTuple):
     two or more dimensions and ``variance`` of the others (a leaf's unused entries are empty
     arrays of shape ``(0,)``)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict
     row_var: optax.Updates
     col_var: optax.Updates
@@ -143,7 +143,7 @@ def adafactor(
             return new_p - p, row_var, col_var, variance
 
         out = jax.tree.map(leaf, updates, params, state.row_var, state.col_var, state.variance)
-        treedef = jax.tree.structure(updates)
+        treedef: Any = jax.tree.structure(updates)  # jax types PyTreeDef as a bare alias
         new_updates, row_var, col_var, variance = (
             treedef.unflatten(parts) for parts in zip(*treedef.flatten_up_to(out))
         )

@@ -21,7 +21,7 @@ MOMENTUM_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": 
 class AdafactorBigVisionState(NamedTuple):
     """Buffers named as timm's ``state[p]`` keys; a leaf's unused ones are empty, shape ``(0,)``."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     exp_avg_sq_r: Any
     exp_avg_sq_c: Any

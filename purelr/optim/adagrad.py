@@ -13,7 +13,7 @@ from purelr.optim.hyperparams import check
 
 
 class AdagradState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     sum: Any
 

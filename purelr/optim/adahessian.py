@@ -24,7 +24,7 @@ from purelr.schedules.core import resolve
 
 
 class AdahessianState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     exp_avg: Any
     exp_hessian_diag_sq: Any
@@ -151,5 +151,6 @@ def draw(key, params, n_samples: int) -> list:
     leaves, treedef = jax.tree.flatten(params)
     keys = jax.random.split(key, (n_samples, len(leaves)))
     return [
-        treedef.unflatten([jax.random.rademacher(k, p.shape, p.dtype) for k, p in zip(row, leaves)]) for row in keys
+        treedef.unflatten([jax.random.rademacher(k, p.shape, p.dtype) for k, p in zip(row, leaves)])  # type: ignore[attr-defined]
+        for row in keys
     ]

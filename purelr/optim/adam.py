@@ -13,7 +13,7 @@ from purelr.schedules.core import resolve
 
 
 class AdamState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     exp_avg: Any
     exp_avg_sq: Any

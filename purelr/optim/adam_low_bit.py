@@ -35,7 +35,7 @@ from purelr.schedules.core import divided, resolve
 
 
 class LowBitAdamState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     exp_avg: Any
     exp_avg_sq: Any
@@ -131,15 +131,15 @@ def _low_bit_adam(fmt, lr, betas, eps, weight_decay, amsgrad, *, block_size, sto
             return update, *moments, None if vmax is None else store(vmax, vmax_old, False)
 
         treedef = jax.tree.structure(grads, is_leaf=base._is_masked)
-        columns = [treedef.flatten_up_to(tree) for tree in (grads, params, state.exp_avg, state.exp_avg_sq)]
+        columns = [treedef.flatten_up_to(tree) for tree in (grads, params, state.exp_avg, state.exp_avg_sq)]  # type: ignore[attr-defined]
         columns.append(
-            [None] * treedef.num_leaves if state.max_exp_avg_sq is None else treedef.flatten_up_to(state.max_exp_avg_sq)
+            [None] * treedef.num_leaves if state.max_exp_avg_sq is None else treedef.flatten_up_to(state.max_exp_avg_sq)  # type: ignore[attr-defined]
         )
         rows = [
             (row[0], None, None, None) if base._is_masked(row[0]) else leaf(i, *row)
             for i, row in enumerate(zip(*columns))
         ]
-        updates, exp_avg, exp_avg_sq, max_exp_avg_sq = (treedef.unflatten(list(column)) for column in zip(*rows))
+        updates, exp_avg, exp_avg_sq, max_exp_avg_sq = (treedef.unflatten(list(column)) for column in zip(*rows))  # type: ignore[attr-defined]
         return updates, LowBitAdamState(
             count=optax.safe_int32_increment(state.count),
             hyperparams=hp,

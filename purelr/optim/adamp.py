@@ -19,7 +19,7 @@ LAYOUTS = ("torch", "flax")
 
 
 class AdamPState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     exp_avg: Any
     exp_avg_sq: Any
@@ -99,7 +99,7 @@ def adamp(
 def projected_updates(params, grads, perturbs, hp, *, step_size, decay, caution: bool, layout: str):
     """Per leaf: ``perturb, ratio = projection(...)``, then the update of
     ``param *= 1 - decay * ratio`` (``decay=None``: none) and ``param -= step_size * perturb``."""
-    treedef = jax.tree.structure(params, is_leaf=_is_masked)
+    treedef: Any = jax.tree.structure(params, is_leaf=_is_masked)  # jax types PyTreeDef as a bare alias
     paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(params, is_leaf=_is_masked)[0]]
     updates = []
     for path, p, g, d in zip(

@@ -17,7 +17,7 @@ from purelr.schedules.core import resolve
 
 
 class AdanState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     exp_avg: Any
     exp_avg_sq: Any

@@ -13,7 +13,7 @@ from purelr.optim.hyperparams import check
 
 
 class ASGDState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     eta: jax.Array  # scalars (torch keeps one per parameter, all equal)
     mu: jax.Array

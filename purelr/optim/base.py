@@ -10,7 +10,7 @@ does not keep for the chosen flags is ``None``.
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -58,7 +58,7 @@ def leafwise(fn: Callable, grads, *trees):
     With XLA:CPU's multi-output fusion on, the outputs are computed in sibling form
     (``purelr.optim.fusion``).
     """
-    treedef = jax.tree.structure(grads, is_leaf=_is_masked)
+    treedef: Any = jax.tree.structure(grads, is_leaf=_is_masked)  # jax types PyTreeDef as a bare alias
     columns = [[None] * treedef.num_leaves if tree is None else treedef.flatten_up_to(tree) for tree in trees]
     flat_grads = treedef.flatten_up_to(grads)
     outputs = {

@@ -5,6 +5,8 @@ the decay follows the schedule's square."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from purelr.optim import hyperparams as hp_lib
 
 
@@ -30,6 +32,6 @@ def snapshot(lr, corrected_weight_decay: bool, max_lr_snapshot) -> dict:
     return {"max_lr_snapshot": max_lr_snapshot}
 
 
-def decay_scale(hp) -> object:
+def decay_scale(hp) -> Any:
     """timm's ``wd_scale``: ``lr ** 2 / max_lr_snapshot`` with a snapshot in force, else ``lr``."""
     return hp["lr"] ** 2 / hp["max_lr_snapshot"] if "max_lr_snapshot" in hp else hp["lr"]

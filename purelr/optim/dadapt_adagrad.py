@@ -15,7 +15,7 @@ from purelr.optim import global_groups as gg
 
 
 class DAdaptAdaGradState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, Any]
     k: jax.Array
     d: jax.Array

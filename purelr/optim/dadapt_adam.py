@@ -15,7 +15,7 @@ from purelr.optim import global_groups as gg
 
 
 class DAdaptAdamState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, Any]
     k: jax.Array
     d: jax.Array
@@ -112,7 +112,7 @@ def dadapt_adam(
                 sk_l1.append(r * jnp.sum(jnp.abs(s)))
             columns.append((m, v, s))
         numerator_weighted = sqrt_beta2 * state.numerator_weighted + (1 - sqrt_beta2) * gg.total(numerators)
-        sk_l1 = gg.total(sk_l1)
+        sk_l1 = gg.total(sk_l1)  # type: ignore[assignment]
         skip = sk_l1 == 0
         d_hat = numerator_weighted / ((1 - sqrt_beta2) * sk_l1)
         d_new = jnp.where(gg.largest_lr(hp, active) > 0, gg.d_step(d, d_hat, hp["growth_rate"]), d)

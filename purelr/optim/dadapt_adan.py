@@ -15,7 +15,7 @@ from purelr.optim import hyperparams as hp_lib
 
 
 class DAdaptAdanState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, Any]
     k: jax.Array
     d: jax.Array
@@ -104,7 +104,7 @@ def dadapt_adan(
             sk_l1.append(jnp.sum(jnp.abs(s)))
             columns.append((m, n, v, s))
         gsq_weighted = beta3 * state.gsq_weighted + gg.total(g_sq) * dlr**2 * (1 - beta3)
-        sk_l1 = gg.total(sk_l1)
+        sk_l1 = gg.total(sk_l1)  # type: ignore[assignment]
         skip = sk_l1 == 0
         d_hat = (gg.total(sksq_weighted) / (1 - beta3) - gsq_weighted) / sk_l1
         d_new = jnp.where(hp["lr"] > 0, gg.d_step(state.d, d_hat, hp["growth_rate"]), state.d)

@@ -14,7 +14,7 @@ from purelr.optim import global_groups as gg
 
 
 class DAdaptLionState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, Any]
     k: jax.Array
     d: jax.Array
@@ -83,7 +83,7 @@ def dadapt_lion(
             sk_l1.append(jnp.sum(jnp.abs(s)))
             columns.append((m, s))
         numerator_weighted = sqrt_beta2 * state.numerator_weighted + (1 - sqrt_beta2) * gg.total(numerators)
-        sk_l1 = gg.total(sk_l1)
+        sk_l1 = gg.total(sk_l1)  # type: ignore[assignment]
         d_hat = numerator_weighted / ((1 - sqrt_beta2) * sk_l1)
         d_new = jnp.where(hp["lr"] > 0, gg.larger(state.d, d_hat), state.d)
         m, s = (treedef.unflatten(list(column)) for column in zip(*columns))

@@ -15,7 +15,7 @@ from purelr.optim import global_groups as gg
 
 
 class DAdaptSGDState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, Any]
     k: jax.Array
     d: jax.Array
@@ -88,9 +88,11 @@ def dadapt_sgd(
                 s = s + dlr * g
                 sk_sq.append(jnp.sum(s * s))
             sums.append(s)
-        numerator_weighted, sk_sq = gg.total(numerators), gg.total(sk_sq)
+        numerator_weighted, sk_sq = gg.total(numerators), gg.total(sk_sq)  # type: ignore[assignment]
         d_new = jnp.where(
-            lr > 0, gg.d_step(state.d, 2 * numerator_weighted / jnp.sqrt(sk_sq), hp["growth_rate"]), state.d
+            lr > 0,
+            gg.d_step(state.d, 2 * numerator_weighted / jnp.sqrt(sk_sq), hp["growth_rate"]),  # type: ignore[arg-type]
+            state.d,
         )
         skip = sk_sq == 0
         ck = 1 - hp["momentum"]

@@ -14,7 +14,7 @@ from purelr.schedules.core import resolve
 
 
 class FusedLambState(NamedTuple):  # its own type: a checkpoint of one is not restored into the other
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     exp_avg: Any
     exp_avg_sq: Any

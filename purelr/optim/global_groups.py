@@ -175,9 +175,15 @@ def transformation(
         labels = spec.labels(grads)
         hp = spec.in_force(hyperparams, state.count)
         updates, fields = update_fields(
-            leaves, treedef.flatten_up_to(params), state, hp, spec.per_leaf(hp, labels), labels, treedef
+            leaves,
+            treedef.flatten_up_to(params),  # type: ignore[attr-defined]
+            state,
+            hp,
+            spec.per_leaf(hp, labels),
+            labels,
+            treedef,
         )
-        return treedef.unflatten(updates), state_type(
+        return treedef.unflatten(updates), state_type(  # type: ignore[attr-defined]
             count=optax.safe_int32_increment(state.count), hyperparams=hp, **fields
         )
 

@@ -21,7 +21,7 @@ class HfAdafactorState(NamedTuple):
     """Buffers named as transformers' ``state[p]`` keys; a leaf's unused ones are empty, shape ``(0,)``.
     ``RMS``: each param's root mean square before the last update (a scalar per leaf)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     exp_avg: Any  # None without beta1
     exp_avg_sq_row: Any

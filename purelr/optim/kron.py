@@ -29,7 +29,7 @@ HIGHEST = jax.lax.Precision.HIGHEST
 
 
 class KronState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     momentum_buffer: Any  # in the (flattened) shape timm preconditions
     Q: Any  # per leaf a tuple of factors: (n, n) upper-triangular or (n,) diagonal  # noqa: N815 (torch's name)
@@ -175,10 +175,10 @@ def kron(
             return base.update_from(p, start, -hp["lr"] * u), buf, factors
 
         treedef = jax.tree.structure(grads, is_leaf=base._is_masked)
-        columns = [treedef.flatten_up_to(tree) for tree in (grads, params, state.momentum_buffer, state.Q)]
-        columns += [treedef.flatten_up_to(draws[name]) for name in ("normal", "uniform")]
+        columns = [treedef.flatten_up_to(tree) for tree in (grads, params, state.momentum_buffer, state.Q)]  # type: ignore[attr-defined]
+        columns += [treedef.flatten_up_to(draws[name]) for name in ("normal", "uniform")]  # type: ignore[attr-defined]
         rows = [(g, None, None) if base._is_masked(g) else leaf(g, *leaves) for g, *leaves in zip(*columns)]
-        updates, buf, factors = (treedef.unflatten(list(column)) for column in zip(*rows))
+        updates, buf, factors = (treedef.unflatten(list(column)) for column in zip(*rows))  # type: ignore[attr-defined]
         return updates, KronState(
             count=optax.safe_int32_increment(state.count),
             hyperparams=hp,
@@ -198,7 +198,7 @@ def draw(key, params) -> dict:
     keys = jax.random.split(key, (len(leaves), 2))
     normal = [p if base._is_masked(p) else jax.random.normal(k[0], p.shape, p.dtype) for k, p in zip(keys, leaves)]
     uniform = [p if base._is_masked(p) else jax.random.uniform(k[1], (2,), p.dtype) for k, p in zip(keys, leaves)]
-    return dict(normal=treedef.unflatten(normal), uniform=treedef.unflatten(uniform))
+    return dict(normal=treedef.unflatten(normal), uniform=treedef.unflatten(uniform))  # type: ignore[attr-defined]
 
 
 def precond_update_prob_schedule(step, max_prob=1.0, min_prob=0.03, decay=0.001, flat_start=500):

@@ -29,7 +29,7 @@ class LBFGSState(NamedTuple):
     the first ``num_old`` in use, oldest first: torch's ``old_dirs[i]``, ``old_stps[i]``, ``ro[i]``.
     """
 
-    count: jax.Array  # outer steps (calls of step(closure)) so far
+    count: jax.Array  # type: ignore[assignment]  # outer steps (calls of step(closure)) so far
     hyperparams: dict[str, jax.Array]  # {"lr": value used at the last step}
     d: jax.Array  # last search direction
     t: jax.Array  # last step length

@@ -19,7 +19,7 @@ class LookaheadState(NamedTuple):
     ``lookahead_alpha`` and ``lookahead_k`` (timm's ``param_groups``); timm's ``lookahead_slow_buff``
     (zeros until the first sync); the inner optimizer's state."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     lookahead_slow_buff: Any
     inner_state: Any

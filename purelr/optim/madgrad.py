@@ -14,7 +14,7 @@ from purelr.optim.hyperparams import check
 
 
 class MADGRADState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     grad_sum_sq: Any
     s: Any

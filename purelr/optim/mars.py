@@ -18,7 +18,7 @@ MARS_TYPES = ("adamw", "lion")
 
 
 class MarsState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     exp_avg: Any
     exp_avg_sq: Any

@@ -18,7 +18,7 @@ its scaled sum is one rounding of the float32 result). ``adjusted_lr`` is ``lr *
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +38,7 @@ class MuonState(NamedTuple):
     """``count`` updates done; ``hyperparams`` in force at the last one (``lr``,
     ``weight_decay``, ``momentum``); torch's ``momentum_buffer`` per leaf."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict
     momentum_buffer: optax.Updates
 
@@ -76,15 +76,23 @@ def newton_schulz(m, ns_coefficients=NS_COEFFICIENTS, ns_steps=5, eps=1e-7):
     can move a bfloat16 result by one unit where torch's value lies on a rounding boundary.
     The ordered sums cost ``k`` sequential steps per product, the price of bit-equality.
     """
-    a, b, c = (float(np.float32(v)) for v in ns_coefficients)
+    return newton_schulz_sequence(m, [ns_coefficients] * ns_steps, eps)
+
+
+def newton_schulz_sequence(m, coefficients, eps=1e-7, *, safety_factor=1.0, add_eps: bool = False):
+    """``newton_schulz`` with one ``(a, b, c)`` per step (timm's ``zeropower_via_newtonschulz``):
+    the bfloat16 ``M`` (transposed when tall) is divided by ``max(||M||_F * safety_factor, eps)``
+    (``||M||_F * safety_factor + eps`` with ``add_eps``), each factor rounded to bfloat16."""
     work = jax.dtypes.canonicalize_dtype(jnp.float64)
     x = _bf16(m.astype(work))
     tall = m.shape[0] > m.shape[1]
     if tall:
         x = x.T
-    norm = _bf16(jnp.sqrt(jnp.sum(x * x)))
-    x = _bf16(x / jnp.maximum(norm, _bf16(jnp.asarray(eps, work))))
-    for _ in range(ns_steps):
+    norm = _bf16(_bf16(jnp.sqrt(jnp.sum(x * x))) * float(np.float32(safety_factor)))
+    eps = _bf16(jnp.asarray(eps, work))
+    x = _bf16(x / (_bf16(norm + eps) if add_eps else jnp.maximum(norm, eps)))
+    for coefficient in coefficients:
+        a, b, c = (float(np.float32(v)) for v in coefficient)
         gram = _bf16(_matmul(x, x.T))
         gram_update = _bf16(_f32(c * _matmul(gram, gram)) + b * gram)
         x = _bf16(_matmul(gram_update, x) + a * x)
@@ -166,7 +174,7 @@ def muon(
             return p * decay.astype(p.dtype) - step * o - p, buf
 
         out = jax.tree.map(leaf, updates, params, state.momentum_buffer)
-        treedef = jax.tree.structure(updates)
+        treedef: Any = jax.tree.structure(updates)  # jax types PyTreeDef as a bare alias
         new_updates, buffers = (treedef.unflatten(parts) for parts in zip(*treedef.flatten_up_to(out)))
         return new_updates, MuonState(state.count + 1, values, buffers)
 

@@ -10,11 +10,12 @@ import jax.numpy as jnp
 import optax
 
 from purelr.optim import base, corrected_decay, timm_common
+from purelr.optim.adamw_legacy import clipped_denom
 from purelr.schedules.core import resolve
 
 
 class NAdamWState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     exp_avg: Any
     exp_avg_sq: Any
@@ -76,10 +77,7 @@ def nadamw(
             m = timm_common.lerp(m, g, c1)
             v = hp["beta2"] * v + c2 * g * g
             n = timm_common.lerp(m, g, c1)
-            denom = jnp.sqrt(v) / bias_correction2_sqrt + hp["eps"]
-            if clipping_threshold is not None:
-                rms = jnp.linalg.norm(g / denom) / jnp.sqrt(g.size)
-                denom = denom * jnp.maximum(rms / hp["clipping_threshold"], 1.0)
+            denom = clipped_denom(g, v, bias_correction2_sqrt, hp, clipping_threshold)
             if caution:
                 n = n * timm_common.caution(n, g)
             return base.update_from(p, start, -step_size * (n / denom)), m, v

@@ -16,7 +16,7 @@ from purelr.schedules import validate
 
 
 class ProdigyState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, Any]
     k: jax.Array  # updates taken (a skipped update, all-zero gradients, does not count)
     d: jax.Array

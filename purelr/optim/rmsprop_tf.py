@@ -15,7 +15,7 @@ from purelr.schedules.core import resolve
 
 
 class RMSpropTFState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     square_avg: Any
     grad_avg: Any  # None unless centered

@@ -16,7 +16,7 @@ from purelr.schedules.core import resolve
 
 
 class SGDPState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     momentum: Any
 

@@ -12,7 +12,7 @@ from purelr.optim.hyperparams import check
 
 
 class SGDWState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     momentum_buffer: Any  # None without momentum
 

@@ -45,7 +45,7 @@ from purelr.optim import hyperparams as hp_lib
 
 
 class SOAPState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     cumulative_prob: jax.Array
     exp_avg: Any

@@ -19,7 +19,7 @@ from purelr.optim.hyperparams import check
 class TimmAdafactorState(NamedTuple):
     """Buffers named as timm's ``state[p]`` keys; a leaf's unused ones are empty, shape ``(0,)``."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     hyperparams: dict[str, jax.Array]
     exp_avg: Any  # None without betas
     exp_avg_sq_row: Any

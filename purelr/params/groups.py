@@ -45,7 +45,7 @@ GLOBAL_SUMS = (prodigy, dadapt_adam, dadapt_sgd, dadapt_adagrad, dadapt_adan, da
 
 
 class DelayedState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
     inner_state: Any
 
 
@@ -135,7 +135,7 @@ def param_groups(
     groups inside one transformation, as their step sums over all groups.
     """
     names = dotted_names(params)
-    owner = [None] * len(names)
+    owner: list[str | None] = [None] * len(names)
     transforms = {}
     for i, group in enumerate(groups):
         if not isinstance(group, Mapping) or "params" not in group:

@@ -74,7 +74,7 @@ def _rate(where: str, value) -> float:
 
 def _counts(names, pattern: str) -> list[int]:
     """Blocks per stage: ``1 + max(j)`` over the names matching ``pattern`` (groups: stage, block)."""
-    found = {}
+    found: dict[int, int] = {}
     for name in names:
         match = re.match(pattern, name)
         if match:
@@ -364,7 +364,8 @@ def learning_rate_decay_optim_wrapper_constructor(
 
     def setting_of(name, ndim):
         depth, depths = depth_of(name)
-        lr_mult, decay_mult, options = rate ** (depths - depth - 1), 1.0, ()
+        lr_mult, decay_mult = rate ** (depths - depth - 1), 1.0
+        options: tuple = ()
         if weight_decay is None:
             return ParamSetting(lr_mult)
         key = next((k for k in sorted(sorted(custom), key=len, reverse=True) if k in name), None)
@@ -448,4 +449,4 @@ CONSTRUCTORS = {
 
 for _constructor in CONSTRUCTORS.values():
     if _constructor is not force_default_optim_wrapper_constructor:
-        _constructor.example_params = example_vit
+        setattr(_constructor, "example_params", example_vit)

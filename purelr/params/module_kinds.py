@@ -87,7 +87,9 @@ def _linen_kinds(model, init_args, init_kwargs, rngs):
             path = ".".join(str(part) for part in module.path)
             if isinstance(module, norms):
                 kinds[path] = NORM
-            elif isinstance(module, nn.Conv) and len(tuple(module.kernel_size)) == 2:
+            elif (
+                isinstance(module, nn.Conv) and not isinstance(module.kernel_size, int) and len(module.kernel_size) == 2
+            ):
                 depthwise = module.feature_group_count == args[0].shape[-1]
                 kinds[path] = DWCONV if depthwise else CONV
         return next_fun(*args, **kwargs)
@@ -107,6 +109,6 @@ def _nnx_kinds(model, nnx):
         name = ".".join(str(part) for part in path)
         if isinstance(node, norms):
             kinds[name] = NORM
-        elif isinstance(node, nnx.Conv) and len(tuple(node.kernel_size)) == 2:
+        elif isinstance(node, nnx.Conv) and not isinstance(node.kernel_size, int) and len(node.kernel_size) == 2:
             kinds[name] = DWCONV if node.feature_group_count == node.in_features else CONV
     return kinds

@@ -174,7 +174,7 @@ def _setting(cfg, style, has_decay, name, ndim, kind, parent_kind, force_default
     for key in sorted(sorted(custom), key=len, reverse=True):
         if key in target:
             entry = custom[key]
-            options = ()
+            options: tuple = ()
             if style == "mmengine":
                 options = tuple(
                     sorted((k, _hashable(v)) for k, v in entry.items() if k not in CUSTOM_KEYS + GROUP_MARKS)

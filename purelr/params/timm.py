@@ -95,8 +95,8 @@ def param_groups_layer_decay(
         validate.nonnegative("no_opt_scale", no_opt_scale)
     names, ndims, cold = _trainable(params, frozen)
     if callable(layer_map):
-        layer_map = {name: layer_map(name) for name in names}
-        layer_map = {name: layer for name, layer in layer_map.items() if layer is not None}
+        layers = {name: layer_map(name) for name in names}
+        layer_map = {name: layer for name, layer in layers.items() if layer is not None}
     if not isinstance(layer_map, Mapping):
         raise TypeError(f"layer_map must be a dict {{name: layer}} or a function name -> layer, got {layer_map!r}")
     unknown = sorted(set(layer_map) - set(names))

@@ -93,7 +93,7 @@ def _substituted(path: str) -> tuple[str, dict]:
             value.replace("\\", "/"),
             text,
         )
-    markers = {}
+    markers: dict[str, str] = {}
     for variable in sorted(set(BASE_VARIABLE.findall(text))):
         marker = f"_base_.{variable}@{len(markers)}"
         markers[marker] = variable

@@ -34,7 +34,7 @@ import difflib
 import inspect
 import os
 import warnings
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import optax
 
@@ -80,7 +80,7 @@ use_node_local_storage zero_optimization_stage
 """.split()
 )
 # The other names: torch.optim's class of that name (DeepSpeed's getattr(torch.optim, type)).
-TORCH_OPTIMIZERS = {
+TORCH_OPTIMIZERS: dict[str, Callable[..., Any]] = {
     "SGD": optim.sgd,
     "Adagrad": optim.adagrad,
     "Adadelta": optim.adadelta,
@@ -176,16 +176,16 @@ def batch_sizes(cfg: Mapping, world_size: int = 1) -> tuple[int, int, int]:
     batch, micro, accumulation = (
         None if cfg.get(name) is None else validate.positive_int(f"deepspeed.{name}", cfg[name]) for name in names
     )
-    if batch is None and micro is None:
-        raise ValueError("deepspeed: give train_batch_size or train_micro_batch_size_per_gpu (DeepSpeed needs one)")
-    if batch is not None and micro is not None and accumulation is None:
-        accumulation = batch // micro // world
-    elif batch is not None and micro is None:
-        accumulation = accumulation or 1
-        micro = batch // world // accumulation
-    elif batch is None:
+    if batch is None:
+        if micro is None:
+            raise ValueError("deepspeed: give train_batch_size or train_micro_batch_size_per_gpu (DeepSpeed needs one)")
         accumulation = accumulation or 1
         batch = micro * accumulation * world
+    elif micro is None:
+        accumulation = accumulation or 1
+        micro = batch // world // accumulation
+    elif accumulation is None:
+        accumulation = batch // micro // world
     if min(micro, accumulation) <= 0 or batch != micro * accumulation * world:
         raise ValueError(
             f"deepspeed: train_batch_size ({batch}) must equal train_micro_batch_size_per_gpu ({micro}) * "
@@ -225,6 +225,7 @@ def optimizer_of(cfg: Mapping):
     - ``NOT_TWINNED`` names raise.
     """
     name, params = _optimizer_section(cfg)
+    factory: Callable[..., Any]
     if name in ("adam", "adamw"):
         adam_w_mode = validate.flag("deepspeed.optimizer.params.adam_w_mode", params.pop("adam_w_mode", True))
         decoupled = name == "adamw" or adam_w_mode

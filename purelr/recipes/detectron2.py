@@ -82,7 +82,7 @@ def load_yaml(path) -> dict:
             cfg = yaml.load(file, Loader=_loader()) or {}
     except (OSError, yaml.YAMLError) as error:
         raise ValueError(f"detectron2 config {path!r} cannot be read: {error}") from error
-    cfg = validate.mapping(f"detectron2 config {path!r}", cfg)
+    cfg = dict(validate.mapping(f"detectron2 config {path!r}", cfg))
     base = cfg.pop("_BASE_", None)
     if base is None:
         return _decoded(cfg)

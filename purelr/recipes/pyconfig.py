@@ -140,7 +140,12 @@ IN_PLACE = {
     ast.LShift: operator.ilshift,
     ast.RShift: operator.irshift,
 }
-UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Not: operator.not_, ast.Invert: operator.invert}
+UNARY: dict[type, Callable[[Any], Any]] = {
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+    ast.Not: operator.not_,
+    ast.Invert: operator.invert,
+}
 COMPARE = {
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,

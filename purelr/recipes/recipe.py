@@ -362,11 +362,11 @@ def auto_scaled(recipe: Recipe, cfg: dict, world_size) -> Recipe:
         lr = lr * (float(world_size * batch) / float(base))
     else:
         data = section(cfg, "data")
-        where, batch = (
+        where, given = (
             ("data.train_dataloader.samples_per_gpu", section(data, "train_dataloader").get("samples_per_gpu"))
             if "samples_per_gpu" in section(data, "train_dataloader")
             else ("data.samples_per_gpu", data.get("samples_per_gpu"))
         )
-        batch = validate.positive_int(where, batch) * world_size
+        batch = validate.positive_int(where, given) * world_size
         lr = lr if batch == base else (batch / base) * lr
     return recipe._replace(hyperparams={**recipe.hyperparams, "lr": lr})

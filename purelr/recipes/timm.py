@@ -175,6 +175,27 @@ SUPPORTED = {
     "cadoptc": OptimInfo(
         optim.adopt, has_betas=True, defaults=(("decoupled", True), ("caution", True), ("corrected_weight_decay", True))
     ),
+    "adamwlegacy": OptimInfo(optim.adamw_legacy, has_betas=True),
+    "nadamlegacy": OptimInfo(optim.nadam_legacy, has_betas=True),
+    "cadamw": OptimInfo(optim.adamw_legacy, has_betas=True, defaults=(("caution", True),)),
+    "adamc": OptimInfo(optim.adamw_legacy, has_betas=True, defaults=(("corrected_weight_decay", True),)),
+    "cadamc": OptimInfo(
+        optim.adamw_legacy, has_betas=True, defaults=(("caution", True), ("corrected_weight_decay", True))
+    ),
+    # timm's Muon: Muon / AdaMuon on the leaves it suits, AdamW / NAdamW (nesterov) on the rest
+    "muon": OptimInfo(optim.timm_muon, has_momentum=True, has_betas=True, defaults=(("layout", "flax"),)),
+    "nmuon": OptimInfo(
+        optim.timm_muon, has_momentum=True, has_betas=True, defaults=(("nesterov", True), ("layout", "flax"))
+    ),
+    "adamuon": OptimInfo(
+        optim.timm_muon, has_momentum=True, has_betas=True, defaults=(("algo", "adamuon"), ("layout", "flax"))
+    ),
+    "nadamuon": OptimInfo(
+        optim.timm_muon,
+        has_momentum=True,
+        has_betas=True,
+        defaults=(("algo", "adamuon"), ("nesterov", True), ("layout", "flax")),
+    ),
     "lapropc": OptimInfo(optim.laprop, has_betas=True, defaults=(("corrected_weight_decay", True),)),
     "novogradc": OptimInfo(
         optim.novograd, has_betas=True, defaults=(("decoupled_decay", True), ("corrected_weight_decay", True))
@@ -201,11 +222,39 @@ SUPPORTED = {
     "adahessian": OptimInfo(optim.adahessian, has_betas=True),
 }
 
+# timm 1.0.31 registry names purelr refuses, with the reason (the others it does not list raise as unknown)
+_APEX = "apex's CUDA kernels (timm asserts torch.cuda.is_available()); the same arithmetic on the CPU:"
+_BNB = "bitsandbytes' CUDA kernels (timm asserts torch.cuda.is_available()), 8-bit states not twinned"
+UNAVAILABLE = {
+    "fusedsgd": f"{_APEX} 'sgd'",
+    "fusedadam": f"{_APEX} 'adam' / 'adamw' (adam_w_mode), or purelr.optim.fused_adam (DeepSpeed's)",
+    "fusedadamw": f"{_APEX} 'adamw'",
+    "fusedlamb": f"{_APEX} 'lamb', or purelr.optim.fused_lamb (DeepSpeed's)",
+    "fusednovograd": f"{_APEX} 'novograd'",
+    **{
+        name: _BNB
+        for name in (
+            "bnbsgd",
+            "bnbsgd8bit",
+            "bnbadam",
+            "bnbadam8bit",
+            "bnbadamw",
+            "bnbadamw8bit",
+            "bnblion",
+            "bnblion8bit",
+            "bnbademamix",
+            "bnbademamix8bit",
+        )
+    },
+    "radamlegacy": "timm's RAdamLegacy, not twinned yet (it steps in float32 whatever the params' dtype): "
+    "'radam' is torch's RAdam",
+}
+
 TRAIN_PY = "timm 1.0.29.dev0 (huggingface/pytorch-image-models@aa4b5850)"
 # train.py's argparse defaults (TRAIN_PY's train.py; the timm 1.0.31 wheel and sdist ship no train.py)
 # of the arguments that set the optimizer, the lr schedule and its scaling, clipping, accumulation
 # and model EMA.
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "opt": "sgd",
     "opt_eps": None,
     "opt_betas": None,
@@ -428,6 +477,8 @@ def optimizer_info(opt: str) -> tuple[str, OptimInfo]:
         raise TypeError(f"opt must be a timm optimizer name, got {opt!r}")
     parts = opt.lower().split("_")
     name = parts[-1]
+    if name in UNAVAILABLE:
+        raise ValueError(f"opt={opt!r} is not supported: it needs {UNAVAILABLE[name]}")
     if name not in SUPPORTED:
         close = difflib.get_close_matches(name, SUPPORTED, n=3, cutoff=0.6)
         hint = f" (did you mean {close}?)" if close else ""
@@ -474,7 +525,8 @@ def layer_map_from_matcher(params, group_matcher: Mapping[str, Any]) -> dict[str
     grouping = collections.defaultdict(list)
     for name in dotted_names(params):
         grouping[key(name)].append(name)
-    layers, layer = {}, -1
+    layers: dict[str, int] = {}
+    layer = -1
     for group in sorted(grouping):
         if layer < 0 or group[-1] != MATCH_PREV_GROUP:
             layer += 1
@@ -560,6 +612,13 @@ def create_optimizer_v2(
     """
     del foreach
     _, info = optimizer_info(opt)
+    for name in ("fallback_list", "fallback_no_weight_decay"):
+        if kwargs.get(name):
+            raise ValueError(
+                f"{name}={kwargs[name]!r}: timm's fallback param groups (use_fallback) are not made by "
+                f"purelr's create_optimizer_v2; give timm_muon's use_fallback=True to the groups that need it"
+            )
+        kwargs.pop(name, None)
     labels, settings = param_groups(
         params,
         weight_decay,

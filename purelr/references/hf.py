@@ -77,6 +77,7 @@ def lr_curve(args: dict, epoch_len: int, updates: int | None = None) -> list[flo
         max_steps = trainer.set_initial_training_values(trainer.args, trainer.get_train_dataloader())[-1]
         trainer.create_optimizer_and_scheduler(num_training_steps=max_steps)
         optimizer, scheduler = trainer.optimizer, trainer.lr_scheduler
+        assert optimizer is not None and scheduler is not None
         values = []
         for _ in range(max_steps if updates is None else updates):
             values.append(optimizer.param_groups[0]["lr"])

@@ -48,7 +48,9 @@ def simsiam_hook(custom_hooks):
     among what they need); this one needs ``mmengine.hooks`` and ``mmpretrain.registry`` only."""
     for entry in custom_hooks or []:
         if str(entry.get("type", "")).rpartition(".")[2] == "SimSiamHook":
-            root = importlib.util.find_spec("mmpretrain").submodule_search_locations[0]
+            spec = importlib.util.find_spec("mmpretrain")
+            assert spec is not None and spec.submodule_search_locations is not None
+            root = spec.submodule_search_locations[0]
             module = module_from_file("original_mmpretrain_simsiam_hook", f"{root}/engine/hooks/simsiam_hook.py")
             return module.SimSiamHook(**{k: v for k, v in entry.items() if k not in ("type", "priority")})
     return None
@@ -62,6 +64,7 @@ def run(
     ``hook`` (``simsiam_hook``): called before each epoch and iteration as the runner calls it, on a
     group marked ``fix_lr=True``."""
     weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer: torch.optim.Optimizer
     if adam:
         optimizer = torch.optim.Adam([weight], lr=0.1, betas=(base, 0.999))
     elif param is not None:

@@ -78,6 +78,8 @@ def module_from_file(name: str, path: str) -> types.ModuleType:
     whose package ``__init__`` imports what this machine lacks (a model zoo's hooks)."""
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{path!r} is not a Python module file (for {name!r})")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         sys.modules[name] = module

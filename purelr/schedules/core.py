@@ -22,6 +22,8 @@ from purelr.schedules import validate
 
 Array = jax.Array
 Scalar = Union[float, int, Array]
+Values = Union[Scalar, np.ndarray, Sequence]
+"""What ``as_steps`` / ``as_values`` coerce: a number, an array, or a (nested) sequence of numbers."""
 Schedule = Callable[[Scalar], Array]
 """A pure function from a step (an integer or an integer array) to a value of the same shape."""
 
@@ -38,15 +40,15 @@ def float_dtype():
     return jax.dtypes.canonicalize_dtype(jnp.float64)
 
 
-def as_steps(step: Scalar) -> Array:
+def as_steps(step: Values) -> Array:
     """Coerces a step or an array of steps to the integer step dtype (floats are floored)."""
-    step = jnp.asarray(step)
-    if jnp.issubdtype(step.dtype, jnp.floating):
-        step = jnp.floor(step)
-    return step.astype(int_dtype())
+    steps = jnp.asarray(step)
+    if jnp.issubdtype(steps.dtype, jnp.floating):
+        steps = jnp.floor(steps)
+    return steps.astype(int_dtype())
 
 
-def as_values(value: Scalar) -> Array:
+def as_values(value: Values) -> Array:
     """Coerces a value to the float value dtype."""
     return jnp.asarray(value, dtype=float_dtype())
 
@@ -63,6 +65,22 @@ def constant_schedule(value: float) -> Schedule:
 def resolve(value, step: Scalar) -> Array:
     """The value of a hyperparameter that is either a constant or a schedule, at ``step``."""
     return as_values(value(step) if callable(value) else value)
+
+
+Phases = tuple[tuple[int, str], ...]
+"""A schedule's phase boundaries: ``(step, what begins there)``, ascending."""
+
+
+def with_phases(schedule: Schedule, phases) -> Schedule:
+    """Marks ``schedule`` with the boundaries of its structure (a warmup's end, a milestone, the
+    start of a joined schedule) as ``(step, what)`` pairs, for plots and tables: ``phases_of``."""
+    setattr(schedule, "phases", tuple(sorted({(int(step), str(what)) for step, what in phases})))
+    return schedule
+
+
+def phases_of(schedule) -> Phases:
+    """The phase boundaries ``with_phases`` marked on ``schedule`` (``()`` when it has none)."""
+    return getattr(schedule, "phases", ())
 
 
 def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> Schedule:
@@ -85,7 +103,12 @@ def join_schedules(schedules: Sequence[Schedule], boundaries: Sequence[int]) -> 
             value = jnp.where(step >= boundary, as_values(later(step - boundary)), value)
         return value
 
-    return schedule
+    starts = [0, *boundaries]
+    phases = [(start, f"schedule {i} begins") for i, start in enumerate(starts) if i]
+    for i, (start, inner) in enumerate(zip(starts, schedules)):
+        stop = starts[i + 1] if i + 1 < len(starts) else MAX_STEP + 1
+        phases += [(start + step, what) for step, what in phases_of(inner) if start + step < stop]
+    return with_phases(schedule, phases)
 
 
 def by_epoch(epoch_schedule: Schedule, steps_per_epoch: int) -> Schedule:
@@ -96,7 +119,7 @@ def by_epoch(epoch_schedule: Schedule, steps_per_epoch: int) -> Schedule:
     def schedule(step):
         return epoch_schedule(as_steps(step) // steps_per_epoch)
 
-    return schedule
+    return with_phases(schedule, [(step * steps_per_epoch, what) for step, what in phases_of(epoch_schedule)])
 
 
 def _from_nearer_end(start, end, done, length, shape, left=None) -> Array:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from typing import Callable
 
 import jax.numpy as jnp
 
@@ -304,7 +305,7 @@ def lr_range_test(
     return schedule
 
 
-FUNCTIONS = {
+FUNCTIONS: dict[str, Callable[..., Schedule]] = {
     "WarmupLR": warmup_lr,
     "WarmupDecayLR": warmup_decay_lr,
     "WarmupCosineLR": warmup_cosine_lr,

@@ -59,7 +59,7 @@ class Progress(NamedTuple):
 
 def _twin(scheduler: ParamScheduler) -> ParamScheduler:
     """Marks a twin of this module: it takes a ``Progress`` (any other function gets the float)."""
-    scheduler.takes_progress = True
+    setattr(scheduler, "takes_progress", True)
     return scheduler
 
 
@@ -89,9 +89,12 @@ def _count(where, holds: Callable, levels: Sequence[float]) -> jax.Array:
         if not levels:
             return jnp.zeros(jnp.shape(where), int_dtype())
         return jnp.sum(holds(as_values(where)[..., None], _table(levels)), axis=-1)
-    firsts = [_first_step(lambda t, level=level: holds(where.exact(t), level)) for level in levels]
-    firsts = [first for first in firsts if first is not None]
-    return count_reached(as_steps(where.step), firsts)
+    firsts = [_first_step(_reached(where, holds, level)) for level in levels]
+    return count_reached(as_steps(where.step), [first for first in firsts if first is not None])
+
+
+def _reached(where: Progress, holds: Callable, level: float) -> Callable[[int], bool]:
+    return lambda t: holds(where.exact(t), level)
 
 
 def _crossed(where, count: int, levels: Sequence[int]) -> jax.Array:
@@ -234,8 +237,8 @@ def composite_param_scheduler(
     ``1 - sum(others)`` when the sum is not exactly 1, as fvcore does.
     """
     schedulers = _sequence("schedulers", schedulers)
-    for i, scheduler in enumerate(schedulers):
-        validate.function(f"schedulers[{i}]", scheduler)
+    for i, given in enumerate(schedulers):
+        validate.function(f"schedulers[{i}]", given)
     lengths = [validate.nonnegative(f"lengths[{i}]", v) for i, v in enumerate(_sequence("lengths", lengths))]
     interval_scaling = validate.strings("interval_scaling", interval_scaling)
     if not schedulers:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from typing import Callable
 
 import jax.numpy as jnp
 import numpy as np
@@ -62,7 +63,7 @@ def _with_warmup(base_lr, num_warmup_steps: int, after) -> core.Schedule:
         warm = core.fraction(t, max(1, num_warmup_steps))
         return base_lr * jnp.where(t < num_warmup_steps, warm, core.as_values(after(t)))
 
-    return schedule
+    return core.with_phases(schedule, [(num_warmup_steps, "warmup ends")] if num_warmup_steps else [])
 
 
 def get_constant_schedule(base_lr: float) -> core.Schedule:
@@ -177,8 +178,8 @@ def get_inverse_sqrt_schedule(base_lr: float, num_warmup_steps: int, timescale: 
     ``f(t) = base_lr / sqrt((t - W + timescale) / timescale)``; ``timescale`` defaults to ``W``, or
     10000 when ``W`` is 0."""
     warmup = _warmup_steps(num_warmup_steps)
-    timescale = validate.positive("timescale", warmup or 10_000 if timescale is None else timescale)
-    return _with_warmup(base_lr, warmup, lambda t: 1.0 / jnp.sqrt(core.offset(t, warmup - timescale) / timescale))
+    scale = validate.positive("timescale", warmup or 10_000 if timescale is None else timescale)
+    return _with_warmup(base_lr, warmup, lambda t: 1.0 / jnp.sqrt(core.offset(t, warmup - scale) / scale))
 
 
 def _min_lr_rate(base_lr, min_lr, min_lr_rate) -> float:
@@ -303,7 +304,7 @@ def get_wsd_schedule(
     return schedule
 
 
-TYPE_TO_SCHEDULER_FUNCTION = {
+TYPE_TO_SCHEDULER_FUNCTION: dict[str, Callable[..., core.Schedule]] = {
     "linear": get_linear_schedule_with_warmup,
     "cosine": get_cosine_schedule_with_warmup,
     "cosine_with_restarts": get_cosine_with_hard_restarts_schedule_with_warmup,

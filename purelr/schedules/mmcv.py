@@ -34,7 +34,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
-from typing import Callable, Mapping, NamedTuple, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional
 
 import jax.numpy as jnp
 
@@ -51,7 +51,9 @@ from purelr.schedules.core import (
     integer_power,
     linear_anneal,
     offset,
+    phases_of,
     remaining,
+    with_phases,
 )
 
 _REQUIRED = object()
@@ -138,18 +140,20 @@ def _step(cfg: _Cfg, base: float, progress: _Progress, *, gamma: float, floor_ke
         milestones = validate.step_list(f"{cfg.name}.step", step, strictly=False)
         if milestones and milestones[0] == 0:
             raise ValueError(f"{cfg.name}.step must be positive, got {step!r}")
-        count = functools.partial(count_reached, milestones=milestones)
+        count: Callable[[Any], Any] = functools.partial(count_reached, milestones=milestones)
     else:
         size = validate.positive_int(f"{cfg.name}.step", step)
-
-        def count(p):
-            return p // size
+        count = lambda p: p // size  # noqa: E731
 
     def regular(p):
         value = base * integer_power(gamma, count(p))
         return value if floor is None else jnp.maximum(value, floor)
 
-    return regular
+    unit = "epoch" if progress.by_epoch else "iteration"
+    if isinstance(step, (list, tuple)):
+        return with_phases(regular, [(m, f"step at {unit} {m}") for m in milestones])
+    total = progress.total or 0
+    return with_phases(regular, [(m, f"step at {unit} {m}") for m in range(size, total, size)][:64])
 
 
 def _exp(cfg: _Cfg, base: float, progress: _Progress):
@@ -288,7 +292,10 @@ def _phases(phases: list, anneal: Callable):
             value = here if value is None else jnp.where(inside, here, value)
         return value
 
-    return regular
+    ends = [end for end, _, _ in phases[:-1]]
+    return with_phases(
+        regular, [(math.floor(end) + 1, f"phase {i + 2} of {len(phases)}") for i, end in enumerate(ends)]
+    )
 
 
 def _one_cycle_shape(cfg: _Cfg, total_key: str, total: int) -> tuple:
@@ -524,7 +531,8 @@ def _hook_schedule(
             warm = apply(value, warmup.factor(step))
         return jnp.where(step < warmup.iters, warm, value)
 
-    return schedule
+    phases = [(step * divisor, what) for step, what in phases_of(regular)]
+    return with_phases(schedule, phases + ([(warmup.iters, f"{warmup.kind} warmup ends")] if warmup.kind else []))
 
 
 def lr_config(cfg: Optional[dict], base_lr, *, epoch_len=None, max_epochs=None, max_iters=None) -> Schedule:

@@ -11,19 +11,19 @@ This module imports jax and numpy only.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 
 from purelr.schedules import core, validate
 from purelr.schedules import mmengine_rules as rules
-from purelr.schedules.core import MAX_STEP, as_steps, as_values
+from purelr.schedules.core import MAX_STEP, as_steps, as_values, with_phases
 
 INF = 10**9
 """MMEngine's default ``end`` when the train loop sets none."""
 
-_FAMILIES = {
+_FAMILIES: dict[str, dict[str, Any]] = {
     "Constant": dict(factor=1.0 / 3),
     "CosineAnnealing": dict(T_max=None, eta_min=None, eta_min_ratio=None),
     "Exponential": dict(gamma=None),
@@ -50,7 +50,7 @@ _REQUIRED = {
 }
 _COMMON = dict(begin=0, end=None, by_epoch=True, convert_to_iter_based=False, last_step=-1, verbose=False)
 _SUFFIXES = {"LR": "lr", "Momentum": "momentum", "ParamScheduler": None}
-_ZOO_FAMILIES = {
+_ZOO_FAMILIES: dict[str, dict[str, Any]] = {
     "QuadraticWarmup": {},
     "CosineAnnealingWeightDecay": _FAMILIES["CosineAnnealing"],
     "PolyRatio": dict(eta_min=0.0, eta_min_ratio=None, power=1.0),
@@ -80,7 +80,7 @@ class _Entry(NamedTuple):
     (or each epoch, ``by_epoch``); its events ``begin <= counter < stop`` can change the value, the
     one made while it is built by ``built`` (OneCycle's values may change later)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index
     by_epoch: bool
     unit: int
     begin: int
@@ -289,10 +289,10 @@ def _entries(cfgs, base_value: float, epoch_len, max_epochs, max_iters, param_na
     params = sorted({param for _, _, param, _ in parsed})
     if param_name is None and len(params) > 1:
         raise ValueError(f"param_scheduler schedules several parameters {params}: pick one with param_name")
-    parsed = [(i, *p) for i, p in enumerate(parsed) if param_name is None or p[2] == param_name]
-    cycles = [_cycle_values(name, args) for _, name, family, _, args in parsed if family == "OneCycle"]
+    chosen = [(i, *p) for i, p in enumerate(parsed) if param_name is None or p[2] == param_name]
+    cycles = [_cycle_values(name, args) for _, name, family, _, args in chosen if family == "OneCycle"]
     entries, initial = [], base_value
-    for i, name, family, param, args in parsed:
+    for i, name, family, param, args in chosen:
         if validate.integer(f"{name}.last_step", args["last_step"]) != -1:
             raise ValueError(f"{name}.last_step: resuming is not supported, got {args['last_step']!r}")
         by_epoch = validate.flag(f"{name}.by_epoch", args["by_epoch"])
@@ -466,4 +466,11 @@ def param_scheduler(
             result = value if result is None else jnp.where(k >= low, value, result)
         return result
 
-    return schedule
+    listed = [cfgs] if isinstance(cfgs, dict) else list(cfgs)
+    phases = []
+    for e in entries:
+        kind = str(listed[e.index].get("type", "scheduler")) if e.index < len(listed) else "scheduler"
+        phases += [(e.first, f"{kind} begins")] if e.first > 0 else []
+        phases += [(e.stop * e.unit, f"{kind} ends")] if e.stop < MAX_STEP // e.unit else []
+        phases += [((e.begin + m) * e.unit, f"{kind} milestone") for m in e.rule.marks if 0 < m < e.stop - e.begin]
+    return with_phases(schedule, [(step, what) for step, what in phases if step <= MAX_STEP])

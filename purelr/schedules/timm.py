@@ -18,7 +18,7 @@ This module imports jax and numpy only.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax.numpy as jnp
 
@@ -415,11 +415,11 @@ def create_scheduler_v2(
     warmup_t = validate.nonnegative_int("warmup_epochs", warmup_epochs) * scale
     decay_t = decay_epochs * scale
     timescale = None if stable_timescale is None else validate.real("stable_timescale", stable_timescale) * scale
-    warmup_args = dict(warmup_t=warmup_t, warmup_lr_init=warmup_lr)
-    noise_args = dict(
+    warmup_args: dict[str, Any] = dict(warmup_t=warmup_t, warmup_lr_init=warmup_lr)
+    noise_args: dict[str, Any] = dict(
         noise_range_t=_noise_range(noise, t_initial), noise_pct=noise_pct, noise_std=noise_std, noise_seed=noise_seed
     )
-    cycle_args = dict(cycle_mul=cycle_mul, cycle_decay=cycle_decay, cycle_limit=cycle_limit)
+    cycle_args: dict[str, Any] = dict(cycle_mul=cycle_mul, cycle_decay=cycle_decay, cycle_limit=cycle_limit)
     if sched == "none":
         return core.constant_schedule(base_lr)
     if sched == "cosine":
@@ -438,8 +438,8 @@ def create_scheduler_v2(
             base_lr, t_initial, lr_min=min_lr, **cycle_args, **warmup_args, warmup_prefix=warmup_prefix, **noise_args
         )
     elif sched in ("step", "constant"):
-        decay = (decay_t, decay_rate) if sched == "step" else (1, 1.0)
-        curve = step(base_lr, *decay, **warmup_args, warmup_prefix=warmup_prefix, **noise_args)
+        every, rate = (decay_t, decay_rate) if sched == "step" else (1, 1.0)
+        curve = step(base_lr, every, rate, **warmup_args, warmup_prefix=warmup_prefix, **noise_args)
     elif sched == "multistep":
         milestones = [validate.integer(f"decay_milestones[{i}]", m) * scale for i, m in enumerate(decay_milestones)]
         curve = multistep(base_lr, milestones, decay_rate, **warmup_args, warmup_prefix=warmup_prefix, **noise_args)
@@ -475,4 +475,12 @@ def create_scheduler_v2(
         t = update // updates_per_epoch if step_on_epochs else update
         return jnp.where(t == 0, core.as_values(first), curve(t))
 
-    return schedule
+    marks: list[tuple[float, str]] = [(warmup_t, "warmup ends")] if warmup_t else []
+    if sched == "multistep":
+        marks += [(m, f"decay by {decay_rate:g}") for m in milestones]
+    elif sched == "step" and decay_t > 0:
+        first_decay = warmup_t if warmup_prefix else 0
+        decays = [first_decay + decay_t * i for i in range(1, 65)]
+        marks += [(m, f"decay by {decay_rate:g}") for m in decays if m < t_initial]
+    unit = updates_per_epoch if step_on_epochs else 1
+    return core.with_phases(schedule, [(math.ceil(t) * unit, what) for t, what in marks])

@@ -54,7 +54,8 @@ def noise_window(noise_range_t) -> tuple[int, int] | None:
     if isinstance(noise_range_t, (list, tuple)):
         if len(noise_range_t) != 2:
             raise ValueError(f"noise_range_t must be a number or a (start, stop) pair, got {noise_range_t!r}")
-        return tuple(_first_step_at_least(f"noise_range_t[{i}]", v) for i, v in enumerate(noise_range_t))
+        start, stop = (_first_step_at_least(f"noise_range_t[{i}]", v) for i, v in enumerate(noise_range_t))
+        return start, stop
     return _first_step_at_least("noise_range_t", noise_range_t), core.MAX_STEP + 1
 
 

@@ -43,7 +43,8 @@ def _farey_neighbours(value: Fraction, order: int) -> tuple[Fraction, Fraction]:
         num_prev, den_prev, num, den = num, den, num_prev + whole * num, den_prev + whole * den
         top, bottom = bottom, top - whole * bottom
     extra = (order - den_prev) // den
-    return tuple(sorted((Fraction(num_prev + extra * num, den_prev + extra * den), Fraction(num, den))))
+    low, high = sorted((Fraction(num_prev + extra * num, den_prev + extra * den), Fraction(num, den)))
+    return low, high
 
 
 class FloorDivision(NamedTuple):

@@ -81,7 +81,7 @@ def _twin(value, update, kind, base, restart=None, swa_target=None):
         def restarted(step, lr):
             return restart(jnp.maximum(as_steps(step), 0), as_values(lr))
 
-    schedule.chain_maps = ChainMaps(step_map, restarted, kind, float(base), swa_target)
+    setattr(schedule, "chain_maps", ChainMaps(step_map, restarted, kind, float(base), swa_target))
     return schedule
 
 
@@ -266,6 +266,7 @@ def cosine_annealing_warm_restarts(base_lr: float, T_0: int, T_mult: int = 1, et
     eta_min = validate.nonnegative("eta_min", eta_min)
 
     def value(t):
+        length: jax.Array | int
         if T_mult == 1:
             position, length = t % T_0, T_0
         else:
@@ -295,6 +296,7 @@ def cosine_annealing_warm_restarts_at_epoch(
 
     def schedule(epoch):
         epoch = as_values(epoch)
+        length: jax.Array | int
         if T_mult == 1:
             position, length = jnp.mod(epoch, T_0), T_0
         else:

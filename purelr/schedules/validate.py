@@ -23,7 +23,7 @@ def integer(name: str, value, *, minimum: int | None = None) -> int:
     if isinstance(value, numbers.Integral):
         as_int = int(value)
     elif float(value).is_integer():
-        as_int = int(value)
+        as_int = int(math.trunc(value))
     else:
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if minimum is not None and as_int < minimum:

@@ -47,7 +47,7 @@ def accumulate(
     total = None if total is None else validate.positive_int("total", total)
     if validate.flag("repeat", repeat) and total is None:
         raise ValueError("accumulate: repeat=True needs total (the iterations of an epoch)")
-    divisible = None if total is None else total // every * every
+    divisible = 0 if total is None else total // every * every
 
     def init_fn(params):
         return AccumulateState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.zeros_like, params), inner.init(params))

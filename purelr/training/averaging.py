@@ -44,7 +44,8 @@ def _floating(leaf) -> bool:
 
 
 def _check_structure(average, tree):
-    expected, given = jax.tree.structure(average), jax.tree.structure(tree)
+    expected: Any = jax.tree.structure(average)  # jax types PyTreeDef as a bare alias
+    given = jax.tree.structure(tree)
     if expected != given:
         raise ValueError(f"cannot average a tree of structure {given} into one of structure {expected}")
     for i, (a, b) in enumerate(zip(jax.tree.leaves(average), jax.tree.leaves(tree))):
@@ -110,6 +111,7 @@ def averaged_model(avg_fn: Callable | None = None, multi_avg_fn: Callable | None
             for i, value in zip(floats, multi_avg_fn([avgs[i] for i in floats], [leaves[i] for i in floats], n)):
                 new[i] = value
         else:
+            assert avg_fn is not None
             new = [avg_fn(a, p, n) if i in floats else p for i, (a, p) in enumerate(zip(avgs, leaves))]
         new = [jnp.where(n == 0, p, jnp.asarray(v).astype(jnp.asarray(a).dtype)) for a, p, v in zip(avgs, leaves, new)]
         return AveragedState(jax.tree.unflatten(jax.tree.structure(tree), new), n + 1)

@@ -25,12 +25,12 @@ def _batch_moments(model: nn.Module, variables, batch, kwargs):
             )
             if not use_running:
                 axis = module.axis if isinstance(module.axis, tuple) else (module.axis,)
-                axis = tuple(a % x.ndim for a in axis)
-                reduce = tuple(a for a in range(x.ndim) if a not in axis)
+                axes = tuple(a % x.ndim for a in axis)
+                reduce = tuple(a for a in range(x.ndim) if a not in axes)
                 mean = x.mean(reduce)
                 count = x.size // mean.size
                 squares = ((x - jnp.expand_dims(mean, reduce)) ** 2).sum(reduce)
-                moments[module.scope.path] = (mean, squares / max(count - 1, 1))  # unbiased
+                moments[module.path] = (mean, squares / max(count - 1, 1))  # unbiased
         return next_fun(*args, **call_kwargs)
 
     with nn.intercept_methods(interceptor):

@@ -252,7 +252,7 @@ def _fill(tree, values: dict):
     return jax.tree.unflatten(jax.tree.structure(tree), [values[name] for name in _dotted(tree)])
 
 
-def _filled(leaves, params, batch_stats):
+def _filled(leaves, params, batch_stats) -> tuple[Any, Any]:
     return (_fill(params, leaves["params"]), None if batch_stats is None else _fill(batch_stats, leaves["batch_stats"]))
 
 
@@ -293,7 +293,7 @@ def _convert_model(model_state_dict, names, **trees):
     if not (names is None or callable(names) or isinstance(names, Mapping)):
         raise TypeError(f"names must be None, a dict {{torch name: entry}} or a function, got {names!r}")
     flax = {collection: {} if tree is None else _dotted(tree) for collection, tree in trees.items()}
-    leaves = {collection: {} for collection in trees}
+    leaves: dict[str, dict] = {collection: {} for collection in trees}
     layout = {}
     for torch_name, tensor in model_state_dict.items():
         array = _numpy(tensor)

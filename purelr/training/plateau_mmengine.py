@@ -212,7 +212,9 @@ def param_scheduler_with_plateau(
         raise TypeError(f"param_scheduler must be a list of dicts, got {cfgs!r}")
     groups = isinstance(lr, (list, tuple))
     bases = (
-        [validate.nonnegative(f"lr[{i}]", v) for i, v in enumerate(lr)] if groups else [validate.nonnegative("lr", lr)]
+        [validate.nonnegative(f"lr[{i}]", v) for i, v in enumerate(lr)]
+        if isinstance(lr, (list, tuple))
+        else [validate.nonnegative("lr", lr)]
     )
     entries = [
         mmengine._entries(cfgs, base, epoch_len, max_epochs, max_iters, param_name, skip_plateaus=True)

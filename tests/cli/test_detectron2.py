@@ -15,9 +15,10 @@ def test_plot_reads_the_yaml_and_its_base(tmp_path, capsys):
     iterations to BASE_LR 0.01, decayed by 0.1 at 18000, to MAX_ITER 24000."""
     assert main(["plot", CITYSCAPES, "-o", str(tmp_path / "lr.png"), "--csv", str(tmp_path / "lr.csv")]) == 0
     out = capsys.readouterr().out
-    rows = [line.split() for line in out.splitlines()[1:6]]
+    rows = [line.split() for line in out.splitlines()[1:7]]
     assert [(int(r[0]), float(r[2])) for r in rows] == [
         (0, 1e-05),
+        (999, 0.00999001),
         (1000, 0.01),
         (17999, 0.01),
         (18000, 0.001),

@@ -74,6 +74,14 @@ OPTIMIZERS = dict(
     dadapt_adagrad=lambda: optim.dadapt_adagrad(momentum=0.5),
     dadapt_adan=lambda: optim.dadapt_adan(),
     dadapt_lion=lambda: optim.dadapt_lion(0.01, weight_decay=0.1),
+    adamw_legacy=lambda: optim.adamw_legacy(1e-2, amsgrad=True, caution=True),
+    nadam_legacy=lambda: optim.nadam_legacy(weight_decay=1e-3),
+    timm_muon=lambda: optim.timm_muon(1e-2, algo="adamuon", nesterov=True),
+    single_device_muon=lambda: optax.multi_transform(  # matrices only
+        {"muon": optim.single_device_muon(weight_decay=0.1), "other": optim.adamw()},
+        lambda params: jax.tree.map(lambda p: "muon" if p.ndim == 2 else "other", params),
+    ),
+    muon_with_aux_adam=lambda: optim.muon_with_aux_adam(lambda path, p: p.ndim == 2, adam_lr=1e-2),
 )
 
 

@@ -1,0 +1,156 @@
+"""Parity of purelr.optim.muon_aux_adam with the author's Muon (Keller Jordan's ``muon.py``, the pip
+package muon-optimizer 0.1.0, module ``muon``): ``SingleDeviceMuonWithAuxAdam`` with two Muon groups
+and one Adam group (a 3-D leaf among the Muon ones), and ``zeropower_via_newtonschulz5`` on its own; 100 updates side by side,
+the problem of ``test_timm_muon`` (a quadratic with a moving target; its leaves: wide, tall and
+conv kernels for Muon, a bias and a 3 x 40 matrix for Adam). The distributed ``Muon`` /
+``MuonWithAuxAdam`` step each parameter as the single-device classes (one rank per parameter, then
+an all-gather) and need torch.distributed: the single-device forms are the reference.
+
+Open (nightly, 30 configurations in x64): configuration 5 drifts apart on the 3-D leaf (0.45):
+not yet understood (the batched Newton-Schulz itself is bit-equal, test_newtonschulz5_is_the_author_s).
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+from muon import SingleDeviceMuonWithAuxAdam
+from muon import zeropower_via_newtonschulz5 as torch_newtonschulz5
+
+from purelr.optim.muon_aux_adam import aux_adam, muon_with_aux_adam, single_device_muon, zeropower_via_newtonschulz5
+from tests.optim.test_timm_muon import RTOL, STEPS, _data
+from tests.optim.torch_reference import TRAJECTORY_UNITS, trajectory
+from tests.parity import relative_error, rounding_floor
+
+# the author's muon_update views a 4-D update as a matrix and never views it back: a conv kernel
+# fails at p.add_ (purelr refuses it, test_rejects_...); a 3-D leaf is a batch of matrices
+SHAPES = {"w1": (8, 12), "w2": (12, 5), "stack": (2, 6, 10), "b": (12,), "e": (3, 40)}
+MUON = {"w1": "m0", "stack": "m0", "w2": "m1"}  # two Muon groups; "b" and "e" in the Adam group
+CONFIGS = {"x64": 10, "f32": 4}  # nightly: 30
+LR_RANGE = {"x64": (-3, -1.7), "f32": (-5, -4)}  # float32: see test_timm_muon
+
+
+def _draw(rng, n, precision):
+    lr = 10 ** rng.uniform(*LR_RANGE[precision], (n, 3))
+    weight_decay = np.where(rng.random((n, 3)) < 0.3, 0.0, rng.uniform(0.0, 0.2, (n, 3)))
+    momentum = rng.choice([0.0, 0.5, 0.9, 0.95], (n, 2))
+    betas = np.stack([rng.uniform(0.5, 0.95, n), rng.uniform(0.9, 0.999, n)], -1)
+    eps = 10 ** rng.uniform(-10, -6, n)
+    return [np.float32(x).astype(np.float64) for x in (lr, weight_decay, momentum, betas, eps)]
+
+
+@jax.jit
+@jax.vmap
+def _purelr_run(lr, weight_decay, momentum, betas, eps, params, curvature, target):
+    def const(x):
+        return lambda k: x
+
+    groups = {f"m{i}": single_device_muon(const(lr[i]), const(weight_decay[i]), const(momentum[i])) for i in (0, 1)}
+    groups["adam"] = aux_adam(const(lr[2]), (const(betas[0]), const(betas[1])), const(eps), const(weight_decay[2]))
+    opt = optax.multi_transform(groups, {k: MUON.get(k, "adam") for k in SHAPES})
+
+    def gradient(params, k):
+        return {n: curvature[n] * (params[n] - target[n][k]) for n in SHAPES}
+
+    return trajectory(opt, params, gradient, STEPS)
+
+
+def _torch_run(data, dtype, lr, weight_decay, momentum, betas, eps):
+    params, curvature, target = (jax.tree.map(lambda a: torch.tensor(a, dtype=dtype), t) for t in data)
+    tparams = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    groups = [
+        dict(
+            params=[tparams[k] for k in SHAPES if MUON.get(k) == f"m{i}"],
+            lr=lr[i],
+            weight_decay=weight_decay[i],
+            momentum=momentum[i],
+            use_muon=True,
+        )
+        for i in (0, 1)
+    ]
+    adam = [tparams[k] for k in SHAPES if k not in MUON]
+    groups.append(
+        dict(params=adam, lr=lr[2], weight_decay=weight_decay[2], betas=tuple(betas), eps=eps, use_muon=False)
+    )
+    opt = SingleDeviceMuonWithAuxAdam(groups)
+    with torch.backends.mkldnn.flags(enabled=False):
+        for k in range(STEPS):
+            opt.zero_grad()
+            sum(torch.sum(curvature[n] * (tparams[n] - target[n][k]) ** 2) / 2 for n in SHAPES).backward()
+            opt.step()
+    state = {k: {key: v.numpy() for key, v in opt.state[p].items() if torch.is_tensor(v)} for k, p in tparams.items()}
+    return {k: p.detach().numpy() for k, p in tparams.items()}, state
+
+
+def check(precision, n):
+    dtype = torch.float64 if precision == "x64" else torch.float32
+    data = _data(11, SHAPES)
+    numbers = _draw(np.random.default_rng(400), n, precision)
+    paths, state = _purelr_run(*numbers, *(jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), data)))
+    floor = rounding_floor(RTOL[precision], 2 * TRAJECTORY_UNITS[precision], precision)
+    worst = 0.0
+    for c in range(n):
+        expected, torch_state = _torch_run(data, dtype, *(x[c] for x in numbers))
+        for name in SHAPES:
+            err = relative_error(np.asarray(paths[name][c, -1]), expected[name], floor=floor)
+            assert err <= RTOL[precision], (c, name, err)
+            worst = max(worst, err)
+            buffers = state.inner_states[MUON.get(name, "adam")].inner_state
+            for key, value in torch_state[name].items():
+                err = relative_error(np.asarray(getattr(buffers, key)[name][c]), value, np.max(np.abs(value)), floor)
+                assert err <= RTOL[precision], (c, name, key, err)
+    return worst
+
+
+def test_matches_the_author_muon(precision):
+    check(precision, CONFIGS[precision])
+
+
+@pytest.mark.nightly
+def test_thirty_configurations_match_the_author_muon():
+    with jax.enable_x64(True):
+        check("x64", 30)
+
+
+@pytest.mark.parametrize("shape", [(8, 12), (12, 5), (3, 6, 10)])
+def test_newtonschulz5_is_the_author_s(shape, precision):
+    g = np.random.default_rng(len(shape)).normal(size=shape)
+    with torch.backends.mkldnn.flags(enabled=False):
+        expected = torch_newtonschulz5(torch.tensor(g), 5).float().numpy()
+    got = np.asarray(jax.jit(zeropower_via_newtonschulz5)(jnp.asarray(g)))
+    np.testing.assert_array_equal(got.astype(np.float32), expected)
+
+
+def test_muon_with_aux_adam_defaults_and_labels():
+    params = {"w": jnp.ones((4, 6)), "b": jnp.ones(6)}
+    grads = jax.tree.map(lambda p: 0.1 * p, params)
+    by_tree = muon_with_aux_adam({"w": True, "b": False})
+    by_predicate = muon_with_aux_adam(lambda path, p: p.ndim >= 2)
+    by_function = muon_with_aux_adam(lambda params: jax.tree.map(lambda p: p.ndim >= 2, params))
+    results = [jax.jit(opt.update)(grads, opt.init(params), params)[0] for opt in (by_tree, by_predicate, by_function)]
+    for other in results[1:]:
+        for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(other)):
+            np.testing.assert_array_equal(a, b)
+    state = by_tree.init(params)
+    assert float(state.inner_states[True].inner_state.hyperparams["lr"]) == pytest.approx(0.02)
+    assert float(state.inner_states[False].inner_state.hyperparams["lr"]) == pytest.approx(3e-4)
+    assert float(state.inner_states[False].inner_state.hyperparams["eps"]) == pytest.approx(1e-10)
+
+
+def test_rejects_vectors_and_bad_numbers():
+    with pytest.raises(ValueError, match="shape"):
+        single_device_muon().init({"b": jnp.ones(3)})
+    with pytest.raises(ValueError, match="conv"):
+        single_device_muon().init({"conv": jnp.ones((6, 3, 2, 2))})
+    with pytest.raises(RuntimeError):  # the original cannot step a 4-D param
+        p = torch.ones(6, 3, 2, 2, requires_grad=True)
+        p.grad = torch.ones(6, 3, 2, 2)
+        from muon import SingleDeviceMuon
+
+        SingleDeviceMuon([p]).step()
+    with pytest.raises(ValueError, match="lr"):
+        single_device_muon(lr=-1.0)
+    with pytest.raises(ValueError, match="betas"):
+        aux_adam(betas=(1.5, 0.9))
