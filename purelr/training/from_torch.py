@@ -408,6 +408,9 @@ def twins(template, groups, order: dict, layout: dict, params: dict, labels=None
             )
         result[owner] = result[owner]._replace(groups=result[owner].groups + (g,))
     for twin in result:
+        foreign = torch_state.layout(twin.state).foreign
+        for key in (k for g in twin.groups for k in foreign if k in groups[g]):
+            raise ValueError(f"the {type(twin.state).__name__} twin: torch's param groups have {key!r}: {foreign[key]}")
         held = {layout[order[i]].name for g in twin.groups for i in groups[g]["params"]}
         if held != set(twin.members):
             raise ValueError(

@@ -59,6 +59,8 @@ class Layout(NamedTuple):
         ``d``, ``k``), as Python numbers.
       raveled: fields holding per leaf the param raveled in its own layout (Prodigy's ``p0``):
         reordered through the layout, which a slice (``slice_p > 1``) of a moved param cannot be.
+      foreign: ``{param group key: why}``: an original whose state this table does not describe,
+        told by a key of its param groups; both directions refuse it.
     """
 
     step: str | None = "state"
@@ -79,6 +81,7 @@ class Layout(NamedTuple):
     factors: tuple[str, ...] = ()
     in_group: tuple[str, ...] = ()
     raveled: tuple[str, ...] = ()
+    foreign: Mapping[str, str] = {}
 
 
 # torch param-group entries that hold several of a twin's hyperparameters
@@ -134,7 +137,13 @@ LAYOUTS: dict[str, Layout] = {
     "AdahessianState": Layout(  # timm.optim.Adahessian; its estimate p.hess is an attribute of the param
         step_type="int", counters=("hessian step",), unkept=("hess", "key")
     ),
-    "SOAPState": Layout(factors=("GG", "Q")),
+    "SOAPState": Layout(  # its own layout: heavyball.SOAP's nested one is not converted
+        factors=("GG", "Q"),
+        foreign={
+            "storage_dtype": "heavyball keeps SOAP's state per view (state[p][0]) under its chained "
+            "functions' names (scale_by_soap_GG_3) with a leading batch dimension; not converted"
+        },
+    ),
     # prodigyopt.Prodigy, dadaptation's DAdaptAdam / SGD / AdaGrad / Adan / Lion: d and k in every group
     "ProdigyState": Layout(step_type="int", in_group=("k", "d", "d_max", "d_numerator"), raveled=("s", "p0")),
     "DAdaptAdamState": Layout(step_type="int", in_group=("k", "d", "numerator_weighted")),

@@ -146,6 +146,21 @@ def test_prodigy_slice_of_a_moved_param():
         to_torch(state, params, torch_model_state(True), synthetic_groups(state))
 
 
+def test_heavyball_soap_refused():
+    import heavyball
+
+    torch.manual_seed(0)
+    model = TorchMLP().double()
+    fresh = heavyball.SOAP(model.parameters(), lr=1e-2).state_dict()
+    optimizer = resume_run.OPTIMIZERS["soap"]()
+    params = template()
+    state = randomized(optimizer.init(params), seed=0)
+    with pytest.raises(ValueError, match="SOAPState twin: torch's param groups have 'storage_dtype': heavyball"):
+        to_torch(state, params, model.state_dict(), fresh)
+    with pytest.raises(ValueError, match="SOAPState twin: torch's param groups have 'storage_dtype': heavyball"):
+        from_torch(optimizer, params, model.state_dict(), fresh, count=0)
+
+
 def kept(state, fresh):
     """``state`` with the fields its original keeps nowhere (a PRNG key) as ``init`` made them."""
     from purelr.training.torch_state import is_twin, layout
