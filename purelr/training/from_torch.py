@@ -398,6 +398,10 @@ def twins(template, groups, order: dict, layout: dict, params: dict, labels=None
             raise ValueError(
                 f"torch optimizer parameter {index} ({torch_name!r}) is not a model entry that goes to the flax params"
             )
+    for _, state in found:  # an original whose state the table does not describe
+        foreign = torch_state.layout(state).foreign
+        for key in (k for group in groups for k in foreign if k in group):
+            raise ValueError(f"the {type(state).__name__} twin: torch's param groups have {key!r}: {foreign[key]}")
     result = [Twin(p, s, _members(p, s, params, labels, len(found) == 1), ()) for p, s in found]
     for g, group in enumerate(groups):
         names = {layout[order[i]].name for i in group["params"]}
@@ -408,9 +412,6 @@ def twins(template, groups, order: dict, layout: dict, params: dict, labels=None
             )
         result[owner] = result[owner]._replace(groups=result[owner].groups + (g,))
     for twin in result:
-        foreign = torch_state.layout(twin.state).foreign
-        for key in (k for g in twin.groups for k in foreign if k in groups[g]):
-            raise ValueError(f"the {type(twin.state).__name__} twin: torch's param groups have {key!r}: {foreign[key]}")
         held = {layout[order[i]].name for g in twin.groups for i in groups[g]["params"]}
         if held != set(twin.members):
             raise ValueError(

@@ -137,6 +137,12 @@ LAYOUTS: dict[str, Layout] = {
     "AdahessianState": Layout(  # timm.optim.Adahessian; its estimate p.hess is an attribute of the param
         step_type="int", counters=("hessian step",), unkept=("hess", "key")
     ),
+    "TimmMuonState": Layout(  # its own layout: timm.optim.Muon's shared param group is not converted
+        foreign={
+            "fallback_lr_scale": "timm's Muon keeps its Muon and fallback (NAdamW) params in one param "
+            "group, the fallback's lr scaled by fallback_lr_scale; not converted"
+        }
+    ),
     "SOAPState": Layout(  # its own layout: heavyball.SOAP's nested one is not converted
         factors=("GG", "Q"),
         foreign={

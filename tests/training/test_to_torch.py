@@ -26,6 +26,7 @@ from tests.training.test_from_torch import TorchMLP, template
 
 UPDATES = 3
 LBFGS = {"lbfgs"}  # a flat history, converted by its own test
+REFUSED = {"timm_muon"}  # its original's state is refused with a clear error (test_refused_originals)
 
 
 def torch_model_state(x64: bool):
@@ -36,16 +37,16 @@ def torch_model_state(x64: bool):
 
 def synthetic_groups(opt_state, labels=None):
     """One torch param group per twin, with an entry for each of its hyperparameters."""
+    from purelr.training.from_torch import _label
     from purelr.training.torch_state import is_twin
 
-    twins = [s for s in jax.tree.leaves(opt_state, is_leaf=is_twin) if is_twin(s)]
+    found = jax.tree_util.tree_leaves_with_path(opt_state, is_leaf=is_twin)
+    twins = [(_label(p), s) for p, s in found if is_twin(s)]
     names = ["hidden.weight", "hidden.bias", "out.weight", "out.bias"]
     flax = ["hidden.kernel", "hidden.bias", "out.kernel", "out.bias"]
     groups = []
-    for i, twin in enumerate(twins):
-        group = {
-            "params": [k for k, n in enumerate(flax) if labels is None or labels[n] == sorted(set(labels.values()))[i]]
-        }
+    for label, twin in twins:
+        group = {"params": [k for k, n in enumerate(flax) if labels is None or labels[n] == label]}
         for name in twin.hyperparams:
             key, index = group_key(twin, name)
             if index is None:
@@ -64,11 +65,29 @@ def assert_same(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def labels_of(name, params):
+def labels_of(name, params, state=None):
     if name == "muon":
         flat = {"hidden.kernel": "muon", "hidden.bias": "other", "out.kernel": "muon", "out.bias": "other"}
         return flat, jax.tree.map(lambda p: "muon" if p.ndim == 2 else "other", params)
+    if isinstance(state, optax.transforms.PartitionState):  # a twin that partitions itself (timm's Muon)
+        return partition_labels(state, params)
     return None, None
+
+
+def partition_labels(state, params):
+    """``(flat, tree)`` labels of a partition: each leaf's label is that of the twin keeping a buffer there."""
+    from purelr.training.from_torch import _dotted
+    from purelr.training.torch_state import buffer_fields
+
+    flat = {}
+    for label, masked in state.inner_states.items():
+        twin = getattr(masked, "inner_state", masked)
+        for field in buffer_fields(twin):
+            flat.update({n: label for n in _dotted(getattr(twin, field))})
+    first = next(iter(state.inner_states))
+    flat = {n: flat.get(n, first) for n in _dotted(params)}
+    names = iter(flat.values())
+    return flat, jax.tree.map(lambda _: next(names), params)
 
 
 def randomized(state, seed, count=UPDATES):
@@ -114,7 +133,7 @@ def randomized(state, seed, count=UPDATES):
     return jax.tree.map(fill, state, is_leaf=kinds)
 
 
-@pytest.mark.parametrize("name", [n for n in resume_run.OPTIMIZERS if n not in LBFGS])
+@pytest.mark.parametrize("name", [n for n in resume_run.OPTIMIZERS if n not in LBFGS | REFUSED])
 def test_round_trip_every_twin(name, precision):
     round_trip(name, precision)
 
@@ -128,7 +147,7 @@ def round_trip(name, precision):
     optimizer = ROUND_TRIP.get(name, resume_run.OPTIMIZERS[name])()
     params = template()
     state = randomized(optimizer.init(params), seed=len(name))
-    flat_labels, labels = labels_of(name, params)
+    flat_labels, labels = labels_of(name, params, state)
     model_sd = torch_model_state(precision == "x64")
     exported = to_torch(state, params, model_sd, synthetic_groups(state, flat_labels), labels=labels)
     back = from_torch(
@@ -146,18 +165,23 @@ def test_prodigy_slice_of_a_moved_param():
         to_torch(state, params, torch_model_state(True), synthetic_groups(state))
 
 
-def test_heavyball_soap_refused():
-    import heavyball
-
+@pytest.mark.parametrize(
+    "name, original, message",
+    [
+        ("soap", lambda: __import__("heavyball").SOAP, "SOAPState twin: torch's param groups have 'storage_dtype'"),
+        ("timm_muon", lambda: _timm("Muon"), "TimmMuonState twin: torch's param groups have 'fallback_lr_scale'"),
+    ],
+)
+def test_refused_originals(name, original, message):
     torch.manual_seed(0)
     model = TorchMLP().double()
-    fresh = heavyball.SOAP(model.parameters(), lr=1e-2).state_dict()
-    optimizer = resume_run.OPTIMIZERS["soap"]()
+    fresh = original()(model.parameters(), lr=1e-2).state_dict()
+    optimizer = resume_run.OPTIMIZERS[name]()
     params = template()
     state = randomized(optimizer.init(params), seed=0)
-    with pytest.raises(ValueError, match="SOAPState twin: torch's param groups have 'storage_dtype': heavyball"):
+    with pytest.raises(ValueError, match=message):
         to_torch(state, params, model.state_dict(), fresh)
-    with pytest.raises(ValueError, match="SOAPState twin: torch's param groups have 'storage_dtype': heavyball"):
+    with pytest.raises(ValueError, match=message):
         from_torch(optimizer, params, model.state_dict(), fresh, count=0)
 
 
