@@ -236,6 +236,8 @@ class _Target(NamedTuple):
 def _numpy(tensor):
     if not hasattr(tensor, "detach"):
         return np.asarray(tensor)
+    if hasattr(tensor, "codes"):
+        raise ValueError(f"torchao's quantized state ({type(tensor).__name__}: codes, scale) is not converted yet")
     tensor = tensor.detach().cpu()
     return np.asarray(tensor.float() if str(tensor.dtype) == "torch.bfloat16" else tensor)  # exact
 

@@ -224,6 +224,8 @@ def _param_state(state, name: str, param, target, like, group) -> dict:
         if field in spec.factors:
             out[key] = _factors_to_torch(torch_state.at(value, name), target, f"flax {name!r} {field}")
             continue
+        if hasattr(torch_state.at(value, name), "codes"):
+            raise ValueError(f"flax {name!r} {field}: torchao's quantized state (codes, scale) is not converted yet")
         leaf = np.asarray(_dotted(value)[name])
         if leaf.size == 0 and np.size(param) != 0:
             continue  # a buffer this leaf does not use (Adafactor's factors of a vector)

@@ -185,6 +185,24 @@ def test_refused_originals(name, original, message):
         from_torch(optimizer, params, model.state_dict(), fresh, count=0)
 
 
+def test_quantized_state_refused():
+    from torchao.optim.subclass_8bit import OptimState8bit
+
+    from purelr.optim.block_quantization import QuantizedBuffer
+
+    optimizer = resume_run.OPTIMIZERS["adamw_8bit"]()
+    params = template()
+    state = randomized(optimizer.init(params), seed=0)
+    quantized = QuantizedBuffer(jnp.zeros((3, 6), jnp.uint8), jnp.ones((1,), jnp.float32))
+    big = state._replace(exp_avg={**state.exp_avg, "hidden": {**state.exp_avg["hidden"], "kernel": quantized}})
+    with pytest.raises(ValueError, match="flax 'hidden.kernel' exp_avg: torchao's quantized state"):
+        to_torch(big, params, torch_model_state(True), synthetic_groups(state))
+    exported = to_torch(state, params, torch_model_state(True), synthetic_groups(state))
+    exported.optimizer_state_dict["state"][0]["exp_avg"] = OptimState8bit.zeros((6, 3), block_size=18)
+    with pytest.raises(ValueError, match="torchao's quantized state \\(OptimState8bit: codes, scale\\)"):
+        from_torch(optimizer, params, exported.model_state_dict, exported.optimizer_state_dict, count=UPDATES)
+
+
 def kept(state, fresh):
     """``state`` with the fields its original keeps nowhere (a PRNG key) as ``init`` made them."""
     from purelr.training.torch_state import is_twin, layout
