@@ -20,6 +20,7 @@ Closure forms (``schedule_free_closure``) keep their own state types, read here 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
@@ -181,21 +182,21 @@ def adam_normalised(hyperparams: Mapping[str, object]) -> Callable:
 def radam_normalised(hyperparams: Mapping[str, object], silent_sgd_phase: bool) -> Callable:
     """``adam_normalised`` while ``rho_t > 4`` (``rectification``), else ``u = g``."""
     adam = adam_normalised(hyperparams)
-    correction = second_moment(hyperparams)[1]
+    log_beta2 = base.log_of(base.one_minus(hyperparams["beta2"]))
 
     def normalised(g, v, hp, count):
         u, v = adam(g, v, hp, count)
-        return jnp.where(rectification(hp, count, silent_sgd_phase, correction)[0], u, g), v
+        return jnp.where(rectification(hp, count, silent_sgd_phase, log_beta2)[0], u, g), v
 
     return normalised
 
 
 def rectified_lr(hyperparams: Mapping[str, object], silent_sgd_phase: bool) -> Callable:
     """RAdam's ``lr(hp, count) = lr * rect`` (``rectification``)."""
-    correction = second_moment(hyperparams)[1]
+    log_beta2 = base.log_of(base.one_minus(hyperparams["beta2"]))
 
     def lr(hp, count):
-        return hp["lr"] * rectification(hp, count, silent_sgd_phase, correction)[1]
+        return hp["lr"] * rectification(hp, count, silent_sgd_phase, log_beta2)[1]
 
     return lr
 
@@ -236,20 +237,45 @@ def adamw_schedule_free(
     return _main("adamw_schedule_free", hp, adam_normalised(hp), z_and_moment)
 
 
-def rectification(hp: Mapping[str, jax.Array], count, silent_sgd_phase: bool, correction: Callable):
+def rectification(hp: Mapping[str, jax.Array], count, silent_sgd_phase: bool, log_beta2):
     """RAdam's ``(adam, rect)`` at ``t = count + 1``: ``adam`` is ``rho_t > 4`` (an Adam step, else
     an SGD step, or none with ``silent_sgd_phase``), ``rect`` the factor of the lr::
 
         rho_inf = 2 / (1 - beta2) - 1;  rho_t = rho_inf - 2 t beta2 ** t / (1 - beta2 ** t)
         rect = sqrt((rho_t - 4) (rho_t - 2) rho_inf / ((rho_inf - 4) (rho_inf - 2) rho_t))
+
+    ``rho_t`` is a small difference of two numbers near ``rho_inf`` (2000 for ``beta2 = 0.999``).
+    In float64 it is computed as written, as the original computes it (in Python). In float32 as
+    written it would carry ``rho_inf`` float32 rounding units (1e-4: 1e-3 of ``rect`` at the first
+    rectified step) where the original's double value is good to 1e-12: it is computed as
+    ``2 (A + B) / ((1 - beta2) (1 - beta2 ** t)) - 1`` with ``L = -log(beta2)``,
+    ``A = beta2 ** t (e ** (t L) - 1 - t L)`` and ``B = t beta2 ** t (e ** -L - 1 + L)``, two
+    positive terms (``_exp_excess``), equal to the difference in exact arithmetic.
     """
     t = base.step_number(count)
-    bias_correction2 = correction(count)
-    rho_inf = 2 / (1 - hp["beta2"]) - 1
-    rho_t = rho_inf - 2 * t * (1 - bias_correction2) / bias_correction2
+    log_b = resolve(log_beta2, count)
+    bt, q, c = jnp.exp(t * log_b), -jnp.expm1(t * log_b), 1 - hp["beta2"]
+    rho_inf = 2 / c - 1
+    if bt.dtype == jnp.float64:
+        rho_t = rho_inf - 2 * t * bt / q
+    else:
+        a = jnp.where(-t * log_b <= 1, bt * _exp_excess(-t * log_b), q + t * log_b * bt)
+        rho_t = jnp.where(bt > 0, 2 * (a + t * bt * _exp_excess(log_b)) / (c * q) - 1, rho_inf)
     adam = rho_t > 4.0
     ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
     return adam, jnp.where(adam, jnp.sqrt(jnp.where(adam, ratio, 1.0)), 0.0 if silent_sgd_phase else 1.0)
+
+
+_FACTORIALS = [float(math.factorial(k)) for k in range(2, 21)]
+
+
+def _exp_excess(x):
+    """``e ** x - 1 - x`` without cancellation: its Taylor series (to ``x ** 20``) for ``|x| <= 1``."""
+    small = jnp.clip(x, -1.0, 1.0)
+    series = 0.0
+    for factorial in reversed(_FACTORIALS):
+        series = series * small + 1 / factorial
+    return jnp.where(jnp.abs(x) <= 1, small * small * series, jnp.expm1(x) - x)
 
 
 def radam_schedule_free(
@@ -336,16 +362,18 @@ def _swap(state, params, eval_mode: bool):
             f"no Schedule-Free state in {type(state).__name__}: expected one of {[s.__name__ for s in STATES]}"
         )
     for s in found:
+        if isinstance(s, ScheduleFreeReferenceState):
+            kept = treedef.flatten_up_to(s.x if eval_mode else s.y)
+        elif eval_mode and isinstance(s, ScheduleFreeClosureState):
+            continue  # its params are x already
         beta = interpolation(s.hyperparams)
-        kept = s.x if eval_mode else s.y if isinstance(s, ScheduleFreeReferenceState) else None
         for i, z in enumerate(treedef.flatten_up_to(s.z)):
             if z is None or isinstance(z, optax.MaskedNode):
                 continue
             if isinstance(s, ScheduleFreeReferenceState):
-                out[i] = treedef.flatten_up_to(kept)[i]
-            elif not (eval_mode and isinstance(s, ScheduleFreeClosureState)):
-                weight = (1 - 1 / beta if eval_mode else 1 - beta).astype(z.dtype)
-                out[i] = torch_lerp(out[i], z, weight)
+                out[i] = kept[i]
+            else:
+                out[i] = torch_lerp(out[i], z, (1 - 1 / beta if eval_mode else 1 - beta).astype(z.dtype))
     return treedef.unflatten(out)
 
 
