@@ -24,6 +24,8 @@ step "bitsandbytes 0.50.2 without its dependencies (the Trainer's lion_32bit; it
 python -m pip install -q --no-deps bitsandbytes==0.50.2
 step "fvcore 0.1.5.post20221221 without its dependencies (its param_scheduler module is pure Python)"
 python -m pip install -q --no-deps fvcore==0.1.5.post20221221
+step "schedulefree 1.4.1 without its dependencies (its optimizers are pure torch; torch stays the CPU wheel)"
+python -m pip install -q --no-deps schedulefree==1.4.1
 if python -c "import importlib.metadata as m; assert m.version('mmcv') == '1.7.2'" 2>/dev/null; then
   step "mmcv 1.7.2 already installed"
 else
@@ -40,4 +42,4 @@ else
 fi
 step "the OpenMMLab config corpora (configs of 7 pinned wheels, sha256-checked) into tests/data/corpus, and the MMCV-era hook modules purelr twins (YOLOX, CosineAnnealingCooldown) into tests/data/sources"
 python -m tests.corpus
-step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "transformers", "accelerate", "deepspeed", "mmpose", "bitsandbytes", "fvcore")))')"
+step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "transformers", "accelerate", "deepspeed", "mmpose", "bitsandbytes", "fvcore", "schedulefree")))')"

@@ -34,6 +34,7 @@ from tests.optim import torch_reference as ref
 from tests.parity import OPTIMIZER_RTOL, float_mode, relative_error, trajectory_floor
 
 STEPS = 100
+NIGHTLY = pytest.mark.nightly
 LABELS = ("hidden", "out")
 PARTITION = {label: {"kernel": label, "bias": label} for label in LABELS}
 
@@ -293,17 +294,28 @@ def check(name, configs):
     return worst
 
 
-def _sweep(name, count, seed):
-    make, optimizer_type, draw, flags, closure = CLASSES[name]
-    per_flags = max(1, count // len(flags))
-    configs = configurations(draw, flags, per_flags, seed)
+EDGES = [  # hand-picked group numbers, one configuration each (over a drawn one)
+    (dict(lr=0.0), dict(lr=0.0, weight_lr_power=0.0)),  # weight_sum stays 0 (ckp1 = 0); 0 ** 0 = 1
+    (dict(warmup_steps=1000, weight_decay=0.1), dict(warmup_steps=1, r=3.0)),  # warmup never ends; one step
+]
+
+
+def _sweep(name, count, seed, edges=()):
+    """``count`` random configurations (split over the flag values) and the ``edges``."""
+    _, _, draw, flags, _ = CLASSES[name]
+    configs = configurations(draw, flags, max(1, count // len(flags)), seed)
+    for i, edge in enumerate(edges):
+        flag, groups, _ = configs[i % len(configs)]
+        fixed = [{k: v for k, v in dict(g, **e).items() if k in g} for g, e in zip(groups, edge)]
+        configs.append((flag, fixed, False))
     return max(check(name, [c for c in configs if c[0] == flag]) for flag in flags)
 
 
 @pytest.mark.parametrize("name", sorted(CLASSES))
 def test_matches_schedulefree(precision, name):
-    """Ten random configurations per class (five per flag value), two groups each, 100 updates."""
-    _sweep(name, 10, seed=2100 + sorted(CLASSES).index(name))
+    """Ten random configurations per class (five per flag value), two groups each, 100 updates,
+    and the ``EDGES``."""
+    _sweep(name, 10, seed=2100 + sorted(CLASSES).index(name), edges=EDGES)
 
 
 @pytest.mark.nightly
@@ -326,27 +338,18 @@ def trained(optimizer_type):
     return make
 
 
-EDGES = [
-    {},  # the original's defaults, constant numbers
-    dict(lr=0.0),  # weight_sum stays 0: ckp1 = 0 (the original's ZeroDivisionError branch)
-    dict(lr=0.0, weight_lr_power=0.0),  # 0 ** 0 = 1
-    dict(lr=0.05, warmup_steps=1000, weight_decay=0.1),  # warmup never ends
-    dict(lr=0.05, warmup_steps=1, r=3.0),
-]
-
-
-@pytest.mark.parametrize("name", [n for n in sorted(CLASSES) if not CLASSES[n][4]])
-@pytest.mark.parametrize("kwargs", EDGES, ids=["defaults", "lr0", "lr0-power0", "long-warmup", "warmup1-r3"])
-def test_edges_match_schedulefree(precision, name, kwargs):
-    """Constant numbers, the update jitted on its own, 200 updates (``torch_reference.check_defaults``);
-    RAdam has no ``warmup_steps``."""
+@pytest.mark.parametrize(
+    "name",
+    [n if n.endswith("ScheduleFree") else pytest.param(n, marks=NIGHTLY) for n in sorted(CLASSES) if not CLASSES[n][4]],
+)
+def test_defaults_match_schedulefree(precision, name):
+    """The original's defaults as constants (no weight decay: its ``decay != 0`` branch), the update
+    jitted on its own, 200 updates (``torch_reference.check_defaults``); the Reference forms nightly."""
     make, optimizer_type, *_ = CLASSES[name]
-    if name.startswith("RAdam"):
-        kwargs = {k: v for k, v in kwargs.items() if k != "warmup_steps"}
-    ref.check_defaults(make, trained(optimizer_type), **kwargs)
+    ref.check_defaults(make, trained(optimizer_type))
 
 
-@pytest.mark.parametrize("form", ["sgd", "adamw", "radam"])
+@pytest.mark.parametrize("form", [pytest.param("sgd", marks=NIGHTLY), "adamw", pytest.param("radam", marks=NIGHTLY)])
 def test_closure_form_is_the_eval_sequence_of_the_main_form(form):
     """The Closure form's update is the main form's, seen from ``x``: given the gradient at
     ``schedule_free_train_params(state, params)`` (where torch's closure runs), its params follow

@@ -57,6 +57,14 @@ OPTIMIZERS = dict(
     mmpretrain_lars=lambda: optim.mmpretrain_lars(0.1, momentum=0.9, weight_decay=1e-3),
     mmpretrain_lamb=lambda: optim.mmpretrain_lamb(1e-2),
     mmpretrain_adan=lambda: optim.mmpretrain_adan(1e-2, max_grad_norm=1.0, no_prox=True, foreach=False),
+    sgd_schedule_free=lambda: optim.sgd_schedule_free(0.05, warmup_steps=5, weight_decay=1e-3),
+    adamw_schedule_free=lambda: optim.adamw_schedule_free(1e-2, warmup_steps=5, r=1.0),
+    radam_schedule_free=lambda: optim.radam_schedule_free(1e-2, silent_sgd_phase=False),
+    sgd_schedule_free_reference=lambda: optim.sgd_schedule_free_reference(0.05, weight_decay=1e-3),
+    adamw_schedule_free_reference=lambda: optim.adamw_schedule_free_reference(1e-2, weight_decay=0.1, decay_at_z=True),
+    sgd_schedule_free_closure=lambda: optim.sgd_schedule_free_closure(0.05),
+    adamw_schedule_free_closure=lambda: optim.adamw_schedule_free_closure(1e-2, weight_decay=0.01),
+    radam_schedule_free_closure=lambda: optim.radam_schedule_free_closure(1e-2),
 )
 
 
