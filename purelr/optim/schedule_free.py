@@ -67,10 +67,12 @@ class ScheduleFreeClosureState(NamedTuple):
 STATES = (ScheduleFreeState, ScheduleFreeReferenceState, ScheduleFreeClosureState)
 
 
-def hyperparameters(lr, momentum, weight_decay, warmup_steps, r, weight_lr_power, **more) -> dict:
+def hyperparameters(lr, momentum, weight_decay, warmup_steps, r, weight_lr_power, foreach, **more) -> dict:
     """The common numbers, checked (constants; schedules pass): ``lr``, ``weight_decay``,
     ``warmup_steps`` and ``weight_lr_power`` at least 0, ``r`` finite; ``momentum`` is
-    ``("momentum", value)`` or ``("betas", (beta1, beta2))`` (0 < beta1 < 1: ``eval`` divides by it)."""
+    ``("momentum", value)`` or ``("betas", (beta1, beta2))`` (0 < beta1 < 1: ``eval`` divides by it).
+    ``foreach`` is accepted and ignored (``base.device_flags``)."""
+    base.device_flags(foreach=foreach)
     name, value = momentum
     if name == "betas":
         beta1, beta2 = base.check_betas(value)
@@ -213,8 +215,7 @@ def sgd_schedule_free(
 ) -> optax.GradientTransformation:
     """Twin of ``schedulefree.SGDScheduleFree``: ``u = grad + weight_decay * y`` in the module's step
     (``beta1`` is ``momentum``). ``foreach`` is accepted and ignored."""
-    base.device_flags(foreach=foreach)
-    hp = hyperparameters(lr, ("momentum", momentum), weight_decay, warmup_steps, r, weight_lr_power)
+    hp = hyperparameters(lr, ("momentum", momentum), weight_decay, warmup_steps, r, weight_lr_power, foreach=foreach)
     return _main("sgd_schedule_free", hp, plain, z_only)
 
 
@@ -232,8 +233,7 @@ def adamw_schedule_free(
     ``u = grad / (sqrt(exp_avg_sq / (1 - beta2 ** t)) + eps) + weight_decay * y`` after
     ``exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * grad ** 2`` (``t = count + 1``).
     ``foreach`` is accepted and ignored."""
-    base.device_flags(foreach=foreach)
-    hp = hyperparameters(lr, ("betas", betas), weight_decay, warmup_steps, r, weight_lr_power, eps=eps)
+    hp = hyperparameters(lr, ("betas", betas), weight_decay, warmup_steps, r, weight_lr_power, eps=eps, foreach=foreach)
     return _main("adamw_schedule_free", hp, adam_normalised(hp), z_and_moment)
 
 
@@ -292,8 +292,7 @@ def radam_schedule_free(
     (``rectification``), and ``u`` is AdamW's normalised gradient while ``rho_t > 4``, else the
     gradient itself (with ``rect = 0`` under ``silent_sgd_phase``: only ``exp_avg_sq`` moves), plus
     ``weight_decay * y``. ``foreach`` is accepted and ignored."""
-    base.device_flags(foreach=foreach)
-    hp = hyperparameters(lr, ("betas", betas), weight_decay, 0, r, weight_lr_power, eps=eps)
+    hp = hyperparameters(lr, ("betas", betas), weight_decay, 0, r, weight_lr_power, eps=eps, foreach=foreach)
     normalised = radam_normalised(hp, silent_sgd_phase)
     return _main("radam_schedule_free", hp, normalised, z_and_moment, rectified_lr(hp, silent_sgd_phase))
 

@@ -51,8 +51,7 @@ def sgd_schedule_free_closure(
 ) -> optax.GradientTransformation:
     """Twin of ``schedulefree.SGDScheduleFreeClosure`` (``u = grad + weight_decay * y``).
     ``foreach`` is accepted and ignored."""
-    base.device_flags(foreach=foreach)
-    hp = sf.hyperparameters(lr, ("momentum", momentum), weight_decay, warmup_steps, r, weight_lr_power)
+    hp = sf.hyperparameters(lr, ("momentum", momentum), weight_decay, warmup_steps, r, weight_lr_power, foreach=foreach)
     return _make("sgd_schedule_free_closure", hp, sf.plain, moment=False)
 
 
@@ -67,8 +66,9 @@ def adamw_schedule_free_closure(
     foreach: bool | None = None,
 ) -> optax.GradientTransformation:
     """Twin of ``schedulefree.AdamWScheduleFreeClosure``. ``foreach`` is accepted and ignored."""
-    base.device_flags(foreach=foreach)
-    hp = sf.hyperparameters(lr, ("betas", betas), weight_decay, warmup_steps, r, weight_lr_power, eps=eps)
+    hp = sf.hyperparameters(
+        lr, ("betas", betas), weight_decay, warmup_steps, r, weight_lr_power, eps=eps, foreach=foreach
+    )
     return _make("adamw_schedule_free_closure", hp, sf.adam_normalised(hp), moment=True)
 
 
@@ -85,8 +85,7 @@ def radam_schedule_free_closure(
     """Twin of ``schedulefree.RAdamScheduleFreeClosure``: AdamW's closure step with RAdam's
     rectified lr and its SGD phase (``schedule_free.radam_schedule_free``). ``foreach`` is
     accepted and ignored."""
-    base.device_flags(foreach=foreach)
-    hp = sf.hyperparameters(lr, ("betas", betas), weight_decay, 0, r, weight_lr_power, eps=eps)
+    hp = sf.hyperparameters(lr, ("betas", betas), weight_decay, 0, r, weight_lr_power, eps=eps, foreach=foreach)
     normalised = sf.radam_normalised(hp, silent_sgd_phase)
     lr = sf.rectified_lr(hp, silent_sgd_phase)
     return _make("radam_schedule_free_closure", hp, normalised, moment=True, lr=lr)

@@ -33,8 +33,7 @@ def sgd_schedule_free_reference(
     """Twin of ``schedulefree.SGDScheduleFreeReference``: with ``g = grad + weight_decay * y``,
     ``z -= lr_k * g``, then ``x`` and ``y`` as in ``_xyz_step`` (``lr_k``, ``ckp1``: see
     ``purelr.optim.schedule_free``). ``foreach`` is accepted and ignored."""
-    base.device_flags(foreach=foreach)
-    hp = sf.hyperparameters(lr, ("momentum", momentum), weight_decay, warmup_steps, r, weight_lr_power)
+    hp = sf.hyperparameters(lr, ("momentum", momentum), weight_decay, warmup_steps, r, weight_lr_power, foreach=foreach)
     decays = base.maybe_nonzero(hp["weight_decay"])
 
     def step(grads, state, params, hp, lr):
@@ -68,8 +67,9 @@ def adamw_schedule_free_reference(
         z -= lr_k * grad / (sqrt(exp_avg_sq / (1 - beta2 ** t)) + eps)
 
     then ``x`` and ``y`` as in ``_xyz_step``. ``foreach`` is accepted and ignored (as there)."""
-    base.device_flags(foreach=foreach)
-    hp = sf.hyperparameters(lr, ("betas", betas), weight_decay, warmup_steps, r, weight_lr_power, eps=eps)
+    hp = sf.hyperparameters(
+        lr, ("betas", betas), weight_decay, warmup_steps, r, weight_lr_power, eps=eps, foreach=foreach
+    )
     decays = base.maybe_nonzero(hp["weight_decay"])
     normalised = sf.adam_normalised(hp)
 
