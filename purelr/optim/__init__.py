@@ -42,6 +42,7 @@ from purelr.optim.rmsprop_tf import rmsprop_tf
 from purelr.optim.rprop import rprop
 from purelr.optim.schedule_free import (
     adamw_schedule_free,
+    adamw_schedule_free_paper,
     radam_schedule_free,
     schedule_free_eval_params,
     schedule_free_train_params,
@@ -84,7 +85,12 @@ __all__ += ["adafactor_schedule_lr", "hf_adafactor"]  # transformers' own
 __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgrad", "mars", "novograd", "sgdp"]
 __all__ += ["fused_adam", "fused_lamb"]  # DeepSpeed's
 __all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretrain's
-__all__ += ["adamw_schedule_free", "radam_schedule_free", "sgd_schedule_free"]  # schedulefree's
+__all__ += [
+    "adamw_schedule_free",
+    "adamw_schedule_free_paper",
+    "radam_schedule_free",
+    "sgd_schedule_free",
+]  # schedulefree's
 __all__ += ["adamw_schedule_free_closure", "radam_schedule_free_closure", "sgd_schedule_free_closure"]
 __all__ += ["adamw_schedule_free_reference", "sgd_schedule_free_reference"]
 __all__ += ["schedule_free_eval_params", "schedule_free_train_params"]

@@ -237,6 +237,32 @@ def adamw_schedule_free(
     return _main("adamw_schedule_free", hp, adam_normalised(hp), z_and_moment)
 
 
+def adamw_schedule_free_paper(
+    lr=0.0025,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    warmup_steps=0,
+    r=0.0,
+    weight_lr_power=2.0,
+    foreach: bool | None = None,
+) -> optax.GradientTransformation:
+    """Twin of ``schedulefree.AdamWScheduleFreePaper`` (the published experiments' version): the
+    bias correction moves to the lr, ``lr_k = lr * sched * sqrt(1 - beta2 ** t)`` (also in
+    ``lr_max``), and ``u = grad / (sqrt(exp_avg_sq) + eps) + weight_decay * y``."""
+    hp = hyperparameters(lr, ("betas", betas), weight_decay, warmup_steps, r, weight_lr_power, eps=eps, foreach=foreach)
+    moment, correction = second_moment(hp)
+
+    def normalised(g, v, hp, count):
+        v = moment(v, g, hp, count)
+        return g / (jnp.sqrt(v) + hp["eps"]), v
+
+    def corrected_lr(hp, count):
+        return warmup_lr(hp, count) * jnp.sqrt(correction(count))
+
+    return _main("adamw_schedule_free_paper", hp, normalised, z_and_moment, corrected_lr)
+
+
 def rectification(hp: Mapping[str, jax.Array], count, silent_sgd_phase: bool, log_beta2):
     """RAdam's ``(adam, rect)`` at ``t = count + 1``: ``adam`` is ``rho_t > 4`` (an Adam step, else
     an SGD step, or none with ``silent_sgd_phase``), ``rect`` the factor of the lr::

@@ -75,6 +75,13 @@ def draw_radam(rng):
 CLASSES = {
     "SGDScheduleFree": (sf.sgd_schedule_free, schedulefree.SGDScheduleFree, draw_sgd, [{}], False),
     "AdamWScheduleFree": (sf.adamw_schedule_free, schedulefree.AdamWScheduleFree, draw_adam, [{}], False),
+    "AdamWScheduleFreePaper": (
+        sf.adamw_schedule_free_paper,
+        schedulefree.AdamWScheduleFreePaper,
+        draw_adam,
+        [{}],
+        False,
+    ),
     "RAdamScheduleFree": (
         sf.radam_schedule_free,
         schedulefree.RAdamScheduleFree,
