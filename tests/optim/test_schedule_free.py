@@ -316,14 +316,15 @@ EDGES = [  # hand-picked group numbers, one configuration each (over a drawn one
 
 def _sweep(name, count, seed, edges=(), every_flag=True):
     """``count`` random configurations (split over the flag values; only the first one unless
-    ``every_flag``) and the ``edges``."""
+    ``every_flag``) and the ``edges`` for each flag value."""
     _, _, draw, flags, _ = CLASSES[name]
     flags = flags if every_flag else flags[:1]
     configs = configurations(draw, flags, max(1, count // len(flags)), seed)
-    for i, edge in enumerate(edges):
-        flag, groups, _ = configs[i % len(configs)]
-        fixed = [{k: v for k, v in dict(g, **e).items() if k in g} for g, e in zip(groups, edge)]
-        configs.append((flag, fixed, False))
+    for flag in flags:
+        groups = next(c[1] for c in configs if c[0] == flag)
+        for edge in edges:
+            fixed = [{k: v for k, v in dict(g, **e).items() if k in g} for g, e in zip(groups, edge)]
+            configs.append((flag, fixed, False))
     return max(check(name, [c for c in configs if c[0] == flag]) for flag in flags)
 
 
@@ -339,7 +340,7 @@ def test_matches_schedulefree(precision, name):
 @pytest.mark.parametrize("name", sorted(CLASSES))
 def test_matches_schedulefree_nightly(precision, name):
     """Thirty more per class (split over its flag values), and the ``EDGES`` for every flag value."""
-    _sweep(name, 30, seed=2200 + sorted(CLASSES).index(name), edges=EDGES * 2)
+    _sweep(name, 30, seed=2200 + sorted(CLASSES).index(name), edges=EDGES)
 
 
 def trained(optimizer_type):
