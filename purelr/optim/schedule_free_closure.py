@@ -27,10 +27,11 @@ def _closure_step(normalised: Callable, decays: bool):
         beta = sf.interpolation(hp)
 
         def leaf(g, x, z, v):
-            y = torch_lerp(x, z, (1 - beta).astype(x.dtype))
+            to_y, to_x = sf.swap_weights(beta, x.dtype)
+            y = torch_lerp(x, z, to_y)
             u, v = normalised(g, v, hp, state.count)
             u = u + hp["weight_decay"] * y if decays else u
-            x_back = torch_lerp(y, z, (1 - 1 / beta).astype(x.dtype))
+            x_back = torch_lerp(y, z, to_x)
             z = z - lr * u
             return base.update_from(x, torch_lerp(x_back, z, hp["ckp1"].astype(x.dtype))), z, v
 
