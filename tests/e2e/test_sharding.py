@@ -12,14 +12,9 @@ sharded run must split params over the devices.
 Measured for the AdamW recipe: losses ~1.6e-7, params ~3.3e-7.
 """
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
-from tests import ROOT
+from tests import last_json_line
 
 SHARDED_RTOL = 2e-5
 STATE_LEAVES = {"retinanet_1x": 7, "timm_adamw": 14}  # SGD momentum; AdamW's two moments, 7 params
@@ -27,17 +22,7 @@ STATE_LEAVES = {"retinanet_1x": 7, "timm_adamw": 14}  # SGD momentum; AdamW's tw
 
 @pytest.mark.parametrize("recipe", sorted(STATE_LEAVES))
 def test_sharded_runs_match_one_device(recipe):
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.sharded", "--json", "--recipe", recipe],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = last_json_line(["examples.sharded", "--json", "--recipe", recipe], devices=8, timeout=300)
     assert result["devices"] == 8
     for layout in ("data_parallel", "fully_sharded"):
         found = result[layout]

@@ -8,11 +8,6 @@ param split along its rows stay split. Sharded and one-device params differ only
 the sums (norms, trust ratios, L-BFGS's dot products): measured <= 8.3e-13 relative (L-BFGS; 0 to
 1.5e-16 for the others), bound ``OPTIMIZER_RTOL`` (1e-10)."""
 
-import json
-import os
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,7 +17,7 @@ from jax.sharding import Mesh
 
 from purelr import optim
 from purelr.training import sharding
-from tests import ROOT
+from tests import last_json_line
 from tests.parity import OPTIMIZER_RTOL
 from tests.training import resume_run
 
@@ -31,17 +26,7 @@ FACTORED = ("adafactor", "timm_adafactor", "hf_adafactor")
 
 @pytest.fixture(scope="module")
 def sharded_run():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.training.sharded_state_run"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return last_json_line(["tests.training.sharded_state_run"], devices=8)
 
 
 def test_every_state_leaf_is_sharded_as_its_param(sharded_run):
