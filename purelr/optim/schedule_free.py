@@ -39,7 +39,7 @@ class ScheduleFreeState(NamedTuple):
     """``SGDScheduleFree`` / ``AdamWScheduleFree`` / ``RAdamScheduleFree``: the params are ``y``
     (``exp_avg_sq`` is ``None`` for SGD)."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     z: Any
     exp_avg_sq: Any
@@ -48,7 +48,7 @@ class ScheduleFreeState(NamedTuple):
 class ScheduleFreeReferenceState(NamedTuple):
     """The ``...Reference`` forms: ``x`` and ``y`` kept apart, the params equal to ``y``."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     z: Any
     exp_avg_sq: Any
@@ -60,7 +60,7 @@ class ScheduleFreeClosureState(NamedTuple):
     """The ``...Closure`` forms: the params are ``x``, the gradient is taken at
     ``schedule_free_train_params(state, params)``."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     z: Any
     exp_avg_sq: Any
@@ -313,7 +313,7 @@ def _exp_excess(x):
     small = jnp.clip(x, -1.0, 1.0)
     series = 0.0
     for factorial in reversed(_FACTORIALS):
-        series = series * small + 1 / factorial
+        series = series * small + 1 / factorial  # type: ignore[assignment]
     return jnp.where(jnp.abs(x) <= 1, small * small * series, jnp.expm1(x) - x)
 
 
@@ -393,7 +393,7 @@ def schedule_free_train_params(state, params):
 
 def _swap(state, params, eval_mode: bool):
     treedef = jax.tree.structure(params)
-    out = treedef.flatten_up_to(params)
+    out = treedef.flatten_up_to(params)  # type: ignore[attr-defined]
     found = [s for s in jax.tree.leaves(state, is_leaf=_is_state) if _is_state(s)]
     if not found:
         raise ValueError(
@@ -401,11 +401,11 @@ def _swap(state, params, eval_mode: bool):
         )
     for s in found:
         if isinstance(s, ScheduleFreeReferenceState):
-            kept = treedef.flatten_up_to(s.x if eval_mode else s.y)
+            kept = treedef.flatten_up_to(s.x if eval_mode else s.y)  # type: ignore[attr-defined]
         elif eval_mode and isinstance(s, ScheduleFreeClosureState):
             continue  # its params are x already
         beta = interpolation(s.hyperparams)
-        for i, z in enumerate(treedef.flatten_up_to(s.z)):
+        for i, z in enumerate(treedef.flatten_up_to(s.z)):  # type: ignore[attr-defined]
             if z is None or isinstance(z, optax.MaskedNode):
                 continue
             if isinstance(s, ScheduleFreeReferenceState):
@@ -413,7 +413,7 @@ def _swap(state, params, eval_mode: bool):
             else:
                 to_y, to_x = swap_weights(beta, z.dtype)
                 out[i] = torch_lerp(out[i], z, to_x if eval_mode else to_y)
-    return treedef.unflatten(out)
+    return treedef.unflatten(out)  # type: ignore[attr-defined]
 
 
 def _is_state(value) -> bool:
