@@ -3,15 +3,14 @@ fusion off and on.
 
 ``python -m benchmarks.train_step [--quick]``. The option is read when JAX starts and applies to
 the whole program, the model included, so the script times the same jitted step (a small flax
-CNN on 32x32 images, params and optimizer state donated) in two fresh interpreters, one with
-``XLA_FLAGS=--xla_backend_extra_options=xla_cpu_use_multi_output_fusion``, and prints both.
+CNN on 32x32 images, params and optimizer state donated) in two fresh interpreters, one with the
+option (purelr's default) and one with ``PURELR_XLA_CPU_FUSION=0`` (``fusion.environ``), and prints both.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 
@@ -67,7 +66,7 @@ def measure(quick: bool, repeats: int) -> dict:
 
 
 def child(option: bool, quick: bool, repeats: int) -> dict:
-    env = dict(os.environ, XLA_FLAGS=fusion.xla_flags(os.environ.get("XLA_FLAGS", ""), option))
+    env = fusion.environ(option)
     args = [sys.executable, "-m", "benchmarks.train_step", "--child", *(["--quick"] * quick), "--repeats", str(repeats)]
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])

@@ -16,8 +16,8 @@ momentum and weight decay, and Adam, alone and as ``clip_grad_norm + 3 parameter
   ``clip_grad_norm_`` and with three ``param_groups`` in the second form).
 
 The JAX cases update the arrays in flax's layouts (``trees.in_jax_layout``), torch its own; the
-caption says whether XLA:CPU's multi-output fusion is on (``purelr.optim.fusion``: set
-``XLA_FLAGS=--xla_backend_extra_options=xla_cpu_use_multi_output_fusion`` before the run).
+caption says whether XLA:CPU's multi-output fusion is on (``purelr.optim.fusion`` switches it on
+when purelr is imported before JAX's backend starts; ``PURELR_XLA_CPU_FUSION=0`` keeps it off).
 
 Columns: milliseconds per update (median of interleaved repeats, and the fastest repeat,
 the least disturbed by other processes), effective GB/s (the bytes a

@@ -7,8 +7,8 @@ Two layouts on a one-axis mesh ``("data",)``, both with the batch split along it
   (replicated when none does), its optimizer state leaves and batch statistics split the same way.
 
 The optimizer state's shardings are the params' ones, mapped onto the state by
-``optax.tree_utils.tree_map_params`` (scalars such as counts and hyperparameters are replicated),
-and the jit-compiled step is told to keep them (``out_shardings``). GSPMD keeps the meaning of the
+``purelr.training.sharding.state_shardings`` (scalars such as counts and hyperparameters are
+replicated), and the jit-compiled step is told to keep them (``out_shardings``). GSPMD keeps the meaning of the
 step: BatchNorm's batch statistics, the mean loss's sum and the clipping norm are reductions over
 all devices, so only their order changes. After the run the state leaves' shardings are checked
 against the params'.
@@ -35,6 +35,7 @@ from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 import purelr  # noqa: E402
 from examples import progress, retinanet_1x, timm_adamw, twin_cnn  # noqa: E402
+from purelr.training import sharding  # noqa: E402
 
 LAYOUTS = ("single", "data_parallel", "fully_sharded")
 RECIPES = {"retinanet_1x": retinanet_1x.CONFIG, "timm_adamw": timm_adamw.CONFIG}
@@ -50,28 +51,6 @@ class ShardedRun(NamedTuple):
     params: dict
     split_params: int
     state_leaves: int
-
-
-def split_last_divisible(leaf, mesh) -> NamedSharding:
-    """``leaf`` split over the mesh's axis along its last dimension that the axis size divides;
-    replicated when none does."""
-    size = mesh.shape["data"]
-    spec = [None] * len(leaf.shape)
-    for axis in reversed(range(len(leaf.shape))):
-        if leaf.shape[axis] % size == 0:
-            spec[axis] = "data"
-            break
-    return NamedSharding(mesh, PartitionSpec(*spec))
-
-
-def state_shardings(tx, opt_state, param_shardings, replicated):
-    """The optimizer state's shardings: each tree laid out like the params takes the params'
-    shardings, every other leaf is ``replicated``. ``optax.multi_transform`` keeps, per group, a
-    params tree with the other groups' leaves masked (``optax.MaskedNode``, or ``None`` in a
-    purelr twin's buffers): those stay."""
-    return map_params(
-        tx, lambda _, sharding: sharding, opt_state, param_shardings, transform_non_params=lambda _: replicated
-    )
 
 
 def map_params(tx, f, opt_state, *rest, transform_non_params):
@@ -113,13 +92,9 @@ def run(cfg, data: twin_cnn.Data, *, epochs: int, layout: str, log=None) -> Shar
     devices = jax.devices()[:1] if layout == "single" else jax.devices()
     mesh = jax.sharding.Mesh(np.asarray(devices), ("data",))
     replicated = NamedSharding(mesh, PartitionSpec())
-    if layout == "fully_sharded":
-        param_shardings = jax.tree.map(lambda leaf: split_last_divisible(leaf, mesh), params)
-        stats_shardings = jax.tree.map(lambda leaf: split_last_divisible(leaf, mesh), batch_stats)
-    else:
-        param_shardings = jax.tree.map(lambda _: replicated, params)
-        stats_shardings = jax.tree.map(lambda _: replicated, batch_stats)
-    opt_shardings = state_shardings(tx, opt_state, param_shardings, replicated)
+    layout_of = sharding.split_last_divisible if layout == "fully_sharded" else sharding.replicated
+    param_shardings, stats_shardings = layout_of(params, mesh), layout_of(batch_stats, mesh)
+    opt_shardings = sharding.state_shardings(tx, params, param_shardings)
     batch = NamedSharding(mesh, PartitionSpec("data"))
     step = jax.jit(
         twin_cnn.train_step(model, tx),

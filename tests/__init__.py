@@ -3,16 +3,16 @@ import os
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the repository
 
 
-def on_host_devices(*module_args: str, devices: int = 8) -> dict:
-    """``python -m MODULE ARGS`` in a fresh process over ``devices`` host (CPU) devices
-    (``XLA_FLAGS`` must be set before jax loads); the JSON object its last line prints."""
+def last_json_line(module_args: list, *, devices: int, timeout: float = 600) -> dict:
+    """``python -m *module_args`` in a fresh process with ``devices`` host CPU devices (``XLA_FLAGS`` is
+    read when jax starts): the last line it prints, as JSON; fails with its stderr if it fails."""
     import json
     import subprocess
     import sys
 
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
     done = subprocess.run(
-        [sys.executable, "-m", *module_args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", *module_args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

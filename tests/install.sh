@@ -32,6 +32,8 @@ step "prodigyopt 1.1.2 and dadaptation 3.2 without their dependencies (pure Pyth
 python -m pip install -q --no-deps prodigyopt==1.1.2 dadaptation==3.2
 step "muon-optimizer 0.1.0 without its dependencies (Keller Jordan's muon.py, module muon)"
 python -m pip install -q --no-deps muon-optimizer==0.1.0
+step "schedulefree 1.4.1 without its dependencies (its optimizers are pure torch; torch stays the CPU wheel)"
+python -m pip install -q --no-deps schedulefree==1.4.1
 if python -c "import importlib.metadata as m; assert m.version('mmcv') == '1.7.2'" 2>/dev/null; then
   step "mmcv 1.7.2 already installed"
 else
@@ -48,4 +50,4 @@ else
 fi
 step "the OpenMMLab config corpora (configs of 7 pinned wheels, sha256-checked) into tests/data/corpus, and the MMCV-era hook modules purelr twins (YOLOX, CosineAnnealingCooldown) into tests/data/sources"
 python -m tests.corpus
-step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "transformers", "accelerate", "deepspeed", "mmpose", "bitsandbytes", "fvcore", "torchao", "lion-pytorch", "heavyball", "prodigyopt", "dadaptation")))')"
+step "done: $(python -c 'import importlib.metadata as m; print(", ".join(f"{d} {m.version(d)}" for d in ("purelr", "torch", "mmcv", "mmengine", "timm", "mmpretrain", "mmdet", "mmsegmentation", "transformers", "accelerate", "deepspeed", "mmpose", "bitsandbytes", "fvcore", "torchao", "lion-pytorch", "heavyball", "prodigyopt", "dadaptation", "schedulefree")))')"

@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 SCRIPTS = ["curves", "groups", "low_bit_memory"] + [
-    pytest.param(name, marks=pytest.mark.nightly) for name in ("update", "compile", "train_step")
+    pytest.param(name, marks=pytest.mark.nightly) for name in ("update", "compile", "train_step", "accelerator")
 ]
 
 

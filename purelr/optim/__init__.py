@@ -53,6 +53,20 @@ from purelr.optim.radam import radam
 from purelr.optim.rmsprop import rmsprop
 from purelr.optim.rmsprop_tf import rmsprop_tf
 from purelr.optim.rprop import rprop
+from purelr.optim.schedule_free import (
+    adamw_schedule_free,
+    adamw_schedule_free_paper,
+    radam_schedule_free,
+    schedule_free_eval_params,
+    schedule_free_train_params,
+    sgd_schedule_free,
+)
+from purelr.optim.schedule_free_closure import (
+    adamw_schedule_free_closure,
+    radam_schedule_free_closure,
+    sgd_schedule_free_closure,
+)
+from purelr.optim.schedule_free_reference import adamw_schedule_free_reference, sgd_schedule_free_reference
 from purelr.optim.sgd import sgd
 from purelr.optim.sgdp import sgdp
 from purelr.optim.sgdw import sgdw
@@ -97,3 +111,12 @@ __all__ += [
     "muon_with_aux_adam",
     "single_device_muon",
 ]  # timm's legacy names and Muon
+__all__ += [
+    "adamw_schedule_free",
+    "adamw_schedule_free_paper",
+    "radam_schedule_free",
+    "sgd_schedule_free",
+]  # schedulefree's
+__all__ += ["adamw_schedule_free_closure", "radam_schedule_free_closure", "sgd_schedule_free_closure"]
+__all__ += ["adamw_schedule_free_reference", "sgd_schedule_free_reference"]
+__all__ += ["schedule_free_eval_params", "schedule_free_train_params"]

@@ -19,6 +19,13 @@ merge them, so the loops share no intermediate and fuse into one: torch's single
 written out and read back.
 
 Without the option nothing changes: each output is computed once.
+
+The option is on by default: importing ``purelr.optim`` adds it to ``XLA_FLAGS`` (``switch_on``)
+when no XLA backend has started yet in the process, since XLA reads the flags when its first
+backend starts. It is left alone when ``XLA_FLAGS`` already names it, when a backend is already
+running (then the process keeps XLA's default, and ``enabled()`` says so), and when the
+environment says ``PURELR_XLA_CPU_FUSION=0`` (the opt-out). XLA switches the option on by its
+name alone (``...=false`` switches it on too), so the opt-out is purelr's variable, not a value.
 """
 
 from __future__ import annotations
@@ -26,27 +33,63 @@ from __future__ import annotations
 import os
 import re
 import weakref
-from typing import Callable
+from typing import Callable, Mapping
 
 import jax
+from jax._src import xla_bridge
 
 OPTION = "xla_cpu_use_multi_output_fusion"
-XLA_FLAG = f"--xla_backend_extra_options={OPTION}"
+EXTRA_OPTIONS = "--xla_backend_extra_options"
+XLA_FLAG = f"{EXTRA_OPTIONS}={OPTION}"
+OPT_OUT = "PURELR_XLA_CPU_FUSION"  # "0": keep XLA's default
 _RECIPES: dict[int, tuple] = {}  # id(result) -> (weakref to result, fn, inputs), while it is alive
 
 
 def enabled() -> bool:
     """Whether XLA:CPU's multi-output fusion is on for this process: ``XLA_FLAGS`` names the option
-    (alone, ``=true`` or ``=1``) and JAX computes on the CPU."""
-    match = re.search(rf"\b{OPTION}(?:=(\w*))?", os.environ.get("XLA_FLAGS", ""))
-    return match is not None and (match.group(1) or "true").lower() in ("true", "1") and jax.default_backend() == "cpu"
+    in its backend extra options (XLA reads the name, whatever value follows) and JAX computes on the CPU."""
+    return _named(os.environ.get("XLA_FLAGS", "")) and jax.default_backend() == "cpu"
+
+
+def _named(flags: str) -> bool:
+    return re.search(rf"{EXTRA_OPTIONS}=\S*(?<![\w]){OPTION}\b", flags) is not None
+
+
+def switch_on() -> bool:
+    """Adds the option to ``XLA_FLAGS`` (to the backend extra options already there, if any) unless
+    ``PURELR_XLA_CPU_FUSION=0``, the flags already name it, or an XLA backend has started (the
+    flags are read then). Whether it added it."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if os.environ.get(OPT_OUT, "1") == "0" or _named(flags) or xla_bridge.backends_are_initialized():
+        return False
+    os.environ["XLA_FLAGS"] = xla_flags(flags, True)
+    return True
 
 
 def xla_flags(flags: str, on: bool) -> str:
-    """``flags`` (an ``XLA_FLAGS`` value) with ``XLA_FLAG`` added (``on``) or taken out, for a
-    process about to start JAX."""
-    rest = " ".join(flag for flag in flags.split() if flag != XLA_FLAG)
-    return f"{rest} {XLA_FLAG}".strip() if on else rest
+    """``flags`` (an ``XLA_FLAGS`` value) with the option added to its backend extra options
+    (``on``) or taken out of them, for a process about to start JAX."""
+    out, found = [], False
+    for flag in flags.split():
+        if flag.startswith(f"{EXTRA_OPTIONS}="):
+            options = [o for o in flag.split("=", 1)[1].split(",") if o and o.split("=")[0] != OPTION]
+            options += [OPTION] if on and not found else []
+            found = True
+            flag = f"{EXTRA_OPTIONS}={','.join(options)}" if options else ""
+        out.append(flag)
+    out += [XLA_FLAG] if on and not found else []
+    return " ".join(flag for flag in out if flag)
+
+
+def environ(on: bool, base: Mapping[str, str] = os.environ) -> dict:
+    """``base`` for a process about to start JAX with the option ``on`` or off (``XLA_FLAGS`` with or
+    without it, and the opt-out set when off, so that importing purelr does not switch it on)."""
+    env = dict(base, XLA_FLAGS=xla_flags(base.get("XLA_FLAGS", ""), on))
+    if on:
+        env.pop(OPT_OUT, None)
+    else:
+        env[OPT_OUT] = "0"
+    return env
 
 
 def derived(fn: Callable, *inputs):
@@ -109,3 +152,6 @@ def leaf_update(fn: Callable, grad, leaves) -> list:
             copies = (None if x is None else fresh[id(x)] for x in leaves)
             outs[k] = fn(_rebuild(grad, fresh), *copies)[k]
     return outs
+
+
+switch_on()

@@ -14,7 +14,7 @@ Measured for the AdamW recipe: losses ~1.6e-7, params ~3.3e-7.
 
 import pytest
 
-from tests import on_host_devices
+from tests import last_json_line
 
 SHARDED_RTOL = 2e-5
 STATE_LEAVES = {"retinanet_1x": 7, "timm_adamw": 14}  # SGD momentum; AdamW's two moments, 7 params
@@ -22,7 +22,7 @@ STATE_LEAVES = {"retinanet_1x": 7, "timm_adamw": 14}  # SGD momentum; AdamW's tw
 
 @pytest.mark.parametrize("recipe", sorted(STATE_LEAVES))
 def test_sharded_runs_match_one_device(recipe):
-    result = on_host_devices("examples.sharded", "--json", "--recipe", recipe)
+    result = last_json_line(["examples.sharded", "--json", "--recipe", recipe], devices=8, timeout=300)
     assert result["devices"] == 8
     for layout in ("data_parallel", "fully_sharded"):
         found = result[layout]

@@ -174,6 +174,15 @@ PURELR_CASES += [
     ("clip_grad_norm", dict(max_norm=1.0, norm_type="fro"), TypeError, "norm_type", "'fro'"),
     ("clip_grad_value", dict(clip_value=-1), ValueError, "clip_value", "-1"),
     ("clip_grad_value", dict(clip_value=NAN), ValueError, "clip_value", "nan"),
+    ("sgd_schedule_free", dict(lr=-0.1), ValueError, "lr", "-0.1"),  # schedulefree's SGD checks
+    ("sgd_schedule_free", dict(momentum=1.0), ValueError, "momentum", "1.0"),
+    ("sgd_schedule_free_closure", dict(momentum=0.0), ValueError, "momentum", "0.0"),
+    ("adamw_schedule_free", dict(betas=(0.0, 0.999)), ValueError, "betas[0]", "0.0"),  # eval() divides by it
+    ("adamw_schedule_free", dict(warmup_steps=2.5), ValueError, "warmup_steps", "2.5"),
+    ("radam_schedule_free", dict(eps=NAN), ValueError, "eps", "nan"),
+    ("adamw_schedule_free_reference", dict(r=INF), ValueError, "r", "inf"),
+    ("adamw_schedule_free_paper", dict(weight_lr_power=-1.0), ValueError, "weight_lr_power", "-1.0"),
+    ("adamw_schedule_free_closure", dict(foreach="yes"), TypeError, "foreach", "'yes'"),
 ]
 
 # Refused at init: what depends on the params (torch: at construction or at the first step).

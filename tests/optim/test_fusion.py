@@ -43,11 +43,7 @@ print(json.dumps(counts))
 
 
 def run(code_or_args, *, multi_output_fusion: bool, **kwargs):
-    env = dict(
-        os.environ,
-        JAX_PLATFORMS="cpu",
-        XLA_FLAGS=fusion.xla_flags(os.environ.get("XLA_FLAGS", ""), multi_output_fusion),
-    )
+    env = dict(fusion.environ(multi_output_fusion), JAX_PLATFORMS="cpu")
     args = ["-c", code_or_args] if isinstance(code_or_args, str) else code_or_args
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, **kwargs)
 
@@ -59,7 +55,7 @@ def run(code_or_args, *, multi_output_fusion: bool, **kwargs):
         (FLAGS, True),
         (f"{FLAGS}=true", True),
         (f"{FLAGS}=1", True),
-        (f"{FLAGS}=false", False),
+        (f"{FLAGS}=false", True),  # XLA reads the name only
         (f"--xla_backend_extra_options=a=1,{fusion.OPTION}", True),
         ("--xla_backend_extra_options=not_xla_cpu_use_multi_output_fusion", False),
     ],
@@ -78,10 +74,32 @@ def test_enabled_reads_xla_flags(monkeypatch, flags, on):
         (FLAGS, False, ""),
         (f"--a {FLAGS} --b", False, "--a --b"),
         ("--a", False, "--a"),
+        ("--xla_backend_extra_options=a=1 --b", True, f"--xla_backend_extra_options=a=1,{fusion.OPTION} --b"),
+        (f"--xla_backend_extra_options=a=1,{fusion.OPTION}=false", False, "--xla_backend_extra_options=a=1"),
     ],
 )
 def test_xla_flags_adds_or_takes_out_the_option(flags, on, expected):
     assert fusion.xla_flags(flags, on) == expected
+
+
+SWITCHED = "import os, jax; from purelr.optim import fusion; print(fusion.enabled(), os.environ.get('XLA_FLAGS', ''))"
+
+
+@pytest.mark.parametrize(
+    "env, code, on",
+    [
+        ({}, SWITCHED, True),  # the default: importing purelr.optim switches the option on
+        ({fusion.OPT_OUT: "0"}, SWITCHED, False),  # the opt-out
+        ({}, "import jax.numpy as jnp; jnp.ones(1); " + SWITCHED, False),  # a backend already running
+    ],
+    ids=["default", "opt-out", "backend-running"],
+)
+def test_the_option_is_switched_on_before_the_backend_starts(env, code, on):
+    base = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", fusion.OPT_OUT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(base, JAX_PLATFORMS="cpu", **env)
+    )
+    assert done.stdout.split() == [str(on)] + ([FLAGS] if on else []), done.stdout + done.stderr[-2000:]
 
 
 def test_one_loop_per_leaf_with_multi_output_fusion():

@@ -22,7 +22,7 @@ import pytest
 from prodigyopt import Prodigy
 
 from purelr.optim.prodigy import prodigy
-from tests import on_host_devices
+from tests import last_json_line
 from tests.optim import global_reference as glob
 from tests.optim import torch_reference as ref
 
@@ -96,7 +96,7 @@ def test_sharded_run_matches_one_device():
     """Params sharded over 8 host devices (4 of 5 leaves split, the state with them) against one
     device, 60 float64 updates: the sums are global reductions, so only their order differs
     (measured: params 1e-12, ``d`` 2e-16 relative); per-device sums would change ``d`` itself."""
-    result = on_host_devices("tests.optim.sharded_prodigy")
+    result = last_json_line(["tests.optim.sharded_prodigy"], devices=8)
     assert result["devices"] == 8 and result["split_params"] == 4 and result["split_state_leaves"] >= 8, result
     assert result["params"] <= 1e-10 and result["d"] <= 1e-12, result
 

@@ -82,6 +82,15 @@ OPTIMIZERS = dict(
         lambda params: jax.tree.map(lambda p: "muon" if p.ndim == 2 else "other", params),
     ),
     muon_with_aux_adam=lambda: optim.muon_with_aux_adam(lambda path, p: p.ndim == 2, adam_lr=1e-2),
+    sgd_schedule_free=lambda: optim.sgd_schedule_free(0.05, warmup_steps=5, weight_decay=1e-3),
+    adamw_schedule_free=lambda: optim.adamw_schedule_free(1e-2, warmup_steps=5, r=1.0),
+    adamw_schedule_free_paper=lambda: optim.adamw_schedule_free_paper(1e-2, warmup_steps=3, weight_decay=0.01),
+    radam_schedule_free=lambda: optim.radam_schedule_free(1e-2, silent_sgd_phase=False),
+    sgd_schedule_free_reference=lambda: optim.sgd_schedule_free_reference(0.05, weight_decay=1e-3),
+    adamw_schedule_free_reference=lambda: optim.adamw_schedule_free_reference(1e-2, weight_decay=0.1, decay_at_z=True),
+    sgd_schedule_free_closure=lambda: optim.sgd_schedule_free_closure(0.05),
+    adamw_schedule_free_closure=lambda: optim.adamw_schedule_free_closure(1e-2, weight_decay=0.01),
+    radam_schedule_free_closure=lambda: optim.radam_schedule_free_closure(1e-2),
 )
 
 

@@ -25,6 +25,8 @@ def test_every_optimizer_is_listed():
         "skip_nonfinite",
         "lbfgs_minimize",
         "adafactor_schedule_lr",
+        "schedule_free_eval_params",
+        "schedule_free_train_params",
     }  # functions, not optimizers
     assert exported <= set(resume_run.OPTIMIZERS), exported - set(resume_run.OPTIMIZERS)
 
