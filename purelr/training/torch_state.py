@@ -97,6 +97,7 @@ GROUP_KEYS = {
 
 _NO_STEP = Layout(step=None)
 _INT_STEP = Layout(step_type="int")
+_SCHEDULE_FREE = Layout(step="group", step_type="int", step_key="k")
 _TIMM_FACTORED = {"exp_avg_sq_row": (None, False), "exp_avg_sq_col": (None, False)}
 
 # State class name -> Layout. Twins whose original keeps `state[p]['step']` as a tensor and every
@@ -137,6 +138,10 @@ LAYOUTS: dict[str, Layout] = {
     "AdahessianState": Layout(  # timm.optim.Adahessian; its estimate p.hess is an attribute of the param
         step_type="int", counters=("hessian step",), unkept=("hess", "key")
     ),
+    # schedulefree's ScheduleFree, Reference and Closure forms: the update count is the group's 'k'
+    "ScheduleFreeState": _SCHEDULE_FREE,
+    "ScheduleFreeReferenceState": _SCHEDULE_FREE,
+    "ScheduleFreeClosureState": _SCHEDULE_FREE,
     "TimmMuonState": Layout(  # its own layout: timm.optim.Muon's shared param group is not converted
         foreign={
             "fallback_lr_scale": "timm's Muon keeps its Muon and fallback (NAdamW) params in one param "

@@ -245,6 +245,18 @@ def _dadapt(name):
     return getattr(dadaptation, name)
 
 
+def _schedulefree(name):
+    """A schedulefree optimizer in train mode from the start (its params hold y, as the twin's)."""
+    import schedulefree
+
+    class Training(getattr(schedulefree, name)):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.train()
+
+    return Training
+
+
 def _torchao_adamw():
     """torchao's ``_AdamW`` stepping eagerly (its ``torch.compile`` left out: the same step)."""
     from tests.optim.test_adam_low_bit import CLASSES, eager
@@ -341,6 +353,21 @@ BOTH_WAYS = {
         lambda r: dict(lr=1.0, d0=_d0(r), momentum=0.5),
     ),
     "dadapt_lion": (lambda: _dadapt("DAdaptLion"), optim.dadapt_lion, lambda r: dict(lr=_lr(r), d0=_d0(r))),
+    "adamw_schedule_free": (
+        lambda: _schedulefree("AdamWScheduleFree"),
+        optim.adamw_schedule_free,
+        lambda r: dict(lr=_lr(r), warmup_steps=int(r.integers(0, 4)), weight_decay=_decay(r)),
+    ),
+    "sgd_schedule_free": (
+        lambda: _schedulefree("SGDScheduleFree"),
+        optim.sgd_schedule_free,
+        lambda r: dict(lr=_lr(r), warmup_steps=int(r.integers(0, 4)), weight_decay=_decay(r)),
+    ),
+    "radam_schedule_free": (
+        lambda: _schedulefree("RAdamScheduleFree"),
+        optim.radam_schedule_free,
+        lambda r: dict(lr=_lr(r), weight_decay=_decay(r)),
+    ),
     "hf_adafactor": (
         _hf_adafactor,
         optim.hf_adafactor,
@@ -447,6 +474,7 @@ def both_ways(case, seed):
 DEFAULT_BOTH_WAYS = {"sgd", "adam", "nadam", "asgd", "adafactor", "timm_lamb", "timm_adan", "timm_laprop"}
 DEFAULT_BOTH_WAYS |= {"timm_adafactor", "timm_novograd", "timm_lookahead", "hf_adafactor", "mmpretrain_adan"}
 DEFAULT_BOTH_WAYS |= {"timm_adafactor_big_vision", "torchao_adamw", "prodigy", "dadapt_sgd"}
+DEFAULT_BOTH_WAYS |= {"adamw_schedule_free"}
 
 
 @pytest.mark.parametrize(
