@@ -110,6 +110,9 @@ LAYOUTS: dict[str, Layout] = {
     "LarsState": _NO_STEP,  # timm.optim.Lars, mmpretrain LARS
     "LionState": _NO_STEP,  # timm.optim.Lion
     "MuonState": _NO_STEP,  # torch.optim.Muon
+    "SingleDeviceMuonState": _NO_STEP,  # muon.SingleDeviceMuon (Keller Jordan's muon package)
+    "AuxAdamState": _INT_STEP,  # the Adam part of muon.SingleDeviceMuonWithAuxAdam
+    "NAdamLegacyState": Layout(step_type="int", floats=("m_schedule",)),  # timm.optim.NAdamLegacy
     "LambState": Layout(step="group"),  # timm.optim.Lamb (a tensor), mmpretrain Lamb (an int)
     "AdanState": Layout(  # timm.optim.Adan; mmpretrain's Adan keeps +grad as 'pre_grad'
         step="group", step_type="int", alternate={"neg_pre_grad": ("pre_grad", -1.0, "max_grad_norm")}

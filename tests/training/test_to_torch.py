@@ -353,6 +353,12 @@ BOTH_WAYS = {
         lambda r: dict(lr=1.0, d0=_d0(r), momentum=0.5),
     ),
     "dadapt_lion": (lambda: _dadapt("DAdaptLion"), optim.dadapt_lion, lambda r: dict(lr=_lr(r), d0=_d0(r))),
+    "timm_adamw_legacy": (
+        lambda: _timm("AdamWLegacy"),
+        optim.adamw_legacy,
+        lambda r: dict(lr=_lr(r), amsgrad=_flag(r), weight_decay=_decay(r)),
+    ),
+    "timm_nadam_legacy": (lambda: _timm("NAdamLegacy"), optim.nadam_legacy, lambda r: dict(lr=_lr(r))),
     "adamw_schedule_free": (
         lambda: _schedulefree("AdamWScheduleFree"),
         optim.adamw_schedule_free,
@@ -474,7 +480,7 @@ def both_ways(case, seed):
 DEFAULT_BOTH_WAYS = {"sgd", "adam", "nadam", "asgd", "adafactor", "timm_lamb", "timm_adan", "timm_laprop"}
 DEFAULT_BOTH_WAYS |= {"timm_adafactor", "timm_novograd", "timm_lookahead", "hf_adafactor", "mmpretrain_adan"}
 DEFAULT_BOTH_WAYS |= {"timm_adafactor_big_vision", "torchao_adamw", "prodigy", "dadapt_sgd"}
-DEFAULT_BOTH_WAYS |= {"adamw_schedule_free"}
+DEFAULT_BOTH_WAYS |= {"adamw_schedule_free", "timm_nadam_legacy"}
 
 
 @pytest.mark.parametrize(
