@@ -203,6 +203,48 @@ def test_quantized_state_refused():
         from_torch(optimizer, params, exported.model_state_dict, exported.optimizer_state_dict, count=UPDATES)
 
 
+def test_kron_torch_to_purelr_to_torch():
+    """timm's Kron draws from torch's generator (no shared trajectory): its state, k updates in,
+    goes to purelr and back unchanged (Q's factors in torch's dimension order), and steps on."""
+    import copy
+    from unittest import mock
+
+    from timm.optim import kron as timm_kron
+
+    kron = timm_kron.Kron
+    with jax.enable_x64(True), mock.patch.object(timm_kron, "has_dynamo", False):  # eager: the same arithmetic
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(torch.float64)
+        try:
+            torch.manual_seed(0)
+            model = TorchMLP()
+            fresh_model, kwargs = (
+                copy.deepcopy(model.state_dict()),
+                dict(lr=1e-2, preconditioner_update_probability=1.0),
+            )
+            optimizer = kron(model.parameters(), **kwargs)
+            fresh = copy.deepcopy(optimizer.state_dict())
+            torch_steps(model, optimizer, 0, 3)
+            twin = optim.kron(**kwargs)
+            run = from_torch(twin, template(), model.state_dict(), optimizer.state_dict())
+            assert int(run.opt_state.count) == 3
+            exported = to_torch(run.opt_state, run.params, fresh_model, fresh)
+            theirs = optimizer.state_dict()["state"]
+            for index, state_p in theirs.items():
+                mine = exported.optimizer_state_dict["state"][index]
+                assert set(mine) == set(state_p), (index, set(mine) ^ set(state_p))
+                for key, value in state_p.items():
+                    for a, b in zip(*(v if isinstance(v, list) else [v] for v in (mine[key], value))):
+                        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+            model = TorchMLP()
+            model.load_state_dict(exported.model_state_dict)
+            again = kron(model.parameters(), **kwargs)
+            again.load_state_dict(exported.optimizer_state_dict)
+            torch_steps(model, again, 3, 4)
+        finally:
+            torch.set_default_dtype(previous)
+
+
 def kept(state, fresh):
     """``state`` with the fields its original keeps nowhere (a PRNG key) as ``init`` made them."""
     from purelr.training.torch_state import is_twin, layout
