@@ -245,6 +245,46 @@ def test_kron_torch_to_purelr_to_torch():
             torch.set_default_dtype(previous)
 
 
+def test_adahessian_torch_to_purelr_to_torch():
+    """timm's Adahessian draws from its own generator and keeps its estimate as ``p.hess``: its
+    state, k updates in, goes to purelr and back unchanged (its 'hessian step' the count)."""
+    import copy
+
+    def steps(model, optimizer, first, last):
+        for k in range(first, last):
+            optimizer.zero_grad()
+            loss = ((model(torch.tensor(DATA_X[k])) - torch.tensor(DATA_Y[k])) ** 2).mean()
+            loss.backward(create_graph=True)
+            optimizer.step()
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = TorchMLP()
+        fresh_model = copy.deepcopy(model.state_dict())
+        optimizer = _timm("Adahessian")(model.parameters(), lr=0.05)
+        fresh = copy.deepcopy(optimizer.state_dict())
+        steps(model, optimizer, 0, 3)
+        with jax.enable_x64(True):
+            twin = optim.adahessian(0.05)
+            run = from_torch(twin, template(), model.state_dict(), optimizer.state_dict())
+            assert int(run.opt_state.count) == 3
+            exported = to_torch(run.opt_state, run.params, fresh_model, fresh)
+        for index, state_p in optimizer.state_dict()["state"].items():
+            mine = exported.optimizer_state_dict["state"][index]
+            assert set(mine) == set(state_p), (index, set(mine) ^ set(state_p))
+            for key, value in state_p.items():
+                np.testing.assert_array_equal(np.asarray(mine[key]), np.asarray(value), err_msg=key)
+        model = TorchMLP()
+        model.load_state_dict(exported.model_state_dict)
+        again = _timm("Adahessian")(model.parameters(), lr=0.05)
+        again.load_state_dict(exported.optimizer_state_dict)
+        steps(model, again, 3, 4)  # re-estimates p.hess, which no state_dict keeps
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def kept(state, fresh):
     """``state`` with the fields its original keeps nowhere (a PRNG key) as ``init`` made them."""
     from purelr.training.torch_state import is_twin, layout
