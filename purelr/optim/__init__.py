@@ -48,6 +48,7 @@ from purelr.optim.sgd import sgd
 from purelr.optim.sgdp import sgdp
 from purelr.optim.sgdw import sgdw
 from purelr.optim.skip import skip_nonfinite
+from purelr.optim.psgd_kron import psgd_kron
 from purelr.optim.soap import soap
 from purelr.optim.timm_adafactor import timm_adafactor
 
@@ -77,5 +78,5 @@ __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgr
 __all__ += ["fused_adam", "fused_lamb"]  # DeepSpeed's
 __all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretrain's
 __all__ += ["adam_4bit", "adam_8bit", "adam_fp8", "adamw_4bit", "adamw_8bit", "adamw_fp8", "adamw_torchao"]  # torchao's
-__all__ += ["soap"]  # heavyball's
+__all__ += ["soap", "psgd_kron"]  # heavyball's
 __all__ += ["adafactor_big_vision", "adahessian", "kron"]  # timm's (issue 21)

@@ -68,6 +68,7 @@ OPTIMIZERS = dict(
     adafactor_big_vision=lambda: optim.adafactor_big_vision(1e-2, min_dim_size_to_factor=2, clipping_threshold=1.0),
     kron=lambda: optim.kron(1e-2, preconditioner_update_probability=0.5),  # draws from its state's key
     adahessian=lambda: optim.adahessian(0.05, update_each=2),  # draws from its state's key
+    psgd_kron=lambda: optim.psgd_kron(1e-2, preconditioner_update_probability=0.5),  # draws from its state's key
 )
 
 
