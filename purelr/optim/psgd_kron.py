@@ -149,9 +149,9 @@ def psgd_kron(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    for name, value in (("q_dtype", q_dtype), ("storage_dtype", storage_dtype)):
-        if value not in ("float32", "float64", "bfloat16", "float16"):
-            raise ValueError(f"{name} must name a float dtype, got {value!r}")
+    for name, dtype_name in (("q_dtype", q_dtype), ("storage_dtype", storage_dtype)):
+        if dtype_name not in ("float32", "float64", "bfloat16", "float16"):
+            raise ValueError(f"{name} must name a float dtype, got {dtype_name!r}")
     init_scale = _init_scale_rule(precond_init_scale, precond_init_scale_scale, precond_init_scale_power)
     beta1, _ = base.check_betas(betas)
     if beta is not None:
