@@ -40,6 +40,7 @@ from purelr.optim.nadam import nadam
 from purelr.optim.nadamw import nadamw
 from purelr.optim.novograd import novograd
 from purelr.optim.openmmlab import mmpretrain_adan, mmpretrain_lamb, mmpretrain_lars
+from purelr.optim.psgd_kron import psgd_kron
 from purelr.optim.radam import radam
 from purelr.optim.rmsprop import rmsprop
 from purelr.optim.rmsprop_tf import rmsprop_tf
@@ -48,7 +49,6 @@ from purelr.optim.sgd import sgd
 from purelr.optim.sgdp import sgdp
 from purelr.optim.sgdw import sgdw
 from purelr.optim.skip import skip_nonfinite
-from purelr.optim.psgd_kron import psgd_kron
 from purelr.optim.soap import soap
 from purelr.optim.timm_adafactor import timm_adafactor
 
