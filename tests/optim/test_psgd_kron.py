@@ -16,7 +16,7 @@ import optax
 import pytest
 import torch
 
-from purelr.optim.psgd_kron import psgd_kron
+from purelr.optim.psgd_kron import precond_update_prob_schedule, psgd_kron
 from tests.bad_inputs import assert_purelr_rejects
 from tests.optim import torch_reference as ref
 from tests.parity import OPTIMIZER_RTOL, relative_error, rounding_floor
@@ -247,6 +247,15 @@ def test_matches_heavyball(precision):
 @pytest.mark.nightly
 def test_more_configurations_match_heavyball(precision):
     check(_configs(FLAGS + (X64_FLAGS if jax.config.jax_enable_x64 else []), 8, seed=410))
+
+
+def test_default_probability_schedule_is_heavyballs():
+    """heavyball's ``precond_update_prob_schedule()`` (Python floats) at steps 1..5000, jitted."""
+    steps = np.arange(1, 5001)
+    expected = [heavyball.utils.precond_update_prob_schedule()(int(n)) for n in steps]
+    with jax.enable_x64(True):
+        actual = jax.jit(jax.vmap(precond_update_prob_schedule))(steps)
+    np.testing.assert_allclose(np.asarray(actual), expected, rtol=1e-12, atol=0)
 
 
 def test_draws_from_its_key_without_draws():
