@@ -71,7 +71,12 @@ FLAGS = [
     dict(max_size_triangular=3, min_ndim_triangular=3, precond_update_power_iterations=4, precond_init_scale_scale=2.0),
     dict(memory_save_mode="smart_one_diag", preconditioner_update_probability=0.25, precond_init_scale_power=0.25),
 ]
-X64_FLAGS = [dict(memory_save_mode="all_diag", preconditioner_update_probability=0.3)]  # float64 running sum of 0.3
+# a probability schedule, as heavyball takes it (its step, 1-based) and as purelr does (count)
+PROBABILITY = (lambda n: 0.5 if n <= 40 else 0.2, lambda count: jnp.where(count + 1 <= 40, 0.5, 0.2))
+X64_FLAGS = [  # float64 running sums of 0.3 and 0.2
+    dict(memory_save_mode="all_diag", preconditioner_update_probability=0.3),
+    dict(preconditioner_update_probability=PROBABILITY, caution=True),
+]
 DEFAULT_FLAGS = [  # the default test's two compiled runs, most options in the second
     dict(),
     dict(
@@ -88,15 +93,17 @@ DEFAULT_FLAGS = [  # the default test's two compiled runs, most options in the s
 OPTIMIZER_FLAGS = ("preconditioner_update_probability",)
 
 
-def _split(flags):
+def _split(flags, side: int):
+    """The optimizer's flags (a pair: heavyball's and purelr's forms) and the groups'."""
     flags = dict(flags)
     optimizer = {name: flags.pop(name) for name in OPTIMIZER_FLAGS if name in flags}
+    optimizer = {name: value[side] if isinstance(value, tuple) else value for name, value in optimizer.items()}
     return optimizer, flags
 
 
 def run_heavyball(config, x64: bool):
     dtype = torch.float64 if x64 else torch.float32
-    optimizer_flags, flags = _split(config["flags"])
+    optimizer_flags, flags = _split(config["flags"], 0)
     tensors = {k: torch.tensor(v, dtype=dtype) for k, v in PARAMS.items()}
     groups = [
         dict(numbers, params=[tensors[n] for n in names], **flags) for names, numbers in zip(GROUPS, config["groups"])
@@ -141,7 +148,7 @@ def run_heavyball(config, x64: bool):
 
 
 def _make(flags):
-    optimizer_flags, flags = _split(flags)
+    optimizer_flags, flags = _split(flags, 1)
 
     def make(numbers, scheduled):
         transforms = {}
