@@ -170,20 +170,22 @@ def psgd_kron(
     storage, q_storage = jnp.dtype(storage_dtype), jnp.dtype(q_dtype)
 
     def triangular(p) -> tuple:
-        return _triangular(p.shape, max_size_triangular, min_ndim_triangular, memory_save_mode)
+        return _triangular(_squeezed(p), max_size_triangular, min_ndim_triangular, memory_save_mode)
 
     def init_fn(params):
         base.check_real("psgd_kron", params)
         for p in jax.tree.leaves(params):
-            if p.ndim == 0:
-                raise ValueError(f"psgd_kron: scalar params are not supported (heavyball buckets them), got {p!r}")
+            if not _squeezed(p):
+                raise ValueError(
+                    f"psgd_kron: params of one element are not supported (heavyball buckets them), got {p!r}"
+                )
         return PSGDKronState(
             count=jnp.zeros((), jnp.int32),
             hyperparams=hp_lib.initial(hyperparams),
             cumulative_prob=jnp.zeros((), jnp.result_type(float)),
             exp_avg=base.buffer(params, lambda p: jnp.zeros(p.shape, storage)),
-            Q=base.buffer(params, lambda p: _init_factors(p.shape, q_storage, 1.0, triangular(p))),
-            running_lower_bound=base.buffer(params, lambda p: tuple(jnp.zeros((), p.dtype) for _ in p.shape)),
+            Q=base.buffer(params, lambda p: _init_factors(_squeezed(p), q_storage, 1.0, triangular(p))),
+            running_lower_bound=base.buffer(params, lambda p: tuple(jnp.zeros((), p.dtype) for _ in _squeezed(p))),
             key=jax.random.PRNGKey(seed),
         )
 
@@ -206,16 +208,18 @@ def psgd_kron(
             m = m.astype(dtype) * (1 - w) + g * w
             scale = init_scale(m)
             factors = tuple(
-                jnp.where(state.count == 0, q.astype(dtype) * scale ** (1 / p.ndim), q.astype(dtype)) for q in factors
+                jnp.where(state.count == 0, q.astype(dtype) * scale ** (1 / len(factors)), q.astype(dtype))
+                for q in factors
             )
-            target = m if momentum_into_precond_update else g
+            shape = _squeezed(p)
+            target = (m if momentum_into_precond_update else g).reshape(shape)
             renewed = _psgd_update(
-                factors, bounds, tri, target, normal.astype(dtype), hp, precond_update_power_iterations
+                factors, bounds, tri, target, normal.astype(dtype).reshape(shape), hp, precond_update_power_iterations
             )
             factors, bounds = (
                 tuple(jnp.where(renew, a, b) for a, b in zip(*pair)) for pair in zip(renewed, (factors, bounds))
             )
-            u = _trust_region_clip(_precondition(factors, tri, m))
+            u = _trust_region_clip(_precondition(factors, tri, m.reshape(shape))).reshape(p.shape)
             if caution:
                 keep = jnp.signbit(g) == jnp.signbit(u)
                 u = jnp.where(keep, u, 0) * (u.size / jnp.maximum(jnp.sum(keep), 1))
@@ -274,6 +278,11 @@ def _init_scale_rule(scale, scale_scale, scale_power):
         return (root * scale_scale) ** power
 
     return computed
+
+
+def _squeezed(p) -> tuple:
+    """The shape heavyball preconditions (its ``SqueezeGrad``): dims of size 1 dropped."""
+    return tuple(s for s in p.shape if s != 1)
 
 
 def _debias(beta, n):
