@@ -1,10 +1,11 @@
 """PSGD with a Kronecker-factored preconditioner (Xi-Lin Li's PSGD) as heavyball 3.2.1 steps it
 (``heavyball.PSGDKron``: its ``exp_avg``, ``scale_by_psgd`` and ``trust_region_clip_`` chain).
 
-Per parameter one factor ``Q_i`` per dimension, upper-triangular or diagonal (as timm's ``kron``
-chooses: diagonal for dims of size 1, larger than ``max_size_triangular``, params of fewer than
-``min_ndim_triangular`` dims and those ``memory_save_mode`` names), and per factor a running lower
-bound ``lb_i`` of its step's normaliser. At heavyball's step ``t = count + 1``::
+Per parameter (its dims of size 1 dropped, as heavyball's ``SqueezeGrad`` drops them) one factor
+``Q_i`` per dimension, upper-triangular or diagonal (as timm's ``kron`` chooses: diagonal for dims
+larger than ``max_size_triangular``, params of fewer than ``min_ndim_triangular`` dims and those
+``memory_save_mode`` names), and per factor a running lower bound ``lb_i`` of its step's
+normaliser. At heavyball's step ``t = count + 1``::
 
     m = lerp(m, g, 1 - debias(beta1, t))              debias(b, n) = 1 - (1 - b) / (1 - b ** n)
     t = 1:  Q_i = s ** (1 / ndim) * (I or 1),  s = precond_init_scale, or by default
