@@ -3,6 +3,9 @@
 numbers each) on a quadratic with a moving target. heavyball's normals (``torch.randn_like`` in
 ``dampen_grad``) are patched to the same draws purelr is given (``update(..., draws=)``); params,
 ``exp_avg``, the factors ``Q`` and the running lower bounds are compared after the last update.
+
+Measured (nightly: 56 configurations under x64, 40 in float32; default: 7 per precision):
+x64 2.2e-12 (default 8.3e-13); float32 3.3e-6 (default 2.0e-6).
 """
 
 import warnings
