@@ -4,8 +4,8 @@ numbers each) on a quadratic with a moving target. heavyball's normals (``torch.
 ``dampen_grad``) are patched to the same draws purelr is given (``update(..., draws=)``); params,
 ``exp_avg``, the factors ``Q`` and the running lower bounds are compared after the last update.
 
-Measured (nightly: 56 configurations under x64, 40 in float32; default: 7 per precision):
-x64 2.2e-12 (default 8.3e-13); float32 3.3e-6 (default 2.0e-6).
+Measured (nightly: 56 configurations under x64, 40 in float32): x64 2.2e-12; float32 3.3e-6. The
+default test runs 11 per precision (10 random).
 """
 
 import warnings
@@ -250,8 +250,8 @@ def _configs(flags, per: int, seed: int):
 
 
 def test_matches_heavyball(precision):
-    """Three random configurations per set of default flags, and heavyball's defaults in both groups."""
-    check(_configs(DEFAULT_FLAGS, 3, seed=400) + [dict(flags={}, groups=[DEFAULTS, DEFAULTS], schedule=False)])
+    """Five random configurations per set of default flags, and heavyball's defaults in both groups."""
+    check(_configs(DEFAULT_FLAGS, 5, seed=400) + [dict(flags={}, groups=[DEFAULTS, DEFAULTS], schedule=False)])
 
 
 @pytest.mark.nightly
