@@ -49,6 +49,7 @@ from purelr.optim.nadamw import nadamw
 from purelr.optim.novograd import novograd
 from purelr.optim.openmmlab import mmpretrain_adan, mmpretrain_lamb, mmpretrain_lars
 from purelr.optim.prodigy import prodigy
+from purelr.optim.psgd_kron import psgd_kron
 from purelr.optim.radam import radam
 from purelr.optim.rmsprop import rmsprop
 from purelr.optim.rmsprop_tf import rmsprop_tf
@@ -101,7 +102,7 @@ __all__ += ["adabelief", "adamp", "adan", "adopt", "laprop", "lookahead", "madgr
 __all__ += ["fused_adam", "fused_lamb"]  # DeepSpeed's
 __all__ += ["mmpretrain_adan", "mmpretrain_lamb", "mmpretrain_lars"]  # MMPretrain's
 __all__ += ["adam_4bit", "adam_8bit", "adam_fp8", "adamw_4bit", "adamw_8bit", "adamw_fp8", "adamw_torchao"]  # torchao's
-__all__ += ["soap"]  # heavyball's
+__all__ += ["soap", "psgd_kron"]  # heavyball's
 __all__ += ["adafactor_big_vision", "adahessian", "kron"]  # timm's (issue 21)
 __all__ += ["dadapt_adagrad", "dadapt_adam", "dadapt_adan", "dadapt_lion", "dadapt_sgd", "prodigy"]  # global d estimate
 __all__ += [

@@ -91,6 +91,7 @@ OPTIMIZERS = dict(
     sgd_schedule_free_closure=lambda: optim.sgd_schedule_free_closure(0.05),
     adamw_schedule_free_closure=lambda: optim.adamw_schedule_free_closure(1e-2, weight_decay=0.01),
     radam_schedule_free_closure=lambda: optim.radam_schedule_free_closure(1e-2),
+    psgd_kron=lambda: optim.psgd_kron(1e-2, preconditioner_update_probability=0.5),  # draws from its state's key
 )
 
 
