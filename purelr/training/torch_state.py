@@ -97,6 +97,10 @@ GROUP_KEYS = {
 
 _NO_STEP = Layout(step=None)
 _INT_STEP = Layout(step_type="int")
+_HEAVYBALL = {
+    "storage_dtype": "heavyball keeps its state per view (state[p][0]) under its chained functions' "
+    "names (scale_by_soap_GG_3) with a leading batch dimension; not converted"
+}
 _SCHEDULE_FREE = Layout(step="group", step_type="int", step_key="k")
 _TIMM_FACTORED = {"exp_avg_sq_row": (None, False), "exp_avg_sq_col": (None, False)}
 
@@ -151,13 +155,10 @@ LAYOUTS: dict[str, Layout] = {
             "group, the fallback's lr scaled by fallback_lr_scale; not converted"
         }
     ),
-    "SOAPState": Layout(  # its own layout: heavyball.SOAP's nested one is not converted
-        factors=("GG", "Q"),
-        foreign={
-            "storage_dtype": "heavyball keeps SOAP's state per view (state[p][0]) under its chained "
-            "functions' names (scale_by_soap_GG_3) with a leading batch dimension; not converted"
-        },
-    ),
+    # their own layouts: heavyball's nested one (per view, keys named after its chained functions,
+    # a leading batch dimension) is not converted
+    "SOAPState": Layout(factors=("GG", "Q"), foreign=_HEAVYBALL),
+    "PSGDKronState": Layout(factors=("Q", "running_lower_bound"), unkept=("key",), foreign=_HEAVYBALL),
     # prodigyopt.Prodigy, dadaptation's DAdaptAdam / SGD / AdaGrad / Adan / Lion: d and k in every group
     "ProdigyState": Layout(step_type="int", in_group=("k", "d", "d_max", "d_numerator"), raveled=("s", "p0")),
     "DAdaptAdamState": Layout(step_type="int", in_group=("k", "d", "numerator_weighted")),

@@ -169,6 +169,7 @@ def test_prodigy_slice_of_a_moved_param():
     "name, original, message",
     [
         ("soap", lambda: __import__("heavyball").SOAP, "SOAPState twin: torch's param groups have 'storage_dtype'"),
+        ("psgd_kron", lambda: __import__("heavyball").PSGDKron, "PSGDKronState twin: torch's param groups have"),
         ("timm_muon", lambda: _timm("Muon"), "TimmMuonState twin: torch's param groups have 'fallback_lr_scale'"),
     ],
 )
