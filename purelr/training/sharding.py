@@ -4,7 +4,8 @@
 sharding, so that ``jax.jit(step, in_shardings=..., out_shardings=...)`` keeps each buffer on the
 devices that hold its param:
 
-- a buffer shaped like its param (``exp_avg``, ``momentum_buffer``, ...) takes the param's sharding;
+- a buffer shaped like its param (``exp_avg``, ``momentum_buffer``, ...) takes the param's sharding,
+  also inside a subtree kept at the param's place (a quantized buffer's codes, a per-axis factor);
 - a buffer reduced from its param (Adafactor's row and column statistics, with or without the
   reduced axes kept as size 1) takes the param's sharding on the axes it kept, replicated on the others;
 - everything else (counts, hyperparameters in force, scalar norms, L-BFGS's flattened history,
@@ -80,19 +81,32 @@ def state_shardings(
     def masked(leaf) -> bool:
         return leaf is None or isinstance(leaf, optax.MaskedNode)
 
-    def like_param(leaf, param, sharding):
-        if masked(leaf):
-            return leaf
-        return _reduced(sharding, jax.numpy.shape(param), leaf.shape, replicated_sharding)
+    def like_params(value, params, shardings):
+        """A state tree laid out like the params: at each param's place, a buffer or a subtree of
+        buffers (a quantized buffer's codes and scales, Kron's and SOAP's per-axis factors)."""
+        treedef: Any = jax.tree.structure(params)
+        places = zip(treedef.flatten_up_to(value), treedef.flatten_up_to(params), treedef.flatten_up_to(shardings))
+        return treedef.unflatten(
+            [
+                jax.tree.map(
+                    lambda leaf: leaf
+                    if masked(leaf)
+                    else _reduced(sharding, jax.numpy.shape(param), leaf.shape, replicated_sharding),
+                    buffers,
+                    is_leaf=masked,
+                )
+                for buffers, param, sharding in places
+            ]
+        )
 
     return optax.tree_utils.tree_map_params(
         tx,
-        like_param,
+        like_params,
         abstract,
         params,
         param_shardings,
         transform_non_params=lambda _: replicated_sharding,
-        is_leaf=masked,
+        is_leaf=lambda _: True,  # like_params takes the whole tree
     )
 
 

@@ -42,6 +42,7 @@ def run(name, tx, params, param_shardings=None, opt_shardings=None):
     def step(params, state, k):
         value, grads = jax.value_and_grad(loss)(params, k)
         extra = dict(value=value, value_fn=lambda p: loss(p, k)) if name == "lbfgs" else {}
+        extra = dict(value_fn=lambda p: loss(p, k)) if name == "adahessian" else extra
         updates, state = tx.update(grads, state, params, **extra)
         return optax.apply_updates(params, updates), state
 
