@@ -24,6 +24,20 @@ from tests.training import resume_run
 FACTORED = ("adafactor", "timm_adafactor", "hf_adafactor")
 
 
+# state leaves shaped like no param, replicated: L-BFGS's flat history, a PRNG key (torchao's
+# stochastic rounding, AdaHessian's Rademacher draws), per-axis preconditioner matrices (SOAP's GG
+# and Q, Kron's and PSGD Kron's Q factors and bounds), Prodigy's flat slice_p copies of the params
+REPLICATED_OTHERS = {
+    "lbfgs": 5,
+    "adamw_torchao": 1,
+    "adahessian": 1,
+    "soap": 14,
+    "kron": 9,
+    "psgd_kron": 9,
+    "prodigy": 10,
+}
+
+
 @pytest.fixture(scope="module")
 def sharded_run():
     return last_json_line(["tests.training.sharded_state_run"], devices=8)
@@ -41,7 +55,7 @@ def test_every_state_leaf_is_sharded_as_its_param(sharded_run):
         if name in FACTORED:
             assert counts["other_split"] >= 3, (name, counts)
         else:
-            assert counts["other"] == (5 if name == "lbfgs" else 0), (name, counts)
+            assert counts["other"] == REPLICATED_OTHERS.get(name, 0), (name, counts)
     assert found["adamw"]["like_param"] == 8 and found["groups"]["like_param"] == 7  # 2 x 4; 4 + 3 (None elsewhere)
 
 
