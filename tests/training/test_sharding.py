@@ -21,7 +21,7 @@ from tests import last_json_line
 from tests.parity import OPTIMIZER_RTOL
 from tests.training import resume_run
 
-FACTORED = ("adafactor", "timm_adafactor", "hf_adafactor")
+FACTORED = ("adafactor", "timm_adafactor", "hf_adafactor", "adafactor_big_vision")
 
 
 # state leaves shaped like no param, replicated: L-BFGS's flat history, a PRNG key (torchao's
