@@ -141,8 +141,9 @@ def smaller(a, b):
 
 
 def scalar(value, leaves) -> jax.Array:
-    """A state scalar (``d``, a running sum) in the params' dtype."""
-    return jnp.asarray(value, jnp.result_type(*leaves))
+    """A state scalar (``d``, a running sum) in the params' dtype (the default float dtype for a tree
+    without leaves, as optax's ``tree_map_params`` initialises on a placeholder)."""
+    return jnp.asarray(value, jnp.result_type(*leaves) if leaves else jnp.result_type(float))
 
 
 def kept(skip, new: Mapping[str, Any], old) -> dict[str, Any]:

@@ -24,6 +24,11 @@ SHAPES = {"dense": {"w": (16, 40), "b": (48,)}, "conv": {"w": (3, 3, 8, 16)}, "h
 COMPARED = ("adamw", "adafactor", "lbfgs", "lamb", "groups")  # also run on one device: the same params
 OPTIMIZERS = dict(
     resume_run.OPTIMIZERS,
+    # heavyball's PSGDKron refuses one-element params: the scalar leaf goes to SGD
+    psgd_kron=lambda: optax.multi_transform(
+        {"kron": resume_run.OPTIMIZERS["psgd_kron"](), "plain": optim.sgd(0.1)},
+        lambda params: jax.tree.map(lambda p: "kron" if p.size > 1 else "plain", params),
+    ),
     groups=lambda: optax.multi_transform(  # the None buffers of the other group's leaves
         {"decay": optim.adamw(1e-2), "plain": optim.sgd(0.1, momentum=0.9)},
         lambda params: jax.tree.map(lambda p: "decay" if p.ndim >= 2 else "plain", params),

@@ -21,7 +21,21 @@ from tests import last_json_line
 from tests.parity import OPTIMIZER_RTOL
 from tests.training import resume_run
 
-FACTORED = ("adafactor", "timm_adafactor", "hf_adafactor")
+FACTORED = ("adafactor", "timm_adafactor", "hf_adafactor", "adafactor_big_vision")
+
+
+# state leaves shaped like no param, replicated: L-BFGS's flat history, a PRNG key (torchao's
+# stochastic rounding, AdaHessian's Rademacher draws), per-axis preconditioner matrices (SOAP's GG
+# and Q, Kron's and PSGD Kron's Q factors and bounds), Prodigy's flat slice_p copies of the params
+REPLICATED_OTHERS = {
+    "lbfgs": 5,
+    "adamw_torchao": 1,
+    "adahessian": 1,
+    "soap": 14,
+    "kron": 9,
+    "psgd_kron": 9,
+    "prodigy": 10,
+}
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +55,7 @@ def test_every_state_leaf_is_sharded_as_its_param(sharded_run):
         if name in FACTORED:
             assert counts["other_split"] >= 3, (name, counts)
         else:
-            assert counts["other"] == (5 if name == "lbfgs" else 0), (name, counts)
+            assert counts["other"] == REPLICATED_OTHERS.get(name, 0), (name, counts)
     assert found["adamw"]["like_param"] == 8 and found["groups"]["like_param"] == 7  # 2 x 4; 4 + 3 (None elsewhere)
 
 
