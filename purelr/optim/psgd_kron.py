@@ -50,7 +50,7 @@ TINY32 = float(np.finfo(np.float32).tiny)
 
 
 class PSGDKronState(NamedTuple):
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]
     hyperparams: dict[str, jax.Array]
     cumulative_prob: jax.Array  # heavyball's running sum of update probabilities
     exp_avg: Any
@@ -233,9 +233,9 @@ def psgd_kron(
 
         treedef = jax.tree.structure(grads, is_leaf=base._is_masked)
         trees = (grads, params, state.exp_avg, state.Q, state.running_lower_bound, draws)
-        columns = [treedef.flatten_up_to(tree) for tree in trees]
+        columns = [treedef.flatten_up_to(tree) for tree in trees]  # type: ignore[attr-defined]
         rows = [(g, None, None, None) if base._is_masked(g) else leaf(g, *rest) for g, *rest in zip(*columns)]
-        updates, m, factors, bounds = (treedef.unflatten(list(column)) for column in zip(*rows))
+        updates, m, factors, bounds = (treedef.unflatten(list(column)) for column in zip(*rows))  # type: ignore[attr-defined]
         return updates, PSGDKronState(
             count=optax.safe_int32_increment(state.count),
             hyperparams=hp,
