@@ -20,12 +20,14 @@ written out and read back.
 
 Without the option nothing changes: each output is computed once.
 
-The option is on by default: importing ``purelr.optim`` adds it to ``XLA_FLAGS`` (``switch_on``)
-when no XLA backend has started yet in the process, since XLA reads the flags when its first
-backend starts. It is left alone when ``XLA_FLAGS`` already names it, when a backend is already
-running (then the process keeps XLA's default, and ``enabled()`` says so), and when the
-environment says ``PURELR_XLA_CPU_FUSION=0`` (the opt-out). XLA switches the option on by its
-name alone (``...=false`` switches it on too), so the opt-out is purelr's variable, not a value.
+The option is opt-in: with ``PURELR_XLA_CPU_FUSION=1`` in the environment, importing
+``purelr.optim`` adds it to ``XLA_FLAGS`` (``switch_on``) when no XLA backend has started yet in
+the process, since XLA reads the flags when its first backend starts. It is not on by default:
+with it, XLA:CPU 0.10.2 aborts the process while compiling some programs (measured: torch's own
+optimizer-combination tests, ``tests/optim/test_torch_suite.py``, ``Fatal Python error: Aborted``
+in ``backend_compile_and_load``). It is left alone when ``XLA_FLAGS`` already names it or a
+backend is already running (``enabled()`` says what the process has). XLA switches the option on
+by its name alone (``...=false`` switches it on too).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from jax._src import xla_bridge
 OPTION = "xla_cpu_use_multi_output_fusion"
 EXTRA_OPTIONS = "--xla_backend_extra_options"
 XLA_FLAG = f"{EXTRA_OPTIONS}={OPTION}"
-OPT_OUT = "PURELR_XLA_CPU_FUSION"  # "0": keep XLA's default
+OPT_IN = "PURELR_XLA_CPU_FUSION"  # "1": switch the option on at import
 _RECIPES: dict[int, tuple] = {}  # id(result) -> (weakref to result, fn, inputs), while it is alive
 
 
@@ -56,11 +58,11 @@ def _named(flags: str) -> bool:
 
 
 def switch_on() -> bool:
-    """Adds the option to ``XLA_FLAGS`` (to the backend extra options already there, if any) unless
-    ``PURELR_XLA_CPU_FUSION=0``, the flags already name it, or an XLA backend has started (the
+    """Adds the option to ``XLA_FLAGS`` (to the backend extra options already there, if any) when
+    ``PURELR_XLA_CPU_FUSION=1``, unless the flags already name it or an XLA backend has started (the
     flags are read then). Whether it added it."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if os.environ.get(OPT_OUT, "1") == "0" or _named(flags) or xla_bridge.backends_are_initialized():
+    if os.environ.get(OPT_IN, "0") != "1" or _named(flags) or xla_bridge.backends_are_initialized():
         return False
     os.environ["XLA_FLAGS"] = xla_flags(flags, True)
     return True
@@ -83,12 +85,9 @@ def xla_flags(flags: str, on: bool) -> str:
 
 def environ(on: bool, base: Mapping[str, str] = os.environ) -> dict:
     """``base`` for a process about to start JAX with the option ``on`` or off (``XLA_FLAGS`` with or
-    without it, and the opt-out set when off, so that importing purelr does not switch it on)."""
+    without it, and no opt-in when off, so that importing purelr does not switch it on)."""
     env = dict(base, XLA_FLAGS=xla_flags(base.get("XLA_FLAGS", ""), on))
-    if on:
-        env.pop(OPT_OUT, None)
-    else:
-        env[OPT_OUT] = "0"
+    env.pop(OPT_IN, None)
     return env
 
 
