@@ -4,7 +4,7 @@ fusion off and on.
 ``python -m benchmarks.train_step [--quick]``. The option is read when JAX starts and applies to
 the whole program, the model included, so the script times the same jitted step (a small flax
 CNN on 32x32 images, params and optimizer state donated) in two fresh interpreters, one with the
-option (purelr's default) and one with ``PURELR_XLA_CPU_FUSION=0`` (``fusion.environ``), and prints both.
+option and one without (``fusion.environ``), and prints both.
 """
 
 from __future__ import annotations

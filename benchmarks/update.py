@@ -16,8 +16,8 @@ momentum and weight decay, and Adam, alone and as ``clip_grad_norm + 3 parameter
   ``clip_grad_norm_`` and with three ``param_groups`` in the second form).
 
 The JAX cases update the arrays in flax's layouts (``trees.in_jax_layout``), torch its own; the
-caption says whether XLA:CPU's multi-output fusion is on (``purelr.optim.fusion`` switches it on
-when purelr is imported before JAX's backend starts; ``PURELR_XLA_CPU_FUSION=0`` keeps it off).
+caption says whether XLA:CPU's multi-output fusion is on (``PURELR_XLA_CPU_FUSION=1``: ``purelr.optim.fusion``
+switches it on when purelr is imported before JAX's backend starts).
 
 Columns: milliseconds per update (median of interleaved repeats, and the fastest repeat,
 the least disturbed by other processes), effective GB/s (the bytes a
