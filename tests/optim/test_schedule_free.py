@@ -18,10 +18,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +31,7 @@ from purelr.optim import schedule_free as sf
 from purelr.optim import schedule_free_closure as sfc
 from purelr.optim import schedule_free_reference as sfr
 from purelr.training import batchnorm
-from tests import ROOT
+from tests import last_json_line
 from tests.optim import torch_reference as ref
 from tests.parity import OPTIMIZER_RTOL, float_mode, relative_error, trajectory_floor
 from tests.training.test_averaging import FEATURES, Net, to_flax, torch_net
@@ -498,17 +494,7 @@ def test_sharded_run_equals_one_device():
     trajectory bound (the sharded matmuls sum in another order: measured 7e-12 for AdamW's params,
     whose normalised steps magnify the last bits of small gradients), and every ``z`` leaf carries
     its param's sharding."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.optim.schedule_free_sharded"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = last_json_line(["tests.optim.schedule_free_sharded"], devices=8, timeout=300)
     assert result.pop("devices") == 8
     for name, found in result.items():
         assert max(found["params"], found["eval"], found["z"]) <= OPTIMIZER_RTOL["x64"], (name, found)
