@@ -32,21 +32,29 @@ def test_every_optimizer_is_listed():
 
 
 def test_resume_in_a_fresh_process(tmp_path):
+    """A fresh process restores each checkpoint and writes back what it read (leaves and tree
+    structure); this process continues from those leaves, compiling each step once."""
     first = int(np.random.default_rng(20261202).integers(1, resume_run.STEPS))
-    expected = {}
+    expected, saved = {}, {}
     with jax.enable_x64(True):
         for name in resume_run.OPTIMIZERS:
             params = resume_run.start()
             state = resume_run.OPTIMIZERS[name]().init(params)
             params, state = resume_run.steps(name, params, state, 0, first)
+            saved[name] = jax.tree.structure((params, state))
             checkpoint.save(tmp_path / name, {"params": params, "opt_state": state})
             final, _ = resume_run.steps(name, params, state, first, resume_run.STEPS)
             expected[name] = [np.asarray(x) for x in jax.tree.leaves(final)]
-    subprocess.run([sys.executable, "-m", "tests.training.resume_run", str(tmp_path), str(first)], check=True)
-    resumed = np.load(tmp_path / "resumed.npz")
-    for name, leaves in expected.items():
-        for i, leaf in enumerate(leaves):
-            assert np.array_equal(resumed[f"{name}/{i}"], leaf), f"{name} leaf {i}, saved at {first}"
+        subprocess.run([sys.executable, "-m", "tests.training.resume_run", str(tmp_path)], check=True)
+        restored = np.load(tmp_path / "restored.npz")
+        for name, leaves in expected.items():
+            assert str(restored[f"{name}/structure"]) == str(saved[name]), name
+            dtypes = restored[f"{name}/dtypes"]
+            leaves_read = [jnp.asarray(restored[f"{name}/{i}"].view(jnp.dtype(str(d)))) for i, d in enumerate(dtypes)]
+            params, state = jax.tree.unflatten(saved[name], leaves_read)
+            final, _ = resume_run.steps(name, params, state, first, resume_run.STEPS)
+            for i, (leaf, want) in enumerate(zip(jax.tree.leaves(final), leaves, strict=True)):
+                assert np.array_equal(np.asarray(leaf), want), f"{name} leaf {i}, saved at {first}"
 
 
 def test_plateau_state_round_trip(tmp_path):
