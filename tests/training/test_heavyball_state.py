@@ -385,3 +385,30 @@ def test_export_refuses_a_factor_not_triangular():
         fresh = heavyball.PSGDKron(model.parameters(), q_dtype="float64", **F64).state_dict()
         with pytest.raises(ValueError, match="flax 'fc.kernel' Q\\[0\\]: not upper triangular"):
             to_torch(state, params, model.state_dict(), fresh, names=names)
+
+
+def test_two_param_groups():
+    """Two heavyball param groups (other numbers and flags each) as an ``optax.multi_transform`` of
+    two twins: ``from_torch`` fills each twin from its group, ``to_torch`` gives back heavyball's
+    state_dict key for key."""
+    numbers = [dict(lr=0.01, betas=(0.8, 0.95)), dict(lr=0.02, betas=(0.9, 0.99), precondition_1d=True)]
+    names = layouts(True)
+    labels = {"conv": {"kernel": "conv", "bias": "conv"}, "fc": {"kernel": "fc", "bias": "fc"}}
+
+    def make(parameters):
+        parameters = list(parameters)
+        conv, fc = parameters[:2], parameters[2:]
+        groups = [dict(numbers[0], params=conv, merge_dims=False), dict(numbers[1], params=fc)]
+        return heavyball.SOAP(groups, **F64)
+
+    model_sd, sd = _heavyball_state(make, steps=3)
+    with jax.enable_x64(True):
+        twin = optax.multi_transform(
+            {"conv": optim.soap(**numbers[0], merge_dims=False, **F64), "fc": optim.soap(**numbers[1], **F64)}, labels
+        )
+        run = from_torch(twin, template(names), model_sd, sd, names=names, labels=labels)
+        states = run.opt_state.inner_states
+        assert [float(states[g].inner_state.hyperparams["lr"]) for g in ("conv", "fc")] == [0.01, 0.02]
+        assert all(int(states[g].inner_state.count) == 3 for g in ("conv", "fc"))
+        exported = to_torch(run.opt_state, run.params, model_sd, sd, names=names, labels=labels)
+    assert_state_dicts(exported.optimizer_state_dict, sd)
