@@ -438,6 +438,21 @@ def _convert_optimizer(template, optimizer_state_dict, order, layout, params: di
             flat = flat_order(twin, groups, order, layout, params)
             filled[twin.path] = _flat_from_torch(twin.state, states.get(first, {}), flat, groups, count)
             continue
+        if torch_state.layout(twin.state).views is not None:  # heavyball's
+            from purelr.training import heavyball_state
+
+            group_of = {order[i]: groups[g] for g in twin.groups for i in groups[g]["params"]}
+            filled[twin.path] = heavyball_state.from_torch(
+                twin.state,
+                [groups[g] for g in twin.groups],
+                own,
+                group_of,
+                optimizer_state_dict.get("heavyball"),
+                layout,
+                params,
+                count,
+            )
+            continue
         _check_keys(twin.state, own)
         filled[twin.path] = _fill_twin(twin.state, [groups[g] for g in twin.groups], own, layout, params, count)
     return _replace_twins(template, filled)

@@ -121,6 +121,7 @@ def optimizer_to_torch(
     groups = [dict(group) for group in optimizer_state_dict["param_groups"]]
     flax = _dotted(params)
     state: dict = {}
+    extra: dict = {}
     for twin in twins(opt_state, groups, order, layout, flax, labels):
         indices = {layout[order[i]].name: (i, g) for g in twin.groups for i in groups[g]["params"]}
         if torch_state.layout(twin.state).flat:
@@ -129,6 +130,11 @@ def optimizer_to_torch(
             if int(twin.state.count):
                 first = groups[twin.groups[0]]["params"][0]
                 state[first] = _flat_to_torch(twin.state, flat_order(twin, groups, order, layout, flax))
+            continue
+        if torch_state.layout(twin.state).views is not None:  # heavyball's
+            found = _heavyball_to_torch(twin, indices, order, groups, layout, flax, hyperparams, optimizer_state_dict)
+            state.update(found.pop("state", {}))
+            extra.update(found)
             continue
         for member in torch_state.chain(twin.state):
             count = int(member.count)
@@ -141,7 +147,28 @@ def optimizer_to_torch(
                 state.setdefault(index, {}).update(
                     _param_state(member, name, flax[name], layout[torch_name], model_state_dict[torch_name], groups[g])
                 )
-    return {"state": dict(sorted(state.items())), "param_groups": groups}
+    rest = {k: v for k, v in optimizer_state_dict.items() if k not in ("state", "param_groups")}
+    return {"state": dict(sorted(state.items())), "param_groups": groups, **rest, **extra}
+
+
+def _heavyball_to_torch(twin, indices, order, groups, layout, flax, hyperparams, fresh) -> dict:
+    """heavyball's ``state`` entries of a twin (``{0: view state}`` per param, the count also in
+    the first param's) and its ``state_dict()['heavyball']``; the groups' values set."""
+    from purelr.training import heavyball_state
+
+    count = int(twin.state.count)
+    for g in twin.groups:
+        _set_group(groups[g], twin.state, count, hyperparams)
+    if count == 0:
+        return {}
+    state = {}
+    for name, (index, g) in indices.items():
+        target = layout[order[index]]
+        state[index] = heavyball_state.param_to_torch(twin.state, name, flax[name], target, groups[g])
+    for g in twin.groups:
+        state[groups[g]["params"][0]][0]["step"] = _step(torch_state.layout(twin.state), count)
+    entry = dict(fresh.get("heavyball", {}), inner_group=heavyball_state.inner_group(twin.state))
+    return {"state": state, "heavyball": entry}
 
 
 def _flat_to_torch(state, index) -> dict:
@@ -205,6 +232,8 @@ def _like(old, value: float):
 
 
 def _step(spec, count: int):
+    if spec.step_type == "int64":
+        return _torch().tensor(count)
     return _torch().tensor(float(count), dtype=_scalar_dtype()) if spec.step_type == "tensor" else count
 
 

@@ -26,13 +26,39 @@ from typing import Mapping, NamedTuple
 import numpy as np
 
 
+class Views(NamedTuple):
+    """heavyball 3.2.1's state of a twin: ``state[p][0]`` (its one view of the param), keys named
+    after the chained functions and their place in the chain.
+
+    Attributes:
+      keys: ``{twin field: heavyball key}``.
+      batched: fields kept with a leading batch dimension of 1 (each factor of a list).
+      view: the shape heavyball preconditions: ``"merged"`` (SOAP's ``merge_dims``) or
+        ``"squeezed"`` (PSGD's dims of size 1 dropped).
+      lines: factor fields kept as ``(shape, upper triangle as a line)`` (a diagonal as
+        ``(None, diagonal)``) where the group's ``store_triu_as_line`` (default True).
+      initialized: ``is_initialized``: the indices of the chain's transforms holding state.
+      extra: heavyball keys the twin keeps nothing for: ``None``, or float64 zeros of that shape.
+      inner_group: ``{twin field: key}`` of ``state_dict()['heavyball']['inner_group']``.
+    """
+
+    keys: Mapping[str, str]
+    batched: tuple[str, ...]
+    view: str
+    lines: tuple[str, ...] = ()
+    initialized: tuple[int, ...] = ()
+    extra: Mapping[str, tuple | None] = {}
+    inner_group: Mapping[str, str] = {"cumulative_prob": "cumulative_prob"}
+
+
 class Layout(NamedTuple):
     """One twin's state in its original's ``state_dict``.
 
     Attributes:
       step: ``"state"`` (``state[p][step_key]``), ``"group"`` (``param_groups[g][step_key]``) or
         ``None`` (the original keeps no count: ``from_torch`` needs ``count=``).
-      step_type: ``"tensor"`` (a 0-d tensor of torch's default float dtype) or ``"int"``.
+      step_type: ``"tensor"`` (a 0-d tensor of torch's default float dtype), ``"int64"`` (a 0-d
+        int64 tensor) or ``"int"``.
       step_key: the key of the count.
       keys: ``{twin field: torch key}`` where they differ.
       factored: ``{twin field: (axis, keepdims)}`` for buffers that reduce one axis of the param
@@ -61,6 +87,8 @@ class Layout(NamedTuple):
         reordered through the layout, which a slice (``slice_p > 1``) of a moved param cannot be.
       foreign: ``{param group key: why}``: an original whose state this table does not describe,
         told by a key of its param groups; both directions refuse it.
+      views: heavyball's state, per view of the param (``Views``; converted by
+        ``purelr.training.heavyball_state``).
     """
 
     step: str | None = "state"
@@ -82,6 +110,7 @@ class Layout(NamedTuple):
     in_group: tuple[str, ...] = ()
     raveled: tuple[str, ...] = ()
     foreign: Mapping[str, str] = {}
+    views: Views | None = None
 
 
 # torch param-group entries that hold several of a twin's hyperparameters
@@ -97,10 +126,6 @@ GROUP_KEYS = {
 
 _NO_STEP = Layout(step=None)
 _INT_STEP = Layout(step_type="int")
-_HEAVYBALL = {
-    "storage_dtype": "heavyball keeps its state per view (state[p][0]) under its chained functions' "
-    "names (scale_by_soap_GG_3) with a leading batch dimension; not converted"
-}
 _SCHEDULE_FREE = Layout(step="group", step_type="int", step_key="k")
 _TIMM_FACTORED = {"exp_avg_sq_row": (None, False), "exp_avg_sq_col": (None, False)}
 
@@ -155,10 +180,39 @@ LAYOUTS: dict[str, Layout] = {
             "group, the fallback's lr scaled by fallback_lr_scale; not converted"
         }
     ),
-    # their own layouts: heavyball's nested one (per view, keys named after its chained functions,
-    # a leading batch dimension) is not converted
-    "SOAPState": Layout(factors=("GG", "Q"), foreign=_HEAVYBALL),
-    "PSGDKronState": Layout(factors=("Q", "running_lower_bound"), unkept=("key",), foreign=_HEAVYBALL),
+    "SOAPState": Layout(  # heavyball.SOAP
+        factors=("GG", "Q"),
+        views=Views(
+            keys={
+                f: f"scale_by_soap_{f}_{2 if f.startswith('exp') else 3}" for f in ("exp_avg", "exp_avg_sq", "GG", "Q")
+            },
+            batched=("exp_avg", "exp_avg_sq", "GG", "Q"),
+            view="merged",
+            initialized=(0, 2, 3),
+        ),
+        step="group",  # heavyball's count: the group's step_count (and state[first p][0]['step'])
+        step_type="int64",
+        step_key="step_count",
+    ),
+    "PSGDKronState": Layout(  # heavyball.PSGDKron: its normals come from torch's generator
+        factors=("Q", "running_lower_bound"),
+        unkept=("key",),
+        views=Views(
+            keys={
+                "exp_avg": "exp_avg_exp_avg_6",
+                "Q": "scale_by_psgd_Q_4",
+                "running_lower_bound": "scale_by_psgd_running_lower_bound_4",
+            },
+            batched=("Q", "running_lower_bound"),
+            view="squeezed",
+            lines=("Q",),
+            initialized=(0, 3, 4, 5, 6),
+            extra={"scale_by_psgd_Q_cache_4": None, "scale_by_psgd_step_4": (1,)},
+        ),
+        step="group",  # heavyball's count: the group's step_count (and state[first p][0]['step'])
+        step_type="int64",
+        step_key="step_count",
+    ),
     # prodigyopt.Prodigy, dadaptation's DAdaptAdam / SGD / AdaGrad / Adan / Lion: d and k in every group
     "ProdigyState": Layout(step_type="int", in_group=("k", "d", "d_max", "d_numerator"), raveled=("s", "p0")),
     "DAdaptAdamState": Layout(step_type="int", in_group=("k", "d", "numerator_weighted")),

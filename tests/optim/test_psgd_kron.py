@@ -117,27 +117,16 @@ def run_heavyball(config, x64: bool):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: float(factor[k]) if config["schedule"] else 1.0)
     targets = {k: torch.tensor(v, dtype=dtype) for k, v in TARGETS.items()}
     curvature = {k: torch.tensor(v, dtype=dtype) for k, v in CURVATURE.items()}
-    pending = []
-
-    def randn_like(x, *args, **kwargs):  # heavyball's dampen_grad: one draw per param, in group order
-        name, k = pending.pop(0)
-        assert x.numel() == NORMALS[name][k].size, (name, x.shape)
-        return torch.tensor(NORMALS[name][k], dtype=x.dtype).reshape(x.shape)
-
-    monkeypatch = pytest.MonkeyPatch()
-    monkeypatch.setattr(torch, "randn_like", randn_like)
-    with monkeypatch.context(), warnings.catch_warnings(), ref.torch_dtype(x64):
+    pending: list = []
+    with ref.given_normals(pending, NORMALS), warnings.catch_warnings(), ref.torch_dtype(x64):
         warnings.simplefilter("ignore")  # heavyball warns once that the lr changed between steps
-        try:
-            for k in range(STEPS):
-                pending[:] = [(name, k) for names in GROUPS for name in names]
-                for name, p in tensors.items():
-                    p.grad = curvature[name] * (p - targets[name][k])
-                optimizer.step()
-                scheduler.step()
-                assert not pending or optimizer.param_groups[0]["is_preconditioning"] is False, pending
-        finally:
-            monkeypatch.undo()
+        for k in range(STEPS):
+            pending[:] = [(name, k) for names in GROUPS for name in names]
+            for name, p in tensors.items():
+                p.grad = curvature[name] * (p - targets[name][k])
+            optimizer.step()
+            scheduler.step()
+            assert not pending or optimizer.param_groups[0]["is_preconditioning"] is False, pending
     state = {}
     for name, p in tensors.items():
         (inner,) = [v for v in optimizer.state[p].values() if isinstance(v, dict)]

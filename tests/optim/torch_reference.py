@@ -241,6 +241,24 @@ def torch_dtype(x64: bool):
         torch.set_default_dtype(previous)
 
 
+@contextlib.contextmanager
+def given_normals(pending: list, normals: dict):
+    """``torch.randn_like`` patched to return ``normals[name][k]`` for the next ``(name, k)`` of
+    ``pending`` (heavyball's ``dampen_grad`` draws one per param, in group order)."""
+
+    def randn_like(x, *args, **kwargs):
+        name, k = pending.pop(0)
+        assert x.numel() == normals[name][k].size, (name, x.shape)
+        return torch.tensor(normals[name][k], dtype=x.dtype).reshape(x.shape)
+
+    original = torch.randn_like
+    torch.randn_like = randn_like
+    try:
+        yield
+    finally:
+        torch.randn_like = original
+
+
 def run_torch(optimizer_type, configs, x64: bool, constructor_keys=()):
     """Final params, ``optimizer.state`` per leaf and the lr in force at the last step, per config.
 
