@@ -354,6 +354,7 @@ class Twin(NamedTuple):
     state: Any
     members: tuple[str, ...]  # dotted flax names
     groups: tuple[int, ...]
+    route: tuple[str, str, bool] | None = None  # a routed pair's (state key, group key, this twin's flag)
 
 
 def _label(path):
@@ -365,16 +366,19 @@ def _label(path):
     return None
 
 
-def _members(path, state, params: dict, labels: dict | None, alone: bool) -> tuple[str, ...]:
+def _members(path, state, params: dict, labels: dict | None, alone: bool, routed: bool) -> tuple[str, ...]:
+    """The flax leaves a twin updates: its label's, else all (a lone twin), else those of its first
+    buffer like the params; a routed pair's twin (empty where it has no leaf) narrows its label's."""
+    members = tuple(params)
     if labels is not None:
-        label = _label(path)
-        return tuple(name for name in params if labels[name] == label)
-    if alone:
-        return tuple(params)
+        members = tuple(name for name in params if labels[name] == _label(path))
+    if (labels is not None or alone) and not routed:
+        return members
     for field in torch_state.buffer_fields(state):
         names = _dotted(getattr(state, field))
-        if names and set(names) <= set(params) and all(np.shape(v) == np.shape(params[n]) for n, v in names.items()):
-            return tuple(n for n in params if n in names)
+        like = all(np.shape(v) == np.shape(params[n]) for n, v in names.items())
+        if (names or routed) and set(names) <= set(params) and like:
+            return tuple(n for n in members if n in names)
     raise ValueError(
         f"the optimizer's state holds several twins and the {type(state).__name__} at "
         f"{jax.tree_util.keystr(path)} keeps no buffer like the params: pass labels= (the label tree)"
@@ -404,23 +408,51 @@ def twins(template, groups, order: dict, layout: dict, params: dict, labels=None
         foreign = torch_state.layout(state).foreign
         for key in (k for group in groups for k in foreign if k in group):
             raise ValueError(f"the {type(state).__name__} twin: torch's param groups have {key!r}: {foreign[key]}")
-    result = [Twin(p, s, _members(p, s, params, labels, len(found) == 1), ()) for p, s in found]
+    routes, pairs = _routes(found)
+    result = [
+        Twin(p, s, _members(p, s, params, labels, len(found) == 1, k in routes), (), routes.get(k))
+        for k, (p, s) in enumerate(found)
+    ]
     for g, group in enumerate(groups):
         names = {layout[order[i]].name for i in group["params"]}
-        owner = next((k for k, twin in enumerate(result) if names <= set(twin.members)), None)
-        if owner is None:
+        holders = [k for k, twin in enumerate(result) if names <= set(twin.members)]
+        # an empty group: the twin with no leaves it was made for (a Muon part with none), else the first
+        owners = sorted(holders, key=lambda k: bool(names or result[k].members))[:1] or None
+        if owners is None:  # a routed pair shares the group
+            pair = next((pair for pair in pairs if names <= {n for k in pair for n in result[k].members}), None)
+            owners = [k for k in pair or () if names & set(result[k].members)] or None
+        if owners is None:
             raise ValueError(
                 f"torch param group {g} holds {sorted(names)}; no twin state of the optimizer updates all of them"
             )
-        result[owner] = result[owner]._replace(groups=result[owner].groups + (g,))
+        for owner in owners:
+            result[owner] = result[owner]._replace(groups=result[owner].groups + (g,))
     for twin in result:
         held = {layout[order[i]].name for g in twin.groups for i in groups[g]["params"]}
+        if twin.route is not None:  # the sibling's params are the sibling's
+            held &= set(twin.members)
         if held != set(twin.members):
             raise ValueError(
                 f"the {type(twin.state).__name__} at {jax.tree_util.keystr(twin.path)} updates "
                 f"{sorted(twin.members)}, its torch param groups hold {sorted(held)}"
             )
     return result
+
+
+def _routes(found) -> tuple[dict[int, tuple[str, str, bool]], list[tuple[int, int]]]:
+    """``({index in found: route}, pairs)``: each twin whose layout has ``routed`` (flag ``True``)
+    and its sibling in the same ``multi_transform`` (``False``)."""
+    routes, pairs = {}, []
+    for k, (path, state) in enumerate(found):
+        routed = torch_state.layout(state).routed
+        if routed is None:
+            continue
+        siblings = [j for j, (other, _) in enumerate(found) if j != k and other[:-2] == path[:-2]]
+        if len(siblings) != 1:
+            raise ValueError(f"the {type(state).__name__} at {jax.tree_util.keystr(path)} has no one sibling twin")
+        routes[k], routes[siblings[0]] = (*routed, True), (*routed, False)
+        pairs.append((k, siblings[0]))
+    return routes, pairs
 
 
 def _convert_optimizer(template, optimizer_state_dict, order, layout, params: dict, count, labels=None):
@@ -430,7 +462,8 @@ def _convert_optimizer(template, optimizer_state_dict, order, layout, params: di
         order[int(i)]: {k: v for k, v in s.items() if v is not None} for i, s in optimizer_state_dict["state"].items()
     }
     filled = {}
-    for twin in twins(template, groups, order, layout, params, labels):
+    found = twins(template, groups, order, layout, params, labels)
+    for twin in found:
         torch_names = {layout[order[i]].name: order[i] for g in twin.groups for i in groups[g]["params"]}
         own = {torch_names[n]: states[torch_names[n]] for n in twin.members if torch_names[n] in states}
         if torch_state.layout(twin.state).flat:
@@ -438,9 +471,39 @@ def _convert_optimizer(template, optimizer_state_dict, order, layout, params: di
             flat = flat_order(twin, groups, order, layout, params)
             filled[twin.path] = _flat_from_torch(twin.state, states.get(first, {}), flat, groups, count)
             continue
+        twin_groups, twin_count = [groups[g] for g in twin.groups], count
+        if twin.route is not None:
+            pair = [t for t in found if t.route is not None and t.path[:-2] == twin.path[:-2]]
+            held = {order[i] for t in pair for g in t.groups for i in groups[g]["params"]}
+            own, twin_groups, twin_count = _routed(
+                twin, own, twin_groups, {t: states[t] for t in held if t in states}, count
+            )
         _check_keys(twin.state, own)
-        filled[twin.path] = _fill_twin(twin.state, [groups[g] for g in twin.groups], own, layout, params, count)
+        filled[twin.path] = _fill_twin(twin.state, twin_groups, own, layout, params, twin_count)
     return _replace_twins(template, filled)
+
+
+def _routed(twin, own: dict, groups: list, held: dict, count):
+    """A routed pair's twin (timm's Muon or its fallback): its params' routing flags checked and
+    left out, the fallback's groups with the lr scaled, the count from any param of the pair
+    (``held``) that keeps a step (Muon's params keep none)."""
+    key, scale_key, mine = twin.route
+    kind = type(twin.state).__name__
+    for torch_name, state_p in own.items():
+        if key in state_p and bool(state_p[key]) != mine:
+            raise ValueError(
+                f"torch state of {torch_name!r} has {key}={bool(state_p[key])}, but the {kind} twin built here "
+                f"updates it: the twin's routing (use_muon, use_fallback, the leaf's shape) differs from torch's"
+            )
+    for g, group in enumerate(groups):
+        if scale_key not in group:
+            raise ValueError(f"torch's param group holds no {scale_key!r}: not the state of the {kind} twin's original")
+    own = {name: {k: v for k, v in state_p.items() if k != key} for name, state_p in own.items()}
+    if not mine:
+        groups = [dict(g, lr=float(_numpy(g["lr"])) * float(_numpy(g[scale_key]))) for g in groups]
+    step_key = torch_state.layout(twin.state).step_key
+    steps = [int(_numpy(s[step_key])) for s in held.values() if step_key in s]
+    return own, groups, count if count is not None or not steps else steps[0]
 
 
 def flat_order(twin, groups, order, layout, params: dict) -> np.ndarray:

@@ -121,8 +121,10 @@ def optimizer_to_torch(
     groups = [dict(group) for group in optimizer_state_dict["param_groups"]]
     flax = _dotted(params)
     state: dict = {}
-    for twin in twins(opt_state, groups, order, layout, flax, labels):
+    found = twins(opt_state, groups, order, layout, flax, labels)
+    for twin in sorted(found, key=lambda t: t.route is not None and t.route[2]):  # a routed twin sets its lr last
         indices = {layout[order[i]].name: (i, g) for g in twin.groups for i in groups[g]["params"]}
+        indices = {name: indices[name] for name in twin.members}  # a routed pair's shared groups
         if torch_state.layout(twin.state).flat:
             for g in twin.groups:
                 _set_group(groups[g], twin.state, int(twin.state.count), hyperparams)
@@ -133,7 +135,7 @@ def optimizer_to_torch(
         for member in torch_state.chain(twin.state):
             count = int(member.count)
             for g in twin.groups:
-                _set_group(groups[g], member, count, hyperparams)
+                _set_group(groups[g], _routed_view(twin, member, groups[g]), count, hyperparams)
             if int(twin.state.count) == 0:
                 continue  # a fresh torch optimizer: no state yet
             for name, (index, g) in indices.items():
@@ -141,7 +143,29 @@ def optimizer_to_torch(
                 state.setdefault(index, {}).update(
                     _param_state(member, name, flax[name], layout[torch_name], model_state_dict[torch_name], groups[g])
                 )
+                if twin.route is not None:
+                    state[index][twin.route[0]] = twin.route[2]
     return {"state": dict(sorted(state.items())), "param_groups": groups}
+
+
+def _routed_view(twin, state, group: dict):
+    """A routed pair's fallback twin with the lr of its torch group: its own divided by the group's
+    scale (the float whose product with the scale is the twin's lr, where one is that near)."""
+    if twin.route is None or twin.route[2] or "lr" not in state.hyperparams:
+        return state
+    scale_key = twin.route[1]
+    if scale_key not in group:
+        raise ValueError(
+            f"torch's param group holds no {scale_key!r}: not the {type(twin.state).__name__} twin's original"
+        )
+    lr, scale = state.hyperparams["lr"], float(_numpy(group[scale_key]))
+    want = float(lr)
+    value = want / scale if scale else want
+    for _ in range(4):
+        if scale == 0 or float(np.asarray(value * scale, np.asarray(lr).dtype)) == want:
+            break
+        value = float(np.nextafter(value, np.inf if value * scale < want else -np.inf))
+    return state._replace(hyperparams={**state.hyperparams, "lr": value})
 
 
 def _flat_to_torch(state, index) -> dict:

@@ -61,6 +61,12 @@ class Layout(NamedTuple):
         reordered through the layout, which a slice (``slice_p > 1``) of a moved param cannot be.
       foreign: ``{param group key: why}``: an original whose state this table does not describe,
         told by a key of its param groups; both directions refuse it.
+      step_beside: the step is kept only beside this buffer (AdaMuon's ``exp_avg_sq``); without
+        it the original keeps no step.
+      routed: ``(state key, group key)``: the original shares its param groups with the sibling
+        twin of the same ``optax.multi_transform`` (timm's Muon and its NAdamW / AdamW fallback);
+        ``state[p][state key]`` is ``True`` on this twin's params, ``False`` on the sibling's, whose
+        lr is the group's times ``group[group key]``.
     """
 
     step: str | None = "state"
@@ -82,6 +88,8 @@ class Layout(NamedTuple):
     in_group: tuple[str, ...] = ()
     raveled: tuple[str, ...] = ()
     foreign: Mapping[str, str] = {}
+    step_beside: str | None = None
+    routed: tuple[str, str] | None = None
 
 
 # torch param-group entries that hold several of a twin's hyperparameters
@@ -149,12 +157,8 @@ LAYOUTS: dict[str, Layout] = {
     "ScheduleFreeState": _SCHEDULE_FREE,
     "ScheduleFreeReferenceState": _SCHEDULE_FREE,
     "ScheduleFreeClosureState": _SCHEDULE_FREE,
-    "TimmMuonState": Layout(  # its own layout: timm.optim.Muon's shared param group is not converted
-        foreign={
-            "fallback_lr_scale": "timm's Muon keeps its Muon and fallback (NAdamW) params in one param "
-            "group, the fallback's lr scaled by fallback_lr_scale; not converted"
-        }
-    ),
+    # timm.optim.Muon: Muon and fallback params in one param group, told apart by state[p]['use_muon']
+    "TimmMuonState": Layout(step_beside="exp_avg_sq", routed=("use_muon", "fallback_lr_scale")),
     # their own layouts: heavyball's nested one (per view, keys named after its chained functions,
     # a leading batch dimension) is not converted
     "SOAPState": Layout(factors=("GG", "Q"), foreign=_HEAVYBALL),
@@ -181,7 +185,10 @@ FLAT_RECOMPUTED = ("al",)
 
 
 def layout(state) -> Layout:
-    return LAYOUTS.get(type(state).__name__, Layout())
+    spec = LAYOUTS.get(type(state).__name__, Layout())
+    if spec.step_beside is not None and getattr(state, spec.step_beside, None) is None:
+        return spec._replace(step=None)
+    return spec
 
 
 def is_twin(state) -> bool:

@@ -26,7 +26,6 @@ from tests.training.test_from_torch import TorchMLP, template
 
 UPDATES = 3
 LBFGS = {"lbfgs"}  # a flat history, converted by its own test
-REFUSED = {"timm_muon"}  # its original's state is refused with a clear error (test_refused_originals)
 
 
 def torch_model_state(x64: bool):
@@ -54,6 +53,7 @@ def synthetic_groups(opt_state, labels=None):
             else:
                 group.setdefault(key, [0.0, 0.0, 0.0])
         group["param_names"] = [names[k] for k in group["params"]]
+        group["fallback_lr_scale"] = 1.0  # timm's Muon: its fallback's lr is the group's times this
         groups.append(group)
     return {"state": {}, "param_groups": groups}
 
@@ -133,7 +133,7 @@ def randomized(state, seed, count=UPDATES):
     return jax.tree.map(fill, state, is_leaf=kinds)
 
 
-@pytest.mark.parametrize("name", [n for n in resume_run.OPTIMIZERS if n not in LBFGS | REFUSED])
+@pytest.mark.parametrize("name", [n for n in resume_run.OPTIMIZERS if n not in LBFGS])
 def test_round_trip_every_twin(name, precision):
     round_trip(name, precision)
 
@@ -170,7 +170,6 @@ def test_prodigy_slice_of_a_moved_param():
     [
         ("soap", lambda: __import__("heavyball").SOAP, "SOAPState twin: torch's param groups have 'storage_dtype'"),
         ("psgd_kron", lambda: __import__("heavyball").PSGDKron, "PSGDKronState twin: torch's param groups have"),
-        ("timm_muon", lambda: _timm("Muon"), "TimmMuonState twin: torch's param groups have 'fallback_lr_scale'"),
     ],
 )
 def test_refused_originals(name, original, message):

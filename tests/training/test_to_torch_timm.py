@@ -1,0 +1,261 @@
+"""Both ways with timm's own layouts: ``timm.optim.Muon`` (Muon / AdaMuon and the AdamW / NAdamW
+fallback in shared param groups, told apart by ``state[p]['use_muon']``).
+
+Both ways: k updates in torch, ``from_torch``, m in purelr == k + m in torch, and k in purelr,
+``to_torch``, ``load_state_dict``, m in torch (x64, 1e-10), random configurations, k and m; the
+round trip ``from_torch(to_torch(state)) == state`` bit for bit for every shape (conv kernels
+included), x64 and float32; bad input names what differs.
+"""
+
+import copy
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import torch
+
+from purelr import optim
+from purelr.training.from_torch import from_torch, model_from_torch
+from purelr.training.to_torch import to_torch
+from tests.parity import OPTIMIZER_RTOL, relative_error
+from tests.training.test_to_torch import assert_same, randomized
+
+DATA_RNG = np.random.default_rng(2)
+DATA_X = DATA_RNG.normal(size=(8, 8, 3))
+DATA_Y = np.stack([np.sin(DATA_X.sum(-1)), np.cos(DATA_X[..., 0])], -1)
+
+
+class TorchNet(torch.nn.Module):
+    """Its middle weight (8, 8) suits Muon; the others (a side below 4) and the biases go to the fallback."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.mid, self.out = torch.nn.Linear(3, 8), torch.nn.Linear(8, 8), torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.mid(torch.tanh(self.inp(x)))))
+
+
+class FlaxNet(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        dense = dict(dtype=jnp.float64, param_dtype=jnp.float64)
+        x = jnp.tanh(nn.Dense(8, name="inp", **dense)(x))
+        return nn.Dense(2, name="out", **dense)(jnp.tanh(nn.Dense(8, name="mid", **dense)(x)))
+
+
+def flax_template():
+    return FlaxNet().init(jax.random.PRNGKey(0), jnp.zeros((1, 3), jnp.float64))["params"]
+
+
+def _muon():
+    from timm.optim import Muon
+
+    return Muon
+
+
+def draw_config(rng):
+    """``(kwargs, torch param groups' flags)``: timm's Muon in any of its modes."""
+    algo = str(rng.choice(["muon", "adamuon"]))
+    adjust = [None, "original", "match_rms_adamw", "rms_to_rms"] if algo == "muon" else [None, "rms_to_rms", "rsqrt_in"]
+    kwargs = dict(
+        lr=float(np.exp(rng.uniform(np.log(5e-3), np.log(5e-2)))),
+        weight_decay=float(rng.choice([0.0, 0.01])),
+        momentum=float(rng.choice([0.9, 0.95])),
+        nesterov=bool(rng.integers(2)),
+        ns_coefficients=str(rng.choice(["original", "quintic", "polar_express"])),
+        adjust_lr_fn=adjust[int(rng.integers(len(adjust)))],
+        fallback_lr_scale=float(rng.choice([0.3, 1.0, 2.5])),
+        betas=(0.9, float(rng.choice([0.95, 0.999]))),
+        algo=algo,
+    )
+    return kwargs, bool(rng.integers(2))
+
+
+def torch_groups(model, split: bool):
+    """One shared group, or the Muon weight alone and the rest flagged ``use_fallback``."""
+    if not split:
+        return model.parameters()
+    rest = [p for n, p in model.named_parameters() if n != "mid.weight"]
+    return [{"params": [model.mid.weight]}, {"params": rest, "use_fallback": True}]
+
+
+def param_names(split: bool):
+    """The torch optimizer's order of the params (``from_torch``'s ``param_names``)."""
+    names = [f"{layer}.{leaf}" for layer in ("inp", "mid", "out") for leaf in ("weight", "bias")]
+    return ["mid.weight"] + [n for n in names if n != "mid.weight"] if split else names
+
+
+def torch_steps(model, optimizer, first, last):
+    for k in range(first, last):
+        optimizer.zero_grad()
+        ((model(torch.tensor(DATA_X[k])) - torch.tensor(DATA_Y[k])) ** 2).mean().backward()
+        optimizer.step()
+
+
+def muon_both_ways(seed):
+    """``(k, m, kwargs, torch -> purelr error, purelr -> torch error)``."""
+    rng = np.random.default_rng(seed)
+    (kwargs, split), k, m = draw_config(rng), int(rng.integers(1, 5)), int(rng.integers(1, 4))
+    twin = optim.timm_muon(**kwargs, layout="flax")
+
+    @jax.jit
+    def step(params, state, x, y):
+        grads = jax.grad(lambda p: ((FlaxNet().apply({"params": p}, x) - y) ** 2).mean())(params)
+        updates, state = twin.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
+
+    def jax_steps(params, state, first, last):
+        for i in range(first, last):
+            params, state = step(params, state, DATA_X[i], DATA_Y[i])
+        return params, state
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(seed)
+        model = TorchNet()
+        fresh_model_sd = copy.deepcopy(model.state_dict())
+        optimizer = _muon()(torch_groups(model, split), **kwargs)
+        fresh_optimizer_sd = copy.deepcopy(optimizer.state_dict())
+        torch_steps(model, optimizer, 0, k)
+        at_k = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+        torch_steps(model, optimizer, k, k + m)
+        final = {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
+
+        run = from_torch(twin, flax_template(), *at_k, param_names=param_names(split))
+        params, _ = jax_steps(run.params, run.opt_state, k, k + m)
+        error_in = max(relative_error(p, final[n]) for n, p in torch_named(params).items())
+
+        start = model_from_torch(fresh_model_sd, flax_template())[0]
+        params, state = jax_steps(start, twin.init(start), 0, k)
+        exported = to_torch(state, params, fresh_model_sd, fresh_optimizer_sd, param_names=param_names(split))
+        back = from_torch(
+            twin,
+            flax_template(),
+            exported.model_state_dict,
+            exported.optimizer_state_dict,
+            param_names=param_names(split),
+        )
+        assert_same(back.params, params)
+        assert_same(back.opt_state, state)
+        model = TorchNet()
+        optimizer = _muon()(torch_groups(model, split), **kwargs)
+        model.load_state_dict(exported.model_state_dict)
+        optimizer.load_state_dict(exported.optimizer_state_dict)
+        torch_steps(model, optimizer, k, k + m)
+        error_out = max(relative_error(p.detach().numpy(), final[n]) for n, p in model.state_dict().items())
+    finally:
+        torch.set_default_dtype(previous)
+    return k, m, kwargs, error_in, error_out
+
+
+def torch_named(params):
+    """flax params under torch's names and layout."""
+    named = {}
+    for layer, leaves in params.items():
+        named[f"{layer}.weight"], named[f"{layer}.bias"] = np.asarray(leaves["kernel"]).T, np.asarray(leaves["bias"])
+    return named
+
+
+MUON_SEEDS = 30
+DEFAULT_MUON_SEEDS = 3
+
+
+@pytest.mark.parametrize(
+    "seed", [pytest.param(s, marks=[] if s < DEFAULT_MUON_SEEDS else pytest.mark.nightly) for s in range(MUON_SEEDS)]
+)
+def test_timm_muon_both_ways(seed):
+    with jax.enable_x64(True):
+        k, m, kwargs, error_in, error_out = muon_both_ways(seed)
+    tolerance = OPTIMIZER_RTOL["x64"]
+    assert error_in <= tolerance, f"k={k}, m={m}, {kwargs}: torch -> purelr off by {error_in:.3g}"
+    assert error_out <= tolerance, f"k={k}, m={m}, {kwargs}: purelr -> torch off by {error_out:.3g}"
+
+
+class TorchConvNet(torch.nn.Module):
+    """Every shape timm's Muon routes: conv kernels (Muon), a 1x1 conv, a thin matrix, vectors (fallback)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 8, 3)
+        self.point = torch.nn.Conv2d(8, 2, 1)
+        self.dense = torch.nn.Linear(8, 16)
+        self.thin = torch.nn.Linear(16, 1)
+
+
+def conv_template(dtype):
+    shapes = {
+        "conv": {"kernel": (3, 3, 4, 8), "bias": (8,)},
+        "point": {"kernel": (1, 1, 8, 2), "bias": (2,)},
+        "dense": {"kernel": (8, 16), "bias": (16,)},
+        "thin": {"kernel": (16, 1), "bias": (1,)},
+    }
+    return jax.tree.map(lambda s: jnp.zeros(s, dtype), shapes, is_leaf=lambda s: isinstance(s, tuple))
+
+
+def consistent(state, scale):
+    """A drawn timm Muon state whose fallback shares the Muon part's group values, as a run's does
+    (one torch group holds both): its lr the Muon lr times ``scale``."""
+    muon, fallback = state.inner_states["muon"].inner_state, state.inner_states["fallback"].inner_state
+    betas = {"beta1": 0.9, "beta2": 0.95}  # below 1: torch steps on it
+    muon = muon._replace(hyperparams={k: jnp.asarray(betas.get(k, v), v.dtype) for k, v in muon.hyperparams.items()})
+    shared = {name: muon.hyperparams[name] for name in ("weight_decay", "beta2") if name in muon.hyperparams}
+    lr = jnp.asarray(muon.hyperparams["lr"] * scale, muon.hyperparams["lr"].dtype)
+    hyperparams = {k: jnp.asarray(betas.get(k, v), v.dtype) for k, v in fallback.hyperparams.items()}
+    fallback = fallback._replace(hyperparams={**hyperparams, **shared, "lr": lr})
+    inner = {
+        "muon": state.inner_states["muon"]._replace(inner_state=muon),
+        "fallback": state.inner_states["fallback"]._replace(inner_state=fallback),
+    }
+    return state._replace(inner_states=inner)
+
+
+@pytest.mark.parametrize("algo, nesterov", [("muon", False), ("adamuon", True)])
+def test_timm_muon_round_trip_every_shape(algo, nesterov, precision):
+    """Random state, k updates in: purelr -> torch -> purelr unchanged; torch's Muon takes it and steps."""
+    dtype = jnp.float64 if precision == "x64" else jnp.float32
+    twin = optim.timm_muon(0.02, algo=algo, nesterov=nesterov, fallback_lr_scale=0.3, layout="flax")
+    params = conv_template(dtype)
+    state = consistent(randomized(twin.init(params), seed=7), scale=0.3)
+    torch.manual_seed(0)
+    model = TorchConvNet().to(torch.float64 if precision == "x64" else torch.float32)
+    optimizer = _muon()(model.parameters(), lr=0.02, algo=algo, nesterov=nesterov, fallback_lr_scale=0.3)
+    exported = to_torch(state, params, model.state_dict(), optimizer.state_dict())
+    routed = {i: s["use_muon"] for i, s in exported.optimizer_state_dict["state"].items()}
+    assert routed == {0: True, 1: False, 2: False, 3: False, 4: True, 5: False, 6: False, 7: False}
+    back = from_torch(twin, params, exported.model_state_dict, exported.optimizer_state_dict)
+    assert_same(back.params, params)
+    assert_same(back.opt_state, state)
+    optimizer.load_state_dict(exported.optimizer_state_dict)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    assert all(int(s.get("step", 4)) == 4 for s in optimizer.state_dict()["state"].values())
+
+
+def test_timm_muon_bad_input():
+    """Another optimizer's state, other routing, other flags, other shapes: errors naming what differs."""
+    twin = optim.timm_muon(0.02, layout="flax")
+    with jax.enable_x64(True):
+        params = flax_template()
+        torch.manual_seed(0)
+        model = TorchNet().double()
+
+        def trained(optimizer):
+            torch_steps(model, optimizer, 0, 1)
+            return model.state_dict(), optimizer.state_dict()
+
+        with pytest.raises(ValueError, match="param group holds no 'fallback_lr_scale': not the state of"):
+            from_torch(twin, params, *trained(torch.optim.AdamW(model.parameters())))
+        everything_fallback = [{"params": list(model.parameters()), "use_fallback": True}]
+        with pytest.raises(ValueError, match="'mid.weight' has use_muon=False, but the TimmMuonState twin"):
+            from_torch(twin, params, *trained(_muon()(everything_fallback, lr=0.02)))
+        with pytest.raises(ValueError, match="has 'exp_avg_sq', which the TimmMuonState twin built here does not keep"):
+            from_torch(twin, params, *trained(_muon()(model.parameters(), lr=0.02, algo="adamuon")))
+        wide = {**params, "mid": {**params["mid"], "kernel": jnp.zeros((8, 9))}}
+        with pytest.raises(ValueError, match=r"torch 'mid.weight' \(8, 8\) -> flax 'mid.kernel'.*does not match"):
+            from_torch(twin, wide, *trained(_muon()(model.parameters(), lr=0.02)))
