@@ -213,10 +213,16 @@ def _last_epoch(scheduler_state_dict) -> int:
         state = state["_schedulers"][0]
     if "last_epoch" not in state and "last_step" in state:  # an MMEngine param scheduler
         return validate.nonnegative_int("scheduler_state_dict['last_step']", state["last_step"])
+    if set(state) == {"best", "last_epoch"}:  # timm's PlateauLRScheduler: last_epoch counts metric steps
+        raise ValueError(
+            "scheduler_state_dict is timm's PlateauLRScheduler's, which follows metrics, not the update count: "
+            "read it with purelr.training.plateau.plateau_from_timm and pass scheduler_state_dict=None"
+        )
     if "last_epoch" not in state and "param_group_field" in state:
         raise ValueError(
             "a timm scheduler's state_dict keeps no step (timm is given the update number at each "
-            "call): pass scheduler_state_dict=None and resume the schedule at the optimizer's count"
+            "call): pass scheduler_state_dict=None and resume the schedule at the optimizer's count "
+            "(t_in_epochs=True: at epoch count // epoch_len)"
         )
     if "last_epoch" not in state:
         raise ValueError(

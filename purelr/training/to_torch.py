@@ -301,16 +301,38 @@ def _factored_to_torch(state, spec, name: str, param, target) -> dict:
     return out
 
 
-def scheduler_to_torch(scheduler, steps: int) -> dict:
-    """Steps a scheduler built on the fresh torch optimizer ``steps`` times (a torch
-    ``LRScheduler`` or MMEngine param scheduler: ``step()``; a timm scheduler:
-    ``step_update(steps)``), setting the group values it owns; returns its ``state_dict()``."""
+def scheduler_to_torch(scheduler, steps: int, epoch_len: int | None = None) -> dict:
+    """Steps a scheduler built on the fresh torch optimizer as the run stepped it by update
+    ``steps``, setting the group values it owns; returns its ``state_dict()``.
+
+    A torch ``LRScheduler`` or MMEngine param scheduler: ``step()`` ``steps`` times. A timm
+    scheduler (stateless, given the count at each call) as timm's ``train.py`` drives it:
+    ``step_update(steps)`` with ``t_in_epochs=False``; with ``t_in_epochs=True``
+    ``step(steps // epoch_len)``, the call after the last finished epoch (``epoch_len``: updates
+    per epoch); at 0 the values its constructor set. timm's ``PlateauLRScheduler`` keeps its state elsewhere: see
+    ``purelr.training.plateau.plateau_to_timm``.
+    """
     steps = validate.nonnegative_int("steps", steps)
     _check_scheduler(scheduler)
+    if type(scheduler).__name__ == "PlateauLRScheduler":
+        raise ValueError(
+            "timm's PlateauLRScheduler follows metrics, not the update count: export its purelr state "
+            "with purelr.training.plateau.plateau_to_timm(state) and load that"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()"
-        if hasattr(scheduler, "step_update"):  # timm: stateless, given the update number
-            scheduler.step_update(num_updates=steps)
+        if hasattr(scheduler, "step_update") and getattr(scheduler, "t_in_epochs", False):
+            if epoch_len is None:
+                raise ValueError(
+                    f"the {type(scheduler).__name__} steps per epoch (t_in_epochs=True): pass epoch_len= "
+                    f"(optimizer updates per epoch)"
+                )
+            epoch = steps // validate.positive_int("epoch_len", epoch_len)
+            if epoch:  # at epoch 0 the values its constructor set
+                scheduler.step(epoch)
+        elif hasattr(scheduler, "step_update"):
+            if steps:  # before the first update: the values its constructor set
+                scheduler.step_update(num_updates=steps)
         else:
             for _ in range(steps):
                 scheduler.step()
@@ -335,6 +357,7 @@ def to_torch(
     labels=None,
     hyperparams: Mapping[str, Any] | None = None,
     scheduler_steps: int | None = None,
+    epoch_len: int | None = None,
 ) -> TorchState:
     """A purelr run as the torch twin's state dicts (the reverse of ``from_torch``).
 
@@ -345,7 +368,8 @@ def to_torch(
         ``state_dict()`` (names, shapes, dtypes, groups and their flags).
       scheduler: the torch / MMEngine / timm scheduler built on that fresh optimizer, or ``None``;
         it is stepped ``scheduler_steps`` times (default: the first twin's count) and the group
-        values it sets (lr, momentum, ...) replace the twin's.
+        values it sets (lr, momentum, ...) replace the twin's; a timm scheduler with
+        ``t_in_epochs=True`` needs ``epoch_len`` (updates per epoch, see ``scheduler_to_torch``).
       names, param_names, labels: as in ``from_torch``.
       hyperparams: ``{name: value or schedule}`` for every group (a schedule read at the count).
 
@@ -378,7 +402,7 @@ def to_torch(
         ]
         steps = counts[0] if scheduler_steps is None else scheduler_steps
         before = [dict(g) for g in scheduler.optimizer.param_groups]
-        scheduler_state = scheduler_to_torch(scheduler, steps)
+        scheduler_state = scheduler_to_torch(scheduler, steps, epoch_len)
         for group, old, new in zip(optimizer["param_groups"], before, scheduler.optimizer.param_groups):
             for key, value in new.items():
                 if key != "params" and (key == "lr" or key not in old or _changed(old[key], value)):

@@ -259,3 +259,103 @@ def test_timm_muon_bad_input():
         wide = {**params, "mid": {**params["mid"], "kernel": jnp.zeros((8, 9))}}
         with pytest.raises(ValueError, match=r"torch 'mid.weight' \(8, 8\) -> flax 'mid.kernel'.*does not match"):
             from_torch(twin, wide, *trained(_muon()(model.parameters(), lr=0.02)))
+
+
+# timm's stateless schedulers: (class name, purelr.schedules.timm twin, keyword draw); the lr at
+# update c is f(c) (t_in_epochs=False, step_update) or f(c // epoch_len) (step at each epoch's end)
+TIMM_SCHEDULERS = {
+    "CosineLRScheduler": ("cosine", lambda r: dict(t_initial=int(r.integers(3, 7)), lr_min=1e-3, warmup_t=2)),
+    "StepLRScheduler": ("step", lambda r: dict(decay_t=int(r.integers(1, 3)), decay_rate=0.5, warmup_t=1)),
+    "MultiStepLRScheduler": ("multistep", lambda r: dict(decay_t=[1, int(r.integers(2, 5))], decay_rate=0.3)),
+    "TanhLRScheduler": ("tanh", lambda r: dict(t_initial=int(r.integers(3, 7)), lr_min=1e-3, warmup_t=1)),
+    "PolyLRScheduler": ("poly", lambda r: dict(t_initial=int(r.integers(3, 7)), power=2.0, warmup_t=1)),
+}
+EPOCH_LEN = 2
+
+
+def timm_scheduler_run(model, optimizer, scheduler, first, last):
+    """Updates ``first .. last - 1`` as timm's ``train.py`` drives its scheduler."""
+    from tests.training.test_to_torch import torch_steps as mlp_steps
+
+    for i in range(first, last):
+        mlp_steps(model, optimizer, i, i + 1)
+        scheduler.step_update(num_updates=i + 1)
+        if (i + 1) % EPOCH_LEN == 0:
+            scheduler.step((i + 1) // EPOCH_LEN)
+
+
+@pytest.mark.parametrize("t_in_epochs", [False, True])
+@pytest.mark.parametrize("name", list(TIMM_SCHEDULERS))
+def test_timm_scheduler_both_ways(name, t_in_epochs):
+    """SGD under each timm scheduler, per update or per epoch: k updates in torch, m in purelr (the
+    schedule resumed at the count), and k in purelr, ``to_torch(scheduler=..., epoch_len=...)``,
+    m in torch; both equal k + m torch updates. A scheduler of another type is refused."""
+    import timm.scheduler
+
+    from purelr.schedules import timm as timm_schedules
+    from purelr.training.to_torch import check_scheduler_state
+    from tests.training.test_from_torch import TorchMLP, template
+    from tests.training.test_to_torch import _torch_named, flax_loss, jax_steps
+
+    rng = np.random.default_rng(sorted(TIMM_SCHEDULERS).index(name) * 2 + t_in_epochs)
+    twin_name, draw = TIMM_SCHEDULERS[name]
+    kwargs, lr, k = draw(rng), float(rng.uniform(0.02, 0.1)), int(rng.integers(1, 6))
+    m = int(rng.integers(1, 8 - k))
+    kind = getattr(timm.scheduler, name)
+    curve = getattr(timm_schedules, twin_name)(lr, **kwargs, t_in_epochs=t_in_epochs)
+    first = kwargs.get("warmup_lr_init", 0.0) if kwargs.get("warmup_t") else lr  # the constructor's lr
+
+    def schedule(c):
+        t = c // EPOCH_LEN if t_in_epochs else c
+        return jnp.where(t == 0, first, curve(t))
+
+    twin = optim.sgd(schedule, momentum=0.9)
+
+    def make(model):
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+        return optimizer, kind(optimizer, **kwargs, t_in_epochs=t_in_epochs)
+
+    @jax.jit
+    def step(params, state, x, y):
+        updates, state = twin.update(jax.grad(flax_loss)(params, x, y), state, params)
+        return optax.apply_updates(params, updates), state
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        torch.manual_seed(0)
+        model = TorchMLP()
+        fresh_model_sd = copy.deepcopy(model.state_dict())
+        optimizer, scheduler = make(model)
+        timm_scheduler_run(model, optimizer, scheduler, 0, k)
+        at_k = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+        timm_scheduler_run(model, optimizer, scheduler, k, k + m)
+        final = {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
+        with jax.enable_x64(True):
+            run = from_torch(twin, template(), *at_k, count=k)
+            params, _ = jax_steps(step, run.params, run.opt_state, k, k + m)
+            error_in = max(relative_error(p, final[n]) for n, p in _torch_named(params).items())
+            start = model_from_torch(fresh_model_sd, template())[0]
+            params, state = jax_steps(step, start, twin.init(start), 0, k)
+            model = TorchMLP()
+            optimizer, scheduler = make(model)
+            exported = to_torch(state, params, fresh_model_sd, optimizer.state_dict(), scheduler, epoch_len=EPOCH_LEN)
+        model = TorchMLP()
+        optimizer, scheduler = make(model)
+        check_scheduler_state(scheduler, exported.scheduler_state_dict)
+        model.load_state_dict(exported.model_state_dict)
+        optimizer.load_state_dict(exported.optimizer_state_dict)
+        scheduler.load_state_dict(exported.scheduler_state_dict)
+        timm_scheduler_run(model, optimizer, scheduler, k, k + m)
+        error_out = max(relative_error(p.detach().numpy(), final[n]) for n, p in model.state_dict().items())
+        other = next(n for n in TIMM_SCHEDULERS if n != name)
+        foreign = getattr(timm.scheduler, other)(optimizer, **TIMM_SCHEDULERS[other][1](rng))
+        with pytest.raises(ValueError, match=f"is not a {name}'s state: it lacks"):
+            check_scheduler_state(scheduler, foreign.state_dict())
+        if t_in_epochs:
+            with jax.enable_x64(True), pytest.raises(ValueError, match=f"the {name} steps per epoch"):
+                to_torch(state, params, fresh_model_sd, optimizer.state_dict(), make(TorchMLP())[1])
+    finally:
+        torch.set_default_dtype(previous)
+    tolerance = OPTIMIZER_RTOL["x64"]
+    assert error_in <= tolerance and error_out <= tolerance, (k, m, kwargs, error_in, error_out)
