@@ -359,3 +359,69 @@ def test_timm_scheduler_both_ways(name, t_in_epochs):
         torch.set_default_dtype(previous)
     tolerance = OPTIMIZER_RTOL["x64"]
     assert error_in <= tolerance and error_out <= tolerance, (k, m, kwargs, error_in, error_out)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_timm_plateau_both_ways(seed):
+    """timm's PlateauLRScheduler, k epochs with metrics in timm, ``plateau_from_timm``, m in purelr
+    == a timm run resumed from that checkpoint (which starts the bad-epoch count and the cooldown
+    at 0, as timm keeps neither); k in purelr, ``plateau_to_timm``, m in timm == purelr resumed the
+    same way; the kept fields round-trip exactly; another scheduler's state is refused."""
+    from timm.scheduler import CosineLRScheduler, PlateauLRScheduler
+
+    from purelr.training.plateau import plateau_from_timm, plateau_lr_scheduler, plateau_to_timm
+
+    rng = np.random.default_rng(seed)
+    kwargs = dict(decay_rate=0.5, patience_t=int(rng.integers(0, 3)), warmup_t=int(rng.integers(0, 3)), mode="min")
+    kwargs.update(cooldown_t=int(rng.integers(0, 2)), warmup_lr_init=1e-3)
+    metrics = rng.choice([1.0, 0.9, 1.1], size=12).tolist()
+    k, m, lr = int(rng.integers(2, 7)), int(rng.integers(2, 6)), 0.1
+
+    def timm_epochs(scheduler, optimizer, first, last):
+        lrs = []
+        for epoch in range(first, last):
+            scheduler.step(epoch + 1, metrics[epoch])
+            lrs.append(optimizer.param_groups[0]["lr"])
+        return lrs
+
+    def fresh():
+        optimizer = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=lr)
+        return optimizer, PlateauLRScheduler(optimizer, **kwargs)
+
+    plateau = plateau_lr_scheduler(lr, **kwargs)
+
+    def purelr_epochs(state, first, last):
+        lrs = []
+        for epoch in range(first, last):
+            state = plateau.step(state, metrics[epoch])
+            lrs.append(float(state.lr))
+        return state, lrs
+
+    with jax.enable_x64(True):
+        optimizer, scheduler = fresh()
+        timm_epochs(scheduler, optimizer, 0, k)
+        checkpoint, lr_k = copy.deepcopy(scheduler.state_dict()), optimizer.param_groups[0]["lr"]
+        optimizer, scheduler = fresh()  # timm resumed: optimizer's lr and the scheduler's state loaded
+        optimizer.param_groups[0]["lr"] = lr_k
+        scheduler.load_state_dict(checkpoint)
+        expected = timm_epochs(scheduler, optimizer, k, k + m)
+        state = plateau_from_timm(plateau, checkpoint, lr_k, epoch=k)
+        _, got = purelr_epochs(state, k, k + m)
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+        state, _ = purelr_epochs(plateau.init(), 0, k)
+        exported = plateau_to_timm(state)
+        optimizer, scheduler = fresh()
+        optimizer.param_groups[0]["lr"] = float(state.lr)
+        scheduler.load_state_dict(exported)
+        resumed = plateau_from_timm(plateau, exported, state.lr, epoch=int(state.epoch))
+        zeroed = state._replace(num_bad_epochs=jnp.zeros_like(state.num_bad_epochs))
+        assert_same(resumed, zeroed._replace(cooldown_counter=jnp.zeros_like(state.cooldown_counter)))
+        np.testing.assert_allclose(
+            timm_epochs(scheduler, optimizer, k, k + m), purelr_epochs(resumed, k, k + m)[1], rtol=1e-12
+        )
+        cosine = CosineLRScheduler(torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=lr), t_initial=5)
+        with pytest.raises(ValueError, match="must be timm's PlateauLRScheduler.state_dict\\(\\).*another type"):
+            plateau_from_timm(plateau, cosine.state_dict(), lr, epoch=k)
+        with pytest.raises(ValueError, match="is timm's PlateauLRScheduler's, which follows metrics"):
+            from_torch(optim.sgd(lr), flax_template(), {}, {"state": {}, "param_groups": []}, checkpoint)
