@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purelr.optim.block_quantization import QuantizedBuffer
 from purelr.schedules import validate
 from purelr.training import torch_state, torch_wrappers
 
@@ -243,21 +244,48 @@ def _numpy(tensor):
     if not hasattr(tensor, "detach"):
         return np.asarray(tensor)
     if hasattr(tensor, "codes"):
-        raise ValueError(f"torchao's quantized state ({type(tensor).__name__}: codes, scale) is not converted yet")
+        raise ValueError(f"torchao's quantized state ({type(tensor).__name__}: codes, scale) where no twin keeps one")
     tensor = tensor.detach().cpu()
     return np.asarray(tensor.float() if str(tensor.dtype) == "torch.bfloat16" else tensor)  # exact
 
 
+def _quantized(x) -> bool:
+    return isinstance(x, QuantizedBuffer)
+
+
 def _dotted(tree) -> dict:
-    """``{dotted leaf name: leaf}`` in leaf order."""
+    """``{dotted leaf name: leaf}`` in leaf order (a ``QuantizedBuffer`` is one leaf)."""
     return {
         ".".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path): leaf
-        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree, is_leaf=_quantized)
     }
 
 
 def _fill(tree, values: dict):
-    return jax.tree.unflatten(jax.tree.structure(tree), [values[name] for name in _dotted(tree)])
+    return jax.tree.unflatten(jax.tree.structure(tree, is_leaf=_quantized), [values[name] for name in _dotted(tree)])
+
+
+def _quantized_from_torch(value, like, target, what: str) -> QuantizedBuffer:
+    """torchao's quantized buffer (``OptimState8bit`` / ``4bit`` / ``Fp8``) as the twin's
+    ``QuantizedBuffer``: the same codes and scales. Blocks run over each side's own order of the
+    entries, so only a param its layout does not move converts."""
+    import torch  # the value is a torch tensor: torch is loaded
+
+    if not _quantized(like):
+        raise ValueError(f"{what}: torchao's quantized {type(value).__name__}, the twin keeps a plain buffer there")
+    if not hasattr(value, "codes"):
+        raise ValueError(f"{what}: a plain {type(value).__name__}, the twin keeps a quantized buffer there")
+    if torch_state.moves(target.transform, target.shape):
+        raise ValueError(
+            f"{what}: torchao's blocks run over torch's order of the entries, the twin's over flax's, "
+            f"which this param's layout changes: its quantized state does not convert"
+        )
+    codes = value.codes.detach().cpu()
+    codes = np.asarray(codes.view(torch.uint8)).view(like.codes.dtype) if codes.dtype != torch.uint8 else codes
+    return QuantizedBuffer(
+        _convert(np.asarray(codes), like.codes, f"{what} codes"),
+        _convert(np.asarray(value.scale.detach().cpu()), like.scale, f"{what} scale"),
+    )
 
 
 def _filled(leaves, params, batch_stats) -> tuple[Any, Any]:
@@ -382,7 +410,7 @@ def _members(path, state, params: dict, labels: dict | None, alone: bool, routed
         return members
     for field in torch_state.buffer_fields(state):
         names = _dotted(getattr(state, field))
-        like = all(np.shape(v) == np.shape(params[n]) for n, v in names.items())
+        like = all(not _quantized(v) and np.shape(v) == np.shape(params[n]) for n, v in names.items())
         if (names or routed) and set(names) <= set(params) and like:
             return tuple(n for n in members if n in names)
     raise ValueError(
@@ -646,12 +674,16 @@ def _count(spec, groups, states, count, kind):
     return 0 if count is None else count
 
 
-def _value(states, torch_name, key, kind):
+def _raw(states, torch_name, key, kind):
     if key not in states.get(torch_name, {}):
         raise ValueError(
             f"torch state of {torch_name!r} has no {key!r}, which the {kind} twin keeps: another optimizer or other flags"
         )
-    return _numpy(states[torch_name][key])
+    return states[torch_name][key]
+
+
+def _value(states, torch_name, key, kind):
+    return _numpy(_raw(states, torch_name, key, kind))
 
 
 def _buffer(twin, field, key, factor, spec, states, layout, params, kind):
@@ -674,6 +706,9 @@ def _buffer(twin, field, key, factor, spec, states, layout, params, kind):
         torch_name = names.get(name)
         if torch_name is None:  # a param torch has not stepped yet
             converted[name] = like
+        elif _quantized(like) or hasattr(states[torch_name].get(key), "codes"):
+            what = f"torch state of {torch_name!r}, {key!r}"
+            converted[name] = _quantized_from_torch(_raw(states, torch_name, key, kind), like, layout[torch_name], what)
         elif np.size(like) == 0 and np.size(params[name]) != 0:
             converted[name] = like
         elif field in spec.lazy and key not in states[torch_name]:

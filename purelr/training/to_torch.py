@@ -249,7 +249,9 @@ def _param_state(state, name: str, param, target, like, group) -> dict:
             out[key] = _factors_to_torch(torch_state.at(value, name), target, f"flax {name!r} {field}")
             continue
         if hasattr(torch_state.at(value, name), "codes"):
-            raise ValueError(f"flax {name!r} {field}: torchao's quantized state (codes, scale) is not converted yet")
+            what = f"flax {name!r} {field}"
+            out[key] = _quantized_to_torch(torch_state.at(value, name), target, like, field in spec.signed, what)
+            continue
         leaf = np.asarray(_dotted(value)[name])
         if leaf.size == 0 and np.size(param) != 0:
             continue  # a buffer this leaf does not use (Adafactor's factors of a vector)
@@ -266,6 +268,31 @@ def _param_state(state, name: str, param, target, like, group) -> dict:
     for key, array in _factored_to_torch(state, spec, name, param, target).items():
         out[key] = _tensor(array, like)
     return out
+
+
+def _quantized_to_torch(buffer, target, like, signed: bool, what: str):
+    """A ``QuantizedBuffer`` as torchao's state tensor, built with torchao's own constructors:
+    ``OptimState8bit`` (codes in the param's shape), ``OptimState4bit`` (two codes a byte) or
+    ``OptimStateFp8`` (float8 codes), its apparent dtype the param's (as torchao makes them)."""
+    torch = _torch()
+    from torchao.optim import subclass_4bit, subclass_8bit, subclass_fp8
+
+    if torch_state.moves(target.transform, target.shape):
+        raise ValueError(
+            f"{what}: the twin's blocks run over flax's order of the entries, torchao's over torch's, "
+            f"which this param's layout changes: its quantized state does not convert"
+        )
+    codes, shape = np.asarray(buffer.codes), tuple(target.shape)
+    scale = torch.from_numpy(np.array(buffer.scale, np.float32))
+    if codes.dtype.name == "float8_e4m3fn":
+        data = torch.from_numpy(codes.view(np.uint8).copy()).view(torch.float8_e4m3fn)
+        return subclass_fp8.OptimStateFp8(data, scale, dtype=like.dtype)
+    module = subclass_8bit if codes.shape == shape else subclass_4bit
+    qmap = torch.tensor(module.get_qmap_signed() if signed else module.get_qmap_unsigned(), dtype=torch.float32)
+    data = torch.from_numpy(codes.copy())
+    if module is subclass_8bit:
+        return subclass_8bit.OptimState8bit(data, scale, qmap, signed, dtype=like.dtype)
+    return subclass_4bit.OptimState4bit(data, scale, qmap, signed, shape, dtype=like.dtype)
 
 
 def _factors_to_torch(factors, target, what: str) -> list:

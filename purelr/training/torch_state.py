@@ -63,6 +63,8 @@ class Layout(NamedTuple):
         told by a key of its param groups; both directions refuse it.
       step_beside: the step is kept only beside this buffer (AdaMuon's ``exp_avg_sq``); without
         it the original keeps no step.
+      signed: quantized buffers (torchao's ``OptimState8bit`` / ``4bit``) whose code map is the
+        signed one (``exp_avg``); the others' is unsigned.
       routed: ``(state key, group key)``: the original shares its param groups with the sibling
         twin of the same ``optax.multi_transform`` (timm's Muon and its NAdamW / AdamW fallback);
         ``state[p][state key]`` is ``True`` on this twin's params, ``False`` on the sibling's, whose
@@ -89,6 +91,7 @@ class Layout(NamedTuple):
     raveled: tuple[str, ...] = ()
     foreign: Mapping[str, str] = {}
     step_beside: str | None = None
+    signed: tuple[str, ...] = ()
     routed: tuple[str, str] | None = None
 
 
@@ -146,9 +149,8 @@ LAYOUTS: dict[str, Layout] = {
     "AdafactorBigVisionState": Layout(  # timm.optim.AdafactorBigVision
         factored={"exp_avg_sq_r": ("shape", True), "exp_avg_sq_c": ("shape", True)}
     ),
-    "LowBitAdamState": Layout(
-        unkept=("key",)
-    ),  # torchao.optim: its bf16 stochastic rounding draws from torch's generator
+    # torchao.optim: its bf16 stochastic rounding draws from torch's generator
+    "LowBitAdamState": Layout(unkept=("key",), signed=("exp_avg",)),
     "KronState": Layout(step_type="int", ints=("update_counter",), factors=("Q",), unkept=("key",)),  # timm.optim.Kron
     "AdahessianState": Layout(  # timm.optim.Adahessian; its estimate p.hess is an attribute of the param
         step_type="int", counters=("hessian step",), unkept=("hess", "key")
@@ -232,6 +234,12 @@ def raveled_order(transform, shape, size: int, what: str) -> np.ndarray:
     if np.array_equal(index, np.arange(index.size)):
         return np.arange(size)
     raise ValueError(f"{what}: a slice of a param its layout moves keeps other entries on each side (use slice_p=1)")
+
+
+def moves(transform, shape) -> bool:
+    """Whether a layout ``transform`` of torch arrays of ``shape`` reorders their entries (row-major)."""
+    index = np.arange(int(np.prod(shape))).reshape(shape)
+    return not np.array_equal(np.asarray(transform(index)).ravel(), index.ravel())
 
 
 def one_per_twin(value) -> bool:

@@ -186,6 +186,8 @@ def test_refused_originals(name, original, message):
 
 
 def test_quantized_state_refused():
+    """A transposed kernel's quantized state (other blocks on each side), a quantized torch buffer where
+    the twin keeps a plain one: refused (tests/training/test_to_torch_torchao.py converts the others)."""
     from torchao.optim.subclass_8bit import OptimState8bit
 
     from purelr.optim.block_quantization import QuantizedBuffer
@@ -195,11 +197,11 @@ def test_quantized_state_refused():
     state = randomized(optimizer.init(params), seed=0)
     quantized = QuantizedBuffer(jnp.zeros((3, 6), jnp.uint8), jnp.ones((1,), jnp.float32))
     big = state._replace(exp_avg={**state.exp_avg, "hidden": {**state.exp_avg["hidden"], "kernel": quantized}})
-    with pytest.raises(ValueError, match="flax 'hidden.kernel' exp_avg: torchao's quantized state"):
+    with pytest.raises(ValueError, match="flax 'hidden.kernel' exp_avg: the twin's blocks run over flax's order"):
         to_torch(big, params, torch_model_state(True), synthetic_groups(state))
     exported = to_torch(state, params, torch_model_state(True), synthetic_groups(state))
     exported.optimizer_state_dict["state"][0]["exp_avg"] = OptimState8bit.zeros((6, 3), block_size=18)
-    with pytest.raises(ValueError, match="torchao's quantized state \\(OptimState8bit: codes, scale\\)"):
+    with pytest.raises(ValueError, match="'exp_avg': torchao's quantized OptimState8bit, the twin keeps a plain"):
         from_torch(optimizer, params, exported.model_state_dict, exported.optimizer_state_dict, count=UPDATES)
 
 
