@@ -111,7 +111,7 @@ def torch_named(params):
     }
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", [0] + [pytest.param(s, marks=pytest.mark.nightly) for s in range(1, 10)])
 @pytest.mark.parametrize("name", ["adamw_8bit", "adamw_4bit", "adamw_fp8"])
 def test_torchao_quantized_both_ways(name, seed):
     rng = np.random.default_rng(seed)
