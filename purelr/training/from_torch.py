@@ -462,6 +462,12 @@ def twins(template, groups, order: dict, layout: dict, params: dict, labels=None
         for owner in owners:
             result[owner] = result[owner]._replace(groups=result[owner].groups + (g,))
     for twin in result:
+        for key, value in torch_state.layout(twin.state).flags.items():
+            for g in (g for g in twin.groups if key in groups[g] and groups[g][key] != value):
+                raise ValueError(
+                    f"torch param group {g} has {key}={groups[g][key]!r}; the {type(twin.state).__name__} twin "
+                    f"is its original's with {key}={value!r}: other flags"
+                )
         held = {layout[order[i]].name for g in twin.groups for i in groups[g]["params"]}
         if twin.route is not None:  # the sibling's params are the sibling's
             held &= set(twin.members)

@@ -65,6 +65,9 @@ class Layout(NamedTuple):
         it the original keeps no step.
       signed: quantized buffers (torchao's ``OptimState8bit`` / ``4bit``) whose code map is the
         signed one (``exp_avg``); the others' is unsigned.
+      flags: ``{param group key: value}`` that the original's groups hold when it is this twin
+        (timm's Muon: ``nesterov`` picks NAdamW or AdamW for its fallback); a group holding
+        another value is refused.
       routed: ``(state key, group key)``: the original shares its param groups with the sibling
         twin of the same ``optax.multi_transform`` (timm's Muon and its NAdamW / AdamW fallback);
         ``state[p][state key]`` is ``True`` on this twin's params, ``False`` on the sibling's, whose
@@ -92,6 +95,7 @@ class Layout(NamedTuple):
     foreign: Mapping[str, str] = {}
     step_beside: str | None = None
     signed: tuple[str, ...] = ()
+    flags: Mapping[str, object] = {}
     routed: tuple[str, str] | None = None
 
 
@@ -161,6 +165,8 @@ LAYOUTS: dict[str, Layout] = {
     "ScheduleFreeClosureState": _SCHEDULE_FREE,
     # timm.optim.Muon: Muon and fallback params in one param group, told apart by state[p]['use_muon']
     "TimmMuonState": Layout(step_beside="exp_avg_sq", routed=("use_muon", "fallback_lr_scale")),
+    "NAdamWState": Layout(flags={"nesterov": True}),  # timm.optim.NAdamW; timm's Muon's fallback with nesterov
+    "AdamWLegacyState": Layout(flags={"nesterov": False}),  # timm.optim.AdamWLegacy; Muon's fallback without
     # their own layouts: heavyball's nested one (per view, keys named after its chained functions,
     # a leading batch dimension) is not converted
     "SOAPState": Layout(factors=("GG", "Q"), foreign=_HEAVYBALL),

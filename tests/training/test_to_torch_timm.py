@@ -256,6 +256,8 @@ def test_timm_muon_bad_input():
             from_torch(twin, params, *trained(_muon()(everything_fallback, lr=0.02)))
         with pytest.raises(ValueError, match="has 'exp_avg_sq', which the TimmMuonState twin built here does not keep"):
             from_torch(twin, params, *trained(_muon()(model.parameters(), lr=0.02, algo="adamuon")))
+        with pytest.raises(ValueError, match="has nesterov=True; the AdamWLegacyState twin is its original's with"):
+            from_torch(twin, params, *trained(_muon()(model.parameters(), lr=0.02, nesterov=True)))
         wide = {**params, "mid": {**params["mid"], "kernel": jnp.zeros((8, 9))}}
         with pytest.raises(ValueError, match=r"torch 'mid.weight' \(8, 8\) -> flax 'mid.kernel'.*does not match"):
             from_torch(twin, wide, *trained(_muon()(model.parameters(), lr=0.02)))
