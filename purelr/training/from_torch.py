@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purelr.optim.block_quantization import QuantizedBuffer
 from purelr.schedules import validate
 from purelr.training import torch_state, torch_wrappers
 
@@ -213,10 +214,16 @@ def _last_epoch(scheduler_state_dict) -> int:
         state = state["_schedulers"][0]
     if "last_epoch" not in state and "last_step" in state:  # an MMEngine param scheduler
         return validate.nonnegative_int("scheduler_state_dict['last_step']", state["last_step"])
+    if set(state) == {"best", "last_epoch"}:  # timm's PlateauLRScheduler: last_epoch counts metric steps
+        raise ValueError(
+            "scheduler_state_dict is timm's PlateauLRScheduler's, which follows metrics, not the update count: "
+            "read it with purelr.training.plateau.plateau_from_timm and pass scheduler_state_dict=None"
+        )
     if "last_epoch" not in state and "param_group_field" in state:
         raise ValueError(
             "a timm scheduler's state_dict keeps no step (timm is given the update number at each "
-            "call): pass scheduler_state_dict=None and resume the schedule at the optimizer's count"
+            "call): pass scheduler_state_dict=None and resume the schedule at the optimizer's count "
+            "(t_in_epochs=True: at epoch count // epoch_len)"
         )
     if "last_epoch" not in state:
         raise ValueError(
@@ -237,21 +244,48 @@ def _numpy(tensor):
     if not hasattr(tensor, "detach"):
         return np.asarray(tensor)
     if hasattr(tensor, "codes"):
-        raise ValueError(f"torchao's quantized state ({type(tensor).__name__}: codes, scale) is not converted yet")
+        raise ValueError(f"torchao's quantized state ({type(tensor).__name__}: codes, scale) where no twin keeps one")
     tensor = tensor.detach().cpu()
     return np.asarray(tensor.float() if str(tensor.dtype) == "torch.bfloat16" else tensor)  # exact
 
 
+def _quantized(x) -> bool:
+    return isinstance(x, QuantizedBuffer)
+
+
 def _dotted(tree) -> dict:
-    """``{dotted leaf name: leaf}`` in leaf order."""
+    """``{dotted leaf name: leaf}`` in leaf order (a ``QuantizedBuffer`` is one leaf)."""
     return {
         ".".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path): leaf
-        for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(tree, is_leaf=_quantized)
     }
 
 
 def _fill(tree, values: dict):
-    return jax.tree.unflatten(jax.tree.structure(tree), [values[name] for name in _dotted(tree)])
+    return jax.tree.unflatten(jax.tree.structure(tree, is_leaf=_quantized), [values[name] for name in _dotted(tree)])
+
+
+def _quantized_from_torch(value, like, target, what: str) -> QuantizedBuffer:
+    """torchao's quantized buffer (``OptimState8bit`` / ``4bit`` / ``Fp8``) as the twin's
+    ``QuantizedBuffer``: the same codes and scales. Blocks run over each side's own order of the
+    entries, so only a param its layout does not move converts."""
+    import torch  # the value is a torch tensor: torch is loaded
+
+    if not _quantized(like):
+        raise ValueError(f"{what}: torchao's quantized {type(value).__name__}, the twin keeps a plain buffer there")
+    if not hasattr(value, "codes"):
+        raise ValueError(f"{what}: a plain {type(value).__name__}, the twin keeps a quantized buffer there")
+    if torch_state.moves(target.transform, target.shape):
+        raise ValueError(
+            f"{what}: torchao's blocks run over torch's order of the entries, the twin's over flax's, "
+            f"which this param's layout changes: its quantized state does not convert"
+        )
+    codes = value.codes.detach().cpu()
+    codes = np.asarray(codes.view(torch.uint8)).view(like.codes.dtype) if codes.dtype != torch.uint8 else codes
+    return QuantizedBuffer(
+        _convert(np.asarray(codes), like.codes, f"{what} codes"),
+        _convert(np.asarray(value.scale.detach().cpu()), like.scale, f"{what} scale"),
+    )
 
 
 def _filled(leaves, params, batch_stats) -> tuple[Any, Any]:
@@ -354,6 +388,7 @@ class Twin(NamedTuple):
     state: Any
     members: tuple[str, ...]  # dotted flax names
     groups: tuple[int, ...]
+    route: tuple[str, str, bool] | None = None  # a routed pair's (state key, group key, this twin's flag)
 
 
 def _label(path):
@@ -365,16 +400,19 @@ def _label(path):
     return None
 
 
-def _members(path, state, params: dict, labels: dict | None, alone: bool) -> tuple[str, ...]:
+def _members(path, state, params: dict, labels: dict | None, alone: bool, routed: bool) -> tuple[str, ...]:
+    """The flax leaves a twin updates: its label's, else all (a lone twin), else those of its first
+    buffer like the params; a routed pair's twin (empty where it has no leaf) narrows its label's."""
+    members = tuple(params)
     if labels is not None:
-        label = _label(path)
-        return tuple(name for name in params if labels[name] == label)
-    if alone:
-        return tuple(params)
+        members = tuple(name for name in params if labels[name] == _label(path))
+    if (labels is not None or alone) and not routed:
+        return members
     for field in torch_state.buffer_fields(state):
         names = _dotted(getattr(state, field))
-        if names and set(names) <= set(params) and all(np.shape(v) == np.shape(params[n]) for n, v in names.items()):
-            return tuple(n for n in params if n in names)
+        like = all(not _quantized(v) and np.shape(v) == np.shape(params[n]) for n, v in names.items())
+        if (names or routed) and set(names) <= set(params) and like:
+            return tuple(n for n in members if n in names)
     raise ValueError(
         f"the optimizer's state holds several twins and the {type(state).__name__} at "
         f"{jax.tree_util.keystr(path)} keeps no buffer like the params: pass labels= (the label tree)"
@@ -400,27 +438,57 @@ def twins(template, groups, order: dict, layout: dict, params: dict, labels=None
             raise ValueError(
                 f"torch optimizer parameter {index} ({torch_name!r}) is not a model entry that goes to the flax params"
             )
-    for _, state in found:  # an original whose state the table does not describe
-        foreign = torch_state.layout(state).foreign
-        for key in (k for group in groups for k in foreign if k in group):
-            raise ValueError(f"the {type(state).__name__} twin: torch's param groups have {key!r}: {foreign[key]}")
-    result = [Twin(p, s, _members(p, s, params, labels, len(found) == 1), ()) for p, s in found]
+    routes, pairs = _routes(found)
+    result = [
+        Twin(p, s, _members(p, s, params, labels, len(found) == 1, k in routes), (), routes.get(k))
+        for k, (p, s) in enumerate(found)
+    ]
     for g, group in enumerate(groups):
         names = {layout[order[i]].name for i in group["params"]}
-        owner = next((k for k, twin in enumerate(result) if names <= set(twin.members)), None)
-        if owner is None:
+        holders = [k for k, twin in enumerate(result) if names <= set(twin.members)]
+        # an empty group: the twin with no leaves it was made for (a Muon part with none), else the first
+        owners = sorted(holders, key=lambda k: bool(names or result[k].members))[:1] or None
+        if owners is None:  # a routed pair shares the group
+            pair = next((pair for pair in pairs if names <= {n for k in pair for n in result[k].members}), None)
+            owners = [k for k in pair or () if names & set(result[k].members)] or None
+        if owners is None:
             raise ValueError(
                 f"torch param group {g} holds {sorted(names)}; no twin state of the optimizer updates all of them"
             )
-        result[owner] = result[owner]._replace(groups=result[owner].groups + (g,))
+        for owner in owners:
+            result[owner] = result[owner]._replace(groups=result[owner].groups + (g,))
     for twin in result:
+        for key, value in torch_state.layout(twin.state).flags.items():
+            for g in (g for g in twin.groups if key in groups[g] and groups[g][key] != value):
+                raise ValueError(
+                    f"torch param group {g} has {key}={groups[g][key]!r}; the {type(twin.state).__name__} twin "
+                    f"is its original's with {key}={value!r}: other flags"
+                )
         held = {layout[order[i]].name for g in twin.groups for i in groups[g]["params"]}
+        if twin.route is not None:  # the sibling's params are the sibling's
+            held &= set(twin.members)
         if held != set(twin.members):
             raise ValueError(
                 f"the {type(twin.state).__name__} at {jax.tree_util.keystr(twin.path)} updates "
                 f"{sorted(twin.members)}, its torch param groups hold {sorted(held)}"
             )
     return result
+
+
+def _routes(found) -> tuple[dict[int, tuple[str, str, bool]], list[tuple[int, int]]]:
+    """``({index in found: route}, pairs)``: each twin whose layout has ``routed`` (flag ``True``)
+    and its sibling in the same ``multi_transform`` (``False``)."""
+    routes, pairs = {}, []
+    for k, (path, state) in enumerate(found):
+        routed = torch_state.layout(state).routed
+        if routed is None:
+            continue
+        siblings = [j for j, (other, _) in enumerate(found) if j != k and other[:-2] == path[:-2]]
+        if len(siblings) != 1:
+            raise ValueError(f"the {type(state).__name__} at {jax.tree_util.keystr(path)} has no one sibling twin")
+        routes[k], routes[siblings[0]] = (*routed, True), (*routed, False)
+        pairs.append((k, siblings[0]))
+    return routes, pairs
 
 
 def _convert_optimizer(template, optimizer_state_dict, order, layout, params: dict, count, labels=None):
@@ -430,7 +498,8 @@ def _convert_optimizer(template, optimizer_state_dict, order, layout, params: di
         order[int(i)]: {k: v for k, v in s.items() if v is not None} for i, s in optimizer_state_dict["state"].items()
     }
     filled = {}
-    for twin in twins(template, groups, order, layout, params, labels):
+    found = twins(template, groups, order, layout, params, labels)
+    for twin in found:
         torch_names = {layout[order[i]].name: order[i] for g in twin.groups for i in groups[g]["params"]}
         own = {torch_names[n]: states[torch_names[n]] for n in twin.members if torch_names[n] in states}
         if torch_state.layout(twin.state).flat:
@@ -453,9 +522,39 @@ def _convert_optimizer(template, optimizer_state_dict, order, layout, params: di
                 count,
             )
             continue
+        twin_groups, twin_count = [groups[g] for g in twin.groups], count
+        if twin.route is not None:
+            pair = [t for t in found if t.route is not None and t.path[:-2] == twin.path[:-2]]
+            held = {order[i] for t in pair for g in t.groups for i in groups[g]["params"]}
+            own, twin_groups, twin_count = _routed(
+                twin, own, twin_groups, {t: states[t] for t in held if t in states}, count
+            )
         _check_keys(twin.state, own)
-        filled[twin.path] = _fill_twin(twin.state, [groups[g] for g in twin.groups], own, layout, params, count)
+        filled[twin.path] = _fill_twin(twin.state, twin_groups, own, layout, params, twin_count)
     return _replace_twins(template, filled)
+
+
+def _routed(twin, own: dict, groups: list, held: dict, count):
+    """A routed pair's twin (timm's Muon or its fallback): its params' routing flags checked and
+    left out, the fallback's groups with the lr scaled, the count from any param of the pair
+    (``held``) that keeps a step (Muon's params keep none)."""
+    key, scale_key, mine = twin.route
+    kind = type(twin.state).__name__
+    for torch_name, state_p in own.items():
+        if key in state_p and bool(state_p[key]) != mine:
+            raise ValueError(
+                f"torch state of {torch_name!r} has {key}={bool(state_p[key])}, but the {kind} twin built here "
+                f"updates it: the twin's routing (use_muon, use_fallback, the leaf's shape) differs from torch's"
+            )
+    for g, group in enumerate(groups):
+        if scale_key not in group:
+            raise ValueError(f"torch's param group holds no {scale_key!r}: not the state of the {kind} twin's original")
+    own = {name: {k: v for k, v in state_p.items() if k != key} for name, state_p in own.items()}
+    if not mine:
+        groups = [dict(g, lr=float(_numpy(g["lr"])) * float(_numpy(g[scale_key]))) for g in groups]
+    step_key = torch_state.layout(twin.state).step_key
+    steps = [int(_numpy(s[step_key])) for s in held.values() if step_key in s]
+    return own, groups, count if count is not None or not steps else steps[0]
 
 
 def flat_order(twin, groups, order, layout, params: dict) -> np.ndarray:
@@ -592,12 +691,16 @@ def _count(spec, groups, states, count, kind):
     return 0 if count is None else count
 
 
-def _value(states, torch_name, key, kind):
+def _raw(states, torch_name, key, kind):
     if key not in states.get(torch_name, {}):
         raise ValueError(
             f"torch state of {torch_name!r} has no {key!r}, which the {kind} twin keeps: another optimizer or other flags"
         )
-    return _numpy(states[torch_name][key])
+    return states[torch_name][key]
+
+
+def _value(states, torch_name, key, kind):
+    return _numpy(_raw(states, torch_name, key, kind))
 
 
 def _buffer(twin, field, key, factor, spec, states, layout, params, kind):
@@ -620,6 +723,9 @@ def _buffer(twin, field, key, factor, spec, states, layout, params, kind):
         torch_name = names.get(name)
         if torch_name is None:  # a param torch has not stepped yet
             converted[name] = like
+        elif _quantized(like) or hasattr(states[torch_name].get(key), "codes"):
+            what = f"torch state of {torch_name!r}, {key!r}"
+            converted[name] = _quantized_from_torch(_raw(states, torch_name, key, kind), like, layout[torch_name], what)
         elif np.size(like) == 0 and np.size(params[name]) != 0:
             converted[name] = like
         elif field in spec.lazy and key not in states[torch_name]:

@@ -299,6 +299,42 @@ def plateau_lr_scheduler(
     return Plateau(start, step)
 
 
+TIMM_KEYS = ("best", "last_epoch")  # all that timm's PlateauLRScheduler.state_dict() keeps
+
+
+def plateau_from_timm(plateau: Plateau, state_dict, lr, epoch: int) -> PlateauState:
+    """A ``plateau_lr_scheduler`` twin's state from timm's ``PlateauLRScheduler.state_dict()``.
+
+    timm keeps the best metric and its ``ReduceLROnPlateau``'s ``last_epoch`` only; the lr in force
+    is the optimizer's (``lr``: its param groups' ``lr``, one number or one per group, as
+    ``plateau.init().lr``) and ``epoch`` the last epoch given to ``scheduler.step`` (the training
+    loop's). Neither the bad-epoch count nor the cooldown is kept: a timm run resumed from the
+    ``state_dict`` starts both at 0, and so does this state (an uninterrupted run may reduce the lr
+    at another epoch than either).
+    """
+    validate.mapping("state_dict", state_dict)
+    if set(state_dict) != set(TIMM_KEYS):
+        raise ValueError(
+            f"state_dict must be timm's PlateauLRScheduler.state_dict() (keys {list(TIMM_KEYS)}), "
+            f"got keys {sorted(state_dict)}: a scheduler of another type"
+        )
+    fresh = plateau.init()
+    lr = jnp.asarray(lr, fresh.lr.dtype)
+    if lr.shape != fresh.lr.shape:
+        raise ValueError(f"lr has shape {lr.shape}, the plateau twin's lr {fresh.lr.shape} (one per param group)")
+    best = jnp.asarray(float(state_dict["best"]), fresh.best.dtype)
+    return fresh._replace(lr=lr, best=best, epoch=jnp.asarray(validate.nonnegative_int("epoch", epoch), jnp.int32))
+
+
+def plateau_to_timm(state: PlateauState, last_epoch: int | None = None) -> dict:
+    """timm's ``PlateauLRScheduler.state_dict()`` of a ``plateau_lr_scheduler`` twin's state (load
+    it into the fresh scheduler, and ``state.lr`` as the optimizer groups' ``lr``): the best metric,
+    and ``last_epoch``, timm's count of metric steps after warmup (nothing reads it; default
+    ``state.epoch``). The bad-epoch count and the cooldown are left out, as timm leaves them out."""
+    epoch = int(state.epoch) if last_epoch is None else validate.nonnegative_int("last_epoch", last_epoch)
+    return {"best": float(state.best), "last_epoch": epoch}
+
+
 def with_scheduler(plateau: Plateau, schedule) -> Plateau:
     """``ReduceLROnPlateau`` and a chainable torch scheduler on one optimizer, both stepped each
     epoch, ``plateau.step(metric)`` then ``scheduler.step()`` (torch's compound use, e.g. a

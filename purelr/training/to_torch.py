@@ -122,8 +122,10 @@ def optimizer_to_torch(
     flax = _dotted(params)
     state: dict = {}
     extra: dict = {}
-    for twin in twins(opt_state, groups, order, layout, flax, labels):
+    found = twins(opt_state, groups, order, layout, flax, labels)
+    for twin in sorted(found, key=lambda t: t.route is not None and t.route[2]):  # a routed twin sets its lr last
         indices = {layout[order[i]].name: (i, g) for g in twin.groups for i in groups[g]["params"]}
+        indices = {name: indices[name] for name in twin.members}  # a routed pair's shared groups
         if torch_state.layout(twin.state).flat:
             for g in twin.groups:
                 _set_group(groups[g], twin.state, int(twin.state.count), hyperparams)
@@ -132,14 +134,16 @@ def optimizer_to_torch(
                 state[first] = _flat_to_torch(twin.state, flat_order(twin, groups, order, layout, flax))
             continue
         if torch_state.layout(twin.state).views is not None:  # heavyball's
-            found = _heavyball_to_torch(twin, indices, order, groups, layout, flax, hyperparams, optimizer_state_dict)
-            state.update(found.pop("state", {}))
-            extra.update(found)
+            heavyball = _heavyball_to_torch(
+                twin, indices, order, groups, layout, flax, hyperparams, optimizer_state_dict
+            )
+            state.update(heavyball.pop("state", {}))
+            extra.update(heavyball)
             continue
         for member in torch_state.chain(twin.state):
             count = int(member.count)
             for g in twin.groups:
-                _set_group(groups[g], member, count, hyperparams)
+                _set_group(groups[g], _routed_view(twin, member, groups[g]), count, hyperparams)
             if int(twin.state.count) == 0:
                 continue  # a fresh torch optimizer: no state yet
             for name, (index, g) in indices.items():
@@ -147,6 +151,8 @@ def optimizer_to_torch(
                 state.setdefault(index, {}).update(
                     _param_state(member, name, flax[name], layout[torch_name], model_state_dict[torch_name], groups[g])
                 )
+                if twin.route is not None:
+                    state[index][twin.route[0]] = twin.route[2]
     rest = {k: v for k, v in optimizer_state_dict.items() if k not in ("state", "param_groups")}
     return {"state": dict(sorted(state.items())), "param_groups": groups, **rest, **extra}
 
@@ -169,6 +175,26 @@ def _heavyball_to_torch(twin, indices, order, groups, layout, flax, hyperparams,
         state[groups[g]["params"][0]][0]["step"] = _step(torch_state.layout(twin.state), count)
     entry = dict(fresh.get("heavyball", {}), inner_group=heavyball_state.inner_group(twin.state))
     return {"state": state, "heavyball": entry}
+
+
+def _routed_view(twin, state, group: dict):
+    """A routed pair's fallback twin with the lr of its torch group: its own divided by the group's
+    scale (the float whose product with the scale is the twin's lr, where one is that near)."""
+    if twin.route is None or twin.route[2] or "lr" not in state.hyperparams:
+        return state
+    scale_key = twin.route[1]
+    if scale_key not in group:
+        raise ValueError(
+            f"torch's param group holds no {scale_key!r}: not the {type(twin.state).__name__} twin's original"
+        )
+    lr, scale = state.hyperparams["lr"], float(_numpy(group[scale_key]))
+    want = float(lr)
+    value = want / scale if scale else want
+    for _ in range(4):
+        if scale == 0 or float(np.asarray(value * scale, np.asarray(lr).dtype)) == want:
+            break
+        value = float(np.nextafter(value, np.inf if value * scale < want else -np.inf))
+    return state._replace(hyperparams={**state.hyperparams, "lr": value})
 
 
 def _flat_to_torch(state, index) -> dict:
@@ -254,7 +280,9 @@ def _param_state(state, name: str, param, target, like, group) -> dict:
             out[key] = _factors_to_torch(torch_state.at(value, name), target, f"flax {name!r} {field}")
             continue
         if hasattr(torch_state.at(value, name), "codes"):
-            raise ValueError(f"flax {name!r} {field}: torchao's quantized state (codes, scale) is not converted yet")
+            what = f"flax {name!r} {field}"
+            out[key] = _quantized_to_torch(torch_state.at(value, name), target, like, field in spec.signed, what)
+            continue
         leaf = np.asarray(_dotted(value)[name])
         if leaf.size == 0 and np.size(param) != 0:
             continue  # a buffer this leaf does not use (Adafactor's factors of a vector)
@@ -271,6 +299,31 @@ def _param_state(state, name: str, param, target, like, group) -> dict:
     for key, array in _factored_to_torch(state, spec, name, param, target).items():
         out[key] = _tensor(array, like)
     return out
+
+
+def _quantized_to_torch(buffer, target, like, signed: bool, what: str):
+    """A ``QuantizedBuffer`` as torchao's state tensor, built with torchao's own constructors:
+    ``OptimState8bit`` (codes in the param's shape), ``OptimState4bit`` (two codes a byte) or
+    ``OptimStateFp8`` (float8 codes), its apparent dtype the param's (as torchao makes them)."""
+    torch = _torch()
+    from torchao.optim import subclass_4bit, subclass_8bit, subclass_fp8
+
+    if torch_state.moves(target.transform, target.shape):
+        raise ValueError(
+            f"{what}: the twin's blocks run over flax's order of the entries, torchao's over torch's, "
+            f"which this param's layout changes: its quantized state does not convert"
+        )
+    codes, shape = np.asarray(buffer.codes), tuple(target.shape)
+    scale = torch.from_numpy(np.array(buffer.scale, np.float32))
+    if codes.dtype.name == "float8_e4m3fn":
+        data = torch.from_numpy(codes.view(np.uint8).copy()).view(torch.float8_e4m3fn)
+        return subclass_fp8.OptimStateFp8(data, scale, dtype=like.dtype)
+    module = subclass_8bit if codes.shape == shape else subclass_4bit
+    qmap = torch.tensor(module.get_qmap_signed() if signed else module.get_qmap_unsigned(), dtype=torch.float32)
+    data = torch.from_numpy(codes.copy())
+    if module is subclass_8bit:
+        return subclass_8bit.OptimState8bit(data, scale, qmap, signed, dtype=like.dtype)
+    return subclass_4bit.OptimState4bit(data, scale, qmap, signed, shape, dtype=like.dtype)
 
 
 def _factors_to_torch(factors, target, what: str) -> list:
@@ -306,16 +359,38 @@ def _factored_to_torch(state, spec, name: str, param, target) -> dict:
     return out
 
 
-def scheduler_to_torch(scheduler, steps: int) -> dict:
-    """Steps a scheduler built on the fresh torch optimizer ``steps`` times (a torch
-    ``LRScheduler`` or MMEngine param scheduler: ``step()``; a timm scheduler:
-    ``step_update(steps)``), setting the group values it owns; returns its ``state_dict()``."""
+def scheduler_to_torch(scheduler, steps: int, epoch_len: int | None = None) -> dict:
+    """Steps a scheduler built on the fresh torch optimizer as the run stepped it by update
+    ``steps``, setting the group values it owns; returns its ``state_dict()``.
+
+    A torch ``LRScheduler`` or MMEngine param scheduler: ``step()`` ``steps`` times. A timm
+    scheduler (stateless, given the count at each call) as timm's ``train.py`` drives it:
+    ``step_update(steps)`` with ``t_in_epochs=False``; with ``t_in_epochs=True``
+    ``step(steps // epoch_len)``, the call after the last finished epoch (``epoch_len``: updates
+    per epoch); at 0 the values its constructor set. timm's ``PlateauLRScheduler`` keeps its state elsewhere: see
+    ``purelr.training.plateau.plateau_to_timm``.
+    """
     steps = validate.nonnegative_int("steps", steps)
     _check_scheduler(scheduler)
+    if type(scheduler).__name__ == "PlateauLRScheduler":
+        raise ValueError(
+            "timm's PlateauLRScheduler follows metrics, not the update count: export its purelr state "
+            "with purelr.training.plateau.plateau_to_timm(state) and load that"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()"
-        if hasattr(scheduler, "step_update"):  # timm: stateless, given the update number
-            scheduler.step_update(num_updates=steps)
+        if hasattr(scheduler, "step_update") and getattr(scheduler, "t_in_epochs", False):
+            if epoch_len is None:
+                raise ValueError(
+                    f"the {type(scheduler).__name__} steps per epoch (t_in_epochs=True): pass epoch_len= "
+                    f"(optimizer updates per epoch)"
+                )
+            epoch = steps // validate.positive_int("epoch_len", epoch_len)
+            if epoch:  # at epoch 0 the values its constructor set
+                scheduler.step(epoch)
+        elif hasattr(scheduler, "step_update"):
+            if steps:  # before the first update: the values its constructor set
+                scheduler.step_update(num_updates=steps)
         else:
             for _ in range(steps):
                 scheduler.step()
@@ -340,6 +415,7 @@ def to_torch(
     labels=None,
     hyperparams: Mapping[str, Any] | None = None,
     scheduler_steps: int | None = None,
+    epoch_len: int | None = None,
 ) -> TorchState:
     """A purelr run as the torch twin's state dicts (the reverse of ``from_torch``).
 
@@ -350,7 +426,8 @@ def to_torch(
         ``state_dict()`` (names, shapes, dtypes, groups and their flags).
       scheduler: the torch / MMEngine / timm scheduler built on that fresh optimizer, or ``None``;
         it is stepped ``scheduler_steps`` times (default: the first twin's count) and the group
-        values it sets (lr, momentum, ...) replace the twin's.
+        values it sets (lr, momentum, ...) replace the twin's; a timm scheduler with
+        ``t_in_epochs=True`` needs ``epoch_len`` (updates per epoch, see ``scheduler_to_torch``).
       names, param_names, labels: as in ``from_torch``.
       hyperparams: ``{name: value or schedule}`` for every group (a schedule read at the count).
 
@@ -383,7 +460,7 @@ def to_torch(
         ]
         steps = counts[0] if scheduler_steps is None else scheduler_steps
         before = [dict(g) for g in scheduler.optimizer.param_groups]
-        scheduler_state = scheduler_to_torch(scheduler, steps)
+        scheduler_state = scheduler_to_torch(scheduler, steps, epoch_len)
         for group, old, new in zip(optimizer["param_groups"], before, scheduler.optimizer.param_groups):
             for key, value in new.items():
                 if key != "params" and (key == "lr" or key not in old or _changed(old[key], value)):

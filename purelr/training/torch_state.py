@@ -85,10 +85,19 @@ class Layout(NamedTuple):
         ``d``, ``k``), as Python numbers.
       raveled: fields holding per leaf the param raveled in its own layout (Prodigy's ``p0``):
         reordered through the layout, which a slice (``slice_p > 1``) of a moved param cannot be.
-      foreign: ``{param group key: why}``: an original whose state this table does not describe,
-        told by a key of its param groups; both directions refuse it.
       views: heavyball's state, per view of the param (``Views``; converted by
         ``purelr.training.heavyball_state``).
+      step_beside: the step is kept only beside this buffer (AdaMuon's ``exp_avg_sq``); without
+        it the original keeps no step.
+      signed: quantized buffers (torchao's ``OptimState8bit`` / ``4bit``) whose code map is the
+        signed one (``exp_avg``); the others' is unsigned.
+      flags: ``{param group key: value}`` that the original's groups hold when it is this twin
+        (timm's Muon: ``nesterov`` picks NAdamW or AdamW for its fallback); a group holding
+        another value is refused.
+      routed: ``(state key, group key)``: the original shares its param groups with the sibling
+        twin of the same ``optax.multi_transform`` (timm's Muon and its NAdamW / AdamW fallback);
+        ``state[p][state key]`` is ``True`` on this twin's params, ``False`` on the sibling's, whose
+        lr is the group's times ``group[group key]``.
     """
 
     step: str | None = "state"
@@ -109,8 +118,11 @@ class Layout(NamedTuple):
     factors: tuple[str, ...] = ()
     in_group: tuple[str, ...] = ()
     raveled: tuple[str, ...] = ()
-    foreign: Mapping[str, str] = {}
     views: Views | None = None
+    step_beside: str | None = None
+    signed: tuple[str, ...] = ()
+    flags: Mapping[str, object] = {}
+    routed: tuple[str, str] | None = None
 
 
 # torch param-group entries that hold several of a twin's hyperparameters
@@ -163,9 +175,8 @@ LAYOUTS: dict[str, Layout] = {
     "AdafactorBigVisionState": Layout(  # timm.optim.AdafactorBigVision
         factored={"exp_avg_sq_r": ("shape", True), "exp_avg_sq_c": ("shape", True)}
     ),
-    "LowBitAdamState": Layout(
-        unkept=("key",)
-    ),  # torchao.optim: its bf16 stochastic rounding draws from torch's generator
+    # torchao.optim: its bf16 stochastic rounding draws from torch's generator
+    "LowBitAdamState": Layout(unkept=("key",), signed=("exp_avg",)),
     "KronState": Layout(step_type="int", ints=("update_counter",), factors=("Q",), unkept=("key",)),  # timm.optim.Kron
     "AdahessianState": Layout(  # timm.optim.Adahessian; its estimate p.hess is an attribute of the param
         step_type="int", counters=("hessian step",), unkept=("hess", "key")
@@ -174,12 +185,10 @@ LAYOUTS: dict[str, Layout] = {
     "ScheduleFreeState": _SCHEDULE_FREE,
     "ScheduleFreeReferenceState": _SCHEDULE_FREE,
     "ScheduleFreeClosureState": _SCHEDULE_FREE,
-    "TimmMuonState": Layout(  # its own layout: timm.optim.Muon's shared param group is not converted
-        foreign={
-            "fallback_lr_scale": "timm's Muon keeps its Muon and fallback (NAdamW) params in one param "
-            "group, the fallback's lr scaled by fallback_lr_scale; not converted"
-        }
-    ),
+    # timm.optim.Muon: Muon and fallback params in one param group, told apart by state[p]['use_muon']
+    "TimmMuonState": Layout(step_beside="exp_avg_sq", routed=("use_muon", "fallback_lr_scale")),
+    "NAdamWState": Layout(flags={"nesterov": True}),  # timm.optim.NAdamW; timm's Muon's fallback with nesterov
+    "AdamWLegacyState": Layout(flags={"nesterov": False}),  # timm.optim.AdamWLegacy; Muon's fallback without
     "SOAPState": Layout(  # heavyball.SOAP
         factors=("GG", "Q"),
         views=Views(
@@ -235,7 +244,10 @@ FLAT_RECOMPUTED = ("al",)
 
 
 def layout(state) -> Layout:
-    return LAYOUTS.get(type(state).__name__, Layout())
+    spec = LAYOUTS.get(type(state).__name__, Layout())
+    if spec.step_beside is not None and getattr(state, spec.step_beside, None) is None:
+        return spec._replace(step=None)
+    return spec
 
 
 def is_twin(state) -> bool:
@@ -279,6 +291,12 @@ def raveled_order(transform, shape, size: int, what: str) -> np.ndarray:
     if np.array_equal(index, np.arange(index.size)):
         return np.arange(size)
     raise ValueError(f"{what}: a slice of a param its layout moves keeps other entries on each side (use slice_p=1)")
+
+
+def moves(transform, shape) -> bool:
+    """Whether a layout ``transform`` of torch arrays of ``shape`` reorders their entries (row-major)."""
+    index = np.arange(int(np.prod(shape))).reshape(shape)
+    return not np.array_equal(np.asarray(transform(index)).ravel(), index.ravel())
 
 
 def one_per_twin(value) -> bool:

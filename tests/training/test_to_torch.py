@@ -28,7 +28,6 @@ from tests.training.test_from_torch import TorchMLP, template
 
 UPDATES = 3
 LBFGS = {"lbfgs"}  # a flat history, converted by its own test
-REFUSED = {"timm_muon"}  # its original's state is refused with a clear error (test_refused_originals)
 
 
 def torch_model_state(x64: bool):
@@ -56,6 +55,7 @@ def synthetic_groups(opt_state, labels=None):
             else:
                 group.setdefault(key, [0.0, 0.0, 0.0])
         group["param_names"] = [names[k] for k in group["params"]]
+        group["fallback_lr_scale"] = 1.0  # timm's Muon: its fallback's lr is the group's times this
         groups.append(group)
     return {"state": {}, "param_groups": groups}
 
@@ -135,7 +135,7 @@ def randomized(state, seed, count=UPDATES):
     return jax.tree.map(fill, state, is_leaf=kinds)
 
 
-@pytest.mark.parametrize("name", [n for n in resume_run.OPTIMIZERS if n not in LBFGS | REFUSED])
+@pytest.mark.parametrize("name", [n for n in resume_run.OPTIMIZERS if n not in LBFGS])
 def test_round_trip_every_twin(name, precision):
     round_trip(name, precision)
 
@@ -180,26 +180,9 @@ def test_prodigy_slice_of_a_moved_param():
         to_torch(state, params, torch_model_state(True), synthetic_groups(state))
 
 
-@pytest.mark.parametrize(
-    "name, original, message",
-    [
-        ("timm_muon", lambda: _timm("Muon"), "TimmMuonState twin: torch's param groups have 'fallback_lr_scale'"),
-    ],
-)
-def test_refused_originals(name, original, message):
-    torch.manual_seed(0)
-    model = TorchMLP().double()
-    fresh = original()(model.parameters(), lr=1e-2).state_dict()
-    optimizer = resume_run.OPTIMIZERS[name]()
-    params = template()
-    state = randomized(optimizer.init(params), seed=0)
-    with pytest.raises(ValueError, match=message):
-        to_torch(state, params, model.state_dict(), fresh)
-    with pytest.raises(ValueError, match=message):
-        from_torch(optimizer, params, model.state_dict(), fresh, count=0)
-
-
 def test_quantized_state_refused():
+    """A transposed kernel's quantized state (other blocks on each side), a quantized torch buffer where
+    the twin keeps a plain one: refused (tests/training/test_to_torch_torchao.py converts the others)."""
     from torchao.optim.subclass_8bit import OptimState8bit
 
     from purelr.optim.block_quantization import QuantizedBuffer
@@ -209,11 +192,11 @@ def test_quantized_state_refused():
     state = randomized(optimizer.init(params), seed=0)
     quantized = QuantizedBuffer(jnp.zeros((3, 6), jnp.uint8), jnp.ones((1,), jnp.float32))
     big = state._replace(exp_avg={**state.exp_avg, "hidden": {**state.exp_avg["hidden"], "kernel": quantized}})
-    with pytest.raises(ValueError, match="flax 'hidden.kernel' exp_avg: torchao's quantized state"):
+    with pytest.raises(ValueError, match="flax 'hidden.kernel' exp_avg: the twin's blocks run over flax's order"):
         to_torch(big, params, torch_model_state(True), synthetic_groups(state))
     exported = to_torch(state, params, torch_model_state(True), synthetic_groups(state))
     exported.optimizer_state_dict["state"][0]["exp_avg"] = OptimState8bit.zeros((6, 3), block_size=18)
-    with pytest.raises(ValueError, match="torchao's quantized state \\(OptimState8bit: codes, scale\\)"):
+    with pytest.raises(ValueError, match="'exp_avg': torchao's quantized OptimState8bit, the twin keeps a plain"):
         from_torch(optimizer, params, exported.model_state_dict, exported.optimizer_state_dict, count=UPDATES)
 
 
