@@ -101,6 +101,10 @@ _HEAVYBALL = {
     "storage_dtype": "heavyball keeps its state per view (state[p][0]) under its chained functions' "
     "names (scale_by_soap_GG_3) with a leading batch dimension; not converted"
 }
+_WRAPPER = {
+    "lr_max": "schedulefree's wrappers keep their momentum, r and weight_lr_power outside the param groups "
+    "and the base's keys beside 'z' in state[p]; not converted"
+}
 _SCHEDULE_FREE = Layout(step="group", step_type="int", step_key="k")
 _TIMM_FACTORED = {"exp_avg_sq_row": (None, False), "exp_avg_sq_col": (None, False)}
 
@@ -149,6 +153,10 @@ LAYOUTS: dict[str, Layout] = {
     "ScheduleFreeState": _SCHEDULE_FREE,
     "ScheduleFreeReferenceState": _SCHEDULE_FREE,
     "ScheduleFreeClosureState": _SCHEDULE_FREE,
+    # schedulefree's ScheduleFreeWrapper(Reference): not converted (its momentum is not in the groups)
+    "ScheduleFreeWrapperState": Layout(foreign=_WRAPPER),
+    "ScheduleFreeWrapperReferenceState": Layout(foreign=_WRAPPER),
+    "RAdamLegacyState": _INT_STEP,  # timm.optim.RAdamLegacy
     "TimmMuonState": Layout(  # its own layout: timm.optim.Muon's shared param group is not converted
         foreign={
             "fallback_lr_scale": "timm's Muon keeps its Muon and fallback (NAdamW) params in one param "

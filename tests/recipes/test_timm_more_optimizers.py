@@ -25,6 +25,7 @@ import pytest
 import torch
 from timm.optim import create_optimizer_v2 as timm_create_optimizer_v2
 
+from purelr.optim.radam_legacy import radam_legacy
 from purelr.recipes.timm import SUPPORTED, UNAVAILABLE, create_optimizer_v2, optimizer_info
 from tests.parity import OPTIMIZER_RTOL, relative_error
 from tests.recipes.test_timm import test_build_matches_timm_factories as check_build
@@ -144,6 +145,7 @@ def test_every_registry_name_is_twinned_or_refused_with_its_reason():
     names = set(list_optimizers())
     assert names - set(SUPPORTED) - set(UNAVAILABLE) <= OTHER_CHANGE
     assert set(UNAVAILABLE) <= names
-    for name in ("fusedlamb", "bnbadamw8bit", "radamlegacy"):  # radamlegacy: see tests/optim/test_legacy.py
+    assert optimizer_info("radamlegacy").optimizer is radam_legacy  # its parity: tests/optim/test_legacy.py
+    for name in ("fusedlamb", "bnbadamw8bit"):
         with pytest.raises(ValueError, match=f"opt='{name}'.*(CUDA|not twinned)"):
             optimizer_info(name)

@@ -457,6 +457,7 @@ BOTH_WAYS = {
         optim.radam_schedule_free,
         lambda r: dict(lr=_lr(r), weight_decay=_decay(r)),
     ),
+    "timm_radam_legacy": (lambda: _timm("RAdamLegacy"), optim.radam_legacy, lambda r: dict(lr=_lr(r))),
     "hf_adafactor": (
         _hf_adafactor,
         optim.hf_adafactor,
@@ -579,7 +580,7 @@ def test_both_ways_against_the_original(case):
 
 # originals that step in float32 whatever the params' dtype (torchao, as tests/optim/test_adam_low_bit.py
 # says), as their twins do: compared to float32's tolerance and trajectory floor, as the twin's own test
-FLOAT32_STEPS = {"torchao_adamw"}
+FLOAT32_STEPS = {"torchao_adamw", "timm_radam_legacy"}
 
 
 def _round_trip_state(optimizer, state, params, **from_kwargs):
