@@ -27,6 +27,8 @@ from tests.training.test_from_torch import TorchMLP, template
 UPDATES = 3
 LBFGS = {"lbfgs"}  # a flat history, converted by its own test
 REFUSED = {"timm_muon"}  # its original's state is refused with a clear error (test_refused_originals)
+# schedulefree's wrappers: not converted (torch_state's _WRAPPER; test_wrapper_state_is_refused)
+REFUSED |= {"schedule_free_wrapper", "schedule_free_wrapper_reference"}
 
 
 def torch_model_state(x64: bool):
@@ -184,6 +186,15 @@ def test_refused_originals(name, original, message):
         to_torch(state, params, model.state_dict(), fresh)
     with pytest.raises(ValueError, match=message):
         from_torch(optimizer, params, model.state_dict(), fresh, count=0)
+
+
+@pytest.mark.parametrize("name", ["schedule_free_wrapper", "schedule_free_wrapper_reference"])
+def test_wrapper_state_is_refused(name):
+    optimizer = resume_run.OPTIMIZERS[name]()
+    params = template()
+    state = randomized(optimizer.init(params), seed=0)
+    with pytest.raises(ValueError, match="schedulefree's wrappers keep their momentum"):
+        to_torch(state, params, torch_model_state(True), synthetic_groups(state))
 
 
 def test_quantized_state_refused():
