@@ -262,10 +262,13 @@ def _lion_purelr(grads):
 
 
 def _check_lion(ours, expected, precision):
+    worst = 0.0
     for n in SHAPES:
         want, got = np.stack([e[n] for e in expected]), np.asarray(ours[n])
         error = relative_error(got, want, floor=trajectory_floor(precision))
         assert error <= OPTIMIZER_RTOL[precision], f"Lion {precision} {n}: {error:.3g}"
+        worst = max(worst, error)
+    print(f"Lion {precision}: worst {worst:.3g}")
 
 
 def test_lion_config_against_the_kernel(precision):
