@@ -494,6 +494,43 @@ def test_optim_trains_like_the_trainer_f32(name):
         check_training(OPTIMS[name], "f32")
 
 
+def test_schedule_free_eval_params_are_the_trainers():
+    """After ``UPDATES`` updates of ``schedule_free_adamw`` the Trainer's ``evaluate()`` calls
+    ``optimizer.eval()``: the model's params then equal ``schedule_free_eval_params`` of the built
+    transformation's state (x64, 1e-10)."""
+    import tempfile
+
+    import transformers
+
+    from purelr.optim import schedule_free_eval_params
+
+    args = OPTIMS["schedule_free_adamw"]
+    with jax.enable_x64(True):
+        model, data = problem(True)
+        params = jax.tree.map(jnp.asarray, as_flax(dict(model.named_parameters())))
+        transform = purelr.build(dict(hf=args), params, epoch_len=EPOCH_LEN, layer_norms=LAYER_NORMS)
+        state = transform.init(params)
+        step = jax.jit(lambda p, s, x, y: transform.update(jax.grad(jax_loss)(p, x, y), s, p))
+        for k in range(UPDATES):
+            batch = data[(k % EPOCH_LEN) * BATCH : (k % EPOCH_LEN + 1) * BATCH]
+            x, y = (jnp.asarray(np.stack([b[key].numpy() for b in batch])) for key in ("x", "labels"))
+            updates, state = step(params, state, x, y)
+            params = optax.apply_updates(params, updates)
+        mine = schedule_free_eval_params(state, params)
+        with tempfile.TemporaryDirectory() as output_dir:
+            arguments = reference.training_arguments(
+                args, output_dir, per_device_train_batch_size=BATCH, max_steps=UPDATES
+            )
+            trainer = transformers.Trainer(model=model, args=arguments, train_dataset=data, eval_dataset=data[:2])
+            trainer.train()
+            trainer.evaluate()
+        theirs = as_flax(dict(model.named_parameters()))
+        for module, leaves in theirs.items():
+            for leaf, value in leaves.items():
+                error = relative_error(mine[module][leaf], value, floor=trajectory_floor("x64"))
+                assert error <= OPTIMIZER_RTOL["x64"], f"{module}.{leaf} off by {error:.3g}"
+
+
 def test_every_optim_name_is_mapped_or_refused():
     from transformers.training_args import OptimizerNames
 
