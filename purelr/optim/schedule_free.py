@@ -409,6 +409,7 @@ def schedule_free_eval_params(state, params):
     ``optax.multi_transform`` of groups): each leaf a Schedule-Free group updates becomes
     ``lerp(y, z, 1 - 1 / beta1)`` (``beta1`` of the group's last update; ``momentum`` for SGD);
     the Reference forms' ``x`` is kept in their state; the Closure forms' params are ``x`` already.
+    ``schedule_free_wrapper`` and ``schedule_free_wrapper_reference`` (their ``momentum``) swap alike.
     Leaves no Schedule-Free group owns are returned as they are (torch: no ``z`` in the state).
     Same spirit as ``optax.contrib.schedule_free_eval_params`` (same argument order).
     """
