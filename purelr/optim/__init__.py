@@ -51,6 +51,7 @@ from purelr.optim.openmmlab import mmpretrain_adan, mmpretrain_lamb, mmpretrain_
 from purelr.optim.prodigy import prodigy
 from purelr.optim.psgd_kron import psgd_kron
 from purelr.optim.radam import radam
+from purelr.optim.radam_legacy import radam_legacy
 from purelr.optim.rmsprop import rmsprop
 from purelr.optim.rmsprop_tf import rmsprop_tf
 from purelr.optim.rprop import rprop
@@ -68,6 +69,7 @@ from purelr.optim.schedule_free_closure import (
     sgd_schedule_free_closure,
 )
 from purelr.optim.schedule_free_reference import adamw_schedule_free_reference, sgd_schedule_free_reference
+from purelr.optim.schedule_free_wrapper import schedule_free_wrapper, schedule_free_wrapper_reference
 from purelr.optim.sgd import sgd
 from purelr.optim.sgdp import sgdp
 from purelr.optim.sgdw import sgdw
@@ -121,3 +123,4 @@ __all__ += [
 __all__ += ["adamw_schedule_free_closure", "radam_schedule_free_closure", "sgd_schedule_free_closure"]
 __all__ += ["adamw_schedule_free_reference", "sgd_schedule_free_reference"]
 __all__ += ["schedule_free_eval_params", "schedule_free_train_params"]
+__all__ += ["radam_legacy", "schedule_free_wrapper", "schedule_free_wrapper_reference"]

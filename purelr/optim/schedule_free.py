@@ -66,7 +66,34 @@ class ScheduleFreeClosureState(NamedTuple):
     exp_avg_sq: Any
 
 
-STATES = (ScheduleFreeState, ScheduleFreeReferenceState, ScheduleFreeClosureState)
+class ScheduleFreeWrapperState(NamedTuple):
+    """``schedule_free_wrapper``: the params are ``y``; ``inner_state`` is the base's, stepped on ``z``."""
+
+    count: jax.Array  # type: ignore[assignment]
+    hyperparams: dict[str, jax.Array]
+    z: Any
+    inner_state: Any
+
+
+class ScheduleFreeWrapperReferenceState(NamedTuple):
+    """``schedule_free_wrapper_reference``: ``x`` and ``y`` kept apart, the params equal to ``y``."""
+
+    count: jax.Array  # type: ignore[assignment]
+    hyperparams: dict[str, jax.Array]
+    z: Any
+    x: Any
+    y: Any
+    inner_state: Any
+
+
+STATES = (
+    ScheduleFreeState,
+    ScheduleFreeReferenceState,
+    ScheduleFreeClosureState,
+    ScheduleFreeWrapperState,
+    ScheduleFreeWrapperReferenceState,
+)
+KEPT_XY = (ScheduleFreeReferenceState, ScheduleFreeWrapperReferenceState)
 
 
 def hyperparameters(lr, momentum, weight_decay, warmup_steps, r, weight_lr_power, foreach, **more) -> dict:
@@ -291,18 +318,22 @@ def rectification(hp: Mapping[str, jax.Array], count, silent_sgd_phase: bool, lo
     ``A = beta2 ** t (e ** (t L) - 1 - t L)`` and ``B = t beta2 ** t (e ** -L - 1 + L)``, two
     positive terms (``_exp_excess``), equal to the difference in exact arithmetic.
     """
+    rho_t, rho_inf = rho(hp, count, log_beta2)
+    adam = rho_t > 4.0
+    ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+    return adam, jnp.where(adam, jnp.sqrt(jnp.where(adam, ratio, 1.0)), 0.0 if silent_sgd_phase else 1.0)
+
+
+def rho(hp: Mapping[str, jax.Array], count, log_beta2):
+    """``(rho_t, rho_inf)`` of ``rectification``, at ``t = count + 1``."""
     t = base.step_number(count)
     log_b = resolve(log_beta2, count)
     bt, q, c = jnp.exp(t * log_b), -jnp.expm1(t * log_b), 1 - hp["beta2"]
     rho_inf = 2 / c - 1
     if bt.dtype == jnp.float64:
-        rho_t = rho_inf - 2 * t * bt / q
-    else:
-        a = jnp.where(-t * log_b <= 1, bt * _exp_excess(-t * log_b), q + t * log_b * bt)
-        rho_t = jnp.where(bt > 0, 2 * (a + t * bt * _exp_excess(log_b)) / (c * q) - 1, rho_inf)
-    adam = rho_t > 4.0
-    ratio = (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-    return adam, jnp.where(adam, jnp.sqrt(jnp.where(adam, ratio, 1.0)), 0.0 if silent_sgd_phase else 1.0)
+        return rho_inf - 2 * t * bt / q, rho_inf
+    a = jnp.where(-t * log_b <= 1, bt * _exp_excess(-t * log_b), q + t * log_b * bt)
+    return jnp.where(bt > 0, 2 * (a + t * bt * _exp_excess(log_b)) / (c * q) - 1, rho_inf), rho_inf
 
 
 _FACTORIALS = [float(math.factorial(k)) for k in range(2, 21)]
@@ -378,6 +409,7 @@ def schedule_free_eval_params(state, params):
     ``optax.multi_transform`` of groups): each leaf a Schedule-Free group updates becomes
     ``lerp(y, z, 1 - 1 / beta1)`` (``beta1`` of the group's last update; ``momentum`` for SGD);
     the Reference forms' ``x`` is kept in their state; the Closure forms' params are ``x`` already.
+    ``schedule_free_wrapper`` and ``schedule_free_wrapper_reference`` (their ``momentum``) swap alike.
     Leaves no Schedule-Free group owns are returned as they are (torch: no ``z`` in the state).
     Same spirit as ``optax.contrib.schedule_free_eval_params`` (same argument order).
     """
@@ -400,7 +432,7 @@ def _swap(state, params, eval_mode: bool):
             f"no Schedule-Free state in {type(state).__name__}: expected one of {[s.__name__ for s in STATES]}"
         )
     for s in found:
-        if isinstance(s, ScheduleFreeReferenceState):
+        if isinstance(s, KEPT_XY):
             kept = treedef.flatten_up_to(s.x if eval_mode else s.y)  # type: ignore[attr-defined]
         elif eval_mode and isinstance(s, ScheduleFreeClosureState):
             continue  # its params are x already
@@ -408,7 +440,7 @@ def _swap(state, params, eval_mode: bool):
         for i, z in enumerate(treedef.flatten_up_to(s.z)):  # type: ignore[attr-defined]
             if z is None or isinstance(z, optax.MaskedNode):
                 continue
-            if isinstance(s, ScheduleFreeReferenceState):
+            if isinstance(s, KEPT_XY):
                 out[i] = kept[i]
             else:
                 to_y, to_x = swap_weights(beta, z.dtype)

@@ -92,7 +92,7 @@ TORCH_OPTIMIZERS: dict[str, Callable[..., Any]] = {
     "ASGD": optim.asgd,
 }
 GRADIENT_CLIPPING_DEFAULT = 1.0  # deepspeed.runtime.constants: a config without the key clips at 1.0
-NOT_TWINNED = ("Lion", "OneBitAdam", "ZeroOneAdam", "OneBitLamb", "MuAdam", "MuAdamW", "MuSGD", "Muon")
+NOT_TWINNED = ("OneBitAdam", "ZeroOneAdam", "OneBitLamb", "MuAdam", "MuAdamW", "MuSGD", "Muon")
 DEEPSPEED_NAMES = (
     "adam",
     "adamw",
@@ -194,6 +194,19 @@ def batch_sizes(cfg: Mapping, world_size: int = 1) -> tuple[int, int, int]:
     return batch, micro, accumulation
 
 
+def deepspeed_lion(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, fp32_optimizer_states=True, set_grad_none=True):
+    """DeepSpeed's ``Lion`` (``FusedLion``; ``DeepSpeedCPULion`` when ZeRO offloads the optimizer):
+    ``purelr.optim.lion`` with DeepSpeed's defaults. Both kernels compute Lion's step in float32
+    (``param = param * (1 - lr * weight_decay) - lr * sign(beta1 * m + (1 - beta1) * g)``, then
+    ``m = beta2 * m + (1 - beta2) * g``), the sign as ``copysign(1, .)``: where that interpolation is
+    exactly 0 (a zero gradient on a zero momentum) DeepSpeed moves the param by ``-lr`` (``+lr`` at
+    -0), ``lion`` by nothing. A negative ``weight_decay`` (DeepSpeed skips the decay unless it is
+    > 0) is refused. ``fp32_optimizer_states`` (the state stays in the params' dtype) and
+    ``set_grad_none`` are accepted and ignored."""
+    del fp32_optimizer_states, set_grad_none
+    return optim.lion(lr=lr, betas=betas, weight_decay=weight_decay)
+
+
 def _optimizer_section(cfg: Mapping) -> tuple[str, dict]:
     section = validate.known_keys("deepspeed.optimizer", cfg["optimizer"], ("type", "params", "legacy_fusion"))
     name = section.get("type")
@@ -221,6 +234,7 @@ def optimizer_of(cfg: Mapping):
       with ``adam_w_mode`` (so ``Adam`` without ``adam_w_mode: false`` decays decoupled, as AdamW).
     - ``Lamb``: DeepSpeed's ``FusedLamb``, ``purelr.optim.fused_lamb`` (its trust ratio clipped to
       ``[min_coeff, max_coeff]``).
+    - ``Lion``: DeepSpeed's ``FusedLion`` / ``DeepSpeedCPULion``, ``deepspeed_lion``.
     - ``Adagrad`` and torch.optim's other class names (``TORCH_OPTIMIZERS``): the torch twin.
     - ``NOT_TWINNED`` names raise.
     """
@@ -238,14 +252,16 @@ def optimizer_of(cfg: Mapping):
             factory, defaults = optim.fused_adam, {"adam_w_mode": decoupled}
     elif name == "lamb":
         factory, defaults = optim.fused_lamb, {}
+    elif name == "lion":
+        factory, defaults = deepspeed_lion, {}
     elif name == "adagrad" or name in TORCH_OPTIMIZERS:
         factory, defaults = TORCH_OPTIMIZERS["Adagrad" if name == "adagrad" else name], {}
     else:
-        known = (*NOT_TWINNED, "Adam", "AdamW", "Lamb", *TORCH_OPTIMIZERS)
+        known = (*NOT_TWINNED, "Adam", "AdamW", "Lamb", "Lion", *TORCH_OPTIMIZERS)
         hint = validate.close_to(name, known)
         raise ValueError(
             f"deepspeed.optimizer.type = {cfg['optimizer'].get('type')!r} is not twinned{hint}: purelr "
-            f"builds Adam, AdamW (adam_w_mode, torch_adam), Lamb and torch.optim's {sorted(TORCH_OPTIMIZERS)}; "
+            f"builds Adam, AdamW (adam_w_mode, torch_adam), Lamb, Lion and torch.optim's {sorted(TORCH_OPTIMIZERS)}; "
             f"not yet {list(NOT_TWINNED)}"
         )
     accepted = inspect.signature(factory).parameters

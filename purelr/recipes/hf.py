@@ -111,6 +111,42 @@ def _floats(*names, flags=()):
     return arguments
 
 
+def _schedule_free(adam: bool, warmup: bool):
+    """The Trainer's schedulefree kwargs: ``adam_*`` (AdamW, RAdam), ``warmup_steps`` as the args
+    hold it (not RAdam), ``weight_lr_power`` and ``r`` from optim_args (``float``, defaults 2 and 0)."""
+
+    def arguments(args, optim_args):
+        kwargs = _adam(args, optim_args) if adam else {}
+        if warmup:
+            steps = args["warmup_steps"]
+            if isinstance(steps, bool) or not isinstance(steps, (int, float)) or steps < 0 or steps != int(steps):
+                raise ValueError(
+                    f"hf.warmup_steps={steps!r}: the Trainer hands it to schedulefree as it is, as its warmup in "
+                    f"steps (a fraction below 1 would multiply the first lr by 1 / warmup_steps): give a whole number"
+                )
+            kwargs["warmup_steps"] = int(steps)
+        return dict(
+            kwargs,
+            weight_lr_power=float(optim_args.get("weight_lr_power", 2.0)),
+            r=float(optim_args.get("r", 0.0)),
+        )
+
+    return arguments
+
+
+def _torchao(args, optim_args):
+    """The Trainer's torchao kwargs: ``adam_*``, ``block_size`` (256 unless in optim_args) and
+    ``bf16_stochastic_round`` (transformers' ``strtobool`` of optim_args, False)."""
+    flag = optim_args.get("bf16_stochastic_round", "False").lower()
+    truth = {"y": True, "yes": True, "t": True, "true": True, "on": True, "1": True}
+    truth.update(dict.fromkeys(("n", "no", "f", "false", "off", "0"), False))
+    if flag not in truth:
+        raise ValueError(f"hf.optim_args bf16_stochastic_round={flag!r}: invalid truth value")
+    return dict(
+        _adam(args, optim_args), block_size=int(optim_args.get("block_size", 256)), bf16_stochastic_round=truth[flag]
+    )
+
+
 OPTIMIZERS = {
     "adamw_torch": OptimSpec(optim.adamw, _adam),
     "adamw_torch_fused": OptimSpec(optim.adamw, _adam),
@@ -122,13 +158,21 @@ OPTIMIZERS = {
     "rmsprop": OptimSpec(optim.rmsprop, _floats("momentum", "alpha", "eps", flags=("centered",))),
     "lion_32bit": OptimSpec(optim.lion, _betas),
     "paged_lion_32bit": OptimSpec(optim.lion, _betas),
+    "schedule_free_adamw": OptimSpec(optim.adamw_schedule_free, _schedule_free(adam=True, warmup=True)),
+    "schedule_free_sgd": OptimSpec(optim.sgd_schedule_free, _schedule_free(adam=False, warmup=True)),
+    "schedule_free_radam": OptimSpec(optim.radam_schedule_free, _schedule_free(adam=True, warmup=False)),
+    "adamw_torch_4bit": OptimSpec(optim.adamw_4bit, _torchao),
+    "adamw_torch_8bit": OptimSpec(optim.adamw_8bit, _torchao),
 }
 """``optim`` names with a purelr twin of the optimizer the Trainer makes (``lion_32bit``:
-bitsandbytes' 32-bit Lion, ``purelr.optim.lion``; paging only moves its state)."""
+bitsandbytes' 32-bit Lion, ``purelr.optim.lion``; paging only moves its state). The
+``schedule_free_*`` twins' params are schedulefree's train-mode ``y``, as the Trainer calls
+``optimizer.train()`` before training; its ``optimizer.eval()`` before evaluating is
+``purelr.optim.schedule_free_eval_params(state, params)``. ``adamw_torch_4bit`` / ``_8bit``:
+torchao's AdamW4bit / AdamW8bit, which step in float32 whatever the params' dtype."""
 REFUSED = {
     **dict.fromkeys(("adamw_torch_xla", "adamw_torch_npu_fused"), "a device-specific AdamW: use adamw_torch"),
     "adamw_anyprecision": "torchdistx's AnyPrecisionAdamW (Kahan summation, low-precision states) has no twin",
-    **dict.fromkeys(("adamw_torch_4bit", "adamw_torch_8bit"), "torchao's quantized AdamW states have no twin"),
     **dict.fromkeys(
         (
             "adamw_bnb_8bit",
@@ -160,10 +204,6 @@ REFUSED = {
     **dict.fromkeys(("apollo_adamw", "apollo_adamw_layerwise"), "APOLLO's low-rank projections have no twin"),
     **dict.fromkeys(("lomo", "adalomo"), "LOMO fuses the update into the backward pass: no optax form"),
     "grokadamw": "GrokAdamW has no twin yet",
-    **dict.fromkeys(
-        ("schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd"),
-        "the schedule-free optimizers have no twin yet",
-    ),
     "stable_adamw": "torch_optimizer's StableAdamW has no twin yet",
 }
 """The other ``OptimizerNames`` of TRANSFORMERS, each with the reason it is refused."""

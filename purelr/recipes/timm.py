@@ -177,6 +177,7 @@ SUPPORTED = {
     ),
     "adamwlegacy": OptimInfo(optim.adamw_legacy, has_betas=True),
     "nadamlegacy": OptimInfo(optim.nadam_legacy, has_betas=True),
+    "radamlegacy": OptimInfo(optim.radam_legacy, has_betas=True),
     "cadamw": OptimInfo(optim.adamw_legacy, has_betas=True, defaults=(("caution", True),)),
     "adamc": OptimInfo(optim.adamw_legacy, has_betas=True, defaults=(("corrected_weight_decay", True),)),
     "cadamc": OptimInfo(
@@ -246,8 +247,6 @@ UNAVAILABLE = {
             "bnbademamix8bit",
         )
     },
-    "radamlegacy": "timm's RAdamLegacy, not twinned yet (it steps in float32 whatever the params' dtype): "
-    "'radam' is torch's RAdam",
 }
 
 TRAIN_PY = "timm 1.0.29.dev0 (huggingface/pytorch-image-models@aa4b5850)"

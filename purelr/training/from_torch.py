@@ -438,6 +438,10 @@ def twins(template, groups, order: dict, layout: dict, params: dict, labels=None
             raise ValueError(
                 f"torch optimizer parameter {index} ({torch_name!r}) is not a model entry that goes to the flax params"
             )
+    for _, state in found:  # an original whose state the table does not describe
+        foreign = torch_state.layout(state).foreign
+        for key in (k for group in groups for k in foreign if k in group):
+            raise ValueError(f"the {type(state).__name__} twin: torch's param groups have {key!r}: {foreign[key]}")
     routes, pairs = _routes(found)
     result = [
         Twin(p, s, _members(p, s, params, labels, len(found) == 1, k in routes), (), routes.get(k))

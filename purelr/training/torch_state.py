@@ -85,6 +85,8 @@ class Layout(NamedTuple):
         ``d``, ``k``), as Python numbers.
       raveled: fields holding per leaf the param raveled in its own layout (Prodigy's ``p0``):
         reordered through the layout, which a slice (``slice_p > 1``) of a moved param cannot be.
+      foreign: ``{param group key: why}``: an original whose state this table does not describe,
+        told by a key of its param groups; both directions refuse it.
       views: heavyball's state, per view of the param (``Views``; converted by
         ``purelr.training.heavyball_state``).
       step_beside: the step is kept only beside this buffer (AdaMuon's ``exp_avg_sq``); without
@@ -118,6 +120,7 @@ class Layout(NamedTuple):
     factors: tuple[str, ...] = ()
     in_group: tuple[str, ...] = ()
     raveled: tuple[str, ...] = ()
+    foreign: Mapping[str, str] = {}
     views: Views | None = None
     step_beside: str | None = None
     signed: tuple[str, ...] = ()
@@ -138,6 +141,10 @@ GROUP_KEYS = {
 
 _NO_STEP = Layout(step=None)
 _INT_STEP = Layout(step_type="int")
+_WRAPPER = {
+    "lr_max": "schedulefree's wrappers keep their momentum, r and weight_lr_power outside the param groups "
+    "and the base's keys beside 'z' in state[p]; not converted"
+}
 _SCHEDULE_FREE = Layout(step="group", step_type="int", step_key="k")
 _TIMM_FACTORED = {"exp_avg_sq_row": (None, False), "exp_avg_sq_col": (None, False)}
 
@@ -185,6 +192,10 @@ LAYOUTS: dict[str, Layout] = {
     "ScheduleFreeState": _SCHEDULE_FREE,
     "ScheduleFreeReferenceState": _SCHEDULE_FREE,
     "ScheduleFreeClosureState": _SCHEDULE_FREE,
+    # schedulefree's ScheduleFreeWrapper(Reference): not converted (its momentum is not in the groups)
+    "ScheduleFreeWrapperState": Layout(foreign=_WRAPPER),
+    "ScheduleFreeWrapperReferenceState": Layout(foreign=_WRAPPER),
+    "RAdamLegacyState": _INT_STEP,  # timm.optim.RAdamLegacy
     # timm.optim.Muon: Muon and fallback params in one param group, told apart by state[p]['use_muon']
     "TimmMuonState": Layout(step_beside="exp_avg_sq", routed=("use_muon", "fallback_lr_scale")),
     "NAdamWState": Layout(flags={"nesterov": True}),  # timm.optim.NAdamW; timm's Muon's fallback with nesterov

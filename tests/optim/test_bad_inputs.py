@@ -183,6 +183,8 @@ PURELR_CASES += [
     ("adamw_schedule_free_reference", dict(r=INF), ValueError, "r", "inf"),
     ("adamw_schedule_free_paper", dict(weight_lr_power=-1.0), ValueError, "weight_lr_power", "-1.0"),
     ("adamw_schedule_free_closure", dict(foreach="yes"), TypeError, "foreach", "'yes'"),
+    ("radam_legacy", dict(betas=(0.9, 1.0)), ValueError, "betas[1]", "1.0"),  # timm checks nothing: Adam's
+    ("radam_legacy", dict(weight_decay=NAN), ValueError, "weight_decay", "nan"),
 ]
 
 # Refused at init: what depends on the params (torch: at construction or at the first step).

@@ -381,11 +381,11 @@ def _buffers(state):
             yield field, value
 
 
-def check_family(make, optimizer_type, configs, constructor_keys=()):
-    """Runs every configuration on both sides; asserts parity; returns the largest error
-    (``constructor_keys``: see ``run_torch``)."""
+def check_family(make, optimizer_type, configs, constructor_keys=(), rtol=None):
+    """Runs every configuration on both sides; asserts parity (``rtol``: ``OPTIMIZER_RTOL`` unless
+    given); returns the largest error (``constructor_keys``: see ``run_torch``)."""
     x64 = jax.config.jax_enable_x64
-    rtol = OPTIMIZER_RTOL["x64" if x64 else "f32"]
+    rtol = OPTIMIZER_RTOL["x64" if x64 else "f32"] if rtol is None else rtol
     groups = {}
     for config in configs:
         flags, numbers = _split(config)

@@ -217,6 +217,95 @@ def test_lamb_configs_against_the_kernel(name, precision):
     _assert_trajectory(name, precision, ours, expected, _initial(3))
 
 
+LION = {
+    "train_batch_size": 1,
+    "gradient_clipping": 0.5,
+    "optimizer": {"type": "Lion", "params": {"lr": 2e-3, "betas": [0.95, 0.98], "weight_decay": 0.1}},
+    "scheduler": {"type": "WarmupLR", "params": {"warmup_min_lr": 0, "warmup_max_lr": 2e-3, "warmup_num_steps": 5}},
+}
+
+
+def _lion_lrs():
+    lion = LION["optimizer"]["params"]
+    return reference.curves("WarmupLR", LION["scheduler"]["params"], np.arange(UPDATES), lion["lr"])[0]
+
+
+def _lion_kernel(grads, dtype):
+    """DeepSpeed's Lion as its CPU kernel computes it (``csrc/lion/cpu_lion_impl.cpp``,
+    ``Lion_Optimizer::Step_1``; its AVX path the same, lane by lane), in ``dtype``, after the
+    engine's ``clip_grad_norm_`` at ``gradient_clipping`` and with WarmupLR's lr::
+
+        c = g * (1 - beta1) + m * beta1;  p = p * (1 - lr * wd) - copysign(lr, c)
+        m = g * (1 - beta2) + m * beta2
+    """
+    lion = LION["optimizer"]["params"]
+    (b1, b2), wd, f = lion["betas"], lion["weight_decay"], dtype
+    current = {n: v.astype(dtype) for n, v in _initial(5).items()}
+    momentum = {n: np.zeros(s, dtype) for n, s in SHAPES.items()}
+    trajectory = []
+    for grad, lr in zip(grads, _lion_lrs()):
+        norm = np.sqrt(sum(np.sum(g.astype(dtype) ** 2) for g in grad.values()))
+        factor = min(1.0, LION["gradient_clipping"] / (norm + 1e-6))
+        for n in SHAPES:
+            g = (grad[n] * factor).astype(dtype)
+            c = g * f(1 - f(b1)) + momentum[n] * f(b1)
+            current[n] = current[n] * f(1 - f(lr) * f(wd)) - np.copysign(f(lr), c)
+            momentum[n] = g * f(1 - f(b2)) + momentum[n] * f(b2)
+        trajectory.append(dict(current))
+    return trajectory
+
+
+def _lion_purelr(grads):
+    params = {n: jnp.asarray(v) for n, v in _initial(5).items()}
+    transform = purelr.build(dict(deepspeed=LION), params)
+    return _purelr_trajectory(transform, params, [{n: jnp.asarray(g[n]) for n in g} for g in grads])
+
+
+def _check_lion(ours, expected, precision):
+    worst = 0.0
+    for n in SHAPES:
+        want, got = np.stack([e[n] for e in expected]), np.asarray(ours[n])
+        error = relative_error(got, want, floor=trajectory_floor(precision))
+        assert error <= OPTIMIZER_RTOL[precision], f"Lion {precision} {n}: {error:.3g}"
+        worst = max(worst, error)
+    print(f"Lion {precision}: worst {worst:.3g}")
+
+
+def test_lion_config_against_the_kernel(precision):
+    """``optimizer: {type: Lion}`` (FusedLion, CUDA only; DeepSpeedCPULion under ZeRO-Offload, a C++
+    extension) against its CPU kernel written out (``_lion_kernel``), with clipping and WarmupLR,
+    ``UPDATES`` updates. DeepSpeed's kernels compute in float32 (and take no float64 params): under
+    x64 this checks the formula."""
+    grads = _stream(UPDATES, 5)
+    dtype = np.float64 if precision == "x64" else np.float32
+    _check_lion(_lion_purelr(grads), _lion_kernel(grads, dtype), precision)
+
+
+@pytest.mark.nightly
+def test_lion_config_against_deepspeed_cpu_lion():
+    """The same against ``deepspeed.ops.lion.DeepSpeedCPULion`` itself (its C++ extension, built on
+    first use: minutes), float32: the engine's clipping (``clip_grad_norm_``) and WarmupLR's lr set
+    on the group before each step."""
+    from deepspeed.ops.lion import DeepSpeedCPULion
+
+    grads = _stream(UPDATES, 5)
+    lion = LION["optimizer"]["params"]
+    leaves = {n: torch.tensor(v, dtype=torch.float32, requires_grad=True) for n, v in _initial(5).items()}
+    optimizer = DeepSpeedCPULion(
+        list(leaves.values()), lr=lion["lr"], betas=tuple(lion["betas"]), weight_decay=lion["weight_decay"]
+    )
+    expected = []
+    for grad, lr in zip(grads, _lion_lrs()):
+        for n, p in leaves.items():
+            p.grad = torch.tensor(grad[n], dtype=torch.float32)
+        torch.nn.utils.clip_grad_norm_(list(leaves.values()), LION["gradient_clipping"])
+        optimizer.param_groups[0]["lr"] = float(lr)
+        optimizer.step()
+        expected.append({n: p.detach().numpy().copy() for n, p in leaves.items()})
+    with jax.enable_x64(False):
+        _check_lion(_lion_purelr(grads), expected, "f32")
+
+
 @pytest.mark.parametrize("name", sorted(n for n in SOURCES if "scheduler" in _config(n)))
 def test_published_scheduler_curves(name, precision):
     """The lr (and OneCycle's beta1) of each file's scheduler over its whole run and past it,

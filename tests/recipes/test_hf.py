@@ -277,7 +277,48 @@ OPTIMS = {
         lr_scheduler_type="warmup_stable_decay",
         lr_scheduler_kwargs=dict(num_decay_steps=5, decay_type="1-sqrt", min_lr_ratio=0.1),
     ),
+    "schedule_free_adamw": dict(
+        optim="schedule_free_adamw",
+        learning_rate=3e-3,
+        weight_decay=0.1,
+        adam_beta1=0.8,
+        warmup_steps=3,
+        lr_scheduler_type="constant",
+        optim_args="weight_lr_power=1.5, r=0.5",
+    ),
+    "schedule_free_sgd": dict(
+        optim="schedule_free_sgd",
+        learning_rate=0.05,
+        weight_decay=1e-3,
+        warmup_steps=2,
+        lr_scheduler_type="linear",
+        gradient_accumulation_steps=2,
+    ),
+    "schedule_free_radam": dict(
+        optim="schedule_free_radam",
+        learning_rate=1e-2,
+        weight_decay=0.01,
+        adam_beta2=0.9,
+        lr_scheduler_type="cosine",
+        optim_args="r=1.0",
+    ),
+    "adamw_torch_8bit": dict(
+        optim="adamw_torch_8bit",
+        learning_rate=3e-3,
+        weight_decay=0.1,
+        adam_epsilon=1e-6,
+        lr_scheduler_type="linear",
+        warmup_steps=3,
+    ),
+    "adamw_torch_4bit": dict(
+        optim="adamw_torch_4bit",
+        learning_rate=1e-3,
+        weight_decay=0.01,
+        optim_args="block_size=128,bf16_stochastic_round=false",
+        lr_scheduler_type="cosine",
+    ),
 }
+FLOAT32_STEPS = ("lion_32bit", "adamw_torch_8bit", "adamw_torch_4bit")
 # accumulation with an epoch's remainder, clipping, min_lr, a warmup longer than the run, weight decay
 TRAINED_BY_DEFAULT = ("smollm3-sft", "run_speech_recognition_ctc", "run_mae")
 EXAMPLES_N, BATCH = 13, 2
@@ -433,12 +474,15 @@ def test_recipe_trains_like_the_trainer(name):
 
 @pytest.mark.parametrize(
     "name",
-    _nightly_but([name for name in OPTIMS if name != "lion_32bit"], ("adamw_torch_fused", "adafactor", "rmsprop")),
+    _nightly_but(
+        [name for name in OPTIMS if name not in FLOAT32_STEPS],
+        ("adamw_torch_fused", "adafactor", "rmsprop", "schedule_free_adamw"),
+    ),
 )
 def test_optim_trains_like_the_trainer_x64(name):
-    """Each supported ``optim`` name with its ``optim_args`` (x64; three by default, all with
-    ``-m nightly``). bitsandbytes' Lion is left out:
-    it keeps its state and computes in float32 whatever the params' dtype (measured 1e-7)."""
+    """Each supported ``optim`` name with its ``optim_args`` (x64; four by default, all with
+    ``-m nightly``). ``FLOAT32_STEPS`` are left out: bitsandbytes' Lion and torchao's AdamW8bit /
+    AdamW4bit keep their state and compute in float32 whatever the params' dtype (Lion: measured 1e-7)."""
     with jax.enable_x64(True):
         check_training(OPTIMS[name], "x64")
 
@@ -448,6 +492,43 @@ def test_optim_trains_like_the_trainer_f32(name):
     """Each supported ``optim`` name in float32 (two by default, all with ``-m nightly``)."""
     with jax.enable_x64(False):
         check_training(OPTIMS[name], "f32")
+
+
+def test_schedule_free_eval_params_are_the_trainers():
+    """After ``UPDATES`` updates of ``schedule_free_adamw`` the Trainer's ``evaluate()`` calls
+    ``optimizer.eval()``: the model's params then equal ``schedule_free_eval_params`` of the built
+    transformation's state (x64, 1e-10)."""
+    import tempfile
+
+    import transformers
+
+    from purelr.optim import schedule_free_eval_params
+
+    args = OPTIMS["schedule_free_adamw"]
+    with jax.enable_x64(True):
+        model, data = problem(True)
+        params = jax.tree.map(jnp.asarray, as_flax(dict(model.named_parameters())))
+        transform = purelr.build(dict(hf=args), params, epoch_len=EPOCH_LEN, layer_norms=LAYER_NORMS)
+        state = transform.init(params)
+        step = jax.jit(lambda p, s, x, y: transform.update(jax.grad(jax_loss)(p, x, y), s, p))
+        for k in range(UPDATES):
+            batch = data[(k % EPOCH_LEN) * BATCH : (k % EPOCH_LEN + 1) * BATCH]
+            x, y = (jnp.asarray(np.stack([b[key].numpy() for b in batch])) for key in ("x", "labels"))
+            updates, state = step(params, state, x, y)
+            params = optax.apply_updates(params, updates)
+        mine = schedule_free_eval_params(state, params)
+        with tempfile.TemporaryDirectory() as output_dir:
+            arguments = reference.training_arguments(
+                args, output_dir, per_device_train_batch_size=BATCH, max_steps=UPDATES
+            )
+            trainer = transformers.Trainer(model=model, args=arguments, train_dataset=data, eval_dataset=data[:2])
+            trainer.train()
+            trainer.evaluate()
+        theirs = as_flax(dict(model.named_parameters()))
+        for module, leaves in theirs.items():
+            for leaf, value in leaves.items():
+                error = relative_error(mine[module][leaf], value, floor=trajectory_floor("x64"))
+                assert error <= OPTIMIZER_RTOL["x64"], f"{module}.{leaf} off by {error:.3g}"
 
 
 def test_every_optim_name_is_mapped_or_refused():
@@ -477,6 +558,17 @@ BAD = {
     "key-misspelled": (dict(learning_rat=1e-3), ValueError, "'learning_rat'", "learning_rate"),
     "warmup-ratio": (dict(warmup_ratio=1.5, max_steps=10), ValueError, "warmup_ratio", "1.5"),
     "warmup-steps-negative": (dict(warmup_steps=-1, max_steps=10), ValueError, "warmup_steps", "-1"),
+    "schedule-free-warmup-fraction": (
+        dict(optim="schedule_free_adamw", warmup_steps=0.1, max_steps=10),
+        ValueError,
+        "warmup_steps=0.1",
+        "whole number",
+    ),
+    "torchao-flag": (
+        dict(optim="adamw_torch_8bit", optim_args="bf16_stochastic_round=maybe", max_steps=10),
+        ValueError,
+        "bf16_stochastic_round='maybe'",
+    ),
     "scheduler-misspelled": (
         dict(lr_scheduler_type="cosine_with_restart", max_steps=10),
         ValueError,

@@ -25,6 +25,7 @@ import pytest
 import torch
 from timm.optim import create_optimizer_v2 as timm_create_optimizer_v2
 
+from purelr.optim.radam_legacy import radam_legacy
 from purelr.recipes.timm import SUPPORTED, UNAVAILABLE, create_optimizer_v2, optimizer_info
 from tests.parity import OPTIMIZER_RTOL, relative_error
 from tests.recipes.test_timm import test_build_matches_timm_factories as check_build
@@ -54,6 +55,16 @@ def _param(name, default=True):
 @pytest.mark.parametrize("name", [_param(name) for name in NAMES])
 def test_build_matches_timm_create_optimizer_v2(name):
     check_build(dict(opt=name, **NAMES[name], **SCHEDULE))
+
+
+def test_radamlegacy_builds_like_timm(monkeypatch):
+    """``radamlegacy`` steps in float32 whatever the params' dtype; with torch's float32 ``sqrt``
+    made correctly rounded (as in tests/optim/test_legacy.py, where the reason is measured) the
+    x64 run matches to 1e-10."""
+    from tests.optim.test_legacy import _correct_sqrt
+
+    _correct_sqrt(monkeypatch)
+    check_build(dict(opt="radamlegacy", lr=1e-2, weight_decay=1e-3, opt_betas=[0.9, 0.99], **SCHEDULE))
 
 
 class Net(torch.nn.Module):
@@ -144,6 +155,7 @@ def test_every_registry_name_is_twinned_or_refused_with_its_reason():
     names = set(list_optimizers())
     assert names - set(SUPPORTED) - set(UNAVAILABLE) <= OTHER_CHANGE
     assert set(UNAVAILABLE) <= names
-    for name in ("fusedlamb", "bnbadamw8bit", "radamlegacy"):  # radamlegacy: see tests/optim/test_legacy.py
+    assert optimizer_info("radamlegacy")[1].optimizer is radam_legacy  # its parity: tests/optim/test_legacy.py
+    for name in ("fusedlamb", "bnbadamw8bit"):
         with pytest.raises(ValueError, match=f"opt='{name}'.*(CUDA|not twinned)"):
             optimizer_info(name)

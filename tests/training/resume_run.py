@@ -76,6 +76,9 @@ OPTIMIZERS = dict(
     dadapt_lion=lambda: optim.dadapt_lion(0.01, weight_decay=0.1),
     adamw_legacy=lambda: optim.adamw_legacy(1e-2, amsgrad=True, caution=True),
     nadam_legacy=lambda: optim.nadam_legacy(weight_decay=1e-3),
+    radam_legacy=lambda: optim.radam_legacy(1e-2, weight_decay=1e-3),
+    schedule_free_wrapper=lambda: optim.schedule_free_wrapper(optim.adamw(1e-2), weight_decay_at_y=0.01),
+    schedule_free_wrapper_reference=lambda: optim.schedule_free_wrapper_reference(optim.sgd(0.05, momentum=0.5), r=1.0),
     timm_muon=lambda: optim.timm_muon(1e-2, algo="adamuon", nesterov=True),
     single_device_muon=lambda: optax.multi_transform(  # matrices only
         {"muon": optim.single_device_muon(weight_decay=0.1), "other": optim.adamw()},

@@ -28,6 +28,8 @@ from tests.training.test_from_torch import TorchMLP, template
 
 UPDATES = 3
 LBFGS = {"lbfgs"}  # a flat history, converted by its own test
+# schedulefree's wrappers: not converted (torch_state's _WRAPPER; test_wrapper_state_is_refused)
+REFUSED = {"schedule_free_wrapper", "schedule_free_wrapper_reference"}
 
 
 def torch_model_state(x64: bool):
@@ -177,6 +179,15 @@ def test_prodigy_slice_of_a_moved_param():
     params = template()
     state = randomized(optimizer.init(params), seed=0)
     with pytest.raises(ValueError, match="flax 'hidden.kernel' s: a slice of a param its layout moves"):
+        to_torch(state, params, torch_model_state(True), synthetic_groups(state))
+
+
+@pytest.mark.parametrize("name", ["schedule_free_wrapper", "schedule_free_wrapper_reference"])
+def test_wrapper_state_is_refused(name):
+    optimizer = resume_run.OPTIMIZERS[name]()
+    params = template()
+    state = randomized(optimizer.init(params), seed=0)
+    with pytest.raises(ValueError, match="schedulefree's wrappers keep their momentum"):
         to_torch(state, params, torch_model_state(True), synthetic_groups(state))
 
 
@@ -453,6 +464,7 @@ BOTH_WAYS = {
         optim.radam_schedule_free,
         lambda r: dict(lr=_lr(r), weight_decay=_decay(r)),
     ),
+    "timm_radam_legacy": (lambda: _timm("RAdamLegacy"), optim.radam_legacy, lambda r: dict(lr=_lr(r))),
     "hf_adafactor": (
         _hf_adafactor,
         optim.hf_adafactor,
@@ -575,7 +587,7 @@ def test_both_ways_against_the_original(case):
 
 # originals that step in float32 whatever the params' dtype (torchao, as tests/optim/test_adam_low_bit.py
 # says), as their twins do: compared to float32's tolerance and trajectory floor, as the twin's own test
-FLOAT32_STEPS = {"torchao_adamw"}
+FLOAT32_STEPS = {"torchao_adamw", "timm_radam_legacy"}
 
 
 def _round_trip_state(optimizer, state, params, **from_kwargs):
