@@ -33,6 +33,8 @@ from purelr.optim.adafactor import torch_lerp
 from purelr.schedules import validate
 from purelr.schedules.core import divided, resolve
 
+CHUNK_SIZE = 1 << 16  # entries of a quantized leaf updated at a time (see ``chunked``)
+
 
 class LowBitAdamState(NamedTuple):
     count: jax.Array  # type: ignore[assignment]
@@ -58,7 +60,9 @@ def bf16_stochastic_round(x, bits):
     return jax.lax.bitcast_convert_type(rounded, jnp.float32).astype(jnp.bfloat16)
 
 
-def _low_bit_adam(fmt, lr, betas, eps, weight_decay, amsgrad, *, block_size, stochastic_round, seed, decoupled):
+def _low_bit_adam(
+    fmt, lr, betas, eps, weight_decay, amsgrad, *, block_size, chunk_size, stochastic_round, seed, decoupled
+):
     """torchao's ``_AdamBase`` with state format ``fmt`` (``None``: the param's dtype)."""
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
@@ -67,6 +71,7 @@ def _low_bit_adam(fmt, lr, betas, eps, weight_decay, amsgrad, *, block_size, sto
     seed = validate.nonnegative_int("seed", seed)
     if fmt is not None:
         block_size = validate.positive_int("block_size", block_size)
+        chunk_size = None if chunk_size is None else validate.positive_int("chunk_size", chunk_size)
         if amsgrad:
             raise ValueError(
                 f"amsgrad=True with {fmt} state: torchao 0.18 accepts it but fails at the first step of a "
@@ -80,15 +85,39 @@ def _low_bit_adam(fmt, lr, betas, eps, weight_decay, amsgrad, *, block_size, sto
             else jnp.zeros_like(p)
         )
 
-    def read(buffer, signed, shape):
-        if isinstance(buffer, bq.QuantizedBuffer):
-            return bq.dequantize(buffer, fmt, signed, shape)
-        return buffer.astype(jnp.float32)
+    def quantized_leaf(arithmetic, param, grad, m_old, v_old, bits):
+        """A leaf with quantized moments. Its update is an elementwise function of the old state,
+        which XLA fuses into the addition of ``optax.apply_updates``; the new moments are computed
+        again and quantized ``chunk_size`` entries (whole blocks) at a time, in a loop that rewrites
+        the codes and scales in place: one chunk's float32 moments are alive at a time."""
+        old = (m_old, v_old)
+        moments = (bq.dequantize(b, fmt, signed, param.shape) for b, signed in zip(old, (True, False)))
+        update = arithmetic(param, grad, *moments, None, bits)[0]
+        rows = m_old.scale.shape[0]
+        step = rows if chunk_size is None else max(1, min(rows, chunk_size // block_size))
+        dense = [x.reshape(rows, -1) for x in (param, grad) + (() if bits is None else (bits,))]
+        buffers = tuple(x for b in old for x in (b.codes.reshape(rows, -1), b.scale))
 
-    def store(value, like, signed):
-        if isinstance(like, bq.QuantizedBuffer):
-            return bq.quantize(value, fmt, signed, block_size)
-        return value.astype(like.dtype)
+        def rows_from(start, count, buffers):
+            p, g, *b = (jax.lax.dynamic_slice_in_dim(x, start, count) for x in dense)
+            parts = [jax.lax.dynamic_slice_in_dim(x, start, count) for x in buffers]
+            m, v = (bq.dequantize(bq.QuantizedBuffer(*parts[i : i + 2]), fmt, i == 0, p.shape) for i in (0, 2))
+            m, v = arithmetic(p, g, m, v, None, *b or [None])[1:3]
+            new = [part for x, signed in ((m, True), (v, False)) for part in bq.quantize(x, fmt, signed, block_size)]
+            return tuple(
+                jax.lax.dynamic_update_slice_in_dim(whole, part.reshape(count, *whole.shape[1:]), start, 0)
+                for whole, part in zip(buffers, new)
+            )
+
+        loops, rest = divmod(rows, step)
+        if loops == 1:
+            buffers = rows_from(0, step, buffers)
+        elif loops > 1:
+            buffers = jax.lax.fori_loop(0, loops, lambda i, b: rows_from(i * step, step, b), buffers)
+        if rest:
+            buffers = rows_from(loops * step, rest, buffers)
+        codes, scales = buffers[0::2], buffers[1::2]
+        return update, *(bq.QuantizedBuffer(c.reshape(b.codes.shape), s) for b, c, s in zip(old, codes, scales))
 
     def init_fn(params):
         return LowBitAdamState(
@@ -110,25 +139,38 @@ def _low_bit_adam(fmt, lr, betas, eps, weight_decay, amsgrad, *, block_size, sto
         t = (state.count + 1).astype(f32)
         correction1, correction2 = 1 - beta1**t, 1 - beta2**t
 
-        def leaf(index, grad, param, m_old, v_old, vmax_old):
+        def arithmetic(param, grad, m, v, vmax, bits):
+            """One update of float32 moments on any slice of a leaf: ``(update, m, v, vmax)``."""
             p, g = param.astype(f32), grad.astype(f32)
             if decoupled:
                 p = p - base.multiplied(p, lr * weight_decay)
             else:
                 g = g + base.multiplied(p, weight_decay)
-            m = torch_lerp(read(m_old, True, p.shape), g, weight1)
-            v = torch_lerp(read(v_old, False, p.shape), g * g, weight2)
-            vmax = None if vmax_old is None else jnp.maximum(read(vmax_old, False, p.shape), v)
+            m = torch_lerp(m, g, weight1)
+            v = torch_lerp(v, g * g, weight2)
+            vmax = None if vmax is None else jnp.maximum(vmax, v)
             denom = divided(jnp.sqrt(v if vmax is None else vmax), jnp.sqrt(correction2)) + eps
             p = p - lr * divided(m, correction1) / denom
-            if state.key is not None and param.dtype == jnp.bfloat16:
-                new = bf16_stochastic_round(p, stochastic_rounding_bits(state.key, state.count, index, p.shape))
-            else:
-                new = p.astype(param.dtype)
+            new = p.astype(param.dtype) if bits is None else bf16_stochastic_round(p, bits)
             # a 16-bit param moves by a float32 update, which apply_updates adds exactly
             update = new.astype(f32) - param.astype(f32) if jnp.finfo(param.dtype).bits < 32 else new - param
-            moments = store(m, m_old, True), store(v, v_old, False)
-            return update, *moments, None if vmax is None else store(vmax, vmax_old, False)
+            return update, m, v, vmax
+
+        def leaf(index, grad, param, m_old, v_old, vmax_old):
+            rounds = state.key is not None and param.dtype == jnp.bfloat16
+            bits = stochastic_rounding_bits(state.key, state.count, index, param.shape) if rounds else None
+            if isinstance(m_old, bq.QuantizedBuffer):
+                update, m, v = quantized_leaf(arithmetic, param, grad, m_old, v_old, bits)
+                return update, m, v, None
+            update, m, v, vmax = arithmetic(
+                param, grad, *(None if b is None else b.astype(f32) for b in (m_old, v_old, vmax_old)), bits
+            )
+            return (
+                update,
+                m.astype(m_old.dtype),
+                v.astype(v_old.dtype),
+                None if vmax is None else vmax.astype(vmax_old.dtype),
+            )
 
         treedef = jax.tree.structure(grads, is_leaf=base._is_masked)
         columns = [treedef.flatten_up_to(tree) for tree in (grads, params, state.exp_avg, state.exp_avg_sq)]  # type: ignore[attr-defined]
@@ -163,6 +205,7 @@ def _constructor(name: str, fmt: str | None, decoupled: bool, block_size: int | 
         amsgrad=False,
         *,
         block_size=block_size,
+        chunk_size=CHUNK_SIZE,
         bf16_stochastic_round=False,
         seed=0,
     ) -> optax.GradientTransformation:
@@ -174,6 +217,7 @@ def _constructor(name: str, fmt: str | None, decoupled: bool, block_size: int | 
             weight_decay,
             amsgrad,
             block_size=block_size,
+            chunk_size=chunk_size,
             stochastic_round=bf16_stochastic_round,
             seed=seed,
             decoupled=decoupled,
