@@ -16,6 +16,12 @@ dtype. The update itself uses the float32 values before they are stored. The new
 rounded to the param's dtype, or with ``bf16_stochastic_round`` (a bfloat16 param) rounded away
 from zero with probability (low 16 bits of the float32) / 2**16 (torchao's ``_fp32_to_bf16_sr``),
 the random bits drawn from the state's ``key`` (``stochastic_rounding_bits``).
+
+Memory: a quantized leaf's update is computed elementwise from the old codes (XLA fuses it into
+``optax.apply_updates``' addition); its new moments are computed again and quantized
+``chunk_size`` entries at a time in a loop that rewrites the codes in place, so that the compiled
+update holds no float32 copy of a leaf's moments or update (``benchmarks/low_bit_memory.py``).
+``chunk_size=None`` quantizes each leaf whole; the numbers are the same to the bit.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from purelr.optim.adafactor import torch_lerp
 from purelr.schedules import validate
 from purelr.schedules.core import divided, resolve
 
-CHUNK_SIZE = 1 << 16  # entries of a quantized leaf updated at a time (see ``chunked``)
+CHUNK_SIZE = 1 << 16  # entries of a quantized leaf requantized at a time (see ``quantized_leaf``)
 
 
 class LowBitAdamState(NamedTuple):
@@ -69,9 +75,9 @@ def _low_bit_adam(
     amsgrad = validate.flag("amsgrad", amsgrad)
     stochastic_round = validate.flag("bf16_stochastic_round", stochastic_round)
     seed = validate.nonnegative_int("seed", seed)
+    chunk_size = None if chunk_size is None else validate.positive_int("chunk_size", chunk_size)
     if fmt is not None:
         block_size = validate.positive_int("block_size", block_size)
-        chunk_size = None if chunk_size is None else validate.positive_int("chunk_size", chunk_size)
         if amsgrad:
             raise ValueError(
                 f"amsgrad=True with {fmt} state: torchao 0.18 accepts it but fails at the first step of a "
@@ -96,14 +102,20 @@ def _low_bit_adam(
         rows = m_old.scale.shape[0]
         step = rows if chunk_size is None else max(1, min(rows, chunk_size // block_size))
         dense = [x.reshape(rows, -1) for x in (param, grad) + (() if bits is None else (bits,))]
-        buffers = tuple(x for b in old for x in (b.codes.reshape(rows, -1), b.scale))
+        # fp8 codes travel the loop as their bytes: XLA:CPU converts a float8 loop buffer whole each step
+        code_type = m_old.codes.dtype
+        buffers = tuple(x for b in old for x in (_bytes(b.codes.reshape(rows, -1)), b.scale))
 
         def rows_from(start, count, buffers):
             p, g, *b = (jax.lax.dynamic_slice_in_dim(x, start, count) for x in dense)
             parts = [jax.lax.dynamic_slice_in_dim(x, start, count) for x in buffers]
-            m, v = (bq.dequantize(bq.QuantizedBuffer(*parts[i : i + 2]), fmt, i == 0, p.shape) for i in (0, 2))
-            m, v = arithmetic(p, g, m, v, None, *b or [None])[1:3]
-            new = [part for x, signed in ((m, True), (v, False)) for part in bq.quantize(x, fmt, signed, block_size)]
+            m, v = (
+                bq.dequantize(bq.QuantizedBuffer(_bytes(parts[i], code_type), parts[i + 1]), fmt, i == 0, p.shape)
+                for i in (0, 2)
+            )
+            m, v = arithmetic(p, g, m, v, None, b[0] if b else None)[1:3]
+            quantized = (bq.quantize(x, fmt, signed, block_size) for x, signed in ((m, True), (v, False)))
+            new = [part for q in quantized for part in (_bytes(q.codes), q.scale)]
             return tuple(
                 jax.lax.dynamic_update_slice_in_dim(whole, part.reshape(count, *whole.shape[1:]), start, 0)
                 for whole, part in zip(buffers, new)
@@ -117,7 +129,9 @@ def _low_bit_adam(
         if rest:
             buffers = rows_from(loops * step, rest, buffers)
         codes, scales = buffers[0::2], buffers[1::2]
-        return update, *(bq.QuantizedBuffer(c.reshape(b.codes.shape), s) for b, c, s in zip(old, codes, scales))
+        return update, *(
+            bq.QuantizedBuffer(_bytes(c, code_type).reshape(b.codes.shape), s) for b, c, s in zip(old, codes, scales)
+        )
 
     def init_fn(params):
         return LowBitAdamState(
@@ -162,9 +176,8 @@ def _low_bit_adam(
             if isinstance(m_old, bq.QuantizedBuffer):
                 update, m, v = quantized_leaf(arithmetic, param, grad, m_old, v_old, bits)
                 return update, m, v, None
-            update, m, v, vmax = arithmetic(
-                param, grad, *(None if b is None else b.astype(f32) for b in (m_old, v_old, vmax_old)), bits
-            )
+            m, v, vmax = (None if b is None else b.astype(f32) for b in (m_old, v_old, vmax_old))
+            update, m, v, vmax = arithmetic(param, grad, m, v, vmax, bits)
             return (
                 update,
                 m.astype(m_old.dtype),
@@ -192,6 +205,11 @@ def _low_bit_adam(
         )
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _bytes(codes, dtype=jnp.uint8):
+    """Quantization codes seen as ``dtype`` (both one byte an entry): uint8 to float8 and back."""
+    return codes if codes.dtype == dtype else jax.lax.bitcast_convert_type(codes, dtype)
 
 
 def _constructor(name: str, fmt: str | None, decoupled: bool, block_size: int | None):
@@ -228,7 +246,8 @@ def _constructor(name: str, fmt: str | None, decoupled: bool, block_size: int | 
     make.__doc__ = (
         f"Twin of torchao 0.18's ``torchao.optim.{_ORIGINALS[name]}``: {'AdamW' if decoupled else 'Adam'} with "
         f"{state} state (see the module docstring). Every number (``betas`` one by one) may be a schedule; "
-        "``seed`` seeds the random bits of ``bf16_stochastic_round``."
+        "``seed`` seeds the random bits of ``bf16_stochastic_round``; ``chunk_size`` (entries, whole blocks) is how "
+        "much of a quantized leaf is requantized at a time (``None``: the whole leaf)."
     )
     return make
 
