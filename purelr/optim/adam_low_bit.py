@@ -67,11 +67,25 @@ def bf16_stochastic_round(x, bits):
 
 
 def _low_bit_adam(
-    fmt, lr, betas, eps, weight_decay, amsgrad, *, block_size, chunk_size, stochastic_round, seed, decoupled
+    fmt,
+    lr,
+    betas,
+    eps,
+    weight_decay,
+    amsgrad,
+    *,
+    block_size,
+    chunk_size,
+    stochastic_round,
+    seed,
+    decoupled,
 ):
     """torchao's ``_AdamBase`` with state format ``fmt`` (``None``: the param's dtype)."""
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
-    complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
+    complements = (
+        base.one_minus(hyperparams["beta1"]),
+        base.one_minus(hyperparams["beta2"]),
+    )
     amsgrad = validate.flag("amsgrad", amsgrad)
     stochastic_round = validate.flag("bf16_stochastic_round", stochastic_round)
     seed = validate.nonnegative_int("seed", seed)
@@ -94,43 +108,49 @@ def _low_bit_adam(
     def quantized_leaf(arithmetic, param, grad, m_old, v_old, bits):
         """A leaf with quantized moments. Its update is an elementwise function of the old state,
         which XLA fuses into the addition of ``optax.apply_updates``; the new moments are computed
-        again and quantized ``chunk_size`` entries (whole blocks) at a time, in a loop that rewrites
-        the codes and scales in place: one chunk's float32 moments are alive at a time."""
+        again and quantized at most ``chunk_size`` entries (a number of blocks that divides the
+        leaf's) at a time, in a loop that rewrites the codes and scales in place: one chunk's
+        float32 moments are alive at a time. A chunk takes every ``loops``-th block, so that a leaf
+        sharded along its first axis is updated where it lies."""
         old = (m_old, v_old)
         moments = (bq.dequantize(b, fmt, signed, param.shape) for b, signed in zip(old, (True, False)))
         update = arithmetic(param, grad, *moments, None, bits)[0]
         rows = m_old.scale.shape[0]
-        step = rows if chunk_size is None else max(1, min(rows, chunk_size // block_size))
-        dense = [x.reshape(rows, -1) for x in (param, grad) + (() if bits is None else (bits,))]
+        step = rows if chunk_size is None else _largest_divisor(rows, chunk_size // block_size)
+        loops = rows // step
+
+        def strided(
+            x,
+        ):  # chunk i: blocks i, i + loops, i + 2 * loops, ... (a sharded leaf stays local)
+            return x.reshape(step, loops, -1)
+
+        dense = [strided(x) for x in (param, grad) + (() if bits is None else (bits,))]
         # fp8 codes travel the loop as their bytes: XLA:CPU converts a float8 loop buffer whole each step
         code_type = m_old.codes.dtype
-        buffers = tuple(x for b in old for x in (_bytes(b.codes.reshape(rows, -1)), b.scale))
+        buffers = tuple(strided(x) for b in old for x in (_bytes(b.codes), b.scale))
 
-        def rows_from(start, count, buffers):
-            p, g, *b = (jax.lax.dynamic_slice_in_dim(x, start, count) for x in dense)
-            parts = [jax.lax.dynamic_slice_in_dim(x, start, count) for x in buffers]
+        def chunk(i, buffers):
+            p, g, *b = (jax.lax.dynamic_index_in_dim(x, i, 1, keepdims=False) for x in dense)
+            parts = [jax.lax.dynamic_index_in_dim(x, i, 1, keepdims=False) for x in buffers]
             m, v = (
-                bq.dequantize(bq.QuantizedBuffer(_bytes(parts[i], code_type), parts[i + 1]), fmt, i == 0, p.shape)
-                for i in (0, 2)
+                bq.dequantize(
+                    bq.QuantizedBuffer(_bytes(parts[j], code_type), parts[j + 1][:, 0]),
+                    fmt,
+                    j == 0,
+                    p.shape,
+                )
+                for j in (0, 2)
             )
             m, v = arithmetic(p, g, m, v, None, b[0] if b else None)[1:3]
             quantized = (bq.quantize(x, fmt, signed, block_size) for x, signed in ((m, True), (v, False)))
-            new = [part for q in quantized for part in (_bytes(q.codes), q.scale)]
-            return tuple(
-                jax.lax.dynamic_update_slice_in_dim(whole, part.reshape(count, *whole.shape[1:]), start, 0)
-                for whole, part in zip(buffers, new)
-            )
+            new = [part.reshape(step, -1) for q in quantized for part in (_bytes(q.codes), q.scale)]
+            return tuple(jax.lax.dynamic_update_index_in_dim(whole, part, i, 1) for whole, part in zip(buffers, new))
 
-        loops, rest = divmod(rows, step)
-        if loops == 1:
-            buffers = rows_from(0, step, buffers)
-        elif loops > 1:
-            buffers = jax.lax.fori_loop(0, loops, lambda i, b: rows_from(i * step, step, b), buffers)
-        if rest:
-            buffers = rows_from(loops * step, rest, buffers)
+        buffers = chunk(0, buffers) if loops == 1 else jax.lax.fori_loop(0, loops, chunk, buffers)
         codes, scales = buffers[0::2], buffers[1::2]
         return update, *(
-            bq.QuantizedBuffer(_bytes(c, code_type).reshape(b.codes.shape), s) for b, c, s in zip(old, codes, scales)
+            bq.QuantizedBuffer(_bytes(c, code_type).reshape(b.codes.shape), s.reshape(-1))
+            for b, c, s in zip(old, codes, scales)
         )
 
     def init_fn(params):
@@ -205,6 +225,11 @@ def _low_bit_adam(
         )
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+def _largest_divisor(n: int, most: int) -> int:
+    """The largest divisor of ``n`` that is at most ``most`` (at least 1)."""
+    return max(d for d in range(1, max(1, min(n, most)) + 1) if n % d == 0)
 
 
 def _bytes(codes, dtype=jnp.uint8):
