@@ -66,28 +66,12 @@ def bf16_stochastic_round(x, bits):
     return jax.lax.bitcast_convert_type(rounded, jnp.float32).astype(jnp.bfloat16)
 
 
-def _low_bit_adam(
-    fmt,
-    lr,
-    betas,
-    eps,
-    weight_decay,
-    amsgrad,
-    *,
-    block_size,
-    chunk_size,
-    stochastic_round,
-    seed,
-    decoupled,
-):
+def _low_bit_adam(fmt, lr, betas, eps, weight_decay, amsgrad, *, block_size, chunk_size, sr, seed, decoupled):
     """torchao's ``_AdamBase`` with state format ``fmt`` (``None``: the param's dtype)."""
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
-    complements = (
-        base.one_minus(hyperparams["beta1"]),
-        base.one_minus(hyperparams["beta2"]),
-    )
+    complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
     amsgrad = validate.flag("amsgrad", amsgrad)
-    stochastic_round = validate.flag("bf16_stochastic_round", stochastic_round)
+    stochastic_round = validate.flag("bf16_stochastic_round", sr)
     seed = validate.nonnegative_int("seed", seed)
     chunk_size = None if chunk_size is None else validate.positive_int("chunk_size", chunk_size)
     if fmt is not None:
@@ -119,9 +103,7 @@ def _low_bit_adam(
         step = rows if chunk_size is None else _largest_divisor(rows, chunk_size // block_size)
         loops = rows // step
 
-        def strided(
-            x,
-        ):  # chunk i: blocks i, i + loops, i + 2 * loops, ... (a sharded leaf stays local)
+        def strided(x):  # chunk i: blocks i, i + loops, i + 2 * loops, ... (a sharded leaf stays local)
             return x.reshape(step, loops, -1)
 
         dense = [strided(x) for x in (param, grad) + (() if bits is None else (bits,))]
@@ -133,12 +115,7 @@ def _low_bit_adam(
             p, g, *b = (jax.lax.dynamic_index_in_dim(x, i, 1, keepdims=False) for x in dense)
             parts = [jax.lax.dynamic_index_in_dim(x, i, 1, keepdims=False) for x in buffers]
             m, v = (
-                bq.dequantize(
-                    bq.QuantizedBuffer(_bytes(parts[j], code_type), parts[j + 1][:, 0]),
-                    fmt,
-                    j == 0,
-                    p.shape,
-                )
+                bq.dequantize(bq.QuantizedBuffer(_bytes(parts[j], code_type), parts[j + 1][:, 0]), fmt, j == 0, p.shape)
                 for j in (0, 2)
             )
             m, v = arithmetic(p, g, m, v, None, b[0] if b else None)[1:3]
@@ -198,12 +175,8 @@ def _low_bit_adam(
                 return update, m, v, None
             m, v, vmax = (None if b is None else b.astype(f32) for b in (m_old, v_old, vmax_old))
             update, m, v, vmax = arithmetic(param, grad, m, v, vmax, bits)
-            return (
-                update,
-                m.astype(m_old.dtype),
-                v.astype(v_old.dtype),
-                None if vmax is None else vmax.astype(vmax_old.dtype),
-            )
+            moments = m.astype(m_old.dtype), v.astype(v_old.dtype)
+            return update, *moments, None if vmax is None else vmax.astype(vmax_old.dtype)
 
         treedef = jax.tree.structure(grads, is_leaf=base._is_masked)
         columns = [treedef.flatten_up_to(tree) for tree in (grads, params, state.exp_avg, state.exp_avg_sq)]  # type: ignore[attr-defined]
@@ -261,7 +234,7 @@ def _constructor(name: str, fmt: str | None, decoupled: bool, block_size: int | 
             amsgrad,
             block_size=block_size,
             chunk_size=chunk_size,
-            stochastic_round=bf16_stochastic_round,
+            sr=bf16_stochastic_round,
             seed=seed,
             decoupled=decoupled,
         )

@@ -318,7 +318,7 @@ def test_update_temporaries(name):
     ``apply_updates``, reads while the loop rewrites them in place), the two code buffers of the
     largest leaf again (fp8 codes cross the loop as bytes, a copy on XLA:CPU) and eight float32
     arrays of one chunk, so the update's peak is below 0.8x float32 AdamW's. A float32 update or
-    moment of every leaf materialized at once (what the update held before: 9-15 bytes a param)
+    moment of every leaf materialized at once (what the update held before: 9-16 bytes a param)
     fails it."""
     from benchmarks.low_bit_memory import state_bytes, update_bytes
 
@@ -336,7 +336,8 @@ def test_sharded_leaf_stays_local():
     """A leaf split along its first axis over 8 host devices (a fresh process,
     ``tests/optim/low_bit_sharded_run.py``): the chunks take every ``loops``-th block, so the
     compiled update gathers nothing, and each device's temporaries stay below its share of the
-    state (contiguous chunks gathered the leaf: 5 all-gathers, 14-19 MB a device)."""
+    leaf's two code buffers and of eight float32 chunks (contiguous chunks gathered the leaf: 5
+    all-gathers, 14-19 MB a device; now 0.3-0.6 MB)."""
     from tests import last_json_line
 
     found = last_json_line(["tests.optim.low_bit_sharded_run"], devices=8)
