@@ -16,6 +16,12 @@ dtype. The update itself uses the float32 values before they are stored. The new
 rounded to the param's dtype, or with ``bf16_stochastic_round`` (a bfloat16 param) rounded away
 from zero with probability (low 16 bits of the float32) / 2**16 (torchao's ``_fp32_to_bf16_sr``),
 the random bits drawn from the state's ``key`` (``stochastic_rounding_bits``).
+
+Memory: a quantized leaf's update is computed elementwise from the old codes (XLA fuses it into
+``optax.apply_updates``' addition); its new moments are computed again and quantized
+``chunk_size`` entries at a time in a loop that rewrites the codes in place, so that the compiled
+update holds no float32 copy of a leaf's moments or update (``benchmarks/low_bit_memory.py``).
+``chunk_size=None`` quantizes each leaf whole; the numbers are the same to the bit.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from purelr.optim import hyperparams as hp_lib
 from purelr.optim.adafactor import torch_lerp
 from purelr.schedules import validate
 from purelr.schedules.core import divided, resolve
+
+CHUNK_SIZE = 1 << 16  # entries of a quantized leaf requantized at a time (see ``quantized_leaf``)
 
 
 class LowBitAdamState(NamedTuple):
@@ -58,13 +66,14 @@ def bf16_stochastic_round(x, bits):
     return jax.lax.bitcast_convert_type(rounded, jnp.float32).astype(jnp.bfloat16)
 
 
-def _low_bit_adam(fmt, lr, betas, eps, weight_decay, amsgrad, *, block_size, stochastic_round, seed, decoupled):
+def _low_bit_adam(fmt, lr, betas, eps, weight_decay, amsgrad, *, block_size, chunk_size, sr, seed, decoupled):
     """torchao's ``_AdamBase`` with state format ``fmt`` (``None``: the param's dtype)."""
     hyperparams = base.adam_hyperparams(lr, betas, eps, weight_decay)
     complements = base.one_minus(hyperparams["beta1"]), base.one_minus(hyperparams["beta2"])
     amsgrad = validate.flag("amsgrad", amsgrad)
-    stochastic_round = validate.flag("bf16_stochastic_round", stochastic_round)
+    stochastic_round = validate.flag("bf16_stochastic_round", sr)
     seed = validate.nonnegative_int("seed", seed)
+    chunk_size = None if chunk_size is None else validate.positive_int("chunk_size", chunk_size)
     if fmt is not None:
         block_size = validate.positive_int("block_size", block_size)
         if amsgrad:
@@ -80,15 +89,46 @@ def _low_bit_adam(fmt, lr, betas, eps, weight_decay, amsgrad, *, block_size, sto
             else jnp.zeros_like(p)
         )
 
-    def read(buffer, signed, shape):
-        if isinstance(buffer, bq.QuantizedBuffer):
-            return bq.dequantize(buffer, fmt, signed, shape)
-        return buffer.astype(jnp.float32)
+    def quantized_leaf(arithmetic, param, grad, m_old, v_old, bits):
+        """A leaf with quantized moments. Its update is an elementwise function of the old state,
+        which XLA fuses into the addition of ``optax.apply_updates``; the new moments are computed
+        again and quantized at most ``chunk_size`` entries (a number of blocks that divides the
+        leaf's) at a time, in a loop that rewrites the codes and scales in place: one chunk's
+        float32 moments are alive at a time. A chunk takes every ``loops``-th block, so that a leaf
+        sharded along its first axis is updated where it lies."""
+        old = (m_old, v_old)
+        moments = (bq.dequantize(b, fmt, signed, param.shape) for b, signed in zip(old, (True, False)))
+        update = arithmetic(param, grad, *moments, None, bits)[0]
+        rows = m_old.scale.shape[0]
+        step = rows if chunk_size is None else _largest_divisor(rows, chunk_size // block_size)
+        loops = rows // step
 
-    def store(value, like, signed):
-        if isinstance(like, bq.QuantizedBuffer):
-            return bq.quantize(value, fmt, signed, block_size)
-        return value.astype(like.dtype)
+        def strided(x):  # chunk i: blocks i, i + loops, i + 2 * loops, ... (a sharded leaf stays local)
+            return x.reshape(step, loops, -1)
+
+        dense = [strided(x) for x in (param, grad) + (() if bits is None else (bits,))]
+        # fp8 codes travel the loop as their bytes: XLA:CPU converts a float8 loop buffer whole each step
+        code_type = m_old.codes.dtype
+        buffers = tuple(strided(x) for b in old for x in (_bytes(b.codes), b.scale))
+
+        def chunk(i, buffers):
+            p, g, *b = (jax.lax.dynamic_index_in_dim(x, i, 1, keepdims=False) for x in dense)
+            parts = [jax.lax.dynamic_index_in_dim(x, i, 1, keepdims=False) for x in buffers]
+            m, v = (
+                bq.dequantize(bq.QuantizedBuffer(_bytes(parts[j], code_type), parts[j + 1][:, 0]), fmt, j == 0, p.shape)
+                for j in (0, 2)
+            )
+            m, v = arithmetic(p, g, m, v, None, b[0] if b else None)[1:3]
+            quantized = (bq.quantize(x, fmt, signed, block_size) for x, signed in ((m, True), (v, False)))
+            new = [part.reshape(step, -1) for q in quantized for part in (_bytes(q.codes), q.scale)]
+            return tuple(jax.lax.dynamic_update_index_in_dim(whole, part, i, 1) for whole, part in zip(buffers, new))
+
+        buffers = chunk(0, buffers) if loops == 1 else jax.lax.fori_loop(0, loops, chunk, buffers)
+        codes, scales = buffers[0::2], buffers[1::2]
+        return update, *(
+            bq.QuantizedBuffer(_bytes(c, code_type).reshape(b.codes.shape), s.reshape(-1))
+            for b, c, s in zip(old, codes, scales)
+        )
 
     def init_fn(params):
         return LowBitAdamState(
@@ -110,25 +150,33 @@ def _low_bit_adam(fmt, lr, betas, eps, weight_decay, amsgrad, *, block_size, sto
         t = (state.count + 1).astype(f32)
         correction1, correction2 = 1 - beta1**t, 1 - beta2**t
 
-        def leaf(index, grad, param, m_old, v_old, vmax_old):
+        def arithmetic(param, grad, m, v, vmax, bits):
+            """One update of float32 moments on any slice of a leaf: ``(update, m, v, vmax)``."""
             p, g = param.astype(f32), grad.astype(f32)
             if decoupled:
                 p = p - base.multiplied(p, lr * weight_decay)
             else:
                 g = g + base.multiplied(p, weight_decay)
-            m = torch_lerp(read(m_old, True, p.shape), g, weight1)
-            v = torch_lerp(read(v_old, False, p.shape), g * g, weight2)
-            vmax = None if vmax_old is None else jnp.maximum(read(vmax_old, False, p.shape), v)
+            m = torch_lerp(m, g, weight1)
+            v = torch_lerp(v, g * g, weight2)
+            vmax = None if vmax is None else jnp.maximum(vmax, v)
             denom = divided(jnp.sqrt(v if vmax is None else vmax), jnp.sqrt(correction2)) + eps
             p = p - lr * divided(m, correction1) / denom
-            if state.key is not None and param.dtype == jnp.bfloat16:
-                new = bf16_stochastic_round(p, stochastic_rounding_bits(state.key, state.count, index, p.shape))
-            else:
-                new = p.astype(param.dtype)
+            new = p.astype(param.dtype) if bits is None else bf16_stochastic_round(p, bits)
             # a 16-bit param moves by a float32 update, which apply_updates adds exactly
             update = new.astype(f32) - param.astype(f32) if jnp.finfo(param.dtype).bits < 32 else new - param
-            moments = store(m, m_old, True), store(v, v_old, False)
-            return update, *moments, None if vmax is None else store(vmax, vmax_old, False)
+            return update, m, v, vmax
+
+        def leaf(index, grad, param, m_old, v_old, vmax_old):
+            rounds = state.key is not None and param.dtype == jnp.bfloat16
+            bits = stochastic_rounding_bits(state.key, state.count, index, param.shape) if rounds else None
+            if isinstance(m_old, bq.QuantizedBuffer):
+                update, m, v = quantized_leaf(arithmetic, param, grad, m_old, v_old, bits)
+                return update, m, v, None
+            m, v, vmax = (None if b is None else b.astype(f32) for b in (m_old, v_old, vmax_old))
+            update, m, v, vmax = arithmetic(param, grad, m, v, vmax, bits)
+            moments = m.astype(m_old.dtype), v.astype(v_old.dtype)
+            return update, *moments, None if vmax is None else vmax.astype(vmax_old.dtype)
 
         treedef = jax.tree.structure(grads, is_leaf=base._is_masked)
         columns = [treedef.flatten_up_to(tree) for tree in (grads, params, state.exp_avg, state.exp_avg_sq)]  # type: ignore[attr-defined]
@@ -152,6 +200,16 @@ def _low_bit_adam(fmt, lr, betas, eps, weight_decay, amsgrad, *, block_size, sto
     return optax.GradientTransformation(init_fn, update_fn)
 
 
+def _largest_divisor(n: int, most: int) -> int:
+    """The largest divisor of ``n`` that is at most ``most`` (at least 1)."""
+    return max(d for d in range(1, max(1, min(n, most)) + 1) if n % d == 0)
+
+
+def _bytes(codes, dtype=jnp.uint8):
+    """Quantization codes seen as ``dtype`` (both one byte an entry): uint8 to float8 and back."""
+    return codes if codes.dtype == dtype else jax.lax.bitcast_convert_type(codes, dtype)
+
+
 def _constructor(name: str, fmt: str | None, decoupled: bool, block_size: int | None):
     weight_decay_default = 1e-2 if decoupled else 0.0
 
@@ -163,6 +221,7 @@ def _constructor(name: str, fmt: str | None, decoupled: bool, block_size: int | 
         amsgrad=False,
         *,
         block_size=block_size,
+        chunk_size=CHUNK_SIZE,
         bf16_stochastic_round=False,
         seed=0,
     ) -> optax.GradientTransformation:
@@ -174,7 +233,8 @@ def _constructor(name: str, fmt: str | None, decoupled: bool, block_size: int | 
             weight_decay,
             amsgrad,
             block_size=block_size,
-            stochastic_round=bf16_stochastic_round,
+            chunk_size=chunk_size,
+            sr=bf16_stochastic_round,
             seed=seed,
             decoupled=decoupled,
         )
@@ -184,7 +244,8 @@ def _constructor(name: str, fmt: str | None, decoupled: bool, block_size: int | 
     make.__doc__ = (
         f"Twin of torchao 0.18's ``torchao.optim.{_ORIGINALS[name]}``: {'AdamW' if decoupled else 'Adam'} with "
         f"{state} state (see the module docstring). Every number (``betas`` one by one) may be a schedule; "
-        "``seed`` seeds the random bits of ``bf16_stochastic_round``."
+        "``seed`` seeds the random bits of ``bf16_stochastic_round``; ``chunk_size`` (entries, whole blocks) is how "
+        "much of a quantized leaf is requantized at a time (``None``: the whole leaf)."
     )
     return make
 

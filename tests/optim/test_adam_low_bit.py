@@ -20,6 +20,7 @@ What is compared, and the tolerance stated:
 """
 
 import contextlib
+import math
 from unittest import mock
 
 import jax
@@ -258,6 +259,7 @@ def test_bfloat16_params_with_stochastic_rounding(name):
     "call, needles",
     [
         (lambda: adam_low_bit.adamw_8bit(block_size=0), ("block_size", "0")),
+        (lambda: adam_low_bit.adamw_4bit(chunk_size=-5), ("chunk_size", "-5")),
         (lambda: adam_low_bit.adamw_4bit(lr=-1.0), ("lr", "-1.0")),
         (lambda: adam_low_bit.adamw_8bit(amsgrad=True), ("amsgrad", "8bit")),
         (lambda: adam_low_bit.adam_fp8(bf16_stochastic_round="yes"), ("bf16_stochastic_round", "'yes'")),
@@ -287,3 +289,58 @@ def test_checkpoint_round_trip(name, tmp_path):
         np.testing.assert_array_equal(
             np.atleast_1d(np.asarray(a)).view(np.uint8), np.atleast_1d(np.asarray(b)).view(np.uint8)
         )
+
+
+@pytest.mark.parametrize(
+    "name, dtype", [("adamw_8bit", np.float32), ("adamw_4bit", np.float32), ("adamw_fp8", jnp.bfloat16)]
+)
+def test_chunks_as_whole_leaves(name, dtype):
+    """The loop over chunks of blocks (12 chunks of 4 of the 48 blocks here: 5 blocks' worth asked,
+    4 the largest number that divides 48) gives the params and state that quantizing each leaf
+    whole gives (``chunk_size=None``, compared with torchao above), to the bit; bfloat16 params
+    with stochastic rounding slice the leaf's random bits."""
+    rng = np.random.default_rng(4)
+    shapes = [(48, 256), (7, 5)]
+    params = [jnp.asarray(rng.standard_normal(s), dtype) for s in shapes]
+    grads = [jnp.asarray(rng.standard_normal((4, *s)) * 1e-2, dtype) for s in shapes]
+    kwargs = dict(lr=1e-2, weight_decay=0.1, bf16_stochastic_round=dtype == jnp.bfloat16, block_size=256)
+    chunked = purelr_run(name, params, grads, dict(kwargs, chunk_size=5 * 256))
+    whole = purelr_run(name, params, grads, dict(kwargs, chunk_size=None))
+    for a, b in zip(jax.tree.leaves(chunked), jax.tree.leaves(whole)):
+        np.testing.assert_array_equal(np.atleast_1d(np.asarray(a)).view(np.uint8), np.atleast_1d(b).view(np.uint8))
+
+
+@pytest.mark.parametrize("name", ["adamw_8bit", "adamw_4bit", "adamw_fp8"])
+def test_update_temporaries(name):
+    """XLA's account of the compiled update (params and state donated, as
+    ``benchmarks.low_bit_memory`` measures it) on a 6.5M-param tree: its temporaries stay below
+    one copy of the quantized state (the old codes and scales that the update, fused into
+    ``apply_updates``, reads while the loop rewrites them in place), the two code buffers of the
+    largest leaf again (fp8 codes cross the loop as bytes, a copy on XLA:CPU) and eight float32
+    arrays of one chunk, so the update's peak is below 0.8x float32 AdamW's. A float32 update or
+    moment of every leaf materialized at once (what the update held before: 9-16 bytes a param)
+    fails it."""
+    from benchmarks.low_bit_memory import state_bytes, update_bytes
+
+    shapes = {"qkv": (2304, 768), "fc1": (3072, 768), "fc2": (768, 3072), "odd": (4100,), "bias": (3072,)}
+    params = {key: jax.ShapeDtypeStruct(shape, jnp.float32) for key, shape in shapes.items()}
+    tx = getattr(adam_low_bit, name)()
+    held, temporaries = update_bytes(tx, params)
+    largest = max(math.prod(shape) for shape in shapes.values())
+    bound = state_bytes(jax.eval_shape(tx.init, params)) + 2 * largest + 8 * 4 * adam_low_bit.CHUNK_SIZE
+    assert temporaries <= bound, (name, temporaries, bound)
+    assert held + temporaries <= 0.8 * sum(update_bytes(adam_low_bit.adamw_torchao(), params)), name
+
+
+def test_sharded_leaf_stays_local():
+    """A leaf split along its first axis over 8 host devices (a fresh process,
+    ``tests/optim/low_bit_sharded_run.py``): the chunks take every ``loops``-th block, so the
+    compiled update gathers nothing, and each device's temporaries stay below its share of the
+    leaf's two code buffers and of eight float32 chunks (contiguous chunks gathered the leaf: 5
+    all-gathers, 14-19 MB a device; now 0.3-0.6 MB)."""
+    from tests import last_json_line
+
+    found = last_json_line(["tests.optim.low_bit_sharded_run"], devices=8)
+    for name, account in found.items():
+        assert account["all_gathers"] == 0, (name, account)
+        assert account["temporaries"] <= 3072 * 768 * 2 // 8 + 8 * 4 * adam_low_bit.CHUNK_SIZE // 8, (name, account)
