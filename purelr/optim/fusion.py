@@ -27,7 +27,7 @@ because with it XLA:CPU (jax 0.10.2) aborts the process compiling ordinary progr
 that read the same indices (``a.at[rows].set(u)`` and ``b.at[rows].add(v)`` in one jitted
 function) become one multi-output loop whose emitter fails ``Check failed: GetNumDims() ==
 other.GetNumResults()`` in ``symbolic_map.cc`` (``tests/optim/test_fusion.py`` re-checks it).
-purelr's twins emit no such pair (LBFGS writes its history rows by a select), but a user's
+purelr's tests do not abort with it (LBFGS writes its history rows by a select), but a user's
 program may, and the option cannot be confined to purelr's update: ``jax.jit``'s
 ``compiler_options`` set only scalar fields of XLA's ``DebugOptions``, and the backend extra
 options are a map (benchmarks/README.md, "With the default flags"). It is left alone when
