@@ -22,12 +22,17 @@ Without the option nothing changes: each output is computed once.
 
 The option is opt-in: with ``PURELR_XLA_CPU_FUSION=1`` in the environment, importing
 ``purelr.optim`` adds it to ``XLA_FLAGS`` (``switch_on``) when no XLA backend has started yet in
-the process, since XLA reads the flags when its first backend starts. It is not on by default:
-with it, XLA:CPU 0.10.2 aborts the process while compiling some programs (measured: torch's own
-optimizer-combination tests, ``tests/optim/test_torch_suite.py``, ``Fatal Python error: Aborted``
-in ``backend_compile_and_load``). It is left alone when ``XLA_FLAGS`` already names it or a
-backend is already running (``enabled()`` says what the process has). XLA switches the option on
-by its name alone (``...=false`` switches it on too).
+the process, since XLA reads the flags when its first backend starts. It is not on by default
+because with it XLA:CPU (jax 0.10.2) aborts the process compiling ordinary programs: two scatters
+that read the same indices (``a.at[rows].set(u)`` and ``b.at[rows].add(v)`` in one jitted
+function) become one multi-output loop whose emitter fails ``Check failed: GetNumDims() ==
+other.GetNumResults()`` in ``symbolic_map.cc`` (``tests/optim/test_fusion.py`` re-checks it).
+purelr's tests do not abort with it (LBFGS writes its history rows by a select), but a user's
+program may, and the option cannot be confined to purelr's update: ``jax.jit``'s
+``compiler_options`` set only scalar fields of XLA's ``DebugOptions``, and the backend extra
+options are a map (benchmarks/README.md, "With the default flags"). It is left alone when
+``XLA_FLAGS`` already names it or a backend is already running (``enabled()`` says what the
+process has). XLA switches the option on by its name alone (``...=false`` switches it on too).
 """
 
 from __future__ import annotations

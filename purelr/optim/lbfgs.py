@@ -165,14 +165,14 @@ def _strong_wolfe(evaluate, x, t, d, f, g, gtd, max_ls, c1=1e-4, c2=0.9, toleran
         new = dict(bracket=t, f=f_new, g=g_new, gtd=gtd_new)
 
         def replace_high(_):
-            out = {k: z[k].at[high].set(v) for k, v in new.items()}
+            out = {k: _set_row(z[k], high, v) for k, v in new.items()}
             first = out["f"][0] <= out["f"][1]
             return out, jnp.where(first, 0, 1), jnp.where(first, 1, 0), z["done"]
 
         def replace_low(_):
             wolfe = jnp.abs(gtd_new) <= -c2 * gtd
             flip = ~wolfe & (gtd_new * (bracket[high] - bracket[low]) >= 0)
-            out = {k: jnp.where(flip, z[k].at[high].set(z[k][low]), z[k]).at[low].set(v) for k, v in new.items()}
+            out = {k: _set_row(jnp.where(flip, _set_row(z[k], high, z[k][low]), z[k]), low, v) for k, v in new.items()}
             return out, low, high, wolfe
 
         out, low, high, done = jax.lax.cond(
@@ -185,6 +185,14 @@ def _strong_wolfe(evaluate, x, t, d, f, g, gtd, max_ls, c1=1e-4, c2=0.9, toleran
     return z["f"][low], z["g"][low], z["bracket"][low], z["ls_iter"] + 1
 
 
+def _set_row(x, i, row):
+    """``x.at[i].set(row)`` written as a select over the rows, so that no scatter is emitted: XLA:CPU
+    0.10.2 with its multi-output fusion on aborts compiling two scatters at the same index, which
+    the history buffers' updates become under ``jax.vmap`` (``purelr.optim.fusion``)."""
+    rows = jnp.arange(x.shape[0]).reshape((-1,) + (1,) * (x.ndim - 1))
+    return jnp.where(rows == i, jnp.asarray(row, x.dtype), x)
+
+
 def _direction(flat_grad, y, s, state_parts, history_size):
     """torch's memory update with ``(y, s)`` and the two-loop recursion: ``-H @ flat_grad``."""
     old_dirs, old_stps, ro, num_old, h_diag = state_parts
@@ -195,7 +203,7 @@ def _direction(flat_grad, y, s, state_parts, history_size):
 
     def push(history, item):
         shifted = jnp.where(full, jnp.roll(history, -1, axis=0), history)
-        return jnp.where(keep, shifted.at[slot].set(item), history)
+        return jnp.where(keep, _set_row(shifted, slot, item), history)
 
     old_dirs, old_stps, ro = push(old_dirs, y), push(old_stps, s), push(ro, 1.0 / ys)
     num_old = jnp.where(keep & ~full, num_old + 1, num_old)
@@ -205,7 +213,7 @@ def _direction(flat_grad, y, s, state_parts, history_size):
         q, al = carry
         i = num_old - 1 - j
         a = jnp.dot(old_stps[i], q) * ro[i]
-        return q - a * old_dirs[i], al.at[i].set(a)
+        return q - a * old_dirs[i], _set_row(al, i, a)
 
     q, al = jax.lax.fori_loop(0, num_old, newest_first, (-flat_grad, jnp.zeros_like(ro)))
 
