@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import optax
 
 from purelr.optim import base
+from purelr.optim import double_float as df
 from purelr.optim import hyperparams as hp_lib
 from purelr.optim.timm_common import positive
 from purelr.schedules import validate
@@ -90,6 +91,11 @@ class Groups:
         """The values each leaf sees: its group's overrides over the constructor's."""
         return [{**hp, **(hp["groups"][label] if label is not None else {})} for label in labels]
 
+    def given(self, hyperparams: Mapping[str, Any], key: str, label: str | None):
+        """What the constructor was given for ``key`` at a leaf of group ``label`` (a number or a
+        schedule): its group's override, else the constructor's value."""
+        return self.overrides[label].get(key, hyperparams[key]) if label is not None else hyperparams[key]
+
     def static(self, key: str, labels: Sequence[str | None], default):
         """``key`` per leaf where only constants may be given per group (a group's ``lr`` of 0)."""
         return [self.overrides[label].get(key, default) if label is not None else default for label in labels]
@@ -144,6 +150,23 @@ def scalar(value, leaves) -> jax.Array:
     """A state scalar (``d``, a running sum) in the params' dtype (the default float dtype for a tree
     without leaves, as optax's ``tree_map_params`` initialises on a placeholder)."""
     return jnp.asarray(value, jnp.result_type(*leaves) if leaves else jnp.result_type(float))
+
+
+def wide_scalars(state, names: Sequence[str]) -> dict[str, df.Wide]:
+    """The state's running scalars as ``double_float.Wide`` values (the field their high half,
+    ``state.low`` their low halves)."""
+    return {name: df.Wide(getattr(state, name), state.low[name]) for name in names}
+
+
+def wide_init(values: Mapping[str, df.Wide]) -> dict[str, Any]:
+    """State fields holding ``values``: each high half under its name, the low halves in ``low``."""
+    values = {name: value.stored() for name, value in values.items()}
+    return dict({name: value.hi for name, value in values.items()}, low={n: v.lo for n, v in values.items()})
+
+
+def wide_kept(skip, new: Mapping[str, df.Wide], old) -> dict[str, Any]:
+    """``kept`` for ``Wide`` scalars (stored as ``wide_init`` stores them)."""
+    return wide_init({name: df.where(skip, df.Wide(getattr(old, name), old.low[name]), v) for name, v in new.items()})
 
 
 def kept(skip, new: Mapping[str, Any], old) -> dict[str, Any]:

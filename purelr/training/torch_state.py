@@ -58,7 +58,12 @@ class Layout(NamedTuple):
       in_group: one-per-twin scalars the original keeps in every param group (D-Adaptation's
         ``d``, ``k``), as Python numbers.
       raveled: fields holding per leaf the param raveled in its own layout (Prodigy's ``p0``):
-        reordered through the layout, which a slice (``slice_p > 1``) of a moved param cannot be.
+        reordered through the layout, which a slice (``slice_p > 1``) of a moved param cannot be,
+        unless the ``torch_order`` field says they are raveled in torch's layout already.
+      torch_order: a boolean field: true when the ``raveled`` fields follow torch's layout (Prodigy
+        built with ``torch_layout``): copied as they are. Not exported.
+      low: a field holding ``{in_group field: low half}``: the twin keeps those scalars as
+        double-float pairs (``purelr.optim.double_float``); torch's Python float is the sum.
       foreign: ``{param group key: why}``: an original whose state this table does not describe,
         told by a key of its param groups; both directions refuse it.
     """
@@ -81,6 +86,8 @@ class Layout(NamedTuple):
     factors: tuple[str, ...] = ()
     in_group: tuple[str, ...] = ()
     raveled: tuple[str, ...] = ()
+    torch_order: str | None = None
+    low: str | None = None
     foreign: Mapping[str, str] = {}
 
 
@@ -160,7 +167,13 @@ LAYOUTS: dict[str, Layout] = {
     "SOAPState": Layout(factors=("GG", "Q"), foreign=_HEAVYBALL),
     "PSGDKronState": Layout(factors=("Q", "running_lower_bound"), unkept=("key",), foreign=_HEAVYBALL),
     # prodigyopt.Prodigy, dadaptation's DAdaptAdam / SGD / AdaGrad / Adan / Lion: d and k in every group
-    "ProdigyState": Layout(step_type="int", in_group=("k", "d", "d_max", "d_numerator"), raveled=("s", "p0")),
+    "ProdigyState": Layout(
+        step_type="int",
+        in_group=("k", "d", "d_max", "d_numerator"),
+        raveled=("s", "p0"),
+        torch_order="torch_order",
+        low="low",
+    ),
     "DAdaptAdamState": Layout(step_type="int", in_group=("k", "d", "numerator_weighted")),
     "DAdaptAdanState": Layout(step_type="int", in_group=("k", "d", "gsq_weighted")),
     "DAdaptSGDState": Layout(step=None, in_group=("k", "d", "numerator_weighted", "g0_norm")),
@@ -216,15 +229,21 @@ def factor_order(factors, axes: tuple[int, ...] | None, what: str) -> list[int]:
     raise ValueError(f"{what}: {len(factors)} per-dimension factors do not follow a layout of axes {axes}")
 
 
-def raveled_order(transform, shape, size: int, what: str) -> np.ndarray:
+def raveled_order(transform, shape, size: int, what: str, torch_order: bool = False) -> np.ndarray:
     """``index`` with ``flax_raveled = torch_raveled[index]`` for a buffer of ``size`` entries
-    holding a param of torch ``shape`` raveled (every ``slice_p``-th entry when shorter)."""
+    holding a param of torch ``shape`` raveled (every ``slice_p``-th entry when shorter), in
+    torch's layout already when ``torch_order``."""
+    if torch_order:
+        return np.arange(size)
     index = np.asarray(transform(np.arange(int(np.prod(shape))).reshape(shape))).ravel()
     if size == index.size:
         return index
     if np.array_equal(index, np.arange(index.size)):
         return np.arange(size)
-    raise ValueError(f"{what}: a slice of a param its layout moves keeps other entries on each side (use slice_p=1)")
+    raise ValueError(
+        f"{what}: a slice of a param its layout moves keeps other entries on each side "
+        "(build the twin with torch_layout, or use slice_p=1)"
+    )
 
 
 def one_per_twin(value) -> bool:
@@ -238,7 +257,9 @@ def buffer_fields(state) -> dict[str, str]:
     return {
         field: spec.keys.get(field, field)
         for field in state._fields[2:]
-        if field != spec.inner and field not in spec.unkept + spec.in_group and getattr(state, field) is not None
+        if field not in (spec.inner, spec.torch_order, spec.low)
+        and field not in spec.unkept + spec.in_group
+        and getattr(state, field) is not None
     }
 
 
@@ -319,3 +340,9 @@ def move_reduced(stat, axis: int, axes: tuple[int, ...], keepdims: bool):
     moved = np.transpose(full, axes)
     new_axis = axes.index(axis)
     return new_axis, moved if keepdims else np.squeeze(moved, new_axis)
+
+
+def in_torch_order(state) -> bool:
+    """Whether the twin's ``raveled`` fields follow torch's layout already (``Layout.torch_order``)."""
+    field = layout(state).torch_order
+    return field is not None and bool(np.asarray(getattr(state, field)))
