@@ -77,9 +77,26 @@ def prodigy(
     Parameter groups: ``groups`` and ``param_labels`` (``purelr.optim.global_groups``); a group may
     set ``weight_decay``, ``eps`` and ``lr=0`` (left out of the sums and moments but still
     stepped, as in the original). The other options are global (the original reads them from
-    its first group). The sums are accumulated in the params' dtype (the original adds them in
-    Python floats: float64 against a float32 model).
+    its first group).
+
+    Precision: each leaf's dot product and ``|s|_1`` are reduced in the params' dtype, as torch
+    reduces each tensor; ``d``, ``dlr`` and the sums over leaves and updates are Python floats
+    (float64) in the original, and double-float pairs here for float32 params
+    (``purelr.optim.double_float``: ``state.low`` holds their low halves), rounded to float32
+    where the original hands them to a tensor op.
+
+    ``torch_layout``: with ``slice_p > 1`` the original slices each param flattened in torch's
+    layout, so for a param whose layout differs (a flax conv kernel ``(kh, kw, in, out)``, torch
+    ``(out, in, kh, kw)``) it sums other entries than a slice of the flax param. ``torch_layout``
+    gives per param a function taking it to torch's layout (or ``None``: the same layout), as a
+    tree like the params or a function of the params (``kernel_layouts``: every ``kernel``);
+    ``s`` and ``p0`` then hold the entries torch holds, in torch's order, and ``from_torch`` /
+    ``to_torch`` copy them as they are (``state.torch_order``).
     """
+    if torch_layout is not None and not callable(torch_layout) and not isinstance(torch_layout, Mapping):
+        raise ValueError(
+            f"prodigy: torch_layout must be a tree of functions or a function of the params, got {torch_layout!r}"
+        )
     lr = gg.positive("lr", lr)
     eps = gg.positive("eps", eps)
     beta1, beta2 = base.check_betas(betas)
@@ -202,3 +219,16 @@ def prodigy(
         )
 
     return gg.transformation("prodigy", ProdigyState, hyperparams, spec, init_fields, update_fields)
+
+
+def kernel_layouts(params):
+    """A ``torch_layout`` for flax params: every leaf named ``kernel`` with two or more dimensions
+    (``Dense``, ``Conv``: ``(*spatial, in, out)``) to torch's ``(out, in, *spatial)``, the others
+    ``None``."""
+
+    def leaf(path, x):
+        if getattr(path[-1], "key", None) != "kernel" or jnp.ndim(x) < 2:
+            return None
+        return lambda k: jnp.transpose(k, (k.ndim - 1, k.ndim - 2, *range(k.ndim - 2)))
+
+    return jax.tree_util.tree_map_with_path(leaf, params)
