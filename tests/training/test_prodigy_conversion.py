@@ -23,6 +23,7 @@ from purelr.optim.prodigy import kernel_layouts, prodigy
 from purelr.training.from_torch import from_torch, kernel_layout, model_from_torch
 from purelr.training.to_torch import to_torch
 from tests.parity import OPTIMIZER_RTOL, relative_error
+from tests.training.test_to_torch import assert_same
 
 
 class TorchNet(torch.nn.Module):
@@ -167,13 +168,6 @@ def both_ways(seed, slice_p, dtype=torch.float64):
     finally:
         torch.set_default_dtype(previous)
     return kwargs, k, m, error_in, error_out
-
-
-def assert_same(a, b):
-    assert jax.tree.structure(a) == jax.tree.structure(b)
-    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        assert jnp.result_type(x) == jnp.result_type(y) and np.shape(x) == np.shape(y)
-        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def check_both_ways(seed):
