@@ -91,10 +91,11 @@ class Groups:
         """The values each leaf sees: its group's overrides over the constructor's."""
         return [{**hp, **(hp["groups"][label] if label is not None else {})} for label in labels]
 
-    def given(self, hyperparams: Mapping[str, Any], key: str, label: str | None):
+    def given(self, hyperparams: Mapping[str, Any], key: str, label: str | None, default=None):
         """What the constructor was given for ``key`` at a leaf of group ``label`` (a number or a
-        schedule): its group's override, else the constructor's value."""
-        return self.overrides[label].get(key, hyperparams[key]) if label is not None else hyperparams[key]
+        schedule): its group's override, else the constructor's value (``default`` without one)."""
+        value = hyperparams.get(key, default)
+        return self.overrides[label].get(key, value) if label is not None else value
 
     def static(self, key: str, labels: Sequence[str | None], default):
         """``key`` per leaf where only constants may be given per group (a group's ``lr`` of 0)."""

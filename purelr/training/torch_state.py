@@ -174,7 +174,7 @@ LAYOUTS: dict[str, Layout] = {
         torch_order="torch_order",
         low="low",
     ),
-    "DAdaptAdamState": Layout(step_type="int", in_group=("k", "d", "numerator_weighted")),
+    "DAdaptAdamState": Layout(step_type="int", in_group=("k", "d", "numerator_weighted"), low="low"),
     "DAdaptAdanState": Layout(step_type="int", in_group=("k", "d", "gsq_weighted")),
     "DAdaptSGDState": Layout(step=None, in_group=("k", "d", "numerator_weighted", "g0_norm")),
     "DAdaptAdaGradState": Layout(step=None, in_group=("k", "d", "gsq_weighted", "sksq_weighted", "skl1")),
