@@ -175,10 +175,10 @@ LAYOUTS: dict[str, Layout] = {
         low="low",
     ),
     "DAdaptAdamState": Layout(step_type="int", in_group=("k", "d", "numerator_weighted"), low="low"),
-    "DAdaptAdanState": Layout(step_type="int", in_group=("k", "d", "gsq_weighted")),
-    "DAdaptSGDState": Layout(step=None, in_group=("k", "d", "numerator_weighted", "g0_norm")),
-    "DAdaptAdaGradState": Layout(step=None, in_group=("k", "d", "gsq_weighted", "sksq_weighted", "skl1")),
-    "DAdaptLionState": Layout(step=None, in_group=("k", "d", "numerator_weighted")),
+    "DAdaptAdanState": Layout(step_type="int", in_group=("k", "d", "gsq_weighted"), low="low"),
+    "DAdaptSGDState": Layout(step=None, in_group=("k", "d", "numerator_weighted", "g0_norm"), low="low"),
+    "DAdaptAdaGradState": Layout(step=None, in_group=("k", "d", "gsq_weighted", "sksq_weighted", "skl1"), low="low"),
+    "DAdaptLionState": Layout(step=None, in_group=("k", "d", "numerator_weighted"), low="low"),
     "LookaheadState": Layout(
         step="group", step_type="int", step_key="lookahead_step", inner="inner_state", lazy=("lookahead_slow_buff",)
     ),
