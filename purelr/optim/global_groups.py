@@ -18,8 +18,9 @@ jitted program, so they are global under any sharding of the params (``jnp.sum``
 array is a global reduction).
 
 What the twins share (``prodigy``, ``dadapt_adam``, ``dadapt_sgd``, ``dadapt_adagrad``,
-``dadapt_adan``, ``dadapt_lion``): every number may be a schedule; the sums are accumulated in
-the params' dtype (the originals add them in Python floats: float64 against a float32 model); an
+``dadapt_adan``, ``dadapt_lion``): every number may be a schedule; each tensor is reduced in the
+params' dtype, and ``d`` and the sums over tensors and updates, Python floats in the originals,
+are double-float pairs for float32 params (``purelr.optim.double_float``; ``wide_scalars``); an
 update whose sums are all 0 (all gradients 0 so far) keeps ``d`` and the sums, as the originals
 return early; ``log_every`` (printing) is accepted and ignored, and so is ``fsdp_in_use`` but in
 Prodigy (see there): the sums here are always global. Complex params are refused.
@@ -128,25 +129,6 @@ def growth(name: str, value):
     return value
 
 
-def total(terms: Sequence) -> jax.Array:
-    """``terms[0] + terms[1] + ...`` in order, as the originals add their per-tensor ``.item()``
-    values into a Python float (0 for no terms)."""
-    result = jnp.zeros(())
-    for i, term in enumerate(terms):
-        result = term if i == 0 else result + term
-    return result
-
-
-def larger(a, b):
-    """Python's ``max(a, b)``: ``b`` only where ``b > a`` (a NaN ``b`` leaves ``a``)."""
-    return jnp.where(b > a, b, a)
-
-
-def smaller(a, b):
-    """Python's ``min(a, b)``: ``b`` only where ``b < a`` (a NaN ``b`` leaves ``a``)."""
-    return jnp.where(b < a, b, a)
-
-
 def scalar(value, leaves) -> jax.Array:
     """A state scalar (``d``, a running sum) in the params' dtype (the default float dtype for a tree
     without leaves, as optax's ``tree_map_params`` initialises on a placeholder)."""
@@ -166,14 +148,9 @@ def wide_init(values: Mapping[str, df.Wide]) -> dict[str, Any]:
 
 
 def wide_kept(skip, new: Mapping[str, df.Wide], old) -> dict[str, Any]:
-    """``kept`` for ``Wide`` scalars (stored as ``wide_init`` stores them)."""
+    """``new``'s scalars, each the ``old`` state's where the update is ``skip``ped (the originals'
+    early ``return`` before they store their scalars), stored as ``wide_init`` stores them."""
     return wide_init({name: df.where(skip, df.Wide(getattr(old, name), old.low[name]), v) for name, v in new.items()})
-
-
-def kept(skip, new: Mapping[str, Any], old) -> dict[str, Any]:
-    """``new``'s fields, each the ``old`` state's where the update is ``skip``ped (the originals'
-    early ``return`` before they store their scalars)."""
-    return {name: jnp.where(skip, getattr(old, name), value) for name, value in new.items()}
 
 
 def transformation(
@@ -223,16 +200,6 @@ def filled(leaves, treedef, fill=0.0):
 def copied(leaves, treedef):
     """A buffer holding the params (``x0``)."""
     return treedef.unflatten(list(leaves))
-
-
-def d_step(d, d_hat, growth_rate):
-    """D-Adaptation's ``max(d, min(d_hat, d * growth_rate))``."""
-    return larger(d, smaller(d_hat, d * growth_rate))
-
-
-def largest_lr(hp, active):
-    """The originals' ``max(group['lr'] for group in param_groups)``: a group's lr is 0 or the lr."""
-    return hp["lr"] if any(active) else jnp.zeros_like(hp["lr"])
 
 
 def flags(**values):
