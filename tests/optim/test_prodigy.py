@@ -103,3 +103,12 @@ def test_zero_gradients_match_prodigyopt(precision, config):
     ``max(d, nan)`` keeps ``d``, and so does the twin: ``global_groups.larger``)."""
     rtol = RTOL_FSDP if config.get("fsdp_in_use") else None
     glob.check_given_gradients(prodigy, Prodigy, config, zero_steps=2, units=UNITS, rtol=rtol)
+
+
+def test_rejects_a_bad_torch_layout():
+    import jax.numpy as jnp
+
+    with pytest.raises(ValueError, match="torch_layout must be a tree of functions or a function of the params, got 3"):
+        prodigy(torch_layout=3)
+    with pytest.raises(ValueError, match=r"torch_layout must give one function or None per param \(2\)"):
+        prodigy(torch_layout={"a": None}).init({"a": jnp.ones(2), "b": jnp.ones(2)})
