@@ -5,8 +5,10 @@ Bounds: the float32 twin does what the original does in float32 tensor ops in fl
 tensor's reduction (``torch.dot``, ``s.abs().sum()``) included, and what the original does in
 Python floats (``d``, ``dlr``, the sums over tensors and steps, the ``alpha`` of each tensor op
 before torch rounds it) in double-float pairs (``purelr.optim.double_float``): measured over the
-nightly sweep, the float32 runs are within 0.93 of the issue's 1e-5 (default floor of 64 rounding
-units of a leaf's peak), the scalars compared as ``hi + lo``. ``fsdp_in_use`` is the exception:
+nightly sweep, the float32 runs are within 0.97 of the issue's 1e-5 (default floor of 64 rounding
+units of a leaf's peak), the scalars compared as ``hi + lo``, but ``s``, whose small entries
+are sums of terms that grow with ``d`` and cancel, known to units of the largest (103 units of
+its peak, held to 256). ``fsdp_in_use`` is the exception:
 there the original sends its two sums through ``torch.zeros(2)`` (float32) and keeps
 ``d_numerator``, then ``d``, as float32 tensors from then on, which the twin does not follow:
 measured 2.9e-4 (``s``), held to ``RTOL_FSDP``. Float64 runs to 1e-10, with ``UNITS`` for the
@@ -49,7 +51,7 @@ FLAGS = [
     dict(fsdp_in_use=True, betas=(0.0, 0.99)),
 ]
 UNITS = dict(  # measured under x64 (seed 211: exp_avg 1.6e-10 relative at 2e-4 of its peak, d_numerator 144)
-    s=dict(x64=16384),
+    s=dict(x64=16384, f32=256),  # f32 nightly sweep 103 (sums of d-scaled terms that cancel)
     exp_avg=dict(x64=16384, f32=128),  # f32 67 (weight_decay=0.05 at lr=1: large steps), sweeps within 64
     d_numerator=dict(x64=2048),
 )
