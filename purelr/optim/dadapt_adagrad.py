@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from purelr.optim import base
+from purelr.optim import double_float as df
 from purelr.optim import global_groups as gg
 
 
@@ -25,6 +26,7 @@ class DAdaptAdaGradState(NamedTuple):
     alphak: Any
     sk: Any
     x0: Any
+    low: dict[str, jax.Array]  # the low halves of d and the sums (purelr.optim.double_float)
 
 
 def dadapt_adagrad(
@@ -65,47 +67,56 @@ def dadapt_adagrad(
     decays = base.maybe_nonzero(weight_decay) or any("weight_decay" in o for o in spec.overrides.values())
 
     def init_fields(leaves, treedef, hp):
-        zero = gg.scalar(0.0, leaves)
+        dtype = gg.scalar(0.0, leaves).dtype
+        zero = df.of(0.0, dtype)
+        d0 = df.hyper(hyperparams["d0"], hp["d0"], dtype)
         return dict(
             k=jnp.zeros((), jnp.int32),
-            d=gg.scalar(hp["d0"], leaves),
-            gsq_weighted=zero,
-            sksq_weighted=zero,
-            skl1=zero,
+            **gg.wide_init(dict(d=d0, gsq_weighted=zero, sksq_weighted=zero, skl1=zero)),
             alphak=gg.filled(leaves, treedef, 1e-6),
             sk=gg.filled(leaves, treedef),
             x0=gg.copied(leaves, treedef),
         )
 
     def update_fields(grads, params, state, hp, leaf_hp, labels, treedef):
-        dlr = state.d * hp["lr"]
-        sksq_change, skl1_change, g_sq, columns = [], [], [], []
+        scalars = gg.wide_scalars(state, ("d", "gsq_weighted", "sksq_weighted", "skl1"))
+        d, dtype = scalars["d"], state.d.dtype
+
+        def given(name):  # the original's Python float
+            return df.hyper(hyperparams[name], hp[name], dtype)
+
+        lr = given("lr")
+        dlr = d * lr
+        sksq_change, skl1_change, g_sq, columns = df.of(0.0, dtype), df.of(0.0, dtype), df.of(0.0, dtype), []
         for g, p, alphak, sk, h in zip(
             grads, params, treedef.flatten_up_to(state.alphak), treedef.flatten_up_to(state.sk), leaf_hp
         ):
             if decays:
                 g = g + h["weight_decay"] * p
-            old_sksq = jnp.sum((sk * sk) / (jnp.sqrt(alphak) + h["eps"]))
-            old_skl1 = jnp.sum(jnp.abs(sk))
+            old_sksq = df.of(jnp.sum((sk * sk) / (jnp.sqrt(alphak) + h["eps"])), dtype)
+            old_skl1 = df.of(jnp.sum(jnp.abs(sk)), dtype)
             alphak = alphak + g * g
-            g_sq.append(jnp.sum((g * g) / (jnp.sqrt(alphak) + h["eps"])))
-            sk = sk + dlr * g
-            sksq_change.append(jnp.sum((sk * sk) / (jnp.sqrt(alphak) + h["eps"])) - old_sksq)
-            skl1_change.append(jnp.sum(jnp.abs(sk)) - old_skl1)
+            g_sq = g_sq + df.of(jnp.sum((g * g) / (jnp.sqrt(alphak) + h["eps"])), dtype)
+            sk = sk + dlr.f32() * g
+            sksq_change = sksq_change + (df.of(jnp.sum((sk * sk) / (jnp.sqrt(alphak) + h["eps"])), dtype) - old_sksq)
+            skl1_change = skl1_change + (df.of(jnp.sum(jnp.abs(sk)), dtype) - old_skl1)
             columns.append((alphak, sk))
-        sksq_weighted = state.sksq_weighted + gg.total(sksq_change)
-        skl1 = state.skl1 + gg.total(skl1_change)
-        skip = skl1 == 0
-        gsq_weighted = state.gsq_weighted + dlr * dlr * gg.total(g_sq)
+        sksq_weighted = scalars["sksq_weighted"] + sksq_change
+        skl1 = scalars["skl1"] + skl1_change
+        skip = skl1.hi == 0
+        gsq_weighted = scalars["gsq_weighted"] + dlr * dlr * g_sq
         d_hat = (sksq_weighted - gsq_weighted) / skl1
-        d_new = jnp.where(hp["lr"] > 0, gg.d_step(state.d, d_hat, hp["growth_rate"]), state.d)
-        ck = 1 - hp["momentum"]
+        d_new = df.where(lr.hi > 0, df.larger(d, df.smaller(d_hat, d * given("growth_rate"))), d)
+        ck = 1 - given("momentum")
+        keep, ck = (1 - ck).f32(), ck.f32()
         updates = []
         for (alphak, sk), p, x0, h in zip(columns, params, treedef.flatten_up_to(state.x0), leaf_hp):
             z = x0 - sk / (jnp.sqrt(alphak) + h["eps"])
-            updates.append(jnp.where(skip, jnp.zeros_like(p), base.update_from(p, p * (1 - ck), ck * z)))
+            updates.append(jnp.where(skip, jnp.zeros_like(p), base.update_from(p, p * keep, ck * z)))
         alphak, sk = (treedef.unflatten(list(column)) for column in zip(*columns))
-        scalars = dict(k=state.k + 1, d=d_new, gsq_weighted=gsq_weighted, sksq_weighted=sksq_weighted, skl1=skl1)
-        return updates, dict(gg.kept(skip, scalars, state), alphak=alphak, sk=sk, x0=state.x0)
+        new = dict(d=d_new, gsq_weighted=gsq_weighted, sksq_weighted=sksq_weighted, skl1=skl1)
+        return updates, dict(
+            gg.wide_kept(skip, new, state), k=jnp.where(skip, state.k, state.k + 1), alphak=alphak, sk=sk, x0=state.x0
+        )
 
     return gg.transformation("dadapt_adagrad", DAdaptAdaGradState, hyperparams, spec, init_fields, update_fields)

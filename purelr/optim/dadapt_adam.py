@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from purelr.optim import base
+from purelr.optim import double_float as df
 from purelr.optim import global_groups as gg
 
 
@@ -23,6 +24,7 @@ class DAdaptAdamState(NamedTuple):
     exp_avg: Any
     exp_avg_sq: Any
     s: Any
+    low: dict[str, jax.Array]  # the low halves of d, numerator_weighted (purelr.optim.double_float)
 
 
 def dadapt_adam(
@@ -78,10 +80,10 @@ def dadapt_adam(
     decays = base.maybe_nonzero(weight_decay) or any("weight_decay" in o for o in spec.overrides.values())
 
     def init_fields(leaves, treedef, hp):
+        dtype = gg.scalar(0.0, leaves).dtype
         return dict(
             k=jnp.zeros((), jnp.int32),
-            d=gg.scalar(hp["d0"], leaves),
-            numerator_weighted=gg.scalar(0.0, leaves),
+            **gg.wide_init(dict(d=df.hyper(hyperparams["d0"], hp["d0"], dtype), numerator_weighted=df.of(0.0, dtype))),
             exp_avg=gg.filled(leaves, treedef),
             exp_avg_sq=gg.filled(leaves, treedef),
             s=gg.filled(leaves, treedef),
@@ -89,40 +91,55 @@ def dadapt_adam(
 
     def update_fields(grads, params, state, hp, leaf_hp, labels, treedef):
         active = [lr_ != 0 for lr_ in spec.static("lr", labels, 1.0)]
-        beta1, beta2 = hp["beta1"], hp["beta2"]
-        d = state.d
+        scalars = gg.wide_scalars(state, ("d", "numerator_weighted"))
+        d, dtype = scalars["d"], state.d.dtype
+
+        def given(name, h=hp, label=None, default=None):  # the original's Python float
+            return df.hyper(spec.given(hyperparams, name, label, default), h.get(name, default), dtype)
+
+        beta1, beta2 = given("beta1"), given("beta2")
+        lr = given("lr") if any(active) else df.of(0.0, dtype)
+        dlr = d * lr
         if use_bias_correction:
-            t = (state.k + 1).astype(d.dtype)
-            bias_correction = jnp.sqrt(1 - beta2**t) / (1 - beta1**t)
-        else:
-            bias_correction = 1.0
-        dlr = d * gg.largest_lr(hp, active) * bias_correction
-        sqrt_beta2 = jnp.sqrt(beta2)
+            t = state.k + 1
+            dlr = dlr * ((1 - beta2**t).sqrt() / (1 - beta1**t))
+        sqrt_beta2 = beta2.sqrt()
+        v_alpha, s_alpha = (1 - beta2).f32(), (dlr * (1 - sqrt_beta2)).f32()
         buffers = [treedef.flatten_up_to(tree) for tree in (state.exp_avg, state.exp_avg_sq, state.s)]
         numerators, sk_l1, columns = [], [], []
-        for g, p, m, v, s, on, h in zip(grads, params, *buffers, active, leaf_hp):
+        for g, p, m, v, s, on, h, label in zip(grads, params, *buffers, active, leaf_hp, labels):
             if decays and not decouple:
                 g = g + h["weight_decay"] * p
-            r = h.get("layer_scale", 1.0)
             if on:
-                numerators.append(r * dlr * jnp.vdot(g, s / (jnp.sqrt(v) + h["eps"])))
-                m = m * beta1 + (r * dlr * (1 - beta1)) * g
-                v = v * beta2 + (1 - beta2) * g * g
-                s = s * sqrt_beta2 + (dlr * (1 - sqrt_beta2)) * g
-                sk_l1.append(r * jnp.sum(jnp.abs(s)))
+                r_dlr = given("layer_scale", h, label, 1.0) * dlr
+                numerators.append(r_dlr * df.of(jnp.vdot(g, s / (jnp.sqrt(v) + h["eps"])), dtype))
+                m = m * beta1.f32() + (r_dlr * (1 - beta1)).f32() * g
+                v = v * beta2.f32() + v_alpha * g * g
+                s = s * sqrt_beta2.f32() + s_alpha * g
+                sk_l1.append(given("layer_scale", h, label, 1.0) * df.of(jnp.sum(jnp.abs(s)), dtype))
             columns.append((m, v, s))
-        numerator_weighted = sqrt_beta2 * state.numerator_weighted + (1 - sqrt_beta2) * gg.total(numerators)
-        sk_l1 = gg.total(sk_l1)  # type: ignore[assignment]
-        skip = sk_l1 == 0
-        d_hat = numerator_weighted / ((1 - sqrt_beta2) * sk_l1)
-        d_new = jnp.where(gg.largest_lr(hp, active) > 0, gg.d_step(d, d_hat, hp["growth_rate"]), d)
+        numerator_weighted = sqrt_beta2 * scalars["numerator_weighted"] + (1 - sqrt_beta2) * (
+            df.total(numerators) or 0.0
+        )
+        total_l1 = df.total(sk_l1) or df.of(0.0, dtype)
+        skip = total_l1.hi == 0
+        d_hat = numerator_weighted / ((1 - sqrt_beta2) * total_l1)
+        d_new = df.larger(d, df.smaller(d_hat, d * given("growth_rate")))
+        d_new = df.where(lr.hi > 0, d_new, d)
         updates = []
-        for (m, v, _), p, h in zip(columns, params, leaf_hp):
-            start = p + (-h["weight_decay"] * dlr) * p if decays and decouple else None
+        for (m, v, _), p, h, label in zip(columns, params, leaf_hp, labels):
+            decay = (-given("weight_decay", h, label) * dlr).f32()
+            start = p + decay * p if decays and decouple else None
             step = (-1 * m) / (jnp.sqrt(v) + h["eps"])
             updates.append(jnp.where(skip, jnp.zeros_like(p), base.update_from(p, start, step)))
         m, v, s = (treedef.unflatten(list(column)) for column in zip(*columns))
-        scalars = dict(k=state.k + 1, d=d_new, numerator_weighted=numerator_weighted)
-        return updates, dict(gg.kept(skip, scalars, state), exp_avg=m, exp_avg_sq=v, s=s)
+        new = dict(d=d_new, numerator_weighted=numerator_weighted)
+        return updates, dict(
+            gg.wide_kept(skip, new, state),
+            k=jnp.where(skip, state.k, state.k + 1),
+            exp_avg=m,
+            exp_avg_sq=v,
+            s=s,
+        )
 
     return gg.transformation("dadapt_adam", DAdaptAdamState, hyperparams, spec, init_fields, update_fields)

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from purelr.optim import double_float as df
 from purelr.optim import global_groups as gg
 from purelr.optim import hyperparams as hp_lib
 
@@ -25,6 +26,7 @@ class DAdaptAdanState(NamedTuple):
     exp_avg_sq: Any
     s: Any
     pre_grad: Any
+    low: dict[str, jax.Array]  # the low halves of d, gsq_weighted (purelr.optim.double_float)
 
 
 def dadapt_adan(
@@ -76,51 +78,68 @@ def dadapt_adan(
     spec = gg.Groups("dadapt_adan", groups, param_labels, dict(weight_decay=gg.number, eps=gg.positive))
 
     def init_fields(leaves, treedef, hp):
+        dtype = gg.scalar(0.0, leaves).dtype
         return dict(
             k=jnp.zeros((), jnp.int32),
-            d=gg.scalar(hp["d0"], leaves),
-            gsq_weighted=gg.scalar(0.0, leaves),
+            **gg.wide_init(dict(d=df.hyper(hyperparams["d0"], hp["d0"], dtype), gsq_weighted=df.of(0.0, dtype))),
             **{name: gg.filled(leaves, treedef) for name in ("exp_avg", "exp_avg_diff", "exp_avg_sq", "s", "pre_grad")},
         )
 
     def update_fields(grads, params, state, hp, leaf_hp, labels, treedef):
-        beta1, beta2, beta3 = hp["beta1"], hp["beta2"], hp["beta3"]
-        dlr = state.d * hp["lr"]
+        scalars = gg.wide_scalars(state, ("d", "gsq_weighted"))
+        d, dtype = scalars["d"], state.d.dtype
+
+        def given(name, h=hp, label=None):  # the original's Python float
+            return df.hyper(spec.given(hyperparams, name, label), h[name], dtype)
+
+        beta1, beta2, beta3 = given("beta1"), given("beta2"), given("beta3")
+        lr = given("lr")
+        dlr = d * lr
+        b2 = beta2.f32()
+        m_alpha, n_alpha = (dlr * (1 - beta1)).f32(), (dlr * (1 - beta2)).f32()
+        v_alpha, s_alpha = (1 - beta3).f32(), (dlr * (1 - beta3)).f32()
         buffers = [
             treedef.flatten_up_to(getattr(state, name))
             for name in ("exp_avg", "exp_avg_diff", "exp_avg_sq", "s", "pre_grad")
         ]
-        g_sq, sksq_weighted, sk_l1, columns = [], [], [], []
+        g_sq = sksq_weighted = sk_l1 = df.of(0.0, dtype)
+        columns = []
         for g, m, n, v, s, pre, h in zip(grads, *buffers, leaf_hp):
             diff = g - jnp.where(state.k == 0, g, pre)
-            u = g + beta2 * diff
-            m = m * beta1 + (dlr * (1 - beta1)) * g
-            n = n * beta2 + (dlr * (1 - beta2)) * diff
-            v = v * beta3 + (1 - beta3) * (u * u)
+            u = g + b2 * diff
+            m = m * beta1.f32() + m_alpha * g
+            n = n * b2 + n_alpha * diff
+            v = v * beta3.f32() + v_alpha * (u * u)
             denom = jnp.sqrt(v) + h["eps"]
-            g_sq.append(jnp.sum((g * g) / denom))
-            s = s * beta3 + (dlr * (1 - beta3)) * g
-            sksq_weighted.append(jnp.sum((s * s) / denom))
-            sk_l1.append(jnp.sum(jnp.abs(s)))
+            g_sq = g_sq + df.of(jnp.sum((g * g) / denom), dtype)
+            s = s * beta3.f32() + s_alpha * g
+            sksq_weighted = sksq_weighted + df.of(jnp.sum((s * s) / denom), dtype)
+            sk_l1 = sk_l1 + df.of(jnp.sum(jnp.abs(s)), dtype)
             columns.append((m, n, v, s))
-        gsq_weighted = beta3 * state.gsq_weighted + gg.total(g_sq) * dlr**2 * (1 - beta3)
-        sk_l1 = gg.total(sk_l1)  # type: ignore[assignment]
-        skip = sk_l1 == 0
-        d_hat = (gg.total(sksq_weighted) / (1 - beta3) - gsq_weighted) / sk_l1
-        d_new = jnp.where(hp["lr"] > 0, gg.d_step(state.d, d_hat, hp["growth_rate"]), state.d)
+        gsq_weighted = beta3 * scalars["gsq_weighted"] + g_sq * (dlr * dlr) * (1 - beta3)
+        skip = sk_l1.hi == 0
+        d_hat = (sksq_weighted / (1 - beta3) - gsq_weighted) / sk_l1
+        d_new = df.where(lr.hi > 0, df.larger(d, df.smaller(d_hat, d * given("growth_rate"))), d)
         updates = []
-        for (m, n, v, _), p, h in zip(columns, params, leaf_hp):
-            step = (m + beta2 * n) / (jnp.sqrt(v) + h["eps"])
+        for (m, n, v, _), p, h, label in zip(columns, params, leaf_hp, labels):
+            step = (m + b2 * n) / (jnp.sqrt(v) + h["eps"])
+            decay = dlr * given("weight_decay", h, label)
             if no_prox:
-                new = p * (1 - dlr * h["weight_decay"]) - step
+                new = p * (1 - decay).f32() - step
             else:
-                new = (p - step) / (1 + dlr * h["weight_decay"])
+                new = (p - step) / (1 + decay).f32()
             updates.append(jnp.where(skip, jnp.zeros_like(p), new - p))
         m, n, v, s = (treedef.unflatten(list(column)) for column in zip(*columns))
         pre_grad = jax.tree.map(lambda new, old: jnp.where(skip, old, new), treedef.unflatten(grads), state.pre_grad)
-        scalars = dict(k=state.k + 1, d=d_new, gsq_weighted=gsq_weighted)
+        new_scalars = dict(d=d_new, gsq_weighted=gsq_weighted)
         return updates, dict(
-            gg.kept(skip, scalars, state), exp_avg=m, exp_avg_diff=n, exp_avg_sq=v, s=s, pre_grad=pre_grad
+            gg.wide_kept(skip, new_scalars, state),
+            k=jnp.where(skip, state.k, state.k + 1),
+            exp_avg=m,
+            exp_avg_diff=n,
+            exp_avg_sq=v,
+            s=s,
+            pre_grad=pre_grad,
         )
 
     return gg.transformation("dadapt_adan", DAdaptAdanState, hyperparams, spec, init_fields, update_fields)

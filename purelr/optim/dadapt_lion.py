@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import optax
 
 from purelr.optim import base
+from purelr.optim import double_float as df
 from purelr.optim import global_groups as gg
 
 
@@ -21,6 +22,7 @@ class DAdaptLionState(NamedTuple):
     numerator_weighted: jax.Array
     exp_avg: Any
     s: Any
+    low: dict[str, jax.Array]  # the low halves of d, numerator_weighted (purelr.optim.double_float)
 
 
 def dadapt_lion(
@@ -58,36 +60,45 @@ def dadapt_lion(
     spec = gg.Groups("dadapt_lion", groups, param_labels, dict(weight_decay=gg.number))
 
     def init_fields(leaves, treedef, hp):
+        dtype = gg.scalar(0.0, leaves).dtype
+        d0 = df.hyper(hyperparams["d0"], hp["d0"], dtype)
         return dict(
             k=jnp.zeros((), jnp.int32),
-            d=gg.scalar(hp["d0"], leaves),
-            numerator_weighted=gg.scalar(0.0, leaves),
+            **gg.wide_init(dict(d=d0, numerator_weighted=df.of(0.0, dtype))),
             exp_avg=gg.filled(leaves, treedef),
             s=gg.filled(leaves, treedef),
         )
 
     def update_fields(grads, params, state, hp, leaf_hp, labels, treedef):
-        beta1, beta2 = hp["beta1"], hp["beta2"]
-        sqrt_beta2 = jnp.sqrt(beta2)
-        dlr = state.d * hp["lr"]
-        numerators, sk_l1, updates, columns = [], [], [], []
-        for g, p, m, s, h in zip(
-            grads, params, treedef.flatten_up_to(state.exp_avg), treedef.flatten_up_to(state.s), leaf_hp
+        scalars = gg.wide_scalars(state, ("d", "numerator_weighted"))
+        d, dtype = scalars["d"], state.d.dtype
+
+        def given(name, h=hp, label=None):  # the original's Python float
+            return df.hyper(spec.given(hyperparams, name, label), h[name], dtype)
+
+        beta1, beta2 = given("beta1"), given("beta2")
+        sqrt_beta2 = beta2.sqrt()
+        lr = given("lr")
+        dlr = d * lr
+        u_alpha, m_alpha, s_alpha = (1 - beta1).f32(), ((1 - beta2) * dlr).f32(), ((1 - sqrt_beta2) * dlr).f32()
+        numerator_acum, sk_l1, updates, columns = df.of(0.0, dtype), df.of(0.0, dtype), [], []
+        for g, p, m, s, h, label in zip(
+            grads, params, treedef.flatten_up_to(state.exp_avg), treedef.flatten_up_to(state.s), leaf_hp, labels
         ):
-            start = p * (1 - dlr * h["weight_decay"])
-            u = jnp.sign(m * beta1 + (1 - beta1) * g)
-            updates.append(base.update_from(p, start, -dlr * u))
-            m = m * beta2 + ((1 - beta2) * dlr) * g
-            numerators.append(dlr * jnp.vdot(u, s))
-            s = s * sqrt_beta2 + ((1 - sqrt_beta2) * dlr) * u
-            sk_l1.append(jnp.sum(jnp.abs(s)))
+            start = p * (1 - dlr * given("weight_decay", h, label)).f32()
+            u = jnp.sign(m * beta1.f32() + u_alpha * g)
+            updates.append(base.update_from(p, start, (-dlr).f32() * u))
+            m = m * beta2.f32() + m_alpha * g
+            numerator_acum = numerator_acum + dlr * df.of(jnp.vdot(u, s), dtype)
+            s = s * sqrt_beta2.f32() + s_alpha * u
+            sk_l1 = sk_l1 + df.of(jnp.sum(jnp.abs(s)), dtype)
             columns.append((m, s))
-        numerator_weighted = sqrt_beta2 * state.numerator_weighted + (1 - sqrt_beta2) * gg.total(numerators)
-        sk_l1 = gg.total(sk_l1)  # type: ignore[assignment]
+        numerator_weighted = sqrt_beta2 * scalars["numerator_weighted"] + (1 - sqrt_beta2) * numerator_acum
         d_hat = numerator_weighted / ((1 - sqrt_beta2) * sk_l1)
-        d_new = jnp.where(hp["lr"] > 0, gg.larger(state.d, d_hat), state.d)
+        d_new = df.where(lr.hi > 0, df.larger(d, d_hat), d)
         m, s = (treedef.unflatten(list(column)) for column in zip(*columns))
-        scalars = dict(k=state.k + 1, d=d_new, numerator_weighted=numerator_weighted)
-        return updates, dict(gg.kept(sk_l1 == 0, scalars, state), exp_avg=m, s=s)
+        skip = sk_l1.hi == 0
+        new = dict(d=d_new, numerator_weighted=numerator_weighted)
+        return updates, dict(gg.wide_kept(skip, new, state), k=jnp.where(skip, state.k, state.k + 1), exp_avg=m, s=s)
 
     return gg.transformation("dadapt_lion", DAdaptLionState, hyperparams, spec, init_fields, update_fields)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from purelr.optim import base
+from purelr.optim import double_float as df
 from purelr.optim import global_groups as gg
 
 
@@ -24,6 +25,7 @@ class DAdaptSGDState(NamedTuple):
     z: Any
     s: Any
     x0: Any
+    low: dict[str, jax.Array]  # the low halves of d, numerator_weighted, g0_norm (purelr.optim.double_float)
 
 
 def dadapt_sgd(
@@ -63,11 +65,11 @@ def dadapt_sgd(
     decays = base.maybe_nonzero(weight_decay)
 
     def init_fields(leaves, treedef, hp):
+        dtype = gg.scalar(0.0, leaves).dtype
+        zero = df.of(0.0, dtype)
         return dict(
             k=jnp.zeros((), jnp.int32),
-            d=gg.scalar(hp["d0"], leaves),
-            numerator_weighted=gg.scalar(0.0, leaves),
-            g0_norm=gg.scalar(0.0, leaves),
+            **gg.wide_init(dict(d=df.hyper(hyperparams["d0"], hp["d0"], dtype), numerator_weighted=zero, g0_norm=zero)),
             z=gg.copied(leaves, treedef),
             s=gg.filled(leaves, treedef),
             x0=gg.copied(leaves, treedef),
@@ -75,34 +77,44 @@ def dadapt_sgd(
 
     def update_fields(grads, params, state, hp, leaf_hp, labels, treedef):
         active = [lr_ != 0 for lr_ in spec.static("lr", labels, 1.0)]
-        lr = gg.largest_lr(hp, active)
-        first = jnp.sqrt(gg.total([jnp.sum(g * g) for g, on in zip(grads, active) if on]))
-        g0_norm = jnp.where(state.k == 0, first, state.g0_norm)
-        dlr = state.d * lr / g0_norm
-        numerators, sk_sq, sums = [state.numerator_weighted], [], []
+        scalars = gg.wide_scalars(state, ("d", "numerator_weighted", "g0_norm"))
+        d, dtype = scalars["d"], state.d.dtype
+
+        def given(name):  # the original's Python float
+            return df.hyper(hyperparams[name], hp[name], dtype)
+
+        lr = given("lr") if any(active) else df.of(0.0, dtype)
+        first = df.total([df.of(jnp.sum(g * g), dtype) for g, on in zip(grads, active) if on]) or df.of(0.0, dtype)
+        g0_norm = df.where(state.k == 0, first.sqrt(), scalars["g0_norm"])
+        dlr = d * lr / g0_norm
+        numerator_weighted, sk_sq, sums = scalars["numerator_weighted"], [], []
         for g, p, s, on in zip(grads, params, treedef.flatten_up_to(state.s), active):
             if decays:
                 g = g + hp["weight_decay"] * p
             if on:
-                numerators.append(dlr * jnp.vdot(g, s))
-                s = s + dlr * g
-                sk_sq.append(jnp.sum(s * s))
+                numerator_weighted = numerator_weighted + dlr * df.of(jnp.vdot(g, s), dtype)
+                s = s + dlr.f32() * g
+                sk_sq.append(df.of(jnp.sum(s * s), dtype))
             sums.append(s)
-        numerator_weighted, sk_sq = gg.total(numerators), gg.total(sk_sq)  # type: ignore[assignment]
-        d_new = jnp.where(
-            lr > 0,
-            gg.d_step(state.d, 2 * numerator_weighted / jnp.sqrt(sk_sq), hp["growth_rate"]),  # type: ignore[arg-type]
-            state.d,
-        )
-        skip = sk_sq == 0
-        ck = 1 - hp["momentum"]
+        total_sq = df.total(sk_sq) or df.of(0.0, dtype)
+        d_hat = 2 * numerator_weighted / total_sq.sqrt()
+        d_new = df.where(lr.hi > 0, df.larger(d, df.smaller(d_hat, d * given("growth_rate"))), d)
+        skip = total_sq.hi == 0
+        ck = 1 - given("momentum")
+        keep, ck = (1 - ck).f32(), ck.f32()
         updates, zs = [], []
         for p, s, x0 in zip(params, sums, treedef.flatten_up_to(state.x0)):
             z = x0 - s
-            updates.append(jnp.where(skip, jnp.zeros_like(p), base.update_from(p, p * (1 - ck), ck * z)))
+            updates.append(jnp.where(skip, jnp.zeros_like(p), base.update_from(p, p * keep, ck * z)))
             zs.append(z)
         z = jax.tree.map(lambda new, old: jnp.where(skip, old, new), treedef.unflatten(zs), state.z)
-        scalars = dict(k=state.k + 1, d=d_new, numerator_weighted=numerator_weighted, g0_norm=g0_norm)
-        return updates, dict(gg.kept(skip, scalars, state), z=z, s=treedef.unflatten(sums), x0=state.x0)
+        new = dict(d=d_new, numerator_weighted=numerator_weighted, g0_norm=g0_norm)
+        return updates, dict(
+            gg.wide_kept(skip, new, state),
+            k=jnp.where(skip, state.k, state.k + 1),
+            z=z,
+            s=treedef.unflatten(sums),
+            x0=state.x0,
+        )
 
     return gg.transformation("dadapt_sgd", DAdaptSGDState, hyperparams, spec, init_fields, update_fields)

@@ -18,8 +18,9 @@ jitted program, so they are global under any sharding of the params (``jnp.sum``
 array is a global reduction).
 
 What the twins share (``prodigy``, ``dadapt_adam``, ``dadapt_sgd``, ``dadapt_adagrad``,
-``dadapt_adan``, ``dadapt_lion``): every number may be a schedule; the sums are accumulated in
-the params' dtype (the originals add them in Python floats: float64 against a float32 model); an
+``dadapt_adan``, ``dadapt_lion``): every number may be a schedule; each tensor is reduced in the
+params' dtype, and ``d`` and the sums over tensors and updates, Python floats in the originals,
+are double-float pairs for float32 params (``purelr.optim.double_float``; ``wide_scalars``); an
 update whose sums are all 0 (all gradients 0 so far) keeps ``d`` and the sums, as the originals
 return early; ``log_every`` (printing) is accepted and ignored, and so is ``fsdp_in_use`` but in
 Prodigy (see there): the sums here are always global. Complex params are refused.
@@ -34,6 +35,7 @@ import jax.numpy as jnp
 import optax
 
 from purelr.optim import base
+from purelr.optim import double_float as df
 from purelr.optim import hyperparams as hp_lib
 from purelr.optim.timm_common import positive
 from purelr.schedules import validate
@@ -90,6 +92,12 @@ class Groups:
         """The values each leaf sees: its group's overrides over the constructor's."""
         return [{**hp, **(hp["groups"][label] if label is not None else {})} for label in labels]
 
+    def given(self, hyperparams: Mapping[str, Any], key: str, label: str | None, default=None):
+        """What the constructor was given for ``key`` at a leaf of group ``label`` (a number or a
+        schedule): its group's override, else the constructor's value (``default`` without one)."""
+        value = hyperparams.get(key, default)
+        return self.overrides[label].get(key, value) if label is not None else value
+
     def static(self, key: str, labels: Sequence[str | None], default):
         """``key`` per leaf where only constants may be given per group (a group's ``lr`` of 0)."""
         return [self.overrides[label].get(key, default) if label is not None else default for label in labels]
@@ -121,35 +129,28 @@ def growth(name: str, value):
     return value
 
 
-def total(terms: Sequence) -> jax.Array:
-    """``terms[0] + terms[1] + ...`` in order, as the originals add their per-tensor ``.item()``
-    values into a Python float (0 for no terms)."""
-    result = jnp.zeros(())
-    for i, term in enumerate(terms):
-        result = term if i == 0 else result + term
-    return result
-
-
-def larger(a, b):
-    """Python's ``max(a, b)``: ``b`` only where ``b > a`` (a NaN ``b`` leaves ``a``)."""
-    return jnp.where(b > a, b, a)
-
-
-def smaller(a, b):
-    """Python's ``min(a, b)``: ``b`` only where ``b < a`` (a NaN ``b`` leaves ``a``)."""
-    return jnp.where(b < a, b, a)
-
-
 def scalar(value, leaves) -> jax.Array:
     """A state scalar (``d``, a running sum) in the params' dtype (the default float dtype for a tree
     without leaves, as optax's ``tree_map_params`` initialises on a placeholder)."""
     return jnp.asarray(value, jnp.result_type(*leaves) if leaves else jnp.result_type(float))
 
 
-def kept(skip, new: Mapping[str, Any], old) -> dict[str, Any]:
-    """``new``'s fields, each the ``old`` state's where the update is ``skip``ped (the originals'
-    early ``return`` before they store their scalars)."""
-    return {name: jnp.where(skip, getattr(old, name), value) for name, value in new.items()}
+def wide_scalars(state, names: Sequence[str]) -> dict[str, df.Wide]:
+    """The state's running scalars as ``double_float.Wide`` values (the field their high half,
+    ``state.low`` their low halves)."""
+    return {name: df.Wide(getattr(state, name), state.low[name]) for name in names}
+
+
+def wide_init(values: Mapping[str, df.Wide]) -> dict[str, Any]:
+    """State fields holding ``values``: each high half under its name, the low halves in ``low``."""
+    values = {name: value.stored() for name, value in values.items()}
+    return dict({name: value.hi for name, value in values.items()}, low={n: v.lo for n, v in values.items()})
+
+
+def wide_kept(skip, new: Mapping[str, df.Wide], old) -> dict[str, Any]:
+    """``new``'s scalars, each the ``old`` state's where the update is ``skip``ped (the originals'
+    early ``return`` before they store their scalars), stored as ``wide_init`` stores them."""
+    return wide_init({name: df.where(skip, df.Wide(getattr(old, name), old.low[name]), v) for name, v in new.items()})
 
 
 def transformation(
@@ -199,16 +200,6 @@ def filled(leaves, treedef, fill=0.0):
 def copied(leaves, treedef):
     """A buffer holding the params (``x0``)."""
     return treedef.unflatten(list(leaves))
-
-
-def d_step(d, d_hat, growth_rate):
-    """D-Adaptation's ``max(d, min(d_hat, d * growth_rate))``."""
-    return larger(d, smaller(d_hat, d * growth_rate))
-
-
-def largest_lr(hp, active):
-    """The originals' ``max(group['lr'] for group in param_groups)``: a group's lr is 0 or the lr."""
-    return hp["lr"] if any(active) else jnp.zeros_like(hp["lr"])
 
 
 def flags(**values):

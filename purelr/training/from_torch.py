@@ -665,7 +665,13 @@ def _fill_twin(state, groups, states: dict, layout, params, count):
             if states
         },
     )
-    filled = filled._replace(**{field: _in_group(state, field, spec, groups, kind) for field in spec.in_group})
+    scalars = {field: _in_group(state, field, spec, groups, kind) for field in spec.in_group}
+    if spec.low is not None:  # double-float pairs: the float32 nearest torch's float, and the rest
+        kept = {field: getattr(state, spec.low)[field] for field in getattr(state, spec.low)}
+        low = {field: _low_half(scalars[field], value) for field, value in kept.items()}
+        filled = filled._replace(**{spec.low: low})
+        scalars = {f: jnp.asarray(value, jnp.result_type(getattr(state, f))) for f, value in scalars.items()}
+    filled = filled._replace(**scalars)
     if spec.inner is not None:
         filled = filled._replace(
             **{spec.inner: _fill_twin(getattr(state, spec.inner), groups, states, layout, params, count)}
@@ -736,7 +742,9 @@ def _buffer(twin, field, key, factor, spec, states, layout, params, kind):
             converted[name] = like
         elif field in spec.raveled:
             target = layout[torch_name]
-            index = torch_state.raveled_order(target.transform, target.shape, np.size(like), f"{kind}.{field}")
+            index = torch_state.raveled_order(
+                target.transform, target.shape, np.size(like), f"{kind}.{field}", torch_state.in_torch_order(twin)
+            )
             array = _value(states, torch_name, key, kind)
             converted[name] = _convert(array.ravel()[index], like, f"torch state of {torch_name!r}, {key!r}")
         elif field in spec.factored:
@@ -750,13 +758,27 @@ def _buffer(twin, field, key, factor, spec, states, layout, params, kind):
 
 
 def _in_group(state, field, spec, groups, kind):
-    """A one-per-twin scalar the original keeps in every param group (which must agree)."""
+    """A one-per-twin scalar the original keeps in every param group (which must agree): the
+    Python number where the twin keeps a double-float pair (``spec.low``), else in the field's dtype."""
     key = spec.keys.get(field, field)
     found = {float(_numpy(group[key])) for group in groups if key in group}
     if len(found) > 1:
         raise ValueError(f"torch's param groups differ in {key!r} ({sorted(found)}); the {kind} twin keeps one")
     template = getattr(state, field)
-    return jnp.asarray(found.pop(), jnp.result_type(template)) if found else template
+    if not found:
+        return template
+    if spec.low is not None and field in getattr(state, spec.low):
+        return found.pop()
+    return jnp.asarray(found.pop(), jnp.result_type(template))
+
+
+def _low_half(value, template):
+    """What a float32 half leaves of ``value`` (a Python float; an array: a pair's own low half)."""
+    if not isinstance(value, float):
+        return template
+    high = np.asarray(value, np.result_type(template))
+    low = value - float(high) if np.isfinite(high) else 0.0
+    return jnp.asarray(low, np.result_type(template))
 
 
 def _factors(template, key, states, names, layout, what: str):

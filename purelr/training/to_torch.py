@@ -223,10 +223,15 @@ def _set_group(group: dict, state, count: int, hyperparams) -> None:
     spec = torch_state.layout(state)
     if spec.step == "group" and (count or spec.step_key in group):
         group[spec.step_key] = _step(spec, count)
+    low = getattr(state, spec.low) if spec.low is not None else {}
     for field in spec.in_group:
         value = getattr(state, field)
         group[spec.keys.get(field, field)] = (
-            int(value) if np.issubdtype(np.result_type(value), np.integer) else float(value)
+            int(value)
+            if np.issubdtype(np.result_type(value), np.integer)
+            else float(value) + float(low[field])
+            if field in low and np.isfinite(value)
+            else float(value)
         )
     values = {name: float(value) for name, value in state.hyperparams.items()}
     for name, value in (hyperparams or {}).items():
@@ -289,7 +294,9 @@ def _param_state(state, name: str, param, target, like, group) -> dict:
         if field in spec.factored or (field in spec.lazy and not np.any(leaf)):
             continue
         if field in spec.raveled:
-            index = torch_state.raveled_order(target.transform, target.shape, leaf.size, f"flax {name!r} {field}")
+            index = torch_state.raveled_order(
+                target.transform, target.shape, leaf.size, f"flax {name!r} {field}", torch_state.in_torch_order(state)
+            )
             out[key] = _tensor(_unpermute(leaf, index), like)
             continue
         if leaf.shape == np.shape(param):

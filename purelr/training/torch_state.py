@@ -84,7 +84,12 @@ class Layout(NamedTuple):
       in_group: one-per-twin scalars the original keeps in every param group (D-Adaptation's
         ``d``, ``k``), as Python numbers.
       raveled: fields holding per leaf the param raveled in its own layout (Prodigy's ``p0``):
-        reordered through the layout, which a slice (``slice_p > 1``) of a moved param cannot be.
+        reordered through the layout, which a slice (``slice_p > 1``) of a moved param cannot be,
+        unless the ``torch_order`` field says they are raveled in torch's layout already.
+      torch_order: a boolean field: true when the ``raveled`` fields follow torch's layout (Prodigy
+        built with ``torch_layout``): copied as they are. Not exported.
+      low: a field holding ``{in_group field: low half}``: the twin keeps those scalars as
+        double-float pairs (``purelr.optim.double_float``); torch's Python float is the sum.
       foreign: ``{param group key: why}``: an original whose state this table does not describe,
         told by a key of its param groups; both directions refuse it.
       views: heavyball's state, per view of the param (``Views``; converted by
@@ -120,6 +125,8 @@ class Layout(NamedTuple):
     factors: tuple[str, ...] = ()
     in_group: tuple[str, ...] = ()
     raveled: tuple[str, ...] = ()
+    torch_order: str | None = None
+    low: str | None = None
     foreign: Mapping[str, str] = {}
     views: Views | None = None
     step_beside: str | None = None
@@ -234,12 +241,18 @@ LAYOUTS: dict[str, Layout] = {
         step_key="step_count",
     ),
     # prodigyopt.Prodigy, dadaptation's DAdaptAdam / SGD / AdaGrad / Adan / Lion: d and k in every group
-    "ProdigyState": Layout(step_type="int", in_group=("k", "d", "d_max", "d_numerator"), raveled=("s", "p0")),
-    "DAdaptAdamState": Layout(step_type="int", in_group=("k", "d", "numerator_weighted")),
-    "DAdaptAdanState": Layout(step_type="int", in_group=("k", "d", "gsq_weighted")),
-    "DAdaptSGDState": Layout(step=None, in_group=("k", "d", "numerator_weighted", "g0_norm")),
-    "DAdaptAdaGradState": Layout(step=None, in_group=("k", "d", "gsq_weighted", "sksq_weighted", "skl1")),
-    "DAdaptLionState": Layout(step=None, in_group=("k", "d", "numerator_weighted")),
+    "ProdigyState": Layout(
+        step_type="int",
+        in_group=("k", "d", "d_max", "d_numerator"),
+        raveled=("s", "p0"),
+        torch_order="torch_order",
+        low="low",
+    ),
+    "DAdaptAdamState": Layout(step_type="int", in_group=("k", "d", "numerator_weighted"), low="low"),
+    "DAdaptAdanState": Layout(step_type="int", in_group=("k", "d", "gsq_weighted"), low="low"),
+    "DAdaptSGDState": Layout(step=None, in_group=("k", "d", "numerator_weighted", "g0_norm"), low="low"),
+    "DAdaptAdaGradState": Layout(step=None, in_group=("k", "d", "gsq_weighted", "sksq_weighted", "skl1"), low="low"),
+    "DAdaptLionState": Layout(step=None, in_group=("k", "d", "numerator_weighted"), low="low"),
     "LookaheadState": Layout(
         step="group", step_type="int", step_key="lookahead_step", inner="inner_state", lazy=("lookahead_slow_buff",)
     ),
@@ -293,15 +306,21 @@ def factor_order(factors, axes: tuple[int, ...] | None, what: str) -> list[int]:
     raise ValueError(f"{what}: {len(factors)} per-dimension factors do not follow a layout of axes {axes}")
 
 
-def raveled_order(transform, shape, size: int, what: str) -> np.ndarray:
+def raveled_order(transform, shape, size: int, what: str, torch_order: bool = False) -> np.ndarray:
     """``index`` with ``flax_raveled = torch_raveled[index]`` for a buffer of ``size`` entries
-    holding a param of torch ``shape`` raveled (every ``slice_p``-th entry when shorter)."""
+    holding a param of torch ``shape`` raveled (every ``slice_p``-th entry when shorter), in
+    torch's layout already when ``torch_order``."""
+    if torch_order:
+        return np.arange(size)
     index = np.asarray(transform(np.arange(int(np.prod(shape))).reshape(shape))).ravel()
     if size == index.size:
         return index
     if np.array_equal(index, np.arange(index.size)):
         return np.arange(size)
-    raise ValueError(f"{what}: a slice of a param its layout moves keeps other entries on each side (use slice_p=1)")
+    raise ValueError(
+        f"{what}: a slice of a param its layout moves keeps other entries on each side "
+        "(build the twin with torch_layout, or use slice_p=1)"
+    )
 
 
 def moves(transform, shape) -> bool:
@@ -321,7 +340,9 @@ def buffer_fields(state) -> dict[str, str]:
     return {
         field: spec.keys.get(field, field)
         for field in state._fields[2:]
-        if field != spec.inner and field not in spec.unkept + spec.in_group and getattr(state, field) is not None
+        if field not in (spec.inner, spec.torch_order, spec.low)
+        and field not in spec.unkept + spec.in_group
+        and getattr(state, field) is not None
     }
 
 
@@ -402,3 +423,9 @@ def move_reduced(stat, axis: int, axes: tuple[int, ...], keepdims: bool):
     moved = np.transpose(full, axes)
     new_axis = axes.index(axis)
     return new_axis, moved if keepdims else np.squeeze(moved, new_axis)
+
+
+def in_torch_order(state) -> bool:
+    """Whether the twin's ``raveled`` fields follow torch's layout already (``Layout.torch_order``)."""
+    field = layout(state).torch_order
+    return field is not None and bool(np.asarray(getattr(state, field)))

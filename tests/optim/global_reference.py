@@ -184,11 +184,13 @@ def compare(params, state, torch_params, torch_state, torch_group, torch_lr, uni
         return rounding_floor(rtol, units.get(field, {}).get(precision, TRAJECTORY_UNITS[precision]), precision)
 
     errors = {}
+    low = getattr(state, "low", {})  # a double-float twin's low halves (purelr.optim.double_float)
+    fields = [f for f in state._fields[2:] if f not in ("low", "torch_order")]
     for path in ref.LEAVES:
         name = ".".join(path)
         expected = _numpy(ref._leaf(torch_params, path))
         errors[f"param {name}"] = relative_error(ref._leaf(params, path), expected, floor=floor("param")) / rtol
-        for field in state._fields[2:]:
+        for field in fields:
             value = getattr(state, field)
             if not isinstance(value, dict):
                 continue
@@ -197,9 +199,11 @@ def compare(params, state, torch_params, torch_state, torch_group, torch_lr, uni
             expected = np.broadcast_to(0.0 if expected is None else _numpy(expected), actual.shape)
             peak = max(float(np.max(np.abs(expected))), 1e-30)
             errors[f"{field} {name}"] = relative_error(actual, expected, peak, floor(field)) / rtol
-    for field in state._fields[2:]:
+    for field in fields:
         value = getattr(state, field)
         if value is not None and not isinstance(value, dict):
+            if field in low:  # the scalar is hi + lo, a float64 value
+                value = np.asarray(value, np.float64) + np.asarray(low[field], np.float64)
             errors[field] = relative_error(value, _numpy(torch_group[field])) / bound(field)
     errors["lr in force"] = relative_error(state.hyperparams["lr"], torch_lr) / rtol
     worst = max(errors, key=errors.get)

@@ -1,21 +1,20 @@
 """Parity of purelr.optim.prodigy with prodigyopt 1.1.2's Prodigy (``global_reference``: each
 configuration one original optimizer with two param groups, 100 updates), and a sharded run.
 
-Bounds (``UNITS``, rounding units of a leaf's peak, ``global_reference.compare``): Prodigy's
-``s`` adds ``(d / d0) * dlr * g`` at each update, terms that grow with ``d`` by up to 1e5 over
-the run and cancel where a gradient changes sign, so its small entries are known to units of the
-largest terms, not of themselves; ``d_numerator`` is such a sum too (of ``<g, p0 - p>``, which
-cancel), compared as a scalar. Both sides run the same float32 tensor arithmetic, but the
-original keeps ``d`` and its sums in Python floats (float64) where the float32 twin keeps them
-in float32. ``d_numerator`` multiplies the dot products by ``d / d0`` (up to 1e6): its float32
-terms, rounded by torch and XLA in their own orders, cancel to a sum known to ~5e-5 (measured
-with the defaults, ``d0 = 1e-6``: ``d_numerator`` 5e-5, ``d`` 1.7e-5 after 100 updates), and every
-step scales with ``d``: the defaults' run (``lr=1``, ``d`` grows to 0.43: large steps) ends with
-params 1.2e-4 off, and the moments, averages of gradients that are differences (param minus
-target) and so carry the params' error relative to the distance left, 2.4e-4 of their peak
-(the random sweeps: ``d`` 7.7e-6, ``s`` 964 units). The float32 runs are held to ``RTOL`` (3e-4)
-instead of 1e-5 and the moments to 16384 units (1e-3) of their peak; the float64 runs to 1e-10
-with the floors of ``UNITS``.
+Bounds: the float32 twin does what the original does in float32 tensor ops in float32, each
+tensor's reduction (``torch.dot``, ``s.abs().sum()``) included, and what the original does in
+Python floats (``d``, ``dlr``, the sums over tensors and steps, the ``alpha`` of each tensor op
+before torch rounds it) in double-float pairs (``purelr.optim.double_float``): measured over the
+nightly sweep, the float32 runs are within 0.97 of the issue's 1e-5 (default floor of 64 rounding
+units of a leaf's peak), the scalars compared as ``hi + lo``, but ``s``, whose small entries
+are sums of terms that grow with ``d`` and cancel, known to units of the largest (103 units of
+its peak, held to 256). ``fsdp_in_use`` is the exception:
+there the original sends its two sums through ``torch.zeros(2)`` (float32) and keeps
+``d_numerator``, then ``d``, as float32 tensors from then on, which the twin does not follow:
+measured 2.9e-4 (``s``), held to ``RTOL_FSDP``. Float64 runs to 1e-10, with ``UNITS`` for the
+buffers that sum terms growing with ``d`` and cancelling (``s``, ``exp_avg``: known to units of
+their largest terms, not of themselves) and for ``d_numerator`` (a sum of ``<g, p0 - p>`` of
+either sign).
 """
 
 import pytest
@@ -51,25 +50,23 @@ FLAGS = [
     dict(groups=dict(hidden=dict(lr=0.0))),
     dict(fsdp_in_use=True, betas=(0.0, 0.99)),
 ]
-UNITS = dict(  # measured (f32 with RTOL; x64 within the default floor but one config's exp_avg)
-    s=dict(x64=16384, f32=16384),  # f32 sweeps 964, the defaults' run 1.1 x 16384
-    exp_avg=dict(x64=16384, f32=16384),  # x64 1.6e-10 relative at 2e-4 of the peak (seed 211); f32 4.7 x 256
-    exp_avg_sq=dict(f32=512),  # f32 145
-    d=dict(f32=512),  # f32 129 (7.7e-6): d is a ratio of the float32 sums
-    d_max=dict(f32=512),  # f32 129
-    d_numerator=dict(x64=2048, f32=2048),  # x64 144, f32 500
+UNITS = dict(  # measured under x64 (seed 211: exp_avg 1.6e-10 relative at 2e-4 of its peak, d_numerator 144)
+    s=dict(x64=16384, f32=256),  # f32 nightly sweep 103 (sums of d-scaled terms that cancel)
+    exp_avg=dict(x64=16384, f32=128),  # f32 67 (weight_decay=0.05 at lr=1: large steps), sweeps within 64
+    d_numerator=dict(x64=2048),
 )
-RTOL = dict(f32=3e-4)
+RTOL_FSDP = dict(f32=5e-4)
 FAMILIES = dict(prodigy=(prodigy, Prodigy, draw, FLAGS))
 
 
 def test_matches_prodigyopt(precision):
-    glob.check(prodigy, Prodigy, glob.draw_configs(draw, FLAGS[:1], per_combination=10, seed=211), UNITS, RTOL)
+    glob.check(prodigy, Prodigy, glob.draw_configs(draw, FLAGS[:1], per_combination=10, seed=211), UNITS)
 
 
 @pytest.mark.nightly
 def test_every_option_matches_prodigyopt(precision):
-    glob.check(prodigy, Prodigy, glob.draw_configs(draw, FLAGS, per_combination=6, seed=212), UNITS, RTOL)
+    glob.check(prodigy, Prodigy, glob.draw_configs(draw, FLAGS[:-1], per_combination=6, seed=212), UNITS)
+    glob.check(prodigy, Prodigy, glob.draw_configs(draw, FLAGS[-1:], per_combination=6, seed=212), UNITS, RTOL_FSDP)
 
 
 @pytest.mark.parametrize(
@@ -81,7 +78,7 @@ def test_every_option_matches_prodigyopt(precision):
     ],
 )
 def test_constants_match_prodigyopt(precision, config):
-    glob.check_constants(prodigy, Prodigy, config, UNITS, RTOL)
+    glob.check_constants(prodigy, Prodigy, config, UNITS)
 
 
 @pytest.mark.parametrize(
@@ -106,4 +103,14 @@ def test_zero_gradients_match_prodigyopt(precision, config):
     """All-zero gradients first: the original returns before its ``d`` update while every ``s``
     is 0, unless ``fsdp_in_use`` (then ``d_hat = 0 / 0`` is NaN, and ``d`` stays: Python's
     ``max(d, nan)`` keeps ``d``, and so does the twin: ``global_groups.larger``)."""
-    glob.check_given_gradients(prodigy, Prodigy, config, zero_steps=2, units=UNITS, rtol=RTOL)
+    rtol = RTOL_FSDP if config.get("fsdp_in_use") else None
+    glob.check_given_gradients(prodigy, Prodigy, config, zero_steps=2, units=UNITS, rtol=rtol)
+
+
+def test_rejects_a_bad_torch_layout():
+    import jax.numpy as jnp
+
+    with pytest.raises(ValueError, match="torch_layout must be a tree of functions or a function of the params, got 3"):
+        prodigy(torch_layout=3)
+    with pytest.raises(ValueError, match=r"torch_layout must give one function or None per param \(2\)"):
+        prodigy(torch_layout={"a": None}).init({"a": jnp.ones(2), "b": jnp.ones(2)})

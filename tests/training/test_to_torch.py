@@ -120,6 +120,12 @@ def randomized(state, seed, count=UPDATES):
             drawn = jax.tree.map(draw, node)
             inner = chain(drawn)[-1]  # a wrapper's hyperparams include its optimizer's, the same values
             drawn = drawn._replace(hyperparams={**drawn.hyperparams, **inner.hyperparams})
+            if getattr(drawn, "low", None) is not None:  # double-float pairs: a low half below the high's last place
+                pair = {
+                    f: getattr(drawn, f) * (2.0**-26 if getattr(drawn, f).dtype == jnp.float32 else 0.0)
+                    for f in drawn.low
+                }
+                drawn = drawn._replace(low=pair)
             return jax.tree.map(counted, drawn, is_leaf=lambda n: is_twin(n) and n is not drawn)._replace(
                 count=jnp.asarray(count, node.count.dtype)
             )
