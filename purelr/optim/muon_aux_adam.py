@@ -32,7 +32,7 @@ import optax
 
 from purelr.optim import base, timm_common
 from purelr.optim import hyperparams as hp_lib
-from purelr.optim.muon import NS_COEFFICIENTS, _bf16, _f32, _matmul
+from purelr.optim.muon import NS_COEFFICIENTS, _bf16, _f32, _matmul, _naive
 from purelr.schedules.core import resolve
 
 
@@ -54,11 +54,12 @@ def _scaled(x, factor):
     return _bf16(_f32(float(np.float32(factor)) * x))
 
 
-def zeropower_via_newtonschulz5(g, steps: int = 5):
-    """The author's ``zeropower_via_newtonschulz5`` on a matrix (or a batch of them, leading axes):
-    bfloat16 values in the working dtype (see the module docstring)."""
+def zeropower_via_newtonschulz5(g, steps: int = 5, *, batched: bool = False):
+    """The author's ``zeropower_via_newtonschulz5`` on a matrix (or a batch of them, leading axes,
+    which torch multiplies with ``bmm``): bfloat16 values in the working dtype (see the module
+    docstring)."""
     if g.ndim > 2:
-        return jax.vmap(lambda m: zeropower_via_newtonschulz5(m, steps))(g)
+        return jax.vmap(lambda m: zeropower_via_newtonschulz5(m, steps, batched=True))(g)
     a, b, c = NS_COEFFICIENTS
     work = jax.dtypes.canonicalize_dtype(jnp.float64)
     x = _bf16(g.astype(work))
@@ -67,10 +68,14 @@ def zeropower_via_newtonschulz5(g, steps: int = 5):
         x = x.T
     norm = _bf16(jnp.sqrt(jnp.sum(x * x)))
     x = _bf16(x / _bf16(norm + float(np.float32(1e-7))))
+
+    def matmul(p, q, in_order=False):
+        return _bf16(_matmul(p, q, in_order or _naive(p, q, batched)))
+
     for _ in range(steps):
-        gram = _bf16(_matmul(x, x.T))
-        update = _bf16(_scaled(gram, b) + _bf16(_matmul(_scaled(gram, c), gram)))
-        x = _bf16(_scaled(x, a) + _bf16(_matmul(update, x)))
+        gram = matmul(x, x.T, in_order=True)
+        update = _bf16(_scaled(gram, b) + matmul(_scaled(gram, c), gram))
+        x = _bf16(_scaled(x, a) + matmul(update, x, in_order=tall))
     return x.T if tall else x
 
 
