@@ -54,6 +54,21 @@ def _f32(x):
     return jax.lax.reduce_precision(x, exponent_bits=8, mantissa_bits=23)
 
 
+# torch sums the squares of a small bfloat16 matrix in order; purelr sums larger ones exactly and
+# rounds once (their order in torch not reproduced: it moves the bfloat16 norm only on a tie)
+ORDERED_NORM_SIZE = 4096
+
+
+def _norm(x):
+    """torch's Frobenius norm of a bfloat16 matrix (in its memory order) before the rounding to
+    bfloat16: the squares summed and the root taken in float32."""
+    squares = (x * x).reshape(-1)
+    if squares.size > ORDERED_NORM_SIZE:
+        return _f32(jnp.sqrt(_f32(jnp.sum(squares))))
+    total = jax.lax.fori_loop(0, squares.size, lambda i, acc: _f32(acc + squares[i]), jnp.zeros((), x.dtype))
+    return _f32(jnp.sqrt(total))
+
+
 # torch's bmm / baddbmm sum a batch item directly when contraction * rows * cols < 400 (its naive
 # kernel), else hand each item to cpublas' gemm, as mm and addmm do (with oneDNN off)
 NAIVE_BMM_SIZE = 400
@@ -133,10 +148,10 @@ def newton_schulz_sequence(
     changes the kernel of the first step's product ``X' = a X + (b G + c G G) X``."""
     work = jax.dtypes.canonicalize_dtype(jnp.float64)
     x = _bf16(m.astype(work))
+    norm = _bf16(_bf16(_norm(x)) * float(np.float32(safety_factor)))
     tall = m.shape[0] > m.shape[1]
     if tall:
         x = x.T
-    norm = _bf16(_bf16(jnp.sqrt(jnp.sum(x * x))) * float(np.float32(safety_factor)))
     if add_eps:
         x = _bf16(x / _bf16(norm + float(np.float32(eps))))
     else:

@@ -32,7 +32,7 @@ import optax
 
 from purelr.optim import base, timm_common
 from purelr.optim import hyperparams as hp_lib
-from purelr.optim.muon import NS_COEFFICIENTS, _bf16, _f32, _matmul, _naive
+from purelr.optim.muon import NS_COEFFICIENTS, _bf16, _f32, _matmul, _naive, _norm
 from purelr.optim.timm_muon import LAYOUTS, _if_any, _layout
 from purelr.schedules import validate
 from purelr.schedules.core import resolve
@@ -65,10 +65,10 @@ def zeropower_via_newtonschulz5(g, steps: int = 5, *, batched: bool = False):
     a, b, c = NS_COEFFICIENTS
     work = jax.dtypes.canonicalize_dtype(jnp.float64)
     x = _bf16(g.astype(work))
+    norm = _bf16(_norm(x))
     tall = g.shape[0] > g.shape[1]
     if tall:
         x = x.T
-    norm = _bf16(jnp.sqrt(jnp.sum(x * x)))
     x = _bf16(x / _bf16(norm + float(np.float32(1e-7))))
 
     def matmul(p, q, in_order=False):

@@ -149,11 +149,22 @@ def _draw(rng, n, lr_range):
 
 @pytest.mark.parametrize("group", range(len(GROUPS)))
 def test_matches_torch(group, precision):
+    check(group, precision, CONFIGS_AND_LR_RANGE[precision][0])
+
+
+@pytest.mark.nightly
+@pytest.mark.parametrize("group", range(len(GROUPS)))
+def test_thirty_configurations_match_torch(group):
+    with jax.enable_x64(True):
+        check(group, "x64", 30)
+
+
+def check(group, precision, n):
     static = GROUPS[group] + (precision == "f32",)
     dtype = torch.float64 if precision == "x64" else torch.float32
     x, y, params = (_quadratic_data if precision == "f32" else _data)(group)
     # float32: small steps keep W far from T, where Newton-Schulz is not fed rounding noise
-    lr, gamma, weight_decay, momentum = _draw(np.random.default_rng(100 + group), *CONFIGS_AND_LR_RANGE[precision])
+    lr, gamma, weight_decay, momentum = _draw(np.random.default_rng(100 + group), n, CONFIGS_AND_LR_RANGE[precision][1])
     eps = 1e-7
     trajectory, state = _purelr_run(static)(params, x, y, lr, gamma, weight_decay, momentum, eps)
     rtol = RTOL[precision]

@@ -123,7 +123,7 @@ CASES = {  # the four registry names, then more options
     "muon_rms_to_rms": _static(adjust_lr_fn="rms_to_rms", ns_steps=3, safety_factor=1.01, scale_eps=True),
     "adamuon_rsqrt_in": _static(algo="adamuon", adjust_lr_fn="rsqrt_in", conv_mode="batched", normalize_spatial=False),
     "adamuon_none": _static(algo="adamuon", adjust_lr_fn=None, ns_coefficients="polar_express_safer", ns_steps=6),
-    "muon_none": _static(adjust_lr_fn=None, ns_coefficients=[(3.0, -3.2, 1.2), (2.0, -1.5, 0.5)], ns_steps=4),
+    "muon_none": _static(adjust_lr_fn=None, ns_coefficients=((3.0, -3.2, 1.2), (2.0, -1.5, 0.5)), ns_steps=4),
 }
 DEFAULT = ("nadamuon",)
 CONFIGS = {"x64": 5, "f32": 2}  # per case; nightly: the other cases and 30 configurations each
