@@ -6,8 +6,9 @@ conv kernels for Muon, a bias and a 3 x 40 matrix for Adam). The distributed ``M
 ``MuonWithAuxAdam`` step each parameter as the single-device classes (one rank per parameter, then
 an all-gather) and need torch.distributed: the single-device forms are the reference.
 
-Open (nightly, 30 configurations in x64): configuration 5 drifts apart on the 3-D leaf (0.45):
-not yet understood (the batched Newton-Schulz itself is bit-equal, test_newtonschulz5_is_the_author_s).
+The nightly sweep (30 configurations) once drifted apart on the 3-D leaf (0.45, configuration 5):
+its bfloat16 norm, summed by torch in float32 in memory order, lay on a bfloat16 tie that an exact
+sum rounded the other way (``purelr.optim.muon._norm``).
 """
 
 import jax
