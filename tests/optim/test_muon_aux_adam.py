@@ -7,8 +7,8 @@ conv kernels for Muon, a bias and a 3 x 40 matrix for Adam). The distributed ``M
 an all-gather) and need torch.distributed: the single-device forms are the reference.
 
 The nightly sweep (30 configurations) once drifted apart on the 3-D leaf (0.45, configuration 5):
-its bfloat16 norm, summed by torch in float32 in memory order, lay on a bfloat16 tie that an exact
-sum rounded the other way (``purelr.optim.muon._norm``).
+its bfloat16 norm, summed by torch in float32 over 16 vector lanes, lay on a bfloat16 tie that an
+exact sum rounded the other way (``purelr.optim.muon._norm``).
 """
 
 import jax

@@ -11,7 +11,7 @@ bfloat16: a one-ulp difference of a gradient can move it a bfloat16 unit). Numbe
 set of static options. torch runs with oneDNN off: its CPU kernels then sum each bfloat16 product
 in float32 in an order ``purelr.optim.muon._matmul`` reproduces (cpublas' four partial sums, in
 order for a transposed operand and for baddbmm's naive kernel on small batch items), and its norm
-in memory order. Under x64 the bfloat16 rounding is then the same on both sides, so x64 holds the
+over 16 float32 lanes (AVX-512, this CPU). Under x64 the bfloat16 rounding is then the same on both sides, so x64 holds the
 project's 1e-10; float32 is held to 3e-5 as ``test_muon`` (torch forms the scalars of a step in
 double).
 
