@@ -45,23 +45,91 @@ class MuonState(NamedTuple):
 
 def _bf16(x):
     """Rounds to bfloat16 as torch does (through float32), kept in ``x``'s dtype."""
-    return x.astype(jnp.float32).astype(jnp.bfloat16).astype(x.dtype)
+    return jax.lax.reduce_precision(_f32(x), exponent_bits=8, mantissa_bits=7)
 
 
 def _f32(x):
-    """Rounds to float32, kept in ``x``'s dtype."""
-    return x.astype(jnp.float32).astype(x.dtype)
+    """Rounds to float32, kept in ``x``'s dtype (``reduce_precision``: XLA may drop a round trip
+    through float32 that ``astype`` spells, fusing the operations around it)."""
+    return jax.lax.reduce_precision(x, exponent_bits=8, mantissa_bits=23)
 
 
-def _matmul(a, b):
-    """``a @ b`` of bfloat16 values summed in float32 one ``k`` at a time, in order, as torch's CPU
-    kernels do (each product is exact in float32, so only the order of the sums matters)."""
+# torch sums the squares of a bfloat16 matrix in float32 over 16 vector lanes (AVX-512; a lane
+# tree at the end, then the remainder in order: measured on this project's CPU); purelr sums those
+# past 4096 entries exactly and rounds once (this moves the bfloat16 norm only on a tie)
+NORM_LANES = 16
+ORDERED_NORM_SIZE = 4096
 
-    def add(k, acc):
-        return _f32(acc + a[:, k, None] * b[None, k, :])
 
-    zeros = jnp.zeros((a.shape[0], b.shape[1]), a.dtype)
-    return jax.lax.fori_loop(0, a.shape[1], add, zeros, unroll=min(a.shape[1], 8))
+def _norm(x):
+    """torch's Frobenius norm of a bfloat16 matrix (in its memory order) before the rounding to
+    bfloat16: the squares summed and the root taken in float32."""
+    squares = (x * x).reshape(-1)
+    if squares.size > ORDERED_NORM_SIZE:
+        return _f32(jnp.sqrt(_f32(jnp.sum(squares))))
+    full = squares.size // NORM_LANES * NORM_LANES
+    chunks = squares[:full].reshape(-1, NORM_LANES)
+    lanes = jax.lax.fori_loop(0, chunks.shape[0], lambda i, acc: _f32(acc + chunks[i]), jnp.zeros(NORM_LANES, x.dtype))
+    step = NORM_LANES // 2
+    while step:
+        lanes = _f32(lanes + lanes[np.arange(NORM_LANES) ^ step])
+        step //= 2
+    total = lanes[0]
+    for i in range(full, squares.size):
+        total = _f32(total + squares[i])
+    return _f32(jnp.sqrt(total))
+
+
+# torch's bmm / baddbmm sum a batch item directly when contraction * rows * cols < 400 (its naive
+# kernel), else hand each item to cpublas' gemm, as mm and addmm do (with oneDNN off)
+NAIVE_BMM_SIZE = 400
+
+
+def _naive(a, b, batched: bool) -> bool:
+    return batched and a.shape[0] * a.shape[1] * b.shape[1] < NAIVE_BMM_SIZE
+
+
+def _matmul(a, b, in_order: bool = False):
+    """``a @ b`` of bfloat16 values summed in float32 in the order of torch's CPU kernels (each
+    product is exact in float32, so only the order of the sums matters). cpublas' gemm on two
+    row-major operands keeps four partial sums (the products ``k = j, j + 4, ...`` in sum ``j``, the
+    last ``k % 4`` in sum 0) and adds them up at the end; ``in_order``: one sum, ``k = 0, 1, ...``,
+    as the naive bmm kernel, and cpublas where one operand is a transposed view (its dot product,
+    in order below 32 terms: longer ones take the CPU's vector lanes, not reproduced here)."""
+    lanes = 1 if in_order else 4
+    rounds = a.shape[1] // lanes
+
+    def add(r, acc):
+        cols = jax.lax.dynamic_slice_in_dim(a, r * lanes, lanes, axis=1)
+        rows = jax.lax.dynamic_slice_in_dim(b, r * lanes, lanes, axis=0)
+        return _f32(acc + cols.T[:, :, None] * rows[:, None, :])
+
+    zeros = jnp.zeros((lanes, a.shape[0], b.shape[1]), a.dtype)
+    partial = jax.lax.fori_loop(0, rounds, add, zeros, unroll=max(1, min(rounds, 8))) if rounds else zeros
+    total = partial[0]
+    for k in range(rounds * lanes, a.shape[1]):
+        total = _f32(total + a[:, k, None] * b[None, k, :])
+    for j in range(1, lanes):
+        total = _f32(total + partial[j])
+    return total
+
+
+def _addmm(c, a, b, beta: float, alpha: float, *, in_order: bool = False, naive: bool = False):
+    """torch's bfloat16 ``addmm(c, a, b, beta=beta, alpha=alpha)`` (``naive``: ``baddbmm``'s naive
+    kernel on one batch item) before its rounding to bfloat16 (``beta``, ``alpha``: float32 values).
+
+    cpublas adds ``beta * c`` to ``f32(alpha * (a @ b))`` with one rounding (a fused multiply-add:
+    exact here under x64, the product rounded once more in float32 mode); the naive kernel rounds
+    ``beta * c`` and ``alpha * (a @ b)`` to float32 and adds them (the barrier keeps XLA from fusing
+    the product into the sum)."""
+    scaled = _matmul(a, b, in_order or naive)
+    if alpha != 1:
+        scaled = _f32(alpha * scaled)
+    if beta == 0:
+        return scaled
+    if naive:
+        return _f32(jnp.add(*jax.lax.optimization_barrier((_f32(beta * c), scaled))))
+    return scaled + beta * c
 
 
 def newton_schulz(m, ns_coefficients=NS_COEFFICIENTS, ns_steps=5, eps=1e-7):
@@ -69,33 +137,43 @@ def newton_schulz(m, ns_coefficients=NS_COEFFICIENTS, ns_steps=5, eps=1e-7):
     working dtype (float64 under ``jax_enable_x64``, else float32) that holds the exact sums
     before each rounding.
 
-    torch's bfloat16 ``addmm(C, A, B, beta, alpha)`` on CPU sums ``A @ B`` in float32, scales it
-    by ``alpha`` (rounded to float32) and adds ``beta * C`` with one rounding (a fused multiply-add),
-    then rounds to bfloat16. Here the float32 sums are formed in the same order and the final sum
-    exactly (float64) before its rounding; in float32 mode that last sum is rounded twice, which
-    can move a bfloat16 result by one unit where torch's value lies on a rounding boundary.
-    The ordered sums cost ``k`` sequential steps per product, the price of bit-equality.
+    torch's bfloat16 ``addmm`` on CPU (oneDNN off) sums ``A @ B`` in float32 (``_matmul``), scales
+    it by ``alpha`` and adds ``beta * C`` (``_addmm``), then rounds to bfloat16. Here the float32
+    sums are formed in the same order and the final sum exactly (float64) before its rounding; in
+    float32 mode that last sum is rounded twice, which can move a bfloat16 result by one unit
+    where torch's value lies on a rounding boundary. The ordered sums cost ``k / 4`` sequential
+    steps per product, the price of bit-equality.
     """
     return newton_schulz_sequence(m, [ns_coefficients] * ns_steps, eps)
 
 
-def newton_schulz_sequence(m, coefficients, eps=1e-7, *, safety_factor=1.0, add_eps: bool = False):
+def newton_schulz_sequence(
+    m, coefficients, eps=1e-7, *, safety_factor=1.0, add_eps: bool = False, batched: bool = False,
+    contiguous: bool = False,
+):  # fmt: skip
     """``newton_schulz`` with one ``(a, b, c)`` per step (timm's ``zeropower_via_newtonschulz``):
     the bfloat16 ``M`` (transposed when tall) is divided by ``max(||M||_F * safety_factor, eps)``
-    (``||M||_F * safety_factor + eps`` with ``add_eps``), each factor rounded to bfloat16."""
+    (``||M||_F * safety_factor + eps`` with ``add_eps``), each factor rounded to bfloat16.
+    ``batched``: ``M`` is one item of a batch that torch multiplies with ``baddbmm``;
+    ``contiguous``: the transposed tall ``M`` is copied (timm) rather than kept a view (torch), which
+    changes the kernel of the first step's product ``X' = a X + (b G + c G G) X``."""
     work = jax.dtypes.canonicalize_dtype(jnp.float64)
     x = _bf16(m.astype(work))
+    norm = _bf16(_bf16(_norm(x)) * float(np.float32(safety_factor)))
     tall = m.shape[0] > m.shape[1]
     if tall:
         x = x.T
-    norm = _bf16(_bf16(jnp.sqrt(jnp.sum(x * x))) * float(np.float32(safety_factor)))
-    eps = _bf16(jnp.asarray(eps, work))
-    x = _bf16(x / (_bf16(norm + eps) if add_eps else jnp.maximum(norm, eps)))
-    for coefficient in coefficients:
+    if add_eps:
+        x = _bf16(x / _bf16(norm + float(np.float32(eps))))
+    else:
+        x = _bf16(x / jnp.maximum(norm, _bf16(jnp.asarray(eps, work))))
+    for step, coefficient in enumerate(coefficients):
         a, b, c = (float(np.float32(v)) for v in coefficient)
-        gram = _bf16(_matmul(x, x.T))
-        gram_update = _bf16(_f32(c * _matmul(gram, gram)) + b * gram)
-        x = _bf16(_matmul(gram_update, x) + a * x)
+        naive = _naive(x, x.T, batched)
+        gram = _bf16(_addmm(None, x, x.T, 0.0, 1.0, in_order=True, naive=naive))
+        gram_update = _bf16(_addmm(gram, gram, gram, b, c, naive=naive))
+        strided = tall and step == 0 and not contiguous
+        x = _bf16(_addmm(x, gram_update, x, a, 1.0, in_order=strided, naive=naive))
     return x.T if tall else x
 
 

@@ -32,7 +32,9 @@ import optax
 
 from purelr.optim import base, timm_common
 from purelr.optim import hyperparams as hp_lib
-from purelr.optim.muon import NS_COEFFICIENTS, _bf16, _f32, _matmul
+from purelr.optim.muon import NS_COEFFICIENTS, _bf16, _f32, _matmul, _naive, _norm
+from purelr.optim.timm_muon import LAYOUTS, _if_any, _layout
+from purelr.schedules import validate
 from purelr.schedules.core import resolve
 
 
@@ -54,23 +56,28 @@ def _scaled(x, factor):
     return _bf16(_f32(float(np.float32(factor)) * x))
 
 
-def zeropower_via_newtonschulz5(g, steps: int = 5):
-    """The author's ``zeropower_via_newtonschulz5`` on a matrix (or a batch of them, leading axes):
-    bfloat16 values in the working dtype (see the module docstring)."""
+def zeropower_via_newtonschulz5(g, steps: int = 5, *, batched: bool = False):
+    """The author's ``zeropower_via_newtonschulz5`` on a matrix (or a batch of them, leading axes,
+    which torch multiplies with ``bmm``): bfloat16 values in the working dtype (see the module
+    docstring)."""
     if g.ndim > 2:
-        return jax.vmap(lambda m: zeropower_via_newtonschulz5(m, steps))(g)
+        return jax.vmap(lambda m: zeropower_via_newtonschulz5(m, steps, batched=True))(g)
     a, b, c = NS_COEFFICIENTS
     work = jax.dtypes.canonicalize_dtype(jnp.float64)
     x = _bf16(g.astype(work))
+    norm = _bf16(_norm(x))
     tall = g.shape[0] > g.shape[1]
     if tall:
         x = x.T
-    norm = _bf16(jnp.sqrt(jnp.sum(x * x)))
     x = _bf16(x / _bf16(norm + float(np.float32(1e-7))))
+
+    def matmul(p, q, in_order=False):
+        return _bf16(_matmul(p, q, in_order or _naive(p, q, batched)))
+
     for _ in range(steps):
-        gram = _bf16(_matmul(x, x.T))
-        update = _bf16(_scaled(gram, b) + _bf16(_matmul(_scaled(gram, c), gram)))
-        x = _bf16(_scaled(x, a) + _bf16(_matmul(update, x)))
+        gram = matmul(x, x.T, in_order=True)
+        update = _bf16(_scaled(gram, b) + matmul(_scaled(gram, c), gram))
+        x = _bf16(_scaled(x, a) + matmul(update, x, in_order=tall))
     return x.T if tall else x
 
 
@@ -98,15 +105,23 @@ def _check_matrices(tree):
             )
 
 
-def single_device_muon(lr=0.02, weight_decay=0.0, momentum=0.95) -> optax.GradientTransformation:
+def single_device_muon(
+    lr=0.02, weight_decay=0.0, momentum=0.95, *, layout: str = "torch"
+) -> optax.GradientTransformation:
     """Twin of the author's ``SingleDeviceMuon`` (and of ``Muon``, its distributed form): see the
     module docstring. Each number may be a schedule. The original validates nothing; here each must
-    be finite and ``>= 0`` (``lr``, ``weight_decay``) or in ``[0, 1]`` (``momentum``)."""
+    be finite and ``>= 0`` (``lr``, ``weight_decay``) or in ``[0, 1]`` (``momentum``).
+
+    ``layout='flax'``: leaves named ``kernel`` are flax's ``(*spatial, in, out)`` and step as the
+    original steps torch's ``(out, in, *spatial)`` weight (a Dense kernel as its transpose: the
+    scale ``sqrt(max(1, out / in))``); other leaves, and every leaf with ``'torch'``, are read as
+    torch lays them out (a 3-D leaf a batch of matrices over its first axis)."""
     schedules = {
         "lr": hp_lib.check("lr", lr),
         "weight_decay": hp_lib.check("weight_decay", weight_decay),
         "momentum": hp_lib.check("momentum", momentum, maximum=1.0),
     }
+    validate.one_of("layout", layout, LAYOUTS)
 
     def init_buffers(params, hp):
         _check_matrices(params)
@@ -121,8 +136,9 @@ def single_device_muon(lr=0.02, weight_decay=0.0, momentum=0.95) -> optax.Gradie
             start = timm_common.decayed(p, hp, state.count)
             return base.update_from(p, start, -hp["lr"] * o.astype(p.dtype)), buf
 
-        updates, buf = base.leafwise(leaf, grads, params, state.momentum_buffer)
-        return updates, dict(momentum_buffer=buf)
+        torch_view, flax_view = _layout(params, layout), _layout(params, layout, inverse=True)
+        updates, buf = base.leafwise(leaf, torch_view(grads), torch_view(params), torch_view(state.momentum_buffer))
+        return flax_view(updates), dict(momentum_buffer=flax_view(buf))
 
     return base.transformation(SingleDeviceMuonState, schedules, init_buffers, update_buffers)
 
@@ -160,6 +176,7 @@ def muon_with_aux_adam(
     adam_betas=(0.9, 0.95),
     adam_eps=1e-10,
     adam_weight_decay=0.0,
+    layout: str = "torch",
 ) -> optax.GradientTransformation:
     """Twin of the author's ``SingleDeviceMuonWithAuxAdam`` / ``MuonWithAuxAdam``: Muon on the leaves
     ``use_muon`` marks, the aux Adam on the others, with the original's group defaults (Muon: lr
@@ -169,12 +186,13 @@ def muon_with_aux_adam(
     predicate ``(path, leaf) -> bool`` (two arguments, ``jax.tree_util.tree_map_with_path``'s).
     Groups of other settings: ``optax.multi_transform`` of ``single_device_muon`` and ``aux_adam``
     (or ``purelr.params`` groups), as the original takes several groups of each kind.
+    ``layout``: as ``single_device_muon``'s.
     """
     labels = _labels(use_muon)
     return optax.multi_transform(
         {
-            True: single_device_muon(lr, weight_decay, momentum),
-            False: aux_adam(adam_lr, adam_betas, adam_eps, adam_weight_decay),
+            True: _if_any(single_device_muon(lr, weight_decay, momentum, layout=layout)),
+            False: _if_any(aux_adam(adam_lr, adam_betas, adam_eps, adam_weight_decay)),
         },
         labels,
     )

@@ -161,7 +161,9 @@ def _orthogonalized(m, coefficients, eps, safety_factor, scale_eps: bool):
         eps = eps * (m.shape[-1] / m.shape[-2]) ** 0.5
 
     def one(x):
-        return newton_schulz_sequence(x, coefficients, eps, safety_factor=safety_factor, add_eps=scale_eps)
+        return newton_schulz_sequence(
+            x, coefficients, eps, safety_factor=safety_factor, add_eps=scale_eps, batched=m.ndim == 3, contiguous=True
+        )
 
     return one(m) if m.ndim == 2 else jax.vmap(one)(m)
 

@@ -149,11 +149,22 @@ def _draw(rng, n, lr_range):
 
 @pytest.mark.parametrize("group", range(len(GROUPS)))
 def test_matches_torch(group, precision):
+    check(group, precision, CONFIGS_AND_LR_RANGE[precision][0])
+
+
+@pytest.mark.nightly
+@pytest.mark.parametrize("group", range(len(GROUPS)))
+def test_thirty_configurations_match_torch(group):
+    with jax.enable_x64(True):
+        check(group, "x64", 30)
+
+
+def check(group, precision, n):
     static = GROUPS[group] + (precision == "f32",)
     dtype = torch.float64 if precision == "x64" else torch.float32
     x, y, params = (_quadratic_data if precision == "f32" else _data)(group)
     # float32: small steps keep W far from T, where Newton-Schulz is not fed rounding noise
-    lr, gamma, weight_decay, momentum = _draw(np.random.default_rng(100 + group), *CONFIGS_AND_LR_RANGE[precision])
+    lr, gamma, weight_decay, momentum = _draw(np.random.default_rng(100 + group), n, CONFIGS_AND_LR_RANGE[precision][1])
     eps = 1e-7
     trajectory, state = _purelr_run(static)(params, x, y, lr, gamma, weight_decay, momentum, eps)
     rtol = RTOL[precision]
@@ -209,3 +220,20 @@ def test_rejects_what_torch_rejects_at_its_first_step():
         muon(ns_steps=100)
     with pytest.raises(ValueError, match="ns_coefficients"):
         muon(ns_coefficients=(1.0, 2.0))
+
+
+@pytest.mark.parametrize("shape", [(6, 10), (10, 3), (12, 20), (24, 16)])
+def test_newton_schulz_is_torch_s(shape, precision):
+    """torch's ``_zeropower_via_newtonschulz`` bit for bit (oneDNN off); a tall input stays a
+    transposed view in torch, which changes the kernel of its first product."""
+    from torch.optim._muon import _zeropower_via_newtonschulz
+
+    from purelr.optim.muon import newton_schulz
+
+    rng = np.random.default_rng(sum(shape))
+    run = jax.jit(newton_schulz)
+    for _ in range(8):
+        g = rng.normal(size=shape) + 3 * rng.normal() * np.outer(rng.normal(size=shape[0]), rng.normal(size=shape[1]))
+        with torch.backends.mkldnn.flags(enabled=False):
+            expected = _zeropower_via_newtonschulz(torch.tensor(g), NS_COEFFICIENTS, 5, 1e-7).float().numpy()
+        np.testing.assert_array_equal(np.asarray(run(jnp.asarray(g))).astype(np.float32), expected)
