@@ -69,7 +69,9 @@ def _norm(x):
         return _f32(jnp.sqrt(_f32(jnp.sum(squares))))
     full = squares.size // NORM_LANES * NORM_LANES
     chunks = squares[:full].reshape(-1, NORM_LANES)
-    lanes = jax.lax.fori_loop(0, chunks.shape[0], lambda i, acc: _f32(acc + chunks[i]), jnp.zeros(NORM_LANES, x.dtype))
+    lanes = jnp.zeros(NORM_LANES, x.dtype)
+    if chunks.shape[0]:  # fewer entries than lanes: the remainder loop below sums them
+        lanes = jax.lax.fori_loop(0, chunks.shape[0], lambda i, acc: _f32(acc + chunks[i]), lanes)
     step = NORM_LANES // 2
     while step:
         lanes = _f32(lanes + lanes[np.arange(NORM_LANES) ^ step])
