@@ -14,6 +14,7 @@
   folders, so `import mmdet.engine.schedulers` runs only that module and what it imports.
 """
 
+import gc
 import importlib.machinery
 import importlib.util
 import os
@@ -65,3 +66,29 @@ def precision(request):
     """Runs a test once under ``jax_enable_x64`` and once in float32; yields the mode's name."""
     with jax.enable_x64(request.param == "x64"):
         yield request.param
+
+
+MEMORY_MAPS_BEFORE_CLEARING = 20_000
+
+
+def _memory_maps() -> int:
+    try:
+        with open("/proc/self/maps") as maps:
+            return sum(1 for _ in maps)
+    except OSError:
+        return 0
+
+
+def pytest_runtest_teardown(item, nextitem):
+    """Drop JAX's compiled programs between test modules once the process maps many regions.
+
+    Each XLA:CPU executable keeps its JIT-linked code in memory mappings; a worker that runs a
+    third of the suite reaches Linux's `vm.max_map_count` (65530) and LLVM then fails with
+    "Cannot allocate memory" (a CI run crashed so at 89%). Clearing at a module's end keeps the
+    functions a module shares compiled within it.
+    """
+    if nextitem is not None and getattr(nextitem, "module", None) is getattr(item, "module", None):
+        return
+    if _memory_maps() > MEMORY_MAPS_BEFORE_CLEARING:
+        jax.clear_caches()
+        gc.collect()

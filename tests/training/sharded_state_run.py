@@ -1,9 +1,13 @@
 """Run by ``test_sharding.py`` in a fresh process with 8 host devices (``XLA_FLAGS`` set before jax
 loads): every optimizer of ``resume_run.OPTIMIZERS`` (each exported one) and a two-group
 ``multi_transform``, its params split by ``sharding.split_last_divisible`` and its state by
-``sharding.state_shardings``, three jitted updates with those in and out shardings, under x64.
-Prints one JSON line: per optimizer, the state leaves checked by kind and the largest relative
-difference of the params from the same updates on one device (for ``COMPARED``)."""
+``sharding.state_shardings``, under x64. The optimizers of ``STEPPED`` (each kind of state: plain
+buffers, factored rows, flat histories, preconditioner matrices, PRNG keys, None buffers of other
+groups) take three jitted updates with those in and out shardings; the others' state is placed
+by its shardings (``device_put`` checks each leaf's shape against its sharding), and ``--all``
+steps every one (``-m nightly``). Prints one JSON line: per optimizer, the state leaves checked by
+kind and the largest relative difference of the params from the same updates on one device (for
+``COMPARED``)."""
 
 import json
 import sys
@@ -22,6 +26,7 @@ STEPS = 3
 # distinct shapes, so a state leaf shaped like a param is that param's buffer; "head" splits on its first axis
 SHAPES = {"dense": {"w": (16, 40), "b": (48,)}, "conv": {"w": (3, 3, 8, 16)}, "head": (16, 3), "scale": ()}
 COMPARED = ("adamw", "adafactor", "lbfgs", "lamb", "groups")  # also run on one device: the same params
+STEPPED = (*COMPARED, "timm_adafactor", "adamw_torchao", "adahessian", "soap", "kron", "psgd_kron", "prodigy")
 OPTIMIZERS = dict(
     resume_run.OPTIMIZERS,
     # heavyball's PSGDKron refuses one-element params: the scalar leaf goes to SGD
@@ -41,8 +46,8 @@ def loss(params, k):
     return sum(jnp.sum(jnp.tanh(p * (1.0 + 0.1 * k)) ** 2 + 0.05 * p**2) for p in leaves) / len(leaves)
 
 
-def run(name, tx, params, param_shardings=None, opt_shardings=None):
-    """``STEPS`` updates of ``tx`` (sharded when shardings are given): the final params and state."""
+def run(name, tx, params, param_shardings=None, opt_shardings=None, steps=STEPS):
+    """``steps`` updates of ``tx`` (sharded when shardings are given): the final params and state."""
 
     def step(params, state, k):
         value, grads = jax.value_and_grad(loss)(params, k)
@@ -61,7 +66,7 @@ def run(name, tx, params, param_shardings=None, opt_shardings=None):
             out_shardings=(param_shardings, opt_shardings),
         )
         params, state = jax.device_put((params, tx.init(params)), (param_shardings, opt_shardings))
-    for k in range(STEPS):
+    for k in range(steps):
         params, state = stepped(params, state, jnp.asarray(k, float))
     return params, state
 
@@ -93,10 +98,12 @@ def main():
     params = jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(s)), SHAPES, is_leaf=lambda x: isinstance(x, tuple))
     param_shardings = sharding.split_last_divisible(params, mesh)
     found = {"devices": jax.device_count(), "split_params": 0, "optimizers": {}}
+    stepped = OPTIMIZERS if "--all" in sys.argv else STEPPED
     for name, make in OPTIMIZERS.items():
         tx = make()
         opt_shardings = sharding.state_shardings(tx, params, param_shardings)
-        sharded, state = run(name, tx, params, param_shardings, opt_shardings)
+        steps = STEPS if name in stepped else 0
+        sharded, state = run(name, tx, params, param_shardings, opt_shardings, steps)
         found["optimizers"][name] = check(state, sharded)
         if name in COMPARED:
             single, _ = run(name, tx, params)

@@ -43,6 +43,13 @@ def sharded_run():
     return last_json_line(["tests.training.sharded_state_run"], devices=8)
 
 
+@pytest.mark.nightly
+def test_every_optimizer_steps_sharded():
+    found = last_json_line(["tests.training.sharded_state_run", "--all"], devices=8)
+    test_every_state_leaf_is_sharded_as_its_param(found)
+    test_sharded_updates_equal_one_device(found)
+
+
 def test_every_state_leaf_is_sharded_as_its_param(sharded_run):
     assert sharded_run["devices"] == 8 and sharded_run["split_params"] == 4
     found = sharded_run["optimizers"]
