@@ -238,7 +238,9 @@ def _set_group(group: dict, state, count: int, hyperparams) -> None:
         values[name] = float(value(count) if callable(value) else value)
     for name, value in values.items():
         key, index = torch_state.group_key(state, name)
-        if key not in group:
+        if name in spec.group_added and count:
+            group[key] = value
+        if name in spec.attributes or key not in group:
             continue
         if index is None:
             group[key] = _like(group[key], value)
@@ -448,7 +450,9 @@ def to_torch(
     """
     if scheduler is not None:
         _check_scheduler(scheduler)
-    model = model_to_torch(params, model_state_dict, names=names, batch_stats=batch_stats)
+    # schedulefree's wrappers: the torch model in eval mode (x), as a fresh wrapper takes it
+    eval_params = torch_wrappers.wrapper_params(opt_state, params, train=False)
+    model = model_to_torch(eval_params, model_state_dict, names=names, batch_stats=batch_stats)
     optimizer = optimizer_to_torch(
         opt_state,
         params,
