@@ -204,3 +204,61 @@ def test_fresh_state_and_attributes():
         assert float(run.opt_state.inner_state.hyperparams["momentum"]) == 0.3
         exported = to_torch(run.opt_state, run.params, model_sd, optimizer_sd).optimizer_state_dict
         assert exported["param_groups"][0]["momentum"] == 0.3 and exported["param_groups"][0]["k"] == 2
+
+
+def test_two_groups_both_ways():
+    """torch's wrapper over Adam with two param groups (kernels, biases: their own lr, betas; each
+    group its own ``k``, ``lr_max``, ``weight_sum``) is one twin wrapper per group inside
+    ``optax.multi_transform``: both ways, k + m updates (x64)."""
+    groups = {"kernel": dict(lr=0.02, betas=(0.8, 0.99)), "bias": dict(lr=0.005, betas=(0.5, 0.9))}
+    names = ["hidden.weight", "out.weight", "hidden.bias", "out.bias"]
+    wrapper_kw = dict(momentum=0.85, weight_decay_at_y=0.05, r=0.5)
+    k, m = 3, 2
+    labels = {layer: {"kernel": "kernel", "bias": "bias"} for layer in ("hidden", "out")}
+    twin = optax.multi_transform(
+        {g: optim.schedule_free_wrapper(optim.adam(**kw), **wrapper_kw) for g, kw in groups.items()}, labels
+    )
+
+    def torch_wrapper(model):
+        tree = dict(model.named_parameters())
+        base = torch.optim.Adam(
+            [
+                dict(params=[tree[n] for n in names if n.endswith(g)], **kw)
+                for g, kw in [("weight", groups["kernel"]), ("bias", groups["bias"])]
+            ]
+        )
+        base.state = collections.defaultdict(BaseState)
+        return schedulefree.ScheduleFreeWrapper(base, **wrapper_kw)
+
+    @jax.jit
+    def step(params, state, x, y):
+        updates, state = twin.update(jax.grad(flax_loss)(params, x, y), state, params)
+        return optax.apply_updates(params, updates), state
+
+    with jax.enable_x64(True), torch_dtype(True):
+        torch.manual_seed(1)
+        model = TorchMLP()
+        fresh = copy.deepcopy((model.state_dict(), (optimizer := torch_wrapper(model)).state_dict()))
+        optimizer.train()
+        torch_steps(model, optimizer, 0, k)
+        optimizer.eval()
+        at_k = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
+        optimizer.train()
+        torch_steps(model, optimizer, k, k + m)
+        final = _numpy(model)
+        assert [g["k"] for g in optimizer.param_groups] == [k + m] * 2
+
+        run = from_torch(twin, template(), *at_k, labels=labels, param_names=names)
+        error_in = _error(jax_steps(step, run.params, run.opt_state, k, k + m)[0], final)
+
+        start = model_from_torch(fresh[0], template())[0]
+        params, state = jax_steps(step, start, twin.init(start), 0, k)
+        exported = to_torch(state, params, *fresh, labels=labels, param_names=names)
+        model = TorchMLP()
+        optimizer = torch_wrapper(model)
+        model.load_state_dict(exported.model_state_dict)
+        optimizer.load_state_dict(exported.optimizer_state_dict)
+        optimizer.train()
+        torch_steps(model, optimizer, k, k + m)
+        error_out = max(relative_error(p, final[n]) for n, p in _numpy(model).items())
+    assert error_in <= OPTIMIZER_RTOL["x64"] and error_out <= OPTIMIZER_RTOL["x64"], (error_in, error_out)
