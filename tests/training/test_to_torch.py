@@ -2,12 +2,14 @@
 
 Round trip: every optimizer of ``tests/training/resume_run.py`` (every exported twin) and the
 wrappers around one, their states drawn at random: ``from_torch(to_torch(state)) == state``, bit for
-bit (x64 and float32). Both ways: k updates in torch (or purelr), convert, m in purelr (or torch),
+bit (x64 and float32; schedulefree's wrappers' params, swapped to torch's eval mode and back, to
+one rounding). Both ways: k updates in torch (or purelr), convert, m in purelr (or torch),
 equal to k + m torch updates (x64, 1e-10), for the twins of torch.optim, timm, transformers and
 MMPretrain with random k, m and configurations; timm's Kron and Adahessian fed the same random
 numbers on both sides (measured, 12 configurations each: 7.9e-16 and 7.0e-13); the schedulers
 (torch, MMEngine) and averaged models (AveragedModel, ModelEmaV3, MMEngine's EMA) likewise.
-heavyball's SOAP / PSGDKron: tests/training/test_heavyball_state.py.
+heavyball's SOAP / PSGDKron: tests/training/test_heavyball_state.py; schedulefree's wrappers:
+tests/training/test_schedule_free_wrapper_conversion.py.
 """
 
 import jax
