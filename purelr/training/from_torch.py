@@ -37,7 +37,8 @@ class TorchRun(NamedTuple):
     """A PyTorch run's state for its JAX twin.
 
     Attributes:
-      params: the flax params, laid out like the ``params`` given, filled from the model.
+      params: the flax params, laid out like the ``params`` given, filled from the model (the
+        leaves schedulefree's wrappers update: from torch's eval mode ``x`` to the twin's ``y``).
       batch_stats: the flax batch statistics (``None`` when no ``batch_stats`` were given).
       opt_state: ``optimizer.init(params)`` with the twin's state filled from torch's.
       last_epoch: the scheduler's ``last_epoch`` (``None`` without a scheduler): the step at

@@ -441,7 +441,8 @@ def to_torch(
       hyperparams: ``{name: value or schedule}`` for every group (a schedule read at the count).
 
     Returns:
-      A ``TorchState``; its ``scaler_state_dict`` holds the ``loss_scaled`` scaler's entries (to
+      A ``TorchState``: the model in schedulefree's wrappers' eval mode (``x``, as schedulefree
+      checkpoints and a fresh wrapper expect: call ``optimizer.train()`` after loading); its ``scaler_state_dict`` holds the ``loss_scaled`` scaler's entries (to
       update the original scaler's ``state_dict()`` with), ``None`` without one.
 
     Raises:
