@@ -37,7 +37,8 @@ class TorchRun(NamedTuple):
     """A PyTorch run's state for its JAX twin.
 
     Attributes:
-      params: the flax params, laid out like the ``params`` given, filled from the model.
+      params: the flax params, laid out like the ``params`` given, filled from the model (the
+        leaves schedulefree's wrappers update: from torch's eval mode ``x`` to the twin's ``y``).
       batch_stats: the flax batch statistics (``None`` when no ``batch_stats`` were given).
       opt_state: ``optimizer.init(params)`` with the twin's state filled from torch's.
       last_epoch: the scheduler's ``last_epoch`` (``None`` without a scheduler): the step at
@@ -180,8 +181,9 @@ def from_torch(
     last_epoch = None if scheduler_state_dict is None else _last_epoch(scheduler_state_dict)
     leaves, layout = _convert_model(model_state_dict, names, params=params, batch_stats=batch_stats)
     order = _param_order(optimizer_state_dict, param_names, layout)
+    loaded, batch_stats = _filled(leaves, params, batch_stats)
     opt_state = _convert_optimizer(
-        optimizer.init(params),
+        optimizer.init(loaded),  # buffers that start as the params (Schedule-Free's z) start as torch's
         optimizer_state_dict,
         order,
         layout,
@@ -190,7 +192,7 @@ def from_torch(
         labels,
     )
     opt_state = torch_wrappers.wrappers_from_torch(opt_state, scaler_state_dict, iteration)
-    return TorchRun(*_filled(leaves, params, batch_stats), opt_state, last_epoch)
+    return TorchRun(torch_wrappers.wrapper_params(opt_state, loaded, train=True), batch_stats, opt_state, last_epoch)
 
 
 _OPTIMIZER_KEYS = ("state", "param_groups")
@@ -442,6 +444,9 @@ def twins(template, groups, order: dict, layout: dict, params: dict, labels=None
         foreign = torch_state.layout(state).foreign
         for key in (k for group in groups for k in foreign if k in group):
             raise ValueError(f"the {type(state).__name__} twin: torch's param groups have {key!r}: {foreign[key]}")
+        wrapped = torch_state.wrapped_by(state, groups)
+        if wrapped is not None:
+            raise ValueError(wrapped)
     routes, pairs = _routes(found)
     result = [
         Twin(p, s, _members(p, s, params, labels, len(found) == 1, k in routes), (), routes.get(k))
@@ -498,8 +503,10 @@ def _routes(found) -> tuple[dict[int, tuple[str, str, bool]], list[tuple[int, in
 def _convert_optimizer(template, optimizer_state_dict, order, layout, params: dict, count, labels=None):
     """``template`` (an ``optimizer.init`` state) with its purelr twins' states filled from torch."""
     groups = optimizer_state_dict["param_groups"]
-    states = {
-        order[int(i)]: {k: v for k, v in s.items() if v is not None} for i, s in optimizer_state_dict["state"].items()
+    states = {  # an empty state[p] (one that schedulefree's wrappers' train() / eval() looked up) is none
+        order[int(i)]: {k: v for k, v in s.items() if v is not None}
+        for i, s in optimizer_state_dict["state"].items()
+        if s
     }
     filled = {}
     found = twins(template, groups, order, layout, params, labels)
@@ -654,6 +661,12 @@ def _check_keys(state, states: dict) -> None:
 def _fill_twin(state, groups, states: dict, layout, params, count):
     spec = torch_state.layout(state)
     kind = type(state).__name__
+    if spec.group_added and states and not any(spec.step_key in group for group in groups):
+        keys = ", ".join(map(repr, (spec.step_key, *spec.group_added)))
+        raise ValueError(
+            f"torch's state holds buffers but its param groups no {keys}: the state of a plain optimizer, "
+            f"not of schedulefree's wrapper around it that the {kind} twin is (build the twin as the base alone)"
+        )
     filled = state._replace(
         count=jnp.asarray(_count(spec, groups, states, count, kind), state.count.dtype),
         hyperparams=_hyperparams(state, groups),
@@ -672,10 +685,10 @@ def _fill_twin(state, groups, states: dict, layout, params, count):
         filled = filled._replace(**{spec.low: low})
         scalars = {f: jnp.asarray(value, jnp.result_type(getattr(state, f))) for f, value in scalars.items()}
     filled = filled._replace(**scalars)
-    if spec.inner is not None:
-        filled = filled._replace(
-            **{spec.inner: _fill_twin(getattr(state, spec.inner), groups, states, layout, params, count)}
-        )
+    if spec.inner is not None:  # an inner twin keeping no count of its own steps with its wrapper
+        inner = getattr(state, spec.inner)
+        inner_count = int(filled.count) if count is None and torch_state.layout(inner).step is None else count
+        filled = filled._replace(**{spec.inner: _fill_twin(inner, groups, states, layout, params, inner_count)})
     return filled
 
 
@@ -838,7 +851,11 @@ def _factored(twin, field, spec, states, torch_name, layout, name, param, kind):
 def _hyperparams(state, groups) -> dict:
     """The twin's hyperparameters from the param groups (which must agree on them)."""
     values = {}
+    attributes = torch_state.layout(state).attributes
     for name, like in state.hyperparams.items():
+        if name in attributes:  # the original keeps it in no param group
+            values[name] = like
+            continue
         key, index = torch_state.group_key(state, name)
         found = {
             float(_numpy(g[key] if index is None else g[key][index]))

@@ -238,7 +238,9 @@ def _set_group(group: dict, state, count: int, hyperparams) -> None:
         values[name] = float(value(count) if callable(value) else value)
     for name, value in values.items():
         key, index = torch_state.group_key(state, name)
-        if key not in group:
+        if name in spec.group_added and count:
+            group[key] = value
+        if name in spec.attributes or key not in group:
             continue
         if index is None:
             group[key] = _like(group[key], value)
@@ -439,7 +441,8 @@ def to_torch(
       hyperparams: ``{name: value or schedule}`` for every group (a schedule read at the count).
 
     Returns:
-      A ``TorchState``; its ``scaler_state_dict`` holds the ``loss_scaled`` scaler's entries (to
+      A ``TorchState``: the model in schedulefree's wrappers' eval mode (``x``, as schedulefree
+      checkpoints and a fresh wrapper expect: call ``optimizer.train()`` after loading); its ``scaler_state_dict`` holds the ``loss_scaled`` scaler's entries (to
       update the original scaler's ``state_dict()`` with), ``None`` without one.
 
     Raises:
@@ -448,7 +451,9 @@ def to_torch(
     """
     if scheduler is not None:
         _check_scheduler(scheduler)
-    model = model_to_torch(params, model_state_dict, names=names, batch_stats=batch_stats)
+    # schedulefree's wrappers: the torch model in eval mode (x), as a fresh wrapper takes it
+    eval_params = torch_wrappers.wrapper_params(opt_state, params, train=False)
+    model = model_to_torch(eval_params, model_state_dict, names=names, batch_stats=batch_stats)
     optimizer = optimizer_to_torch(
         opt_state,
         params,

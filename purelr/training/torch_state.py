@@ -105,6 +105,13 @@ class Layout(NamedTuple):
         twin of the same ``optax.multi_transform`` (timm's Muon and its NAdamW / AdamW fallback);
         ``state[p][state key]`` is ``True`` on this twin's params, ``False`` on the sibling's, whose
         lr is the group's times ``group[group key]``.
+      attributes: hyperparameters the original keeps as attributes of the optimizer object, in
+        no param group and no ``state_dict`` (schedulefree's wrappers' ``momentum``): not
+        exported (build the torch optimizer with them); ``from_torch`` keeps the twin's.
+      group_added: hyperparameters the original adds to the (wrapped) optimizer's param groups at
+        its first step (schedulefree's wrappers' ``lr_max``, ``weight_sum``): exported once the
+        twin has stepped, though the fresh groups lack them; groups holding them all mark a
+        state of this original (``wrapped_by``).
     """
 
     step: str | None = "state"
@@ -133,6 +140,8 @@ class Layout(NamedTuple):
     signed: tuple[str, ...] = ()
     flags: Mapping[str, object] = {}
     routed: tuple[str, str] | None = None
+    attributes: tuple[str, ...] = ()
+    group_added: tuple[str, ...] = ()
 
 
 # torch param-group entries that hold several of a twin's hyperparameters
@@ -148,9 +157,20 @@ GROUP_KEYS = {
 
 _NO_STEP = Layout(step=None)
 _INT_STEP = Layout(step_type="int")
-_WRAPPER = {
-    "lr_max": "schedulefree's wrappers keep their momentum, r and weight_lr_power outside the param groups "
-    "and the base's keys beside 'z' in state[p]; not converted"
+# schedulefree's ScheduleFreeWrapper(Reference): 'z' (and the Reference's 'x', 'y') beside the base's
+# buffers in state[p]; 'k', 'lr_max', 'weight_sum' added to the base's groups at the first step
+# (the Reference's 'weight_decay_at_y' at construction); the rest are attributes of the wrapper
+_WRAPPER = Layout(
+    step="group",
+    step_type="int",
+    step_key="k",
+    inner="inner_state",
+    attributes=("momentum", "r", "weight_lr_power", "weight_decay_at_y"),
+    group_added=("lr_max", "weight_sum"),
+)
+WRAPPERS = {
+    "ScheduleFreeWrapperState": "schedule_free_wrapper(base)",
+    "ScheduleFreeWrapperReferenceState": "schedule_free_wrapper_reference(base)",
 }
 _SCHEDULE_FREE = Layout(step="group", step_type="int", step_key="k")
 _TIMM_FACTORED = {"exp_avg_sq_row": (None, False), "exp_avg_sq_col": (None, False)}
@@ -199,9 +219,9 @@ LAYOUTS: dict[str, Layout] = {
     "ScheduleFreeState": _SCHEDULE_FREE,
     "ScheduleFreeReferenceState": _SCHEDULE_FREE,
     "ScheduleFreeClosureState": _SCHEDULE_FREE,
-    # schedulefree's ScheduleFreeWrapper(Reference): not converted (its momentum is not in the groups)
-    "ScheduleFreeWrapperState": Layout(foreign=_WRAPPER),
-    "ScheduleFreeWrapperReferenceState": Layout(foreign=_WRAPPER),
+    # schedulefree's ScheduleFreeWrapper(Reference) around any base (its params in eval mode: x)
+    "ScheduleFreeWrapperState": _WRAPPER,
+    "ScheduleFreeWrapperReferenceState": _WRAPPER._replace(attributes=("momentum", "r", "weight_lr_power")),
     "RAdamLegacyState": _INT_STEP,  # timm.optim.RAdamLegacy
     # timm.optim.Muon: Muon and fallback params in one param group, told apart by state[p]['use_muon']
     "TimmMuonState": Layout(step_beside="exp_avg_sq", routed=("use_muon", "fallback_lr_scale")),
@@ -272,6 +292,23 @@ def layout(state) -> Layout:
     if spec.step_beside is not None and getattr(state, spec.step_beside, None) is None:
         return spec._replace(step=None)
     return spec
+
+
+def wrapped_by(state, groups) -> str | None:
+    """Why torch's param ``groups`` are not those of the twin ``state``: they hold every key
+    schedulefree's wrappers add at their first step (``Layout.group_added``), which no twin of
+    its chain keeps; ``None`` when they are not."""
+    added = _WRAPPER.group_added
+    kept = {name for member in chain(state) for name in member.hyperparams}
+    for g, group in enumerate(groups):
+        if all(key in group for key in added) and not set(added) <= kept:
+            return (
+                f"torch's param group {g} has {', '.join(map(repr, added))} (and 'k': {group.get('k')!r}): the "
+                f"state of schedulefree's ScheduleFreeWrapper(Reference) around the optimizer, which the "
+                f"{type(state).__name__} twin does not keep: build the twin as "
+                f"purelr.optim.{' or '.join(WRAPPERS.values())} of it"
+            )
+    return None
 
 
 def is_twin(state) -> bool:

@@ -8,6 +8,10 @@ models.
 - ``accumulate``'s ``AccumulateState``: torch keeps the summed gradients in ``.grad``, outside
   every ``state_dict``; a checkpoint is taken after an update, where the sum is zero. Its
   ``iteration`` comes from the caller.
+- schedulefree's ``ScheduleFreeWrapper`` / ``ScheduleFreeWrapperReference`` keep their mode in an
+  attribute (``train_mode``, in no ``state_dict``; a fresh wrapper is in eval mode) and
+  schedulefree saves checkpoints after ``optimizer.eval()``: the torch model holds ``x``, the
+  twin's params are ``y`` (``wrapper_params``).
 - An ``AveragedState`` is the ``state_dict()`` of torch's ``AveragedModel`` (``module.*`` entries
   and ``n_averaged``), of MMEngine's ``ExponentialMovingAverage`` (``steps``; the EMA hook saves it as
   ``checkpoint['ema_state_dict']``) or of timm's ``ModelEmaV3`` (``module.*`` only).
@@ -23,7 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from purelr.optim import schedule_free as sf
 from purelr.schedules import validate
+from purelr.training import torch_state
 from purelr.training.accumulate import AccumulateState
 from purelr.training.averaging import AveragedState
 from purelr.training.loss_scale import DynamicScalerState, GradScalerState, LossScaleState
@@ -136,3 +142,15 @@ def module_entries(state_dict: Mapping) -> dict:
 
 def averaged_state(average, count: int) -> AveragedState:
     return AveragedState(average, jnp.asarray(count, jnp.int32))
+
+
+def wrapper_params(opt_state, params, train: bool):
+    """``params`` with the leaves schedulefree's wrappers update swapped between the twin's train
+    params ``y`` and torch's eval params ``x`` (``train``: ``x`` to ``y``, as ``optimizer.train()``;
+    else ``y`` to ``x``, as ``optimizer.eval()``); other leaves as they are."""
+    wrappers = [
+        s for s in jax.tree.leaves(opt_state, is_leaf=torch_state.is_twin) if type(s).__name__ in torch_state.WRAPPERS
+    ]
+    if not wrappers:
+        return params
+    return (sf.schedule_free_train_params if train else sf.schedule_free_eval_params)(wrappers, params)

@@ -344,3 +344,17 @@ def test_flattened_kernels_and_scalars_match_timm():
     for name, tensor in tensors.items():
         error = relative_error(params[name], tensor.detach(), floor=trajectory_floor())
         assert error <= OPTIMIZER_RTOL["x64"], (name, error)
+
+
+def test_rejects_a_bad_torch_layout():
+    """``torch_layout``: transposes only, not with ``flatten``."""
+    from purelr.optim.prodigy import kernel_layouts
+
+    with pytest.raises(ValueError, match="torch_layout must be a tree of transposes .* got 3 with flatten=False"):
+        kron(torch_layout=3)
+    with pytest.raises(ValueError, match="without flatten"):
+        kron(torch_layout=kernel_layouts, flatten=True)
+    params = {"kernel": jnp.ones((2, 3))}
+    twin = kron(torch_layout={"kernel": lambda k: k[::-1]})
+    with pytest.raises(ValueError, match="gives a 2-dim param a function that is not a transpose"):
+        twin.update(params, twin.init(params), params)

@@ -2,13 +2,17 @@
 
 Round trip: every optimizer of ``tests/training/resume_run.py`` (every exported twin) and the
 wrappers around one, their states drawn at random: ``from_torch(to_torch(state)) == state``, bit for
-bit (x64 and float32). Both ways: k updates in torch (or purelr), convert, m in purelr (or torch),
+bit (x64 and float32; schedulefree's wrappers' params, swapped to torch's eval mode and back, to
+one rounding). Both ways: k updates in torch (or purelr), convert, m in purelr (or torch),
 equal to k + m torch updates (x64, 1e-10), for the twins of torch.optim, timm, transformers and
 MMPretrain with random k, m and configurations; timm's Kron and Adahessian fed the same random
 numbers on both sides (measured, 12 configurations each: 7.9e-16 and 7.0e-13); the schedulers
 (torch, MMEngine) and averaged models (AveragedModel, ModelEmaV3, MMEngine's EMA) likewise.
-heavyball's SOAP / PSGDKron: tests/training/test_heavyball_state.py.
+heavyball's SOAP / PSGDKron: tests/training/test_heavyball_state.py; schedulefree's wrappers:
+tests/training/test_schedule_free_wrapper_conversion.py.
 """
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +32,8 @@ from tests.training.test_from_torch import TorchMLP, template
 
 UPDATES = 3
 LBFGS = {"lbfgs"}  # a flat history, converted by its own test
-# schedulefree's wrappers: not converted (torch_state's _WRAPPER; test_wrapper_state_is_refused)
-REFUSED = {"schedule_free_wrapper", "schedule_free_wrapper_reference"}
+# schedulefree's wrappers: torch's model holds x, the twin's params y (swapped both ways: one rounding)
+SWAPPED = {"schedule_free_wrapper", "schedule_free_wrapper_reference"}
 
 
 def torch_model_state(x64: bool):
@@ -41,7 +45,7 @@ def torch_model_state(x64: bool):
 def synthetic_groups(opt_state, labels=None):
     """One torch param group per twin, with an entry for each of its hyperparameters."""
     from purelr.training.from_torch import _label
-    from purelr.training.torch_state import is_twin
+    from purelr.training.torch_state import chain, is_twin
 
     found = jax.tree_util.tree_leaves_with_path(opt_state, is_leaf=is_twin)
     twins = [(_label(p), s) for p, s in found if is_twin(s)]
@@ -50,8 +54,8 @@ def synthetic_groups(opt_state, labels=None):
     groups = []
     for label, twin in twins:
         group = {"params": [k for k, n in enumerate(flax) if labels is None or labels[n] == label]}
-        for name in twin.hyperparams:
-            key, index = group_key(twin, name)
+        for member, name in ((m, n) for m in chain(twin) for n in m.hyperparams):  # a wrapper's and its base's
+            key, index = group_key(member, name)
             if index is None:
                 group[key] = 0.0
             else:
@@ -119,7 +123,8 @@ def randomized(state, seed, count=UPDATES):
         if is_twin(node):
             drawn = jax.tree.map(draw, node)
             inner = chain(drawn)[-1]  # a wrapper's hyperparams include its optimizer's, the same values
-            drawn = drawn._replace(hyperparams={**drawn.hyperparams, **inner.hyperparams})
+            shared = {k: v for k, v in inner.hyperparams.items() if k in drawn.hyperparams}
+            drawn = drawn._replace(hyperparams={**drawn.hyperparams, **shared})
             if getattr(drawn, "low", None) is not None:  # double-float pairs: a low half below the high's last place
                 pair = {
                     f: getattr(drawn, f) * (2.0**-26 if getattr(drawn, f).dtype == jnp.float32 else 0.0)
@@ -143,7 +148,7 @@ def randomized(state, seed, count=UPDATES):
     return jax.tree.map(fill, state, is_leaf=kinds)
 
 
-@pytest.mark.parametrize("name", [n for n in resume_run.OPTIMIZERS if n not in LBFGS | REFUSED])
+@pytest.mark.parametrize("name", [n for n in resume_run.OPTIMIZERS if n not in LBFGS])
 def test_round_trip_every_twin(name, precision):
     round_trip(name, precision)
 
@@ -156,14 +161,20 @@ ROUND_TRIP = {"prodigy": lambda: optim.prodigy(weight_decay=0.01, use_bias_corre
 def round_trip(name, precision):
     optimizer = ROUND_TRIP.get(name, resume_run.OPTIMIZERS[name])()
     params = template()
-    state = upper_triangular(randomized(optimizer.init(params), seed=len(name)))
+    state = kept(upper_triangular(randomized(optimizer.init(params), seed=len(name))), optimizer.init(params))
     flat_labels, labels = labels_of(name, params, state)
     model_sd = torch_model_state(precision == "x64")
     exported = to_torch(state, params, model_sd, synthetic_groups(state, flat_labels), labels=labels)
     back = from_torch(
         optimizer, template(), exported.model_state_dict, exported.optimizer_state_dict, count=UPDATES, labels=labels
     )
-    assert_same(back.params, params)
+    if name == "schedule_free_wrapper_reference":  # torch's model holds the kept x, the twin's params are y
+        assert_same(back.params, state.y)
+    elif name in SWAPPED:  # y -> x -> y, each a lerp towards z
+        bound = 1e-14 if precision == "x64" else 1e-6
+        assert max(relative_error(a, b) for a, b in zip(jax.tree.leaves(back.params), jax.tree.leaves(params))) < bound
+    else:
+        assert_same(back.params, params)
     assert_same(back.opt_state, kept(state, optimizer.init(params)))
 
 
@@ -185,15 +196,6 @@ def test_prodigy_slice_of_a_moved_param():
     params = template()
     state = randomized(optimizer.init(params), seed=0)
     with pytest.raises(ValueError, match="flax 'hidden.kernel' s: a slice of a param its layout moves"):
-        to_torch(state, params, torch_model_state(True), synthetic_groups(state))
-
-
-@pytest.mark.parametrize("name", ["schedule_free_wrapper", "schedule_free_wrapper_reference"])
-def test_wrapper_state_is_refused(name):
-    optimizer = resume_run.OPTIMIZERS[name]()
-    params = template()
-    state = randomized(optimizer.init(params), seed=0)
-    with pytest.raises(ValueError, match="schedulefree's wrappers keep their momentum"):
         to_torch(state, params, torch_model_state(True), synthetic_groups(state))
 
 
@@ -300,12 +302,16 @@ def test_adahessian_torch_to_purelr_to_torch():
 
 
 def kept(state, fresh):
-    """``state`` with the fields its original keeps nowhere (a PRNG key) as ``init`` made them."""
+    """``state`` with the fields its original keeps nowhere (a PRNG key) and the hyperparameters
+    it keeps as attributes of the optimizer (schedulefree's wrappers' momentum) as ``init`` made them."""
     from purelr.training.torch_state import is_twin, layout
 
     def reset(node, new):
-        unkept = layout(node).unkept if is_twin(node) else ()
-        return node._replace(**{f: getattr(new, f) for f in unkept}) if unkept else node
+        if not is_twin(node):
+            return node
+        spec = layout(node)
+        node = node._replace(**{f: getattr(new, f) for f in spec.unkept})
+        return node._replace(hyperparams={**node.hyperparams, **{a: new.hyperparams[a] for a in spec.attributes}})
 
     return jax.tree.map(reset, state, fresh, is_leaf=is_twin)
 
@@ -1012,16 +1018,18 @@ def torch_layout_loss(params, x, y):
     return ((hidden @ params["out"]["kernel"].T + params["out"]["bias"] - y) ** 2).mean()
 
 
-def kron_both_ways(seed):
+def kron_both_ways(seed, flax_layout=False):
     """``(k, m, torch -> purelr error, purelr -> torch error)`` of timm's Kron, k + m torch updates
-    the reference; its kernels kept in torch's layout (``KEPT``): Kron solves its triangular
-    systems in float32, one dim after another, and in another layout the dims come in another
-    order (a float32 rounding of the preconditioner's update apart, ~1e-7)."""
+    the reference; its kernels kept in torch's layout (``KEPT``), or in flax's with the twin's
+    ``torch_layout=kernel_layouts`` (``flax_layout``): Kron solves its triangular systems in
+    float32, one dim after another, in torch's order (in flax's a float32 rounding of the
+    preconditioner's update apart: 2.5e-7 measured without the option, seed 8)."""
     import copy
     from unittest import mock
 
     from timm.optim import kron as timm_kron
 
+    from purelr.optim.prodigy import kernel_layouts
     from purelr.training.from_torch import model_from_torch
     from tests.optim import torch_reference as ref
     from tests.optim.test_kron import TimmRandomness
@@ -1036,7 +1044,8 @@ def kron_both_ways(seed):
         decoupled_decay=_flag(rng),
     )
     k, m = int(rng.integers(1, 5)), int(rng.integers(1, 4))
-    twin = optim.kron(**kwargs)
+    twin = optim.kron(**kwargs, torch_layout=kernel_layouts if flax_layout else None)
+    names, like, loss = (None, template, flax_loss) if flax_layout else (KEPT, kept_template, torch_layout_loss)
     with ref.torch_dtype(True), mock.patch.object(timm_kron, "has_dynamo", False):
         torch.manual_seed(seed)
         model = TorchMLP()
@@ -1045,7 +1054,7 @@ def kron_both_ways(seed):
             for layer in ("hidden", "out")
         }
         drawn = _kron_draws(rng, shapes)
-        flax_draws = {key: _flax_leaves(tree, like_params=False) for key, tree in drawn.items()}
+        flax_draws = {key: _flax_leaves(tree, flax_layout and key == "normal") for key, tree in drawn.items()}
 
         def steps(model, optimizer, first, last):
             own, optimizer.rng = optimizer.rng, TimmRandomness(drawn, [False] * 4, TORCH_ORDER)
@@ -1069,7 +1078,7 @@ def kron_both_ways(seed):
 
         @jax.jit
         def step(params, state, x, y, draws):
-            updates, state = twin.update(jax.grad(torch_layout_loss)(params, x, y), state, params, draws=draws)
+            updates, state = twin.update(jax.grad(loss)(params, x, y), state, params, draws=draws)
             return optax.apply_updates(params, updates), state
 
         def jax_run(params, state, first, last):
@@ -1078,14 +1087,14 @@ def kron_both_ways(seed):
                 params, state = step(params, state, DATA_X[i], DATA_Y[i], draws)
             return params, state
 
-        run = from_torch(twin, kept_template(), *at_k, names=KEPT)
+        run = from_torch(twin, like(), *at_k, names=names)
         assert int(run.opt_state.count) == k
         params, _ = jax_run(run.params, run.opt_state, k, k + m)
-        error_in = _error_against(params, final, moved=False)
-        start = model_from_torch(fresh_model_sd, kept_template(), names=KEPT)[0]
+        error_in = _error_against(params, final, moved=flax_layout)
+        start = model_from_torch(fresh_model_sd, like(), names=names)[0]
         params, state = jax_run(start, twin.init(start), 0, k)
-        exported = to_torch(state, params, fresh_model_sd, fresh_optimizer_sd, names=KEPT)
-        back = from_torch(twin, kept_template(), exported.model_state_dict, exported.optimizer_state_dict, names=KEPT)
+        exported = to_torch(state, params, fresh_model_sd, fresh_optimizer_sd, names=names)
+        back = from_torch(twin, like(), exported.model_state_dict, exported.optimizer_state_dict, names=names)
         assert_same(back.params, params)
         assert_same(back.opt_state, kept(state, twin.init(params)))
         model = TorchMLP()
@@ -1205,16 +1214,33 @@ def adahessian_both_ways(seed):
     return k, m, error_in, error_out
 
 
-TIMM_RANDOM = {"kron": kron_both_ways, "adahessian": adahessian_both_ways}
+TIMM_RANDOM = {
+    "kron": kron_both_ways,
+    "kron_flax_layout": functools.partial(kron_both_ways, flax_layout=True),
+    "adahessian": adahessian_both_ways,
+}
+
+
+DEFAULT_SEEDS = {
+    "kron": (0, 1),
+    "kron_flax_layout": (0, 8),
+    "adahessian": (0, 1),
+}  # flax layout, seed 8: 2.5e-7 without
 
 
 @pytest.mark.parametrize(
     "case, seed",
-    [(c, s) for c in TIMM_RANDOM for s in (0, 1)]
-    + [pytest.param(c, s, marks=pytest.mark.nightly) for c in TIMM_RANDOM for s in range(2, 12)],
+    [(c, s) for c, seeds in DEFAULT_SEEDS.items() for s in seeds]
+    + [
+        pytest.param(c, s, marks=pytest.mark.nightly)
+        for c in TIMM_RANDOM
+        for s in range(12)
+        if s not in DEFAULT_SEEDS[c]
+    ],
 )
 def test_timm_random_twins_both_ways(case, seed):
-    """timm's Kron and Adahessian, fed the same random numbers both ways (x64)."""
+    """timm's Kron (kernels in torch's layout, or flax's with ``torch_layout``) and Adahessian, fed
+    the same random numbers both ways (x64)."""
     with jax.enable_x64(True):
         k, m, error_in, error_out = TIMM_RANDOM[case](seed)
     tolerance = OPTIMIZER_RTOL["x64"]
