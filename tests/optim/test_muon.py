@@ -151,9 +151,12 @@ def _draw(rng, n, lr_range):
 
 
 @pytest.mark.parametrize("group", [0] + [pytest.param(g, marks=pytest.mark.nightly) for g in range(1, len(GROUPS))])
+@pytest.mark.parametrize("precision", ["f32", pytest.param("x64", marks=pytest.mark.nightly)])
 def test_matches_torch(group, precision):
-    """Default: group 0 (nesterov, 5 steps, wide and tall); nightly: the other groups."""
-    check(group, precision, CONFIGS_AND_LR_RANGE[precision][0])
+    """Default: group 0 (nesterov, 5 steps, wide and tall) in float32; nightly: x64 and the other
+    groups (the Newton-Schulz bit tests run both modes by default)."""
+    with jax.enable_x64(precision == "x64"):
+        check(group, precision, CONFIGS_AND_LR_RANGE[precision][0])
 
 
 @pytest.mark.nightly

@@ -170,8 +170,12 @@ def check(case, precision, n):
 @pytest.mark.parametrize(
     "case", [case if case in DEFAULT else pytest.param(case, marks=pytest.mark.nightly) for case in CASES]
 )
+@pytest.mark.parametrize("precision", ["f32", pytest.param("x64", marks=pytest.mark.nightly)])
 def test_matches_timm(case, precision):
-    check(case, precision, CONFIGS[precision])
+    """Default: nadamuon in float32 (the Newton-Schulz bit tests run both modes); nightly: x64, the
+    other cases and the 30-configuration sweeps."""
+    with jax.enable_x64(precision == "x64"):
+        check(case, precision, CONFIGS[precision])
 
 
 @pytest.mark.nightly
