@@ -140,8 +140,8 @@ def test_muon_with_aux_adam_defaults_and_labels():
     for state in states:
         muon_buffers = state.inner_states[True].inner_state.momentum_buffer
         adam_buffers = state.inner_states[False].inner_state.exp_avg
-        assert jnp.shape(muon_buffers["w"]) == (4, 6) and jnp.ndim(muon_buffers["b"]) != 1
-        assert jnp.shape(adam_buffers["b"]) == (6,) and jnp.ndim(adam_buffers["w"]) != 2
+        assert jnp.shape(muon_buffers["w"]) == (4, 6) and not hasattr(muon_buffers["b"], "shape")
+        assert jnp.shape(adam_buffers["b"]) == (6,) and not hasattr(adam_buffers["w"], "shape")
     state = states[0]
     assert float(state.inner_states[True].inner_state.hyperparams["lr"]) == pytest.approx(0.02)
     assert float(state.inner_states[False].inner_state.hyperparams["lr"]) == pytest.approx(3e-4)
