@@ -12,7 +12,8 @@ At update ``k``, for each matrix ``theta`` (shape ``A x B``) with gradient ``g``
 ``G = X X^T``, rounding every product to bfloat16 where torch's ``addmm`` does (each matmul and
 its scaled sum is one rounding of the float32 result). ``adjusted_lr`` is ``lr * sqrt(max(1, A/B))``
 (``adjust_lr_fn=None`` or ``"original"``) or ``lr * 0.2 * sqrt(max(A, B))`` (``"match_rms_adamw"``).
-``lerp`` is torch's (:func:`purelr.optim.adafactor.torch_lerp`).
+``lerp`` is torch's vectorized CPU kernel (:func:`lerp`); float32 programs form the scalars as
+torch does, in double from Python floats (:mod:`purelr.optim.double_float`), then round once.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ import numpy as np
 import optax
 
 from purelr.optim import base
+from purelr.optim import double_float as df
 from purelr.optim import hyperparams as hp
-from purelr.optim.adafactor import torch_lerp
+from purelr.optim.timm_common import stored
 from purelr.schedules import validate
+from purelr.schedules.core import resolve
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
@@ -52,6 +55,36 @@ def _f32(x):
     """Rounds to float32, kept in ``x``'s dtype (``reduce_precision``: XLA may drop a round trip
     through float32 that ``astype`` spells, fusing the operations around it)."""
     return jax.lax.reduce_precision(x, exponent_bits=8, mantissa_bits=23)
+
+
+def fma(a, b, c):
+    """``a * b + c`` rounded once, as torch's vectorized CPU kernels form it (``vec::fmadd``:
+    ``add_(t, alpha=...)``, ``lerp_``, bfloat16 ``addmm``'s ``beta * C``). Under x64 the float64
+    value (exact for float32 and bfloat16 operands); in float32 the exact product (TwoProduct,
+    ``purelr.optim.double_float``) added to ``c`` in double-float, then rounded: XLA may or may
+    not fuse ``a * b + c`` itself, which moves the result by a float32 unit now and then."""
+    a, b, c = jnp.broadcast_arrays(a, b, c)
+    if jnp.result_type(c) == jnp.float64:
+        return a * b + c
+    return (df.Wide(c, jnp.zeros_like(c)) + df._two_prod(a, b)).hi
+
+
+def _rounded_product(a, b):
+    """``a * b`` rounded to float32, where XLA cannot fuse it into the sum that follows (in float32
+    mode it drops ``reduce_precision`` and an optimization barrier, and forms one fused
+    multiply-add: measured on timm's batched Newton-Schulz): the exact product's high part."""
+    if jnp.result_type(a, b) == jnp.float64:
+        return _f32(jax.lax.optimization_barrier(_f32(a * b)))
+    a, b = jnp.broadcast_arrays(a, b)
+    return df._two_prod(a, b).hi
+
+
+def lerp(start, end, weight):
+    """torch's CPU ``start.lerp(end, weight)`` with a scalar weight (its vectorized kernel): one
+    fused multiply-add, ``weight * (end - start) + start`` for ``|weight| < 0.5``, else
+    ``(weight - 1) * (end - start) + end``."""
+    small = jnp.abs(weight) < 0.5
+    return fma(jnp.where(small, weight, weight - 1), end - start, jnp.where(small, start, end))
 
 
 # torch sums the squares of a bfloat16 matrix in float32 over 16 vector lanes (AVX-512; a lane
@@ -120,30 +153,27 @@ def _addmm(c, a, b, beta: float, alpha: float, *, in_order: bool = False, naive:
     """torch's bfloat16 ``addmm(c, a, b, beta=beta, alpha=alpha)`` (``naive``: ``baddbmm``'s naive
     kernel on one batch item) before its rounding to bfloat16 (``beta``, ``alpha``: float32 values).
 
-    cpublas adds ``beta * c`` to ``f32(alpha * (a @ b))`` with one rounding (a fused multiply-add:
-    exact here under x64, the product rounded once more in float32 mode); the naive kernel rounds
-    ``beta * c`` and ``alpha * (a @ b)`` to float32 and adds them (the barrier keeps XLA from fusing
-    the product into the sum)."""
+    cpublas adds ``beta * c`` to ``f32(alpha * (a @ b))`` with one rounding (a fused multiply-add,
+    :func:`fma`); the naive kernel rounds ``beta * c`` and ``alpha * (a @ b)`` to float32 and adds
+    them (:func:`_rounded_product` keeps XLA from fusing a product into the sum)."""
     scaled = _matmul(a, b, in_order or naive)
     if alpha != 1:
-        scaled = _f32(alpha * scaled)
+        scaled = _rounded_product(jnp.asarray(alpha, scaled.dtype), scaled)
     if beta == 0:
         return scaled
     if naive:
-        return _f32(jnp.add(*jax.lax.optimization_barrier((_f32(beta * c), scaled))))
-    return scaled + beta * c
+        return _f32(_rounded_product(jnp.asarray(beta, c.dtype), c) + scaled)
+    return fma(jnp.asarray(beta, c.dtype), c, scaled)
 
 
 def newton_schulz(m, ns_coefficients=NS_COEFFICIENTS, ns_steps=5, eps=1e-7):
     """torch's ``_zeropower_via_newtonschulz`` on a matrix: bfloat16 values, returned in the
-    working dtype (float64 under ``jax_enable_x64``, else float32) that holds the exact sums
-    before each rounding.
+    working dtype (float64 under ``jax_enable_x64``, else float32).
 
     torch's bfloat16 ``addmm`` on CPU (oneDNN off) sums ``A @ B`` in float32 (``_matmul``), scales
     it by ``alpha`` and adds ``beta * C`` (``_addmm``), then rounds to bfloat16. Here the float32
-    sums are formed in the same order and the final sum exactly (float64) before its rounding; in
-    float32 mode that last sum is rounded twice, which can move a bfloat16 result by one unit
-    where torch's value lies on a rounding boundary. The ordered sums cost ``k / 4`` sequential
+    sums are formed in the same order and the final fused sum rounded once (:func:`fma`: exact in
+    float64, double-float in float32 mode), so both modes give torch's bits. The ordered sums cost ``k / 4`` sequential
     steps per product, the price of bit-equality.
     """
     return newton_schulz_sequence(m, [ns_coefficients] * ns_steps, eps)
@@ -177,6 +207,16 @@ def newton_schulz_sequence(
         strided = tall and step == 0 and not contiguous
         x = _bf16(_addmm(x, gram_update, x, a, 1.0, in_order=strided, naive=naive))
     return x.T if tall else x
+
+
+def decoupled_step(p, o, lr, weight_decay, scale: float, count):
+    """torch's ``p.mul_(1 - lr * weight_decay); p.add_(o, alpha=-lr * scale)``, the new ``p``:
+    ``lr``, ``weight_decay`` the original's Python floats (``double_float.hyper``), ``scale`` a
+    Python float; each factor formed in double and rounded once to ``p``'s dtype, the decayed
+    param stored (rounded) before the fused multiply-add."""
+    decay = (1 - lr * weight_decay).hi.astype(p.dtype)
+    step = (lr * scale).hi.astype(p.dtype)
+    return fma(-step, o.astype(p.dtype), stored(p * decay, count))
 
 
 def _adjusted_ratio(shape, adjust_lr_fn):
@@ -226,6 +266,7 @@ def muon(
     if ns_steps >= 100:
         raise ValueError(f"Invalid ns_steps: {ns_steps!r} (must be < 100)")
     schedules = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum}
+    complement = base.one_minus(momentum)
 
     def init_fn(params):
         base.check_real("muon", params)
@@ -242,16 +283,15 @@ def muon(
         base.check_real("muon", params)
         _check_2d(updates)
         values = hp.in_force(schedules, state.count)
-        mu = values["momentum"]
-        decay = 1 - values["lr"] * values["weight_decay"]
+        mu, c = values["momentum"], resolve(complement, state.count)
 
         def leaf(g, p, buf):
             g = g.astype(p.dtype)
-            buf = torch_lerp(buf, g, (1 - mu).astype(p.dtype))
-            m = torch_lerp(g, buf, mu.astype(p.dtype)) if nesterov else buf
-            o = newton_schulz(m, ns_coefficients, ns_steps, eps).astype(p.dtype)
-            step = (values["lr"] * _adjusted_ratio(p.shape, adjust_lr_fn)).astype(p.dtype)
-            return p * decay.astype(p.dtype) - step * o - p, buf
+            buf = lerp(buf, g, df.hyper(complement, c, p.dtype).hi.astype(p.dtype))
+            m = lerp(g, buf, df.hyper(momentum, mu, p.dtype).hi.astype(p.dtype)) if nesterov else buf
+            o = newton_schulz(m, ns_coefficients, ns_steps, eps)
+            lr_, wd = (df.hyper(raw, values[k], p.dtype) for raw, k in ((lr, "lr"), (weight_decay, "weight_decay")))
+            return decoupled_step(p, o, lr_, wd, _adjusted_ratio(p.shape, adjust_lr_fn), state.count) - p, buf
 
         out = jax.tree.map(leaf, updates, params, state.momentum_buffer)
         treedef: Any = jax.tree.structure(updates)  # jax types PyTreeDef as a bare alias

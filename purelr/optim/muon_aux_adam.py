@@ -31,8 +31,9 @@ import numpy as np
 import optax
 
 from purelr.optim import base, timm_common
+from purelr.optim import double_float as df
 from purelr.optim import hyperparams as hp_lib
-from purelr.optim.muon import NS_COEFFICIENTS, _bf16, _f32, _matmul, _naive, _norm
+from purelr.optim.muon import NS_COEFFICIENTS, _bf16, _f32, _matmul, _naive, _norm, decoupled_step, lerp
 from purelr.optim.timm_muon import LAYOUTS, _if_any, _layout
 from purelr.schedules import validate
 from purelr.schedules.core import resolve
@@ -81,10 +82,11 @@ def zeropower_via_newtonschulz5(g, steps: int = 5, *, batched: bool = False):
     return x.T if tall else x
 
 
-def muon_update(grad, momentum_buffer, beta, ns_steps: int = 5, nesterov: bool = True):
-    """``(update, momentum_buffer)`` of the author's ``muon_update`` (bfloat16 update values)."""
-    momentum_buffer = timm_common.lerp(momentum_buffer, grad, 1 - beta)
-    update = timm_common.lerp(grad, momentum_buffer, beta) if nesterov else momentum_buffer
+def muon_update(grad, momentum_buffer, beta, ns_steps: int = 5, nesterov: bool = True, *, complement=None):
+    """``(update, momentum_buffer)`` of the author's ``muon_update`` (bfloat16 update values);
+    ``complement``: ``1 - beta`` as the original forms it (default: in the working precision)."""
+    momentum_buffer = lerp(momentum_buffer, grad, 1 - beta if complement is None else complement)
+    update = lerp(grad, momentum_buffer, beta) if nesterov else momentum_buffer
     o = zeropower_via_newtonschulz5(update, ns_steps)
     return _scaled(o, max(1, grad.shape[-2] / grad.shape[-1]) ** 0.5), momentum_buffer
 
@@ -122,6 +124,7 @@ def single_device_muon(
         "momentum": hp_lib.check("momentum", momentum, maximum=1.0),
     }
     validate.one_of("layout", layout, LAYOUTS)
+    complement = base.one_minus(schedules["momentum"])
 
     def init_buffers(params, hp):
         _check_matrices(params)
@@ -132,9 +135,13 @@ def single_device_muon(
         _check_matrices(grads)
 
         def leaf(g, p, buf):
-            o, buf = muon_update(g, buf, hp["momentum"])
-            start = timm_common.decayed(p, hp, state.count)
-            return base.update_from(p, start, -hp["lr"] * o.astype(p.dtype)), buf
+            def python_float(key):  # the original's Python float (a constant's float64 value)
+                return df.hyper(schedules[key], hp[key], p.dtype)
+
+            beta = python_float("momentum").hi.astype(p.dtype)
+            c = df.hyper(complement, resolve(complement, state.count), p.dtype).hi.astype(p.dtype)
+            o, buf = muon_update(g, buf, beta, complement=c)
+            return decoupled_step(p, o, python_float("lr"), python_float("weight_decay"), 1.0, state.count) - p, buf
 
         torch_view, flax_view = _layout(params, layout), _layout(params, layout, inverse=True)
         updates, buf = base.leafwise(leaf, torch_view(grads), torch_view(params), torch_view(state.momentum_buffer))

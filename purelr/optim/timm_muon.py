@@ -36,11 +36,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from purelr.optim import base, timm_common
+from purelr.optim import base
+from purelr.optim import double_float as df
 from purelr.optim import hyperparams as hp_lib
 from purelr.optim.adamw_legacy import adamw_legacy
-from purelr.optim.muon import newton_schulz_sequence
+from purelr.optim.muon import decoupled_step, lerp, newton_schulz_sequence
 from purelr.optim.nadamw import nadamw
+from purelr.optim.timm_common import stored
 from purelr.schedules import validate
 from purelr.schedules.core import resolve
 
@@ -188,21 +190,24 @@ def _muon_leaves(
         mu, c, c2 = hp["momentum"], resolve(complement, state.count), resolve(complement2, state.count)
 
         def leaf(g, p, buf, v):
-            start = timm_common.decayed(p, hp, state.count)
-            buf = timm_common.lerp(buf, g, c)
-            m = timm_common.lerp(g, buf, mu) if nesterov else buf
+            def python_float(raw, value):  # a number timm holds as a Python float, rounded once
+                return df.hyper(raw, value, p.dtype).hi.astype(p.dtype)
+
+            buf = lerp(buf, g, python_float(complement, c))
+            m = lerp(g, buf, python_float(momentum, mu)) if nesterov else buf
             matrices = _matrices(m, conv_mode)
             o = _orthogonalized(matrices, coefficients, eps, safety_factor, scale_eps)
             scale, rms_norm = lr_scale(o.shape, adjust_lr_fn, algo)
             spatial = math.prod(m.shape[2:]) if m.ndim >= 3 and conv_mode == "batched" and normalize_spatial else 1
             o = _restored(o, m.shape, conv_mode).astype(p.dtype)
-            if algo == "adamuon":
-                v = hp["beta2"] * v + c2 * o * o
+            if algo == "adamuon":  # exp_avg_sq.mul_(beta2).addcmul_(O, O, value=1 - beta2): each op rounded
+                v = stored(v * hp["beta2"], state.count)
+                v = v + stored(python_float(complement2, c2) * o * o, state.count)
                 o = o / (jnp.sqrt(v if rms_norm else v / bias_correction2) + eps)
                 if rms_norm:
                     o = o / (jnp.sqrt(jnp.sum(o * o)) + eps)
-            step = hp["lr"] * (scale * spatial**-0.5)
-            return base.update_from(p, start, -step * o), buf, v
+            lr_, wd = (df.hyper(raw, hp[k], p.dtype) for raw, k in ((lr, "lr"), (weight_decay, "weight_decay")))
+            return decoupled_step(p, o, lr_, wd, scale * spatial**-0.5, state.count) - p, buf, v
 
         torch_view = _layout(params, layout)
         updates, buf, v = base.leafwise(

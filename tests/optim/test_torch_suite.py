@@ -115,14 +115,11 @@ def combinations(name):
 
 def bound(name, combination, precision, what):
     """The tolerance: OPTIMIZER_RTOL, except
-    - Muon in float32: 3e-5 (``test_muon.py``: bfloat16 Newton-Schulz sums one rounding apart);
     - Muon with torch's float32 Tensor lr under x64: 1e-6. torch forms ``lr * sqrt(max(1, A/B))``
       and ``1 - lr * weight_decay`` as float32 0-d tensors (``_to_scalar`` keeps a Tensor),
       purelr in float64 (measured 2e-7);
     - LBFGS's state other than the params under x64: 1e-5 (``test_lbfgs.test_matches_torch_x64``:
       near the minimum ``d`` and ``prev_flat_grad`` are differences of nearly equal iterates)."""
-    if name == "Muon" and precision == "f32":
-        return 3e-5
     if name == "Muon" and isinstance(combination.kwargs.get("lr"), torch.Tensor):
         return 1e-6
     if name == "LBFGS" and precision == "x64" and not what.startswith("param "):
