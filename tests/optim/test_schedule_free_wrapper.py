@@ -12,9 +12,10 @@ each group's ``k``, ``lr_max``, ``weight_sum``, and the params after ``eval()``
 (``schedule_free_eval_params``) and ``train()`` again. Bounds: ``OPTIMIZER_RTOL`` with the
 trajectory floor, of each leaf's own peak; the base's buffers (momentum, Adam's moments) are sums
 of gradients ``curvature * (y - target)``, differences known to units of the params' scale, so
-their floor is taken of the larger of their peak and ``z``'s (float32, seed 2503: SGD's
-``momentum_buffer`` 0.661248 against 0.661256, 1.1e-5 of itself, 5e-6 of ``z``'s peak 3.8, after
-100 updates at lr 0.098 whose params agree to 1.5e-6).
+their floor is taken of the larger of their peak and ``z``'s (float32, ten configurations of seed
+2503: SGD's ``momentum_buffer`` 0.661248 against 0.661256, 1.1e-5 of itself, 5e-6 of ``z``'s peak
+3.8, after 100 updates at lr 0.098 whose params agree to 1.5e-6). The comparison is
+``test_schedule_free.compare``'s.
 """
 
 from __future__ import annotations
