@@ -179,13 +179,11 @@ def prodigy(
             return df.where(is_tensor, df.of(f32(), dtype), python) if fsdp32 else python
 
         was_tensor = fsdp32 & ~(scalars["d_max"] == d0)
-        bias_correction = 1.0
+        dlr = tensor(was_tensor, d * lr, lambda: d.hi * lr.f32())
         if use_bias_correction:
             t = state.k + 1
-            bias_correction = (1 - beta2**t).sqrt() / (1 - beta1**t)
-        dlr = tensor(
-            was_tensor, d * lr * bias_correction, lambda: d.hi * lr.f32() * df.of(bias_correction, dtype).f32()
-        )
+            correction = (1 - beta2**t).sqrt() / (1 - beta1**t)
+            dlr = tensor(was_tensor, dlr * correction, lambda: dlr.hi * correction.f32())
         ratio = tensor(was_tensor, d / d0, lambda: d.hi / d0.f32())
         # the float32 numbers torch's tensor ops are handed (Python floats rounded)
         m_alpha = tensor(was_tensor, d * (1 - beta1), lambda: d.hi * (1 - beta1).f32()).f32()
