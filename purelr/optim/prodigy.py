@@ -3,7 +3,9 @@ sums over all parameters, twin of ``prodigyopt.Prodigy`` (prodigyopt 1.1.2)."""
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from typing import Any, Mapping, NamedTuple
 
 import jax
@@ -83,7 +85,11 @@ def prodigy(
     reduces each tensor; ``d``, ``dlr`` and the sums over leaves and updates are Python floats
     (float64) in the original, and double-float pairs here for float32 params
     (``purelr.optim.double_float``: ``state.low`` holds their low halves), rounded to float32
-    where the original hands them to a tensor op.
+    where the original hands them to a tensor op. With ``fsdp_in_use`` the original sends its two
+    sums through a float32 tensor (``torch.zeros(2)``), and what it computes from them stays a
+    float32 tensor: ``d_numerator`` from the first update, ``d`` and ``d_max`` once ``d_hat``
+    exceeds ``d0`` (until then ``d_max == d0``, which tells the two apart); their arithmetic is then
+    float32 operations, each Python operand rounded to float32 first, and so it is here.
 
     ``torch_layout``: with ``slice_p > 1`` the original slices each param flattened in torch's
     layout, so for a param whose layout differs (a flax conv kernel ``(kh, kw, in, out)``, torch
@@ -165,14 +171,29 @@ def prodigy(
         beta3 = given("beta3") if "beta3" in hp else beta2.sqrt()
         lr = given("lr") if any(active) else df.of(0.0, dtype)
         d0 = given("d0")
-        dlr = d * lr
+        # fsdp_in_use on float32 params (the docstring): ``tensor(is_tensor, python, f32)`` is the
+        # value in force, the float32 op where the original's operand is a float32 tensor.
+        fsdp32 = fsdp_in_use and not d.plain
+
+        def tensor(is_tensor, python, f32):
+            return df.where(is_tensor, df.of(f32(), dtype), python) if fsdp32 else python
+
+        was_tensor = fsdp32 & ~(scalars["d_max"] == d0)
+        dlr = tensor(was_tensor, d * lr, lambda: d.hi * lr.f32())
         if use_bias_correction:
             t = state.k + 1
-            dlr = dlr * ((1 - beta2**t).sqrt() / (1 - beta1**t))
-        ratio = d / d0
+            correction = (1 - beta2**t).sqrt() / (1 - beta1**t)
+            dlr = tensor(was_tensor, dlr * correction, lambda: dlr.hi * correction.f32())
+        ratio = tensor(was_tensor, d / d0, lambda: d.hi / d0.f32())
         # the float32 numbers torch's tensor ops are handed (Python floats rounded)
-        m_alpha, v_alpha = (d * (1 - beta1)).f32(), (d * d * (1 - beta2)).f32()
-        s_alpha = (ratio * (d if safeguard_warmup else dlr)).f32()
+        m_alpha = tensor(was_tensor, d * (1 - beta1), lambda: d.hi * (1 - beta1).f32()).f32()
+        v_alpha = tensor(was_tensor, d * d * (1 - beta2), lambda: d.hi * d.hi * (1 - beta2).f32()).f32()
+        s_alpha = tensor(
+            was_tensor,
+            ratio * (d if safeguard_warmup else dlr),
+            lambda: ratio.hi * (d.hi if safeguard_warmup else dlr.hi),
+        )
+        s_alpha = s_alpha.f32()
         buffers = [treedef.flatten_up_to(tree) for tree in (state.exp_avg_sq, state.s, state.p0)]
         exp_avgs = treedef.flatten_up_to(state.exp_avg) if keep_exp_avg else [None] * len(grads)
         numerators, denominators, moments = [], [], []
@@ -183,25 +204,42 @@ def prodigy(
                 g = g + h["weight_decay"] * p
             if on:
                 sg = sliced(g, f)
-                numerators.append(ratio * dlr * df.of(jnp.dot(sg, p0 - sliced(p, f)), dtype))
+                dot = jnp.dot(sg, p0 - sliced(p, f))
+                numerators.append((ratio * dlr * df.of(dot, dtype), _rounded(ratio.hi * dlr.hi * dot)))
                 if m is not None:  # a scheduled beta1 of 0 leaves it, as the original does
                     m = jnp.where(beta1.hi > 0, m * beta1.f32() + m_alpha * g, m)
                 v = v * beta2.f32() + v_alpha * g * g
                 s = s * beta3.f32() + s_alpha * sg
                 denominators.append(df.of(jnp.sum(jnp.abs(s)), dtype))
             moments.append((g, m, v, s))
-        d_numerator = scalars["d_numerator"] * beta3 + (df.total(numerators) or 0.0)
+        delta = df.total(python for python, _ in numerators) or df.of(0.0, dtype)
+        d_numerator = scalars["d_numerator"] * beta3 + delta
         d_denom = df.total(denominators) or df.of(0.0, dtype)
         d_hat = given("d_coef") * d_numerator / d_denom
-        d_new = df.where(d == d0, df.larger(d, d_hat), d)
-        d_max = df.larger(scalars["d_max"], d_hat)
-        d_new = df.smaller(d_max, d_new * given("growth_rate"))
+        if fsdp32:  # the sums as float32 tensors (``dist_tensor``), the rest float32 ops
+            delta = tensor(
+                was_tensor, delta, lambda: functools.reduce(operator.add, [f32 for _, f32 in numerators], 0.0)
+            )
+            d_numerator = df.of(_rounded(scalars["d_numerator"].f32() * beta3.f32()) + delta.f32(), dtype)
+            d_hat = df.of(given("d_coef").f32() * d_numerator.hi / d_denom.f32(), dtype)
+        # Python's max and min; a float compared with a float32 tensor is rounded to float32 first
+        rounded = (lambda x: df.of(x.f32(), dtype)) if fsdp32 else (lambda x: x)
+        d_new = df.where((d == d0) & (d_hat > rounded(d)), d_hat, d)
+        d_max = df.where(d_hat > rounded(scalars["d_max"]), d_hat, scalars["d_max"])
+        is_tensor = fsdp32 & ~(d_max == d0)
+        grown = tensor(is_tensor, d_new * given("growth_rate"), lambda: d_new.hi * given("growth_rate").f32())
+        d_new = df.smaller(d_max, grown)
         skip = (d_denom.hi == 0) & (not fsdp_in_use)
-        dlr_step, d_step = (-dlr).f32(), (-dlr * d_new).f32()
+        dlr_step = (-dlr).f32()
+        d_step = tensor(was_tensor | is_tensor, -dlr * d_new, lambda: -dlr.f32() * d_new.f32()).f32()
         updates = []
         for (g, m, v, _), p, h, label in zip(moments, params, leaf_hp, labels):
-            denom = jnp.sqrt(v) + (d_new * given("eps", h, label)).f32()
-            start = p + (-given("weight_decay", h, label) * dlr).f32() * p if decays and decouple else None
+            eps_h = given("eps", h, label)
+            denom = jnp.sqrt(v) + tensor(is_tensor, d_new * eps_h, lambda: d_new.hi * eps_h.f32()).f32()
+            start = None
+            if decays and decouple:
+                decay = given("weight_decay", h, label)
+                start = p + tensor(was_tensor, -decay * dlr, lambda: -decay.f32() * dlr.hi).f32() * p
             step = (d_step * g) / denom
             if m is not None:
                 step = jnp.where(beta1.hi > 0, (dlr_step * m) / denom, step)
@@ -219,6 +257,12 @@ def prodigy(
         )
 
     return gg.transformation("prodigy", ProdigyState, hyperparams, spec, init_fields, update_fields)
+
+
+def _rounded(product):
+    """``product`` rounded before it is added to anything (XLA would fuse the two into one
+    multiply-add, as torch's two scalar ops do not)."""
+    return jax.lax.optimization_barrier(product)
 
 
 def kernel_layouts(params):

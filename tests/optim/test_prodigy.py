@@ -8,13 +8,24 @@ before torch rounds it) in double-float pairs (``purelr.optim.double_float``): m
 nightly sweep, the float32 runs are within 0.97 of the issue's 1e-5 (default floor of 64 rounding
 units of a leaf's peak), the scalars compared as ``hi + lo``, but ``s``, whose small entries
 are sums of terms that grow with ``d`` and cancel, known to units of the largest (103 units of
-its peak, held to 256). ``fsdp_in_use`` is the exception:
-there the original sends its two sums through ``torch.zeros(2)`` (float32) and keeps
-``d_numerator``, then ``d``, as float32 tensors from then on, which the twin does not follow:
-measured 2.9e-4 (``s``), held to ``RTOL_FSDP``. Float64 runs to 1e-10, with ``UNITS`` for the
-buffers that sum terms growing with ``d`` and cancelling (``s``, ``exp_avg``: known to units of
-their largest terms, not of themselves) and for ``d_numerator`` (a sum of ``<g, p0 - p>`` of
-either sign).
+its peak, held to 256). ``fsdp_in_use`` (its sums rounded through a float32 tensor, and ``d``,
+``d_max``, ``d_numerator`` float32 tensors from then on, followed by the twin) is held to the same
+bounds (the nightly sweep's fsdp flag set: 0.24 of them; seed 213's twelve configurations with
+``growth_rate`` or ``use_bias_correction``: 8.2e-6, where the twin keeping the scalars as
+double-float pairs measured 1.3e-5). These trajectories are sensitive in float32 with or without
+fsdp: over six configurations with ``use_bias_correction`` and ``slice_p=2`` the fsdp twin's
+worst is ``s`` at 1.06 of its bound, and the same six without fsdp reach 2.5 of it (``s``); six
+with ``growth_rate=1.05, decouple=False`` without fsdp reach 1.2 (``d_numerator``), 0.05 with it.
+So fsdp with ``use_bias_correction`` is not swept. The exception is ``beta1 = 0`` (no
+``exp_avg``): its steps ``d * dlr * g / denom`` without momentum make the float32 trajectory
+sensitive, and rounding differences (the first measured: ``d_numerator`` at the second update,
+3e-7, where each leaf's ``torch.dot`` enters, which is MKL's ``sdot``, sixteen float32 lanes in an
+alignment-dependent order, not the twin's ``jnp.dot``: 1 ulp apart on most vectors of 6 entries
+or more) grow in ``s``: measured 4.6e-4 with ``fsdp_in_use`` and
+2.7e-4 without over six configurations, held to ``RTOL_NO_MOMENTUM``. Float64 runs to 1e-10,
+with ``UNITS`` for the buffers that sum terms growing with ``d`` and cancelling (``s``,
+``exp_avg``: known to units of their largest terms, not of themselves) and for ``d_numerator`` (a
+sum of ``<g, p0 - p>`` of either sign).
 """
 
 import pytest
@@ -48,6 +59,7 @@ FLAGS = [
     dict(decouple=False, use_bias_correction=True),
     dict(safeguard_warmup=True, slice_p=3, beta3=0.95),
     dict(groups=dict(hidden=dict(lr=0.0))),
+    dict(fsdp_in_use=True, growth_rate=1.05, decouple=False),
     dict(fsdp_in_use=True, betas=(0.0, 0.99)),
 ]
 UNITS = dict(  # measured under x64 (seed 211: exp_avg 1.6e-10 relative at 2e-4 of its peak, d_numerator 144)
@@ -55,7 +67,7 @@ UNITS = dict(  # measured under x64 (seed 211: exp_avg 1.6e-10 relative at 2e-4 
     exp_avg=dict(x64=16384, f32=128),  # f32 67 (weight_decay=0.05 at lr=1: large steps), sweeps within 64
     d_numerator=dict(x64=2048),
 )
-RTOL_FSDP = dict(f32=5e-4)
+RTOL_NO_MOMENTUM = dict(f32=5e-4)
 FAMILIES = dict(prodigy=(prodigy, Prodigy, draw, FLAGS))
 
 
@@ -66,7 +78,9 @@ def test_matches_prodigyopt(precision):
 @pytest.mark.nightly
 def test_every_option_matches_prodigyopt(precision):
     glob.check(prodigy, Prodigy, glob.draw_configs(draw, FLAGS[:-1], per_combination=6, seed=212), UNITS)
-    glob.check(prodigy, Prodigy, glob.draw_configs(draw, FLAGS[-1:], per_combination=6, seed=212), UNITS, RTOL_FSDP)
+    glob.check(
+        prodigy, Prodigy, glob.draw_configs(draw, FLAGS[-1:], per_combination=6, seed=212), UNITS, RTOL_NO_MOMENTUM
+    )
 
 
 @pytest.mark.parametrize(
@@ -103,8 +117,7 @@ def test_zero_gradients_match_prodigyopt(precision, config):
     """All-zero gradients first: the original returns before its ``d`` update while every ``s``
     is 0, unless ``fsdp_in_use`` (then ``d_hat = 0 / 0`` is NaN, and ``d`` stays: Python's
     ``max(d, nan)`` keeps ``d``, and so does the twin: ``global_groups.larger``)."""
-    rtol = RTOL_FSDP if config.get("fsdp_in_use") else None
-    glob.check_given_gradients(prodigy, Prodigy, config, zero_steps=2, units=UNITS, rtol=rtol)
+    glob.check_given_gradients(prodigy, Prodigy, config, zero_steps=2, units=UNITS)
 
 
 def test_rejects_a_bad_torch_layout():

@@ -263,29 +263,41 @@ def run_torch(optimizer_type, configs, closure):
 GROUP_KEYS = ("scheduled_lr", "lr_max", "weight_sum")
 
 
-def compare(purelr_out, torch_out):
-    """``{what: relative error}`` over params, buffers, group numbers and the eval/train swap."""
+def _own_buffers(group):
+    return {f: getattr(group, f) for f in group._fields[2:] if getattr(group, f) is not None}
+
+
+def compare(purelr_out, torch_out, group_keys=GROUP_KEYS, buffers=_own_buffers, gradient_sums=False):
+    """``{what: relative error}`` over params, buffers, group numbers and the eval/train swap.
+
+    ``buffers(group)``: the ``{field: tree}`` of a group's state compared where the original keeps
+    the field (default: the group's own buffers). ``gradient_sums``: the fields other than ``z``,
+    ``x`` and ``y`` (a wrapped base's momentum and moments, sums of gradients whose differences are
+    known to units of the params' scale) are held to the larger of their peak and ``z``'s.
+    """
     params, state, eval_params, train_params = purelr_out
     torch_params, torch_state, torch_groups, swapped = torch_out
     floor = trajectory_floor(float_mode())
     errors = {}
     for label in LABELS:
         group = state.inner_states[label].inner_state
-        for key in GROUP_KEYS:
+        for key in group_keys:
             errors[f"{key} {label}"] = relative_error(group.hyperparams[key], torch_groups[label][key])
         errors[f"k {label}"] = relative_error(group.count, torch_groups[label]["k"])
         for name in ref.PARAMS[label]:
             where = f"{label}.{name}"
             errors[f"param {where}"] = relative_error(params[label][name], torch_params[label][name], floor=floor)
-            for field in group._fields[2:]:
-                buffer = getattr(group, field)
-                if buffer is not None:
-                    expected = torch_state[(label, name)][field]
-                    peak = max(float(np.max(np.abs(expected))), 1e-30)
-                    errors[f"{field} {where}"] = relative_error(buffer[label][name], expected, peak, floor)
+            expected = torch_state[(label, name)]
+            for field, buffer in buffers(group).items():
+                if field in expected:
+                    peak = max(float(np.max(np.abs(expected[field]))), 1e-30)
+                    if gradient_sums and field not in ("z", "x", "y"):
+                        peak = max(peak, float(np.max(np.abs(expected["z"]))))
+                    errors[f"{field} {where}"] = relative_error(buffer[label][name], expected[field], peak, floor)
             if swapped is not None:
                 for mode, mine, theirs in zip(("eval", "train"), (eval_params, train_params), swapped):
                     errors[f"{mode} {where}"] = relative_error(mine[label][name], theirs[label][name], floor=floor)
+    assert all(f"z {label}.kernel" in errors for label in LABELS), sorted(errors)
     return errors
 
 
