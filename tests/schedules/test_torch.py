@@ -22,7 +22,8 @@ from torch.optim import swa_utils
 from purelr.schedules import torch as pt
 from tests.parity import SCHEDULE_RTOL, assert_schedule_matches, jitted, rounding_floor
 
-SEEDS_PER_TWIN = 14
+SEEDS_PER_TWIN = 14  # random configurations per twin: the first 8 by default, the rest nightly
+DEFAULT_SEEDS = 8
 
 
 def torch_curve(make_scheduler, steps, base_lr, *, momentum=False, betas=False):
@@ -246,7 +247,13 @@ RANDOM = dict(SIMPLE, one_cycle=cfg_one_cycle, sequential=cfg_sequential, chaine
 STEPS = 2400
 
 
-@pytest.mark.parametrize("seed", range(SEEDS_PER_TWIN))
+@pytest.mark.parametrize(
+    "seed",
+    [
+        *range(DEFAULT_SEEDS),
+        *(pytest.param(s, marks=pytest.mark.nightly) for s in range(DEFAULT_SEEDS, SEEDS_PER_TWIN)),
+    ],
+)
 @pytest.mark.parametrize("name", sorted(RANDOM))
 def test_random_configs_match_torch(name, seed):
     rng = np.random.default_rng([seed, sorted(RANDOM).index(name)])

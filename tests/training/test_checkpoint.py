@@ -1,4 +1,4 @@
-"""Resume: for every optimizer in purelr.optim, save params and optimizer state at a random
+"""Resume: for every optimizer in purelr.optim (nightly; a sample of state kinds by default), save params and optimizer state at a random
 step, restore in a fresh process, continue; the params equal (``==``) the uninterrupted run's.
 Restoring into another optimizer's or model's state is refused."""
 
@@ -31,13 +31,19 @@ def test_every_optimizer_is_listed():
     assert exported <= set(resume_run.OPTIMIZERS), exported - set(resume_run.OPTIMIZERS)
 
 
-def test_resume_in_a_fresh_process(tmp_path):
+@pytest.mark.parametrize(
+    "names",
+    [resume_run.SAMPLE, pytest.param(tuple(resume_run.OPTIMIZERS), marks=pytest.mark.nightly)],
+    ids=["sample", "all"],
+)
+def test_resume_in_a_fresh_process(tmp_path, names):
     """A fresh process restores each checkpoint and writes back what it read (leaves and tree
-    structure); this process continues from those leaves, compiling each step once."""
+    structure); this process continues from those leaves, compiling each step once. A sample of
+    state kinds by default, every optimizer nightly."""
     first = int(np.random.default_rng(20261202).integers(1, resume_run.STEPS))
     expected, saved = {}, {}
     with jax.enable_x64(True):
-        for name in resume_run.OPTIMIZERS:
+        for name in names:
             params = resume_run.start()
             state = resume_run.OPTIMIZERS[name]().init(params)
             params, state = resume_run.steps(name, params, state, 0, first)
@@ -45,7 +51,7 @@ def test_resume_in_a_fresh_process(tmp_path):
             checkpoint.save(tmp_path / name, {"params": params, "opt_state": state})
             final, _ = resume_run.steps(name, params, state, first, resume_run.STEPS)
             expected[name] = [np.asarray(x) for x in jax.tree.leaves(final)]
-        subprocess.run([sys.executable, "-m", "tests.training.resume_run", str(tmp_path)], check=True)
+        subprocess.run([sys.executable, "-m", "tests.training.resume_run", str(tmp_path), *names], check=True)
         restored = np.load(tmp_path / "restored.npz")
         for name, leaves in expected.items():
             assert str(restored[f"{name}/structure"]) == str(saved[name]), name
