@@ -540,9 +540,22 @@ def _convert_optimizer(template, optimizer_state_dict, order, layout, params: di
             own, twin_groups, twin_count = _routed(
                 twin, own, twin_groups, {t: states[t] for t in held if t in states}, count
             )
+        if torch_state.layout(twin.state).step == "last":
+            own = _last_steps(own, twin_groups, order, torch_state.layout(twin.state).step_key)
         _check_keys(twin.state, own)
         filled[twin.path] = _fill_twin(twin.state, twin_groups, own, layout, params, twin_count)
     return _replace_twins(template, filled)
+
+
+def _last_steps(own: dict, groups: list, order: dict, key: str) -> dict:
+    """``own`` with each param's step read as its group's last param's (``Layout.step='last'``)."""
+    out = dict(own)
+    for group in groups:
+        names = [order[i] for i in group["params"]]
+        last = own.get(names[-1], {}) if names else {}
+        if key in last:
+            out.update({n: {**own[n], key: last[key]} for n in names if n in own})
+    return out
 
 
 def _routed(twin, own: dict, groups: list, held: dict, count):
@@ -647,7 +660,7 @@ def _check_keys(state, states: dict) -> None:
         spec = torch_state.layout(member)
         allowed |= set(torch_state.buffer_fields(member).values()) | set(spec.recomputed)
         allowed |= {key for key, _, _ in spec.alternate.values()}
-        allowed |= ({spec.step_key} if spec.step == "state" else set()) | set(spec.counters)
+        allowed |= ({spec.step_key} if spec.step in ("state", "last") else set()) | set(spec.counters)
     for torch_name, state_p in states.items():
         unknown = sorted(set(state_p) - allowed)
         if unknown:

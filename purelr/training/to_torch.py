@@ -274,7 +274,7 @@ def _param_state(state, name: str, param, target, like, group) -> dict:
     """One param's ``state[p]`` entries of a twin (its step and buffers)."""
     spec = torch_state.layout(state)
     out: dict = {}
-    if spec.step == "state":
+    if spec.step in ("state", "last"):
         out[spec.step_key] = _step(spec, int(state.count))
     out.update({key: int(state.count) for key in spec.counters})
     for field in torch_state.buffer_fields(state):

@@ -55,8 +55,10 @@ class Layout(NamedTuple):
     """One twin's state in its original's ``state_dict``.
 
     Attributes:
-      step: ``"state"`` (``state[p][step_key]``), ``"group"`` (``param_groups[g][step_key]``) or
-        ``None`` (the original keeps no count: ``from_torch`` needs ``count=``).
+      step: ``"state"`` (``state[p][step_key]``), ``"last"`` (``state[p][step_key]`` of each param
+        group's last param: DeepSpeed's FusedAdam increments only that one, the others keep the
+        step they started at), ``"group"`` (``param_groups[g][step_key]``) or ``None`` (the
+        original keeps no count: ``from_torch`` needs ``count=``).
       step_type: ``"tensor"`` (a 0-d tensor of torch's default float dtype), ``"int64"`` (a 0-d
         int64 tensor) or ``"int"``.
       step_key: the key of the count.
@@ -197,7 +199,7 @@ LAYOUTS: dict[str, Layout] = {
     "MADGRADState": _INT_STEP,
     "MarsState": _INT_STEP,
     "NovoGradState": _INT_STEP,  # timm.optim.NvNovoGrad
-    "FusedAdamState": _INT_STEP,  # deepspeed.ops.adam.FusedAdam
+    "FusedAdamState": Layout(step="last", step_type="int"),  # deepspeed.ops.adam.FusedAdam
     "FusedLambState": _INT_STEP,  # deepspeed.ops.lamb.FusedLamb
     "AdafactorState": Layout(factored={"row_var": (-1, True), "col_var": (-2, True)}),  # torch.optim
     "HfAdafactorState": Layout(  # transformers.Adafactor

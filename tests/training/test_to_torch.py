@@ -12,7 +12,10 @@ heavyball's SOAP / PSGDKron: tests/training/test_heavyball_state.py; schedulefre
 tests/training/test_schedule_free_wrapper_conversion.py.
 """
 
+import copy
 import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -371,6 +374,131 @@ def _torchao_adamw():
     return Eager
 
 
+class Setup(NamedTuple):
+    """How a case's run differs from the plain one: the params torch's optimizer takes
+    (``model -> params or param groups``), the kernels kept in torch's layout (``KEPT``: the
+    twin steps them as the original does), ``from_torch`` / ``to_torch``'s ``param_names`` and
+    ``labels``, and ``step(closure)`` (schedulefree's Closure forms: the gradient taken at
+    ``schedule_free_train_params``, where torch's closure runs)."""
+
+    params: Callable = lambda model: model.parameters()
+    kept: bool = False
+    param_names: tuple[str, ...] | None = None
+    labels: Any = None
+    closure: bool = False
+    float32: bool = False  # an original of float32 params only: both sides in float32
+
+
+WEIGHTS = {"hidden": {"kernel": "matrix", "bias": "frozen"}, "out": {"kernel": "matrix", "bias": "frozen"}}
+# torch's Muon and the author's SingleDeviceMuon take matrices only: they step the weights, the
+# biases stay (the twin's set_to_zero under the labels)
+MATRICES = Setup(
+    params=lambda model: [model.hidden.weight, model.out.weight],
+    kept=True,
+    param_names=("hidden.weight", "out.weight"),
+    labels=WEIGHTS,
+)
+MUON_AUX = Setup(  # use_muon groups: the weights, then the biases
+    params=lambda model: ([model.hidden.weight, model.out.weight], [model.hidden.bias, model.out.bias]),
+    kept=True,
+    param_names=("hidden.weight", "out.weight", "hidden.bias", "out.bias"),
+)
+
+
+def _matrices_only(twin):
+    return lambda **kwargs: optax.multi_transform({"matrix": twin(**kwargs), "frozen": optax.set_to_zero()}, WEIGHTS)
+
+
+def _no_mkldnn(original):
+    """``original`` stepping with oneDNN off (torch's CPU bfloat16 kernels the twin rounds as)."""
+
+    class Plain(original):
+        def step(self, *args):
+            with torch.backends.mkldnn.flags(enabled=False):
+                return super().step(*args)
+
+    return Plain
+
+
+def _muon_aux(groups, lr, momentum, weight_decay, adam_lr, adam_betas, adam_eps, adam_weight_decay):
+    from muon import SingleDeviceMuonWithAuxAdam
+
+    matrices, vectors = groups
+    muon = dict(params=matrices, lr=lr, momentum=momentum, weight_decay=weight_decay, use_muon=True)
+    adam = dict(params=vectors, lr=adam_lr, betas=adam_betas, eps=adam_eps, weight_decay=adam_weight_decay)
+    return _no_mkldnn(SingleDeviceMuonWithAuxAdam)([muon, dict(adam, use_muon=False)])
+
+
+def _fused_adam():
+    """DeepSpeed's FusedAdam has a float32-only CPU build (and a CUDA one): a stand-in of its
+    arithmetic and ``state_dict`` layout, torch's AdamW (``adam_w_mode``) whose ``state_dict``
+    keeps FusedAdam's int ``step``s, the count in each group's last param only (FusedAdam's step
+    increments the last param's, 0 elsewhere) and loads them as FusedAdam reads them (the last
+    param's); the nightly test_fused_adam_both_ways_deepspeed runs FusedAdam itself, float32."""
+
+    class FusedAdamLayout(torch.optim.AdamW):
+        def state_dict(self):
+            state_dict = super().state_dict()
+            state_dict["state"] = {i: dict(own) for i, own in state_dict["state"].items()}  # not the live ones
+            for group in state_dict["param_groups"]:
+                last = group["params"][-1]
+                for index in group["params"]:
+                    own = state_dict["state"].get(index)
+                    if own is not None:
+                        own["step"] = int(own["step"]) if index == last else 0
+            return state_dict
+
+        def load_state_dict(self, state_dict):
+            state_dict = copy.deepcopy(state_dict)
+            for group in state_dict["param_groups"]:
+                step = state_dict["state"].get(group["params"][-1], {}).get("step", 0)
+                for index in group["params"]:
+                    if index in state_dict["state"]:
+                        state_dict["state"][index]["step"] = torch.tensor(float(step))
+            super().load_state_dict(state_dict)
+
+    return FusedAdamLayout
+
+
+def _fused_lamb():
+    """DeepSpeed's FusedLamb runs only as a CUDA kernel: a torch optimizer of its ``state_dict``
+    (``state[p]``: an int ``step``, ``exp_avg``, ``exp_avg_sq``; the group's ``bias_correction``,
+    ``betas``, ``eps``, ``weight_decay``, ``max_grad_norm``, ``max_coeff``, ``min_coeff``) stepping
+    the kernel's arithmetic (``tests/optim/test_fused_lamb.kernel_step``, float64)."""
+    from tests.optim.test_fused_lamb import kernel_step
+
+    class FusedLambKernel(torch.optim.Optimizer):
+        def __init__(self, params, lr=1e-3, bias_correction=True, betas=(0.9, 0.999), eps=1e-8, eps_inside_sqrt=False,
+                     weight_decay=0.0, max_grad_norm=0.0, max_coeff=10.0, min_coeff=0.01):  # fmt: skip
+            self.eps_inside_sqrt = eps_inside_sqrt  # FusedLamb's eps_mode: an attribute
+            defaults = dict(lr=lr, bias_correction=bias_correction, betas=betas, eps=eps, weight_decay=weight_decay,
+                            max_grad_norm=max_grad_norm, max_coeff=max_coeff, min_coeff=min_coeff)  # fmt: skip
+            super().__init__(params, defaults)
+
+        @torch.no_grad()
+        def step(self):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    state = self.state[p]
+                    if not state:
+                        state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                    state["step"] += 1
+                    numbers = {k: group[k] for k in ("lr", "eps", "weight_decay", "max_coeff", "min_coeff")}
+                    new = kernel_step(
+                        *(t.numpy() for t in (p, p.grad, state["exp_avg"], state["exp_avg_sq"])),
+                        state["step"],
+                        beta1=group["betas"][0],
+                        beta2=group["betas"][1],
+                        eps_inside_sqrt=self.eps_inside_sqrt,
+                        bias_correction=group["bias_correction"],
+                        **numbers,
+                    )
+                    for tensor, value in zip((p, state["exp_avg"], state["exp_avg_sq"]), new):
+                        tensor.copy_(torch.from_numpy(np.asarray(value)))
+
+    return FusedLambKernel
+
+
 def _lr(rng):
     return float(np.exp(rng.uniform(np.log(1e-3), np.log(5e-2))))
 
@@ -485,6 +613,99 @@ BOTH_WAYS = {
     "mmpretrain_lars": (lambda: _mmpretrain("LARS"), optim.mmpretrain_lars, lambda r: dict(lr=_lr(r), momentum=0.9)),
     "mmpretrain_lamb": (lambda: _mmpretrain("Lamb"), optim.mmpretrain_lamb, lambda r: dict(lr=_lr(r))),
     "mmpretrain_adan": (lambda: _mmpretrain("Adan"), optim.mmpretrain_adan, lambda r: dict(lr=_lr(r))),
+    "muon": (
+        lambda: torch.optim.Muon,
+        _matrices_only(optim.muon),
+        lambda r: dict(
+            lr=_lr(r),
+            weight_decay=_decay(r),
+            nesterov=_flag(r),
+            adjust_lr_fn=[None, "original", "match_rms_adamw"][int(r.integers(3))],
+        ),
+        MATRICES,
+    ),
+    "single_device_muon": (
+        lambda: _no_mkldnn(__import__("muon").SingleDeviceMuon),
+        _matrices_only(optim.single_device_muon),
+        lambda r: dict(lr=_lr(r), weight_decay=_decay(r), momentum=float(r.choice([0.9, 0.95]))),
+        MATRICES,
+    ),
+    "muon_with_aux_adam": (
+        lambda: _muon_aux,
+        lambda **kw: optim.muon_with_aux_adam(lambda path, p: p.ndim == 2, **kw),
+        lambda r: dict(
+            lr=_lr(r),
+            momentum=float(r.choice([0.9, 0.95])),
+            weight_decay=_decay(r),
+            adam_lr=_lr(r),
+            adam_betas=(0.9, float(r.choice([0.95, 0.999]))),
+            adam_eps=float(r.choice([1e-10, 1e-8])),
+            adam_weight_decay=_decay(r),
+        ),
+        MUON_AUX,
+    ),
+    "sgd_schedule_free_reference": (
+        lambda: _schedulefree("SGDScheduleFreeReference"),
+        optim.sgd_schedule_free_reference,
+        lambda r: dict(lr=_lr(r), warmup_steps=int(r.integers(0, 4)), weight_decay=_decay(r)),
+    ),
+    "adamw_schedule_free_reference": (
+        lambda: _schedulefree("AdamWScheduleFreeReference"),
+        optim.adamw_schedule_free_reference,
+        lambda r: dict(lr=_lr(r), warmup_steps=int(r.integers(0, 4)), weight_decay=_decay(r), decay_at_z=_flag(r)),
+    ),
+    "adamw_schedule_free_paper": (
+        lambda: _schedulefree("AdamWScheduleFreePaper"),
+        optim.adamw_schedule_free_paper,
+        lambda r: dict(lr=_lr(r), warmup_steps=int(r.integers(0, 4)), weight_decay=_decay(r)),
+    ),
+    "sgd_schedule_free_closure": (
+        lambda: __import__("schedulefree").SGDScheduleFreeClosure,
+        optim.sgd_schedule_free_closure,
+        lambda r: dict(lr=_lr(r), warmup_steps=int(r.integers(0, 4)), weight_decay=_decay(r)),
+        Setup(closure=True),
+    ),
+    "adamw_schedule_free_closure": (
+        lambda: __import__("schedulefree").AdamWScheduleFreeClosure,
+        optim.adamw_schedule_free_closure,
+        lambda r: dict(lr=_lr(r), warmup_steps=int(r.integers(0, 4)), weight_decay=_decay(r)),
+        Setup(closure=True),
+    ),
+    "radam_schedule_free_closure": (
+        lambda: __import__("schedulefree").RAdamScheduleFreeClosure,
+        optim.radam_schedule_free_closure,
+        lambda r: dict(lr=_lr(r), weight_decay=_decay(r), silent_sgd_phase=_flag(r)),
+        Setup(closure=True),
+    ),
+    "lamb_grad_clip": (  # timm's Lamb clipping the global norm first, as the twin's chain
+        lambda: _timm("Lamb"),
+        lambda lr, max_grad_norm, weight_decay: optax.chain(
+            optim.lamb_grad_clip(max_grad_norm), optim.lamb(lr, weight_decay=weight_decay, max_grad_norm=None)
+        ),
+        lambda r: dict(lr=_lr(r), max_grad_norm=float(r.choice([0.05, 0.2, 1.0])), weight_decay=_decay(r)),
+    ),
+    "fused_adam": (
+        _fused_adam,
+        lambda lr, weight_decay: optim.fused_adam(lr, weight_decay=weight_decay),
+        lambda r: dict(lr=_lr(r), weight_decay=_decay(r)),
+    ),
+    "fused_adam_deepspeed": (  # DeepSpeed's own, its CPU build (float32; compiled at first use: nightly)
+        lambda: __import__("deepspeed.ops.adam", fromlist=["FusedAdam"]).FusedAdam,
+        lambda lr, weight_decay: optim.fused_adam(lr, weight_decay=weight_decay),
+        lambda r: dict(lr=_lr(r), weight_decay=_decay(r)),
+        Setup(float32=True),
+    ),
+    "fused_lamb": (
+        _fused_lamb,
+        optim.fused_lamb,
+        lambda r: dict(
+            lr=_lr(r),
+            bias_correction=_flag(r),
+            eps_inside_sqrt=_flag(r),
+            weight_decay=_decay(r),
+            max_coeff=float(r.choice([10.0, 0.3])),
+        ),
+    ),
 }
 DATA_STEPS = 8
 DATA_RNG = np.random.default_rng(1)
@@ -492,12 +713,21 @@ DATA_X = DATA_RNG.normal(size=(DATA_STEPS, 8, 3))
 DATA_Y = np.stack([np.sin(DATA_X.sum(-1)), np.cos(DATA_X[..., 0])], -1)
 
 
-def torch_steps(model, optimizer, first, last):
+def torch_steps(model, optimizer, first, last, closure=False):
     for k in range(first, last):
-        optimizer.zero_grad()
-        loss = ((model(torch.tensor(DATA_X[k])) - torch.tensor(DATA_Y[k])) ** 2).mean()
-        loss.backward()
-        optimizer.step()
+
+        def loss():
+            optimizer.zero_grad()
+            x, y = (torch.tensor(a[k], dtype=torch.get_default_dtype()) for a in (DATA_X, DATA_Y))
+            value = ((model(x) - y) ** 2).mean()
+            value.backward()
+            return value
+
+        if closure:
+            optimizer.step(loss)
+        else:
+            loss()
+            optimizer.step()
 
 
 def flax_loss(params, x, y):
@@ -512,42 +742,53 @@ def jax_steps(step, params, state, first, last):
     return params, state
 
 
+def twin_count(state) -> int:
+    """The count of the first twin in ``state`` (a twin, a chain, ``multi_transform`` groups)."""
+    from purelr.training.torch_state import is_twin
+
+    return int(next(s for s in jax.tree.leaves(state, is_leaf=is_twin) if is_twin(s)).count)
+
+
 def both_ways(case, seed):
     """``(k, m, torch -> purelr error, purelr -> torch error)`` against k + m torch updates."""
-    import copy
-
+    from purelr.optim.schedule_free import schedule_free_train_params
     from purelr.training.from_torch import model_from_torch
     from tests.training.test_from_torch import kernel_layout
 
-    make_torch, make_twin, draw = BOTH_WAYS[case]
+    make_torch, make_twin, draw, *options = BOTH_WAYS[case]
+    setup = options[0] if options else Setup()
+    names, like, loss = (KEPT, kept_template, torch_layout_loss) if setup.kept else (None, template, flax_loss)
+    convert = dict(names=names, param_names=setup.param_names, labels=setup.labels)
+    move = np.asarray if setup.kept else kernel_layout
     rng = np.random.default_rng(seed)
     kwargs, k, m = draw(rng), int(rng.integers(1, 5)), int(rng.integers(1, 4))
     torch_type = make_torch()
     twin = make_twin(**kwargs)
     previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
+    torch.set_default_dtype(torch.float32 if setup.float32 else torch.float64)
     try:
         torch.manual_seed(seed)
         model = TorchMLP()
         fresh_model_sd = copy.deepcopy(model.state_dict())
-        optimizer = torch_type(model.parameters(), **kwargs)
+        optimizer = torch_type(setup.params(model), **kwargs)
         fresh_optimizer_sd = copy.deepcopy(optimizer.state_dict())
-        torch_steps(model, optimizer, 0, k)
+        torch_steps(model, optimizer, 0, k, setup.closure)
         at_k = copy.deepcopy((model.state_dict(), optimizer.state_dict()))
-        torch_steps(model, optimizer, k, k + m)
+        torch_steps(model, optimizer, k, k + m, setup.closure)
         final = {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
 
         @jax.jit
         def step(params, state, x, y):
-            updates, state = twin.update(jax.grad(flax_loss)(params, x, y), state, params)
+            at = schedule_free_train_params(state, params) if setup.closure else params
+            updates, state = twin.update(jax.grad(loss)(at, x, y), state, params)
             return optax.apply_updates(params, updates), state
 
-        run = from_torch(twin, template(), *at_k, count=k)
-        assert int(run.opt_state.count) == k
+        run = from_torch(twin, like(), *at_k, count=k, **convert)
+        assert twin_count(run.opt_state) == k
         params, _ = jax_steps(step, run.params, run.opt_state, k, k + m)
-        floor = trajectory_floor("f32") if case in FLOAT32_STEPS else None
+        floor = trajectory_floor("f32") if case in FLOAT32_STEPS or setup.float32 else None
         error_in = max(
-            relative_error(params[layer]["kernel"], kernel_layout(final[f"{layer}.weight"]), floor=floor)
+            relative_error(params[layer]["kernel"], move(final[f"{layer}.weight"]), floor=floor)
             for layer in ("hidden", "out")
         )
         error_in = max(
@@ -558,17 +799,17 @@ def both_ways(case, seed):
             ]
         )
 
-        start = model_from_torch(fresh_model_sd, template())[0]
+        start = model_from_torch(fresh_model_sd, like(), names=names)[0]
         params, state = jax_steps(step, start, twin.init(start), 0, k)
-        exported = to_torch(state, params, fresh_model_sd, fresh_optimizer_sd)
-        back = from_torch(twin, template(), exported.model_state_dict, exported.optimizer_state_dict, count=k)
+        exported = to_torch(state, params, fresh_model_sd, fresh_optimizer_sd, **convert)
+        back = from_torch(twin, like(), exported.model_state_dict, exported.optimizer_state_dict, count=k, **convert)
         assert_same(back.params, params)
         assert_same(back.opt_state, state)
         model = TorchMLP()
-        optimizer = torch_type(model.parameters(), **kwargs)
+        optimizer = torch_type(setup.params(model), **kwargs)
         model.load_state_dict(exported.model_state_dict)
         optimizer.load_state_dict(exported.optimizer_state_dict)
-        torch_steps(model, optimizer, k, k + m)
+        torch_steps(model, optimizer, k, k + m, setup.closure)
         error_out = max(
             relative_error(p.detach().numpy(), final[n], floor=floor) for n, p in model.state_dict().items()
         )
@@ -590,9 +831,10 @@ DEFAULT_BOTH_WAYS |= {"adamw_schedule_free", "timm_nadam_legacy"}
     "case", [pytest.param(c, marks=[] if c in DEFAULT_BOTH_WAYS else pytest.mark.nightly) for c in BOTH_WAYS]
 )
 def test_both_ways_against_the_original(case):
-    with jax.enable_x64(True):
+    float32 = BOTH_WAYS[case][3:] and BOTH_WAYS[case][3].float32
+    with jax.enable_x64(not float32):
         k, m, error_in, error_out = both_ways(case, seed=sorted(BOTH_WAYS).index(case))
-    tolerance = OPTIMIZER_RTOL["f32" if case in FLOAT32_STEPS else "x64"]
+    tolerance = OPTIMIZER_RTOL["f32" if case in FLOAT32_STEPS or float32 else "x64"]
     assert error_in <= tolerance, f"{case}, k={k}, m={m}: torch -> purelr off by {error_in:.3g}"
     assert error_out <= tolerance, f"{case}, k={k}, m={m}: purelr -> torch off by {error_out:.3g}"
 
