@@ -225,7 +225,6 @@ def test_quantized_state_refused():
 def test_kron_torch_to_purelr_to_torch():
     """timm's Kron draws from torch's generator (no shared trajectory): its state, k updates in,
     goes to purelr and back unchanged (Q's factors in torch's dimension order), and steps on."""
-    import copy
     from unittest import mock
 
     from timm.optim import kron as timm_kron
@@ -267,7 +266,6 @@ def test_kron_torch_to_purelr_to_torch():
 def test_adahessian_torch_to_purelr_to_torch():
     """timm's Adahessian draws from its own generator and keeps its estimate as ``p.hess``: its
     state, k updates in, goes to purelr and back unchanged (its 'hessian step' the count)."""
-    import copy
 
     def steps(model, optimizer, first, last):
         for k in range(first, last):
@@ -468,11 +466,30 @@ def _fused_lamb():
     from tests.optim.test_fused_lamb import kernel_step
 
     class FusedLambKernel(torch.optim.Optimizer):
-        def __init__(self, params, lr=1e-3, bias_correction=True, betas=(0.9, 0.999), eps=1e-8, eps_inside_sqrt=False,
-                     weight_decay=0.0, max_grad_norm=0.0, max_coeff=10.0, min_coeff=0.01):  # fmt: skip
+        def __init__(
+            self,
+            params,
+            lr=1e-3,
+            bias_correction=True,
+            betas=(0.9, 0.999),
+            eps=1e-8,
+            eps_inside_sqrt=False,
+            weight_decay=0.0,
+            max_grad_norm=0.0,
+            max_coeff=10.0,
+            min_coeff=0.01,
+        ):
             self.eps_inside_sqrt = eps_inside_sqrt  # FusedLamb's eps_mode: an attribute
-            defaults = dict(lr=lr, bias_correction=bias_correction, betas=betas, eps=eps, weight_decay=weight_decay,
-                            max_grad_norm=max_grad_norm, max_coeff=max_coeff, min_coeff=min_coeff)  # fmt: skip
+            defaults = dict(
+                lr=lr,
+                bias_correction=bias_correction,
+                betas=betas,
+                eps=eps,
+                weight_decay=weight_decay,
+                max_grad_norm=max_grad_norm,
+                max_coeff=max_coeff,
+                min_coeff=min_coeff,
+            )
             super().__init__(params, defaults)
 
         @torch.no_grad()
@@ -718,7 +735,7 @@ def torch_steps(model, optimizer, first, last, closure=False):
 
         def loss():
             optimizer.zero_grad()
-            x, y = (torch.tensor(a[k], dtype=torch.get_default_dtype()) for a in (DATA_X, DATA_Y))
+            x, y = (torch.tensor(a[k], dtype=next(model.parameters()).dtype) for a in (DATA_X, DATA_Y))
             value = ((model(x) - y) ** 2).mean()
             value.backward()
             return value
@@ -825,6 +842,7 @@ DEFAULT_BOTH_WAYS = {"sgd", "adam", "nadam", "asgd", "adafactor", "timm_lamb", "
 DEFAULT_BOTH_WAYS |= {"timm_adafactor", "timm_novograd", "timm_lookahead", "hf_adafactor", "mmpretrain_adan"}
 DEFAULT_BOTH_WAYS |= {"timm_adafactor_big_vision", "torchao_adamw", "prodigy", "dadapt_sgd"}
 DEFAULT_BOTH_WAYS |= {"adamw_schedule_free", "timm_nadam_legacy"}
+DEFAULT_BOTH_WAYS |= {"muon", "fused_adam"}  # torch's optimizer over some params (labels); FusedAdam's step
 
 
 @pytest.mark.parametrize(
@@ -837,6 +855,66 @@ def test_both_ways_against_the_original(case):
     tolerance = OPTIMIZER_RTOL["f32" if case in FLOAT32_STEPS or float32 else "x64"]
     assert error_in <= tolerance, f"{case}, k={k}, m={m}: torch -> purelr off by {error_in:.3g}"
     assert error_out <= tolerance, f"{case}, k={k}, m={m}: purelr -> torch off by {error_out:.3g}"
+
+
+# Every twin of resume_run.OPTIMIZERS (every exported optimizer): the both-ways test (k + m, random
+# k, m and configurations) that covers it, ``module:function[parameter]`` (a BOTH_WAYS case: its name)
+THIS = "tests.training.test_to_torch"
+TORCHAO, HEAVYBALL = "tests.training.test_to_torch_torchao", "tests.training.test_heavyball_state"
+WRAPPER = "tests.training.test_schedule_free_wrapper_conversion:test_both_ways_against_schedulefree"
+TIMM_RANDOM_TEST = f"{THIS}:test_timm_random_twins_both_ways"
+SAME_NAME = ["sgd", "adam", "adamw", "adamax", "nadam", "radam", "adagrad", "adadelta", "rmsprop", "rprop", "asgd"]
+SAME_NAME += ["adafactor", "muon", "lamb_grad_clip", "fused_adam", "fused_lamb", "hf_adafactor", "prodigy"]
+SAME_NAME += ["mmpretrain_lars", "mmpretrain_lamb", "mmpretrain_adan", "timm_adafactor", "single_device_muon"]
+SAME_NAME += ["dadapt_adam", "dadapt_sgd", "dadapt_adagrad", "dadapt_adan", "dadapt_lion", "muon_with_aux_adam"]
+SAME_NAME += [f"{f}_schedule_free" for f in ("sgd", "adamw", "radam")] + ["adamw_schedule_free_paper"]
+SAME_NAME += [f"{f}_schedule_free_{form}" for f in ("sgd", "adamw") for form in ("reference", "closure")]
+SAME_NAME += ["radam_schedule_free_closure"]
+TIMM_NAMES = ["rmsprop_tf", "lamb", "lars", "lion", "sgdw", "nadamw", "adabelief", "adamp", "adan", "adopt"]
+TIMM_NAMES += ["laprop", "madgrad", "mars", "novograd", "sgdp", "lookahead", "adafactor_big_vision"]
+TIMM_NAMES += ["adamw_legacy", "nadam_legacy", "radam_legacy"]
+COVERED_BY = {
+    **{name: name for name in SAME_NAME},
+    **{name: f"timm_{name}" for name in TIMM_NAMES},
+    "adamw_torchao": "torchao_adamw",
+    "lbfgs": f"{THIS}:test_lbfgs_both_ways",
+    **{n: f"{TORCHAO}:test_torchao_quantized_both_ways[{n}]" for n in ("adam_8bit", "adam_4bit", "adam_fp8")},
+    **{n: f"{TORCHAO}:test_torchao_quantized_both_ways[{n}]" for n in ("adamw_8bit", "adamw_4bit", "adamw_fp8")},
+    "kron": f"{TIMM_RANDOM_TEST}[kron]",
+    "adahessian": f"{TIMM_RANDOM_TEST}[adahessian]",
+    "soap": f"{HEAVYBALL}:test_both_ways_against_heavyball[soap]",
+    "psgd_kron": f"{HEAVYBALL}:test_both_ways_against_heavyball[psgd_kron]",
+    "schedule_free_wrapper": f"{WRAPPER}[wrapper]",
+    "schedule_free_wrapper_reference": f"{WRAPPER}[reference]",
+    "timm_muon": "tests.training.test_to_torch_timm:test_timm_muon_both_ways",
+}
+
+
+def _parameters(function) -> list:
+    """Every value in ``function``'s ``pytest.mark.parametrize`` lists (a ``pytest.param``'s included)."""
+    values = []
+    for mark in (m for m in getattr(function, "pytestmark", []) if m.name == "parametrize"):
+        for value in mark.args[1]:
+            value = value.values if hasattr(value, "values") else value
+            values.extend(value if isinstance(value, tuple) else (value,))
+    return values
+
+
+def test_every_twin_has_a_both_ways_test():
+    """A twin added to resume_run.OPTIMIZERS without a both-ways test fails here."""
+    import importlib
+
+    missing = sorted(set(resume_run.OPTIMIZERS) - set(COVERED_BY))
+    assert not missing, f"twins without a both-ways test (add one, then a COVERED_BY entry): {missing}"
+    assert not set(COVERED_BY) - set(resume_run.OPTIMIZERS), sorted(set(COVERED_BY) - set(resume_run.OPTIMIZERS))
+    for name, where in COVERED_BY.items():
+        if ":" not in where:
+            where = f"{THIS}:test_both_ways_against_the_original[{where}]"
+        module, _, function = where.partition(":")
+        function, _, parameter = function.rstrip("]").partition("[")
+        test = getattr(importlib.import_module(module), function, None)
+        assert test is not None, f"{name}: no {function} in {module}"
+        assert not parameter or parameter in _parameters(test), f"{name}: {function} runs no {parameter!r}"
 
 
 # originals that step in float32 whatever the params' dtype (torchao, as tests/optim/test_adam_low_bit.py
@@ -1022,7 +1100,6 @@ def test_scheduler_both_ways(kind):
     """AdamW under warmup + cosine, k updates on one side, m on the other, across the warmup's end:
     from_torch reads last_epoch / last_step; to_torch steps the fresh scheduler (its state_dict
     loaded into another fresh one) and sets the group lr."""
-    import copy
 
     from purelr.training.from_torch import model_from_torch, resume_schedule
 
@@ -1123,7 +1200,6 @@ def test_bad_input():
 def test_lbfgs_both_ways():
     """LBFGS's flat state (torch's under the first param, vectors in torch's order and layout, the
     history as lists): k steps, convert, m steps == k + m torch steps, both ways; and the round trip."""
-    import copy
 
     from purelr.training.from_torch import model_from_torch
 
@@ -1266,7 +1342,6 @@ def kron_both_ways(seed, flax_layout=False):
     ``torch_layout=kernel_layouts`` (``flax_layout``): Kron solves its triangular systems in
     float32, one dim after another, in torch's order (in flax's a float32 rounding of the
     preconditioner's update apart: 2.5e-7 measured without the option, seed 8)."""
-    import copy
     from unittest import mock
 
     from timm.optim import kron as timm_kron
@@ -1383,7 +1458,6 @@ def _rademacher(shapes, update_each):
 
 def adahessian_both_ways(seed):
     """``(k, m, torch -> purelr error, purelr -> torch error)`` of timm's Adahessian, k + m torch updates the reference."""
-    import copy
 
     from purelr.training.from_torch import model_from_torch
     from tests.optim import torch_reference as ref

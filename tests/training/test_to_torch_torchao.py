@@ -1,5 +1,6 @@
 """Both ways with torchao's quantized optimizer state (``OptimState8bit`` / ``4bit`` / ``Fp8``:
-codes, scale, qmap) for its twins ``adamw_8bit`` / ``adamw_4bit`` / ``adamw_fp8``.
+codes, scale, qmap) for its twins ``adamw_8bit`` / ``adamw_4bit`` / ``adamw_fp8`` and the Adam forms
+``adam_8bit`` / ``adam_4bit`` / ``adam_fp8`` (their weight decay the L2 term: nightly).
 
 k updates in torchao, ``from_torch``: the twin holds torchao's codes and scales bit for bit; m in
 purelr against torchao's own m from there. k in purelr, ``to_torch`` (torchao's constructors),
@@ -87,11 +88,13 @@ def assert_same_quantized(torch_state_dict, twin_state):
             np.testing.assert_array_equal(mine.reshape(theirs.shape), theirs)
 
 
-def float32_adamw(model_sd, lr, weight_decay, first, last):
-    """The params after float32 ``torch.optim.AdamW`` from ``model_sd`` (the quantization error's reference)."""
+def float32_adam(name, model_sd, lr, weight_decay, first, last):
+    """The params after float32 ``torch.optim.AdamW`` (or ``Adam``: torchao's non-W forms decay as
+    its L2) from ``model_sd`` (the quantization error's reference)."""
     model = TorchTable()
     model.load_state_dict(model_sd)
-    torch_steps(model, torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay), first, last)
+    adam = torch.optim.AdamW if name.startswith("adamw") else torch.optim.Adam
+    torch_steps(model, adam(model.parameters(), lr=lr, weight_decay=weight_decay), first, last)
     return {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
 
 
@@ -111,8 +114,17 @@ def torch_named(params):
     }
 
 
-@pytest.mark.parametrize("seed", [0] + [pytest.param(s, marks=pytest.mark.nightly) for s in range(1, 10)])
-@pytest.mark.parametrize("name", ["adamw_8bit", "adamw_4bit", "adamw_fp8"])
+QUANTIZED = ["adamw_8bit", "adamw_4bit", "adamw_fp8", "adam_8bit", "adam_4bit", "adam_fp8"]
+
+
+@pytest.mark.parametrize(
+    "name, seed",
+    [
+        (n, s) if n.startswith("adamw") and s == 0 else pytest.param(n, s, marks=pytest.mark.nightly)
+        for n in QUANTIZED
+        for s in range(10)
+    ],
+)
 def test_torchao_quantized_both_ways(name, seed):
     rng = np.random.default_rng(seed)
     lr, weight_decay = float(rng.uniform(1e-3, 1e-2)), float(rng.choice([0.0, 0.01]))
@@ -143,7 +155,7 @@ def test_torchao_quantized_both_ways(name, seed):
     assert int(run.opt_state.count) == k
     assert_same_quantized(optimizer_k, run.opt_state)
     params, _ = jax_steps(run.params, run.opt_state, k, k + m)
-    assert_close(torch_named(params), final, float32_adamw(model_k, lr, weight_decay, k, k + m), "torch -> purelr")
+    assert_close(torch_named(params), final, float32_adam(name, model_k, lr, weight_decay, k, k + m), "torch -> purelr")
 
     start = model_from_torch(fresh_model_sd, template())[0]
     params, state = jax_steps(start, twin.init(start), 0, k)
@@ -159,7 +171,7 @@ def test_torchao_quantized_both_ways(name, seed):
     torch_steps(model, optimizer, k, k + m)
     continued = {n: p.detach().numpy().copy() for n, p in model.state_dict().items()}
     params, _ = jax_steps(params, state, k, k + m)
-    reference = float32_adamw(exported.model_state_dict, lr, weight_decay, k, k + m)
+    reference = float32_adam(name, exported.model_state_dict, lr, weight_decay, k, k + m)
     assert_close(torch_named(params), continued, reference, "purelr -> torch")
 
 
