@@ -4,8 +4,11 @@ Round trip: every optimizer of ``tests/training/resume_run.py`` (every exported 
 wrappers around one, their states drawn at random: ``from_torch(to_torch(state)) == state``, bit for
 bit (x64 and float32; schedulefree's wrappers' params, swapped to torch's eval mode and back, to
 one rounding). Both ways: k updates in torch (or purelr), convert, m in purelr (or torch),
-equal to k + m torch updates (x64, 1e-10), for the twins of torch.optim, timm, transformers and
-MMPretrain with random k, m and configurations; timm's Kron and Adahessian fed the same random
+equal to k + m torch updates (x64, 1e-10), for the twins of torch.optim (Muon over the matrices),
+timm, transformers, MMPretrain, the author's Muon, schedulefree (every form), DeepSpeed's FusedAdam
+(a stand-in of its layout; its own CPU build in float32, nightly) and FusedLamb (its kernel's
+arithmetic) with random k, m and configurations (``test_every_twin_has_a_both_ways_test``: every
+twin's test, here or in its family's file); timm's Kron and Adahessian fed the same random
 numbers on both sides (measured, 12 configurations each: 7.9e-16 and 7.0e-13); the schedulers
 (torch, MMEngine) and averaged models (AveragedModel, ModelEmaV3, MMEngine's EMA) likewise.
 heavyball's SOAP / PSGDKron: tests/training/test_heavyball_state.py; schedulefree's wrappers:
