@@ -201,15 +201,15 @@ def prodigy(
             grads, params, *buffers, exp_avgs, active, leaf_hp, layouts(treedef.unflatten(grads))
         ):
             if decays and not decouple:
-                g = g + h["weight_decay"] * p
+                g = df.fma(p, h["weight_decay"], g)  # torch's add_(p, alpha=...): one rounding
             if on:
                 sg = sliced(g, f)
                 dot = jnp.dot(sg, p0 - sliced(p, f))
                 numerators.append((ratio * dlr * df.of(dot, dtype), _rounded(ratio.hi * dlr.hi * dot)))
                 if m is not None:  # a scheduled beta1 of 0 leaves it, as the original does
-                    m = jnp.where(beta1.hi > 0, m * beta1.f32() + m_alpha * g, m)
-                v = v * beta2.f32() + v_alpha * g * g
-                s = s * beta3.f32() + s_alpha * sg
+                    m = jnp.where(beta1.hi > 0, df.fma(g, m_alpha, m * beta1.f32()), m)
+                v = df.fma(v_alpha * g, g, v * beta2.f32())  # addcmul_
+                s = df.fma(sg, s_alpha, s * beta3.f32())
                 denominators.append(df.of(jnp.sum(jnp.abs(s)), dtype))
             moments.append((g, m, v, s))
         delta = df.total(python for python, _ in numerators) or df.of(0.0, dtype)
@@ -239,7 +239,7 @@ def prodigy(
             start = None
             if decays and decouple:
                 decay = given("weight_decay", h, label)
-                start = p + tensor(was_tensor, -decay * dlr, lambda: -decay.f32() * dlr.hi).f32() * p
+                start = df.fma(p, tensor(was_tensor, -decay * dlr, lambda: -decay.f32() * dlr.hi).f32(), p)
             step = (d_step * g) / denom
             if m is not None:
                 step = jnp.where(beta1.hi > 0, (dlr_step * m) / denom, step)
