@@ -81,9 +81,11 @@ def prodigy(
     stepped, as in the original). The other options are global (the original reads them from
     its first group).
 
-    Precision: each leaf's dot product and ``|s|_1`` are reduced in the params' dtype, as torch
-    reduces each tensor; ``d``, ``dlr`` and the sums over leaves and updates are Python floats
-    (float64) in the original, and double-float pairs here for float32 params
+    Precision: the tensor ops round as torch's CPU kernels do (``add_`` with an ``alpha`` and
+    ``addcmul_`` one fused multiply-add each: ``double_float.fma``); each leaf's dot product and
+    ``|s|_1`` are reduced in the params' dtype, as torch reduces each tensor (in XLA's order, not
+    MKL's or torch's: the one difference left); ``d``, ``dlr`` and the sums over leaves and
+    updates are Python floats (float64) in the original, and double-float pairs here for float32 params
     (``purelr.optim.double_float``: ``state.low`` holds their low halves), rounded to float32
     where the original hands them to a tensor op. With ``fsdp_in_use`` the original sends its two
     sums through a float32 tensor (``torch.zeros(2)``), and what it computes from them stays a
