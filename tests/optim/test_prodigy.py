@@ -3,8 +3,8 @@ configuration one original optimizer with two param groups, 100 updates), and a 
 
 What the twin follows: torch's tensor ops in the params' dtype, ``add_(x, alpha=a)`` and
 ``addcmul_`` each one fused multiply-add as torch's CPU kernels compute them
-(``double_float.fma``), ``addcdiv_`` as separate roundings; each tensor's reduction
-(``torch.dot``, ``s.abs().sum()``) in the params' dtype, in XLA's order; and what the original does in Python
+(``double_float.fma``), ``addcdiv_`` as separate roundings; each tensor's reduction (``torch.dot``,
+``s.abs().sum()``) in the params' dtype, in XLA's order; and what the original does in Python
 floats (``d``, ``dlr``, the sums over tensors and steps, each ``alpha`` before torch rounds it) in
 float64, or double-float pairs for float32 params (``purelr.optim.double_float``), the scalars
 compared as ``hi + lo``. Measured step by step in float32 (the quadratic, whose gradient both sides
@@ -13,13 +13,14 @@ round alike): the buffers, ``d`` and the params are bit-identical until the firs
 
 What it cannot follow, and the bounds: the order inside those reductions (``torch.dot`` is MKL's
 ``sdot``: sixteen lanes on AVX-512, another order for 3 or 6 entries, alignment-dependent; another
-BLAS or CPU sums in yet another order; ``sum`` is torch's vectorized cascade), so a dot that cancels at some update (``<g, p0 - p>`` once ``p`` nears the target) puts
-``d_numerator``, and with it ``d`` and everything ``d`` scales, tens to hundreds of units apart.
-Measured over 200 fresh draws per flag set (seeds 7000-7005, 9000-9005), in units of the issue's
-1e-5: float32 worst 14 (``s``), 4.8, 1.9, 3.4, 1.9 and 0.28 for ``FLAGS[:6]``, 0-3 % of the draws
-over 1; the original itself with ``torch.dot`` summed in another order (``torch.sum(a * b)``)
-departs from its own run by up to 72, 1.3, 2.9, 2.7, 2.5 and 0.30, as often. So float32 sweeps are
-held to ``RTOL_DOT_ORDER`` (the only float32 bound above the issue's; every other tensor op of the
+BLAS or CPU sums in yet another order; ``sum`` is torch's vectorized cascade), so a dot that
+cancels at some update (``<g, p0 - p>`` once ``p`` nears the target) puts ``d_numerator``, and with
+it ``d`` and everything ``d`` scales, tens to hundreds of units apart. Measured over 200 fresh
+draws per flag set (seeds 7000-7005, 9000-9005), in units of the issue's 1e-5: float32 worst 14
+(``s``), 4.8, 1.9, 3.4, 1.9 and 0.28 for ``FLAGS[:6]``, 0-3 % of the draws over 1; the original
+itself with ``torch.dot`` summed in another order (``torch.sum(a * b)``) departs from its own run
+by up to 72, 1.3, 2.9, 2.7, 2.5 and 0.30, as often. So float32 sweeps are held to
+``RTOL_DOT_ORDER``, 1e-3 (the only float32 bound above the issue's; every other tensor op of the
 float32 twin is exact). ``beta1 = 0`` (``FLAGS[-1]``) is not swept in float32: without momentum the
 params oscillate about the target, ``s`` cancels to a fraction of its terms, and over 300 draws the
 twin measured up to 113 (``s``; 23 draws over 1), the reordered original up to 15 (19 over 1); it
@@ -27,14 +28,14 @@ was held to 5e-4 before on the belief that the dot order alone explained it, whi
 difference was the flag set's ``0.99`` reaching the original as a float64 (``draw_configs`` now
 rounds fixed numbers too). Float64 runs at the issue's 1e-10: the tanh MLP's gradients differ
 between the frameworks by rounding from the first update, and at ``lr >= 1`` (the old draw: lr 1 or
-0.1-3) the dynamics amplify that exponentially: ``safeguard_warmup, slice_p=3, beta3=0.95,
-lr=1.62, growth_rate=1.2`` (seed 5003) is 5 units of a leaf's peak apart at update 1, 44 at update
-30, 1.9e4 at 40 and 1e8 at 50, and the original started one rounding unit off in one param entry
-departs from its own run alike (0.08, 13, 6e3, 2.6e7); 2-4 of 100 such draws per flag set failed,
-up to 2e4 times the bound. ``draw`` therefore takes ``lr`` in 0.1-0.5 and ``beta1`` in 0.1-0.95
-(``beta1 < 0.1`` is as sensitive in float32): over 100 fresh draws per flag set (seeds 7000-7006)
-the float64 worst is 0.40 of 1e-10 (``beta1 = 0``), 0.10 or less for every other flag set. The
-defaults (``lr=1``) are checked by ``test_constants_match_prodigyopt``.
+0.1-3) the dynamics amplify that exponentially: ``safeguard_warmup, slice_p=3, beta3=0.95, lr=1.62,
+growth_rate=1.2`` (seed 5003) is 5 units of a leaf's peak apart at update 1, 44 at update 30, 1.9e4
+at 40 and 1e8 at 50, and the original started one rounding unit off in one param entry departs from
+its own run alike (0.08, 13, 6e3, 2.6e7); 2-4 of 100 such draws per flag set failed, up to 2e4
+times the bound. ``draw`` therefore takes ``lr`` in 0.1-0.5 and ``beta1`` in 0.1-0.95 (``beta1 < 0.1``
+is as sensitive in float32): over 100 fresh draws per flag set (seeds 7000-7006) the float64
+worst is 0.40 of 1e-10 (``beta1 = 0``), 0.10 or less for every other flag set. The defaults
+(``lr=1``) are checked by ``test_constants_match_prodigyopt``.
 
 ``fsdp_in_use`` (its sums rounded through a float32 tensor, and ``d``, ``d_max``, ``d_numerator``
 float32 tensors from then on, followed by the twin) is held to the same bounds. ``UNITS`` raise the
@@ -84,7 +85,7 @@ UNITS = dict(  # measured under x64 (seed 211: exp_avg 1.6e-10 relative at 2e-4 
     exp_avg=dict(x64=16384, f32=128),  # weight_decay=0.05 at lr=1: large steps
     d_numerator=dict(x64=2048),
 )
-RTOL_DOT_ORDER = dict(f32=5e-4)  # float32: torch.dot's summation order (the module docstring); float64 untouched
+RTOL_DOT_ORDER = dict(f32=1e-3)  # float32: torch.dot's summation order (the module docstring); float64 untouched
 FAMILIES = dict(prodigy=(prodigy, Prodigy, draw, FLAGS))
 
 
