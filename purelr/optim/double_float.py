@@ -61,19 +61,17 @@ def fma(a, b, c):
     """``a * b + c`` elementwise, rounded once: the fused multiply-add of torch's CPU kernels
     (``x.add_(y, alpha=a)`` is ``fma(y, a, x)``, ``x.addcmul_(y, z, value=a)`` is ``fma(a * y, z,
     x)``, measured on torch 2.13 for float32 and float64, vectorized and not). XLA has no such
-    operation and fuses at will, so the product is split into four exact products of halves
-    (``_split``) and summed with ``c`` by error-free additions (``_two_sum``, Ogita, Rump and Oishi's
-    Sum2): rounded once, save where the error terms' own sum rounds across half a unit of the
-    result."""
+    operation and fuses at will, so the product's rounding error comes from products of halves
+    (``_split``, Dekker's TwoProduct, each step exact) and joins the error of ``p + c``
+    (``_two_sum``): rounded once, save where that last sum of errors rounds across half a unit of
+    the result."""
     a, b, c = jnp.broadcast_arrays(*(jnp.asarray(x, jnp.result_type(a, b, c)) for x in (a, b, c)))
     ah, al = _split(a)
-    bh, bl = _split(b)
-    total, error = c, jnp.zeros_like(c)
-    for term in (ah * bh, ah * bl, al * bh, al * bl):
-        total, e = _two_sum(total, term)
-        error = error + e
-    plain = a * b + c
-    return jnp.where(jnp.isfinite(plain), total + error, plain)
+    bh, bh_lo = _split(b)
+    p = a * b
+    product_error = ((ah * bh - p) + ah * bh_lo + al * bh) + al * bh_lo
+    total, sum_error = _two_sum(p, c)
+    return jnp.where(jnp.isfinite(p), total + (sum_error + product_error), p + c)
 
 
 def _two_prod(a, b) -> Wide:
