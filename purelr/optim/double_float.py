@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 _HIGH_BITS = 0xFFFFF000  # a float32's sign, exponent and first 11 stored mantissa bits
+_HIGH_BITS_64 = 0xFFFFFFFFF8000000  # a float64's sign, exponent and first 25 stored mantissa bits
 
 
 def _two_sum(a, b):
@@ -43,6 +44,34 @@ def _halves(a):
     would change a product the error terms need rounded)."""
     hi = jax.lax.bitcast_convert_type(jax.lax.bitcast_convert_type(a, jnp.uint32) & np.uint32(_HIGH_BITS), a.dtype)
     return hi, a - hi
+
+
+def _split(a):
+    """``_halves`` for either dtype: float64 cut after 26 significant bits (the low half has at
+    most 27, so of the four products of halves only ``lo * lo`` may round, by 2**-106 of the
+    product)."""
+    if jnp.result_type(a) != jnp.float64:
+        return _halves(a)
+    bits = jax.lax.bitcast_convert_type(a, jnp.uint64) & np.uint64(_HIGH_BITS_64)
+    hi = jax.lax.bitcast_convert_type(bits, a.dtype)
+    return hi, a - hi
+
+
+def fma(a, b, c):
+    """``a * b + c`` elementwise, rounded once: the fused multiply-add of torch's CPU kernels
+    (``x.add_(y, alpha=a)`` is ``fma(y, a, x)``, ``x.addcmul_(y, z, value=a)`` is ``fma(a * y, z,
+    x)``, measured on torch 2.13 for float32 and float64, vectorized and not). XLA has no such
+    operation and fuses at will, so the product's rounding error comes from products of halves
+    (``_split``, Dekker's TwoProduct, each step exact) and joins the error of ``p + c``
+    (``_two_sum``): rounded once, save where that last sum of errors rounds across half a unit of
+    the result."""
+    a, b, c = jnp.broadcast_arrays(*(jnp.asarray(x, jnp.result_type(a, b, c)) for x in (a, b, c)))
+    ah, al = _split(a)
+    bh, bh_lo = _split(b)
+    p = a * b
+    product_error = ((ah * bh - p) + ah * bh_lo + al * bh) + al * bh_lo
+    total, sum_error = _two_sum(p, c)
+    return jnp.where(jnp.isfinite(p), total + (sum_error + product_error), p + c)
 
 
 def _two_prod(a, b) -> Wide:

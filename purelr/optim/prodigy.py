@@ -81,9 +81,11 @@ def prodigy(
     stepped, as in the original). The other options are global (the original reads them from
     its first group).
 
-    Precision: each leaf's dot product and ``|s|_1`` are reduced in the params' dtype, as torch
-    reduces each tensor; ``d``, ``dlr`` and the sums over leaves and updates are Python floats
-    (float64) in the original, and double-float pairs here for float32 params
+    Precision: the tensor ops round as torch's CPU kernels do (``add_`` with an ``alpha`` and
+    ``addcmul_`` one fused multiply-add each: ``double_float.fma``); each leaf's dot product and
+    ``|s|_1`` are reduced in the params' dtype, as torch reduces each tensor (in XLA's order, not
+    MKL's or torch's: the one difference left); ``d``, ``dlr`` and the sums over leaves and
+    updates are Python floats (float64) in the original, and double-float pairs here for float32 params
     (``purelr.optim.double_float``: ``state.low`` holds their low halves), rounded to float32
     where the original hands them to a tensor op. With ``fsdp_in_use`` the original sends its two
     sums through a float32 tensor (``torch.zeros(2)``), and what it computes from them stays a
@@ -201,15 +203,15 @@ def prodigy(
             grads, params, *buffers, exp_avgs, active, leaf_hp, layouts(treedef.unflatten(grads))
         ):
             if decays and not decouple:
-                g = g + h["weight_decay"] * p
+                g = df.fma(p, h["weight_decay"], g)  # torch's add_(p, alpha=...): one rounding
             if on:
                 sg = sliced(g, f)
                 dot = jnp.dot(sg, p0 - sliced(p, f))
                 numerators.append((ratio * dlr * df.of(dot, dtype), _rounded(ratio.hi * dlr.hi * dot)))
                 if m is not None:  # a scheduled beta1 of 0 leaves it, as the original does
-                    m = jnp.where(beta1.hi > 0, m * beta1.f32() + m_alpha * g, m)
-                v = v * beta2.f32() + v_alpha * g * g
-                s = s * beta3.f32() + s_alpha * sg
+                    m = jnp.where(beta1.hi > 0, df.fma(g, m_alpha, m * beta1.f32()), m)
+                v = df.fma(v_alpha * g, g, v * beta2.f32())  # addcmul_
+                s = df.fma(sg, s_alpha, s * beta3.f32())
                 denominators.append(df.of(jnp.sum(jnp.abs(s)), dtype))
             moments.append((g, m, v, s))
         delta = df.total(python for python, _ in numerators) or df.of(0.0, dtype)
@@ -239,7 +241,7 @@ def prodigy(
             start = None
             if decays and decouple:
                 decay = given("weight_decay", h, label)
-                start = p + tensor(was_tensor, -decay * dlr, lambda: -decay.f32() * dlr.hi).f32() * p
+                start = df.fma(p, tensor(was_tensor, -decay * dlr, lambda: -decay.f32() * dlr.hi).f32(), p)
             step = (d_step * g) / denom
             if m is not None:
                 step = jnp.where(beta1.hi > 0, (dlr_step * m) / denom, step)

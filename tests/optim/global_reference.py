@@ -230,11 +230,12 @@ def check(make, optimizer_type, configs, units=None, rtol=None):
 
 
 def draw_configs(draw, flags: list[dict], *, per_combination: int, seed: int):
-    """``per_combination`` random ``draw(rng)`` per entry of ``flags`` (numbers rounded to float32,
-    as ``torch_reference.configurations``), each with a random ``schedule``."""
+    """``per_combination`` random ``draw(rng)`` per entry of ``flags`` (numbers, drawn and fixed,
+    rounded to float32, as ``torch_reference.configurations``), each with a random ``schedule``."""
     rng = np.random.default_rng(seed)
     configs = []
     for fixed in flags:
+        fixed = jax.tree.map(lambda v: ref._float32_exact(v) if _is_number(v) else v, fixed)  # betas=(0.0, 0.99)
         for _ in range(per_combination):
             drawn = jax.tree.map(ref._float32_exact, draw(rng))
             groups = {

@@ -1,9 +1,12 @@
 """purelr.optim.double_float against float64 (numpy), jitted: every operation on random pairs, with
-constants (which XLA would fold through the error terms) and traced values."""
+constants (which XLA would fold through the error terms) and traced values; ``fma`` against
+torch's fused kernels."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+import torch
 
 from purelr.optim import double_float as df
 
@@ -56,3 +59,24 @@ def test_infinity_and_float64_pass_through():
     with jax.enable_x64(True):
         x = df.constant(0.1, jnp.float64)
         assert (x / 3.0).hi.dtype == jnp.float64 and float((x / 3.0).hi) == 0.1 / 3.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fma_rounds_as_torch_kernels(dtype):
+    """``fma`` against torch's ``x.mul_(b).add_(y, alpha=a)`` and ``x.mul_(b).addcmul_(y, z,
+    value=a)`` (Prodigy's moment updates), bit for bit, jitted, lengths 2 to 1000 (torch's scalar
+    and vectorized loops). ``x * b + a * y`` as written measured 30 % of the entries apart: XLA
+    fuses one of the two products into the addition, not necessarily torch's."""
+    rng = np.random.default_rng(2)
+    add = jax.jit(lambda x, b, a, y: df.fma(y, a, x * b))
+    addcmul = jax.jit(lambda x, b, a, y, z: df.fma(a * y, z, x * b))
+    mismatched = 0
+    with jax.enable_x64(dtype == np.float64):
+        for n in (2, 18, 100, 1000):
+            x, y, z = (rng.normal(size=n).astype(dtype) * 10 ** rng.uniform(-2, 2, n).astype(dtype) for _ in range(3))
+            a, b = dtype(rng.uniform(0.1, 10)), dtype(rng.uniform(0.9, 1.0))
+            fused = torch.tensor(x).mul_(float(b)).add_(torch.tensor(y), alpha=float(a)).numpy()
+            mismatched += np.sum(np.asarray(add(x, b, a, y)) != fused)
+            fused = torch.tensor(x).mul_(float(b)).addcmul_(torch.tensor(y), torch.tensor(z), value=float(a)).numpy()
+            mismatched += np.sum(np.asarray(addcmul(x, b, a, y, z)) != fused)
+    assert mismatched == 0, mismatched
