@@ -35,6 +35,7 @@ from purelr.schedules.core import resolve
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
+LAYOUTS = ("torch", "flax")
 
 
 class MuonState(NamedTuple):
@@ -226,6 +227,36 @@ def _adjusted_ratio(shape, adjust_lr_fn):
     return math.sqrt(max(1, rows / cols))
 
 
+def kernel_layout(params, layout: str, inverse: bool = False):
+    """A function of trees shaped as ``params``: with ``layout='flax'`` each leaf named ``kernel``
+    of ``n >= 2`` axes ``(*spatial, in, out)`` transposed to torch's ``(out, in, *spatial)`` (or back)."""
+
+    def permutation(path, p):
+        name = getattr(path[-1], "key", getattr(path[-1], "name", None)) if path else None
+        if layout != "flax" or name != "kernel" or base._is_masked(p) or p is None or jnp.ndim(p) < 2:
+            return None
+        n = jnp.ndim(p)
+        perm = (n - 1, n - 2, *range(n - 2))
+        return tuple(int(i) for i in np.argsort(perm)) if inverse else perm
+
+    perms = jax.tree_util.tree_map_with_path(permutation, params, is_leaf=base._is_masked)
+    flat_perms = jax.tree.structure(params, is_leaf=base._is_masked).flatten_up_to(perms)  # type: ignore[attr-defined]
+
+    def apply(tree):
+        if tree is None or layout != "flax":
+            return tree
+        treedef = jax.tree.structure(params, is_leaf=base._is_masked)
+        leaves = treedef.flatten_up_to(tree)  # type: ignore[attr-defined]
+        return treedef.unflatten(  # type: ignore[attr-defined]
+            [
+                x if perm is None or x is None or base._is_masked(x) else jnp.transpose(x, perm)
+                for x, perm in zip(leaves, flat_perms)
+            ]
+        )
+
+    return apply
+
+
 def _check_2d(tree):
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
         if jnp.ndim(leaf) != 2:
@@ -245,6 +276,8 @@ def muon(
     eps: float = 1e-7,
     ns_steps: int = 5,
     adjust_lr_fn: str | None = None,
+    *,
+    layout: str = "torch",
 ) -> optax.GradientTransformation:
     """Twin of ``torch.optim.Muon`` (see the module docstring for the formula).
 
@@ -253,10 +286,15 @@ def muon(
     Validation is torch's: ``lr >= 0``, ``momentum >= 0``, ``weight_decay >= 0``, ``adjust_lr_fn``
     one of ``None``, ``"original"``, ``"match_rms_adamw"``, plus what torch checks at its first
     step: three ``ns_coefficients`` and ``ns_steps < 100``; finite ``ns_coefficients``.
+
+    ``layout='flax'``: leaves named ``kernel`` are flax's ``(in, out)`` and step as torch steps the
+    ``(out, in)`` weight, its transpose (``adjusted_lr`` from torch's shape); other leaves, and every
+    leaf with ``'torch'``, are read as torch lays them out.
     """
     lr = hp.check("lr", lr)
     momentum = hp.check("momentum", momentum)
     weight_decay = hp.check("weight_decay", weight_decay)
+    validate.one_of("layout", layout, LAYOUTS)
     if adjust_lr_fn not in ADJUST_LR_FNS:
         raise ValueError(f"Invalid adjust_lr_fn: {adjust_lr_fn!r} (must be one of {ADJUST_LR_FNS})")
     if len(ns_coefficients) != 3:
@@ -293,9 +331,10 @@ def muon(
             lr_, wd = (df.hyper(raw, values[k], p.dtype) for raw, k in ((lr, "lr"), (weight_decay, "weight_decay")))
             return decoupled_step(p, o, lr_, wd, _adjusted_ratio(p.shape, adjust_lr_fn), state.count) - p, buf
 
-        out = jax.tree.map(leaf, updates, params, state.momentum_buffer)
+        torch_view, flax_view = kernel_layout(params, layout), kernel_layout(params, layout, inverse=True)
+        out = jax.tree.map(leaf, torch_view(updates), torch_view(params), torch_view(state.momentum_buffer))
         treedef: Any = jax.tree.structure(updates)  # jax types PyTreeDef as a bare alias
-        new_updates, buffers = (treedef.unflatten(parts) for parts in zip(*treedef.flatten_up_to(out)))
+        new_updates, buffers = (flax_view(treedef.unflatten(parts)) for parts in zip(*treedef.flatten_up_to(out)))
         return new_updates, MuonState(state.count + 1, values, buffers)
 
     return optax.GradientTransformation(init_fn, update_fn)

@@ -33,8 +33,19 @@ import optax
 from purelr.optim import base, timm_common
 from purelr.optim import double_float as df
 from purelr.optim import hyperparams as hp_lib
-from purelr.optim.muon import NS_COEFFICIENTS, _bf16, _f32, _matmul, _naive, _norm, decoupled_step, lerp
-from purelr.optim.timm_muon import LAYOUTS, _if_any, _layout
+from purelr.optim.muon import (
+    LAYOUTS,
+    NS_COEFFICIENTS,
+    _bf16,
+    _f32,
+    _matmul,
+    _naive,
+    _norm,
+    decoupled_step,
+    kernel_layout,
+    lerp,
+)
+from purelr.optim.timm_muon import _if_any
 from purelr.schedules import validate
 from purelr.schedules.core import resolve
 
@@ -143,7 +154,7 @@ def single_device_muon(
             o, buf = muon_update(g, buf, beta, complement=c)
             return decoupled_step(p, o, python_float("lr"), python_float("weight_decay"), 1.0, state.count) - p, buf
 
-        torch_view, flax_view = _layout(params, layout), _layout(params, layout, inverse=True)
+        torch_view, flax_view = kernel_layout(params, layout), kernel_layout(params, layout, inverse=True)
         updates, buf = base.leafwise(leaf, torch_view(grads), torch_view(params), torch_view(state.momentum_buffer))
         return flax_view(updates), dict(momentum_buffer=flax_view(buf))
 

@@ -40,7 +40,7 @@ from purelr.optim import base
 from purelr.optim import double_float as df
 from purelr.optim import hyperparams as hp_lib
 from purelr.optim.adamw_legacy import adamw_legacy
-from purelr.optim.muon import decoupled_step, lerp, newton_schulz_sequence
+from purelr.optim.muon import LAYOUTS, decoupled_step, kernel_layout, lerp, newton_schulz_sequence
 from purelr.optim.nadamw import nadamw
 from purelr.optim.timm_common import stored
 from purelr.schedules import validate
@@ -82,7 +82,6 @@ MUON_SCALES = (None, "original", "match_rms_adamw", "rms_to_rms")
 ADAMUON_SCALES = (None, "match_rms_adamw", "rms_to_rms", "rsqrt_in")
 CONV_MODES = ("flatten", "batched")
 ALGOS = ("muon", "adamuon")
-LAYOUTS = ("torch", "flax")
 
 
 class TimmMuonState(NamedTuple):
@@ -209,44 +208,14 @@ def _muon_leaves(
             lr_, wd = (df.hyper(raw, hp[k], p.dtype) for raw, k in ((lr, "lr"), (weight_decay, "weight_decay")))
             return decoupled_step(p, o, lr_, wd, scale * spatial**-0.5, state.count) - p, buf, v
 
-        torch_view = _layout(params, layout)
+        torch_view = kernel_layout(params, layout)
         updates, buf, v = base.leafwise(
             leaf, torch_view(grads), torch_view(params), torch_view(state.momentum_buffer), torch_view(state.exp_avg_sq)
         )
-        flax_view = _layout(params, layout, inverse=True)
+        flax_view = kernel_layout(params, layout, inverse=True)
         return flax_view(updates), dict(momentum_buffer=flax_view(buf), exp_avg_sq=flax_view(v))
 
     return base.transformation(TimmMuonState, schedules, init_buffers, update_buffers)
-
-
-def _layout(params, layout: str, inverse: bool = False):
-    """A function of trees shaped as ``params``: with ``layout='flax'`` each leaf named ``kernel``
-    of ``n >= 2`` axes ``(*spatial, in, out)`` transposed to torch's ``(out, in, *spatial)`` (or back)."""
-
-    def permutation(path, p):
-        name = getattr(path[-1], "key", getattr(path[-1], "name", None)) if path else None
-        if layout != "flax" or name != "kernel" or base._is_masked(p) or p is None or jnp.ndim(p) < 2:
-            return None
-        n = jnp.ndim(p)
-        perm = (n - 1, n - 2, *range(n - 2))
-        return tuple(int(i) for i in np.argsort(perm)) if inverse else perm
-
-    perms = jax.tree_util.tree_map_with_path(permutation, params, is_leaf=base._is_masked)
-    flat_perms = jax.tree.structure(params, is_leaf=base._is_masked).flatten_up_to(perms)  # type: ignore[attr-defined]
-
-    def apply(tree):
-        if tree is None or layout != "flax":
-            return tree
-        treedef = jax.tree.structure(params, is_leaf=base._is_masked)
-        leaves = treedef.flatten_up_to(tree)  # type: ignore[attr-defined]
-        return treedef.unflatten(  # type: ignore[attr-defined]
-            [
-                x if perm is None or x is None or base._is_masked(x) else jnp.transpose(x, perm)
-                for x, perm in zip(leaves, flat_perms)
-            ]
-        )
-
-    return apply
 
 
 def timm_muon(
