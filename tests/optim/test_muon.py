@@ -206,19 +206,20 @@ def test_rejects_non_matrices_and_logs_hyperparameters():
     assert int(state.count) == 1
 
 
-@pytest.mark.parametrize("adjust_lr_fn", [None, "match_rms_adamw"])
+@pytest.mark.parametrize("adjust_lr_fn", [None, pytest.param("match_rms_adamw", marks=pytest.mark.nightly)])
 def test_flax_layout_steps_as_torch_steps_the_weight(adjust_lr_fn):
     """A flax Dense kernel ``(in, out)`` with ``layout='flax'`` steps as torch's Muon steps the Linear
     weight ``(out, in)``, its transpose: the same numbers, with ``adjust_lr_fn=None`` the scale
-    ``sqrt(max(1, out / in))`` of torch's shape (read in flax's shape the lr is off by that scale:
-    0.12 to 0.41 relative in 5 updates). The quadratic loss: its gradient rounds alike in both."""
+    ``sqrt(max(1, out / in))`` of torch's shape (without the option the twin reads flax's shape and
+    this test fails at 2.0 relative; ``'match_rms_adamw'``, the same either way, nightly). The
+    quadratic loss: its gradient rounds alike in both."""
     rng = np.random.default_rng(7)
-    weight, target = rng.normal(size=(12, 5)) * 0.5, rng.normal(size=(12, 5))  # torch (out, in): tall
+    weight, target = rng.normal(size=(6, 3)) * 0.5, rng.normal(size=(6, 3))  # torch (out, in): tall
     kwargs = dict(lr=0.05, weight_decay=0.1, momentum=0.9, adjust_lr_fn=adjust_lr_fn)
     p = torch.tensor(weight, dtype=torch.float32, requires_grad=True)
     opt = torch.optim.Muon([p], **kwargs)
     twin = muon(**kwargs, layout="flax")
-    params = {"dense": {"kernel": jnp.asarray(weight.T, jnp.float32)}, "out": jnp.asarray(weight, jnp.float32)}
+    params = {"dense": {"kernel": jnp.asarray(weight.T, jnp.float32)}}
     state = twin.init(params)
     step = jax.jit(twin.update)
     for _ in range(5):
@@ -226,7 +227,7 @@ def test_flax_layout_steps_as_torch_steps_the_weight(adjust_lr_fn):
         with torch.backends.mkldnn.flags(enabled=False):
             opt.step()
         kernel = params["dense"]["kernel"]
-        grads = {"dense": {"kernel": kernel - jnp.asarray(target.T, jnp.float32)}, "out": params["out"] * 0}
+        grads = {"dense": {"kernel": kernel - jnp.asarray(target.T, jnp.float32)}}
         updates, state = step(grads, state, params)
         params = optax.apply_updates(params, updates)
     got = np.asarray(params["dense"]["kernel"]).T
