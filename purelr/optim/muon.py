@@ -227,34 +227,37 @@ def _adjusted_ratio(shape, adjust_lr_fn):
     return math.sqrt(max(1, rows / cols))
 
 
-def kernel_layout(params, layout: str, inverse: bool = False):
-    """A function of trees shaped as ``params``: with ``layout='flax'`` each leaf named ``kernel``
-    of ``n >= 2`` axes ``(*spatial, in, out)`` transposed to torch's ``(out, in, *spatial)`` (or back)."""
+def torch_views(params, layout: str):
+    """``(to_torch, to_flax)``, functions of trees shaped as ``params``: with ``layout='flax'`` each
+    leaf named ``kernel`` of ``n >= 2`` axes, flax's ``(*spatial, in, out)``, transposed to torch's
+    ``(out, in, *spatial)`` and back; with ``'torch'`` both return the tree as it is."""
+    treedef: Any = jax.tree.structure(params, is_leaf=base._is_masked)  # jax types PyTreeDef as a bare alias
 
-    def permutation(path, p):
+    def axes(path, p):
         name = getattr(path[-1], "key", getattr(path[-1], "name", None)) if path else None
         if layout != "flax" or name != "kernel" or base._is_masked(p) or p is None or jnp.ndim(p) < 2:
             return None
         n = jnp.ndim(p)
-        perm = (n - 1, n - 2, *range(n - 2))
-        return tuple(int(i) for i in np.argsort(perm)) if inverse else perm
+        return (n - 1, n - 2, *range(n - 2))
 
-    perms = jax.tree_util.tree_map_with_path(permutation, params, is_leaf=base._is_masked)
-    flat_perms = jax.tree.structure(params, is_leaf=base._is_masked).flatten_up_to(perms)  # type: ignore[attr-defined]
+    to_torch = treedef.flatten_up_to(jax.tree_util.tree_map_with_path(axes, params, is_leaf=base._is_masked))
+    to_flax = [None if perm is None else tuple(int(i) for i in np.argsort(perm)) for perm in to_torch]
 
-    def apply(tree):
-        if tree is None or layout != "flax":
-            return tree
-        treedef = jax.tree.structure(params, is_leaf=base._is_masked)
-        leaves = treedef.flatten_up_to(tree)  # type: ignore[attr-defined]
-        return treedef.unflatten(  # type: ignore[attr-defined]
-            [
-                x if perm is None or x is None or base._is_masked(x) else jnp.transpose(x, perm)
-                for x, perm in zip(leaves, flat_perms)
-            ]
-        )
+    def view(perms):
+        def apply(tree):
+            if tree is None or layout != "flax":
+                return tree
+            leaves = treedef.flatten_up_to(tree)
+            return treedef.unflatten(
+                [
+                    x if perm is None or x is None or base._is_masked(x) else jnp.transpose(x, perm)
+                    for x, perm in zip(leaves, perms)
+                ]
+            )
 
-    return apply
+        return apply
+
+    return view(to_torch), view(to_flax)
 
 
 def _check_2d(tree):
@@ -331,7 +334,7 @@ def muon(
             lr_, wd = (df.hyper(raw, values[k], p.dtype) for raw, k in ((lr, "lr"), (weight_decay, "weight_decay")))
             return decoupled_step(p, o, lr_, wd, _adjusted_ratio(p.shape, adjust_lr_fn), state.count) - p, buf
 
-        torch_view, flax_view = kernel_layout(params, layout), kernel_layout(params, layout, inverse=True)
+        torch_view, flax_view = torch_views(params, layout)
         out = jax.tree.map(leaf, torch_view(updates), torch_view(params), torch_view(state.momentum_buffer))
         treedef: Any = jax.tree.structure(updates)  # jax types PyTreeDef as a bare alias
         new_updates, buffers = (flax_view(treedef.unflatten(parts)) for parts in zip(*treedef.flatten_up_to(out)))

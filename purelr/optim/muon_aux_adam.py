@@ -42,8 +42,8 @@ from purelr.optim.muon import (
     _naive,
     _norm,
     decoupled_step,
-    kernel_layout,
     lerp,
+    torch_views,
 )
 from purelr.optim.timm_muon import _if_any
 from purelr.schedules import validate
@@ -154,7 +154,7 @@ def single_device_muon(
             o, buf = muon_update(g, buf, beta, complement=c)
             return decoupled_step(p, o, python_float("lr"), python_float("weight_decay"), 1.0, state.count) - p, buf
 
-        torch_view, flax_view = kernel_layout(params, layout), kernel_layout(params, layout, inverse=True)
+        torch_view, flax_view = torch_views(params, layout)
         updates, buf = base.leafwise(leaf, torch_view(grads), torch_view(params), torch_view(state.momentum_buffer))
         return flax_view(updates), dict(momentum_buffer=flax_view(buf))
 

@@ -40,7 +40,7 @@ from purelr.optim import base
 from purelr.optim import double_float as df
 from purelr.optim import hyperparams as hp_lib
 from purelr.optim.adamw_legacy import adamw_legacy
-from purelr.optim.muon import LAYOUTS, decoupled_step, kernel_layout, lerp, newton_schulz_sequence
+from purelr.optim.muon import LAYOUTS, decoupled_step, lerp, newton_schulz_sequence, torch_views
 from purelr.optim.nadamw import nadamw
 from purelr.optim.timm_common import stored
 from purelr.schedules import validate
@@ -208,11 +208,10 @@ def _muon_leaves(
             lr_, wd = (df.hyper(raw, hp[k], p.dtype) for raw, k in ((lr, "lr"), (weight_decay, "weight_decay")))
             return decoupled_step(p, o, lr_, wd, scale * spatial**-0.5, state.count) - p, buf, v
 
-        torch_view = kernel_layout(params, layout)
+        torch_view, flax_view = torch_views(params, layout)
         updates, buf, v = base.leafwise(
             leaf, torch_view(grads), torch_view(params), torch_view(state.momentum_buffer), torch_view(state.exp_avg_sq)
         )
-        flax_view = kernel_layout(params, layout, inverse=True)
         return flax_view(updates), dict(momentum_buffer=flax_view(buf), exp_avg_sq=flax_view(v))
 
     return base.transformation(TimmMuonState, schedules, init_buffers, update_buffers)
